@@ -1,0 +1,539 @@
+//! The conversation state machine: one writer per conversation, gap-free `seq`,
+//! deduplication by (author, client_msg_id), resume by `seq`, read markers.
+//!
+//! `Engine::handle(store, command, now)` validates a command, writes what must be durable
+//! through the synchronous [`Store`] port, and only then returns the frames to reply and
+//! broadcast: persist before acknowledge or broadcast is a property of this function.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::ErrorCode;
+use crate::ids::is_valid_client_msg_id;
+use crate::limits::{DEFAULT_PAGE, DEFAULT_REPLAY_WINDOW, MAX_PAGE, MAX_TEXT_CHARS};
+use crate::protocol::{Event, EventPayload, Participant, ResetReason, Role, ServerFrame, Status};
+use crate::ratelimit::{Rate, TokenBucket};
+
+/// What is known about a conversation; `status`, `assignee` and `head` follow from its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub id: String,
+    pub site: String,
+    pub team: String,
+    pub visitor: String,
+    pub epoch: String,
+    pub created_at: i64,
+    pub status: Status,
+    pub assignee: Option<String>,
+    pub head: u64,
+}
+
+/// Durable storage of one conversation. Every method is synchronous: in the Durable Object
+/// it is SQLite in the object's own storage, where writes made in one turn commit together.
+pub trait Store {
+    type Error: std::fmt::Display;
+
+    /// The conversation, with `head`, `status` and `assignee` derived from its log.
+    fn load_meta(&self) -> Result<Option<Meta>, Self::Error>;
+    /// Records a new conversation and its first event.
+    fn create(&mut self, meta: &Meta, first: &Event) -> Result<(), Self::Error>;
+    /// Appends one event (a single write: the event, its dedupe key and its mirror position).
+    fn append(&mut self, event: &Event) -> Result<(), Self::Error>;
+    fn seq_for_client_msg(
+        &self,
+        author: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<u64>, Self::Error>;
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    fn events_after(&self, after: u64, limit: u32) -> Result<Vec<Event>, Self::Error>;
+    /// The `limit` events just before `before`, oldest first.
+    fn events_before(&self, before: u64, limit: u32) -> Result<Vec<Event>, Self::Error>;
+    fn reads(&self) -> Result<BTreeMap<String, u64>, Self::Error>;
+    fn save_read(&mut self, participant: &str, seq: u64) -> Result<(), Self::Error>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Most events replayed to a resuming client before it is told to `reset`.
+    pub replay_window: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            replay_window: DEFAULT_REPLAY_WINDOW,
+        }
+    }
+}
+
+/// Everything a participant or the shell can ask of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A client (re)joins; `after` is the last `seq` it holds, `epoch` the log it holds it from.
+    Hello {
+        who: Participant,
+        after: Option<u64>,
+        epoch: Option<String>,
+    },
+    Send {
+        who: Participant,
+        ip: Option<String>,
+        client_msg_id: String,
+        text: String,
+    },
+    Typing {
+        who: Participant,
+        active: bool,
+    },
+    Read {
+        who: Participant,
+        seq: u64,
+    },
+    Close {
+        who: Participant,
+    },
+    Reopen {
+        who: Participant,
+    },
+    Assign {
+        who: Participant,
+        agent: Participant,
+    },
+    /// The plain-HTTP replay: events after `after` (an empty list means "nothing new yet").
+    Poll {
+        after: u64,
+        epoch: Option<String>,
+    },
+    History {
+        before: Option<u64>,
+        limit: Option<u32>,
+    },
+}
+
+/// What the shell must do, in order, after a command was handled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send to whoever issued the command.
+    Reply(ServerFrame),
+    /// Send to every connected, signed-in socket of the conversation.
+    Broadcast(ServerFrame),
+    /// Send to every signed-in socket except those of `participant`.
+    BroadcastExcept {
+        participant: String,
+        frame: ServerFrame,
+    },
+    /// The log grew: the D1 mirror has work.
+    Mirror,
+    /// Something a long-polling client waits for changed.
+    Wake,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError<E> {
+    /// The command was refused; nothing changed.
+    Rejected {
+        code: ErrorCode,
+        client_msg_id: Option<String>,
+        retry_after_ms: Option<u64>,
+    },
+    /// Storage failed; nothing was acknowledged.
+    Store(E),
+}
+
+impl<E> EngineError<E> {
+    fn reject(code: ErrorCode) -> Self {
+        EngineError::Rejected {
+            code,
+            client_msg_id: None,
+            retry_after_ms: None,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EngineError::Rejected { code, .. } => *code,
+            EngineError::Store(_) => ErrorCode::StorageUnavailable,
+        }
+    }
+}
+
+type Outcome<E> = Result<Vec<Effect>, EngineError<E>>;
+
+/// Limits flood state to a bounded size; it resets with the object, which only forgives.
+const MAX_BUCKETS: usize = 4096;
+
+pub struct Engine {
+    meta: Meta,
+    config: EngineConfig,
+    buckets: HashMap<String, TokenBucket>,
+}
+
+/// The author of events the system writes itself.
+pub fn system_participant() -> Participant {
+    Participant {
+        id: "system".into(),
+        role: Role::System,
+        name: None,
+    }
+}
+
+impl Engine {
+    /// Starts a conversation: its meta and the `created` event (seq 1).
+    pub fn create<S: Store>(
+        store: &mut S,
+        config: EngineConfig,
+        mut meta: Meta,
+        author: Participant,
+    ) -> Result<(Engine, Vec<Effect>), EngineError<S::Error>> {
+        if store.load_meta().map_err(EngineError::Store)?.is_some() {
+            return Err(EngineError::reject(ErrorCode::InvalidRequest));
+        }
+        let first = Event {
+            seq: 1,
+            payload: EventPayload::Created {},
+            author,
+            at: meta.created_at,
+            client_msg_id: None,
+        };
+        meta.head = 1;
+        meta.status = Status::Open;
+        store.create(&meta, &first).map_err(EngineError::Store)?;
+        let engine = Engine {
+            meta,
+            config,
+            buckets: HashMap::new(),
+        };
+        Ok((engine, vec![Effect::Mirror]))
+    }
+
+    /// Rebuilds the engine from storage, e.g. after eviction or hibernation.
+    pub fn load<S: Store>(store: &S, config: EngineConfig) -> Result<Option<Engine>, S::Error> {
+        Ok(store.load_meta()?.map(|meta| Engine {
+            meta,
+            config,
+            buckets: HashMap::new(),
+        }))
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    pub fn handle<S: Store>(
+        &mut self,
+        store: &mut S,
+        command: Command,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        match command {
+            Command::Hello { who, after, epoch } => self.hello(store, who, after, epoch),
+            Command::Send {
+                who,
+                ip,
+                client_msg_id,
+                text,
+            } => self.send(store, who, ip, client_msg_id, text, now),
+            Command::Typing { who, active } => Ok(self.typing(who, active, now)),
+            Command::Read { who, seq } => self.read(store, who, seq),
+            Command::Close { who } => self.set_status(store, who, Status::Closed, now),
+            Command::Reopen { who } => self.set_status(store, who, Status::Open, now),
+            Command::Assign { who, agent } => self.assign(store, who, agent, now),
+            Command::Poll { after, epoch } => self.poll(store, after, epoch),
+            Command::History { before, limit } => self.history(store, before, limit),
+        }
+    }
+
+    /// Decides how a client holding events up to `after` of log `epoch` catches up.
+    fn resume_check(&self, after: u64, epoch: Option<&str>) -> Option<ResetReason> {
+        if epoch.is_some_and(|e| e != self.meta.epoch) {
+            Some(ResetReason::EpochMismatch)
+        } else if after > self.meta.head {
+            Some(ResetReason::AheadOfHead)
+        } else if self.meta.head - after > self.config.replay_window {
+            Some(ResetReason::GapTooLarge)
+        } else {
+            None
+        }
+    }
+
+    fn reset_frame(&self, reason: ResetReason) -> ServerFrame {
+        ServerFrame::Reset {
+            epoch: self.meta.epoch.clone(),
+            head: self.meta.head,
+            reason,
+        }
+    }
+
+    fn hello<S: Store>(
+        &mut self,
+        store: &mut S,
+        who: Participant,
+        after: Option<u64>,
+        epoch: Option<String>,
+    ) -> Outcome<S::Error> {
+        let reads = store.reads().map_err(EngineError::Store)?;
+        let mut effects = vec![Effect::Reply(ServerFrame::Welcome {
+            conversation: self.meta.id.clone(),
+            epoch: self.meta.epoch.clone(),
+            head: self.meta.head,
+            status: self.meta.status,
+            participant: who,
+            reads,
+        })];
+        // Without `after` the client starts live and loads history itself when it wants it.
+        if let Some(after) = after {
+            match self.resume_check(after, epoch.as_deref()) {
+                Some(reason) => effects.push(Effect::Reply(self.reset_frame(reason))),
+                None => {
+                    let limit = u32::try_from(self.meta.head - after).unwrap_or(u32::MAX);
+                    let missed = store
+                        .events_after(after, limit)
+                        .map_err(EngineError::Store)?;
+                    effects.extend(
+                        missed
+                            .into_iter()
+                            .map(|e| Effect::Reply(ServerFrame::Event(e))),
+                    );
+                }
+            }
+        }
+        Ok(effects)
+    }
+
+    fn take_token(&mut self, key: String, rate: Rate, now: i64) -> Result<(), u64> {
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&key) {
+            self.buckets.clear();
+        }
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::full(rate, now))
+            .try_take(rate, now)
+    }
+
+    fn append<S: Store>(
+        &mut self,
+        store: &mut S,
+        payload: EventPayload,
+        author: Participant,
+        client_msg_id: Option<String>,
+        now: i64,
+    ) -> Result<Event, EngineError<S::Error>> {
+        let event = Event {
+            seq: self.meta.head + 1,
+            payload,
+            author,
+            at: now,
+            client_msg_id,
+        };
+        store.append(&event).map_err(EngineError::Store)?;
+        self.meta.head = event.seq;
+        match &event.payload {
+            EventPayload::Closed {} => self.meta.status = Status::Closed,
+            EventPayload::Reopened {} => self.meta.status = Status::Open,
+            EventPayload::Assigned { agent } => self.meta.assignee = Some(agent.id.clone()),
+            EventPayload::Message { .. } | EventPayload::Created {} => {}
+        }
+        Ok(event)
+    }
+
+    fn send<S: Store>(
+        &mut self,
+        store: &mut S,
+        who: Participant,
+        ip: Option<String>,
+        client_msg_id: String,
+        text: String,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        let refuse =
+            |code: ErrorCode, retry_after_ms: Option<u64>, id: &str| EngineError::Rejected {
+                code,
+                client_msg_id: Some(id.to_string()),
+                retry_after_ms,
+            };
+        if !is_valid_client_msg_id(&client_msg_id) {
+            return Err(EngineError::reject(ErrorCode::InvalidClientMsgId));
+        }
+        // A retry of a stored message is answered with its original seq, whatever the text.
+        if let Some(seq) = store
+            .seq_for_client_msg(&who.id, &client_msg_id)
+            .map_err(EngineError::Store)?
+        {
+            return Ok(vec![Effect::Reply(ServerFrame::Ack {
+                client_msg_id,
+                seq,
+                duplicate: true,
+            })]);
+        }
+        if text.trim().is_empty() {
+            return Err(refuse(ErrorCode::EmptyMessage, None, &client_msg_id));
+        }
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return Err(refuse(ErrorCode::MessageTooLong, None, &client_msg_id));
+        }
+        let rate = match who.role {
+            Role::Visitor => Rate::VISITOR_MESSAGES,
+            Role::Agent | Role::System => Rate::AGENT_MESSAGES,
+        };
+        if let Err(wait) = self.take_token(format!("p:{}", who.id), rate, now) {
+            return Err(refuse(ErrorCode::RateLimited, Some(wait), &client_msg_id));
+        }
+        if let Some(ip) = ip {
+            if let Err(wait) = self.take_token(format!("ip:{ip}"), Rate::IP_MESSAGES, now) {
+                return Err(refuse(ErrorCode::RateLimited, Some(wait), &client_msg_id));
+            }
+        }
+        let mut effects = Vec::with_capacity(5);
+        if self.meta.status == Status::Closed && who.role == Role::Visitor {
+            // A visitor writing into a closed conversation reopens it.
+            let reopened = self.append(store, EventPayload::Reopened {}, who.clone(), None, now)?;
+            effects.push(Effect::Broadcast(ServerFrame::Event(reopened)));
+        }
+        let event = self.append(
+            store,
+            EventPayload::Message { text },
+            who,
+            Some(client_msg_id.clone()),
+            now,
+        )?;
+        effects.insert(
+            0,
+            Effect::Reply(ServerFrame::Ack {
+                client_msg_id,
+                seq: event.seq,
+                duplicate: false,
+            }),
+        );
+        effects.push(Effect::Broadcast(ServerFrame::Event(event)));
+        effects.push(Effect::Mirror);
+        effects.push(Effect::Wake);
+        Ok(effects)
+    }
+
+    fn typing(&mut self, who: Participant, active: bool, now: i64) -> Vec<Effect> {
+        // Typing is a hint: over the limit it is dropped, never an error.
+        if self
+            .take_token(format!("t:{}", who.id), Rate::TYPING, now)
+            .is_err()
+        {
+            return Vec::new();
+        }
+        vec![Effect::BroadcastExcept {
+            participant: who.id.clone(),
+            frame: ServerFrame::Typing {
+                participant: who,
+                active,
+            },
+        }]
+    }
+
+    fn read<S: Store>(&mut self, store: &mut S, who: Participant, seq: u64) -> Outcome<S::Error> {
+        if seq > self.meta.head {
+            return Err(EngineError::reject(ErrorCode::InvalidSeq));
+        }
+        let reads = store.reads().map_err(EngineError::Store)?;
+        if reads.get(&who.id).is_some_and(|&current| current >= seq) {
+            return Ok(Vec::new());
+        }
+        store.save_read(&who.id, seq).map_err(EngineError::Store)?;
+        Ok(vec![
+            Effect::Broadcast(ServerFrame::Read {
+                participant: who.id,
+                seq,
+            }),
+            Effect::Wake,
+        ])
+    }
+
+    fn lifecycle<S: Store>(
+        &mut self,
+        store: &mut S,
+        payload: EventPayload,
+        who: Participant,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        let event = self.append(store, payload, who, None, now)?;
+        Ok(vec![
+            Effect::Reply(ServerFrame::Event(event.clone())),
+            Effect::Broadcast(ServerFrame::Event(event)),
+            Effect::Mirror,
+            Effect::Wake,
+        ])
+    }
+
+    fn set_status<S: Store>(
+        &mut self,
+        store: &mut S,
+        who: Participant,
+        status: Status,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        if who.role != Role::Agent {
+            return Err(EngineError::reject(ErrorCode::Forbidden));
+        }
+        if self.meta.status == status {
+            return Ok(Vec::new());
+        }
+        let payload = match status {
+            Status::Closed => EventPayload::Closed {},
+            Status::Open => EventPayload::Reopened {},
+        };
+        self.lifecycle(store, payload, who, now)
+    }
+
+    fn assign<S: Store>(
+        &mut self,
+        store: &mut S,
+        who: Participant,
+        agent: Participant,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        if who.role != Role::Agent || agent.role != Role::Agent {
+            return Err(EngineError::reject(ErrorCode::Forbidden));
+        }
+        if self.meta.assignee.as_deref() == Some(agent.id.as_str()) {
+            return Ok(Vec::new());
+        }
+        self.lifecycle(store, EventPayload::Assigned { agent }, who, now)
+    }
+
+    fn poll<S: Store>(
+        &mut self,
+        store: &mut S,
+        after: u64,
+        epoch: Option<String>,
+    ) -> Outcome<S::Error> {
+        if let Some(reason) = self.resume_check(after, epoch.as_deref()) {
+            return Ok(vec![Effect::Reply(self.reset_frame(reason))]);
+        }
+        let events = store
+            .events_after(after, MAX_PAGE)
+            .map_err(EngineError::Store)?;
+        let reads = store.reads().map_err(EngineError::Store)?;
+        Ok(vec![Effect::Reply(ServerFrame::Events {
+            epoch: self.meta.epoch.clone(),
+            head: self.meta.head,
+            events,
+            reads,
+        })])
+    }
+
+    fn history<S: Store>(
+        &mut self,
+        store: &mut S,
+        before: Option<u64>,
+        limit: Option<u32>,
+    ) -> Outcome<S::Error> {
+        let before = before.unwrap_or(self.meta.head + 1).min(self.meta.head + 1);
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let events = store
+            .events_before(before, limit)
+            .map_err(EngineError::Store)?;
+        let next_before = events.first().map(|e| e.seq).filter(|&s| s > 1);
+        Ok(vec![Effect::Reply(ServerFrame::History {
+            epoch: self.meta.epoch.clone(),
+            head: self.meta.head,
+            events,
+            next_before,
+        })])
+    }
+}

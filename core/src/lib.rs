@@ -1,0 +1,22 @@
+//! parley-core: the pure logic of Parley.
+//!
+//! No I/O, no clock, no randomness: time (Unix milliseconds) and random bytes are
+//! passed in by the caller, storage is reached through the synchronous [`conversation::Store`]
+//! port. The Worker shell executes what this crate decides; every rule that matters for
+//! ordering, deduplication, resume, access and limits lives here and is tested natively.
+
+pub mod access;
+pub mod conversation;
+pub mod error;
+pub mod i18n;
+pub mod ids;
+pub mod limits;
+pub mod memstore;
+pub mod password;
+pub mod protocol;
+pub mod ratelimit;
+pub mod token;
+
+pub use conversation::{Command, Effect, Engine, EngineConfig, EngineError, Meta, Store};
+pub use error::ErrorCode;
+pub use protocol::{ClientFrame, Event, EventPayload, Participant, Role, ServerFrame, Status};

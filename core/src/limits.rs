@@ -1,0 +1,17 @@
+//! Size limits shared by the WebSocket and HTTP paths.
+
+/// Largest client frame (or HTTP JSON body) accepted, in bytes. Larger WebSocket
+/// frames are answered with `frame_too_large` and the socket is closed with 1009.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// Longest message text, in Unicode scalar values.
+pub const MAX_TEXT_CHARS: usize = 4000;
+/// Longest client-generated message id.
+pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;
+/// Most events returned by one history page or one long-poll answer.
+pub const MAX_PAGE: u32 = 200;
+/// Default history page size.
+pub const DEFAULT_PAGE: u32 = 50;
+/// Longest long-poll wait the server holds, in seconds.
+pub const MAX_POLL_WAIT_SECS: u32 = 30;
+/// Default number of events a resuming client may have missed before it gets `reset`.
+pub const DEFAULT_REPLAY_WINDOW: u64 = 256;

@@ -1,0 +1,332 @@
+//! Protocol v1: JSON frames over WebSocket (and the same shapes over HTTP).
+//! docs/protocol.md is the written contract; the integration tests hold the server to it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
+use crate::limits::MAX_FRAME_BYTES;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The exact ping text answered by the runtime without waking a hibernated object.
+pub const PING_FRAME: &str = r#"{"v":1,"type":"ping"}"#;
+/// The exact answer to [`PING_FRAME`].
+pub const PONG_FRAME: &str = r#"{"v":1,"type":"pong"}"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Visitor,
+    Agent,
+    System,
+}
+
+/// Someone taking part in a conversation, as other participants see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub id: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Open,
+    Closed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+/// What an event says; `kind` and `body` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum EventPayload {
+    Message { text: String },
+    Created {},
+    Assigned { agent: Participant },
+    Closed {},
+    Reopened {},
+}
+
+impl EventPayload {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventPayload::Message { .. } => "message",
+            EventPayload::Created {} => "created",
+            EventPayload::Assigned { .. } => "assigned",
+            EventPayload::Closed {} => "closed",
+            EventPayload::Reopened {} => "reopened",
+        }
+    }
+}
+
+/// One entry of a conversation's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub payload: EventPayload,
+    pub author: Participant,
+    /// Server time, Unix milliseconds.
+    pub at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+}
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Hello {
+        token: String,
+        #[serde(default)]
+        after: Option<u64>,
+        #[serde(default)]
+        epoch: Option<String>,
+        #[serde(default)]
+        lang: Option<String>,
+    },
+    Send {
+        client_msg_id: String,
+        text: String,
+    },
+    Typing {
+        #[serde(default = "default_true")]
+        active: bool,
+    },
+    Read {
+        seq: u64,
+    },
+    Ping {},
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Why a client must drop its local copy and load history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetReason {
+    /// The client's events belong to another incarnation of the log.
+    EpochMismatch,
+    /// More events were missed than the replay window holds.
+    GapTooLarge,
+    /// The client claims to have seen events that do not exist.
+    AheadOfHead,
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Welcome {
+        conversation: String,
+        epoch: String,
+        head: u64,
+        status: Status,
+        participant: Participant,
+        reads: BTreeMap<String, u64>,
+    },
+    Event(Event),
+    Ack {
+        client_msg_id: String,
+        seq: u64,
+        duplicate: bool,
+    },
+    Typing {
+        participant: Participant,
+        active: bool,
+    },
+    Read {
+        participant: String,
+        seq: u64,
+    },
+    Reset {
+        epoch: String,
+        head: u64,
+        reason: ResetReason,
+    },
+    /// Answer to a long-poll or an HTTP replay: the events after the asked `seq`.
+    Events {
+        epoch: String,
+        head: u64,
+        events: Vec<Event>,
+        reads: BTreeMap<String, u64>,
+    },
+    /// A page of history, oldest first; `next_before` pages further back.
+    History {
+        epoch: String,
+        head: u64,
+        events: Vec<Event>,
+        next_before: Option<u64>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    Pong {},
+}
+
+#[derive(Serialize)]
+struct Versioned<'a> {
+    v: u32,
+    #[serde(flatten)]
+    frame: &'a ServerFrame,
+}
+
+impl ServerFrame {
+    /// The frame as sent on the wire, with its protocol version.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&Versioned {
+            v: PROTOCOL_VERSION,
+            frame: self,
+        })
+        .unwrap_or_else(|_| {
+            // Serialising these plain types cannot fail; keep a valid frame regardless.
+            format!(
+                r#"{{"v":1,"type":"error","code":"internal","message":"{}"}}"#,
+                ErrorCode::Internal
+            )
+        })
+    }
+
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerFrame {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            client_msg_id: None,
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// Parses one client frame, enforcing size and version before anything else.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ErrorCode> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(ErrorCode::FrameTooLarge);
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
+    let object = value.as_object().ok_or(ErrorCode::BadFrame)?;
+    match object.get("v").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
+        _ => return Err(ErrorCode::UnsupportedVersion),
+    }
+    let kind = object
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or(ErrorCode::BadFrame)?;
+    if !matches!(kind, "hello" | "send" | "typing" | "read" | "ping") {
+        return Err(ErrorCode::UnknownFrameType);
+    }
+    serde_json::from_value(value).map_err(|_| ErrorCode::BadFrame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_client_frame() {
+        assert_eq!(
+            parse_client_frame(r#"{"v":1,"type":"hello","token":"t","after":5,"epoch":"e_x"}"#),
+            Ok(ClientFrame::Hello {
+                token: "t".into(),
+                after: Some(5),
+                epoch: Some("e_x".into()),
+                lang: None
+            })
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"v":1,"type":"send","client_msg_id":"m1","text":"hi"}"#),
+            Ok(ClientFrame::Send {
+                client_msg_id: "m1".into(),
+                text: "hi".into()
+            })
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"v":1,"type":"typing"}"#),
+            Ok(ClientFrame::Typing { active: true })
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"v":1,"type":"read","seq":3}"#),
+            Ok(ClientFrame::Read { seq: 3 })
+        );
+        assert_eq!(parse_client_frame(PING_FRAME), Ok(ClientFrame::Ping {}));
+    }
+
+    #[test]
+    fn rejects_bad_frames_with_stable_codes() {
+        assert_eq!(parse_client_frame("{nope"), Err(ErrorCode::BadFrame));
+        assert_eq!(parse_client_frame("[1]"), Err(ErrorCode::BadFrame));
+        assert_eq!(
+            parse_client_frame(r#"{"type":"ping"}"#),
+            Err(ErrorCode::UnsupportedVersion)
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"v":2,"type":"ping"}"#),
+            Err(ErrorCode::UnsupportedVersion)
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"v":1,"type":"shout"}"#),
+            Err(ErrorCode::UnknownFrameType)
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"v":1,"type":"send","text":"no id"}"#),
+            Err(ErrorCode::BadFrame)
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"v":1,"type":"read","seq":-1}"#),
+            Err(ErrorCode::BadFrame)
+        );
+        let big = format!(
+            r#"{{"v":1,"type":"send","client_msg_id":"m","text":"{}"}}"#,
+            "a".repeat(MAX_FRAME_BYTES)
+        );
+        assert_eq!(parse_client_frame(&big), Err(ErrorCode::FrameTooLarge));
+    }
+
+    #[test]
+    fn server_frames_carry_version_and_flat_events() {
+        let frame = ServerFrame::Event(Event {
+            seq: 7,
+            payload: EventPayload::Message { text: "hi".into() },
+            author: Participant {
+                id: "v_1".into(),
+                role: Role::Visitor,
+                name: None,
+            },
+            at: 1000,
+            client_msg_id: Some("m1".into()),
+        });
+        let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+        assert_eq!(value["v"], 1);
+        assert_eq!(value["type"], "event");
+        assert_eq!(value["seq"], 7);
+        assert_eq!(value["kind"], "message");
+        assert_eq!(value["body"]["text"], "hi");
+        assert_eq!(value["author"]["role"], "visitor");
+        let back: ServerFrame = serde_json::from_value(value).unwrap();
+        assert_eq!(back, frame);
+    }
+
+    #[test]
+    fn pong_constant_matches_serialisation() {
+        assert_eq!(ServerFrame::Pong {}.to_json(), PONG_FRAME);
+    }
+}

@@ -1,0 +1,495 @@
+//! Behaviour of the conversation engine through its public interface.
+
+use parley_core::conversation::system_participant;
+use parley_core::memstore::MemStore;
+use parley_core::protocol::ResetReason;
+use parley_core::{
+    Command, Effect, Engine, EngineConfig, EngineError, ErrorCode, EventPayload, Meta, Participant,
+    Role, ServerFrame, Status,
+};
+
+fn visitor() -> Participant {
+    Participant {
+        id: "v_1".into(),
+        role: Role::Visitor,
+        name: None,
+    }
+}
+
+fn agent() -> Participant {
+    Participant {
+        id: "a_1".into(),
+        role: Role::Agent,
+        name: Some("Ann".into()),
+    }
+}
+
+fn new_conversation(window: u64) -> (Engine, MemStore) {
+    let mut store = MemStore::default();
+    let meta = Meta {
+        id: "c_1".into(),
+        site: "s_1".into(),
+        team: "t_1".into(),
+        visitor: "v_1".into(),
+        epoch: "e_1".into(),
+        created_at: 100,
+        status: Status::Open,
+        assignee: None,
+        head: 0,
+    };
+    let (engine, _) = Engine::create(
+        &mut store,
+        EngineConfig {
+            replay_window: window,
+        },
+        meta,
+        system_participant(),
+    )
+    .unwrap();
+    (engine, store)
+}
+
+fn send(id: &str, text: &str, who: Participant) -> Command {
+    Command::Send {
+        who,
+        ip: None,
+        client_msg_id: id.into(),
+        text: text.into(),
+    }
+}
+
+fn ack_seq(effects: &[Effect]) -> (u64, bool) {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Reply(ServerFrame::Ack { seq, duplicate, .. }) => Some((*seq, *duplicate)),
+            _ => None,
+        })
+        .expect("an ack")
+}
+
+fn rejected(result: Result<Vec<Effect>, EngineError<impl std::fmt::Debug>>) -> ErrorCode {
+    match result {
+        Err(EngineError::Rejected { code, .. }) => code,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn created_event_is_seq_one_and_sends_follow_gap_free() {
+    let (mut engine, mut store) = new_conversation(10);
+    assert_eq!(store.log()[0].seq, 1);
+    assert_eq!(store.log()[0].payload, EventPayload::Created {});
+    for i in 0..5 {
+        let effects = engine
+            .handle(
+                &mut store,
+                send(&format!("m{i}"), "hi", visitor()),
+                1000 + i,
+            )
+            .unwrap();
+        assert_eq!(ack_seq(&effects), (2 + i as u64, false));
+        assert!(effects.contains(&Effect::Mirror));
+    }
+    let seqs: Vec<u64> = store.log().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn ack_comes_first_and_event_is_broadcast() {
+    let (mut engine, mut store) = new_conversation(10);
+    let effects = engine
+        .handle(&mut store, send("m1", "hello", visitor()), 5)
+        .unwrap();
+    assert!(matches!(effects[0], Effect::Reply(ServerFrame::Ack { .. })));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Broadcast(ServerFrame::Event(ev)) if ev.seq == 2 && ev.at == 5
+    )));
+}
+
+#[test]
+fn duplicate_send_returns_original_seq_and_broadcasts_nothing() {
+    let (mut engine, mut store) = new_conversation(10);
+    let first = engine
+        .handle(&mut store, send("m1", "hi", visitor()), 1)
+        .unwrap();
+    let again = engine
+        .handle(&mut store, send("m1", "hi (edited)", visitor()), 2)
+        .unwrap();
+    assert_eq!(ack_seq(&first), (2, false));
+    assert_eq!(
+        again,
+        vec![Effect::Reply(ServerFrame::Ack {
+            client_msg_id: "m1".into(),
+            seq: 2,
+            duplicate: true
+        })]
+    );
+    assert_eq!(store.log().len(), 2);
+    // The same client id from another author is another message.
+    let other = engine
+        .handle(&mut store, send("m1", "hi", agent()), 3)
+        .unwrap();
+    assert_eq!(ack_seq(&other), (3, false));
+}
+
+#[test]
+fn failed_write_acknowledges_nothing_and_changes_nothing() {
+    let (mut engine, mut store) = new_conversation(10);
+    store.fail_next_write = true;
+    let result = engine.handle(&mut store, send("m1", "hi", visitor()), 1);
+    assert!(matches!(result, Err(EngineError::Store(_))));
+    assert_eq!(engine.meta().head, 1);
+    let retry = engine
+        .handle(&mut store, send("m1", "hi", visitor()), 2)
+        .unwrap();
+    assert_eq!(ack_seq(&retry), (2, false));
+}
+
+#[test]
+fn bad_messages_are_refused_with_codes() {
+    let (mut engine, mut store) = new_conversation(10);
+    let long = "字".repeat(4001);
+    assert_eq!(
+        rejected(engine.handle(&mut store, send("m1", &long, visitor()), 1)),
+        ErrorCode::MessageTooLong
+    );
+    assert_eq!(
+        rejected(engine.handle(&mut store, send("m2", "  \n ", visitor()), 1)),
+        ErrorCode::EmptyMessage
+    );
+    assert_eq!(
+        rejected(engine.handle(&mut store, send("bad id!", "x", visitor()), 1)),
+        ErrorCode::InvalidClientMsgId
+    );
+    assert_eq!(store.log().len(), 1);
+    // 4000 characters of a multi-byte script are fine.
+    let ok = engine
+        .handle(&mut store, send("m3", &"字".repeat(4000), visitor()), 1)
+        .unwrap();
+    assert_eq!(ack_seq(&ok).0, 2);
+}
+
+#[test]
+fn flooding_is_rate_limited_with_retry_after() {
+    let (mut engine, mut store) = new_conversation(10);
+    let mut limited = None;
+    for i in 0..30 {
+        match engine.handle(&mut store, send(&format!("m{i}"), "x", visitor()), 0) {
+            Ok(_) => {}
+            Err(EngineError::Rejected {
+                code,
+                retry_after_ms,
+                client_msg_id,
+            }) => {
+                assert_eq!(code, ErrorCode::RateLimited);
+                assert_eq!(client_msg_id.as_deref(), Some(format!("m{i}").as_str()));
+                limited = Some((i, retry_after_ms));
+                break;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let (at, retry_after) = limited.expect("the flood was limited");
+    assert_eq!(at, 20);
+    assert_eq!(retry_after, Some(1000));
+    // A duplicate of a stored message is still answered while limited.
+    let dup = engine
+        .handle(&mut store, send("m0", "x", visitor()), 0)
+        .unwrap();
+    assert_eq!(ack_seq(&dup), (2, true));
+    // After waiting, sending works again.
+    assert!(engine
+        .handle(&mut store, send("late", "x", visitor()), 1000)
+        .is_ok());
+}
+
+#[test]
+fn resume_replays_exactly_the_missed_events() {
+    let (mut engine, mut store) = new_conversation(10);
+    for i in 0..8 {
+        engine
+            .handle(&mut store, send(&format!("m{i}"), "x", visitor()), 1)
+            .unwrap();
+    }
+    let effects = engine
+        .handle(
+            &mut store,
+            Command::Hello {
+                who: agent(),
+                after: Some(4),
+                epoch: Some("e_1".into()),
+            },
+            2,
+        )
+        .unwrap();
+    assert!(matches!(
+        &effects[0],
+        Effect::Reply(ServerFrame::Welcome { head: 9, .. })
+    ));
+    let replayed: Vec<u64> = effects[1..]
+        .iter()
+        .map(|e| match e {
+            Effect::Reply(ServerFrame::Event(ev)) => ev.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(replayed, vec![5, 6, 7, 8, 9]);
+}
+
+fn reset_reason(effects: &[Effect]) -> Option<ResetReason> {
+    effects.iter().find_map(|e| match e {
+        Effect::Reply(ServerFrame::Reset { reason, .. }) => Some(*reason),
+        _ => None,
+    })
+}
+
+#[test]
+fn resume_beyond_window_wrong_epoch_or_future_seq_resets() {
+    let (mut engine, mut store) = new_conversation(3);
+    for i in 0..8 {
+        engine
+            .handle(&mut store, send(&format!("m{i}"), "x", visitor()), 1)
+            .unwrap();
+    }
+    let hello = |after, epoch: &str| Command::Hello {
+        who: visitor(),
+        after: Some(after),
+        epoch: Some(epoch.into()),
+    };
+    let mut run = |c| engine.handle(&mut store, c, 2).unwrap();
+    assert_eq!(
+        reset_reason(&run(hello(2, "e_1"))),
+        Some(ResetReason::GapTooLarge)
+    );
+    assert_eq!(reset_reason(&run(hello(6, "e_1"))), None);
+    assert_eq!(
+        reset_reason(&run(hello(6, "e_old"))),
+        Some(ResetReason::EpochMismatch)
+    );
+    assert_eq!(
+        reset_reason(&run(hello(99, "e_1"))),
+        Some(ResetReason::AheadOfHead)
+    );
+    // Starting live (no `after`) never resets and replays nothing.
+    let live = run(Command::Hello {
+        who: visitor(),
+        after: None,
+        epoch: None,
+    });
+    assert_eq!(live.len(), 1);
+}
+
+#[test]
+fn read_markers_advance_only_and_are_persisted() {
+    let (mut engine, mut store) = new_conversation(10);
+    engine
+        .handle(&mut store, send("m1", "x", visitor()), 1)
+        .unwrap();
+    let effects = engine
+        .handle(
+            &mut store,
+            Command::Read {
+                who: agent(),
+                seq: 2,
+            },
+            2,
+        )
+        .unwrap();
+    assert!(effects.contains(&Effect::Broadcast(ServerFrame::Read {
+        participant: "a_1".into(),
+        seq: 2
+    })));
+    assert!(engine
+        .handle(
+            &mut store,
+            Command::Read {
+                who: agent(),
+                seq: 1
+            },
+            3
+        )
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        rejected(engine.handle(
+            &mut store,
+            Command::Read {
+                who: agent(),
+                seq: 3
+            },
+            3
+        )),
+        ErrorCode::InvalidSeq
+    );
+    let reloaded = Engine::load(&store, EngineConfig::default())
+        .unwrap()
+        .unwrap();
+    let mut engine = reloaded;
+    let welcome = engine
+        .handle(
+            &mut store,
+            Command::Hello {
+                who: visitor(),
+                after: None,
+                epoch: None,
+            },
+            4,
+        )
+        .unwrap();
+    match &welcome[0] {
+        Effect::Reply(ServerFrame::Welcome { reads, .. }) => assert_eq!(reads.get("a_1"), Some(&2)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn typing_goes_to_others_and_is_not_persisted() {
+    let (mut engine, mut store) = new_conversation(10);
+    let effects = engine
+        .handle(
+            &mut store,
+            Command::Typing {
+                who: visitor(),
+                active: true,
+            },
+            1,
+        )
+        .unwrap();
+    assert!(matches!(
+        &effects[0],
+        Effect::BroadcastExcept { participant, .. } if participant == "v_1"
+    ));
+    assert_eq!(store.log().len(), 1);
+}
+
+#[test]
+fn lifecycle_events_are_log_events_and_survive_reload() {
+    let (mut engine, mut store) = new_conversation(10);
+    assert_eq!(
+        rejected(engine.handle(&mut store, Command::Close { who: visitor() }, 1)),
+        ErrorCode::Forbidden
+    );
+    engine
+        .handle(
+            &mut store,
+            Command::Assign {
+                who: agent(),
+                agent: agent(),
+            },
+            1,
+        )
+        .unwrap();
+    engine
+        .handle(&mut store, Command::Close { who: agent() }, 2)
+        .unwrap();
+    // Closing twice adds nothing.
+    assert!(engine
+        .handle(&mut store, Command::Close { who: agent() }, 3)
+        .unwrap()
+        .is_empty());
+    let reloaded = Engine::load(&store, EngineConfig::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(reloaded.meta().status, Status::Closed);
+    assert_eq!(reloaded.meta().assignee.as_deref(), Some("a_1"));
+    assert_eq!(reloaded.meta().head, 3);
+    // A visitor writing again reopens the conversation, then the message follows.
+    let mut engine = reloaded;
+    let effects = engine
+        .handle(&mut store, send("m1", "again", visitor()), 4)
+        .unwrap();
+    assert_eq!(ack_seq(&effects), (5, false));
+    assert_eq!(store.log()[3].payload, EventPayload::Reopened {});
+    assert_eq!(engine.meta().status, Status::Open);
+}
+
+#[test]
+fn history_pages_backwards_with_a_cursor() {
+    let (mut engine, mut store) = new_conversation(10);
+    for i in 0..9 {
+        engine
+            .handle(&mut store, send(&format!("m{i}"), "x", visitor()), 1)
+            .unwrap();
+    }
+    let mut before = None;
+    let mut seen = Vec::new();
+    loop {
+        let effects = engine
+            .handle(
+                &mut store,
+                Command::History {
+                    before,
+                    limit: Some(4),
+                },
+                2,
+            )
+            .unwrap();
+        let Effect::Reply(ServerFrame::History {
+            events,
+            next_before,
+            ..
+        }) = &effects[0]
+        else {
+            panic!("{effects:?}")
+        };
+        let mut page: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        page.extend(seen);
+        seen = page;
+        match next_before {
+            Some(n) => before = Some(*n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn poll_returns_events_after_or_reset() {
+    let (mut engine, mut store) = new_conversation(3);
+    engine
+        .handle(&mut store, send("m1", "x", visitor()), 1)
+        .unwrap();
+    let effects = engine
+        .handle(
+            &mut store,
+            Command::Poll {
+                after: 1,
+                epoch: Some("e_1".into()),
+            },
+            2,
+        )
+        .unwrap();
+    match &effects[0] {
+        Effect::Reply(ServerFrame::Events { events, head, .. }) => {
+            assert_eq!(*head, 2);
+            assert_eq!(events.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    let nothing = engine
+        .handle(
+            &mut store,
+            Command::Poll {
+                after: 2,
+                epoch: None,
+            },
+            2,
+        )
+        .unwrap();
+    assert!(
+        matches!(&nothing[0], Effect::Reply(ServerFrame::Events { events, .. }) if events.is_empty())
+    );
+    let reset = engine
+        .handle(
+            &mut store,
+            Command::Poll {
+                after: 7,
+                epoch: None,
+            },
+            2,
+        )
+        .unwrap();
+    assert_eq!(reset_reason(&reset), Some(ResetReason::AheadOfHead));
+}

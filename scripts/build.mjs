@@ -1,0 +1,41 @@
+// Build the Worker: `worker-build --release` in the repo root, with wasm-bindgen from
+// ~/.cargo/bin and esbuild from node_modules (worker-build would otherwise try to download
+// them). wasm-opt is turned off in Cargo.toml's [package.metadata.wasm-pack.profile.release].
+// Output: build/index.js and its .wasm. Exits non-zero on failure.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ROOT, run, step, which } from './setup.mjs';
+
+export const BUILD_DIR = join(ROOT, 'build');
+export const BUILD_ENTRY = join(BUILD_DIR, 'index.js');
+
+/** Paths of the helper binaries worker-build is pointed at. Throws if one is missing. */
+export function buildTools() {
+  const wasmBindgen = process.env.WASM_BINDGEN_BIN || which('wasm-bindgen');
+  const workerBuild = which('worker-build');
+  const esbuild = process.env.ESBUILD_BIN || join(ROOT, 'node_modules', '.bin', 'esbuild');
+  if (!workerBuild) throw new Error('worker-build not found: run `node scripts/setup.mjs`');
+  if (!wasmBindgen) throw new Error('wasm-bindgen not found: run `node scripts/setup.mjs`');
+  if (!existsSync(esbuild)) throw new Error(`esbuild not found at ${esbuild}: run \`npm ci\``);
+  return { workerBuild, wasmBindgen, esbuild };
+}
+
+/** Run worker-build --release; rejects on failure or when build/index.js is not produced. */
+export async function buildWorker() {
+  const { workerBuild, wasmBindgen, esbuild } = buildTools();
+  const t0 = Date.now();
+  step('build: worker-build --release');
+  await run(workerBuild, ['--release'], {
+    env: { WASM_BINDGEN_BIN: wasmBindgen, ESBUILD_BIN: esbuild },
+  });
+  if (!existsSync(BUILD_ENTRY)) throw new Error(`worker-build finished but ${BUILD_ENTRY} is missing`);
+  step(`build: done in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  buildWorker().catch((e) => {
+    console.error(`[parley] build failed: ${e.message}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,722 @@
+//! The Worker's HTTP surface: routing, authentication, validation, and forwarding to the
+//! Durable Objects. Stateless; every decision about a conversation is made by its object.
+
+use parley_core::i18n::Lang;
+use parley_core::ids::{self, IdKind};
+use parley_core::password::{StoredHash, HASH_LEN, PBKDF2_ITERATIONS};
+use parley_core::token::{self, AgentRole, Principal};
+use parley_core::ErrorCode;
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{Context, Env, Headers, Method, Request, RequestInit, Response, Result};
+
+use crate::config::Config;
+use crate::http::{json_response, read_json, request_lang, ApiError, ApiResult};
+use crate::internal::{
+    CreateConversation, Operation, OperationRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER,
+    PRINCIPAL_HEADER, SITE_HEADER, TRACE_HEADER,
+};
+use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
+use crate::log::Log;
+use crate::platform::{now_ms, pbkdf2_sha256, random_16};
+use crate::sites::{self, Lookup, Site};
+
+/// What every handler needs to know about the request it serves.
+pub struct Ctx {
+    pub env: Env,
+    pub worker_ctx: Context,
+    pub config: Config,
+    pub lang: Lang,
+    pub trace: String,
+    pub ip: String,
+    pub origin: Option<String>,
+    /// The origin this Worker is served from; the console and demo pages live here.
+    pub own_origin: String,
+    pub now: i64,
+}
+
+pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Result<Response> {
+    let url = req.url()?;
+    let own_origin = url.origin().ascii_serialization();
+    let path = url.path().to_string();
+    if !path.starts_with("/api/") && path != "/healthz" {
+        return env.assets("ASSETS")?.fetch_request(req).await;
+    }
+    let trace = header(&req, "cf-ray").unwrap_or_else(|| {
+        random_16()
+            .map(|b| ids::mint(IdKind::Trace, &b))
+            .unwrap_or_default()
+    });
+    let ctx = Ctx {
+        config: Config::from_env(&env),
+        env,
+        worker_ctx,
+        lang: request_lang(&req),
+        ip: header(&req, "cf-connecting-ip").unwrap_or_else(|| "unknown".into()),
+        origin: header(&req, "origin"),
+        own_origin,
+        now: now_ms(),
+        trace,
+    };
+    let method = req.method();
+    let result = route(req, &ctx, &method, &path).await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            let log = if error.code.http_status() >= 500 {
+                Log::error("request_failed")
+            } else {
+                Log::info("request_refused")
+            };
+            log.trace(&ctx.trace)
+                .error_class(error.code.as_str())
+                .field("path", route_name(&path))
+                .emit();
+            error.response(ctx.lang)?
+        }
+    };
+    if response.status_code() != 101 {
+        add_cors(response.headers_mut(), &ctx)?;
+    }
+    Ok(response)
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .ok()
+        .flatten()
+        .filter(|v| !v.is_empty())
+}
+
+/// A log-safe name for a path: ids replaced, so logs group by route and leak nothing.
+fn route_name(path: &str) -> String {
+    path.split('/')
+        .map(|part| if part.starts_with("c_") { ":id" } else { part })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The API is called cross-origin by the widget with bearer tokens (never cookies), so it
+/// answers any origin; which origins may obtain a visitor token is checked per site.
+fn add_cors(headers: &mut Headers, ctx: &Ctx) -> Result<()> {
+    if let Some(origin) = &ctx.origin {
+        headers.set("access-control-allow-origin", origin)?;
+        headers.set("vary", "Origin")?;
+        headers.set("access-control-expose-headers", "retry-after")?;
+    }
+    Ok(())
+}
+
+async fn route(mut req: Request, ctx: &Ctx, method: &Method, path: &str) -> ApiResult {
+    if *method == Method::Options {
+        return preflight();
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (Method::Get, ["healthz"]) => ok_json(&serde_json::json!({ "ok": true }), 200),
+        (Method::Post, ["api", "v1", "visitor", "session"]) => visitor_session(&mut req, ctx).await,
+        (Method::Post, ["api", "v1", "agent", "login"]) => agent_login(&mut req, ctx).await,
+        (Method::Get, ["api", "v1", "me"]) => {
+            let principal = authenticate(&req, ctx)?;
+            ok_json(&serde_json::json!({ "principal": principal }), 200)
+        }
+        (Method::Post, ["api", "v1", "conversations"]) => create_conversation(&req, ctx).await,
+        (Method::Get, ["api", "v1", "conversations"]) => list_conversations(&req, ctx).await,
+        (_, ["api", "v1", "conversations", id, rest @ ..]) => {
+            if !ids::is_valid(IdKind::Conversation, id) {
+                return Err(ErrorCode::NotFound.into());
+            }
+            conversation_route(req, ctx, method, id, rest).await
+        }
+        (_, ["api", ..]) | (_, ["healthz"]) => {
+            let known = matches!(
+                segments.as_slice(),
+                ["api", "v1", "visitor", "session"]
+                    | ["api", "v1", "agent", "login"]
+                    | ["api", "v1", "me"]
+                    | ["api", "v1", "conversations"]
+                    | ["healthz"]
+            );
+            Err(if known {
+                ErrorCode::MethodNotAllowed
+            } else {
+                ErrorCode::NotFound
+            }
+            .into())
+        }
+        _ => Err(ErrorCode::NotFound.into()),
+    }
+}
+
+fn preflight() -> ApiResult {
+    let headers = Headers::new();
+    let set = |k: &str, v: &str| {
+        headers
+            .set(k, v)
+            .map_err(|_| ApiError::from(ErrorCode::Internal))
+    };
+    set("access-control-allow-methods", "GET, POST, OPTIONS")?;
+    set(
+        "access-control-allow-headers",
+        "authorization, content-type",
+    )?;
+    set("access-control-max-age", "600")?;
+    Ok(Response::empty()
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?
+        .with_status(204)
+        .with_headers(headers))
+}
+
+fn ok_json<T: serde::Serialize>(value: &T, status: u16) -> ApiResult {
+    json_response(value, status).map_err(|_| ErrorCode::Internal.into())
+}
+
+fn internal<'a, E: std::fmt::Display>(ctx: &'a Ctx, what: &str) -> impl FnOnce(E) -> ApiError + 'a {
+    let what = what.to_string();
+    move |e| {
+        Log::error("internal_error")
+            .trace(&ctx.trace)
+            .error_class(&what)
+            .field("detail", e.to_string())
+            .emit();
+        ErrorCode::Internal.into()
+    }
+}
+
+/// The verified principal of a request, from `Authorization: Bearer`.
+fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, ApiError> {
+    let value = header(req, "authorization").ok_or(ErrorCode::TokenMissing)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(ErrorCode::TokenInvalid)?;
+    token::verify(ctx.config.token_secret.as_bytes(), token.trim(), ctx.now)
+        .map(|claims| claims.principal)
+        .map_err(|e| e.code().into())
+}
+
+/// Takes a token from the limiter object for `key`; fails open if the limiter is unreachable.
+async fn rate_limit(ctx: &Ctx, key: &str, limit: Limit) -> Result<(), ApiError> {
+    let answer = async {
+        let stub = ctx
+            .env
+            .durable_object("LIMITER")?
+            .id_from_name(key)?
+            .get_stub()?;
+        let body = serde_json::to_string(&TakeRequest { limit })?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_body(Some(JsValue::from_str(&body)));
+        let req = Request::new_with_init(&format!("{INTERNAL_BASE}/take"), &init)?;
+        stub.fetch_with_request(req)
+            .await?
+            .json::<TakeAnswer>()
+            .await
+    }
+    .await;
+    match answer {
+        Ok(answer) if !answer.allowed => Err(ApiError::rate_limited(answer.retry_after_ms)),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            Log::warn("rate_limiter_unavailable")
+                .trace(&ctx.trace)
+                .error_class("limiter")
+                .field("detail", e.to_string())
+                .emit();
+            Ok(())
+        }
+    }
+}
+
+fn db(ctx: &Ctx) -> Result<worker::D1Database, ApiError> {
+    ctx.env.d1("DB").map_err(internal(ctx, "d1_binding"))
+}
+
+async fn site_or_error(lookup: Lookup, ctx: &Ctx) -> Result<Site, ApiError> {
+    match lookup {
+        Lookup::Found(site) => Ok(site),
+        Lookup::Unknown => Err(ErrorCode::UnknownSite.into()),
+        Lookup::Unavailable(detail) => {
+            Log::error("d1_unavailable")
+                .trace(&ctx.trace)
+                .error_class("storage_unavailable")
+                .field("detail", detail)
+                .emit();
+            Err(ErrorCode::StorageUnavailable.into())
+        }
+    }
+}
+
+/// Browsers send Origin on cross-origin requests and on every WebSocket; the Worker's own
+/// pages and non-browser clients (no Origin) pass, other pages only if the site allows them.
+fn origin_allowed(ctx: &Ctx, site: Option<&Site>) -> bool {
+    match &ctx.origin {
+        None => true,
+        Some(origin) if *origin == ctx.own_origin => true,
+        Some(origin) => site.is_some_and(|s| s.allows_origin(origin)),
+    }
+}
+
+fn mint(kind: IdKind, ctx: &Ctx) -> Result<String, ApiError> {
+    random_16()
+        .map(|bytes| ids::mint(kind, &bytes))
+        .map_err(internal(ctx, "random"))
+}
+
+async fn visitor_session(req: &mut Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        site_key: String,
+        token: Option<String>,
+    }
+    let body: Body = read_json(req).await?;
+    rate_limit(ctx, &format!("create:ip:{}", ctx.ip), Limit::IpCreations).await?;
+    let site = site_or_error(sites::by_key(&db(ctx)?, &body.site_key, ctx.now).await, ctx).await?;
+    if !origin_allowed(ctx, Some(&site)) {
+        return Err(ErrorCode::OriginNotAllowed.into());
+    }
+    // A returning visitor keeps their id when their token is still valid for this site.
+    let returning = body
+        .token
+        .as_deref()
+        .and_then(|t| token::verify(ctx.config.token_secret.as_bytes(), t, ctx.now).ok())
+        .and_then(|claims| match claims.principal {
+            Principal::Visitor { id, site: s } if s == site.id => Some(id),
+            _ => None,
+        });
+    let is_new = returning.is_none();
+    let visitor_id = match returning {
+        Some(id) => id,
+        None => mint(IdKind::Visitor, ctx)?,
+    };
+    let principal = Principal::Visitor {
+        id: visitor_id.clone(),
+        site: site.id.clone(),
+    };
+    let ttl = ctx.config.visitor_token_ttl_ms;
+    let token = token::sign(ctx.config.token_secret.as_bytes(), principal, ctx.now, ttl)
+        .map_err(internal(ctx, "token_secret"))?;
+    record_visitor(ctx, &visitor_id, &site.id);
+    Log::info("visitor_session")
+        .site(&site.id)
+        .trace(&ctx.trace)
+        .field("new_visitor", is_new)
+        .emit();
+    ok_json(
+        &serde_json::json!({ "visitor_id": visitor_id, "token": token, "expires_at": ctx.now + ttl }),
+        200,
+    )
+}
+
+/// Records the visitor in D1 after answering: analytics, never on the chat path.
+fn record_visitor(ctx: &Ctx, visitor_id: &str, site_id: &str) {
+    let Ok(db) = ctx.env.d1("DB") else { return };
+    let now = JsValue::from_f64(ctx.now as f64);
+    let statement = db
+        .prepare(
+            "INSERT INTO visitors (id, site_id, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        )
+        .bind(&[visitor_id.into(), site_id.into(), now]);
+    let trace = ctx.trace.clone();
+    ctx.worker_ctx.wait_until(async move {
+        let result = match statement {
+            Ok(s) => s.run().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            Log::warn("visitor_record_failed")
+                .trace(&trace)
+                .error_class("d1_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+        }
+    });
+}
+
+async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        email: String,
+        password: String,
+    }
+    #[derive(Deserialize)]
+    struct AgentRow {
+        id: String,
+        team_id: String,
+        email: String,
+        name: String,
+        role: String,
+        password_hash: String,
+        password_salt: String,
+        password_iterations: i64,
+        disabled: i64,
+    }
+    let body: Body = read_json(req).await?;
+    let email = body.email.trim().to_lowercase();
+    if email.is_empty() || email.len() > 254 || body.password.len() > 1024 {
+        return Err(ErrorCode::InvalidCredentials.into());
+    }
+    rate_limit(ctx, &format!("login:ip:{}", ctx.ip), Limit::Logins).await?;
+    rate_limit(ctx, &format!("login:email:{email}"), Limit::Logins).await?;
+    let row = db(ctx)?
+        .prepare("SELECT * FROM agents WHERE email = ?1")
+        .bind(&[email.as_str().into()])
+        .map_err(internal(ctx, "d1_bind"))?
+        .first::<AgentRow>(None)
+        .await
+        .map_err(|e| {
+            Log::error("d1_unavailable")
+                .trace(&ctx.trace)
+                .error_class("storage_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+            ApiError::from(ErrorCode::StorageUnavailable)
+        })?;
+    let stored = row.as_ref().filter(|r| r.disabled == 0).and_then(|r| {
+        StoredHash::decode(&r.password_hash, &r.password_salt, r.password_iterations)
+    });
+    // Derive a key even for unknown accounts so timing does not reveal which e-mails exist.
+    let (salt, iterations) = match &stored {
+        Some(s) => (s.salt.clone(), s.iterations),
+        None => (vec![0u8; 16], PBKDF2_ITERATIONS),
+    };
+    let derived = pbkdf2_sha256(&body.password, &salt, iterations, HASH_LEN)
+        .await
+        .map_err(internal(ctx, "webcrypto"))?;
+    let (Some(row), Some(stored)) = (row, stored) else {
+        return Err(ErrorCode::InvalidCredentials.into());
+    };
+    if !stored.matches(&derived) {
+        Log::info("login_failed")
+            .trace(&ctx.trace)
+            .error_class("invalid_credentials")
+            .emit();
+        return Err(ErrorCode::InvalidCredentials.into());
+    }
+    let role = AgentRole::parse(&row.role).ok_or_else(|| ApiError::from(ErrorCode::Internal))?;
+    let principal = Principal::Agent {
+        id: row.id.clone(),
+        team: row.team_id.clone(),
+        name: row.name.clone(),
+        role,
+    };
+    let ttl = ctx.config.agent_token_ttl_ms;
+    let token = token::sign(ctx.config.token_secret.as_bytes(), principal, ctx.now, ttl)
+        .map_err(internal(ctx, "token_secret"))?;
+    Log::info("login")
+        .trace(&ctx.trace)
+        .field("agent", row.id.as_str())
+        .emit();
+    ok_json(
+        &serde_json::json!({
+            "agent": { "id": row.id, "name": row.name, "email": row.email, "role": row.role, "team": row.team_id },
+            "token": token,
+            "expires_at": ctx.now + ttl,
+        }),
+        200,
+    )
+}
+
+async fn create_conversation(req: &Request, ctx: &Ctx) -> ApiResult {
+    let Principal::Visitor { id: visitor, site } = authenticate(req, ctx)? else {
+        return Err(ErrorCode::Forbidden.into());
+    };
+    rate_limit(ctx, &format!("create:ip:{}", ctx.ip), Limit::IpCreations).await?;
+    let site = site_or_error(sites::by_id(&db(ctx)?, &site, ctx.now).await, ctx).await?;
+    if !origin_allowed(ctx, Some(&site)) {
+        return Err(ErrorCode::OriginNotAllowed.into());
+    }
+    let create = CreateConversation {
+        id: mint(IdKind::Conversation, ctx)?,
+        site: site.id.clone(),
+        team: site.team_id.clone(),
+        visitor,
+        epoch: mint(IdKind::Epoch, ctx)?,
+    };
+    let body = serde_json::to_string(&create).map_err(internal(ctx, "json"))?;
+    forward(
+        ctx,
+        &create.id,
+        "/create",
+        Method::Post,
+        Some(body),
+        Headers::new(),
+    )
+    .await
+}
+
+async fn list_conversations(req: &Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Query {
+        limit: Option<u32>,
+        before: Option<String>,
+    }
+    #[derive(Deserialize, serde::Serialize)]
+    struct Row {
+        id: String,
+        site_id: String,
+        visitor_id: String,
+        status: String,
+        assignee_id: Option<String>,
+        created_at: i64,
+        updated_at: i64,
+        last_seq: i64,
+        last_message_at: Option<i64>,
+    }
+    let principal = authenticate(req, ctx)?;
+    let query: Query = req
+        .query()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 100);
+    // Keyset cursor "<updated_at>:<id>", newest first.
+    let (before_at, before_id) = match query.before.as_deref() {
+        None => (i64::MAX, String::new()),
+        Some(cursor) => {
+            let (at, id) = cursor.split_once(':').ok_or(ErrorCode::InvalidRequest)?;
+            (
+                at.parse::<i64>().map_err(|_| ErrorCode::InvalidRequest)?,
+                id.to_string(),
+            )
+        }
+    };
+    let (filter, owner) = match &principal {
+        Principal::Visitor { id, .. } => ("visitor_id = ?1", id.clone()),
+        Principal::Agent { team, .. } => (
+            "site_id IN (SELECT id FROM sites WHERE team_id = ?1)",
+            team.clone(),
+        ),
+    };
+    let sql = format!(
+        "SELECT id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at
+         FROM conversations WHERE {filter}
+           AND (updated_at < ?2 OR (updated_at = ?2 AND ?3 <> '' AND id < ?3))
+         ORDER BY updated_at DESC, id DESC LIMIT ?4"
+    );
+    let before_at_js = JsValue::from_f64(before_at.min(9_007_199_254_740_991) as f64);
+    let rows = db(ctx)?
+        .prepare(sql)
+        .bind(&[
+            owner.into(),
+            before_at_js,
+            before_id.into(),
+            JsValue::from(limit),
+        ])
+        .map_err(internal(ctx, "d1_bind"))?
+        .all()
+        .await
+        .and_then(|r| r.results::<Row>())
+        .map_err(|_| ApiError::from(ErrorCode::StorageUnavailable))?;
+    let next_before = if rows.len() as u32 == limit {
+        rows.last().map(|r| format!("{}:{}", r.updated_at, r.id))
+    } else {
+        None
+    };
+    ok_json(
+        &serde_json::json!({ "conversations": rows, "next_before": next_before }),
+        200,
+    )
+}
+
+async fn conversation_route(
+    mut req: Request,
+    ctx: &Ctx,
+    method: &Method,
+    id: &str,
+    rest: &[&str],
+) -> ApiResult {
+    if let (Method::Get, ["ws"]) = (method, rest) {
+        return open_socket(&req, ctx, id).await;
+    }
+    let principal = authenticate(&req, ctx)?;
+    let operation = match (method, rest) {
+        (Method::Get, []) => Operation::Info,
+        (Method::Get, ["events"]) => return poll(&req, ctx, id, &principal).await,
+        (Method::Get, ["history"]) => {
+            #[derive(Deserialize)]
+            struct Query {
+                before: Option<u64>,
+                limit: Option<u32>,
+            }
+            let q: Query = req
+                .query()
+                .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+            Operation::History {
+                before: q.before,
+                limit: q.limit,
+            }
+        }
+        (Method::Post, ["messages"]) => {
+            #[derive(Deserialize)]
+            struct Body {
+                client_msg_id: String,
+                text: String,
+            }
+            let body: Body = read_json(&mut req).await?;
+            Operation::Send {
+                client_msg_id: body.client_msg_id,
+                text: body.text,
+            }
+        }
+        (Method::Post, ["typing"]) => {
+            #[derive(Deserialize)]
+            struct Body {
+                active: Option<bool>,
+            }
+            let body: Body = read_json(&mut req).await?;
+            Operation::Typing {
+                active: body.active.unwrap_or(true),
+            }
+        }
+        (Method::Post, ["read"]) => {
+            #[derive(Deserialize)]
+            struct Body {
+                seq: u64,
+            }
+            let body: Body = read_json(&mut req).await?;
+            Operation::Read { seq: body.seq }
+        }
+        (Method::Post, ["close"]) => Operation::Close,
+        (Method::Post, ["reopen"]) => Operation::Reopen,
+        (Method::Post, ["assign"]) => Operation::Assign,
+        (
+            _,
+            []
+            | ["events"]
+            | ["history"]
+            | ["messages"]
+            | ["typing"]
+            | ["read"]
+            | ["close"]
+            | ["reopen"]
+            | ["assign"]
+            | ["ws"],
+        ) => {
+            return Err(ErrorCode::MethodNotAllowed.into());
+        }
+        _ => return Err(ErrorCode::NotFound.into()),
+    };
+    let body = serde_json::to_string(&OperationRequest {
+        principal,
+        operation,
+    })
+    .map_err(internal(ctx, "json"))?;
+    forward(
+        ctx,
+        id,
+        "/operation",
+        Method::Post,
+        Some(body),
+        Headers::new(),
+    )
+    .await
+}
+
+async fn open_socket(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
+    let upgrade = header(req, "upgrade").unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    #[derive(Deserialize)]
+    struct Query {
+        site: Option<String>,
+    }
+    let query: Query = req
+        .query()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let headers = Headers::new();
+    let site = match query.site.as_deref() {
+        Some(key) => Some(site_or_error(sites::by_key(&db(ctx)?, key, ctx.now).await, ctx).await?),
+        None => None,
+    };
+    // Checked before the upgrade: a page of a foreign origin never gets a socket.
+    if !origin_allowed(ctx, site.as_ref()) {
+        return Err(ErrorCode::OriginNotAllowed.into());
+    }
+    if let Some(site) = &site {
+        headers
+            .set(SITE_HEADER, &site.id)
+            .map_err(internal(ctx, "headers"))?;
+    }
+    headers
+        .set("upgrade", "websocket")
+        .map_err(internal(ctx, "headers"))?;
+    forward(ctx, id, "/ws", Method::Get, None, headers).await
+}
+
+async fn poll(req: &Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Query {
+        after: Option<u64>,
+        epoch: Option<String>,
+        wait: Option<u32>,
+    }
+    let q: Query = req
+        .query()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let mut path = format!(
+        "/poll?after={}&wait={}",
+        q.after.unwrap_or(0),
+        q.wait.unwrap_or(0)
+    );
+    if let Some(epoch) = q.epoch.filter(|e| ids::is_valid(IdKind::Epoch, e)) {
+        path.push_str("&epoch=");
+        path.push_str(&epoch);
+    } else if req
+        .url()
+        .map(|u| u.query_pairs().any(|(k, _)| k == "epoch"))
+        .unwrap_or(false)
+    {
+        // An epoch that is not even well-formed cannot be the current one.
+        path.push_str("&epoch=e_invalid");
+    }
+    let headers = Headers::new();
+    let principal_json = serde_json::to_string(principal).map_err(internal(ctx, "json"))?;
+    headers
+        .set(PRINCIPAL_HEADER, &principal_json)
+        .map_err(internal(ctx, "headers"))?;
+    forward(ctx, id, &path, Method::Get, None, headers).await
+}
+
+/// Sends an internal request to the conversation's object and relays its answer.
+async fn forward(
+    ctx: &Ctx,
+    id: &str,
+    path: &str,
+    method: Method,
+    body: Option<String>,
+    headers: Headers,
+) -> ApiResult {
+    let set = |k: &str, v: &str| headers.set(k, v).map_err(internal(ctx, "headers"));
+    set(IP_HEADER, &ctx.ip)?;
+    set(LANG_HEADER, ctx.lang.tag())?;
+    set(TRACE_HEADER, &ctx.trace)?;
+    if body.is_some() {
+        set("content-type", "application/json")?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers.clone());
+    if let Some(body) = body {
+        init.with_body(Some(JsValue::from_str(&body)));
+    }
+    let request = Request::new_with_init(&format!("{INTERNAL_BASE}{path}"), &init)
+        .map_err(internal(ctx, "request"))?;
+    let namespace = ctx
+        .env
+        .durable_object("CONVERSATION")
+        .map_err(internal(ctx, "do_binding"))?;
+    let stub = namespace
+        .id_from_name(id)
+        .and_then(|object_id| object_id.get_stub())
+        .map_err(internal(ctx, "do_binding"))?;
+    stub.fetch_with_request(request).await.map_err(|e| {
+        Log::error("conversation_unreachable")
+            .conversation(id)
+            .trace(&ctx.trace)
+            .error_class("storage_unavailable")
+            .field("detail", e.to_string())
+            .emit();
+        ErrorCode::StorageUnavailable.into()
+    })
+}

@@ -1,0 +1,38 @@
+//! Settings from the Worker's environment (wrangler.toml [vars] and secrets).
+
+use parley_core::limits::DEFAULT_REPLAY_WINDOW;
+use worker::Env;
+
+pub struct Config {
+    /// HMAC key of visitor and agent tokens; at least 32 bytes.
+    pub token_secret: String,
+    pub replay_window: u64,
+    pub visitor_token_ttl_ms: i64,
+    pub agent_token_ttl_ms: i64,
+}
+
+fn text(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .or_else(|_| env.secret(name).map(|s| s.to_string()))
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+fn number(env: &Env, name: &str, default: i64) -> i64 {
+    text(env, name)
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Config {
+        Config {
+            token_secret: text(env, "TOKEN_SECRET").unwrap_or_default(),
+            replay_window: number(env, "REPLAY_WINDOW", DEFAULT_REPLAY_WINDOW as i64) as u64,
+            visitor_token_ttl_ms: number(env, "VISITOR_TOKEN_TTL", 30 * 24 * 3600) * 1000,
+            agent_token_ttl_ms: number(env, "AGENT_TOKEN_TTL", 12 * 3600) * 1000,
+        }
+    }
+}

@@ -1,0 +1,664 @@
+//! The Conversation Durable Object: the single writer of one conversation. It runs the core
+//! engine against its own SQLite, fans frames out to hibernatable WebSockets, answers the
+//! plain-HTTP operations and long-polls, and drains the D1 mirror from its alarm.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::{select, Either};
+use parley_core::access::can_access;
+use parley_core::i18n::Lang;
+use parley_core::limits::MAX_POLL_WAIT_SECS;
+use parley_core::protocol::{parse_client_frame, ClientFrame, PING_FRAME, PONG_FRAME};
+use parley_core::token::{self, Principal};
+use parley_core::{conversation::system_participant, limits::MAX_FRAME_BYTES};
+use parley_core::{
+    Command, Effect, Engine, EngineConfig, EngineError, ErrorCode, Meta, ServerFrame,
+};
+use serde::{Deserialize, Serialize};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
+
+use crate::config::Config;
+use crate::http::{frame_response, json_response, no_content, read_json, ApiError, ApiResult};
+use crate::internal::{
+    CreateConversation, Operation, OperationRequest, IP_HEADER, LANG_HEADER, SITE_HEADER,
+    TRACE_HEADER,
+};
+use crate::log::Log;
+use crate::mirror::{self, Drained};
+use crate::platform::now_ms;
+use crate::sql_store::SqlStore;
+
+/// WebSocket close codes.
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// What a socket carries across hibernation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SocketState {
+    principal: Option<Principal>,
+    ip: Option<String>,
+    lang: Option<String>,
+}
+
+impl SocketState {
+    fn lang(&self) -> Lang {
+        self.lang
+            .as_deref()
+            .map(Lang::negotiate)
+            .unwrap_or_default()
+    }
+}
+
+/// Who to answer: a socket gets its replies at once, in order with broadcasts; HTTP collects them.
+enum Caller<'a> {
+    Socket(&'a WebSocket),
+    Http(&'a mut Vec<ServerFrame>),
+}
+
+#[durable_object]
+pub struct ConversationObject {
+    state: State,
+    env: Env,
+    store: RefCell<Option<SqlStore>>,
+    engine: RefCell<Option<Engine>>,
+    pollers: RefCell<Vec<oneshot::Sender<()>>>,
+}
+
+impl DurableObject for ConversationObject {
+    fn new(state: State, env: Env) -> Self {
+        // Exact-text pings are answered by the runtime without waking the object.
+        if let Ok(pair) =
+            worker::worker_sys::WebSocketRequestResponsePair::new(PING_FRAME, PONG_FRAME)
+        {
+            state.set_websocket_auto_response(&pair);
+        }
+        ConversationObject {
+            state,
+            env,
+            store: RefCell::new(None),
+            engine: RefCell::new(None),
+            pollers: RefCell::new(Vec::new()),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let lang = header(&req, LANG_HEADER)
+            .map(|l| Lang::negotiate(&l))
+            .unwrap_or_default();
+        let trace = header(&req, TRACE_HEADER).unwrap_or_default();
+        match self.route(&mut req, &trace).await {
+            Ok(response) => Ok(response),
+            Err(error) => error.response(lang),
+        }
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        let mut socket: SocketState = ws.deserialize_attachment()?.unwrap_or_default();
+        let text = match message {
+            WebSocketIncomingMessage::String(text) => text,
+            WebSocketIncomingMessage::Binary(bytes) if bytes.len() > MAX_FRAME_BYTES => {
+                return self.refuse_and_close(
+                    &ws,
+                    &socket,
+                    ErrorCode::FrameTooLarge,
+                    CLOSE_TOO_BIG,
+                );
+            }
+            WebSocketIncomingMessage::Binary(_) => {
+                send_frame(
+                    &ws,
+                    &ApiError::from(ErrorCode::BadFrame).frame(socket.lang()),
+                );
+                return Ok(());
+            }
+        };
+        let frame = match parse_client_frame(&text) {
+            Ok(frame) => frame,
+            Err(ErrorCode::FrameTooLarge) => {
+                return self.refuse_and_close(
+                    &ws,
+                    &socket,
+                    ErrorCode::FrameTooLarge,
+                    CLOSE_TOO_BIG,
+                );
+            }
+            Err(code) if socket.principal.is_none() => {
+                return self.refuse_and_close(&ws, &socket, code, CLOSE_POLICY);
+            }
+            Err(code) => {
+                send_frame(&ws, &ApiError::from(code).frame(socket.lang()));
+                return Ok(());
+            }
+        };
+        let Some(principal) = socket.principal.clone() else {
+            return match frame {
+                ClientFrame::Hello {
+                    token,
+                    after,
+                    epoch,
+                    lang,
+                } => {
+                    if lang.is_some() {
+                        socket.lang = lang;
+                    }
+                    self.hello(&ws, socket, &token, after, epoch).await
+                }
+                ClientFrame::Ping {} => {
+                    send_frame(&ws, &ServerFrame::Pong {});
+                    Ok(())
+                }
+                _ => self.refuse_and_close(&ws, &socket, ErrorCode::HelloRequired, CLOSE_POLICY),
+            };
+        };
+        let who = principal.participant();
+        let command = match frame {
+            ClientFrame::Hello { .. } => {
+                send_frame(
+                    &ws,
+                    &ApiError::from(ErrorCode::HelloRepeated).frame(socket.lang()),
+                );
+                return Ok(());
+            }
+            ClientFrame::Ping {} => {
+                send_frame(&ws, &ServerFrame::Pong {});
+                return Ok(());
+            }
+            ClientFrame::Send {
+                client_msg_id,
+                text,
+            } => Command::Send {
+                who,
+                ip: socket.ip.clone(),
+                client_msg_id,
+                text,
+            },
+            ClientFrame::Typing { active } => Command::Typing { who, active },
+            ClientFrame::Read { seq } => Command::Read { who, seq },
+        };
+        if let Err(error) = self.execute(command, Caller::Socket(&ws), "").await {
+            send_frame(&ws, &error.frame(socket.lang()));
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
+        // Complete the closing handshake; the peer may already be gone.
+        let code = u16::try_from(code)
+            .ok()
+            .filter(|c| *c == 1000 || (3000..5000).contains(c));
+        let _ = ws.close(code.or(Some(1000)), Some("closing"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
+        Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.drain_mirror().await;
+        Response::ok("ok")
+    }
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn send_frame(ws: &WebSocket, frame: &ServerFrame) {
+    // A socket that is already closing cannot be told anything more; it will resume.
+    let _ = ws.send_with_str(frame.to_json());
+}
+
+impl ConversationObject {
+    fn config(&self) -> Config {
+        Config::from_env(&self.env)
+    }
+
+    /// Runs `f` with the store and the engine, loading them on first use after a wake-up.
+    /// `Ok(None)` means the conversation does not exist.
+    fn with_engine<R>(
+        &self,
+        f: impl FnOnce(&mut Engine, &mut SqlStore) -> R,
+    ) -> std::result::Result<Option<R>, ApiError> {
+        let mut store_slot = self.store.borrow_mut();
+        if store_slot.is_none() {
+            *store_slot = Some(
+                SqlStore::open(self.state.storage().sql())
+                    .map_err(|e| self.storage_error(&e.to_string()))?,
+            );
+        }
+        let store = store_slot.as_mut().ok_or(ErrorCode::Internal)?;
+        let mut engine_slot = self.engine.borrow_mut();
+        if engine_slot.is_none() {
+            *engine_slot = Engine::load(&*store, self.engine_config())
+                .map_err(|e| self.storage_error(&e.to_string()))?;
+        }
+        Ok(engine_slot.as_mut().map(|engine| f(engine, store)))
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            replay_window: self.config().replay_window,
+        }
+    }
+
+    fn storage_error(&self, detail: &str) -> ApiError {
+        Log::error("storage_failed")
+            .error_class("storage_unavailable")
+            .field("detail", detail)
+            .emit();
+        ErrorCode::StorageUnavailable.into()
+    }
+
+    fn meta(&self) -> std::result::Result<Meta, ApiError> {
+        self.with_engine(|engine, _| engine.meta().clone())?
+            .ok_or_else(|| ErrorCode::NotFound.into())
+    }
+
+    /// Runs a command: storage first (inside the engine), then replies and broadcasts.
+    async fn execute(
+        &self,
+        command: Command,
+        mut caller: Caller<'_>,
+        trace: &str,
+    ) -> std::result::Result<(), ApiError> {
+        let now = now_ms();
+        let kind = command_name(&command);
+        let outcome = self
+            .with_engine(|engine, store| engine.handle(store, command, now))?
+            .ok_or(ErrorCode::NotFound)?;
+        let effects = match outcome {
+            Ok(effects) => effects,
+            Err(EngineError::Rejected {
+                code,
+                client_msg_id,
+                retry_after_ms,
+            }) => {
+                self.log("command_refused", trace)
+                    .field("command", kind)
+                    .error_class(code.as_str())
+                    .emit();
+                return Err(ApiError {
+                    code,
+                    client_msg_id,
+                    retry_after_ms,
+                });
+            }
+            Err(EngineError::Store(e)) => return Err(self.storage_error(&e.to_string())),
+        };
+        let mut mirror = false;
+        for effect in effects {
+            match effect {
+                Effect::Reply(frame) => match &mut caller {
+                    Caller::Socket(ws) => send_frame(ws, &frame),
+                    Caller::Http(replies) => replies.push(frame),
+                },
+                Effect::Broadcast(frame) => {
+                    if let ServerFrame::Event(event) = &frame {
+                        self.log("event_stored", trace)
+                            .seq(event.seq)
+                            .field("kind", event.payload.kind())
+                            .emit();
+                    }
+                    self.broadcast(&frame, None);
+                }
+                Effect::BroadcastExcept { participant, frame } => {
+                    self.broadcast(&frame, Some(&participant))
+                }
+                Effect::Mirror => mirror = true,
+                Effect::Wake => self.wake_pollers(),
+            }
+        }
+        if mirror {
+            self.schedule_mirror(0).await;
+        }
+        Ok(())
+    }
+
+    fn log(&self, event: &str, trace: &str) -> Log {
+        let mut log = Log::info(event);
+        if let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) {
+            log = log.site(&meta.site).conversation(&meta.id);
+        }
+        if trace.is_empty() {
+            log
+        } else {
+            log.trace(trace)
+        }
+    }
+
+    fn broadcast(&self, frame: &ServerFrame, except: Option<&str>) {
+        let text = frame.to_json();
+        for ws in self.state.get_websockets() {
+            let Ok(Some(socket)) = ws.deserialize_attachment::<SocketState>() else {
+                continue;
+            };
+            match socket.principal {
+                Some(p) if Some(p.id()) != except => {
+                    let _ = ws.send_with_str(&text);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn wake_pollers(&self) {
+        for poller in self.pollers.borrow_mut().drain(..) {
+            let _ = poller.send(());
+        }
+    }
+
+    async fn schedule_mirror(&self, delay_ms: i64) {
+        let storage = self.state.storage();
+        let due = now_ms() + delay_ms;
+        match storage.get_alarm().await {
+            Ok(Some(at)) if at <= due => {}
+            _ => {
+                if let Err(e) = storage
+                    .set_alarm(Duration::from_millis(delay_ms.max(0) as u64))
+                    .await
+                {
+                    Log::error("alarm_failed")
+                        .error_class("storage_unavailable")
+                        .field("detail", e.to_string())
+                        .emit();
+                }
+            }
+        }
+    }
+
+    async fn drain_mirror(&self) {
+        let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) else {
+            return;
+        };
+        let db = match self.env.d1("DB") {
+            Ok(db) => db,
+            Err(e) => {
+                Log::error("mirror_failed")
+                    .error_class("d1_binding")
+                    .field("detail", e.to_string())
+                    .emit();
+                return;
+            }
+        };
+        let store = match SqlStore::open(self.state.storage().sql()) {
+            Ok(store) => store,
+            Err(e) => {
+                self.storage_error(&e.to_string());
+                return;
+            }
+        };
+        match mirror::drain(&store, &meta, &db).await {
+            Ok(Drained::CaughtUp { mirrored_seq }) => {
+                Log::info("mirror_caught_up")
+                    .site(&meta.site)
+                    .conversation(&meta.id)
+                    .seq(mirrored_seq)
+                    .emit();
+            }
+            Ok(Drained::More) => self.schedule_mirror(0).await,
+            Err(detail) => {
+                let failures = store
+                    .mirror_state()
+                    .map(|s| s.failures)
+                    .unwrap_or(0)
+                    .saturating_add(1);
+                let mirrored = store.mirror_state().map(|s| s.mirrored_seq).unwrap_or(0);
+                let _ = store.set_mirror_state(mirrored, failures);
+                let delay = mirror::retry_delay_ms(failures);
+                Log::warn("mirror_failed")
+                    .site(&meta.site)
+                    .conversation(&meta.id)
+                    .seq(mirrored)
+                    .error_class("d1_unavailable")
+                    .field("failures", failures)
+                    .field("retry_in_ms", delay)
+                    .field("detail", detail)
+                    .emit();
+                self.schedule_mirror(delay).await;
+            }
+        }
+    }
+
+    fn refuse_and_close(
+        &self,
+        ws: &WebSocket,
+        socket: &SocketState,
+        code: ErrorCode,
+        close: u16,
+    ) -> Result<()> {
+        send_frame(ws, &ApiError::from(code).frame(socket.lang()));
+        let _ = ws.close(Some(close), Some(code.as_str()));
+        Ok(())
+    }
+
+    async fn hello(
+        &self,
+        ws: &WebSocket,
+        mut socket: SocketState,
+        token: &str,
+        after: Option<u64>,
+        epoch: Option<String>,
+    ) -> Result<()> {
+        let principal = match token::verify(self.config().token_secret.as_bytes(), token, now_ms())
+        {
+            Ok(claims) => claims.principal,
+            Err(e) => return self.refuse_and_close(ws, &socket, e.code(), CLOSE_POLICY),
+        };
+        let meta = match self.meta() {
+            Ok(meta) => meta,
+            Err(e) => return self.refuse_and_close(ws, &socket, e.code, CLOSE_POLICY),
+        };
+        if !can_access(&principal, &meta) {
+            return self.refuse_and_close(ws, &socket, ErrorCode::NotFound, CLOSE_POLICY);
+        }
+        socket.principal = Some(principal.clone());
+        ws.serialize_attachment(&socket)?;
+        let command = Command::Hello {
+            who: principal.participant(),
+            after,
+            epoch,
+        };
+        if let Err(error) = self.execute(command, Caller::Socket(ws), "").await {
+            send_frame(ws, &error.frame(socket.lang()));
+        }
+        Ok(())
+    }
+
+    async fn route(&self, req: &mut Request, trace: &str) -> ApiResult {
+        let path = req.path();
+        match path.as_str() {
+            "/create" => self.create(req, trace).await,
+            "/ws" => self.accept_socket(req),
+            "/operation" => self.operation(req, trace).await,
+            "/poll" => self.poll(req).await,
+            _ => Err(ErrorCode::NotFound.into()),
+        }
+    }
+
+    async fn create(&self, req: &mut Request, trace: &str) -> ApiResult {
+        let params: CreateConversation = read_json(req).await?;
+        let meta = Meta {
+            id: params.id,
+            site: params.site,
+            team: params.team,
+            visitor: params.visitor,
+            epoch: params.epoch,
+            created_at: now_ms(),
+            status: parley_core::Status::Open,
+            assignee: None,
+            head: 0,
+        };
+        let created = {
+            let mut store_slot = self.store.borrow_mut();
+            if store_slot.is_none() {
+                *store_slot = Some(
+                    SqlStore::open(self.state.storage().sql())
+                        .map_err(|e| self.storage_error(&e.to_string()))?,
+                );
+            }
+            let store = store_slot.as_mut().ok_or(ErrorCode::Internal)?;
+            match Engine::create(store, self.engine_config(), meta, system_participant()) {
+                Ok((engine, _)) => {
+                    let meta = engine.meta().clone();
+                    *self.engine.borrow_mut() = Some(engine);
+                    meta
+                }
+                Err(EngineError::Rejected { code, .. }) => return Err(code.into()),
+                Err(EngineError::Store(e)) => return Err(self.storage_error(&e.to_string())),
+            }
+        };
+        self.schedule_mirror(0).await;
+        Log::info("conversation_created")
+            .site(&created.site)
+            .conversation(&created.id)
+            .seq(created.head)
+            .trace(trace)
+            .emit();
+        json_response(
+            &serde_json::json!({ "conversation": created.id, "epoch": created.epoch, "head": created.head }),
+            201,
+        )
+        .map_err(|_| ErrorCode::Internal.into())
+    }
+
+    fn accept_socket(&self, req: &Request) -> ApiResult {
+        let meta = self.meta()?;
+        if let Some(site) = header(req, SITE_HEADER) {
+            if site != meta.site {
+                return Err(ErrorCode::NotFound.into());
+            }
+        }
+        let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        self.state.accept_web_socket(&pair.server);
+        let socket = SocketState {
+            principal: None,
+            ip: header(req, IP_HEADER),
+            lang: header(req, LANG_HEADER),
+        };
+        pair.server
+            .serialize_attachment(&socket)
+            .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
+    }
+
+    async fn operation(&self, req: &mut Request, trace: &str) -> ApiResult {
+        let request: OperationRequest = read_json(req).await?;
+        let meta = self.meta()?;
+        if !can_access(&request.principal, &meta) {
+            return Err(ErrorCode::NotFound.into());
+        }
+        let who = request.principal.participant();
+        let command = match request.operation {
+            Operation::Info => {
+                return json_response(
+                    &serde_json::json!({
+                        "conversation": meta.id,
+                        "site": meta.site,
+                        "visitor": meta.visitor,
+                        "status": meta.status,
+                        "assignee": meta.assignee,
+                        "epoch": meta.epoch,
+                        "head": meta.head,
+                        "created_at": meta.created_at,
+                    }),
+                    200,
+                )
+                .map_err(|_| ErrorCode::Internal.into());
+            }
+            Operation::Send {
+                client_msg_id,
+                text,
+            } => Command::Send {
+                who,
+                ip: header(req, IP_HEADER),
+                client_msg_id,
+                text,
+            },
+            Operation::Typing { active } => Command::Typing { who, active },
+            Operation::Read { seq } => Command::Read { who, seq },
+            Operation::Close => Command::Close { who },
+            Operation::Reopen => Command::Reopen { who },
+            Operation::Assign => Command::Assign {
+                agent: who.clone(),
+                who,
+            },
+            Operation::History { before, limit } => Command::History { before, limit },
+        };
+        let mut replies = Vec::new();
+        self.execute(command, Caller::Http(&mut replies), trace)
+            .await?;
+        match replies.into_iter().next() {
+            Some(frame) => frame_response(&frame, 200),
+            None => no_content(),
+        }
+        .map_err(|_| ErrorCode::Internal.into())
+    }
+
+    async fn poll(&self, req: &mut Request) -> ApiResult {
+        #[derive(Deserialize)]
+        struct PollQuery {
+            after: u64,
+            epoch: Option<String>,
+            wait: Option<u32>,
+        }
+        let query: PollQuery = req
+            .query()
+            .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+        let principal: Principal = header(req, crate::internal::PRINCIPAL_HEADER)
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .ok_or(ErrorCode::TokenMissing)?;
+        let meta = self.meta()?;
+        if !can_access(&principal, &meta) {
+            return Err(ErrorCode::NotFound.into());
+        }
+        let wait_ms = u64::from(query.wait.unwrap_or(0).min(MAX_POLL_WAIT_SECS)) * 1000;
+        let poll = || Command::Poll {
+            after: query.after,
+            epoch: query.epoch.clone(),
+        };
+        let mut replies = Vec::new();
+        self.execute(poll(), Caller::Http(&mut replies), "").await?;
+        let nothing_new = matches!(replies.first(), Some(ServerFrame::Events { events, .. }) if events.is_empty());
+        if nothing_new && wait_ms > 0 {
+            let (sender, receiver) = oneshot::channel();
+            self.pollers.borrow_mut().push(sender);
+            let timeout = worker::Delay::from(Duration::from_millis(wait_ms));
+            if let Either::Left(_) = select(receiver, timeout).await {
+                replies.clear();
+                self.execute(poll(), Caller::Http(&mut replies), "").await?;
+            }
+        }
+        let frame = replies.into_iter().next().ok_or(ErrorCode::Internal)?;
+        frame_response(&frame, 200).map_err(|_| ErrorCode::Internal.into())
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Hello { .. } => "hello",
+        Command::Send { .. } => "send",
+        Command::Typing { .. } => "typing",
+        Command::Read { .. } => "read",
+        Command::Close { .. } => "close",
+        Command::Reopen { .. } => "reopen",
+        Command::Assign { .. } => "assign",
+        Command::Poll { .. } => "poll",
+        Command::History { .. } => "history",
+    }
+}

@@ -1,0 +1,116 @@
+//! HTTP plumbing shared by the Worker and the Durable Objects: typed errors to responses,
+//! JSON bodies with a size limit, and the headers every API answer carries.
+
+use parley_core::i18n::{error_message, Lang};
+use parley_core::limits::MAX_FRAME_BYTES;
+use parley_core::{ErrorCode, ServerFrame};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{Headers, Request, Response, Result};
+
+/// A refusal with a stable code; everything the client needs to react.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub client_msg_id: Option<String>,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        ApiError {
+            code,
+            client_msg_id: None,
+            retry_after_ms: None,
+        }
+    }
+}
+
+impl ApiError {
+    pub fn rate_limited(retry_after_ms: u64) -> ApiError {
+        ApiError {
+            code: ErrorCode::RateLimited,
+            client_msg_id: None,
+            retry_after_ms: Some(retry_after_ms),
+        }
+    }
+
+    pub fn frame(&self, lang: Lang) -> ServerFrame {
+        ServerFrame::Error {
+            code: self.code,
+            message: error_message(self.code, lang).to_string(),
+            client_msg_id: self.client_msg_id.clone(),
+            retry_after_ms: self.retry_after_ms,
+        }
+    }
+
+    pub fn response(&self, lang: Lang) -> Result<Response> {
+        let mut response = frame_response(&self.frame(lang), self.code.http_status())?;
+        if let Some(ms) = self.retry_after_ms {
+            response
+                .headers_mut()
+                .set("retry-after", &ms.div_ceil(1000).max(1).to_string())?;
+        }
+        Ok(response)
+    }
+}
+
+/// Outcome of an API handler: a response, or a typed refusal rendered in the caller's language.
+pub type ApiResult = std::result::Result<Response, ApiError>;
+
+pub fn api_headers() -> Result<Headers> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json; charset=utf-8")?;
+    headers.set("cache-control", "no-store")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    Ok(headers)
+}
+
+pub fn json_response<T: Serialize>(value: &T, status: u16) -> Result<Response> {
+    let body = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(api_headers()?))
+}
+
+pub fn frame_response(frame: &ServerFrame, status: u16) -> Result<Response> {
+    Ok(Response::ok(frame.to_json())?
+        .with_status(status)
+        .with_headers(api_headers()?))
+}
+
+pub fn no_content() -> Result<Response> {
+    Ok(Response::empty()?
+        .with_status(204)
+        .with_headers(api_headers()?))
+}
+
+/// Reads a JSON body of at most [`MAX_FRAME_BYTES`].
+pub async fn read_json<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T, ApiError> {
+    if let Ok(Some(length)) = req.headers().get("content-length") {
+        if length
+            .parse::<usize>()
+            .map_or(true, |n| n > MAX_FRAME_BYTES)
+        {
+            return Err(ErrorCode::FrameTooLarge.into());
+        }
+    }
+    let bytes = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(ErrorCode::FrameTooLarge.into());
+    }
+    serde_json::from_slice(&bytes).map_err(|_| ErrorCode::InvalidRequest.into())
+}
+
+/// The language the caller reads, from Accept-Language.
+pub fn request_lang(req: &Request) -> Lang {
+    req.headers()
+        .get("accept-language")
+        .ok()
+        .flatten()
+        .map(|h| Lang::negotiate(&h))
+        .unwrap_or_default()
+}

@@ -1,0 +1,58 @@
+//! The Worker → Durable Object interface. Only the Worker can reach the objects, and it
+//! builds these requests itself after authenticating the caller, so the headers are trusted.
+
+use parley_core::token::Principal;
+use serde::{Deserialize, Serialize};
+
+/// Verified identity of the caller, JSON.
+pub const PRINCIPAL_HEADER: &str = "x-parley-principal";
+/// The caller's IP address, from the edge.
+pub const IP_HEADER: &str = "x-parley-ip";
+/// The caller's language tag.
+pub const LANG_HEADER: &str = "x-parley-lang";
+/// The site id the caller reached us through (WebSocket upgrades only).
+pub const SITE_HEADER: &str = "x-parley-site";
+/// Correlates the log lines of one request across the Worker and the object.
+pub const TRACE_HEADER: &str = "x-parley-trace";
+
+/// The base URL of internal requests; the host is never resolved.
+pub const INTERNAL_BASE: &str = "https://internal.parley";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateConversation {
+    pub id: String,
+    pub site: String,
+    pub team: String,
+    pub visitor: String,
+    pub epoch: String,
+}
+
+/// HTTP operations on a conversation, forwarded to its object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    Send {
+        client_msg_id: String,
+        text: String,
+    },
+    Typing {
+        active: bool,
+    },
+    Read {
+        seq: u64,
+    },
+    Close,
+    Reopen,
+    Assign,
+    History {
+        before: Option<u64>,
+        limit: Option<u32>,
+    },
+    Info,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperationRequest {
+    pub principal: Principal,
+    pub operation: Operation,
+}

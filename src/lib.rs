@@ -1,0 +1,29 @@
+//! Parley's Worker: the thin shell around parley-core. It routes and authenticates HTTP
+//! requests, serves the static assets, and hosts the Durable Objects that run the core.
+
+mod api;
+mod config;
+mod conversation_object;
+mod http;
+mod internal;
+mod limiter_object;
+mod log;
+mod mirror;
+mod platform;
+mod sites;
+mod sql_store;
+
+pub use conversation_object::ConversationObject;
+pub use limiter_object::RateLimiterObject;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    api::handle(req, env, ctx).await
+}

@@ -1,0 +1,52 @@
+//! The runtime's clock, randomness and WebCrypto, for the code that must not do its own.
+
+use js_sys::{Object, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{Date, Result};
+
+pub fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+fn crypto() -> Result<web_sys::Crypto> {
+    js_sys::global()
+        .unchecked_into::<web_sys::WorkerGlobalScope>()
+        .crypto()
+        .map_err(worker::Error::from)
+}
+
+/// 16 bytes from the runtime's CSPRNG, for ids, epochs and salts.
+pub fn random_16() -> Result<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    crypto()?
+        .get_random_values_with_u8_array(&mut bytes)
+        .map_err(worker::Error::from)?;
+    Ok(bytes)
+}
+
+/// PBKDF2-SHA256 through WebCrypto.
+pub async fn pbkdf2_sha256(
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+    len: usize,
+) -> Result<Vec<u8>> {
+    let subtle = crypto()?.subtle();
+    let usages = js_sys::Array::of1(&JsValue::from_str("deriveBits"));
+    let raw = Uint8Array::from(password.as_bytes());
+    let key_promise = subtle
+        .import_key_with_str("raw", &raw, "PBKDF2", false, &usages)
+        .map_err(worker::Error::from)?;
+    let key: web_sys::CryptoKey = JsFuture::from(key_promise).await?.unchecked_into();
+    let params = Object::new();
+    Reflect::set(&params, &"name".into(), &"PBKDF2".into())?;
+    Reflect::set(&params, &"hash".into(), &"SHA-256".into())?;
+    Reflect::set(&params, &"salt".into(), &Uint8Array::from(salt))?;
+    Reflect::set(&params, &"iterations".into(), &JsValue::from(iterations))?;
+    let bits_promise = subtle
+        .derive_bits_with_object(&params, &key, (len * 8) as u32)
+        .map_err(worker::Error::from)?;
+    let bits = JsFuture::from(bits_promise).await?;
+    Ok(Uint8Array::new(&bits).to_vec())
+}

@@ -1,0 +1,90 @@
+//! Site configuration from D1, cached briefly in the isolate so that new visitors can still
+//! start chatting through a short D1 outage.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use worker::D1Database;
+
+const CACHE_TTL_MS: i64 = 60_000;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Site {
+    pub id: String,
+    pub team_id: String,
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct SiteRow {
+    id: String,
+    team_id: String,
+    allowed_origins: String,
+}
+
+thread_local! {
+    static CACHE: RefCell<HashMap<String, (i64, Site)>> = RefCell::new(HashMap::new());
+}
+
+pub enum Lookup {
+    Found(Site),
+    Unknown,
+    Unavailable(String),
+}
+
+/// The site with this public key; a fresh cached copy is used while D1 is unreachable.
+pub async fn by_key(db: &D1Database, key: &str, now: i64) -> Lookup {
+    lookup(db, "site_key", key, now).await
+}
+
+/// The site with this id.
+pub async fn by_id(db: &D1Database, id: &str, now: i64) -> Lookup {
+    lookup(db, "id", id, now).await
+}
+
+async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) -> Lookup {
+    if value.is_empty() || value.len() > 64 {
+        return Lookup::Unknown;
+    }
+    let key = format!("{column}:{value}");
+    let key = key.as_str();
+    let cached = CACHE.with(|c| c.borrow().get(key).cloned());
+    if let Some((at, site)) = &cached {
+        if now - at < CACHE_TTL_MS {
+            return Lookup::Found(site.clone());
+        }
+    }
+    let query = db
+        .prepare(format!(
+            "SELECT id, team_id, allowed_origins FROM sites WHERE {column} = ?1"
+        ))
+        .bind(&[value.into()]);
+    let row = match query {
+        Ok(statement) => statement.first::<SiteRow>(None).await,
+        Err(e) => Err(e),
+    };
+    match row {
+        Ok(Some(row)) => {
+            let site = Site {
+                id: row.id,
+                team_id: row.team_id,
+                allowed_origins: serde_json::from_str(&row.allowed_origins).unwrap_or_default(),
+            };
+            CACHE.with(|c| c.borrow_mut().insert(key.to_string(), (now, site.clone())));
+            Lookup::Found(site)
+        }
+        Ok(None) => Lookup::Unknown,
+        // A stale copy beats refusing a visitor while D1 is down.
+        Err(e) => match cached {
+            Some((_, site)) => Lookup::Found(site),
+            None => Lookup::Unavailable(e.to_string()),
+        },
+    }
+}
+
+impl Site {
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
+}

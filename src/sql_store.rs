@@ -1,0 +1,323 @@
+//! The conversation log in the Durable Object's own SQLite: the [`Store`] port of the engine.
+//! Each write is a single statement, so an event, its dedupe key and its place in the mirror
+//! queue (`seq > mirrored_seq`) become durable together.
+
+use std::collections::BTreeMap;
+
+use parley_core::{Event, EventPayload, Meta, Participant, Role, Status, Store};
+use serde::Deserialize;
+use worker::{SqlStorage, SqlStorageValue};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS conversation (
+  id TEXT PRIMARY KEY, site TEXT NOT NULL, team TEXT NOT NULL, visitor TEXT NOT NULL,
+  epoch TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL,
+  author_id TEXT NOT NULL, author_role TEXT NOT NULL, author_name TEXT,
+  client_msg_id TEXT, at INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS events_dedupe ON events (author_id, client_msg_id)
+  WHERE client_msg_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_kind ON events (kind, seq);
+CREATE TABLE IF NOT EXISTS reads (participant TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS mirror (
+  id INTEGER PRIMARY KEY CHECK (id = 1), mirrored_seq INTEGER NOT NULL, failures INTEGER NOT NULL);
+";
+
+pub struct SqlStore {
+    sql: SqlStorage,
+}
+
+#[derive(Debug)]
+pub struct SqlError(pub String);
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sqlite: {}", self.0)
+    }
+}
+
+impl From<worker::Error> for SqlError {
+    fn from(e: worker::Error) -> Self {
+        SqlError(e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct ConversationRow {
+    id: String,
+    site: String,
+    team: String,
+    visitor: String,
+    epoch: String,
+    created_at: i64,
+}
+
+#[derive(Deserialize)]
+pub struct EventRow {
+    seq: u64,
+    kind: String,
+    body: String,
+    author_id: String,
+    author_role: String,
+    author_name: Option<String>,
+    client_msg_id: Option<String>,
+    at: i64,
+}
+
+#[derive(Deserialize)]
+struct SeqRow {
+    seq: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct KindRow {
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct BodyRow {
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct ReadRow {
+    participant: String,
+    seq: u64,
+}
+
+#[derive(Deserialize)]
+pub struct MirrorRow {
+    pub mirrored_seq: u64,
+    pub failures: u32,
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Visitor => "visitor",
+        Role::Agent => "agent",
+        Role::System => "system",
+    }
+}
+
+fn parse_role(name: &str) -> Role {
+    match name {
+        "visitor" => Role::Visitor,
+        "agent" => Role::Agent,
+        _ => Role::System,
+    }
+}
+
+impl EventRow {
+    pub fn into_event(self) -> Result<Event, SqlError> {
+        let body: serde_json::Value =
+            serde_json::from_str(&self.body).map_err(|e| SqlError(e.to_string()))?;
+        let payload: EventPayload =
+            serde_json::from_value(serde_json::json!({ "kind": self.kind, "body": body }))
+                .map_err(|e| SqlError(e.to_string()))?;
+        Ok(Event {
+            seq: self.seq,
+            payload,
+            author: Participant {
+                id: self.author_id,
+                role: parse_role(&self.author_role),
+                name: self.author_name,
+            },
+            at: self.at,
+            client_msg_id: self.client_msg_id,
+        })
+    }
+}
+
+/// The JSON of an event's body, as stored here and mirrored to D1.
+pub fn body_json(payload: &EventPayload) -> String {
+    serde_json::to_value(payload)
+        .ok()
+        .and_then(|v| v.get("body").cloned())
+        .unwrap_or_else(|| serde_json::json!({}))
+        .to_string()
+}
+
+fn int(v: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(v as i64)
+}
+
+impl SqlStore {
+    pub fn open(sql: SqlStorage) -> Result<SqlStore, SqlError> {
+        sql.exec(SCHEMA, None)?;
+        Ok(SqlStore { sql })
+    }
+
+    fn rows<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>, SqlError> {
+        Ok(self.sql.exec(query, bindings)?.to_array::<T>()?)
+    }
+
+    fn events(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Event>, SqlError> {
+        self.rows::<EventRow>(query, bindings)?
+            .into_iter()
+            .map(EventRow::into_event)
+            .collect()
+    }
+
+    pub fn mirror_state(&self) -> Result<MirrorRow, SqlError> {
+        Ok(self
+            .rows::<MirrorRow>(
+                "SELECT mirrored_seq, failures FROM mirror WHERE id = 1",
+                vec![],
+            )?
+            .into_iter()
+            .next()
+            .unwrap_or(MirrorRow {
+                mirrored_seq: 0,
+                failures: 0,
+            }))
+    }
+
+    pub fn set_mirror_state(&self, mirrored_seq: u64, failures: u32) -> Result<(), SqlError> {
+        self.sql.exec(
+            "INSERT INTO mirror (id, mirrored_seq, failures) VALUES (1, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET mirrored_seq = excluded.mirrored_seq,
+             failures = excluded.failures",
+            vec![int(mirrored_seq), int(u64::from(failures))],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store for SqlStore {
+    type Error = SqlError;
+
+    fn load_meta(&self) -> Result<Option<Meta>, SqlError> {
+        let Some(row) = self
+            .rows::<ConversationRow>(
+                "SELECT id, site, team, visitor, epoch, created_at FROM conversation LIMIT 1",
+                vec![],
+            )?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let head = self
+            .rows::<SeqRow>("SELECT MAX(seq) AS seq FROM events", vec![])?
+            .into_iter()
+            .next()
+            .and_then(|r| r.seq)
+            .unwrap_or(0);
+        let status = match self
+            .rows::<KindRow>(
+                "SELECT kind FROM events WHERE kind IN ('closed', 'reopened') ORDER BY seq DESC LIMIT 1",
+                vec![],
+            )?
+            .first()
+        {
+            Some(row) if row.kind == "closed" => Status::Closed,
+            _ => Status::Open,
+        };
+        let assignee = self
+            .rows::<BodyRow>(
+                "SELECT body FROM events WHERE kind = 'assigned' ORDER BY seq DESC LIMIT 1",
+                vec![],
+            )?
+            .into_iter()
+            .next()
+            .and_then(|row| serde_json::from_str::<serde_json::Value>(&row.body).ok())
+            .and_then(|body| body["agent"]["id"].as_str().map(str::to_string));
+        Ok(Some(Meta {
+            id: row.id,
+            site: row.site,
+            team: row.team,
+            visitor: row.visitor,
+            epoch: row.epoch,
+            created_at: row.created_at,
+            status,
+            assignee,
+            head,
+        }))
+    }
+
+    fn create(&mut self, meta: &Meta, first: &Event) -> Result<(), SqlError> {
+        self.sql.exec(
+            "INSERT INTO conversation (id, site, team, visitor, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            vec![
+                meta.id.as_str().into(),
+                meta.site.as_str().into(),
+                meta.team.as_str().into(),
+                meta.visitor.as_str().into(),
+                meta.epoch.as_str().into(),
+                meta.created_at.into(),
+            ],
+        )?;
+        self.append(first)
+    }
+
+    fn append(&mut self, event: &Event) -> Result<(), SqlError> {
+        self.sql.exec(
+            "INSERT INTO events (seq, kind, body, author_id, author_role, author_name, client_msg_id, at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                int(event.seq),
+                event.payload.kind().into(),
+                body_json(&event.payload).into(),
+                event.author.id.as_str().into(),
+                role_name(event.author.role).into(),
+                event.author.name.clone().into(),
+                event.client_msg_id.clone().into(),
+                event.at.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn seq_for_client_msg(
+        &self,
+        author: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<u64>, SqlError> {
+        Ok(self
+            .rows::<SeqRow>(
+                "SELECT seq FROM events WHERE author_id = ? AND client_msg_id = ?",
+                vec![author.into(), client_msg_id.into()],
+            )?
+            .into_iter()
+            .next()
+            .and_then(|r| r.seq))
+    }
+
+    fn events_after(&self, after: u64, limit: u32) -> Result<Vec<Event>, SqlError> {
+        self.events(
+            "SELECT * FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+            vec![int(after), int(u64::from(limit))],
+        )
+    }
+
+    fn events_before(&self, before: u64, limit: u32) -> Result<Vec<Event>, SqlError> {
+        let mut events = self.events(
+            "SELECT * FROM events WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            vec![int(before), int(u64::from(limit))],
+        )?;
+        events.reverse();
+        Ok(events)
+    }
+
+    fn reads(&self) -> Result<BTreeMap<String, u64>, SqlError> {
+        Ok(self
+            .rows::<ReadRow>("SELECT participant, seq FROM reads", vec![])?
+            .into_iter()
+            .map(|r| (r.participant, r.seq))
+            .collect())
+    }
+
+    fn save_read(&mut self, participant: &str, seq: u64) -> Result<(), SqlError> {
+        self.sql.exec(
+            "INSERT INTO reads (participant, seq) VALUES (?, ?)
+             ON CONFLICT (participant) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            vec![participant.into(), int(seq)],
+        )?;
+        Ok(())
+    }
+}
