@@ -1,6 +1,8 @@
 //! Settings from the Worker's environment (wrangler.toml [vars] and secrets).
 
 use parley_core::limits::DEFAULT_REPLAY_WINDOW;
+use parley_core::ratelimit::Rate;
+use parley_core::EngineConfig;
 use worker::Env;
 
 pub struct Config {
@@ -9,6 +11,9 @@ pub struct Config {
     pub replay_window: u64,
     pub visitor_token_ttl_ms: i64,
     pub agent_token_ttl_ms: i64,
+    pub visitor_messages: Rate,
+    pub agent_messages: Rate,
+    pub ip_messages: Rate,
 }
 
 fn text(env: &Env, name: &str) -> Option<String> {
@@ -33,6 +38,25 @@ impl Config {
             replay_window: number(env, "REPLAY_WINDOW", DEFAULT_REPLAY_WINDOW as i64) as u64,
             visitor_token_ttl_ms: number(env, "VISITOR_TOKEN_TTL", 30 * 24 * 3600) * 1000,
             agent_token_ttl_ms: number(env, "AGENT_TOKEN_TTL", 12 * 3600) * 1000,
+            visitor_messages: rate(env, "RATE_VISITOR_MESSAGES", Rate::VISITOR_MESSAGES),
+            agent_messages: rate(env, "RATE_AGENT_MESSAGES", Rate::AGENT_MESSAGES),
+            ip_messages: rate(env, "RATE_IP_MESSAGES", Rate::IP_MESSAGES),
         }
     }
+
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            replay_window: self.replay_window,
+            visitor_messages: self.visitor_messages,
+            agent_messages: self.agent_messages,
+            ip_messages: self.ip_messages,
+        }
+    }
+}
+
+/// A `"<burst>/<per second>"` setting, or the default when absent or invalid.
+fn rate(env: &Env, name: &str, default: Rate) -> Rate {
+    text(env, name)
+        .and_then(|t| Rate::parse(&t))
+        .unwrap_or(default)
 }

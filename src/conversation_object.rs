@@ -252,9 +252,7 @@ impl ConversationObject {
     }
 
     fn engine_config(&self) -> EngineConfig {
-        EngineConfig {
-            replay_window: self.config().replay_window,
-        }
+        self.config().engine()
     }
 
     fn storage_error(&self, detail: &str) -> ApiError {

@@ -252,14 +252,18 @@ impl Store for SqlStore {
                 meta.created_at.into(),
             ],
         )?;
-        self.append(first)
+        self.append(std::slice::from_ref(first))
     }
 
-    fn append(&mut self, event: &Event) -> Result<(), SqlError> {
-        self.sql.exec(
-            "INSERT INTO events (seq, kind, body, author_id, author_role, author_name, client_msg_id, at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            vec![
+    fn append(&mut self, events: &[Event]) -> Result<(), SqlError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One INSERT for all rows: SQLite applies a statement atomically.
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; events.len()].join(", ");
+        let mut bindings = Vec::with_capacity(events.len() * 8);
+        for event in events {
+            bindings.extend([
                 int(event.seq),
                 event.payload.kind().into(),
                 body_json(&event.payload).into(),
@@ -268,7 +272,14 @@ impl Store for SqlStore {
                 event.author.name.clone().into(),
                 event.client_msg_id.clone().into(),
                 event.at.into(),
-            ],
+            ]);
+        }
+        self.sql.exec(
+            &format!(
+                "INSERT INTO events (seq, kind, body, author_id, author_role, author_name, client_msg_id, at)
+                 VALUES {rows}"
+            ),
+            bindings,
         )?;
         Ok(())
     }

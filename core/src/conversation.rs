@@ -36,8 +36,9 @@ pub trait Store {
     fn load_meta(&self) -> Result<Option<Meta>, Self::Error>;
     /// Records a new conversation and its first event.
     fn create(&mut self, meta: &Meta, first: &Event) -> Result<(), Self::Error>;
-    /// Appends one event (a single write: the event, its dedupe key and its mirror position).
-    fn append(&mut self, event: &Event) -> Result<(), Self::Error>;
+    /// Appends the events of one command as a single atomic write (each event with its dedupe
+    /// key and its mirror position): either all of them are stored or none.
+    fn append(&mut self, events: &[Event]) -> Result<(), Self::Error>;
     fn seq_for_client_msg(
         &self,
         author: &str,
@@ -51,16 +52,25 @@ pub trait Store {
     fn save_read(&mut self, participant: &str, seq: u64) -> Result<(), Self::Error>;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineConfig {
     /// Most events replayed to a resuming client before it is told to `reset`.
     pub replay_window: u64,
+    /// Messages per visitor.
+    pub visitor_messages: Rate,
+    /// Messages per agent.
+    pub agent_messages: Rate,
+    /// Messages per IP address, whoever sends them.
+    pub ip_messages: Rate,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             replay_window: DEFAULT_REPLAY_WINDOW,
+            visitor_messages: Rate::VISITOR_MESSAGES,
+            agent_messages: Rate::AGENT_MESSAGES,
+            ip_messages: Rate::IP_MESSAGES,
         }
     }
 }
@@ -309,30 +319,35 @@ impl Engine {
             .try_take(rate, now)
     }
 
+    /// Stores the events of one command together, then advances the in-memory state.
     fn append<S: Store>(
         &mut self,
         store: &mut S,
-        payload: EventPayload,
-        author: Participant,
-        client_msg_id: Option<String>,
+        items: Vec<(EventPayload, Participant, Option<String>)>,
         now: i64,
-    ) -> Result<Event, EngineError<S::Error>> {
-        let event = Event {
-            seq: self.meta.head + 1,
-            payload,
-            author,
-            at: now,
-            client_msg_id,
-        };
-        store.append(&event).map_err(EngineError::Store)?;
-        self.meta.head = event.seq;
-        match &event.payload {
-            EventPayload::Closed {} => self.meta.status = Status::Closed,
-            EventPayload::Reopened {} => self.meta.status = Status::Open,
-            EventPayload::Assigned { agent } => self.meta.assignee = Some(agent.id.clone()),
-            EventPayload::Message { .. } | EventPayload::Created {} => {}
+    ) -> Result<Vec<Event>, EngineError<S::Error>> {
+        let events: Vec<Event> = items
+            .into_iter()
+            .zip(self.meta.head + 1..)
+            .map(|((payload, author, client_msg_id), seq)| Event {
+                seq,
+                payload,
+                author,
+                at: now,
+                client_msg_id,
+            })
+            .collect();
+        store.append(&events).map_err(EngineError::Store)?;
+        for event in &events {
+            self.meta.head = event.seq;
+            match &event.payload {
+                EventPayload::Closed {} => self.meta.status = Status::Closed,
+                EventPayload::Reopened {} => self.meta.status = Status::Open,
+                EventPayload::Assigned { agent } => self.meta.assignee = Some(agent.id.clone()),
+                EventPayload::Message { .. } | EventPayload::Created {} => {}
+            }
         }
-        Ok(event)
+        Ok(events)
     }
 
     fn send<S: Store>(
@@ -371,39 +386,39 @@ impl Engine {
             return Err(refuse(ErrorCode::MessageTooLong, None, &client_msg_id));
         }
         let rate = match who.role {
-            Role::Visitor => Rate::VISITOR_MESSAGES,
-            Role::Agent | Role::System => Rate::AGENT_MESSAGES,
+            Role::Visitor => self.config.visitor_messages,
+            Role::Agent | Role::System => self.config.agent_messages,
         };
         if let Err(wait) = self.take_token(format!("p:{}", who.id), rate, now) {
             return Err(refuse(ErrorCode::RateLimited, Some(wait), &client_msg_id));
         }
         if let Some(ip) = ip {
-            if let Err(wait) = self.take_token(format!("ip:{ip}"), Rate::IP_MESSAGES, now) {
+            if let Err(wait) = self.take_token(format!("ip:{ip}"), self.config.ip_messages, now) {
                 return Err(refuse(ErrorCode::RateLimited, Some(wait), &client_msg_id));
             }
         }
-        let mut effects = Vec::with_capacity(5);
+        let mut items = Vec::with_capacity(2);
         if self.meta.status == Status::Closed && who.role == Role::Visitor {
-            // A visitor writing into a closed conversation reopens it.
-            let reopened = self.append(store, EventPayload::Reopened {}, who.clone(), None, now)?;
-            effects.push(Effect::Broadcast(ServerFrame::Event(reopened)));
+            // A visitor writing into a closed conversation reopens it, in the same write.
+            items.push((EventPayload::Reopened {}, who.clone(), None));
         }
-        let event = self.append(
-            store,
+        items.push((
             EventPayload::Message { text },
             who,
             Some(client_msg_id.clone()),
-            now,
-        )?;
-        effects.insert(
-            0,
-            Effect::Reply(ServerFrame::Ack {
-                client_msg_id,
-                seq: event.seq,
-                duplicate: false,
-            }),
+        ));
+        let events = self.append(store, items, now)?;
+        let seq = events.last().map_or(self.meta.head, |e| e.seq);
+        let mut effects = vec![Effect::Reply(ServerFrame::Ack {
+            client_msg_id,
+            seq,
+            duplicate: false,
+        })];
+        effects.extend(
+            events
+                .into_iter()
+                .map(|e| Effect::Broadcast(ServerFrame::Event(e))),
         );
-        effects.push(Effect::Broadcast(ServerFrame::Event(event)));
         effects.push(Effect::Mirror);
         effects.push(Effect::Wake);
         Ok(effects)
@@ -451,7 +466,10 @@ impl Engine {
         who: Participant,
         now: i64,
     ) -> Outcome<S::Error> {
-        let event = self.append(store, payload, who, None, now)?;
+        let mut events = self.append(store, vec![(payload, who, None)], now)?;
+        let event = events
+            .pop()
+            .ok_or(EngineError::reject(ErrorCode::Internal))?;
         Ok(vec![
             Effect::Reply(ServerFrame::Event(event.clone())),
             Effect::Broadcast(ServerFrame::Event(event)),

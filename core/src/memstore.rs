@@ -64,13 +64,15 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn append(&mut self, event: &Event) -> Result<(), MemStoreError> {
+    fn append(&mut self, events: &[Event]) -> Result<(), MemStoreError> {
         self.check_write()?;
-        if let Some(id) = &event.client_msg_id {
-            self.client_ids
-                .insert((event.author.id.clone(), id.clone()), event.seq);
+        for event in events {
+            if let Some(id) = &event.client_msg_id {
+                self.client_ids
+                    .insert((event.author.id.clone(), id.clone()), event.seq);
+            }
+            self.events.push(event.clone());
         }
-        self.events.push(event.clone());
         Ok(())
     }
 

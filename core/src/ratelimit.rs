@@ -10,6 +10,20 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// Parses `"<burst>/<per second>"`, e.g. `"20/1"` or `"10/0.1"`.
+    pub fn parse(text: &str) -> Option<Rate> {
+        let (burst, per_second) = text.trim().split_once('/')?;
+        let rate = Rate {
+            burst: burst.trim().parse().ok()?,
+            per_second: per_second.trim().parse().ok()?,
+        };
+        (rate.burst >= 1.0
+            && rate.per_second > 0.0
+            && rate.burst.is_finite()
+            && rate.per_second.is_finite())
+        .then_some(rate)
+    }
+
     /// Visitor messages: a burst of 20, then one a second.
     pub const VISITOR_MESSAGES: Rate = Rate {
         burst: 20.0,
@@ -74,6 +88,27 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_configured_rates() {
+        assert_eq!(
+            Rate::parse("20/1"),
+            Some(Rate {
+                burst: 20.0,
+                per_second: 1.0
+            })
+        );
+        assert_eq!(
+            Rate::parse(" 10 / 0.1 "),
+            Some(Rate {
+                burst: 10.0,
+                per_second: 0.1
+            })
+        );
+        assert_eq!(Rate::parse("0/1"), None);
+        assert_eq!(Rate::parse("5/0"), None);
+        assert_eq!(Rate::parse("five"), None);
+    }
 
     #[test]
     fn burst_then_refill() {

@@ -41,6 +41,7 @@ fn new_conversation(window: u64) -> (Engine, MemStore) {
         &mut store,
         EngineConfig {
             replay_window: window,
+            ..EngineConfig::default()
         },
         meta,
         system_participant(),

@@ -15,10 +15,10 @@
 //! duplicate in what it displays. At the end every client reconnects, retries its outbox until
 //! everything is acknowledged, loads its history, and must display exactly the store's log.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use parley_core::conversation::system_participant;
-use parley_core::memstore::MemStore;
+use parley_core::memstore::{MemStore, MemStoreError};
 use parley_core::protocol::ResetReason;
 use parley_core::{
     Command, Effect, Engine, EngineConfig, EngineError, ErrorCode, Event, EventPayload, Meta,
@@ -162,6 +162,7 @@ fn new_conversation(window: u64) -> (Engine, MemStore) {
     };
     let config = EngineConfig {
         replay_window: window,
+        ..EngineConfig::default()
     };
     let (engine, _) = Engine::create(&mut store, config, meta, system_participant())
         .unwrap_or_else(|e| panic!("create: {e:?}"));
@@ -354,6 +355,7 @@ impl World {
             engine,
             config: EngineConfig {
                 replay_window: WINDOW,
+                ..EngineConfig::default()
             },
             clients: (0..clients).map(Client::new).collect(),
             now: START_MS,
@@ -1262,6 +1264,7 @@ fn hello(who: &Participant, after: u64) -> Command {
 fn ack_lost_then_retry_after_restart_returns_the_original_seq() {
     let config = EngineConfig {
         replay_window: WINDOW,
+        ..EngineConfig::default()
     };
     let (mut engine, mut store) = new_conversation(WINDOW);
     let v = visitor();
@@ -1468,4 +1471,126 @@ fn failed_write_leaves_the_message_pending_until_a_retry() {
     world.settle().unwrap();
     world.check_final().unwrap();
     assert_eq!(world.clients[0].outbox[0].acked, Some(2));
+}
+
+/// A store whose `n`-th write from now fails (0 = the next one), to fail the second write of a
+/// command that makes two.
+struct FlakyStore {
+    inner: MemStore,
+    fail_write_in: Option<u32>,
+}
+
+impl FlakyStore {
+    fn write(&mut self) -> Result<(), MemStoreError> {
+        match self.fail_write_in {
+            Some(0) => {
+                self.fail_write_in = None;
+                Err(MemStoreError)
+            }
+            Some(n) => {
+                self.fail_write_in = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Store for FlakyStore {
+    type Error = MemStoreError;
+
+    fn load_meta(&self) -> Result<Option<Meta>, MemStoreError> {
+        self.inner.load_meta()
+    }
+    fn create(&mut self, meta: &Meta, first: &Event) -> Result<(), MemStoreError> {
+        self.write()?;
+        self.inner.create(meta, first)
+    }
+    fn append(&mut self, events: &[Event]) -> Result<(), MemStoreError> {
+        self.write()?;
+        self.inner.append(events)
+    }
+    fn seq_for_client_msg(&self, author: &str, id: &str) -> Result<Option<u64>, MemStoreError> {
+        self.inner.seq_for_client_msg(author, id)
+    }
+    fn events_after(&self, after: u64, limit: u32) -> Result<Vec<Event>, MemStoreError> {
+        self.inner.events_after(after, limit)
+    }
+    fn events_before(&self, before: u64, limit: u32) -> Result<Vec<Event>, MemStoreError> {
+        self.inner.events_before(before, limit)
+    }
+    fn reads(&self) -> Result<BTreeMap<String, u64>, MemStoreError> {
+        self.inner.reads()
+    }
+    fn save_read(&mut self, participant: &str, seq: u64) -> Result<(), MemStoreError> {
+        self.write()?;
+        self.inner.save_read(participant, seq)
+    }
+}
+
+/// Regression: a visitor writing into a closed conversation stores `reopened` and the message.
+/// Both must be one write: if storage fails, nothing is stored (no `reopened` that nobody was
+/// sent, which would show as a gap); the retry then stores and broadcasts both.
+#[test]
+fn failed_message_write_after_reopen_leaves_no_unbroadcast_event() {
+    let mut store = FlakyStore {
+        inner: MemStore::default(),
+        fail_write_in: None,
+    };
+    let meta = Meta {
+        id: CONVERSATION.into(),
+        site: "s_1".into(),
+        team: "t_1".into(),
+        visitor: "v_1".into(),
+        epoch: EPOCH.into(),
+        created_at: START_MS,
+        status: Status::Open,
+        assignee: None,
+        head: 0,
+    };
+    let (mut engine, _) = Engine::create(
+        &mut store,
+        EngineConfig::default(),
+        meta,
+        system_participant(),
+    )
+    .unwrap();
+    engine
+        .handle(&mut store, Command::Close { who: agent(1) }, 1000)
+        .unwrap();
+    // The command's single write fails.
+    store.fail_write_in = Some(0);
+    let failed = engine.handle(&mut store, send(&visitor(), "m1", "hi"), 2000);
+    let log = store.inner.log();
+    match failed {
+        // Either the failed command changed nothing ...
+        Err(EngineError::Store(_)) => {
+            let kinds: Vec<&str> = log.iter().map(|e| e.payload.kind()).collect();
+            assert_eq!(
+                kinds,
+                ["created", "closed"],
+                "the failed send stored an event nobody was sent"
+            );
+        }
+        // ... or whatever it stored is broadcast, and the message is not acknowledged.
+        Ok(effects) => {
+            assert_eq!(ack(&effects), None, "an unstored message was acknowledged");
+            for event in &log[2..] {
+                assert!(
+                    effects.contains(&Effect::Broadcast(ServerFrame::Event(event.clone()))),
+                    "{event:?} stored but not broadcast: {effects:?}"
+                );
+            }
+        }
+        Err(other) => panic!("{other:?}"),
+    }
+    let retried = engine
+        .handle(&mut store, send(&visitor(), "m1", "hi"), 3000)
+        .unwrap();
+    assert_eq!(ack(&retried), Some((4, false)));
+    let kinds: Vec<&str> = store.inner.log().iter().map(|e| e.payload.kind()).collect();
+    assert_eq!(kinds, ["created", "closed", "reopened", "message"]);
+    for event in &store.inner.log()[2..] {
+        assert!(retried.contains(&Effect::Broadcast(ServerFrame::Event(event.clone()))));
+    }
 }
