@@ -1,0 +1,159 @@
+// Fault test: the runtime process (Node + workerd) is killed with SIGKILL in the middle of a
+// burst and restarted on the same persisted storage. Clients behave as the widget and console
+// do: a durable outbox, resume by seq, resend of whatever was not acknowledged. Afterwards
+// nothing is lost, nothing is duplicated, and everyone saw the same log.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './support/server.mjs';
+import { Socket, agentLogin, eventKey, fullHistory, msgId, newConversation, sleep, wsUrl } from './support/client.mjs';
+
+const GENEROUS = { RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', RATE_IP_MESSAGES: '5000/500' };
+
+/** A client that keeps every message until the server acknowledged it, across reconnects. */
+class DurableClient {
+  constructor(name, server, conversation, token) {
+    this.name = name;
+    this.server = server;
+    this.conversation = conversation;
+    this.token = token;
+    this.outbox = new Map(); // client_msg_id → text, until acked
+    this.acked = new Map(); // client_msg_id → seq
+    this.seen = []; // events in the order shown
+    this.epoch = undefined;
+    this.socket = null;
+    this.stopped = false;
+    this.resets = 0;
+  }
+
+  get lastSeq() {
+    return this.seen.at(-1)?.seq ?? 0;
+  }
+
+  onFrame(frame) {
+    if (frame.type === 'welcome') {
+      this.epoch = frame.epoch;
+    } else if (frame.type === 'event') {
+      if (frame.seq <= this.lastSeq) throw new Error(`${this.name}: seq ${frame.seq} seen twice`);
+      if (frame.seq !== this.lastSeq + 1) throw new Error(`${this.name}: gap before seq ${frame.seq} (last ${this.lastSeq})`);
+      this.seen.push(frame);
+    } else if (frame.type === 'ack') {
+      this.acked.set(frame.client_msg_id, frame.seq);
+      this.outbox.delete(frame.client_msg_id);
+    } else if (frame.type === 'reset') {
+      this.resets += 1;
+      throw new Error(`${this.name}: unexpected reset ${JSON.stringify(frame)}`);
+    }
+  }
+
+  /** Connects (retrying while the server is down), resumes, and resends the outbox. */
+  async connect() {
+    for (let attempt = 0; ; attempt += 1) {
+      if (this.stopped) return;
+      try {
+        const socket = new Socket(wsUrl(this.server, this.conversation));
+        await socket.opened;
+        socket.ws.on('message', (data) => this.onFrame(JSON.parse(data.toString())));
+        socket.ws.on('close', () => {
+          if (this.socket === socket) this.socket = null;
+        });
+        const resume = this.seen.length ? { after: this.lastSeq, epoch: this.epoch } : { after: 0 };
+        socket.send({ type: 'hello', token: this.token, ...resume });
+        await socket.nextOfType('welcome', 5000);
+        this.socket = socket;
+        for (const [id, text] of this.outbox) socket.send({ type: 'send', client_msg_id: id, text });
+        return;
+      } catch {
+        await sleep(Math.min(50 * 2 ** attempt, 500));
+      }
+    }
+  }
+
+  send(text) {
+    const id = msgId(this.name);
+    this.outbox.set(id, text);
+    if (this.socket) this.socket.send({ type: 'send', client_msg_id: id, text });
+    return id;
+  }
+
+  /** Keeps the connection up: reconnects whenever it drops. */
+  async keepConnected() {
+    while (!this.stopped) {
+      if (!this.socket) await this.connect();
+      await sleep(20);
+    }
+  }
+
+  stop() {
+    this.stopped = true;
+    this.socket?.close();
+  }
+}
+
+async function until(cond, what, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(25);
+  }
+}
+
+test('the runtime killed mid-burst and restarted on the same storage loses and duplicates nothing', async () => {
+  let server = await startServer({ vars: GENEROUS });
+  const { persistDir, port } = server;
+  const endpoint = { url: server.url, siteKey: server.siteKey };
+  try {
+    const conv = await newConversation(server);
+    const agent = await agentLogin(server);
+    const visitor = new DurableClient('visitor', endpoint, conv.conversation, conv.token);
+    const staff = new DurableClient('agent', endpoint, conv.conversation, agent.token);
+    const clients = [visitor, staff];
+    await Promise.all(clients.map((c) => c.connect()));
+    const loops = clients.map((c) => c.keepConnected());
+
+    const perClient = 150;
+    const kills = 2;
+    const bursts = clients.map(async (client) => {
+      for (let i = 0; i < perClient; i += 1) {
+        client.send(`${client.name} burst ${i}`);
+        await sleep(4);
+      }
+    });
+    const pendingAtKill = [];
+    for (let k = 1; k <= kills; k += 1) {
+      // Kill while both sides are mid-burst: some sends are acked, some in flight, some queued.
+      await until(() => visitor.acked.size >= (k * perClient) / (kills + 1), `acks before kill ${k}`);
+      await server.kill();
+      pendingAtKill.push(clients.reduce((n, c) => n + c.outbox.size, 0));
+      await sleep(300);
+      server = await startServer({ persistDir, port, vars: GENEROUS });
+    }
+    await Promise.all(bursts);
+    const total = 1 + clients.length * perClient;
+    await until(() => clients.every((c) => c.outbox.size === 0), 'every outbox flushed');
+    await until(() => clients.every((c) => c.lastSeq >= total), 'every client caught up');
+    clients.forEach((c) => c.stop());
+    await Promise.all(loops);
+
+    const log = await fullHistory(server, conv.conversation, conv.token);
+    // Gap-free, and exactly the messages the clients wrote, each once.
+    log.forEach((e, i) => assert.equal(e.seq, i + 1));
+    assert.equal(log.length, total);
+    const ids = log.filter((e) => e.client_msg_id).map((e) => e.client_msg_id);
+    assert.equal(new Set(ids).size, ids.length, 'no message stored twice');
+    for (const client of clients) {
+      assert.equal(client.acked.size, perClient, `${client.name}: every message acknowledged`);
+      for (const [id, seq] of client.acked) {
+        const stored = log.find((e) => e.client_msg_id === id);
+        assert.ok(stored, `${client.name}: ${id} was acknowledged but is not stored`);
+        assert.equal(stored.seq, seq, `${client.name}: ${id} acknowledged with another seq`);
+      }
+      // Everyone saw the same log, in the same order.
+      assert.deepEqual(client.seen.map(eventKey), log.map(eventKey), `${client.name} saw a different stream`);
+      assert.equal(client.resets, 0);
+    }
+    // The kills really hit mid-burst: messages were unacknowledged when the process died.
+    assert.ok(pendingAtKill.every((n) => n > 0), `pending at each kill: ${pendingAtKill}`);
+  } finally {
+    await server.stop();
+  }
+});
