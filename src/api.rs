@@ -20,6 +20,7 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::sites::{self, Lookup, Site};
+use crate::widget;
 
 /// What every handler needs to know about the request it serves.
 pub struct Ctx {
@@ -81,7 +82,7 @@ pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Result<Respo
     Ok(response)
 }
 
-fn header(req: &Request, name: &str) -> Option<String> {
+pub(crate) fn header(req: &Request, name: &str) -> Option<String> {
     req.headers()
         .get(name)
         .ok()
@@ -121,7 +122,12 @@ async fn route(mut req: Request, ctx: &Ctx, method: &Method, path: &str) -> ApiR
             let principal = authenticate(&req, ctx)?;
             ok_json(&serde_json::json!({ "principal": principal }), 200)
         }
-        (Method::Post, ["api", "v1", "conversations"]) => create_conversation(&req, ctx).await,
+        (Method::Get, ["api", "v1", "widget", "config"]) => widget::config(&req, ctx).await,
+        (Method::Post, ["api", "v1", "visitor", "context"]) => widget::context(&mut req, ctx).await,
+        (Method::Post, ["api", "v1", "visitor", "identify"]) => {
+            widget::identify(&mut req, ctx).await
+        }
+        (Method::Post, ["api", "v1", "conversations"]) => create_conversation(&mut req, ctx).await,
         (Method::Get, ["api", "v1", "conversations"]) => list_conversations(&req, ctx).await,
         (_, ["api", "v1", "conversations", id, rest @ ..]) => {
             if !ids::is_valid(IdKind::Conversation, id) {
@@ -133,6 +139,9 @@ async fn route(mut req: Request, ctx: &Ctx, method: &Method, path: &str) -> ApiR
             let known = matches!(
                 segments.as_slice(),
                 ["api", "v1", "visitor", "session"]
+                    | ["api", "v1", "visitor", "context"]
+                    | ["api", "v1", "visitor", "identify"]
+                    | ["api", "v1", "widget", "config"]
                     | ["api", "v1", "agent", "login"]
                     | ["api", "v1", "me"]
                     | ["api", "v1", "conversations"]
@@ -168,11 +177,14 @@ fn preflight() -> ApiResult {
         .with_headers(headers))
 }
 
-fn ok_json<T: serde::Serialize>(value: &T, status: u16) -> ApiResult {
+pub(crate) fn ok_json<T: serde::Serialize>(value: &T, status: u16) -> ApiResult {
     json_response(value, status).map_err(|_| ErrorCode::Internal.into())
 }
 
-fn internal<'a, E: std::fmt::Display>(ctx: &'a Ctx, what: &str) -> impl FnOnce(E) -> ApiError + 'a {
+pub(crate) fn internal<'a, E: std::fmt::Display>(
+    ctx: &'a Ctx,
+    what: &str,
+) -> impl FnOnce(E) -> ApiError + 'a {
     let what = what.to_string();
     move |e| {
         Log::error("internal_error")
@@ -185,7 +197,7 @@ fn internal<'a, E: std::fmt::Display>(ctx: &'a Ctx, what: &str) -> impl FnOnce(E
 }
 
 /// The verified principal of a request, from `Authorization: Bearer`.
-fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, ApiError> {
+pub(crate) fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, ApiError> {
     let value = header(req, "authorization").ok_or(ErrorCode::TokenMissing)?;
     let token = value
         .strip_prefix("Bearer ")
@@ -197,7 +209,7 @@ fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, ApiError> {
 }
 
 /// Takes a token from the limiter object for `key`; fails open if the limiter is unreachable.
-async fn rate_limit(ctx: &Ctx, key: &str, limit: Limit) -> Result<(), ApiError> {
+pub(crate) async fn rate_limit(ctx: &Ctx, key: &str, limit: Limit) -> Result<(), ApiError> {
     let answer = async {
         let stub = ctx
             .env
@@ -229,11 +241,11 @@ async fn rate_limit(ctx: &Ctx, key: &str, limit: Limit) -> Result<(), ApiError> 
     }
 }
 
-fn db(ctx: &Ctx) -> Result<worker::D1Database, ApiError> {
+pub(crate) fn db(ctx: &Ctx) -> Result<worker::D1Database, ApiError> {
     ctx.env.d1("DB").map_err(internal(ctx, "d1_binding"))
 }
 
-async fn site_or_error(lookup: Lookup, ctx: &Ctx) -> Result<Site, ApiError> {
+pub(crate) async fn site_or_error(lookup: Lookup, ctx: &Ctx) -> Result<Site, ApiError> {
     match lookup {
         Lookup::Found(site) => Ok(site),
         Lookup::Unknown => Err(ErrorCode::UnknownSite.into()),
@@ -250,7 +262,7 @@ async fn site_or_error(lookup: Lookup, ctx: &Ctx) -> Result<Site, ApiError> {
 
 /// Browsers send Origin on cross-origin requests and on every WebSocket; the Worker's own
 /// pages and non-browser clients (no Origin) pass, other pages only if the site allows them.
-fn origin_allowed(ctx: &Ctx, site: Option<&Site>) -> bool {
+pub(crate) fn origin_allowed(ctx: &Ctx, site: Option<&Site>) -> bool {
     match &ctx.origin {
         None => true,
         Some(origin) if *origin == ctx.own_origin => true,
@@ -419,10 +431,40 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
     )
 }
 
-async fn create_conversation(req: &Request, ctx: &Ctx) -> ApiResult {
+async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize, Default)]
+    struct Body {
+        form: Option<String>,
+        #[serde(default)]
+        fields: std::collections::BTreeMap<String, String>,
+        message: Option<String>,
+    }
     let Principal::Visitor { id: visitor, site } = authenticate(req, ctx)? else {
         return Err(ErrorCode::Forbidden.into());
     };
+    let has_body = header(req, "content-length").is_some_and(|l| l != "0")
+        || header(req, "content-type").is_some();
+    let body: Body = if has_body {
+        read_json(req).await?
+    } else {
+        Body::default()
+    };
+    if body
+        .form
+        .as_deref()
+        .is_some_and(|f| f != "prechat" && f != "offline")
+    {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    let fields = parley_core::visitor::clean_fields(body.fields)?;
+    if let Some(text) = &body.message {
+        if text.trim().is_empty() {
+            return Err(ErrorCode::EmptyMessage.into());
+        }
+        if text.chars().count() > parley_core::limits::MAX_TEXT_CHARS {
+            return Err(ErrorCode::MessageTooLong.into());
+        }
+    }
     rate_limit(ctx, &format!("create:ip:{}", ctx.ip), Limit::IpCreations).await?;
     let site = site_or_error(sites::by_id(&db(ctx)?, &site, ctx.now).await, ctx).await?;
     if !origin_allowed(ctx, Some(&site)) {
@@ -434,6 +476,9 @@ async fn create_conversation(req: &Request, ctx: &Ctx) -> ApiResult {
         team: site.team_id.clone(),
         visitor,
         epoch: mint(IdKind::Epoch, ctx)?,
+        form: body.form,
+        fields,
+        message: body.message,
     };
     let body = serde_json::to_string(&create).map_err(internal(ctx, "json"))?;
     forward(

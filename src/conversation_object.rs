@@ -511,7 +511,17 @@ impl ConversationObject {
                 );
             }
             let store = store_slot.as_mut().ok_or(ErrorCode::Internal)?;
-            match Engine::create(store, self.engine_config(), meta, system_participant()) {
+            let created = parley_core::EventPayload::Created {
+                form: params.form,
+                fields: params.fields,
+            };
+            match Engine::create_with(
+                store,
+                self.engine_config(),
+                meta,
+                system_participant(),
+                created,
+            ) {
                 Ok((engine, _)) => {
                     let meta = engine.meta().clone();
                     *self.engine.borrow_mut() = Some(engine);
@@ -521,6 +531,23 @@ impl ConversationObject {
                 Err(EngineError::Store(e)) => return Err(self.storage_error(&e.to_string())),
             }
         };
+        if let Some(text) = params.message {
+            // The offline form's message: the visitor's first message, deduplicated like any other.
+            let send = Command::Send {
+                who: parley_core::Participant {
+                    id: created.visitor.clone(),
+                    role: parley_core::Role::Visitor,
+                    name: None,
+                },
+                ip: header(req, IP_HEADER),
+                client_msg_id: "form-message".into(),
+                text,
+            };
+            let mut replies = Vec::new();
+            self.execute(send, Caller::Http(&mut replies), trace)
+                .await?;
+        }
+        let created = self.meta()?;
         self.schedule_mirror(0).await;
         Log::info("conversation_created")
             .site(&created.site)

@@ -1,6 +1,8 @@
 //! The Worker → Durable Object interface. Only the Worker can reach the objects, and it
 //! builds these requests itself after authenticating the caller, so the headers are trusted.
 
+use std::collections::BTreeMap;
+
 use parley_core::token::Principal;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +27,11 @@ pub struct CreateConversation {
     pub team: String,
     pub visitor: String,
     pub epoch: String,
+    /// The form the visitor started from (`prechat`, `offline`) and its answers.
+    pub form: Option<String>,
+    pub fields: BTreeMap<String, String>,
+    /// The visitor's first message (the offline form's text), stored right after `created`.
+    pub message: Option<String>,
 }
 
 /// HTTP operations on a conversation, forwarded to its object.

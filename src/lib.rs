@@ -12,6 +12,7 @@ mod mirror;
 mod platform;
 mod sites;
 mod sql_store;
+mod widget;
 
 pub use conversation_object::ConversationObject;
 pub use limiter_object::RateLimiterObject;

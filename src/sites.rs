@@ -4,23 +4,31 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use parley_core::site_settings::WidgetSettings;
 use serde::Deserialize;
 use worker::D1Database;
 
 const CACHE_TTL_MS: i64 = 60_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Site {
     pub id: String,
     pub team_id: String,
+    pub name: String,
     pub allowed_origins: Vec<String>,
+    pub settings: WidgetSettings,
+    /// Key of the HMAC the site's server signs visitor ids with; `None` turns verification off.
+    pub identity_secret: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct SiteRow {
     id: String,
     team_id: String,
+    name: String,
     allowed_origins: String,
+    settings: String,
+    identity_secret: Option<String>,
 }
 
 thread_local! {
@@ -57,7 +65,7 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
     }
     let query = db
         .prepare(format!(
-            "SELECT id, team_id, allowed_origins FROM sites WHERE {column} = ?1"
+            "SELECT id, team_id, name, allowed_origins, settings, identity_secret FROM sites WHERE {column} = ?1"
         ))
         .bind(&[value.into()]);
     let row = match query {
@@ -69,6 +77,9 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
             let site = Site {
                 id: row.id,
                 team_id: row.team_id,
+                name: row.name,
+                settings: WidgetSettings::from_stored(&row.settings),
+                identity_secret: row.identity_secret.filter(|s| !s.is_empty()),
                 allowed_origins: serde_json::from_str(&row.allowed_origins).unwrap_or_default(),
             };
             CACHE.with(|c| c.borrow_mut().insert(key.to_string(), (now, site.clone())));

@@ -187,19 +187,37 @@ pub fn system_participant() -> Participant {
 }
 
 impl Engine {
-    /// Starts a conversation: its meta and the `created` event (seq 1).
+    /// Starts a conversation: its meta and a plain `created` event (seq 1).
     pub fn create<S: Store>(
+        store: &mut S,
+        config: EngineConfig,
+        meta: Meta,
+        author: Participant,
+    ) -> Result<(Engine, Vec<Effect>), EngineError<S::Error>> {
+        let created = EventPayload::Created {
+            form: None,
+            fields: BTreeMap::new(),
+        };
+        Engine::create_with(store, config, meta, author, created)
+    }
+
+    /// Starts a conversation whose `created` event carries `created` (e.g. form answers).
+    pub fn create_with<S: Store>(
         store: &mut S,
         config: EngineConfig,
         mut meta: Meta,
         author: Participant,
+        created: EventPayload,
     ) -> Result<(Engine, Vec<Effect>), EngineError<S::Error>> {
+        if !matches!(created, EventPayload::Created { .. }) {
+            return Err(EngineError::reject(ErrorCode::InvalidRequest));
+        }
         if store.load_meta().map_err(EngineError::Store)?.is_some() {
             return Err(EngineError::reject(ErrorCode::InvalidRequest));
         }
         let first = Event {
             seq: 1,
-            payload: EventPayload::Created {},
+            payload: created,
             author,
             at: meta.created_at,
             client_msg_id: None,
@@ -344,7 +362,7 @@ impl Engine {
                 EventPayload::Closed {} => self.meta.status = Status::Closed,
                 EventPayload::Reopened {} => self.meta.status = Status::Open,
                 EventPayload::Assigned { agent } => self.meta.assignee = Some(agent.id.clone()),
-                EventPayload::Message { .. } | EventPayload::Created {} => {}
+                EventPayload::Message { .. } | EventPayload::Created { .. } => {}
             }
         }
         Ok(events)

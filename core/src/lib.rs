@@ -15,7 +15,9 @@ pub mod memstore;
 pub mod password;
 pub mod protocol;
 pub mod ratelimit;
+pub mod site_settings;
 pub mod token;
+pub mod visitor;
 
 pub use conversation::{Command, Effect, Engine, EngineConfig, EngineError, Meta, Store};
 pub use error::ErrorCode;

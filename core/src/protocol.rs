@@ -52,9 +52,20 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
 pub enum EventPayload {
-    Message { text: String },
-    Created {},
-    Assigned { agent: Participant },
+    Message {
+        text: String,
+    },
+    Created {
+        /// The form the visitor started with: `prechat` or `offline`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        form: Option<String>,
+        /// The form's answers.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        fields: BTreeMap<String, String>,
+    },
+    Assigned {
+        agent: Participant,
+    },
     Closed {},
     Reopened {},
 }
@@ -63,7 +74,7 @@ impl EventPayload {
     pub fn kind(&self) -> &'static str {
         match self {
             EventPayload::Message { .. } => "message",
-            EventPayload::Created {} => "created",
+            EventPayload::Created { .. } => "created",
             EventPayload::Assigned { .. } => "assigned",
             EventPayload::Closed {} => "closed",
             EventPayload::Reopened {} => "reopened",

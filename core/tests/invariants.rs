@@ -178,7 +178,7 @@ fn log_state(log: &[Event]) -> (Status, Option<String>) {
             EventPayload::Closed {} => status = Status::Closed,
             EventPayload::Reopened {} => status = Status::Open,
             EventPayload::Assigned { agent } => assignee = Some(agent.id.clone()),
-            EventPayload::Message { .. } | EventPayload::Created {} => {}
+            EventPayload::Message { .. } | EventPayload::Created { .. } => {}
         }
     }
     (status, assignee)
@@ -1102,7 +1102,7 @@ impl World {
         }
         ensure!(
             log.first()
-                .is_some_and(|e| e.payload == EventPayload::Created {}),
+                .is_some_and(|e| matches!(e.payload, EventPayload::Created { .. })),
             "the log does not start with `created`"
         );
         // Invariant 3: each (author, client_msg_id) once.

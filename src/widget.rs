@@ -1,0 +1,190 @@
+//! Endpoints the visitor widget calls besides the conversation itself: its configuration,
+//! the visitor's context (page trail, device, source) and identity verification.
+
+use parley_core::site_settings::WidgetSettings;
+use parley_core::token::Principal;
+use parley_core::visitor::{identity_verified, VisitorContext};
+use parley_core::ErrorCode;
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::Request;
+
+use crate::api::{authenticate, db, ok_json, origin_allowed, site_or_error, Ctx};
+use crate::http::{no_content, read_json, ApiError, ApiResult};
+use crate::log::Log;
+use crate::sites;
+
+/// `GET /api/v1/widget/config?site=KEY`: what the widget shows, public and briefly cacheable.
+pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Query {
+        site: String,
+    }
+    let query: Query = req
+        .query()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let site = site_or_error(sites::by_key(&db(ctx)?, &query.site, ctx.now).await, ctx).await?;
+    if !origin_allowed(ctx, Some(&site)) {
+        return Err(ErrorCode::OriginNotAllowed.into());
+    }
+    let WidgetSettings {
+        appearance,
+        welcome,
+        prechat,
+        offline,
+    } = site.settings;
+    let mut response = ok_json(
+        &serde_json::json!({
+            "site": { "name": site.name },
+            "appearance": appearance,
+            "welcome": welcome,
+            "prechat": prechat,
+            "offline": offline,
+            // Agent presence arrives with the Site object; until then the team counts as online.
+            "online": true,
+            "identity": { "verification": site.identity_secret.is_some() },
+        }),
+        200,
+    )?;
+    response
+        .headers_mut()
+        .set("cache-control", "public, max-age=60")
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    Ok(response)
+}
+
+fn visitor_of(req: &Request, ctx: &Ctx) -> Result<(String, String), ApiError> {
+    match authenticate(req, ctx)? {
+        Principal::Visitor { id, site } => Ok((id, site)),
+        Principal::Agent { .. } => Err(ErrorCode::Forbidden.into()),
+    }
+}
+
+async fn run(ctx: &Ctx, statements: Vec<worker::D1PreparedStatement>) -> Result<(), ApiError> {
+    db(ctx)?.batch(statements).await.map(|_| ()).map_err(|e| {
+        Log::error("d1_unavailable")
+            .trace(&ctx.trace)
+            .error_class("storage_unavailable")
+            .field("detail", e.to_string())
+            .emit();
+        ApiError::from(ErrorCode::StorageUnavailable)
+    })
+}
+
+fn bind_err(e: worker::Error) -> ApiError {
+    Log::error("d1_bind")
+        .error_class("internal")
+        .field("detail", e.to_string())
+        .emit();
+    ErrorCode::Internal.into()
+}
+
+fn text_or_null(value: Option<String>) -> JsValue {
+    value.map_or(JsValue::NULL, |v| JsValue::from_str(&v))
+}
+
+/// `POST /api/v1/visitor/context`: where the visitor is now; each call extends the page trail.
+pub async fn context(req: &mut Request, ctx: &Ctx) -> ApiResult {
+    let (visitor, site) = visitor_of(req, ctx)?;
+    let reported: VisitorContext = read_json(req).await?;
+    let context = reported.sanitized();
+    let cf = req.cf();
+    let geo = |f: fn(&worker::Cf) -> Option<String>| cf.and_then(f).filter(|v| !v.is_empty());
+    let (country, region, city) = (geo(|c| c.country()), geo(|c| c.region()), geo(|c| c.city()));
+    let context_json =
+        serde_json::to_string(&context).map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    let now = JsValue::from_f64(ctx.now as f64);
+    let db = db(ctx)?;
+    let mut statements = vec![db
+        .prepare(
+            "INSERT INTO visitors (id, site_id, created_at, last_seen_at, context, country, region, city)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, context = excluded.context,
+               country = COALESCE(excluded.country, visitors.country),
+               region = COALESCE(excluded.region, visitors.region),
+               city = COALESCE(excluded.city, visitors.city)",
+        )
+        .bind(&[
+            visitor.as_str().into(),
+            site.as_str().into(),
+            now.clone(),
+            context_json.into(),
+            text_or_null(country),
+            text_or_null(region),
+            text_or_null(city),
+        ])
+        .map_err(bind_err)?];
+    if let Some(url) = context.page.url.clone() {
+        statements.push(
+            db.prepare(
+                "INSERT INTO page_views (visitor_id, site_id, url, title, referrer, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(&[
+                visitor.as_str().into(),
+                site.as_str().into(),
+                url.into(),
+                text_or_null(context.page.title.clone()),
+                text_or_null(context.referrer.clone()),
+                now,
+            ])
+            .map_err(bind_err)?,
+        );
+    }
+    run(ctx, statements).await?;
+    no_content().map_err(|_| ErrorCode::Internal.into())
+}
+
+/// `POST /api/v1/visitor/identify`: the host site names its logged-in user; the name counts as
+/// verified only with a valid HMAC of the id under the site's identity secret.
+pub async fn identify(req: &mut Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        id: String,
+        name: Option<String>,
+        email: Option<String>,
+        hash: Option<String>,
+    }
+    let (visitor, site_id) = visitor_of(req, ctx)?;
+    let body: Body = read_json(req).await?;
+    let id = body.id.trim();
+    if id.is_empty() || id.len() > 128 {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    let clip = |s: Option<String>, n: usize| {
+        s.map(|v| v.trim().chars().take(n).collect::<String>())
+            .filter(|v| !v.is_empty())
+    };
+    let name = clip(body.name, 100);
+    let email = clip(body.email, 254);
+    let site = site_or_error(sites::by_id(&db(ctx)?, &site_id, ctx.now).await, ctx).await?;
+    let verified = match (&site.identity_secret, &body.hash) {
+        (Some(secret), Some(hash)) => identity_verified(secret, id, hash),
+        _ => false,
+    };
+    let now = JsValue::from_f64(ctx.now as f64);
+    let statement = db(ctx)?
+        .prepare(
+            "INSERT INTO visitors (id, site_id, created_at, last_seen_at, external_id, name, email, identity_verified)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, external_id = excluded.external_id,
+               name = excluded.name, email = excluded.email, identity_verified = excluded.identity_verified",
+        )
+        .bind(&[
+            visitor.as_str().into(),
+            site.id.as_str().into(),
+            now,
+            id.into(),
+            text_or_null(name),
+            text_or_null(email),
+            JsValue::from(u8::from(verified)),
+        ])
+        .map_err(bind_err)?;
+    run(ctx, vec![statement]).await?;
+    Log::info("visitor_identified")
+        .site(&site.id)
+        .trace(&ctx.trace)
+        .field("verified", verified)
+        .emit();
+    ok_json(&serde_json::json!({ "verified": verified }), 200)
+}
