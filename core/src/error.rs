@@ -26,13 +26,15 @@ pub enum ErrorCode {
     UnknownSite,
     OriginNotAllowed,
     RateLimited,
+    AlreadyAssigned,
+    AgentUnavailable,
     MethodNotAllowed,
     StorageUnavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -53,6 +55,8 @@ impl ErrorCode {
         ErrorCode::UnknownSite,
         ErrorCode::OriginNotAllowed,
         ErrorCode::RateLimited,
+        ErrorCode::AlreadyAssigned,
+        ErrorCode::AgentUnavailable,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StorageUnavailable,
         ErrorCode::Internal,
@@ -80,6 +84,8 @@ impl ErrorCode {
             ErrorCode::UnknownSite => "unknown_site",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::AlreadyAssigned => "already_assigned",
+            ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Internal => "internal",
@@ -106,6 +112,7 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound | ErrorCode::UnknownSite => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::AlreadyAssigned | ErrorCode::AgentUnavailable => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::StorageUnavailable => 503,
             ErrorCode::Internal => 500,

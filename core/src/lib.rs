@@ -15,6 +15,7 @@ pub mod memstore;
 pub mod password;
 pub mod protocol;
 pub mod ratelimit;
+pub mod routing;
 pub mod site_settings;
 pub mod token;
 pub mod visitor;

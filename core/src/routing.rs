@@ -1,0 +1,758 @@
+//! The site's routing state machine: agents' presence and status, the waiting queue,
+//! assignment (round-robin or least-loaded, by department and capacity), claims, transfers,
+//! reassignment of unanswered conversations and expiry of vanished devices.
+//!
+//! Pure: the Site Durable Object feeds it inputs with the time and executes its effects.
+//! The object is the single writer of its site, so a claim race has exactly one winner.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Online,
+    Away,
+    Busy,
+    Offline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    #[default]
+    RoundRobin,
+    LeastLoaded,
+}
+
+/// What happens to an agent's open conversations when their last device goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineBehavior {
+    #[default]
+    Requeue,
+    Keep,
+}
+
+/// Sends matching conversations to a department.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "when", rename_all = "snake_case")]
+pub enum Rule {
+    /// The page URL contains this text.
+    UrlContains { value: String, department: String },
+    /// The visitor's language starts with this tag (`zh`, `en-GB`).
+    Language { value: String, department: String },
+    /// The visitor's country (ISO 3166-1 alpha-2).
+    Country { value: String, department: String },
+    /// The widget was embedded with `data-department` (or `Parley.setDepartment`) of this value.
+    Param { value: String, department: String },
+}
+
+impl Rule {
+    fn department(&self) -> &str {
+        match self {
+            Rule::UrlContains { department, .. }
+            | Rule::Language { department, .. }
+            | Rule::Country { department, .. }
+            | Rule::Param { department, .. } => department,
+        }
+    }
+
+    fn matches(&self, ctx: &RoutingContext) -> bool {
+        let eq =
+            |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
+        match self {
+            Rule::UrlContains { value, .. } => ctx
+                .url
+                .as_deref()
+                .is_some_and(|u| u.contains(value.as_str())),
+            Rule::Language { value, .. } => ctx.language.as_deref().is_some_and(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&value.to_ascii_lowercase())
+            }),
+            Rule::Country { value, .. } => eq(&ctx.country, value),
+            Rule::Param { value, .. } => eq(&ctx.param, value),
+        }
+    }
+}
+
+/// How a site routes; stored with the site, edited by admins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoutingConfig {
+    pub policy: Policy,
+    /// An assigned agent who has not answered within this time loses the conversation to the
+    /// next agent, and it counts as missed for them.
+    pub answer_timeout_ms: i64,
+    pub offline_behavior: OfflineBehavior,
+    /// A device that has not sent a heartbeat for this long is gone.
+    pub heartbeat_timeout_ms: i64,
+    /// Checked in order; the first match picks the department.
+    pub rules: Vec<Rule>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            policy: Policy::RoundRobin,
+            answer_timeout_ms: 120_000,
+            offline_behavior: OfflineBehavior::Requeue,
+            heartbeat_timeout_ms: 60_000,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// What is known about a new conversation when it is routed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingContext {
+    pub url: Option<String>,
+    pub language: Option<String>,
+    pub country: Option<String>,
+    pub param: Option<String>,
+}
+
+/// An agent as the team configured them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentProfile {
+    pub id: String,
+    pub name: String,
+    pub departments: BTreeSet<String>,
+    pub capacity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    pub profile: AgentProfile,
+    /// The status the agent chose.
+    pub status: AgentStatus,
+    /// Connected console devices and when each was last heard from.
+    pub devices: BTreeMap<String, i64>,
+    /// Open conversations assigned to this agent.
+    pub active: BTreeSet<String>,
+    pub last_assigned_at: i64,
+    pub missed: u32,
+}
+
+impl AgentState {
+    /// Reachable and willing: chose `online` and has a live device.
+    pub fn is_available(&self) -> bool {
+        self.status == AgentStatus::Online && !self.devices.is_empty()
+    }
+
+    pub fn presence(&self) -> AgentStatus {
+        if self.devices.is_empty() {
+            AgentStatus::Offline
+        } else {
+            self.status
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        (self.active.len() as u32) < self.profile.capacity
+    }
+
+    fn serves(&self, department: Option<&str>) -> bool {
+        department.is_none_or(|d| self.profile.departments.contains(d))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub conversation: String,
+    pub department: Option<String>,
+    pub since: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub agent: String,
+    pub department: Option<String>,
+    pub assigned_at: i64,
+    pub answered: bool,
+}
+
+/// The whole routing state of a site; serialisable, so the object can store it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteState {
+    pub agents: BTreeMap<String, AgentState>,
+    pub queue: Vec<Waiting>,
+    pub assignments: BTreeMap<String, Assignment>,
+    /// The agent most recently picked by round-robin.
+    pub round_robin_last: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TransferTarget {
+    Agent { id: String },
+    Department { name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteInput {
+    /// A console device connected (or reconnected).
+    DeviceConnected {
+        agent: AgentProfile,
+        device: String,
+    },
+    Heartbeat {
+        agent: String,
+        device: String,
+    },
+    DeviceDisconnected {
+        agent: String,
+        device: String,
+    },
+    SetStatus {
+        agent: String,
+        status: AgentStatus,
+    },
+    NewConversation {
+        conversation: String,
+        context: RoutingContext,
+    },
+    /// An agent wrote in the conversation.
+    AgentReplied {
+        conversation: String,
+        agent: String,
+    },
+    /// An agent takes a waiting (or someone else's unanswered) conversation.
+    Claim {
+        conversation: String,
+        agent: AgentProfile,
+    },
+    Transfer {
+        conversation: String,
+        by: String,
+        to: TransferTarget,
+    },
+    Closed {
+        conversation: String,
+    },
+    /// Time passed: expire silent devices, reassign unanswered conversations.
+    Tick,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignReason {
+    Routed,
+    Claimed,
+    Transferred,
+    /// The previous agent did not answer in time.
+    Timeout,
+    /// The previous agent went offline.
+    AgentOffline,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteEffect {
+    /// Record in the conversation that `agent` now handles it.
+    Assigned {
+        conversation: String,
+        agent: String,
+        agent_name: String,
+        previous: Option<String>,
+        reason: AssignReason,
+    },
+    /// The conversation waits; `position` is 1-based.
+    Queued {
+        conversation: String,
+        position: usize,
+    },
+    /// Positions in the queue changed (after someone left it).
+    QueuePositions(Vec<(String, usize)>),
+    /// The agent did not answer in time.
+    Missed { conversation: String, agent: String },
+    /// An agent's presence as others see it changed.
+    Presence { agent: String, status: AgentStatus },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingError {
+    /// Somebody else already has it (the loser of a claim race).
+    AlreadyAssigned,
+    UnknownConversation,
+    UnknownAgent,
+    /// The target agent cannot take it (offline or full).
+    Unavailable,
+}
+
+impl RoutingError {
+    pub fn code(self) -> crate::ErrorCode {
+        match self {
+            RoutingError::AlreadyAssigned => crate::ErrorCode::AlreadyAssigned,
+            RoutingError::UnknownConversation | RoutingError::UnknownAgent => {
+                crate::ErrorCode::NotFound
+            }
+            RoutingError::Unavailable => crate::ErrorCode::AgentUnavailable,
+        }
+    }
+}
+
+impl SiteState {
+    /// The department a conversation belongs to under the site's rules.
+    pub fn department_for(config: &RoutingConfig, ctx: &RoutingContext) -> Option<String> {
+        config
+            .rules
+            .iter()
+            .find(|r| r.matches(ctx))
+            .map(|r| r.department().to_string())
+    }
+
+    /// 1-based place of a conversation in the queue.
+    pub fn position(&self, conversation: &str) -> Option<usize> {
+        self.queue
+            .iter()
+            .position(|w| w.conversation == conversation)
+            .map(|i| i + 1)
+    }
+
+    /// The earliest time a `Tick` has work to do.
+    pub fn next_deadline(&self, config: &RoutingConfig) -> Option<i64> {
+        let devices = self
+            .agents
+            .values()
+            .flat_map(|a| a.devices.values())
+            .map(|seen| seen + config.heartbeat_timeout_ms);
+        let answers = self
+            .assignments
+            .values()
+            .filter(|a| !a.answered)
+            .map(|a| a.assigned_at + config.answer_timeout_ms);
+        devices.chain(answers).min()
+    }
+
+    pub fn handle(
+        &mut self,
+        config: &RoutingConfig,
+        input: SiteInput,
+        now: i64,
+    ) -> Result<Vec<SiteEffect>, RoutingError> {
+        let mut fx = Vec::new();
+        match input {
+            SiteInput::DeviceConnected { agent, device } => {
+                let id = agent.id.clone();
+                let entry = self.agents.entry(id.clone()).or_insert_with(|| AgentState {
+                    profile: agent.clone(),
+                    status: AgentStatus::Online,
+                    devices: BTreeMap::new(),
+                    active: BTreeSet::new(),
+                    last_assigned_at: 0,
+                    missed: 0,
+                });
+                entry.profile = agent;
+                let before = entry.presence();
+                entry.devices.insert(device, now);
+                self.presence_changed(&id, before, &mut fx);
+                self.drain_queue(config, now, &mut fx);
+            }
+            SiteInput::Heartbeat { agent, device } => {
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    if let Some(seen) = a.devices.get_mut(&device) {
+                        *seen = now;
+                    }
+                }
+            }
+            SiteInput::DeviceDisconnected { agent, device } => {
+                let Some(a) = self.agents.get_mut(&agent) else {
+                    return Ok(fx);
+                };
+                let before = a.presence();
+                a.devices.remove(&device);
+                self.after_presence_loss(config, &agent, before, now, &mut fx);
+            }
+            SiteInput::SetStatus { agent, status } => {
+                let a = self
+                    .agents
+                    .get_mut(&agent)
+                    .ok_or(RoutingError::UnknownAgent)?;
+                let before = a.presence();
+                a.status = status;
+                if status == AgentStatus::Offline {
+                    self.after_presence_loss(config, &agent, before, now, &mut fx);
+                } else {
+                    self.presence_changed(&agent, before, &mut fx);
+                    self.drain_queue(config, now, &mut fx);
+                }
+            }
+            SiteInput::NewConversation {
+                conversation,
+                context,
+            } => {
+                if self.assignments.contains_key(&conversation)
+                    || self.position(&conversation).is_some()
+                {
+                    return Ok(fx);
+                }
+                let department = Self::department_for(config, &context);
+                self.route(
+                    config,
+                    conversation,
+                    department,
+                    None,
+                    AssignReason::Routed,
+                    now,
+                    &mut fx,
+                );
+            }
+            SiteInput::AgentReplied {
+                conversation,
+                agent,
+            } => {
+                if let Some(a) = self.assignments.get_mut(&conversation) {
+                    if a.agent == agent {
+                        a.answered = true;
+                    }
+                }
+            }
+            SiteInput::Claim {
+                conversation,
+                agent,
+            } => {
+                let queued = self.position(&conversation);
+                let current = self.assignments.get(&conversation).cloned();
+                match (&queued, &current) {
+                    (None, None) => return Err(RoutingError::UnknownConversation),
+                    (_, Some(a)) if a.agent == agent.id => {
+                        return Err(RoutingError::AlreadyAssigned)
+                    }
+                    // Taking over is allowed only while the holder has not answered.
+                    (_, Some(a)) if a.answered => return Err(RoutingError::AlreadyAssigned),
+                    _ => {}
+                }
+                if !self.agents.contains_key(&agent.id) {
+                    return Err(RoutingError::UnknownAgent);
+                }
+                let department = match (queued, &current) {
+                    (Some(i), _) => self.queue.remove(i - 1).department,
+                    (None, Some(a)) => a.department.clone(),
+                    (None, None) => None,
+                };
+                let previous = current.map(|a| a.agent);
+                if let Some(prev) = &previous {
+                    if let Some(p) = self.agents.get_mut(prev) {
+                        p.active.remove(&conversation);
+                    }
+                }
+                self.assign(
+                    &conversation,
+                    &agent.id,
+                    department,
+                    previous,
+                    AssignReason::Claimed,
+                    now,
+                    &mut fx,
+                );
+                self.announce_positions(&mut fx);
+            }
+            SiteInput::Transfer {
+                conversation,
+                by,
+                to,
+            } => {
+                let current = self
+                    .assignments
+                    .get(&conversation)
+                    .cloned()
+                    .ok_or(RoutingError::UnknownConversation)?;
+                if current.agent != by {
+                    return Err(RoutingError::AlreadyAssigned);
+                }
+                match to {
+                    TransferTarget::Agent { id } => {
+                        let target = self.agents.get(&id).ok_or(RoutingError::UnknownAgent)?;
+                        if !target.is_available() {
+                            return Err(RoutingError::Unavailable);
+                        }
+                        self.release(&conversation);
+                        self.assign(
+                            &conversation,
+                            &id,
+                            current.department,
+                            Some(by),
+                            AssignReason::Transferred,
+                            now,
+                            &mut fx,
+                        );
+                    }
+                    TransferTarget::Department { name } => {
+                        self.release(&conversation);
+                        self.route(
+                            config,
+                            conversation,
+                            Some(name),
+                            Some(by),
+                            AssignReason::Transferred,
+                            now,
+                            &mut fx,
+                        );
+                    }
+                }
+            }
+            SiteInput::Closed { conversation } => {
+                self.release(&conversation);
+                if let Some(i) = self.position(&conversation) {
+                    self.queue.remove(i - 1);
+                    self.announce_positions(&mut fx);
+                }
+                self.drain_queue(config, now, &mut fx);
+            }
+            SiteInput::Tick => self.tick(config, now, &mut fx),
+        }
+        Ok(fx)
+    }
+
+    fn presence_changed(&self, agent: &str, before: AgentStatus, fx: &mut Vec<SiteEffect>) {
+        if let Some(a) = self.agents.get(agent) {
+            if a.presence() != before {
+                fx.push(SiteEffect::Presence {
+                    agent: agent.to_string(),
+                    status: a.presence(),
+                });
+            }
+        }
+    }
+
+    /// After an agent lost a device or went offline: requeue their work if they are now gone.
+    fn after_presence_loss(
+        &mut self,
+        config: &RoutingConfig,
+        agent: &str,
+        before: AgentStatus,
+        now: i64,
+        fx: &mut Vec<SiteEffect>,
+    ) {
+        self.presence_changed(agent, before, fx);
+        let Some(a) = self.agents.get(agent) else {
+            return;
+        };
+        if a.is_available() || config.offline_behavior == OfflineBehavior::Keep {
+            return;
+        }
+        let orphaned: Vec<String> = a.active.iter().cloned().collect();
+        for conversation in orphaned {
+            let department = self
+                .assignments
+                .get(&conversation)
+                .and_then(|x| x.department.clone());
+            self.release(&conversation);
+            self.route(
+                config,
+                conversation,
+                department,
+                Some(agent.to_string()),
+                AssignReason::AgentOffline,
+                now,
+                fx,
+            );
+        }
+    }
+
+    fn release(&mut self, conversation: &str) {
+        if let Some(a) = self.assignments.remove(conversation) {
+            if let Some(agent) = self.agents.get_mut(&a.agent) {
+                agent.active.remove(conversation);
+            }
+        }
+    }
+
+    /// Picks an agent for a department under the policy, skipping `exclude`.
+    fn pick(
+        &self,
+        config: &RoutingConfig,
+        department: Option<&str>,
+        exclude: Option<&str>,
+    ) -> Option<String> {
+        let candidates: Vec<&AgentState> = self
+            .agents
+            .values()
+            .filter(|a| a.is_available() && a.has_room() && a.serves(department))
+            .filter(|a| Some(a.profile.id.as_str()) != exclude)
+            .collect();
+        match config.policy {
+            Policy::LeastLoaded => candidates
+                .iter()
+                .min_by_key(|a| (a.active.len(), a.last_assigned_at, a.profile.id.clone()))
+                .map(|a| a.profile.id.clone()),
+            Policy::RoundRobin => {
+                // The next agent after the last one picked, in id order, wrapping around.
+                let after = self.round_robin_last.as_deref().unwrap_or("");
+                candidates
+                    .iter()
+                    .find(|a| a.profile.id.as_str() > after)
+                    .or_else(|| candidates.first())
+                    .map(|a| a.profile.id.clone())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &mut self,
+        config: &RoutingConfig,
+        conversation: String,
+        department: Option<String>,
+        previous: Option<String>,
+        reason: AssignReason,
+        now: i64,
+        fx: &mut Vec<SiteEffect>,
+    ) {
+        match self.pick(config, department.as_deref(), previous.as_deref()) {
+            Some(agent) => {
+                self.assign(&conversation, &agent, department, previous, reason, now, fx)
+            }
+            None => {
+                self.queue.push(Waiting {
+                    conversation: conversation.clone(),
+                    department,
+                    since: now,
+                });
+                fx.push(SiteEffect::Queued {
+                    conversation,
+                    position: self.queue.len(),
+                });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assign(
+        &mut self,
+        conversation: &str,
+        agent: &str,
+        department: Option<String>,
+        previous: Option<String>,
+        reason: AssignReason,
+        now: i64,
+        fx: &mut Vec<SiteEffect>,
+    ) {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        a.active.insert(conversation.to_string());
+        a.last_assigned_at = now;
+        let agent_name = a.profile.name.clone();
+        self.round_robin_last = Some(agent.to_string());
+        self.assignments.insert(
+            conversation.to_string(),
+            Assignment {
+                agent: agent.to_string(),
+                department,
+                assigned_at: now,
+                // A claimed conversation was taken deliberately; the clock is for routed ones.
+                answered: reason == AssignReason::Claimed,
+            },
+        );
+        fx.push(SiteEffect::Assigned {
+            conversation: conversation.to_string(),
+            agent: agent.to_string(),
+            agent_name,
+            previous,
+            reason,
+        });
+    }
+
+    /// Hands waiting conversations, oldest first, to agents who have room.
+    fn drain_queue(&mut self, config: &RoutingConfig, now: i64, fx: &mut Vec<SiteEffect>) {
+        let mut i = 0;
+        let mut moved = false;
+        while i < self.queue.len() {
+            let waiting = &self.queue[i];
+            match self.pick(config, waiting.department.as_deref(), None) {
+                Some(agent) => {
+                    let w = self.queue.remove(i);
+                    self.assign(
+                        &w.conversation,
+                        &agent,
+                        w.department,
+                        None,
+                        AssignReason::Routed,
+                        now,
+                        fx,
+                    );
+                    moved = true;
+                }
+                None => i += 1,
+            }
+        }
+        if moved {
+            self.announce_positions(fx);
+        }
+    }
+
+    fn announce_positions(&self, fx: &mut Vec<SiteEffect>) {
+        if !self.queue.is_empty() {
+            fx.push(SiteEffect::QueuePositions(
+                self.queue
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (w.conversation.clone(), i + 1))
+                    .collect(),
+            ));
+        }
+    }
+
+    fn tick(&mut self, config: &RoutingConfig, now: i64, fx: &mut Vec<SiteEffect>) {
+        // Devices that stopped sending heartbeats are gone, even without a close frame.
+        let silent: Vec<(String, String)> = self
+            .agents
+            .iter()
+            .flat_map(|(id, a)| {
+                a.devices
+                    .iter()
+                    .filter(|(_, seen)| now - **seen >= config.heartbeat_timeout_ms)
+                    .map(move |(device, _)| (id.clone(), device.clone()))
+            })
+            .collect();
+        for (agent, device) in silent {
+            if let Some(a) = self.agents.get_mut(&agent) {
+                let before = a.presence();
+                a.devices.remove(&device);
+                self.after_presence_loss(config, &agent, before, now, fx);
+            }
+        }
+        // Unanswered past the limit: offer to the next agent, count a miss for this one.
+        let overdue: Vec<(String, Assignment)> = self
+            .assignments
+            .iter()
+            .filter(|(_, a)| !a.answered && now - a.assigned_at >= config.answer_timeout_ms)
+            .map(|(c, a)| (c.clone(), a.clone()))
+            .collect();
+        for (conversation, assignment) in overdue {
+            if let Some(a) = self.agents.get_mut(&assignment.agent) {
+                a.missed += 1;
+            }
+            fx.push(SiteEffect::Missed {
+                conversation: conversation.clone(),
+                agent: assignment.agent.clone(),
+            });
+            match self.pick(
+                config,
+                assignment.department.as_deref(),
+                Some(&assignment.agent),
+            ) {
+                Some(next) => {
+                    self.release(&conversation);
+                    self.assign(
+                        &conversation,
+                        &next,
+                        assignment.department,
+                        Some(assignment.agent),
+                        AssignReason::Timeout,
+                        now,
+                        fx,
+                    );
+                }
+                None => {
+                    // Nobody else can take it: it stays, and its clock restarts.
+                    if let Some(a) = self.assignments.get_mut(&conversation) {
+                        a.assigned_at = now;
+                    }
+                }
+            }
+        }
+    }
+}
