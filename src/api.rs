@@ -36,7 +36,7 @@ pub struct Ctx {
     pub now: i64,
 }
 
-pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Result<Response> {
+pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<Response> {
     let url = req.url()?;
     let own_origin = url.origin().ascii_serialization();
     let path = url.path().to_string();
@@ -60,10 +60,11 @@ pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Result<Respo
         trace,
     };
     let method = req.method();
-    let result = route(req, &ctx, &method, &path).await;
+    let result = route(&mut req, &ctx, &method, &path).await;
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
+            drain_unread_body(&mut req).await;
             let log = if error.code.http_status() >= 500 {
                 Log::error("request_failed")
             } else {
@@ -80,6 +81,17 @@ pub async fn handle(req: Request, env: Env, worker_ctx: Context) -> Result<Respo
         add_cors(response.headers_mut(), &ctx)?;
     }
     Ok(response)
+}
+
+/// Reads a small body the handler refused before reading: the runtime may otherwise reset the
+/// keep-alive connection, failing the client's next request on it.
+async fn drain_unread_body(req: &mut Request) {
+    let small = header(req, "content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+        .is_some_and(|n| n > 0 && n <= parley_core::limits::MAX_FRAME_BYTES);
+    if small && !req.inner().body_used() {
+        let _ = req.bytes().await;
+    }
 }
 
 pub(crate) fn header(req: &Request, name: &str) -> Option<String> {
@@ -109,26 +121,24 @@ fn add_cors(headers: &mut Headers, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn route(mut req: Request, ctx: &Ctx, method: &Method, path: &str) -> ApiResult {
+async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> ApiResult {
     if *method == Method::Options {
         return preflight();
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (Method::Get, ["healthz"]) => ok_json(&serde_json::json!({ "ok": true }), 200),
-        (Method::Post, ["api", "v1", "visitor", "session"]) => visitor_session(&mut req, ctx).await,
-        (Method::Post, ["api", "v1", "agent", "login"]) => agent_login(&mut req, ctx).await,
+        (Method::Post, ["api", "v1", "visitor", "session"]) => visitor_session(req, ctx).await,
+        (Method::Post, ["api", "v1", "agent", "login"]) => agent_login(req, ctx).await,
         (Method::Get, ["api", "v1", "me"]) => {
-            let principal = authenticate(&req, ctx)?;
+            let principal = authenticate(req, ctx)?;
             ok_json(&serde_json::json!({ "principal": principal }), 200)
         }
-        (Method::Get, ["api", "v1", "widget", "config"]) => widget::config(&req, ctx).await,
-        (Method::Post, ["api", "v1", "visitor", "context"]) => widget::context(&mut req, ctx).await,
-        (Method::Post, ["api", "v1", "visitor", "identify"]) => {
-            widget::identify(&mut req, ctx).await
-        }
-        (Method::Post, ["api", "v1", "conversations"]) => create_conversation(&mut req, ctx).await,
-        (Method::Get, ["api", "v1", "conversations"]) => list_conversations(&req, ctx).await,
+        (Method::Get, ["api", "v1", "widget", "config"]) => widget::config(req, ctx).await,
+        (Method::Post, ["api", "v1", "visitor", "context"]) => widget::context(req, ctx).await,
+        (Method::Post, ["api", "v1", "visitor", "identify"]) => widget::identify(req, ctx).await,
+        (Method::Post, ["api", "v1", "conversations"]) => create_conversation(req, ctx).await,
+        (Method::Get, ["api", "v1", "conversations"]) => list_conversations(req, ctx).await,
         (_, ["api", "v1", "conversations", id, rest @ ..]) => {
             if !ids::is_valid(IdKind::Conversation, id) {
                 return Err(ErrorCode::NotFound.into());
@@ -565,19 +575,19 @@ async fn list_conversations(req: &Request, ctx: &Ctx) -> ApiResult {
 }
 
 async fn conversation_route(
-    mut req: Request,
+    req: &mut Request,
     ctx: &Ctx,
     method: &Method,
     id: &str,
     rest: &[&str],
 ) -> ApiResult {
     if let (Method::Get, ["ws"]) = (method, rest) {
-        return open_socket(&req, ctx, id).await;
+        return open_socket(req, ctx, id).await;
     }
-    let principal = authenticate(&req, ctx)?;
+    let principal = authenticate(req, ctx)?;
     let operation = match (method, rest) {
         (Method::Get, []) => Operation::Info,
-        (Method::Get, ["events"]) => return poll(&req, ctx, id, &principal).await,
+        (Method::Get, ["events"]) => return poll(req, ctx, id, &principal).await,
         (Method::Get, ["history"]) => {
             #[derive(Deserialize)]
             struct Query {
@@ -598,7 +608,7 @@ async fn conversation_route(
                 client_msg_id: String,
                 text: String,
             }
-            let body: Body = read_json(&mut req).await?;
+            let body: Body = read_json(req).await?;
             Operation::Send {
                 client_msg_id: body.client_msg_id,
                 text: body.text,
@@ -609,7 +619,7 @@ async fn conversation_route(
             struct Body {
                 active: Option<bool>,
             }
-            let body: Body = read_json(&mut req).await?;
+            let body: Body = read_json(req).await?;
             Operation::Typing {
                 active: body.active.unwrap_or(true),
             }
@@ -619,7 +629,7 @@ async fn conversation_route(
             struct Body {
                 seq: u64,
             }
-            let body: Body = read_json(&mut req).await?;
+            let body: Body = read_json(req).await?;
             Operation::Read { seq: body.seq }
         }
         (Method::Post, ["close"]) => Operation::Close,

@@ -43,6 +43,8 @@ struct SocketState {
     principal: Option<Principal>,
     ip: Option<String>,
     lang: Option<String>,
+    /// The site the socket was opened through, when it named one.
+    site: Option<String>,
 }
 
 impl SocketState {
@@ -112,6 +114,9 @@ impl DurableObject for ConversationObject {
                     ErrorCode::FrameTooLarge,
                     CLOSE_TOO_BIG,
                 );
+            }
+            WebSocketIncomingMessage::Binary(_) if socket.principal.is_none() => {
+                return self.refuse_and_close(&ws, &socket, ErrorCode::BadFrame, CLOSE_POLICY);
             }
             WebSocketIncomingMessage::Binary(_) => {
                 send_frame(
@@ -462,7 +467,8 @@ impl ConversationObject {
             Ok(meta) => meta,
             Err(e) => return self.refuse_and_close(ws, &socket, e.code, CLOSE_POLICY),
         };
-        if !can_access(&principal, &meta) {
+        let wrong_site = socket.site.as_ref().is_some_and(|site| *site != meta.site);
+        if wrong_site || !can_access(&principal, &meta) {
             return self.refuse_and_close(ws, &socket, ErrorCode::NotFound, CLOSE_POLICY);
         }
         socket.principal = Some(principal.clone());
@@ -562,19 +568,16 @@ impl ConversationObject {
         .map_err(|_| ErrorCode::Internal.into())
     }
 
+    /// Accepts any socket: whether the conversation exists, and is the caller's, is answered
+    /// after `hello` with the same `not_found`, so a socket is no oracle for conversation ids.
     fn accept_socket(&self, req: &Request) -> ApiResult {
-        let meta = self.meta()?;
-        if let Some(site) = header(req, SITE_HEADER) {
-            if site != meta.site {
-                return Err(ErrorCode::NotFound.into());
-            }
-        }
         let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
         self.state.accept_web_socket(&pair.server);
         let socket = SocketState {
             principal: None,
             ip: header(req, IP_HEADER),
             lang: header(req, LANG_HEADER),
+            site: header(req, SITE_HEADER),
         };
         pair.server
             .serialize_attachment(&socket)

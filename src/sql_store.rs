@@ -143,9 +143,24 @@ fn int(v: u64) -> SqlStorageValue {
 }
 
 impl SqlStore {
+    /// Opens the store without writing: an object for an id that was never created (a probe,
+    /// a typo) stays empty and costs no storage.
     pub fn open(sql: SqlStorage) -> Result<SqlStore, SqlError> {
-        sql.exec(SCHEMA, None)?;
         Ok(SqlStore { sql })
+    }
+
+    fn exists(&self) -> Result<bool, SqlError> {
+        #[derive(Deserialize)]
+        struct Count {
+            n: u32,
+        }
+        Ok(self
+            .rows::<Count>(
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'conversation'",
+                vec![],
+            )?
+            .first()
+            .is_some_and(|c| c.n > 0))
     }
 
     fn rows<T: serde::de::DeserializeOwned>(
@@ -192,6 +207,9 @@ impl Store for SqlStore {
     type Error = SqlError;
 
     fn load_meta(&self) -> Result<Option<Meta>, SqlError> {
+        if !self.exists()? {
+            return Ok(None);
+        }
         let Some(row) = self
             .rows::<ConversationRow>(
                 "SELECT id, site, team, visitor, epoch, created_at FROM conversation LIMIT 1",
@@ -241,6 +259,7 @@ impl Store for SqlStore {
     }
 
     fn create(&mut self, meta: &Meta, first: &Event) -> Result<(), SqlError> {
+        self.sql.exec(SCHEMA, None)?;
         self.sql.exec(
             "INSERT INTO conversation (id, site, team, visitor, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             vec![

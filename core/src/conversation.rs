@@ -384,7 +384,8 @@ impl Engine {
                 retry_after_ms,
             };
         if !is_valid_client_msg_id(&client_msg_id) {
-            return Err(EngineError::reject(ErrorCode::InvalidClientMsgId));
+            // Echoed so the client can tell which of its messages was refused.
+            return Err(refuse(ErrorCode::InvalidClientMsgId, None, &client_msg_id));
         }
         // A retry of a stored message is answered with its original seq, whatever the text.
         if let Some(seq) = store

@@ -1,0 +1,129 @@
+// Types shared by the loader (public/widget.js) and the lazily loaded chat (public/widget/chat.js).
+// Only types live here: anything with code would be bundled twice. The chat reaches the
+// loader's helpers through the Host object it is mounted with.
+
+export type Locale = 'en' | 'zh-CN';
+/** A text in several languages, as the site configuration gives it. */
+export type Texts = Partial<Record<string, string>>;
+
+export interface FieldConfig {
+  name: string;
+  label: Texts;
+  type: 'text' | 'email' | 'tel' | 'textarea';
+  required: boolean;
+}
+
+/** GET /api/v1/widget/config?site=KEY */
+export interface Config {
+  site: { name: string };
+  appearance: { color: string; position: 'right' | 'left'; launcher_text: Texts };
+  welcome: Texts;
+  prechat: { enabled: boolean; fields: FieldConfig[] };
+  offline: { message: Texts };
+  online: boolean;
+  identity: { verification: boolean };
+}
+
+export interface Session {
+  /** visitor token */
+  t: string;
+  /** visitor id */
+  v: string;
+  /** expiry, Unix ms */
+  x: number;
+}
+
+/** The visitor's conversation: id and the epoch of the log we hold. */
+export interface Conv {
+  id: string;
+  e: string;
+}
+
+/** A queued message of the durable outbox, stored under `o:<client_msg_id>`. */
+export interface OutboxItem {
+  i: string;
+  t: string;
+  /** created at, Unix ms */
+  a: number;
+  /** ordering key: creation time and a per-tab counter */
+  n: number;
+}
+
+/** A form waiting to become a conversation (stored under `pf`). */
+export interface PendingForm {
+  form: 'prechat' | 'offline';
+  fields: Record<string, string>;
+  message?: string;
+}
+
+export interface Participant {
+  id: string;
+  role: 'visitor' | 'agent' | 'system';
+  name?: string;
+}
+
+export interface Ev {
+  seq: number;
+  kind: string;
+  body: any;
+  author: Participant;
+  at: number;
+  client_msg_id?: string;
+}
+
+export interface ApiResult {
+  /** HTTP status, 0 when the network failed */
+  s: number;
+  /** parsed JSON body, or null */
+  b: any;
+}
+
+export interface ApiOptions {
+  method?: string;
+  body?: unknown;
+  auth?: boolean;
+  signal?: AbortSignal;
+  keepalive?: boolean;
+}
+
+/** Namespaced JSON in localStorage: `parley:<site key>:<key>`. */
+export interface Store {
+  get<T = any>(key: string): T | null;
+  set(key: string, value: unknown): void;
+  del(key: string): void;
+  /** Keys (without namespace) that start with prefix. */
+  keys(prefix: string): string[];
+  /** The full storage key of a short key, to compare with StorageEvent.key. */
+  full(key: string): string;
+}
+
+export type Listener = (data?: any) => void;
+
+/** What the loader hands to the chat when it mounts it. */
+export interface Host {
+  base: string;
+  site: string;
+  root: ShadowRoot;
+  box: HTMLElement;
+  launcher: HTMLButtonElement;
+  ls: Store;
+  cfg(): Config;
+  lang(): Locale;
+  api(path: string, opts?: ApiOptions): Promise<ApiResult>;
+  /** The visitor session; pass the token that just failed (or true) to renew it. */
+  session(bad?: string | boolean): Promise<Session>;
+  emit(name: string, data?: unknown): void;
+  /** subscribe to loader-side changes: 'cfg', 'lang' */
+  sub(name: string, fn: Listener): void;
+  setBadge(n: number): void;
+  setOpen(open: boolean): void;
+  /** The chat's entry points, set by the chat when it mounts. */
+  chat?: {
+    open(): void;
+    close(): void;
+    toggle(): void;
+    diagnostics(): Record<string, unknown>;
+  };
+  /** open the panel right after mounting */
+  wantOpen: boolean;
+}
