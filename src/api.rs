@@ -257,7 +257,7 @@ pub(crate) fn db(ctx: &Ctx) -> Result<worker::D1Database, ApiError> {
 
 pub(crate) async fn site_or_error(lookup: Lookup, ctx: &Ctx) -> Result<Site, ApiError> {
     match lookup {
-        Lookup::Found(site) => Ok(site),
+        Lookup::Found(site) => Ok(*site),
         Lookup::Unknown => Err(ErrorCode::UnknownSite.into()),
         Lookup::Unavailable(detail) => {
             Log::error("d1_unavailable")

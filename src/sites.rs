@@ -36,7 +36,7 @@ thread_local! {
 }
 
 pub enum Lookup {
-    Found(Site),
+    Found(Box<Site>),
     Unknown,
     Unavailable(String),
 }
@@ -60,7 +60,7 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
     let cached = CACHE.with(|c| c.borrow().get(key).cloned());
     if let Some((at, site)) = &cached {
         if now - at < CACHE_TTL_MS {
-            return Lookup::Found(site.clone());
+            return Lookup::Found(Box::new(site.clone()));
         }
     }
     let query = db
@@ -83,12 +83,12 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
                 allowed_origins: serde_json::from_str(&row.allowed_origins).unwrap_or_default(),
             };
             CACHE.with(|c| c.borrow_mut().insert(key.to_string(), (now, site.clone())));
-            Lookup::Found(site)
+            Lookup::Found(Box::new(site))
         }
         Ok(None) => Lookup::Unknown,
         // A stale copy beats refusing a visitor while D1 is down.
         Err(e) => match cached {
-            Some((_, site)) => Lookup::Found(site),
+            Some((_, site)) => Lookup::Found(Box::new(site)),
             None => Lookup::Unavailable(e.to_string()),
         },
     }
