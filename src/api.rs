@@ -20,7 +20,7 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::sites::{self, Lookup, Site};
-use crate::widget;
+use crate::{console, widget};
 
 /// What every handler needs to know about the request it serves.
 pub struct Ctx {
@@ -135,6 +135,13 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
             ok_json(&serde_json::json!({ "principal": principal }), 200)
         }
         (Method::Get, ["api", "v1", "widget", "config"]) => widget::config(req, ctx).await,
+        (Method::Get, ["api", "v1", "sites"]) => console::sites(req, ctx).await,
+        (Method::Get, ["api", "v1", "console", "ws"]) => console::open_console(req, ctx).await,
+        (Method::Get, ["api", "v1", "quick-replies"]) => console::quick_replies(req, ctx).await,
+        (Method::Post, ["api", "v1", "quick-replies"]) => console::add_quick_reply(req, ctx).await,
+        (Method::Get, ["api", "v1", "visitors", visitor]) => {
+            console::visitor(req, ctx, visitor).await
+        }
         (Method::Post, ["api", "v1", "visitor", "context"]) => widget::context(req, ctx).await,
         (Method::Post, ["api", "v1", "visitor", "identify"]) => widget::identify(req, ctx).await,
         (Method::Post, ["api", "v1", "conversations"]) => create_conversation(req, ctx).await,
@@ -152,6 +159,9 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
                     | ["api", "v1", "visitor", "context"]
                     | ["api", "v1", "visitor", "identify"]
                     | ["api", "v1", "widget", "config"]
+                    | ["api", "v1", "sites"]
+                    | ["api", "v1", "console", "ws"]
+                    | ["api", "v1", "quick-replies"]
                     | ["api", "v1", "agent", "login"]
                     | ["api", "v1", "me"]
                     | ["api", "v1", "conversations"]
@@ -280,7 +290,7 @@ pub(crate) fn origin_allowed(ctx: &Ctx, site: Option<&Site>) -> bool {
     }
 }
 
-fn mint(kind: IdKind, ctx: &Ctx) -> Result<String, ApiError> {
+pub(crate) fn mint(kind: IdKind, ctx: &Ctx) -> Result<String, ApiError> {
     random_16()
         .map(|bytes| ids::mint(kind, &bytes))
         .map_err(internal(ctx, "random"))
@@ -374,6 +384,7 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         password_salt: String,
         password_iterations: i64,
         disabled: i64,
+        permissions: String,
     }
     let body: Body = read_json(req).await?;
     let email = body.email.trim().to_lowercase();
@@ -423,6 +434,10 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         team: row.team_id.clone(),
         name: row.name.clone(),
         role,
+        view_pii: serde_json::from_str::<Vec<String>>(&row.permissions)
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p == "view_personal_data"),
     };
     let ttl = ctx.config.agent_token_ttl_ms;
     let token = token::sign(ctx.config.token_secret.as_bytes(), principal, ctx.now, ttl)
@@ -448,6 +463,10 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         #[serde(default)]
         fields: std::collections::BTreeMap<String, String>,
         message: Option<String>,
+        /// Where the visitor is, for routing: the page and a department asked for by the embed.
+        page_url: Option<String>,
+        department: Option<String>,
+        language: Option<String>,
     }
     let Principal::Visitor { id: visitor, site } = authenticate(req, ctx)? else {
         return Err(ErrorCode::Forbidden.into());
@@ -490,16 +509,44 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         fields,
         message: body.message,
     };
-    let body = serde_json::to_string(&create).map_err(internal(ctx, "json"))?;
-    forward(
+    let clip = |s: Option<String>, n: usize| s.map(|v| v.chars().take(n).collect::<String>());
+    let routing = parley_core::routing::RoutingContext {
+        url: clip(body.page_url, 2048),
+        language: clip(body.language, 35).or_else(|| {
+            header(req, "accept-language")
+                .map(|l| l.split(',').next().unwrap_or_default().trim().to_string())
+        }),
+        country: req.cf().and_then(|cf| cf.country()),
+        param: clip(body.department, 64),
+    };
+    let payload = serde_json::to_string(&create).map_err(internal(ctx, "json"))?;
+    let response = forward(
         ctx,
         &create.id,
         "/create",
         Method::Post,
-        Some(body),
+        Some(payload),
         Headers::new(),
     )
-    .await
+    .await?;
+    if response.status_code() == 201 {
+        // Routing follows creation; if the site's object is unreachable the conversation still
+        // exists and agents find it in the team list.
+        let request = crate::site_object::SiteRequest::NewConversation {
+            conversation: create.id.clone(),
+            context: routing,
+        };
+        if let Err(e) = crate::site_object::send(&ctx.env, &site.id, &request).await {
+            Log::error("routing_failed")
+                .site(&site.id)
+                .conversation(&create.id)
+                .trace(&ctx.trace)
+                .error_class("site_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+        }
+    }
+    Ok(response)
 }
 
 async fn list_conversations(req: &Request, ctx: &Ctx) -> ApiResult {
@@ -607,11 +654,14 @@ async fn conversation_route(
             struct Body {
                 client_msg_id: String,
                 text: String,
+                #[serde(default)]
+                note: bool,
             }
             let body: Body = read_json(req).await?;
             Operation::Send {
                 client_msg_id: body.client_msg_id,
                 text: body.text,
+                note: body.note,
             }
         }
         (Method::Post, ["typing"]) => {
@@ -632,6 +682,12 @@ async fn conversation_route(
             let body: Body = read_json(req).await?;
             Operation::Read { seq: body.seq }
         }
+        (Method::Post, ["claim"]) => return console::claim(req, ctx, id, &principal).await,
+        (Method::Post, ["transfer"]) => return console::transfer(req, ctx, id, &principal).await,
+        (Method::Post, ["reveal"]) => return console::reveal(req, ctx, id, &principal).await,
+        (Method::Get, ["tags"]) => return console::tags(ctx, id, &principal).await,
+        (Method::Put, ["tags"]) => return console::set_tags(req, ctx, id, &principal).await,
+        (Method::Get, ["queue"]) => return console::queue_position(ctx, id, &principal).await,
         (Method::Post, ["close"]) => Operation::Close,
         (Method::Post, ["reopen"]) => Operation::Reopen,
         (Method::Post, ["assign"]) => Operation::Assign,
@@ -644,6 +700,11 @@ async fn conversation_route(
             | ["typing"]
             | ["read"]
             | ["close"]
+            | ["claim"]
+            | ["transfer"]
+            | ["reveal"]
+            | ["tags"]
+            | ["queue"]
             | ["reopen"]
             | ["assign"]
             | ["ws"],
@@ -735,7 +796,7 @@ async fn poll(req: &Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiR
 }
 
 /// Sends an internal request to the conversation's object and relays its answer.
-async fn forward(
+pub(crate) async fn forward(
     ctx: &Ctx,
     id: &str,
     path: &str,

@@ -25,8 +25,8 @@ use worker::{
 use crate::config::Config;
 use crate::http::{frame_response, json_response, no_content, read_json, ApiError, ApiResult};
 use crate::internal::{
-    CreateConversation, Operation, OperationRequest, IP_HEADER, LANG_HEADER, SITE_HEADER,
-    TRACE_HEADER,
+    CreateConversation, Operation, OperationRequest, SystemRequest, IP_HEADER, LANG_HEADER,
+    SITE_HEADER, TRACE_HEADER,
 };
 use crate::log::Log;
 use crate::mirror::{self, Drained};
@@ -57,9 +57,19 @@ impl SocketState {
 }
 
 /// Who to answer: a socket gets its replies at once, in order with broadcasts; HTTP collects them.
+/// Either way replies are shown as the caller may see them (`None`: the system, sees all).
 enum Caller<'a> {
-    Socket(&'a WebSocket),
-    Http(&'a mut Vec<ServerFrame>),
+    Socket(&'a WebSocket, &'a Principal),
+    Http(&'a mut Vec<ServerFrame>, Option<&'a Principal>),
+}
+
+/// A frame as `reader` may see it: notes hidden from visitors, personal data masked for agents
+/// without the permission.
+fn view(frame: &ServerFrame, reader: Option<&Principal>) -> ServerFrame {
+    match reader {
+        Some(p) => frame.for_reader(p.role(), p.sees_pii()),
+        None => frame.clone(),
+    }
 }
 
 #[durable_object]
@@ -180,6 +190,16 @@ impl DurableObject for ConversationObject {
             ClientFrame::Send {
                 client_msg_id,
                 text,
+                note: true,
+            } => Command::Note {
+                who,
+                client_msg_id,
+                text,
+            },
+            ClientFrame::Send {
+                client_msg_id,
+                text,
+                note: false,
             } => Command::Send {
                 who,
                 ip: socket.ip.clone(),
@@ -189,7 +209,10 @@ impl DurableObject for ConversationObject {
             ClientFrame::Typing { active } => Command::Typing { who, active },
             ClientFrame::Read { seq } => Command::Read { who, seq },
         };
-        if let Err(error) = self.execute(command, Caller::Socket(&ws), "").await {
+        if let Err(error) = self
+            .execute(command, Caller::Socket(&ws, &principal), "")
+            .await
+        {
             send_frame(&ws, &error.frame(socket.lang()));
         }
         Ok(())
@@ -305,11 +328,12 @@ impl ConversationObject {
             Err(EngineError::Store(e)) => return Err(self.storage_error(&e.to_string())),
         };
         let mut mirror = false;
+        let mut appended = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Reply(frame) => match &mut caller {
-                    Caller::Socket(ws) => send_frame(ws, &frame),
-                    Caller::Http(replies) => replies.push(frame),
+                    Caller::Socket(ws, reader) => send_frame(ws, &view(&frame, Some(reader))),
+                    Caller::Http(replies, reader) => replies.push(view(&frame, *reader)),
                 },
                 Effect::Broadcast(frame) => {
                     if let ServerFrame::Event(event) = &frame {
@@ -317,6 +341,7 @@ impl ConversationObject {
                             .seq(event.seq)
                             .field("kind", event.payload.kind())
                             .emit();
+                        appended.push(event.clone());
                     }
                     self.broadcast(&frame, None);
                 }
@@ -330,7 +355,37 @@ impl ConversationObject {
         if mirror {
             self.schedule_mirror(0).await;
         }
+        if !appended.is_empty() {
+            self.notify_site(appended);
+        }
         Ok(())
+    }
+
+    /// Tells the site's object what happened here (routing and the agents' inbox feed). Not on
+    /// the message path: it runs after the answer, and a failure loses no message.
+    fn notify_site(&self, events: Vec<parley_core::Event>) {
+        let Ok(meta) = self.meta() else { return };
+        let activity: Vec<crate::site_object::Activity> = events
+            .iter()
+            .map(|e| crate::site_object::Activity::from_event(&meta.id, e))
+            .collect();
+        let env = self.env.clone();
+        self.state.wait_until(async move {
+            if let Err(e) = crate::site_object::send(
+                &env,
+                &meta.site,
+                &crate::site_object::SiteRequest::Activity { events: activity },
+            )
+            .await
+            {
+                Log::warn("site_notify_failed")
+                    .site(&meta.site)
+                    .conversation(&meta.id)
+                    .error_class("site_unavailable")
+                    .field("detail", e.to_string())
+                    .emit();
+            }
+        });
     }
 
     fn log(&self, event: &str, trace: &str) -> Log {
@@ -346,17 +401,26 @@ impl ConversationObject {
     }
 
     fn broadcast(&self, frame: &ServerFrame, except: Option<&str>) {
-        let text = frame.to_json();
+        // Each reader gets the frame as they may see it; the few distinct views are built once.
+        let mut views: Vec<((parley_core::Role, bool), String)> = Vec::with_capacity(3);
         for ws in self.state.get_websockets() {
             let Ok(Some(socket)) = ws.deserialize_attachment::<SocketState>() else {
                 continue;
             };
-            match socket.principal {
-                Some(p) if Some(p.id()) != except => {
-                    let _ = ws.send_with_str(&text);
-                }
-                _ => {}
+            let Some(p) = socket.principal else { continue };
+            if Some(p.id()) == except {
+                continue;
             }
+            let key = (p.role(), p.sees_pii());
+            let text = match views.iter().find(|(k, _)| *k == key) {
+                Some((_, text)) => text.clone(),
+                None => {
+                    let text = frame.for_reader(key.0, key.1).to_json();
+                    views.push((key, text.clone()));
+                    text
+                }
+            };
+            let _ = ws.send_with_str(&text);
         }
     }
 
@@ -478,7 +542,10 @@ impl ConversationObject {
             after,
             epoch,
         };
-        if let Err(error) = self.execute(command, Caller::Socket(ws), "").await {
+        if let Err(error) = self
+            .execute(command, Caller::Socket(ws, &principal), "")
+            .await
+        {
             send_frame(ws, &error.frame(socket.lang()));
         }
         Ok(())
@@ -491,6 +558,7 @@ impl ConversationObject {
             "/ws" => self.accept_socket(req),
             "/operation" => self.operation(req, trace).await,
             "/poll" => self.poll(req).await,
+            "/system" => self.system(req, trace).await,
             _ => Err(ErrorCode::NotFound.into()),
         }
     }
@@ -550,7 +618,7 @@ impl ConversationObject {
                 text,
             };
             let mut replies = Vec::new();
-            self.execute(send, Caller::Http(&mut replies), trace)
+            self.execute(send, Caller::Http(&mut replies, None), trace)
                 .await?;
         }
         let created = self.meta()?;
@@ -612,12 +680,23 @@ impl ConversationObject {
             Operation::Send {
                 client_msg_id,
                 text,
+                note: true,
+            } => Command::Note {
+                who,
+                client_msg_id,
+                text,
+            },
+            Operation::Send {
+                client_msg_id,
+                text,
+                note: false,
             } => Command::Send {
                 who,
                 ip: header(req, IP_HEADER),
                 client_msg_id,
                 text,
             },
+            Operation::Reveal { seq } => return self.reveal(&request.principal, seq),
             Operation::Typing { active } => Command::Typing { who, active },
             Operation::Read { seq } => Command::Read { who, seq },
             Operation::Close => Command::Close { who },
@@ -629,13 +708,60 @@ impl ConversationObject {
             Operation::History { before, limit } => Command::History { before, limit },
         };
         let mut replies = Vec::new();
-        self.execute(command, Caller::Http(&mut replies), trace)
-            .await?;
+        self.execute(
+            command,
+            Caller::Http(&mut replies, Some(&request.principal)),
+            trace,
+        )
+        .await?;
         match replies.into_iter().next() {
             Some(frame) => frame_response(&frame, 200),
             None => no_content(),
         }
         .map_err(|_| ErrorCode::Internal.into())
+    }
+
+    /// The unmasked text of a visitor message, for an agent who asked to see it.
+    fn reveal(&self, principal: &Principal, seq: u64) -> ApiResult {
+        if principal.role() != parley_core::Role::Agent {
+            return Err(ErrorCode::Forbidden.into());
+        }
+        let events = self
+            .with_engine(|_, store| {
+                parley_core::Store::events_after(store, seq.saturating_sub(1), 1)
+            })?
+            .ok_or(ErrorCode::NotFound)?
+            .map_err(|e| self.storage_error(&e.to_string()))?;
+        match events.into_iter().next() {
+            Some(parley_core::Event {
+                seq: found,
+                payload: parley_core::EventPayload::Message { text },
+                ..
+            }) if found == seq => {
+                json_response(&serde_json::json!({ "seq": seq, "text": text }), 200)
+                    .map_err(|_| ErrorCode::Internal.into())
+            }
+            _ => Err(ErrorCode::NotFound.into()),
+        }
+    }
+
+    /// Operations from the site's object: routing decisions and queue notices.
+    async fn system(&self, req: &mut Request, trace: &str) -> ApiResult {
+        let request: SystemRequest = read_json(req).await?;
+        self.meta()?;
+        match request {
+            SystemRequest::Assign { agent } => {
+                let command = Command::Assign {
+                    who: system_participant(),
+                    agent,
+                };
+                let mut replies = Vec::new();
+                self.execute(command, Caller::Http(&mut replies, None), trace)
+                    .await?;
+            }
+            SystemRequest::Notify { frame } => self.broadcast(&frame, None),
+        }
+        no_content().map_err(|_| ErrorCode::Internal.into())
     }
 
     async fn poll(&self, req: &mut Request) -> ApiResult {
@@ -661,7 +787,8 @@ impl ConversationObject {
             epoch: query.epoch.clone(),
         };
         let mut replies = Vec::new();
-        self.execute(poll(), Caller::Http(&mut replies), "").await?;
+        self.execute(poll(), Caller::Http(&mut replies, Some(&principal)), "")
+            .await?;
         let nothing_new = matches!(replies.first(), Some(ServerFrame::Events { events, .. }) if events.is_empty());
         if nothing_new && wait_ms > 0 {
             let (sender, receiver) = oneshot::channel();
@@ -669,7 +796,8 @@ impl ConversationObject {
             let timeout = worker::Delay::from(Duration::from_millis(wait_ms));
             if let Either::Left(_) = select(receiver, timeout).await {
                 replies.clear();
-                self.execute(poll(), Caller::Http(&mut replies), "").await?;
+                self.execute(poll(), Caller::Http(&mut replies, Some(&principal)), "")
+                    .await?;
             }
         }
         let frame = replies.into_iter().next().ok_or(ErrorCode::Internal)?;
@@ -681,6 +809,7 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Hello { .. } => "hello",
         Command::Send { .. } => "send",
+        Command::Note { .. } => "note",
         Command::Typing { .. } => "typing",
         Command::Read { .. } => "read",
         Command::Close { .. } => "close",

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use parley_core::token::Principal;
+use parley_core::{Participant, ServerFrame};
 use serde::{Deserialize, Serialize};
 
 /// Verified identity of the caller, JSON.
@@ -41,6 +42,12 @@ pub enum Operation {
     Send {
         client_msg_id: String,
         text: String,
+        #[serde(default)]
+        note: bool,
+    },
+    /// The unmasked text of the message at `seq` (agents; the Worker audits it).
+    Reveal {
+        seq: u64,
     },
     Typing {
         active: bool,
@@ -56,6 +63,16 @@ pub enum Operation {
         limit: Option<u32>,
     },
     Info,
+}
+
+/// Requests from the site's object to a conversation's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SystemRequest {
+    /// Routing gave the conversation to this agent.
+    Assign { agent: Participant },
+    /// A frame for everyone connected, not stored (e.g. the queue position).
+    Notify { frame: ServerFrame },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 
 mod api;
 mod config;
+mod console;
 mod conversation_object;
 mod http;
 mod internal;
@@ -10,12 +11,14 @@ mod limiter_object;
 mod log;
 mod mirror;
 mod platform;
+mod site_object;
 mod sites;
 mod sql_store;
 mod widget;
 
 pub use conversation_object::ConversationObject;
 pub use limiter_object::RateLimiterObject;
+pub use site_object::SiteObject;
 
 use worker::{event, Context, Env, Request, Response, Result};
 

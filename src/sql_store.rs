@@ -125,6 +125,7 @@ impl EventRow {
             },
             at: self.at,
             client_msg_id: self.client_msg_id,
+            masked: false,
         })
     }
 }

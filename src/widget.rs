@@ -27,6 +27,7 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
     if !origin_allowed(ctx, Some(&site)) {
         return Err(ErrorCode::OriginNotAllowed.into());
     }
+    let online = agents_online(ctx, &site.id).await;
     let WidgetSettings {
         appearance,
         welcome,
@@ -40,17 +41,29 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
             "welcome": welcome,
             "prechat": prechat,
             "offline": offline,
-            // Agent presence arrives with the Site object; until then the team counts as online.
-            "online": true,
+            "online": online,
             "identity": { "verification": site.identity_secret.is_some() },
         }),
         200,
     )?;
     response
         .headers_mut()
-        .set("cache-control", "public, max-age=60")
+        .set("cache-control", "public, max-age=15")
         .map_err(|_| ApiError::from(ErrorCode::Internal))?;
     Ok(response)
+}
+
+/// Whether an agent can take a conversation now; when the site's object cannot be asked, the
+/// widget offers live chat anyway (the conversation then waits in the queue, never lost).
+async fn agents_online(ctx: &Ctx, site: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Answer {
+        online: bool,
+    }
+    match crate::site_object::send(&ctx.env, site, &crate::site_object::SiteRequest::Online).await {
+        Ok(mut response) => response.json::<Answer>().await.map(|a| a.online).unwrap_or(true),
+        Err(_) => true,
+    }
 }
 
 fn visitor_of(req: &Request, ctx: &Ctx) -> Result<(String, String), ApiError> {

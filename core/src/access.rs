@@ -57,6 +57,7 @@ mod tests {
             team: team.into(),
             name: "A".into(),
             role: AgentRole::Agent,
+            view_pii: false,
         };
         assert!(can_access(&agent("t_1"), &meta()));
         assert!(!can_access(&agent("t_2"), &meta()));

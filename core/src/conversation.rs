@@ -90,6 +90,12 @@ pub enum Command {
         client_msg_id: String,
         text: String,
     },
+    /// A private note from an agent; visitors see a `hidden` event in its place.
+    Note {
+        who: Participant,
+        client_msg_id: String,
+        text: String,
+    },
     Typing {
         who: Participant,
         active: bool,
@@ -221,6 +227,7 @@ impl Engine {
             author,
             at: meta.created_at,
             client_msg_id: None,
+            masked: false,
         };
         meta.head = 1;
         meta.status = Status::Open;
@@ -260,6 +267,11 @@ impl Engine {
                 client_msg_id,
                 text,
             } => self.send(store, who, ip, client_msg_id, text, now),
+            Command::Note {
+                who,
+                client_msg_id,
+                text,
+            } => self.note(store, who, client_msg_id, text, now),
             Command::Typing { who, active } => Ok(self.typing(who, active, now)),
             Command::Read { who, seq } => self.read(store, who, seq),
             Command::Close { who } => self.set_status(store, who, Status::Closed, now),
@@ -353,6 +365,7 @@ impl Engine {
                 author,
                 at: now,
                 client_msg_id,
+                masked: false,
             })
             .collect();
         store.append(&events).map_err(EngineError::Store)?;
@@ -362,7 +375,10 @@ impl Engine {
                 EventPayload::Closed {} => self.meta.status = Status::Closed,
                 EventPayload::Reopened {} => self.meta.status = Status::Open,
                 EventPayload::Assigned { agent } => self.meta.assignee = Some(agent.id.clone()),
-                EventPayload::Message { .. } | EventPayload::Created { .. } => {}
+                EventPayload::Message { .. }
+                | EventPayload::Created { .. }
+                | EventPayload::Note { .. }
+                | EventPayload::Hidden {} => {}
             }
         }
         Ok(events)
@@ -441,6 +457,73 @@ impl Engine {
         effects.push(Effect::Mirror);
         effects.push(Effect::Wake);
         Ok(effects)
+    }
+
+    fn note<S: Store>(
+        &mut self,
+        store: &mut S,
+        who: Participant,
+        client_msg_id: String,
+        text: String,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        if who.role != Role::Agent {
+            return Err(EngineError::reject(ErrorCode::Forbidden));
+        }
+        let refuse = |code| EngineError::Rejected {
+            code,
+            client_msg_id: Some(client_msg_id.clone()),
+            retry_after_ms: None,
+        };
+        if !is_valid_client_msg_id(&client_msg_id) {
+            return Err(refuse(ErrorCode::InvalidClientMsgId));
+        }
+        if let Some(seq) = store
+            .seq_for_client_msg(&who.id, &client_msg_id)
+            .map_err(EngineError::Store)?
+        {
+            return Ok(vec![Effect::Reply(ServerFrame::Ack {
+                client_msg_id,
+                seq,
+                duplicate: true,
+            })]);
+        }
+        if text.trim().is_empty() {
+            return Err(refuse(ErrorCode::EmptyMessage));
+        }
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return Err(refuse(ErrorCode::MessageTooLong));
+        }
+        if let Err(wait) = self.take_token(format!("p:{}", who.id), self.config.agent_messages, now)
+        {
+            return Err(EngineError::Rejected {
+                code: ErrorCode::RateLimited,
+                client_msg_id: Some(client_msg_id),
+                retry_after_ms: Some(wait),
+            });
+        }
+        let mut events = self.append(
+            store,
+            vec![(
+                EventPayload::Note { text },
+                who,
+                Some(client_msg_id.clone()),
+            )],
+            now,
+        )?;
+        let event = events
+            .pop()
+            .ok_or(EngineError::reject(ErrorCode::Internal))?;
+        Ok(vec![
+            Effect::Reply(ServerFrame::Ack {
+                client_msg_id,
+                seq: event.seq,
+                duplicate: false,
+            }),
+            Effect::Broadcast(ServerFrame::Event(event)),
+            Effect::Mirror,
+            Effect::Wake,
+        ])
     }
 
     fn typing(&mut self, who: Participant, active: bool, now: i64) -> Vec<Effect> {
@@ -524,7 +607,8 @@ impl Engine {
         agent: Participant,
         now: i64,
     ) -> Outcome<S::Error> {
-        if who.role != Role::Agent || agent.role != Role::Agent {
+        // Agents assign themselves; the site's routing assigns as `system`.
+        if who.role == Role::Visitor || agent.role != Role::Agent {
             return Err(EngineError::reject(ErrorCode::Forbidden));
         }
         if self.meta.assignee.as_deref() == Some(agent.id.as_str()) {

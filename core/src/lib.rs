@@ -13,6 +13,7 @@ pub mod ids;
 pub mod limits;
 pub mod memstore;
 pub mod password;
+pub mod pii;
 pub mod protocol;
 pub mod ratelimit;
 pub mod routing;

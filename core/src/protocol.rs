@@ -68,6 +68,12 @@ pub enum EventPayload {
     },
     Closed {},
     Reopened {},
+    /// A private note between agents.
+    Note {
+        text: String,
+    },
+    /// What a visitor receives in place of a note: the seq stays gap-free, the note stays private.
+    Hidden {},
 }
 
 impl EventPayload {
@@ -78,6 +84,8 @@ impl EventPayload {
             EventPayload::Assigned { .. } => "assigned",
             EventPayload::Closed {} => "closed",
             EventPayload::Reopened {} => "reopened",
+            EventPayload::Note { .. } => "note",
+            EventPayload::Hidden {} => "hidden",
         }
     }
 }
@@ -93,6 +101,43 @@ pub struct Event {
     pub at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// Personal data in the text was masked for this reader.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub masked: bool,
+}
+
+impl Event {
+    /// The event with personal data in a visitor's message masked.
+    pub fn masked_pii(&self) -> Event {
+        match (&self.payload, self.author.role) {
+            (EventPayload::Message { text }, Role::Visitor) => {
+                let (text, masked) = crate::pii::mask(text);
+                Event {
+                    payload: EventPayload::Message { text },
+                    masked,
+                    ..self.clone()
+                }
+            }
+            _ => self.clone(),
+        }
+    }
+
+    /// The event as `role` may see it: visitors never see notes.
+    pub fn for_role(&self, role: Role) -> Event {
+        match (&self.payload, role) {
+            (EventPayload::Note { .. }, Role::Visitor) => Event {
+                payload: EventPayload::Hidden {},
+                author: Participant {
+                    id: "system".into(),
+                    role: Role::System,
+                    name: None,
+                },
+                client_msg_id: None,
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
+    }
 }
 
 /// Frames a client sends.
@@ -111,6 +156,9 @@ pub enum ClientFrame {
     Send {
         client_msg_id: String,
         text: String,
+        /// A private note (agents only).
+        #[serde(default)]
+        note: bool,
     },
     Typing {
         #[serde(default = "default_true")]
@@ -183,6 +231,10 @@ pub enum ServerFrame {
         events: Vec<Event>,
         next_before: Option<u64>,
     },
+    /// The visitor's place in the waiting queue (not stored; sent while it changes).
+    Queue {
+        position: usize,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -215,6 +267,51 @@ impl ServerFrame {
                 ErrorCode::Internal
             )
         })
+    }
+
+    /// The frame as `role` may see it (notes hidden from visitors).
+    pub fn for_role(&self, role: Role) -> ServerFrame {
+        self.for_reader(role, true)
+    }
+
+    /// The frame as a reader sees it: notes hidden from visitors, and personal data in
+    /// visitors' messages masked unless `sees_pii`.
+    pub fn for_reader(&self, role: Role, sees_pii: bool) -> ServerFrame {
+        let view = |e: &Event| {
+            let e = e.for_role(role);
+            if sees_pii {
+                e
+            } else {
+                e.masked_pii()
+            }
+        };
+        let redact = |events: &[Event]| events.iter().map(view).collect();
+        match self {
+            ServerFrame::Event(e) => ServerFrame::Event(view(e)),
+            ServerFrame::Events {
+                epoch,
+                head,
+                events,
+                reads,
+            } => ServerFrame::Events {
+                epoch: epoch.clone(),
+                head: *head,
+                events: redact(events),
+                reads: reads.clone(),
+            },
+            ServerFrame::History {
+                epoch,
+                head,
+                events,
+                next_before,
+            } => ServerFrame::History {
+                epoch: epoch.clone(),
+                head: *head,
+                events: redact(events),
+                next_before: *next_before,
+            },
+            other => other.clone(),
+        }
     }
 
     pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerFrame {
@@ -267,7 +364,8 @@ mod tests {
             parse_client_frame(r#"{"v":1,"type":"send","client_msg_id":"m1","text":"hi"}"#),
             Ok(ClientFrame::Send {
                 client_msg_id: "m1".into(),
-                text: "hi".into()
+                text: "hi".into(),
+                note: false
             })
         );
         assert_eq!(
@@ -324,6 +422,7 @@ mod tests {
             },
             at: 1000,
             client_msg_id: Some("m1".into()),
+            masked: false,
         });
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(value["v"], 1);

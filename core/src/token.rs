@@ -48,10 +48,30 @@ pub enum Principal {
         team: String,
         name: String,
         role: AgentRole,
+        /// May see visitors' personal data unmasked.
+        #[serde(default)]
+        view_pii: bool,
     },
 }
 
 impl Principal {
+    /// Whether this principal reads personal data in visitors' messages unmasked.
+    pub fn sees_pii(&self) -> bool {
+        match self {
+            Principal::Visitor { .. } => true,
+            Principal::Agent { role, view_pii, .. } => {
+                *view_pii || matches!(role, AgentRole::Owner | AgentRole::Admin)
+            }
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        match self {
+            Principal::Visitor { .. } => Role::Visitor,
+            Principal::Agent { .. } => Role::Agent,
+        }
+    }
+
     pub fn id(&self) -> &str {
         match self {
             Principal::Visitor { id, .. } | Principal::Agent { id, .. } => id,

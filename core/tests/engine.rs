@@ -497,3 +497,53 @@ fn poll_returns_events_after_or_reset() {
         .unwrap();
     assert_eq!(reset_reason(&reset), Some(ResetReason::AheadOfHead));
 }
+
+#[test]
+fn notes_are_for_agents_only_and_keep_the_log_gap_free() {
+    let (mut engine, mut store) = new_conversation(10);
+    let note = |who: Participant| Command::Note {
+        who,
+        client_msg_id: "n1".into(),
+        text: "refund approved, call them tomorrow".into(),
+    };
+    assert_eq!(
+        rejected(engine.handle(&mut store, note(visitor()), 1)),
+        ErrorCode::Forbidden
+    );
+    let effects = engine.handle(&mut store, note(agent()), 1).unwrap();
+    assert_eq!(ack_seq(&effects), (2, false));
+    let stored = store.log()[1].clone();
+    assert_eq!(stored.payload.kind(), "note");
+    // The visitor's copy says only that something private happened at seq 2.
+    let seen_by_visitor = stored.for_role(Role::Visitor);
+    assert_eq!(seen_by_visitor.seq, 2);
+    assert_eq!(seen_by_visitor.payload, EventPayload::Hidden {});
+    assert_eq!(seen_by_visitor.author.role, Role::System);
+    assert_eq!(seen_by_visitor.client_msg_id, None);
+    assert_eq!(stored.for_role(Role::Agent), stored);
+}
+
+#[test]
+fn visitor_messages_can_be_masked_for_agents() {
+    let (mut engine, mut store) = new_conversation(10);
+    engine
+        .handle(
+            &mut store,
+            send("m1", "mail me at ann@example.org", visitor()),
+            1,
+        )
+        .unwrap();
+    let masked = store.log()[1].masked_pii();
+    assert_eq!(
+        masked.payload,
+        EventPayload::Message {
+            text: "mail me at a***@example.org".into()
+        }
+    );
+    assert!(masked.masked);
+    // Agents' own messages are not masked.
+    engine
+        .handle(&mut store, send("a1", "call +1 555 123 4567", agent()), 2)
+        .unwrap();
+    assert!(!store.log()[2].masked_pii().masked);
+}

@@ -178,7 +178,10 @@ fn log_state(log: &[Event]) -> (Status, Option<String>) {
             EventPayload::Closed {} => status = Status::Closed,
             EventPayload::Reopened {} => status = Status::Open,
             EventPayload::Assigned { agent } => assignee = Some(agent.id.clone()),
-            EventPayload::Message { .. } | EventPayload::Created { .. } => {}
+            EventPayload::Message { .. }
+            | EventPayload::Created { .. }
+            | EventPayload::Note { .. }
+            | EventPayload::Hidden {} => {}
         }
     }
     (status, assignee)
@@ -226,7 +229,10 @@ fn check_persisted(log: &[Event], frame: &ServerFrame) -> Check {
                 );
             }
         }
-        ServerFrame::Typing { .. } | ServerFrame::Error { .. } | ServerFrame::Pong {} => {}
+        ServerFrame::Typing { .. }
+        | ServerFrame::Error { .. }
+        | ServerFrame::Pong {}
+        | ServerFrame::Queue { .. } => {}
     }
     Ok(())
 }

@@ -8,7 +8,8 @@
 // arrives, when the outbox holds unsent messages, or when the panel was open on the last page.
 //
 // Optional attributes: data-lang="en|zh-CN" (otherwise the browser's language), data-theme=
-// "light|dark|auto". Calls made before the script arrives are queued with the usual stub:
+// "light|dark|auto", data-department="…" (asked for when a conversation starts).
+// Calls made before the script arrives are queued with the usual stub:
 //   window.Parley = window.Parley || function () { (Parley.q = Parley.q || []).push(arguments) };
 import css from './loader.css';
 import type {
@@ -351,6 +352,7 @@ function boot(): void {
       ss.set('open', v ? '1' : null);
       paint();
     },
+    department: ds.department,
     wantOpen: false,
   };
 

@@ -124,6 +124,8 @@ export interface Host {
     toggle(): void;
     diagnostics(): Record<string, unknown>;
   };
+  /** data-department of the embed, asked for when the conversation starts */
+  department?: string;
   /** open the panel right after mounting */
   wantOpen: boolean;
 }

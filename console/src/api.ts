@@ -1,0 +1,90 @@
+// HTTP to the Worker (same origin). The agent token goes in the Authorization header, never
+// the URL. Errors become ApiError with the server's stable code and localized message.
+import { lang, t } from './i18n';
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+    public retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+let token: string | null = null;
+let onUnauthorized: (() => void) | null = null;
+
+export function setToken(next: string | null): void {
+  token = next;
+}
+
+export function getToken(): string | null {
+  return token;
+}
+
+/** Called when the server says the token is missing, invalid or expired. */
+export function setUnauthorizedHandler(fn: () => void): void {
+  onUnauthorized = fn;
+}
+
+export interface RequestOptions {
+  method?: string;
+  body?: unknown;
+  signal?: AbortSignal;
+  /** Do not sign out on 401 (the login form). */
+  anonymous?: boolean;
+}
+
+export async function api<T = any>(path: string, opts: RequestOptions = {}): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json', 'accept-language': lang() };
+  if (token && !opts.anonymous) headers.authorization = `Bearer ${token}`;
+  let body: string | undefined;
+  if (opts.body !== undefined) {
+    headers['content-type'] = 'application/json';
+    body = JSON.stringify(opts.body);
+  }
+  let res: Response;
+  try {
+    res = await fetch(path, { method: opts.method ?? (body ? 'POST' : 'GET'), headers, body, signal: opts.signal, credentials: 'same-origin', cache: 'no-store' });
+  } catch (e) {
+    if ((e as Error)?.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', t('networkError'));
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let parsed: any = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
+  if (!res.ok) {
+    const code = typeof parsed?.code === 'string' ? parsed.code : `http_${res.status}`;
+    const message = typeof parsed?.message === 'string' ? parsed.message : t('genericError');
+    const retry = Number(parsed?.retry_after_ms ?? 0) || Number(res.headers.get('retry-after') ?? 0) * 1000 || undefined;
+    const err = new ApiError(res.status, code, message, retry);
+    if (res.status === 401 && !opts.anonymous && ['token_missing', 'token_invalid', 'token_expired'].includes(code)) onUnauthorized?.();
+    throw err;
+  }
+  return parsed as T;
+}
+
+/** Whether an error means "this server does not have that endpoint yet". */
+export function isMissingEndpoint(e: unknown): boolean {
+  return e instanceof ApiError && (e.status === 404 || e.status === 405) && (e.code === 'not_found' || e.code === 'method_not_allowed' || e.code.startsWith('http_'));
+}
+
+/** A client message id: 1–64 of [A-Za-z0-9-_.:], unique per sender. */
+export function clientMsgId(): string {
+  const rnd = new Uint8Array(8);
+  crypto.getRandomValues(rnd);
+  return `cm-${Date.now().toString(36)}-${Array.from(rnd, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+export function wsUrl(path: string): string {
+  const u = new URL(path, location.href);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u.href;
+}

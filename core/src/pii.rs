@@ -1,0 +1,164 @@
+//! Masking of personal data in visitor messages for agents who may not see it: e-mail
+//! addresses, phone numbers and card-like numbers. Masking keeps enough to recognise a value
+//! again (first letter of an e-mail, last digits of a number) and nothing to reuse it.
+
+/// Masks personal data in `text`; returns the text and whether anything was masked.
+pub fn mask(text: &str) -> (String, bool) {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut masked = false;
+    let mut i = 0;
+    while i < chars.len() {
+        if let Some((end, replacement)) = email_at(&chars, i).or_else(|| number_at(&chars, i)) {
+            out.push_str(&replacement);
+            masked = true;
+            i = end;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    (out, masked)
+}
+
+fn is_local_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-')
+}
+
+fn is_domain_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-')
+}
+
+/// An e-mail address starting at `start` (which must begin a word).
+fn email_at(chars: &[char], start: usize) -> Option<(usize, String)> {
+    if start > 0 && is_local_char(chars[start - 1]) {
+        return None;
+    }
+    let mut at = start;
+    while at < chars.len() && is_local_char(chars[at]) {
+        at += 1;
+    }
+    if at == start || at >= chars.len() || chars[at] != '@' {
+        return None;
+    }
+    let mut end = at + 1;
+    while end < chars.len() && is_domain_char(chars[end]) {
+        end += 1;
+    }
+    // Trailing dots end the sentence, not the domain.
+    while end > at + 1 && chars[end - 1] == '.' {
+        end -= 1;
+    }
+    let domain: String = chars[at + 1..end].iter().collect();
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2
+        || labels.iter().any(|l| l.is_empty())
+        || labels.last().is_some_and(|tld| tld.len() < 2)
+    {
+        return None;
+    }
+    Some((end, format!("{}***@{}", chars[start], domain)))
+}
+
+/// A phone or card-like number: 7 to 19 digits, possibly grouped by spaces, dashes, dots,
+/// parentheses, with an optional leading `+`.
+fn number_at(chars: &[char], start: usize) -> Option<(usize, String)> {
+    let c = chars[start];
+    if !(c.is_ascii_digit()
+        || (c == '+' && chars.get(start + 1).is_some_and(|d| d.is_ascii_digit()))
+        || c == '(')
+    {
+        return None;
+    }
+    if start > 0 && (chars[start - 1].is_ascii_alphanumeric() || chars[start - 1] == '+') {
+        return None;
+    }
+    let mut end = start;
+    let mut digits = Vec::new();
+    let mut last_digit_end = start;
+    while end < chars.len() {
+        let ch = chars[end];
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+            end += 1;
+            last_digit_end = end;
+        } else if matches!(ch, ' ' | '-' | '.' | '(' | ')' | '+') && end + 1 < chars.len() {
+            // A separator counts only between digits (one at a time).
+            let next = chars[end + 1];
+            if next.is_ascii_digit() || (ch == ' ' && next == '(') || (ch == ')' && next == ' ') {
+                end += 1;
+            } else {
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    if digits.len() < 7 || digits.len() > 19 {
+        return None;
+    }
+    if last_digit_end < chars.len() && chars[last_digit_end].is_ascii_alphanumeric() {
+        return None;
+    }
+    let keep = 4;
+    let mut shown = 0;
+    let total = digits.len();
+    let masked: String = chars[start..last_digit_end]
+        .iter()
+        .map(|&ch| {
+            if ch.is_ascii_digit() {
+                shown += 1;
+                if shown > total - keep {
+                    ch
+                } else {
+                    '*'
+                }
+            } else {
+                ch
+            }
+        })
+        .collect();
+    Some((last_digit_end, masked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_emails() {
+        assert_eq!(
+            mask("write to jane.doe@example.com."),
+            ("write to j***@example.com.".to_string(), true)
+        );
+        assert_eq!(mask("not@an address").1, false);
+        assert_eq!(mask("price 5@3 each").1, false);
+    }
+
+    #[test]
+    fn masks_phone_and_card_numbers() {
+        assert_eq!(
+            mask("call +86 138 0013 8000 please").0,
+            "call +** *** **** 8000 please"
+        );
+        assert_eq!(mask("(555) 123-4567").0, "(***) ***-4567");
+        assert_eq!(
+            mask("card 4111 1111 1111 1111").0,
+            "card **** **** **** 1111"
+        );
+        assert_eq!(mask("13800138000").0, "*******8000");
+    }
+
+    #[test]
+    fn leaves_ordinary_numbers_and_text_alone() {
+        for text in [
+            "order 12345",
+            "in 2026 we shipped 300 units",
+            "version 1.2.3",
+            "你好，我想退货",
+            "room 42-17",
+        ] {
+            assert_eq!(mask(text), (text.to_string(), false), "{text}");
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! Endpoints of the agent console besides the conversation itself: the team's sites, the
+//! site's live socket, claiming and transferring, tags, quick replies, the visitor sidebar and
+//! the audited reveal of masked personal data.
+
+use parley_core::ids::{self, IdKind};
+use parley_core::routing::TransferTarget;
+use parley_core::token::Principal;
+use parley_core::ErrorCode;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{Headers, Method, Request};
+
+use crate::api::{authenticate, db, forward, header, mint, ok_json, origin_allowed, Ctx};
+use crate::http::{read_json, ApiError, ApiResult};
+use crate::internal::{Operation, OperationRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
+use crate::log::Log;
+use crate::site_object::{self, SiteRequest};
+
+/// The caller, who must be an agent: (id, team, name).
+fn agent(req: &Request, ctx: &Ctx) -> Result<(Principal, String, String, String), ApiError> {
+    let principal = authenticate(req, ctx)?;
+    match &principal {
+        Principal::Agent { id, team, name, .. } => {
+            let (id, team, name) = (id.clone(), team.clone(), name.clone());
+            Ok((principal, id, team, name))
+        }
+        Principal::Visitor { .. } => Err(ErrorCode::Forbidden.into()),
+    }
+}
+
+fn agent_of(principal: &Principal) -> Result<(String, String, String), ApiError> {
+    match principal {
+        Principal::Agent { id, team, name, .. } => Ok((id.clone(), team.clone(), name.clone())),
+        Principal::Visitor { .. } => Err(ErrorCode::Forbidden.into()),
+    }
+}
+
+fn d1_failed(ctx: &Ctx) -> impl FnOnce(worker::Error) -> ApiError + '_ {
+    move |e| {
+        Log::error("d1_unavailable")
+            .trace(&ctx.trace)
+            .error_class("storage_unavailable")
+            .field("detail", e.to_string())
+            .emit();
+        ErrorCode::StorageUnavailable.into()
+    }
+}
+
+/// `GET /api/v1/sites`: the caller's team's sites.
+pub async fn sites(req: &Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize, Serialize)]
+    struct Row {
+        id: String,
+        name: String,
+        site_key: String,
+    }
+    let (_, _, team, _) = agent(req, ctx)?;
+    let rows = db(ctx)?
+        .prepare("SELECT id, name, site_key FROM sites WHERE team_id = ?1 ORDER BY name")
+        .bind(&[team.into()])
+        .map_err(d1_failed(ctx))?
+        .all()
+        .await
+        .and_then(|r| r.results::<Row>())
+        .map_err(d1_failed(ctx))?;
+    ok_json(&serde_json::json!({ "sites": rows }), 200)
+}
+
+/// `GET /api/v1/console/ws?site=<site id>`: the site's live feed for a console.
+pub async fn open_console(req: &Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Query {
+        site: String,
+    }
+    let upgrade = header(req, "upgrade").unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    // The console is served by this Worker: other origins never get its feed.
+    if !origin_allowed(ctx, None) {
+        return Err(ErrorCode::OriginNotAllowed.into());
+    }
+    let query: Query = req
+        .query()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    if !ids::is_valid(IdKind::Site, &query.site) {
+        return Err(ErrorCode::NotFound.into());
+    }
+    let headers = Headers::new();
+    let set = |k: &str, v: &str| {
+        headers
+            .set(k, v)
+            .map_err(|_| ApiError::from(ErrorCode::Internal))
+    };
+    set("upgrade", "websocket")?;
+    set(SITE_HEADER, &query.site)?;
+    set(LANG_HEADER, ctx.lang.tag())?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let request = Request::new_with_init(&format!("{INTERNAL_BASE}/ws"), &init)
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    let stub = ctx
+        .env
+        .durable_object("SITE")
+        .and_then(|ns| ns.id_from_name(&query.site)?.get_stub())
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    stub.fetch_with_request(request)
+        .await
+        .map_err(|_| ErrorCode::StorageUnavailable.into())
+}
+
+#[derive(Deserialize)]
+struct Info {
+    site: String,
+}
+
+/// The conversation's site and visitor, asked of its object (which also checks access).
+async fn info(ctx: &Ctx, id: &str, principal: &Principal) -> Result<Info, ApiError> {
+    let body = serde_json::to_string(&OperationRequest {
+        principal: principal.clone(),
+        operation: Operation::Info,
+    })
+    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    let mut response = forward(
+        ctx,
+        id,
+        "/operation",
+        Method::Post,
+        Some(body),
+        Headers::new(),
+    )
+    .await?;
+    if response.status_code() != 200 {
+        return Err(ErrorCode::NotFound.into());
+    }
+    response
+        .json::<Info>()
+        .await
+        .map_err(|_| ErrorCode::Internal.into())
+}
+
+async fn site_answer(ctx: &Ctx, site: &str, request: &SiteRequest) -> ApiResult {
+    site_object::send(&ctx.env, site, request)
+        .await
+        .map_err(|e| {
+            Log::error("site_unreachable")
+                .site(site)
+                .trace(&ctx.trace)
+                .error_class("storage_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+            ErrorCode::StorageUnavailable.into()
+        })
+}
+
+/// `POST …/claim`: take a waiting conversation; of two agents claiming at once, one wins.
+pub async fn claim(_req: &mut Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
+    let (agent_id, _, name) = agent_of(principal)?;
+    let info = info(ctx, id, principal).await?;
+    let profile = site_object::agent_profile(&ctx.env, &agent_id, &name).await;
+    let request = SiteRequest::Claim {
+        conversation: id.to_string(),
+        agent: profile,
+    };
+    site_answer(ctx, &info.site, &request).await
+}
+
+/// `POST …/transfer {"agent"} | {"department"}, "note"?`: hand over, with a private note.
+pub async fn transfer(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        agent: Option<String>,
+        department: Option<String>,
+        note: Option<String>,
+    }
+    let (agent_id, _, _) = agent_of(principal)?;
+    let body: Body = read_json(req).await?;
+    let to = match (body.agent, body.department) {
+        (Some(id), None) => TransferTarget::Agent { id },
+        (None, Some(name)) => TransferTarget::Department { name },
+        _ => return Err(ErrorCode::InvalidRequest.into()),
+    };
+    let info = info(ctx, id, principal).await?;
+    if let Some(note) = body.note.filter(|n| !n.trim().is_empty()) {
+        // The note goes in first, so whoever receives the conversation reads it with the history.
+        let client_msg_id = mint(IdKind::Trace, ctx)?;
+        let payload = serde_json::to_string(&OperationRequest {
+            principal: principal.clone(),
+            operation: Operation::Send {
+                client_msg_id,
+                text: note,
+                note: true,
+            },
+        })
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        let response = forward(
+            ctx,
+            id,
+            "/operation",
+            Method::Post,
+            Some(payload),
+            Headers::new(),
+        )
+        .await?;
+        if response.status_code() >= 300 {
+            return Ok(response);
+        }
+    }
+    let request = SiteRequest::Transfer {
+        conversation: id.to_string(),
+        by: agent_id,
+        to,
+    };
+    site_answer(ctx, &info.site, &request).await
+}
+
+/// `GET …/queue`: the conversation's place in the waiting queue (`null` when not waiting).
+pub async fn queue_position(ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
+    let info = info(ctx, id, principal).await?;
+    let request = SiteRequest::Position {
+        conversation: id.to_string(),
+    };
+    site_answer(ctx, &info.site, &request).await
+}
+
+/// `POST …/reveal {"seq"}`: the unmasked text of a visitor message; written to the audit log.
+pub async fn reveal(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        seq: u64,
+    }
+    let (agent_id, team, _) = agent_of(principal)?;
+    let body: Body = read_json(req).await?;
+    let payload = serde_json::to_string(&OperationRequest {
+        principal: principal.clone(),
+        operation: Operation::Reveal { seq: body.seq },
+    })
+    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    let response = forward(
+        ctx,
+        id,
+        "/operation",
+        Method::Post,
+        Some(payload),
+        Headers::new(),
+    )
+    .await?;
+    if response.status_code() == 200 {
+        // A reveal that cannot be audited is not given.
+        audit(
+            ctx,
+            &team,
+            &agent_id,
+            "reveal_personal_data",
+            id,
+            serde_json::json!({ "seq": body.seq }),
+        )
+        .await?;
+    }
+    Ok(response)
+}
+
+/// Appends to the team's audit log.
+pub async fn audit(
+    ctx: &Ctx,
+    team: &str,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    db(ctx)?
+        .prepare(
+            "INSERT INTO audit_log (team_id, actor_id, action, target, detail, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&[
+            team.into(),
+            actor.into(),
+            action.into(),
+            target.into(),
+            detail.to_string().into(),
+            JsValue::from_f64(ctx.now as f64),
+        ])
+        .map_err(d1_failed(ctx))?
+        .run()
+        .await
+        .map_err(d1_failed(ctx))?;
+    Ok(())
+}
+
+#[derive(Deserialize, Serialize)]
+struct TagRow {
+    tag: String,
+}
+
+async fn read_tags(ctx: &Ctx, id: &str) -> Result<Vec<String>, ApiError> {
+    Ok(db(ctx)?
+        .prepare("SELECT tag FROM conversation_tags WHERE conversation_id = ?1 ORDER BY tag")
+        .bind(&[id.into()])
+        .map_err(d1_failed(ctx))?
+        .all()
+        .await
+        .and_then(|r| r.results::<TagRow>())
+        .map_err(d1_failed(ctx))?
+        .into_iter()
+        .map(|r| r.tag)
+        .collect())
+}
+
+/// `GET …/tags`.
+pub async fn tags(ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
+    agent_of(principal)?;
+    info(ctx, id, principal).await?;
+    ok_json(
+        &serde_json::json!({ "tags": read_tags(ctx, id).await? }),
+        200,
+    )
+}
+
+/// `PUT …/tags {"tags": [...]}`: replaces the conversation's tags.
+pub async fn set_tags(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        tags: Vec<String>,
+    }
+    agent_of(principal)?;
+    let body: Body = read_json(req).await?;
+    let mut tags: Vec<String> = body
+        .tags
+        .into_iter()
+        .map(|t| t.trim().chars().take(32).collect::<String>())
+        .filter(|t| !t.is_empty())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    if tags.len() > 20 {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    info(ctx, id, principal).await?;
+    let db = db(ctx)?;
+    let mut statements = vec![db
+        .prepare("DELETE FROM conversation_tags WHERE conversation_id = ?1")
+        .bind(&[id.into()])
+        .map_err(d1_failed(ctx))?];
+    for tag in &tags {
+        statements.push(
+            db.prepare("INSERT INTO conversation_tags (conversation_id, tag) VALUES (?1, ?2)")
+                .bind(&[id.into(), tag.as_str().into()])
+                .map_err(d1_failed(ctx))?,
+        );
+    }
+    db.batch(statements).await.map_err(d1_failed(ctx))?;
+    ok_json(&serde_json::json!({ "tags": tags }), 200)
+}
+
+/// `GET /api/v1/quick-replies`: the team's replies and the caller's own.
+pub async fn quick_replies(req: &Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize, Serialize)]
+    struct Row {
+        id: String,
+        title: String,
+        body: String,
+        group: String,
+        personal: u8,
+    }
+    let (_, agent_id, team, _) = agent(req, ctx)?;
+    let rows = db(ctx)?
+        .prepare(
+            "SELECT id, title, body, group_name AS \"group\", (agent_id IS NOT NULL) AS personal
+             FROM quick_replies WHERE team_id = ?1 AND (agent_id IS NULL OR agent_id = ?2)
+             ORDER BY group_name, title",
+        )
+        .bind(&[team.into(), agent_id.into()])
+        .map_err(d1_failed(ctx))?
+        .all()
+        .await
+        .and_then(|r| r.results::<Row>())
+        .map_err(d1_failed(ctx))?;
+    let replies: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({ "id": r.id, "title": r.title, "body": r.body, "group": r.group, "personal": r.personal != 0 })
+        })
+        .collect();
+    ok_json(&serde_json::json!({ "replies": replies }), 200)
+}
+
+/// `POST /api/v1/quick-replies {"title","body","group","personal"}`.
+pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        title: String,
+        body: String,
+        #[serde(default)]
+        group: String,
+        #[serde(default)]
+        personal: bool,
+    }
+    let (principal, agent_id, team, _) = agent(req, ctx)?;
+    let body: Body = read_json(req).await?;
+    let title: String = body.title.trim().chars().take(100).collect();
+    let text: String = body
+        .body
+        .trim()
+        .chars()
+        .take(parley_core::limits::MAX_TEXT_CHARS)
+        .collect();
+    if title.is_empty() || text.is_empty() {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    // Team replies are the admins' to write; everyone may keep personal ones.
+    let is_admin = matches!(
+        principal,
+        Principal::Agent {
+            role: parley_core::token::AgentRole::Owner | parley_core::token::AgentRole::Admin,
+            ..
+        }
+    );
+    if !body.personal && !is_admin {
+        return Err(ErrorCode::Forbidden.into());
+    }
+    let id = mint(IdKind::Trace, ctx)?.replacen("r_", "q_", 1);
+    let group: String = body.group.trim().chars().take(50).collect();
+    db(ctx)?
+        .prepare(
+            "INSERT INTO quick_replies (id, team_id, agent_id, group_name, title, body, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&[
+            id.as_str().into(),
+            team.into(),
+            if body.personal {
+                agent_id.into()
+            } else {
+                JsValue::NULL
+            },
+            group.as_str().into(),
+            title.as_str().into(),
+            text.as_str().into(),
+            JsValue::from_f64(ctx.now as f64),
+        ])
+        .map_err(d1_failed(ctx))?
+        .run()
+        .await
+        .map_err(d1_failed(ctx))?;
+    ok_json(
+        &serde_json::json!({ "id": id, "title": title, "body": text, "group": group, "personal": body.personal }),
+        201,
+    )
+}
+
+/// `GET /api/v1/visitors/{id}`: the visitor sidebar.
+pub async fn visitor(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
+    #[derive(Deserialize)]
+    struct VisitorRow {
+        id: String,
+        name: Option<String>,
+        email: Option<String>,
+        identity_verified: i64,
+        country: Option<String>,
+        region: Option<String>,
+        city: Option<String>,
+        context: String,
+        attributes: String,
+    }
+    #[derive(Deserialize, Serialize)]
+    struct PageRow {
+        url: String,
+        title: Option<String>,
+        at: i64,
+    }
+    #[derive(Deserialize, Serialize)]
+    struct ConversationRow {
+        id: String,
+        status: String,
+        created_at: i64,
+        last_message_at: Option<i64>,
+    }
+    let (principal, _, team, _) = agent(req, ctx)?;
+    if !ids::is_valid(IdKind::Visitor, id) {
+        return Err(ErrorCode::NotFound.into());
+    }
+    let db = db(ctx)?;
+    let row = db
+        .prepare(
+            "SELECT v.id, v.name, v.email, v.identity_verified, v.country, v.region, v.city, v.context, v.attributes
+             FROM visitors v JOIN sites s ON s.id = v.site_id WHERE v.id = ?1 AND s.team_id = ?2",
+        )
+        .bind(&[id.into(), team.into()])
+        .map_err(d1_failed(ctx))?
+        .first::<VisitorRow>(None)
+        .await
+        .map_err(d1_failed(ctx))?
+        .ok_or(ErrorCode::NotFound)?;
+    let pages = db
+        .prepare("SELECT url, title, created_at AS at FROM page_views WHERE visitor_id = ?1 ORDER BY id DESC LIMIT 50")
+        .bind(&[id.into()])
+        .map_err(d1_failed(ctx))?
+        .all()
+        .await
+        .and_then(|r| r.results::<PageRow>())
+        .map_err(d1_failed(ctx))?;
+    let conversations = db
+        .prepare(
+            "SELECT id, status, created_at, last_message_at FROM conversations WHERE visitor_id = ?1
+             ORDER BY created_at DESC LIMIT 20",
+        )
+        .bind(&[id.into()])
+        .map_err(d1_failed(ctx))?
+        .all()
+        .await
+        .and_then(|r| r.results::<ConversationRow>())
+        .map_err(d1_failed(ctx))?;
+    // The e-mail is personal data: masked for agents without the permission.
+    let email = match (row.email, principal.sees_pii()) {
+        (Some(e), false) => Some(parley_core::pii::mask(&e).0),
+        (e, _) => e,
+    };
+    let parse =
+        |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::json!({}));
+    ok_json(
+        &serde_json::json!({
+            "visitor": {
+                "id": row.id, "name": row.name, "email": email,
+                "identity_verified": row.identity_verified != 0,
+                "country": row.country, "region": row.region, "city": row.city,
+                "context": parse(&row.context), "attributes": parse(&row.attributes),
+            },
+            "pages": pages,
+            "conversations": conversations,
+        }),
+        200,
+    )
+}

@@ -1,0 +1,860 @@
+//! The Site Durable Object, one per site: agents' presence from their console sockets, their
+//! status and capacity, the waiting queue, assignment and transfer, and the live inbox feed.
+//! Every decision is made by `parley_core::routing`; this object feeds it, stores its state and
+//! carries out its effects (writing `assigned` into conversations, telling visitors their place
+//! in the queue, recording what routing did in D1, and pushing the feed to consoles).
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use parley_core::i18n::Lang;
+use parley_core::protocol::{
+    Event, EventPayload, Participant, Role, ServerFrame, PING_FRAME, PONG_FRAME,
+};
+use parley_core::routing::{
+    AgentProfile, AgentStatus, RoutingConfig, RoutingContext, RoutingError, SiteEffect, SiteInput,
+    SiteState, TransferTarget,
+};
+use parley_core::token::{self, Principal};
+use parley_core::ErrorCode;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage,
+    State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+};
+
+use crate::config::Config;
+use crate::http::{json_response, read_json, ApiError, ApiResult};
+use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
+use crate::log::Log;
+use crate::platform::{now_ms, random_16};
+
+/// Longest preview of a message in the feed.
+const PREVIEW_CHARS: usize = 140;
+
+/// What a conversation tells its site about one of its new events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Activity {
+    pub conversation: String,
+    pub seq: u64,
+    pub kind: String,
+    pub author_role: Role,
+    pub author_id: String,
+    pub at: i64,
+    /// The start of a message, personal data masked: the feed goes to every agent.
+    pub preview: Option<String>,
+}
+
+impl Activity {
+    pub fn from_event(conversation: &str, event: &Event) -> Activity {
+        let preview = match &event.payload {
+            EventPayload::Message { text } => {
+                let short: String = text.chars().take(PREVIEW_CHARS).collect();
+                Some(parley_core::pii::mask(&short).0)
+            }
+            _ => None,
+        };
+        Activity {
+            conversation: conversation.to_string(),
+            seq: event.seq,
+            kind: event.payload.kind().to_string(),
+            author_role: event.author.role,
+            author_id: event.author.id.clone(),
+            at: event.at,
+            preview,
+        }
+    }
+}
+
+/// Requests to a site's object, from the Worker and from conversations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SiteRequest {
+    NewConversation {
+        conversation: String,
+        context: RoutingContext,
+    },
+    Activity {
+        events: Vec<Activity>,
+    },
+    Claim {
+        conversation: String,
+        agent: AgentProfile,
+    },
+    Transfer {
+        conversation: String,
+        by: String,
+        to: TransferTarget,
+    },
+    /// Whether any agent can take a conversation now.
+    Online,
+    /// A conversation's place in the queue.
+    Position {
+        conversation: String,
+    },
+}
+
+/// Sends a request to the object of `site`.
+pub async fn send(env: &Env, site: &str, request: &SiteRequest) -> Result<Response> {
+    let stub = env.durable_object("SITE")?.id_from_name(site)?.get_stub()?;
+    let headers = worker::Headers::new();
+    headers.set(SITE_HEADER, site)?;
+    headers.set("content-type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&serde_json::to_string(request)?)));
+    let req = Request::new_with_init(&format!("{INTERNAL_BASE}/request"), &init)?;
+    stub.fetch_with_request(req).await
+}
+
+/// Loads an agent's routing profile (capacity, departments) from D1.
+pub async fn agent_profile(env: &Env, id: &str, name: &str) -> AgentProfile {
+    #[derive(Deserialize)]
+    struct Row {
+        capacity: u32,
+        departments: Option<String>,
+    }
+    let fallback = AgentProfile {
+        id: id.to_string(),
+        name: name.to_string(),
+        departments: BTreeSet::new(),
+        capacity: 5,
+    };
+    let Ok(db) = env.d1("DB") else {
+        return fallback;
+    };
+    let row = async {
+        db.prepare(
+            "SELECT capacity, (SELECT json_group_array(d.name) FROM agent_departments ad
+               JOIN departments d ON d.id = ad.department_id WHERE ad.agent_id = agents.id) AS departments
+             FROM agents WHERE id = ?1 AND disabled = 0",
+        )
+        .bind(&[id.into()])?
+        .first::<Row>(None)
+        .await
+    }
+    .await;
+    match row {
+        Ok(Some(row)) => AgentProfile {
+            departments: row
+                .departments
+                .and_then(|d| serde_json::from_str::<BTreeSet<String>>(&d).ok())
+                .unwrap_or_default(),
+            capacity: row.capacity,
+            ..fallback
+        },
+        _ => fallback,
+    }
+}
+
+/// A console socket's state, kept across hibernation in its attachment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ConsoleSocket {
+    agent: Option<AgentProfile>,
+    device: String,
+    lang: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ConsoleFrame {
+    Hello { token: String },
+    Status { status: AgentStatus },
+    Heartbeat {},
+    Ping {},
+}
+
+/// The site's settings this object needs, from D1, kept in its own storage too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SiteInfo {
+    id: String,
+    team: String,
+    routing: RoutingConfig,
+}
+
+#[durable_object]
+pub struct SiteObject {
+    state: State,
+    env: Env,
+    routing: RefCell<Option<SiteState>>,
+    info: RefCell<Option<(i64, SiteInfo)>>,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
+/// How long the site's settings are reused before they are read from D1 again.
+const INFO_TTL_MS: i64 = 30_000;
+
+impl DurableObject for SiteObject {
+    fn new(state: State, env: Env) -> Self {
+        if let Ok(pair) =
+            worker::worker_sys::WebSocketRequestResponsePair::new(PING_FRAME, PONG_FRAME)
+        {
+            state.set_websocket_auto_response(&pair);
+        }
+        SiteObject {
+            state,
+            env,
+            routing: RefCell::new(None),
+            info: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let lang = req
+            .headers()
+            .get(LANG_HEADER)
+            .ok()
+            .flatten()
+            .map(|l| Lang::negotiate(&l))
+            .unwrap_or_default();
+        let site = req
+            .headers()
+            .get(SITE_HEADER)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let result = match req.path().as_str() {
+            "/ws" => self.accept_console(&req),
+            "/request" => self.request(&mut req, &site).await,
+            _ => Err(ErrorCode::NotFound.into()),
+        };
+        match result {
+            Ok(response) => Ok(response),
+            Err(error) => error.response(lang),
+        }
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        let mut socket: ConsoleSocket = ws.deserialize_attachment()?.unwrap_or_default();
+        let lang = socket
+            .lang
+            .as_deref()
+            .map(Lang::negotiate)
+            .unwrap_or_default();
+        let WebSocketIncomingMessage::String(text) = message else {
+            return refuse(&ws, ErrorCode::BadFrame, lang, true);
+        };
+        if text.len() > parley_core::limits::MAX_FRAME_BYTES {
+            let _ = ws.close(Some(1009), Some("frame_too_large"));
+            return Ok(());
+        }
+        let frame = match parse_console_frame(&text) {
+            Ok(frame) => frame,
+            Err(code) => return refuse(&ws, code, lang, socket.agent.is_none()),
+        };
+        match (frame, socket.agent.clone()) {
+            (ConsoleFrame::Ping {}, _) => {
+                send_json(&ws, &serde_json::json!({ "v": 1, "type": "pong" }))
+            }
+            (ConsoleFrame::Hello { token }, None) => {
+                let site = self.site_from_storage();
+                let claims = token::verify(
+                    Config::from_env(&self.env).token_secret.as_bytes(),
+                    &token,
+                    now_ms(),
+                );
+                let principal = match claims {
+                    Ok(c) => c.principal,
+                    Err(e) => return refuse(&ws, e.code(), lang, true),
+                };
+                let Principal::Agent { id, team, name, .. } = principal else {
+                    return refuse(&ws, ErrorCode::Forbidden, lang, true);
+                };
+                let info = match site {
+                    Some(site) => self.site_info(&site).await,
+                    None => None,
+                };
+                if info.as_ref().is_none_or(|i| i.team != team) {
+                    return refuse(&ws, ErrorCode::NotFound, lang, true);
+                }
+                let profile = agent_profile(&self.env, &id, &name).await;
+                socket.agent = Some(profile.clone());
+                ws.serialize_attachment(&socket)?;
+                let device = socket.device.clone();
+                let _ = self
+                    .apply(SiteInput::DeviceConnected {
+                        agent: profile,
+                        device,
+                    })
+                    .await;
+                self.send_inbox(&ws, &id);
+            }
+            (ConsoleFrame::Hello { .. }, Some(_)) => {
+                return refuse(&ws, ErrorCode::HelloRepeated, lang, false)
+            }
+            (_, None) => return refuse(&ws, ErrorCode::HelloRequired, lang, true),
+            (ConsoleFrame::Status { status }, Some(agent)) => {
+                if let Err(e) = self
+                    .apply(SiteInput::SetStatus {
+                        agent: agent.id,
+                        status,
+                    })
+                    .await
+                {
+                    return refuse(&ws, e.code(), lang, false);
+                }
+            }
+            (ConsoleFrame::Heartbeat {}, Some(agent)) => {
+                let _ = self
+                    .apply(SiteInput::Heartbeat {
+                        agent: agent.id,
+                        device: socket.device,
+                    })
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
+        self.device_gone(&ws).await;
+        let _ = ws.close(Some(1000), Some("closing"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.device_gone(&ws).await;
+        Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let _ = self.apply(SiteInput::Tick).await;
+        Response::ok("ok")
+    }
+}
+
+fn parse_console_frame(text: &str) -> std::result::Result<ConsoleFrame, ErrorCode> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
+    if value.get("v").and_then(|v| v.as_u64()) != Some(1) {
+        return Err(ErrorCode::UnsupportedVersion);
+    }
+    match value.get("type").and_then(|t| t.as_str()) {
+        Some("hello" | "status" | "heartbeat" | "ping") => {}
+        Some(_) => return Err(ErrorCode::UnknownFrameType),
+        None => return Err(ErrorCode::BadFrame),
+    }
+    serde_json::from_value(value).map_err(|_| ErrorCode::BadFrame)
+}
+
+fn send_json(ws: &WebSocket, value: &serde_json::Value) {
+    let _ = ws.send_with_str(value.to_string());
+}
+
+fn refuse(ws: &WebSocket, code: ErrorCode, lang: Lang, close: bool) -> Result<()> {
+    let _ = ws.send_with_str(ApiError::from(code).frame(lang).to_json());
+    if close {
+        let _ = ws.close(Some(1008), Some(code.as_str()));
+    }
+    Ok(())
+}
+
+impl SiteObject {
+    fn sql(&self) -> SqlStorage {
+        let sql = self.state.storage().sql();
+        let _ = sql.exec(SCHEMA, None);
+        sql
+    }
+
+    fn kv_get(&self, key: &str) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Row {
+            v: String,
+        }
+        self.sql()
+            .exec("SELECT v FROM kv WHERE k = ?", vec![key.into()])
+            .ok()?
+            .to_array::<Row>()
+            .ok()?
+            .into_iter()
+            .next()
+            .map(|r| r.v)
+    }
+
+    fn kv_put(&self, key: &str, value: &str) {
+        if let Err(e) = self.sql().exec(
+            "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            vec![key.into(), value.into()],
+        ) {
+            Log::error("storage_failed")
+                .error_class("storage_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+        }
+    }
+
+    fn site_from_storage(&self) -> Option<String> {
+        self.kv_get("site")
+    }
+
+    /// The site's team and routing settings: fresh from D1 when possible, else the last copy.
+    async fn site_info(&self, site: &str) -> Option<SiteInfo> {
+        let now = now_ms();
+        if let Some((at, info)) = self.info.borrow().clone() {
+            if now - at < INFO_TTL_MS {
+                return Some(info);
+            }
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            team_id: String,
+            routing: String,
+        }
+        let fresh = async {
+            let db = self.env.d1("DB")?;
+            db.prepare("SELECT team_id, routing FROM sites WHERE id = ?1")
+                .bind(&[site.into()])?
+                .first::<Row>(None)
+                .await
+        }
+        .await;
+        let info = match fresh {
+            Ok(Some(row)) => {
+                let info = SiteInfo {
+                    id: site.to_string(),
+                    team: row.team_id,
+                    routing: serde_json::from_str(&row.routing).unwrap_or_default(),
+                };
+                if let Ok(json) = serde_json::to_string(&info) {
+                    self.kv_put("info", &json);
+                }
+                Some(info)
+            }
+            Ok(None) => None,
+            Err(_) => self
+                .kv_get("info")
+                .and_then(|j| serde_json::from_str(&j).ok()),
+        }?;
+        *self.info.borrow_mut() = Some((now, info.clone()));
+        Some(info)
+    }
+
+    fn load_state(&self) -> SiteState {
+        if let Some(state) = self.routing.borrow().clone() {
+            return state;
+        }
+        let state: SiteState = self
+            .kv_get("routing")
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default();
+        *self.routing.borrow_mut() = Some(state.clone());
+        state
+    }
+
+    fn save_state(&self, state: &SiteState) {
+        if let Ok(json) = serde_json::to_string(state) {
+            self.kv_put("routing", &json);
+        }
+        *self.routing.borrow_mut() = Some(state.clone());
+    }
+
+    fn routing_config(&self) -> RoutingConfig {
+        self.info
+            .borrow()
+            .as_ref()
+            .map(|(_, i)| i.routing.clone())
+            .or_else(|| {
+                self.kv_get("info")
+                    .and_then(|j| serde_json::from_str::<SiteInfo>(&j).ok())
+                    .map(|i| i.routing)
+            })
+            .unwrap_or_default()
+    }
+
+    /// Runs one routing input: decide, store, then carry out the effects.
+    async fn apply(&self, input: SiteInput) -> std::result::Result<Vec<SiteEffect>, RoutingError> {
+        if let Some(site) = self.site_from_storage() {
+            self.site_info(&site).await;
+        }
+        let config = self.routing_config();
+        let mut state = self.load_state();
+        let effects = state.handle(&config, input, now_ms())?;
+        self.save_state(&state);
+        self.carry_out(&effects, &state).await;
+        self.schedule(&state, &config).await;
+        Ok(effects)
+    }
+
+    async fn schedule(&self, state: &SiteState, config: &RoutingConfig) {
+        let storage = self.state.storage();
+        match state.next_deadline(config) {
+            Some(at) => {
+                let delay = (at - now_ms()).max(0) as u64;
+                let _ = storage.set_alarm(Duration::from_millis(delay)).await;
+            }
+            None => {
+                let _ = storage.delete_alarm().await;
+            }
+        }
+    }
+
+    async fn carry_out(&self, effects: &[SiteEffect], state: &SiteState) {
+        if effects.is_empty() {
+            return;
+        }
+        let site = self.site_from_storage().unwrap_or_default();
+        let mut records = Vec::new();
+        for effect in effects {
+            match effect {
+                SiteEffect::Assigned {
+                    conversation,
+                    agent,
+                    agent_name,
+                    previous,
+                    reason,
+                } => {
+                    let request = SystemRequest::Assign {
+                        agent: Participant {
+                            id: agent.clone(),
+                            role: Role::Agent,
+                            name: Some(agent_name.clone()),
+                        },
+                    };
+                    self.tell_conversation(conversation, &request).await;
+                    records.push((
+                        conversation.clone(),
+                        Some(agent.clone()),
+                        "assigned",
+                        Some(reason_name(*reason)),
+                    ));
+                    self.feed(serde_json::json!({
+                        "event": "assigned", "conversation": conversation, "agent": agent,
+                        "agent_name": agent_name, "previous": previous, "reason": reason,
+                    }));
+                }
+                SiteEffect::Queued {
+                    conversation,
+                    position,
+                } => {
+                    let frame = ServerFrame::Queue {
+                        position: *position,
+                    };
+                    self.tell_conversation(conversation, &SystemRequest::Notify { frame })
+                        .await;
+                    records.push((conversation.clone(), None, "queued", None));
+                    self.feed(serde_json::json!({ "event": "queued", "conversation": conversation, "position": position }));
+                }
+                SiteEffect::QueuePositions(positions) => {
+                    for (conversation, position) in positions {
+                        let frame = ServerFrame::Queue {
+                            position: *position,
+                        };
+                        self.tell_conversation(conversation, &SystemRequest::Notify { frame })
+                            .await;
+                    }
+                }
+                SiteEffect::Missed {
+                    conversation,
+                    agent,
+                } => {
+                    records.push((conversation.clone(), Some(agent.clone()), "missed", None));
+                    Log::info("conversation_missed")
+                        .site(&site)
+                        .conversation(conversation)
+                        .field("agent", agent.as_str())
+                        .emit();
+                    self.feed(serde_json::json!({ "event": "missed", "conversation": conversation, "agent": agent }));
+                }
+                SiteEffect::Presence { agent, status } => {
+                    self.feed(serde_json::json!({ "event": "presence", "agent": agent, "status": status }));
+                }
+            }
+        }
+        self.record(&site, records).await;
+        self.push_inbox(state);
+    }
+
+    /// Writes what routing did to D1, for reports; best effort, never on the chat path.
+    async fn record(
+        &self,
+        site: &str,
+        records: Vec<(String, Option<String>, &'static str, Option<&'static str>)>,
+    ) {
+        if records.is_empty() {
+            return;
+        }
+        let Ok(db) = self.env.d1("DB") else { return };
+        let now = JsValue::from_f64(now_ms() as f64);
+        let statements: Vec<_> = records
+            .into_iter()
+            .filter_map(|(conversation, agent, kind, reason)| {
+                db.prepare(
+                    "INSERT INTO routing_events (site_id, conversation_id, agent_id, kind, reason, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .bind(&[
+                    site.into(),
+                    conversation.into(),
+                    agent.map_or(JsValue::NULL, JsValue::from),
+                    kind.into(),
+                    reason.map_or(JsValue::NULL, JsValue::from),
+                    now.clone(),
+                ])
+                .ok()
+            })
+            .collect();
+        if let Err(e) = db.batch(statements).await {
+            Log::warn("routing_record_failed")
+                .site(site)
+                .error_class("d1_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+        }
+    }
+
+    async fn tell_conversation(&self, conversation: &str, request: &SystemRequest) {
+        let result = async {
+            let stub = self
+                .env
+                .durable_object("CONVERSATION")?
+                .id_from_name(conversation)?
+                .get_stub()?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_body(Some(JsValue::from_str(&serde_json::to_string(request)?)));
+            let req = Request::new_with_init(&format!("{INTERNAL_BASE}/system"), &init)?;
+            let response = stub.fetch_with_request(req).await?;
+            if response.status_code() >= 300 {
+                return Err(worker::Error::RustError(format!(
+                    "status {}",
+                    response.status_code()
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            Log::error("conversation_unreachable")
+                .conversation(conversation)
+                .error_class("storage_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+        }
+    }
+
+    fn consoles(&self) -> Vec<(WebSocket, ConsoleSocket)> {
+        self.state
+            .get_websockets()
+            .into_iter()
+            .filter_map(|ws| {
+                let socket: ConsoleSocket = ws.deserialize_attachment().ok().flatten()?;
+                socket.agent.as_ref()?;
+                Some((ws, socket))
+            })
+            .collect()
+    }
+
+    fn feed(&self, mut event: serde_json::Value) {
+        if let Some(map) = event.as_object_mut() {
+            map.insert("v".into(), 1.into());
+            map.insert("type".into(), "feed".into());
+        }
+        let text = event.to_string();
+        for (ws, _) in self.consoles() {
+            let _ = ws.send_with_str(&text);
+        }
+    }
+
+    fn inbox(&self, state: &SiteState, me: &str) -> serde_json::Value {
+        let agents: Vec<serde_json::Value> = state
+            .agents
+            .values()
+            .map(|a| {
+                serde_json::json!({
+                    "id": a.profile.id, "name": a.profile.name, "status": a.presence(),
+                    "active": a.active.len(), "capacity": a.profile.capacity, "missed": a.missed,
+                })
+            })
+            .collect();
+        let queue: Vec<serde_json::Value> = state
+            .queue
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                serde_json::json!({
+                    "conversation": w.conversation, "position": i + 1, "since": w.since, "department": w.department,
+                })
+            })
+            .collect();
+        let assignments: Vec<serde_json::Value> = state
+            .assignments
+            .iter()
+            .map(|(c, a)| serde_json::json!({ "conversation": c, "agent": a.agent, "answered": a.answered }))
+            .collect();
+        let my_status = state.agents.get(me).map(|a| a.status);
+        serde_json::json!({
+            "v": 1, "type": "inbox",
+            "me": { "id": me, "status": my_status },
+            "agents": agents, "queue": queue, "assignments": assignments,
+        })
+    }
+
+    fn send_inbox(&self, ws: &WebSocket, me: &str) {
+        let state = self.load_state();
+        send_json(ws, &self.inbox(&state, me));
+    }
+
+    fn push_inbox(&self, state: &SiteState) {
+        for (ws, socket) in self.consoles() {
+            if let Some(agent) = socket.agent {
+                send_json(&ws, &self.inbox(state, &agent.id));
+            }
+        }
+    }
+
+    async fn device_gone(&self, ws: &WebSocket) {
+        let Ok(Some(socket)) = ws.deserialize_attachment::<ConsoleSocket>() else {
+            return;
+        };
+        if let Some(agent) = socket.agent {
+            let _ = self
+                .apply(SiteInput::DeviceDisconnected {
+                    agent: agent.id,
+                    device: socket.device,
+                })
+                .await;
+        }
+    }
+
+    fn accept_console(&self, req: &Request) -> ApiResult {
+        if let Some(site) = req.headers().get(SITE_HEADER).ok().flatten() {
+            if self.site_from_storage().is_none() {
+                self.kv_put("site", &site);
+            }
+        }
+        let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        self.state.accept_web_socket(&pair.server);
+        let device = random_16()
+            .map(|b| parley_core::ids::base32(&b))
+            .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        let socket = ConsoleSocket {
+            agent: None,
+            device,
+            lang: req.headers().get(LANG_HEADER).ok().flatten(),
+        };
+        pair.server
+            .serialize_attachment(&socket)
+            .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
+    }
+
+    async fn request(&self, req: &mut Request, site: &str) -> ApiResult {
+        if !site.is_empty() && self.site_from_storage().is_none() {
+            self.kv_put("site", site);
+        }
+        let request: SiteRequest = read_json(req).await?;
+        let ok = |v: serde_json::Value| {
+            json_response(&v, 200).map_err(|_| ApiError::from(ErrorCode::Internal))
+        };
+        match request {
+            SiteRequest::NewConversation {
+                conversation,
+                context,
+            } => {
+                self.feed(serde_json::json!({ "event": "new", "conversation": conversation }));
+                self.apply(SiteInput::NewConversation {
+                    conversation,
+                    context,
+                })
+                .await
+                .map_err(|e| ApiError::from(e.code()))?;
+                ok(serde_json::json!({}))
+            }
+            SiteRequest::Activity { events } => {
+                for activity in events {
+                    self.feed(serde_json::json!({
+                        "event": "activity", "conversation": activity.conversation, "seq": activity.seq,
+                        "kind": activity.kind, "author_role": activity.author_role, "at": activity.at,
+                        "preview": activity.preview,
+                    }));
+                    let input = match (activity.kind.as_str(), activity.author_role) {
+                        ("message", Role::Agent) => Some(SiteInput::AgentReplied {
+                            conversation: activity.conversation,
+                            agent: activity.author_id,
+                        }),
+                        ("closed", _) => Some(SiteInput::Closed {
+                            conversation: activity.conversation,
+                        }),
+                        ("reopened", _) => Some(SiteInput::NewConversation {
+                            conversation: activity.conversation,
+                            context: RoutingContext::default(),
+                        }),
+                        _ => None,
+                    };
+                    if let Some(input) = input {
+                        let _ = self.apply(input).await;
+                    }
+                }
+                ok(serde_json::json!({}))
+            }
+            SiteRequest::Claim {
+                conversation,
+                agent,
+            } => {
+                let agent_id = agent.id.clone();
+                self.apply(SiteInput::Claim {
+                    conversation: conversation.clone(),
+                    agent,
+                })
+                .await
+                .map_err(|e| ApiError::from(e.code()))?;
+                ok(serde_json::json!({ "conversation": conversation, "agent": agent_id }))
+            }
+            SiteRequest::Transfer {
+                conversation,
+                by,
+                to,
+            } => {
+                let effects = self
+                    .apply(SiteInput::Transfer {
+                        conversation: conversation.clone(),
+                        by,
+                        to,
+                    })
+                    .await
+                    .map_err(|e| ApiError::from(e.code()))?;
+                let outcome = effects.iter().find_map(|e| match e {
+                    SiteEffect::Assigned { agent, .. } => {
+                        Some(serde_json::json!({ "assigned": agent }))
+                    }
+                    SiteEffect::Queued { position, .. } => {
+                        Some(serde_json::json!({ "queued": position }))
+                    }
+                    _ => None,
+                });
+                ok(serde_json::json!({ "conversation": conversation, "outcome": outcome }))
+            }
+            SiteRequest::Online => {
+                let state = self.load_state();
+                ok(serde_json::json!({ "online": state.agents.values().any(|a| a.is_available()) }))
+            }
+            SiteRequest::Position { conversation } => {
+                let state = self.load_state();
+                ok(serde_json::json!({ "position": state.position(&conversation) }))
+            }
+        }
+    }
+}
+
+fn reason_name(reason: parley_core::routing::AssignReason) -> &'static str {
+    use parley_core::routing::AssignReason::*;
+    match reason {
+        Routed => "routed",
+        Claimed => "claimed",
+        Transferred => "transferred",
+        Timeout => "timeout",
+        AgentOffline => "agent_offline",
+    }
+}

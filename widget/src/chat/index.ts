@@ -1,0 +1,1102 @@
+// The full widget (public/widget/chat.js), loaded by the loader on demand: the chat panel,
+// the durable outbox, the connection, notifications, forms.
+//
+// Never lose a message: a message is written to the outbox in localStorage (one key per
+// client_msg_id) before anything else happens, shown as pending, and removed only when the
+// server acknowledged it (or its event arrived). Sending happens under a Web Lock, so two tabs
+// of the same visitor never send the same pending message at once; storage events keep every
+// tab's view of the outbox, conversation, unread count and language in step.
+import css from './chat.css';
+import { h, icon, richText } from './dom';
+import { EMOJI } from './emoji';
+import { pick, t, type Key } from './i18n';
+import { Link, type LinkState } from './link';
+import type { Conv, Ev, Host, OutboxItem, PendingForm } from '../types';
+
+declare const __VERSION__: string;
+
+const MAX_CHARS = 4000;
+const ACK_WITHIN = 10e3;
+/** Codes that will fail the same way on every retry. */
+const PERMANENT = ['message_too_long', 'empty_message', 'invalid_client_msg_id', 'frame_too_large', 'bad_frame', 'forbidden'];
+
+interface Item {
+  key: string;
+  kind: 'msg' | 'sys' | 'day';
+  mine?: boolean;
+  /** author identity, for grouping */
+  who?: string;
+  name?: string;
+  text: string;
+  at?: number;
+  seq?: number;
+  status?: 'sending' | 'queued' | 'sent' | 'read' | 'failed';
+  err?: string;
+  welcome?: boolean;
+}
+
+interface Waiter {
+  resolve(r: { ok?: boolean; code?: string; retry?: number }): void;
+}
+
+let counter = 0;
+/** A client_msg_id: time, a per-page counter and randomness; unique per visitor across tabs. */
+function newMsgId(): string {
+  const r = new Uint32Array(2);
+  crypto.getRandomValues(r);
+  return `w-${Date.now().toString(36)}-${(counter++).toString(36)}-${r[0].toString(36)}${r[1].toString(36)}`;
+}
+
+const sameDay = (a: number, b: number) => new Date(a).toDateString() === new Date(b).toDateString();
+
+class Chat {
+  private h: Host;
+  private conv: Conv | null;
+  private events = new Map<number, Ev>();
+  private cursor = 0;
+  private agentRead = 0;
+  private status = 'open';
+  private historyLoaded = false;
+  private nextBefore: number | null = null;
+  private failed = new Map<string, { t: string; a: number; err: string }>();
+  private waiters = new Map<string, Waiter>();
+  private link: Link;
+  private isOpen = false;
+  private flushing = false;
+  private flushAgain = false;
+  private flushTimer: any = 0;
+  private sentRead = 0;
+  private lastUnread = -1;
+  private typingSentAt = 0;
+  private typingStop: any = 0;
+  private agentTyping: { name: string; timer: any } | null = null;
+  private renderQueued = false;
+  private stickToBottom = true;
+  private leader = !(navigator as any).locks;
+  private audio: AudioContext | null = null;
+  private flashTimer: any = 0;
+  private plainTitle = '';
+  private nodes = new Map<string, HTMLElement>();
+  private live = new Set<number>();
+
+  // DOM
+  private panel!: HTMLElement;
+  private scroller!: HTMLElement;
+  private list!: HTMLElement;
+  private earlier!: HTMLButtonElement;
+  private typingEl!: HTMLElement;
+  private banner!: HTMLElement;
+  private view!: HTMLElement;
+  private composer!: HTMLFormElement;
+  private input!: HTMLTextAreaElement;
+  private sendBtn!: HTMLButtonElement;
+  private counterEl!: HTMLElement;
+  private emojiBtn!: HTMLButtonElement;
+  private picker!: HTMLElement;
+  private soundBtn!: HTMLButtonElement;
+  private titleEl!: HTMLElement;
+  private subEl!: HTMLElement;
+  private avatar!: HTMLElement;
+  private announcer!: HTMLElement;
+  private bannerTimer: any = 0;
+
+  constructor(host: Host) {
+    this.h = host;
+    const ls = host.ls;
+    this.conv = ls.get<Conv>('c');
+    const q = ls.get('q');
+    if (this.conv && q && q.e === this.conv.e) this.cursor = Number(q.s) || 0;
+    const style = document.createElement('style');
+    style.textContent = css;
+    host.root.append(style);
+    this.build();
+
+    this.link = new Link({
+      base: host.base,
+      site: host.site,
+      ls,
+      conv: () => this.conv,
+      cursor: () => this.cursor,
+      lang: () => host.lang(),
+      token: async (bad) => (await host.session(bad)).t,
+      api: host.api,
+      frame: (f) => this.onFrame(f),
+      state: (s) => this.onState(s),
+      gone: () => this.gone(),
+    });
+
+    host.sub('lang', () => this.rebuild());
+    host.sub('cfg', () => this.rebuild());
+    host.sub('id', () => this.renderView());
+    addEventListener('storage', (e) => this.onStorage(e));
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden) {
+        this.stopFlash();
+        this.updateUnread();
+      }
+    });
+    // Browsers let audio start only after a user gesture on the page.
+    const unlock = () => {
+      try {
+        this.audio ||= new (window.AudioContext || (window as any).webkitAudioContext)();
+        this.audio.resume();
+      } catch { /* no audio */ }
+    };
+    document.addEventListener('pointerdown', unlock, { once: true, capture: true });
+    document.addEventListener('keydown', unlock, { once: true, capture: true });
+    // One tab of the visitor's plays the notification sound.
+    (navigator as any).locks?.request(ls.full('leader'), () => {
+      this.leader = true;
+      return new Promise(() => {});
+    });
+    // Safety net: retry the outbox now and then while it holds messages.
+    setInterval(() => { if (this.outbox().length) this.flush(); }, 30e3);
+
+    host.chat = {
+      open: () => this.open(),
+      close: () => this.close(),
+      toggle: () => (this.isOpen ? this.close() : this.open()),
+      diagnostics: () => this.diagnostics(),
+    };
+    this.renderView();
+    if (this.conv) this.startConversation();
+    if (this.outbox().length || ls.get('pf')) this.flush();
+    if (host.wantOpen) this.open();
+  }
+
+  private tr(key: Key, vars?: Record<string, string | number>) {
+    return t(this.h.lang(), key, vars);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // DOM
+
+  private build() {
+    const host = this.h;
+    const cfg = host.cfg();
+    const lang = host.lang();
+    const name = cfg.site.name || this.tr('title');
+    this.titleEl = h('h2', { cls: 'tt', id: 'parley-title', text: name });
+    this.subEl = h('p', { cls: 'sub' });
+    this.avatar = h('div', { cls: 'av', 'aria-hidden': 'true', text: Array.from(name.trim())[0]?.toUpperCase() || '?' });
+    this.soundBtn = h('button', { type: 'button', cls: 'hb', onclick: () => this.toggleSound() });
+    const minimize = h('button', { type: 'button', cls: 'hb', 'aria-label': this.tr('minimize'), title: this.tr('minimize'), onclick: () => this.close() }, icon('down'));
+    const header = h('header', { cls: 'hd' }, this.avatar, h('div', { cls: 'hx' }, this.titleEl, this.subEl), this.soundBtn, minimize);
+
+    this.earlier = h('button', { type: 'button', cls: 'earlier', hidden: true, text: this.tr('earlier'), onclick: () => this.loadEarlier() });
+    this.list = h('ol', { cls: 'list', 'aria-label': this.tr('messages') });
+    this.typingEl = h('div', { cls: 'typing', hidden: true, 'aria-hidden': 'true' },
+      h('span', { cls: 'dots' }, h('i'), h('i'), h('i')), h('span', { cls: 'tl' }));
+    this.scroller = h('div', { cls: 'scroll', tabindex: '-1' }, this.earlier, this.list, this.typingEl);
+    this.scroller.addEventListener('scroll', () => {
+      const s = this.scroller;
+      this.stickToBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+    }, { passive: true });
+    this.banner = h('div', { cls: 'banner', role: 'status', hidden: true });
+
+    this.input = h('textarea', {
+      cls: 'in', rows: '1', dir: 'auto', maxlength: String(MAX_CHARS), enterkeyhint: 'send',
+      placeholder: this.tr('placeholder'), 'aria-label': this.tr('placeholder'),
+    });
+    this.input.addEventListener('input', () => this.onInput());
+    this.input.addEventListener('keydown', (e) => {
+      // Enter sends, Shift+Enter breaks the line; never while an IME is composing (Chinese input).
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+        e.preventDefault();
+        this.submit();
+      }
+    });
+    this.emojiBtn = h('button', { type: 'button', cls: 'cb', 'aria-label': this.tr('emoji'), title: this.tr('emoji'), 'aria-expanded': 'false', 'aria-haspopup': 'dialog', onclick: () => this.togglePicker() }, icon('smile'));
+    this.sendBtn = h('button', { type: 'submit', cls: 'send', 'aria-label': this.tr('send'), title: this.tr('send') }, icon('send'));
+    this.counterEl = h('div', { cls: 'count', 'aria-live': 'polite', hidden: true });
+    this.picker = this.buildPicker();
+    this.composer = h('form', { cls: 'comp', onsubmit: (e: Event) => { e.preventDefault(); this.submit(); } },
+      this.picker, this.counterEl, this.input, this.emojiBtn, this.sendBtn);
+    this.view = h('div', { cls: 'view' });
+    this.announcer = h('div', { cls: 'sr', 'aria-live': 'polite', 'aria-atomic': 'true' });
+
+    this.panel = h('section', {
+      cls: 'panel', id: 'parley-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'parley-title',
+      lang, hidden: !this.isOpen,
+    }, header, this.view, h('div', { cls: 'ft', 'aria-hidden': 'true', text: this.tr('powered') }), this.announcer);
+    this.panel.addEventListener('keydown', (e) => this.onPanelKey(e));
+    host.box.append(this.panel);
+    this.paintSound();
+    this.paintHeader();
+  }
+
+  /** Language or configuration changed: build the panel again, keeping what the visitor typed. */
+  private rebuild() {
+    const draft = this.input.value;
+    const hadFocus = this.h.root.activeElement === this.input;
+    this.panel.remove();
+    this.nodes.clear();
+    this.build();
+    this.input.value = draft;
+    this.renderView();
+    if (hadFocus) this.input.focus();
+  }
+
+  private buildPicker(): HTMLElement {
+    const cols = 8;
+    const grid = h('div', { cls: 'grid', role: 'group', 'aria-label': this.tr('emojiPicker') });
+    EMOJI.forEach((e, i) => grid.append(h('button', { type: 'button', cls: 'em', tabindex: i ? '-1' : '0', text: e, onclick: () => this.insertEmoji(e) })));
+    grid.addEventListener('keydown', (ev) => {
+      const buttons = Array.from(grid.children) as HTMLButtonElement[];
+      const i = buttons.indexOf(ev.target as HTMLButtonElement);
+      const moves: Record<string, number> = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols };
+      let j = -1;
+      if (ev.key in moves) j = i + moves[ev.key];
+      else if (ev.key === 'Home') j = 0;
+      else if (ev.key === 'End') j = buttons.length - 1;
+      if (j < 0 || j >= buttons.length) return;
+      ev.preventDefault();
+      buttons[i].tabIndex = -1;
+      buttons[j].tabIndex = 0;
+      buttons[j].focus();
+    });
+    return h('div', { cls: 'picker', role: 'dialog', 'aria-label': this.tr('emojiPicker'), hidden: true }, grid);
+  }
+
+  private paintHeader() {
+    const cfg = this.h.cfg();
+    const name = cfg.site.name || this.tr('title');
+    let agent = '';
+    for (const e of this.events.values()) if (e.kind === 'assigned' && e.body?.agent?.name) agent = e.body.agent.name;
+    this.titleEl.textContent = agent || name;
+    this.avatar.textContent = Array.from((agent || name).trim())[0]?.toUpperCase() || '?';
+    this.subEl.textContent = agent ? name : this.tr(cfg.online ? 'online' : 'away');
+    this.subEl.classList.toggle('on', cfg.online);
+  }
+
+  private muted(): boolean {
+    return !!this.h.ls.get('m');
+  }
+
+  private paintSound() {
+    const m = this.muted();
+    this.soundBtn.replaceChildren(icon(m ? 'soundOff' : 'soundOn'));
+    const label = this.tr(m ? 'soundOn' : 'soundOff');
+    this.soundBtn.setAttribute('aria-label', label);
+    this.soundBtn.title = label;
+  }
+
+  private toggleSound() {
+    if (this.muted()) this.h.ls.del('m');
+    else this.h.ls.set('m', 1);
+    this.paintSound();
+  }
+
+  /** Which view the panel body shows: the chat, the pre-chat form or the offline form. */
+  private renderView() {
+    const cfg = this.h.cfg();
+    const fresh = !this.conv && !this.h.ls.get('pf') && !this.outbox().length;
+    const mode = fresh && !cfg.online ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
+    if (this.view.dataset.mode === mode && mode !== 'chat') return;
+    this.view.dataset.mode = mode;
+    if (mode === 'chat') {
+      this.view.replaceChildren(this.scroller, this.banner, this.composer);
+      this.render();
+    } else {
+      this.view.replaceChildren(this.buildForm(mode));
+    }
+    this.paintHeader();
+  }
+
+  private buildForm(mode: 'prechat' | 'offline'): HTMLElement {
+    const cfg = this.h.cfg();
+    const lang = this.h.lang();
+    const who = this.h.ls.get('id') || {};
+    const fields = mode === 'prechat'
+      ? cfg.prechat.fields.map((f) => ({ ...f, text: pick(f.label, lang, f.name) }))
+      : [
+        { name: 'name', type: 'text', required: false, text: this.tr('name') },
+        { name: 'email', type: 'email', required: true, text: this.tr('email') },
+        { name: 'message', type: 'textarea', required: true, text: this.tr('message') },
+      ];
+    const intro = mode === 'prechat' ? this.tr('prechatIntro') : pick(cfg.offline.message, lang, this.tr('awayDefault'));
+    const form = h('form', { cls: 'form', novalidate: true });
+    const inputs: (HTMLInputElement | HTMLTextAreaElement)[] = [];
+    if (mode === 'prechat') form.append(h('div', { cls: 'bub', dir: 'auto', text: pick(cfg.welcome, lang, this.tr('welcome')) }));
+    else form.append(h('h3', { cls: 'fh', text: this.tr('leaveMessage') }));
+    form.append(h('p', { cls: 'intro', dir: 'auto', text: intro }));
+    fields.forEach((f, i) => {
+      const id = `parley-f-${i}`;
+      const auto = ({ name: 'name', email: 'email', tel: 'tel' } as Record<string, string>)[f.type === 'text' ? f.name : f.type];
+      const attrs: Record<string, any> = { id, name: f.name, required: f.required, dir: 'auto', 'aria-describedby': `${id}-e`, autocomplete: auto || 'off' };
+      const input = f.type === 'textarea'
+        ? h('textarea', { ...attrs, rows: '4', maxlength: String(MAX_CHARS) })
+        : h('input', { ...attrs, type: f.type, maxlength: '1000' });
+      const prefill = f.name === 'name' || f.name === 'email' ? who[f.name] : '';
+      if (prefill) input.value = prefill;
+      inputs.push(input);
+      form.append(h('div', { cls: 'fld' },
+        h('label', { for: id }, f.text, f.required ? h('span', { cls: 'req', text: ` (${this.tr('required')})` }) : null),
+        input,
+        h('div', { cls: 'err', id: `${id}-e` })));
+    });
+    const submit = h('button', { type: 'submit', cls: 'primary', text: this.tr(mode === 'prechat' ? 'startChat' : 'sendMessage') });
+    form.append(submit);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      let firstBad: HTMLElement | null = null;
+      const values: Record<string, string> = {};
+      for (const input of inputs) {
+        const value = input.value.trim();
+        const bad = (input.required && !value) || !input.checkValidity();
+        input.setAttribute('aria-invalid', String(bad));
+        (form.querySelector(`#${input.id}-e`) as HTMLElement).textContent = bad ? this.tr('invalid') : '';
+        if (bad && !firstBad) firstBad = input;
+        if (value) values[input.name] = value;
+      }
+      if (firstBad) {
+        firstBad.focus();
+        return;
+      }
+      const pf: PendingForm = { form: mode, fields: values };
+      if (mode === 'offline') {
+        pf.message = values.message;
+        delete pf.fields.message;
+      }
+      this.h.ls.set('pf', pf);
+      this.renderView();
+      this.input.focus();
+      this.flush();
+    });
+    return h('div', { cls: 'scroll fs' }, form);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Opening and closing
+
+  open() {
+    if (this.isOpen) return;
+    this.isOpen = true;
+    this.panel.hidden = false;
+    this.h.setOpen(true);
+    this.h.launcher.setAttribute('aria-expanded', 'true');
+    this.stickToBottom = true;
+    this.render(true);
+    this.stopFlash();
+    this.updateUnread();
+    this.h.emit('open');
+    // On touch screens, focusing the field would pop the keyboard over the conversation.
+    const target = this.view.querySelector('input,textarea.in,textarea') as HTMLElement | null;
+    if (matchMedia('(pointer: coarse)').matches) this.scroller.focus({ preventScroll: true });
+    else (target || this.scroller).focus({ preventScroll: true });
+  }
+
+  close() {
+    if (!this.isOpen) return;
+    const hadFocus = this.panel.contains(this.h.root.activeElement);
+    this.isOpen = false;
+    this.togglePicker(false);
+    this.panel.hidden = true;
+    this.h.setOpen(false);
+    this.h.launcher.setAttribute('aria-expanded', 'false');
+    this.sendTyping(false);
+    this.h.emit('close');
+    if (hadFocus) this.h.launcher.focus();
+  }
+
+  private onPanelKey(e: KeyboardEvent) {
+    if (e.key === 'Escape') {
+      e.stopPropagation();
+      if (!this.picker.hidden) {
+        this.togglePicker(false);
+        this.emojiBtn.focus();
+      } else this.close();
+      return;
+    }
+    // Full screen on small screens: keep Tab inside the panel, as in any modal view.
+    if (e.key === 'Tab' && matchMedia('(max-width: 520px)').matches) {
+      const items = Array.from(this.panel.querySelectorAll<HTMLElement>('button,textarea,input,a[href],[tabindex="0"]'))
+        .filter((el) => !el.closest('[hidden]') && !(el as HTMLButtonElement).disabled);
+      const first = items[0];
+      const last = items[items.length - 1];
+      const active = this.h.root.activeElement;
+      if (e.shiftKey && active === first) {
+        e.preventDefault();
+        last.focus();
+      } else if (!e.shiftKey && active === last) {
+        e.preventDefault();
+        first.focus();
+      }
+    }
+  }
+
+  private togglePicker(show = this.picker.hidden) {
+    this.picker.hidden = !show;
+    this.emojiBtn.setAttribute('aria-expanded', String(show));
+    if (show) {
+      (this.picker.querySelector('[tabindex="0"]') as HTMLElement)?.focus();
+      const away = (e: Event) => {
+        if (!e.composedPath().some((n) => n === this.picker || n === this.emojiBtn)) {
+          this.togglePicker(false);
+          document.removeEventListener('pointerdown', away, true);
+        }
+      };
+      document.addEventListener('pointerdown', away, true);
+    }
+  }
+
+  private insertEmoji(e: string) {
+    const el = this.input;
+    el.focus();
+    el.setRangeText(e, el.selectionStart ?? el.value.length, el.selectionEnd ?? el.value.length, 'end');
+    this.togglePicker(false);
+    this.onInput();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Composing and sending
+
+  private onInput() {
+    const el = this.input;
+    el.style.height = 'auto';
+    el.style.height = `${Math.min(el.scrollHeight, 132)}px`;
+    const left = MAX_CHARS - el.value.length;
+    this.counterEl.hidden = left > 400;
+    this.counterEl.textContent = this.tr('charsLeft', { n: left });
+    this.sendBtn.classList.toggle('ready', !!el.value.trim());
+    if (!el.value.trim()) {
+      this.sendTyping(false);
+      return;
+    }
+    if (Date.now() - this.typingSentAt > 3000) this.sendTyping(true);
+    clearTimeout(this.typingStop);
+    this.typingStop = setTimeout(() => this.sendTyping(false), 4000);
+  }
+
+  private sendTyping(active: boolean) {
+    clearTimeout(this.typingStop);
+    if (!active && !this.typingSentAt) return;
+    this.typingSentAt = active ? Date.now() : 0;
+    const conv = this.conv;
+    if (!conv || !this.link.live) return;
+    if (!this.link.send({ type: 'typing', active })) {
+      this.h.api(`/api/v1/conversations/${conv.id}/typing`, { method: 'POST', body: { active } }).catch(() => {});
+    }
+  }
+
+  private submit() {
+    const text = this.input.value.trim();
+    if (!text || text.length > MAX_CHARS) return;
+    const now = Date.now();
+    const item: OutboxItem = { i: newMsgId(), t: text, a: now, n: now * 1000 + (counter % 1000) };
+    // Durable first: the message exists in the outbox before any attempt to send it.
+    this.h.ls.set(`o:${item.i}`, item);
+    this.input.value = '';
+    this.onInput();
+    this.sendTyping(false);
+    this.stickToBottom = true;
+    if (this.view.dataset.mode !== 'chat') this.renderView();
+    this.render(true);
+    this.flush();
+  }
+
+  /** The outbox, oldest first. */
+  private outbox(): OutboxItem[] {
+    const ls = this.h.ls;
+    return ls.keys('o:').map((k) => ls.get<OutboxItem>(k)).filter((x): x is OutboxItem => !!x && !!x.i).sort((a, b) => a.n - b.n);
+  }
+
+  /** Sends what the outbox holds, in order, creating the conversation first if needed. */
+  async flush(): Promise<void> {
+    if (this.flushing) {
+      this.flushAgain = true;
+      return;
+    }
+    this.flushing = true;
+    clearTimeout(this.flushTimer);
+    try {
+      do {
+        this.flushAgain = false;
+        if (!navigator.onLine) break;
+        if (!this.outbox().length && !this.h.ls.get('pf')) break;
+        const locks = (navigator as any).locks;
+        const run = async () => {
+          if (await this.ensureConversation()) await this.drain();
+        };
+        let ran = true;
+        if (locks) {
+          ran = await locks.request(this.h.ls.full('send'), { ifAvailable: true }, async (lock: unknown) => {
+            if (!lock) return false;
+            await run();
+            return true;
+          });
+        } else await run();
+        if (!ran) this.retryFlush(2000 + Math.random() * 2000); // another tab is sending
+      } while (this.flushAgain);
+    } catch {
+      this.retryFlush(3000);
+    } finally {
+      this.flushing = false;
+    }
+    this.render();
+  }
+
+  private retryFlush(ms: number) {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = setTimeout(() => this.flush(), ms);
+  }
+
+  private async ensureConversation(): Promise<boolean> {
+    const ls = this.h.ls;
+    const stored = ls.get<Conv>('c');
+    if (stored) {
+      if (!this.conv || this.conv.id !== stored.id) this.adopt(stored);
+      return true;
+    }
+    const pf = ls.get<PendingForm>('pf');
+    const body: Record<string, unknown> = { ...pf, page_url: location.href, language: navigator.language };
+    if (this.h.department) body.department = this.h.department;
+    const r = await this.h.api('/api/v1/conversations', { method: 'POST', body });
+    if (r.s === 200 || r.s === 201) {
+      const conv = { id: r.b.conversation, e: r.b.epoch };
+      ls.set('c', conv);
+      ls.del('pf');
+      this.adopt(conv);
+      return true;
+    }
+    this.retryFlush(r.s === 429 ? Number(r.b?.retry_after_ms) || 2000 : 5000);
+    return false;
+  }
+
+  /** Sends outbox items one at a time, each waiting for its ack, so they arrive in order. */
+  private async drain() {
+    for (;;) {
+      const conv = this.conv;
+      const item = this.outbox()[0];
+      if (!conv || !item) return;
+      const r = await this.sendOne(conv, item);
+      if (r.ok) {
+        this.h.ls.del(`o:${item.i}`);
+      } else if (r.code && PERMANENT.includes(r.code)) {
+        this.h.ls.del(`o:${item.i}`);
+        this.failed.set(item.i, { t: item.t, a: item.a, err: r.code });
+      } else {
+        if (r.code === 'not_found') this.gone();
+        else if (r.retry !== undefined) this.retryFlush(r.retry);
+        return;
+      }
+      this.render();
+    }
+  }
+
+  private sendOne(conv: Conv, item: OutboxItem): Promise<{ ok?: boolean; code?: string; retry?: number }> {
+    const frame = { type: 'send', client_msg_id: item.i, text: item.t };
+    if (this.link.mode === 'ws') {
+      if (!this.link.live) return Promise.resolve({});
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => done({ retry: 1000 }), ACK_WITHIN);
+        const done = (r: { ok?: boolean; code?: string; retry?: number }) => {
+          clearTimeout(timer);
+          this.waiters.delete(item.i);
+          resolve(r);
+        };
+        this.waiters.set(item.i, { resolve: done });
+        if (!this.link.send(frame)) done({});
+      });
+    }
+    return this.h.api(`/api/v1/conversations/${conv.id}/messages`, { method: 'POST', body: { client_msg_id: item.i, text: item.t } })
+      .then((r) => {
+        if (r.s === 200 && r.b?.type === 'ack') {
+          this.onFrame(r.b);
+          return { ok: true };
+        }
+        const code = r.b?.code || String(r.s);
+        return { code, retry: code === 'rate_limited' ? Number(r.b?.retry_after_ms) || 1000 : 3000 };
+      }, () => ({ retry: 3000 }));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The conversation
+
+  /** Take up a conversation (ours, created here or in another tab). */
+  private adopt(conv: Conv) {
+    const changed = !this.conv || this.conv.id !== conv.id;
+    this.conv = conv;
+    if (changed) {
+      this.events.clear();
+      this.cursor = 0;
+      this.historyLoaded = false;
+      this.nextBefore = null;
+      this.startConversation();
+    }
+  }
+
+  private async startConversation() {
+    this.renderView();
+    await this.loadHistory();
+    this.link.start();
+  }
+
+  /** The latest page of history (or the page before `before`). */
+  private async loadHistory(before?: number): Promise<void> {
+    const conv = this.conv;
+    if (!conv) return;
+    let r;
+    try {
+      r = await this.h.api(`/api/v1/conversations/${conv.id}/history?limit=50${before ? `&before=${before}` : ''}`);
+    } catch {
+      return;
+    }
+    if (this.conv !== conv) return;
+    if (r.s === 404) {
+      this.gone();
+      return;
+    }
+    if (r.s !== 200 || !r.b) return;
+    const b = r.b;
+    if (!before) {
+      if (b.epoch !== conv.e) {
+        this.events.clear();
+        conv.e = b.epoch;
+        this.h.ls.set('c', conv);
+        this.cursor = 0;
+      }
+      this.cursor = Math.max(this.cursor, Number(b.head) || 0);
+      this.saveCursor();
+      this.historyLoaded = true;
+    }
+    this.nextBefore = b.next_before ?? null;
+    for (const e of b.events || []) this.addEvent(e, false);
+    this.render(!before);
+    this.updateUnread(true);
+  }
+
+  private async loadEarlier() {
+    if (this.nextBefore == null) return;
+    const s = this.scroller;
+    const fromBottom = s.scrollHeight - s.scrollTop;
+    await this.loadHistory(this.nextBefore);
+    s.scrollTop = s.scrollHeight - fromBottom;
+  }
+
+  private saveCursor() {
+    if (this.conv) this.h.ls.set('q', { s: this.cursor, e: this.conv.e });
+  }
+
+  /** The conversation is not ours (any more): start over, keeping the outbox. */
+  private gone() {
+    this.link.stop();
+    this.conv = null;
+    for (const k of ['c', 'q']) this.h.ls.del(k);
+    this.events.clear();
+    this.cursor = 0;
+    this.historyLoaded = false;
+    this.renderView();
+    if (this.outbox().length) this.flush();
+  }
+
+  private addEvent(e: Ev, live: boolean) {
+    if (!e || typeof e.seq !== 'number' || this.events.has(e.seq)) return;
+    this.events.set(e.seq, e);
+    if (e.seq > this.cursor) {
+      this.cursor = e.seq;
+      this.saveCursor();
+    }
+    if (e.kind === 'closed') this.status = 'closed';
+    if (e.kind === 'reopened') this.status = 'open';
+    if (e.kind === 'assigned') this.paintHeader();
+    if (e.kind !== 'message') return;
+    const cid = e.client_msg_id;
+    if (cid && e.author?.role === 'visitor') {
+      this.h.ls.del(`o:${cid}`);
+      this.failed.delete(cid);
+    }
+    if (e.author?.role === 'agent') this.showTyping(null);
+    if (live) {
+      this.live.add(e.seq);
+      this.h.emit('message', { seq: e.seq, text: e.body?.text, at: e.at, author: { role: e.author?.role, name: e.author?.name } });
+      if (e.author?.role === 'agent') {
+        this.announce(this.tr('announce', { name: e.author.name || this.tr('support'), text: e.body?.text || '' }));
+      }
+    }
+  }
+
+  private onFrame(f: any) {
+    if (!f || typeof f !== 'object') return;
+    switch (f.type) {
+      case 'welcome':
+        this.status = f.status || 'open';
+        this.applyReads(f.reads);
+        break;
+      case 'event':
+        this.addEvent(f, true);
+        break;
+      case 'events':
+        if (this.conv && f.epoch && f.epoch !== this.conv.e) {
+          this.reset(f);
+          return;
+        }
+        for (const e of f.events || []) this.addEvent(e, true);
+        this.applyReads(f.reads);
+        break;
+      case 'ack':
+        this.waiters.get(f.client_msg_id)?.resolve({ ok: true });
+        break;
+      case 'error':
+        if (f.client_msg_id && this.waiters.has(f.client_msg_id)) {
+          this.waiters.get(f.client_msg_id)!.resolve({ code: f.code, retry: f.code === 'rate_limited' ? Number(f.retry_after_ms) || 1000 : 3000 });
+        } else if (f.code === 'not_found') this.gone();
+        return;
+      case 'typing':
+        if (f.participant?.role === 'agent') this.showTyping(f.active ? f.participant.name || this.tr('support') : null);
+        return;
+      case 'read':
+        if (typeof f.participant === 'string' && f.participant.startsWith('a_')) this.agentRead = Math.max(this.agentRead, Number(f.seq) || 0);
+        break;
+      case 'reset':
+        this.reset(f);
+        return;
+      default:
+        return;
+    }
+    this.render();
+    this.updateUnread();
+  }
+
+  private applyReads(reads: unknown) {
+    if (!reads || typeof reads !== 'object') return;
+    for (const [id, seq] of Object.entries(reads as Record<string, number>)) {
+      if (id.startsWith('a_')) this.agentRead = Math.max(this.agentRead, Number(seq) || 0);
+    }
+  }
+
+  /** The server cannot replay what we missed: drop what we hold and load history again. */
+  private reset(f: { epoch: string; head: number }) {
+    const conv = this.conv;
+    if (!conv) return;
+    this.events.clear();
+    conv.e = f.epoch;
+    this.h.ls.set('c', conv);
+    this.cursor = Number(f.head) || 0;
+    this.saveCursor();
+    this.historyLoaded = false;
+    this.loadHistory();
+  }
+
+  private onState(s: LinkState) {
+    clearTimeout(this.bannerTimer);
+    if (s === 'live') {
+      this.banner.hidden = true;
+      if (!this.historyLoaded) this.loadHistory();
+      this.flush();
+      this.updateUnread();
+    } else if (s === 'offline') {
+      this.showBanner('offlineBanner');
+    } else if (s === 'connecting') {
+      // Short blips pass unnoticed; a real outage shows after a few seconds.
+      this.bannerTimer = setTimeout(() => this.showBanner(navigator.onLine ? 'reconnecting' : 'offlineBanner'), 3000);
+    }
+    this.render();
+  }
+
+  private showBanner(key: Key) {
+    this.banner.replaceChildren(icon('offline'), h('span', { text: this.tr(key) }));
+    this.banner.hidden = false;
+  }
+
+  private showTyping(name: string | null) {
+    if (this.agentTyping) clearTimeout(this.agentTyping.timer);
+    this.agentTyping = null;
+    if (name) {
+      // A lost "stopped typing" must not leave the dots forever.
+      this.agentTyping = { name, timer: setTimeout(() => this.showTyping(null), 8000) };
+      (this.typingEl.lastChild as HTMLElement).textContent = this.tr('typing', { name });
+    }
+    const atBottom = this.stickToBottom;
+    this.typingEl.hidden = !name;
+    if (atBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  private announce(text: string) {
+    this.announcer.textContent = '';
+    setTimeout(() => { this.announcer.textContent = text; }, 50);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Unread, read markers, notifications
+
+  private visibleOpen(): boolean {
+    return this.isOpen && !document.hidden;
+  }
+
+  private updateUnread(quiet = false) {
+    const ls = this.h.ls;
+    let readTo = Number(ls.get('r')) || 0;
+    let max = 0;
+    for (const seq of this.events.keys()) max = Math.max(max, seq);
+    if (this.visibleOpen() && max > readTo) {
+      readTo = max;
+      ls.set('r', max);
+    }
+    if (this.visibleOpen() && max > this.sentRead && this.conv && this.link.live) {
+      this.sentRead = max;
+      if (!this.link.send({ type: 'read', seq: max })) {
+        this.h.api(`/api/v1/conversations/${this.conv.id}/read`, { method: 'POST', body: { seq: max } }).catch(() => { this.sentRead = 0; });
+      }
+    }
+    let unread = 0;
+    let newest: Ev | null = null;
+    for (const e of this.events.values()) {
+      if (e.kind === 'message' && e.author?.role === 'agent' && e.seq > readTo) {
+        unread++;
+        if (!newest || e.seq > newest.seq) newest = e;
+      }
+    }
+    ls.set('u', unread);
+    this.h.setBadge(unread);
+    if (unread !== this.lastUnread) {
+      this.lastUnread = unread;
+      this.h.emit('unread', unread);
+    }
+    const notified = Number(ls.get('n')) || 0;
+    if (newest && newest.seq > notified) {
+      ls.set('n', newest.seq);
+      // Live arrivals, or ones the loader woke us for; not what a reload merely shows again.
+      if (!quiet || this.live.has(newest.seq) || !this.isOpen) this.notify(newest, unread);
+    }
+    if (!unread) this.stopFlash();
+  }
+
+  private notify(e: Ev, unread: number) {
+    if (this.visibleOpen()) return;
+    if (this.leader && !this.muted()) this.chime();
+    this.flash(unread, e.author?.name || this.tr('support'));
+  }
+
+  private chime() {
+    try {
+      const ac = (this.audio ||= new (window.AudioContext || (window as any).webkitAudioContext)());
+      if (ac.state !== 'running') return;
+      const now = ac.currentTime;
+      [[880, 0], [1318.5, 0.13]].forEach(([freq, at]) => {
+        const o = ac.createOscillator();
+        const g = ac.createGain();
+        o.frequency.value = freq;
+        g.gain.setValueAtTime(0.0001, now + at);
+        g.gain.exponentialRampToValueAtTime(0.15, now + at + 0.02);
+        g.gain.exponentialRampToValueAtTime(0.0001, now + at + 0.4);
+        o.connect(g).connect(ac.destination);
+        o.start(now + at);
+        o.stop(now + at + 0.45);
+      });
+    } catch { /* no audio */ }
+  }
+
+  private flash(n: number, name: string) {
+    const text = `${this.tr('titleFlash', { n })} · ${name}`;
+    if (!this.flashTimer) this.plainTitle = document.title;
+    clearInterval(this.flashTimer);
+    let on = false;
+    let ticks = document.hidden ? Infinity : 8;
+    this.flashTimer = setInterval(() => {
+      // The page may change its own title meanwhile (single-page apps).
+      if (document.title !== text && document.title !== this.plainTitle) this.plainTitle = document.title;
+      on = !on;
+      document.title = on ? text : this.plainTitle;
+      if (--ticks <= 0 && !on) this.stopFlash();
+    }, 1000);
+  }
+
+  private stopFlash() {
+    if (!this.flashTimer) return;
+    clearInterval(this.flashTimer);
+    this.flashTimer = 0;
+    document.title = this.plainTitle;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Other tabs
+
+  private onStorage(e: StorageEvent) {
+    const ls = this.h.ls;
+    if (!e.key) return;
+    if (e.key.startsWith(ls.full('o:'))) {
+      this.render();
+      // Another tab queued a message; if that tab goes away before sending, we send it.
+      if (e.newValue) this.retryFlush(5000);
+    } else if (e.key === ls.full('c')) {
+      const c = ls.get<Conv>('c');
+      if (c) this.adopt(c);
+      else if (this.conv) this.gone();
+    } else if (e.key === ls.full('r')) {
+      this.updateUnread();
+    } else if (e.key === ls.full('pf')) {
+      this.renderView();
+    } else if (e.key === ls.full('m')) {
+      this.paintSound();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Rendering the message list
+
+  private items(): Item[] {
+    const cfg = this.h.cfg();
+    const lang = this.h.lang();
+    const out: Item[] = [];
+    const me = this.h.ls.get('s')?.v;
+    if (this.nextBefore == null) {
+      out.push({ key: 'welcome', kind: 'msg', who: 'site', name: cfg.site.name || this.tr('support'), text: pick(cfg.welcome, lang, this.tr('welcome')), welcome: true });
+    }
+    const seen = new Set<string>();
+    const events = [...this.events.values()].sort((a, b) => a.seq - b.seq);
+    for (const e of events) {
+      const base = { seq: e.seq, at: e.at };
+      if (e.kind === 'message') {
+        const mine = e.author?.role === 'visitor' && (!me || e.author.id === me);
+        if (e.client_msg_id) seen.add(e.client_msg_id);
+        out.push({
+          ...base,
+          key: mine && e.client_msg_id ? e.client_msg_id : `s${e.seq}`,
+          kind: 'msg',
+          mine,
+          who: e.author?.id,
+          name: mine ? this.tr('you') : e.author?.name || this.tr('support'),
+          text: String(e.body?.text ?? ''),
+          status: mine ? (this.agentRead >= e.seq ? 'read' : 'sent') : undefined,
+        });
+      } else if (e.kind === 'assigned' && e.body?.agent?.name) {
+        out.push({ ...base, key: `s${e.seq}`, kind: 'sys', text: this.tr('joined', { name: e.body.agent.name }) });
+      } else if (e.kind === 'closed') {
+        out.push({ ...base, key: `s${e.seq}`, kind: 'sys', text: this.tr('closed') });
+      } else if (e.kind === 'created' && e.body?.form === 'offline') {
+        out.push({ ...base, key: `s${e.seq}`, kind: 'sys', text: this.tr('thanks') });
+      }
+    }
+    const waiting = this.link?.live && navigator.onLine ? 'sending' : 'queued';
+    const pf = this.h.ls.get<PendingForm>('pf');
+    if (pf?.message) {
+      out.push({ key: 'pf', kind: 'msg', mine: true, who: 'me', name: this.tr('you'), text: pf.message, at: Date.now(), status: navigator.onLine ? 'sending' : 'queued' });
+    }
+    for (const o of this.outbox()) {
+      if (!seen.has(o.i)) out.push({ key: o.i, kind: 'msg', mine: true, who: me || 'me', name: this.tr('you'), text: o.t, at: o.a, status: this.conv ? waiting : navigator.onLine ? 'sending' : 'queued' });
+    }
+    for (const [i, f] of this.failed) {
+      if (!seen.has(i)) out.push({ key: i, kind: 'msg', mine: true, who: me || 'me', name: this.tr('you'), text: f.t, at: f.a, status: 'failed', err: f.err });
+    }
+    // Day separators between messages of different days.
+    const withDays: Item[] = [];
+    let lastAt = 0;
+    for (const it of out) {
+      if (it.at && (!lastAt || !sameDay(lastAt, it.at))) {
+        withDays.push({ key: `d${new Date(it.at).toDateString()}`, kind: 'day', text: this.dayLabel(it.at) });
+      }
+      if (it.at) lastAt = it.at;
+      withDays.push(it);
+    }
+    return withDays;
+  }
+
+  private dayLabel(at: number): string {
+    const now = Date.now();
+    if (sameDay(at, now)) return this.tr('today');
+    if (sameDay(at, now - 864e5)) return this.tr('yesterday');
+    const d = new Date(at);
+    return d.toLocaleDateString(this.h.lang(), { month: 'short', day: 'numeric', ...(d.getFullYear() !== new Date().getFullYear() ? { year: 'numeric' } : {}) });
+  }
+
+  private time(at: number): string {
+    return new Date(at).toLocaleTimeString(this.h.lang(), { hour: 'numeric', minute: '2-digit' });
+  }
+
+  private render(toBottom = false) {
+    if (toBottom) this.stickToBottom = true;
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    const run = () => {
+      this.renderQueued = false;
+      this.paint();
+    };
+    // Hidden tabs do not run animation frames; render there too, a little later.
+    if (document.hidden) setTimeout(run, 16);
+    else requestAnimationFrame(run);
+  }
+
+  private paint() {
+    if (this.view.dataset.mode !== 'chat') return;
+    const items = this.items();
+    const keep = new Set<string>();
+    let cursor = this.list.firstChild;
+    items.forEach((it, i) => {
+      const prev = items[i - 1];
+      const next = items[i + 1];
+      const same = (a?: Item) => !!a && a.kind === 'msg' && a.who === it.who && a.mine === it.mine && !!a.at === !!it.at && Math.abs((a.at || 0) - (it.at || 0)) < 5 * 60e3;
+      const node = this.node(it, !same(prev), !same(next));
+      keep.add(it.key);
+      if (node !== cursor) this.list.insertBefore(node, cursor);
+      else cursor = cursor.nextSibling;
+    });
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+    for (const k of [...this.nodes.keys()]) if (!keep.has(k)) this.nodes.delete(k);
+    this.earlier.hidden = this.nextBefore == null;
+    if (this.stickToBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  /** The list item of an item: created once, its grouping and delivery state updated. */
+  private node(it: Item, first: boolean, last: boolean): HTMLElement {
+    let li = this.nodes.get(it.key);
+    if (!li) {
+      if (it.kind === 'day' || it.kind === 'sys') {
+        li = h('li', { cls: it.kind }, h('span', { text: it.text }));
+      } else {
+        const who = h('div', { cls: 'who', text: it.name || '' });
+        const bubble = h('div', { cls: 'bub', dir: 'auto' }, richText(it.text));
+        const meta = h('div', { cls: 'meta' });
+        li = h('li', { cls: `m ${it.mine ? 'me' : 'them'}` }, who, bubble, meta);
+      }
+      this.nodes.set(it.key, li);
+    }
+    if (it.kind !== 'msg') return li;
+    li.classList.toggle('first', first);
+    li.classList.toggle('last', last);
+    li.classList.toggle('fail', it.status === 'failed');
+    const meta = li.lastChild as HTMLElement;
+    const state = it.status || '';
+    // Delivery state and time show under the last bubble of a group (and under any
+    // message whose state differs); screen readers get them on every message.
+    const key = `${state}|${last}|${it.at}`;
+    if (meta.dataset.k !== key) {
+      meta.dataset.k = key;
+      const parts: (Node | string)[] = [];
+      if (it.at) parts.push(h('time', { datetime: new Date(it.at).toISOString(), text: this.time(it.at) }));
+      if (state) {
+        const ic = { sending: 'clock', queued: 'clock', sent: 'check', read: 'checks', failed: 'alert' }[state] as 'clock';
+        const label = state === 'sending' ? this.tr('sending') : this.tr(state as Key);
+        parts.push(h('span', { cls: `st ${state}` }, icon(ic, 'si'), h('span', { text: label })));
+      }
+      meta.replaceChildren(...parts);
+      meta.classList.toggle('sr', !last && (state === 'sent' || state === 'read' || !state));
+    }
+    return li;
+  }
+
+  private diagnostics() {
+    return {
+      version: __VERSION__,
+      loaded: true,
+      site: this.h.site,
+      visitor: this.h.ls.get('s')?.v ?? null,
+      conversation: this.conv?.id ?? null,
+      epoch: this.conv?.e ?? null,
+      seq: this.cursor,
+      transport: this.link.mode,
+      state: this.link.state,
+      stats: { ...this.link.stats },
+      outbox: this.outbox().length,
+      unread: Math.max(this.lastUnread, 0),
+      open: this.isOpen,
+      lang: this.h.lang(),
+    };
+  }
+}
+
+(window as any)[Symbol.for('parley.mount')]?.((host: Host) => new Chat(host));
