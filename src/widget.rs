@@ -61,7 +61,11 @@ async fn agents_online(ctx: &Ctx, site: &str) -> bool {
         online: bool,
     }
     match crate::site_object::send(&ctx.env, site, &crate::site_object::SiteRequest::Online).await {
-        Ok(mut response) => response.json::<Answer>().await.map(|a| a.online).unwrap_or(true),
+        Ok(mut response) => response
+            .json::<Answer>()
+            .await
+            .map(|a| a.online)
+            .unwrap_or(true),
         Err(_) => true,
     }
 }

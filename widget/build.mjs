@@ -67,7 +67,7 @@ export async function buildWidget() {
     bundle: true,
     minify: true,
     format: 'iife',
-    target: ['es2019'],
+    target: ['es2020'],
     legalComments: 'none',
     // ASCII output: a host page in another encoding (GBK, Shift_JIS…) still reads it right.
     charset: 'ascii',

@@ -350,10 +350,15 @@ impl SiteState {
                 self.drain_queue(config, now, &mut fx);
             }
             SiteInput::Heartbeat { agent, device } => {
-                if let Some(a) = self.agents.get_mut(&agent) {
-                    if let Some(seen) = a.devices.get_mut(&device) {
-                        *seen = now;
-                    }
+                let Some(a) = self.agents.get_mut(&agent) else {
+                    return Ok(fx);
+                };
+                // A device given up for silent comes back with its next heartbeat.
+                let before = a.presence();
+                let returning = a.devices.insert(device, now).is_none();
+                if returning {
+                    self.presence_changed(&agent, before, &mut fx);
+                    self.drain_queue(config, now, &mut fx);
                 }
             }
             SiteInput::DeviceDisconnected { agent, device } => {

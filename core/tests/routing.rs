@@ -336,6 +336,18 @@ fn a_vanished_device_expires_and_its_conversations_are_requeued() {
     }));
     assert_eq!(queued_at(&fx), Some(1));
     assert!(!state.agents["a_1"].is_available());
+    // The device speaks again: the agent is back and takes the waiting conversation.
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Heartbeat {
+                agent: "a_1".into(),
+                device: "a_1-dev".into(),
+            },
+            60_000,
+        )
+        .unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_1"));
 }
 
 #[test]

@@ -225,3 +225,39 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export function eventKey(e) {
   return JSON.stringify([e.seq, e.kind, e.author.id, e.client_msg_id ?? null, e.body]);
 }
+
+/** Adds an agent to the demo team directly in D1 and logs them in: { agentId, token, name, email }. */
+export async function createAgent(server, { name, email, password = 'correct horse battery', capacity = 5, role = 'agent', permissions = [] }) {
+  const { pbkdf2Sync, randomBytes } = await import('node:crypto');
+  const { results: [owner] } = await server.d1('SELECT team_id FROM agents ORDER BY created_at LIMIT 1');
+  const salt = randomBytes(16);
+  const hash = pbkdf2Sync(password, salt, 100000, 32, 'sha256');
+  const id = `a_${randomBytes(16).toString('hex').slice(0, 26).replace(/[0-9]/g, (d) => 'abcdefghij'[d])}`;
+  await server.d1(
+    `INSERT INTO agents (id, team_id, email, name, role, password_hash, password_salt, password_iterations, disabled, created_at, capacity, permissions)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 100000, 0, ?8, ?9, ?10)`,
+    [id, owner.team_id, email, name, role, hash.toString('base64'), salt.toString('base64'), Date.now(), capacity, JSON.stringify(permissions)],
+  );
+  const body = expectOk(
+    await http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email, password } }),
+    'agent login',
+  );
+  return { agentId: body.agent.id, token: body.token, name: body.agent.name, email };
+}
+
+/** The demo site's id (as an agent sees it). */
+export async function siteId(server, agentToken) {
+  const res = await http(server.url, '/api/v1/sites', { token: agentToken });
+  if (res.status !== 200) throw new Error(`sites: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.sites.find((s) => s.site_key === server.siteKey).id;
+}
+
+/** An agent's console socket on a site, signed in; resolves to the socket (first inbox consumed). */
+export async function openConsole(server, site, token) {
+  const socket = await Socket.open(`${server.url.replace(/^http/, 'ws')}/api/v1/console/ws?site=${site}`);
+  socket.send({ type: 'hello', token });
+  const first = await socket.next((f) => f.type === 'inbox' || f.type === 'error');
+  if (first.type !== 'inbox') throw new Error(`console hello refused: ${JSON.stringify(first)}`);
+  socket.inbox = first;
+  return socket;
+}

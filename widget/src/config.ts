@@ -13,7 +13,7 @@ const texts = (v: unknown): Record<string, string> => {
 };
 
 /** #rrggbb, else the default. */
-export const colour = (c: unknown): string => (typeof c === 'string' && /^#[0-9a-f]{6}$/i.test(c) ? c : DEFAULT_COLOUR);
+export const colour = (c: unknown): string => (/^#[0-9a-f]{6}$/i.test(c as string) ? (c as string) : DEFAULT_COLOUR);
 
 export function normalize(c: any): Config {
   const a = isObj(c?.appearance) ? c.appearance : {};

@@ -12,188 +12,124 @@
 // Calls made before the script arrives are queued with the usual stub:
 //   window.Parley = window.Parley || function () { (Parley.q = Parley.q || []).push(arguments) };
 import css from './loader.css';
-import type {
-  ApiOptions, ApiResult, Config, Host, Listener, Locale, Session, Store,
-} from './types';
+import { colour } from './config';
+import type { ApiOptions, ApiResult, Host, Listener, Locale, Session, Store } from './types';
 
 declare const __CHAT_URL__: string;
 declare const __VERSION__: string;
 
 const W = window as any;
 const D = document;
-const DAY = 864e5;
+const N = navigator as any;
+const UA = N.userAgent as string;
 
-/** The default configuration, used until (or when) the server's arrives. */
-const DEFAULTS: Config = {
-  site: { name: '' },
-  appearance: { color: '#2563eb', position: 'right', launcher_text: {} },
-  welcome: {},
-  prechat: { enabled: false, fields: [] },
-  offline: { message: {} },
-  online: true,
-  identity: { verification: false },
+const T: Record<Locale, string[]> = {
+  en: ['Open chat', 'Close chat', '{n} unread'],
+  'zh-CN': ['打开在线客服', '关闭在线客服', '{n} 条未读消息'],
 };
 
-const T: Record<Locale, Record<string, string>> = {
-  en: { open: 'Open chat', close: 'Close chat', unread: '{n} unread' },
-  'zh-CN': { open: '打开在线客服', close: '关闭在线客服', unread: '{n} 条未读消息' },
-};
-
-/** en or zh-CN from a list of BCP 47 tags (Traditional Chinese falls back to English, as on the server). */
-export function pickLocale(tags: readonly string[]): Locale {
+/** en or zh-CN from BCP 47 tags (Traditional Chinese falls back to English, as on the server). */
+const pickLocale = (tags: readonly string[]): Locale => {
   for (const tag of tags) {
-    const t = (tag || '').toLowerCase();
+    const t = String(tag || '').toLowerCase();
     if (t.startsWith('zh')) return /hant|-tw|-hk|-mo/.test(t) ? 'en' : 'zh-CN';
     if (t.startsWith('en')) return 'en';
   }
   return 'en';
-}
+};
 
-function svg(d: string, cls: string): SVGSVGElement {
+const svg = (d: string, cls: string) => {
   const ns = 'http://www.w3.org/2000/svg';
   const s = D.createElementNS(ns, 'svg');
+  const p = D.createElementNS(ns, 'path');
   s.setAttribute('viewBox', '0 0 24 24');
   s.setAttribute('aria-hidden', 'true');
-  s.setAttribute('focusable', 'false');
   s.setAttribute('class', cls);
-  const p = D.createElementNS(ns, 'path');
   p.setAttribute('d', d);
   s.append(p);
   return s;
-}
+};
 
 /** Text colour with the better contrast on the accent colour (#rrggbb). */
-function onColour(hex: string): string {
-  const c = [1, 3, 5].map((i) => {
+const onColour = (hex: string) => {
+  const [r, g, b] = [1, 3, 5].map((i) => {
     const v = parseInt(hex.slice(i, i + 2), 16) / 255;
     return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
   });
-  const l = 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  const l = 0.2126 * r + 0.7152 * g + 0.0722 * b;
   return 1.05 / (l + 0.05) >= (l + 0.05) / 0.05 ? '#fff' : '#111827';
-}
-
-const isObj = (v: unknown): v is Record<string, any> => !!v && typeof v === 'object' && !Array.isArray(v);
-const texts = (v: unknown): Record<string, string> => {
-  const out: Record<string, string> = {};
-  if (isObj(v)) for (const k in v) if (typeof v[k] === 'string') out[k] = v[k];
-  return out;
 };
 
-/** The server's configuration, checked field by field; anything odd takes the default. */
-function normalize(c: any): Config {
-  const a = isObj(c?.appearance) ? c.appearance : {};
-  const colour = typeof a.color === 'string' && /^#[0-9a-f]{6}$/i.test(a.color) ? a.color : DEFAULTS.appearance.color;
-  const fields = Array.isArray(c?.prechat?.fields) ? c.prechat.fields : [];
-  return {
-    site: { name: typeof c?.site?.name === 'string' ? c.site.name : '' },
-    appearance: { color: colour, position: a.position === 'left' ? 'left' : 'right', launcher_text: texts(a.launcher_text) },
-    welcome: texts(c?.welcome),
-    prechat: {
-      enabled: c?.prechat?.enabled === true,
-      fields: fields
-        .filter((f: any) => isObj(f) && typeof f.name === 'string' && /^[a-z0-9_]{1,32}$/.test(f.name))
-        .map((f: any) => ({
-          name: f.name,
-          label: texts(f.label),
-          type: ['email', 'tel', 'textarea'].includes(f.type) ? f.type : 'text',
-          required: f.required === true,
-        })),
-    },
-    offline: { message: texts(c?.offline?.message) },
-    online: c?.online !== false,
-    identity: { verification: c?.identity?.verification === true },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Visitor context
-
-const UA = navigator.userAgent;
-
-function deviceType(): 'desktop' | 'mobile' | 'tablet' {
-  if (/iPad|Tablet|PlayBook|Silk|Android(?!.*Mobile)/i.test(UA) || (/Macintosh/.test(UA) && navigator.maxTouchPoints > 1)) return 'tablet';
-  return /Mobi|iPhone|iPod|Android|Windows Phone/i.test(UA) ? 'mobile' : 'desktop';
-}
-
-function browserName(): string {
-  const known: [RegExp, string][] = [
-    [/MicroMessenger\/(\d+)/, 'WeChat'],
-    [/Edg(?:e|A|iOS)?\/(\d+)/, 'Edge'],
-    [/OPR\/(\d+)/, 'Opera'],
-    [/SamsungBrowser\/(\d+)/, 'Samsung Internet'],
-    [/(?:Firefox|FxiOS)\/(\d+)/, 'Firefox'],
-    [/(?:Chrome|CriOS)\/(\d+)/, 'Chrome'],
-    [/Version\/(\d+).*Safari/, 'Safari'],
-  ];
-  for (const [re, name] of known) {
-    const m = UA.match(re);
-    if (m) return `${name} ${m[1]}`;
+/** Where and on what the visitor is, for the agents (the Worker adds the place). */
+const context = (utm: Record<string, string>) => {
+  const m = (re: RegExp) => UA.match(re);
+  let b: RegExpMatchArray | null = null;
+  let browser = 'Other';
+  for (const [re, name] of [
+    [/MicroMessenger\/(\d+)/, 'WeChat'], [/Edg\w*\/(\d+)/, 'Edge'], [/OPR\/(\d+)/, 'Opera'],
+    [/(?:Firefox|FxiOS)\/(\d+)/, 'Firefox'], [/(?:Chrome|CriOS)\/(\d+)/, 'Chrome'], [/Version\/(\d+).*Safari/, 'Safari'],
+  ] as [RegExp, string][]) {
+    if ((b = m(re))) {
+      browser = `${name} ${b[1]}`;
+      break;
+    }
   }
-  return 'Other';
-}
-
-function osName(): string {
-  let m = UA.match(/Android ([\d.]+)/);
-  if (m) return `Android ${m[1]}`;
-  m = UA.match(/(?:iPhone|iPad|iPod).*? OS (\d+)/);
-  if (m) return `iOS ${m[1]}`;
-  if (/Mac OS X/.test(UA)) return navigator.maxTouchPoints > 1 ? 'iPadOS' : 'macOS';
-  if (/Windows/.test(UA)) return 'Windows';
-  if (/CrOS/.test(UA)) return 'ChromeOS';
-  return /Linux/.test(UA) ? 'Linux' : 'Other';
-}
-
-// ---------------------------------------------------------------------------------------------
+  const touchMac = /Macintosh/.test(UA) && N.maxTouchPoints > 1;
+  let os = 'Other';
+  if ((b = m(/Android ([\d.]+)/))) os = `Android ${b[1]}`;
+  else if ((b = m(/(?:iPhone|iPad|iPod).*? OS (\d+)/))) os = `iOS ${b[1]}`;
+  else if (/Mac OS X/.test(UA)) os = touchMac ? 'iPadOS' : 'macOS';
+  else if ((b = m(/Windows|CrOS|Linux/))) os = b[0] === 'CrOS' ? 'ChromeOS' : b[0];
+  return {
+    page: { url: location.href, title: D.title },
+    referrer: D.referrer || undefined,
+    utm,
+    lang: N.language,
+    tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    screen: { w: screen.width, h: screen.height },
+    device: /iPad|Tablet|Silk|Android(?!.*Mobile)/i.test(UA) || touchMac ? 'tablet' : /Mobi|iPhone|iPod|Android/i.test(UA) ? 'mobile' : 'desktop',
+    browser,
+    os,
+  };
+};
 
 function boot(): void {
-  if (W.Parley && W.Parley.version) return; // the script was included twice
+  if (W.Parley?.version) return; // the script was included twice
   const script = (D.currentScript || D.querySelector('script[data-site][src*="widget.js"]')) as HTMLScriptElement | null;
-  if (!script || !script.src) return;
+  if (!script?.src) return;
   const src = new URL(script.src, location.href);
   const ds = script.dataset;
-  const site = ds.site || src.searchParams.get('site') || '';
-  if (!site) {
-    console.warn('[parley] the widget script needs data-site="<site key>"');
-    return;
-  }
+  const site = ds.site || src.searchParams.get('site');
+  if (!site) return console.warn('parley: no data-site');
   const base = src.origin;
   const ns = `parley:${site}:`;
 
-  // First-party storage on the host page; an in-memory stand-in where storage is blocked.
-  const mem = new Map<string, string>();
-  const raw = {
-    get: (k: string) => { try { return localStorage.getItem(k); } catch { return mem.get(k) ?? null; } },
-    set: (k: string, v: string) => { try { localStorage.setItem(k, v); } catch { mem.set(k, v); } },
-    del: (k: string) => { try { localStorage.removeItem(k); } catch { /* blocked */ } mem.delete(k); },
+  // First-party storage of the host page; plain objects where storage is blocked.
+  const storage = (name: 'localStorage' | 'sessionStorage') => {
+    try {
+      const s = W[name];
+      s[`${ns}t`] = 1;
+      delete s[`${ns}t`];
+      return s;
+    } catch {
+      return {};
+    }
   };
+  const st = storage('localStorage');
+  const ss = storage('sessionStorage');
+  const full = (k: string) => ns + k;
   const ls: Store = {
     get(k) {
-      try { return JSON.parse(raw.get(ns + k) as string); } catch { return null; }
+      try { return JSON.parse(st[full(k)]); } catch { return null; }
     },
-    set: (k, v) => raw.set(ns + k, JSON.stringify(v)),
-    del: (k) => raw.del(ns + k),
-    keys(prefix) {
-      const out = new Set<string>();
-      const p = ns + prefix;
-      try {
-        for (let i = 0; i < localStorage.length; i++) {
-          const k = localStorage.key(i);
-          if (k && k.startsWith(p)) out.add(k.slice(ns.length));
-        }
-      } catch { /* blocked */ }
-      for (const k of mem.keys()) if (k.startsWith(p)) out.add(k.slice(ns.length));
-      return [...out];
+    set(k, v) {
+      try { st[full(k)] = JSON.stringify(v); } catch { /* full */ }
     },
-    full: (k) => ns + k,
-  };
-  const ss = {
-    get: (k: string) => { try { return sessionStorage.getItem(ns + k); } catch { return null; } },
-    set: (k: string, v: string | null) => {
-      try { v === null ? sessionStorage.removeItem(ns + k) : sessionStorage.setItem(ns + k, v); } catch { /* blocked */ }
-    },
+    del: (k) => { delete st[full(k)]; },
+    keys: (p) => Object.keys(st).filter((k) => k.startsWith(full(p))).map((k) => k.slice(ns.length)),
+    full,
   };
 
-  // ---- events, config, locale
   const listeners: Record<string, Listener[]> = {};
   const internal: Record<string, Listener[]> = {};
   const emit = (name: string, data?: unknown) => {
@@ -201,64 +137,56 @@ function boot(): void {
       try { fn(data); } catch (e) { console.error(e); }
     }
   };
-  const fire = (name: string) => { for (const fn of internal[name] || []) fn(); };
+  const fire = (name: string) => (internal[name] || []).forEach((fn) => fn());
 
-  let cfg = DEFAULTS;
-  let locale: Locale = ds.lang ? pickLocale([ds.lang]) : ls.get('l') || pickLocale(navigator.languages || [navigator.language]);
+  let cfg: any = {};
+  let locale: Locale = ds.lang ? pickLocale([ds.lang]) : ls.get('l') || pickLocale(N.languages || [N.language]);
 
-  // ---- session: one visitor token per site, shared by every tab, renewed well before expiry
-  const lock = <R>(name: string, fn: () => Promise<R>): Promise<R> => {
-    const locks = (navigator as any).locks;
-    return locks ? locks.request(ns + name, fn) : fn();
-  };
-  let pendingSession: Promise<Session> | null = null;
-  const fresh = (s: Session | null, bad?: string): s is Session => !!s && s.t !== bad && s.x - Date.now() > 7 * DAY;
-  function session(badToken?: string | boolean): Promise<Session> {
-    const bad = typeof badToken === 'string' ? badToken : undefined;
-    const s = ls.get<Session>('s');
-    if (!badToken && fresh(s)) return Promise.resolve(s);
-    return (pendingSession ||= lock('session', async () => {
-      const cur = ls.get<Session>('s');
-      if (fresh(cur, bad) && (bad || !badToken)) return cur; // another tab renewed it meanwhile
+  // ---- the visitor session: one token per site, shared by the tabs, renewed before expiry
+  let pending: Promise<Session> | null = null;
+  const usable = (s: Session | null, bad?: unknown): s is Session => !!s && s.t !== bad && s.x - Date.now() > 6048e5;
+  const session = (bad?: string | boolean): Promise<Session> => {
+    const s = ls.get('s');
+    if (!bad && usable(s)) return Promise.resolve(s);
+    const renew = async () => {
+      const cur = ls.get('s');
+      if (bad !== true && usable(cur, bad)) return cur; // another tab renewed it meanwhile
       const res = await fetch(`${base}/api/v1/visitor/session`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(cur ? { site_key: site, token: cur.t } : { site_key: site }),
+        body: JSON.stringify({ site_key: site, token: cur?.t }),
         credentials: 'omit',
       });
       const b = await res.json().catch(() => null);
-      if (res.status !== 200 || !b?.token) throw Object.assign(new Error(`parley: session ${res.status}`), { status: res.status, body: b });
-      const next: Session = { t: b.token, v: b.visitor_id, x: b.expires_at };
-      // A new visitor id: the old conversation is no longer reachable with this token.
-      if (cur && cur.v !== next.v) for (const k of ['c', 'q', 'r', 'n', 'u']) ls.del(k);
+      if (!b?.token) throw { s: res.status, b };
+      const next = { t: b.token, v: b.visitor_id, x: b.expires_at };
+      // A new visitor id: the old conversation is not reachable with this token.
+      if (cur && cur.v !== next.v) ['c', 'q', 'r', 'n', 'u'].forEach(ls.del);
       ls.set('s', next);
       return next;
-    }).finally(() => { pendingSession = null; }));
-  }
+    };
+    return (pending ||= (N.locks ? N.locks.request(full('session'), renew) : renew()).finally(() => { pending = null; }));
+  };
 
-  async function api(path: string, o: ApiOptions = {}, retried = false): Promise<ApiResult> {
+  async function api(path: string, o: ApiOptions = {}, again?: boolean): Promise<ApiResult> {
     const headers: Record<string, string> = {};
-    let token = '';
-    if (o.auth !== false) {
-      token = (await session()).t;
-      headers.authorization = `Bearer ${token}`;
-    }
+    const token = o.auth === false ? '' : (await session()).t;
+    if (token) headers.authorization = `Bearer ${token}`;
     if (o.body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(base + path, {
-      method: o.method || 'GET',
+      method: o.method || (o.body ? 'POST' : 'GET'),
       headers,
-      body: o.body === undefined ? undefined : JSON.stringify(o.body),
+      body: (o.body && JSON.stringify(o.body)) as string | undefined,
       signal: o.signal,
       keepalive: o.keepalive,
       credentials: 'omit',
       cache: 'no-store',
     });
-    const b = res.status === 204 ? null : await res.json().catch(() => null);
-    if (res.status === 401 && token && !retried) {
+    if (res.status === 401 && token && !again) {
       await session(token);
       return api(path, o, true);
     }
-    return { s: res.status, b };
+    return { s: res.status, b: await res.json().catch(() => null) };
   }
 
   // ---- the shadow root and the launcher
@@ -267,22 +195,20 @@ function boot(): void {
   hostEl.style.cssText = 'all:initial;position:fixed;top:0;left:0;width:0;height:0;z-index:2147483000';
   const root = hostEl.attachShadow({ mode: 'open' });
   const style = D.createElement('style');
-  style.textContent = css;
   const box = D.createElement('div');
   const launcher = D.createElement('button');
+  const label = D.createElement('span');
+  const badge = D.createElement('span');
+  style.textContent = css;
   launcher.type = 'button';
   launcher.className = 'launch';
   launcher.setAttribute('aria-expanded', 'false');
   launcher.setAttribute('aria-controls', 'parley-panel');
-  const label = D.createElement('span');
-  label.className = 'lt';
-  const badge = D.createElement('span');
   badge.className = 'badge';
   badge.setAttribute('aria-hidden', 'true');
-  badge.hidden = true;
   launcher.append(
-    svg('M4 5.5A2.5 2.5 0 0 1 6.5 3h11A2.5 2.5 0 0 1 20 5.5v8a2.5 2.5 0 0 1-2.5 2.5H10l-4.2 3.6c-.6.5-1.3.1-1.3-.6V16A2.5 2.5 0 0 1 4 13.5z', 'ic ic-chat'),
-    svg('M6 9l6 6 6-6', 'ic ic-close'),
+    svg('M4 5.5A2.5 2.5 0 0 1 6.5 3h11A2.5 2.5 0 0 1 20 5.5v8a2.5 2.5 0 0 1-2.5 2.5H10l-4.2 3.6c-.6.5-1.3.1-1.3-.6V16A2.5 2.5 0 0 1 4 13.5z', 'ic chat'),
+    svg('M6 9l6 6 6-6', 'ic x'),
     label,
     badge,
   );
@@ -291,31 +217,33 @@ function boot(): void {
 
   let unread = 0;
   let open = false;
+  let shown = false;
+  let loading = false;
   const paint = () => {
-    const t = T[locale];
-    const text = cfg.appearance.launcher_text[locale] || cfg.appearance.launcher_text.en || '';
+    const [tOpen, tClose, tUnread] = T[locale];
+    const a = cfg.appearance || {};
+    const text = String(a.launcher_text?.[locale] || a.launcher_text?.en || '');
+    const accent = colour(a.color);
     label.textContent = text;
-    launcher.classList.toggle('pill', !!text && !open);
     badge.textContent = unread > 99 ? '99+' : String(unread);
     badge.hidden = !unread || open;
-    launcher.setAttribute('aria-label', (open ? t.close : t.open) + (unread && !open ? ` (${t.unread.replace('{n}', String(unread))})` : ''));
-    const theme = ds.theme === 'dark' || ds.theme === 'light' ? ds.theme : 'auto';
-    box.className = `w ${theme} ${cfg.appearance.position}${open ? ' is-open' : ''}`;
+    launcher.setAttribute('aria-label', (open ? tClose : tOpen) + (unread && !open ? ` (${tUnread.replace('{n}', String(unread))})` : ''));
+    box.className = `w ${/^(dark|light)$/.test(ds.theme || '') ? ds.theme : 'auto'} ${a.position === 'left' ? 'left' : 'right'}${text && !open ? ' pill' : ''}${open ? ' is-open' : ''}${shown ? ' ready' : ''}${loading ? ' loading' : ''}`;
     box.lang = locale;
-    box.style.setProperty('--pa', cfg.appearance.color);
-    box.style.setProperty('--pf', onColour(cfg.appearance.color));
+    box.style.setProperty('--pa', accent);
+    box.style.setProperty('--pf', onColour(accent));
   };
 
-  function applyConfig(c: unknown) {
-    cfg = normalize(c);
+  const applyConfig = (c: any) => {
+    cfg = c && typeof c === 'object' ? c : {};
+    shown = true;
     paint();
     fire('cfg');
-  }
-
-  async function loadConfig() {
+  };
+  const loadConfig = async () => {
     const cached = ls.get('k');
     if (cached?.d) applyConfig(cached.d);
-    if (cached?.d && Date.now() - cached.a < 60e3) return;
+    if (Date.now() - (cached?.a || 0) < 6e4) return;
     try {
       const res = await fetch(`${base}/api/v1/widget/config?site=${encodeURIComponent(site)}`, { credentials: 'omit' });
       if (res.ok) {
@@ -324,10 +252,10 @@ function boot(): void {
         applyConfig(d);
       }
     } catch { /* offline: the cached or default configuration stays */ }
-  }
+  };
 
   // ---- loading the chat
-  let chatRequested = false;
+  let requested = false;
   const host: Host = {
     base,
     site,
@@ -338,86 +266,65 @@ function boot(): void {
     cfg: () => cfg,
     lang: () => locale,
     api,
-    session: (force) => session(force),
+    session,
     emit,
     sub: (name, fn) => { (internal[name] ||= []).push(fn); },
     setBadge(n) {
-      if (n !== unread) {
-        unread = n;
-        paint();
-      }
+      unread = n;
+      paint();
     },
     setOpen(v) {
       open = v;
-      ss.set('open', v ? '1' : null);
+      try { v ? (ss[full('open')] = 1) : delete ss[full('open')]; } catch { /* blocked */ }
       paint();
     },
     department: ds.department,
     wantOpen: false,
   };
-
-  function loadChat(): void {
-    if (chatRequested) return;
-    chatRequested = true;
+  const loadChat = () => {
+    if (requested) return;
+    requested = true;
     const s = D.createElement('script');
     s.src = new URL(__CHAT_URL__, src).href;
-    s.async = true;
-    s.onerror = () => { chatRequested = false; box.classList.remove('loading'); };
-    (D.head || D.documentElement).append(s);
-  }
-  // The chat script calls this once it has arrived.
+    s.onerror = () => {
+      requested = loading = false;
+      paint();
+    };
+    D.head.append(s);
+  };
+  // The chat script calls this when it has arrived.
   W[Symbol.for('parley.mount')] = (mount: (h: Host) => void) => {
     mount(host);
-    box.classList.remove('loading');
+    loading = false;
+    paint();
   };
-
   const requestOpen = () => {
     host.wantOpen = true;
-    if (host.chat) host.chat.open();
-    else {
-      box.classList.add('loading');
-      loadChat();
-    }
+    if (host.chat) return host.chat.open();
+    loading = true;
+    paint();
+    loadChat();
   };
-  launcher.addEventListener('click', () => (host.chat ? host.chat.toggle() : requestOpen()));
+  launcher.onclick = () => (host.chat ? host.chat.toggle() : requestOpen());
   // Hover or keyboard focus is a strong hint: fetch the chat before the click.
-  launcher.addEventListener('pointerenter', loadChat, { once: true });
-  launcher.addEventListener('focus', loadChat, { once: true });
+  launcher.onpointerenter = launcher.onfocus = loadChat;
 
   // ---- visitor context: on load and on every single-page-app navigation
   let lastUrl = '';
   let trackTimer = 0;
-  const context = () => {
-    const q = new URL(location.href).searchParams;
-    let utm: Record<string, string> = {};
-    for (const k of ['source', 'medium', 'campaign', 'term', 'content']) {
-      const v = q.get(`utm_${k}`);
-      if (v) utm[k] = v;
-    }
-    if (Object.keys(utm).length) ls.set('utm', utm);
-    else utm = ls.get('utm') || {};
-    return {
-      page: { url: location.href, title: D.title },
-      referrer: D.referrer || undefined,
-      utm,
-      lang: navigator.language,
-      tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
-      screen: { w: screen.width, h: screen.height },
-      device: deviceType(),
-      browser: browserName(),
-      os: osName(),
-    };
-  };
   const track = () => {
     clearTimeout(trackTimer);
     // A short pause lets a single-page app set the new title.
-    trackTimer = W.setTimeout(() => {
+    trackTimer = setTimeout(() => {
       if (location.href === lastUrl) return;
       lastUrl = location.href;
-      api('/api/v1/visitor/context', { method: 'POST', body: context(), keepalive: true })
-        .then((r) => { if (r.s >= 500) lastUrl = ''; })
-        .catch(() => { lastUrl = ''; });
-    }, 300);
+      const q = new URL(lastUrl).searchParams;
+      let utm: Record<string, string> = {};
+      for (const k of ['source', 'medium', 'campaign', 'term', 'content']) if (q.get(`utm_${k}`)) utm[k] = q.get(`utm_${k}`)!;
+      if (Object.keys(utm).length) ls.set('utm', utm);
+      else utm = ls.get('utm') || {};
+      api('/api/v1/visitor/context', { body: context(utm), keepalive: true }).catch(() => { lastUrl = ''; });
+    }, 300) as any;
   };
   for (const m of ['pushState', 'replaceState'] as const) {
     const orig = history[m];
@@ -425,61 +332,48 @@ function boot(): void {
       const r = (orig as any).apply(this, args);
       track();
       return r;
-    } as any;
+    };
   }
-  addEventListener('popstate', track);
-  addEventListener('hashchange', track);
-  addEventListener('online', () => { if (!lastUrl) track(); });
+  for (const e of ['popstate', 'hashchange', 'online']) addEventListener(e, track);
 
-  // ---- identity
-  async function sendIdentity(): Promise<{ verified: boolean }> {
+  // ---- identity: kept until the server has it
+  const sendIdentity = async () => {
     const who = ls.get('id');
-    if (!who) return { verified: false };
-    const r = await api('/api/v1/visitor/identify', { method: 'POST', body: who });
-    if (r.s !== 200) throw Object.assign(new Error(`parley: identify ${r.s}`), { status: r.s, body: r.b });
-    const cur = ls.get('id');
-    if (cur && cur.id === who.id && cur.hash === who.hash) ls.set('id', { ...cur, ok: 1, verified: !!r.b?.verified });
+    const r = await api('/api/v1/visitor/identify', { body: who });
+    if (r.s !== 200) throw r;
+    if (ls.get('id')?.hash === who.hash) ls.set('id', { ...who, ok: 1 });
     return { verified: !!r.b?.verified };
-  }
+  };
 
-  // ---- a light watch for agent replies while the chat is not loaded
+  // ---- while the chat is not loaded, a light long-poll watches for agent replies
   let watching = false;
-  async function watch() {
+  const watch = async () => {
     if (watching) return;
     watching = true;
-    let delay = 1000;
-    while (!chatRequested) {
-      const c = ls.get('c');
-      if (!c) break;
+    for (let delay = 1e3, c; !requested && (c = ls.get('c'));) {
       const q = ls.get('q');
-      const after = q && q.e === c.e ? q.s : 0;
       try {
-        const r = await api(`/api/v1/conversations/${c.id}/events?after=${after}&epoch=${encodeURIComponent(c.e)}&wait=25`);
-        if (chatRequested) break;
-        if (r.s === 404) break;
-        if (r.s === 200) {
-          delay = 1000;
-          if (r.b?.type === 'reset' || (r.b?.events || []).some((e: any) => e.kind === 'message' && e.author?.role === 'agent')) {
-            loadChat();
-            break;
-          }
-          // Our own messages from another tab: keep watching from there.
-          if (r.b?.events?.length) ls.set('q', { s: r.b.events[r.b.events.length - 1].seq, e: c.e });
-          continue;
+        const r = await api(`/api/v1/conversations/${c.id}/events?after=${q?.e === c.e ? q.s : 0}&epoch=${encodeURIComponent(c.e)}&wait=25`);
+        if (r.s === 404 || requested) break;
+        if (r.s !== 200) throw r;
+        delay = 1e3;
+        const events: any[] = r.b.events || [];
+        if (r.b.type === 'reset' || events.some((e) => e.kind === 'message' && e.author?.role === 'agent')) {
+          loadChat();
+          break;
         }
-        throw new Error(String(r.s));
+        // Our own messages from another tab: watch on from there.
+        if (events.length) ls.set('q', { s: events[events.length - 1].seq, e: c.e });
       } catch {
         await new Promise((res) => setTimeout(res, delay * (0.5 + Math.random() / 2)));
-        delay = Math.min(delay * 2, 60e3);
+        delay = Math.min(delay * 2, 6e4);
       }
     }
     watching = false;
-  }
+  };
 
   // ---- the public API
-  const P: any = function (method: string, ...args: unknown[]) {
-    return typeof P[method] === 'function' ? P[method](...args) : undefined;
-  };
+  const P: any = (method: string, ...args: unknown[]) => P[method]?.(...args);
   Object.assign(P, {
     version: __VERSION__,
     open: requestOpen,
@@ -487,12 +381,9 @@ function boot(): void {
       host.wantOpen = false;
       host.chat?.close();
     },
-    toggle() {
-      if (host.chat) host.chat.toggle();
-      else requestOpen();
-    },
+    toggle: () => (host.chat ? host.chat.toggle() : requestOpen()),
     on(name: string, fn: Listener) {
-      if (typeof fn === 'function') (listeners[name] ||= []).push(fn);
+      (listeners[name] ||= []).push(fn);
       return () => P.off(name, fn);
     },
     off(name: string, fn: Listener) {
@@ -501,71 +392,64 @@ function boot(): void {
     /**
      * Names the site's logged-in user. hash = hex HMAC-SHA256(site identity secret, id),
      * computed by the site's server; without a valid hash the identity shows as unverified.
+     * Resolves to { verified }.
      */
-    identify(user: { id: string | number; name?: string; email?: string; hash?: string }) {
-      if (!isObj(user) || (typeof user.id !== 'string' && typeof user.id !== 'number')) {
-        return Promise.reject(new TypeError('Parley.identify({ id, name, email, hash })'));
-      }
-      const who: Record<string, string> = { id: String(user.id) };
-      for (const k of ['name', 'email', 'hash'] as const) if (typeof user[k] === 'string') who[k] = user[k] as string;
+    identify(u: any) {
+      const who: Record<string, string> = { id: String(u?.id ?? '') };
+      for (const k of ['name', 'email', 'hash']) if (typeof u?.[k] === 'string') who[k] = u[k];
       ls.set('id', who);
       fire('id');
       return sendIdentity();
     },
+    /** Free-form facts about the visitor for the agents (plan, cart value…); null removes one. */
     setAttributes(attrs: Record<string, unknown>) {
-      if (!isObj(attrs)) return Promise.reject(new TypeError('Parley.setAttributes({ key: value })'));
-      const merged = { ...(ls.get('at') || {}) };
-      for (const k in attrs) {
-        const v = attrs[k];
-        if (v === null || v === undefined) delete merged[k];
-        else if (['string', 'number', 'boolean'].includes(typeof v)) merged[k] = v;
-      }
+      const merged = { ...ls.get('at'), ...attrs };
+      for (const k in merged) if (merged[k] == null || typeof merged[k] === 'object') delete merged[k];
       ls.set('at', merged);
-      return api('/api/v1/visitor/attributes', { method: 'POST', body: { attributes: merged } }).then((r) => r.s < 300);
+      return api('/api/v1/visitor/attributes', { body: { attributes: merged } }).then((r) => r.s < 300);
     },
     setLocale(tag: string) {
-      locale = pickLocale([String(tag || '')]);
+      locale = pickLocale([tag]);
       ls.set('l', locale);
       paint();
       fire('lang');
       return locale;
     },
-    diagnostics() {
-      return host.chat ? host.chat.diagnostics() : { version: __VERSION__, loaded: false, site, unread };
-    },
+    diagnostics: () => host.chat?.diagnostics() || { loaded: false, unread },
   });
-  const queued: IArguments[] = (W.Parley && W.Parley.q) || [];
+  const queued: IArguments[] = W.Parley?.q || [];
   W.Parley = P;
-  for (const args of queued) P(...Array.from(args));
+  for (const args of queued) P(...args);
 
-  // Other tabs: badge, locale, a conversation started elsewhere.
+  // Other tabs: the badge, the language, a conversation started elsewhere.
   addEventListener('storage', (e) => {
-    if (e.key === ls.full('u') && !host.chat) host.setBadge(Number(ls.get('u')) || 0);
-    if (e.key === ls.full('l') && ls.get('l') && ls.get('l') !== locale) P.setLocale(ls.get('l'));
-    if (e.key === ls.full('c') && !host.chat && ls.get('c')) watch();
+    if (host.chat) return;
+    if (e.key === full('u')) host.setBadge(ls.get('u') || 0);
+    if (e.key === full('l') && ls.get('l')) P.setLocale(ls.get('l'));
+    if (e.key === full('c')) watch();
   });
 
   // ---- start
   const start = () => {
-    (D.body || D.documentElement).append(hostEl);
-    unread = Number(ls.get('u')) || 0;
+    D.body.append(hostEl);
+    unread = ls.get('u') || 0;
     paint();
-    // The launcher shows once the configuration is known (cached, fetched, or after 2 s).
-    const shown = () => box.classList.add('ready');
-    const timer = setTimeout(shown, 2000);
-    loadConfig().finally(() => { clearTimeout(timer); shown(); });
-    const idle = W.requestIdleCallback || ((f: () => void) => setTimeout(f, 1));
-    idle(() => {
+    // The launcher appears once the configuration is known (cached, fetched, or after 2 s).
+    setTimeout(() => {
+      shown = true;
+      paint();
+    }, 2e3);
+    loadConfig();
+    (W.requestIdleCallback || setTimeout)(() => {
       track();
-      const who = ls.get('id');
-      if (who && !who.ok) sendIdentity().catch(() => {});
-      if (ss.get('open') === '1') requestOpen();
+      if (ls.get('id') && !ls.get('id').ok) sendIdentity().catch(() => {});
+      if (ss[full('open')]) requestOpen();
       else if (ls.keys('o:').length || ls.get('pf')) loadChat();
       else watch();
-    }, { timeout: 2000 });
+    }, { timeout: 2e3 });
   };
-  if (D.readyState === 'loading') D.addEventListener('DOMContentLoaded', start);
-  else start();
+  if (D.body) start();
+  else D.addEventListener('DOMContentLoaded', start);
 }
 
 boot();

@@ -107,7 +107,8 @@ export interface Host {
   box: HTMLElement;
   launcher: HTMLButtonElement;
   ls: Store;
-  cfg(): Config;
+  /** the configuration as the server sent it (or {}); the chat normalizes it */
+  cfg(): any;
   lang(): Locale;
   api(path: string, opts?: ApiOptions): Promise<ApiResult>;
   /** The visitor session; pass the token that just failed (or true) to renew it. */

@@ -11,7 +11,8 @@ import { h, icon, richText } from './dom';
 import { EMOJI } from './emoji';
 import { pick, t, type Key } from './i18n';
 import { Link, type LinkState } from './link';
-import type { Conv, Ev, Host, OutboxItem, PendingForm } from '../types';
+import { normalize } from '../config';
+import type { Config, Conv, Ev, Host, OutboxItem, PendingForm } from '../types';
 
 declare const __VERSION__: string;
 
@@ -164,6 +165,18 @@ class Chat {
     if (host.wantOpen) this.open();
   }
 
+  private rawCfg: unknown = null;
+  private cfgN: Config = normalize({});
+  /** The site's configuration, checked (the loader passes it on as the server sent it). */
+  private cfg(): Config {
+    const raw = this.h.cfg();
+    if (raw !== this.rawCfg) {
+      this.rawCfg = raw;
+      this.cfgN = normalize(raw);
+    }
+    return this.cfgN;
+  }
+
   private tr(key: Key, vars?: Record<string, string | number>) {
     return t(this.h.lang(), key, vars);
   }
@@ -173,7 +186,7 @@ class Chat {
 
   private build() {
     const host = this.h;
-    const cfg = host.cfg();
+    const cfg = this.cfg();
     const lang = host.lang();
     const name = cfg.site.name || this.tr('title');
     this.titleEl = h('h2', { cls: 'tt', id: 'parley-title', text: name });
@@ -259,7 +272,7 @@ class Chat {
   }
 
   private paintHeader() {
-    const cfg = this.h.cfg();
+    const cfg = this.cfg();
     const name = cfg.site.name || this.tr('title');
     let agent = '';
     for (const e of this.events.values()) if (e.kind === 'assigned' && e.body?.agent?.name) agent = e.body.agent.name;
@@ -289,7 +302,7 @@ class Chat {
 
   /** Which view the panel body shows: the chat, the pre-chat form or the offline form. */
   private renderView() {
-    const cfg = this.h.cfg();
+    const cfg = this.cfg();
     const fresh = !this.conv && !this.h.ls.get('pf') && !this.outbox().length;
     const mode = fresh && !cfg.online ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
     if (this.view.dataset.mode === mode && mode !== 'chat') return;
@@ -304,7 +317,7 @@ class Chat {
   }
 
   private buildForm(mode: 'prechat' | 'offline'): HTMLElement {
-    const cfg = this.h.cfg();
+    const cfg = this.cfg();
     const lang = this.h.lang();
     const who = this.h.ls.get('id') || {};
     const fields = mode === 'prechat'
@@ -936,7 +949,7 @@ class Chat {
   // Rendering the message list
 
   private items(): Item[] {
-    const cfg = this.h.cfg();
+    const cfg = this.cfg();
     const lang = this.h.lang();
     const out: Item[] = [];
     const me = this.h.ls.get('s')?.v;
@@ -1094,6 +1107,7 @@ class Chat {
       outbox: this.outbox().length,
       unread: Math.max(this.lastUnread, 0),
       open: this.isOpen,
+      status: this.status,
       lang: this.h.lang(),
     };
   }

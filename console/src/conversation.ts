@@ -1,0 +1,491 @@
+// One open conversation: its events (by seq), its live socket with resume, its outbox and the
+// operations an agent can do on it. The view renders from this; nothing here touches the DOM.
+//
+// Start-up: info → latest history page → socket hello with after=<last seq held>&epoch, so the
+// server replays exactly what was missed (or sends `reset`, after which history is reloaded).
+import { api, ApiError, getToken, isMissingEndpoint } from './api';
+import { Emitter } from './emitter';
+import { lang } from './i18n';
+import type { Outbox, OutboxItem } from './outbox';
+import { PING, ReconnectingSocket, type SocketState } from './socket';
+import type { Agent, Ev, Participant } from './types';
+
+const PAGE = 50;
+const TYPING_TTL = 6000;
+const HTTP_FALLBACK_AFTER = 8000;
+
+export type ConvEvents = {
+  /** Events were added or replaced; `prepended` when older history came in. */
+  events: [{ added: Ev[]; prepended: boolean; reset: boolean }];
+  status: [];
+  reads: [];
+  typing: [];
+  conn: [SocketState];
+  outbox: [];
+  tags: [];
+  gone: [];
+  error: [ApiError];
+  /** A visitor message arrived live (not from history). */
+  incoming: [Ev];
+};
+
+export class ConvSession extends Emitter<ConvEvents> {
+  readonly id: string;
+  events = new Map<number, Ev>();
+  /** Highest seq such that every seq from the oldest loaded one up to it is held. */
+  lastSeq = 0;
+  epoch: string | null = null;
+  head = 0;
+  /** seq to ask history `before=` for older events; null when the beginning is loaded. */
+  nextBefore: number | null | undefined = undefined;
+  loadingOlder = false;
+  loaded = false;
+  status: 'open' | 'closed' = 'open';
+  assignee: { id: string; name?: string } | null = null;
+  visitorId: string | null = null;
+  siteId: string | null = null;
+  createdAt = 0;
+  reads: Record<string, number> = {};
+  typing = new Map<string, { who: Participant; until: number }>();
+  tags: string[] | null = null;
+  revealed = new Map<number, string>();
+  gone = false;
+  conn: SocketState = 'offline';
+
+  private socket: ReconnectingSocket;
+  private inflight = new Set<string>();
+  private offlineSince = Date.now();
+  private flushTimer: ReturnType<typeof setInterval> | undefined;
+  private typingTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastTypingSent = 0;
+  private typingActive = false;
+  private gapFetch: Promise<void> | null = null;
+  private readSent = 0;
+  private unsubs: (() => void)[] = [];
+
+  constructor(id: string, private me: Agent, private outbox: Outbox) {
+    super();
+    this.id = id;
+    this.socket = new ReconnectingSocket({
+      path: `/api/v1/conversations/${encodeURIComponent(id)}/ws`,
+      welcomeType: 'welcome',
+      hello: () => {
+        const token = getToken();
+        if (!token) return null;
+        const resume = this.loaded && this.epoch ? { after: this.lastSeq, epoch: this.epoch } : {};
+        return { token, lang: lang(), ...resume };
+      },
+      keepalive: { frame: PING, everyMs: 25_000, expectReply: 'pong', timeoutMs: 10_000 },
+    });
+    this.socket.on('frame', (f) => this.onFrame(f));
+    this.socket.on('state', (s) => {
+      this.conn = s;
+      if (s !== 'live') {
+        this.inflight.clear();
+        if (!this.offlineSince) this.offlineSince = Date.now();
+      } else {
+        this.offlineSince = 0;
+      }
+      this.emit('conn', s);
+    });
+    this.unsubs.push(this.outbox.on('change', (c) => c === this.id && this.emit('outbox')));
+  }
+
+  async start(): Promise<void> {
+    try {
+      const info = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}`);
+      this.applyInfo(info);
+      await this.loadLatest();
+    } catch (e) {
+      if (e instanceof ApiError && (e.code === 'not_found' || e.code === 'forbidden')) return this.markGone();
+      // Network trouble: the socket retries and its welcome tells us the rest.
+    }
+    this.socket.start();
+    this.loadTags();
+    this.flushTimer = setInterval(() => this.flush(), 4000);
+  }
+
+  stop(): void {
+    this.setTyping(false);
+    this.socket.stop();
+    clearInterval(this.flushTimer);
+    clearTimeout(this.typingTimer);
+    for (const u of this.unsubs) u();
+  }
+
+  private markGone(): void {
+    this.gone = true;
+    this.socket.stop();
+    this.emit('gone');
+  }
+
+  private applyInfo(info: any): void {
+    if (!info) return;
+    if (info.status === 'open' || info.status === 'closed') this.status = info.status;
+    const a = info.assignee;
+    this.assignee = a ? (typeof a === 'string' ? { id: a } : { id: a.id, name: a.name }) : null;
+    this.visitorId = info.visitor ?? this.visitorId;
+    this.siteId = info.site ?? this.siteId;
+    this.createdAt = info.created_at ?? this.createdAt;
+    this.emit('status');
+  }
+
+  /** Loads the newest page of history (start-up, and after a reset) and merges it. */
+  private async loadLatest(reset = false): Promise<void> {
+    const page = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/history?limit=${PAGE}`);
+    this.epoch = page.epoch ?? this.epoch;
+    this.head = Math.max(this.head, page.head ?? 0);
+    const evs: Ev[] = page.events ?? [];
+    for (const e of evs) this.events.set(e.seq, e);
+    this.nextBefore = page.next_before ?? null;
+    const top = evs.length ? evs[evs.length - 1].seq : page.head ?? 0;
+    this.lastSeq = Math.max(this.lastSeq, top);
+    while (this.events.has(this.lastSeq + 1)) this.lastSeq += 1;
+    this.loaded = true;
+    for (const e of evs) this.applyEventState(e);
+    this.emit('events', { added: evs, prepended: false, reset: true });
+  }
+
+  /** Loads the page before the oldest loaded event. */
+  async loadOlder(): Promise<boolean> {
+    if (this.loadingOlder || this.nextBefore === null || this.nextBefore === undefined) return false;
+    this.loadingOlder = true;
+    try {
+      const page = await api<any>(
+        `/api/v1/conversations/${encodeURIComponent(this.id)}/history?limit=${PAGE}&before=${this.nextBefore}`,
+      );
+      const evs: Ev[] = (page.events ?? []).filter((e: Ev) => !this.events.has(e.seq));
+      for (const e of evs) this.events.set(e.seq, e);
+      this.nextBefore = page.next_before ?? null;
+      this.emit('events', { added: evs, prepended: true, reset: false });
+      return true;
+    } finally {
+      this.loadingOlder = false;
+    }
+  }
+
+  sortedEvents(): Ev[] {
+    return Array.from(this.events.values()).sort((a, b) => a.seq - b.seq);
+  }
+
+  private onFrame(f: any): void {
+    switch (f?.type) {
+      case 'welcome': {
+        this.status = f.status === 'closed' ? 'closed' : 'open';
+        this.reads = { ...(f.reads ?? {}) };
+        this.readSent = Math.max(this.readSent, this.reads[this.me.id] ?? 0);
+        if (this.epoch && f.epoch !== this.epoch) {
+          // Another log incarnation: the reset that follows reloads history.
+        }
+        this.epoch = this.epoch ?? f.epoch;
+        this.head = Math.max(this.head, f.head ?? 0);
+        this.emit('status');
+        this.emit('reads');
+        if (!this.loaded) {
+          this.loadLatest(true).catch(() => {});
+        }
+        this.flush();
+        break;
+      }
+      case 'event':
+        this.addLive(f as Ev);
+        break;
+      case 'ack':
+        this.inflight.delete(f.client_msg_id);
+        this.outbox.done(f.client_msg_id);
+        break;
+      case 'typing': {
+        const p: Participant = f.participant;
+        if (!p || p.id === this.me.id) break;
+        if (f.active) this.typing.set(p.id, { who: p, until: Date.now() + TYPING_TTL });
+        else this.typing.delete(p.id);
+        this.emit('typing');
+        setTimeout(() => this.expireTyping(), TYPING_TTL + 50);
+        break;
+      }
+      case 'read':
+        if (typeof f.participant === 'string' && typeof f.seq === 'number') {
+          this.reads[f.participant] = Math.max(this.reads[f.participant] ?? 0, f.seq);
+          this.emit('reads');
+        }
+        break;
+      case 'reset':
+        // Drop what we hold now (events after this frame are live and kept), then reload.
+        this.epoch = f.epoch;
+        this.head = f.head ?? this.head;
+        this.loaded = false;
+        this.events.clear();
+        this.lastSeq = 0;
+        this.emit('events', { added: [], prepended: false, reset: true });
+        this.loadLatest(true).catch(() => this.socket.reconnect());
+        break;
+      case 'error':
+        this.onError(f);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onError(f: any): void {
+    const err = new ApiError(0, f.code ?? 'internal', f.message ?? '', f.retry_after_ms);
+    if (f.client_msg_id && this.outbox.get(f.client_msg_id)) {
+      this.inflight.delete(f.client_msg_id);
+      if (f.code === 'rate_limited' || f.code === 'storage_unavailable' || f.code === 'internal') {
+        this.outbox.retryLater(f.client_msg_id, Date.now() + (f.retry_after_ms ?? 2000));
+      } else {
+        this.outbox.fail(f.client_msg_id, f.code, f.message);
+      }
+      return;
+    }
+    if (['token_missing', 'token_invalid', 'token_expired'].includes(f.code)) {
+      this.socket.closeIsFinal = true;
+      // A fresh /me request triggers the sign-out path if the token really is dead.
+      api('/api/v1/me').catch(() => {});
+      return;
+    }
+    if (f.code === 'not_found' || f.code === 'forbidden') {
+      this.socket.closeIsFinal = true;
+      this.markGone();
+      return;
+    }
+    this.emit('error', err);
+  }
+
+  private expireTyping(): void {
+    const now = Date.now();
+    let changed = false;
+    for (const [id, t] of this.typing) {
+      if (t.until <= now) {
+        this.typing.delete(id);
+        changed = true;
+      }
+    }
+    if (changed) this.emit('typing');
+  }
+
+  private applyEventState(e: Ev): void {
+    if (e.kind === 'closed') this.status = 'closed';
+    else if (e.kind === 'reopened') this.status = 'open';
+    else if (e.kind === 'assigned' && e.body?.agent?.id) this.assignee = { id: e.body.agent.id, name: e.body.agent.name };
+    if (e.author?.role !== 'system' && e.author?.id) {
+      // Writing implies having read up to here.
+      this.reads[e.author.id] = Math.max(this.reads[e.author.id] ?? 0, e.seq);
+    }
+    if (e.author?.id && this.typing.delete(e.author.id)) this.emit('typing');
+  }
+
+  private addLive(e: Ev): void {
+    if (typeof e.seq !== 'number') return;
+    const known = this.events.has(e.seq);
+    this.events.set(e.seq, e);
+    this.head = Math.max(this.head, e.seq);
+    if (e.client_msg_id && e.author?.id === this.me.id) this.outbox.done(e.client_msg_id);
+    if (e.seq === this.lastSeq + 1 || this.lastSeq === 0) {
+      this.lastSeq = e.seq;
+      while (this.events.has(this.lastSeq + 1)) this.lastSeq += 1;
+    } else if (e.seq > this.lastSeq + 1) {
+      this.fillGap();
+    }
+    if (known) return;
+    this.applyEventState(e);
+    this.emit('status');
+    this.emit('events', { added: [e], prepended: false, reset: false });
+    if (e.author?.role === 'visitor' && e.kind === 'message') this.emit('incoming', e);
+  }
+
+  /** Fetches events missing between lastSeq and what arrived (should not happen on a socket). */
+  private fillGap(): void {
+    if (this.gapFetch || !this.epoch) return;
+    const q = new URLSearchParams({ after: String(this.lastSeq), epoch: this.epoch, wait: '0' });
+    this.gapFetch = api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/events?${q}`)
+      .then((r) => {
+        if (r?.type === 'reset') return this.onFrame(r);
+        for (const e of r?.events ?? []) this.addLive(e);
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.gapFetch = null;
+      });
+  }
+
+  // ---- sending ---------------------------------------------------------------------------
+
+  pending(): OutboxItem[] {
+    return this.outbox.for(this.id).filter((i) => !this.hasClientMsg(i.client_msg_id));
+  }
+
+  private hasClientMsg(id: string): boolean {
+    for (const e of this.events.values()) if (e.client_msg_id === id && e.author?.id === this.me.id) return true;
+    return false;
+  }
+
+  send(text: string, note: boolean): void {
+    this.setTyping(false);
+    this.outbox.add(this.id, text, note);
+    this.flush();
+  }
+
+  retry(clientMsgId: string): void {
+    this.outbox.retry(clientMsgId);
+    this.flush();
+  }
+
+  discard(clientMsgId: string): void {
+    this.outbox.done(clientMsgId);
+  }
+
+  /** Sends what the outbox holds for this conversation: over the socket, or HTTP when it is down. */
+  flush(): void {
+    const now = Date.now();
+    for (const item of this.outbox.for(this.id)) {
+      if (item.error || (item.retryAt && item.retryAt > now) || this.inflight.has(item.client_msg_id)) continue;
+      if (this.hasClientMsg(item.client_msg_id)) {
+        this.outbox.done(item.client_msg_id);
+        continue;
+      }
+      const frame: Record<string, unknown> = { type: 'send', client_msg_id: item.client_msg_id, text: item.text };
+      if (item.note) frame.note = true;
+      if (this.socket.send(frame)) {
+        this.inflight.add(item.client_msg_id);
+      } else if (this.offlineSince && now - this.offlineSince > HTTP_FALLBACK_AFTER && !this.gone) {
+        this.inflight.add(item.client_msg_id);
+        api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/messages`, {
+          method: 'POST',
+          body: { client_msg_id: item.client_msg_id, text: item.text, ...(item.note ? { note: true } : {}) },
+        })
+          .then(() => this.outbox.done(item.client_msg_id))
+          .catch((e: ApiError) => {
+            if (e.status === 0 || e.status >= 500 || e.code === 'rate_limited') {
+              this.outbox.retryLater(item.client_msg_id, Date.now() + (e.retryAfterMs ?? 3000));
+            } else {
+              this.outbox.fail(item.client_msg_id, e.code, e.message);
+            }
+          })
+          .finally(() => this.inflight.delete(item.client_msg_id));
+      }
+    }
+  }
+
+  /** Typing notices: at most one "active" every 3 s, "inactive" after 4 s of silence. */
+  typed(hasText: boolean): void {
+    clearTimeout(this.typingTimer);
+    if (!hasText) return this.setTyping(false);
+    const now = Date.now();
+    if (!this.typingActive || now - this.lastTypingSent > 3000) {
+      this.typingActive = true;
+      this.lastTypingSent = now;
+      this.socket.send({ type: 'typing', active: true });
+    }
+    this.typingTimer = setTimeout(() => this.setTyping(false), 4000);
+  }
+
+  setTyping(active: boolean): void {
+    clearTimeout(this.typingTimer);
+    if (!active && this.typingActive) {
+      this.typingActive = false;
+      this.socket.send({ type: 'typing', active: false });
+    }
+  }
+
+  // ---- reads -----------------------------------------------------------------------------
+
+  myRead(): number {
+    return Math.max(this.reads[this.me.id] ?? 0, this.readSent);
+  }
+
+  /** The visitor's read marker. */
+  visitorRead(): number {
+    return this.visitorId ? this.reads[this.visitorId] ?? 0 : 0;
+  }
+
+  unread(): number {
+    const mark = this.myRead();
+    let n = 0;
+    for (const e of this.events.values()) if (e.seq > mark && e.kind === 'message' && e.author?.role === 'visitor') n += 1;
+    return n;
+  }
+
+  /** Marks everything held as read (the view calls this while the conversation is on screen). */
+  markRead(): void {
+    const seq = this.lastSeq;
+    if (!seq || seq <= this.myRead()) return;
+    this.readSent = seq;
+    this.reads[this.me.id] = seq;
+    if (!this.socket.send({ type: 'read', seq })) {
+      api(`/api/v1/conversations/${encodeURIComponent(this.id)}/read`, { method: 'POST', body: { seq } }).catch(() => {});
+    }
+    this.emit('reads');
+  }
+
+  // ---- operations ------------------------------------------------------------------------
+
+  private post<T = any>(op: string, body?: unknown): Promise<T> {
+    return api<T>(`/api/v1/conversations/${encodeURIComponent(this.id)}/${op}`, { method: 'POST', body: body ?? {} });
+  }
+
+  /** Takes the conversation: claim (race-safe), or assign on servers without claim. */
+  async accept(): Promise<void> {
+    try {
+      await this.post('claim');
+    } catch (e) {
+      if (e instanceof ApiError && (e.code === 'not_found' || e.code === 'method_not_allowed') && !this.gone) {
+        await this.post('assign');
+      } else {
+        throw e;
+      }
+    }
+    this.assignee = { id: this.me.id, name: this.me.name };
+    this.emit('status');
+  }
+
+  async close(): Promise<void> {
+    await this.post('close');
+    this.status = 'closed';
+    this.emit('status');
+  }
+
+  async reopen(): Promise<void> {
+    await this.post('reopen');
+    this.status = 'open';
+    this.emit('status');
+  }
+
+  async transfer(target: { agent?: string; department?: string }, note?: string): Promise<void> {
+    await this.post('transfer', { ...target, ...(note ? { note } : {}) });
+  }
+
+  async loadTags(): Promise<void> {
+    try {
+      const r = await api<{ tags: string[] }>(`/api/v1/conversations/${encodeURIComponent(this.id)}/tags`);
+      this.tags = Array.isArray(r?.tags) ? r.tags : [];
+    } catch (e) {
+      if (isMissingEndpoint(e)) this.tags = null;
+    }
+    this.emit('tags');
+  }
+
+  async setTags(tags: string[]): Promise<void> {
+    const before = this.tags;
+    this.tags = tags;
+    this.emit('tags');
+    try {
+      const r = await api<{ tags: string[] }>(`/api/v1/conversations/${encodeURIComponent(this.id)}/tags`, {
+        method: 'PUT',
+        body: { tags },
+      });
+      if (Array.isArray(r?.tags)) this.tags = r.tags;
+    } catch (e) {
+      this.tags = before;
+      throw e;
+    } finally {
+      this.emit('tags');
+    }
+  }
+
+  async reveal(seq: number): Promise<string> {
+    const r = await this.post<{ text: string }>('reveal', { seq });
+    this.revealed.set(seq, r.text);
+    return r.text;
+  }
+}

@@ -1,0 +1,5 @@
+// Imports esbuild resolves at build time (see widget/build.mjs).
+declare module '*.css' {
+  const text: string;
+  export default text;
+}
