@@ -1,0 +1,701 @@
+// The console's state: the signed-in agent, the team's conversations (from the list endpoint,
+// kept live by the site sockets' snapshots and feed), open conversation tabs, unread counts,
+// presence, quick replies and visitor details. Views subscribe to its events and render.
+//
+// Live updates come from one console socket per site (`/api/v1/console/ws?site=`): an `inbox`
+// snapshot after hello and after every change, and `feed` frames for alerts. While no site
+// socket is live (not deployed yet, or reconnecting) the list is polled instead.
+import { chime, desktopNotify, setTitleCount } from './alerts';
+import { api, ApiError, getToken, isMissingEndpoint } from './api';
+import { ConvSession } from './conversation';
+import { Emitter } from './emitter';
+import { lang, t } from './i18n';
+import { Outbox } from './outbox';
+import { ReconnectingSocket, type SocketState } from './socket';
+import { load, save } from './storage';
+import type {
+  Agent, AgentStatus, AssignmentEntry, ConvRow, Ev, FeedFrame, InboxFrame, PresenceAgent, QueueEntry, QuickReply, Site,
+  VisitorInfo,
+} from './types';
+
+export type ListName = 'waiting' | 'mine' | 'team' | 'closed';
+export const LISTS: ListName[] = ['waiting', 'mine', 'team', 'closed'];
+
+export interface Summary extends ConvRow {
+  preview?: { text: string; at: number; role: string; note?: boolean; masked?: boolean };
+  /** Seqs of visitor messages seen (for unread counts of conversations not open in a tab). */
+  visitorSeqs: Set<number>;
+  /** Came in during this session and not opened yet. */
+  isNew: boolean;
+  hydratedSeq: number;
+}
+
+export type LiveMode = 'connecting' | 'live' | 'polling' | 'offline';
+
+interface SiteLink {
+  site: Site;
+  socket: ReconnectingSocket;
+  snapshot: InboxFrame | null;
+  state: SocketState;
+}
+
+const POLL_MS = 4000;
+const REFRESH_MS = 60_000;
+const MAX_TABS = 12;
+
+export class Store extends Emitter<{
+  inbox: [];
+  tabs: [];
+  presence: [];
+  conn: [];
+  toast: [string, 'info' | 'error'];
+  announce: [string];
+  quick: [];
+  visitor: [string];
+}> {
+  sites: Site[] = [];
+  rows = new Map<string, Summary>();
+  nextBefore: string | null = null;
+  listLoaded = false;
+  links = new Map<string, SiteLink>();
+  sessions = new Map<string, ConvSession>();
+  tabs: string[] = [];
+  active: string | null = null;
+  list: ListName;
+  myStatus: AgentStatus = 'online';
+  private desiredStatus: AgentStatus | null = null;
+  quickReplies: QuickReply[] | null = null;
+  quickLoadedAt = 0;
+  visitors = new Map<string, VisitorInfo | null>();
+  private visitorFetch = new Map<string, Promise<void>>();
+  visitorApi = true;
+  readonly outbox: Outbox;
+  private readMarks: Record<string, number>;
+  private pollTimer: ReturnType<typeof setInterval> | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private startedAt = Date.now();
+  private alerted = new Set<string>();
+  private hydrating = new Set<string>();
+  private hydrateQueue: string[] = [];
+  private activeHydrations = 0;
+  private stopped = false;
+  /** Whether the server has the console socket at all (false after repeated refusals). */
+  siteSocketsSupported = true;
+  visible = true;
+
+  constructor(readonly me: Agent) {
+    super();
+    this.outbox = new Outbox(me.id);
+    this.readMarks = load<Record<string, number>>(`reads.${me.id}`, {}) ?? {};
+    const saved = load<{ open: string[]; active: string | null }>(`tabs.${me.id}`);
+    this.tabs = (saved?.open ?? []).filter((id) => typeof id === 'string' && /^c_[a-z0-9]+$/.test(id)).slice(0, MAX_TABS);
+    this.active = saved?.active && this.tabs.includes(saved.active) ? saved.active : this.tabs[0] ?? null;
+    this.list = (load<ListName>(`list.${me.id}`) as ListName) ?? 'waiting';
+    if (!LISTS.includes(this.list)) this.list = 'waiting';
+    this.desiredStatus = null;
+  }
+
+  async start(): Promise<void> {
+    for (const id of this.tabs) this.startSession(id);
+    await Promise.all([this.loadSites(), this.refreshList()]);
+    this.connectSites();
+    this.pollTimer = setInterval(() => this.tick(), POLL_MS);
+    this.loadQuickReplies().catch(() => {});
+    this.emit('tabs');
+    this.emit('inbox');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.pollTimer);
+    clearTimeout(this.refreshTimer);
+    for (const s of this.sessions.values()) s.stop();
+    for (const l of this.links.values()) l.socket.stop();
+    this.sessions.clear();
+    this.links.clear();
+  }
+
+  // ---- sites and site sockets -------------------------------------------------------------
+
+  private async loadSites(): Promise<void> {
+    try {
+      const r = await api<{ sites: Site[] }>('/api/v1/sites');
+      this.sites = Array.isArray(r?.sites) ? r.sites : [];
+    } catch (e) {
+      if (!isMissingEndpoint(e)) throw e;
+      this.sites = [];
+    }
+  }
+
+  /** Sites known from the list when /api/v1/sites is not available. */
+  private ensureSitesFromRows(): void {
+    for (const row of this.rows.values()) {
+      if (row.site_id && !this.sites.some((s) => s.id === row.site_id)) {
+        this.sites.push({ id: row.site_id, name: '' });
+      }
+    }
+  }
+
+  private connectSites(): void {
+    if (this.stopped) return;
+    this.ensureSitesFromRows();
+    for (const site of this.sites) {
+      if (this.links.has(site.id)) continue;
+      const socket = new ReconnectingSocket({
+        path: `/api/v1/console/ws?site=${encodeURIComponent(site.id)}`,
+        welcomeType: 'inbox',
+        hello: () => {
+          const token = getToken();
+          return token ? { token, lang: lang() } : null;
+        },
+        keepalive: { frame: '{"v":1,"type":"heartbeat"}', everyMs: 20_000 },
+      });
+      const link: SiteLink = { site, socket, snapshot: null, state: 'connecting' };
+      this.links.set(site.id, link);
+      socket.on('state', (s) => {
+        link.state = s;
+        if (s === 'live') {
+          if (this.desiredStatus) socket.send({ type: 'status', status: this.desiredStatus });
+          this.scheduleRefresh(200);
+        }
+        this.emit('conn');
+      });
+      socket.on('failed', (n) => {
+        // A server without the console socket refuses the upgrade every time.
+        if (n >= 3 && !Array.from(this.links.values()).some((l) => l.snapshot)) {
+          this.siteSocketsSupported = false;
+          this.emit('conn');
+        }
+      });
+      socket.on('frame', (f) => this.onSiteFrame(link, f));
+      socket.start();
+    }
+  }
+
+  liveMode(): LiveMode {
+    const links = Array.from(this.links.values());
+    if (links.length && links.every((l) => l.state === 'live')) return 'live';
+    if (!navigator.onLine) return 'offline';
+    if (!this.siteSocketsSupported || links.length === 0) return this.listLoaded ? 'polling' : 'connecting';
+    if (links.some((l) => l.snapshot)) return 'offline';
+    return this.listLoaded ? 'polling' : 'connecting';
+  }
+
+  private allLive(): boolean {
+    const links = Array.from(this.links.values());
+    return links.length > 0 && links.every((l) => l.state === 'live');
+  }
+
+  private onSiteFrame(link: SiteLink, f: any): void {
+    if (f?.type === 'inbox') {
+      link.snapshot = f as InboxFrame;
+      if (f.me?.status) this.myStatus = f.me.status;
+      for (const q of link.snapshot.queue ?? []) this.ensureRow(q.conversation, link.site.id, q.since);
+      for (const a of link.snapshot.assignments ?? []) this.ensureRow(a.conversation, link.site.id);
+      this.emit('presence');
+      this.changed();
+    } else if (f?.type === 'feed') {
+      this.onFeed(link, f as FeedFrame);
+    } else if (f?.type === 'error') {
+      if (['token_missing', 'token_invalid', 'token_expired'].includes(f.code)) {
+        link.socket.closeIsFinal = true;
+        api('/api/v1/me').catch(() => {});
+      } else if (f.code === 'forbidden' || f.code === 'not_found' || f.code === 'unknown_site') {
+        link.socket.closeIsFinal = true;
+      }
+    }
+  }
+
+  /** A row for a conversation we learned about live, before the D1 mirror has it. */
+  private ensureRow(id: string | undefined, siteId: string, at?: number): Summary | null {
+    if (!id) return null;
+    let row = this.rows.get(id);
+    if (!row) {
+      const now = at ?? Date.now();
+      row = {
+        id, site_id: siteId, visitor_id: '', status: 'open', assignee_id: null, created_at: now, updated_at: now,
+        last_seq: 0, last_message_at: null, visitorSeqs: new Set(), isNew: this.listLoaded, hydratedSeq: 0,
+      };
+      this.rows.set(id, row);
+      this.hydrate(id);
+    }
+    return row;
+  }
+
+  private onFeed(link: SiteLink, f: FeedFrame): void {
+    const id = f.conversation;
+    const at = f.at ?? Date.now();
+    const row = this.ensureRow(id, link.site.id, at);
+    if (row) row.updated_at = Math.max(row.updated_at, at);
+    switch (f.event) {
+      case 'new':
+      case 'queued':
+        if (row) {
+          row.status = 'open';
+          if (f.event === 'new') row.isNew = true;
+        }
+        if (id) this.alertOnce(`new:${id}`, () => this.notify(f.event === 'new' ? t('alertNew') : t('alertQueued'), f.preview ?? '', id, 'conversation'));
+        break;
+      case 'assigned':
+        if (row) row.assignee_id = f.agent ?? null;
+        if (id && f.agent === this.me.id && f.reason !== 'claimed') {
+          const text = f.reason === 'transferred' && f.previous ? t('alertTransferred', { name: this.agentName(f.previous) }) : t('alertAssigned');
+          this.alertOnce(`assigned:${id}:${at}`, () => this.notify(text, '', id, 'conversation'));
+          if (row) row.isNew = true;
+        }
+        break;
+      case 'activity':
+        if (row && typeof f.seq === 'number') {
+          row.last_seq = Math.max(row.last_seq, f.seq);
+          if (f.kind === 'message' || f.kind === 'note') {
+            row.last_message_at = at;
+            if (f.preview !== undefined) row.preview = { text: f.preview, at, role: f.author_role ?? 'visitor', note: f.kind === 'note', masked: f.masked };
+          }
+          if (f.kind === 'closed') row.status = 'closed';
+          if (f.kind === 'reopened') row.status = 'open';
+          if (f.kind === 'message' && f.author_role === 'visitor') {
+            row.visitorSeqs.add(f.seq);
+            this.messageAlert(row, f.seq, f.preview ?? '');
+          }
+        }
+        break;
+      case 'closed':
+        if (row) row.status = 'closed';
+        break;
+      case 'missed':
+        if (f.agent === this.me.id) this.emit('toast', t('alertMissed'), 'info');
+        break;
+      case 'presence':
+        if (f.agent === this.me.id && f.status) this.myStatus = f.status;
+        this.emit('presence');
+        break;
+      default:
+        break;
+    }
+    this.changed();
+    this.scheduleRefresh(1500);
+  }
+
+  private agentName(id: string): string {
+    if (id === this.me.id) return this.me.name;
+    for (const l of this.links.values()) {
+      const a = l.snapshot?.agents?.find((x) => x.id === id);
+      if (a) return a.name;
+    }
+    return t('agent');
+  }
+
+  /** Agents (other than me) across sites, for transfers. */
+  agents(): PresenceAgent[] {
+    const byId = new Map<string, PresenceAgent>();
+    for (const l of this.links.values()) for (const a of l.snapshot?.agents ?? []) byId.set(a.id, a);
+    return Array.from(byId.values());
+  }
+
+  departments(): string[] {
+    const set = new Set<string>();
+    for (const l of this.links.values()) for (const q of l.snapshot?.queue ?? []) if (q.department) set.add(q.department);
+    return Array.from(set).sort();
+  }
+
+  setStatus(status: AgentStatus): void {
+    this.desiredStatus = status;
+    this.myStatus = status;
+    for (const l of this.links.values()) l.socket.send({ type: 'status', status });
+    this.emit('presence');
+  }
+
+  // ---- the conversation list ----------------------------------------------------------------
+
+  private tick(): void {
+    if (this.stopped) return;
+    if (!this.allLive()) {
+      this.refreshList().catch(() => {});
+      if (this.siteSocketsSupported) this.connectSites();
+    }
+    for (const s of this.sessions.values()) s.flush();
+  }
+
+  private scheduleRefresh(ms: number): void {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => {
+      this.refreshList().catch(() => {});
+    }, ms);
+  }
+
+  /** Reloads the newest page of the list and merges it. */
+  async refreshList(): Promise<void> {
+    let r: { conversations: ConvRow[]; next_before: string | null };
+    try {
+      r = await api('/api/v1/conversations?limit=100');
+    } finally {
+      clearTimeout(this.refreshTimer);
+      if (!this.stopped) this.refreshTimer = setTimeout(() => this.refreshList().catch(() => {}), REFRESH_MS);
+    }
+    const first = !this.listLoaded;
+    this.merge(r.conversations ?? [], first);
+    if (first) this.nextBefore = r.next_before ?? null;
+    this.listLoaded = true;
+    if (first) {
+      this.ensureSitesFromRows();
+      this.connectSites();
+    }
+    this.changed();
+  }
+
+  async loadMore(): Promise<void> {
+    if (!this.nextBefore) return;
+    const r = await api<{ conversations: ConvRow[]; next_before: string | null }>(
+      `/api/v1/conversations?limit=100&before=${encodeURIComponent(this.nextBefore)}`,
+    );
+    this.merge(r.conversations ?? [], true);
+    this.nextBefore = r.next_before ?? null;
+    this.changed();
+  }
+
+  private merge(rows: ConvRow[], initial: boolean): void {
+    for (const raw of rows) {
+      const old = this.rows.get(raw.id);
+      if (!old) {
+        const fresh = !initial && raw.created_at > this.startedAt - 30_000 && raw.status === 'open';
+        const row: Summary = { ...raw, visitorSeqs: new Set(), isNew: fresh, hydratedSeq: 0 };
+        this.rows.set(raw.id, row);
+        if (fresh && !this.allLive()) {
+          this.alertOnce(`new:${raw.id}`, () => this.notify(t('alertNew'), '', raw.id, 'conversation'));
+        }
+      } else if (raw.updated_at >= old.updated_at || !old.visitor_id) {
+        Object.assign(old, raw);
+      } else {
+        old.visitor_id ||= raw.visitor_id;
+        old.last_seq = Math.max(old.last_seq, raw.last_seq);
+      }
+      const row = this.rows.get(raw.id)!;
+      if (row.last_seq > row.hydratedSeq) this.hydrate(row.id);
+    }
+  }
+
+  /** Loads the tail of a conversation for its preview and unread count. */
+  private hydrate(id: string): void {
+    if (this.hydrating.has(id) || this.sessions.has(id)) return;
+    this.hydrating.add(id);
+    this.hydrateQueue.push(id);
+    this.pumpHydrate();
+  }
+
+  private pumpHydrate(): void {
+    while (this.activeHydrations < 3 && this.hydrateQueue.length) {
+      const id = this.hydrateQueue.shift()!;
+      this.activeHydrations += 1;
+      api<any>(`/api/v1/conversations/${encodeURIComponent(id)}/history?limit=20`)
+        .then((page) => {
+          const row = this.rows.get(id);
+          if (!row) return;
+          const evs: Ev[] = page?.events ?? [];
+          const live = row.hydratedSeq > 0 || row.isNew;
+          for (const e of evs) this.absorb(row, e, live && e.seq > row.hydratedSeq);
+          row.hydratedSeq = Math.max(row.hydratedSeq, page?.head ?? 0, row.last_seq);
+          row.last_seq = Math.max(row.last_seq, page?.head ?? 0);
+          this.changed();
+        })
+        .catch(() => {})
+        .finally(() => {
+          this.hydrating.delete(id);
+          this.activeHydrations -= 1;
+          this.pumpHydrate();
+        });
+    }
+  }
+
+  /** Takes what a summary needs from one event. */
+  private absorb(row: Summary, e: Ev, alert: boolean): void {
+    if (e.kind === 'message' || e.kind === 'note') {
+      if (!row.preview || row.preview.at <= e.at) {
+        row.preview = { text: String(e.body?.text ?? ''), at: e.at, role: e.author?.role, note: e.kind === 'note', masked: e.masked };
+      }
+      row.last_message_at = Math.max(row.last_message_at ?? 0, e.at);
+    }
+    if (e.kind === 'message' && e.author?.role === 'visitor') {
+      const isNewSeq = !row.visitorSeqs.has(e.seq);
+      row.visitorSeqs.add(e.seq);
+      if (alert && isNewSeq) this.messageAlert(row, e.seq, String(e.body?.text ?? ''));
+    }
+    if (e.author?.id === this.me.id) this.markReadUpTo(row.id, e.seq);
+    if (e.kind === 'closed') row.status = 'closed';
+    if (e.kind === 'reopened') row.status = 'open';
+    if (e.kind === 'assigned' && e.body?.agent?.id) row.assignee_id = e.body.agent.id;
+  }
+
+  /** Rows of the conversations in one list, sorted for it. */
+  listRows(name: ListName): Summary[] {
+    const out: Summary[] = [];
+    for (const row of this.rows.values()) if (this.inList(row, name)) out.push(row);
+    if (name === 'waiting') {
+      out.sort((a, b) => (this.queueEntry(a.id)?.position ?? 1e9) - (this.queueEntry(b.id)?.position ?? 1e9) || a.created_at - b.created_at);
+    } else {
+      out.sort((a, b) => this.activity(b) - this.activity(a));
+    }
+    return out;
+  }
+
+  activity(row: Summary): number {
+    return Math.max(row.last_message_at ?? 0, row.updated_at, row.created_at);
+  }
+
+  private snapshotFor(siteId: string): InboxFrame | null {
+    return this.links.get(siteId)?.snapshot ?? null;
+  }
+
+  queueEntry(id: string): QueueEntry | null {
+    const row = this.rows.get(id);
+    const snap = row ? this.snapshotFor(row.site_id) : null;
+    return snap?.queue?.find((q) => q.conversation === id) ?? null;
+  }
+
+  assignment(id: string): AssignmentEntry | null {
+    const row = this.rows.get(id);
+    const snap = row ? this.snapshotFor(row.site_id) : null;
+    return snap?.assignments?.find((a) => a.conversation === id) ?? null;
+  }
+
+  /** Who has the conversation: the live snapshot first, then the open socket, then the mirror. */
+  assignee(id: string): string | null {
+    const row = this.rows.get(id);
+    const session = this.sessions.get(id);
+    const snap = row ? this.snapshotFor(row.site_id) : null;
+    if (snap) {
+      const a = snap.assignments?.find((x) => x.conversation === id);
+      if (a) return a.agent;
+      if (snap.queue?.some((q) => q.conversation === id)) return null;
+    }
+    return session?.assignee?.id ?? row?.assignee_id ?? null;
+  }
+
+  status(id: string): 'open' | 'closed' {
+    const session = this.sessions.get(id);
+    if (session?.loaded) return session.status;
+    return this.rows.get(id)?.status ?? 'open';
+  }
+
+  inList(row: Summary, name: ListName): boolean {
+    const status = this.status(row.id);
+    if (name === 'closed') return status === 'closed';
+    if (status !== 'open') return false;
+    if (name === 'team') return true;
+    const who = this.assignee(row.id);
+    if (name === 'mine') return who === this.me.id;
+    return who === null || this.queueEntry(row.id) !== null;
+  }
+
+  counts(): Record<ListName, number> {
+    const c: Record<ListName, number> = { waiting: 0, mine: 0, team: 0, closed: 0 };
+    for (const row of this.rows.values()) for (const l of LISTS) if (this.inList(row, l)) c[l] += 1;
+    return c;
+  }
+
+  setList(name: ListName): void {
+    this.list = name;
+    save(`list.${this.me.id}`, name);
+    this.emit('inbox');
+  }
+
+  // ---- unread and alerts ------------------------------------------------------------------
+
+  private markReadUpTo(id: string, seq: number): void {
+    if ((this.readMarks[id] ?? 0) >= seq) return;
+    this.readMarks[id] = seq;
+    save(`reads.${this.me.id}`, this.readMarks);
+  }
+
+  unread(id: string): number {
+    const session = this.sessions.get(id);
+    if (session?.loaded) return session.unread();
+    const row = this.rows.get(id);
+    if (!row) return 0;
+    const mark = this.readMarks[id] ?? 0;
+    let n = 0;
+    for (const s of row.visitorSeqs) if (s > mark) n += 1;
+    return n;
+  }
+
+  /** Conversations whose unread messages matter to me: waiting, mine, or open in a tab. */
+  private attention(id: string): boolean {
+    const row = this.rows.get(id);
+    if (this.tabs.includes(id)) return true;
+    if (!row || this.status(id) !== 'open') return false;
+    const who = this.assignee(id);
+    return who === null || who === this.me.id;
+  }
+
+  titleCount(): number {
+    let n = 0;
+    for (const row of this.rows.values()) {
+      if (!this.attention(row.id)) continue;
+      const u = this.unread(row.id);
+      n += u > 0 ? u : row.isNew && this.status(row.id) === 'open' ? 1 : 0;
+    }
+    return n;
+  }
+
+  private alertOnce(key: string, fn: () => void): void {
+    if (this.alerted.has(key)) return;
+    this.alerted.add(key);
+    fn();
+  }
+
+  private messageAlert(row: Summary, seq: number, text: string): void {
+    if (!this.attention(row.id)) return;
+    if (this.active === row.id && this.visible && document.visibilityState === 'visible') return;
+    this.alertOnce(`msg:${row.id}:${seq}`, () => this.notify(t('alertMessage', { name: this.visitorName(row.id) }), text, row.id, 'message'));
+  }
+
+  private notify(title: string, body: string, id: string, kind: 'conversation' | 'message'): void {
+    chime(kind);
+    desktopNotify(title, body, id, () => this.open(id));
+    this.emit('announce', body ? `${title}: ${body}` : title);
+  }
+
+  private changed(): void {
+    setTitleCount(this.titleCount());
+    this.emit('inbox');
+    this.emit('tabs');
+  }
+
+  // ---- tabs and sessions ------------------------------------------------------------------
+
+  private persistTabs(): void {
+    save(`tabs.${this.me.id}`, { open: this.tabs, active: this.active });
+  }
+
+  private startSession(id: string): ConvSession {
+    let s = this.sessions.get(id);
+    if (s) return s;
+    s = new ConvSession(id, this.me, this.outbox);
+    this.sessions.set(id, s);
+    const sync = () => {
+      const row = this.rows.get(id);
+      if (row && s!.loaded) {
+        row.status = s!.status;
+        if (s!.assignee) row.assignee_id = s!.assignee.id;
+        const evs = s!.sortedEvents();
+        for (const e of evs.slice(-30)) this.absorb(row, e, false);
+        row.last_seq = Math.max(row.last_seq, s!.lastSeq);
+        row.hydratedSeq = Math.max(row.hydratedSeq, s!.lastSeq);
+      } else if (!row && s!.loaded && s!.siteId && s!.visitorId) {
+        const now = s!.createdAt || Date.now();
+        this.rows.set(id, {
+          id, site_id: s!.siteId, visitor_id: s!.visitorId, status: s!.status, assignee_id: s!.assignee?.id ?? null,
+          created_at: now, updated_at: now, last_seq: s!.lastSeq, last_message_at: null, visitorSeqs: new Set(), isNew: false,
+          hydratedSeq: s!.lastSeq,
+        });
+      }
+      this.changed();
+    };
+    s.on('events', sync);
+    s.on('status', sync);
+    s.on('reads', () => {
+      this.markReadUpTo(id, s!.myRead());
+      this.changed();
+    });
+    s.on('incoming', (e) => {
+      const row = this.rows.get(id);
+      if (row) this.messageAlert(row, e.seq, String(e.body?.text ?? ''));
+    });
+    s.on('gone', () => this.changed());
+    s.on('status', () => {
+      if (s!.visitorId) this.loadVisitor(s!.visitorId);
+    });
+    void s.start();
+    return s;
+  }
+
+  open(id: string): void {
+    if (!this.tabs.includes(id)) {
+      this.tabs.push(id);
+      while (this.tabs.length > MAX_TABS) {
+        const drop = this.tabs.find((x) => x !== id && x !== this.active);
+        if (!drop) break;
+        this.closeTab(drop, false);
+      }
+    }
+    this.startSession(id);
+    this.active = id;
+    const row = this.rows.get(id);
+    if (row) row.isNew = false;
+    this.persistTabs();
+    this.changed();
+  }
+
+  closeTab(id: string, emit = true): void {
+    const i = this.tabs.indexOf(id);
+    if (i < 0) return;
+    this.tabs.splice(i, 1);
+    this.sessions.get(id)?.stop();
+    this.sessions.delete(id);
+    if (this.active === id) this.active = this.tabs[Math.min(i, this.tabs.length - 1)] ?? null;
+    this.persistTabs();
+    if (emit) this.changed();
+  }
+
+  activate(id: string | null): void {
+    this.active = id;
+    this.persistTabs();
+    this.changed();
+  }
+
+  // ---- visitors, quick replies ------------------------------------------------------------
+
+  visitorName(convId: string): string {
+    const row = this.rows.get(convId);
+    const vid = row?.visitor_id || this.sessions.get(convId)?.visitorId || '';
+    const info = vid ? this.visitors.get(vid) : undefined;
+    const name = info?.visitor?.name || info?.visitor?.email;
+    if (name) return name;
+    if (!vid) return t('visitor');
+    if (this.visitorApi && !this.visitors.has(vid) && this.attention(convId)) this.loadVisitor(vid);
+    return t('visitorN', { id: vid.slice(-4).toUpperCase() });
+  }
+
+  loadVisitor(vid: string, force = false): Promise<void> {
+    if (!this.visitorApi || !vid) return Promise.resolve();
+    const inflight = this.visitorFetch.get(vid);
+    if (inflight) return inflight;
+    if (this.visitors.has(vid) && !force) return Promise.resolve();
+    const p = api<VisitorInfo>(`/api/v1/visitors/${encodeURIComponent(vid)}`)
+      .then((info) => {
+        this.visitors.set(vid, info ?? null);
+      })
+      .catch((e) => {
+        if (isMissingEndpoint(e) && !(e instanceof ApiError && e.code === 'not_found' && this.visitors.size > 0)) {
+          // Either no such route yet or no such visitor: remember nothing useful.
+        }
+        if (!this.visitors.has(vid)) this.visitors.set(vid, null);
+      })
+      .finally(() => {
+        this.visitorFetch.delete(vid);
+        this.emit('visitor', vid);
+        this.emit('inbox');
+        this.emit('tabs');
+      });
+    this.visitorFetch.set(vid, p);
+    return p;
+  }
+
+  async loadQuickReplies(force = false): Promise<QuickReply[]> {
+    if (!force && this.quickReplies && Date.now() - this.quickLoadedAt < 60_000) return this.quickReplies;
+    try {
+      const r = await api<{ replies: QuickReply[] }>('/api/v1/quick-replies');
+      this.quickReplies = Array.isArray(r?.replies) ? r.replies : [];
+    } catch (e) {
+      if (!isMissingEndpoint(e)) throw e;
+      this.quickReplies = this.quickReplies ?? [];
+    }
+    this.quickLoadedAt = Date.now();
+    this.emit('quick');
+    return this.quickReplies;
+  }
+
+  async createQuickReply(r: { title: string; body: string; group: string; personal: boolean }): Promise<void> {
+    await api('/api/v1/quick-replies', { method: 'POST', body: r });
+    await this.loadQuickReplies(true);
+  }
+}
