@@ -281,17 +281,30 @@ export async function seedDemo(d1, { origins = [], persistDir } = {}) {
   const email = 'admin@parley.local';
   const password = randomBytes(12).toString('base64url');
   const pw = hashPassword(password);
+  // The key the demo shop's server would sign visitor ids with (Parley.identify).
+  const identitySecret = randomBytes(32).toString('hex');
   await d1.batch([
     d1.prepare('INSERT INTO teams (id, name, created_at) VALUES (?, ?, ?)').bind(teamId, 'Demo team', now),
     d1.prepare(
-      'INSERT INTO sites (id, team_id, site_key, name, allowed_origins, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-    ).bind(siteId, teamId, siteKey, 'Demo site', JSON.stringify(origins), now),
+      `INSERT INTO sites (id, team_id, site_key, name, allowed_origins, identity_secret, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ).bind(siteId, teamId, siteKey, 'Demo shop', JSON.stringify(origins), identitySecret, now),
     d1.prepare(
       `INSERT INTO agents (id, team_id, email, name, role, password_hash, password_salt,
          password_iterations, created_at) VALUES (?, ?, ?, ?, 'owner', ?, ?, ?, ?)`,
     ).bind(agentId, teamId, email, 'Demo Admin', pw.hash, pw.salt, pw.iterations, now),
+    ...[
+      ['Greetings', 'Hello', 'Hello! Thanks for reaching out — how can I help you today?'],
+      ['Greetings', '您好', '您好！感谢您的咨询，请问有什么可以帮您？'],
+      ['Orders', 'Order status', 'Could you share your order number? I will check its status right away.'],
+      ['Closing', 'Anything else', 'Is there anything else I can help you with?'],
+    ].map(([group, title, body]) =>
+      d1.prepare(
+        'INSERT INTO quick_replies (id, team_id, agent_id, group_name, title, body, created_at) VALUES (?, ?, NULL, ?, ?, ?, ?)',
+      ).bind(randomId('q'), teamId, group, title, body, now),
+    ),
   ]);
-  const creds = { siteKey, email, password };
+  const creds = { siteKey, email, password, identitySecret };
   if (credFile) {
     mkdirSync(dir, { recursive: true });
     writeFileSync(credFile, JSON.stringify(creds, null, 2) + '\n', { mode: 0o600 });

@@ -173,13 +173,13 @@ export class Store extends Emitter<{
   }
 
   liveMode(): LiveMode {
-    const links = Array.from(this.links.values());
-    if (links.length && links.every((l) => l.state === 'live')) return 'live';
-    if (!navigator.onLine) return 'offline';
-    if (!this.siteSocketsSupported || links.length === 0) return this.listLoaded ? 'polling' : 'connecting';
-    if (links.some((l) => l.snapshot)) return 'offline';
+    if (this.allLive()) return 'live';
+    if (!navigator.onLine || !this.listOk) return this.listLoaded ? 'offline' : 'connecting';
     return this.listLoaded ? 'polling' : 'connecting';
   }
+
+  /** Whether the last list request got through. */
+  listOk = true;
 
   private allLive(): boolean {
     const links = Array.from(this.links.values());
@@ -328,6 +328,16 @@ export class Store extends Emitter<{
     let r: { conversations: ConvRow[]; next_before: string | null };
     try {
       r = await api('/api/v1/conversations?limit=100');
+      if (!this.listOk) {
+        this.listOk = true;
+        this.emit('conn');
+      }
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 0 && this.listOk) {
+        this.listOk = false;
+        this.emit('conn');
+      }
+      throw e;
     } finally {
       clearTimeout(this.refreshTimer);
       if (!this.stopped) this.refreshTimer = setTimeout(() => this.refreshList().catch(() => {}), REFRESH_MS);
@@ -664,10 +674,8 @@ export class Store extends Emitter<{
       .then((info) => {
         this.visitors.set(vid, info ?? null);
       })
-      .catch((e) => {
-        if (isMissingEndpoint(e) && !(e instanceof ApiError && e.code === 'not_found' && this.visitors.size > 0)) {
-          // Either no such route yet or no such visitor: remember nothing useful.
-        }
+      .catch(() => {
+        // No such route yet, or no details for this visitor: show what the conversation has.
         if (!this.visitors.has(vid)) this.visitors.set(vid, null);
       })
       .finally(() => {

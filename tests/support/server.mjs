@@ -204,6 +204,7 @@ export async function startServer({
     siteKey: ready.siteKey,
     email: ready.email,
     password: ready.password,
+    identitySecret: ready.identitySecret,
     persistDir,
     pid: child.pid,
     logs,
