@@ -227,6 +227,7 @@ export class Store extends Emitter<{
     const at = f.at ?? Date.now();
     const row = this.ensureRow(id, link.site.id, at);
     if (row) row.updated_at = Math.max(row.updated_at, at);
+    this.learnAgent(f.agent, f.agent_name);
     switch (f.event) {
       case 'new':
       case 'queued':
@@ -239,7 +240,7 @@ export class Store extends Emitter<{
       case 'assigned':
         if (row) row.assignee_id = f.agent ?? null;
         if (id && f.agent === this.me.id && f.reason !== 'claimed') {
-          const text = f.reason === 'transferred' && f.previous ? t('alertTransferred', { name: this.agentName(f.previous) }) : t('alertAssigned');
+          const text = f.reason === 'transferred' && f.previous ? t('alertTransferred', { name: this.agentLabel(f.previous) }) : t('alertAssigned');
           this.alertOnce(`assigned:${id}:${at}`, () => this.notify(text, '', id, 'conversation'));
           if (row) row.isNew = true;
         }
@@ -276,13 +277,20 @@ export class Store extends Emitter<{
     this.scheduleRefresh(1500);
   }
 
-  private agentName(id: string): string {
+  /** Names of agents seen anywhere (snapshots, feed, events), for labels. */
+  private agentNames = new Map<string, string>();
+
+  agentLabel(id: string): string {
     if (id === this.me.id) return this.me.name;
     for (const l of this.links.values()) {
       const a = l.snapshot?.agents?.find((x) => x.id === id);
       if (a) return a.name;
     }
-    return t('agent');
+    return this.agentNames.get(id) ?? t('agent');
+  }
+
+  learnAgent(id: string | undefined, name: string | undefined): void {
+    if (id && name) this.agentNames.set(id, name);
   }
 
   /** Agents (other than me) across sites, for transfers. */
@@ -430,6 +438,8 @@ export class Store extends Emitter<{
       if (alert && isNewSeq) this.messageAlert(row, e.seq, String(e.body?.text ?? ''));
     }
     if (e.author?.id === this.me.id) this.markReadUpTo(row.id, e.seq);
+    if (e.author?.role === 'agent') this.learnAgent(e.author.id, e.author.name);
+    if (e.kind === 'assigned') this.learnAgent(e.body?.agent?.id, e.body?.agent?.name);
     if (e.kind === 'closed') row.status = 'closed';
     if (e.kind === 'reopened') row.status = 'open';
     if (e.kind === 'assigned' && e.body?.agent?.id) row.assignee_id = e.body.agent.id;

@@ -243,7 +243,7 @@ function boot(): void {
   const loadConfig = async () => {
     const cached = ls.get('k');
     if (cached?.d) applyConfig(cached.d);
-    if (Date.now() - (cached?.a || 0) < 6e4) return;
+    if (Date.now() - (cached?.a || 0) < 15e3) return;
     try {
       const res = await fetch(`${base}/api/v1/widget/config?site=${encodeURIComponent(site)}`, { credentials: 'omit' });
       if (res.ok) {
@@ -264,6 +264,7 @@ function boot(): void {
     launcher,
     ls,
     cfg: () => cfg,
+    refresh: loadConfig,
     lang: () => locale,
     api,
     session,

@@ -109,6 +109,8 @@ export interface Host {
   ls: Store;
   /** the configuration as the server sent it (or {}); the chat normalizes it */
   cfg(): any;
+  /** fetch the configuration again (agents may have come online) */
+  refresh(): Promise<void>;
   lang(): Locale;
   api(path: string, opts?: ApiOptions): Promise<ApiResult>;
   /** The visitor session; pass the token that just failed (or true) to renew it. */

@@ -100,6 +100,7 @@ class Chat {
   private avatar!: HTMLElement;
   private announcer!: HTMLElement;
   private bannerTimer: any = 0;
+  private formDirty = false;
 
   constructor(host: Host) {
     this.h = host;
@@ -127,7 +128,11 @@ class Chat {
     });
 
     host.sub('lang', () => this.rebuild());
-    host.sub('cfg', () => this.rebuild());
+    host.sub('cfg', () => {
+      const key = JSON.stringify(this.cfg());
+      if (key !== this.cfgKey) this.rebuild();
+      this.cfgKey = key;
+    });
     host.sub('id', () => this.renderView());
     addEventListener('storage', (e) => this.onStorage(e));
     document.addEventListener('visibilitychange', () => {
@@ -159,12 +164,14 @@ class Chat {
       toggle: () => (this.isOpen ? this.close() : this.open()),
       diagnostics: () => this.diagnostics(),
     };
+    this.cfgKey = JSON.stringify(this.cfg());
     this.renderView();
     if (this.conv) this.startConversation();
     if (this.outbox().length || ls.get('pf')) this.flush();
     if (host.wantOpen) this.open();
   }
 
+  private cfgKey = '';
   private rawCfg: unknown = null;
   private cfgN: Config = normalize({});
   /** The site's configuration, checked (the loader passes it on as the server sent it). */
@@ -241,13 +248,22 @@ class Chat {
   /** Language or configuration changed: build the panel again, keeping what the visitor typed. */
   private rebuild() {
     const draft = this.input.value;
-    const hadFocus = this.h.root.activeElement === this.input;
+    const focused = (this.h.root.activeElement as HTMLElement | null)?.getAttribute('name') || (this.h.root.activeElement === this.input ? 'in' : '');
+    const form = this.view.querySelector('form.form');
+    const values = form ? Array.from(form.querySelectorAll<HTMLInputElement>('[name]')).map((i) => [i.name, i.value]) : [];
+    const mode = this.view.dataset.mode;
     this.panel.remove();
     this.nodes.clear();
     this.build();
     this.input.value = draft;
-    this.renderView();
-    if (hadFocus) this.input.focus();
+    // A form the visitor has begun stays as it was, whatever the new configuration says.
+    this.renderView(this.formDirty ? mode : undefined);
+    for (const [name, value] of values) {
+      const el = this.view.querySelector<HTMLInputElement>(`[name="${name}"]`);
+      if (el) el.value = value;
+    }
+    if (focused === 'in') this.input.focus();
+    else if (focused) this.view.querySelector<HTMLElement>(`[name="${focused}"]`)?.focus();
   }
 
   private buildPicker(): HTMLElement {
@@ -301,17 +317,19 @@ class Chat {
   }
 
   /** Which view the panel body shows: the chat, the pre-chat form or the offline form. */
-  private renderView() {
+  private renderView(keep?: string) {
     const cfg = this.cfg();
     const fresh = !this.conv && !this.h.ls.get('pf') && !this.outbox().length;
-    const mode = fresh && !cfg.online ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
+    let mode = fresh && !cfg.online ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
+    if (fresh && (keep === 'offline' || keep === 'prechat')) mode = keep;
+    if (mode === 'chat') this.formDirty = false;
     if (this.view.dataset.mode === mode && mode !== 'chat') return;
     this.view.dataset.mode = mode;
     if (mode === 'chat') {
       this.view.replaceChildren(this.scroller, this.banner, this.composer);
       this.render();
     } else {
-      this.view.replaceChildren(this.buildForm(mode));
+      this.view.replaceChildren(this.buildForm(mode as 'offline' | 'prechat'));
     }
     this.paintHeader();
   }
@@ -328,7 +346,7 @@ class Chat {
         { name: 'message', type: 'textarea', required: true, text: this.tr('message') },
       ];
     const intro = mode === 'prechat' ? this.tr('prechatIntro') : pick(cfg.offline.message, lang, this.tr('awayDefault'));
-    const form = h('form', { cls: 'form', novalidate: true });
+    const form = h('form', { cls: 'form', novalidate: true, oninput: () => { this.formDirty = true; } });
     const inputs: (HTMLInputElement | HTMLTextAreaElement)[] = [];
     if (mode === 'prechat') form.append(h('div', { cls: 'bub', dir: 'auto', text: pick(cfg.welcome, lang, this.tr('welcome')) }));
     else form.append(h('h3', { cls: 'fh', text: this.tr('leaveMessage') }));
@@ -392,6 +410,8 @@ class Chat {
     this.render(true);
     this.stopFlash();
     this.updateUnread();
+    // Agents may have come online (or left) since the page loaded.
+    if (!this.conv) this.h.refresh();
     this.h.emit('open');
     // On touch screens, focusing the field would pop the keyboard over the conversation.
     const target = this.view.querySelector('input,textarea.in,textarea') as HTMLElement | null;

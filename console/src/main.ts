@@ -1,0 +1,79 @@
+// The agent console: sign in, then the inbox and conversations. Served at /console/.
+import { setBaseTitle, unlockAudioOnGesture } from './alerts';
+import { api, ApiError, setToken, setUnauthorizedHandler } from './api';
+import { lang, onLangChange, t } from './i18n';
+import { load, onExternalChange, remove, save } from './storage';
+import type { Agent, Session } from './types';
+import { AppView } from './ui/app';
+import { renderLogin } from './ui/login';
+
+const root = document.getElementById('app')!;
+let app: AppView | null = null;
+
+function validSession(s: Session | undefined): s is Session {
+  if (!s || typeof s.token !== 'string' || !s.agent?.id) return false;
+  const exp = s.expires_at < 1e12 ? s.expires_at * 1000 : s.expires_at;
+  return !exp || exp > Date.now() + 5000;
+}
+
+function showLogin(notice?: string): void {
+  app?.destroy();
+  app = null;
+  setToken(null);
+  root.removeAttribute('aria-busy');
+  root.className = 'login-root';
+  renderLogin(root, notice, (session) => {
+    save('session', session);
+    showApp(session);
+  });
+}
+
+function showApp(session: Session): void {
+  setToken(session.token);
+  root.removeAttribute('aria-busy');
+  root.className = 'app-root';
+  app?.destroy();
+  app = new AppView(root, session.agent, () => signOut());
+}
+
+function signOut(notice?: string): void {
+  remove('session');
+  showLogin(notice);
+}
+
+async function boot(): Promise<void> {
+  document.documentElement.lang = lang();
+  setBaseTitle(t('appTitle'));
+  onLangChange(() => setBaseTitle(t('appTitle')));
+  unlockAudioOnGesture();
+  setUnauthorizedHandler(() => signOut(t('sessionExpired')));
+  // Signing out in one tab signs out the others.
+  onExternalChange('session', () => {
+    const s = load<Session>('session');
+    if (!validSession(s)) {
+      if (app) showLogin();
+    } else if (!app) {
+      showApp(s);
+    }
+  });
+
+  const session = load<Session>('session');
+  if (!validSession(session)) {
+    if (session) remove('session');
+    return showLogin();
+  }
+  setToken(session.token);
+  try {
+    const me = await api<{ principal: { id: string; kind: string; name: string; role: string; team: string } }>('/api/v1/me');
+    if (me?.principal?.kind !== 'agent') return signOut();
+    const agent: Agent = { ...session.agent, name: me.principal.name ?? session.agent.name, role: me.principal.role ?? session.agent.role };
+    session.agent = agent;
+    save('session', session);
+  } catch (e) {
+    // 401 already signed us out; a network error keeps the saved session (offline start).
+    if (e instanceof ApiError && e.status === 401) return;
+  }
+  showApp(session);
+}
+
+void boot();

@@ -1,0 +1,189 @@
+// The signed-in console: top bar, inbox lists, conversation tabs, the open conversation and
+// the visitor sidebar.
+import { setTitleCount } from '../alerts';
+import { h, icon, mount, rafThrottle } from '../dom';
+import { lang, onLangChange, t } from '../i18n';
+import { load, save } from '../storage';
+import { Store } from '../store';
+import type { Agent } from '../types';
+import { ConversationView } from './conversation';
+import { renderInbox } from './inbox';
+import { VisitorPanel } from './sidebar';
+import { renderTabs } from './tabs';
+import { TopBar } from './topbar';
+
+export class AppView {
+  readonly store: Store;
+  private topbar = h('header.topbar', { role: 'banner' });
+  private inboxEl = h('nav.inbox', { 'aria-label': '' });
+  private tabsEl = h('div.convtabs');
+  private stage = h('div.stage');
+  private main = h('main.workspace#main', { tabindex: '-1' }, this.tabsEl, this.stage);
+  private sidebarEl = h('aside.sidebar', { 'aria-label': '' });
+  private toasts = h('div.toasts', { role: 'status', 'aria-live': 'polite' });
+  private announcer = h('div.sr-only', { 'aria-live': 'polite', 'aria-atomic': 'true' });
+  private views = new Map<string, ConversationView>();
+  private panel: VisitorPanel;
+  private top: TopBar;
+  private sidebarOpen = load<boolean>('sidebar', true) ?? true;
+  private offs: (() => void)[] = [];
+  private clock: ReturnType<typeof setInterval>;
+
+  constructor(private root: HTMLElement, readonly me: Agent, private signOut: () => void) {
+    this.store = new Store(me);
+    this.panel = new VisitorPanel(this.store, this.sidebarEl, () => this.toggleSidebar(false), (id) => this.openConversation(id));
+    this.top = new TopBar(this.topbar, this.store, () => this.signOut());
+    mount(root,
+      h('a.skip', { href: '#main' }, t('skip')),
+      h('div.app', null, this.topbar, h('div.body', null, this.inboxEl, this.main, this.sidebarEl)),
+      this.toasts,
+      this.announcer);
+
+    const inbox = rafThrottle(() => this.renderInbox());
+    const tabs = rafThrottle(() => this.renderTabsAndStage());
+    const top = rafThrottle(() => this.renderTopbar());
+    this.offs.push(
+      this.store.on('inbox', inbox),
+      this.store.on('tabs', tabs),
+      this.store.on('presence', top),
+      this.store.on('conn', top),
+      this.store.on('toast', (text, kind) => this.toast(text, kind)),
+      this.store.on('announce', (text) => this.announce(text)),
+      this.store.on('visitor', () => this.panel.render()),
+      onLangChange(() => {
+        document.documentElement.lang = lang();
+        this.renderAll();
+        for (const v of this.views.values()) v.relabel();
+      }),
+    );
+    const vis = () => {
+      this.store.visible = document.visibilityState === 'visible';
+      this.activeView()?.maybeRead();
+    };
+    document.addEventListener('visibilitychange', vis);
+    window.addEventListener('focus', vis);
+    this.offs.push(() => document.removeEventListener('visibilitychange', vis), () => window.removeEventListener('focus', vis));
+    window.addEventListener('online', top);
+    window.addEventListener('offline', top);
+    this.offs.push(() => window.removeEventListener('online', top), () => window.removeEventListener('offline', top));
+    this.clock = setInterval(() => {
+      this.renderInbox();
+      this.panel.tick();
+    }, 30_000);
+    this.renderAll();
+    void this.store.start().catch(() => this.renderAll());
+  }
+
+  destroy(): void {
+    clearInterval(this.clock);
+    for (const off of this.offs) off();
+    for (const v of this.views.values()) v.destroy();
+    this.store.stop();
+    setTitleCount(0);
+  }
+
+  private renderAll(): void {
+    this.renderTopbar();
+    this.renderInbox();
+    this.renderTabsAndStage();
+  }
+
+  private activeView(): ConversationView | null {
+    return this.store.active ? this.views.get(this.store.active) ?? null : null;
+  }
+
+  private renderTopbar(): void {
+    this.top.update();
+  }
+
+  // ---- inbox ------------------------------------------------------------------------------
+
+  private renderInbox(): void {
+    this.inboxEl.setAttribute('aria-label', t('inbox'));
+    renderInbox(this.inboxEl, this.store, (id) => this.openConversation(id));
+  }
+
+  openConversation(id: string): void {
+    this.store.open(id);
+    requestAnimationFrame(() => this.activeView()?.focusComposer());
+  }
+
+  // ---- tabs, conversation, sidebar ----------------------------------------------------------
+
+  private renderTabsAndStage(): void {
+    const s = this.store;
+    renderTabs(this.tabsEl, s, (id) => this.openConversation(id), (id) => this.closeTab(id));
+    for (const [id, v] of this.views) {
+      if (!s.tabs.includes(id)) {
+        v.destroy();
+        this.views.delete(id);
+      }
+    }
+    const id = s.active;
+    let view: ConversationView | null = null;
+    if (id && s.sessions.has(id)) {
+      view = this.views.get(id) ?? null;
+      if (!view) {
+        view = new ConversationView(s, s.sessions.get(id)!, {
+          toggleSidebar: () => this.toggleSidebar(),
+          sidebarOpen: () => this.sidebarOpen,
+          toast: (text, kind) => this.toast(text, kind),
+          openConversation: (cid) => this.openConversation(cid),
+        });
+        this.views.set(id, view);
+      }
+    }
+    const current = this.stage.firstElementChild;
+    if (view) {
+      if (current !== view.root) {
+        this.stage.replaceChildren(view.root);
+        view.shown();
+      }
+      view.update();
+    } else if (!current || !current.classList.contains('empty-state')) {
+      this.stage.replaceChildren(
+        h('div.empty-state', null,
+          h('div.empty-illustration', { 'aria-hidden': 'true' }, icon('chat', 40)),
+          h('h2', null, t('noConversation')),
+          h('p', null, t('noConversationHint'))));
+    } else {
+      // language may have changed
+      const [title, hint] = [current.querySelector('h2'), current.querySelector('p')];
+      if (title) title.textContent = t('noConversation');
+      if (hint) hint.textContent = t('noConversationHint');
+    }
+    this.root.classList.toggle('has-active', Boolean(view));
+    this.panel.show(view ? s.sessions.get(id!)! : null);
+    this.sidebarEl.setAttribute('aria-label', t('visitorDetails'));
+    this.sidebarEl.hidden = !view || !this.sidebarOpen;
+    this.root.classList.toggle('sidebar-open', Boolean(view) && this.sidebarOpen);
+  }
+
+  private closeTab(id: string): void {
+    const wasActive = this.store.active === id;
+    this.store.closeTab(id);
+    if (wasActive) requestAnimationFrame(() => (this.tabsEl.querySelector('[aria-selected="true"]') as HTMLElement | null)?.focus());
+  }
+
+  private toggleSidebar(force?: boolean): void {
+    this.sidebarOpen = force ?? !this.sidebarOpen;
+    save('sidebar', this.sidebarOpen);
+    this.renderTabsAndStage();
+    this.activeView()?.update();
+    if (this.sidebarOpen) (this.sidebarEl.querySelector('h2, button') as HTMLElement | null)?.focus();
+  }
+
+  // ---- toasts and announcements --------------------------------------------------------------
+
+  toast(text: string, kind: 'info' | 'error' = 'info'): void {
+    const el = h('div.toast', { class: `toast--${kind}` }, h('span', null, text),
+      h('button.icon-btn.icon-btn--sm', { type: 'button', 'aria-label': t('cancel'), onclick: () => el.remove() }, icon('close', 14)));
+    this.toasts.appendChild(el);
+    setTimeout(() => el.remove(), kind === 'error' ? 8000 : 5000);
+  }
+
+  announce(text: string): void {
+    this.announcer.textContent = '';
+    setTimeout(() => (this.announcer.textContent = text), 50);
+  }
+}

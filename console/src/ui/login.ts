@@ -1,0 +1,75 @@
+// The sign-in screen: e-mail and password; errors are the server's localized message.
+import { api, ApiError } from '../api';
+import { h, icon, mount } from '../dom';
+import { LANGS, lang, onLangChange, setLang, t } from '../i18n';
+import type { Session } from '../types';
+
+export function renderLogin(root: HTMLElement, notice: string | undefined, done: (s: Session) => void): void {
+  let off: (() => void) | null = null;
+  let email = '';
+  const draw = (message?: { text: string; kind: 'error' | 'info' }) => {
+    const errorBox = h('div.login-msg', { role: 'alert', 'aria-live': 'assertive', id: 'login-msg' });
+    const emailInput = h('input#login-email', {
+      type: 'email', name: 'email', autocomplete: 'username', required: true, spellcheck: 'false', value: email,
+      autocapitalize: 'none', 'aria-describedby': 'login-msg',
+      oninput: () => (email = emailInput.value),
+    });
+    const password = h('input#login-password', { type: 'password', name: 'password', autocomplete: 'current-password', required: true, 'aria-describedby': 'login-msg' });
+    const submit = h('button.btn.btn-primary.btn-block', { type: 'submit' }, t('signIn'));
+    const showMessage = (m?: { text: string; kind: 'error' | 'info' }) => {
+      errorBox.textContent = m?.text ?? '';
+      errorBox.className = `login-msg${m ? ` login-msg--${m.kind}` : ''}`;
+    };
+    showMessage(message);
+    const form = h('form.login-form', {
+      novalidate: true,
+      onsubmit: async (ev: SubmitEvent) => {
+        ev.preventDefault();
+        if (!emailInput.value.trim() || !password.value) {
+          (emailInput.value.trim() ? password : emailInput).focus();
+          return;
+        }
+        submit.disabled = true;
+        submit.textContent = t('signingIn');
+        form.setAttribute('aria-busy', 'true');
+        showMessage();
+        try {
+          const r = await api<Session>('/api/v1/agent/login', {
+            method: 'POST', body: { email: emailInput.value.trim(), password: password.value }, anonymous: true,
+          });
+          off?.();
+          done(r);
+        } catch (e) {
+          const text = e instanceof ApiError ? e.message : t('genericError');
+          showMessage({ text, kind: 'error' });
+          submit.disabled = false;
+          submit.textContent = t('signIn');
+          form.removeAttribute('aria-busy');
+          password.select();
+          password.focus();
+        }
+      },
+    },
+    h('label.field', { for: 'login-email' }, h('span.field-label', null, t('email')), emailInput),
+    h('label.field', { for: 'login-password' }, h('span.field-label', null, t('password')), password),
+    errorBox,
+    submit);
+
+    const langSelect = h('select.lang-select', {
+      'aria-label': t('language'),
+      onchange: () => setLang(langSelect.value as any),
+    }, LANGS.map((l) => h('option', { value: l.tag, selected: l.tag === lang() }, l.label)));
+
+    mount(root,
+      h('main.login', null,
+        h('div.login-card', null,
+          h('div.brand.brand--lg', null, h('span.brand-mark', { 'aria-hidden': 'true' }, icon('chat', 22)), h('span.brand-name', null, t('appName'))),
+          h('h1.login-title', null, t('loginTitle')),
+          h('p.login-sub', null, t('loginSubtitle')),
+          form),
+        h('div.login-foot', null, icon('globe', 16), langSelect)));
+    (email ? password : emailInput).focus();
+  };
+  draw(notice ? { text: notice, kind: 'info' } : undefined);
+  off = onLangChange(() => draw());
+}

@@ -1,0 +1,249 @@
+// The message thread of one conversation. Nodes are built once per event (keyed by seq) and
+// reordered in place, so live updates keep scroll position, focus and selection. Scrolling to
+// the top loads older history.
+import type { ConvSession } from '../conversation';
+import { h, icon, linkify, reconcile } from '../dom';
+import { t } from '../i18n';
+import type { OutboxItem } from '../outbox';
+import type { Store } from '../store';
+import { clock, dayLabel, full, sameDay } from '../time';
+import type { Ev } from '../types';
+
+const GROUP_MS = 5 * 60_000;
+
+export class Thread {
+  readonly el: HTMLElement;
+  private list = h('div.thread-list');
+  private topEl = h('div.thread-top');
+  private jump: HTMLButtonElement;
+  private nodes = new Map<string, HTMLElement>();
+  private first = true;
+  private olderPending = false;
+  /** Rendered once the view has been attached (scroll metrics need layout). */
+  attached = false;
+
+  constructor(
+    private store: Store,
+    private session: ConvSession,
+    private hooks: { atBottom: () => void; reveal: (seq: number) => Promise<void>; retry: (id: string) => void; discard: (id: string) => void },
+  ) {
+    this.jump = h('button.jump', { type: 'button', hidden: true, onclick: () => this.scrollToBottom(true) }, '↓');
+    this.el = h('div.thread', {
+      role: 'log',
+      'aria-live': 'off',
+      tabindex: '0',
+      onscroll: () => this.onScroll(),
+    }, this.topEl, this.list);
+    this.relabel();
+  }
+
+  /** The floating "new messages" button; the view places it next to the thread. */
+  get jumpButton(): HTMLButtonElement {
+    return this.jump;
+  }
+
+  relabel(): void {
+    this.el.setAttribute('aria-label', t('messages'));
+    this.nodes.clear();
+    this.render({ reset: false, prepended: false });
+  }
+
+  isAtBottom(): boolean {
+    return this.el.scrollHeight - this.el.scrollTop - this.el.clientHeight < 48;
+  }
+
+  scrollToBottom(smooth = false): void {
+    this.el.scrollTo({ top: this.el.scrollHeight, behavior: smooth ? 'smooth' : 'auto' });
+    this.jump.hidden = true;
+  }
+
+  private onScroll(): void {
+    if (this.isAtBottom()) {
+      this.jump.hidden = true;
+      this.hooks.atBottom();
+    }
+    if (this.el.scrollTop < 120) void this.loadOlder();
+  }
+
+  async loadOlder(): Promise<void> {
+    if (this.olderPending || !this.session.loaded || this.session.nextBefore == null) return;
+    this.olderPending = true;
+    this.renderTop();
+    try {
+      await this.session.loadOlder();
+    } catch {
+      /* the button stays for a retry */
+    } finally {
+      this.olderPending = false;
+      this.renderTop();
+    }
+  }
+
+  private renderTop(): void {
+    const s = this.session;
+    if (!s.loaded) {
+      this.topEl.replaceChildren(h('div.thread-loading', null, h('span.spinner', { 'aria-hidden': 'true' }), t('loading')));
+    } else if (s.nextBefore == null) {
+      this.topEl.replaceChildren(h('div.thread-begin', null, t('beginning')));
+    } else {
+      this.topEl.replaceChildren(h('button.btn.btn-ghost.btn-sm.load-earlier', {
+        type: 'button', disabled: this.olderPending, onclick: () => this.loadOlder(),
+      }, this.olderPending ? t('loading') : t('loadEarlier')));
+    }
+  }
+
+  /** Renders what the session holds. `prepended`: older history arrived (keep the view still). */
+  render(opts: { reset: boolean; prepended: boolean; incoming?: boolean }): void {
+    const el = this.el;
+    const wasAtBottom = this.first || this.isAtBottom();
+    const fromBottom = el.scrollHeight - el.scrollTop;
+    if (opts.reset) this.nodes.clear();
+    this.renderTop();
+
+    const events = this.session.sortedEvents().filter((e) => e.kind !== 'hidden');
+    const out: HTMLElement[] = [];
+    let prev: Ev | null = null;
+    const visitorRead = this.session.visitorRead();
+    let seenSeq = 0;
+    for (const e of events) if (e.kind === 'message' && e.author?.role === 'agent' && e.seq <= visitorRead) seenSeq = e.seq;
+
+    for (const e of events) {
+      if (!prev || !sameDay(prev.at, e.at)) out.push(this.dayNode(e.at));
+      const node = this.eventNode(e);
+      if (node.classList.contains('msg')) {
+        const cont = Boolean(prev && isMessage(prev) && prev.author?.id === e.author?.id && prev.kind === e.kind
+          && e.at - prev.at < GROUP_MS && sameDay(prev.at, e.at));
+        node.classList.toggle('msg--cont', cont);
+        node.classList.toggle('is-seen', e.seq === seenSeq);
+      }
+      out.push(node);
+      prev = e;
+    }
+    for (const item of this.session.pending()) out.push(this.pendingNode(item));
+    reconcile(this.list, out);
+
+    if (!this.attached) return;
+    if (opts.prepended && !this.first) {
+      el.scrollTop = el.scrollHeight - fromBottom;
+    } else if (wasAtBottom || opts.reset) {
+      this.scrollToBottom();
+    } else if (opts.incoming) {
+      this.jump.hidden = false;
+    }
+    if (this.session.loaded) this.first = false;
+    if (this.isAtBottom()) this.hooks.atBottom();
+  }
+
+  private dayNode(at: number): HTMLElement {
+    const d = new Date(at);
+    const key = `d:${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+    let node = this.nodes.get(key);
+    if (!node) {
+      node = h('div.day', { role: 'separator' }, h('span', null, dayLabel(at)));
+      this.nodes.set(key, node);
+    }
+    return node;
+  }
+
+  private eventNode(e: Ev): HTMLElement {
+    const revealed = this.session.revealed.get(e.seq);
+    const key = `e:${e.seq}:${revealed !== undefined ? 'r' : ''}`;
+    let node = this.nodes.get(key);
+    if (!node) {
+      node = isMessage(e) ? this.messageNode(e, revealed) : this.systemNode(e);
+      node.dataset.seq = String(e.seq);
+      this.nodes.set(key, node);
+    }
+    return node;
+  }
+
+  private messageNode(e: Ev, revealed: string | undefined): HTMLElement {
+    const role = e.author?.role ?? 'system';
+    const mine = e.author?.id === this.store.me.id;
+    const note = e.kind === 'note';
+    const name = role === 'visitor' ? this.store.visitorName(this.session.id) : mine ? t('you') : e.author?.name || this.store.agentLabel(e.author?.id ?? '');
+    const text = revealed ?? String(e.body?.text ?? '');
+    const cls = ['msg', `msg--${role === 'visitor' ? 'in' : 'out'}`];
+    if (mine) cls.push('msg--mine');
+    if (note) cls.push('msg--note');
+    const bubble = h('div.bubble', null,
+      note ? h('div.note-label', null, icon('lock', 12), t('note')) : null,
+      h('div.text', null, linkify(text)));
+    if (e.masked && revealed === undefined) {
+      const btn = h('button.reveal-btn', {
+        type: 'button',
+        onclick: async () => {
+          btn.disabled = true;
+          btn.textContent = t('revealing');
+          try {
+            await this.hooks.reveal(e.seq);
+          } catch {
+            btn.disabled = false;
+            btn.replaceChildren(icon('eye', 12), t('reveal'));
+          }
+        },
+      }, icon('eye', 12), t('reveal'));
+      bubble.append(h('div.masked', null, h('span.masked-label', null, icon('lock', 11), t('masked')), btn));
+    } else if (revealed !== undefined) {
+      bubble.append(h('div.masked.masked--revealed', null, icon('eye', 11), t('revealed')));
+    }
+    return h('div', { class: cls.join(' ') },
+      h('div.msg-meta', null,
+        h('span.msg-author', null, name),
+        h('time.msg-time', { datetime: new Date(e.at).toISOString(), title: full(e.at) }, clock(e.at))),
+      h('div.msg-row', null, bubble, h('time.msg-time-inline', { title: full(e.at), 'aria-hidden': 'true' }, clock(e.at))),
+      role === 'agent' && !note ? h('div.msg-receipt', null, icon('checks', 14), t('seen')) : null);
+  }
+
+  private systemNode(e: Ev): HTMLElement {
+    let text: string;
+    const extra: Node[] = [];
+    switch (e.kind) {
+      case 'created': {
+        const form = e.body?.form;
+        text = form ? t('evCreatedForm', { form: form === 'prechat' ? t('form_prechat') : form === 'offline' ? t('form_offline') : String(form) }) : t('evCreated');
+        const fields = e.body?.fields && typeof e.body.fields === 'object' ? Object.entries(e.body.fields as Record<string, unknown>) : [];
+        if (fields.length) {
+          extra.push(h('dl.form-fields', null, fields.map(([k, v]) => [h('dt', null, k), h('dd', null, linkify(String(v)))])));
+        }
+        break;
+      }
+      case 'assigned':
+        text = t('evAssigned', { name: e.body?.agent?.name || this.store.agentLabel(e.body?.agent?.id ?? '') });
+        break;
+      case 'closed':
+        text = e.author?.role === 'agent' && e.author.name ? t('evClosed', { name: e.author.name }) : t('evClosedSystem');
+        break;
+      case 'reopened':
+        text = t('evReopened');
+        break;
+      default:
+        text = t('evOther', { kind: e.kind.replace(/_/g, ' ') });
+        if (typeof e.body?.note === 'string' && e.body.note) extra.push(h('div.sys-note', null, e.body.note));
+    }
+    return h('div.sys', { class: `sys--${e.kind}` },
+      h('div.sys-line', null, h('span.sys-text', null, text), h('time.sys-time', { datetime: new Date(e.at).toISOString(), title: full(e.at) }, clock(e.at))),
+      extra);
+  }
+
+  private pendingNode(item: OutboxItem): HTMLElement {
+    const cls = ['msg', 'msg--out', 'msg--mine', 'msg--pending'];
+    if (item.note) cls.push('msg--note');
+    if (item.error) cls.push('msg--failed');
+    const status = item.error
+      ? h('div.msg-status.msg-status--error', { role: 'alert' },
+        h('span', null, `${t('notSent')}: ${item.error.message}`),
+        h('button.link-btn', { type: 'button', onclick: () => this.hooks.retry(item.client_msg_id) }, t('retry')),
+        h('button.link-btn', { type: 'button', onclick: () => this.hooks.discard(item.client_msg_id) }, t('discard')))
+      : h('div.msg-status', null, h('span.spinner.spinner--xs', { 'aria-hidden': 'true' }), t('sending'));
+    return h('div', { class: cls.join(' '), dataset: { pending: item.client_msg_id } },
+      h('div.msg-row', null, h('div.bubble', null,
+        item.note ? h('div.note-label', null, icon('lock', 12), t('note')) : null,
+        h('div.text', null, linkify(item.text)))),
+      status);
+  }
+}
+
+function isMessage(e: Ev): boolean {
+  return e.kind === 'message' || e.kind === 'note';
+}

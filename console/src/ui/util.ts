@@ -1,0 +1,46 @@
+import { lang } from '../i18n';
+
+/** Up to two initials for an avatar ("Demo Admin" → "DA", "张三" → "张"). */
+export function initials(name: string): string {
+  const parts = name.trim().split(/\s+/).filter(Boolean);
+  if (!parts.length) return '?';
+  const first = Array.from(parts[0])[0] ?? '';
+  if (/[\u3400-\u9fff]/.test(first)) return first;
+  const second = parts.length > 1 ? Array.from(parts[parts.length - 1])[0] ?? '' : '';
+  return (first + second).toUpperCase();
+}
+
+/** A stable hue for an id, for avatar colours. */
+export function hue(id: string): number {
+  let h = 0;
+  for (let i = 0; i < id.length; i += 1) h = (h * 31 + id.charCodeAt(i)) >>> 0;
+  return h % 360;
+}
+
+/** 🇨🇳 for "CN"; empty for anything that is not two letters. */
+export function flag(country?: string | null): string {
+  if (!country || !/^[a-z]{2}$/i.test(country)) return '';
+  return String.fromCodePoint(...country.toUpperCase().split('').map((c) => 0x1f1e6 + c.charCodeAt(0) - 65));
+}
+
+function displayName(type: 'region' | 'language', code: string): string {
+  try {
+    return new Intl.DisplayNames([lang()], { type }).of(code) ?? code;
+  } catch {
+    return code;
+  }
+}
+
+export function countryName(code?: string | null): string {
+  return code ? displayName('region', code.toUpperCase()) : '';
+}
+
+export function languageName(code?: string | null): string {
+  return code ? displayName('language', code) : '';
+}
+
+/** One line for a message preview: whitespace collapsed, cut to n characters. */
+export function oneLine(text: string, n = 120): string {
+  const s = text.replace(/\s+/g, ' ').trim();
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}
