@@ -489,7 +489,7 @@ impl SiteObject {
 
     async fn schedule(&self, state: &SiteState, config: &RoutingConfig) {
         let storage = self.state.storage();
-        match state.next_deadline(config) {
+        match state.next_deadline(config, now_ms()) {
             Some(at) => {
                 let delay = (at - now_ms()).max(0) as u64;
                 let _ = storage.set_alarm(Duration::from_millis(delay)).await;

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use parley_core::routing::RoutingConfig;
 use parley_core::site_settings::WidgetSettings;
 use serde::Deserialize;
 use worker::D1Database;
@@ -19,6 +20,7 @@ pub struct Site {
     pub settings: WidgetSettings,
     /// Key of the HMAC the site's server signs visitor ids with; `None` turns verification off.
     pub identity_secret: Option<String>,
+    pub routing: RoutingConfig,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +31,7 @@ struct SiteRow {
     allowed_origins: String,
     settings: String,
     identity_secret: Option<String>,
+    routing: String,
 }
 
 thread_local! {
@@ -65,7 +68,7 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
     }
     let query = db
         .prepare(format!(
-            "SELECT id, team_id, name, allowed_origins, settings, identity_secret FROM sites WHERE {column} = ?1"
+            "SELECT id, team_id, name, allowed_origins, settings, identity_secret, routing FROM sites WHERE {column} = ?1"
         ))
         .bind(&[value.into()]);
     let row = match query {
@@ -80,6 +83,7 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
                 name: row.name,
                 settings: WidgetSettings::from_stored(&row.settings),
                 identity_secret: row.identity_secret.filter(|s| !s.is_empty()),
+                routing: serde_json::from_str(&row.routing).unwrap_or_default(),
                 allowed_origins: serde_json::from_str(&row.allowed_origins).unwrap_or_default(),
             };
             CACHE.with(|c| c.borrow_mut().insert(key.to_string(), (now, site.clone())));

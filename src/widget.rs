@@ -27,7 +27,8 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
     if !origin_allowed(ctx, Some(&site)) {
         return Err(ErrorCode::OriginNotAllowed.into());
     }
-    let online = agents_online(ctx, &site.id).await;
+    let open = site.routing.hours.is_open(ctx.now);
+    let online = open && agents_online(ctx, &site.id).await;
     let WidgetSettings {
         appearance,
         welcome,
@@ -42,6 +43,7 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
             "prechat": prechat,
             "offline": offline,
             "online": online,
+            "open": open,
             "identity": { "verification": site.identity_secret.is_some() },
         }),
         200,

@@ -131,7 +131,7 @@ export class ConvSession extends Emitter<ConvEvents> {
   }
 
   /** Loads the newest page of history (start-up, and after a reset) and merges it. */
-  private async loadLatest(reset = false): Promise<void> {
+  private async loadLatest(): Promise<void> {
     const page = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/history?limit=${PAGE}`);
     this.epoch = page.epoch ?? this.epoch;
     this.head = Math.max(this.head, page.head ?? 0);
@@ -182,7 +182,7 @@ export class ConvSession extends Emitter<ConvEvents> {
         this.emit('status');
         this.emit('reads');
         if (!this.loaded) {
-          this.loadLatest(true).catch(() => {});
+          this.loadLatest().catch(() => {});
         }
         this.flush();
         break;
@@ -217,7 +217,7 @@ export class ConvSession extends Emitter<ConvEvents> {
         this.events.clear();
         this.lastSeq = 0;
         this.emit('events', { added: [], prepended: false, reset: true });
-        this.loadLatest(true).catch(() => this.socket.reconnect());
+        this.loadLatest().catch(() => this.socket.reconnect());
         break;
       case 'error':
         this.onError(f);

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod conversation;
 pub mod error;
+pub mod hours;
 pub mod i18n;
 pub mod ids;
 pub mod limits;

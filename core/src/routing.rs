@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hours::BusinessHours;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
@@ -90,6 +92,9 @@ pub struct RoutingConfig {
     pub heartbeat_timeout_ms: i64,
     /// Checked in order; the first match picks the department.
     pub rules: Vec<Rule>,
+    /// Outside these hours new conversations wait (agents may still claim them) and the widget
+    /// offers to leave a message.
+    pub hours: BusinessHours,
 }
 
 impl Default for RoutingConfig {
@@ -100,6 +105,7 @@ impl Default for RoutingConfig {
             offline_behavior: OfflineBehavior::Requeue,
             heartbeat_timeout_ms: 60_000,
             rules: Vec::new(),
+            hours: BusinessHours::default(),
         }
     }
 }
@@ -311,7 +317,7 @@ impl SiteState {
     }
 
     /// The earliest time a `Tick` has work to do.
-    pub fn next_deadline(&self, config: &RoutingConfig) -> Option<i64> {
+    pub fn next_deadline(&self, config: &RoutingConfig, now: i64) -> Option<i64> {
         let devices = self
             .agents
             .values()
@@ -322,7 +328,11 @@ impl SiteState {
             .values()
             .filter(|a| !a.answered)
             .map(|a| a.assigned_at + config.answer_timeout_ms);
-        devices.chain(answers).min()
+        // At opening time the waiting queue is handed out.
+        let opening = (!self.queue.is_empty())
+            .then(|| config.hours.next_change(now))
+            .flatten();
+        devices.chain(answers).chain(opening).min()
     }
 
     pub fn handle(
@@ -505,7 +515,10 @@ impl SiteState {
                 }
                 self.drain_queue(config, now, &mut fx);
             }
-            SiteInput::Tick => self.tick(config, now, &mut fx),
+            SiteInput::Tick => {
+                self.tick(config, now, &mut fx);
+                self.drain_queue(config, now, &mut fx);
+            }
         }
         Ok(fx)
     }
@@ -605,7 +618,12 @@ impl SiteState {
         now: i64,
         fx: &mut Vec<SiteEffect>,
     ) {
-        match self.pick(config, department.as_deref(), previous.as_deref()) {
+        // While the team is closed, new work waits for opening time.
+        let open = config.hours.is_open(now);
+        match self
+            .pick(config, department.as_deref(), previous.as_deref())
+            .filter(|_| open)
+        {
             Some(agent) => {
                 self.assign(&conversation, &agent, department, previous, reason, now, fx)
             }
@@ -662,6 +680,9 @@ impl SiteState {
 
     /// Hands waiting conversations, oldest first, to agents who have room.
     fn drain_queue(&mut self, config: &RoutingConfig, now: i64, fx: &mut Vec<SiteEffect>) {
+        if !config.hours.is_open(now) {
+            return;
+        }
         let mut i = 0;
         let mut moved = false;
         while i < self.queue.len() {

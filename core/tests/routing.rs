@@ -275,7 +275,7 @@ fn unanswered_conversations_move_on_and_count_as_missed() {
     connect(&mut state, &config, profile("a_1", 10, &[]), 0);
     connect(&mut state, &config, profile("a_2", 10, &[]), 0);
     let first = assigned_to(&new_conversation(&mut state, &config, "c_1", 0)).unwrap();
-    assert_eq!(state.next_deadline(&config), Some(1000));
+    assert_eq!(state.next_deadline(&config, 0), Some(1000));
     assert!(state
         .handle(&config, SiteInput::Tick, 999)
         .unwrap()
@@ -503,4 +503,50 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn outside_business_hours_conversations_wait_until_opening() {
+    use parley_core::hours::{BusinessHours, Span, Weekly};
+    let day = vec![Span {
+        open: "09:00".into(),
+        close: "17:00".into(),
+    }];
+    let config = RoutingConfig {
+        hours: BusinessHours {
+            enabled: true,
+            timezone: "UTC".into(),
+            weekly: Weekly {
+                mon: day.clone(),
+                tue: day.clone(),
+                wed: day.clone(),
+                thu: day.clone(),
+                fri: day,
+                ..Weekly::default()
+            },
+            holidays: BTreeSet::new(),
+        },
+        heartbeat_timeout_ms: i64::MAX / 4,
+        ..RoutingConfig::default()
+    };
+    // Monday 2026-11-23, 08:00 and 09:00 UTC.
+    let eight = 1_795_420_800_000;
+    let nine = eight + 3_600_000;
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), eight);
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::NewConversation {
+                conversation: "c_early".into(),
+                context: RoutingContext::default(),
+            },
+            eight,
+        )
+        .unwrap();
+    assert_eq!(queued_at(&fx), Some(1), "closed: the conversation waits");
+    // The object's alarm is due at opening time, and then the queue is handed out.
+    assert_eq!(state.next_deadline(&config, eight), Some(nine));
+    let fx = state.handle(&config, SiteInput::Tick, nine).unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_1"));
 }

@@ -190,9 +190,10 @@ function boot(): void {
   }
 
   // ---- the shadow root and the launcher
-  const hostEl = D.createElement('div');
+  // A custom element with inline !important styles: no rule of the page can hide or move it.
+  const hostEl = D.createElement('parley-widget');
   hostEl.setAttribute('data-parley', site);
-  hostEl.style.cssText = 'all:initial;position:fixed;top:0;left:0;width:0;height:0;z-index:2147483000';
+  hostEl.style.cssText = 'all:initial!important;position:fixed!important;z-index:2147483000!important';
   const root = hostEl.attachShadow({ mode: 'open' });
   const style = D.createElement('style');
   const box = D.createElement('div');

@@ -3,10 +3,10 @@ import { h } from '../dom';
 import { t, type Key } from '../i18n';
 
 const GROUPS: { key: Key; chars: string }[] = [
-  { key: 'emoji_smileys', chars: '😀 😃 😄 😁 😆 😅 😂 🙂 😉 😊 😇 🥰 😍 😘 😋 😎 🤔 🤗 🤩 😐 😑 😶 🙄 😏 😮 😯 😴 😌 😔 😕 🙃 😢 😭 😤 😱 😳 🥺 😬 🤝' },
-  { key: 'emoji_gestures', chars: '👍 👎 👌 ✌️ 🤞 👏 🙌 👋 🙏 💪 👉 👈 👆 👇 ✋ 🤙 🫶 ✍️' },
-  { key: 'emoji_objects', chars: '📦 🚚 ✈️ 🛒 🎁 💳 💰 🧾 📱 💻 📧 📞 📅 ⏰ 🔑 🔒 📎 🔗' },
-  { key: 'emoji_symbols', chars: '❤️ 💙 💚 💛 🧡 💜 ✅ ❌ ⚠️ ❓ ❗ ⭐ 🌟 🔥 🎉 💯 ➡️ 🆗' },
+  { key: 'emoji_smileys', chars: '😀 😃 😄 😁 😆 😅 😂 🙂 😉 😊 😇 🥰 😍 😘 😋 😎 🤔 🤗 🤩 🥳 😐 😑 😶 🙄 😏 😮 😯 😴 😌 😔 😕 🙃 😢 😭 😤 😱 😳 🥺 😬 🤝' },
+  { key: 'emoji_gestures', chars: '👍 👎 👌 ✌️ 🤞 👏 🙌 👋 🙏 💪 👉 👈 👆 👇 ✋ 🤙' },
+  { key: 'emoji_objects', chars: '📦 🚚 ✈️ 🛒 🎁 💳 💰 🧾 📱 💻 📧 📞 📅 ⏰ 🔑 🔗' },
+  { key: 'emoji_symbols', chars: '❤️ 💙 💚 💛 ✅ ❌ ⚠️ ❓ ❗ ⭐ 🌟 🔥 🎉 💯 ➡️ 🆗' },
 ];
 const COLS = 8;
 

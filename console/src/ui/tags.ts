@@ -1,0 +1,64 @@
+// Conversation tags: chips with a remove button and an input; Enter or comma adds, Backspace in
+// an empty input removes the last one. Hidden when the server has no tags endpoint.
+import type { ConvSession } from '../conversation';
+import { h, icon } from '../dom';
+import { t } from '../i18n';
+
+export class TagEditor {
+  readonly el = h('div.tags');
+  private input: HTMLInputElement;
+  private chips = h('ul.tag-list');
+
+  constructor(private session: ConvSession, private toast: (s: string, kind?: 'info' | 'error') => void) {
+    this.input = h('input.tag-input', {
+      type: 'text', maxlength: 32, autocomplete: 'off',
+      onkeydown: (ev: KeyboardEvent) => this.onKey(ev),
+      onblur: () => this.input.value.trim() && this.add(this.input.value),
+    });
+    this.el.append(h('span.tags-icon', { 'aria-hidden': 'true' }, icon('tag', 14)), this.chips, this.input);
+    session.on('tags', () => this.render());
+    this.render();
+  }
+
+  render(): void {
+    const tags = this.session.tags;
+    this.el.hidden = tags === null;
+    this.el.setAttribute('role', 'group');
+    this.el.setAttribute('aria-label', t('tags'));
+    this.input.placeholder = t('addTagPlaceholder');
+    this.input.setAttribute('aria-label', t('addTag'));
+    this.chips.replaceChildren(...(tags ?? []).map((tag) => h('li.tag', null,
+      h('span', null, tag),
+      h('button.tag-x', { type: 'button', 'aria-label': t('removeTag', { tag }), title: t('removeTag', { tag }), onclick: () => this.remove(tag) }, icon('close', 10)))));
+  }
+
+  private onKey(ev: KeyboardEvent): void {
+    if ((ev.key === 'Enter' || ev.key === ',') && !ev.isComposing) {
+      ev.preventDefault();
+      this.add(this.input.value);
+    } else if (ev.key === 'Backspace' && !this.input.value && this.session.tags?.length) {
+      this.remove(this.session.tags[this.session.tags.length - 1]);
+    }
+  }
+
+  private async add(raw: string): Promise<void> {
+    const tag = raw.replace(/,/g, ' ').trim().slice(0, 32);
+    this.input.value = '';
+    const tags = this.session.tags ?? [];
+    if (!tag || tags.some((x) => x.toLowerCase() === tag.toLowerCase())) return;
+    await this.save([...tags, tag]);
+  }
+
+  private async remove(tag: string): Promise<void> {
+    await this.save((this.session.tags ?? []).filter((x) => x !== tag));
+    this.input.focus();
+  }
+
+  private async save(tags: string[]): Promise<void> {
+    try {
+      await this.session.setTags(tags);
+    } catch (e) {
+      this.toast((e as Error).message || t('genericError'), 'error');
+    }
+  }
+}

@@ -1,0 +1,194 @@
+//! Business hours in a site's own time zone, with holidays. Used to tell visitors when the team
+//! is away (the widget then offers to leave a message) and to hold routing while closed.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// One opening span of a day, `"09:00"`–`"18:00"` in the site's time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub open: String,
+    pub close: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Weekly {
+    pub mon: Vec<Span>,
+    pub tue: Vec<Span>,
+    pub wed: Vec<Span>,
+    pub thu: Vec<Span>,
+    pub fri: Vec<Span>,
+    pub sat: Vec<Span>,
+    pub sun: Vec<Span>,
+}
+
+impl Weekly {
+    fn day(&self, day: Weekday) -> &[Span] {
+        match day {
+            Weekday::Mon => &self.mon,
+            Weekday::Tue => &self.tue,
+            Weekday::Wed => &self.wed,
+            Weekday::Thu => &self.thu,
+            Weekday::Fri => &self.fri,
+            Weekday::Sat => &self.sat,
+            Weekday::Sun => &self.sun,
+        }
+    }
+}
+
+/// A site's opening hours. Without `enabled`, the team counts as always open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct BusinessHours {
+    pub enabled: bool,
+    /// IANA zone name, e.g. `Asia/Shanghai`.
+    pub timezone: String,
+    pub weekly: Weekly,
+    /// Closed all day: `YYYY-MM-DD` in the site's time zone.
+    pub holidays: BTreeSet<String>,
+}
+
+fn time(s: &str) -> Option<NaiveTime> {
+    if s == "24:00" {
+        return NaiveTime::from_hms_opt(23, 59, 59);
+    }
+    NaiveTime::parse_from_str(s, "%H:%M").ok()
+}
+
+impl BusinessHours {
+    fn zone(&self) -> Tz {
+        self.timezone.parse().unwrap_or(Tz::UTC)
+    }
+
+    /// Whether the team is open at `now_ms` (Unix milliseconds).
+    pub fn is_open(&self, now_ms: i64) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        let Some(utc) = DateTime::<Utc>::from_timestamp_millis(now_ms) else {
+            return true;
+        };
+        let local = utc.with_timezone(&self.zone());
+        let date = local.date_naive();
+        if self.holidays.contains(&date.format("%Y-%m-%d").to_string()) {
+            return false;
+        }
+        let now = local.time();
+        self.weekly.day(date.weekday()).iter().any(|span| {
+            match (time(&span.open), time(&span.close)) {
+                (Some(open), Some(close)) => open <= now && now < close,
+                _ => false,
+            }
+        })
+    }
+
+    /// The next moment (Unix ms) after `now_ms` at which `is_open` changes, within two weeks.
+    pub fn next_change(&self, now_ms: i64) -> Option<i64> {
+        if !self.enabled {
+            return None;
+        }
+        let zone = self.zone();
+        let local_now = DateTime::<Utc>::from_timestamp_millis(now_ms)?.with_timezone(&zone);
+        let open_now = self.is_open(now_ms);
+        let start: NaiveDate = local_now.date_naive();
+        for offset in 0..15 {
+            let date = start + Duration::days(offset);
+            let midnight = date.and_hms_opt(0, 0, 0)?;
+            let mut boundaries = vec![midnight];
+            for span in self.weekly.day(date.weekday()) {
+                for t in [time(&span.open), time(&span.close)].into_iter().flatten() {
+                    boundaries.push(date.and_time(t));
+                }
+            }
+            boundaries.sort();
+            for boundary in boundaries {
+                let Some(at) = zone.from_local_datetime(&boundary).earliest() else {
+                    continue;
+                };
+                let ms = at.timestamp_millis();
+                if ms > now_ms && self.is_open(ms) != open_now {
+                    return Some(ms);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shanghai_office() -> BusinessHours {
+        let nine_to_six = vec![Span {
+            open: "09:00".into(),
+            close: "18:00".into(),
+        }];
+        BusinessHours {
+            enabled: true,
+            timezone: "Asia/Shanghai".into(),
+            weekly: Weekly {
+                mon: nine_to_six.clone(),
+                tue: nine_to_six.clone(),
+                wed: nine_to_six.clone(),
+                thu: nine_to_six.clone(),
+                fri: nine_to_six,
+                ..Weekly::default()
+            },
+            holidays: BTreeSet::from(["2026-10-01".to_string()]),
+        }
+    }
+
+    fn utc(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn open_in_the_sites_own_time_zone() {
+        let hours = shanghai_office();
+        // Monday 2026-11-23 09:30 in Shanghai is 01:30 UTC.
+        assert!(hours.is_open(utc("2026-11-23T01:30:00Z")));
+        assert!(!hours.is_open(utc("2026-11-23T00:59:00Z")));
+        assert!(!hours.is_open(utc("2026-11-23T10:00:00Z"))); // 18:00 local: closed
+        assert!(!hours.is_open(utc("2026-11-22T03:00:00Z"))); // Sunday
+        assert!(!hours.is_open(utc("2026-10-01T03:00:00Z"))); // holiday (a Thursday)
+    }
+
+    #[test]
+    fn daylight_saving_is_followed() {
+        let mut hours = shanghai_office();
+        hours.timezone = "Europe/Berlin".into();
+        // 09:30 Berlin is 07:30 UTC in summer and 08:30 UTC in winter.
+        assert!(hours.is_open(utc("2026-07-06T07:30:00Z")));
+        assert!(!hours.is_open(utc("2026-12-07T07:30:00Z")));
+        assert!(hours.is_open(utc("2026-12-07T08:30:00Z")));
+    }
+
+    #[test]
+    fn next_change_finds_the_opening_after_a_weekend() {
+        let hours = shanghai_office();
+        // Saturday noon Shanghai → Monday 09:00 Shanghai = Monday 01:00 UTC.
+        assert_eq!(
+            hours.next_change(utc("2026-11-21T04:00:00Z")),
+            Some(utc("2026-11-23T01:00:00Z"))
+        );
+        // Monday 10:00 → closes at 18:00.
+        assert_eq!(
+            hours.next_change(utc("2026-11-23T02:00:00Z")),
+            Some(utc("2026-11-23T10:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn disabled_or_unknown_zone_is_handled() {
+        assert!(BusinessHours::default().is_open(0));
+        let mut hours = shanghai_office();
+        hours.timezone = "Not/AZone".into();
+        // Falls back to UTC rather than failing.
+        assert!(hours.is_open(utc("2026-11-23T09:30:00Z")));
+    }
+}

@@ -1,0 +1,227 @@
+// The visitor widget in Chromium on the demo shop: a conversation with an agent end to end,
+// history after a reload and across pages, unread badge, the JS API, keyboard use.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fullHistory, sleep } from '../support/client.mjs';
+import {
+  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, startParley,
+  visitorContext, visitorTexts, waitFor,
+} from './helpers.mjs';
+
+let server;
+let browser;
+let agent;
+
+before(async () => {
+  server = await startParley();
+  browser = await launch();
+  agent = await agentOnline(server);
+});
+
+after(async () => {
+  agent?.close();
+  await browser?.close();
+  await server?.stop();
+});
+
+test('the demo page embeds the widget without layout shift; the panel opens on first interaction', async () => {
+  const context = await visitorContext(browser);
+  const page = await context.newPage();
+  const loaded = [];
+  page.on('request', (r) => loaded.push(new URL(r.url()).pathname));
+  // Layout shift is measured by the browser itself.
+  await page.addInitScript(() => {
+    window.__cls = 0;
+    new PerformanceObserver((list) => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.__cls += e.value; })
+      .observe({ type: 'layout-shift', buffered: true });
+  });
+  await page.goto(`${server.url}/demo/?site=${server.siteKey}`);
+  const launcher = page.locator('[data-parley] .launch');
+  await launcher.waitFor({ state: 'visible' });
+  await sleep(500);
+  assert.equal(await page.evaluate(() => window.__cls), 0, 'no layout shift');
+  assert.ok(loaded.includes('/widget.js'));
+  assert.ok(!loaded.includes('/widget/chat.js'), 'the full widget waits for an interaction');
+  assert.equal(await launcher.getAttribute('aria-expanded'), 'false');
+  assert.match(await launcher.getAttribute('aria-label'), /open chat/i);
+  // The host page's CSS cannot reach into the widget.
+  await page.addStyleTag({ content: 'button, div, section { background: red !important; color: red !important; font-size: 40px !important; display: none !important }' });
+  await openPanel(page);
+  assert.ok(loaded.includes('/widget/chat.js'));
+  assert.equal(await launcher.getAttribute('aria-expanded'), 'true');
+  const bg = await page.locator('[data-parley] .send').evaluate((b) => getComputedStyle(b).display);
+  assert.notEqual(bg, 'none');
+  // Focus lands in the composer; Escape closes and gives focus back to the launcher.
+  assert.equal(await page.evaluate(() => document.querySelector('[data-parley]').shadowRoot.activeElement?.className), 'in');
+  await page.keyboard.press('Escape');
+  await page.locator('[data-parley] .panel').waitFor({ state: 'hidden' });
+  assert.equal(await page.evaluate(() => document.querySelector('[data-parley]').shadowRoot.activeElement?.className), 'launch');
+  assert.deepEqual(context.offsite, []);
+  assert.deepEqual(page.errors ?? [], []);
+  await context.close();
+});
+
+test('visitor writes, the agent replies, the visitor sees it; typing, read receipts, history after reload and across pages', async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  const events = [];
+  await page.exposeFunction('__onParley', (name, data) => events.push([name, data]));
+  await page.evaluate(() => {
+    for (const name of ['message', 'open', 'close', 'unread']) window.Parley.on(name, (d) => window.__onParley(name, d ?? null));
+  });
+  await openPanel(page);
+  await send(page, 'Hello! Do you ship to Canada?');
+  const conversation = await conversationOf(page);
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the message to be sent');
+
+  const sock = await agentJoin(server, agent, conversation);
+  await sock.waitForSeq(2);
+  assert.deepEqual(visitorTexts(sock.events), ['Hello! Do you ship to Canada?']);
+
+  // The agent types: the visitor sees the indicator.
+  sock.send({ type: 'typing', active: true });
+  await page.locator('[data-parley] .typing').waitFor({ state: 'visible' });
+  assert.match(await page.locator('[data-parley] .typing').textContent(), /is typing/);
+
+  const ack = await sock.sendMessage('Yes, we ship to Canada in 3–5 days.');
+  assert.equal(ack.type, 'ack');
+  await waitFor(async () => (await panelMessages(page)).some((m) => !m.mine && m.text === 'Yes, we ship to Canada in 3–5 days.'), 'the reply in the panel');
+  await page.locator('[data-parley] .typing').waitFor({ state: 'hidden' });
+  // The visitor had the panel open: the reply is read at once, the agent is told.
+  await waitFor(() => sock.frames.some((f) => f.type === 'read' && f.seq >= ack.seq), 'the visitor read marker');
+  // The agent reads: the visitor's message shows as read.
+  sock.send({ type: 'read', seq: ack.seq });
+  await waitFor(async () => (await panelMessages(page)).find((m) => m.mine)?.state === 'read', 'read receipt');
+  assert.ok(events.some(([n, d]) => n === 'message' && d.author.role === 'agent' && d.text.startsWith('Yes, we ship')));
+  assert.ok(events.some(([n]) => n === 'open'));
+
+  // Reload in the middle of the conversation: the history is back, nothing twice.
+  await page.reload();
+  await page.locator('[data-parley] .panel').waitFor({ state: 'visible' }); // it was open: it stays open
+  await waitFor(async () => (await panelMessages(page)).length === 3, 'history after reload');
+  let shown = await panelMessages(page);
+  assert.deepEqual(shown.map((m) => [m.mine, m.text]), [
+    [false, 'Hi! How can we help you today?'],
+    [true, 'Hello! Do you ship to Canada?'],
+    [false, 'Yes, we ship to Canada in 3–5 days.'],
+  ]);
+  assert.equal((await diag(page)).conversation, conversation);
+
+  // Another page of the site: the same conversation, its history, and a new message in it.
+  await page.locator('nav a', { hasText: 'Tea Club' }).click();
+  await page.waitForURL(/\/demo\/pricing/);
+  await page.locator('[data-parley] .panel').waitFor({ state: 'visible' });
+  await waitFor(async () => (await panelMessages(page)).length === 3, 'history on the next page');
+  assert.equal((await diag(page)).conversation, conversation);
+  await send(page, 'And can I gift the Tea Club?');
+  await sock.waitForSeq(ack.seq + 1);
+  await waitFor(() => visitorTexts(sock.events).length === 2, 'second visitor message');
+  assert.deepEqual(visitorTexts(sock.events), ['Hello! Do you ship to Canada?', 'And can I gift the Tea Club?']);
+
+  // Panel closed: a new agent message shows an unread badge (and flashes the title).
+  await page.locator('[data-parley] .hb[aria-label*="Minimize"]').click();
+  await page.locator('[data-parley] .panel').waitFor({ state: 'hidden' });
+  await sock.sendMessage('Of course! Tick "This is a gift" at checkout.');
+  const badge = page.locator('[data-parley] .badge');
+  await badge.waitFor({ state: 'visible' });
+  assert.equal(await badge.textContent(), '1');
+  assert.match(await page.locator('[data-parley] .launch').getAttribute('aria-label'), /1 unread/);
+  await waitFor(() => events.some(([n, d]) => n === 'unread' && d === 1), 'unread event');
+  await waitFor(async () => /New message/.test(await page.title()), 'title flash', 5000, 200);
+  // The screen-reader announcement carries the new message.
+  assert.match(await page.locator('[data-parley] [aria-live="polite"].sr').textContent(), /Of course!/);
+  await openPanel(page);
+  await badge.waitFor({ state: 'hidden' });
+  await waitFor(async () => !/New message/.test(await page.title()), 'title restored');
+
+  // Everything the agent and the server hold, once each and in order.
+  const history = await fullHistory(server, conversation, agent.token);
+  assert.deepEqual(history.filter((e) => e.kind === 'message').map((e) => e.body.text), [
+    'Hello! Do you ship to Canada?',
+    'Yes, we ship to Canada in 3–5 days.',
+    'And can I gift the Tea Club?',
+    'Of course! Tick "This is a gift" at checkout.',
+  ]);
+  assert.deepEqual(context.offsite, []);
+  assert.deepEqual(page.errors, []);
+  sock.close();
+  await context.close();
+});
+
+test('two tabs of one visitor share the conversation; a message sent in one appears in the other once', async () => {
+  const context = await visitorContext(browser);
+  const one = await openDemo(context, server);
+  await openPanel(one);
+  await send(one, 'from tab one');
+  const conversation = await conversationOf(one);
+  const two = await openDemo(context, server, 'pricing');
+  await openPanel(two);
+  assert.equal(await conversationOf(two), conversation);
+  await waitFor(async () => (await panelMessages(two)).some((m) => m.text === 'from tab one'), 'history in tab two');
+  await send(two, 'from tab two');
+  await waitFor(async () => (await panelMessages(one)).filter((m) => m.mine).map((m) => m.text).join('|') === 'from tab one|from tab two', 'tab one sees tab two');
+  const history = await fullHistory(server, conversation, agent.token);
+  assert.deepEqual(visitorTexts(history), ['from tab one', 'from tab two']);
+  await context.close();
+});
+
+test('JS API: open, close, toggle, on(open/close); language from the browser and setLocale', async () => {
+  const context = await visitorContext(browser, { locale: 'zh-CN' });
+  const page = await openDemo(context, server);
+  const launcher = page.locator('[data-parley] .launch');
+  assert.equal(await launcher.getAttribute('aria-label'), '打开在线客服');
+  assert.equal(await page.locator('[data-parley] .w').getAttribute('lang'), 'zh-CN');
+  const seen = await page.evaluate(async () => {
+    const log = [];
+    window.Parley.on('open', () => log.push('open'));
+    window.Parley.on('close', () => log.push('close'));
+    window.Parley.open();
+    await new Promise((r) => setTimeout(r, 1500));
+    window.Parley.toggle();
+    window.Parley.toggle();
+    window.Parley.close();
+    return log;
+  });
+  assert.deepEqual(seen, ['open', 'close', 'open', 'close']);
+  await openPanel(page);
+  assert.equal(await page.locator('[data-parley] textarea.in').getAttribute('placeholder'), '输入消息…');
+  assert.equal(await page.evaluate(() => window.Parley.setLocale('en')), 'en');
+  await waitFor(async () => (await page.locator('[data-parley] textarea.in').getAttribute('placeholder')) === 'Write a message…', 'English texts');
+  assert.equal(await launcher.getAttribute('aria-label'), 'Close chat');
+  // Right-to-left text keeps its direction.
+  await send(page, 'مرحبا، هل يمكنني تتبع طلبي؟');
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.text.startsWith('مرحبا')), 'RTL message');
+  const dir = await page.evaluate(() => {
+    const b = [...document.querySelector('[data-parley]').shadowRoot.querySelectorAll('.list .me .bub')].pop();
+    return [b.getAttribute('dir'), getComputedStyle(b).direction];
+  });
+  assert.deepEqual(dir, ['auto', 'rtl']);
+  await context.close();
+});
+
+test('the visitor context reaches the server: page trail with single-page navigation, UTM, device', async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server, '', { query: '&utm_source=newsletter&utm_campaign=spring' });
+  const visitor = await waitFor(async () => (await page.evaluate(() => {
+    const k = Object.keys(localStorage).find((x) => x.endsWith(':s'));
+    return k && JSON.parse(localStorage[k]).v;
+  })), 'a visitor session');
+  await waitFor(async () => (await server.d1('SELECT count(*) AS n FROM page_views WHERE visitor_id = ?', [visitor])).results[0].n >= 1, 'first page view');
+  // The demo's product filter navigates with pushState.
+  await page.locator('.tabs button', { hasText: 'Oolong' }).click();
+  await waitFor(async () => (await server.d1('SELECT count(*) AS n FROM page_views WHERE visitor_id = ?', [visitor])).results[0].n >= 2, 'SPA page view');
+  const views = (await server.d1('SELECT url, title FROM page_views WHERE visitor_id = ? ORDER BY id', [visitor])).results;
+  assert.match(views[0].url, /\/demo\/\?site=/);
+  assert.match(views[1].url, /category=oolong/);
+  assert.match(views[1].title, /^Oolong tea/);
+  const row = (await server.d1('SELECT context FROM visitors WHERE id = ?', [visitor])).results[0];
+  const ctx = JSON.parse(row.context);
+  assert.equal(ctx.utm.source, 'newsletter');
+  assert.equal(ctx.utm.campaign, 'spring');
+  assert.equal(ctx.device, 'desktop');
+  assert.match(ctx.browser, /^Chrome \d+/);
+  assert.equal(ctx.os, 'Linux');
+  assert.ok(ctx.tz);
+  assert.equal(ctx.screen.w > 0, true);
+  await context.close();
+});

@@ -1,0 +1,138 @@
+// Browser-test helpers: Debian's Chromium driven by playwright-core, the demo shop page with
+// the real widget, and an agent played with the protocol client (tests/support/client.mjs).
+//
+// Chromium talks only to 127.0.0.1: every other host fails to resolve, and any request that
+// tries anyway is recorded and fails the test (see guard()).
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { agentLogin, connect, http, Socket, sleep } from '../support/client.mjs';
+import { startServer } from '../support/server.mjs';
+
+export const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+];
+
+/**
+ * The built Worker with its demo site (tests/support/server.mjs). PARLEY_E2E_ROOT may name
+ * another directory holding a wrangler.toml, to run these tests against another build.
+ */
+export function startParley(options = {}) {
+  const root = process.env.PARLEY_E2E_ROOT;
+  return startServer({ ...options, ...(root ? { root } : {}) });
+}
+
+/** A headless Chromium with a fresh temporary profile (never `npx playwright install`). */
+export function launch() {
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+}
+
+/**
+ * A new browser context (a new visitor: its own storage) whose requests may go to 127.0.0.1
+ * only; `context.offsite` lists any that tried to go elsewhere.
+ */
+export async function visitorContext(browser, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', ...options });
+  context.offsite = [];
+  await context.route(/^(?!(https?|wss?):\/\/127\.0\.0\.1[:/])[a-z]+:\/\//, (route) => {
+    context.offsite.push(route.request().url());
+    return route.abort();
+  });
+  return context;
+}
+
+/** Opens a page of the demo shop (path under /demo/) as a site visitor would. */
+export async function openDemo(context, server, path = '', { base = server.url, query = '' } = {}) {
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e));
+  await page.goto(`${base}/demo/${path}?site=${encodeURIComponent(server.siteKey)}${query}`);
+  await page.locator('[data-parley] .launch').waitFor({ state: 'visible' });
+  await waitFor(() => page.evaluate(() => !!window.Parley?.version), 'the loader to define window.Parley');
+  return page;
+}
+
+export const diag = (page) => page.evaluate(() => window.Parley.diagnostics());
+
+/** Polls fn until it returns a truthy value; returns that value. */
+export async function waitFor(fn, what = 'condition', timeoutMs = 20_000, everyMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await sleep(everyMs);
+  }
+}
+
+/** Opens the panel with the launcher; resolves once the chat is mounted and showing. */
+export async function openPanel(page) {
+  await page.locator('[data-parley] .launch').click();
+  await page.locator('[data-parley] .panel').waitFor({ state: 'visible' });
+}
+
+/** Types a message into the composer and presses Enter. */
+export async function send(page, text) {
+  const input = page.locator('[data-parley] textarea.in');
+  await input.fill(text);
+  await input.press('Enter');
+}
+
+/** The messages in the panel, as the visitor sees them: { mine, text, state, who }. */
+export function panelMessages(page) {
+  return page.evaluate(() => {
+    const root = document.querySelector('[data-parley]').shadowRoot;
+    return [...root.querySelectorAll('.list li.m')].map((li) => ({
+      mine: li.classList.contains('me'),
+      text: li.querySelector('.bub').textContent,
+      state: li.querySelector('.st')?.classList[1] ?? null,
+      who: li.querySelector('.who').textContent,
+    }));
+  });
+}
+
+/** The conversation id the widget uses (once it has one). */
+export function conversationOf(page) {
+  return waitFor(async () => (await diag(page)).conversation, 'the widget to have a conversation');
+}
+
+/**
+ * Puts the demo agent online the way the console does (console socket: hello, status online,
+ * heartbeats), so the widget offers live chat. Resolves to { token, agentId, name, close() }.
+ */
+export async function agentOnline(server) {
+  const agent = await agentLogin(server);
+  const sites = await http(server.url, '/api/v1/sites', { token: agent.token });
+  assert.equal(sites.status, 200, JSON.stringify(sites.body));
+  const site = sites.body.sites.find((s) => s.site_key === server.siteKey);
+  assert.ok(site, 'demo site listed for the agent');
+  const console = await Socket.open(`${server.url.replace(/^http/, 'ws')}/api/v1/console/ws?site=${encodeURIComponent(site.id)}`);
+  console.send({ type: 'hello', token: agent.token });
+  await console.next((f) => f.type === 'inbox' || f.type === 'error');
+  console.send({ type: 'status', status: 'online' });
+  const beat = setInterval(() => console.send({ type: 'heartbeat' }), 10_000);
+  return {
+    ...agent,
+    siteId: site.id,
+    console,
+    close() {
+      clearInterval(beat);
+      console.close();
+    },
+  };
+}
+
+/** The agent's socket on a conversation (from the start of its log). */
+export function agentJoin(server, agent, conversation) {
+  return connect(server, conversation, agent.token, { after: 0 });
+}
+
+/** Visitor messages in an event list, in order. */
+export const visitorTexts = (events) => events.filter((e) => e.kind === 'message' && e.author.role === 'visitor').map((e) => e.body.text);
