@@ -33,8 +33,21 @@ export async function buildWorker() {
   step(`build: done in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 }
 
+/** The front-ends served as static assets: each has its own build script writing into public/. */
+export const FRONTENDS = ['widget', 'console'];
+
+/** Bundle the widget and the console (each build checks its own size budget). */
+export async function buildFrontends() {
+  for (const name of FRONTENDS) {
+    const script = join(ROOT, name, 'build.mjs');
+    if (!existsSync(script)) continue;
+    step(`build: ${name}`);
+    await run(process.execPath, [script]);
+  }
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  buildWorker().catch((e) => {
+  buildWorker().then(buildFrontends).catch((e) => {
     console.error(`[parley] build failed: ${e.message}`);
     process.exit(1);
   });

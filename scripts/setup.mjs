@@ -173,8 +173,9 @@ export async function setup({ build = true } = {}) {
   await ensureWasmTarget();
   await ensureCargoTools();
   if (build) {
-    const { buildWorker } = await import('./build.mjs');
+    const { buildWorker, buildFrontends } = await import('./build.mjs');
     await buildWorker();
+    await buildFrontends();
   }
   step(`setup done in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 }
