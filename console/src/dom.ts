@@ -12,10 +12,13 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   ...children: Child[]
 ): HTMLElementTagNameMap[K];
 export function h(spec: string, attrs?: Attrs | null, ...children: Child[]): HTMLElement {
-  const [tagAndId, ...classes] = spec.split('.');
-  const [tag, id] = tagAndId.split('#');
-  const el = document.createElement(tag || 'div');
-  if (id) el.id = id;
+  const tag = /^[a-z][a-z0-9-]*/i.exec(spec)?.[0] ?? 'div';
+  const el = document.createElement(tag);
+  const classes: string[] = [];
+  for (const m of spec.slice(tag.length).matchAll(/([.#])([^.#]+)/g)) {
+    if (m[1] === '#') el.id = m[2];
+    else classes.push(m[2]);
+  }
   if (classes.length) el.className = classes.join(' ');
   if (attrs) setAttrs(el, attrs);
   append(el, children);
