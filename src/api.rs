@@ -61,22 +61,31 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     };
     let method = req.method();
     let result = route(&mut req, &ctx, &method, &path).await;
+    let mut refused = None;
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             drain_unread_body(&mut req).await;
-            let log = if error.code.http_status() >= 500 {
-                Log::error("request_failed")
-            } else {
-                Log::info("request_refused")
-            };
-            log.trace(&ctx.trace)
-                .error_class(error.code.as_str())
-                .field("path", route_name(&path))
-                .emit();
+            refused = Some(error.code);
             error.response(ctx.lang)?
         }
     };
+    // One line per request: what operators count, time and alert on.
+    let status = response.status_code();
+    let mut log = match refused {
+        Some(code) if code.http_status() >= 500 => Log::error("request"),
+        _ => Log::info("request"),
+    };
+    log = log
+        .trace(&ctx.trace)
+        .field("method", method.to_string())
+        .field("route", route_name(&path))
+        .field("status", status)
+        .field("duration_ms", now_ms() - ctx.now);
+    if let Some(code) = refused {
+        log = log.error_class(code.as_str()).field("fault", code.fault());
+    }
+    log.emit();
     if response.status_code() != 101 {
         add_cors(response.headers_mut(), &ctx)?;
     }
@@ -105,7 +114,16 @@ pub(crate) fn header(req: &Request, name: &str) -> Option<String> {
 /// A log-safe name for a path: ids replaced, so logs group by route and leak nothing.
 fn route_name(path: &str) -> String {
     path.split('/')
-        .map(|part| if part.starts_with("c_") { ":id" } else { part })
+        .map(|part| {
+            // Ids (conversation, visitor, site) become placeholders: logs group by route and
+            // carry no identifiers of people.
+            let id_like = part.len() > 20 && part.as_bytes().get(1) == Some(&b'_');
+            if id_like {
+                ":id"
+            } else {
+                part
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }

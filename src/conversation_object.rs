@@ -225,6 +225,7 @@ impl DurableObject for ConversationObject {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
+        self.log("socket_closed", "").field("code", code).emit();
         // Complete the closing handshake; the peer may already be gone.
         let code = u16::try_from(code)
             .ok()
@@ -650,6 +651,7 @@ impl ConversationObject {
         pair.server
             .serialize_attachment(&socket)
             .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        self.log("socket_opened", "").emit();
         Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
     }
 

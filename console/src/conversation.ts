@@ -61,6 +61,7 @@ export class ConvSession extends Emitter<ConvEvents> {
   private typingActive = false;
   private gapFetch: Promise<void> | null = null;
   private readSent = 0;
+  private readAcked = 0;
   private unsubs: (() => void)[] = [];
 
   constructor(id: string, private me: Agent, private outbox: Outbox) {
@@ -179,8 +180,10 @@ export class ConvSession extends Emitter<ConvEvents> {
         }
         this.epoch = this.epoch ?? f.epoch;
         this.head = Math.max(this.head, f.head ?? 0);
+        this.readAcked = this.reads[this.me.id] ?? 0;
         this.emit('status');
         this.emit('reads');
+        this.sendRead();
         if (!this.loaded) {
           this.loadLatest().catch(() => {});
         }
@@ -338,6 +341,7 @@ export class ConvSession extends Emitter<ConvEvents> {
   /** Sends what the outbox holds for this conversation: over the socket, or HTTP when it is down. */
   flush(): void {
     const now = Date.now();
+    this.sendRead();
     for (const item of this.outbox.for(this.id)) {
       if (item.error || (item.retryAt && item.retryAt > now) || this.inflight.has(item.client_msg_id)) continue;
       if (this.hasClientMsg(item.client_msg_id)) {
@@ -412,10 +416,22 @@ export class ConvSession extends Emitter<ConvEvents> {
     if (!seq || seq <= this.myRead()) return;
     this.readSent = seq;
     this.reads[this.me.id] = seq;
-    if (!this.socket.send({ type: 'read', seq })) {
-      api(`/api/v1/conversations/${encodeURIComponent(this.id)}/read`, { method: 'POST', body: { seq } }).catch(() => {});
-    }
+    this.sendRead();
     this.emit('reads');
+  }
+
+  /** The read marker goes over the socket; HTTP only when the socket has been down a while. */
+  private sendRead(): void {
+    const seq = this.readSent;
+    if (!seq || seq <= this.readAcked) return;
+    if (this.socket.send({ type: 'read', seq })) {
+      this.readAcked = seq;
+    } else if (this.offlineSince && Date.now() - this.offlineSince > HTTP_FALLBACK_AFTER) {
+      this.readAcked = seq;
+      api(`/api/v1/conversations/${encodeURIComponent(this.id)}/read`, { method: 'POST', body: { seq } }).catch(() => {
+        this.readAcked = 0;
+      });
+    }
   }
 
   // ---- operations ------------------------------------------------------------------------

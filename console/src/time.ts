@@ -27,7 +27,7 @@ export function sameDay(a: number, b: number): boolean {
 
 /** 14:05 */
 export function clock(ms: number): string {
-  return fmt({ hour: '2-digit', minute: '2-digit' }).format(ms);
+  return fmt({ hour: 'numeric', minute: '2-digit' }).format(ms);
 }
 
 /** Full date and time, for tooltips. */
@@ -64,7 +64,7 @@ export function duration(ms: number): string {
 /** The current time in another time zone, e.g. the visitor's; null if the zone is unknown. */
 export function timeIn(timeZone: string, now = Date.now()): string | null {
   try {
-    return new Intl.DateTimeFormat(lang(), { hour: '2-digit', minute: '2-digit', weekday: 'short', timeZone }).format(now);
+    return new Intl.DateTimeFormat(lang(), { hour: 'numeric', minute: '2-digit', weekday: 'short', timeZone }).format(now);
   } catch {
     return null;
   }

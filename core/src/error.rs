@@ -119,6 +119,16 @@ impl ErrorCode {
         }
     }
 
+    /// Whose fault a refusal is, for operators: `client` (bad or unauthorised input, limits),
+    /// `storage` (a store failed; retry), or `server` (a bug).
+    pub fn fault(self) -> &'static str {
+        match self {
+            ErrorCode::StorageUnavailable => "storage",
+            ErrorCode::Internal => "server",
+            _ => "client",
+        }
+    }
+
     /// Whether the same request may succeed later unchanged (the client should retry).
     pub fn retryable(self) -> bool {
         matches!(

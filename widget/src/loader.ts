@@ -205,6 +205,7 @@ function boot(): void {
   launcher.className = 'launch';
   launcher.setAttribute('aria-expanded', 'false');
   launcher.setAttribute('aria-controls', 'parley-panel');
+  label.className = 'lt';
   badge.className = 'badge';
   badge.setAttribute('aria-hidden', 'true');
   launcher.append(

@@ -25,7 +25,13 @@ export class AppView {
   private views = new Map<string, ConversationView>();
   private panel: VisitorPanel;
   private top: TopBar;
-  private sidebarOpen = load<boolean>('sidebar', true) ?? true;
+  /** Wide screens give the sidebar a column (remembered); narrower ones float it on demand. */
+  private wide = window.matchMedia('(min-width: 1280px)');
+  private sidebarWide = load<boolean>('sidebar', true) ?? true;
+  private sidebarNarrow = false;
+  private get sidebarOpen(): boolean {
+    return this.wide.matches ? this.sidebarWide : this.sidebarNarrow;
+  }
   private offs: (() => void)[] = [];
   private clock: ReturnType<typeof setInterval>;
 
@@ -63,6 +69,21 @@ export class AppView {
     document.addEventListener('visibilitychange', vis);
     window.addEventListener('focus', vis);
     this.offs.push(() => document.removeEventListener('visibilitychange', vis), () => window.removeEventListener('focus', vis));
+    const relayout = () => {
+      this.sidebarNarrow = false;
+      this.renderTabsAndStage();
+    };
+    this.wide.addEventListener('change', relayout);
+    this.offs.push(() => this.wide.removeEventListener('change', relayout));
+    // Escape closes the floating sidebar.
+    const esc = (ev: KeyboardEvent) => {
+      if (ev.key === 'Escape' && !this.wide.matches && this.sidebarNarrow && this.sidebarEl.contains(document.activeElement)) {
+        this.toggleSidebar(false);
+        (this.main.querySelector('.info-toggle') as HTMLElement | null)?.focus();
+      }
+    };
+    document.addEventListener('keydown', esc);
+    this.offs.push(() => document.removeEventListener('keydown', esc));
     window.addEventListener('online', top);
     window.addEventListener('offline', top);
     this.offs.push(() => window.removeEventListener('online', top), () => window.removeEventListener('offline', top));
@@ -166,8 +187,13 @@ export class AppView {
   }
 
   private toggleSidebar(force?: boolean): void {
-    this.sidebarOpen = force ?? !this.sidebarOpen;
-    save('sidebar', this.sidebarOpen);
+    const open = force ?? !this.sidebarOpen;
+    if (this.wide.matches) {
+      this.sidebarWide = open;
+      save('sidebar', open);
+    } else {
+      this.sidebarNarrow = open;
+    }
     this.renderTabsAndStage();
     this.activeView()?.update();
     if (this.sidebarOpen) (this.sidebarEl.querySelector('h2, button') as HTMLElement | null)?.focus();

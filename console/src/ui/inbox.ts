@@ -11,7 +11,7 @@ export function renderInbox(el: HTMLElement, store: Store, open: (id: string) =>
   const counts = store.counts();
   const current = store.list;
 
-  const tabs = h('div.seg', { role: 'tablist', 'aria-label': t('inboxLists') },
+  const tabs = h('div.seg.seg--lists', { role: 'tablist', 'aria-label': t('inboxLists') },
     LISTS.map((name) => {
       const selected = name === current;
       const attention = name === 'waiting' ? counts.waiting : 0;
@@ -28,8 +28,8 @@ export function renderInbox(el: HTMLElement, store: Store, open: (id: string) =>
           }
         },
       },
-      h('span.seg-label', null, t(`list_${name}` as const)),
-      h('span.count', { class: attention ? 'count--hot' : '' }, String(counts[name])));
+      h('span.count', { class: attention ? 'count--hot' : '' }, String(counts[name])),
+      h('span.seg-label', null, t(`list_${name}` as const)));
     }));
 
   const rows = store.listRows(current);

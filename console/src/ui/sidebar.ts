@@ -74,7 +74,10 @@ export class VisitorPanel {
     if (info === undefined && vid) {
       sections.push(h('div.vp-loading', null, h('span.spinner', { 'aria-hidden': 'true' }), t('loading')));
     }
-    sections.push(h('dl.facts', null, facts.map(([k, val]) => h('div.fact', null, h('dt', null, k), h('dd', { class: val ? '' : 'muted' }, val ?? '—')))));
+    const known = facts.filter(([, val]) => val);
+    sections.push(known.length
+      ? h('dl.facts', null, known.map(([k, val]) => h('div.fact', null, h('dt', null, k), h('dd', null, val))))
+      : h('p.vp-empty.muted', null, info === undefined ? '' : t('noInfo')));
 
     // Source
     const ref = safeHref(ctx.referrer);
