@@ -22,7 +22,7 @@ export type ListName = 'waiting' | 'mine' | 'team' | 'closed';
 export const LISTS: ListName[] = ['waiting', 'mine', 'team', 'closed'];
 
 export interface Summary extends ConvRow {
-  preview?: { text: string; at: number; role: string; note?: boolean; masked?: boolean };
+  preview?: { text: string; at: number; role: string; note?: boolean; masked?: boolean; mine?: boolean };
   /** Seqs of visitor messages seen (for unread counts of conversations not open in a tab). */
   visitorSeqs: Set<number>;
   /** Came in during this session and not opened yet. */
@@ -250,7 +250,7 @@ export class Store extends Emitter<{
           row.last_seq = Math.max(row.last_seq, f.seq);
           if (f.kind === 'message' || f.kind === 'note') {
             row.last_message_at = at;
-            if (f.preview !== undefined) row.preview = { text: f.preview, at, role: f.author_role ?? 'visitor', note: f.kind === 'note', masked: f.masked };
+            if (typeof f.preview === 'string') row.preview = { text: f.preview, at, role: f.author_role ?? 'visitor', note: f.kind === 'note', masked: f.masked };
           }
           if (f.kind === 'closed') row.status = 'closed';
           if (f.kind === 'reopened') row.status = 'open';
@@ -428,7 +428,10 @@ export class Store extends Emitter<{
   private absorb(row: Summary, e: Ev, alert: boolean): void {
     if (e.kind === 'message' || e.kind === 'note') {
       if (!row.preview || row.preview.at <= e.at) {
-        row.preview = { text: String(e.body?.text ?? ''), at: e.at, role: e.author?.role, note: e.kind === 'note', masked: e.masked };
+        row.preview = {
+          text: String(e.body?.text ?? ''), at: e.at, role: e.author?.role, note: e.kind === 'note', masked: e.masked,
+          mine: e.author?.id === this.me.id,
+        };
       }
       row.last_message_at = Math.max(row.last_message_at ?? 0, e.at);
     }

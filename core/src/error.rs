@@ -28,13 +28,17 @@ pub enum ErrorCode {
     RateLimited,
     AlreadyAssigned,
     AgentUnavailable,
+    EmptyFile,
+    FileTooLarge,
+    UnsupportedFileType,
+    FileTypeMismatch,
     MethodNotAllowed,
     StorageUnavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -57,6 +61,10 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::AlreadyAssigned,
         ErrorCode::AgentUnavailable,
+        ErrorCode::EmptyFile,
+        ErrorCode::FileTooLarge,
+        ErrorCode::UnsupportedFileType,
+        ErrorCode::FileTypeMismatch,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StorageUnavailable,
         ErrorCode::Internal,
@@ -86,6 +94,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::AlreadyAssigned => "already_assigned",
             ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::EmptyFile => "empty_file",
+            ErrorCode::FileTooLarge => "file_too_large",
+            ErrorCode::UnsupportedFileType => "unsupported_file_type",
+            ErrorCode::FileTypeMismatch => "file_type_mismatch",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Internal => "internal",
@@ -104,7 +116,9 @@ impl ErrorCode {
             | ErrorCode::InvalidRequest
             | ErrorCode::HelloRequired
             | ErrorCode::HelloRepeated => 400,
-            ErrorCode::FrameTooLarge | ErrorCode::MessageTooLong => 413,
+            ErrorCode::FrameTooLarge | ErrorCode::MessageTooLong | ErrorCode::FileTooLarge => 413,
+            ErrorCode::EmptyFile => 400,
+            ErrorCode::UnsupportedFileType | ErrorCode::FileTypeMismatch => 415,
             ErrorCode::TokenMissing
             | ErrorCode::TokenInvalid
             | ErrorCode::TokenExpired

@@ -6,6 +6,7 @@
 //! ordering, deduplication, resume, access and limits lives here and is tested natively.
 
 pub mod access;
+pub mod attachment;
 pub mod conversation;
 pub mod error;
 pub mod hours;

@@ -4,7 +4,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fullHistory, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, startParley,
+  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, recordApiEvents, send,
+  startParley,
   visitorContext, visitorTexts, waitFor,
 } from './helpers.mjs';
 
@@ -63,12 +64,8 @@ test('the demo page embeds the widget without layout shift; the panel opens on f
 
 test('visitor writes, the agent replies, the visitor sees it; typing, read receipts, history after reload and across pages', async () => {
   const context = await visitorContext(browser);
-  const page = await openDemo(context, server);
-  const events = [];
-  await page.exposeFunction('__onParley', (name, data) => events.push([name, data]));
-  await page.evaluate(() => {
-    for (const name of ['message', 'open', 'close', 'unread']) window.Parley.on(name, (d) => window.__onParley(name, d ?? null));
-  });
+  const page = await openDemo(context, server, '', { setup: recordApiEvents });
+  const events = page.apiEvents;
   await openPanel(page);
   await send(page, 'Hello! Do you ship to Canada?');
   const conversation = await conversationOf(page);
@@ -158,7 +155,8 @@ test('two tabs of one visitor share the conversation; a message sent in one appe
   assert.equal(await conversationOf(two), conversation);
   await waitFor(async () => (await panelMessages(two)).some((m) => m.text === 'from tab one'), 'history in tab two');
   await send(two, 'from tab two');
-  await waitFor(async () => (await panelMessages(one)).filter((m) => m.mine).map((m) => m.text).join('|') === 'from tab one|from tab two', 'tab one sees tab two');
+  // Tab one shows it at once (the outbox is shared), then as sent when its event arrives.
+  await waitFor(async () => (await panelMessages(one)).filter((m) => m.mine).map((m) => `${m.text}:${m.state}`).join('|') === 'from tab one:sent|from tab two:sent', 'tab one sees tab two');
   const history = await fullHistory(server, conversation, agent.token);
   assert.deepEqual(visitorTexts(history), ['from tab one', 'from tab two']);
   await context.close();
@@ -189,7 +187,7 @@ test('JS API: open, close, toggle, on(open/close); language from the browser and
   assert.equal(await launcher.getAttribute('aria-label'), 'Close chat');
   // Right-to-left text keeps its direction.
   await send(page, 'مرحبا، هل يمكنني تتبع طلبي؟');
-  await waitFor(async () => (await panelMessages(page)).some((m) => m.text.startsWith('مرحبا')), 'RTL message');
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.text.startsWith('مرحبا')), 'RTL message');
   const dir = await page.evaluate(() => {
     const b = [...document.querySelector('[data-parley]').shadowRoot.querySelectorAll('.list .me .bub')].pop();
     return [b.getAttribute('dir'), getComputedStyle(b).direction];

@@ -44,14 +44,30 @@ export async function visitorContext(browser, options = {}) {
 }
 
 /** Opens a page of the demo shop (path under /demo/) as a site visitor would. */
-export async function openDemo(context, server, path = '', { base = server.url, query = '' } = {}) {
+export async function openDemo(context, server, path = '', { base = server.url, query = '', setup } = {}) {
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(e));
+  if (setup) await setup(page);
   await page.goto(`${base}/demo/${path}?site=${encodeURIComponent(server.siteKey)}${query}`);
   await page.locator('[data-parley] .launch').waitFor({ state: 'visible' });
   await waitFor(() => page.evaluate(() => !!window.Parley?.version), 'the loader to define window.Parley');
   return page;
+}
+
+/**
+ * Records the widget's JS API events of every page load in `page.apiEvents`, registered
+ * through the documented pre-load queue: window.Parley('on', name, fn) before widget.js.
+ */
+export async function recordApiEvents(page) {
+  page.apiEvents = [];
+  await page.exposeFunction('__parleyEvent', (name, data) => page.apiEvents.push([name, data]));
+  await page.addInitScript(() => {
+    window.Parley = function () { (window.Parley.q = window.Parley.q || []).push(arguments); };
+    for (const name of ['message', 'open', 'close', 'unread']) {
+      window.Parley('on', name, (d) => window.__parleyEvent(name, d ?? null));
+    }
+  });
 }
 
 export const diag = (page) => page.evaluate(() => window.Parley.diagnostics());

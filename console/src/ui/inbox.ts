@@ -82,7 +82,7 @@ function item(store: Store, row: Summary, list: ListName, open: (id: string) => 
   }
   const preview = row.preview;
   const previewText = preview
-    ? `${preview.role === 'agent' ? `${t('you')}: ` : ''}${preview.note ? `[${t('note')}] ` : ''}${oneLine(preview.text, 90)}`
+    ? `${preview.role === 'agent' ? `${preview.mine ? t('you') : t('agent')}: ` : ''}${preview.note ? `[${t('note')}] ` : ''}${oneLine(preview.text, 90)}`
     : t('noMessages');
   const btn = h('button.conv-item', {
     type: 'button',

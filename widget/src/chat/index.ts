@@ -327,7 +327,7 @@ class Chat {
     this.view.dataset.mode = mode;
     if (mode === 'chat') {
       this.view.replaceChildren(this.scroller, this.banner, this.composer);
-      this.render();
+      this.paint();
     } else {
       this.view.replaceChildren(this.buildForm(mode as 'offline' | 'prechat'));
     }

@@ -1,0 +1,335 @@
+// The agent console in a real browser (Debian's Chromium through playwright-core) against the
+// built Worker, with visitors played by the protocol client. Needs `node console/build.mjs`
+// first (public/console/).
+//
+// One story per agent, step by step: sign in through the form, a visitor's new chat shows up
+// live (title count, chime), the agent replies with Enter, a private note never reaches the
+// visitor, typing and read receipts go both ways, quick replies, a reload restores the open
+// conversation and its history, a reply typed while the server is down is delivered exactly
+// once after it comes back, close and reopen, and a transfer to a second agent.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from '../support/server.mjs';
+import { agentLogin, connect, fullHistory, http, newConversation, sleep } from '../support/client.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const STEP = { timeout: 90_000 };
+
+let server;
+let browser;
+let context;
+let page;
+/** The conversation the first agent works on, with its visitor's live socket. */
+let conv;
+let visitor;
+const pageErrors = [];
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'public', 'console', 'app.js')), 'run `node console/build.mjs` first');
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium`);
+  server = await startServer();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  context = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: 'en-US' });
+  page = await watch(await context.newPage());
+});
+
+after(async () => {
+  visitor?.close();
+  await browser?.close();
+  await server?.stop();
+  assert.deepEqual(pageErrors, [], 'uncaught errors in the console page');
+});
+
+function watch(p) {
+  p.on('pageerror', (e) => pageErrors.push(e.message));
+  return p;
+}
+
+/** Signs in through the form and waits for the inbox. */
+async function signIn(p, email, password) {
+  await p.goto(`${server.url}/console/`);
+  await p.fill('#login-email', email);
+  await p.fill('#login-password', password);
+  await p.click('.login-form button[type=submit]');
+  await p.waitForSelector('.topbar .status-select');
+  await p.waitForSelector('.conv-list[aria-busy="false"]', { state: 'attached' });
+}
+
+/** Opens a conversation from the Team list (all open conversations). */
+async function openFromTeam(p, id) {
+  await p.click('#list-tab-team');
+  await p.click(`.conv-item[data-id="${id}"]`);
+  await p.waitForSelector(`.conv[data-conversation="${id}"] .thread-begin, .conv[data-conversation="${id}"] .load-earlier`);
+}
+
+/** The delivered (not pending) messages of the open conversation, as text. */
+function threadTexts(p) {
+  return p.$$eval('.conv .msg:not(.msg--pending) .text', (els) => els.map((e) => e.textContent));
+}
+
+async function waitForText(p, selector, text, timeout = 15_000) {
+  await p.waitForFunction(([sel, want]) => Array.from(document.querySelectorAll(sel)).some((e) => e.textContent.includes(want)),
+    [selector, text], { timeout });
+}
+
+/** A visitor's next event frame matching pred. */
+function visitorEvent(socket, pred, timeoutMs = 15_000) {
+  return socket.next((f) => f.type === 'event' && pred(f), timeoutMs);
+}
+
+const b32 = (bytes) => {
+  const A = 'abcdefghijklmnopqrstuvwxyz234567';
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const b of bytes) {
+    value = (value << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      out += A[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits) out += A[(value << (5 - bits)) & 31];
+  return out;
+};
+
+/** A second agent of the demo team, straight into D1: { id, email, password, name }. */
+async function addAgent(name) {
+  const me = await agentLogin(server);
+  const { results } = await server.d1('SELECT team_id FROM agents WHERE id = ?', [me.agentId]);
+  const id = `a_${b32(randomBytes(16))}`;
+  const email = `${name.toLowerCase()}@parley.local`;
+  const password = randomBytes(9).toString('base64url');
+  const salt = randomBytes(16);
+  const hash = pbkdf2Sync(password, salt, 100000, 32, 'sha256');
+  await server.d1(
+    `INSERT INTO agents (id, team_id, email, name, role, password_hash, password_salt, password_iterations, disabled, created_at, capacity)
+     VALUES (?, ?, ?, ?, 'agent', ?, ?, 100000, 0, ?, 5)`,
+    [id, results[0].team_id, email, name, hash.toString('base64'), salt.toString('base64'), Date.now()],
+  );
+  return { id, email, password, name };
+}
+
+test('a wrong password shows the server message; signing in shows the live inbox', STEP, async () => {
+  await page.goto(`${server.url}/console/`);
+  await page.fill('#login-email', server.email);
+  await page.fill('#login-password', 'not the password');
+  await page.click('.login-form button[type=submit]');
+  await page.waitForSelector('.login-msg--error');
+  const msg = await page.textContent('.login-msg--error');
+  assert.match(msg, /password/i, msg);
+
+  await signIn(page, server.email, server.password);
+  // The site's console socket is up (the inbox is live, not polled).
+  await page.waitForSelector('.conn--live', { timeout: 15_000 });
+  assert.equal(await page.title(), 'Parley Console');
+  // The token is kept by the console's origin, never in the URL.
+  assert.ok(!page.url().includes('token'));
+});
+
+test('a new visitor chat shows up live with a title count and a chime', STEP, async () => {
+  const chimesBefore = Number(await page.evaluate(() => document.documentElement.dataset.chimes ?? 0));
+  conv = await newConversation(server);
+  visitor = await connect(server, conv.conversation, conv.token, { after: 0 });
+  const ack = await visitor.sendMessage('Hello, my parcel has not arrived yet.');
+  assert.equal(ack.type, 'ack');
+
+  await page.waitForFunction(() => /^\(\d+\) /.test(document.title), null, { timeout: 15_000 });
+  await page.click('#list-tab-team');
+  await page.waitForSelector(`.conv-item[data-id="${conv.conversation}"]`, { timeout: 15_000 });
+  await waitForText(page, `.conv-item[data-id="${conv.conversation}"] .ci-preview`, 'parcel');
+  const chimes = Number(await page.evaluate(() => document.documentElement.dataset.chimes ?? 0));
+  assert.ok(chimes > chimesBefore, 'a new conversation plays the alert sound');
+});
+
+test('the agent opens the chat and replies with Enter; the visitor receives it once', STEP, async () => {
+  await openFromTeam(page, conv.conversation);
+  await waitForText(page, '.conv .msg--in .text', 'parcel');
+  // Reading it clears the count.
+  await page.waitForFunction(() => document.title === 'Parley Console', null, { timeout: 10_000 });
+
+  await page.fill('.composer-input', 'Sorry about that! Let me check.\nOne moment please.');
+  const nl = await page.$eval('.composer-input', (el) => el.value.includes('\n'));
+  assert.ok(nl);
+  await page.focus('.composer-input');
+  await page.keyboard.press('Enter');
+  const ev = await visitorEvent(visitor, (f) => f.author.role === 'agent' && f.kind === 'message');
+  assert.equal(ev.body.text, 'Sorry about that! Let me check.\nOne moment please.');
+  assert.match(ev.client_msg_id, /^[A-Za-z0-9\-_.:]{1,64}$/);
+  await page.waitForSelector('.conv .msg--mine:not(.msg--pending)');
+  assert.equal(await page.$eval('.composer-input', (el) => el.value), '');
+  // Shift+Enter is a line break, not a send.
+  await page.keyboard.type('first line');
+  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.type('second line');
+  assert.equal(await page.$eval('.composer-input', (el) => el.value), 'first line\nsecond line');
+  await page.keyboard.press('Enter');
+  const ev2 = await visitorEvent(visitor, (f) => f.author.role === 'agent' && f.kind === 'message');
+  assert.equal(ev2.body.text, 'first line\nsecond line');
+  const history = await fullHistory(server, conv.conversation, conv.token);
+  assert.equal(history.filter((e) => e.kind === 'message' && e.author.role === 'agent').length, 2);
+});
+
+test("the agent's private note never reaches the visitor", STEP, async () => {
+  const secret = 'NOTE: customer asked twice, escalate if late';
+  await page.click('.note-toggle');
+  assert.equal(await page.getAttribute('.note-toggle', 'aria-pressed'), 'true');
+  await page.waitForSelector('.composer.composer--note');
+  await page.fill('.composer-input', secret);
+  await page.keyboard.press('Enter');
+  await waitForText(page, '.conv .msg--note:not(.msg--pending) .text', secret);
+  const hidden = await visitorEvent(visitor, (f) => f.kind === 'hidden');
+  assert.equal(hidden.author.role, 'system');
+  assert.ok(!JSON.stringify(visitor.frames).includes('escalate'), 'note text reached the visitor socket');
+  const history = await fullHistory(server, conv.conversation, conv.token);
+  assert.ok(!JSON.stringify(history).includes('escalate'), 'note text is in the visitor history');
+  assert.ok(history.some((e) => e.kind === 'hidden'));
+  // Back to replies.
+  await page.click('.note-toggle');
+  assert.equal(await page.getAttribute('.note-toggle', 'aria-pressed'), 'false');
+});
+
+test('typing indicators and read receipts go both ways', STEP, async () => {
+  visitor.send({ type: 'typing', active: true });
+  await page.waitForSelector('.conv .typing .typing-dots', { timeout: 10_000 });
+  visitor.send({ type: 'typing', active: false });
+  await page.waitForSelector('.conv .typing .typing-dots', { state: 'detached', timeout: 10_000 });
+
+  await page.focus('.composer-input');
+  await page.keyboard.type('Checking');
+  const typing = await visitor.next((f) => f.type === 'typing' && f.participant.role === 'agent' && f.active);
+  assert.equal(typing.participant.name, 'Demo Admin');
+  await page.fill('.composer-input', '');
+
+  // The visitor writes; the console, showing the conversation, marks it read.
+  const ack = await visitor.sendMessage('Thanks, it is order 1234.');
+  const read = await visitor.next((f) => f.type === 'read' && f.seq >= ack.seq);
+  assert.ok(read.participant.startsWith('a_'));
+  // The visitor reads everything: the agent's last message shows "Seen".
+  visitor.send({ type: 'read', seq: ack.seq });
+  await page.waitForSelector('.conv .msg--mine.is-seen .msg-receipt', { timeout: 10_000 });
+});
+
+test('quick replies: "/" opens the list, Enter inserts, Enter sends', STEP, async () => {
+  await page.focus('.composer-input');
+  await page.keyboard.type('/hel');
+  await page.waitForSelector('.qr-popover:not([hidden]) .qr-item[aria-selected="true"]');
+  const title = await page.textContent('.qr-item[aria-selected="true"] .qr-title');
+  assert.match(title, /hello/i);
+  await page.keyboard.press('Enter');
+  const value = await page.$eval('.composer-input', (el) => el.value);
+  assert.ok(value.length > 5 && !value.startsWith('/'), value);
+  await page.keyboard.press('Enter');
+  const ev = await visitorEvent(visitor, (f) => f.author.role === 'agent' && f.kind === 'message');
+  assert.equal(ev.body.text, value);
+});
+
+test('after a reload the console restores the open conversation, its history and the draft', STEP, async () => {
+  await page.fill('.composer-input', 'half-written answer');
+  await sleep(400); // drafts are saved a moment after typing
+  await page.reload();
+  await page.waitForSelector(`.conv[data-conversation="${conv.conversation}"]`);
+  await waitForText(page, '.conv .msg--in .text', 'parcel');
+  await waitForText(page, '.conv .msg--note .text', 'escalate');
+  const texts = await threadTexts(page);
+  assert.ok(texts.some((t) => t.includes('One moment please')));
+  assert.equal(await page.$eval('.composer-input', (el) => el.value), 'half-written answer');
+  assert.equal(await page.$$eval('.convtab', (els) => els.length), 1);
+  await page.fill('.composer-input', '');
+});
+
+test('a reply sent while the server is down is delivered once when it is back', STEP, async () => {
+  const port = server.port;
+  const persistDir = server.persistDir;
+  visitor.close();
+  await server.kill();
+  await page.waitForSelector('.conn--offline, .conn--connecting', { timeout: 15_000 });
+
+  await page.fill('.composer-input', 'Written while offline');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.conv .msg--pending');
+  // The outbox is durable: it would survive a reload or a crash of the tab.
+  const stored = await page.evaluate(() => Object.keys(localStorage)
+    .filter((k) => k.startsWith('parley.console.outbox.')).map((k) => localStorage.getItem(k)).join(''));
+  assert.ok(stored.includes('Written while offline'), stored);
+
+  server = await startServer({ persistDir, port });
+  await page.waitForSelector('.conv .msg--pending', { state: 'detached', timeout: 45_000 });
+  const events = await fullHistory(server, conv.conversation, conv.token);
+  assert.equal(events.filter((e) => e.body?.text === 'Written while offline').length, 1);
+  visitor = await connect(server, conv.conversation, conv.token, { after: events.at(-1).seq });
+  await page.waitForSelector('.conn--live', { timeout: 30_000 });
+});
+
+test('close and reopen from the conversation header', STEP, async () => {
+  await page.click('.conv-actions [data-action="close"]');
+  await page.waitForSelector('.conv .pill--closed', { timeout: 10_000 });
+  await visitorEvent(visitor, (f) => f.kind === 'closed');
+  await page.click('#list-tab-closed');
+  await page.waitForSelector(`.conv-item[data-id="${conv.conversation}"]`, { timeout: 10_000 });
+  await page.click('.conv-actions [data-action="reopen"]');
+  await page.waitForSelector('.conv .pill--open', { timeout: 10_000 });
+  await visitorEvent(visitor, (f) => f.kind === 'reopened');
+});
+
+test('the console switches to Simplified Chinese', STEP, async () => {
+  await page.selectOption('.topbar .lang-select', 'zh-CN');
+  await waitForText(page, '#list-tab-waiting', '排队中');
+  assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
+  assert.match(await page.getAttribute('.composer-input', 'placeholder'), /输入回复/);
+  await page.selectOption('.topbar .lang-select', 'en');
+  await waitForText(page, '#list-tab-waiting', 'Waiting');
+});
+
+test('transfer to a second agent with a note; the note stays private and personal data is masked for them', STEP, async () => {
+  const ann = await addAgent('Ann');
+  const context2 = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: 'en-US' });
+  const page2 = watch(await context2.newPage());
+  try {
+    await signIn(page2, ann.email, ann.password);
+    await page2.waitForSelector('.conn--live', { timeout: 15_000 });
+
+    const c = await newConversation(server);
+    const v = await connect(server, c.conversation, c.token, { after: 0 });
+    await v.sendMessage('Hi, I want a refund. Mail me at jane.doe@example.com');
+
+    // The first agent takes it (it may have been routed to either agent) and transfers it.
+    await openFromTeam(page, c.conversation);
+    const accept = await page.$('.conv-actions [data-action="accept"]');
+    if (accept) {
+      await accept.click();
+      await page.waitForSelector('.conv-actions [data-action="accept"]', { state: 'detached', timeout: 10_000 });
+    }
+    await page.click('.conv-actions [data-action="transfer"]');
+    await page.waitForSelector('dialog.dialog[open]');
+    await page.check(`dialog input[name="transfer-agent"][value="${ann.id}"]`);
+    await page.fill('#transfer-note', 'VIP: refund approved by the manager');
+    await page.click('dialog button[type=submit]');
+    await page.waitForSelector('dialog.dialog', { state: 'detached', timeout: 10_000 });
+
+    // Ann is alerted and finds it under Mine.
+    await page2.waitForFunction(() => /^\(\d+\) /.test(document.title), null, { timeout: 15_000 });
+    await page2.click('#list-tab-mine');
+    await page2.click(`.conv-item[data-id="${c.conversation}"]`, { timeout: 15_000 });
+    await waitForText(page2, '.conv .msg--note .text', 'refund approved');
+    // Ann may not see personal data: the e-mail is masked, and revealing it is explicit.
+    await waitForText(page2, '.conv .msg--in .text', '***');
+    await page2.click('.conv .msg--in .reveal-btn');
+    await waitForText(page2, '.conv .msg--in .text', 'jane.doe@example.com');
+    // The visitor never sees the transfer note.
+    const history = await fullHistory(server, c.conversation, c.token);
+    assert.ok(!JSON.stringify(history).includes('refund approved'));
+    v.close();
+  } finally {
+    await context2.close();
+  }
+});
