@@ -20,7 +20,7 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::sites::{self, Lookup, Site};
-use crate::{console, widget};
+use crate::{console, files, widget};
 
 /// What every handler needs to know about the request it serves.
 pub struct Ctx {
@@ -671,15 +671,18 @@ async fn conversation_route(
             #[derive(Deserialize)]
             struct Body {
                 client_msg_id: String,
+                #[serde(default)]
                 text: String,
                 #[serde(default)]
                 note: bool,
+                file: Option<String>,
             }
             let body: Body = read_json(req).await?;
             Operation::Send {
                 client_msg_id: body.client_msg_id,
                 text: body.text,
                 note: body.note,
+                file: body.file,
             }
         }
         (Method::Post, ["typing"]) => {
@@ -700,6 +703,8 @@ async fn conversation_route(
             let body: Body = read_json(req).await?;
             Operation::Read { seq: body.seq }
         }
+        (Method::Post, ["files"]) => return files::upload(req, ctx, id, &principal).await,
+        (Method::Get, ["files", file]) => return files::download(ctx, id, file, &principal).await,
         (Method::Post, ["claim"]) => return console::claim(req, ctx, id, &principal).await,
         (Method::Post, ["transfer"]) => return console::transfer(req, ctx, id, &principal).await,
         (Method::Post, ["reveal"]) => return console::reveal(req, ctx, id, &principal).await,
@@ -719,6 +724,7 @@ async fn conversation_route(
             | ["read"]
             | ["close"]
             | ["claim"]
+            | ["files"]
             | ["transfer"]
             | ["reveal"]
             | ["tags"]

@@ -14,6 +14,8 @@ pub struct Config {
     pub visitor_messages: Rate,
     pub agent_messages: Rate,
     pub ip_messages: Rate,
+    /// How long an upload may wait to be posted before it is deleted.
+    pub upload_grace_ms: i64,
 }
 
 fn text(env: &Env, name: &str) -> Option<String> {
@@ -41,6 +43,7 @@ impl Config {
             visitor_messages: rate(env, "RATE_VISITOR_MESSAGES", Rate::VISITOR_MESSAGES),
             agent_messages: rate(env, "RATE_AGENT_MESSAGES", Rate::AGENT_MESSAGES),
             ip_messages: rate(env, "RATE_IP_MESSAGES", Rate::IP_MESSAGES),
+            upload_grace_ms: number(env, "UPLOAD_GRACE_SECONDS", 24 * 3600) * 1000,
         }
     }
 

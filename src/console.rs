@@ -190,6 +190,7 @@ pub async fn transfer(req: &mut Request, ctx: &Ctx, id: &str, principal: &Princi
                 client_msg_id,
                 text: note,
                 note: true,
+                file: None,
             },
         })
         .map_err(|_| ApiError::from(ErrorCode::Internal))?;

@@ -190,21 +190,14 @@ impl DurableObject for ConversationObject {
             ClientFrame::Send {
                 client_msg_id,
                 text,
-                note: true,
-            } => Command::Note {
-                who,
-                client_msg_id,
-                text,
-            },
-            ClientFrame::Send {
-                client_msg_id,
-                text,
-                note: false,
-            } => Command::Send {
-                who,
-                ip: socket.ip.clone(),
-                client_msg_id,
-                text,
+                note,
+                file,
+            } => match self.post_command(who, socket.ip.clone(), client_msg_id, text, note, file) {
+                Ok(command) => command,
+                Err(error) => {
+                    send_frame(&ws, &error.frame(socket.lang()));
+                    return Ok(());
+                }
             },
             ClientFrame::Typing { active } => Command::Typing { who, active },
             ClientFrame::Read { seq } => Command::Read { who, seq },
@@ -240,6 +233,7 @@ impl DurableObject for ConversationObject {
 
     async fn alarm(&self) -> Result<Response> {
         self.drain_mirror().await;
+        self.delete_abandoned_files().await;
         Response::ok("ok")
     }
 }
@@ -447,6 +441,39 @@ impl ConversationObject {
                         .emit();
                 }
             }
+        }
+    }
+
+    /// Deletes uploads never posted within the grace period, from R2 and from the table.
+    async fn delete_abandoned_files(&self) {
+        let grace = self.config().upload_grace_ms;
+        let Ok(Some(Ok(stale))) =
+            self.with_engine(|_, store| store.abandoned_files(now_ms() - grace))
+        else {
+            return;
+        };
+        if !stale.is_empty() {
+            let Ok(bucket) = self.env.bucket("ATTACHMENTS") else {
+                return;
+            };
+            let mut deleted = 0u32;
+            for file in stale {
+                let removed = bucket.delete(&file.r2_key).await.is_ok()
+                    && matches!(
+                        self.with_engine(|_, store| store.delete_file(&file.id)),
+                        Ok(Some(Ok(())))
+                    );
+                deleted += u32::from(removed);
+            }
+            self.log("files_abandoned_deleted", "")
+                .field("count", deleted)
+                .emit();
+        }
+        // Come back when the oldest upload still within its grace period runs out.
+        let oldest = self.with_engine(|_, store| store.oldest_unposted_file());
+        if let Ok(Some(Ok(Some(oldest)))) = oldest {
+            self.schedule_mirror((oldest + grace + 1000 - now_ms()).max(1000))
+                .await;
         }
     }
 
@@ -682,22 +709,20 @@ impl ConversationObject {
             Operation::Send {
                 client_msg_id,
                 text,
-                note: true,
-            } => Command::Note {
-                who,
-                client_msg_id,
-                text,
-            },
-            Operation::Send {
-                client_msg_id,
-                text,
-                note: false,
-            } => Command::Send {
-                who,
-                ip: header(req, IP_HEADER),
-                client_msg_id,
-                text,
-            },
+                note,
+                file,
+            } => self.post_command(who, header(req, IP_HEADER), client_msg_id, text, note, file)?,
+            Operation::RegisterFile { mut file } => {
+                file.uploader = request.principal.id().to_string();
+                self.with_engine(|_, store| store.insert_file(&file))?
+                    .ok_or(ErrorCode::NotFound)?
+                    .map_err(|e| self.storage_error(&e.to_string()))?;
+                self.schedule_mirror(self.config().upload_grace_ms + 1000)
+                    .await;
+                return json_response(&serde_json::json!({ "file": file.file_ref() }), 201)
+                    .map_err(|_| ErrorCode::Internal.into());
+            }
+            Operation::FileInfo { id } => return self.file_info(&request.principal, &id),
             Operation::Reveal { seq } => return self.reveal(&request.principal, seq),
             Operation::Typing { active } => Command::Typing { who, active },
             Operation::Read { seq } => Command::Read { who, seq },
@@ -721,6 +746,76 @@ impl ConversationObject {
             None => no_content(),
         }
         .map_err(|_| ErrorCode::Internal.into())
+    }
+
+    /// The command for a `send`: a message, a private note, or a previously uploaded file.
+    fn post_command(
+        &self,
+        who: parley_core::Participant,
+        ip: Option<String>,
+        client_msg_id: String,
+        text: String,
+        note: bool,
+        file: Option<String>,
+    ) -> std::result::Result<Command, ApiError> {
+        let Some(file_id) = file else {
+            return Ok(if note {
+                Command::Note {
+                    who,
+                    client_msg_id,
+                    text,
+                }
+            } else {
+                Command::Send {
+                    who,
+                    ip,
+                    client_msg_id,
+                    text,
+                }
+            });
+        };
+        let row = self
+            .with_engine(|_, store| store.file(&file_id))?
+            .ok_or(ErrorCode::NotFound)?
+            .map_err(|e| self.storage_error(&e.to_string()))?;
+        // Only the uploader posts their file; anyone else's id is as good as unknown.
+        match row.filter(|r| r.uploader == who.id) {
+            Some(row) => Ok(Command::Attach {
+                who,
+                ip,
+                client_msg_id,
+                file: row.file_ref(),
+            }),
+            None => Err(ApiError {
+                code: ErrorCode::NotFound,
+                client_msg_id: Some(client_msg_id),
+                retry_after_ms: None,
+            }),
+        }
+    }
+
+    /// Where a file is, for a reader of this conversation: posted files to every participant,
+    /// a file not yet posted only to its uploader.
+    fn file_info(&self, principal: &Principal, id: &str) -> ApiResult {
+        let found = self
+            .with_engine(
+                |_,
+                 store|
+                 -> std::result::Result<
+                    Option<crate::sql_store::FileRow>,
+                    crate::sql_store::SqlError,
+                > {
+                    let Some(row) = store.file(id)? else {
+                        return Ok(None);
+                    };
+                    let visible = row.uploader == principal.id() || store.file_posted(id)?;
+                    Ok(visible.then_some(row))
+                },
+            )?
+            .ok_or(ErrorCode::NotFound)?
+            .map_err(|e| self.storage_error(&e.to_string()))?
+            .ok_or(ErrorCode::NotFound)?;
+        json_response(&found, 200).map_err(|_| ErrorCode::Internal.into())
     }
 
     /// The unmasked text of a visitor message, for an agent who asked to see it.
@@ -812,6 +907,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Hello { .. } => "hello",
         Command::Send { .. } => "send",
         Command::Note { .. } => "note",
+        Command::Attach { .. } => "attach",
         Command::Typing { .. } => "typing",
         Command::Read { .. } => "read",
         Command::Close { .. } => "close",

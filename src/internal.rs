@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use parley_core::token::Principal;
 use parley_core::{Participant, ServerFrame};
+
+use crate::sql_store::FileRow;
 use serde::{Deserialize, Serialize};
 
 /// Verified identity of the caller, JSON.
@@ -41,9 +43,20 @@ pub struct CreateConversation {
 pub enum Operation {
     Send {
         client_msg_id: String,
+        #[serde(default)]
         text: String,
         #[serde(default)]
         note: bool,
+        #[serde(default)]
+        file: Option<String>,
+    },
+    /// Records a file the Worker checked and stored in R2, for the caller to post.
+    RegisterFile {
+        file: FileRow,
+    },
+    /// Where a file's bytes are, if the caller may read them.
+    FileInfo {
+        id: String,
     },
     /// The unmasked text of the message at `seq` (agents; the Worker audits it).
     Reveal {

@@ -12,6 +12,8 @@ use crate::platform::now_ms;
 pub enum Limit {
     IpCreations,
     Logins,
+    Uploads,
+    IpUploads,
 }
 
 impl Limit {
@@ -19,6 +21,8 @@ impl Limit {
         match self {
             Limit::IpCreations => Rate::IP_CREATIONS,
             Limit::Logins => Rate::LOGINS,
+            Limit::Uploads => Rate::UPLOADS,
+            Limit::IpUploads => Rate::IP_UPLOADS,
         }
     }
 }

@@ -22,7 +22,35 @@ CREATE INDEX IF NOT EXISTS events_kind ON events (kind, seq);
 CREATE TABLE IF NOT EXISTS reads (participant TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS mirror (
   id INTEGER PRIMARY KEY CHECK (id = 1), mirrored_seq INTEGER NOT NULL, failures INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+  id TEXT PRIMARY KEY, r2_key TEXT NOT NULL, name TEXT NOT NULL, mime TEXT NOT NULL,
+  size INTEGER NOT NULL, image INTEGER NOT NULL, uploader TEXT NOT NULL, created_at INTEGER NOT NULL);
 ";
+
+/// An uploaded file; it belongs to the log once an event of kind `file` names it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct FileRow {
+    pub id: String,
+    pub r2_key: String,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    pub image: i64,
+    pub uploader: String,
+    pub created_at: i64,
+}
+
+impl FileRow {
+    pub fn file_ref(&self) -> parley_core::FileRef {
+        parley_core::FileRef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            mime: self.mime.clone(),
+            size: self.size,
+            image: self.image != 0,
+        }
+    }
+}
 
 pub struct SqlStore {
     sql: SqlStorage,
@@ -191,6 +219,77 @@ impl SqlStore {
                 mirrored_seq: 0,
                 failures: 0,
             }))
+    }
+
+    pub fn insert_file(&self, file: &FileRow) -> Result<(), SqlError> {
+        self.sql.exec(SCHEMA, None)?;
+        self.sql.exec(
+            "INSERT INTO files (id, r2_key, name, mime, size, image, uploader, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                file.id.as_str().into(),
+                file.r2_key.as_str().into(),
+                file.name.as_str().into(),
+                file.mime.as_str().into(),
+                int(file.size),
+                file.image.into(),
+                file.uploader.as_str().into(),
+                file.created_at.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn file(&self, id: &str) -> Result<Option<FileRow>, SqlError> {
+        self.sql.exec(SCHEMA, None)?;
+        Ok(self
+            .rows::<FileRow>("SELECT * FROM files WHERE id = ?", vec![id.into()])?
+            .into_iter()
+            .next())
+    }
+
+    /// Whether an event of the log names the file.
+    pub fn file_posted(&self, id: &str) -> Result<bool, SqlError> {
+        Ok(!self
+            .rows::<SeqRow>(
+                "SELECT seq FROM events WHERE kind = 'file' AND json_extract(body, '$.file.id') = ? LIMIT 1",
+                vec![id.into()],
+            )?
+            .is_empty())
+    }
+
+    /// Uploads older than `before` that no event names: never sent, to be deleted.
+    pub fn abandoned_files(&self, before: i64) -> Result<Vec<FileRow>, SqlError> {
+        self.sql.exec(SCHEMA, None)?;
+        self.rows::<FileRow>(
+            "SELECT * FROM files WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM events
+               WHERE kind = 'file' AND json_extract(body, '$.file.id') = files.id) LIMIT 100",
+            vec![before.into()],
+        )
+    }
+
+    /// When the oldest upload still waiting to be posted was made.
+    pub fn oldest_unposted_file(&self) -> Result<Option<i64>, SqlError> {
+        #[derive(Deserialize)]
+        struct Row {
+            at: Option<i64>,
+        }
+        self.sql.exec(SCHEMA, None)?;
+        Ok(self
+            .rows::<Row>(
+                "SELECT MIN(created_at) AS at FROM files WHERE NOT EXISTS (SELECT 1 FROM events
+                   WHERE kind = 'file' AND json_extract(body, '$.file.id') = files.id)",
+                vec![],
+            )?
+            .into_iter()
+            .next()
+            .and_then(|r| r.at))
+    }
+
+    pub fn delete_file(&self, id: &str) -> Result<(), SqlError> {
+        self.sql
+            .exec("DELETE FROM files WHERE id = ?", vec![id.into()])?;
+        Ok(())
     }
 
     pub fn set_mirror_state(&self, mirrored_seq: u64, failures: u32) -> Result<(), SqlError> {

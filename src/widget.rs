@@ -34,6 +34,7 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
         welcome,
         prechat,
         offline,
+        attachments,
     } = site.settings;
     let mut response = ok_json(
         &serde_json::json!({
@@ -42,6 +43,7 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
             "welcome": welcome,
             "prechat": prechat,
             "offline": offline,
+            "attachments": attachments,
             "online": online,
             "open": open,
             "identity": { "verification": site.identity_secret.is_some() },

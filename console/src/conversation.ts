@@ -76,7 +76,7 @@ export class ConvSession extends Emitter<ConvEvents> {
         const resume = this.loaded && this.epoch ? { after: this.lastSeq, epoch: this.epoch } : {};
         return { token, lang: lang(), ...resume };
       },
-      keepalive: { frame: PING, everyMs: 25_000, expectReply: 'pong', timeoutMs: 10_000 },
+      keepalive: [{ frame: PING, everyMs: 25_000, expectReply: true, timeoutMs: 10_000 }],
     });
     this.socket.on('frame', (f) => this.onFrame(f));
     this.socket.on('state', (s) => {

@@ -15,8 +15,11 @@ export interface SocketOptions {
   hello: () => Record<string, unknown> | null;
   /** The frame type that means the hello was accepted. */
   welcomeType: string;
-  /** Sent every keepaliveMs while live. */
-  keepalive?: { frame: string; everyMs: number; expectReply?: string; timeoutMs?: number };
+  /**
+   * Frames sent periodically while live. With `expectReply`, a connection that stays silent for
+   * `timeoutMs` after one is considered dead and replaced (the browser may not notice for minutes).
+   */
+  keepalive?: { frame: string; everyMs: number; expectReply?: boolean; timeoutMs?: number }[];
 }
 
 export class ReconnectingSocket extends Emitter<{
@@ -29,7 +32,7 @@ export class ReconnectingSocket extends Emitter<{
   private ws: WebSocket | null = null;
   private attempt = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private keepTimer: ReturnType<typeof setInterval> | undefined;
+  private keepTimers: ReturnType<typeof setInterval>[] = [];
   private replyTimer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private gotFrame = false;
@@ -54,11 +57,6 @@ export class ReconnectingSocket extends Emitter<{
     clearTimeout(this.timer);
     this.teardown();
     this.setState('gone');
-  }
-
-  /** Give up on this connection (e.g. the server refused it permanently). */
-  giveUp(): void {
-    this.stop();
   }
 
   send(frame: Record<string, unknown> | string): boolean {
@@ -113,7 +111,6 @@ export class ReconnectingSocket extends Emitter<{
     ws.onmessage = (m) => {
       if (ws !== this.ws) return;
       this.gotFrame = true;
-      this.lastFrameAt = Date.now();
       clearTimeout(this.replyTimer);
       this.replyTimer = undefined;
       let frame: any;
@@ -148,26 +145,30 @@ export class ReconnectingSocket extends Emitter<{
 
   /** Set by the owner when an error frame means reconnecting cannot help. */
   closeIsFinal = false;
-  lastFrameAt = 0;
 
   private startKeepalive(): void {
-    const k = this.opts.keepalive;
-    clearInterval(this.keepTimer);
-    if (!k) return;
-    this.keepTimer = setInterval(() => {
-      if (!this.send(k.frame)) return;
-      if (k.expectReply && !this.replyTimer) {
-        this.replyTimer = setTimeout(() => {
-          // No answer at all: the connection is dead even if the browser has not noticed.
-          this.replyTimer = undefined;
-          this.reconnect();
-        }, k.timeoutMs ?? 10_000);
-      }
-    }, k.everyMs);
+    this.stopKeepalive();
+    for (const k of this.opts.keepalive ?? []) {
+      this.keepTimers.push(setInterval(() => {
+        if (!this.send(k.frame)) return;
+        if (k.expectReply && !this.replyTimer) {
+          this.replyTimer = setTimeout(() => {
+            // No answer at all: the connection is dead even if the browser has not noticed.
+            this.replyTimer = undefined;
+            this.reconnect();
+          }, k.timeoutMs ?? 10_000);
+        }
+      }, k.everyMs));
+    }
+  }
+
+  private stopKeepalive(): void {
+    for (const t of this.keepTimers) clearInterval(t);
+    this.keepTimers = [];
   }
 
   private teardown(): void {
-    clearInterval(this.keepTimer);
+    this.stopKeepalive();
     clearTimeout(this.replyTimer);
     this.replyTimer = undefined;
     const ws = this.ws;

@@ -11,7 +11,7 @@ import { ConvSession } from './conversation';
 import { Emitter } from './emitter';
 import { lang, t } from './i18n';
 import { Outbox } from './outbox';
-import { ReconnectingSocket, type SocketState } from './socket';
+import { PING, ReconnectingSocket, type SocketState } from './socket';
 import { load, save } from './storage';
 import type {
   Agent, AgentStatus, AssignmentEntry, ConvRow, Ev, FeedFrame, InboxFrame, PresenceAgent, QueueEntry, QuickReply, Site,
@@ -148,7 +148,12 @@ export class Store extends Emitter<{
           const token = getToken();
           return token ? { token, lang: lang() } : null;
         },
-        keepalive: { frame: '{"v":1,"type":"heartbeat"}', everyMs: 20_000 },
+        // Heartbeats keep this device counted as online; pings (answered without waking the
+        // site object) notice a dead connection.
+        keepalive: [
+          { frame: '{"v":1,"type":"heartbeat"}', everyMs: 15_000 },
+          { frame: PING, everyMs: 30_000, expectReply: true, timeoutMs: 10_000 },
+        ],
       });
       const link: SiteLink = { site, socket, snapshot: null, state: 'connecting' };
       this.links.set(site.id, link);
@@ -541,7 +546,7 @@ export class Store extends Emitter<{
   }
 
   /** Conversations whose unread messages matter to me: waiting, mine, or open in a tab. */
-  private attention(id: string): boolean {
+  attention(id: string): boolean {
     const row = this.rows.get(id);
     if (this.tabs.includes(id)) return true;
     if (!row || this.status(id) !== 'open') return false;

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use crate::error::ErrorCode;
 use crate::ids::is_valid_client_msg_id;
 use crate::limits::{DEFAULT_PAGE, DEFAULT_REPLAY_WINDOW, MAX_PAGE, MAX_TEXT_CHARS};
-use crate::protocol::{Event, EventPayload, Participant, ResetReason, Role, ServerFrame, Status};
+use crate::protocol::{
+    Event, EventPayload, FileRef, Participant, ResetReason, Role, ServerFrame, Status,
+};
 use crate::ratelimit::{Rate, TokenBucket};
 
 /// What is known about a conversation; `status`, `assignee` and `head` follow from its log.
@@ -89,6 +91,13 @@ pub enum Command {
         ip: Option<String>,
         client_msg_id: String,
         text: String,
+    },
+    /// A file the participant uploaded (checked and stored by the shell), posted as an event.
+    Attach {
+        who: Participant,
+        ip: Option<String>,
+        client_msg_id: String,
+        file: FileRef,
     },
     /// A private note from an agent; visitors see a `hidden` event in its place.
     Note {
@@ -173,6 +182,15 @@ impl<E> EngineError<E> {
 }
 
 type Outcome<E> = Result<Vec<Effect>, EngineError<E>>;
+
+/// A refusal of a message, naming it so the client can match it to its outbox.
+fn reject_message<E>(code: ErrorCode, client_msg_id: &str) -> EngineError<E> {
+    EngineError::Rejected {
+        code,
+        client_msg_id: Some(client_msg_id.to_string()),
+        retry_after_ms: None,
+    }
+}
 
 /// Limits flood state to a bounded size; it resets with the object, which only forgives.
 const MAX_BUCKETS: usize = 4096;
@@ -272,6 +290,12 @@ impl Engine {
                 client_msg_id,
                 text,
             } => self.note(store, who, client_msg_id, text, now),
+            Command::Attach {
+                who,
+                ip,
+                client_msg_id,
+                file,
+            } => self.attach(store, who, ip, client_msg_id, file, now),
             Command::Typing { who, active } => Ok(self.typing(who, active, now)),
             Command::Read { who, seq } => self.read(store, who, seq),
             Command::Close { who } => self.set_status(store, who, Status::Closed, now),
@@ -378,6 +402,7 @@ impl Engine {
                 EventPayload::Message { .. }
                 | EventPayload::Created { .. }
                 | EventPayload::Note { .. }
+                | EventPayload::File { .. }
                 | EventPayload::Hidden {} => {}
             }
         }
@@ -393,15 +418,62 @@ impl Engine {
         text: String,
         now: i64,
     ) -> Outcome<S::Error> {
-        let refuse =
-            |code: ErrorCode, retry_after_ms: Option<u64>, id: &str| EngineError::Rejected {
-                code,
-                client_msg_id: Some(id.to_string()),
-                retry_after_ms,
-            };
+        let check = |id: &str| {
+            if text.trim().is_empty() {
+                Err(reject_message(ErrorCode::EmptyMessage, id))
+            } else if text.chars().count() > MAX_TEXT_CHARS {
+                Err(reject_message(ErrorCode::MessageTooLong, id))
+            } else {
+                Ok(())
+            }
+        };
+        let checked = check(&client_msg_id);
+        self.post(
+            store,
+            who,
+            ip,
+            client_msg_id,
+            checked.map(|_| EventPayload::Message { text }),
+            now,
+        )
+    }
+
+    fn attach<S: Store>(
+        &mut self,
+        store: &mut S,
+        who: Participant,
+        ip: Option<String>,
+        client_msg_id: String,
+        file: FileRef,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        self.post(
+            store,
+            who,
+            ip,
+            client_msg_id,
+            Ok(EventPayload::File { file }),
+            now,
+        )
+    }
+
+    /// What a participant posts (a message or a file): deduplicated by `client_msg_id`,
+    /// validated, rate limited, reopening a closed conversation when a visitor writes.
+    fn post<S: Store>(
+        &mut self,
+        store: &mut S,
+        who: Participant,
+        ip: Option<String>,
+        client_msg_id: String,
+        payload: Result<EventPayload, EngineError<S::Error>>,
+        now: i64,
+    ) -> Outcome<S::Error> {
         if !is_valid_client_msg_id(&client_msg_id) {
             // Echoed so the client can tell which of its messages was refused.
-            return Err(refuse(ErrorCode::InvalidClientMsgId, None, &client_msg_id));
+            return Err(reject_message(
+                ErrorCode::InvalidClientMsgId,
+                &client_msg_id,
+            ));
         }
         // A retry of a stored message is answered with its original seq, whatever the text.
         if let Some(seq) = store
@@ -414,22 +486,22 @@ impl Engine {
                 duplicate: true,
             })]);
         }
-        if text.trim().is_empty() {
-            return Err(refuse(ErrorCode::EmptyMessage, None, &client_msg_id));
-        }
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(refuse(ErrorCode::MessageTooLong, None, &client_msg_id));
-        }
+        let payload = payload?;
         let rate = match who.role {
             Role::Visitor => self.config.visitor_messages,
             Role::Agent | Role::System => self.config.agent_messages,
         };
+        let limited = |wait| EngineError::Rejected {
+            code: ErrorCode::RateLimited,
+            client_msg_id: Some(client_msg_id.clone()),
+            retry_after_ms: Some(wait),
+        };
         if let Err(wait) = self.take_token(format!("p:{}", who.id), rate, now) {
-            return Err(refuse(ErrorCode::RateLimited, Some(wait), &client_msg_id));
+            return Err(limited(wait));
         }
         if let Some(ip) = ip {
             if let Err(wait) = self.take_token(format!("ip:{ip}"), self.config.ip_messages, now) {
-                return Err(refuse(ErrorCode::RateLimited, Some(wait), &client_msg_id));
+                return Err(limited(wait));
             }
         }
         let mut items = Vec::with_capacity(2);
@@ -437,11 +509,7 @@ impl Engine {
             // A visitor writing into a closed conversation reopens it, in the same write.
             items.push((EventPayload::Reopened {}, who.clone(), None));
         }
-        items.push((
-            EventPayload::Message { text },
-            who,
-            Some(client_msg_id.clone()),
-        ));
+        items.push((payload, who, Some(client_msg_id.clone())));
         let events = self.append(store, items, now)?;
         let seq = events.last().map_or(self.meta.head, |e| e.seq);
         let mut effects = vec![Effect::Reply(ServerFrame::Ack {

@@ -32,6 +32,7 @@ pub enum IdKind {
     Team,
     Epoch,
     Trace,
+    File,
 }
 
 impl IdKind {
@@ -44,6 +45,7 @@ impl IdKind {
             IdKind::Team => "t_",
             IdKind::Epoch => "e_",
             IdKind::Trace => "r_",
+            IdKind::File => "f_",
         }
     }
 }

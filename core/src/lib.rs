@@ -25,4 +25,6 @@ pub mod visitor;
 
 pub use conversation::{Command, Effect, Engine, EngineConfig, EngineError, Meta, Store};
 pub use error::ErrorCode;
-pub use protocol::{ClientFrame, Event, EventPayload, Participant, Role, ServerFrame, Status};
+pub use protocol::{
+    ClientFrame, Event, EventPayload, FileRef, Participant, Role, ServerFrame, Status,
+};

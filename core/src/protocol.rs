@@ -72,6 +72,10 @@ pub enum EventPayload {
     Note {
         text: String,
     },
+    /// A file or image the participant uploaded.
+    File {
+        file: FileRef,
+    },
     /// What a visitor receives in place of a note: the seq stays gap-free, the note stays private.
     Hidden {},
 }
@@ -85,9 +89,22 @@ impl EventPayload {
             EventPayload::Closed {} => "closed",
             EventPayload::Reopened {} => "reopened",
             EventPayload::Note { .. } => "note",
+            EventPayload::File { .. } => "file",
             EventPayload::Hidden {} => "hidden",
         }
     }
+}
+
+/// An uploaded file as the log records it; the bytes are fetched through the Worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub mime: String,
+    pub size: u64,
+    /// A raster image that may be shown inline.
+    pub image: bool,
 }
 
 /// One entry of a conversation's log.
@@ -155,10 +172,14 @@ pub enum ClientFrame {
     },
     Send {
         client_msg_id: String,
+        #[serde(default)]
         text: String,
         /// A private note (agents only).
         #[serde(default)]
         note: bool,
+        /// Posts this uploaded file (its id from the upload) instead of text.
+        #[serde(default)]
+        file: Option<String>,
     },
     Typing {
         #[serde(default = "default_true")]
@@ -365,7 +386,8 @@ mod tests {
             Ok(ClientFrame::Send {
                 client_msg_id: "m1".into(),
                 text: "hi".into(),
-                note: false
+                note: false,
+                file: None
             })
         );
         assert_eq!(

@@ -49,6 +49,16 @@ impl Rate {
         burst: 30.0,
         per_second: 0.5,
     };
+    /// File uploads per participant.
+    pub const UPLOADS: Rate = Rate {
+        burst: 10.0,
+        per_second: 0.2,
+    };
+    /// File uploads per IP address (offices share one).
+    pub const IP_UPLOADS: Rate = Rate {
+        burst: 60.0,
+        per_second: 1.0,
+    };
     /// Login attempts per IP address and per e-mail.
     pub const LOGINS: Rate = Rate {
         burst: 10.0,

@@ -88,11 +88,27 @@ impl Default for Offline {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+pub struct Attachments {
+    /// Largest upload, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for Attachments {
+    fn default() -> Self {
+        Attachments {
+            max_bytes: crate::attachment::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WidgetSettings {
     pub appearance: Appearance,
     pub welcome: Localized,
     pub prechat: Prechat,
     pub offline: Offline,
+    pub attachments: Attachments,
 }
 
 impl Default for WidgetSettings {
@@ -105,6 +121,7 @@ impl Default for WidgetSettings {
             ),
             prechat: Prechat::default(),
             offline: Offline::default(),
+            attachments: Attachments::default(),
         }
     }
 }
@@ -180,6 +197,7 @@ impl WidgetSettings {
             offline: Offline {
                 message: clean_localized(self.offline.message, defaults.offline.message),
             },
+            attachments: self.attachments,
         }
     }
 }

@@ -181,6 +181,7 @@ fn log_state(log: &[Event]) -> (Status, Option<String>) {
             EventPayload::Message { .. }
             | EventPayload::Created { .. }
             | EventPayload::Note { .. }
+            | EventPayload::File { .. }
             | EventPayload::Hidden {} => {}
         }
     }

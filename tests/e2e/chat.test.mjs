@@ -222,3 +222,74 @@ test('the visitor context reaches the server: page trail with single-page naviga
   assert.equal(ctx.screen.w > 0, true);
   await context.close();
 });
+
+test('keyboard only: open, write, pick an emoji, send, close; dark scheme and reduced motion respected', async () => {
+  const context = await visitorContext(browser, { colorScheme: 'dark', reducedMotion: 'reduce' });
+  const page = await openDemo(context, server);
+  const active = () => page.evaluate(() => {
+    const el = document.querySelector('[data-parley]').shadowRoot.activeElement;
+    return el ? `${el.tagName.toLowerCase()}.${el.className}` : null;
+  });
+  await page.locator('[data-parley] .launch').focus();
+  await page.keyboard.press('Enter');
+  await page.locator('[data-parley] .panel').waitFor({ state: 'visible' });
+  assert.equal(await active(), 'textarea.in');
+  await page.keyboard.type('Tea for two');
+  // Tab to the emoji button, open the picker, move right, pick.
+  await page.keyboard.press('Tab');
+  assert.equal(await active(), 'button.cb');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.locator('[data-parley] .cb').getAttribute('aria-expanded'), 'true');
+  assert.equal(await active(), 'button.em');
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('Enter');
+  assert.equal(await active(), 'textarea.in');
+  assert.equal(await page.locator('[data-parley] textarea.in').inputValue(), 'Tea for two😃');
+  await page.keyboard.press('Enter');
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.text === 'Tea for two😃' && m.state === 'sent'), 'sent with the keyboard');
+  // Shift+Enter makes a new line instead of sending.
+  await page.keyboard.type('line one');
+  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.type('line two');
+  assert.equal(await page.locator('[data-parley] textarea.in').inputValue(), 'line one\nline two');
+  // The panel is a labelled dialog; new agent messages are announced politely.
+  assert.equal(await page.locator('[data-parley] .panel').getAttribute('role'), 'dialog');
+  assert.ok(await page.locator('[data-parley] [aria-live=polite]').count() >= 1);
+  // Dark colours and no animation.
+  const look = await page.locator('[data-parley] .panel').evaluate((p) => [getComputedStyle(p).backgroundColor, getComputedStyle(p).animationName]);
+  assert.deepEqual(look, ['rgb(22, 24, 29)', 'none']);
+  await page.keyboard.press('Escape');
+  await page.locator('[data-parley] .panel').waitFor({ state: 'hidden' });
+  assert.equal(await active(), 'button.launch');
+  await context.close();
+});
+
+test('the loader alone watches for replies: an agent message loads the full widget and shows the badge', async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server, '', { setup: recordApiEvents });
+  await openPanel(page);
+  await send(page, 'Is the Keemun in stock?');
+  const conversation = await conversationOf(page);
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'sent');
+  await page.keyboard.press('Escape');
+  await page.mouse.move(10, 10); // away from the launcher: hovering it prefetches the chat
+  // A new page of the site with the panel closed: only the loader runs.
+  const chatRequests = [];
+  page.on('request', (r) => { if (new URL(r.url()).pathname === '/widget/chat.js') chatRequests.push(r.url()); });
+  await page.goto(`${server.url}/demo/pricing?site=${server.siteKey}`);
+  await page.locator('[data-parley] .launch').waitFor({ state: 'visible' });
+  await sleep(1500);
+  assert.deepEqual(chatRequests, [], 'the full widget is not loaded without a reason');
+  const sock = await agentJoin(server, agent, conversation);
+  await sock.sendMessage('Yes, 40 tins left!');
+  await waitFor(() => chatRequests.length === 1, 'the full widget loaded for the reply', 30_000);
+  const badge = page.locator('[data-parley] .badge');
+  await badge.waitFor({ state: 'visible' });
+  assert.equal(await badge.textContent(), '1');
+  await waitFor(() => page.apiEvents.some(([n, d]) => n === 'unread' && d === 1), 'unread event on the new page');
+  await openPanel(page);
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.text === 'Yes, 40 tins left!'), 'reply shown');
+  await badge.waitFor({ state: 'hidden' });
+  sock.close();
+  await context.close();
+});

@@ -15,13 +15,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startServer } from '../support/server.mjs';
-import { agentLogin, connect, fullHistory, http, newConversation, sleep } from '../support/client.mjs';
+import { agentLogin, connect, fullHistory, http, newConversation, sleep, Socket } from '../support/client.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const STEP = { timeout: 90_000 };
+// A small replay window, so a console that missed more than this must reset and reload history.
+// Generous message limits for the long conversation; the limits have their own tests.
+const VARS = { REPLAY_WINDOW: '10', RATE_VISITOR_MESSAGES: '500/50', RATE_IP_MESSAGES: '1000/100' };
 
 let server;
 let browser;
@@ -35,7 +38,7 @@ const pageErrors = [];
 before(async () => {
   assert.ok(existsSync(join(ROOT, 'public', 'console', 'app.js')), 'run `node console/build.mjs` first');
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium`);
-  server = await startServer();
+  server = await startServer({ vars: VARS });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   context = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: 'en-US' });
   page = await watch(await context.newPage());
@@ -219,6 +222,29 @@ test('typing indicators and read receipts go both ways', STEP, async () => {
   await page.waitForSelector('.conv .msg--mine.is-seen .msg-receipt', { timeout: 10_000 });
 });
 
+test('visitor text is only ever text; only http(s) links become links', STEP, async () => {
+  await visitor.sendMessage('<img src=x onerror="window.__xss=1"> <b>bold</b> javascript:window.__xss=2 see https://example.com/a?b=1.');
+  await waitForText(page, '.conv .msg--in .text', '<img src=x');
+  const bubble = '.conv .msg--in:last-of-type .text';
+  assert.equal(await page.$$eval('.conv .thread img, .conv .thread b', (els) => els.length), 0);
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  const links = await page.$$eval(`${bubble} a`, (els) => els.map((a) => [a.getAttribute('href'), a.rel, a.target]));
+  assert.deepEqual(links, [['https://example.com/a?b=1', 'noopener noreferrer nofollow', '_blank']]);
+});
+
+test('tags: add with Enter, remove with its button', STEP, async () => {
+  const admin = await agentLogin(server);
+  await page.fill('.tags .tag-input', 'vip');
+  await page.press('.tags .tag-input', 'Enter');
+  await waitForText(page, '.tags .tag', 'vip');
+  let r = await http(server.url, `/api/v1/conversations/${conv.conversation}/tags`, { token: admin.token });
+  assert.deepEqual(r.body.tags, ['vip']);
+  await page.click('.tags .tag-x');
+  await page.waitForSelector('.tags .tag', { state: 'detached' });
+  r = await http(server.url, `/api/v1/conversations/${conv.conversation}/tags`, { token: admin.token });
+  assert.deepEqual(r.body.tags, []);
+});
+
 test('quick replies: "/" opens the list, Enter inserts, Enter sends', STEP, async () => {
   await page.focus('.composer-input');
   await page.keyboard.type('/hel');
@@ -262,7 +288,7 @@ test('a reply sent while the server is down is delivered once when it is back', 
     .filter((k) => k.startsWith('parley.console.outbox.')).map((k) => localStorage.getItem(k)).join(''));
   assert.ok(stored.includes('Written while offline'), stored);
 
-  server = await startServer({ persistDir, port });
+  server = await startServer({ persistDir, port, vars: VARS });
   await page.waitForSelector('.conv .msg--pending', { state: 'detached', timeout: 45_000 });
   const events = await fullHistory(server, conv.conversation, conv.token);
   assert.equal(events.filter((e) => e.body?.text === 'Written while offline').length, 1);
@@ -279,6 +305,110 @@ test('close and reopen from the conversation header', STEP, async () => {
   await page.click('.conv-actions [data-action="reopen"]');
   await page.waitForSelector('.conv .pill--open', { timeout: 10_000 });
   await visitorEvent(visitor, (f) => f.kind === 'reopened');
+  // Both went through without the console reporting a failure.
+  const errors = await page.$$eval('.toast--error', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(errors, []);
+});
+
+test('a console that missed more than the replay window resets and shows everything once', STEP, async () => {
+  // A second device of the same agent whose conversation sockets we can cut and hold off.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  let blocked = false;
+  const open = new Set();
+  const received = [];
+  await ctx.routeWebSocket(/\/api\/v1\/conversations\/[^/]+\/ws/, (ws) => {
+    if (blocked) return ws.close({ code: 4000, reason: 'held off' });
+    const upstream = ws.connectToServer();
+    ws.onMessage((m) => upstream.send(m));
+    upstream.onMessage((m) => {
+      received.push(JSON.parse(m).type);
+      ws.send(m);
+    });
+    const pair = { ws, upstream };
+    open.add(pair);
+    ws.onClose(() => open.delete(pair));
+  });
+  const p = watch(await ctx.newPage());
+  try {
+    await signIn(p, server.email, server.password);
+    await openFromTeam(p, conv.conversation);
+    await p.waitForSelector('.conv .conv-sub:not(:has(.sub-conn))');
+    blocked = true;
+    for (const { ws, upstream } of open) {
+      await upstream.close();
+      await ws.close({ code: 4001, reason: 'cut' });
+    }
+    const sent = [];
+    for (let i = 0; i < 15; i += 1) {
+      sent.push(`missed ${i}`);
+      const ack = await visitor.sendMessage(`missed ${i}`);
+      assert.equal(ack.type, 'ack', JSON.stringify(ack));
+    }
+    blocked = false;
+    await waitForText(p, '.conv .msg--in .text', 'missed 14', 30_000);
+    assert.ok(received.includes('reset'), `no reset among ${received.join(',')}`);
+    const texts = await threadTexts(p);
+    for (const t of sent) assert.equal(texts.filter((x) => x === t).length, 1, t);
+    // The thread is still in order.
+    const seqs = await p.$$eval('.conv .msg[data-seq]', (els) => els.map((e) => Number(e.dataset.seq)));
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+  } finally {
+    await ctx.close();
+  }
+});
+
+test('the status switch reaches the server', STEP, async () => {
+  const admin = await agentLogin(server);
+  const { body } = await http(server.url, '/api/v1/sites', { token: admin.token });
+  const status = async () => {
+    const probe = await Socket.open(`${server.url.replace(/^http/, 'ws')}/api/v1/console/ws?site=${body.sites[0].id}`, { origin: server.url });
+    probe.send({ type: 'hello', token: admin.token });
+    const inbox = await probe.next((f) => f.type === 'inbox');
+    probe.close();
+    return inbox.agents.find((a) => a.id === admin.agentId)?.status;
+  };
+  await page.selectOption('.topbar .status-select', 'busy');
+  await page.waitForSelector('.status-wrap.status--busy');
+  for (let i = 0; i < 20 && (await status()) !== 'busy'; i += 1) await sleep(200);
+  assert.equal(await status(), 'busy');
+  await page.selectOption('.topbar .status-select', 'online');
+  for (let i = 0; i < 20 && (await status()) !== 'online'; i += 1) await sleep(200);
+  assert.equal(await status(), 'online');
+});
+
+test('scrolling up loads older history; arrow keys move through the inbox', STEP, async () => {
+  const long = await newConversation(server);
+  const v = await connect(server, long.conversation, long.token, { after: 0 });
+  for (let i = 1; i <= 70; i += 1) {
+    const ack = await v.sendMessage(`line ${i}`);
+    assert.equal(ack.type, 'ack', JSON.stringify(ack));
+  }
+  await openFromTeam(page, long.conversation);
+  await waitForText(page, '.conv .msg--in .text', 'line 70');
+  let texts = await threadTexts(page);
+  assert.ok(!texts.includes('line 1'), 'the first page should not hold the whole conversation');
+  await page.waitForSelector('.conv .load-earlier');
+  await page.$eval('.conv .thread', (el) => el.scrollTo({ top: 0 }));
+  await waitForText(page, '.conv .msg--in .text', 'line 1', 15_000);
+  await page.waitForSelector('.conv .thread-begin');
+  texts = await threadTexts(page);
+  const lines = texts.filter((t) => /^line \d+$/.test(t));
+  assert.deepEqual(lines, Array.from({ length: 70 }, (_, i) => `line ${i + 1}`));
+
+  // Keyboard: the inbox list is navigable with the arrow keys, and Enter opens.
+  await page.focus(`.conv-item[data-id="${long.conversation}"]`);
+  await page.keyboard.press('ArrowDown');
+  const next = await page.evaluate(() => document.activeElement?.dataset?.id);
+  assert.ok(next && next !== long.conversation);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector(`.conv[data-conversation="${next}"]`);
+  // Tabs: the open conversations are tabs; Delete closes the focused one.
+  assert.ok(await page.$$eval('.convtab', (els) => els.length) >= 2);
+  await page.focus(`.convtab-btn[data-tab="${long.conversation}"]`);
+  await page.keyboard.press('Delete');
+  await page.waitForSelector(`.convtab-btn[data-tab="${long.conversation}"]`, { state: 'detached' });
+  await openFromTeam(page, conv.conversation);
+  v.close();
 });
 
 test('the console switches to Simplified Chinese', STEP, async () => {
@@ -304,9 +434,9 @@ test('transfer to a second agent with a note; the note stays private and persona
 
     // The first agent takes it (it may have been routed to either agent) and transfers it.
     await openFromTeam(page, c.conversation);
-    const accept = await page.$('.conv-actions [data-action="accept"]');
-    if (accept) {
-      await accept.click();
+    await page.waitForSelector('.conv .msg--in');
+    if (await page.$('.conv-actions [data-action="accept"]')) {
+      await page.click('.conv-actions [data-action="accept"]');
       await page.waitForSelector('.conv-actions [data-action="accept"]', { state: 'detached', timeout: 10_000 });
     }
     await page.click('.conv-actions [data-action="transfer"]');
@@ -314,7 +444,10 @@ test('transfer to a second agent with a note; the note stays private and persona
     await page.check(`dialog input[name="transfer-agent"][value="${ann.id}"]`);
     await page.fill('#transfer-note', 'VIP: refund approved by the manager');
     await page.click('dialog button[type=submit]');
-    await page.waitForSelector('dialog.dialog', { state: 'detached', timeout: 10_000 });
+    await page.waitForFunction(() => !document.querySelector('dialog.dialog') || document.querySelector('dialog .form-error')?.textContent,
+      null, { timeout: 10_000 });
+    const refused = await page.$eval('dialog .form-error', (e) => e.textContent).catch(() => null);
+    assert.equal(refused, null, `transfer refused: ${refused}`);
 
     // Ann is alerted and finds it under Mine.
     await page2.waitForFunction(() => /^\(\d+\) /.test(document.title), null, { timeout: 15_000 });

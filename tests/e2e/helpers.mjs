@@ -4,6 +4,8 @@
 // Chromium talks only to 127.0.0.1: every other host fails to resolve, and any request that
 // tries anyway is recorded and fails the test (see guard()).
 import assert from 'node:assert/strict';
+import { createServer, request } from 'node:http';
+import { connect as tcpConnect } from 'node:net';
 import { chromium } from 'playwright-core';
 import { agentLogin, connect, http, Socket, sleep } from '../support/client.mjs';
 import { startServer } from '../support/server.mjs';
@@ -152,3 +154,54 @@ export function agentJoin(server, agent, conversation) {
 
 /** Visitor messages in an event list, in order. */
 export const visitorTexts = (events) => events.filter((e) => e.kind === 'message' && e.author.role === 'visitor').map((e) => e.body.text);
+
+/**
+ * An HTTP proxy on 127.0.0.1 in front of the server that, while `state.blockWs` is set,
+ * refuses every WebSocket upgrade (as some corporate proxies and firewalls do) and passes
+ * plain HTTP through. Listen first, then `setTarget(server.url)`.
+ */
+export async function upgradeBlockingProxy() {
+  let target = null;
+  const state = { blockWs: true, refused: 0, upgraded: 0 };
+  const sockets = new Set();
+  const proxy = createServer((req, res) => {
+    const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode, r.rawHeaders);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  proxy.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  proxy.on('upgrade', (req, socket, head) => {
+    if (state.blockWs) {
+      state.refused += 1;
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    state.upgraded += 1;
+    const up = tcpConnect(Number(target.port), target.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      up.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head?.length) up.write(head);
+      socket.pipe(up);
+      up.pipe(socket);
+    });
+    sockets.add(up);
+    up.on('close', () => sockets.delete(up));
+    up.on('error', () => socket.destroy());
+    socket.on('error', () => up.destroy());
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${proxy.address().port}`;
+  return {
+    url,
+    state,
+    setTarget(t) { target = new URL(t); },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => proxy.close(resolve));
+    },
+  };
+}

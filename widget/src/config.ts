@@ -35,6 +35,7 @@ export function normalize(c: any): Config {
     },
     offline: { message: texts(c?.offline?.message) },
     online: c?.online !== false,
+    open: c?.open !== false,
     identity: { verification: c?.identity?.verification === true },
   };
 }

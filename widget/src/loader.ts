@@ -66,7 +66,7 @@ const context = (utm: Record<string, string>) => {
   let b: RegExpMatchArray | null = null;
   let browser = 'Other';
   for (const [re, name] of [
-    [/MicroMessenger\/(\d+)/, 'WeChat'], [/Edg\w*\/(\d+)/, 'Edge'], [/OPR\/(\d+)/, 'Opera'],
+    [/MicroMessenger\/(\d+)/, 'WeChat'], [/Edg\w*\/(\d+)/, 'Edge'],
     [/(?:Firefox|FxiOS)\/(\d+)/, 'Firefox'], [/(?:Chrome|CriOS)\/(\d+)/, 'Chrome'], [/Version\/(\d+).*Safari/, 'Safari'],
   ] as [RegExp, string][]) {
     if ((b = m(re))) {
@@ -82,7 +82,7 @@ const context = (utm: Record<string, string>) => {
   else if ((b = m(/Windows|CrOS|Linux/))) os = b[0] === 'CrOS' ? 'ChromeOS' : b[0];
   return {
     page: { url: location.href, title: D.title },
-    referrer: D.referrer || undefined,
+    referrer: D.referrer,
     utm,
     lang: N.language,
     tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
@@ -104,13 +104,11 @@ function boot(): void {
   const base = src.origin;
   const ns = `parley:${site}:`;
 
-  // First-party storage of the host page; plain objects where storage is blocked.
-  const storage = (name: 'localStorage' | 'sessionStorage') => {
+  // First-party storage of the host page; plain objects where storage is blocked (writes to
+  // a full or read-only storage fail quietly in ls.set).
+  const storage = (name: string) => {
     try {
-      const s = W[name];
-      s[`${ns}t`] = 1;
-      delete s[`${ns}t`];
-      return s;
+      return W[name] || {};
     } catch {
       return {};
     }

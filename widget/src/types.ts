@@ -20,7 +20,10 @@ export interface Config {
   welcome: Texts;
   prechat: { enabled: boolean; fields: FieldConfig[] };
   offline: { message: Texts };
+  /** an agent can take a conversation now */
   online: boolean;
+  /** within the site's business hours */
+  open: boolean;
   identity: { verification: boolean };
 }
 

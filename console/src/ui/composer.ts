@@ -20,6 +20,7 @@ export class Composer {
   private quickBtn: HTMLButtonElement;
   private sendBtn: HTMLButtonElement;
   private counter = h('span.counter', { 'aria-live': 'polite' });
+  private hint = h('span.composer-hint', { 'aria-hidden': 'true' });
   private noteHint = h('span.note-hint');
   private quick: QuickPicker;
   private emoji: EmojiPicker;
@@ -86,6 +87,7 @@ export class Composer {
       h('div.composer-tools', null,
         this.noteBtn, this.emojiBtn, this.quickBtn,
         h('span.spacer'),
+        this.hint,
         this.counter,
         this.sendBtn)));
     document.addEventListener('mousedown', this.outside, true);
@@ -114,6 +116,8 @@ export class Composer {
     this.quickBtn.title = `${t('quickReplies')} (/)`;
     (this.sendBtn.querySelector('.send-label') as HTMLElement).textContent = this.note ? t('addNote') : t('send');
     this.noteHint.textContent = t('notesOnlyAgents');
+    this.hint.textContent = t('composerHint');
+    this.textarea.setAttribute('aria-description', t('composerHint'));
     this.emoji.relabel();
     this.updateCounter();
   }
@@ -152,6 +156,7 @@ export class Composer {
     const over = n - MAX;
     this.counter.textContent = over > 0 ? t('tooLong', { n: over }) : n > MAX - 200 ? t('charsLeft', { n: MAX - n }) : '';
     this.counter.classList.toggle('counter--over', over > 0);
+    this.hint.hidden = Boolean(this.counter.textContent);
     this.sendBtn.disabled = !this.textarea.value.trim() || over > 0;
   }
 

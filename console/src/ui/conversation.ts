@@ -186,8 +186,10 @@ export class ConversationView {
     const acts: Node[] = [];
     const canAccept = status === 'open' && !mine && (!assignee || (assignment !== null && !assignment.answered));
     if (canAccept) acts.push(btn('accept', this.busy.has('accept') ? t('accepting') : t('accept'), 'btn-primary', 'check', () => s.accept()));
-    if (status === 'open') {
+    if (status === 'open' && mine) {
       acts.push(btn('transfer', t('transfer'), 'btn-secondary', 'transfer', async () => openTransferDialog(store, s, this.hooks.toast)));
+    }
+    if (status === 'open') {
       acts.push(btn('close', t('close'), 'btn-secondary', 'close', async () => {
         await s.close();
         this.hooks.toast(t('closed'));

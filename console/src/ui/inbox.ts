@@ -62,7 +62,7 @@ export function renderInbox(el: HTMLElement, store: Store, open: (id: string) =>
 
 function item(store: Store, row: Summary, list: ListName, open: (id: string) => void): HTMLElement {
   const name = store.visitorName(row.id);
-  const unread = store.unread(row.id);
+  const unread = store.attention(row.id) ? store.unread(row.id) : 0;
   const active = store.active === row.id;
   const assignee = store.assignee(row.id);
   const q = list === 'waiting' ? store.queueEntry(row.id) : null;

@@ -59,12 +59,13 @@ export class VisitorPanel {
     (head.querySelector('.avatar') as HTMLElement).style.setProperty('--h', String(hue(vid || s.id)));
 
     const facts: [string, Node | string | null][] = [];
-    const place = [v?.city, v?.region, v?.country ? countryName(v.country) : null].filter(Boolean).join(', ');
+    const place = [v?.city, v?.region, v?.country ? countryName(v.country) : null]
+      .filter((x, i, all): x is string => Boolean(x) && x !== all[i - 1]).join(', ');
     facts.push([t('location'), place ? `${flag(v?.country)} ${place}`.trim() : null]);
     const tz = ctx.tz;
     const local = tz ? timeIn(tz) : null;
-    facts.push([t('localTime'), local ? h('span', null, local, h('span.muted', null, ` · ${tz}`)) : null]);
-    facts.push([t('languageLabel'), ctx.lang ? `${languageName(ctx.lang)} (${ctx.lang})` : null]);
+    facts.push([t('localTime'), local ? h('span', null, local, h('span.fact-sub', null, tz)) : null]);
+    facts.push([t('languageLabel'), ctx.lang ? h('span', { title: ctx.lang }, languageName(ctx.lang)) : null]);
     facts.push([t('device'), ctx.device ?? null]);
     facts.push([t('browser'), ctx.browser ?? null]);
     facts.push([t('os'), ctx.os ?? null]);
@@ -79,10 +80,11 @@ export class VisitorPanel {
       ? h('dl.facts', null, known.map(([k, val]) => h('div.fact', null, h('dt', null, k), h('dd', null, val))))
       : h('p.vp-empty.muted', null, info === undefined ? '' : t('noInfo')));
 
+    const hasContext = Object.keys(ctx).length > 0;
     // Source
     const ref = safeHref(ctx.referrer);
     const utm = ctx.utm && typeof ctx.utm === 'object' ? Object.entries(ctx.utm).filter(([, x]) => x) : [];
-    sections.push(section(t('source'),
+    if (hasContext) sections.push(section(t('source'),
       h('div.fact-line', null, h('span.fact-key', null, t('referrer')),
         ref ? link(ref, hostOf(ref)) : h('span.muted', null, info ? t('direct') : '—')),
       utm.length ? h('div.utm', null, utm.map(([k, x]) => h('span.chip', { title: `utm_${k}` }, `${k.replace(/^utm_/, '')}: ${String(x)}`))) : null));
@@ -90,7 +92,7 @@ export class VisitorPanel {
     // Current page and trail
     const page = ctx.page;
     const pageHref = safeHref(page?.url);
-    sections.push(section(t('currentPage'),
+    if (hasContext) sections.push(section(t('currentPage'),
       pageHref ? h('div.page', null, h('div.page-title', null, page?.title || hostOf(pageHref)), link(pageHref, shortUrl(pageHref), 'page-url')) : h('span.muted', null, '—')));
     const pages = (info?.pages ?? []).slice().sort((a, b) => b.at - a.at).slice(0, 20);
     if (pages.length) {

@@ -294,8 +294,9 @@ class Chat {
     for (const e of this.events.values()) if (e.kind === 'assigned' && e.body?.agent?.name) agent = e.body.agent.name;
     this.titleEl.textContent = agent || name;
     this.avatar.textContent = Array.from((agent || name).trim())[0]?.toUpperCase() || '?';
-    this.subEl.textContent = agent ? name : this.tr(cfg.online ? 'online' : 'away');
-    this.subEl.classList.toggle('on', cfg.online);
+    const available = cfg.online && cfg.open;
+    this.subEl.textContent = agent ? name : this.tr(available ? 'online' : 'away');
+    this.subEl.classList.toggle('on', available);
   }
 
   private muted(): boolean {
@@ -320,10 +321,15 @@ class Chat {
   private renderView(keep?: string) {
     const cfg = this.cfg();
     const fresh = !this.conv && !this.h.ls.get('pf') && !this.outbox().length;
-    let mode = fresh && !cfg.online ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
+    let mode = fresh && (!cfg.online || !cfg.open) ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
     if (fresh && (keep === 'offline' || keep === 'prechat')) mode = keep;
     if (mode === 'chat') this.formDirty = false;
-    if (this.view.dataset.mode === mode && mode !== 'chat') return;
+    if (this.view.dataset.mode === mode) {
+      // Same view: never re-attach it, the visitor may be typing in it.
+      if (mode === 'chat') this.paint();
+      this.paintHeader();
+      return;
+    }
     this.view.dataset.mode = mode;
     if (mode === 'chat') {
       this.view.replaceChildren(this.scroller, this.banner, this.composer);

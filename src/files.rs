@@ -1,0 +1,229 @@
+//! Uploads and downloads of files in a conversation. Bytes are checked (type from the content,
+//! clean names, JPEG location data removed) before they reach R2 under a server-made key, and
+//! they come back only through the Worker, to readers of that conversation, with headers that
+//! keep a browser from running anything in them.
+
+use parley_core::attachment;
+use parley_core::ids::IdKind;
+use parley_core::token::Principal;
+use parley_core::ErrorCode;
+use serde::Deserialize;
+use worker::{Headers, HttpMetadata, Method, Request, Response};
+
+use crate::api::{db, forward, header, mint, rate_limit, site_or_error, Ctx};
+use crate::http::{ApiError, ApiResult};
+use crate::internal::{Operation, OperationRequest};
+use crate::limiter_object::Limit;
+use crate::log::Log;
+use crate::sites;
+use crate::sql_store::FileRow;
+
+/// The most a site may allow, whatever its settings say.
+const HARD_MAX_BYTES: usize = 25 * 1024 * 1024;
+
+async fn operation(ctx: &Ctx, id: &str, principal: &Principal, operation: Operation) -> ApiResult {
+    let body = serde_json::to_string(&OperationRequest {
+        principal: principal.clone(),
+        operation,
+    })
+    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    forward(
+        ctx,
+        id,
+        "/operation",
+        Method::Post,
+        Some(body),
+        Headers::new(),
+    )
+    .await
+}
+
+fn bucket(ctx: &Ctx) -> Result<worker::Bucket, ApiError> {
+    ctx.env.bucket("ATTACHMENTS").map_err(|e| {
+        Log::error("r2_binding")
+            .error_class("internal")
+            .field("detail", e.to_string())
+            .emit();
+        ApiError::from(ErrorCode::Internal)
+    })
+}
+
+fn r2_failed(ctx: &Ctx) -> impl FnOnce(worker::Error) -> ApiError + '_ {
+    move |e| {
+        Log::error("r2_unavailable")
+            .trace(&ctx.trace)
+            .error_class("storage_unavailable")
+            .field("detail", e.to_string())
+            .emit();
+        ErrorCode::StorageUnavailable.into()
+    }
+}
+
+/// `POST /api/v1/conversations/{id}/files?name=<file name>`, the raw bytes as the body.
+pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Query {
+        name: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Info {
+        site: String,
+    }
+    let query: Query = req
+        .query()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    rate_limit(ctx, &format!("upload:{}", principal.id()), Limit::Uploads).await?;
+    rate_limit(ctx, &format!("upload:ip:{}", ctx.ip), Limit::IpUploads).await?;
+    // Access first: the conversation's object answers for strangers exactly as for nothing.
+    let mut info = operation(ctx, id, principal, Operation::Info).await?;
+    if info.status_code() != 200 {
+        return Ok(info);
+    }
+    let site_id = info
+        .json::<Info>()
+        .await
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?
+        .site;
+    let site = site_or_error(sites::by_id(&db(ctx)?, &site_id, ctx.now).await, ctx).await?;
+    let max = site.settings.attachments.max_bytes.clamp(1, HARD_MAX_BYTES);
+    let declared_len = header(req, "content-length").and_then(|l| l.parse::<usize>().ok());
+    if declared_len.is_some_and(|n| n > max) {
+        return Err(ErrorCode::FileTooLarge.into());
+    }
+    let bytes = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let declared_type = header(req, "content-type").unwrap_or_default();
+    let raw_name = query.name.unwrap_or_default();
+    let checked =
+        attachment::check(&bytes, &declared_type, &raw_name, max).map_err(ApiError::from)?;
+    let bytes = if checked.kind == attachment::Kind::Jpeg {
+        attachment::strip_jpeg_metadata(&bytes).ok_or(ErrorCode::UnsupportedFileType)?
+    } else {
+        bytes
+    };
+    let file_id = mint(IdKind::File, ctx)?;
+    let key = format!("c/{id}/{file_id}");
+    let size = bytes.len() as u64;
+    bucket(ctx)?
+        .put(&key, bytes)
+        .http_metadata(HttpMetadata {
+            content_type: Some(checked.mime.clone()),
+            ..HttpMetadata::default()
+        })
+        .execute()
+        .await
+        .map_err(r2_failed(ctx))?;
+    let row = FileRow {
+        id: file_id,
+        r2_key: key.clone(),
+        name: checked.name,
+        mime: checked.mime,
+        size,
+        image: i64::from(checked.image),
+        uploader: principal.id().to_string(),
+        created_at: ctx.now,
+    };
+    let registered = operation(ctx, id, principal, Operation::RegisterFile { file: row }).await?;
+    if registered.status_code() != 201 {
+        // Not recorded: take the bytes back out rather than leave an orphan.
+        let _ = bucket(ctx)?.delete(&key).await;
+    } else {
+        Log::info("file_uploaded")
+            .site(&site.id)
+            .conversation(id)
+            .trace(&ctx.trace)
+            .field("kind", format!("{:?}", checked.kind).to_lowercase())
+            .field("size", size)
+            .emit();
+    }
+    Ok(registered)
+}
+
+/// `GET /api/v1/conversations/{id}/files/{file}`: the bytes, for readers of the conversation.
+pub async fn download(ctx: &Ctx, id: &str, file: &str, principal: &Principal) -> ApiResult {
+    if !parley_core::ids::is_valid(IdKind::File, file) {
+        return Err(ErrorCode::NotFound.into());
+    }
+    let mut answer = operation(
+        ctx,
+        id,
+        principal,
+        Operation::FileInfo {
+            id: file.to_string(),
+        },
+    )
+    .await?;
+    if answer.status_code() != 200 {
+        return Ok(answer);
+    }
+    let row: FileRow = answer
+        .json()
+        .await
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    let object = bucket(ctx)?
+        .get(&row.r2_key)
+        .execute()
+        .await
+        .map_err(r2_failed(ctx))?
+        .ok_or(ErrorCode::NotFound)?;
+    let body = object
+        .body()
+        .ok_or(ErrorCode::NotFound)?
+        .response_body()
+        .map_err(r2_failed(ctx))?;
+    let headers = download_headers(&row).map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    Ok(Response::from_body(body)
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?
+        .with_headers(headers))
+}
+
+/// Headers that make a download inert: no sniffing, a sandbox, and `attachment` for all but
+/// the raster images whose type was verified from their bytes.
+fn download_headers(row: &FileRow) -> worker::Result<Headers> {
+    let headers = Headers::new();
+    headers.set("content-type", &row.mime)?;
+    headers.set("content-length", &row.size.to_string())?;
+    headers.set("x-content-type-options", "nosniff")?;
+    headers.set("content-security-policy", "sandbox; default-src 'none'")?;
+    headers.set("cache-control", "private, max-age=3600")?;
+    headers.set("cross-origin-resource-policy", "same-site")?;
+    let disposition = if row.image != 0 {
+        "inline"
+    } else {
+        "attachment"
+    };
+    // RFC 6266 / 5987: an ASCII fallback and the exact UTF-8 name.
+    let ascii: String = row
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    headers.set(
+        "content-disposition",
+        &format!(
+            "{disposition}; filename=\"{ascii}\"; filename*=UTF-8''{}",
+            percent_encode(&row.name)
+        ),
+    )?;
+    Ok(headers)
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,132 @@
+// Never lose a message: the durable outbox in the browser. Messages typed offline wait as
+// pending and arrive once, in order, when the network returns, across reloads too.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fullHistory, sleep } from '../support/client.mjs';
+import {
+  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, startParley,
+  visitorContext, visitorTexts, waitFor,
+} from './helpers.mjs';
+
+let server;
+let browser;
+let agent;
+
+before(async () => {
+  server = await startParley();
+  browser = await launch();
+  agent = await agentOnline(server);
+});
+
+after(async () => {
+  agent?.close();
+  await browser?.close();
+  await server?.stop();
+});
+
+const outboxSize = (page) => page.evaluate(() => Object.keys(localStorage).filter((k) => /^parley:[^:]+:o:/.test(k)).length);
+
+test('offline in the browser: three messages typed offline arrive once and in order when it comes back', async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  await openPanel(page);
+  await send(page, 'Before the tunnel');
+  const conversation = await conversationOf(page);
+  const sock = await agentJoin(server, agent, conversation);
+  await waitFor(() => visitorTexts(sock.events).length === 1, 'first message at the agent');
+
+  await context.setOffline(true);
+  await waitFor(async () => (await diag(page)).state === 'offline', 'the widget to notice');
+  const banner = page.locator('[data-parley] .banner');
+  await banner.waitFor({ state: 'visible' });
+  assert.match(await banner.textContent(), /offline/i);
+
+  for (const text of ['one', 'two', 'three']) await send(page, text);
+  const pending = (await panelMessages(page)).filter((m) => m.mine).slice(1);
+  assert.deepEqual(pending.map((m) => [m.text, m.state]), [['one', 'queued'], ['two', 'queued'], ['three', 'queued']]);
+  assert.equal(await outboxSize(page), 3, 'the three messages are in the durable outbox');
+  await sleep(1500);
+  assert.deepEqual(visitorTexts(sock.events), ['Before the tunnel'], 'nothing left the browser while offline');
+
+  await context.setOffline(false);
+  await waitFor(() => visitorTexts(sock.events).length === 4, 'the three messages at the agent', 30_000);
+  await banner.waitFor({ state: 'hidden' });
+  await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).every((m) => m.state === 'sent'), 'all shown as sent');
+  assert.equal(await outboxSize(page), 0);
+  await sleep(1500); // no late duplicate
+  assert.deepEqual(visitorTexts(sock.events), ['Before the tunnel', 'one', 'two', 'three']);
+  const history = await fullHistory(server, conversation, agent.token);
+  assert.deepEqual(visitorTexts(history), ['Before the tunnel', 'one', 'two', 'three']);
+  assert.deepEqual(page.errors, []);
+  sock.close();
+  await context.close();
+});
+
+test('pending messages survive a reload while the server is unreachable, then arrive once', async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  await openPanel(page);
+  await send(page, 'first');
+  const conversation = await conversationOf(page);
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'first sent');
+  const sock = await agentJoin(server, agent, conversation);
+
+  // The chat API becomes unreachable while the page itself still loads: WebSockets are cut
+  // and every conversation request fails as a dead network would.
+  let blocked = true;
+  await context.routeWebSocket(/\/api\/v1\/conversations\/[^/]+\/ws/, (ws) => {
+    if (blocked) ws.close({ code: 1011, reason: 'unreachable' });
+    else ws.connectToServer();
+  });
+  await context.route(/\/api\/v1\/conversations\//, (route) => (blocked ? route.abort('internetdisconnected') : route.fallback()));
+  await page.reload();
+  await page.locator('[data-parley] .panel').waitFor({ state: 'visible' });
+  await send(page, 'second, written while cut off');
+  await send(page, 'third, written while cut off');
+  assert.equal(await outboxSize(page), 2);
+
+  // A reload (or a navigation) with the messages still pending: they are still there.
+  await page.reload();
+  await page.locator('[data-parley] .panel').waitFor({ state: 'visible' });
+  await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).length === 2, 'pending messages after reload');
+  assert.deepEqual((await panelMessages(page)).filter((m) => m.mine).map((m) => [m.text, m.state]), [
+    ['second, written while cut off', 'queued'],
+    ['third, written while cut off', 'queued'],
+  ]);
+  assert.equal(await outboxSize(page), 2);
+  assert.deepEqual(visitorTexts(sock.events), ['first']);
+
+  blocked = false;
+  await waitFor(() => visitorTexts(sock.events).length === 3, 'the pending messages at the agent', 45_000);
+  await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).map((m) => `${m.text}:${m.state}`).join('|')
+    === 'first:sent|second, written while cut off:sent|third, written while cut off:sent', 'history and sent states', 20_000);
+  await sleep(1500);
+  assert.deepEqual(visitorTexts(await fullHistory(server, conversation, agent.token)),
+    ['first', 'second, written while cut off', 'third, written while cut off']);
+  assert.equal(await outboxSize(page), 0);
+  sock.close();
+  await context.close();
+});
+
+test('a retried send never duplicates: the same client_msg_id sent again by a second tab is stored once', async () => {
+  const context = await visitorContext(browser);
+  const one = await openDemo(context, server);
+  await openPanel(one);
+  await send(one, 'hello');
+  const conversation = await conversationOf(one);
+  const sock = await agentJoin(server, agent, conversation);
+  await waitFor(() => visitorTexts(sock.events).length === 1, 'first message');
+  // Go offline, queue a message, and open a second tab of the same visitor: when the network
+  // comes back both tabs hold the same pending message; it must arrive exactly once.
+  await context.setOffline(true);
+  await waitFor(async () => (await diag(one)).state === 'offline', 'offline');
+  await send(one, 'queued in tab one');
+  await context.setOffline(false);
+  const two = await openDemo(context, server, 'pricing');
+  await waitFor(() => visitorTexts(sock.events).length === 2, 'queued message delivered', 30_000);
+  await sleep(2000);
+  assert.deepEqual(visitorTexts(sock.events), ['hello', 'queued in tab one']);
+  assert.equal((await diag(two)).conversation ?? conversation, conversation);
+  sock.close();
+  await context.close();
+});
