@@ -887,8 +887,8 @@ test('i18n: upgrade with Accept-Language: zh-CN, then send before hello → hell
 // ---------------------------------------------------------------------------------------------
 // Last: login flooding locks out logins from that IP address.
 
-test('flood: 11 failed logins from one IP address (CF-Connecting-IP 203.0.113.77) → 10 × 401 invalid_credentials, then 429 rate_limited with Retry-After, even for the right password', async () => {
-  const headers = { 'cf-connecting-ip': '203.0.113.77' };
+test('flood: 11 failed logins from one IP address (CF-Connecting-IP 127.0.113.77) → 10 × 401 invalid_credentials, then 429 rate_limited with Retry-After, even for the right password', async () => {
+  const headers = { 'cf-connecting-ip': '127.0.113.77' };
   for (let i = 0; i < 10; i += 1) {
     const res = await http(server.url, '/api/v1/agent/login', {
       method: 'POST', headers, body: { email: `flood-${i}-${RUN}@example.invalid`, password: `pw-${RUN}` },
@@ -908,7 +908,7 @@ test('flood: 11 failed logins from one IP address (CF-Connecting-IP 203.0.113.77
   assert.equal(right.body.token, undefined);
   // Another address is not locked out.
   const elsewhere = await http(server.url, '/api/v1/agent/login', {
-    method: 'POST', headers: { 'cf-connecting-ip': '198.51.100.23' }, body: { email: server.email, password: server.password },
+    method: 'POST', headers: { 'cf-connecting-ip': '127.51.100.23' }, body: { email: server.email, password: server.password },
   });
   assert.equal(elsewhere.status, 200, JSON.stringify(elsewhere.body));
   keep(elsewhere.body.token);
