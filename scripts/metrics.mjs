@@ -130,7 +130,7 @@ export class Metrics {
     this.missed = f('parley_conversations_missed_total', 'counter', 'Assigned conversations an agent did not answer in time.');
     this.mirrorFailures = f('parley_mirror_failures_total', 'counter', 'Failed attempts to copy conversation events into D1 (retried with backoff; chat is not affected).');
     this.mirrorCaughtUp = f('parley_mirror_caught_up_total', 'counter', 'Times a conversation\'s D1 mirror caught up with its log.');
-    this.logins = f('parley_agent_logins_total', 'counter', 'Agent sign-ins, by result (ok, failed).', ['result']);
+    this.logins = f('parley_agent_logins_total', 'counter', 'Agent sign-in requests, by result (ok, failed: wrong e-mail or password, rate_limited, error).', ['result']);
     this.sessions = f('parley_visitor_sessions_total', 'counter', 'Visitor sessions issued.');
     this.logLines = f('parley_log_lines_total', 'counter', 'Worker log lines received, by level.', ['level']);
     this.unparsed = f('parley_log_lines_unparsed_total', 'counter', 'Runtime output lines that were not JSON log lines (stack traces, runtime messages).');
@@ -152,6 +152,10 @@ export class Metrics {
         this.requests.inc({ route, status: line.status ?? '' });
         if (Number.isFinite(line.duration_ms)) this.duration.observe({ route }, Math.max(0, line.duration_ms) / 1000);
         if (line.error_class) this.errors.inc({ class: line.error_class, fault: faultOf(line) });
+        if (route === '/api/v1/agent/login') {
+          const result = line.status === 200 ? 'ok' : line.status === 429 ? 'rate_limited' : line.status === 401 ? 'failed' : 'error';
+          this.logins.inc({ result });
+        }
         return;
       }
       case 'command_refused':
@@ -173,19 +177,15 @@ export class Metrics {
         if (line.kind === 'message') this.messages.inc({});
         return;
       case 'conversation_created':
+        // The `created` event (seq 1) is logged as conversation_created, not event_stored.
         this.conversations.inc({});
+        this.events.inc({ kind: 'created' });
         return;
       case 'conversation_missed':
         this.missed.inc({});
         return;
       case 'mirror_caught_up':
         this.mirrorCaughtUp.inc({});
-        return;
-      case 'login':
-        this.logins.inc({ result: 'ok' });
-        return;
-      case 'login_failed':
-        this.logins.inc({ result: 'failed' });
         return;
       case 'visitor_session':
         this.sessions.inc({});

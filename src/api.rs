@@ -41,7 +41,14 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     let own_origin = url.origin().ascii_serialization();
     let path = url.path().to_string();
     if !path.starts_with("/api/") && path != "/healthz" {
-        return env.assets("ASSETS")?.fetch_request(req).await;
+        let response = env.assets("ASSETS")?.fetch_request(req).await?;
+        // The widget script is embedded by other sites: only the pages get page headers.
+        if path.starts_with("/console") || path.starts_with("/demo") || path == "/" {
+            let mut headers = mutable_headers(&response)?;
+            add_page_headers(&mut headers, &path)?;
+            return Ok(response.with_headers(headers));
+        }
+        return Ok(response);
     }
     let trace = header(&req, "cf-ray").unwrap_or_else(|| {
         random_16()
@@ -62,7 +69,7 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     let method = req.method();
     let result = route(&mut req, &ctx, &method, &path).await;
     let mut refused = None;
-    let mut response = match result {
+    let response = match result {
         Ok(response) => response,
         Err(error) => {
             drain_unread_body(&mut req).await;
@@ -86,10 +93,22 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
         log = log.error_class(code.as_str()).field("fault", code.fault());
     }
     log.emit();
-    if response.status_code() != 101 {
-        add_cors(response.headers_mut(), &ctx)?;
+    if response.status_code() == 101 {
+        return Ok(response);
     }
-    Ok(response)
+    let mut headers = mutable_headers(&response)?;
+    add_cors(&mut headers, &ctx).await?;
+    Ok(response.with_headers(headers))
+}
+
+/// A writable copy of a response's headers: those of fetched responses (assets, the objects)
+/// are immutable.
+fn mutable_headers(response: &Response) -> Result<Headers> {
+    let headers = Headers::new();
+    for (name, value) in response.headers().entries() {
+        headers.append(&name, &value)?;
+    }
+    Ok(headers)
 }
 
 /// Reads a small body the handler refused before reading: the runtime may otherwise reset the
@@ -128,19 +147,45 @@ fn route_name(path: &str) -> String {
         .join("/")
 }
 
-/// The API is called cross-origin by the widget with bearer tokens (never cookies), so it
-/// answers any origin; which origins may obtain a visitor token is checked per site.
-fn add_cors(headers: &mut Headers, ctx: &Ctx) -> Result<()> {
-    if let Some(origin) = &ctx.origin {
-        headers.set("access-control-allow-origin", origin)?;
-        headers.set("vary", "Origin")?;
-        headers.set("access-control-expose-headers", "retry-after")?;
+/// Exact CORS: the API answers cross-origin only to origins some site allows (the widget's
+/// hosts); the Worker's own pages are same-origin. Which origin may act for which site is
+/// checked again per request (sessions, sockets).
+async fn add_cors(headers: &mut Headers, ctx: &Ctx) -> Result<()> {
+    let Some(origin) = &ctx.origin else {
+        return Ok(());
+    };
+    headers.set("vary", "Origin")?;
+    if *origin == ctx.own_origin {
+        return Ok(());
+    }
+    if let Ok(db) = ctx.env.d1("DB") {
+        if sites::origin_allowed_anywhere(&db, origin, ctx.now).await {
+            headers.set("access-control-allow-origin", origin)?;
+            headers.set("access-control-expose-headers", "retry-after")?;
+        }
+    }
+    Ok(())
+}
+
+/// Security headers for the Worker's own pages (console, demo): no framing, a strict CSP.
+fn add_page_headers(headers: &mut Headers, path: &str) -> Result<()> {
+    headers.set("x-frame-options", "DENY")?;
+    headers.set("referrer-policy", "no-referrer")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    if path.starts_with("/console") {
+        headers.set(
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+        )?;
     }
     Ok(())
 }
 
 async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> ApiResult {
     if *method == Method::Options {
+        // Granted only together with the allow-origin header that add_cors adds (or not).
         return preflight();
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -563,6 +563,21 @@ impl ConversationObject {
         if wrong_site || !can_access(&principal, &meta) {
             return self.refuse_and_close(ws, &socket, ErrorCode::NotFound, CLOSE_POLICY);
         }
+        let open = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter_map(|other| other.deserialize_attachment::<SocketState>().ok().flatten())
+            .filter(|other| {
+                other
+                    .principal
+                    .as_ref()
+                    .is_some_and(|p| p.id() == principal.id())
+            })
+            .count();
+        if open >= parley_core::limits::MAX_SOCKETS_PER_PARTICIPANT {
+            return self.refuse_and_close(ws, &socket, ErrorCode::TooManyConnections, CLOSE_POLICY);
+        }
         socket.principal = Some(principal.clone());
         ws.serialize_attachment(&socket)?;
         let command = Command::Hello {

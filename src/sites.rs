@@ -98,6 +98,49 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
     }
 }
 
+thread_local! {
+    static ORIGINS: RefCell<HashMap<String, (i64, bool)>> = RefCell::new(HashMap::new());
+}
+
+/// Whether any site lists `origin` among its allowed origins (cached briefly).
+pub async fn origin_allowed_anywhere(db: &D1Database, origin: &str, now: i64) -> bool {
+    if origin.len() > 200 {
+        return false;
+    }
+    if let Some((at, allowed)) = ORIGINS.with(|c| c.borrow().get(origin).copied()) {
+        if now - at < CACHE_TTL_MS {
+            return allowed;
+        }
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        n: u32,
+    }
+    let query = db
+        .prepare(
+            "SELECT COUNT(*) AS n FROM sites WHERE EXISTS
+               (SELECT 1 FROM json_each(sites.allowed_origins) WHERE value = ?1)",
+        )
+        .bind(&[origin.into()]);
+    let allowed = match query {
+        Ok(statement) => statement
+            .first::<Row>(None)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.n > 0),
+        Err(_) => false,
+    };
+    ORIGINS.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(origin.to_string(), (now, allowed));
+    });
+    allowed
+}
+
 impl Site {
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)

@@ -3,7 +3,7 @@
 // its HTTP status or WebSocket close code, and changes nothing that was stored. Each test's
 // name states the input and the answer expected. Tests follow the protocol document; where the
 // server differs, the test fails and says so.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
@@ -235,6 +235,11 @@ before(async () => {
   // One message in A so histories are not trivial.
   const res = await postMessage(server, A.conversation, A.token, { client_msg_id: msgId('seed'), text: marker('seed') });
   assert.equal(res.status, 200, JSON.stringify(res.body));
+});
+
+// Each case closes what it opened, so one visitor's sockets never pile up across cases.
+afterEach(() => {
+  for (const s of sockets.splice(0)) s.close();
 });
 
 after(async () => {

@@ -5,6 +5,7 @@
 // server replays exactly what was missed (or sends `reset`, after which history is reloaded).
 import { api, ApiError, getToken, isMissingEndpoint } from './api';
 import { Emitter } from './emitter';
+import { upload } from './files';
 import { lang } from './i18n';
 import type { Outbox, OutboxItem } from './outbox';
 import { PING, ReconnectingSocket, type SocketState } from './socket';
@@ -184,8 +185,9 @@ export class ConvSession extends Emitter<ConvEvents> {
         this.emit('status');
         this.emit('reads');
         this.sendRead();
-        if (!this.loaded) {
-          this.loadLatest().catch(() => {});
+        if (!this.loaded) this.loadLatest().catch(() => {});
+        if (!this.visitorId) {
+          api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}`).then((info) => this.applyInfo(info), () => {});
         }
         this.flush();
         break;
@@ -294,7 +296,7 @@ export class ConvSession extends Emitter<ConvEvents> {
     this.applyEventState(e);
     this.emit('status');
     this.emit('events', { added: [e], prepended: false, reset: false });
-    if (e.author?.role === 'visitor' && e.kind === 'message') this.emit('incoming', e);
+    if (e.author?.role === 'visitor' && (e.kind === 'message' || e.kind === 'file')) this.emit('incoming', e);
   }
 
   /** Fetches events missing between lastSeq and what arrived (should not happen on a socket). */
@@ -329,6 +331,24 @@ export class ConvSession extends Emitter<ConvEvents> {
     this.flush();
   }
 
+  /** Files being uploaded (in memory: the bytes cannot be kept across a reload). */
+  uploads = new Map<string, string>();
+
+  /** Uploads a file, then posts it through the outbox like a message. */
+  async sendFile(file: File): Promise<void> {
+    const key = `${Date.now()}-${Math.random()}`;
+    this.uploads.set(key, file.name);
+    this.emit('outbox');
+    try {
+      const info = await upload(this.id, file);
+      this.outbox.add(this.id, '', false, info);
+      this.flush();
+    } finally {
+      this.uploads.delete(key);
+      this.emit('outbox');
+    }
+  }
+
   retry(clientMsgId: string): void {
     this.outbox.retry(clientMsgId);
     this.flush();
@@ -348,7 +368,9 @@ export class ConvSession extends Emitter<ConvEvents> {
         this.outbox.done(item.client_msg_id);
         continue;
       }
-      const frame: Record<string, unknown> = { type: 'send', client_msg_id: item.client_msg_id, text: item.text };
+      const frame: Record<string, unknown> = item.file
+        ? { type: 'send', client_msg_id: item.client_msg_id, file: item.file.id }
+        : { type: 'send', client_msg_id: item.client_msg_id, text: item.text };
       if (item.note) frame.note = true;
       if (this.socket.send(frame)) {
         this.inflight.add(item.client_msg_id);
@@ -356,7 +378,11 @@ export class ConvSession extends Emitter<ConvEvents> {
         this.inflight.add(item.client_msg_id);
         api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/messages`, {
           method: 'POST',
-          body: { client_msg_id: item.client_msg_id, text: item.text, ...(item.note ? { note: true } : {}) },
+          body: {
+            client_msg_id: item.client_msg_id,
+            ...(item.file ? { file: item.file.id } : { text: item.text }),
+            ...(item.note ? { note: true } : {}),
+          },
         })
           .then(() => this.outbox.done(item.client_msg_id))
           .catch((e: ApiError) => {
@@ -406,7 +432,7 @@ export class ConvSession extends Emitter<ConvEvents> {
   unread(): number {
     const mark = this.myRead();
     let n = 0;
-    for (const e of this.events.values()) if (e.seq > mark && e.kind === 'message' && e.author?.role === 'visitor') n += 1;
+    for (const e of this.events.values()) if (e.seq > mark && (e.kind === 'message' || e.kind === 'file') && e.author?.role === 'visitor') n += 1;
     return n;
   }
 

@@ -4,6 +4,7 @@
 // deduplicates, so nothing typed is lost and nothing appears twice.
 import { clientMsgId } from './api';
 import { Emitter } from './emitter';
+import type { FileInfo } from './files';
 import { load, onExternalChange, save } from './storage';
 
 export interface OutboxItem {
@@ -11,6 +12,8 @@ export interface OutboxItem {
   client_msg_id: string;
   text: string;
   note: boolean;
+  /** A file uploaded before, posted by this message (text is empty then). */
+  file?: FileInfo;
   created: number;
   /** Set when the server refused it for good (too long, forbidden…); kept until discarded. */
   error?: { code: string; message: string };
@@ -39,8 +42,8 @@ export class Outbox extends Emitter<{ change: [string] }> {
     this.emit('change', conversation);
   }
 
-  add(conversation: string, text: string, note: boolean): OutboxItem {
-    const item: OutboxItem = { conversation, client_msg_id: clientMsgId(), text, note, created: Date.now() };
+  add(conversation: string, text: string, note: boolean, file?: FileInfo): OutboxItem {
+    const item: OutboxItem = { conversation, client_msg_id: clientMsgId(), text, note, created: Date.now(), ...(file ? { file } : {}) };
     this.items.push(item);
     this.persist(conversation);
     return item;

@@ -252,14 +252,17 @@ export class Store extends Emitter<{
         break;
       case 'activity':
         if (row && typeof f.seq === 'number') {
+          // The feed tells us what we need: no history fetch for this event.
+          if (row.hydratedSeq > 0 && f.seq === row.hydratedSeq + 1) row.hydratedSeq = f.seq;
           row.last_seq = Math.max(row.last_seq, f.seq);
-          if (f.kind === 'message' || f.kind === 'note') {
+          if (f.kind === 'message' || f.kind === 'note' || f.kind === 'file') {
             row.last_message_at = at;
-            if (typeof f.preview === 'string') row.preview = { text: f.preview, at, role: f.author_role ?? 'visitor', note: f.kind === 'note', masked: f.masked };
+            const text = typeof f.preview === 'string' ? f.preview : f.kind === 'file' ? t('filePreview', { name: '…' }) : null;
+            if (text !== null) row.preview = { text, at, role: f.author_role ?? 'visitor', note: f.kind === 'note', masked: f.masked };
           }
           if (f.kind === 'closed') row.status = 'closed';
           if (f.kind === 'reopened') row.status = 'open';
-          if (f.kind === 'message' && f.author_role === 'visitor') {
+          if ((f.kind === 'message' || f.kind === 'file') && f.author_role === 'visitor') {
             row.visitorSeqs.add(f.seq);
             this.messageAlert(row, f.seq, f.preview ?? '');
           }
@@ -431,19 +434,19 @@ export class Store extends Emitter<{
 
   /** Takes what a summary needs from one event. */
   private absorb(row: Summary, e: Ev, alert: boolean): void {
-    if (e.kind === 'message' || e.kind === 'note') {
+    if (e.kind === 'message' || e.kind === 'note' || e.kind === 'file') {
       if (!row.preview || row.preview.at <= e.at) {
         row.preview = {
-          text: String(e.body?.text ?? ''), at: e.at, role: e.author?.role, note: e.kind === 'note', masked: e.masked,
+          text: eventText(e), at: e.at, role: e.author?.role, note: e.kind === 'note', masked: e.masked,
           mine: e.author?.id === this.me.id,
         };
       }
       row.last_message_at = Math.max(row.last_message_at ?? 0, e.at);
     }
-    if (e.kind === 'message' && e.author?.role === 'visitor') {
+    if ((e.kind === 'message' || e.kind === 'file') && e.author?.role === 'visitor') {
       const isNewSeq = !row.visitorSeqs.has(e.seq);
       row.visitorSeqs.add(e.seq);
-      if (alert && isNewSeq) this.messageAlert(row, e.seq, String(e.body?.text ?? ''));
+      if (alert && isNewSeq) this.messageAlert(row, e.seq, eventText(e));
     }
     if (e.author?.id === this.me.id) this.markReadUpTo(row.id, e.seq);
     if (e.author?.role === 'agent') this.learnAgent(e.author.id, e.author.name);
@@ -626,7 +629,7 @@ export class Store extends Emitter<{
     });
     s.on('incoming', (e) => {
       const row = this.rows.get(id);
-      if (row) this.messageAlert(row, e.seq, String(e.body?.text ?? ''));
+      if (row) this.messageAlert(row, e.seq, eventText(e));
     });
     s.on('gone', () => this.changed());
     s.on('status', () => {
@@ -724,4 +727,10 @@ export class Store extends Emitter<{
     await api('/api/v1/quick-replies', { method: 'POST', body: r });
     await this.loadQuickReplies(true);
   }
+}
+
+/** What a message-like event says, as one line of text. */
+export function eventText(e: Ev): string {
+  if (e.kind === 'file') return t('filePreview', { name: String(e.body?.file?.name ?? '') });
+  return String(e.body?.text ?? '');
 }

@@ -26,6 +26,7 @@ pub enum ErrorCode {
     UnknownSite,
     OriginNotAllowed,
     RateLimited,
+    TooManyConnections,
     AlreadyAssigned,
     AgentUnavailable,
     EmptyFile,
@@ -38,7 +39,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -59,6 +60,7 @@ impl ErrorCode {
         ErrorCode::UnknownSite,
         ErrorCode::OriginNotAllowed,
         ErrorCode::RateLimited,
+        ErrorCode::TooManyConnections,
         ErrorCode::AlreadyAssigned,
         ErrorCode::AgentUnavailable,
         ErrorCode::EmptyFile,
@@ -92,6 +94,7 @@ impl ErrorCode {
             ErrorCode::UnknownSite => "unknown_site",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::AlreadyAssigned => "already_assigned",
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::EmptyFile => "empty_file",
@@ -127,7 +130,7 @@ impl ErrorCode {
             ErrorCode::NotFound | ErrorCode::UnknownSite => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyAssigned | ErrorCode::AgentUnavailable => 409,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
             ErrorCode::StorageUnavailable => 503,
             ErrorCode::Internal => 500,
         }

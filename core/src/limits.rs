@@ -15,3 +15,5 @@ pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_POLL_WAIT_SECS: u32 = 30;
 /// Default number of events a resuming client may have missed before it gets `reset`.
 pub const DEFAULT_REPLAY_WINDOW: u64 = 256;
+/// Most sockets one participant keeps open on one conversation (tabs and devices).
+pub const MAX_SOCKETS_PER_PARTICIPANT: usize = 32;

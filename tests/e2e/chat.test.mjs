@@ -112,6 +112,8 @@ test('visitor writes, the agent replies, the visitor sees it; typing, read recei
   assert.equal((await diag(page)).conversation, conversation);
   await send(page, 'And can I gift the Tea Club?');
   await waitFor(() => visitorTexts(sock.events).length === 2, 'second visitor message');
+  // The visitor's typing reached the agent too (typing starts, then stops on send).
+  assert.ok(sock.frames.some((f) => f.type === 'typing' && f.participant.role === 'visitor' && f.active === true));
   assert.deepEqual(visitorTexts(sock.events), ['Hello! Do you ship to Canada?', 'And can I gift the Tea Club?']);
 
   // Panel closed: a new agent message shows an unread badge (and flashes the title).

@@ -18,9 +18,11 @@ import { startServer } from '../support/server.mjs';
 import { agentLogin, connect, fullHistory, http, newConversation, sleep, Socket } from '../support/client.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
+// Only 127.0.0.1 resolves: the console must not load anything from elsewhere (fonts, CDNs).
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'];
 const STEP = { timeout: 90_000 };
 // A small replay window, so a console that missed more than this must reset and reload history.
 // Generous message limits for the long conversation; the limits have their own tests.
@@ -34,13 +36,24 @@ let page;
 let conv;
 let visitor;
 const pageErrors = [];
+const offsite = [];
+
+/** A browser context (its own storage: a device) that records any request leaving 127.0.0.1. */
+async function newContext(options = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: 'en-US', ...options });
+  await ctx.route(/^(?!(https?|wss?):\/\/127\.0\.0\.1[:/])[a-z]+:\/\//, (route) => {
+    offsite.push(route.request().url());
+    return route.abort();
+  });
+  return ctx;
+}
 
 before(async () => {
   assert.ok(existsSync(join(ROOT, 'public', 'console', 'app.js')), 'run `node console/build.mjs` first');
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium`);
   server = await startServer({ vars: VARS });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
-  context = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: 'en-US' });
+  context = await newContext();
   page = await watch(await context.newPage());
 });
 
@@ -49,6 +62,7 @@ after(async () => {
   await browser?.close();
   await server?.stop();
   assert.deepEqual(pageErrors, [], 'uncaught errors in the console page');
+  assert.deepEqual(offsite, [], 'requests that left the server');
 });
 
 function watch(p) {
@@ -232,6 +246,40 @@ test('visitor text is only ever text; only http(s) links become links', STEP, as
   assert.deepEqual(links, [['https://example.com/a?b=1', 'noopener noreferrer nofollow', '_blank']]);
 });
 
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAFklEQVR4nGNk+M+ABzAxMDAwMjAwAAAUCAECqYXWlgAAAABJRU5ErkJggg==', 'base64');
+
+test("a visitor's image shows inline and a document as a card", STEP, async () => {
+  const post = async (name, type, bytes) => {
+    const res = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${encodeURIComponent(name)}`, {
+      method: 'POST', headers: { authorization: `Bearer ${conv.token}`, 'content-type': type }, body: bytes,
+    });
+    const body = await res.json();
+    assert.equal(res.status, 201, JSON.stringify(body));
+    visitor.send({ type: 'send', client_msg_id: `f-${body.file.id}`, file: body.file.id });
+    await visitor.next((f) => f.type === 'ack' && f.client_msg_id === `f-${body.file.id}`);
+    return body.file;
+  };
+  await post('photo.png', 'image/png', PNG);
+  const pdf = await post('invoice.pdf', 'application/pdf', Buffer.from('%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n'));
+  // The image is fetched with the token and shown from a blob: URL.
+  await page.waitForFunction(() => {
+    const img = document.querySelector('.conv .msg--in .file-img');
+    return img && img.complete && img.naturalWidth === 4 && img.src.startsWith('blob:');
+  }, null, { timeout: 15_000 });
+  await waitForText(page, '.conv .msg--in .file-name', pdf.name);
+  assert.ok(!(await page.$$eval('.conv .file-img', (els) => els.map((e) => e.src))).some((u) => u.includes('token')));
+});
+
+test('the agent attaches a file; the visitor gets it', STEP, async () => {
+  await page.setInputFiles('.composer input[type=file]', { name: 'label.png', mimeType: 'image/png', buffer: PNG });
+  const ev = await visitorEvent(visitor, (f) => f.kind === 'file' && f.author.role === 'agent');
+  assert.equal(ev.body.file.type, 'image/png');
+  await page.waitForSelector('.conv .msg--mine.msg--file:not(.msg--pending) .file-img:not([hidden])', { timeout: 15_000 });
+  const errors = await page.$$eval('.toast--error', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(errors, []);
+});
+
 test('tags: add with Enter, remove with its button', STEP, async () => {
   const admin = await agentLogin(server);
   await page.fill('.tags .tag-input', 'vip');
@@ -312,7 +360,7 @@ test('close and reopen from the conversation header', STEP, async () => {
 
 test('a console that missed more than the replay window resets and shows everything once', STEP, async () => {
   // A second device of the same agent whose conversation sockets we can cut and hold off.
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  const ctx = await newContext({ viewport: { width: 1280, height: 800 } });
   let blocked = false;
   const open = new Set();
   const received = [];
@@ -422,7 +470,7 @@ test('the console switches to Simplified Chinese', STEP, async () => {
 
 test('transfer to a second agent with a note; the note stays private and personal data is masked for them', STEP, async () => {
   const ann = await addAgent('Ann');
-  const context2 = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: 'en-US' });
+  const context2 = await newContext({ viewport: { width: 1280, height: 860 } });
   const page2 = watch(await context2.newPage());
   try {
     await signIn(page2, ann.email, ann.password);

@@ -42,6 +42,7 @@ test('offline in the browser: three messages typed offline arrive once and in or
   assert.match(await banner.textContent(), /offline/i);
 
   for (const text of ['one', 'two', 'three']) await send(page, text);
+  await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).length === 4, 'the three shown');
   const pending = (await panelMessages(page)).filter((m) => m.mine).slice(1);
   assert.deepEqual(pending.map((m) => [m.text, m.state]), [['one', 'queued'], ['two', 'queued'], ['three', 'queued']]);
   assert.equal(await outboxSize(page), 3, 'the three messages are in the durable outbox');

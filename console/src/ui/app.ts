@@ -150,6 +150,10 @@ export class AppView {
           sidebarOpen: () => this.sidebarOpen,
           toast: (text, kind) => this.toast(text, kind),
           openConversation: (cid) => this.openConversation(cid),
+          back: () => {
+            this.store.activate(null);
+            requestAnimationFrame(() => (this.inboxEl.querySelector('.conv-item') as HTMLElement | null)?.focus());
+          },
         });
         this.views.set(id, view);
       }

@@ -18,6 +18,8 @@ export class Composer {
   private noteBtn: HTMLButtonElement;
   private emojiBtn: HTMLButtonElement;
   private quickBtn: HTMLButtonElement;
+  private attachBtn: HTMLButtonElement;
+  private fileInput: HTMLInputElement;
   private sendBtn: HTMLButtonElement;
   private counter = h('span.counter', { 'aria-live': 'polite' });
   private hint = h('span.composer-hint', { 'aria-hidden': 'true' });
@@ -27,7 +29,7 @@ export class Composer {
   private draftKey: string;
   private saveDraft: () => void;
 
-  constructor(store: Store, private session: ConvSession, toast: (s: string, kind?: 'info' | 'error') => void) {
+  constructor(store: Store, private session: ConvSession, private toast: (s: string, kind?: 'info' | 'error') => void) {
     this.draftKey = `draft.${store.me.id}.${session.id}`;
     const draft = load<{ text: string; note: boolean }>(this.draftKey);
     this.note = Boolean(draft?.note);
@@ -36,6 +38,13 @@ export class Composer {
       dataset: { testid: 'composer' },
       oninput: () => this.onInput(),
       onkeydown: (ev: KeyboardEvent) => this.onKey(ev),
+      onpaste: (ev: ClipboardEvent) => {
+        const files = Array.from(ev.clipboardData?.files ?? []);
+        if (files.length) {
+          ev.preventDefault();
+          this.sendFiles(files);
+        }
+      },
       onblur: () => {
         this.session.setTyping(false);
         setTimeout(() => this.quick.close(), 150);
@@ -65,6 +74,14 @@ export class Composer {
         this.onInput();
       },
     }, icon('bolt', 16));
+    this.fileInput = h('input.sr-only', {
+      type: 'file', multiple: true, tabindex: -1, 'aria-hidden': 'true',
+      onchange: () => {
+        this.sendFiles(Array.from(this.fileInput.files ?? []));
+        this.fileInput.value = '';
+      },
+    });
+    this.attachBtn = h('button.tool-btn', { type: 'button', onclick: () => this.fileInput.click() }, icon('clip', 16));
     this.sendBtn = h('button.btn.btn-primary.send-btn', { type: 'submit' }, icon('send', 16), h('span.send-label'));
 
     this.el = h('form.composer', {
@@ -85,7 +102,7 @@ export class Composer {
       h('div.composer-notebar', null, icon('lock', 12), this.noteHint),
       this.textarea,
       h('div.composer-tools', null,
-        this.noteBtn, this.emojiBtn, this.quickBtn,
+        this.noteBtn, this.emojiBtn, this.quickBtn, this.attachBtn, this.fileInput,
         h('span.spacer'),
         this.hint,
         this.counter,
@@ -110,6 +127,8 @@ export class Composer {
     this.noteBtn.setAttribute('aria-label', t('noteToggle'));
     this.noteBtn.title = `${t('noteToggle')}`;
     (this.noteBtn.querySelector('.tool-label') as HTMLElement).textContent = t('note');
+    this.attachBtn.setAttribute('aria-label', t('attach'));
+    this.attachBtn.title = t('attach');
     this.emojiBtn.setAttribute('aria-label', t('emoji'));
     this.emojiBtn.title = t('emoji');
     this.quickBtn.setAttribute('aria-label', t('quickReplies'));
@@ -130,6 +149,7 @@ export class Composer {
     this.note = on;
     this.noteBtn.setAttribute('aria-pressed', String(on));
     this.el.classList.toggle('composer--note', on);
+    this.attachBtn.hidden = on;
     this.relabel();
     if (persist) {
       this.saveDraft();
@@ -181,6 +201,13 @@ export class Composer {
     this.onInput(false);
     this.quick.close();
     this.textarea.focus();
+  }
+
+  /** Files from the picker, a paste or a drop: each is uploaded, then posted. */
+  sendFiles(files: File[]): void {
+    for (const f of files) {
+      this.session.sendFile(f).catch((e) => this.toast(`${f.name}: ${(e as Error).message || t('genericError')}`, 'error'));
+    }
   }
 
   private insertAtCaret(s: string): void {

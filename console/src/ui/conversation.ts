@@ -4,7 +4,7 @@ import { ApiError } from '../api';
 import type { ConvSession } from '../conversation';
 import { h, icon, rafThrottle } from '../dom';
 import { t } from '../i18n';
-import type { Store } from '../store';
+import { eventText, type Store } from '../store';
 import { Composer } from './composer';
 import { TagEditor } from './tags';
 import { Thread } from './thread';
@@ -16,11 +16,13 @@ export interface ViewHooks {
   sidebarOpen: () => boolean;
   toast: (s: string, kind?: 'info' | 'error') => void;
   openConversation: (id: string) => void;
+  back: () => void;
 }
 
 export class ConversationView {
   readonly root: HTMLElement;
   private avatar = h('span.avatar.avatar--md', { 'aria-hidden': 'true' });
+  private backBtn: HTMLButtonElement;
   private title = h('h2.conv-title');
   private sub = h('div.conv-sub');
   private actions = h('div.conv-actions');
@@ -51,8 +53,10 @@ export class ConversationView {
     });
     this.composer = new Composer(store, session, hooks.toast);
     this.tags = new TagEditor(session, hooks.toast);
+    this.backBtn = h('button.icon-btn.back-btn', { type: 'button', onclick: () => hooks.back() }, icon('back'));
     this.root = h('section.conv', { dataset: { conversation: session.id } },
       h('header.conv-head', null,
+        this.backBtn,
         this.avatar,
         h('div.conv-id', null, this.title, this.sub),
         this.actions),
@@ -63,6 +67,23 @@ export class ConversationView {
       this.composer.el,
       this.announcer);
 
+    // Files dropped anywhere on the conversation are sent.
+    this.root.addEventListener('dragover', (ev) => {
+      if (ev.dataTransfer?.types.includes('Files')) {
+        ev.preventDefault();
+        this.root.classList.add('is-dropping');
+      }
+    });
+    this.root.addEventListener('dragleave', (ev) => {
+      if (!this.root.contains(ev.relatedTarget as Node)) this.root.classList.remove('is-dropping');
+    });
+    this.root.addEventListener('drop', (ev) => {
+      this.root.classList.remove('is-dropping');
+      const files = Array.from(ev.dataTransfer?.files ?? []);
+      if (!files.length) return;
+      ev.preventDefault();
+      this.composer.sendFiles(files);
+    });
     const renderThread = (opts: { reset: boolean; prepended: boolean; incoming?: boolean }) => {
       this.thread.render(opts);
       this.maybeRead();
@@ -82,7 +103,7 @@ export class ConversationView {
       session.on('error', (e: ApiError) => hooks.toast(e.message || t('genericError'), 'error')),
       session.on('incoming', (e) => {
         if (this.isShown && store.active === session.id) {
-          this.announce(t('announceMessage', { name: store.visitorName(session.id), text: oneLine(String(e.body?.text ?? ''), 200) }));
+          this.announce(t('announceMessage', { name: store.visitorName(session.id), text: oneLine(eventText(e), 200) }));
         }
       }),
       store.on('visitor', (vid) => {
@@ -152,6 +173,8 @@ export class ConversationView {
     this.avatar.textContent = initials(name);
     this.avatar.style.setProperty('--h', String(hue(s.visitorId || s.id)));
     this.title.textContent = name;
+    this.backBtn.setAttribute('aria-label', t('backToInbox'));
+    this.backBtn.title = t('backToInbox');
 
     const status = store.status(s.id);
     const assignee = store.assignee(s.id);

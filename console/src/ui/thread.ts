@@ -8,6 +8,7 @@ import type { OutboxItem } from '../outbox';
 import type { Store } from '../store';
 import { clock, dayLabel, full, sameDay } from '../time';
 import type { Ev } from '../types';
+import { download, fileUrl, formatSize, type FileInfo } from '../files';
 
 const GROUP_MS = 5 * 60_000;
 
@@ -44,6 +45,8 @@ export class Thread {
 
   relabel(): void {
     this.el.setAttribute('aria-label', t('messages'));
+    this.jump.setAttribute('aria-label', t('jumpToLatest'));
+    this.jump.title = t('jumpToLatest');
     this.nodes.clear();
     this.render({ reset: false, prepended: false });
   }
@@ -120,6 +123,13 @@ export class Thread {
       prev = e;
     }
     for (const item of this.session.pending()) out.push(this.pendingNode(item));
+    for (const [key, name] of this.session.uploads) {
+      out.push(h('div.msg.msg--out.msg--mine.msg--pending', { dataset: { upload: key } },
+        h('div.msg-row', null, h('div.bubble', null, h('div.file-card', null,
+          h('span.file-icon', { 'aria-hidden': 'true' }, icon('file', 20)),
+          h('span.file-main', null, h('span.file-name', null, name))))),
+        h('div.msg-status', null, h('span.spinner.spinner--xs', { 'aria-hidden': 'true' }), t('uploading', { name }))));
+    }
     reconcile(this.list, out);
 
     if (!this.attached) return;
@@ -166,9 +176,11 @@ export class Thread {
     const cls = ['msg', `msg--${role === 'visitor' ? 'in' : 'out'}`];
     if (mine) cls.push('msg--mine');
     if (note) cls.push('msg--note');
+    const file: FileInfo | undefined = e.kind === 'file' ? e.body?.file : undefined;
+    if (file) cls.push('msg--file');
     const bubble = h('div.bubble', null,
       note ? h('div.note-label', null, icon('lock', 12), t('note')) : null,
-      h('div.text', null, linkify(text)));
+      file ? this.fileCard(file) : h('div.text', null, linkify(text)));
     if (e.masked && revealed === undefined) {
       const btn = h('button.reveal-btn', {
         type: 'button',
@@ -193,6 +205,31 @@ export class Thread {
         h('time.msg-time', { datetime: new Date(e.at).toISOString(), title: full(e.at) }, clock(e.at))),
       h('div.msg-row', null, bubble, h('time.msg-time-inline', { title: full(e.at), 'aria-hidden': 'true' }, clock(e.at))),
       role === 'agent' && !note ? h('div.msg-receipt', null, icon('checks', 14), t('seen')) : null);
+  }
+
+  /** An image inline (fetched with the token, shown from a blob: URL), anything else as a card. */
+  private fileCard(file: FileInfo): HTMLElement {
+    const conv = this.session.id;
+    const meta = h('span.file-meta', null, formatSize(file.size));
+    const save = h('button.file-dl', {
+      type: 'button', title: t('download'), 'aria-label': `${t('download')} ${file.name}`,
+      onclick: () => download(conv, file).catch(() => (meta.textContent = t('fileUnavailable'))),
+    }, icon('download', 16));
+    const card = h('div.file-card', null,
+      h('span.file-icon', { 'aria-hidden': 'true' }, icon('file', 20)),
+      h('span.file-main', null, h('span.file-name', { title: file.name }, file.name), meta),
+      save);
+    if (!file.image) return card;
+    const img = h('img.file-img', { alt: file.name, hidden: true, decoding: 'async' });
+    const thumb = h('button.file-thumb', { type: 'button', 'aria-label': `${t('download')} ${file.name}`, onclick: () => download(conv, file).catch(() => {}) }, img);
+    fileUrl(conv, file.id).then((url) => {
+      img.onload = () => {
+        img.hidden = false;
+        if (this.isAtBottom()) this.scrollToBottom();
+      };
+      img.src = url;
+    }, () => (meta.textContent = t('fileUnavailable')));
+    return h('div.file-wrap', null, thumb, card);
   }
 
   private systemNode(e: Ev): HTMLElement {
@@ -239,11 +276,14 @@ export class Thread {
     return h('div', { class: cls.join(' '), dataset: { pending: item.client_msg_id } },
       h('div.msg-row', null, h('div.bubble', null,
         item.note ? h('div.note-label', null, icon('lock', 12), t('note')) : null,
-        h('div.text', null, linkify(item.text)))),
+        item.file
+          ? h('div.file-card', null, h('span.file-icon', { 'aria-hidden': 'true' }, icon('file', 20)),
+            h('span.file-main', null, h('span.file-name', null, item.file.name), h('span.file-meta', null, formatSize(item.file.size))))
+          : h('div.text', null, linkify(item.text)))),
       status);
   }
 }
 
 function isMessage(e: Ev): boolean {
-  return e.kind === 'message' || e.kind === 'note';
+  return e.kind === 'message' || e.kind === 'note' || e.kind === 'file';
 }

@@ -1,0 +1,78 @@
+// Files in conversations: downloads go through the Worker with the agent's token (never in a
+// URL) and are shown from blob: URLs; uploads post the bytes, then the message names the file.
+import { ApiError, getToken } from './api';
+import { lang, t } from './i18n';
+
+export interface FileInfo {
+  id: string;
+  name: string;
+  type: string;
+  size: number;
+  image?: boolean;
+}
+
+const blobs = new Map<string, Promise<string>>();
+
+/** A blob: URL for a posted file of a conversation (cached for the page's lifetime). */
+export function fileUrl(conversation: string, id: string): Promise<string> {
+  let p = blobs.get(id);
+  if (!p) {
+    p = fetch(`/api/v1/conversations/${encodeURIComponent(conversation)}/files/${encodeURIComponent(id)}`, {
+      headers: { authorization: `Bearer ${getToken() ?? ''}`, 'accept-language': lang() },
+      cache: 'no-store',
+    }).then(async (res) => {
+      if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, t('genericError'));
+      return URL.createObjectURL(await res.blob());
+    });
+    p.catch(() => blobs.delete(id));
+    blobs.set(id, p);
+  }
+  return p;
+}
+
+/** Saves a file to the agent's computer. */
+export async function download(conversation: string, file: FileInfo): Promise<void> {
+  const url = await fileUrl(conversation, file.id);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = file.name;
+  a.rel = 'noopener';
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+}
+
+/** Uploads a file; resolves to what the server stored (its real type and cleaned name). */
+export async function upload(conversation: string, file: File): Promise<FileInfo> {
+  const q = new URLSearchParams({ name: file.name || 'file' });
+  let res: Response;
+  try {
+    res = await fetch(`/api/v1/conversations/${encodeURIComponent(conversation)}/files?${q}`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${getToken() ?? ''}`,
+        'content-type': file.type || 'application/octet-stream',
+        'accept-language': lang(),
+      },
+      body: file,
+    });
+  } catch {
+    throw new ApiError(0, 'network', t('networkError'));
+  }
+  const body = await res.json().catch(() => null);
+  if (!res.ok || !body?.file?.id) {
+    throw new ApiError(res.status, body?.code ?? `http_${res.status}`, body?.message ?? t('genericError'));
+  }
+  return body.file as FileInfo;
+}
+
+export function formatSize(bytes: number): string {
+  const units: [number, 'kilobyte' | 'megabyte' | 'byte'][] = [[1024 * 1024, 'megabyte'], [1024, 'kilobyte'], [1, 'byte']];
+  for (const [size, unit] of units) {
+    if (bytes >= size || unit === 'byte') {
+      const n = bytes / size;
+      return new Intl.NumberFormat(lang(), { style: 'unit', unit, unitDisplay: 'short', maximumFractionDigits: n < 10 && unit !== 'byte' ? 1 : 0 }).format(n);
+    }
+  }
+  return String(bytes);
+}

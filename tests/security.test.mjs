@@ -1,0 +1,88 @@
+// The security pass: exact CORS, page headers for the console, caps on sockets per participant.
+// Each case states the input and the exact expected code or header.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './support/server.mjs';
+import { Socket, http, newConversation, wsUrl } from './support/client.mjs';
+
+let server;
+
+before(async () => {
+  server = await startServer();
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('CORS: an allowed site origin gets Access-Control-Allow-Origin, an unknown origin gets none', async () => {
+  const conv = await newConversation(server);
+  const path = `/api/v1/conversations/${conv.conversation}`;
+  const allowed = await http(server.url, path, { token: conv.token, headers: { origin: 'http://allowed.example' } });
+  assert.equal(allowed.headers.get('access-control-allow-origin'), 'http://allowed.example');
+  assert.equal(allowed.headers.get('vary'), 'Origin');
+  const evil = await http(server.url, path, { token: conv.token, headers: { origin: 'http://evil.example' } });
+  assert.equal(evil.headers.get('access-control-allow-origin'), null);
+  // A preflight from an unknown origin is not granted either.
+  const preflight = await fetch(`${server.url}${path}`, {
+    method: 'OPTIONS',
+    headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
+  });
+  assert.equal(preflight.headers.get('access-control-allow-origin'), null);
+  const granted = await fetch(`${server.url}${path}`, {
+    method: 'OPTIONS',
+    headers: { origin: 'http://allowed.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
+  });
+  assert.equal(granted.status, 204);
+  assert.equal(granted.headers.get('access-control-allow-origin'), 'http://allowed.example');
+  assert.match(granted.headers.get('access-control-allow-headers'), /authorization/);
+});
+
+test('the console is served with a strict CSP and anti-framing headers', async () => {
+  const res = await fetch(`${server.url}/console/`);
+  await res.arrayBuffer();
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('x-frame-options'), 'DENY');
+  const csp = res.headers.get('content-security-policy');
+  assert.match(csp, /default-src 'self'/);
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+  // The widget script is embedded by other sites: it carries no page headers.
+  const widget = await fetch(`${server.url}/widget.js`);
+  await widget.arrayBuffer();
+  assert.equal(widget.headers.get('x-frame-options'), null);
+});
+
+test('sockets per participant are capped: the 33rd socket of one visitor → too_many_connections, close 1008', async () => {
+  const conv = await newConversation(server);
+  const sockets = [];
+  try {
+    for (let i = 0; i < 32; i += 1) {
+      const s = await Socket.open(wsUrl(server, conv.conversation));
+      const welcome = await s.hello(conv.token);
+      assert.equal(welcome.type, 'welcome');
+      sockets.push(s);
+    }
+    const extra = await Socket.open(wsUrl(server, conv.conversation));
+    sockets.push(extra);
+    const refused = await extra.hello(conv.token);
+    assert.equal(refused.type, 'error');
+    assert.equal(refused.code, 'too_many_connections');
+    assert.equal((await extra.waitClosed()).code, 1008);
+    // Closing one makes room again.
+    sockets[0].close();
+    await sockets[0].waitClosed();
+    let again;
+    for (let attempt = 0; attempt < 20; attempt += 1) {
+      const s = await Socket.open(wsUrl(server, conv.conversation));
+      sockets.push(s);
+      again = await s.hello(conv.token);
+      if (again.type === 'welcome') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(again.type, 'welcome');
+  } finally {
+    sockets.forEach((s) => s.close());
+  }
+});
