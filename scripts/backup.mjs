@@ -21,8 +21,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import {
-  acquireLock, BACKUP_FORMAT, dataFiles, describeHolder, holderAlive, isDataPath, LockedError,
-  MANIFEST_NAME, readLock, sha256File,
+  acquireLock, BACKUP_FORMAT, dataFiles, describeHolder, isDataPath, LockedError,
+  MANIFEST_NAME, processAlive, readLock, sha256File,
 } from './datadir.mjs';
 import { ROOT } from './setup.mjs';
 
@@ -176,7 +176,7 @@ export async function backup({ data, out, online = false, overwrite = false, say
   } catch (e) {
     if (!(e instanceof LockedError)) throw e;
     const holder = e.holder ?? readLock(data);
-    if (holder?.role !== 'serve' || !holder.control || !holderAlive(holder)) throw new BackupError(e.message);
+    if (holder?.role !== 'serve' || !holder.control || !processAlive(holder.pid, holder.start_ticks)) throw new BackupError(e.message);
     if (!online) {
       throw new BackupError(
         `${data} is in use by ${describeHolder(holder)}. Stop it first, or pass --online to pause it ` +

@@ -56,19 +56,53 @@ export function processStartTicks(pid) {
   }
 }
 
-/** Whether the process recorded in a lock still runs (same pid and, where known, start time). */
-export function holderAlive(holder) {
-  if (!holder || !Number.isInteger(holder.pid) || holder.pid <= 0) return false;
+/** Whether a process still runs (same pid and, where known, the same start time). */
+export function processAlive(pid, startTicks) {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
-    process.kill(holder.pid, 0);
+    process.kill(pid, 0);
   } catch (e) {
     if (e.code !== 'EPERM') return false;
   }
-  if (holder.start_ticks) {
-    const now = processStartTicks(holder.pid);
-    if (now !== null && now !== holder.start_ticks) return false; // the pid was recycled
+  if (startTicks) {
+    const now = processStartTicks(pid);
+    if (now !== null && now !== startTicks) return false; // the pid was recycled
   }
+  try {
+    if (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z')) return false; // zombie
+  } catch { /* no /proc: trust kill(0) */ }
   return true;
+}
+
+/**
+ * Whether the directory's holder still runs: its process, or the workerd runtime it started
+ * (a serve process killed with SIGKILL leaves its workerd running, still writing the data).
+ */
+export function holderAlive(holder) {
+  if (!holder) return false;
+  return processAlive(holder.pid, holder.start_ticks) || runtimeOrphaned(holder);
+}
+
+/** Whether the holder's runtime (workerd) outlived it. */
+export function runtimeOrphaned(holder) {
+  return Boolean(holder?.runtime_pid) && processAlive(holder.runtime_pid, holder.runtime_start_ticks);
+}
+
+/** Pids of this process's children named `comm` (from /proc), e.g. the workerd Miniflare runs. */
+export function childPids(comm, parent = process.pid) {
+  const out = [];
+  let entries;
+  try { entries = readdirSync('/proc'); } catch { return out; }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (name === comm && ppid === parent) out.push(Number(e));
+    } catch { /* gone */ }
+  }
+  return out;
 }
 
 /** The lock file's content, or null when there is none (or it is unreadable garbage: {}). */
@@ -88,7 +122,9 @@ export function describeHolder(h) {
   const what = h.role ?? 'a process';
   const where = h.hostname && h.hostname !== hostname() ? ` on host ${h.hostname}` : '';
   const since = h.started_at ? ` since ${h.started_at}` : '';
-  return `${what} (pid ${h.pid}${where}${since})`;
+  const orphan = !processAlive(h.pid, h.start_ticks) && runtimeOrphaned(h)
+    ? `; that process is gone but its runtime, workerd pid ${h.runtime_pid}, still runs: stop it with \`kill ${h.runtime_pid}\`` : '';
+  return `${what} (pid ${h.pid}${where}${since}${orphan})`;
 }
 
 function checkHolder(dir, holder) {

@@ -29,7 +29,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { Log, LogLevel } from 'miniflare';
-import { acquireLock, controlSocketPath, LockedError, RESTORE_ID_NAME } from './datadir.mjs';
+import {
+  acquireLock, childPids, controlSocketPath, LockedError, processStartTicks, RESTORE_ID_NAME,
+} from './datadir.mjs';
 import { Metrics, startMetricsServer } from './metrics.mjs';
 import { hashPassword, randomId, readWranglerConfig, seedDemo, startRuntime } from './runtime.mjs';
 import { ROOT } from './setup.mjs';
@@ -218,6 +220,10 @@ export async function serve(opts, { installSignals = true, root = ROOT } = {}) {
       log: (message) => say('runtime', { message }),
     });
     port = rt.port; // a restart (after a pause) keeps the port even when it was 0
+    // Record workerd in the lock: if this process is SIGKILLed, workerd lives on (still
+    // serving, still writing the data) and the directory must stay locked until it is gone.
+    const [runtimePid] = childPids('workerd');
+    if (runtimePid) lock.update({ runtime_pid: runtimePid, runtime_start_ticks: processStartTicks(runtimePid) });
     return rt;
   };
 

@@ -20,7 +20,7 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::sites::{self, Lookup, Site};
-use crate::{console, files, widget};
+use crate::{console, export, files, widget};
 
 /// What every handler needs to know about the request it serves.
 pub struct Ctx {
@@ -199,6 +199,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         }
         (Method::Get, ["api", "v1", "widget", "config"]) => widget::config(req, ctx).await,
         (Method::Get, ["api", "v1", "sites"]) => console::sites(req, ctx).await,
+        (Method::Get, ["api", "v1", "export", file]) => export::export(req, ctx, file).await,
         (Method::Get, ["api", "v1", "console", "ws"]) => console::open_console(req, ctx).await,
         (Method::Get, ["api", "v1", "quick-replies"]) => console::quick_replies(req, ctx).await,
         (Method::Post, ["api", "v1", "quick-replies"]) => console::add_quick_reply(req, ctx).await,
@@ -492,15 +493,14 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::InvalidCredentials.into());
     }
     let role = AgentRole::parse(&row.role).ok_or_else(|| ApiError::from(ErrorCode::Internal))?;
+    let permissions: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
     let principal = Principal::Agent {
         id: row.id.clone(),
         team: row.team_id.clone(),
         name: row.name.clone(),
         role,
-        view_pii: serde_json::from_str::<Vec<String>>(&row.permissions)
-            .unwrap_or_default()
-            .iter()
-            .any(|p| p == "view_personal_data"),
+        view_pii: permissions.iter().any(|p| p == "view_personal_data"),
+        export: permissions.iter().any(|p| p == "export"),
     };
     let ttl = ctx.config.agent_token_ttl_ms;
     let token = token::sign(ctx.config.token_secret.as_bytes(), principal, ctx.now, ttl)

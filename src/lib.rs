@@ -5,6 +5,7 @@ mod api;
 mod config;
 mod console;
 mod conversation_object;
+mod export;
 mod files;
 mod http;
 mod internal;

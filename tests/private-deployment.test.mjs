@@ -337,6 +337,38 @@ test('stop (SIGTERM) and start again on the same directory: everything is there,
   assert.deepEqual(behind.frames.map(eventKey), history.slice(head - 2).map(eventKey));
 });
 
+test('a crashed server (SIGKILL) keeps the directory locked while its workerd lives on, then its stale lock is taken over', async () => {
+  const { site, agent, visitor, history } = state;
+  const srv = state.server;
+  const lock = JSON.parse(readFileSync(join(DATA, 'parley.lock'), 'utf8'));
+  assert.ok(Number.isInteger(lock.runtime_pid), 'the lock records the workerd pid');
+  srv.child.kill('SIGKILL'); // the node process only: its workerd is orphaned, as after an OOM kill
+  await srv.exited;
+  state.server = null;
+  assert.ok(existsSync(join(DATA, 'parley.lock')), 'a crash leaves the lock behind');
+
+  const refused = await runScript(SERVE, ['--data', DATA, '--port', '0', '--metrics-port', '0']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stdout, new RegExp(`workerd pid ${lock.runtime_pid}, still runs`));
+  const backupRefused = await runScript(BACKUP, ['--data', DATA, '--out', join(DATA_PARENT, 'never.tar.gz'), '--online']);
+  assert.equal(backupRefused.code, 1);
+  assert.match(backupRefused.stderr, /still runs/);
+
+  process.kill(lock.runtime_pid, 'SIGKILL'); // the workerd this test started
+  for (let i = 0; i < 100; i++) {
+    try { process.kill(lock.runtime_pid, 0); } catch { break; }
+    if (readFileSync(`/proc/${lock.runtime_pid}/stat`, 'utf8').split(') ')[1].startsWith('Z')) break;
+    await sleep(50);
+  }
+
+  const again = await startServe(DATA);
+  state.server = again;
+  site.url = again.url;
+  assert.notEqual(JSON.parse(readFileSync(join(DATA, 'parley.lock'), 'utf8')).pid, lock.pid, 'the stale lock was taken over');
+  const after = await fullHistory(site, visitor.conversation, agent.token);
+  assert.deepEqual(after.map(eventKey), history.map(eventKey), 'nothing lost to the crash');
+});
+
 test('backup: refused while the server runs, --online pauses it; wipe; restore; everything is there and clients resume', async () => {
   const { site, agent, visitor, head, history } = state;
   const archive = join(DATA_PARENT, 'backup.tar.gz');

@@ -462,21 +462,14 @@ export class ConvSession extends Emitter<ConvEvents> {
 
   // ---- operations ------------------------------------------------------------------------
 
+  /** Operations without parameters are sent without a body (nothing for the server to drain). */
   private post<T = any>(op: string, body?: unknown): Promise<T> {
-    return api<T>(`/api/v1/conversations/${encodeURIComponent(this.id)}/${op}`, { method: 'POST', body: body ?? {} });
+    return api<T>(`/api/v1/conversations/${encodeURIComponent(this.id)}/${op}`, { method: 'POST', body });
   }
 
-  /** Takes the conversation: claim (race-safe), or assign on servers without claim. */
+  /** Takes the conversation through the site's routing (race-safe: one winner). */
   async accept(): Promise<void> {
-    try {
-      await this.post('claim');
-    } catch (e) {
-      if (e instanceof ApiError && (e.code === 'not_found' || e.code === 'method_not_allowed') && !this.gone) {
-        await this.post('assign');
-      } else {
-        throw e;
-      }
-    }
+    await this.post('claim');
     this.assignee = { id: this.me.id, name: this.me.name };
     this.emit('status');
   }

@@ -67,12 +67,7 @@ export async function upload(conversation: string, file: File): Promise<FileInfo
 }
 
 export function formatSize(bytes: number): string {
-  const units: [number, 'kilobyte' | 'megabyte' | 'byte'][] = [[1024 * 1024, 'megabyte'], [1024, 'kilobyte'], [1, 'byte']];
-  for (const [size, unit] of units) {
-    if (bytes >= size || unit === 'byte') {
-      const n = bytes / size;
-      return new Intl.NumberFormat(lang(), { style: 'unit', unit, unitDisplay: 'short', maximumFractionDigits: n < 10 && unit !== 'byte' ? 1 : 0 }).format(n);
-    }
-  }
-  return String(bytes);
+  if (bytes < 1024) return `${bytes} B`;
+  const [n, unit] = bytes < 1024 * 1024 ? [bytes / 1024, 'kilobyte'] : [bytes / (1024 * 1024), 'megabyte'];
+  return new Intl.NumberFormat(lang(), { style: 'unit', unit, unitDisplay: 'short', maximumFractionDigits: n < 10 ? 1 : 0 }).format(n);
 }

@@ -58,6 +58,7 @@ mod tests {
             name: "A".into(),
             role: AgentRole::Agent,
             view_pii: false,
+            export: false,
         };
         assert!(can_access(&agent("t_1"), &meta()));
         assert!(!can_access(&agent("t_2"), &meta()));

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod attachment;
 pub mod conversation;
+pub mod csv;
 pub mod error;
 pub mod hours;
 pub mod i18n;

@@ -51,6 +51,9 @@ pub enum Principal {
         /// May see visitors' personal data unmasked.
         #[serde(default)]
         view_pii: bool,
+        /// May export the team's data.
+        #[serde(default)]
+        export: bool,
     },
 }
 
@@ -61,6 +64,16 @@ impl Principal {
             Principal::Visitor { .. } => true,
             Principal::Agent { role, view_pii, .. } => {
                 *view_pii || matches!(role, AgentRole::Owner | AgentRole::Admin)
+            }
+        }
+    }
+
+    /// Whether this principal may export the team's data.
+    pub fn can_export(&self) -> bool {
+        match self {
+            Principal::Visitor { .. } => false,
+            Principal::Agent { role, export, .. } => {
+                *export || matches!(role, AgentRole::Owner | AgentRole::Admin)
             }
         }
     }

@@ -114,7 +114,7 @@ export class Thread {
       if (!prev || !sameDay(prev.at, e.at)) out.push(this.dayNode(e.at));
       const node = this.eventNode(e);
       if (node.classList.contains('msg')) {
-        const cont = Boolean(prev && isMessage(prev) && prev.author?.id === e.author?.id && prev.kind === e.kind
+        const cont = Boolean(prev && isMessage(prev) && prev.author?.id === e.author?.id && (prev.kind === 'note') === (e.kind === 'note')
           && e.at - prev.at < GROUP_MS && sameDay(prev.at, e.at));
         node.classList.toggle('msg--cont', cont);
         node.classList.toggle('is-seen', e.seq === seenSeq);

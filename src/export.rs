@@ -1,0 +1,349 @@
+//! Exports of a team's data for a date range: messages, conversations and the audit log, as
+//! CSV (safe to open in a spreadsheet) or JSON. Streamed page by page from D1, so an export of
+//! any size runs in constant memory. Every export is written to the audit log.
+
+use futures::stream;
+use parley_core::csv;
+use parley_core::token::Principal;
+use parley_core::ErrorCode;
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{Env, Headers, Request, Response};
+
+use crate::api::{authenticate, Ctx};
+use crate::console::audit;
+use crate::http::{ApiError, ApiResult};
+
+/// Rows read from D1 per page.
+const PAGE: u32 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dataset {
+    Messages,
+    Conversations,
+    Audit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Json,
+}
+
+impl Dataset {
+    pub fn parse(name: &str) -> Option<Dataset> {
+        match name {
+            "messages" => Some(Dataset::Messages),
+            "conversations" => Some(Dataset::Conversations),
+            "audit" => Some(Dataset::Audit),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Dataset::Messages => "messages",
+            Dataset::Conversations => "conversations",
+            Dataset::Audit => "audit",
+        }
+    }
+
+    fn header(self) -> &'static [&'static str] {
+        match self {
+            Dataset::Messages => &[
+                "conversation_id",
+                "seq",
+                "created_at",
+                "site_id",
+                "visitor_id",
+                "kind",
+                "author_role",
+                "author_id",
+                "author_name",
+                "text",
+            ],
+            Dataset::Conversations => &[
+                "id",
+                "site_id",
+                "visitor_id",
+                "status",
+                "assignee_id",
+                "created_at",
+                "updated_at",
+                "last_seq",
+                "last_message_at",
+            ],
+            Dataset::Audit => &["id", "created_at", "actor_id", "action", "target", "detail"],
+        }
+    }
+
+    /// The page query: the team's rows in the range, after the keyset cursor, in a stable order.
+    fn query(self) -> &'static str {
+        match self {
+            Dataset::Messages => {
+                "SELECT m.conversation_id, m.seq, m.created_at, c.site_id, c.visitor_id, m.kind, m.author_role,
+                        m.author_id, m.author_name, m.body
+                 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.site_id IN (SELECT id FROM sites WHERE team_id = ?1) AND (?2 = '' OR c.site_id = ?2)
+                   AND m.created_at >= ?3 AND m.created_at < ?4
+                   AND (m.created_at, m.conversation_id, m.seq) > (?5, ?6, ?7)
+                 ORDER BY m.created_at, m.conversation_id, m.seq LIMIT ?8"
+            }
+            Dataset::Conversations => {
+                "SELECT id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at
+                 FROM conversations
+                 WHERE site_id IN (SELECT id FROM sites WHERE team_id = ?1) AND (?2 = '' OR site_id = ?2)
+                   AND created_at >= ?3 AND created_at < ?4
+                   AND (created_at, id, 0) > (?5, ?6, ?7)
+                 ORDER BY created_at, id LIMIT ?8"
+            }
+            Dataset::Audit => {
+                "SELECT id, created_at, actor_id, action, target, detail FROM audit_log
+                 WHERE team_id = ?1 AND ?2 = '' AND created_at >= ?3 AND created_at < ?4
+                   AND (created_at, CAST(id AS TEXT), 0) > (?5, ?6, ?7)
+                 ORDER BY created_at, CAST(id AS TEXT) LIMIT ?8"
+            }
+        }
+    }
+}
+
+/// A row as read, turned into output fields and the cursor after it.
+fn row_fields(
+    dataset: Dataset,
+    row: &serde_json::Value,
+    mask: bool,
+) -> (Vec<String>, (i64, String, i64)) {
+    let text = |k: &str| match &row[k] {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let num = |k: &str| row[k].as_f64().unwrap_or(0.0) as i64;
+    let time = |k: &str| match row[k].as_f64() {
+        Some(ms) => csv::iso8601(ms as i64),
+        None => String::new(),
+    };
+    match dataset {
+        Dataset::Messages => {
+            let body: serde_json::Value = serde_json::from_str(&text("body")).unwrap_or_default();
+            let mut content = body["text"]
+                .as_str()
+                .or_else(|| body["file"]["name"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            if mask && text("author_role") == "visitor" {
+                content = parley_core::pii::mask(&content).0;
+            }
+            let fields = vec![
+                text("conversation_id"),
+                num("seq").to_string(),
+                time("created_at"),
+                text("site_id"),
+                text("visitor_id"),
+                text("kind"),
+                text("author_role"),
+                text("author_id"),
+                text("author_name"),
+                content,
+            ];
+            (
+                fields,
+                (num("created_at"), text("conversation_id"), num("seq")),
+            )
+        }
+        Dataset::Conversations => {
+            let fields = vec![
+                text("id"),
+                text("site_id"),
+                text("visitor_id"),
+                text("status"),
+                text("assignee_id"),
+                time("created_at"),
+                time("updated_at"),
+                num("last_seq").to_string(),
+                time("last_message_at"),
+            ];
+            (fields, (num("created_at"), text("id"), 0))
+        }
+        Dataset::Audit => {
+            let fields = vec![
+                num("id").to_string(),
+                time("created_at"),
+                text("actor_id"),
+                text("action"),
+                text("target"),
+                text("detail"),
+            ];
+            (fields, (num("created_at"), num("id").to_string(), 0))
+        }
+    }
+}
+
+struct Cursor {
+    env: Env,
+    dataset: Dataset,
+    format: Format,
+    team: String,
+    site: String,
+    from: i64,
+    to: i64,
+    mask: bool,
+    after: (i64, String, i64),
+    started: bool,
+    first_row: bool,
+    done: bool,
+}
+
+async fn next_chunk(mut c: Cursor) -> Option<(worker::Result<Vec<u8>>, Cursor)> {
+    if c.done {
+        return None;
+    }
+    let mut out = String::new();
+    if !c.started {
+        c.started = true;
+        match c.format {
+            Format::Csv => out.push_str(&csv::line(c.dataset.header().iter())),
+            Format::Json => out.push('['),
+        }
+    }
+    let page = async {
+        c.env
+            .d1("DB")?
+            .prepare(c.dataset.query())
+            .bind(&[
+                c.team.as_str().into(),
+                c.site.as_str().into(),
+                JsValue::from_f64(c.from as f64),
+                JsValue::from_f64(c.to as f64),
+                JsValue::from_f64(c.after.0 as f64),
+                c.after.1.as_str().into(),
+                JsValue::from_f64(c.after.2 as f64),
+                JsValue::from(PAGE),
+            ])?
+            .all()
+            .await?
+            .results::<serde_json::Value>()
+    }
+    .await;
+    let rows = match page {
+        Ok(rows) => rows,
+        Err(e) => return Some((Err(e), Cursor { done: true, ..c })),
+    };
+    for row in &rows {
+        let (fields, cursor) = row_fields(c.dataset, row, c.mask);
+        match c.format {
+            Format::Csv => out.push_str(&csv::line(fields.iter())),
+            Format::Json => {
+                if !c.first_row {
+                    out.push(',');
+                }
+                let object: serde_json::Map<String, serde_json::Value> = c
+                    .dataset
+                    .header()
+                    .iter()
+                    .zip(fields)
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+                    .collect();
+                out.push_str(&serde_json::Value::Object(object).to_string());
+                out.push('\n');
+            }
+        }
+        c.first_row = false;
+        c.after = cursor;
+    }
+    if (rows.len() as u32) < PAGE {
+        c.done = true;
+        if c.format == Format::Json {
+            out.push(']');
+        }
+    }
+    Some((Ok(out.into_bytes()), c))
+}
+
+/// `GET /api/v1/export/{dataset}.{csv|json}?from=&to=&site=` (ms or ISO dates; `to` exclusive).
+pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Query {
+        from: Option<String>,
+        to: Option<String>,
+        site: Option<String>,
+    }
+    let principal = authenticate(req, ctx)?;
+    let Principal::Agent { id, team, .. } = &principal else {
+        return Err(ErrorCode::Forbidden.into());
+    };
+    if !principal.can_export() {
+        return Err(ErrorCode::Forbidden.into());
+    }
+    let (name, format) = match file.rsplit_once('.') {
+        Some((name, "csv")) => (name, Format::Csv),
+        Some((name, "json")) => (name, Format::Json),
+        _ => return Err(ErrorCode::NotFound.into()),
+    };
+    let dataset = Dataset::parse(name).ok_or(ErrorCode::NotFound)?;
+    let query: Query = req
+        .query()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let from = parse_time(query.from.as_deref())?.unwrap_or(0);
+    let to = parse_time(query.to.as_deref())?.unwrap_or(i64::MAX / 2);
+    if to <= from {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    let site = query.site.unwrap_or_default();
+    audit(
+        ctx,
+        team,
+        id,
+        "export",
+        dataset.name(),
+        serde_json::json!({ "from": from, "to": to, "site": site, "format": if format == Format::Csv { "csv" } else { "json" } }),
+    )
+    .await?;
+    let cursor = Cursor {
+        env: ctx.env.clone(),
+        dataset,
+        format,
+        team: team.clone(),
+        site,
+        from,
+        to,
+        mask: !principal.sees_pii(),
+        after: (i64::MIN / 2, String::new(), -1),
+        started: false,
+        first_row: true,
+        done: false,
+    };
+    let body = stream::unfold(cursor, next_chunk);
+    let headers = Headers::new();
+    let set = |k: &str, v: &str| {
+        headers
+            .set(k, v)
+            .map_err(|_| ApiError::from(ErrorCode::Internal))
+    };
+    match format {
+        Format::Csv => set("content-type", "text/csv; charset=utf-8")?,
+        Format::Json => set("content-type", "application/json; charset=utf-8")?,
+    }
+    set(
+        "content-disposition",
+        &format!("attachment; filename=\"parley-{file}\""),
+    )?;
+    set("cache-control", "no-store")?;
+    set("x-content-type-options", "nosniff")?;
+    Ok(Response::from_stream(body)
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?
+        .with_headers(headers))
+}
+
+/// Milliseconds since the epoch, or a `YYYY-MM-DD` / RFC 3339 date.
+fn parse_time(value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    parley_core::csv::parse_date(value)
+        .map(Some)
+        .ok_or_else(|| ErrorCode::InvalidRequest.into())
+}

@@ -1,0 +1,109 @@
+// Exports: a seeded data set comes back exactly, across pages, as CSV (formulas kept inert for
+// spreadsheets) and JSON; only those allowed may export; every export is audited.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './support/server.mjs';
+import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, sleep } from './support/client.mjs';
+
+const GENEROUS = { RATE_VISITOR_MESSAGES: '5000/500', RATE_AGENT_MESSAGES: '5000/500', RATE_IP_MESSAGES: '5000/500' };
+let server;
+let owner;
+const sent = []; // { conversation, text }
+
+/** Parses RFC 4180 CSV (quoted fields, doubled quotes, CRLF). */
+function parseCsv(text) {
+  const rows = [];
+  let row = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i += 1; } else if (c === '"') quoted = false; else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') { row.push(field); field = ''; } else if (c === '\r' && text[i + 1] === '\n') { row.push(field); rows.push(row); row = []; field = ''; i += 1; } else field += c;
+  }
+  return rows;
+}
+
+before(async () => {
+  server = await startServer({ vars: GENEROUS });
+  owner = await agentLogin(server);
+  const payloads = ['=HYPERLINK("http://evil.example","click")', '+cmd|" /C calc"!A0', '@SUM(1+1)', 'plain, with comma', 'line\nbreak "quoted"', '你好，世界'];
+  for (let c = 0; c < 3; c += 1) {
+    const conv = await newConversation(server);
+    for (let i = 0; i < 400; i += 1) {
+      const text = i < payloads.length ? payloads[i] : `message ${c}/${i}`;
+      const res = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+        method: 'POST', token: conv.token, body: { client_msg_id: msgId('x'), text },
+      });
+      assert.equal(res.status, 200);
+      sent.push({ conversation: conv.conversation, token: conv.token, text });
+    }
+  }
+  // Wait for the D1 mirror to hold everything (3 × (1 created + 400 messages)).
+  for (let i = 0; i < 200; i += 1) {
+    const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM messages');
+    if (row.n >= 3 * 401) break;
+    await sleep(200);
+  }
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('messages export as CSV equals the seeded data, across pages, with formulas kept as text', async () => {
+  const res = await fetch(`${server.url}/api/v1/export/messages.csv`, { headers: { authorization: `Bearer ${owner.token}` } });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /^text\/csv/);
+  assert.match(res.headers.get('content-disposition'), /^attachment;/);
+  const rows = parseCsv(await res.text());
+  const [header, ...data] = rows;
+  assert.deepEqual(header, ['conversation_id', 'seq', 'created_at', 'site_id', 'visitor_id', 'kind', 'author_role', 'author_id', 'author_name', 'text']);
+  const messages = data.filter((r) => r[5] === 'message');
+  assert.equal(messages.length, sent.length);
+  assert.equal(data.length, sent.length + 3, 'plus one created event per conversation');
+  // Every exported text equals what was sent, except that formula starts carry an apostrophe.
+  const exported = messages.map((r) => r[9]);
+  const expected = sent.map((s) => (/^[=+\-@\t\r]/.test(s.text) ? `'${s.text}` : s.text));
+  assert.deepEqual(exported.sort(), expected.sort());
+  for (const text of exported) assert.ok(!/^[=+\-@]/.test(text), `formula left active: ${text}`);
+  // Compare one conversation row by row with its log.
+  const one = sent[0];
+  const log = await fullHistory(server, one.conversation, owner.token);
+  const mine = data.filter((r) => r[0] === one.conversation);
+  assert.deepEqual(mine.map((r) => Number(r[1])), log.map((e) => e.seq));
+  assert.deepEqual(mine.map((r) => r[2]), log.map((e) => new Date(e.at).toISOString()));
+});
+
+test('conversations export as JSON, filtered by a date range', async () => {
+  const all = await fetch(`${server.url}/api/v1/export/conversations.json`, { headers: { authorization: `Bearer ${owner.token}` } });
+  const list = await all.json();
+  assert.equal(list.length, 3);
+  assert.deepEqual(new Set(list.map((c) => c.id)), new Set(sent.map((s) => s.conversation)));
+  const none = await fetch(`${server.url}/api/v1/export/conversations.json?from=2001-01-01&to=2001-01-02`, { headers: { authorization: `Bearer ${owner.token}` } });
+  assert.deepEqual(await none.json(), []);
+  const bad = await http(server.url, '/api/v1/export/conversations.json?from=yesterday', { token: owner.token });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.code, 'invalid_request');
+});
+
+test('only owners, admins and agents with the export permission may export; exports are audited', async () => {
+  const plain = await createAgent(server, { name: 'Plain', email: 'plain@parley.local' });
+  const refused = await http(server.url, '/api/v1/export/messages.csv', { token: plain.token });
+  assert.equal(refused.status, 403);
+  assert.equal(refused.body.code, 'forbidden');
+  const visitor = await http(server.url, '/api/v1/export/messages.csv', { token: sent[0].token });
+  assert.equal(visitor.status, 403);
+  const exporter = await createAgent(server, { name: 'Exporter', email: 'exporter@parley.local', permissions: ['export'] });
+  const ok = await fetch(`${server.url}/api/v1/export/messages.json`, { headers: { authorization: `Bearer ${exporter.token}` } });
+  assert.equal(ok.status, 200);
+  const rows = await ok.json();
+  assert.equal(rows.length, sent.length + 3);
+  const audit = await fetch(`${server.url}/api/v1/export/audit.csv`, { headers: { authorization: `Bearer ${owner.token}` } });
+  const auditRows = parseCsv(await audit.text()).slice(1);
+  const exports = auditRows.filter((r) => r[3] === 'export');
+  assert.ok(exports.length >= 3);
+  assert.ok(exports.some((r) => r[2] === exporter.agentId && r[4] === 'messages'));
+});
