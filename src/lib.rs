@@ -13,6 +13,7 @@ mod limiter_object;
 mod log;
 mod mirror;
 mod platform;
+mod search;
 mod site_object;
 mod sites;
 mod sql_store;

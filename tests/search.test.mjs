@@ -1,0 +1,82 @@
+// Search over messages: full-text (trigram, so Chinese works), short words, filters, team
+// isolation and masking of personal data for agents without the permission.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './support/server.mjs';
+import { agentLogin, createAgent, http, msgId, newConversation, sleep } from './support/client.mjs';
+
+let server;
+let owner;
+let a;
+let b;
+
+async function say(conv, token, text) {
+  const res = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+    method: 'POST', token, body: { client_msg_id: msgId('s'), text },
+  });
+  assert.equal(res.status, 200);
+}
+
+async function search(token, params) {
+  return http(server.url, `/api/v1/search?${new URLSearchParams(params)}`, { token });
+}
+
+before(async () => {
+  server = await startServer();
+  owner = await agentLogin(server);
+  a = await newConversation(server);
+  b = await newConversation(server);
+  await say(a, a.token, 'My parcel never arrived, order 55123');
+  await say(a, a.token, '请问退货流程是什么？我的订单号是 77001');
+  await say(b, b.token, 'Can I change the delivery address? mail me at zoe@example.org');
+  await say(b, owner.token, 'Sure — what is the new address?');
+  await http(server.url, `/api/v1/conversations/${b.conversation}/tags`, { method: 'PUT', token: owner.token, body: { tags: ['address'] } });
+  for (let i = 0; i < 100; i += 1) {
+    const { results: [row] } = await server.d1("SELECT COUNT(*) AS n FROM messages WHERE kind = 'message'");
+    if (row.n >= 4) break;
+    await sleep(100);
+  }
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('finds words and fragments, in English and Chinese', async () => {
+  const parcel = await search(owner.token, { q: 'parcel' });
+  assert.equal(parcel.status, 200);
+  assert.deepEqual(parcel.body.results.map((r) => [r.conversation_id, r.seq]), [[a.conversation, 2]]);
+  const chinese = await search(owner.token, { q: '退货流程' });
+  assert.deepEqual(chinese.body.results.map((r) => r.conversation_id), [a.conversation]);
+  // Two-character words are shorter than a trigram: matched by a scan.
+  const short = await search(owner.token, { q: '退货' });
+  assert.deepEqual(short.body.results.map((r) => r.conversation_id), [a.conversation]);
+  const both = await search(owner.token, { q: 'address new' });
+  assert.deepEqual(both.body.results.map((r) => r.seq), [3]);
+  assert.deepEqual((await search(owner.token, { q: 'nothing-like-this' })).body.results, []);
+});
+
+test('filters by tag, site and date', async () => {
+  const tagged = await search(owner.token, { q: 'address', tag: 'address' });
+  assert.equal(tagged.body.results.length, 2);
+  assert.ok(tagged.body.results.every((r) => r.conversation_id === b.conversation));
+  const untaggedHit = await search(owner.token, { q: 'parcel', tag: 'address' });
+  assert.deepEqual(untaggedHit.body.results, []);
+  const old = await search(owner.token, { q: 'parcel', to: '2001-01-01' });
+  assert.deepEqual(old.body.results, []);
+  const { results: [site] } = await server.d1('SELECT id FROM sites LIMIT 1');
+  assert.equal((await search(owner.token, { q: 'parcel', site: site.id })).body.results.length, 1);
+});
+
+test('agents without the permission see personal data masked; visitors cannot search', async () => {
+  const plain = await createAgent(server, { name: 'Plain', email: 'plain-search@parley.local' });
+  const masked = await search(plain.token, { q: 'delivery' });
+  assert.match(masked.body.results[0].text, /z\*\*\*@example\.org/);
+  const full = await search(owner.token, { q: 'delivery' });
+  assert.match(full.body.results[0].text, /zoe@example\.org/);
+  const visitor = await search(a.token, { q: 'parcel' });
+  assert.equal(visitor.status, 403);
+  const empty = await search(owner.token, { q: '   ' });
+  assert.equal(empty.status, 400);
+  assert.equal(empty.body.code, 'invalid_request');
+});
