@@ -18,6 +18,8 @@
 //   6. TOKEN_SECRET: if the Worker has none yet (`wrangler secret list`), one is taken from the
 //      environment, asked for, or generated, and uploaded with the deploy (--secrets-file)
 //   7. `wrangler deploy` (its [build] step runs scripts/build.mjs)
+//   8. with PARLEY_ADMIN_EMAIL and PARLEY_ADMIN_PASSWORD set and no team in the remote D1 yet:
+//      the first team, its owner and a site (PARLEY_SITE_ORIGINS), as `npm run serve` does
 //
 // The wrangler binary is node_modules/.bin/wrangler unless WRANGLER names another.
 import { spawn, spawnSync } from 'node:child_process';
@@ -32,6 +34,7 @@ import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { stringify as toToml } from 'smol-toml';
 import { readWranglerConfig } from './runtime.mjs';
+import { bootstrapFromEnv, bootstrapStatements, UsageError } from './serve.mjs';
 import { ROOT } from './setup.mjs';
 
 /** Secrets the Worker reads that are not [vars] (set with `wrangler secret put`). */
@@ -198,12 +201,23 @@ export function parseD1Create(output) {
   return m ? m[1] : null;
 }
 
-/** `wrangler d1 list --json` → [{ name, uuid }]. Tolerates log lines around the JSON. */
+/**
+ * The first JSON value opening with `open` ('[' or '{') in output that parses to the end of its
+ * last closing bracket: wrangler may print warnings ("▲ [WARNING] …") around its JSON.
+ */
+export function extractJson(output, open = '[') {
+  const close = open === '[' ? ']' : '}';
+  const end = output.lastIndexOf(close);
+  for (let start = output.indexOf(open); start !== -1 && start < end; start = output.indexOf(open, start + 1)) {
+    try { return JSON.parse(output.slice(start, end + 1)); } catch { /* not here */ }
+  }
+  return undefined;
+}
+
+/** `wrangler d1 list --json` → [{ name, uuid }]. */
 export function parseD1List(output) {
-  const start = output.indexOf('[');
-  const end = output.lastIndexOf(']');
-  if (start === -1 || end < start) throw new DeployError(`cannot read \`wrangler d1 list --json\` output: ${output.slice(0, 200)}`);
-  const list = JSON.parse(output.slice(start, end + 1));
+  const list = extractJson(output, '[');
+  if (!Array.isArray(list)) throw new DeployError(`cannot read \`wrangler d1 list --json\` output: ${output.slice(0, 200)}`);
   return list.map((d) => ({ name: d.name, uuid: d.uuid ?? d.id }));
 }
 
@@ -214,18 +228,32 @@ export function parseR2BucketList(output) {
 
 /** `wrangler whoami --json` → { loggedIn, email, accounts } or null. */
 export function parseWhoami(output) {
-  const start = output.indexOf('{');
-  const end = output.lastIndexOf('}');
-  if (start === -1 || end < start) return null;
-  try { return JSON.parse(output.slice(start, end + 1)); } catch { return null; }
+  const me = extractJson(output, '{');
+  return me && typeof me === 'object' ? me : null;
 }
 
-/** Secret names in `wrangler secret list` output (JSON), or null when the Worker does not exist. */
+/** Secret names in `wrangler secret list` output (JSON), or null when there is no list. */
 export function parseSecretList(output) {
-  const start = output.indexOf('[');
-  const end = output.lastIndexOf(']');
-  if (start === -1 || end < start) return null;
-  return JSON.parse(output.slice(start, end + 1)).map((s) => s.name);
+  const list = extractJson(output, '[');
+  return Array.isArray(list) ? list.map((s) => s.name) : null;
+}
+
+/** A SQL literal: numbers as they are, text single-quoted with quotes doubled, null as NULL. */
+export function sqlLiteral(v) {
+  if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  return `'${String(v).replace(/'/g, "''")}'`;
+}
+
+/** A statement with `?` placeholders and its parameters → one SQL string. */
+export function renderSql(sql, params) {
+  let i = 0;
+  const out = sql.replace(/\?/g, () => {
+    if (i >= params.length) throw new DeployError(`too few parameters for: ${sql}`);
+    return sqlLiteral(params[i++]);
+  });
+  if (i !== params.length) throw new DeployError(`too many parameters for: ${sql}`);
+  return out;
 }
 
 /** Gzip size of what wrangler would upload from a --dry-run --outdir (modules, not maps). */
@@ -387,11 +415,16 @@ export async function deploy({ build = true, yes = false, say = console.log } = 
 
   // 6. Secrets
   const secretList = wranglerCapture(['secret', 'list', ...withConfig]);
-  let have = secretList.code === 0 ? parseSecretList(secretList.stdout) : null;
-  if (have === null && !/not found/i.test(secretList.stdout + secretList.stderr)) {
-    if (secretList.code !== 0) throw new DeployError(`wrangler secret list failed:\n${secretList.stdout}${secretList.stderr}`);
+  let have;
+  if (secretList.code === 0) {
+    have = parseSecretList(secretList.stdout);
+    // Never guess here: uploading TOKEN_SECRET over an existing one signs everyone out.
+    if (!have) throw new DeployError(`cannot read \`wrangler secret list\` output:\n${secretList.stdout}`);
+  } else if (/not found/i.test(secretList.stdout + secretList.stderr)) {
+    have = []; // a first deploy: the Worker does not exist yet
+  } else {
+    throw new DeployError(`wrangler secret list failed:\n${secretList.stdout}${secretList.stderr}`);
   }
-  have = have ?? []; // a first deploy: the Worker does not exist yet
   const secrets = {};
   if (!have.includes('TOKEN_SECRET')) {
     let value = process.env.TOKEN_SECRET || '';
@@ -418,7 +451,39 @@ export async function deploy({ build = true, yes = false, say = console.log } = 
   } finally {
     if (secretsDir) rmSync(secretsDir, { recursive: true, force: true });
   }
-  say('deployed. Next: create your team, owner and site in D1 (see docs/operations.md, "First sign-in on Cloudflare").');
+  say('deployed');
+
+  // 8. The first owner, on an empty remote D1.
+  let boot;
+  try {
+    boot = bootstrapFromEnv(process.env);
+  } catch (e) {
+    if (e instanceof UsageError) throw new DeployError(e.message);
+    throw e;
+  }
+  if (!boot) {
+    say('no PARLEY_ADMIN_EMAIL / PARLEY_ADMIN_PASSWORD: no owner account created (see docs/operations.md, "First owner on Cloudflare")');
+  } else {
+    const count = wranglerCapture(['d1', 'execute', db.database_name, '--remote', '--json', '--command', 'SELECT count(*) AS n FROM teams', ...withConfig]);
+    const teams = extractJson(count.stdout, '[')?.[0]?.results?.[0]?.n;
+    if (count.code !== 0 || typeof teams !== 'number') throw new DeployError(`cannot count the teams in the remote D1:\n${count.stdout}${count.stderr}`);
+    if (teams > 0) {
+      say('owner: the remote database already has a team; PARLEY_ADMIN_* only apply to an empty one');
+    } else {
+      const b = bootstrapStatements(boot);
+      const sqlDir = mkdtempSync(join(tmpdir(), 'parley-bootstrap-'));
+      const file = join(sqlDir, 'bootstrap.sql');
+      try {
+        // A file, not --command: the password hash stays out of the process list.
+        writeFileSync(file, b.statements.map(([q, p]) => renderSql(q, p)).join(';\n') + ';\n', { mode: 0o600 });
+        const r = wranglerCapture(['d1', 'execute', db.database_name, '--remote', '--yes', '--file', file, ...withConfig]);
+        if (r.code !== 0) throw new DeployError(`creating the owner failed:\n${r.stdout}${r.stderr}`);
+      } finally {
+        rmSync(sqlDir, { recursive: true, force: true });
+      }
+      say(`owner: created ${b.email} and a site; embed with <script src="https://YOUR-WORKER-HOST/widget.js" data-site="${b.siteKey}" async></script>`);
+    }
+  }
   return { databaseId, configFile };
 }
 

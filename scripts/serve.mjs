@@ -8,6 +8,9 @@
 //   --host HOST          PARLEY_HOST          address to bind (default 127.0.0.1; put a reverse proxy in front)
 //   --port N             PARLEY_PORT          HTTP port (default 8787; 0 = any free port)
 //   --metrics-port N     PARLEY_METRICS_PORT  Prometheus endpoint port on the same host (default 9464; 0 = any)
+//   --public-url URL     PARLEY_PUBLIC_URL    the origin browsers use (https://chat.example.com): the Worker
+//                                            sees every request at this origin whatever the proxy sends;
+//                                            required behind an HTTPS reverse proxy
 //   --demo                                    seed the demo team, site and owner on an empty directory
 // Environment only:
 //   TOKEN_SECRET              HMAC key for tokens (≥ 32 characters); default: generated once into DIR/token-secret
@@ -53,6 +56,7 @@ export function parseServeArgs(argv, env = process.env) {
     host: env.PARLEY_HOST || '127.0.0.1',
     port: env.PARLEY_PORT ?? '8787',
     metricsPort: env.PARLEY_METRICS_PORT ?? '9464',
+    publicUrl: env.PARLEY_PUBLIC_URL || null,
     demo: false,
     help: false,
   };
@@ -69,6 +73,7 @@ export function parseServeArgs(argv, env = process.env) {
       case '--host': opts.host = value(); break;
       case '--port': opts.port = value(); break;
       case '--metrics-port': opts.metricsPort = value(); break;
+      case '--public-url': opts.publicUrl = value(); break;
       case '--demo': opts.demo = true; break;
       case '-h': case '--help': opts.help = true; break;
       default: throw new UsageError(`unknown option ${a}`);
@@ -82,6 +87,14 @@ export function parseServeArgs(argv, env = process.env) {
     opts[k] = n;
   }
   opts.data = resolve(opts.data);
+  if (opts.publicUrl) {
+    let url;
+    try { url = new URL(opts.publicUrl); } catch { throw new UsageError(`--public-url: not a URL: ${opts.publicUrl}`); }
+    if (!/^https?:$/.test(url.protocol) || url.origin !== opts.publicUrl.replace(/\/$/, '')) {
+      throw new UsageError(`--public-url must be an origin like https://chat.example.com (no path); got ${opts.publicUrl}`);
+    }
+    opts.publicUrl = url.origin;
+  }
 
   // Secrets and settings from the environment.
   opts.vars = {};
@@ -92,30 +105,35 @@ export function parseServeArgs(argv, env = process.env) {
   opts.metricsToken = env.PARLEY_METRICS_TOKEN || null;
   if (opts.metricsToken && opts.metricsToken.length < 16) throw new UsageError('PARLEY_METRICS_TOKEN must be at least 16 characters');
 
+  opts.bootstrap = bootstrapFromEnv(env);
+  if (!opts.bootstrap && env.PARLEY_SITE_ORIGINS) opts.ignoredSiteOrigins = true;
+  return opts;
+}
+
+/**
+ * PARLEY_ADMIN_EMAIL, PARLEY_ADMIN_PASSWORD, PARLEY_SITE_ORIGINS, PARLEY_SITE_NAME,
+ * PARLEY_TEAM_NAME → bootstrap options, or null when no admin is given. Throws UsageError.
+ */
+export function bootstrapFromEnv(env = process.env) {
   const email = env.PARLEY_ADMIN_EMAIL || null;
   const password = env.PARLEY_ADMIN_PASSWORD || null;
   if (Boolean(email) !== Boolean(password)) throw new UsageError('set both PARLEY_ADMIN_EMAIL and PARLEY_ADMIN_PASSWORD, or neither');
-  opts.bootstrap = null;
-  if (email) {
-    if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new UsageError(`PARLEY_ADMIN_EMAIL is not an e-mail address: ${email}`);
-    if (password.length < 10) throw new UsageError('PARLEY_ADMIN_PASSWORD must be at least 10 characters');
-    const origins = (env.PARLEY_SITE_ORIGINS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-    for (const o of origins) {
-      let url;
-      try { url = new URL(o); } catch { throw new UsageError(`PARLEY_SITE_ORIGINS: not an origin: ${o}`); }
-      if (url.origin !== o) throw new UsageError(`PARLEY_SITE_ORIGINS: "${o}" is not an exact origin (scheme://host[:port], no path or trailing slash); did you mean "${url.origin}"?`);
-    }
-    opts.bootstrap = {
-      email,
-      password,
-      origins,
-      siteName: env.PARLEY_SITE_NAME || 'My site',
-      teamName: env.PARLEY_TEAM_NAME || 'My team',
-    };
-  } else if (env.PARLEY_SITE_ORIGINS) {
-    opts.ignoredSiteOrigins = true;
+  if (!email) return null;
+  if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new UsageError(`PARLEY_ADMIN_EMAIL is not an e-mail address: ${email}`);
+  if (password.length < 10) throw new UsageError('PARLEY_ADMIN_PASSWORD must be at least 10 characters');
+  const origins = (env.PARLEY_SITE_ORIGINS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const o of origins) {
+    let url;
+    try { url = new URL(o); } catch { throw new UsageError(`PARLEY_SITE_ORIGINS: not an origin: ${o}`); }
+    if (url.origin !== o) throw new UsageError(`PARLEY_SITE_ORIGINS: "${o}" is not an exact origin (scheme://host[:port], no path or trailing slash); did you mean "${url.origin}"?`);
   }
-  return opts;
+  return {
+    email,
+    password,
+    origins,
+    siteName: env.PARLEY_SITE_NAME || 'My site',
+    teamName: env.PARLEY_TEAM_NAME || 'My team',
+  };
 }
 
 /** wrangler.toml [vars] overridden from the environment (names only are logged). */
@@ -128,29 +146,35 @@ export function varsFromEnv(config, env = process.env) {
 }
 
 /**
- * First start on an empty database: a team, its owner and one site. Uses only columns of the
- * first migration, so it works on any schema since. Returns { created, siteKey?, … }.
+ * The rows that make a first team, its owner and one site, as SQL statements with parameters
+ * (columns of the first migration only, so they fit every schema since). Used by serve on an
+ * empty data directory and by deploy for an empty remote D1.
  */
-export async function bootstrap(d1, { email, password, origins = [], siteName = 'My site', teamName = 'My team' }) {
-  const existing = await d1.prepare('SELECT id FROM teams LIMIT 1').first();
-  if (existing) return { created: false };
-  const now = Date.now();
+export function bootstrapStatements({ email, password, origins = [], siteName = 'My site', teamName = 'My team' }, now = Date.now()) {
   const teamId = randomId('t');
   const siteId = randomId('s');
   const agentId = randomId('a');
   const siteKey = `pk_${randomBytes(18).toString('base64url')}`;
   const pw = hashPassword(password);
-  await d1.batch([
-    d1.prepare('INSERT INTO teams (id, name, created_at) VALUES (?, ?, ?)').bind(teamId, teamName, now),
-    d1.prepare(
-      'INSERT INTO sites (id, team_id, site_key, name, allowed_origins, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-    ).bind(siteId, teamId, siteKey, siteName, JSON.stringify(origins), now),
-    d1.prepare(
-      `INSERT INTO agents (id, team_id, email, name, role, password_hash, password_salt,
-         password_iterations, created_at) VALUES (?, ?, ?, ?, 'owner', ?, ?, ?, ?)`,
-    ).bind(agentId, teamId, email, email.split('@')[0], pw.hash, pw.salt, pw.iterations, now),
-  ]);
-  return { created: true, teamId, siteId, agentId, siteKey, email, origins };
+  const statements = [
+    ['INSERT INTO teams (id, name, created_at) VALUES (?, ?, ?)', [teamId, teamName, now]],
+    ['INSERT INTO sites (id, team_id, site_key, name, allowed_origins, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      [siteId, teamId, siteKey, siteName, JSON.stringify(origins), now]],
+    [`INSERT INTO agents (id, team_id, email, name, role, password_hash, password_salt, password_iterations, created_at)
+      VALUES (?, ?, ?, ?, 'owner', ?, ?, ?, ?)`,
+    [agentId, teamId, email, email.split('@')[0], pw.hash, pw.salt, pw.iterations, now]],
+  ];
+  return { statements, teamId, siteId, agentId, siteKey, email, origins };
+}
+
+/** First start on an empty database: a team, its owner and one site. Returns { created, siteKey?, … }. */
+export async function bootstrap(d1, opts) {
+  const existing = await d1.prepare('SELECT id FROM teams LIMIT 1').first();
+  if (existing) return { created: false };
+  const b = bootstrapStatements(opts);
+  await d1.batch(b.statements.map(([sql, params]) => d1.prepare(sql).bind(...params)));
+  const { statements, ...rest } = b;
+  return { created: true, ...rest };
 }
 
 /** A Miniflare Log that prints Miniflare's own warnings and errors as JSON lines. */
@@ -201,6 +225,10 @@ export async function serve(opts, { installSignals = true, root = ROOT } = {}) {
     // machine's own location from the internet, or use a fixed placeholder city, and every
     // visitor would appear to be there).
     cf: {},
+    // The origin the Worker sees (its "own origin" for the console's and widget's origin checks)
+    // is the public one, not whatever Host and scheme the proxy connects with; a client-sent
+    // MF-Original-URL header can then change only the path, never the origin.
+    ...(opts.publicUrl ? { upstream: opts.publicUrl } : {}),
     handleRuntimeStdio(stdout, stderr) {
       createInterface({ input: stdout, crlfDelay: Infinity }).on('line', onLine);
       createInterface({ input: stderr, crlfDelay: Infinity }).on('line', onLine);
@@ -249,7 +277,7 @@ export async function serve(opts, { installSignals = true, root = ROOT } = {}) {
       const b = await bootstrap(rt.d1, opts.bootstrap);
       if (b.created) {
         say('bootstrap', {
-          message: `created team, owner ${b.email} and site; embed with <script src="https://YOUR-HOST/widget.js" data-site="${b.siteKey}" async></script>`,
+          message: `created team, owner ${b.email} and site; embed with <script src="${opts.publicUrl ?? 'https://YOUR-HOST'}/widget.js" data-site="${b.siteKey}" async></script>`,
           site_key: b.siteKey, email: b.email, origins: b.origins,
         });
         if (b.origins.length === 0) say('bootstrap', { message: 'PARLEY_SITE_ORIGINS was empty: the widget works on no external site until origins are added' }, 'warn');
@@ -260,7 +288,9 @@ export async function serve(opts, { installSignals = true, root = ROOT } = {}) {
       say('bootstrap_skipped', { message: 'PARLEY_SITE_ORIGINS is ignored without PARLEY_ADMIN_EMAIL and PARLEY_ADMIN_PASSWORD' }, 'warn');
     }
     if (opts.demo) {
-      const demo = await seedDemo(rt.d1, { origins: [`http://127.0.0.1:${port}`, `http://localhost:${port}`] });
+      const demo = await seedDemo(rt.d1, {
+        origins: [`http://127.0.0.1:${port}`, `http://localhost:${port}`, ...(opts.publicUrl ? [opts.publicUrl] : [])],
+      });
       say('demo', {
         message: `demo page ${url}/demo/?site=${demo.siteKey}, console ${url}/console/`,
         site_key: demo.siteKey, email: demo.email, password: demo.password,
@@ -304,9 +334,12 @@ export async function serve(opts, { installSignals = true, root = ROOT } = {}) {
     });
 
     lock.update({ url, metrics_url: metricsServer?.url ?? null, control: control.path });
+    if (!opts.publicUrl) {
+      say('serve_notice', { message: 'no --public-url: the Worker takes its own origin from each request (http://<Host>); behind an HTTPS proxy set --public-url, or the console cannot connect' });
+    }
     say('serve_started', {
-      message: `Parley is serving ${url}/ (data ${opts.data})`,
-      url, port, data: opts.data, pid: process.pid,
+      message: `Parley is serving ${url}/ (data ${opts.data})${opts.publicUrl ? ` as ${opts.publicUrl}` : ''}`,
+      url, port, data: opts.data, pid: process.pid, public_url: opts.publicUrl,
       metrics_url: metricsServer?.url ?? null,
       ...(metricsServer ? {} : { metrics: 'off (set PARLEY_METRICS_TOKEN to enable)' }),
     });
@@ -422,7 +455,7 @@ async function startControl(path, { pause, resume, status, onFatal }) {
   };
 }
 
-const HELP = `Usage: npm run serve -- --data DIR [--host 127.0.0.1] [--port 8787] [--metrics-port 9464] [--demo]
+const HELP = `Usage: npm run serve -- --data DIR [--host 127.0.0.1] [--port 8787] [--metrics-port 9464] [--public-url URL] [--demo]
 Runs Parley's production build on this machine (run \`node scripts/setup.mjs\` first).
 See docs/operations.md for the environment variables, backups, upgrades and a systemd unit.`;
 

@@ -20,7 +20,7 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::sites::{self, Lookup, Site};
-use crate::{console, export, files, search, widget};
+use crate::{admin, console, export, files, search, widget};
 
 /// What every handler needs to know about the request it serves.
 pub struct Ctx {
@@ -201,6 +201,9 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (Method::Get, ["api", "v1", "sites"]) => console::sites(req, ctx).await,
         (Method::Get, ["api", "v1", "export", file]) => export::export(req, ctx, file).await,
         (Method::Get, ["api", "v1", "search"]) => search::search(req, ctx).await,
+        (_, ["api", "v1", "sites", site, "webhooks", rest @ ..]) => {
+            admin::webhooks(req, ctx, method, site, rest).await
+        }
         (Method::Get, ["api", "v1", "console", "ws"]) => console::open_console(req, ctx).await,
         (Method::Get, ["api", "v1", "quick-replies"]) => console::quick_replies(req, ctx).await,
         (Method::Post, ["api", "v1", "quick-replies"]) => console::add_quick_reply(req, ctx).await,
@@ -209,6 +212,9 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         }
         (Method::Post, ["api", "v1", "visitor", "context"]) => widget::context(req, ctx).await,
         (Method::Post, ["api", "v1", "visitor", "identify"]) => widget::identify(req, ctx).await,
+        (Method::Post, ["api", "v1", "visitor", "attributes"]) => {
+            widget::attributes(req, ctx).await
+        }
         (Method::Post, ["api", "v1", "conversations"]) => create_conversation(req, ctx).await,
         (Method::Get, ["api", "v1", "conversations"]) => list_conversations(req, ctx).await,
         (_, ["api", "v1", "conversations", id, rest @ ..]) => {
@@ -223,6 +229,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
                 ["api", "v1", "visitor", "session"]
                     | ["api", "v1", "visitor", "context"]
                     | ["api", "v1", "visitor", "identify"]
+                    | ["api", "v1", "visitor", "attributes"]
                     | ["api", "v1", "widget", "config"]
                     | ["api", "v1", "sites"]
                     | ["api", "v1", "search"]
@@ -532,6 +539,8 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         page_url: Option<String>,
         department: Option<String>,
         language: Option<String>,
+        /// Makes creation idempotent: a retry with the same id gets the same conversation.
+        client_req_id: Option<String>,
     }
     let Principal::Visitor { id: visitor, site } = authenticate(req, ctx)? else {
         return Err(ErrorCode::Forbidden.into());
@@ -564,8 +573,21 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
     if !origin_allowed(ctx, Some(&site)) {
         return Err(ErrorCode::OriginNotAllowed.into());
     }
+    let id = match body.client_req_id.as_deref() {
+        Some(req_id) if ids::is_valid_client_msg_id(req_id) => {
+            // Derived with the server's secret: as unguessable as a random id, yet stable.
+            token::derive_id(
+                ctx.config.token_secret.as_bytes(),
+                &format!("conversation:{visitor}:{req_id}"),
+            )
+            .map(|bytes| ids::mint(IdKind::Conversation, &bytes))
+            .map_err(internal(ctx, "token_secret"))?
+        }
+        Some(_) => return Err(ErrorCode::InvalidRequest.into()),
+        None => mint(IdKind::Conversation, ctx)?,
+    };
     let create = CreateConversation {
-        id: mint(IdKind::Conversation, ctx)?,
+        id,
         site: site.id.clone(),
         team: site.team_id.clone(),
         visitor,
@@ -595,7 +617,7 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
     )
     .await?;
     if response.status_code() == 201 {
-        // Routing follows creation; if the site's object is unreachable the conversation still
+        // Routing follows creation (once: a repeated creation answers 200); if the site's object is unreachable the conversation still
         // exists and agents find it in the team list.
         let request = crate::site_object::SiteRequest::NewConversation {
             conversation: create.id.clone(),

@@ -16,6 +16,8 @@ pub struct Config {
     pub ip_messages: Rate,
     /// How long an upload may wait to be posted before it is deleted.
     pub upload_grace_ms: i64,
+    pub webhook_retry_base_ms: i64,
+    pub webhook_allow_private: bool,
 }
 
 fn text(env: &Env, name: &str) -> Option<String> {
@@ -44,6 +46,8 @@ impl Config {
             agent_messages: rate(env, "RATE_AGENT_MESSAGES", Rate::AGENT_MESSAGES),
             ip_messages: rate(env, "RATE_IP_MESSAGES", Rate::IP_MESSAGES),
             upload_grace_ms: number(env, "UPLOAD_GRACE_SECONDS", 24 * 3600) * 1000,
+            webhook_retry_base_ms: number(env, "WEBHOOK_RETRY_BASE_MS", 5000),
+            webhook_allow_private: text(env, "WEBHOOK_ALLOW_PRIVATE").is_some_and(|v| v == "true"),
         }
     }
 

@@ -233,6 +233,7 @@ impl DurableObject for ConversationObject {
 
     async fn alarm(&self) -> Result<Response> {
         self.drain_mirror().await;
+        self.drain_webhooks().await;
         self.delete_abandoned_files().await;
         Response::ok("ok")
     }
@@ -477,6 +478,58 @@ impl ConversationObject {
         }
     }
 
+    /// Hands new events to the site's webhook object (which queues and retries deliveries),
+    /// from a watermark of its own, so every event is offered once the object acknowledges it.
+    async fn drain_webhooks(&self) {
+        let Ok(meta) = self.meta() else { return };
+        let batch = self.with_engine(
+            |_, store| -> std::result::Result<_, crate::sql_store::SqlError> {
+                let after = store.webhook_seq()?;
+                Ok((
+                    after,
+                    parley_core::Store::events_after(store, after, mirror::BATCH)?,
+                ))
+            },
+        );
+        let Ok(Some(Ok((_, events)))) = batch else {
+            return;
+        };
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return;
+        };
+        let notices: Vec<_> = events
+            .iter()
+            .flat_map(|e| parley_core::webhook::notices(&meta.id, &meta.site, &meta.visitor, e))
+            .collect();
+        let sent = if notices.is_empty() {
+            Ok(())
+        } else {
+            let request = crate::webhook_object::WebhookRequest::Enqueue { notices };
+            match crate::webhook_object::send(&self.env, &meta.site, &request).await {
+                Ok(r) if r.status_code() < 300 => Ok(()),
+                Ok(r) => Err(format!("status {}", r.status_code())),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match sent {
+            Ok(()) => {
+                let _ = self.with_engine(|_, store| store.set_webhook_seq(last));
+                if last < meta.head {
+                    self.schedule_mirror(0).await;
+                }
+            }
+            Err(detail) => {
+                Log::warn("webhook_enqueue_failed")
+                    .site(&meta.site)
+                    .conversation(&meta.id)
+                    .error_class("site_unavailable")
+                    .field("detail", detail)
+                    .emit();
+                self.schedule_mirror(5000).await;
+            }
+        }
+    }
+
     async fn drain_mirror(&self) {
         let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) else {
             return;
@@ -608,6 +661,18 @@ impl ConversationObject {
 
     async fn create(&self, req: &mut Request, trace: &str) -> ApiResult {
         let params: CreateConversation = read_json(req).await?;
+        // A retried creation (same visitor, same request id, hence the same id) gets the
+        // conversation the first attempt made.
+        if let Ok(existing) = self.meta() {
+            if existing.visitor != params.visitor {
+                return Err(ErrorCode::NotFound.into());
+            }
+            return json_response(
+                &serde_json::json!({ "conversation": existing.id, "epoch": existing.epoch, "head": existing.head }),
+                200,
+            )
+            .map_err(|_| ErrorCode::Internal.into());
+        }
         let meta = Meta {
             id: params.id,
             site: params.site,

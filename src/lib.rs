@@ -1,6 +1,7 @@
 //! Parley's Worker: the thin shell around parley-core. It routes and authenticates HTTP
 //! requests, serves the static assets, and hosts the Durable Objects that run the core.
 
+mod admin;
 mod api;
 mod config;
 mod console;
@@ -17,11 +18,13 @@ mod search;
 mod site_object;
 mod sites;
 mod sql_store;
+mod webhook_object;
 mod widget;
 
 pub use conversation_object::ConversationObject;
 pub use limiter_object::RateLimiterObject;
 pub use site_object::SiteObject;
+pub use webhook_object::WebhookObject;
 
 use worker::{event, Context, Env, Request, Response, Result};
 

@@ -268,6 +268,28 @@ impl SqlStore {
         )
     }
 
+    /// How far the log has been handed to the site's webhooks.
+    pub fn webhook_seq(&self) -> Result<u64, SqlError> {
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS webhook_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
+            None,
+        )?;
+        Ok(self
+            .rows::<SeqRow>("SELECT seq FROM webhook_state WHERE id = 1", vec![])?
+            .into_iter()
+            .next()
+            .and_then(|r| r.seq)
+            .unwrap_or(0))
+    }
+
+    pub fn set_webhook_seq(&self, seq: u64) -> Result<(), SqlError> {
+        self.sql.exec(
+            "INSERT INTO webhook_state (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
+            vec![int(seq)],
+        )?;
+        Ok(())
+    }
+
     /// When the oldest upload still waiting to be posted was made.
     pub fn oldest_unposted_file(&self) -> Result<Option<i64>, SqlError> {
         #[derive(Deserialize)]

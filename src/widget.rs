@@ -209,3 +209,51 @@ pub async fn identify(req: &mut Request, ctx: &Ctx) -> ApiResult {
         .emit();
     ok_json(&serde_json::json!({ "verified": verified }), 200)
 }
+
+/// `POST /api/v1/visitor/attributes {"attributes": {key: value}}`: facts the host site knows
+/// about its visitor (plan, order count…), merged into what is stored; `null` removes a key.
+pub async fn attributes(req: &mut Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Body {
+        attributes: serde_json::Map<String, serde_json::Value>,
+    }
+    let (visitor, site) = visitor_of(req, ctx)?;
+    let body: Body = read_json(req).await?;
+    if body.attributes.len() > 30 {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    let mut patch = serde_json::Map::new();
+    for (key, value) in body.attributes {
+        if !parley_core::site_settings::is_field_name(&key) {
+            return Err(ErrorCode::InvalidRequest.into());
+        }
+        let value = match value {
+            serde_json::Value::String(s) => {
+                serde_json::Value::String(s.chars().take(500).collect())
+            }
+            v @ (serde_json::Value::Number(_)
+            | serde_json::Value::Bool(_)
+            | serde_json::Value::Null) => v,
+            _ => return Err(ErrorCode::InvalidRequest.into()),
+        };
+        patch.insert(key, value);
+    }
+    let patch = serde_json::Value::Object(patch).to_string();
+    let now = JsValue::from_f64(ctx.now as f64);
+    let statement = db(ctx)?
+        .prepare(
+            "INSERT INTO visitors (id, site_id, created_at, last_seen_at, attributes)
+             VALUES (?1, ?2, ?3, ?3, json_patch('{}', ?4))
+             ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at,
+               attributes = json_patch(visitors.attributes, ?4)",
+        )
+        .bind(&[
+            visitor.as_str().into(),
+            site.as_str().into(),
+            now,
+            patch.into(),
+        ])
+        .map_err(bind_err)?;
+    run(ctx, vec![statement]).await?;
+    no_content().map_err(|_| ErrorCode::Internal.into())
+}

@@ -133,7 +133,12 @@ const args = process.argv.slice(2);
 const call = { args };
 const opt = (name) => { const i = args.indexOf(name); return i === -1 ? null : args[i + 1]; };
 const save = () => { state.calls.push(call); fs.writeFileSync(stateFile, JSON.stringify(state)); };
-const cmd = args.filter((a) => !a.startsWith('--')).slice(0, 3).join(' ');
+const pos = [];
+for (let i = 0; i < args.length; i++) {
+  if (['--config', '--secrets-file', '--outdir'].includes(args[i])) i++;
+  else if (!args[i].startsWith('--')) pos.push(args[i]);
+}
+const cmd = pos.slice(0, 3).join(' ');
 if (opt('--config')) call.database_id = /database_id = "([^"]+)"/.exec(fs.readFileSync(opt('--config'), 'utf8'))?.[1];
 if (args[0] === 'whoami') {
   save();
@@ -154,6 +159,16 @@ if (args[0] === 'whoami') {
   save();
   if (!state.deployed) { console.error('✘ [ERROR] Worker "parley" not found.'); process.exit(1); }
   console.log(JSON.stringify(state.secrets.map((name) => ({ name, type: 'secret_text' })), null, 2));
+} else if (cmd === 'd1 execute parley') {
+  call.remote = args.includes('--remote');
+  if (opt('--command')) {
+    call.command = opt('--command');
+    save(); console.log(JSON.stringify([{ results: [{ n: state.teams }], success: true, meta: {} }]));
+  } else {
+    call.sql = fs.readFileSync(opt('--file'), 'utf8');
+    call.sql_mode = (fs.statSync(opt('--file')).mode & 0o777).toString(8);
+    state.teams += 1; save(); console.log('Executed');
+  }
 } else if (args[0] === 'deploy') {
   const file = opt('--secrets-file');
   if (file) {
@@ -170,7 +185,7 @@ if (args[0] === 'whoami') {
 `);
   chmodSync(bin, 0o755);
   const stateFile = join(dir, 'state.json');
-  const reset = (extra = {}) => writeFileSync(stateFile, JSON.stringify({ loggedIn: true, databases: [], buckets: [], secrets: [], deployed: false, calls: [], ...extra }));
+  const reset = (extra = {}) => writeFileSync(stateFile, JSON.stringify({ loggedIn: true, databases: [], buckets: [], secrets: [], deployed: false, teams: 0, calls: [], ...extra }));
   const read = () => JSON.parse(readFileSync(stateFile, 'utf8'));
   const clearCalls = () => { const s = read(); s.calls = []; writeFileSync(stateFile, JSON.stringify(s)); };
   return { bin, stateFile, reset, read, clearCalls };
@@ -180,8 +195,19 @@ test('npm run deploy: a first run creates D1, R2 and the secret; later runs migr
   const dir = tempDir('deploy-flow-');
   const fake = fakeWrangler(dir);
   const deployDir = join(dir, 'deploy-config');
-  const env = { WRANGLER: fake.bin, FAKE_WRANGLER_STATE: fake.stateFile, PARLEY_DEPLOY_DIR: deployDir, TOKEN_SECRET: '' };
-  const names = (calls) => calls.map((c) => c.args.filter((a) => !a.startsWith('--') && !a.startsWith('/')).join(' '));
+  const admin = { PARLEY_ADMIN_EMAIL: 'owner@example.com', PARLEY_ADMIN_PASSWORD: "it's a long password", PARLEY_SITE_ORIGINS: 'https://shop.example' };
+  const env = {
+    WRANGLER: fake.bin, FAKE_WRANGLER_STATE: fake.stateFile, PARLEY_DEPLOY_DIR: deployDir, TOKEN_SECRET: '', ...admin,
+  };
+  // Each call's command words (options and their values left out).
+  const names = (calls) => calls.map((c) => {
+    const words = [];
+    for (let i = 0; i < c.args.length; i++) {
+      if (['--config', '--secrets-file', '--outdir', '--command', '--file'].includes(c.args[i])) i++;
+      else if (!c.args[i].startsWith('--')) words.push(c.args[i]);
+    }
+    return words.join(' ');
+  });
 
   // Not signed in: stop before touching anything.
   fake.reset({ loggedIn: false });
@@ -197,17 +223,24 @@ test('npm run deploy: a first run creates D1, R2 and the secret; later runs migr
   const calls = fake.read().calls;
   assert.deepEqual(names(calls), [
     'whoami', 'd1 list', 'd1 create parley', 'r2 bucket list', 'r2 bucket create parley-attachments',
-    'd1 migrations apply parley', 'secret list', 'deploy',
+    'd1 migrations apply parley', 'secret list', 'deploy', 'd1 execute parley', 'd1 execute parley',
   ]);
   const migrate = calls.find((c) => c.args[1] === 'migrations');
   assert.equal(migrate.remote, true);
   assert.equal(migrate.database_id, '7d5f1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b', 'migrations use the real database id');
-  const dep = calls.at(-1);
+  const dep = calls.find((c) => c.args[0] === 'deploy');
   assert.equal(dep.database_id, '7d5f1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b');
   assert.deepEqual(dep.secret_names, ['TOKEN_SECRET']);
   assert.equal(dep.token_secret_length, 64, 'a generated 32-byte secret');
   assert.equal(dep.secrets_file_mode, '600');
-  assert.ok(!first.stdout.includes(JSON.stringify(dep)), 'the secret is never printed');
+  // The first owner: an empty remote D1 gets the team, owner and site, from a private file.
+  const [count, insert] = calls.filter((c) => c.args[1] === 'execute');
+  assert.match(count.command, /SELECT count\(\*\) AS n FROM teams/);
+  assert.equal(insert.remote, true);
+  assert.equal(insert.sql_mode, '600');
+  assert.match(insert.sql, /INSERT INTO teams[\s\S]*INSERT INTO sites[\s\S]*'\["https:\/\/shop\.example"\]'[\s\S]*INSERT INTO agents[\s\S]*'owner@example\.com'/);
+  assert.ok(!insert.sql.includes('long password'), 'only the password hash is stored');
+  assert.match(first.stdout, /owner: created owner@example\.com and a site; embed with .*data-site="pk_/);
   // The generated config: the real id, absolute paths; wrangler.toml itself keeps its placeholder.
   const generated = parseToml(readFileSync(join(deployDir, 'wrangler.toml'), 'utf8'));
   assert.equal(generated.d1_databases[0].database_id, '7d5f1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b');
@@ -222,8 +255,9 @@ test('npm run deploy: a first run creates D1, R2 and the secret; later runs migr
   const second = await run(['--yes'], { env });
   assert.equal(second.code, 0, `${second.stdout}\n${second.stderr}`);
   const later = fake.read().calls;
-  assert.deepEqual(names(later), ['whoami', 'd1 list', 'r2 bucket list', 'd1 migrations apply parley', 'secret list', 'deploy']);
-  assert.equal(later.at(-1).secret_names, undefined);
+  assert.deepEqual(names(later), ['whoami', 'd1 list', 'r2 bucket list', 'd1 migrations apply parley', 'secret list', 'deploy', 'd1 execute parley']);
+  assert.equal(later.find((c) => c.args[0] === 'deploy').secret_names, undefined);
+  assert.match(second.stdout, /already has a team/);
   assert.match(second.stdout, /TOKEN_SECRET: already set/);
   const withBuild = parseToml(readFileSync(join(deployDir, 'wrangler.toml'), 'utf8'));
   assert.equal(withBuild.build.command, 'node scripts/build.mjs');

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { stringify as toToml } from 'smol-toml';
+import WebSocket from 'ws';
 import { parsePrometheus } from '../scripts/metrics.mjs';
 import { hashPassword, randomId, readWranglerConfig, startRuntime } from '../scripts/runtime.mjs';
 import {
@@ -27,6 +28,7 @@ const TOKEN_SECRET = randomBytes(32).toString('hex');
 const METRICS_TOKEN = `mt-${randomBytes(16).toString('hex')}`;
 const ADMIN = { email: 'owner@example.com', password: 'a long owner password' };
 const ORIGIN = 'http://allowed.example';
+const PUBLIC_URL = 'https://chat.example.test';
 
 /** Process groups still running; killed when this process exits, whatever happened. */
 const live = new Set();
@@ -67,7 +69,7 @@ function runScript(script, args, { env = {}, timeoutMs = 60_000 } = {}) {
  * code) and waitFor(predicate).
  */
 async function startServe(data, { env = {}, args = [], readyTimeoutMs = 60_000 } = {}) {
-  const child = spawn(process.execPath, [SERVE, '--data', data, '--host', '127.0.0.1', '--port', '0', '--metrics-port', '0', ...args], {
+  const child = spawn(process.execPath, [SERVE, '--data', data, '--host', '127.0.0.1', '--port', '0', '--metrics-port', '0', '--public-url', PUBLIC_URL, ...args], {
     cwd: ROOT,
     env: { ...process.env, TOKEN_SECRET, PARLEY_METRICS_TOKEN: METRICS_TOKEN, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -305,6 +307,33 @@ test('chat through the private deployment; metrics reflect the traffic', async (
     await connect(site, visitor.conversation, visitor.token, { after: head, epoch: visitor.epoch }),
     await connect(site, visitor.conversation, agent.token, { after: head, epoch: visitor.epoch }),
   ];
+});
+
+/** Status of a WebSocket upgrade request (101 when it opens). */
+function upgradeStatus(url, headers) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { headers });
+    ws.on('open', () => { ws.terminate(); resolve(101); });
+    ws.on('unexpected-response', (_req, res) => { res.resume(); resolve(res.statusCode); });
+    ws.on('error', () => resolve('error'));
+  });
+}
+
+test('--public-url is the Worker\'s own origin, whatever Host and scheme the proxy uses; clients cannot change it', async () => {
+  const { site, agent } = state;
+  const sites = await http(site.url, '/api/v1/sites', { token: agent.token });
+  const consoleWs = `${site.url.replace(/^http/, 'ws')}/api/v1/console/ws?site=${sites.body.sites[0].id}`;
+  // The console socket is accepted only from the Worker's own origin: the public one.
+  assert.equal(await upgradeStatus(consoleWs, { origin: PUBLIC_URL }), 101);
+  assert.equal(await upgradeStatus(consoleWs, { origin: site.url }), 403);
+  // Miniflare reads MF-Original-URL from any client; with --public-url it cannot move the origin.
+  const evil = 'https://evil.example';
+  assert.equal(await upgradeStatus(consoleWs, { origin: evil, 'mf-original-url': `${evil}/api/v1/console/ws` }), 403);
+  const session = await http(site.url, '/api/v1/visitor/session', {
+    method: 'POST', body: { site_key: site.siteKey }, headers: { origin: evil, 'mf-original-url': `${evil}/api/v1/visitor/session` },
+  });
+  assert.equal(session.status, 403);
+  assert.equal(session.body.code, 'origin_not_allowed');
 });
 
 test('stop (SIGTERM) and start again on the same directory: everything is there, clients resume', async () => {

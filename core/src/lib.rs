@@ -23,6 +23,7 @@ pub mod routing;
 pub mod site_settings;
 pub mod token;
 pub mod visitor;
+pub mod webhook;
 
 pub use conversation::{Command, Effect, Engine, EngineConfig, EngineError, Meta, Store};
 pub use error::ErrorCode;

@@ -166,6 +166,14 @@ pub fn sign(
     Ok(format!("{signed_part}.{}", URL_SAFE_NO_PAD.encode(tag)))
 }
 
+/// 16 bytes derived from `secret` and `input` (HMAC-SHA256): stable ids nobody can guess.
+pub fn derive_id(secret: &[u8], input: &str) -> Result<[u8; 16], TokenError> {
+    let tag = mac_for(secret, input)?.finalize().into_bytes();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&tag[..16]);
+    Ok(out)
+}
+
 /// Verifies a token's signature (in constant time) and expiry.
 pub fn verify(secret: &[u8], token: &str, now_ms: i64) -> Result<Claims, TokenError> {
     if token.len() > 2048 {

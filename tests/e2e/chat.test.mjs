@@ -5,16 +5,16 @@ import assert from 'node:assert/strict';
 import { fullHistory, sleep } from '../support/client.mjs';
 import {
   agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, recordApiEvents, send,
-  startParley,
   visitorContext, visitorTexts, waitFor,
 } from './helpers.mjs';
+import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
 let agent;
 
 before(async () => {
-  server = await startParley();
+  server = await startServer();
   browser = await launch();
   agent = await agentOnline(server);
 });

@@ -299,9 +299,11 @@ test('quick replies: "/" opens the list, Enter inserts, Enter sends', STEP, asyn
   await page.waitForSelector('.qr-popover:not([hidden]) .qr-item[aria-selected="true"]');
   const title = await page.textContent('.qr-item[aria-selected="true"] .qr-title');
   assert.match(title, /hello/i);
+  const before = await page.evaluate(() => ({ v: document.querySelector('.composer-input').value, a: document.activeElement?.className, pop: !document.querySelector('.qr-popover').hidden, tag: document.querySelector('.tag-input').value, n: document.querySelectorAll('.composer-input').length }));
   await page.keyboard.press('Enter');
   const value = await page.$eval('.composer-input', (el) => el.value);
-  assert.ok(value.length > 5 && !value.startsWith('/'), value);
+  const afterState = await page.evaluate(() => ({ a: document.activeElement?.className, tags: Array.from(document.querySelectorAll('.tag')).map(e => e.textContent) }));
+  assert.ok(value.length > 5 && !value.startsWith('/'), JSON.stringify({ value, before, afterState, frames: visitor.frames.slice(-3) }));
   await page.keyboard.press('Enter');
   const ev = await visitorEvent(visitor, (f) => f.author.role === 'agent' && f.kind === 'message');
   assert.equal(ev.body.text, value);

@@ -4,9 +4,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fullHistory } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, launch, openDemo, openPanel, panelMessages, send, startParley,
-  visitorContext, visitorTexts, waitFor,
+  agentJoin, agentOnline, conversationOf, launch, openDemo, openPanel, panelMessages, send, visitorContext, visitorTexts, waitFor,
 } from './helpers.mjs';
+import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
@@ -24,7 +24,7 @@ const SETTINGS = {
 };
 
 before(async () => {
-  server = await startParley();
+  server = await startServer();
   // Before any request, so the Worker has no cached copy of the site yet.
   await server.d1('UPDATE sites SET settings = ? WHERE site_key = ?', [JSON.stringify(SETTINGS), server.siteKey]);
   browser = await launch();

@@ -8,7 +8,6 @@ import { createServer, request } from 'node:http';
 import { connect as tcpConnect } from 'node:net';
 import { chromium } from 'playwright-core';
 import { agentLogin, connect, http, Socket, sleep } from '../support/client.mjs';
-import { startServer } from '../support/server.mjs';
 
 export const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
 export const CHROMIUM_ARGS = [
@@ -16,15 +15,6 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
 ];
-
-/**
- * The built Worker with its demo site (tests/support/server.mjs). PARLEY_E2E_ROOT may name
- * another directory holding a wrangler.toml, to run these tests against another build.
- */
-export function startParley(options = {}) {
-  const root = process.env.PARLEY_E2E_ROOT;
-  return startServer({ ...options, ...(root ? { root } : {}) });
-}
 
 /** A headless Chromium with a fresh temporary profile (never `npx playwright install`). */
 export function launch() {

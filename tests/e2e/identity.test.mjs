@@ -4,14 +4,15 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { http } from '../support/client.mjs';
-import { agentOnline, launch, openDemo, openPanel, startParley, visitorContext, waitFor } from './helpers.mjs';
+import { agentOnline, launch, openDemo, openPanel, visitorContext, waitFor } from './helpers.mjs';
+import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
 let agent;
 
 before(async () => {
-  server = await startParley();
+  server = await startServer();
   browser = await launch();
   agent = await agentOnline(server);
   assert.ok(server.identitySecret, 'the demo site has an identity secret');

@@ -4,9 +4,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fullHistory, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, startParley,
-  upgradeBlockingProxy, visitorContext, visitorTexts, waitFor,
+  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, upgradeBlockingProxy, visitorContext, visitorTexts, waitFor,
 } from './helpers.mjs';
+import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
@@ -16,7 +16,7 @@ let proxy;
 before(async () => {
   proxy = await upgradeBlockingProxy();
   // The demo page is served through the proxy, so its origin is the proxy's: allow it.
-  server = await startParley({ origins: [proxy.url] });
+  server = await startServer({ origins: [proxy.url] });
   proxy.setTarget(server.url);
   browser = await launch();
   agent = await agentOnline(server);

@@ -4,16 +4,16 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, startParley,
-  visitorContext, waitFor,
+  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, visitorContext, waitFor,
 } from './helpers.mjs';
+import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
 let agent;
 
 before(async () => {
-  server = await startParley({ vars: { REPLAY_WINDOW: '5' } });
+  server = await startServer({ vars: { REPLAY_WINDOW: '5' } });
   browser = await launch();
   agent = await agentOnline(server);
 });

@@ -5,9 +5,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, launch, openDemo, openPanel, panelMessages, send, startParley,
-  visitorContext, waitFor,
+  agentJoin, agentOnline, conversationOf, launch, openDemo, openPanel, panelMessages, send, visitorContext, waitFor,
 } from './helpers.mjs';
+import { startServer } from '../support/server.mjs';
 
 const PAYLOADS = [
   '<img src=x onerror="window.__xss=1">',
@@ -27,7 +27,7 @@ let browser;
 let agent;
 
 before(async () => {
-  server = await startParley();
+  server = await startServer();
   // The site's own texts and an agent's name are user input too. (Set before any request, so
   // no cached copy of the site exists yet.)
   await server.d1('UPDATE sites SET name = ?, settings = ? WHERE site_key = ?', [

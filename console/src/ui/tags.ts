@@ -50,8 +50,10 @@ export class TagEditor {
   }
 
   private async remove(tag: string): Promise<void> {
+    // The chip (and its focused button) goes away: keep focus in the tag editor, now, not after
+    // the request (focus must never jump later, e.g. while the agent types a reply).
+    if (this.el.contains(document.activeElement)) this.input.focus();
     await this.save((this.session.tags ?? []).filter((x) => x !== tag));
-    this.input.focus();
   }
 
   private async save(tags: string[]): Promise<void> {
