@@ -39,6 +39,11 @@ import { ROOT } from './setup.mjs';
 
 /** Secrets the Worker reads that are not [vars] (set with `wrangler secret put`). */
 export const SECRETS = ['TOKEN_SECRET'];
+/**
+ * Settings the Worker may read that only private deployments set (scripts/serve.mjs passes
+ * them): absent on Cloudflare by design, so not required in wrangler.toml.
+ */
+export const PRIVATE_ONLY_VARS = ['PARLEY_RESTORE_ID'];
 /** Cloudflare's limits on a Worker's compressed size (free and paid plans). */
 export const SIZE_LIMIT_FREE = 3 * 1024 * 1024;
 export const SIZE_LIMIT_PAID = 10 * 1024 * 1024;
@@ -128,7 +133,7 @@ export function declaredBindings(config, secrets = SECRETS) {
     kv: new Set((config.kv_namespaces ?? []).map((b) => b.binding)),
     service: new Set((config.services ?? []).map((b) => b.binding)),
     queue: new Set((config.queues?.producers ?? []).map((b) => b.binding)),
-    var: new Set([...Object.keys(config.vars ?? {}), ...secrets]),
+    var: new Set([...Object.keys(config.vars ?? {}), ...secrets, ...PRIVATE_ONLY_VARS]),
   };
 }
 
@@ -143,7 +148,9 @@ export function checkBindings({ root = ROOT, config = readWranglerConfig(root), 
   const unused = [];
   for (const kind of Object.keys(BINDING_CALLS)) {
     for (const [name, where] of used[kind]) if (!declared[kind].has(name)) missing.push({ kind, name, where });
-    for (const name of declared[kind]) if (!used[kind].has(name)) unused.push({ kind, name });
+    for (const name of declared[kind]) {
+      if (!used[kind].has(name) && !PRIVATE_ONLY_VARS.includes(name)) unused.push({ kind, name });
+    }
   }
   return { missing, unused, unresolved: used.unresolved, used, declared };
 }
@@ -462,7 +469,7 @@ export async function deploy({ build = true, yes = false, say = console.log } = 
     throw e;
   }
   if (!boot) {
-    say('no PARLEY_ADMIN_EMAIL / PARLEY_ADMIN_PASSWORD: no owner account created (see docs/operations.md, "First owner on Cloudflare")');
+    say('no PARLEY_ADMIN_EMAIL / PARLEY_ADMIN_PASSWORD: no owner account created (set them and run again; see docs/operations.md, "Cloudflare")');
   } else {
     const count = wranglerCapture(['d1', 'execute', db.database_name, '--remote', '--json', '--command', 'SELECT count(*) AS n FROM teams', ...withConfig]);
     const teams = extractJson(count.stdout, '[')?.[0]?.results?.[0]?.n;

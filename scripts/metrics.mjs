@@ -177,9 +177,8 @@ export class Metrics {
         if (line.kind === 'message') this.messages.inc({});
         return;
       case 'conversation_created':
-        // The `created` event (seq 1) is logged as conversation_created, not event_stored.
+        // Its `created` event (seq 1) is counted from its own event_stored line.
         this.conversations.inc({});
-        this.events.inc({ kind: 'created' });
         return;
       case 'conversation_missed':
         this.missed.inc({});

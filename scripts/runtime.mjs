@@ -352,6 +352,8 @@ export async function startRuntime({
     host,
     port,
     defaultPersistRoot: join(persistDir, 'v3'),
+    // No request.cf from the internet: locally there is no edge to say where a visitor is.
+    cf: {},
     ...miniflare,
   });
   let disposed = false;

@@ -348,7 +348,8 @@ export async function serve(opts, { installSignals = true, root = ROOT } = {}) {
     const stop = (signal = 'stop') => {
       if (stopping) return stopping;
       say('serve_stopping', { signal });
-      stopping = cleanup().then(() => say('serve_stopped', { signal }));
+      const t0 = Date.now();
+      stopping = cleanup().then(() => say('serve_stopped', { signal, took_ms: Date.now() - t0 }));
       return stopping;
     };
     if (installSignals) {

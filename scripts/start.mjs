@@ -2,6 +2,7 @@
 // .parley/state, on 127.0.0.1:$PORT (default 8787), seeded with a demo team, site and admin.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { acquireLock } from './datadir.mjs';
 import { seedDemo, startRuntime } from './runtime.mjs';
 import { ROOT } from './setup.mjs';
 
@@ -13,6 +14,9 @@ export async function start({
   persistDir = STATE_DIR,
   root,
 } = {}) {
+  // One runtime per data directory; backup refuses a directory a server holds.
+  const lock = acquireLock(persistDir, { role: 'start' });
+  process.on('exit', () => lock.release());
   const rt = await startRuntime({
     host,
     port,

@@ -8,10 +8,9 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{Method, Request};
 
-use crate::api::{authenticate, db, mint, ok_json, Ctx};
+use crate::api::{authenticate, d1_failed, db, mint, ok_json, Ctx};
 use crate::console::audit;
 use crate::http::{no_content, read_json, ApiError, ApiResult};
-use crate::log::Log;
 use crate::platform::random_16;
 use crate::webhook_object::{self, WebhookRequest};
 
@@ -39,17 +38,6 @@ async fn admin_of_site(req: &Request, ctx: &Ctx, site: &str) -> Result<(String, 
     match row {
         Some(r) if r.team_id == team => Ok((id, team)),
         _ => Err(ErrorCode::NotFound.into()),
-    }
-}
-
-fn d1(ctx: &Ctx) -> impl FnOnce(worker::Error) -> ApiError + '_ {
-    move |e| {
-        Log::error("d1_unavailable")
-            .trace(&ctx.trace)
-            .error_class("storage_unavailable")
-            .field("detail", e.to_string())
-            .emit();
-        ErrorCode::StorageUnavailable.into()
     }
 }
 
@@ -87,11 +75,11 @@ pub async fn webhooks(
             let rows = db(ctx)?
                 .prepare("SELECT * FROM webhooks WHERE site_id = ?1 ORDER BY created_at")
                 .bind(&[site.into()])
-                .map_err(d1(ctx))?
+                .map_err(d1_failed(ctx))?
                 .all()
                 .await
                 .and_then(|r| r.results::<HookRow>())
-                .map_err(d1(ctx))?;
+                .map_err(d1_failed(ctx))?;
             ok_json(
                 &serde_json::json!({ "webhooks": rows.iter().map(hook_json).collect::<Vec<_>>() }),
                 200,
@@ -130,10 +118,10 @@ pub async fn webhooks(
                     secret.as_str().into(),
                     JsValue::from_f64(ctx.now as f64),
                 ])
-                .map_err(d1(ctx))?
+                .map_err(d1_failed(ctx))?
                 .run()
                 .await
-                .map_err(d1(ctx))?;
+                .map_err(d1_failed(ctx))?;
             audit(
                 ctx,
                 &team,
@@ -150,42 +138,13 @@ pub async fn webhooks(
             )
         }
         (Method::Delete, [id]) => {
-            db(ctx)?
-                .prepare("DELETE FROM webhooks WHERE id = ?1 AND site_id = ?2")
-                .bind(&[(*id).into(), site.into()])
-                .map_err(d1(ctx))?
-                .run()
-                .await
-                .map_err(d1(ctx))?;
-            audit(
-                ctx,
-                &team,
-                &actor,
-                "webhook_deleted",
-                id,
-                serde_json::json!({ "site": site }),
-            )
-            .await?;
-            no_content().map_err(|_| ErrorCode::Internal.into())
+            let sql = "DELETE FROM webhooks WHERE id = ?1 AND site_id = ?2";
+            change_webhook(ctx, (&team, &actor), site, id, sql, "webhook_deleted").await
         }
         (Method::Post, [id, "enable"]) => {
-            db(ctx)?
-                .prepare("UPDATE webhooks SET enabled = 1, failures = 0, disabled_reason = NULL WHERE id = ?1 AND site_id = ?2")
-                .bind(&[(*id).into(), site.into()])
-                .map_err(d1(ctx))?
-                .run()
-                .await
-                .map_err(d1(ctx))?;
-            audit(
-                ctx,
-                &team,
-                &actor,
-                "webhook_enabled",
-                id,
-                serde_json::json!({ "site": site }),
-            )
-            .await?;
-            no_content().map_err(|_| ErrorCode::Internal.into())
+            let sql = "UPDATE webhooks SET enabled = 1, failures = 0, disabled_reason = NULL
+                       WHERE id = ?1 AND site_id = ?2";
+            change_webhook(ctx, (&team, &actor), site, id, sql, "webhook_enabled").await
         }
         (Method::Get, [id, "deliveries"]) => {
             let request = WebhookRequest::Deliveries {
@@ -200,4 +159,32 @@ pub async fn webhooks(
         }
         _ => Err(ErrorCode::NotFound.into()),
     }
+}
+
+/// Runs one change to a site's webhook (`?1` its id, `?2` the site) and audits it.
+async fn change_webhook(
+    ctx: &Ctx,
+    (team, actor): (&str, &str),
+    site: &str,
+    id: &str,
+    sql: &str,
+    action: &str,
+) -> ApiResult {
+    db(ctx)?
+        .prepare(sql)
+        .bind(&[id.into(), site.into()])
+        .map_err(d1_failed(ctx))?
+        .run()
+        .await
+        .map_err(d1_failed(ctx))?;
+    audit(
+        ctx,
+        team,
+        actor,
+        action,
+        id,
+        serde_json::json!({ "site": site }),
+    )
+    .await?;
+    no_content().map_err(|_| ErrorCode::Internal.into())
 }

@@ -338,18 +338,46 @@ pub(crate) fn db(ctx: &Ctx) -> Result<worker::D1Database, ApiError> {
     ctx.env.d1("DB").map_err(internal(ctx, "d1_binding"))
 }
 
+/// Maps a D1 failure to `storage_unavailable`, logged as a storage fault.
+pub(crate) fn d1_failed<E: std::fmt::Display>(ctx: &Ctx) -> impl FnOnce(E) -> ApiError + '_ {
+    move |e| {
+        Log::error("d1_unavailable")
+            .trace(&ctx.trace)
+            .error_class("storage_unavailable")
+            .field("detail", e.to_string())
+            .emit();
+        ErrorCode::StorageUnavailable.into()
+    }
+}
+
+/// Runs an operation on a conversation's object as `principal` (which it checks for access).
+pub(crate) async fn operate(
+    ctx: &Ctx,
+    id: &str,
+    principal: &Principal,
+    operation: Operation,
+) -> ApiResult {
+    let body = serde_json::to_string(&OperationRequest {
+        principal: principal.clone(),
+        operation,
+    })
+    .map_err(internal(ctx, "json"))?;
+    forward(
+        ctx,
+        id,
+        "/operation",
+        Method::Post,
+        Some(body),
+        Headers::new(),
+    )
+    .await
+}
+
 pub(crate) async fn site_or_error(lookup: Lookup, ctx: &Ctx) -> Result<Site, ApiError> {
     match lookup {
         Lookup::Found(site) => Ok(*site),
         Lookup::Unknown => Err(ErrorCode::UnknownSite.into()),
-        Lookup::Unavailable(detail) => {
-            Log::error("d1_unavailable")
-                .trace(&ctx.trace)
-                .error_class("storage_unavailable")
-                .field("detail", detail)
-                .emit();
-            Err(ErrorCode::StorageUnavailable.into())
-        }
+        Lookup::Unavailable(detail) => Err(d1_failed(ctx)(detail)),
     }
 }
 
@@ -472,14 +500,7 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         .map_err(internal(ctx, "d1_bind"))?
         .first::<AgentRow>(None)
         .await
-        .map_err(|e| {
-            Log::error("d1_unavailable")
-                .trace(&ctx.trace)
-                .error_class("storage_unavailable")
-                .field("detail", e.to_string())
-                .emit();
-            ApiError::from(ErrorCode::StorageUnavailable)
-        })?;
+        .map_err(d1_failed(ctx))?;
     let stored = row.as_ref().filter(|r| r.disabled == 0).and_then(|r| {
         StoredHash::decode(&r.password_hash, &r.password_salt, r.password_iterations)
     });
@@ -492,6 +513,10 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         .await
         .map_err(internal(ctx, "webcrypto"))?;
     let (Some(row), Some(stored)) = (row, stored) else {
+        Log::info("login_failed")
+            .trace(&ctx.trace)
+            .error_class("invalid_credentials")
+            .emit();
         return Err(ErrorCode::InvalidCredentials.into());
     };
     if !stored.matches(&derived) {

@@ -18,6 +18,9 @@ pub struct Config {
     pub upload_grace_ms: i64,
     pub webhook_retry_base_ms: i64,
     pub webhook_allow_private: bool,
+    /// Set by a private deployment after restoring a backup: every conversation starts a new
+    /// epoch, so clients that saw events newer than the backup reload instead of resuming.
+    pub restore_id: Option<String>,
 }
 
 fn text(env: &Env, name: &str) -> Option<String> {
@@ -48,6 +51,7 @@ impl Config {
             upload_grace_ms: number(env, "UPLOAD_GRACE_SECONDS", 24 * 3600) * 1000,
             webhook_retry_base_ms: number(env, "WEBHOOK_RETRY_BASE_MS", 5000),
             webhook_allow_private: text(env, "WEBHOOK_ALLOW_PRIVATE").is_some_and(|v| v == "true"),
+            restore_id: text(env, "PARLEY_RESTORE_ID"),
         }
     }
 

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{Headers, Method, Request};
 
-use crate::api::{authenticate, db, forward, header, mint, ok_json, origin_allowed, Ctx};
+use crate::api::{
+    authenticate, d1_failed, db, header, mint, ok_json, operate, origin_allowed, Ctx,
+};
 use crate::http::{read_json, ApiError, ApiResult};
-use crate::internal::{Operation, OperationRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
+use crate::internal::{Operation, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::site_object::{self, SiteRequest};
 
@@ -32,17 +34,6 @@ fn agent_of(principal: &Principal) -> Result<(String, String, String), ApiError>
     match principal {
         Principal::Agent { id, team, name, .. } => Ok((id.clone(), team.clone(), name.clone())),
         Principal::Visitor { .. } => Err(ErrorCode::Forbidden.into()),
-    }
-}
-
-fn d1_failed(ctx: &Ctx) -> impl FnOnce(worker::Error) -> ApiError + '_ {
-    move |e| {
-        Log::error("d1_unavailable")
-            .trace(&ctx.trace)
-            .error_class("storage_unavailable")
-            .field("detail", e.to_string())
-            .emit();
-        ErrorCode::StorageUnavailable.into()
     }
 }
 
@@ -116,20 +107,7 @@ struct Info {
 
 /// The conversation's site and visitor, asked of its object (which also checks access).
 async fn info(ctx: &Ctx, id: &str, principal: &Principal) -> Result<Info, ApiError> {
-    let body = serde_json::to_string(&OperationRequest {
-        principal: principal.clone(),
-        operation: Operation::Info,
-    })
-    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
-    let mut response = forward(
-        ctx,
-        id,
-        "/operation",
-        Method::Post,
-        Some(body),
-        Headers::new(),
-    )
-    .await?;
+    let mut response = operate(ctx, id, principal, Operation::Info).await?;
     if response.status_code() != 200 {
         return Err(ErrorCode::NotFound.into());
     }
@@ -184,25 +162,13 @@ pub async fn transfer(req: &mut Request, ctx: &Ctx, id: &str, principal: &Princi
     if let Some(note) = body.note.filter(|n| !n.trim().is_empty()) {
         // The note goes in first, so whoever receives the conversation reads it with the history.
         let client_msg_id = mint(IdKind::Trace, ctx)?;
-        let payload = serde_json::to_string(&OperationRequest {
-            principal: principal.clone(),
-            operation: Operation::Send {
-                client_msg_id,
-                text: note,
-                note: true,
-                file: None,
-            },
-        })
-        .map_err(|_| ApiError::from(ErrorCode::Internal))?;
-        let response = forward(
-            ctx,
-            id,
-            "/operation",
-            Method::Post,
-            Some(payload),
-            Headers::new(),
-        )
-        .await?;
+        let note = Operation::Send {
+            client_msg_id,
+            text: note,
+            note: true,
+            file: None,
+        };
+        let response = operate(ctx, id, principal, note).await?;
         if response.status_code() >= 300 {
             return Ok(response);
         }
@@ -232,20 +198,7 @@ pub async fn reveal(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
     }
     let (agent_id, team, _) = agent_of(principal)?;
     let body: Body = read_json(req).await?;
-    let payload = serde_json::to_string(&OperationRequest {
-        principal: principal.clone(),
-        operation: Operation::Reveal { seq: body.seq },
-    })
-    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
-    let response = forward(
-        ctx,
-        id,
-        "/operation",
-        Method::Post,
-        Some(payload),
-        Headers::new(),
-    )
-    .await?;
+    let response = operate(ctx, id, principal, Operation::Reveal { seq: body.seq }).await?;
     if response.status_code() == 200 {
         // A reveal that cannot be audited is not given.
         audit(

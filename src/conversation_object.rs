@@ -269,10 +269,37 @@ impl ConversationObject {
         let store = store_slot.as_mut().ok_or(ErrorCode::Internal)?;
         let mut engine_slot = self.engine.borrow_mut();
         if engine_slot.is_none() {
+            self.after_restore(store)?;
             *engine_slot = Engine::load(&*store, self.engine_config())
                 .map_err(|e| self.storage_error(&e.to_string()))?;
         }
         Ok(engine_slot.as_mut().map(|engine| f(engine, store)))
+    }
+
+    /// After a backup was restored, the log may be older than what clients hold: a new epoch
+    /// makes every resuming client reset and reload rather than continue on another history.
+    fn after_restore(&self, store: &SqlStore) -> std::result::Result<(), ApiError> {
+        let Some(restore_id) = self.config().restore_id else {
+            return Ok(());
+        };
+        if parley_core::Store::load_meta(store)
+            .map_err(|e| self.storage_error(&e.to_string()))?
+            .is_none()
+        {
+            return Ok(());
+        }
+        let marker = store
+            .restore_marker()
+            .map_err(|e| self.storage_error(&e.to_string()))?;
+        if marker.as_deref() == Some(restore_id.as_str()) {
+            return Ok(());
+        }
+        let epoch = crate::platform::random_16()
+            .map(|b| parley_core::ids::mint(parley_core::ids::IdKind::Epoch, &b))
+            .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        store
+            .rotate_epoch(&epoch, &restore_id)
+            .map_err(|e| self.storage_error(&e.to_string()))
     }
 
     fn engine_config(&self) -> EngineConfig {
@@ -731,6 +758,10 @@ impl ConversationObject {
         }
         let created = self.meta()?;
         self.schedule_mirror(0).await;
+        self.log("event_stored", trace)
+            .seq(1)
+            .field("kind", "created")
+            .emit();
         Log::info("conversation_created")
             .site(&created.site)
             .conversation(&created.id)

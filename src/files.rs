@@ -8,11 +8,11 @@ use parley_core::ids::IdKind;
 use parley_core::token::Principal;
 use parley_core::ErrorCode;
 use serde::Deserialize;
-use worker::{Headers, HttpMetadata, Method, Request, Response};
+use worker::{Headers, HttpMetadata, Request, Response};
 
-use crate::api::{db, forward, header, mint, rate_limit, site_or_error, Ctx};
+use crate::api::{db, header, mint, operate, rate_limit, site_or_error, Ctx};
 use crate::http::{ApiError, ApiResult};
-use crate::internal::{Operation, OperationRequest};
+use crate::internal::Operation;
 use crate::limiter_object::Limit;
 use crate::log::Log;
 use crate::sites;
@@ -20,23 +20,6 @@ use crate::sql_store::FileRow;
 
 /// The most a site may allow, whatever its settings say.
 const HARD_MAX_BYTES: usize = 25 * 1024 * 1024;
-
-async fn operation(ctx: &Ctx, id: &str, principal: &Principal, operation: Operation) -> ApiResult {
-    let body = serde_json::to_string(&OperationRequest {
-        principal: principal.clone(),
-        operation,
-    })
-    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
-    forward(
-        ctx,
-        id,
-        "/operation",
-        Method::Post,
-        Some(body),
-        Headers::new(),
-    )
-    .await
-}
 
 fn bucket(ctx: &Ctx) -> Result<worker::Bucket, ApiError> {
     ctx.env.bucket("ATTACHMENTS").map_err(|e| {
@@ -75,7 +58,7 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
     rate_limit(ctx, &format!("upload:{}", principal.id()), Limit::Uploads).await?;
     rate_limit(ctx, &format!("upload:ip:{}", ctx.ip), Limit::IpUploads).await?;
     // Access first: the conversation's object answers for strangers exactly as for nothing.
-    let mut info = operation(ctx, id, principal, Operation::Info).await?;
+    let mut info = operate(ctx, id, principal, Operation::Info).await?;
     if info.status_code() != 200 {
         return Ok(info);
     }
@@ -125,7 +108,7 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
         uploader: principal.id().to_string(),
         created_at: ctx.now,
     };
-    let registered = operation(ctx, id, principal, Operation::RegisterFile { file: row }).await?;
+    let registered = operate(ctx, id, principal, Operation::RegisterFile { file: row }).await?;
     if registered.status_code() != 201 {
         // Not recorded: take the bytes back out rather than leave an orphan.
         let _ = bucket(ctx)?.delete(&key).await;
@@ -146,7 +129,7 @@ pub async fn download(ctx: &Ctx, id: &str, file: &str, principal: &Principal) ->
     if !parley_core::ids::is_valid(IdKind::File, file) {
         return Err(ErrorCode::NotFound.into());
     }
-    let mut answer = operation(
+    let mut answer = operate(
         ctx,
         id,
         principal,

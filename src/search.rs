@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::Request;
 
-use crate::api::{authenticate, db, ok_json, Ctx};
+use crate::api::{authenticate, d1_failed, db, ok_json, Ctx};
 use crate::http::{ApiError, ApiResult};
-use crate::log::Log;
 
 #[derive(Deserialize)]
 struct Query {
@@ -115,14 +114,7 @@ pub async fn search(req: &Request, ctx: &Ctx) -> ApiResult {
         .all()
         .await
         .and_then(|r| r.results::<Hit>())
-        .map_err(|e| {
-            Log::error("d1_unavailable")
-                .trace(&ctx.trace)
-                .error_class("storage_unavailable")
-                .field("detail", e.to_string())
-                .emit();
-            ApiError::from(ErrorCode::StorageUnavailable)
-        })?;
+        .map_err(d1_failed(ctx))?;
     let mask = !principal.sees_pii();
     let results: Vec<Hit> = hits
         .into_iter()

@@ -268,6 +268,35 @@ impl SqlStore {
         )
     }
 
+    /// The restore this conversation last started an epoch for.
+    pub fn restore_marker(&self) -> Result<Option<String>, SqlError> {
+        #[derive(Deserialize)]
+        struct Row {
+            v: String,
+        }
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS restore_state (id INTEGER PRIMARY KEY CHECK (id = 1), v TEXT NOT NULL)",
+            None,
+        )?;
+        Ok(self
+            .rows::<Row>("SELECT v FROM restore_state WHERE id = 1", vec![])?
+            .into_iter()
+            .next()
+            .map(|r| r.v))
+    }
+
+    /// Starts a new epoch after a restore (one write: the epoch and the restore it answers).
+    pub fn rotate_epoch(&self, epoch: &str, restore_id: &str) -> Result<(), SqlError> {
+        // Both statements run in one turn of the object, so they commit together.
+        self.sql
+            .exec("UPDATE conversation SET epoch = ?", vec![epoch.into()])?;
+        self.sql.exec(
+            "INSERT INTO restore_state (id, v) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+            vec![restore_id.into()],
+        )?;
+        Ok(())
+    }
+
     /// How far the log has been handed to the site's webhooks.
     pub fn webhook_seq(&self) -> Result<u64, SqlError> {
         self.sql.exec(

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::Request;
 
-use crate::api::{authenticate, db, ok_json, origin_allowed, site_or_error, Ctx};
+use crate::api::{authenticate, d1_failed, db, ok_json, origin_allowed, site_or_error, Ctx};
 use crate::http::{no_content, read_json, ApiError, ApiResult};
 use crate::log::Log;
 use crate::sites;
@@ -82,14 +82,11 @@ fn visitor_of(req: &Request, ctx: &Ctx) -> Result<(String, String), ApiError> {
 }
 
 async fn run(ctx: &Ctx, statements: Vec<worker::D1PreparedStatement>) -> Result<(), ApiError> {
-    db(ctx)?.batch(statements).await.map(|_| ()).map_err(|e| {
-        Log::error("d1_unavailable")
-            .trace(&ctx.trace)
-            .error_class("storage_unavailable")
-            .field("detail", e.to_string())
-            .emit();
-        ApiError::from(ErrorCode::StorageUnavailable)
-    })
+    db(ctx)?
+        .batch(statements)
+        .await
+        .map(|_| ())
+        .map_err(d1_failed(ctx))
 }
 
 fn bind_err(e: worker::Error) -> ApiError {

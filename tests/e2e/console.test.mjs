@@ -282,15 +282,24 @@ test('the agent attaches a file; the visitor gets it', STEP, async () => {
 
 test('tags: add with Enter, remove with its button', STEP, async () => {
   const admin = await agentLogin(server);
+  // The chips update at once; the server has them when the PUT lands.
+  const stored = async (want) => {
+    let tags;
+    for (let i = 0; i < 50; i += 1) {
+      tags = (await http(server.url, `/api/v1/conversations/${conv.conversation}/tags`, { token: admin.token })).body.tags;
+      if (JSON.stringify(tags) === JSON.stringify(want)) return tags;
+      await sleep(100);
+    }
+    return tags;
+  };
   await page.fill('.tags .tag-input', 'vip');
   await page.press('.tags .tag-input', 'Enter');
   await waitForText(page, '.tags .tag', 'vip');
-  let r = await http(server.url, `/api/v1/conversations/${conv.conversation}/tags`, { token: admin.token });
-  assert.deepEqual(r.body.tags, ['vip']);
+  assert.deepEqual(await stored(['vip']), ['vip']);
   await page.click('.tags .tag-x');
   await page.waitForSelector('.tags .tag', { state: 'detached' });
-  r = await http(server.url, `/api/v1/conversations/${conv.conversation}/tags`, { token: admin.token });
-  assert.deepEqual(r.body.tags, []);
+  assert.deepEqual(await stored([]), []);
+  assert.equal(await page.$$eval('.tags .tag', (els) => els.length), 0);
 });
 
 test('quick replies: "/" opens the list, Enter inserts, Enter sends', STEP, async () => {
@@ -299,11 +308,9 @@ test('quick replies: "/" opens the list, Enter inserts, Enter sends', STEP, asyn
   await page.waitForSelector('.qr-popover:not([hidden]) .qr-item[aria-selected="true"]');
   const title = await page.textContent('.qr-item[aria-selected="true"] .qr-title');
   assert.match(title, /hello/i);
-  const before = await page.evaluate(() => ({ v: document.querySelector('.composer-input').value, a: document.activeElement?.className, pop: !document.querySelector('.qr-popover').hidden, tag: document.querySelector('.tag-input').value, n: document.querySelectorAll('.composer-input').length }));
   await page.keyboard.press('Enter');
   const value = await page.$eval('.composer-input', (el) => el.value);
-  const afterState = await page.evaluate(() => ({ a: document.activeElement?.className, tags: Array.from(document.querySelectorAll('.tag')).map(e => e.textContent) }));
-  assert.ok(value.length > 5 && !value.startsWith('/'), JSON.stringify({ value, before, afterState, frames: visitor.frames.slice(-3) }));
+  assert.ok(value.length > 5 && !value.startsWith('/'), value);
   await page.keyboard.press('Enter');
   const ev = await visitorEvent(visitor, (f) => f.author.role === 'agent' && f.kind === 'message');
   assert.equal(ev.body.text, value);

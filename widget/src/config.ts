@@ -37,5 +37,6 @@ export function normalize(c: any): Config {
     online: c?.online !== false,
     open: c?.open !== false,
     identity: { verification: c?.identity?.verification === true },
+    attachments: { max_bytes: c?.attachments?.max_bytes > 0 ? c.attachments.max_bytes : 10 * 1024 * 1024 },
   };
 }

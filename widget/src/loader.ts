@@ -359,7 +359,7 @@ function boot(): void {
         if (r.s !== 200) throw r;
         delay = 1e3;
         const events: any[] = r.b.events || [];
-        if (r.b.type === 'reset' || events.some((e) => e.kind === 'message' && e.author?.role === 'agent')) {
+        if (r.b.type === 'reset' || events.some((e) => /^(message|file)$/.test(e.kind) && e.author?.role === 'agent')) {
           loadChat();
           break;
         }
@@ -404,9 +404,10 @@ function boot(): void {
     },
     /** Free-form facts about the visitor for the agents (plan, cart value…); null removes one. */
     setAttributes(attrs: Record<string, unknown>) {
-      const merged = { ...ls.get('at'), ...attrs };
-      for (const k in merged) if (merged[k] == null || typeof merged[k] === 'object') delete merged[k];
-      ls.set('at', merged);
+      // null goes to the server (it removes the key there) but is not kept here.
+      const merged: any = { ...ls.get('at'), ...attrs };
+      for (const k in merged) if (merged[k] === undefined || (merged[k] && typeof merged[k] === 'object')) delete merged[k];
+      ls.set('at', JSON.parse(JSON.stringify(merged, (k, v) => (k && v === null ? undefined : v))));
       return api('/api/v1/visitor/attributes', { body: { attributes: merged } }).then((r) => r.s < 300);
     },
     setLocale(tag: string) {

@@ -25,6 +25,8 @@ export interface Config {
   /** within the site's business hours */
   open: boolean;
   identity: { verification: boolean };
+  /** the site's largest upload, in bytes */
+  attachments: { max_bytes: number };
 }
 
 export interface Session {
@@ -42,7 +44,20 @@ export interface Conv {
   e: string;
 }
 
-/** A queued message of the durable outbox, stored under `o:<client_msg_id>`. */
+/** A file as the server describes it (`body.file` of a `file` event, the upload's answer). */
+export interface FileRef {
+  /** the server's id; absent until the upload succeeded */
+  id?: string;
+  name: string;
+  type: string;
+  size: number;
+  image?: boolean;
+}
+
+/**
+ * A queued message of the durable outbox, stored under `o:<client_msg_id>`; an attachment
+ * whose upload can no longer finish moves to `x:<client_msg_id>`.
+ */
 export interface OutboxItem {
   i: string;
   t: string;
@@ -50,6 +65,10 @@ export interface OutboxItem {
   a: number;
   /** ordering key: creation time and a per-tab counter */
   n: number;
+  /** an attachment: its description, with the server's id once uploaded */
+  f?: FileRef;
+  /** the page holding the attachment's bytes until it is uploaded (a Web Lock name) */
+  p?: string;
 }
 
 /** A form waiting to become a conversation (stored under `pf`). */

@@ -47,7 +47,8 @@ export class Composer {
       },
       onblur: () => {
         this.session.setTyping(false);
-        setTimeout(() => this.quick.close(), 150);
+        // Later, so a click in the list lands first; and only if focus did not come back.
+        setTimeout(() => document.activeElement !== this.textarea && this.quick.close(), 150);
       },
     });
     this.textarea.value = draft?.text ?? '';

@@ -47,7 +47,6 @@ export class QuickPicker {
 
   close(): void {
     if (!this.isOpen) return;
-    ((window as any).__qrClose ??= []).push(new Error().stack);
     this.el.hidden = true;
     this.textarea.setAttribute('aria-expanded', 'false');
     this.textarea.removeAttribute('aria-activedescendant');

@@ -47,6 +47,18 @@ const en = {
   invalid: 'Please check this field.',
   powered: 'Powered by Parley',
   announce: '{name}: {text}',
+  attach: 'Attach a file',
+  dropHere: 'Drop files here to send them',
+  tooLarge: '“{name}” is too large to send. Files can be up to {max}.',
+  uploading: 'Uploading… {n}%',
+  lost: "This file wasn't sent: the page was reloaded before its upload finished, and the browser doesn't keep the file. Choose it again to send it.",
+  chooseAgain: 'Choose again',
+  remove: 'Remove',
+  download: 'Download',
+  downloadFailed: 'The file could not be downloaded. Please try again.',
+  close: 'Close',
+  image: 'Image',
+  file: 'File',
 };
 
 export type Key = keyof typeof en;
@@ -96,6 +108,18 @@ const zh: Record<Key, string> = {
   invalid: '请检查此项。',
   powered: '由 Parley 提供支持',
   announce: '{name}：{text}',
+  attach: '添加附件',
+  dropHere: '将文件拖到这里即可发送',
+  tooLarge: '“{name}”过大，无法发送。文件最大为 {max}。',
+  uploading: '正在上传… {n}%',
+  lost: '此文件未发送：上传完成前页面已重新加载，浏览器不会保留该文件。请重新选择该文件以发送。',
+  chooseAgain: '重新选择',
+  remove: '移除',
+  download: '下载',
+  downloadFailed: '文件下载失败，请重试。',
+  close: '关闭',
+  image: '图片',
+  file: '文件',
 };
 
 const TABLE: Record<Locale, Record<Key, string>> = { en, 'zh-CN': zh };

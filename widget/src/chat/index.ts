@@ -12,7 +12,7 @@ import { EMOJI } from './emoji';
 import { pick, t, type Key } from './i18n';
 import { Link, type LinkState } from './link';
 import { normalize } from '../config';
-import type { Config, Conv, Ev, Host, OutboxItem, PendingForm } from '../types';
+import type { Config, Conv, Ev, FileRef, Host, OutboxItem, PendingForm } from '../types';
 
 declare const __VERSION__: string;
 
@@ -20,6 +20,13 @@ const MAX_CHARS = 4000;
 const ACK_WITHIN = 10e3;
 /** Codes that will fail the same way on every retry. */
 const PERMANENT = ['message_too_long', 'empty_message', 'invalid_client_msg_id', 'frame_too_large', 'bad_frame', 'forbidden'];
+/** Raster images the server may accept as images (shown as thumbnails while uploading). */
+const IMAGE = /^image\/(png|jpeg|gif|webp)$/;
+/** What the file picker offers (the server checks the bytes anyway). */
+const ACCEPT = 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/csv,.txt,.csv,.log,.md,.zip,.doc,.docx,.xls,.xlsx,.ppt,.pptx';
+
+/** 1 KB, 2.5 MB… */
+const bytes = (n: number) => (n < 1024 ? `${n} B` : n < 1048576 ? `${+(n / 1024).toFixed(1)} KB` : `${+(n / 1048576).toFixed(1)} MB`);
 
 interface Item {
   key: string;
@@ -34,10 +41,27 @@ interface Item {
   status?: 'sending' | 'queued' | 'sent' | 'read' | 'failed';
   err?: string;
   welcome?: boolean;
+  /** an attachment */
+  file?: FileRef;
+  /** upload progress, percent */
+  prog?: number;
+  /** a message for the visitor about this item (the server's refusal, a rate limit…) */
+  note?: string;
+  /** what the visitor can do with it: remove it, or choose its file again */
+  acts?: 'rm' | 'lost';
+}
+
+/** How an attempt to send (or upload) one outbox item ended. */
+interface Sent {
+  ok?: boolean;
+  code?: string;
+  retry?: number;
+  /** the server's message, for people */
+  msg?: string;
 }
 
 interface Waiter {
-  resolve(r: { ok?: boolean; code?: string; retry?: number }): void;
+  resolve(r: Sent): void;
 }
 
 let counter = 0;
@@ -59,7 +83,21 @@ class Chat {
   private status = 'open';
   private historyLoaded = false;
   private nextBefore: number | null = null;
-  private failed = new Map<string, { t: string; a: number; err: string }>();
+  private failed = new Map<string, { t: string; a: number; err: string; f?: FileRef; m?: string }>();
+  /** This page's id: a Web Lock held while the page lives tells other tabs its files' bytes exist. */
+  private page = newMsgId();
+  /** Bytes of attachments until they are posted, by client_msg_id (a Blob cannot be stored). */
+  private blobs = new Map<string, Blob>();
+  private uploads = new Map<string, Promise<Sent>>();
+  private xhrs = new Map<string, XMLHttpRequest>();
+  private prog = new Map<string, number>();
+  private hints = new Map<string, string>();
+  private tries = new Map<string, number>();
+  /** object URLs of thumbnails, by list item key; revoked when the item leaves the list */
+  private urls = new Map<string, string>();
+  /** the lost attachment whose file the visitor is choosing again */
+  private replacing = '';
+  private unzoom: (() => void) | null = null;
   private waiters = new Map<string, Waiter>();
   private link: Link;
   private isOpen = false;
@@ -93,6 +131,9 @@ class Chat {
   private sendBtn!: HTMLButtonElement;
   private counterEl!: HTMLElement;
   private emojiBtn!: HTMLButtonElement;
+  private fileInput!: HTMLInputElement;
+  private notice!: HTMLElement;
+  private dropZone!: HTMLElement;
   private picker!: HTMLElement;
   private soundBtn!: HTMLButtonElement;
   private titleEl!: HTMLElement;
@@ -155,6 +196,8 @@ class Chat {
       this.leader = true;
       return new Promise(() => {});
     });
+    // Held while this page lives: other tabs do not give up on the files it is uploading.
+    (navigator as any).locks?.request(ls.full(`p:${this.page}`), () => new Promise(() => {}));
     // Safety net: retry the outbox now and then while it holds messages.
     setInterval(() => { if (this.outbox().length) this.flush(); }, 30e3);
 
@@ -226,20 +269,51 @@ class Chat {
         this.submit();
       }
     });
+    // Pasting a screenshot (or any file) attaches it.
+    this.input.addEventListener('paste', (e) => {
+      const files = Array.from(e.clipboardData?.files || []);
+      if (files.length) {
+        e.preventDefault();
+        this.attach(files);
+      }
+    });
+    this.fileInput = h('input', { type: 'file', multiple: true, accept: ACCEPT, hidden: true, tabindex: '-1' });
+    this.fileInput.addEventListener('change', () => {
+      this.attach(Array.from(this.fileInput.files || []));
+      this.fileInput.value = '';
+    });
+    const attachBtn = h('button', { type: 'button', cls: 'cb', 'aria-label': this.tr('attach'), title: this.tr('attach'), onclick: () => this.pick() }, icon('clip'));
     this.emojiBtn = h('button', { type: 'button', cls: 'cb', 'aria-label': this.tr('emoji'), title: this.tr('emoji'), 'aria-expanded': 'false', 'aria-haspopup': 'dialog', onclick: () => this.togglePicker() }, icon('smile'));
     this.sendBtn = h('button', { type: 'submit', cls: 'send', 'aria-label': this.tr('send'), title: this.tr('send') }, icon('send'));
     this.counterEl = h('div', { cls: 'count', 'aria-live': 'polite', hidden: true });
     this.picker = this.buildPicker();
     this.composer = h('form', { cls: 'comp', onsubmit: (e: Event) => { e.preventDefault(); this.submit(); } },
-      this.picker, this.counterEl, this.input, this.emojiBtn, this.sendBtn);
+      this.picker, this.counterEl, this.input, this.fileInput, attachBtn, this.emojiBtn, this.sendBtn);
+    this.notice = h('div', { cls: 'note', role: 'alert', hidden: true });
+    this.dropZone = h('div', { cls: 'dz', hidden: true }, h('div', null, icon('clip'), h('span', { text: this.tr('dropHere') })));
     this.view = h('div', { cls: 'view' });
     this.announcer = h('div', { cls: 'sr', 'aria-live': 'polite', 'aria-atomic': 'true' });
 
     this.panel = h('section', {
       cls: 'panel', id: 'parley-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'parley-title',
       lang, hidden: !this.isOpen,
-    }, header, this.view, h('div', { cls: 'ft', 'aria-hidden': 'true', text: this.tr('powered') }), this.announcer);
+    }, header, this.view, h('div', { cls: 'ft', 'aria-hidden': 'true', text: this.tr('powered') }), this.announcer, this.dropZone);
     this.panel.addEventListener('keydown', (e) => this.onPanelKey(e));
+    // Files dragged over the chat: a drop zone over the whole panel.
+    const dragged = (e: DragEvent) => this.view.dataset.mode === 'chat' && !!e.dataTransfer && Array.from(e.dataTransfer.types).includes('Files');
+    this.panel.addEventListener('dragover', (e) => {
+      if (!dragged(e)) return;
+      e.preventDefault();
+      e.dataTransfer!.dropEffect = 'copy';
+      this.dropZone.hidden = false;
+    });
+    this.dropZone.addEventListener('dragleave', () => { this.dropZone.hidden = true; });
+    this.panel.addEventListener('drop', (e) => {
+      this.dropZone.hidden = true;
+      if (!dragged(e)) return;
+      e.preventDefault();
+      this.attach(Array.from(e.dataTransfer!.files));
+    });
     host.box.append(this.panel);
     this.paintSound();
     this.paintHeader();
@@ -252,8 +326,10 @@ class Chat {
     const form = this.view.querySelector('form.form');
     const values = form ? Array.from(form.querySelectorAll<HTMLInputElement>('[name]')).map((i) => [i.name, i.value]) : [];
     const mode = this.view.dataset.mode;
+    this.unzoom?.();
     this.panel.remove();
     this.nodes.clear();
+    for (const k of [...this.urls.keys()]) this.revoke(k);
     this.build();
     this.input.value = draft;
     // A form the visitor has begun stays as it was, whatever the new configuration says.
@@ -332,7 +408,7 @@ class Chat {
     }
     this.view.dataset.mode = mode;
     if (mode === 'chat') {
-      this.view.replaceChildren(this.scroller, this.banner, this.composer);
+      this.view.replaceChildren(this.scroller, this.banner, this.notice, this.composer);
       this.paint();
     } else {
       this.view.replaceChildren(this.buildForm(mode as 'offline' | 'prechat'));
@@ -441,7 +517,8 @@ class Chat {
   private onPanelKey(e: KeyboardEvent) {
     if (e.key === 'Escape') {
       e.stopPropagation();
-      if (!this.picker.hidden) {
+      if (this.unzoom) this.unzoom();
+      else if (!this.picker.hidden) {
         this.togglePicker(false);
         this.emojiBtn.focus();
       } else this.close();
@@ -450,7 +527,7 @@ class Chat {
     // Full screen on small screens: keep Tab inside the panel, as in any modal view.
     if (e.key === 'Tab' && matchMedia('(max-width: 520px)').matches) {
       const items = Array.from(this.panel.querySelectorAll<HTMLElement>('button,textarea,input,a[href],[tabindex="0"]'))
-        .filter((el) => !el.closest('[hidden]') && !(el as HTMLButtonElement).disabled);
+        .filter((el) => !el.closest('[hidden],[inert]') && !(el as HTMLButtonElement).disabled);
       const first = items[0];
       const last = items[items.length - 1];
       const active = this.h.root.activeElement;
@@ -525,6 +602,7 @@ class Chat {
     const item: OutboxItem = { i: newMsgId(), t: text, a: now, n: now * 1000 + (counter % 1000) };
     // Durable first: the message exists in the outbox before any attempt to send it.
     this.h.ls.set(`o:${item.i}`, item);
+    this.showNotice('');
     this.input.value = '';
     this.onInput();
     this.sendTyping(false);
@@ -534,10 +612,219 @@ class Chat {
     this.flush();
   }
 
+  // ------------------------------------------------------------------------------------------
+  // Attachments
+
+  private pick(replacing = '') {
+    this.replacing = replacing;
+    this.fileInput.click();
+  }
+
+  /**
+   * Files picked, dropped or pasted: each over the site's limit is refused here; the others
+   * go into the outbox like a message (their description durable, their bytes in memory).
+   */
+  private attach(files: File[]) {
+    const max = this.cfg().attachments.max_bytes;
+    const refused: string[] = [];
+    const ls = this.h.ls;
+    let added = false;
+    for (const file of files) {
+      if (file.size > max) {
+        refused.push(this.tr('tooLarge', { name: file.name, max: bytes(max) }));
+        continue;
+      }
+      const now = Date.now();
+      const i = newMsgId();
+      this.blobs.set(i, file);
+      ls.set(`o:${i}`, { i, t: '', a: now, n: now * 1000 + (counter % 1000), f: { name: file.name || 'file', type: file.type, size: file.size }, p: this.page } as OutboxItem);
+      added = true;
+    }
+    if (added && this.replacing) ls.del(`x:${this.replacing}`);
+    this.replacing = '';
+    this.showNotice(refused.join('\n'));
+    if (!added) return;
+    this.stickToBottom = true;
+    this.render(true);
+    this.flush();
+  }
+
+  private showNotice(text: string) {
+    this.notice.hidden = !text;
+    this.notice.replaceChildren(
+      icon('alert'),
+      h('span', { text }),
+      h('button', { type: 'button', cls: 'nx', 'aria-label': this.tr('close'), title: this.tr('close'), onclick: () => this.showNotice('') }, icon('x')),
+    );
+  }
+
+  /** Drops an attachment that is pending, refused or lost (the visitor's choice). */
+  private discard(i: string) {
+    this.blobs.delete(i);
+    this.xhrs.get(i)?.abort();
+    this.failed.delete(i);
+    this.h.ls.del(`o:${i}`);
+    this.h.ls.del(`x:${i}`);
+    this.render();
+  }
+
+  /** An attachment whose bytes are gone (the page that held them was closed or reloaded). */
+  private lose(item: OutboxItem) {
+    this.h.ls.set(`x:${item.i}`, item);
+    this.h.ls.del(`o:${item.i}`);
+    this.render();
+  }
+
+  /** Whether another page of this visitor still holds the bytes of this attachment. */
+  private async holderAlive(item: OutboxItem): Promise<boolean> {
+    const locks = (navigator as any).locks;
+    if (!locks || !item.p || item.p === this.page) return false;
+    const held = (await locks.query()).held || [];
+    return held.some((l: { name: string }) => l.name === this.h.ls.full(`p:${item.p}`));
+  }
+
+  /** Uploads an attachment's bytes (once at a time); the item then carries the file's id. */
+  private upload(conv: Conv, item: OutboxItem): Promise<Sent> {
+    let p = this.uploads.get(item.i);
+    if (!p) {
+      p = this.put(conv, item).finally(() => this.uploads.delete(item.i));
+      this.uploads.set(item.i, p);
+    }
+    return p;
+  }
+
+  private async put(conv: Conv, item: OutboxItem, again?: boolean): Promise<Sent> {
+    const blob = this.blobs.get(item.i);
+    if (!blob) return {};
+    const token = (await this.h.session()).t;
+    this.prog.set(item.i, 0);
+    this.hints.delete(item.i);
+    this.render();
+    // XMLHttpRequest: fetch cannot report upload progress.
+    const r = await new Promise<{ s: number; b: any }>((resolve) => {
+      const x = new XMLHttpRequest();
+      this.xhrs.set(item.i, x);
+      x.open('POST', `${this.h.base}/api/v1/conversations/${conv.id}/files?name=${encodeURIComponent(item.f!.name)}`);
+      x.setRequestHeader('authorization', `Bearer ${token}`);
+      // text/markdown, text/x-log…: let the server go by the content (it keeps plain text).
+      x.setRequestHeader('content-type', /^text\/(?!plain$|csv$)/.test(blob.type) || !blob.type ? 'application/octet-stream' : blob.type);
+      // The server's refusals come in the widget's language.
+      x.setRequestHeader('accept-language', this.h.lang());
+      x.upload.onprogress = (e) => {
+        if (!e.lengthComputable) return;
+        this.prog.set(item.i, Math.floor((e.loaded / e.total) * 100));
+        this.render();
+      };
+      x.onload = () => {
+        let b = null;
+        try { b = JSON.parse(x.responseText); } catch { /* not JSON */ }
+        resolve({ s: x.status, b });
+      };
+      x.onerror = x.onabort = x.ontimeout = () => resolve({ s: 0, b: null });
+      x.send(blob);
+    });
+    this.xhrs.delete(item.i);
+    this.prog.delete(item.i);
+    if (r.s === 401 && !again) {
+      await this.h.session(token);
+      return this.put(conv, item, true);
+    }
+    const ls = this.h.ls;
+    const cur = ls.get<OutboxItem>(`o:${item.i}`);
+    // Removed by the visitor meanwhile: nothing more to do.
+    if (!cur || !this.blobs.has(item.i)) return { ok: true };
+    const file = r.b?.file;
+    if (r.s === 201 && file?.id) {
+      this.tries.delete(item.i);
+      ls.set(`o:${item.i}`, { ...cur, f: { id: String(file.id), name: String(file.name), type: String(file.type), size: Number(file.size) || 0, image: file.image === true } });
+      this.render();
+      return { ok: true };
+    }
+    const msg = typeof r.b?.message === 'string' ? r.b.message : '';
+    if (r.s === 404) return { code: 'not_found' };
+    if (r.s >= 400 && r.s < 500 && r.s !== 408 && r.s !== 429) {
+      // Refused for good (too large, not an allowed type, empty…): the server says why.
+      this.blobs.delete(item.i);
+      ls.del(`o:${item.i}`);
+      this.failed.set(item.i, { t: '', a: item.a, err: r.b?.code || String(r.s), f: cur.f, m: msg });
+      this.render();
+      return { ok: true };
+    }
+    const n = (this.tries.get(item.i) || 0) + 1;
+    this.tries.set(item.i, n);
+    if (msg && r.s === 429) this.hints.set(item.i, msg);
+    return { retry: r.s === 429 ? Number(r.b?.retry_after_ms) || 5000 : Math.min(2000 * 2 ** n, 6e4) };
+  }
+
+  /** The blob of a posted file, fetched with the visitor's token (never in the URL). */
+  private async fetchFile(id: string, again?: boolean): Promise<Blob> {
+    const token = (await this.h.session()).t;
+    const res = await fetch(`${this.h.base}/api/v1/conversations/${this.conv?.id}/files/${encodeURIComponent(id)}`, {
+      headers: { authorization: `Bearer ${token}` },
+      credentials: 'omit',
+    });
+    if (res.status === 401 && !again) {
+      await this.h.session(token);
+      return this.fetchFile(id, true);
+    }
+    if (!res.ok) throw res.status;
+    return res.blob();
+  }
+
+  /** Saves a file under its (server-cleaned) name. */
+  private async save(f: FileRef, key: string) {
+    try {
+      const blob = this.blobs.get(key) || (await this.fetchFile(f.id!));
+      const url = URL.createObjectURL(blob);
+      const a = h('a', { href: url, download: f.name, hidden: true });
+      this.panel.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 6e4);
+    } catch {
+      this.showNotice(this.tr('downloadFailed'));
+    }
+  }
+
+  private revoke(key: string) {
+    const url = this.urls.get(key);
+    if (url) URL.revokeObjectURL(url);
+    this.urls.delete(key);
+  }
+
+  /** An image, larger, over the panel; Escape or the close button returns to the thumbnail. */
+  private zoom(src: string, f: FileRef, key: string, from: HTMLElement) {
+    const others = Array.from(this.panel.children).filter((el) => el !== this.announcer) as HTMLElement[];
+    const close = () => {
+      box.remove();
+      this.unzoom = null;
+      for (const el of others) el.inert = false;
+      from.focus();
+    };
+    const x = h('button', { type: 'button', cls: 'hb', 'aria-label': this.tr('close'), title: this.tr('close'), onclick: close }, icon('x'));
+    const box = h('div', { cls: 'lb', role: 'dialog', 'aria-modal': 'true', 'aria-label': f.name },
+      h('div', { cls: 'lbh' },
+        h('span', { text: f.name }),
+        h('button', { type: 'button', cls: 'hb', 'aria-label': `${this.tr('download')} ${f.name}`, title: this.tr('download'), onclick: () => this.save(f, key) }, icon('dl')),
+        x),
+      h('div', { cls: 'lbi' }, h('img', { src, alt: f.name })));
+    box.addEventListener('click', (e) => { if ((e.target as HTMLElement).className === 'lbi') close(); });
+    for (const el of others) el.inert = true;
+    this.panel.append(box);
+    this.unzoom = close;
+    x.focus();
+  }
+
   /** The outbox, oldest first. */
   private outbox(): OutboxItem[] {
     const ls = this.h.ls;
     return ls.keys('o:').map((k) => ls.get<OutboxItem>(k)).filter((x): x is OutboxItem => !!x && !!x.i).sort((a, b) => a.n - b.n);
+  }
+
+  /** Attachments that can no longer be uploaded, until the visitor removes them or picks them again. */
+  private lost(): OutboxItem[] {
+    const ls = this.h.ls;
+    return ls.keys('x:').map((k) => ls.get<OutboxItem>(k)).filter((x): x is OutboxItem => !!x?.f);
   }
 
   /** Sends what the outbox holds, in order, creating the conversation first if needed. */
@@ -588,13 +875,18 @@ class Chat {
       return true;
     }
     const pf = ls.get<PendingForm>('pf');
-    const body: Record<string, unknown> = { ...pf, page_url: location.href, language: navigator.language };
+    // One id per intended creation, kept until it succeeded: a retry after a lost answer (or
+    // a reload meanwhile) gets the same conversation, never a second one.
+    const rid = ls.get<string>('cr') || newMsgId();
+    ls.set('cr', rid);
+    const body: Record<string, unknown> = { ...pf, page_url: location.href, language: navigator.language, client_req_id: rid };
     if (this.h.department) body.department = this.h.department;
     const r = await this.h.api('/api/v1/conversations', { method: 'POST', body });
     if (r.s === 200 || r.s === 201) {
       const conv = { id: r.b.conversation, e: r.b.epoch };
       ls.set('c', conv);
       ls.del('pf');
+      ls.del('cr');
       this.adopt(conv);
       return true;
     }
@@ -604,16 +896,44 @@ class Chat {
 
   /** Sends outbox items one at a time, each waiting for its ack, so they arrive in order. */
   private async drain() {
+    const ls = this.h.ls;
     for (;;) {
       const conv = this.conv;
-      const item = this.outbox()[0];
+      const box = this.outbox();
+      const item = box[0];
       if (!conv || !item) return;
-      const r = await this.sendOne(conv, item);
+      // Uploads start at once, side by side; the files are posted in order.
+      for (const o of box) if (o.f && !o.f.id && this.blobs.has(o.i)) this.upload(conv, o);
+      let r: Sent;
+      if (item.f && !item.f.id) {
+        if (!this.blobs.has(item.i)) {
+          // Its bytes are in another tab that is still open (that tab sends it), or gone.
+          if (await this.holderAlive(item)) {
+            this.retryFlush(3000);
+            return;
+          }
+          this.lose(item);
+          continue;
+        }
+        r = await this.upload(conv, item);
+        if (r.ok) continue; // it has an id now (or was refused, or removed): next
+      } else r = await this.sendOne(conv, item);
+      if (r.code === 'file_gone') {
+        // The upload expired (or belongs to an earlier conversation): upload it again if we
+        // still hold its bytes.
+        if (this.blobs.has(item.i) && !this.tries.has(`g${item.i}`)) {
+          this.tries.set(`g${item.i}`, 1);
+          ls.set(`o:${item.i}`, { ...item, f: { ...item.f, id: undefined } });
+        } else this.lose(item);
+        continue;
+      }
       if (r.ok) {
-        this.h.ls.del(`o:${item.i}`);
+        ls.del(`o:${item.i}`);
+        this.blobs.delete(item.i);
       } else if (r.code && PERMANENT.includes(r.code)) {
-        this.h.ls.del(`o:${item.i}`);
-        this.failed.set(item.i, { t: item.t, a: item.a, err: r.code });
+        ls.del(`o:${item.i}`);
+        this.blobs.delete(item.i);
+        this.failed.set(item.i, { t: item.t, a: item.a, err: r.code, f: item.f, m: r.msg });
       } else {
         if (r.code === 'not_found') this.gone();
         else if (r.retry !== undefined) this.retryFlush(r.retry);
@@ -623,13 +943,14 @@ class Chat {
     }
   }
 
-  private sendOne(conv: Conv, item: OutboxItem): Promise<{ ok?: boolean; code?: string; retry?: number }> {
-    const frame = { type: 'send', client_msg_id: item.i, text: item.t };
+  private sendOne(conv: Conv, item: OutboxItem): Promise<Sent> {
+    const body = item.f ? { client_msg_id: item.i, file: item.f.id } : { client_msg_id: item.i, text: item.t };
+    const frame = { type: 'send', ...body };
     if (this.link.mode === 'ws') {
       if (!this.link.live) return Promise.resolve({});
       return new Promise((resolve) => {
         const timer = setTimeout(() => done({ retry: 1000 }), ACK_WITHIN);
-        const done = (r: { ok?: boolean; code?: string; retry?: number }) => {
+        const done = (r: Sent) => {
           clearTimeout(timer);
           this.waiters.delete(item.i);
           resolve(r);
@@ -638,14 +959,15 @@ class Chat {
         if (!this.link.send(frame)) done({});
       });
     }
-    return this.h.api(`/api/v1/conversations/${conv.id}/messages`, { method: 'POST', body: { client_msg_id: item.i, text: item.t } })
+    return this.h.api(`/api/v1/conversations/${conv.id}/messages`, { method: 'POST', body })
       .then((r) => {
         if (r.s === 200 && r.b?.type === 'ack') {
           this.onFrame(r.b);
           return { ok: true };
         }
-        const code = r.b?.code || String(r.s);
-        return { code, retry: code === 'rate_limited' ? Number(r.b?.retry_after_ms) || 1000 : 3000 };
+        // not_found naming the message: its file, not the conversation, is unknown.
+        const code = r.s === 404 && r.b?.client_msg_id ? 'file_gone' : r.b?.code || String(r.s);
+        return { code, msg: r.b?.message, retry: code === 'rate_limited' ? Number(r.b?.retry_after_ms) || 1000 : 3000 };
       }, () => ({ retry: 3000 }));
   }
 
@@ -739,18 +1061,23 @@ class Chat {
     if (e.kind === 'closed') this.status = 'closed';
     if (e.kind === 'reopened') this.status = 'open';
     if (e.kind === 'assigned') this.paintHeader();
-    if (e.kind !== 'message') return;
+    if (e.kind !== 'message' && e.kind !== 'file') return;
     const cid = e.client_msg_id;
     if (cid && e.author?.role === 'visitor') {
       this.h.ls.del(`o:${cid}`);
       this.failed.delete(cid);
+      this.blobs.delete(cid);
     }
     if (e.author?.role === 'agent') this.showTyping(null);
     if (live) {
       this.live.add(e.seq);
-      this.h.emit('message', { seq: e.seq, text: e.body?.text, at: e.at, author: { role: e.author?.role, name: e.author?.name } });
+      const f = e.body?.file;
+      this.h.emit('message', {
+        seq: e.seq, text: e.body?.text, at: e.at, author: { role: e.author?.role, name: e.author?.name },
+        ...(f ? { file: { name: f.name, type: f.type, size: f.size, image: f.image } } : {}),
+      });
       if (e.author?.role === 'agent') {
-        this.announce(this.tr('announce', { name: e.author.name || this.tr('support'), text: e.body?.text || '' }));
+        this.announce(this.tr('announce', { name: e.author.name || this.tr('support'), text: e.body?.text || (f ? `${this.tr(f.image ? 'image' : 'file')}: ${f.name}` : '') }));
       }
     }
   }
@@ -778,7 +1105,8 @@ class Chat {
         break;
       case 'error':
         if (f.client_msg_id && this.waiters.has(f.client_msg_id)) {
-          this.waiters.get(f.client_msg_id)!.resolve({ code: f.code, retry: f.code === 'rate_limited' ? Number(f.retry_after_ms) || 1000 : 3000 });
+          // A send refused with not_found (the socket is signed in): its file is unknown.
+          this.waiters.get(f.client_msg_id)!.resolve({ code: f.code === 'not_found' ? 'file_gone' : f.code, msg: f.message, retry: f.code === 'rate_limited' ? Number(f.retry_after_ms) || 1000 : 3000 });
         } else if (f.code === 'not_found') this.gone();
         return;
       case 'typing':
@@ -881,7 +1209,7 @@ class Chat {
     let unread = 0;
     let newest: Ev | null = null;
     for (const e of this.events.values()) {
-      if (e.kind === 'message' && e.author?.role === 'agent' && e.seq > readTo) {
+      if ((e.kind === 'message' || e.kind === 'file') && e.author?.role === 'agent' && e.seq > readTo) {
         unread++;
         if (!newest || e.seq > newest.seq) newest = e;
       }
@@ -954,7 +1282,7 @@ class Chat {
   private onStorage(e: StorageEvent) {
     const ls = this.h.ls;
     if (!e.key) return;
-    if (e.key.startsWith(ls.full('o:'))) {
+    if (e.key.startsWith(ls.full('o:')) || e.key.startsWith(ls.full('x:'))) {
       this.render();
       // Another tab queued a message; if that tab goes away before sending, we send it.
       if (e.newValue) this.retryFlush(5000);
@@ -986,7 +1314,8 @@ class Chat {
     const events = [...this.events.values()].sort((a, b) => a.seq - b.seq);
     for (const e of events) {
       const base = { seq: e.seq, at: e.at };
-      if (e.kind === 'message') {
+      const file = e.kind === 'file' ? e.body?.file : undefined;
+      if (e.kind === 'message' || (file && typeof file.id === 'string')) {
         const mine = e.author?.role === 'visitor' && (!me || e.author.id === me);
         if (e.client_msg_id) seen.add(e.client_msg_id);
         out.push({
@@ -997,6 +1326,7 @@ class Chat {
           who: e.author?.id,
           name: mine ? this.tr('you') : e.author?.name || this.tr('support'),
           text: String(e.body?.text ?? ''),
+          file: file && { id: file.id, name: String(file.name ?? ''), type: String(file.type ?? ''), size: Number(file.size) || 0, image: file.image === true },
           status: mine ? (this.agentRead >= e.seq ? 'read' : 'sent') : undefined,
         });
       } else if (e.kind === 'assigned' && e.body?.agent?.name) {
@@ -1012,11 +1342,20 @@ class Chat {
     if (pf?.message) {
       out.push({ key: 'pf', kind: 'msg', mine: true, who: 'me', name: this.tr('you'), text: pf.message, at: Date.now(), status: navigator.onLine ? 'sending' : 'queued' });
     }
+    const mine = { kind: 'msg', mine: true, who: me || 'me', name: this.tr('you') } as const;
     for (const o of this.outbox()) {
-      if (!seen.has(o.i)) out.push({ key: o.i, kind: 'msg', mine: true, who: me || 'me', name: this.tr('you'), text: o.t, at: o.a, status: this.conv ? waiting : navigator.onLine ? 'sending' : 'queued' });
+      if (!seen.has(o.i)) {
+        out.push({
+          ...mine, key: o.i, text: o.t, at: o.a, status: this.conv ? waiting : navigator.onLine ? 'sending' : 'queued',
+          file: o.f, prog: this.prog.get(o.i), note: this.hints.get(o.i), acts: o.f && !o.f.id ? 'rm' : undefined,
+        });
+      }
     }
     for (const [i, f] of this.failed) {
-      if (!seen.has(i)) out.push({ key: i, kind: 'msg', mine: true, who: me || 'me', name: this.tr('you'), text: f.t, at: f.a, status: 'failed', err: f.err });
+      if (!seen.has(i)) out.push({ ...mine, key: i, text: f.t, at: f.a, status: 'failed', err: f.err, file: f.f, note: f.m, acts: f.f && 'rm' });
+    }
+    for (const o of this.lost()) {
+      if (!seen.has(o.i)) out.push({ ...mine, key: o.i, text: '', at: o.a, status: 'failed', file: o.f, note: this.tr('lost'), acts: 'lost' });
     }
     // Day separators between messages of different days.
     const withDays: Item[] = [];
@@ -1075,7 +1414,12 @@ class Chat {
       cursor.remove();
       cursor = next;
     }
-    for (const k of [...this.nodes.keys()]) if (!keep.has(k)) this.nodes.delete(k);
+    for (const k of [...this.nodes.keys()]) {
+      if (!keep.has(k)) {
+        this.nodes.delete(k);
+        this.revoke(k);
+      }
+    }
     this.earlier.hidden = this.nextBefore == null;
     if (this.stickToBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
   }
@@ -1088,9 +1432,8 @@ class Chat {
         li = h('li', { cls: it.kind }, h('span', { text: it.text }));
       } else {
         const who = h('div', { cls: 'who', text: it.name || '' });
-        const bubble = h('div', { cls: 'bub', dir: 'auto' }, richText(it.text));
-        const meta = h('div', { cls: 'meta' });
-        li = h('li', { cls: `m ${it.mine ? 'me' : 'them'}` }, who, bubble, meta);
+        const bubble = h('div', { cls: 'bub', dir: 'auto' }, it.file ? null : richText(it.text));
+        li = h('li', { cls: `m ${it.mine ? 'me' : 'them'}` }, who, bubble, h('div', { cls: 'xt', hidden: true }), h('div', { cls: 'meta' }));
       }
       this.nodes.set(it.key, li);
     }
@@ -1098,6 +1441,21 @@ class Chat {
     li.classList.toggle('first', first);
     li.classList.toggle('last', last);
     li.classList.toggle('fail', it.status === 'failed');
+    if (it.file) this.paintFile(li, it);
+    // What went wrong, in words, and what the visitor can do about it.
+    const xt = li.children[2] as HTMLElement;
+    const xk = `${it.note}|${it.acts}`;
+    if (xt.dataset.k !== xk) {
+      xt.dataset.k = xk;
+      const name = it.file?.name || '';
+      const act = (label: Key, fn: () => void) => h('button', { type: 'button', cls: 'act', 'aria-label': `${this.tr(label)} ${name}`, text: this.tr(label), onclick: fn });
+      xt.replaceChildren(
+        it.note ? h('p', { cls: 'why', dir: 'auto', text: it.note }) : '',
+        it.acts === 'lost' ? act('chooseAgain', () => this.pick(it.key)) : '',
+        it.acts ? act('remove', () => this.discard(it.key)) : '',
+      );
+      xt.hidden = !it.note && !it.acts;
+    }
     const meta = li.lastChild as HTMLElement;
     const state = it.status || '';
     // Delivery state and time show under the last bubble of a group (and under any
@@ -1116,6 +1474,64 @@ class Chat {
       meta.classList.toggle('sr', !last && (state === 'sent' || state === 'read' || !state));
     }
     return li;
+  }
+
+  /** The bubble of an attachment: a thumbnail for images, a download chip for other files. */
+  private paintFile(li: HTMLElement, it: Item) {
+    const f = it.file!;
+    const key = it.key;
+    const bub = li.children[1] as HTMLElement;
+    const blob = this.blobs.get(key);
+    const has = !!(blob || f.id);
+    const image = has && (f.image ?? IMAGE.test(f.type));
+    const sig = `${f.name}|${image}|${has}`;
+    if (bub.dataset.s !== sig) {
+      bub.dataset.s = sig;
+      this.revoke(key);
+      const size = bytes(f.size);
+      const chip = () => h('button', {
+        type: 'button', cls: 'chip', disabled: !has, 'aria-label': `${this.tr('download')} ${f.name} (${size})`, title: f.name,
+        onclick: () => this.save(f, key),
+      }, h('span', { cls: 'fi' }, icon('file')), h('span', { cls: 'fx' }, h('span', { cls: 'fn', dir: 'auto', text: f.name }), h('span', { cls: 'fz', text: size })));
+      let body: HTMLElement = chip();
+      if (image) {
+        const img = h('img', { alt: f.name });
+        const th = h('button', { type: 'button', cls: 'th', title: f.name, onclick: () => img.src && this.zoom(img.src, f, key, th) }, img);
+        const fallback = () => {
+          if (!th.isConnected) return;
+          bub.classList.remove('im');
+          th.replaceWith(chip());
+        };
+        img.onload = () => {
+          th.classList.add('ok');
+          if (this.stickToBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
+        };
+        // Not shown (a page whose CSP forbids blob: images, a failed download): the chip.
+        img.onerror = fallback;
+        (blob ? Promise.resolve(blob) : this.fetchFile(f.id!)).then((b) => {
+          if (this.nodes.get(key) !== li || bub.dataset.s !== sig) return;
+          const url = URL.createObjectURL(b);
+          this.urls.set(key, url);
+          img.src = url;
+        }, fallback);
+        body = th;
+      }
+      bub.classList.add('fb');
+      bub.classList.toggle('im', image);
+      bub.replaceChildren(body);
+    }
+    // Upload progress, while it lasts.
+    let bar = bub.querySelector<HTMLElement>('.pg');
+    if (it.prog == null) bar?.remove();
+    else {
+      if (!bar) {
+        bar = h('div', { cls: 'pg', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-label': this.tr('uploading', { n: '' }).replace(/[\s%]+$/, '') }, h('i'));
+        bub.append(bar);
+      }
+      bar.setAttribute('aria-valuenow', String(it.prog));
+      bar.setAttribute('aria-valuetext', this.tr('uploading', { n: it.prog }));
+      (bar.firstChild as HTMLElement).style.width = `${it.prog}%`;
+    }
   }
 
   private diagnostics() {
