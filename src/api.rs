@@ -68,11 +68,12 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     };
     let method = req.method();
     let result = route(&mut req, &ctx, &method, &path).await;
+    // Whatever the handler did not read is read now, so the connection stays usable.
+    drain_unread_body(&mut req).await;
     let mut refused = None;
     let response = match result {
         Ok(response) => response,
         Err(error) => {
-            drain_unread_body(&mut req).await;
             refused = Some(error.code);
             error.response(ctx.lang)?
         }
@@ -111,8 +112,8 @@ fn mutable_headers(response: &Response) -> Result<Headers> {
     Ok(headers)
 }
 
-/// Reads a small body the handler refused before reading: the runtime may otherwise reset the
-/// keep-alive connection, failing the client's next request on it.
+/// Reads a small body the handler left unread: the runtime may otherwise reset the keep-alive
+/// connection, failing the client's next request on it.
 async fn drain_unread_body(req: &mut Request) {
     let small = header(req, "content-length")
         .and_then(|l| l.parse::<usize>().ok())
@@ -195,7 +196,14 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (Method::Post, ["api", "v1", "agent", "login"]) => agent_login(req, ctx).await,
         (Method::Get, ["api", "v1", "me"]) => {
             let principal = authenticate(req, ctx)?;
-            ok_json(&serde_json::json!({ "principal": principal }), 200)
+            let permissions = serde_json::json!({
+                "view_personal_data": principal.sees_pii(),
+                "export": principal.can_export(),
+            });
+            ok_json(
+                &serde_json::json!({ "principal": principal, "permissions": permissions }),
+                200,
+            )
         }
         (Method::Get, ["api", "v1", "widget", "config"]) => widget::config(req, ctx).await,
         (Method::Get, ["api", "v1", "sites"]) => console::sites(req, ctx).await,
@@ -805,6 +813,18 @@ async fn conversation_route(
         (Method::Get, ["tags"]) => return console::tags(ctx, id, &principal).await,
         (Method::Put, ["tags"]) => return console::set_tags(req, ctx, id, &principal).await,
         (Method::Get, ["queue"]) => return console::queue_position(ctx, id, &principal).await,
+        (Method::Post, ["rating"]) => {
+            #[derive(Deserialize)]
+            struct Body {
+                score: u8,
+                comment: Option<String>,
+            }
+            let body: Body = read_json(req).await?;
+            Operation::Rate {
+                score: body.score,
+                comment: body.comment,
+            }
+        }
         (Method::Post, ["close"]) => Operation::Close,
         (Method::Post, ["reopen"]) => Operation::Reopen,
         (Method::Post, ["assign"]) => Operation::Assign,
@@ -818,6 +838,7 @@ async fn conversation_route(
             | ["read"]
             | ["close"]
             | ["claim"]
+            | ["rating"]
             | ["files"]
             | ["transfer"]
             | ["reveal"]

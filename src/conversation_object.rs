@@ -838,6 +838,11 @@ impl ConversationObject {
             Operation::Typing { active } => Command::Typing { who, active },
             Operation::Read { seq } => Command::Read { who, seq },
             Operation::Close => Command::Close { who },
+            Operation::Rate { score, comment } => Command::Rate {
+                who,
+                score,
+                comment,
+            },
             Operation::Reopen => Command::Reopen { who },
             Operation::Assign => Command::Assign {
                 agent: who.clone(),
@@ -1018,6 +1023,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Hello { .. } => "hello",
         Command::Send { .. } => "send",
         Command::Note { .. } => "note",
+        Command::Rate { .. } => "rate",
         Command::Attach { .. } => "attach",
         Command::Typing { .. } => "typing",
         Command::Read { .. } => "read",

@@ -70,6 +70,10 @@ pub enum Operation {
     },
     Close,
     Reopen,
+    Rate {
+        score: u8,
+        comment: Option<String>,
+    },
     Assign,
     History {
         before: Option<u64>,

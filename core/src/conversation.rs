@@ -99,6 +99,12 @@ pub enum Command {
         client_msg_id: String,
         file: FileRef,
     },
+    /// The visitor rates the conversation (1–5, optional comment); a later rating supersedes.
+    Rate {
+        who: Participant,
+        score: u8,
+        comment: Option<String>,
+    },
     /// A private note from an agent; visitors see a `hidden` event in its place.
     Note {
         who: Participant,
@@ -300,6 +306,11 @@ impl Engine {
             Command::Read { who, seq } => self.read(store, who, seq),
             Command::Close { who } => self.set_status(store, who, Status::Closed, now),
             Command::Reopen { who } => self.set_status(store, who, Status::Open, now),
+            Command::Rate {
+                who,
+                score,
+                comment,
+            } => self.rate(store, who, score, comment, now),
             Command::Assign { who, agent } => self.assign(store, who, agent, now),
             Command::Poll { after, epoch } => self.poll(store, after, epoch),
             Command::History { before, limit } => self.history(store, before, limit),
@@ -403,6 +414,7 @@ impl Engine {
                 | EventPayload::Created { .. }
                 | EventPayload::Note { .. }
                 | EventPayload::File { .. }
+                | EventPayload::Rated { .. }
                 | EventPayload::Hidden {} => {}
             }
         }
@@ -666,6 +678,26 @@ impl Engine {
             Status::Open => EventPayload::Reopened {},
         };
         self.lifecycle(store, payload, who, now)
+    }
+
+    fn rate<S: Store>(
+        &mut self,
+        store: &mut S,
+        who: Participant,
+        score: u8,
+        comment: Option<String>,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        if who.role != Role::Visitor {
+            return Err(EngineError::reject(ErrorCode::Forbidden));
+        }
+        if !(1..=5).contains(&score) {
+            return Err(EngineError::reject(ErrorCode::InvalidRequest));
+        }
+        let comment = comment
+            .map(|c| c.trim().chars().take(1000).collect::<String>())
+            .filter(|c| !c.is_empty());
+        self.lifecycle(store, EventPayload::Rated { score, comment }, who, now)
     }
 
     fn assign<S: Store>(

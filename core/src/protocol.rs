@@ -76,6 +76,12 @@ pub enum EventPayload {
     File {
         file: FileRef,
     },
+    /// The visitor's satisfaction rating (1–5) and comment, asked when a conversation closes.
+    Rated {
+        score: u8,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
     /// What a visitor receives in place of a note: the seq stays gap-free, the note stays private.
     Hidden {},
 }
@@ -90,6 +96,7 @@ impl EventPayload {
             EventPayload::Reopened {} => "reopened",
             EventPayload::Note { .. } => "note",
             EventPayload::File { .. } => "file",
+            EventPayload::Rated { .. } => "rated",
             EventPayload::Hidden {} => "hidden",
         }
     }

@@ -438,9 +438,17 @@ impl SiteState {
                     (_, Some(a)) if a.answered => return Err(RoutingError::AlreadyAssigned),
                     _ => {}
                 }
-                if !self.agents.contains_key(&agent.id) {
-                    return Err(RoutingError::UnknownAgent);
-                }
+                // An agent may claim from the API without a console open: they are known from now on.
+                self.agents
+                    .entry(agent.id.clone())
+                    .or_insert_with(|| AgentState {
+                        profile: agent.clone(),
+                        status: AgentStatus::Online,
+                        devices: BTreeMap::new(),
+                        active: BTreeSet::new(),
+                        last_assigned_at: 0,
+                        missed: 0,
+                    });
                 let department = match (queued, &current) {
                     (Some(i), _) => self.queue.remove(i - 1).department,
                     (None, Some(a)) => a.department.clone(),
@@ -547,7 +555,9 @@ impl SiteState {
         let Some(a) = self.agents.get(agent) else {
             return;
         };
-        if a.is_available() || config.offline_behavior == OfflineBehavior::Keep {
+        // Away or busy with a device left is still there: only a gone agent loses their work.
+        if a.presence() != AgentStatus::Offline || config.offline_behavior == OfflineBehavior::Keep
+        {
             return;
         }
         let orphaned: Vec<String> = a.active.iter().cloned().collect();

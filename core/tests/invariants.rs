@@ -182,6 +182,7 @@ fn log_state(log: &[Event]) -> (Status, Option<String>) {
             | EventPayload::Created { .. }
             | EventPayload::Note { .. }
             | EventPayload::File { .. }
+            | EventPayload::Rated { .. }
             | EventPayload::Hidden {} => {}
         }
     }

@@ -550,3 +550,64 @@ fn outside_business_hours_conversations_wait_until_opening() {
     let fx = state.handle(&config, SiteInput::Tick, nine).unwrap();
     assert_eq!(assigned_to(&fx).as_deref(), Some("a_1"));
 }
+
+#[test]
+fn an_away_agent_closing_one_of_two_devices_keeps_their_conversations() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    let p = profile("a_1", 10, &[]);
+    for device in ["laptop", "phone"] {
+        state
+            .handle(
+                &config,
+                SiteInput::DeviceConnected {
+                    agent: p.clone(),
+                    device: device.into(),
+                },
+                0,
+            )
+            .unwrap();
+    }
+    new_conversation(&mut state, &config, "c_1", 1);
+    state
+        .handle(
+            &config,
+            SiteInput::SetStatus {
+                agent: "a_1".into(),
+                status: AgentStatus::Away,
+            },
+            2,
+        )
+        .unwrap();
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::DeviceDisconnected {
+                agent: "a_1".into(),
+                device: "phone".into(),
+            },
+            3,
+        )
+        .unwrap();
+    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(state.assignments["c_1"].agent, "a_1");
+}
+
+#[test]
+fn an_agent_without_a_console_open_can_claim() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    new_conversation(&mut state, &config, "c_1", 0);
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Claim {
+                conversation: "c_1".into(),
+                agent: profile("a_api", 5, &[]),
+            },
+            1,
+        )
+        .unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_api"));
+    assert_eq!(state.position("c_1"), None);
+}

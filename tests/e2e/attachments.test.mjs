@@ -381,12 +381,19 @@ test('file names with markup stay text, both ways', async () => {
   const dialogs = [];
   page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
   await openPanel(page);
+  // Uploads wait a moment, to look at the files while they are pending.
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  await page.route('**/files?name=*', async (route) => { await gate; await route.fallback(); });
   await page.setInputFiles(FILE_INPUT, { name: `${EVIL}.png`, mimeType: 'image/png', buffer: PHOTO });
   await dropFiles(page, [{ name: `${EVIL}.pdf`, type: 'application/pdf', buffer: INVOICE }]);
   const conversation = await conversationOf(page);
-  // While pending, the names are the visitor's own, as text.
+  // While pending, the names are the visitor's own, as text (the image shows from its bytes).
+  await waitFor(async () => (await panelFiles(page)).length === 2, 'both pending');
   const pending = await panelFiles(page);
-  assert.ok(pending.some((f) => f.alt === `${EVIL}.png` || f.name === `${EVIL}.png`));
+  assert.deepEqual(pending.map((f) => [f.image, f.alt, f.name]), [[true, `${EVIL}.png`, null], [false, null, `${EVIL}.pdf`]]);
+  assert.deepEqual((await inspect(page)).handlers, []);
+  release();
   const sock = await agentJoin(server, agent, conversation);
   await waitFor(() => fileEvents(sock.events, 'visitor').length === 2, 'both files at the agent');
   const names = fileEvents(sock.events, 'visitor').map((e) => e.body.file.name);
@@ -425,14 +432,13 @@ test('an upload cut short by a reload shows as not sent, with "choose again" and
   await waitFor(() => held === 2, 'both uploads under way');
   await waitFor(async () => (await panelFiles(page)).every((f) => f.progress !== null), 'the progress bars');
   // …because the visitor reloads.
-  await page.unrouteAll({ behavior: 'ignoreErrors' });
   await page.reload();
   await page.locator('[data-parley] .panel').waitFor({ state: 'visible' });
   await waitFor(async () => {
     const files = await panelFiles(page);
-    console.log(JSON.stringify(files.map((f) => f.state)), JSON.stringify(await diag(page)));
     return files.length === 2 && files.every((f) => f.state === 'failed');
-  }, 'both shown as not sent', 20000, 1000);
+  }, 'both shown as not sent');
+  await page.unrouteAll();
   const lost = await panelFiles(page);
   for (const f of lost) {
     assert.match(f.note, /page was reloaded/);

@@ -824,7 +824,7 @@ class Chat {
   /** Attachments that can no longer be uploaded, until the visitor removes them or picks them again. */
   private lost(): OutboxItem[] {
     const ls = this.h.ls;
-    return ls.keys('x:').map((k) => ls.get<OutboxItem>(k)).filter((x): x is OutboxItem => !!x?.f);
+    return ls.keys('x:').map((k) => ls.get<OutboxItem>(k)).filter((x): x is OutboxItem => !!x?.f).sort((a, b) => a.n - b.n);
   }
 
   /** Sends what the outbox holds, in order, creating the conversation first if needed. */
