@@ -20,7 +20,7 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::sites::{self, Lookup, Site};
-use crate::{admin, console, export, files, search, widget};
+use crate::{admin, console, export, files, reports, search, widget};
 
 /// What every handler needs to know about the request it serves.
 pub struct Ctx {
@@ -209,6 +209,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (Method::Get, ["api", "v1", "sites"]) => console::sites(req, ctx).await,
         (Method::Get, ["api", "v1", "export", file]) => export::export(req, ctx, file).await,
         (Method::Get, ["api", "v1", "search"]) => search::search(req, ctx).await,
+        (Method::Get, ["api", "v1", "reports"]) => reports::report(req, ctx).await,
         (_, ["api", "v1", "sites", site, "webhooks", rest @ ..]) => {
             admin::webhooks(req, ctx, method, site, rest).await
         }
@@ -241,6 +242,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
                     | ["api", "v1", "widget", "config"]
                     | ["api", "v1", "sites"]
                     | ["api", "v1", "search"]
+                    | ["api", "v1", "reports"]
                     | ["api", "v1", "console", "ws"]
                     | ["api", "v1", "quick-replies"]
                     | ["api", "v1", "agent", "login"]

@@ -14,6 +14,7 @@ mod limiter_object;
 mod log;
 mod mirror;
 mod platform;
+mod reports;
 mod search;
 mod site_object;
 mod sites;

@@ -19,6 +19,7 @@ pub mod password;
 pub mod pii;
 pub mod protocol;
 pub mod ratelimit;
+pub mod reports;
 pub mod routing;
 pub mod site_settings;
 pub mod token;

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
 import { fullHistory, http, msgId, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, send, visitorContext, waitFor,
+  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, send, upgradeBlockingProxy, visitorContext, waitFor,
 } from './helpers.mjs';
 import { startServer } from '../support/server.mjs';
 
@@ -67,9 +67,13 @@ const EVIL = '<img src=x onerror=alert(1)>';
 let server;
 let browser;
 let agent;
+/** A proxy that refuses WebSocket upgrades, for the long-poll path. */
+let proxy;
 
 before(async () => {
-  server = await startServer();
+  proxy = await upgradeBlockingProxy();
+  server = await startServer({ origins: [proxy.url] });
+  proxy.setTarget(server.url);
   browser = await launch();
   agent = await agentOnline(server);
 });
@@ -77,6 +81,7 @@ before(async () => {
 after(async () => {
   agent?.close();
   await browser?.close();
+  await proxy?.close();
   await server?.stop();
 });
 
@@ -169,6 +174,20 @@ function recordUploads(page) {
     if (r.method() === 'POST' && /\/files\?name=/.test(r.url())) uploads.push(r.url());
   });
   return uploads;
+}
+
+/**
+ * Puts an outbox item naming a file the server does not know (an upload that expired, or one
+ * of another conversation) into the page's storage, as if a page had uploaded it and died.
+ */
+function staleFileItem(page, name) {
+  return page.evaluate((n) => {
+    const key = Object.keys(localStorage).find((k) => /^parley:[^:]+:s$/.test(k)).slice(0, -1);
+    const now = Date.now();
+    const i = `w-stale-${now.toString(36)}`;
+    localStorage[`${key}o:${i}`] = JSON.stringify({ i, t: '', a: now, n: now * 1000 + 999, f: { id: 'f_aaaaaaaaaaaaaaaaaaaaaaaaaa', name: n, type: 'application/pdf', size: 1234, image: false } });
+    return i;
+  }, name);
 }
 
 /** Everything executable or unexpected in the widget: only thumbnails may be images. */
@@ -431,27 +450,31 @@ test('an upload cut short by a reload shows as not sent, with "choose again" and
   ]);
   await waitFor(() => held === 2, 'both uploads under way');
   await waitFor(async () => (await panelFiles(page)).every((f) => f.progress !== null), 'the progress bars');
+  // And a file uploaded long ago whose upload the server has since dropped.
+  await staleFileItem(page, 'old.pdf');
   // …because the visitor reloads.
   await page.reload();
   await page.locator('[data-parley] .panel').waitFor({ state: 'visible' });
   await waitFor(async () => {
     const files = await panelFiles(page);
-    return files.length === 2 && files.every((f) => f.state === 'failed');
-  }, 'both shown as not sent');
+    return files.length === 3 && files.every((f) => f.state === 'failed');
+  }, 'all three shown as not sent');
   await page.unrouteAll();
   const lost = await panelFiles(page);
   for (const f of lost) {
-    assert.match(f.note, /page was reloaded/);
+    assert.match(f.note, /wasn't sent/);
     assert.deepEqual(f.actions, ['Choose again', 'Remove']);
   }
-  assert.deepEqual(lost.map((f) => f.name), ['first.png', 'second.png']);
+  assert.deepEqual(lost.map((f) => f.name), ['first.png', 'second.png', 'old.pdf']);
+  assert.equal((await diag(page)).conversation, conversation, 'an unknown file is not an unknown conversation');
   // Still there after another reload: nothing is dropped silently.
   await page.reload();
   await page.locator('[data-parley] .panel').waitFor({ state: 'visible' });
-  await waitFor(async () => (await panelFiles(page)).length === 2, 'still shown after a second reload');
+  await waitFor(async () => (await panelFiles(page)).length === 3, 'still shown after a second reload');
 
   await page.locator('[data-parley] .list .xt button[aria-label="Remove second.png"]').click();
-  await waitFor(async () => (await panelFiles(page)).length === 1, 'one removed');
+  await page.locator('[data-parley] .list .xt button[aria-label="Remove old.pdf"]').click();
+  await waitFor(async () => (await panelFiles(page)).length === 1, 'two removed');
   const [chooser] = await Promise.all([
     page.waitForEvent('filechooser'),
     page.locator('[data-parley] .list .xt button[aria-label="Choose again first.png"]').click(),
@@ -498,5 +521,40 @@ test('a slow upload shows its progress', async () => {
   const [e] = fileEvents(await fullHistory(server, conversation, agent.token));
   assert.ok((await download(conversation, e.body.file.id)).equals(big));
   assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('files go both ways over long-polling when WebSockets are blocked', async () => {
+  proxy.state.blockWs = true;
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server, '', { base: proxy.url });
+  const uploads = recordUploads(page);
+  await openPanel(page);
+  await send(page, 'Behind a strict proxy, with a file');
+  const conversation = await conversationOf(page);
+  await waitFor(async () => (await diag(page)).transport === 'poll', 'the long-poll fallback', 30_000);
+  await page.setInputFiles(FILE_INPUT, { name: 'receipt.pdf', mimeType: 'application/pdf', buffer: INVOICE });
+  const sock = await agentJoin(server, agent, conversation);
+  await waitFor(() => fileEvents(sock.events, 'visitor').length === 1, 'the file at the agent', 30_000);
+  const [e] = fileEvents(sock.events, 'visitor');
+  assert.ok((await download(conversation, e.body.file.id)).equals(INVOICE));
+  assert.equal(uploads.length, 1);
+  assert.ok(uploads[0].startsWith(proxy.url));
+
+  await agentSendsFile(conversation, 'map.png', 'image/png', AGENT_IMAGE);
+  await waitFor(async () => (await panelFiles(page)).some((f) => !f.mine && f.loaded && f.src.startsWith('blob:')), 'the thumbnail over long-poll', 30_000);
+
+  // Over HTTP, a file the server does not know is refused with not_found naming the message:
+  // shown as not sent, and the conversation is kept.
+  await staleFileItem(page, 'expired.pdf');
+  await page.reload();
+  await waitFor(async () => (await panelFiles(page)).some((f) => f.name === 'expired.pdf' && f.state === 'failed'), 'the stale file shown as not sent', 30_000);
+  assert.equal((await diag(page)).transport, 'poll');
+  assert.equal((await diag(page)).conversation, conversation);
+  await send(page, 'Still the same conversation');
+  await waitFor(() => sock.events.some((x) => x.kind === 'message' && x.body.text === 'Still the same conversation'), 'a message after it', 30_000);
+  assert.equal(proxy.state.upgraded, 0);
+  assert.deepEqual(page.errors, []);
+  sock.close();
   await context.close();
 });

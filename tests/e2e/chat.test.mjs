@@ -195,6 +195,11 @@ test('JS API: open, close, toggle, on(open/close); language from the browser and
     return [b.getAttribute('dir'), getComputedStyle(b).direction];
   });
   assert.deepEqual(dir, ['auto', 'rtl']);
+  // Attributes for the agents: stored on the server; null removes one there too.
+  assert.equal(await page.evaluate(() => window.Parley.setAttributes({ plan: 'pro', seats: 3, trial: true })), true);
+  assert.equal(await page.evaluate(() => window.Parley.setAttributes({ trial: null, cart: 42.5 })), true);
+  const { results: [row] } = await server.d1('SELECT attributes FROM visitors WHERE id = ?', [(await diag(page)).visitor]);
+  assert.deepEqual(JSON.parse(row.attributes), { plan: 'pro', seats: 3, cart: 42.5 });
   await context.close();
 });
 

@@ -131,3 +131,36 @@ test('a retried send never duplicates: the same client_msg_id sent again by a se
   sock.close();
   await context.close();
 });
+
+test('a creation whose answer was lost is retried with the same client_req_id: one conversation, not two', async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  const bodies = [];
+  let lost = 0;
+  await page.route('**/api/v1/conversations', async (route) => {
+    if (route.request().method() !== 'POST') return route.fallback();
+    bodies.push(route.request().postDataJSON());
+    if (lost++ === 0) {
+      // The server creates the conversation, but its answer never reaches the browser.
+      const res = await route.fetch();
+      assert.equal(res.status(), 201);
+      return route.abort('connectionreset');
+    }
+    return route.fallback();
+  });
+  await openPanel(page);
+  await send(page, 'created once');
+  const conversation = await conversationOf(page);
+  assert.equal(bodies.length, 2, 'one retry');
+  assert.match(bodies[0].client_req_id, /^[A-Za-z0-9._:-]{1,64}$/);
+  assert.equal(bodies[1].client_req_id, bodies[0].client_req_id);
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the message sent');
+  const visitor = (await diag(page)).visitor;
+  const { results } = await server.d1('SELECT id FROM conversations WHERE visitor_id = ?', [visitor]);
+  assert.deepEqual(results.map((r) => r.id), [conversation]);
+  // Done with: the next conversation (if any) gets a new id.
+  assert.equal(await page.evaluate(() => Object.keys(localStorage).some((k) => /^parley:[^:]+:cr$/.test(k))), false);
+  const history = await fullHistory(server, conversation, agent.token);
+  assert.deepEqual(visitorTexts(history), ['created once']);
+  await context.close();
+});
