@@ -188,3 +188,322 @@ async fn change_webhook(
     .await?;
     no_content().map_err(|_| ErrorCode::Internal.into())
 }
+
+/// The caller, who must be an owner or admin: (agent id, team, role).
+fn admin(req: &Request, ctx: &Ctx) -> Result<(String, String, AgentRole), ApiError> {
+    match authenticate(req, ctx)? {
+        Principal::Agent { id, team, role, .. }
+            if matches!(role, AgentRole::Owner | AgentRole::Admin) =>
+        {
+            Ok((id, team, role))
+        }
+        _ => Err(ErrorCode::Forbidden.into()),
+    }
+}
+
+const PERMISSIONS: [&str; 2] = ["view_personal_data", "export"];
+
+#[derive(Deserialize, Serialize)]
+struct AgentRow {
+    id: String,
+    email: String,
+    name: String,
+    role: String,
+    capacity: i64,
+    permissions: String,
+    disabled: i64,
+    departments: Option<String>,
+    created_at: i64,
+}
+
+fn agent_json(row: &AgentRow) -> serde_json::Value {
+    let list = |s: Option<&str>| {
+        serde_json::from_str::<Vec<String>>(s.unwrap_or("[]")).unwrap_or_default()
+    };
+    serde_json::json!({
+        "id": row.id, "email": row.email, "name": row.name, "role": row.role, "capacity": row.capacity,
+        "permissions": list(Some(&row.permissions)), "disabled": row.disabled != 0,
+        "departments": list(row.departments.as_deref()), "created_at": row.created_at,
+    })
+}
+
+const AGENT_SELECT: &str = "SELECT a.id, a.email, a.name, a.role, a.capacity, a.permissions, a.disabled, a.created_at,
+       (SELECT json_group_array(d.name) FROM agent_departments ad JOIN departments d ON d.id = ad.department_id
+         WHERE ad.agent_id = a.id) AS departments
+     FROM agents a";
+
+#[derive(Deserialize, Default)]
+struct AgentChange {
+    email: Option<String>,
+    name: Option<String>,
+    role: Option<String>,
+    password: Option<String>,
+    capacity: Option<i64>,
+    permissions: Option<Vec<String>>,
+    disabled: Option<bool>,
+    departments: Option<Vec<String>>,
+}
+
+/// Checks a change against the caller's powers: only owners make or touch owners and admins.
+fn check_change(
+    change: &AgentChange,
+    caller: AgentRole,
+    target_role: Option<&str>,
+) -> Result<(), ApiError> {
+    let privileged = |r: &str| matches!(r, "owner" | "admin");
+    if caller != AgentRole::Owner
+        && (change.role.as_deref().is_some_and(privileged) || target_role.is_some_and(privileged))
+    {
+        return Err(ErrorCode::Forbidden.into());
+    }
+    if change
+        .role
+        .as_deref()
+        .is_some_and(|r| AgentRole::parse(r).is_none())
+        || change.capacity.is_some_and(|c| !(0..=100).contains(&c))
+        || change
+            .permissions
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|x| !PERMISSIONS.contains(&x.as_str())))
+        || change
+            .password
+            .as_ref()
+            .is_some_and(|p| p.chars().count() < 10 || p.len() > 1024)
+        || change
+            .name
+            .as_ref()
+            .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 100)
+        || change
+            .email
+            .as_ref()
+            .is_some_and(|e| !e.contains('@') || e.len() > 254)
+    {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    Ok(())
+}
+
+/// Statements that set an agent's departments (by name, created when new) to `names`.
+fn department_statements(
+    db: &worker::D1Database,
+    ctx: &Ctx,
+    team: &str,
+    agent: &str,
+    names: &[String],
+) -> Result<Vec<worker::D1PreparedStatement>, ApiError> {
+    let now = JsValue::from_f64(ctx.now as f64);
+    let mut statements = vec![db
+        .prepare("DELETE FROM agent_departments WHERE agent_id = ?1")
+        .bind(&[agent.into()])
+        .map_err(d1_failed(ctx))?];
+    for name in names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .take(20)
+    {
+        let id = mint(IdKind::Trace, ctx)?.replacen("r_", "d_", 1);
+        statements.push(
+            db.prepare("INSERT OR IGNORE INTO departments (id, team_id, name, created_at) VALUES (?1, ?2, ?3, ?4)")
+                .bind(&[id.into(), team.into(), name.into(), now.clone()])
+                .map_err(d1_failed(ctx))?,
+        );
+        statements.push(
+            db.prepare(
+                "INSERT OR IGNORE INTO agent_departments (agent_id, department_id)
+                 SELECT ?1, id FROM departments WHERE team_id = ?2 AND name = ?3",
+            )
+            .bind(&[agent.into(), team.into(), name.into()])
+            .map_err(d1_failed(ctx))?,
+        );
+    }
+    Ok(statements)
+}
+
+async fn hash_password(password: &str) -> Result<(String, String), ApiError> {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    let salt = random_16().map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    let hash = crate::platform::pbkdf2_sha256(
+        password,
+        &salt,
+        parley_core::password::PBKDF2_ITERATIONS,
+        parley_core::password::HASH_LEN,
+    )
+    .await
+    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    Ok((STANDARD.encode(hash), STANDARD.encode(salt)))
+}
+
+/// `/api/v1/agents[/{id}]`: the team's agents, for owners and admins.
+pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]) -> ApiResult {
+    let (actor, team, caller_role) = admin(req, ctx)?;
+    let db = db(ctx)?;
+    match (method, rest) {
+        (Method::Get, []) => {
+            let rows = db
+                .prepare(format!(
+                    "{AGENT_SELECT} WHERE a.team_id = ?1 ORDER BY a.created_at"
+                ))
+                .bind(&[team.as_str().into()])
+                .map_err(d1_failed(ctx))?
+                .all()
+                .await
+                .and_then(|r| r.results::<AgentRow>())
+                .map_err(d1_failed(ctx))?;
+            ok_json(
+                &serde_json::json!({ "agents": rows.iter().map(agent_json).collect::<Vec<_>>() }),
+                200,
+            )
+        }
+        (Method::Post, []) => {
+            let change: AgentChange = read_json(req).await?;
+            check_change(&change, caller_role, None)?;
+            let (Some(email), Some(name), Some(password)) =
+                (&change.email, &change.name, &change.password)
+            else {
+                return Err(ErrorCode::InvalidRequest.into());
+            };
+            let (hash, salt) = hash_password(password).await?;
+            let id = mint(IdKind::Agent, ctx)?;
+            let role = change.role.clone().unwrap_or_else(|| "agent".into());
+            let permissions =
+                serde_json::to_string(&change.permissions.clone().unwrap_or_default())
+                    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+            let mut statements = vec![db
+                .prepare(
+                    "INSERT INTO agents (id, team_id, email, name, role, password_hash, password_salt,
+                       password_iterations, created_at, capacity, permissions)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+                     WHERE NOT EXISTS (SELECT 1 FROM agents WHERE email = ?3)",
+                )
+                .bind(&[
+                    id.as_str().into(),
+                    team.as_str().into(),
+                    email.trim().to_lowercase().into(),
+                    name.trim().into(),
+                    role.as_str().into(),
+                    hash.into(),
+                    salt.into(),
+                    JsValue::from(parley_core::password::PBKDF2_ITERATIONS),
+                    JsValue::from_f64(ctx.now as f64),
+                    JsValue::from_f64(change.capacity.unwrap_or(5) as f64),
+                    permissions.into(),
+                ])
+                .map_err(d1_failed(ctx))?];
+            statements.extend(department_statements(
+                &db,
+                ctx,
+                &team,
+                &id,
+                change.departments.as_deref().unwrap_or(&[]),
+            )?);
+            let results = db.batch(statements).await.map_err(d1_failed(ctx))?;
+            let created = results
+                .first()
+                .and_then(|r| r.meta().ok().flatten())
+                .and_then(|m| m.changes)
+                .unwrap_or(0);
+            if created == 0 {
+                // The e-mail is taken (here or in another team): nothing was added.
+                return Err(ErrorCode::InvalidRequest.into());
+            }
+            audit(
+                ctx,
+                &team,
+                &actor,
+                "agent_created",
+                &id,
+                serde_json::json!({ "role": role }),
+            )
+            .await?;
+            let row = db
+                .prepare(format!("{AGENT_SELECT} WHERE a.id = ?1"))
+                .bind(&[id.as_str().into()])
+                .map_err(d1_failed(ctx))?
+                .first::<AgentRow>(None)
+                .await
+                .map_err(d1_failed(ctx))?
+                .ok_or(ErrorCode::Internal)?;
+            ok_json(&agent_json(&row), 201)
+        }
+        (Method::Patch, [id]) => {
+            let change: AgentChange = read_json(req).await?;
+            let current = db
+                .prepare(format!("{AGENT_SELECT} WHERE a.id = ?1 AND a.team_id = ?2"))
+                .bind(&[(*id).into(), team.as_str().into()])
+                .map_err(d1_failed(ctx))?
+                .first::<AgentRow>(None)
+                .await
+                .map_err(d1_failed(ctx))?
+                .ok_or(ErrorCode::NotFound)?;
+            check_change(&change, caller_role, Some(&current.role))?;
+            if *id == actor && (change.disabled == Some(true) || change.role.is_some()) {
+                // Nobody locks themselves out or changes their own role.
+                return Err(ErrorCode::Forbidden.into());
+            }
+            let mut statements = Vec::new();
+            let mut set = |column: &str, value: JsValue| -> Result<(), ApiError> {
+                statements.push(
+                    db.prepare(format!("UPDATE agents SET {column} = ?1 WHERE id = ?2"))
+                        .bind(&[value, (*id).into()])
+                        .map_err(d1_failed(ctx))?,
+                );
+                Ok(())
+            };
+            if let Some(name) = &change.name {
+                set("name", name.trim().into())?;
+            }
+            if let Some(role) = &change.role {
+                set("role", role.as_str().into())?;
+            }
+            if let Some(capacity) = change.capacity {
+                set("capacity", JsValue::from_f64(capacity as f64))?;
+            }
+            if let Some(permissions) = &change.permissions {
+                let json = serde_json::to_string(permissions)
+                    .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+                set("permissions", json.into())?;
+            }
+            if let Some(disabled) = change.disabled {
+                set("disabled", JsValue::from(u8::from(disabled)))?;
+            }
+            if let Some(password) = &change.password {
+                let (hash, salt) = hash_password(password).await?;
+                set("password_hash", hash.into())?;
+                set("password_salt", salt.into())?;
+            }
+            if let Some(departments) = &change.departments {
+                statements.extend(department_statements(&db, ctx, &team, id, departments)?);
+            }
+            if statements.is_empty() {
+                return Err(ErrorCode::InvalidRequest.into());
+            }
+            db.batch(statements).await.map_err(d1_failed(ctx))?;
+            let changed: Vec<&str> = [
+                ("name", change.name.is_some()),
+                ("role", change.role.is_some()),
+                ("capacity", change.capacity.is_some()),
+                ("permissions", change.permissions.is_some()),
+                ("disabled", change.disabled.is_some()),
+                ("password", change.password.is_some()),
+                ("departments", change.departments.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.then_some(k))
+            .collect();
+            audit(
+                ctx,
+                &team,
+                &actor,
+                "agent_updated",
+                id,
+                serde_json::json!({ "changed": changed }),
+            )
+            .await?;
+            no_content().map_err(|_| ErrorCode::Internal.into())
+        }
+        (_, [] | [_]) => Err(ErrorCode::MethodNotAllowed.into()),
+        _ => Err(ErrorCode::NotFound.into()),
+    }
+}

@@ -210,6 +210,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (Method::Get, ["api", "v1", "export", file]) => export::export(req, ctx, file).await,
         (Method::Get, ["api", "v1", "search"]) => search::search(req, ctx).await,
         (Method::Get, ["api", "v1", "reports"]) => reports::report(req, ctx).await,
+        (_, ["api", "v1", "agents", rest @ ..]) => admin::agents(req, ctx, method, rest).await,
         (_, ["api", "v1", "sites", site, "webhooks", rest @ ..]) => {
             admin::webhooks(req, ctx, method, site, rest).await
         }
@@ -268,7 +269,7 @@ fn preflight() -> ApiResult {
             .set(k, v)
             .map_err(|_| ApiError::from(ErrorCode::Internal))
     };
-    set("access-control-allow-methods", "GET, POST, OPTIONS")?;
+    set("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")?;
     set(
         "access-control-allow-headers",
         "authorization, content-type",

@@ -213,7 +213,7 @@ test('the visitor attaches an image by the picker, a PDF by drag and drop and a 
   await page.exposeFunction('__msg', (m) => events.push(m));
   await page.evaluate(() => window.Parley.on('message', (m) => window.__msg(m)));
   await openPanel(page);
-  await page.locator('[data-parley] .cb[aria-label="Attach a file"]').waitFor();
+  await page.locator('[data-parley] .ab[aria-label="Attach a file"]').waitFor();
 
   await page.setInputFiles(FILE_INPUT, { name: 'photo.png', mimeType: 'image/png', buffer: PHOTO });
   const conversation = await conversationOf(page);
@@ -256,6 +256,14 @@ test('the visitor attaches an image by the picker, a PDF by drag and drop and a 
 
 test("the agent's image shows as a thumbnail fetched with the token, a document as a chip that downloads it", async () => {
   const context = await visitorContext(browser, { colorScheme: 'dark' });
+  // Count object URLs made and revoked, to see that thumbnails do not leak.
+  await context.addInitScript(() => {
+    window.__urls = { made: 0, revoked: 0 };
+    const make = URL.createObjectURL;
+    const revoke = URL.revokeObjectURL;
+    URL.createObjectURL = (b) => { window.__urls.made += 1; return make(b); };
+    URL.revokeObjectURL = (u) => { window.__urls.revoked += 1; return revoke(u); };
+  });
   const page = await openDemo(context, server);
   const fileRequests = [];
   page.on('request', (r) => { if (/\/files\//.test(r.url())) fileRequests.push({ url: r.url(), auth: r.headers().authorization }); });
@@ -280,6 +288,8 @@ test("the agent's image shows as a thumbnail fetched with the token, a document 
   assert.deepEqual(natural, [80, 56]);
   assert.equal(chip.name, doc.name);
   assert.equal(chip.image, false);
+  // Screen readers hear about the agent's file.
+  await waitFor(async () => /Demo Admin: File: Care guide/.test(await page.locator('[data-parley] [aria-live="polite"].sr').textContent()), 'the announcement');
   // Fetched with the Authorization header, never a token in a URL.
   assert.ok(fileRequests.length >= 1);
   for (const r of fileRequests) {
@@ -304,6 +314,16 @@ test("the agent's image shows as a thumbnail fetched with the token, a document 
   const [dl] = await Promise.all([page.waitForEvent('download'), page.locator('[data-parley] .list .them .chip').click()]);
   assert.equal(dl.suggestedFilename(), doc.name);
   assert.ok((await readFile(await dl.path())).equals(INVOICE));
+
+  // The panel is built again (another language): the old thumbnail's URL is revoked, a new
+  // one is made, and the image shows again.
+  const before = await page.evaluate(() => ({ ...window.__urls }));
+  await page.evaluate(() => window.Parley.setLocale('zh-CN'));
+  await waitFor(async () => (await panelFiles(page))[0]?.loaded, 'the thumbnail after the rebuild');
+  const after = await page.evaluate(() => ({ ...window.__urls }));
+  assert.ok(after.revoked > before.revoked, 'the old thumbnail URL was revoked');
+  assert.equal(after.made, before.made + 1);
+  assert.equal(await page.locator('[data-parley] .ab').getAttribute('aria-label'), '添加附件');
   assert.deepEqual(context.offsite, []);
   assert.deepEqual(page.errors, []);
   await context.close();
@@ -556,5 +576,34 @@ test('files go both ways over long-polling when WebSockets are blocked', async (
   assert.equal(proxy.state.upgraded, 0);
   assert.deepEqual(page.errors, []);
   sock.close();
+  await context.close();
+});
+
+test('an agent file wakes the loader when the chat is not loaded: the badge shows it', async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  await openPanel(page);
+  await send(page, 'I will wait for the label');
+  const conversation = await conversationOf(page);
+  await waitFor(async () => (await diag(page)).outbox === 0, 'sent');
+  await page.locator('[data-parley] .hb[aria-label*="Minimize"]').click();
+  await page.locator('[data-parley] .panel').waitFor({ state: 'hidden' });
+  // Another page of the site: only the loader runs (it long-polls for agent replies).
+  const loaded = [];
+  page.on('request', (r) => loaded.push(new URL(r.url()).pathname));
+  await page.locator('nav a', { hasText: 'Tea Club' }).click();
+  await page.waitForURL(/\/demo\/pricing/);
+  await page.locator('[data-parley] .launch').waitFor({ state: 'visible' });
+  await sleep(1500);
+  assert.ok(!loaded.includes('/widget/chat.js'), 'the chat waits');
+  await agentSendsFile(conversation, 'label.png', 'image/png', AGENT_IMAGE);
+  const badge = page.locator('[data-parley] .badge');
+  await badge.waitFor({ state: 'visible', timeout: 30_000 });
+  assert.equal(await badge.textContent(), '1');
+  assert.ok(loaded.includes('/widget/chat.js'));
+  await openPanel(page);
+  await waitFor(async () => (await panelFiles(page)).some((f) => !f.mine && f.loaded), 'the thumbnail');
+  await badge.waitFor({ state: 'hidden' });
+  assert.deepEqual(page.errors, []);
   await context.close();
 });

@@ -269,10 +269,11 @@ class Chat {
         this.submit();
       }
     });
-    // Pasting a screenshot (or any file) attaches it.
+    // Pasting a screenshot (or any file) attaches it; text (even with a picture of itself, as
+    // office programs copy it) pastes as text.
     this.input.addEventListener('paste', (e) => {
       const files = Array.from(e.clipboardData?.files || []);
-      if (files.length) {
+      if (files.length && !e.clipboardData!.types.includes('text/plain')) {
         e.preventDefault();
         this.attach(files);
       }
@@ -282,13 +283,13 @@ class Chat {
       this.attach(Array.from(this.fileInput.files || []));
       this.fileInput.value = '';
     });
-    const attachBtn = h('button', { type: 'button', cls: 'cb', 'aria-label': this.tr('attach'), title: this.tr('attach'), onclick: () => this.pick() }, icon('clip'));
+    const attachBtn = h('button', { type: 'button', cls: 'ab', 'aria-label': this.tr('attach'), title: this.tr('attach'), onclick: () => this.pick() }, icon('clip'));
     this.emojiBtn = h('button', { type: 'button', cls: 'cb', 'aria-label': this.tr('emoji'), title: this.tr('emoji'), 'aria-expanded': 'false', 'aria-haspopup': 'dialog', onclick: () => this.togglePicker() }, icon('smile'));
     this.sendBtn = h('button', { type: 'submit', cls: 'send', 'aria-label': this.tr('send'), title: this.tr('send') }, icon('send'));
     this.counterEl = h('div', { cls: 'count', 'aria-live': 'polite', hidden: true });
     this.picker = this.buildPicker();
     this.composer = h('form', { cls: 'comp', onsubmit: (e: Event) => { e.preventDefault(); this.submit(); } },
-      this.picker, this.counterEl, this.input, this.fileInput, attachBtn, this.emojiBtn, this.sendBtn);
+      this.picker, this.counterEl, this.input, this.fileInput, this.emojiBtn, attachBtn, this.sendBtn);
     this.notice = h('div', { cls: 'note', role: 'alert', hidden: true });
     this.dropZone = h('div', { cls: 'dz', hidden: true }, h('div', null, icon('clip'), h('span', { text: this.tr('dropHere') })));
     this.view = h('div', { cls: 'view' });
@@ -300,19 +301,21 @@ class Chat {
     }, header, this.view, h('div', { cls: 'ft', 'aria-hidden': 'true', text: this.tr('powered') }), this.announcer, this.dropZone);
     this.panel.addEventListener('keydown', (e) => this.onPanelKey(e));
     // Files dragged over the chat: a drop zone over the whole panel.
-    const dragged = (e: DragEvent) => this.view.dataset.mode === 'chat' && !!e.dataTransfer && Array.from(e.dataTransfer.types).includes('Files');
+    // (A file dropped on a form is ignored rather than opened by the browser in place of the page.)
+    const dragged = (e: DragEvent) => !!e.dataTransfer && Array.from(e.dataTransfer.types).includes('Files');
+    const chat = () => this.view.dataset.mode === 'chat';
     this.panel.addEventListener('dragover', (e) => {
       if (!dragged(e)) return;
       e.preventDefault();
-      e.dataTransfer!.dropEffect = 'copy';
-      this.dropZone.hidden = false;
+      e.dataTransfer!.dropEffect = chat() ? 'copy' : 'none';
+      this.dropZone.hidden = !chat();
     });
     this.dropZone.addEventListener('dragleave', () => { this.dropZone.hidden = true; });
     this.panel.addEventListener('drop', (e) => {
       this.dropZone.hidden = true;
       if (!dragged(e)) return;
       e.preventDefault();
-      this.attach(Array.from(e.dataTransfer!.files));
+      if (chat()) this.attach(Array.from(e.dataTransfer!.files));
     });
     host.box.append(this.panel);
     this.paintSound();
@@ -636,8 +639,11 @@ class Chat {
       }
       const now = Date.now();
       const i = newMsgId();
+      const item: OutboxItem = { i, t: '', a: now, n: now * 1000 + (counter % 1000), f: { name: file.name || 'file', type: file.type, size: file.size }, p: this.page };
       this.blobs.set(i, file);
-      ls.set(`o:${i}`, { i, t: '', a: now, n: now * 1000 + (counter % 1000), f: { name: file.name || 'file', type: file.type, size: file.size }, p: this.page } as OutboxItem);
+      ls.set(`o:${i}`, item);
+      // The upload starts now, even while earlier messages are still being sent.
+      if (this.conv && navigator.onLine) this.upload(this.conv, item).catch(() => {});
       added = true;
     }
     if (added && this.replacing) ls.del(`x:${this.replacing}`);
@@ -747,6 +753,7 @@ class Chat {
       this.blobs.delete(item.i);
       ls.del(`o:${item.i}`);
       this.failed.set(item.i, { t: '', a: item.a, err: r.b?.code || String(r.s), f: cur.f, m: msg });
+      this.announce(`${cur.f!.name}: ${msg}`);
       this.render();
       return { ok: true };
     }

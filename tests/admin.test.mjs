@@ -1,0 +1,77 @@
+// Admin: the team's agents — create, roles and permissions, capacity and departments, disable,
+// reset password — with permission checks and the audit log.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './support/server.mjs';
+import { agentLogin, http } from './support/client.mjs';
+
+let server;
+let owner;
+
+const login = (email, password) => http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email, password } });
+
+before(async () => {
+  server = await startServer();
+  owner = await agentLogin(server);
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('an owner adds an agent with capacity, departments and permissions; the agent signs in', async () => {
+  const created = await http(server.url, '/api/v1/agents', {
+    method: 'POST', token: owner.token,
+    body: { email: 'Mia@Parley.local', name: 'Mia', password: 'a long enough password', capacity: 3, departments: ['sales', 'vip'], permissions: ['export'] },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.deepEqual(
+    { ...created.body, id: undefined, created_at: undefined },
+    { id: undefined, created_at: undefined, email: 'mia@parley.local', name: 'Mia', role: 'agent', capacity: 3, permissions: ['export'], disabled: false, departments: ['sales', 'vip'] },
+  );
+  const signedIn = await login('mia@parley.local', 'a long enough password');
+  assert.equal(signedIn.status, 200);
+  const me = await http(server.url, '/api/v1/me', { token: signedIn.body.token });
+  assert.deepEqual(me.body.permissions, { view_personal_data: false, export: true });
+  // The same e-mail cannot be added twice.
+  const again = await http(server.url, '/api/v1/agents', {
+    method: 'POST', token: owner.token, body: { email: 'mia@parley.local', name: 'Mia 2', password: 'another long password' },
+  });
+  assert.equal(again.status, 400);
+});
+
+test('disable and reset password; every change is audited', async () => {
+  const { body: list } = await http(server.url, '/api/v1/agents', { token: owner.token });
+  const mia = list.agents.find((a) => a.email === 'mia@parley.local');
+  assert.equal((await http(server.url, `/api/v1/agents/${mia.id}`, { method: 'PATCH', token: owner.token, body: { disabled: true } })).status, 204);
+  assert.equal((await login('mia@parley.local', 'a long enough password')).status, 401);
+  await http(server.url, `/api/v1/agents/${mia.id}`, { method: 'PATCH', token: owner.token, body: { disabled: false, password: 'a brand new password' } });
+  assert.equal((await login('mia@parley.local', 'a long enough password')).status, 401);
+  assert.equal((await login('mia@parley.local', 'a brand new password')).status, 200);
+  const { results } = await server.d1("SELECT action, target FROM audit_log WHERE target = ?1 ORDER BY id", [mia.id]);
+  assert.deepEqual(results.map((r) => r.action), ['agent_created', 'agent_updated', 'agent_updated']);
+  // Too short a password, an unknown permission, a capacity out of range.
+  for (const body of [{ password: 'short' }, { permissions: ['everything'] }, { capacity: 1000 }]) {
+    assert.equal((await http(server.url, `/api/v1/agents/${mia.id}`, { method: 'PATCH', token: owner.token, body })).status, 400);
+  }
+});
+
+test('agents cannot administer; admins cannot make owners; nobody disables themselves', async () => {
+  const agentLoginRes = await login('mia@parley.local', 'a brand new password');
+  const asAgent = await http(server.url, '/api/v1/agents', { token: agentLoginRes.body.token });
+  assert.equal(asAgent.status, 403);
+  assert.equal(asAgent.body.code, 'forbidden');
+  const admin = await http(server.url, '/api/v1/agents', {
+    method: 'POST', token: owner.token, body: { email: 'ada@parley.local', name: 'Ada', password: 'admin password here', role: 'admin' },
+  });
+  assert.equal(admin.status, 201);
+  const adminToken = (await login('ada@parley.local', 'admin password here')).body.token;
+  const makeOwner = await http(server.url, '/api/v1/agents', {
+    method: 'POST', token: adminToken, body: { email: 'eve@parley.local', name: 'Eve', password: 'owner password here', role: 'owner' },
+  });
+  assert.equal(makeOwner.status, 403);
+  const demoteOwner = await http(server.url, `/api/v1/agents/${owner.agentId}`, { method: 'PATCH', token: adminToken, body: { disabled: true } });
+  assert.equal(demoteOwner.status, 403);
+  const self = await http(server.url, `/api/v1/agents/${owner.agentId}`, { method: 'PATCH', token: owner.token, body: { disabled: true } });
+  assert.equal(self.status, 403);
+});
