@@ -86,3 +86,36 @@ test('sockets per participant are capped: the 33rd socket of one visitor → too
     sockets.forEach((s) => s.close());
   }
 });
+
+test('flood: more than 30 sessions and conversations from one IP address → 429 rate_limited with Retry-After, nothing created', async () => {
+  const headers = { 'cf-connecting-ip': '127.9.9.9' };
+  const { results: [before] } = await server.d1('SELECT COUNT(*) AS n FROM conversations');
+  let session;
+  const created = [];
+  let refused;
+  for (let i = 0; i < 40 && !refused; i += 1) {
+    if (!session || i % 2 === 0) {
+      const res = await http(server.url, '/api/v1/visitor/session', { method: 'POST', headers, body: { site_key: server.siteKey } });
+      if (res.status === 429) { refused = res; break; }
+      session = res.body;
+    }
+    const conv = await http(server.url, '/api/v1/conversations', { method: 'POST', headers, token: session.token });
+    if (conv.status === 429) refused = conv;
+    else created.push(conv.body.conversation);
+  }
+  assert.ok(refused, 'the flood was stopped');
+  assert.equal(refused.body.code, 'rate_limited');
+  assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+  assert.ok(refused.body.retry_after_ms > 0);
+  // Another address is unaffected.
+  const other = await http(server.url, '/api/v1/visitor/session', { method: 'POST', headers: { 'cf-connecting-ip': '127.9.9.10' }, body: { site_key: server.siteKey } });
+  assert.equal(other.status, 200);
+  // Only the accepted conversations exist (the mirror catches up within a few seconds).
+  for (let i = 0; i < 50; i += 1) {
+    const { results: [now] } = await server.d1('SELECT COUNT(*) AS n FROM conversations');
+    if (now.n >= before.n + created.length) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const { results: [after] } = await server.d1('SELECT COUNT(*) AS n FROM conversations');
+  assert.equal(after.n - before.n, created.length);
+});
