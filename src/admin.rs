@@ -218,7 +218,9 @@ struct AgentRow {
 
 fn agent_json(row: &AgentRow) -> serde_json::Value {
     let list = |s: Option<&str>| {
-        serde_json::from_str::<Vec<String>>(s.unwrap_or("[]")).unwrap_or_default()
+        let mut items = serde_json::from_str::<Vec<String>>(s.unwrap_or("[]")).unwrap_or_default();
+        items.sort();
+        items
     };
     serde_json::json!({
         "id": row.id, "email": row.email, "name": row.name, "role": row.role, "capacity": row.capacity,
@@ -480,6 +482,12 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                 return Err(ErrorCode::InvalidRequest.into());
             }
             db.batch(statements).await.map_err(d1_failed(ctx))?;
+            if change.disabled == Some(true) {
+                crate::sessions::end_all(&ctx.env, id, ctx.now)
+                    .await
+                    .map_err(d1_failed(ctx))?;
+                crate::console::close_agent_sockets(ctx, &team, id).await;
+            }
             let changed: Vec<&str> = [
                 ("name", change.name.is_some()),
                 ("role", change.role.is_some()),

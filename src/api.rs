@@ -67,7 +67,10 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
         trace,
     };
     let method = req.method();
-    let result = route(&mut req, &ctx, &method, &path).await;
+    let result = match live_session(&req, &ctx).await {
+        Ok(()) => route(&mut req, &ctx, &method, &path).await,
+        Err(e) => Err(e),
+    };
     // Whatever the handler did not read is read now, so the connection stays usable.
     drain_unread_body(&mut req).await;
     let mut refused = None;
@@ -100,6 +103,29 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     let mut headers = mutable_headers(&response)?;
     add_cors(&mut headers, &ctx).await?;
     Ok(response.with_headers(headers))
+}
+
+/// Refuses the token of an agent session that has ended, before any handler sees it.
+async fn live_session(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
+    let Ok(principal) = authenticate(req, ctx) else {
+        return Ok(()); // no or bad token: the handler answers as usual
+    };
+    let Some(sid) = principal.session() else {
+        return Ok(());
+    };
+    match crate::sessions::is_live(&ctx.env, sid, ctx.now).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ErrorCode::SessionEnded.into()),
+        Err(e) => {
+            // Through a D1 outage the signed token alone decides, as it does for chat.
+            Log::warn("session_check_failed")
+                .trace(&ctx.trace)
+                .error_class("d1_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+            Ok(())
+        }
+    }
 }
 
 /// A writable copy of a response's headers: those of fetched responses (assets, the objects)
@@ -194,6 +220,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (Method::Get, ["healthz"]) => ok_json(&serde_json::json!({ "ok": true }), 200),
         (Method::Post, ["api", "v1", "visitor", "session"]) => visitor_session(req, ctx).await,
         (Method::Post, ["api", "v1", "agent", "login"]) => agent_login(req, ctx).await,
+        (Method::Post, ["api", "v1", "agent", "logout"]) => agent_logout(req, ctx).await,
         (Method::Get, ["api", "v1", "me"]) => {
             let principal = authenticate(req, ctx)?;
             let permissions = serde_json::json!({
@@ -247,6 +274,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
                     | ["api", "v1", "console", "ws"]
                     | ["api", "v1", "quick-replies"]
                     | ["api", "v1", "agent", "login"]
+                    | ["api", "v1", "agent", "logout"]
                     | ["api", "v1", "me"]
                     | ["api", "v1", "conversations"]
                     | ["healthz"]
@@ -269,7 +297,10 @@ fn preflight() -> ApiResult {
             .set(k, v)
             .map_err(|_| ApiError::from(ErrorCode::Internal))
     };
-    set("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")?;
+    set(
+        "access-control-allow-methods",
+        "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+    )?;
     set(
         "access-control-allow-headers",
         "authorization, content-type",
@@ -539,6 +570,17 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
     }
     let role = AgentRole::parse(&row.role).ok_or_else(|| ApiError::from(ErrorCode::Internal))?;
     let permissions: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
+    let sid = mint(IdKind::Trace, ctx)?.replacen("r_", "sn_", 1);
+    crate::sessions::start(
+        &ctx.env,
+        &sid,
+        &row.id,
+        &row.team_id,
+        ctx.now,
+        ctx.config.agent_token_ttl_ms,
+    )
+    .await
+    .map_err(d1_failed(ctx))?;
     let principal = Principal::Agent {
         id: row.id.clone(),
         team: row.team_id.clone(),
@@ -546,6 +588,7 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         role,
         view_pii: permissions.iter().any(|p| p == "view_personal_data"),
         export: permissions.iter().any(|p| p == "export"),
+        sid: Some(sid),
     };
     let ttl = ctx.config.agent_token_ttl_ms;
     let token = token::sign(ctx.config.token_secret.as_bytes(), principal, ctx.now, ttl)
@@ -562,6 +605,24 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         }),
         200,
     )
+}
+
+/// `POST /api/v1/agent/logout`: ends the session; its console sockets are closed at once, its
+/// conversation sockets refuse their next frame, and the token stops working everywhere.
+async fn agent_logout(req: &Request, ctx: &Ctx) -> ApiResult {
+    let principal = authenticate(req, ctx)?;
+    let (Principal::Agent { id, team, .. }, Some(sid)) = (&principal, principal.session()) else {
+        return Err(ErrorCode::Forbidden.into());
+    };
+    crate::sessions::end(&ctx.env, sid, ctx.now)
+        .await
+        .map_err(d1_failed(ctx))?;
+    crate::console::close_session_sockets(ctx, team, sid).await;
+    Log::info("logout")
+        .trace(&ctx.trace)
+        .field("agent", id.as_str())
+        .emit();
+    crate::http::no_content().map_err(|_| ErrorCode::Internal.into())
 }
 
 async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {

@@ -487,3 +487,58 @@ pub async fn visitor(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
         200,
     )
 }
+
+/// Closes the console sockets of an ended session (or of every session of `agent`) on each of
+/// the team's sites. Best effort: sockets that survive refuse their next frame anyway.
+pub async fn close_session_sockets(ctx: &Ctx, team: &str, sid: &str) {
+    end_on_sites(
+        ctx,
+        team,
+        SiteRequest::EndSession {
+            sid: Some(sid.to_string()),
+            agent: None,
+        },
+    )
+    .await;
+}
+
+pub async fn close_agent_sockets(ctx: &Ctx, team: &str, agent: &str) {
+    end_on_sites(
+        ctx,
+        team,
+        SiteRequest::EndSession {
+            sid: None,
+            agent: Some(agent.to_string()),
+        },
+    )
+    .await;
+}
+
+async fn end_on_sites(ctx: &Ctx, team: &str, request: SiteRequest) {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+    }
+    let sites = async {
+        db(ctx)?
+            .prepare("SELECT id FROM sites WHERE team_id = ?1")
+            .bind(&[team.into()])
+            .map_err(|_| ApiError::from(ErrorCode::Internal))?
+            .all()
+            .await
+            .and_then(|r| r.results::<Row>())
+            .map_err(d1_failed(ctx))
+    }
+    .await
+    .unwrap_or_default();
+    for site in sites {
+        if let Err(e) = site_object::send(&ctx.env, &site.id, &request).await {
+            Log::warn("site_unreachable")
+                .site(&site.id)
+                .trace(&ctx.trace)
+                .error_class("site_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+        }
+    }
+}

@@ -174,6 +174,10 @@ impl DurableObject for ConversationObject {
                 _ => self.refuse_and_close(&ws, &socket, ErrorCode::HelloRequired, CLOSE_POLICY),
             };
         };
+        // An agent who signed out (or was disabled) is cut off at their next frame.
+        if !self.session_live(&principal).await {
+            return self.refuse_and_close(&ws, &socket, ErrorCode::SessionEnded, CLOSE_POLICY);
+        }
         let who = principal.participant();
         let command = match frame {
             ClientFrame::Hello { .. } => {
@@ -300,6 +304,17 @@ impl ConversationObject {
         store
             .rotate_epoch(&epoch, &restore_id)
             .map_err(|e| self.storage_error(&e.to_string()))
+    }
+
+    /// Whether an agent's sign-in session still stands (visitors have none). If D1 cannot be
+    /// asked, the token alone decides: chat goes on through a D1 outage.
+    async fn session_live(&self, principal: &Principal) -> bool {
+        match principal.session() {
+            Some(sid) => crate::sessions::is_live(&self.env, sid, now_ms())
+                .await
+                .unwrap_or(true),
+            None => true,
+        }
     }
 
     fn engine_config(&self) -> EngineConfig {
@@ -635,6 +650,9 @@ impl ConversationObject {
             Ok(claims) => claims.principal,
             Err(e) => return self.refuse_and_close(ws, &socket, e.code(), CLOSE_POLICY),
         };
+        if !self.session_live(&principal).await {
+            return self.refuse_and_close(ws, &socket, ErrorCode::SessionEnded, CLOSE_POLICY);
+        }
         let meta = match self.meta() {
             Ok(meta) => meta,
             Err(e) => return self.refuse_and_close(ws, &socket, e.code, CLOSE_POLICY),

@@ -16,6 +16,7 @@ mod mirror;
 mod platform;
 mod reports;
 mod search;
+mod sessions;
 mod site_object;
 mod sites;
 mod sql_store;

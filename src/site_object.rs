@@ -94,6 +94,11 @@ pub enum SiteRequest {
     Position {
         conversation: String,
     },
+    /// Closes the consoles of an ended session, or of every session of an agent.
+    EndSession {
+        sid: Option<String>,
+        agent: Option<String>,
+    },
 }
 
 /// Sends a request to the object of `site`.
@@ -156,6 +161,9 @@ struct ConsoleSocket {
     agent: Option<AgentProfile>,
     device: String,
     lang: Option<String>,
+    /// The sign-in session the console belongs to.
+    #[serde(default)]
+    sid: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,9 +272,18 @@ impl DurableObject for SiteObject {
                     Ok(c) => c.principal,
                     Err(e) => return refuse(&ws, e.code(), lang, true),
                 };
+                let sid = principal.session().map(str::to_string);
                 let Principal::Agent { id, team, name, .. } = principal else {
                     return refuse(&ws, ErrorCode::Forbidden, lang, true);
                 };
+                if let Some(sid) = &sid {
+                    if !crate::sessions::is_live(&self.env, sid, now_ms())
+                        .await
+                        .unwrap_or(false)
+                    {
+                        return refuse(&ws, ErrorCode::SessionEnded, lang, true);
+                    }
+                }
                 let info = match site {
                     Some(site) => self.site_info(&site).await,
                     None => None,
@@ -276,6 +293,7 @@ impl DurableObject for SiteObject {
                 }
                 let profile = agent_profile(&self.env, &id, &name).await;
                 socket.agent = Some(profile.clone());
+                socket.sid = sid;
                 ws.serialize_attachment(&socket)?;
                 let device = socket.device.clone();
                 let _ = self
@@ -743,6 +761,7 @@ impl SiteObject {
             agent: None,
             device,
             lang: req.headers().get(LANG_HEADER).ok().flatten(),
+            sid: None,
         };
         pair.server
             .serialize_attachment(&socket)
@@ -839,6 +858,25 @@ impl SiteObject {
             SiteRequest::Online => {
                 let state = self.load_state();
                 ok(serde_json::json!({ "online": state.agents.values().any(|a| a.is_available()) }))
+            }
+            SiteRequest::EndSession { sid, agent } => {
+                let mut closed = 0;
+                for (ws, socket) in self.consoles() {
+                    let by_session = sid.is_some() && socket.sid == sid;
+                    let by_agent =
+                        agent.is_some() && socket.agent.as_ref().map(|a| &a.id) == agent.as_ref();
+                    if by_session || by_agent {
+                        let _ = ws.send_with_str(
+                            ApiError::from(ErrorCode::SessionEnded)
+                                .frame(Lang::En)
+                                .to_json(),
+                        );
+                        let _ = ws.close(Some(1008), Some("session_ended"));
+                        self.device_gone(&ws).await;
+                        closed += 1;
+                    }
+                }
+                ok(serde_json::json!({ "closed": closed }))
             }
             SiteRequest::Position { conversation } => {
                 let state = self.load_state();

@@ -75,3 +75,38 @@ test('agents cannot administer; admins cannot make owners; nobody disables thems
   const self = await http(server.url, `/api/v1/agents/${owner.agentId}`, { method: 'PATCH', token: owner.token, body: { disabled: true } });
   assert.equal(self.status, 403);
 });
+
+test('logout ends the session: the token is refused, the console socket closes, conversation sockets are cut off', async () => {
+  const { connect, newConversation, openConsole, siteId } = await import('./support/client.mjs');
+  const signIn = await login('ada@parley.local', 'admin password here');
+  const token = signIn.body.token;
+  const site = await siteId(server, token);
+  const consoleSocket = await openConsole(server, site, token);
+  const conv = await newConversation(server);
+  const convSocket = await connect(server, conv.conversation, token, { after: 0 });
+  assert.equal((await http(server.url, '/api/v1/agent/logout', { method: 'POST', token })).status, 204);
+  const refused = await http(server.url, '/api/v1/conversations', { token });
+  assert.equal(refused.status, 401);
+  assert.equal(refused.body.code, 'session_ended');
+  const ended = await consoleSocket.next((f) => f.type === 'error');
+  assert.equal(ended.code, 'session_ended');
+  assert.equal((await consoleSocket.waitClosed()).code, 1008);
+  convSocket.send({ type: 'typing', active: true });
+  assert.equal((await convSocket.next((f) => f.type === 'error')).code, 'session_ended');
+  assert.equal((await convSocket.waitClosed()).code, 1008);
+  // Signing in again starts a new session.
+  const again = await login('ada@parley.local', 'admin password here');
+  assert.equal((await http(server.url, '/api/v1/me', { token: again.body.token })).status, 200);
+});
+
+test('disabling an agent ends their sessions at once', async () => {
+  const signIn = await login('mia@parley.local', 'a brand new password');
+  const token = signIn.body.token;
+  assert.equal((await http(server.url, '/api/v1/me', { token })).status, 200);
+  const { body: list } = await http(server.url, '/api/v1/agents', { token: owner.token });
+  const mia = list.agents.find((a) => a.email === 'mia@parley.local');
+  await http(server.url, `/api/v1/agents/${mia.id}`, { method: 'PATCH', token: owner.token, body: { disabled: true } });
+  const refused = await http(server.url, '/api/v1/me', { token });
+  assert.equal(refused.status, 401);
+  assert.equal(refused.body.code, 'session_ended');
+});

@@ -59,6 +59,7 @@ mod tests {
             role: AgentRole::Agent,
             view_pii: false,
             export: false,
+            sid: None,
         };
         assert!(can_access(&agent("t_1"), &meta()));
         assert!(!can_access(&agent("t_2"), &meta()));

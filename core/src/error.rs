@@ -20,6 +20,7 @@ pub enum ErrorCode {
     TokenMissing,
     TokenInvalid,
     TokenExpired,
+    SessionEnded,
     InvalidCredentials,
     Forbidden,
     NotFound,
@@ -39,7 +40,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -54,6 +55,7 @@ impl ErrorCode {
         ErrorCode::TokenMissing,
         ErrorCode::TokenInvalid,
         ErrorCode::TokenExpired,
+        ErrorCode::SessionEnded,
         ErrorCode::InvalidCredentials,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -88,6 +90,7 @@ impl ErrorCode {
             ErrorCode::TokenMissing => "token_missing",
             ErrorCode::TokenInvalid => "token_invalid",
             ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::SessionEnded => "session_ended",
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
@@ -125,6 +128,7 @@ impl ErrorCode {
             ErrorCode::TokenMissing
             | ErrorCode::TokenInvalid
             | ErrorCode::TokenExpired
+            | ErrorCode::SessionEnded
             | ErrorCode::InvalidCredentials => 401,
             ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound | ErrorCode::UnknownSite => 404,

@@ -54,6 +54,9 @@ pub enum Principal {
         /// May export the team's data.
         #[serde(default)]
         export: bool,
+        /// The sign-in session; ending it ends the token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sid: Option<String>,
     },
 }
 
@@ -82,6 +85,14 @@ impl Principal {
         match self {
             Principal::Visitor { .. } => Role::Visitor,
             Principal::Agent { .. } => Role::Agent,
+        }
+    }
+
+    /// The agent session this principal signed in with, if any.
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            Principal::Agent { sid, .. } => sid.as_deref(),
+            Principal::Visitor { .. } => None,
         }
     }
 

@@ -1,0 +1,98 @@
+//! Agent sign-in sessions in D1. A token names its session; logging out (or an admin disabling
+//! the agent) ends it, and every entrance refuses a token of an ended session. Checks are
+//! cached briefly per isolate, so a live session costs one D1 read per half minute.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::Env;
+
+/// How long a "still live" answer is reused. An ended session is refused from the moment it
+/// ended in the isolate that ended it, and everywhere else within this time.
+const CACHE_MS: i64 = 30_000;
+
+thread_local! {
+    static LIVE: RefCell<HashMap<String, i64>> = RefCell::new(HashMap::new());
+}
+
+/// Records a new session.
+pub async fn start(
+    env: &Env,
+    sid: &str,
+    agent: &str,
+    team: &str,
+    now: i64,
+    ttl_ms: i64,
+) -> worker::Result<()> {
+    env.d1("DB")?
+        .prepare(
+            "INSERT INTO sessions (id, agent_id, team_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&[
+            sid.into(),
+            agent.into(),
+            team.into(),
+            JsValue::from_f64(now as f64),
+            JsValue::from_f64((now + ttl_ms) as f64),
+        ])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Whether the session may still act: not ended, not expired, its agent not disabled.
+pub async fn is_live(env: &Env, sid: &str, now: i64) -> worker::Result<bool> {
+    if LIVE.with(|c| c.borrow().get(sid).is_some_and(|at| now - at < CACHE_MS)) {
+        return Ok(true);
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        live: f64,
+    }
+    let live = env
+        .d1("DB")?
+        .prepare(
+            "SELECT COUNT(*) AS live FROM sessions s JOIN agents a ON a.id = s.agent_id
+             WHERE s.id = ?1 AND s.ended_at IS NULL AND s.expires_at > ?2 AND a.disabled = 0",
+        )
+        .bind(&[sid.into(), JsValue::from_f64(now as f64)])?
+        .first::<Row>(None)
+        .await?
+        .is_some_and(|r| r.live > 0.0);
+    LIVE.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        if live {
+            cache.insert(sid.to_string(), now);
+        } else {
+            cache.remove(sid);
+        }
+    });
+    Ok(live)
+}
+
+/// Ends a session (logout).
+pub async fn end(env: &Env, sid: &str, now: i64) -> worker::Result<()> {
+    LIVE.with(|c| c.borrow_mut().remove(sid));
+    env.d1("DB")?
+        .prepare("UPDATE sessions SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL")
+        .bind(&[sid.into(), JsValue::from_f64(now as f64)])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Ends every session of an agent (disabled by an admin).
+pub async fn end_all(env: &Env, agent: &str, now: i64) -> worker::Result<()> {
+    LIVE.with(|c| c.borrow_mut().clear());
+    env.d1("DB")?
+        .prepare("UPDATE sessions SET ended_at = ?2 WHERE agent_id = ?1 AND ended_at IS NULL")
+        .bind(&[agent.into(), JsValue::from_f64(now as f64)])?
+        .run()
+        .await?;
+    Ok(())
+}
