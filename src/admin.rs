@@ -515,3 +515,211 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
         _ => Err(ErrorCode::NotFound.into()),
     }
 }
+
+#[derive(Deserialize, Serialize)]
+struct SiteRow {
+    id: String,
+    name: String,
+    site_key: String,
+    allowed_origins: String,
+    settings: String,
+    routing: String,
+    retention_days: Option<i64>,
+    identity_secret: Option<String>,
+    created_at: i64,
+}
+
+fn site_json(row: &SiteRow) -> serde_json::Value {
+    let json =
+        |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::json!({}));
+    serde_json::json!({
+        "id": row.id, "name": row.name, "site_key": row.site_key,
+        "allowed_origins": json(&row.allowed_origins),
+        // Settings as the widget sees them: defaults filled in, invalid parts replaced.
+        "settings": parley_core::site_settings::WidgetSettings::from_stored(&row.settings),
+        "routing": serde_json::from_str::<parley_core::routing::RoutingConfig>(&row.routing).unwrap_or_default(),
+        "retention_days": row.retention_days,
+        "identity_verification": row.identity_secret.is_some(),
+        "created_at": row.created_at,
+    })
+}
+
+fn is_origin(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']) && s.len() <= 200
+}
+
+/// `/api/v1/sites/{site}` (GET, PATCH) and `/api/v1/sites/{site}/identity-secret` (POST, rotates).
+pub async fn site(
+    req: &mut Request,
+    ctx: &Ctx,
+    method: &Method,
+    site: &str,
+    rest: &[&str],
+) -> ApiResult {
+    let (actor, team) = admin_of_site(req, ctx, site).await?;
+    let db = db(ctx)?;
+    match (method, rest) {
+        (Method::Get, []) => {
+            let row = db
+                .prepare("SELECT * FROM sites WHERE id = ?1")
+                .bind(&[site.into()])
+                .map_err(d1_failed(ctx))?
+                .first::<SiteRow>(None)
+                .await
+                .map_err(d1_failed(ctx))?
+                .ok_or(ErrorCode::NotFound)?;
+            ok_json(&site_json(&row), 200)
+        }
+        (Method::Patch, []) => {
+            #[derive(Deserialize)]
+            struct Body {
+                name: Option<String>,
+                allowed_origins: Option<Vec<String>>,
+                settings: Option<parley_core::site_settings::WidgetSettings>,
+                routing: Option<parley_core::routing::RoutingConfig>,
+                retention_days: Option<Option<i64>>,
+            }
+            let body: Body = read_json(req).await?;
+            let mut statements = Vec::new();
+            let mut changed = Vec::new();
+            let mut set = |column: &str, value: JsValue| -> Result<(), ApiError> {
+                statements.push(
+                    db.prepare(format!("UPDATE sites SET {column} = ?1 WHERE id = ?2"))
+                        .bind(&[value, site.into()])
+                        .map_err(d1_failed(ctx))?,
+                );
+                changed.push(column.to_string());
+                Ok(())
+            };
+            let json = |v: &dyn erased::Json| {
+                v.to_json()
+                    .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))
+            };
+            if let Some(name) = body.name.map(|n| n.trim().to_string()) {
+                if name.is_empty() || name.chars().count() > 100 {
+                    return Err(ErrorCode::InvalidRequest.into());
+                }
+                set("name", name.into())?;
+            }
+            if let Some(origins) = body.allowed_origins {
+                if origins.len() > 50 || !origins.iter().all(|o| is_origin(o)) {
+                    return Err(ErrorCode::InvalidRequest.into());
+                }
+                set("allowed_origins", json(&origins)?.into())?;
+            }
+            if let Some(settings) = body.settings {
+                set("settings", json(&settings.sanitized())?.into())?;
+            }
+            if let Some(routing) = body.routing {
+                let zone_ok = !routing.hours.enabled
+                    || parley_core::hours::is_known_zone(&routing.hours.timezone);
+                if !zone_ok
+                    || routing.answer_timeout_ms < 5_000
+                    || routing.heartbeat_timeout_ms < 5_000
+                {
+                    return Err(ErrorCode::InvalidRequest.into());
+                }
+                set("routing", json(&routing)?.into())?;
+            }
+            if let Some(days) = body.retention_days {
+                if days.is_some_and(|d| !(1..=3650).contains(&d)) {
+                    return Err(ErrorCode::InvalidRequest.into());
+                }
+                set(
+                    "retention_days",
+                    days.map_or(JsValue::NULL, |d| JsValue::from_f64(d as f64)),
+                )?;
+            }
+            if statements.is_empty() {
+                return Err(ErrorCode::InvalidRequest.into());
+            }
+            db.batch(statements).await.map_err(d1_failed(ctx))?;
+            audit(
+                ctx,
+                &team,
+                &actor,
+                "site_updated",
+                site,
+                serde_json::json!({ "changed": changed }),
+            )
+            .await?;
+            no_content().map_err(|_| ErrorCode::Internal.into())
+        }
+        (Method::Post, ["identity-secret"]) => {
+            // Rotation: the old secret stops verifying at once; shown this once.
+            let bytes = random_16().map_err(|_| ApiError::from(ErrorCode::Internal))?;
+            let more = random_16().map_err(|_| ApiError::from(ErrorCode::Internal))?;
+            let secret: String = bytes
+                .iter()
+                .chain(more.iter())
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            db.prepare("UPDATE sites SET identity_secret = ?1 WHERE id = ?2")
+                .bind(&[secret.as_str().into(), site.into()])
+                .map_err(d1_failed(ctx))?
+                .run()
+                .await
+                .map_err(d1_failed(ctx))?;
+            audit(
+                ctx,
+                &team,
+                &actor,
+                "identity_secret_rotated",
+                site,
+                serde_json::json!({}),
+            )
+            .await?;
+            ok_json(&serde_json::json!({ "identity_secret": secret }), 200)
+        }
+        (_, [] | ["identity-secret"]) => Err(ErrorCode::MethodNotAllowed.into()),
+        _ => Err(ErrorCode::NotFound.into()),
+    }
+}
+
+/// Serialisation to JSON text for the values stored in columns.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> serde_json::Result<String>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Result<String> {
+            serde_json::to_string(self)
+        }
+    }
+}
+
+/// `GET /api/v1/departments`: the team's departments (for transfers), for every agent.
+pub async fn departments(req: &Request, ctx: &Ctx) -> ApiResult {
+    #[derive(Deserialize, Serialize)]
+    struct Row {
+        id: String,
+        name: String,
+        agents: f64,
+    }
+    let Principal::Agent { team, .. } = authenticate(req, ctx)? else {
+        return Err(ErrorCode::Forbidden.into());
+    };
+    let rows = db(ctx)?
+        .prepare(
+            "SELECT d.id, d.name, (SELECT COUNT(*) FROM agent_departments ad WHERE ad.department_id = d.id) AS agents
+             FROM departments d WHERE d.team_id = ?1 ORDER BY d.name",
+        )
+        .bind(&[team.into()])
+        .map_err(d1_failed(ctx))?
+        .all()
+        .await
+        .and_then(|r| r.results::<Row>())
+        .map_err(d1_failed(ctx))?;
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({ "id": r.id, "name": r.name, "agents": r.agents as u32 }))
+        .collect();
+    ok_json(&serde_json::json!({ "departments": list }), 200)
+}

@@ -241,6 +241,10 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (_, ["api", "v1", "sites", site, "webhooks", rest @ ..]) => {
             admin::webhooks(req, ctx, method, site, rest).await
         }
+        (_, ["api", "v1", "sites", site, rest @ ..]) => {
+            admin::site(req, ctx, method, site, rest).await
+        }
+        (Method::Get, ["api", "v1", "departments"]) => admin::departments(req, ctx).await,
         (Method::Get, ["api", "v1", "console", "ws"]) => console::open_console(req, ctx).await,
         (Method::Get, ["api", "v1", "quick-replies"]) => console::quick_replies(req, ctx).await,
         (Method::Post, ["api", "v1", "quick-replies"]) => console::add_quick_reply(req, ctx).await,
@@ -269,6 +273,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
                     | ["api", "v1", "visitor", "attributes"]
                     | ["api", "v1", "widget", "config"]
                     | ["api", "v1", "sites"]
+                    | ["api", "v1", "departments"]
                     | ["api", "v1", "search"]
                     | ["api", "v1", "reports"]
                     | ["api", "v1", "console", "ws"]

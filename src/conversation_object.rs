@@ -921,7 +921,7 @@ impl ConversationObject {
                 file: row.file_ref(),
             }),
             None => Err(ApiError {
-                code: ErrorCode::NotFound,
+                code: ErrorCode::FileNotFound,
                 client_msg_id: Some(client_msg_id),
                 retry_after_ms: None,
             }),

@@ -8,7 +8,15 @@ import { agentLogin, http } from './support/client.mjs';
 let server;
 let owner;
 
-const login = (email, password) => http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email, password } });
+// Each sign-in from its own loopback address, so this file's many sign-ins stay under the
+// per-address login limit (which has its own test in bad-input).
+let signIns = 0;
+const login = (email, password) => {
+  signIns += 1;
+  return http(server.url, '/api/v1/agent/login', {
+    method: 'POST', headers: { 'cf-connecting-ip': `127.7.0.${signIns}` }, body: { email, password },
+  });
+};
 
 before(async () => {
   server = await startServer();
@@ -109,4 +117,42 @@ test('disabling an agent ends their sessions at once', async () => {
   const refused = await http(server.url, '/api/v1/me', { token });
   assert.equal(refused.status, 401);
   assert.equal(refused.body.code, 'session_ended');
+});
+
+test('site settings: widget texts, origins, routing with business hours, retention; secret rotation; departments', async () => {
+  const { siteId } = await import('./support/client.mjs');
+  const site = await siteId(server, owner.token);
+  const patch = (body) => http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body });
+  assert.equal((await patch({
+    name: 'Tea House',
+    allowed_origins: ['https://shop.example', 'http://allowed.example'],
+    settings: { appearance: { color: '#0f766e', position: 'left' }, welcome: { en: 'Hello tea lover!', 'zh-CN': '茶友您好！' } },
+    routing: { policy: 'least_loaded', answer_timeout_ms: 60000, hours: { enabled: true, timezone: 'Asia/Shanghai', weekly: { mon: [{ open: '09:00', close: '18:00' }] } } },
+    retention_days: 365,
+  })).status, 204);
+  const got = await http(server.url, `/api/v1/sites/${site}`, { token: owner.token });
+  assert.equal(got.body.name, 'Tea House');
+  assert.deepEqual(got.body.allowed_origins, ['https://shop.example', 'http://allowed.example']);
+  assert.equal(got.body.settings.appearance.color, '#0f766e');
+  assert.equal(got.body.routing.policy, 'least_loaded');
+  assert.equal(got.body.routing.hours.timezone, 'Asia/Shanghai');
+  assert.equal(got.body.retention_days, 365);
+  // Invalid values are refused and change nothing.
+  for (const body of [{ allowed_origins: ['javascript:alert(1)'] }, { routing: { hours: { enabled: true, timezone: 'Mars/Olympus' } } }, { retention_days: 0 }, { name: '' }]) {
+    assert.equal((await patch(body)).status, 400, JSON.stringify(body));
+  }
+  assert.equal((await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body.name, 'Tea House');
+  // Rotation returns a new secret once; identify() verification uses it.
+  const rotated = await http(server.url, `/api/v1/sites/${site}/identity-secret`, { method: 'POST', token: owner.token });
+  assert.match(rotated.body.identity_secret, /^[0-9a-f]{64}$/);
+  assert.notEqual(rotated.body.identity_secret, server.identitySecret);
+  // Departments made through agents are listed for every agent.
+  const agentToken = (await login('ada@parley.local', 'admin password here')).body.token;
+  const deps = await http(server.url, '/api/v1/departments', { token: agentToken });
+  assert.equal(deps.status, 200, JSON.stringify(deps.body));
+  assert.deepEqual(deps.body.departments.map((d) => d.name), ['sales', 'vip']);
+  // Agents cannot change sites; other teams' sites are unknown.
+  const asAgent = await http(server.url, `/api/v1/sites/${site}`, { token: (await login('mia@parley.local', 'a brand new password')).body.token });
+  assert.ok([401, 403].includes(asAgent.status));
+  assert.equal((await http(server.url, '/api/v1/sites/s_aaaaaaaaaaaaaaaaaaaaaaaaaa', { token: owner.token })).status, 404);
 });

@@ -192,7 +192,7 @@ test("another conversation's file and another visitor's access get the uniform n
     method: 'POST', token: b.token, body: { client_msg_id: msgId('x'), file: up.body.file.id },
   });
   assert.equal(cross.status, 404);
-  assert.equal(cross.body.code, 'not_found');
+  assert.equal(cross.body.code, 'file_not_found');
   // Downloading A's file through B's conversation, or as B through A's.
   assert.equal((await download(b.conversation, b.token, up.body.file.id)).status, 404);
   assert.equal((await download(a.conversation, b.token, up.body.file.id)).status, 404);

@@ -89,7 +89,14 @@ impl Kind {
             return true;
         }
         match self {
-            Kind::Text => declared == "text/plain",
+            // Browsers declare text files by extension (markdown, logs…): any text/* will do.
+            Kind::Text => {
+                declared.starts_with("text/")
+                    && !matches!(
+                        declared.as_str(),
+                        "text/html" | "text/xml" | "text/javascript"
+                    )
+            }
             Kind::Csv => matches!(
                 declared.as_str(),
                 "text/csv" | "text/plain" | "application/vnd.ms-excel"

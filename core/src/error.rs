@@ -34,13 +34,14 @@ pub enum ErrorCode {
     FileTooLarge,
     UnsupportedFileType,
     FileTypeMismatch,
+    FileNotFound,
     MethodNotAllowed,
     StorageUnavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -69,6 +70,7 @@ impl ErrorCode {
         ErrorCode::FileTooLarge,
         ErrorCode::UnsupportedFileType,
         ErrorCode::FileTypeMismatch,
+        ErrorCode::FileNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StorageUnavailable,
         ErrorCode::Internal,
@@ -104,6 +106,7 @@ impl ErrorCode {
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::UnsupportedFileType => "unsupported_file_type",
             ErrorCode::FileTypeMismatch => "file_type_mismatch",
+            ErrorCode::FileNotFound => "file_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Internal => "internal",
@@ -131,7 +134,7 @@ impl ErrorCode {
             | ErrorCode::SessionEnded
             | ErrorCode::InvalidCredentials => 401,
             ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
-            ErrorCode::NotFound | ErrorCode::UnknownSite => 404,
+            ErrorCode::NotFound | ErrorCode::UnknownSite | ErrorCode::FileNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyAssigned | ErrorCode::AgentUnavailable => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,

@@ -59,6 +59,11 @@ fn time(s: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(s, "%H:%M").ok()
 }
 
+/// Whether `name` is an IANA time zone this build knows.
+pub fn is_known_zone(name: &str) -> bool {
+    name.parse::<Tz>().is_ok()
+}
+
 impl BusinessHours {
     fn zone(&self) -> Tz {
         self.timezone.parse().unwrap_or(Tz::UTC)

@@ -972,7 +972,7 @@ class Chat {
           this.onFrame(r.b);
           return { ok: true };
         }
-        // not_found naming the message: its file, not the conversation, is unknown.
+        // A refusal naming the message (file_not_found): its file, not the conversation, is unknown.
         const code = r.s === 404 && r.b?.client_msg_id ? 'file_gone' : r.b?.code || String(r.s);
         return { code, msg: r.b?.message, retry: code === 'rate_limited' ? Number(r.b?.retry_after_ms) || 1000 : 3000 };
       }, () => ({ retry: 3000 }));
@@ -1113,7 +1113,7 @@ class Chat {
       case 'error':
         if (f.client_msg_id && this.waiters.has(f.client_msg_id)) {
           // A send refused with not_found (the socket is signed in): its file is unknown.
-          this.waiters.get(f.client_msg_id)!.resolve({ code: f.code === 'not_found' ? 'file_gone' : f.code, msg: f.message, retry: f.code === 'rate_limited' ? Number(f.retry_after_ms) || 1000 : 3000 });
+          this.waiters.get(f.client_msg_id)!.resolve({ code: f.code === 'not_found' || f.code === 'file_not_found' ? 'file_gone' : f.code, msg: f.message, retry: f.code === 'rate_limited' ? Number(f.retry_after_ms) || 1000 : 3000 });
         } else if (f.code === 'not_found') this.gone();
         return;
       case 'typing':
