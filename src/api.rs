@@ -20,7 +20,7 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::sites::{self, Lookup, Site};
-use crate::{admin, console, export, files, reports, search, widget};
+use crate::{admin, console, erasure, export, files, reports, search, widget};
 
 /// What every handler needs to know about the request it serves.
 pub struct Ctx {
@@ -251,6 +251,10 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (Method::Get, ["api", "v1", "visitors", visitor]) => {
             console::visitor(req, ctx, visitor).await
         }
+        (Method::Delete, ["api", "v1", "visitors", visitor]) => {
+            erasure::erase_visitor(req, ctx, visitor).await
+        }
+        (Method::Post, ["api", "v1", "maintenance", "purge"]) => erasure::purge_now(req, ctx).await,
         (Method::Post, ["api", "v1", "visitor", "context"]) => widget::context(req, ctx).await,
         (Method::Post, ["api", "v1", "visitor", "identify"]) => widget::identify(req, ctx).await,
         (Method::Post, ["api", "v1", "visitor", "attributes"]) => {

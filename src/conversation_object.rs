@@ -976,6 +976,45 @@ impl ConversationObject {
         }
     }
 
+    /// Erases everything this conversation holds: sockets closed, files deleted from R2, the
+    /// object's storage cleared. Afterwards it answers like a conversation that never was.
+    async fn erase(&self, trace: &str) -> ApiResult {
+        let meta = self.meta()?;
+        for ws in self.state.get_websockets() {
+            let _ = ws.close(Some(1000), Some("erased"));
+        }
+        if let Ok(bucket) = self.env.bucket("ATTACHMENTS") {
+            let listed = bucket
+                .list()
+                .prefix(format!("c/{}/", meta.id))
+                .execute()
+                .await;
+            if let Ok(objects) = listed {
+                let keys: Vec<String> = objects.objects().iter().map(|o| o.key()).collect();
+                if !keys.is_empty() {
+                    bucket
+                        .delete_multiple(keys)
+                        .await
+                        .map_err(|e| self.storage_error(&e.to_string()))?;
+                }
+            }
+        }
+        let storage = self.state.storage();
+        let _ = storage.delete_alarm().await;
+        storage
+            .delete_all()
+            .await
+            .map_err(|e| self.storage_error(&e.to_string()))?;
+        *self.engine.borrow_mut() = None;
+        *self.store.borrow_mut() = None;
+        Log::info("conversation_erased")
+            .site(&meta.site)
+            .conversation(&meta.id)
+            .trace(trace)
+            .emit();
+        no_content().map_err(|_| ErrorCode::Internal.into())
+    }
+
     /// Operations from the site's object: routing decisions and queue notices.
     async fn system(&self, req: &mut Request, trace: &str) -> ApiResult {
         let request: SystemRequest = read_json(req).await?;
@@ -991,6 +1030,7 @@ impl ConversationObject {
                     .await?;
             }
             SystemRequest::Notify { frame } => self.broadcast(&frame, None),
+            SystemRequest::Erase => return self.erase(trace).await,
         }
         no_content().map_err(|_| ErrorCode::Internal.into())
     }

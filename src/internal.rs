@@ -90,6 +90,8 @@ pub enum SystemRequest {
     Assign { agent: Participant },
     /// A frame for everyone connected, not stored (e.g. the queue position).
     Notify { frame: ServerFrame },
+    /// Erase the conversation: its log, its files, its sockets (data protection).
+    Erase,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ mod api;
 mod config;
 mod console;
 mod conversation_object;
+mod erasure;
 mod export;
 mod files;
 mod http;
@@ -33,6 +34,17 @@ use worker::{event, Context, Env, Request, Response, Result};
 #[event(start)]
 fn start() {
     console_error_panic_hook::set_once();
+}
+
+/// The daily retention purge (wrangler.toml `[triggers]`).
+#[event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    if let Err(e) = erasure::purge_expired(&env, platform::now_ms(), None).await {
+        log::Log::error("retention_purge_failed")
+            .error_class("storage_unavailable")
+            .field("detail", e.to_string())
+            .emit();
+    }
 }
 
 #[event(fetch)]

@@ -1,0 +1,206 @@
+//! Data protection: erasing a visitor with everything of theirs, and the retention purge that
+//! a cron trigger runs daily. A conversation is erased by its own object (its log, files in R2,
+//! open sockets), then its rows leave D1.
+
+use parley_core::ids::{self, IdKind};
+use parley_core::token::{AgentRole, Principal};
+use parley_core::ErrorCode;
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{Env, Method, Request, RequestInit};
+
+use crate::api::{authenticate, d1_failed, db, ok_json, Ctx};
+use crate::console::audit;
+use crate::http::ApiResult;
+use crate::internal::{SystemRequest, INTERNAL_BASE};
+use crate::log::Log;
+
+/// Conversations erased per retention run and site; the next run continues.
+const PURGE_BATCH: u32 = 200;
+
+/// Erases one conversation: its object's storage and files, then its D1 rows.
+pub async fn erase_conversation(env: &Env, conversation: &str) -> worker::Result<()> {
+    let stub = env
+        .durable_object("CONVERSATION")?
+        .id_from_name(conversation)?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(JsValue::from_str(&serde_json::to_string(
+            &SystemRequest::Erase,
+        )?)));
+    let response = stub
+        .fetch_with_request(Request::new_with_init(
+            &format!("{INTERNAL_BASE}/system"),
+            &init,
+        )?)
+        .await?;
+    // 404: never created, or already erased.
+    if response.status_code() >= 300 && response.status_code() != 404 {
+        return Err(worker::Error::RustError(format!(
+            "erase answered {}",
+            response.status_code()
+        )));
+    }
+    let db = env.d1("DB")?;
+    let statements = [
+        "DELETE FROM messages WHERE conversation_id = ?1",
+        "DELETE FROM conversation_tags WHERE conversation_id = ?1",
+        "DELETE FROM conversations WHERE id = ?1",
+    ]
+    .iter()
+    .map(|sql| db.prepare(*sql).bind(&[conversation.into()]))
+    .collect::<worker::Result<Vec<_>>>()?;
+    db.batch(statements).await?;
+    Ok(())
+}
+
+/// `DELETE /api/v1/visitors/{id}` (owners and admins): the visitor and everything of theirs —
+/// conversations, messages, files, page views, identity — is erased, and the audit log says so.
+pub async fn erase_visitor(req: &Request, ctx: &Ctx, visitor: &str) -> ApiResult {
+    let principal = authenticate(req, ctx)?;
+    let Principal::Agent {
+        id: actor,
+        team,
+        role,
+        ..
+    } = &principal
+    else {
+        return Err(ErrorCode::Forbidden.into());
+    };
+    if !matches!(role, AgentRole::Owner | AgentRole::Admin) {
+        return Err(ErrorCode::Forbidden.into());
+    }
+    if !ids::is_valid(IdKind::Visitor, visitor) {
+        return Err(ErrorCode::NotFound.into());
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+    }
+    let db = db(ctx)?;
+    // The visitor must belong to the caller's team, by their record or their conversations.
+    let known = db
+        .prepare(
+            "SELECT id FROM visitors WHERE id = ?1 AND site_id IN (SELECT id FROM sites WHERE team_id = ?2)
+             UNION SELECT visitor_id FROM conversations WHERE visitor_id = ?1
+               AND site_id IN (SELECT id FROM sites WHERE team_id = ?2) LIMIT 1",
+        )
+        .bind(&[visitor.into(), team.as_str().into()])
+        .map_err(d1_failed(ctx))?
+        .first::<Row>(None)
+        .await
+        .map_err(d1_failed(ctx))?;
+    if known.is_none() {
+        return Err(ErrorCode::NotFound.into());
+    }
+    let conversations = db
+        .prepare("SELECT id FROM conversations WHERE visitor_id = ?1")
+        .bind(&[visitor.into()])
+        .map_err(d1_failed(ctx))?
+        .all()
+        .await
+        .and_then(|r| r.results::<Row>())
+        .map_err(d1_failed(ctx))?;
+    for conversation in &conversations {
+        erase_conversation(&ctx.env, &conversation.id)
+            .await
+            .map_err(d1_failed(ctx))?;
+    }
+    let statements = [
+        "DELETE FROM page_views WHERE visitor_id = ?1",
+        "DELETE FROM visitors WHERE id = ?1",
+    ]
+    .iter()
+    .map(|sql| db.prepare(*sql).bind(&[visitor.into()]))
+    .collect::<worker::Result<Vec<_>>>()
+    .map_err(d1_failed(ctx))?;
+    db.batch(statements).await.map_err(d1_failed(ctx))?;
+    audit(
+        ctx,
+        team,
+        actor,
+        "visitor_erased",
+        visitor,
+        serde_json::json!({ "conversations": conversations.len() }),
+    )
+    .await?;
+    ok_json(
+        &serde_json::json!({ "erased_conversations": conversations.len() }),
+        200,
+    )
+}
+
+/// Erases conversations older than their site's retention (by last activity). Returns how
+/// many were erased. Run by the daily cron trigger and by `POST /api/v1/maintenance/purge`.
+pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::Result<u32> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+    }
+    let db = env.d1("DB")?;
+    let expired = db
+        .prepare(
+            "SELECT c.id FROM conversations c JOIN sites s ON s.id = c.site_id
+             WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
+               AND c.updated_at < ?1 - s.retention_days * 86400000
+             ORDER BY c.updated_at LIMIT ?3",
+        )
+        .bind(&[
+            JsValue::from_f64(now as f64),
+            team.unwrap_or("").into(),
+            JsValue::from(PURGE_BATCH),
+        ])?
+        .all()
+        .await?
+        .results::<Row>()?;
+    let mut erased = 0;
+    for row in expired {
+        match erase_conversation(env, &row.id).await {
+            Ok(()) => erased += 1,
+            Err(e) => Log::warn("purge_failed")
+                .conversation(&row.id)
+                .error_class("storage_unavailable")
+                .field("detail", e.to_string())
+                .emit(),
+        }
+    }
+    // Page views follow the same rule.
+    db.prepare(
+        "DELETE FROM page_views WHERE id IN (SELECT p.id FROM page_views p JOIN sites s ON s.id = p.site_id
+           WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
+             AND p.created_at < ?1 - s.retention_days * 86400000)",
+    )
+    .bind(&[JsValue::from_f64(now as f64), team.unwrap_or("").into()])?
+    .run()
+    .await?;
+    Log::info("retention_purge").field("erased", erased).emit();
+    Ok(erased)
+}
+
+/// `POST /api/v1/maintenance/purge` (owners): runs the retention purge for the team now.
+pub async fn purge_now(req: &Request, ctx: &Ctx) -> ApiResult {
+    let principal = authenticate(req, ctx)?;
+    let Principal::Agent {
+        id,
+        team,
+        role: AgentRole::Owner,
+        ..
+    } = &principal
+    else {
+        return Err(ErrorCode::Forbidden.into());
+    };
+    let erased = purge_expired(&ctx.env, ctx.now, Some(team))
+        .await
+        .map_err(d1_failed(ctx))?;
+    audit(
+        ctx,
+        team,
+        id,
+        "retention_purge",
+        team,
+        serde_json::json!({ "erased": erased }),
+    )
+    .await?;
+    ok_json(&serde_json::json!({ "erased_conversations": erased }), 200)
+}

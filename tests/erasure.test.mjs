@@ -1,0 +1,87 @@
+// Data protection: erasing a visitor removes their conversations, messages, files and page
+// trail everywhere; the retention purge erases what is older than a site keeps.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './support/server.mjs';
+import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, siteId, sleep } from './support/client.mjs';
+
+let server;
+let owner;
+
+async function mirrored(conversation, n) {
+  for (let i = 0; i < 100; i += 1) {
+    const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM messages WHERE conversation_id = ?1', [conversation]);
+    if (row.n >= n) return;
+    await sleep(100);
+  }
+  throw new Error('mirror did not catch up');
+}
+
+before(async () => {
+  server = await startServer();
+  owner = await agentLogin(server);
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('erasing a visitor removes conversations, messages, files and page views, and is audited', async () => {
+  const v = await newConversation(server);
+  await http(server.url, `/api/v1/conversations/${v.conversation}/messages`, {
+    method: 'POST', token: v.token, body: { client_msg_id: msgId('e'), text: 'my phone is +49 30 1234567' },
+  });
+  await http(server.url, '/api/v1/visitor/context', {
+    method: 'POST', token: v.token, body: { page: { url: 'https://shop.example/cart', title: 'Cart' } },
+  });
+  const up = await fetch(`${server.url}/api/v1/conversations/${v.conversation}/files?name=note.txt`, {
+    method: 'POST', headers: { authorization: `Bearer ${v.token}`, 'content-type': 'text/plain' }, body: 'private\n',
+  });
+  const file = (await up.json()).file;
+  await http(server.url, `/api/v1/conversations/${v.conversation}/messages`, {
+    method: 'POST', token: v.token, body: { client_msg_id: msgId('f'), file: file.id },
+  });
+  await mirrored(v.conversation, 3);
+
+  const plain = await createAgent(server, { name: 'Plain', email: 'plain-erase@parley.local' });
+  assert.equal((await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: plain.token })).status, 403);
+
+  const erased = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(erased.status, 200, JSON.stringify(erased.body));
+  assert.equal(erased.body.erased_conversations, 1);
+  // Gone from the conversation's object, its files, and D1.
+  const history = await http(server.url, `/api/v1/conversations/${v.conversation}/history`, { token: owner.token });
+  assert.equal(history.status, 404);
+  const download = await fetch(`${server.url}/api/v1/conversations/${v.conversation}/files/${file.id}`, { headers: { authorization: `Bearer ${owner.token}` } });
+  assert.equal(download.status, 404);
+  for (const [sql, param] of [
+    ['SELECT COUNT(*) AS n FROM messages WHERE conversation_id = ?1', v.conversation],
+    ['SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', v.conversation],
+    ['SELECT COUNT(*) AS n FROM page_views WHERE visitor_id = ?1', v.visitorId],
+    ['SELECT COUNT(*) AS n FROM visitors WHERE id = ?1', v.visitorId],
+  ]) {
+    const { results: [row] } = await server.d1(sql, [param]);
+    assert.equal(row.n, 0, sql);
+  }
+  const { results } = await server.d1("SELECT target FROM audit_log WHERE action = 'visitor_erased'");
+  assert.deepEqual(results, [{ target: v.visitorId }]);
+  // A second erase finds nothing to erase.
+  assert.equal((await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token })).status, 404);
+});
+
+test('the retention purge erases conversations older than the site keeps, and only those', async () => {
+  const site = await siteId(server, owner.token);
+  const old = await newConversation(server);
+  const fresh = await newConversation(server);
+  await mirrored(old.conversation, 1);
+  await mirrored(fresh.conversation, 1);
+  await http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { retention_days: 30 } });
+  const fortyDaysAgo = Date.now() - 40 * 86_400_000;
+  await server.d1('UPDATE conversations SET updated_at = ?1, created_at = ?1 WHERE id = ?2', [fortyDaysAgo, old.conversation]);
+  const purge = await http(server.url, '/api/v1/maintenance/purge', { method: 'POST', token: owner.token });
+  assert.equal(purge.status, 200, JSON.stringify(purge.body));
+  assert.equal(purge.body.erased_conversations, 1);
+  assert.equal((await http(server.url, `/api/v1/conversations/${old.conversation}/history`, { token: owner.token })).status, 404);
+  assert.equal((await fullHistory(server, fresh.conversation, owner.token)).length, 1);
+  await http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { retention_days: null } });
+});
