@@ -218,6 +218,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (Method::Get, ["healthz"]) => ok_json(&serde_json::json!({ "ok": true }), 200),
+        (Method::Get, ["api", "v1", "openapi.json"]) => ok_json(&crate::openapi::document(), 200),
         (Method::Post, ["api", "v1", "visitor", "session"]) => visitor_session(req, ctx).await,
         (Method::Post, ["api", "v1", "agent", "login"]) => agent_login(req, ctx).await,
         (Method::Post, ["api", "v1", "agent", "logout"]) => agent_logout(req, ctx).await,
@@ -277,6 +278,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
                     | ["api", "v1", "visitor", "attributes"]
                     | ["api", "v1", "widget", "config"]
                     | ["api", "v1", "sites"]
+                    | ["api", "v1", "openapi.json"]
                     | ["api", "v1", "departments"]
                     | ["api", "v1", "search"]
                     | ["api", "v1", "reports"]

@@ -14,6 +14,7 @@ mod internal;
 mod limiter_object;
 mod log;
 mod mirror;
+mod openapi;
 mod platform;
 mod reports;
 mod search;
