@@ -526,6 +526,7 @@ struct SiteRow {
     routing: String,
     retention_days: Option<i64>,
     identity_secret: Option<String>,
+    translation: String,
     created_at: i64,
 }
 
@@ -539,9 +540,22 @@ fn site_json(row: &SiteRow) -> serde_json::Value {
         "settings": parley_core::site_settings::WidgetSettings::from_stored(&row.settings),
         "routing": serde_json::from_str::<parley_core::routing::RoutingConfig>(&row.routing).unwrap_or_default(),
         "retention_days": row.retention_days,
-        "identity_verification": row.identity_secret.is_some(),
+        "translation": translation_view(&row.translation),
         "created_at": row.created_at,
     })
+}
+
+/// A site's translation settings as admins see them: the provider key is write-only.
+fn translation_view(stored: &str) -> serde_json::Value {
+    let mut settings = serde_json::from_str::<parley_core::translate::TranslationSettings>(stored)
+        .unwrap_or_default();
+    let key_set = settings.api_key.take().is_some();
+    let mut value = serde_json::to_value(settings).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("api_key");
+        map.insert("api_key_set".into(), key_set.into());
+    }
+    value
 }
 
 fn is_origin(s: &str) -> bool {
@@ -584,6 +598,7 @@ pub async fn site(
                 settings: Option<parley_core::site_settings::WidgetSettings>,
                 routing: Option<parley_core::routing::RoutingConfig>,
                 retention_days: Option<Option<i64>>,
+                translation: Option<parley_core::translate::TranslationSettings>,
             }
             let body: Body = read_json(req).await?;
             let mut statements = Vec::new();
@@ -626,6 +641,41 @@ pub async fn site(
                     return Err(ErrorCode::InvalidRequest.into());
                 }
                 set("routing", json(&routing)?.into())?;
+            }
+            if let Some(mut translation) = body.translation {
+                let endpoint_ok = translation.provider
+                    == parley_core::translate::Provider::WorkersAi
+                    || parley_core::webhook::url_allowed(
+                        &translation.endpoint,
+                        ctx.config.webhook_allow_private,
+                    );
+                if translation.enabled && !endpoint_ok
+                    || parley_core::translate::primary(&translation.agent_language).is_empty()
+                {
+                    return Err(ErrorCode::InvalidRequest.into());
+                }
+                if translation.api_key.is_none() {
+                    // Keep the stored key unless a new one is given.
+                    #[derive(Deserialize)]
+                    struct Current {
+                        translation: String,
+                    }
+                    translation.api_key = db
+                        .prepare("SELECT translation FROM sites WHERE id = ?1")
+                        .bind(&[site.into()])
+                        .map_err(d1_failed(ctx))?
+                        .first::<Current>(None)
+                        .await
+                        .map_err(d1_failed(ctx))?
+                        .and_then(|c| {
+                            serde_json::from_str::<parley_core::translate::TranslationSettings>(
+                                &c.translation,
+                            )
+                            .ok()
+                        })
+                        .and_then(|t| t.api_key);
+                }
+                set("translation", json(&translation)?.into())?;
             }
             if let Some(days) = body.retention_days {
                 if days.is_some_and(|d| !(1..=3650).contains(&d)) {

@@ -394,9 +394,75 @@ impl ConversationObject {
             self.schedule_mirror(0).await;
         }
         if !appended.is_empty() {
+            self.translate_later(&appended).await;
             self.notify_site(appended);
         }
         Ok(())
+    }
+
+    /// Remembers the language a visitor reads, for translating agents' replies to them.
+    fn remember_visitor_language(&self, principal: &Principal, lang: Option<&str>) {
+        let (Principal::Visitor { .. }, Some(lang)) = (principal, lang) else {
+            return;
+        };
+        let tag = parley_core::translate::primary(lang);
+        if tag.is_empty() || tag.len() > 8 {
+            return;
+        }
+        let _ = self.with_engine(|_, store| store.set_setting("visitor_language", &tag));
+    }
+
+    /// Starts background translations of new messages when the site translates: visitors'
+    /// messages into the agents' language, agents' replies into the visitor's.
+    async fn translate_later(&self, events: &[parley_core::Event]) {
+        let messages: Vec<&parley_core::Event> = events
+            .iter()
+            .filter(|e| matches!(e.payload, parley_core::EventPayload::Message { .. }))
+            .collect();
+        if messages.is_empty() {
+            return;
+        }
+        let Ok(meta) = self.meta() else { return };
+        let Some(settings) = crate::translation::settings(&self.env, &meta.site).await else {
+            return;
+        };
+        let visitor_language = self
+            .with_engine(|_, store| store.setting("visitor_language"))
+            .ok()
+            .flatten()
+            .and_then(|r| r.ok())
+            .flatten();
+        for event in messages {
+            let parley_core::EventPayload::Message { text } = &event.payload else {
+                continue;
+            };
+            let (sender, target) = match event.author.role {
+                parley_core::Role::Visitor => (
+                    visitor_language.as_deref(),
+                    Some(settings.agent_language.as_str()),
+                ),
+                _ => (
+                    Some(settings.agent_language.as_str()),
+                    visitor_language.as_deref(),
+                ),
+            };
+            let Some(target) = target else { continue };
+            let Some((from, to)) = parley_core::translate::plan(text, sender, target) else {
+                continue;
+            };
+            let job = crate::translation::Job {
+                conversation: meta.id.clone(),
+                of: event.seq,
+                text: text.clone(),
+                from,
+                to,
+            };
+            self.state.wait_until(crate::translation::run(
+                self.env.clone(),
+                settings.clone(),
+                job,
+            ));
+        }
     }
 
     /// Tells the site's object what happened here (routing and the agents' inbox feed). Not on
@@ -678,6 +744,7 @@ impl ConversationObject {
         }
         socket.principal = Some(principal.clone());
         ws.serialize_attachment(&socket)?;
+        self.remember_visitor_language(&principal, socket.lang.as_deref());
         let command = Command::Hello {
             who: principal.participant(),
             after,
@@ -816,6 +883,9 @@ impl ConversationObject {
         let meta = self.meta()?;
         if !can_access(&request.principal, &meta) {
             return Err(ErrorCode::NotFound.into());
+        }
+        if matches!(request.operation, Operation::Send { .. }) {
+            self.remember_visitor_language(&request.principal, header(req, LANG_HEADER).as_deref());
         }
         let who = request.principal.participant();
         let command = match request.operation {
@@ -1031,6 +1101,24 @@ impl ConversationObject {
             }
             SystemRequest::Notify { frame } => self.broadcast(&frame, None),
             SystemRequest::Erase => return self.erase(trace).await,
+            SystemRequest::Translate {
+                of,
+                from,
+                to,
+                result,
+                provider,
+            } => {
+                let command = Command::Translate {
+                    of,
+                    from,
+                    to,
+                    result,
+                    provider,
+                };
+                let mut replies = Vec::new();
+                self.execute(command, Caller::Http(&mut replies, None), trace)
+                    .await?;
+            }
         }
         no_content().map_err(|_| ErrorCode::Internal.into())
     }
@@ -1082,6 +1170,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Send { .. } => "send",
         Command::Note { .. } => "note",
         Command::Rate { .. } => "rate",
+        Command::Translate { .. } => "translate",
         Command::Attach { .. } => "attach",
         Command::Typing { .. } => "typing",
         Command::Read { .. } => "read",

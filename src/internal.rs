@@ -92,6 +92,14 @@ pub enum SystemRequest {
     Notify { frame: ServerFrame },
     /// Erase the conversation: its log, its files, its sockets (data protection).
     Erase,
+    /// Record the translation (or why there is none) of message `of`.
+    Translate {
+        of: u64,
+        from: String,
+        to: String,
+        result: Result<String, String>,
+        provider: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

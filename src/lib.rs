@@ -22,6 +22,7 @@ mod sessions;
 mod site_object;
 mod sites;
 mod sql_store;
+mod translation;
 mod webhook_object;
 mod widget;
 

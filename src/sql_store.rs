@@ -268,6 +268,35 @@ impl SqlStore {
         )
     }
 
+    /// A small setting of this conversation (e.g. the visitor's language).
+    pub fn setting(&self, key: &str) -> Result<Option<String>, SqlError> {
+        #[derive(Deserialize)]
+        struct Row {
+            v: String,
+        }
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+            None,
+        )?;
+        Ok(self
+            .rows::<Row>("SELECT v FROM settings WHERE k = ?", vec![key.into()])?
+            .into_iter()
+            .next()
+            .map(|r| r.v))
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), SqlError> {
+        self.sql.exec(
+            "CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+            None,
+        )?;
+        self.sql.exec(
+            "INSERT INTO settings (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            vec![key.into(), value.into()],
+        )?;
+        Ok(())
+    }
+
     /// The restore this conversation last started an epoch for.
     pub fn restore_marker(&self) -> Result<Option<String>, SqlError> {
         #[derive(Deserialize)]

@@ -14,7 +14,10 @@ export class ApiError extends Error {
 }
 
 let token: string | null = null;
-let onUnauthorized: (() => void) | null = null;
+let onUnauthorized: ((code: string) => void) | null = null;
+
+/** Codes that mean the sign-in is over: back to the login screen. */
+export const SIGNED_OUT_CODES = ['token_missing', 'token_invalid', 'token_expired', 'session_ended'];
 
 export function setToken(next: string | null): void {
   token = next;
@@ -24,9 +27,16 @@ export function getToken(): string | null {
   return token;
 }
 
-/** Called when the server says the token is missing, invalid or expired. */
-export function setUnauthorizedHandler(fn: () => void): void {
+/** Called when the server says the token is missing, invalid or expired, or its session ended. */
+export function setUnauthorizedHandler(fn: (code: string) => void): void {
   onUnauthorized = fn;
+}
+
+/** A socket's error frame said the sign-in is over (`session_ended` comes straight from here). */
+export function signedOutBy(code: string): void {
+  if (code === 'session_ended') onUnauthorized?.(code);
+  // Other token errors are confirmed over HTTP first: /me signs out if the token really is dead.
+  else api('/api/v1/me').catch(() => {});
 }
 
 export interface RequestOptions {
@@ -65,10 +75,50 @@ export async function api<T = any>(path: string, opts: RequestOptions = {}): Pro
     const message = typeof parsed?.message === 'string' ? parsed.message : t('genericError');
     const retry = Number(parsed?.retry_after_ms ?? 0) || Number(res.headers.get('retry-after') ?? 0) * 1000 || undefined;
     const err = new ApiError(res.status, code, message, retry);
-    if (res.status === 401 && !opts.anonymous && ['token_missing', 'token_invalid', 'token_expired'].includes(code)) onUnauthorized?.();
+    if (res.status === 401 && !opts.anonymous && SIGNED_OUT_CODES.includes(code)) onUnauthorized?.(code);
     throw err;
   }
   return parsed as T;
+}
+
+/**
+ * A download (CSV, JSON) fetched with the token, never a token in a URL: resolves to the bytes
+ * and the server's file name. Errors are ApiErrors with the server's message, as for api().
+ */
+export async function fetchBlob(path: string, signal?: AbortSignal): Promise<{ blob: Blob; name: string | null }> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      headers: { authorization: `Bearer ${token ?? ''}`, 'accept-language': lang() },
+      credentials: 'same-origin', cache: 'no-store', signal,
+    });
+  } catch (e) {
+    if ((e as Error)?.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', t('networkError'));
+  }
+  if (!res.ok) {
+    const body = await res.json().catch(() => null);
+    const code = typeof body?.code === 'string' ? body.code : `http_${res.status}`;
+    if (res.status === 401 && SIGNED_OUT_CODES.includes(code)) onUnauthorized?.(code);
+    throw new ApiError(res.status, code, typeof body?.message === 'string' ? body.message : t('genericError'));
+  }
+  const disposition = res.headers.get('content-disposition') ?? '';
+  const name = /filename="?([^";]+)"?/i.exec(disposition)?.[1] ?? null;
+  return { blob: await res.blob(), name };
+}
+
+/** Hands a blob to the browser as a file download. */
+export function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.rel = 'noopener';
+  a.hidden = true;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 /** Whether an error means "this server does not have that endpoint yet". */

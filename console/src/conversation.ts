@@ -3,7 +3,7 @@
 //
 // Start-up: info → latest history page → socket hello with after=<last seq held>&epoch, so the
 // server replays exactly what was missed (or sends `reset`, after which history is reloaded).
-import { api, ApiError, getToken, isMissingEndpoint } from './api';
+import { api, ApiError, getToken, isMissingEndpoint, SIGNED_OUT_CODES, signedOutBy } from './api';
 import { Emitter } from './emitter';
 import { upload } from './files';
 import { lang } from './i18n';
@@ -243,10 +243,10 @@ export class ConvSession extends Emitter<ConvEvents> {
       }
       return;
     }
-    if (['token_missing', 'token_invalid', 'token_expired'].includes(f.code)) {
+    if (SIGNED_OUT_CODES.includes(f.code)) {
       this.socket.closeIsFinal = true;
-      // A fresh /me request triggers the sign-out path if the token really is dead.
-      api('/api/v1/me').catch(() => {});
+      // session_ended signs out at once; other token errors are confirmed by a fresh /me.
+      signedOutBy(f.code);
       return;
     }
     if (f.code === 'not_found' || f.code === 'forbidden') {

@@ -3,7 +3,7 @@ import { setBaseTitle, unlockAudioOnGesture } from './alerts';
 import { api, ApiError, setToken, setUnauthorizedHandler } from './api';
 import { lang, onLangChange, t } from './i18n';
 import { load, onExternalChange, remove, save } from './storage';
-import type { Agent, Session } from './types';
+import type { Agent, Me, Session } from './types';
 import { AppView } from './ui/app';
 import { renderLogin } from './ui/login';
 
@@ -33,12 +33,39 @@ function showApp(session: Session): void {
   root.removeAttribute('aria-busy');
   root.className = 'app-root';
   app?.destroy();
-  app = new AppView(root, session.agent, () => signOut());
+  app = new AppView(root, session.agent, () => void signOutByUser());
 }
 
+/** Signed out by the server (token dead, session ended elsewhere): straight to the login. */
 function signOut(notice?: string): void {
   remove('session');
   showLogin(notice);
+}
+
+let signingOut = false;
+
+/**
+ * The agent signs out: the live parts stop first (so the server's own session_ended frames
+ * are not mistaken for an outside sign-out), then the server ends the session, then the local
+ * state goes. A server that cannot be reached does not keep anyone signed in on this device.
+ */
+async function signOutByUser(): Promise<void> {
+  if (signingOut) return;
+  signingOut = true;
+  app?.destroy();
+  app = null;
+  root.setAttribute('aria-busy', 'true');
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 5000);
+  try {
+    await api('/api/v1/agent/logout', { method: 'POST', signal: abort.signal });
+  } catch {
+    /* already ended, offline or slow: sign out locally all the same */
+  } finally {
+    clearTimeout(timer);
+    signingOut = false;
+  }
+  signOut();
 }
 
 async function boot(): Promise<void> {
@@ -46,7 +73,10 @@ async function boot(): Promise<void> {
   setBaseTitle(t('appTitle'));
   onLangChange(() => setBaseTitle(t('appTitle')));
   unlockAudioOnGesture();
-  setUnauthorizedHandler(() => signOut(t('sessionExpired')));
+  setUnauthorizedHandler((code) => {
+    if (signingOut) return;
+    signOut(t(code === 'session_ended' ? 'sessionEnded' : 'sessionExpired'));
+  });
   // Signing out in one tab signs out the others.
   onExternalChange('session', () => {
     const s = load<Session>('session');
@@ -64,9 +94,12 @@ async function boot(): Promise<void> {
   }
   setToken(session.token);
   try {
-    const me = await api<{ principal: { id: string; kind: string; name: string; role: string; team: string } }>('/api/v1/me');
+    const me = await api<Me>('/api/v1/me');
     if (me?.principal?.kind !== 'agent') return signOut();
-    const agent: Agent = { ...session.agent, name: me.principal.name ?? session.agent.name, role: me.principal.role ?? session.agent.role };
+    const agent: Agent = {
+      ...session.agent, name: me.principal.name ?? session.agent.name, role: me.principal.role ?? session.agent.role,
+      permissions: me.permissions ?? session.agent.permissions,
+    };
     session.agent = agent;
     save('session', session);
   } catch (e) {

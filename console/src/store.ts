@@ -6,7 +6,7 @@
 // snapshot after hello and after every change, and `feed` frames for alerts. While no site
 // socket is live (not deployed yet, or reconnecting) the list is polled instead.
 import { chime, desktopNotify, setTitleCount } from './alerts';
-import { api, ApiError, getToken, isMissingEndpoint } from './api';
+import { api, ApiError, getToken, isMissingEndpoint, SIGNED_OUT_CODES, signedOutBy } from './api';
 import { ConvSession } from './conversation';
 import { Emitter } from './emitter';
 import { lang, t } from './i18n';
@@ -202,9 +202,9 @@ export class Store extends Emitter<{
     } else if (f?.type === 'feed') {
       this.onFeed(link, f as FeedFrame);
     } else if (f?.type === 'error') {
-      if (['token_missing', 'token_invalid', 'token_expired'].includes(f.code)) {
+      if (SIGNED_OUT_CODES.includes(f.code)) {
         link.socket.closeIsFinal = true;
-        api('/api/v1/me').catch(() => {});
+        signedOutBy(f.code);
       } else if (f.code === 'forbidden' || f.code === 'not_found' || f.code === 'unknown_site') {
         link.socket.closeIsFinal = true;
       }

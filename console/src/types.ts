@@ -4,12 +4,29 @@ export type Role = 'visitor' | 'agent' | 'system';
 export type AgentStatus = 'online' | 'away' | 'busy' | 'offline';
 export const STATUSES: AgentStatus[] = ['online', 'away', 'busy', 'offline'];
 
+export interface Permissions {
+  view_personal_data: boolean;
+  export: boolean;
+}
+
 export interface Agent {
   id: string;
   name: string;
   email: string;
   role: string;
   team: string;
+  /** Effective permissions from /api/v1/me (not in the login answer). */
+  permissions?: Permissions;
+}
+
+export interface Me {
+  principal: { id: string; kind: string; name: string; role: string; team: string };
+  permissions?: Permissions;
+}
+
+/** Owners and admins manage the team: agents, sites, reports, erasure. */
+export function isAdmin(agent: Pick<Agent, 'role'>): boolean {
+  return agent.role === 'owner' || agent.role === 'admin';
 }
 
 export interface Session {
@@ -132,4 +149,139 @@ export interface VisitorInfo {
   };
   pages?: { url: string; title?: string | null; at: number }[];
   conversations?: { id: string; status: string; created_at: number; last_message_at?: number | null }[];
+}
+
+// ---- administration (owners and admins) -----------------------------------------------------
+
+/** A team member as `GET /api/v1/agents` lists them. */
+export interface TeamAgent {
+  id: string;
+  email: string;
+  name: string;
+  role: 'owner' | 'admin' | 'agent' | string;
+  capacity: number;
+  permissions: string[];
+  disabled: boolean;
+  departments: string[];
+  created_at: number;
+}
+
+/** Text in several languages, keyed by language tag (`en`, `zh-CN`). */
+export type Localized = Record<string, string>;
+
+export interface FormField {
+  name: string;
+  label: Localized;
+  type: 'text' | 'email' | 'tel' | 'textarea';
+  required: boolean;
+}
+
+export interface WidgetSettings {
+  appearance: { color: string; position: 'right' | 'left'; launcher_text: Localized };
+  welcome: Localized;
+  prechat: { enabled: boolean; fields: FormField[] };
+  offline: { message: Localized };
+  attachments: { max_bytes: number };
+  [more: string]: unknown;
+}
+
+export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+
+export interface Span {
+  open: string;
+  close: string;
+}
+
+export interface BusinessHours {
+  enabled: boolean;
+  timezone: string;
+  weekly: Record<Weekday, Span[]>;
+  holidays: string[];
+}
+
+export type RuleWhen = 'url_contains' | 'language' | 'country' | 'param';
+export const RULE_KINDS: RuleWhen[] = ['url_contains', 'language', 'country', 'param'];
+
+export interface RoutingRule {
+  when: RuleWhen;
+  value: string;
+  department: string;
+}
+
+export interface Routing {
+  policy: 'round_robin' | 'least_loaded';
+  answer_timeout_ms: number;
+  offline_behavior: 'requeue' | 'keep';
+  heartbeat_timeout_ms: number;
+  rules: RoutingRule[];
+  hours: BusinessHours;
+  [more: string]: unknown;
+}
+
+export interface SiteDetail {
+  id: string;
+  name: string;
+  site_key: string;
+  allowed_origins: string[];
+  settings: WidgetSettings;
+  routing: Routing;
+  retention_days: number | null;
+  identity_verification: boolean;
+  created_at: number;
+}
+
+export const WEBHOOK_EVENTS = [
+  'conversation.created', 'message.created', 'conversation.assigned', 'conversation.closed', 'offline_message.created',
+] as const;
+
+export interface Webhook {
+  id: string;
+  url: string;
+  events: string[];
+  enabled: boolean;
+  failures: number;
+  disabled_reason: string | null;
+  created_at: number;
+}
+
+export interface Delivery {
+  delivery_id: string;
+  event: string;
+  status: 'pending' | 'delivered' | 'failed' | string;
+  attempts: number;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+  next_at: number | null;
+}
+
+export interface Spread {
+  count: number;
+  median_ms: number | null;
+  p90_ms: number | null;
+}
+
+export interface Report {
+  timezone: string;
+  conversations: number;
+  per_day: Record<string, number>;
+  first_response: Spread;
+  resolution: Spread;
+  missed: number;
+  per_agent: { agent: string; conversations: number; messages: number; first_response: Spread; satisfaction: number | null; missed: number }[];
+  busiest_hours: number[];
+  by_country: Record<string, number>;
+  by_source: Record<string, number>;
+  satisfaction: { ratings: number; average: number | null; distribution: number[] };
+}
+
+export interface SearchHit {
+  conversation_id: string;
+  seq: number;
+  created_at: number;
+  site_id: string;
+  author_role: string;
+  text: string;
 }

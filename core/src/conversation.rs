@@ -99,6 +99,14 @@ pub enum Command {
         client_msg_id: String,
         file: FileRef,
     },
+    /// A translation of message `of` (or its failure) arrived; recorded once per target language.
+    Translate {
+        of: u64,
+        from: String,
+        to: String,
+        result: Result<String, String>,
+        provider: String,
+    },
     /// The visitor rates the conversation (1–5, optional comment); a later rating supersedes.
     Rate {
         who: Participant,
@@ -311,6 +319,13 @@ impl Engine {
                 score,
                 comment,
             } => self.rate(store, who, score, comment, now),
+            Command::Translate {
+                of,
+                from,
+                to,
+                result,
+                provider,
+            } => self.translate(store, of, from, to, result, provider, now),
             Command::Assign { who, agent } => self.assign(store, who, agent, now),
             Command::Poll { after, epoch } => self.poll(store, after, epoch),
             Command::History { before, limit } => self.history(store, before, limit),
@@ -415,6 +430,7 @@ impl Engine {
                 | EventPayload::Note { .. }
                 | EventPayload::File { .. }
                 | EventPayload::Rated { .. }
+                | EventPayload::Translation { .. }
                 | EventPayload::Hidden {} => {}
             }
         }
@@ -678,6 +694,53 @@ impl Engine {
             Status::Open => EventPayload::Reopened {},
         };
         self.lifecycle(store, payload, who, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn translate<S: Store>(
+        &mut self,
+        store: &mut S,
+        of: u64,
+        from: String,
+        to: String,
+        result: Result<String, String>,
+        provider: String,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        if of == 0 || of > self.meta.head {
+            return Err(EngineError::reject(ErrorCode::InvalidSeq));
+        }
+        // One translation per message and language, however often it is delivered.
+        let key = format!("tr:{of}:{to}");
+        let system = system_participant();
+        if store
+            .seq_for_client_msg(&system.id, &key)
+            .map_err(EngineError::Store)?
+            .is_some()
+        {
+            return Ok(Vec::new());
+        }
+        let (text, failed) = match result {
+            Ok(text) => (Some(text.chars().take(MAX_TEXT_CHARS * 2).collect()), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        let payload = EventPayload::Translation {
+            of,
+            from,
+            to,
+            text,
+            provider,
+            failed,
+        };
+        let mut events = self.append(store, vec![(payload, system, Some(key))], now)?;
+        let event = events
+            .pop()
+            .ok_or(EngineError::reject(ErrorCode::Internal))?;
+        Ok(vec![
+            Effect::Broadcast(ServerFrame::Event(event)),
+            Effect::Mirror,
+            Effect::Wake,
+        ])
     }
 
     fn rate<S: Store>(

@@ -23,6 +23,7 @@ pub mod reports;
 pub mod routing;
 pub mod site_settings;
 pub mod token;
+pub mod translate;
 pub mod visitor;
 pub mod webhook;
 

@@ -82,6 +82,18 @@ pub enum EventPayload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
     },
+    /// A machine translation of the message at `of`, or why there is none (`failed`). The
+    /// original stays the event of record; this follows it and never holds it up.
+    Translation {
+        of: u64,
+        from: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        provider: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed: Option<String>,
+    },
     /// What a visitor receives in place of a note: the seq stays gap-free, the note stays private.
     Hidden {},
 }
@@ -97,6 +109,7 @@ impl EventPayload {
             EventPayload::Note { .. } => "note",
             EventPayload::File { .. } => "file",
             EventPayload::Rated { .. } => "rated",
+            EventPayload::Translation { .. } => "translation",
             EventPayload::Hidden {} => "hidden",
         }
     }

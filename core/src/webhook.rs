@@ -85,6 +85,7 @@ pub fn notices(conversation: &str, site: &str, visitor: &str, event: &Event) -> 
         EventPayload::Reopened {}
         | EventPayload::Note { .. }
         | EventPayload::Rated { .. }
+        | EventPayload::Translation { .. }
         | EventPayload::Hidden {} => Vec::new(),
     }
 }

@@ -183,6 +183,7 @@ fn log_state(log: &[Event]) -> (Status, Option<String>) {
             | EventPayload::Note { .. }
             | EventPayload::File { .. }
             | EventPayload::Rated { .. }
+            | EventPayload::Translation { .. }
             | EventPayload::Hidden {} => {}
         }
     }
