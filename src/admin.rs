@@ -527,6 +527,7 @@ struct SiteRow {
     retention_days: Option<i64>,
     identity_secret: Option<String>,
     translation: String,
+    automation: String,
     created_at: i64,
 }
 
@@ -541,6 +542,8 @@ fn site_json(row: &SiteRow) -> serde_json::Value {
         "routing": serde_json::from_str::<parley_core::routing::RoutingConfig>(&row.routing).unwrap_or_default(),
         "retention_days": row.retention_days,
         "translation": translation_view(&row.translation),
+        "automation": serde_json::from_str::<parley_core::automation::AutomationSettings>(&row.automation)
+            .unwrap_or_default(),
         "created_at": row.created_at,
     })
 }
@@ -599,6 +602,7 @@ pub async fn site(
                 routing: Option<parley_core::routing::RoutingConfig>,
                 retention_days: Option<Option<i64>>,
                 translation: Option<parley_core::translate::TranslationSettings>,
+                automation: Option<parley_core::automation::AutomationSettings>,
             }
             let body: Body = read_json(req).await?;
             let mut statements = Vec::new();
@@ -676,6 +680,17 @@ pub async fn site(
                         .and_then(|t| t.api_key);
                 }
                 set("translation", json(&translation)?.into())?;
+            }
+            if let Some(automation) = body.automation {
+                let too_big = automation.keyword_replies.len() > 50
+                    || automation.invitations.len() > 20
+                    || automation
+                        .auto_close_seconds
+                        .is_some_and(|s| !(10..=30 * 86_400).contains(&s));
+                if too_big {
+                    return Err(ErrorCode::InvalidRequest.into());
+                }
+                set("automation", json(&automation)?.into())?;
             }
             if let Some(days) = body.retention_days {
                 if days.is_some_and(|d| !(1..=3650).contains(&d)) {

@@ -236,6 +236,7 @@ impl DurableObject for ConversationObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.close_if_idle().await;
         self.drain_mirror().await;
         self.drain_webhooks().await;
         self.delete_abandoned_files().await;
@@ -394,10 +395,123 @@ impl ConversationObject {
             self.schedule_mirror(0).await;
         }
         if !appended.is_empty() {
+            self.automate(&appended).await;
             self.translate_later(&appended).await;
             self.notify_site(appended);
         }
         Ok(())
+    }
+
+    /// The site's automations after new events: replies to a visitor's message (away reply,
+    /// keywords) and the idle timer that closes a quiet conversation.
+    async fn automate(&self, events: &[parley_core::Event]) {
+        let Ok(meta) = self.meta() else { return };
+        let site = crate::automation::load(&self.env, &meta.site).await;
+        let now = now_ms();
+        let activity = events.iter().any(|e| {
+            matches!(
+                e.payload,
+                parley_core::EventPayload::Message { .. } | parley_core::EventPayload::File { .. }
+            )
+        });
+        if activity && meta.status == parley_core::Status::Open {
+            if let Some(due) = parley_core::automation::close_due(&site.settings, now) {
+                let _ = self
+                    .with_engine(|_, store| store.set_setting("last_activity", &now.to_string()));
+                self.schedule_mirror(due - now + 1000).await;
+            }
+        }
+        let language = self
+            .with_engine(|_, store| store.setting("visitor_language"))
+            .ok()
+            .flatten()
+            .and_then(|r| r.ok())
+            .flatten()
+            .unwrap_or_else(|| "en".into());
+        let open = site.routing.hours.is_open(now);
+        for event in events {
+            let (parley_core::EventPayload::Message { text }, parley_core::Role::Visitor) =
+                (&event.payload, event.author.role)
+            else {
+                continue;
+            };
+            for reply in
+                parley_core::automation::replies(&site.settings, text, &language, open, now)
+            {
+                let command = Command::Automated {
+                    key: reply.key,
+                    text: reply.text,
+                };
+                let mut replies = Vec::new();
+                // Box::pin: execute() ends by calling automate() again, for the new events.
+                if let Err(e) =
+                    Box::pin(self.execute(command, Caller::Http(&mut replies, None), "")).await
+                {
+                    self.log("automation_failed", "")
+                        .error_class(e.code.as_str())
+                        .emit();
+                }
+            }
+        }
+    }
+
+    /// Closes the conversation if it has been idle past the site's limit (run from the alarm).
+    async fn close_if_idle(&self) {
+        let Ok(meta) = self.meta() else { return };
+        if meta.status != parley_core::Status::Open {
+            return;
+        }
+        let site = crate::automation::load(&self.env, &meta.site).await;
+        let last = self
+            .with_engine(|_, store| store.setting("last_activity"))
+            .ok()
+            .flatten()
+            .and_then(|r| r.ok())
+            .flatten()
+            .and_then(|v| v.parse::<i64>().ok());
+        let Some(last) = last else { return };
+        let Some(due) = parley_core::automation::close_due(&site.settings, last) else {
+            return;
+        };
+        let now = now_ms();
+        if now < due {
+            self.schedule_mirror(due - now + 1000).await;
+            return;
+        }
+        let language = self
+            .with_engine(|_, store| store.setting("visitor_language"))
+            .ok()
+            .flatten()
+            .and_then(|r| r.ok())
+            .flatten()
+            .unwrap_or_else(|| "en".into());
+        if let Some(notice) = site
+            .settings
+            .close_notice
+            .as_ref()
+            .and_then(|t| parley_core::automation::localized(t, &language))
+        {
+            let command = Command::Automated {
+                key: format!("auto:close:{last}"),
+                text: notice,
+            };
+            let mut replies = Vec::new();
+            let _ = self
+                .execute(command, Caller::Http(&mut replies, None), "")
+                .await;
+        }
+        let mut replies = Vec::new();
+        let close = Command::Close {
+            who: system_participant(),
+        };
+        if let Err(e) = self
+            .execute(close, Caller::Http(&mut replies, None), "")
+            .await
+        {
+            self.log("auto_close_failed", "")
+                .error_class(e.code.as_str())
+                .emit();
+        }
     }
 
     /// Remembers the language a visitor reads, for translating agents' replies to them.
@@ -1171,6 +1285,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Note { .. } => "note",
         Command::Rate { .. } => "rate",
         Command::Translate { .. } => "translate",
+        Command::Automated { .. } => "automated",
         Command::Attach { .. } => "attach",
         Command::Typing { .. } => "typing",
         Command::Read { .. } => "read",

@@ -3,6 +3,7 @@
 
 mod admin;
 mod api;
+mod automation;
 mod config;
 mod console;
 mod conversation_object;

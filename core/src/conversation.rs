@@ -107,6 +107,12 @@ pub enum Command {
         result: Result<String, String>,
         provider: String,
     },
+    /// A message the site's automation posts (away reply, keyword reply, closing notice),
+    /// once per `key`.
+    Automated {
+        key: String,
+        text: String,
+    },
     /// The visitor rates the conversation (1–5, optional comment); a later rating supersedes.
     Rate {
         who: Participant,
@@ -326,6 +332,7 @@ impl Engine {
                 result,
                 provider,
             } => self.translate(store, of, from, to, result, provider, now),
+            Command::Automated { key, text } => self.automated(store, key, text, now),
             Command::Assign { who, agent } => self.assign(store, who, agent, now),
             Command::Poll { after, epoch } => self.poll(store, after, epoch),
             Command::History { before, limit } => self.history(store, before, limit),
@@ -683,7 +690,8 @@ impl Engine {
         status: Status,
         now: i64,
     ) -> Outcome<S::Error> {
-        if who.role != Role::Agent {
+        // Agents close and reopen; the system closes idle conversations.
+        if who.role == Role::Visitor {
             return Err(EngineError::reject(ErrorCode::Forbidden));
         }
         if self.meta.status == status {
@@ -694,6 +702,38 @@ impl Engine {
             Status::Open => EventPayload::Reopened {},
         };
         self.lifecycle(store, payload, who, now)
+    }
+
+    fn automated<S: Store>(
+        &mut self,
+        store: &mut S,
+        key: String,
+        text: String,
+        now: i64,
+    ) -> Outcome<S::Error> {
+        let system = system_participant();
+        if store
+            .seq_for_client_msg(&system.id, &key)
+            .map_err(EngineError::Store)?
+            .is_some()
+            || text.trim().is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        let text: String = text.chars().take(MAX_TEXT_CHARS).collect();
+        let mut events = self.append(
+            store,
+            vec![(EventPayload::Message { text }, system, Some(key))],
+            now,
+        )?;
+        let event = events
+            .pop()
+            .ok_or(EngineError::reject(ErrorCode::Internal))?;
+        Ok(vec![
+            Effect::Broadcast(ServerFrame::Event(event)),
+            Effect::Mirror,
+            Effect::Wake,
+        ])
     }
 
     #[allow(clippy::too_many_arguments)]

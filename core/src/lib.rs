@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod attachment;
+pub mod automation;
 pub mod conversation;
 pub mod csv;
 pub mod error;

@@ -1,0 +1,60 @@
+//! A site's automation settings and business hours, read from D1 for the conversation objects
+//! that act on them (briefly cached per isolate).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use parley_core::automation::AutomationSettings;
+use parley_core::routing::RoutingConfig;
+use serde::Deserialize;
+use worker::Env;
+
+use crate::platform::now_ms;
+
+const TTL_MS: i64 = 30_000;
+
+#[derive(Clone, Default)]
+pub struct SiteAutomation {
+    pub settings: AutomationSettings,
+    pub routing: RoutingConfig,
+}
+
+thread_local! {
+    static CACHE: RefCell<HashMap<String, (i64, SiteAutomation)>> = RefCell::new(HashMap::new());
+}
+
+/// The site's automations; none when D1 cannot be read (automations are a convenience).
+pub async fn load(env: &Env, site: &str) -> SiteAutomation {
+    let now = now_ms();
+    if let Some((at, cached)) = CACHE.with(|c| c.borrow().get(site).cloned()) {
+        if now - at < TTL_MS {
+            return cached;
+        }
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        automation: String,
+        routing: String,
+    }
+    let row = async {
+        env.d1("DB")?
+            .prepare("SELECT automation, routing FROM sites WHERE id = ?1")
+            .bind(&[site.into()])?
+            .first::<Row>(None)
+            .await
+    }
+    .await
+    .ok()
+    .flatten();
+    let loaded = row
+        .map(|r| SiteAutomation {
+            settings: serde_json::from_str(&r.automation).unwrap_or_default(),
+            routing: serde_json::from_str(&r.routing).unwrap_or_default(),
+        })
+        .unwrap_or_default();
+    CACHE.with(|c| {
+        c.borrow_mut()
+            .insert(site.to_string(), (now, loaded.clone()))
+    });
+    loaded
+}
