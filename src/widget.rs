@@ -28,6 +28,7 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::OriginNotAllowed.into());
     }
     let open = site.routing.hours.is_open(ctx.now);
+    let invitations = crate::automation::load(&ctx.env, &site.id).await.settings.invitations;
     let online = open && agents_online(ctx, &site.id).await;
     let WidgetSettings {
         appearance,
@@ -44,6 +45,7 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
             "prechat": prechat,
             "offline": offline,
             "attachments": attachments,
+            "invitations": invitations,
             "online": online,
             "open": open,
             "identity": { "verification": site.identity_secret.is_some() },
