@@ -528,6 +528,7 @@ struct SiteRow {
     identity_secret: Option<String>,
     translation: String,
     automation: String,
+    bot: String,
     created_at: i64,
 }
 
@@ -541,21 +542,23 @@ fn site_json(row: &SiteRow) -> serde_json::Value {
         "settings": parley_core::site_settings::WidgetSettings::from_stored(&row.settings),
         "routing": serde_json::from_str::<parley_core::routing::RoutingConfig>(&row.routing).unwrap_or_default(),
         "retention_days": row.retention_days,
-        "translation": translation_view(&row.translation),
+        "translation": without_key::<parley_core::translate::TranslationSettings>(&row.translation),
         "automation": serde_json::from_str::<parley_core::automation::AutomationSettings>(&row.automation)
             .unwrap_or_default(),
+        "bot": without_key::<parley_core::bot::BotSettings>(&row.bot),
         "created_at": row.created_at,
     })
 }
 
-/// A site's translation settings as admins see them: the provider key is write-only.
-fn translation_view(stored: &str) -> serde_json::Value {
-    let mut settings = serde_json::from_str::<parley_core::translate::TranslationSettings>(stored)
-        .unwrap_or_default();
-    let key_set = settings.api_key.take().is_some();
+/// Settings holding a key (translation, bot) as admins see them: the key is write-only, they
+/// see only whether one is set.
+fn without_key<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
+    stored: &str,
+) -> serde_json::Value {
+    let settings: T = serde_json::from_str(stored).unwrap_or_default();
     let mut value = serde_json::to_value(settings).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
-        map.remove("api_key");
+        let key_set = map.remove("api_key").is_some_and(|k| !k.is_null());
         map.insert("api_key_set".into(), key_set.into());
     }
     value
@@ -603,6 +606,7 @@ pub async fn site(
                 retention_days: Option<Option<i64>>,
                 translation: Option<parley_core::translate::TranslationSettings>,
                 automation: Option<parley_core::automation::AutomationSettings>,
+                bot: Option<parley_core::bot::BotSettings>,
             }
             let body: Body = read_json(req).await?;
             let mut statements = Vec::new();
@@ -691,6 +695,17 @@ pub async fn site(
                     return Err(ErrorCode::InvalidRequest.into());
                 }
                 set("automation", json(&automation)?.into())?;
+            }
+            if let Some(bot) = body.bot {
+                if bot.enabled
+                    && !parley_core::webhook::url_allowed(
+                        &bot.endpoint,
+                        ctx.config.webhook_allow_private,
+                    )
+                {
+                    return Err(ErrorCode::InvalidRequest.into());
+                }
+                set("bot", json(&bot)?.into())?;
             }
             if let Some(days) = body.retention_days {
                 if days.is_some_and(|d| !(1..=3650).contains(&d)) {

@@ -668,6 +668,7 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::InvalidRequest.into());
     }
     let fields = parley_core::visitor::clean_fields(body.fields)?;
+    let offline = body.form.as_deref() == Some("offline");
     if let Some(text) = &body.message {
         if text.trim().is_empty() {
             return Err(ErrorCode::EmptyMessage.into());
@@ -703,6 +704,12 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         form: body.form,
         fields,
         message: body.message,
+        // Offline-form messages go to people; live chats meet the bot first when there is one.
+        bot: !offline
+            && crate::automation::load(&ctx.env, &site.id)
+                .await
+                .bot
+                .enabled,
     };
     let clip = |s: Option<String>, n: usize| s.map(|v| v.chars().take(n).collect::<String>());
     let routing = parley_core::routing::RoutingContext {
@@ -724,9 +731,10 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         Headers::new(),
     )
     .await?;
-    if response.status_code() == 201 {
-        // Routing follows creation (once: a repeated creation answers 200); if the site's object is unreachable the conversation still
-        // exists and agents find it in the team list.
+    if response.status_code() == 201 && !create.bot {
+        // Routing follows creation (once: a repeated creation answers 200; with a bot, at the
+        // hand-off); if the site's object is unreachable the conversation still exists and
+        // agents find it in the team list.
         let request = crate::site_object::SiteRequest::NewConversation {
             conversation: create.id.clone(),
             context: routing,
@@ -900,6 +908,7 @@ async fn conversation_route(
                 comment: body.comment,
             }
         }
+        (Method::Post, ["handoff"]) => Operation::Handoff,
         (Method::Post, ["close"]) => Operation::Close,
         (Method::Post, ["reopen"]) => Operation::Reopen,
         (Method::Post, ["assign"]) => Operation::Assign,
@@ -913,6 +922,7 @@ async fn conversation_route(
             | ["read"]
             | ["close"]
             | ["claim"]
+            | ["handoff"]
             | ["rating"]
             | ["files"]
             | ["transfer"]

@@ -17,6 +17,7 @@ const TTL_MS: i64 = 30_000;
 pub struct SiteAutomation {
     pub settings: AutomationSettings,
     pub routing: RoutingConfig,
+    pub bot: parley_core::bot::BotSettings,
 }
 
 thread_local! {
@@ -35,10 +36,11 @@ pub async fn load(env: &Env, site: &str) -> SiteAutomation {
     struct Row {
         automation: String,
         routing: String,
+        bot: String,
     }
     let row = async {
         env.d1("DB")?
-            .prepare("SELECT automation, routing FROM sites WHERE id = ?1")
+            .prepare("SELECT automation, routing, bot FROM sites WHERE id = ?1")
             .bind(&[site.into()])?
             .first::<Row>(None)
             .await
@@ -50,6 +52,7 @@ pub async fn load(env: &Env, site: &str) -> SiteAutomation {
         .map(|r| SiteAutomation {
             settings: serde_json::from_str(&r.automation).unwrap_or_default(),
             routing: serde_json::from_str(&r.routing).unwrap_or_default(),
+            bot: serde_json::from_str(&r.bot).unwrap_or_default(),
         })
         .unwrap_or_default();
     CACHE.with(|c| {

@@ -428,6 +428,41 @@ impl ConversationObject {
             .and_then(|r| r.ok())
             .flatten()
             .unwrap_or_else(|| "en".into());
+        let bot_active = self
+            .with_engine(|_, store| store.setting("bot_active"))
+            .ok()
+            .flatten()
+            .and_then(|r| r.ok())
+            .flatten()
+            .is_some_and(|v| v == "1");
+        if bot_active && site.bot.enabled {
+            for event in events {
+                let (parley_core::EventPayload::Message { text }, parley_core::Role::Visitor) =
+                    (&event.payload, event.author.role)
+                else {
+                    continue;
+                };
+                if parley_core::bot::wants_human(&site.bot, text) {
+                    let _ = Box::pin(self.hand_off(system_participant(), "")).await;
+                    break;
+                }
+                let history = self
+                    .with_engine(|engine, store| {
+                        parley_core::Store::events_before(store, engine.meta().head + 1, 60)
+                    })
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.ok())
+                    .unwrap_or_default();
+                self.state.wait_until(crate::bot::answer(
+                    self.env.clone(),
+                    site.bot.clone(),
+                    meta.id.clone(),
+                    event.seq,
+                    history,
+                ));
+            }
+        }
         let open = site.routing.hours.is_open(now);
         for event in events {
             let (parley_core::EventPayload::Message { text }, parley_core::Role::Visitor) =
@@ -441,6 +476,7 @@ impl ConversationObject {
                 let command = Command::Automated {
                     key: reply.key,
                     text: reply.text,
+                    name: None,
                 };
                 let mut replies = Vec::new();
                 // Box::pin: execute() ends by calling automate() again, for the new events.
@@ -453,6 +489,46 @@ impl ConversationObject {
                 }
             }
         }
+    }
+
+    /// Hands the conversation from the bot to people: a `handoff` event, then routing.
+    async fn hand_off(&self, who: parley_core::Participant, trace: &str) -> ApiResult {
+        let meta = self.meta()?;
+        let active = self
+            .with_engine(|_, store| store.setting("bot_active"))
+            .ok()
+            .flatten()
+            .and_then(|r| r.ok())
+            .flatten()
+            .is_some_and(|v| v == "1");
+        if !active {
+            return no_content().map_err(|_| ErrorCode::Internal.into());
+        }
+        self.with_engine(|_, store| store.set_setting("bot_active", "0"))?
+            .ok_or(ErrorCode::NotFound)?
+            .map_err(|e| self.storage_error(&e.to_string()))?;
+        let mut replies = Vec::new();
+        Box::pin(self.execute(
+            Command::Handoff { who },
+            Caller::Http(&mut replies, None),
+            trace,
+        ))
+        .await?;
+        let request = crate::site_object::SiteRequest::NewConversation {
+            conversation: meta.id.clone(),
+            context: parley_core::routing::RoutingContext::default(),
+        };
+        if let Err(e) = crate::site_object::send(&self.env, &meta.site, &request).await {
+            self.log("routing_failed", trace)
+                .error_class("site_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+        }
+        match replies.into_iter().next() {
+            Some(frame) => frame_response(&frame, 200),
+            None => no_content(),
+        }
+        .map_err(|_| ErrorCode::Internal.into())
     }
 
     /// Closes the conversation if it has been idle past the site's limit (run from the alarm).
@@ -494,6 +570,7 @@ impl ConversationObject {
             let command = Command::Automated {
                 key: format!("auto:close:{last}"),
                 text: notice,
+                name: None,
             };
             let mut replies = Vec::new();
             let _ = self
@@ -939,6 +1016,9 @@ impl ConversationObject {
                 Err(EngineError::Store(e)) => return Err(self.storage_error(&e.to_string())),
             }
         };
+        if params.bot {
+            let _ = self.with_engine(|_, store| store.set_setting("bot_active", "1"));
+        }
         if let Some(text) = params.message {
             // The offline form's message: the visitor's first message, deduplicated like any other.
             let send = Command::Send {
@@ -1037,6 +1117,12 @@ impl ConversationObject {
             }
             Operation::FileInfo { id } => return self.file_info(&request.principal, &id),
             Operation::Reveal { seq } => return self.reveal(&request.principal, seq),
+            Operation::Handoff => {
+                if request.principal.role() != parley_core::Role::Visitor {
+                    return Err(ErrorCode::Forbidden.into());
+                }
+                return self.hand_off(who, trace).await;
+            }
             Operation::Typing { active } => Command::Typing { who, active },
             Operation::Read { seq } => Command::Read { who, seq },
             Operation::Close => Command::Close { who },
@@ -1215,6 +1301,13 @@ impl ConversationObject {
             }
             SystemRequest::Notify { frame } => self.broadcast(&frame, None),
             SystemRequest::Erase => return self.erase(trace).await,
+            SystemRequest::Automated { key, text, name } => {
+                let mut replies = Vec::new();
+                let command = Command::Automated { key, text, name };
+                self.execute(command, Caller::Http(&mut replies, None), trace)
+                    .await?;
+            }
+            SystemRequest::Handoff => return self.hand_off(system_participant(), trace).await,
             SystemRequest::Translate {
                 of,
                 from,
@@ -1286,6 +1379,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Rate { .. } => "rate",
         Command::Translate { .. } => "translate",
         Command::Automated { .. } => "automated",
+        Command::Handoff { .. } => "handoff",
         Command::Attach { .. } => "attach",
         Command::Typing { .. } => "typing",
         Command::Read { .. } => "read",

@@ -35,6 +35,9 @@ pub struct CreateConversation {
     pub fields: BTreeMap<String, String>,
     /// The visitor's first message (the offline form's text), stored right after `created`.
     pub message: Option<String>,
+    /// The site's bot answers first; routing to people waits for a hand-off.
+    #[serde(default)]
+    pub bot: bool,
 }
 
 /// HTTP operations on a conversation, forwarded to its object.
@@ -58,6 +61,8 @@ pub enum Operation {
     FileInfo {
         id: String,
     },
+    /// The visitor asks for a person.
+    Handoff,
     /// The unmasked text of the message at `seq` (agents; the Worker audits it).
     Reveal {
         seq: u64,
@@ -92,6 +97,14 @@ pub enum SystemRequest {
     Notify { frame: ServerFrame },
     /// Erase the conversation: its log, its files, its sockets (data protection).
     Erase,
+    /// Post a message on the site's behalf (the bot's answers), once per key.
+    Automated {
+        key: String,
+        text: String,
+        name: Option<String>,
+    },
+    /// The bot could not answer: hand the conversation to people.
+    Handoff,
     /// Record the translation (or why there is none) of message `of`.
     Translate {
         of: u64,

@@ -4,6 +4,7 @@
 mod admin;
 mod api;
 mod automation;
+mod bot;
 mod config;
 mod console;
 mod conversation_object;

@@ -140,6 +140,12 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
         "Rate the conversation 1–5",
     ),
     (
+        "post",
+        "/api/v1/conversations/{id}/handoff",
+        Auth::Visitor,
+        "Ask for a person instead of the bot",
+    ),
+    (
         "get",
         "/api/v1/conversations/{id}/queue",
         Auth::Participant,

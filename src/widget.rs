@@ -28,7 +28,10 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::OriginNotAllowed.into());
     }
     let open = site.routing.hours.is_open(ctx.now);
-    let invitations = crate::automation::load(&ctx.env, &site.id).await.settings.invitations;
+    let invitations = crate::automation::load(&ctx.env, &site.id)
+        .await
+        .settings
+        .invitations;
     let online = open && agents_online(ctx, &site.id).await;
     let WidgetSettings {
         appearance,

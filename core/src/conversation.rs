@@ -112,6 +112,12 @@ pub enum Command {
     Automated {
         key: String,
         text: String,
+        /// Shown as the author (e.g. the bot's name); the site itself when absent.
+        name: Option<String>,
+    },
+    /// The visitor asked for a person (a button or a keyword): the bot steps aside.
+    Handoff {
+        who: Participant,
     },
     /// The visitor rates the conversation (1–5, optional comment); a later rating supersedes.
     Rate {
@@ -332,7 +338,13 @@ impl Engine {
                 result,
                 provider,
             } => self.translate(store, of, from, to, result, provider, now),
-            Command::Automated { key, text } => self.automated(store, key, text, now),
+            Command::Automated { key, text, name } => self.automated(store, key, text, name, now),
+            Command::Handoff { who } => {
+                if who.role == Role::Agent {
+                    return Err(EngineError::reject(ErrorCode::Forbidden));
+                }
+                self.lifecycle(store, EventPayload::Handoff {}, who, now)
+            }
             Command::Assign { who, agent } => self.assign(store, who, agent, now),
             Command::Poll { after, epoch } => self.poll(store, after, epoch),
             Command::History { before, limit } => self.history(store, before, limit),
@@ -438,6 +450,7 @@ impl Engine {
                 | EventPayload::File { .. }
                 | EventPayload::Rated { .. }
                 | EventPayload::Translation { .. }
+                | EventPayload::Handoff {}
                 | EventPayload::Hidden {} => {}
             }
         }
@@ -709,9 +722,13 @@ impl Engine {
         store: &mut S,
         key: String,
         text: String,
+        name: Option<String>,
         now: i64,
     ) -> Outcome<S::Error> {
-        let system = system_participant();
+        let system = Participant {
+            name: name.map(|n| n.chars().take(60).collect()),
+            ..system_participant()
+        };
         if store
             .seq_for_client_msg(&system.id, &key)
             .map_err(EngineError::Store)?

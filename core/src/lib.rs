@@ -8,6 +8,7 @@
 pub mod access;
 pub mod attachment;
 pub mod automation;
+pub mod bot;
 pub mod conversation;
 pub mod csv;
 pub mod error;

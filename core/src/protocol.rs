@@ -94,6 +94,8 @@ pub enum EventPayload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         failed: Option<String>,
     },
+    /// The visitor asked for a person; the conversation joins the human queue.
+    Handoff {},
     /// What a visitor receives in place of a note: the seq stays gap-free, the note stays private.
     Hidden {},
 }
@@ -110,6 +112,7 @@ impl EventPayload {
             EventPayload::File { .. } => "file",
             EventPayload::Rated { .. } => "rated",
             EventPayload::Translation { .. } => "translation",
+            EventPayload::Handoff {} => "handoff",
             EventPayload::Hidden {} => "hidden",
         }
     }

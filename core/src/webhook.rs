@@ -86,6 +86,7 @@ pub fn notices(conversation: &str, site: &str, visitor: &str, event: &Event) -> 
         | EventPayload::Note { .. }
         | EventPayload::Rated { .. }
         | EventPayload::Translation { .. }
+        | EventPayload::Handoff {}
         | EventPayload::Hidden {} => Vec::new(),
     }
 }

@@ -184,6 +184,7 @@ fn log_state(log: &[Event]) -> (Status, Option<String>) {
             | EventPayload::File { .. }
             | EventPayload::Rated { .. }
             | EventPayload::Translation { .. }
+            | EventPayload::Handoff {}
             | EventPayload::Hidden {} => {}
         }
     }

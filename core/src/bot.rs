@@ -1,0 +1,136 @@
+//! A bot in front of the humans: a language-model assistant answering from the site's
+//! knowledge text, and the hand-off to a person (a button or a keyword).
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Event, EventPayload, Role};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BotSettings {
+    pub enabled: bool,
+    /// Shown as the author of the bot's messages.
+    pub name: String,
+    /// An OpenAI-compatible endpoint (base URL).
+    pub endpoint: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    /// What the bot knows: the admin's text (products, shipping, returns…).
+    pub knowledge: String,
+    /// A visitor message containing one of these asks for a person.
+    pub handoff_keywords: Vec<String>,
+    pub timeout_ms: u32,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        BotSettings {
+            enabled: false,
+            name: "Assistant".into(),
+            endpoint: String::new(),
+            api_key: None,
+            model: "gpt-4o-mini".into(),
+            knowledge: String::new(),
+            handoff_keywords: vec![
+                "human".into(),
+                "agent".into(),
+                "person".into(),
+                "人工".into(),
+                "转人工".into(),
+            ],
+            timeout_ms: 15_000,
+        }
+    }
+}
+
+/// Whether the visitor asks for a person.
+pub fn wants_human(settings: &BotSettings, text: &str) -> bool {
+    let lower = text.to_lowercase();
+    settings
+        .handoff_keywords
+        .iter()
+        .map(|k| k.trim().to_lowercase())
+        .any(|k| !k.is_empty() && lower.contains(&k))
+}
+
+/// The chat-completions request: the knowledge as instructions, then the conversation so far
+/// (at most the last 20 messages; notes and other kinds are left out).
+pub fn request(settings: &BotSettings, history: &[Event]) -> serde_json::Value {
+    let system = format!(
+        "You are {name}, the customer-service assistant of this website. Answer briefly and \
+         politely, in the visitor's language, only from the knowledge below. If the answer is \
+         not in it, say you don't know and that the visitor can ask for a person.\n\n\
+         Knowledge:\n{knowledge}",
+        name = settings.name,
+        knowledge = settings.knowledge.chars().take(20_000).collect::<String>(),
+    );
+    let mut messages = vec![serde_json::json!({ "role": "system", "content": system })];
+    let recent: Vec<&Event> = history
+        .iter()
+        .filter(|e| matches!(e.payload, EventPayload::Message { .. }))
+        .collect();
+    for event in recent.iter().rev().take(20).rev() {
+        if let EventPayload::Message { text } = &event.payload {
+            let role = if event.author.role == Role::Visitor {
+                "user"
+            } else {
+                "assistant"
+            };
+            messages.push(serde_json::json!({ "role": role, "content": text }));
+        }
+    }
+    serde_json::json!({ "model": settings.model, "temperature": 0.2, "messages": messages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Participant;
+
+    fn msg(seq: u64, role: Role, text: &str) -> Event {
+        Event {
+            seq,
+            payload: EventPayload::Message { text: text.into() },
+            author: Participant {
+                id: "x".into(),
+                role,
+                name: None,
+            },
+            at: 0,
+            client_msg_id: None,
+            masked: false,
+        }
+    }
+
+    #[test]
+    fn handoff_keywords() {
+        let s = BotSettings::default();
+        assert!(wants_human(&s, "Can I talk to a HUMAN please"));
+        assert!(wants_human(&s, "转人工"));
+        assert!(!wants_human(&s, "Where is my order?"));
+    }
+
+    #[test]
+    fn request_carries_knowledge_and_history() {
+        let s = BotSettings {
+            knowledge: "Shipping takes 3 days.".into(),
+            ..BotSettings::default()
+        };
+        let history = vec![
+            msg(2, Role::Visitor, "How long is shipping?"),
+            msg(3, Role::System, "About 3 days."),
+            msg(4, Role::Visitor, "Thanks"),
+        ];
+        let r = request(&s, &history);
+        let messages = r["messages"].as_array().unwrap();
+        assert!(messages[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Shipping takes 3 days."));
+        let roles: Vec<&str> = messages[1..]
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["user", "assistant", "user"]);
+    }
+}
