@@ -2,14 +2,11 @@
 //! an OpenAI-compatible endpoint, in the background. If it cannot answer (timeout, error,
 //! nonsense), the conversation goes to people instead: the visitor is never left alone.
 
-use std::time::Duration;
-
-use futures::future::{select, Either};
 use parley_core::bot::BotSettings;
 use parley_core::webhook::url_allowed;
 use parley_core::Event;
 use wasm_bindgen::JsValue;
-use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Env, Method, Request, RequestInit};
 
 use crate::config::Config;
 use crate::internal::{SystemRequest, INTERNAL_BASE};
@@ -67,39 +64,15 @@ async fn ask(env: &Env, settings: &BotSettings, history: &[Event]) -> Result<Str
     if !url_allowed(base, Config::from_env(env).webhook_allow_private) {
         return Err("not_configured".into());
     }
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    if let Some(key) = &settings.api_key {
-        let _ = headers.set("authorization", &format!("Bearer {key}"));
-    }
-    let body = parley_core::bot::request(settings, history).to_string();
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&body)));
-    let request = Request::new_with_init(&format!("{base}/chat/completions"), &init)
-        .map_err(|_| "not_configured".to_string())?;
-    let fetcher = Fetch::Request(request);
-    let call = Box::pin(async {
-        let mut response = fetcher
-            .send()
-            .await
-            .map_err(|_| "provider_error".to_string())?;
-        if !(200..300).contains(&response.status_code()) {
-            return Err("provider_error".to_string());
-        }
-        response
-            .text()
-            .await
-            .map_err(|_| "bad_response".to_string())
-    });
-    let timeout = worker::Delay::from(Duration::from_millis(u64::from(
+    let body = parley_core::bot::request(settings, history);
+    let url = format!("{base}/chat/completions");
+    let answer = crate::outbound::post_json(
+        &url,
+        settings.api_key.as_deref(),
+        &body,
         settings.timeout_ms.clamp(1000, 60_000),
-    )));
-    let answer = match select(call, timeout).await {
-        Either::Left((result, _)) => result?,
-        Either::Right(_) => return Err("timeout".into()),
-    };
+    )
+    .await?;
     parley_core::translate::openai_response(&answer)
         .filter(|t| t.chars().count() <= 4000)
         .ok_or_else(|| "bad_response".into())

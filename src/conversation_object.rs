@@ -422,19 +422,9 @@ impl ConversationObject {
             }
         }
         let language = self
-            .with_engine(|_, store| store.setting("visitor_language"))
-            .ok()
-            .flatten()
-            .and_then(|r| r.ok())
-            .flatten()
+            .setting("visitor_language")
             .unwrap_or_else(|| "en".into());
-        let bot_active = self
-            .with_engine(|_, store| store.setting("bot_active"))
-            .ok()
-            .flatten()
-            .and_then(|r| r.ok())
-            .flatten()
-            .is_some_and(|v| v == "1");
+        let bot_active = self.setting("bot_active").is_some_and(|v| v == "1");
         if bot_active && site.bot.enabled {
             for event in events {
                 let (parley_core::EventPayload::Message { text }, parley_core::Role::Visitor) =
@@ -494,13 +484,7 @@ impl ConversationObject {
     /// Hands the conversation from the bot to people: a `handoff` event, then routing.
     async fn hand_off(&self, who: parley_core::Participant, trace: &str) -> ApiResult {
         let meta = self.meta()?;
-        let active = self
-            .with_engine(|_, store| store.setting("bot_active"))
-            .ok()
-            .flatten()
-            .and_then(|r| r.ok())
-            .flatten()
-            .is_some_and(|v| v == "1");
+        let active = self.setting("bot_active").is_some_and(|v| v == "1");
         if !active {
             return no_content().map_err(|_| ErrorCode::Internal.into());
         }
@@ -539,11 +523,7 @@ impl ConversationObject {
         }
         let site = crate::automation::load(&self.env, &meta.site).await;
         let last = self
-            .with_engine(|_, store| store.setting("last_activity"))
-            .ok()
-            .flatten()
-            .and_then(|r| r.ok())
-            .flatten()
+            .setting("last_activity")
             .and_then(|v| v.parse::<i64>().ok());
         let Some(last) = last else { return };
         let Some(due) = parley_core::automation::close_due(&site.settings, last) else {
@@ -555,11 +535,7 @@ impl ConversationObject {
             return;
         }
         let language = self
-            .with_engine(|_, store| store.setting("visitor_language"))
-            .ok()
-            .flatten()
-            .and_then(|r| r.ok())
-            .flatten()
+            .setting("visitor_language")
             .unwrap_or_else(|| "en".into());
         if let Some(notice) = site
             .settings
@@ -591,6 +567,15 @@ impl ConversationObject {
         }
     }
 
+    /// A small setting of this conversation (visitor language, bot mode, last activity).
+    fn setting(&self, key: &str) -> Option<String> {
+        self.with_engine(|_, store| store.setting(key))
+            .ok()
+            .flatten()
+            .and_then(|r| r.ok())
+            .flatten()
+    }
+
     /// Remembers the language a visitor reads, for translating agents' replies to them.
     fn remember_visitor_language(&self, principal: &Principal, lang: Option<&str>) {
         let (Principal::Visitor { .. }, Some(lang)) = (principal, lang) else {
@@ -617,12 +602,7 @@ impl ConversationObject {
         let Some(settings) = crate::translation::settings(&self.env, &meta.site).await else {
             return;
         };
-        let visitor_language = self
-            .with_engine(|_, store| store.setting("visitor_language"))
-            .ok()
-            .flatten()
-            .and_then(|r| r.ok())
-            .flatten();
+        let visitor_language = self.setting("visitor_language");
         for event in messages {
             let parley_core::EventPayload::Message { text } = &event.payload else {
                 continue;

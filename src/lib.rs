@@ -17,6 +17,7 @@ mod limiter_object;
 mod log;
 mod mirror;
 mod openapi;
+mod outbound;
 mod platform;
 mod reports;
 mod search;

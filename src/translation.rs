@@ -2,16 +2,13 @@
 //! the site's provider in the background and recorded as its own event. A slow, failing or
 //! nonsensical provider leaves the message as it is, with a visible "not translated" marker.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::time::Duration;
-
-use futures::future::{select, Either};
 use parley_core::translate::{self, Provider, TranslationSettings};
 use parley_core::webhook::url_allowed;
 use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use wasm_bindgen::JsValue;
-use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Env, Method, Request, RequestInit};
 
 use crate::config::Config;
 use crate::internal::{SystemRequest, INTERNAL_BASE};
@@ -156,39 +153,13 @@ async fn ask(env: &Env, settings: &TranslationSettings, job: &Job) -> Result<Str
             translate::openai_request(&job.text, &job.from, &job.to, &settings.model),
         ),
     };
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    if settings.provider == Provider::Openai {
-        if let Some(key) = &settings.api_key {
-            let _ = headers.set("authorization", &format!("Bearer {key}"));
-        }
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&body.to_string())));
-    let request = Request::new_with_init(&url, &init).map_err(|_| "not_configured".to_string())?;
-    let fetcher = Fetch::Request(request);
-    let call = Box::pin(async {
-        let mut response = fetcher
-            .send()
-            .await
-            .map_err(|_| "provider_error".to_string())?;
-        if !(200..300).contains(&response.status_code()) {
-            return Err("provider_error".to_string());
-        }
-        response
-            .text()
-            .await
-            .map_err(|_| "bad_response".to_string())
-    });
-    let timeout = worker::Delay::from(Duration::from_millis(u64::from(
-        settings.timeout_ms.clamp(500, 30_000),
-    )));
-    let answer = match select(call, timeout).await {
-        Either::Left((result, _)) => result?,
-        Either::Right(_) => return Err("timeout".into()),
+    let key = match settings.provider {
+        Provider::Openai => settings.api_key.as_deref(),
+        _ => None, // LibreTranslate takes its key in the body
     };
+    let answer =
+        crate::outbound::post_json(&url, key, &body, settings.timeout_ms.clamp(500, 30_000))
+            .await?;
     let text = match settings.provider {
         Provider::Libretranslate => translate::libretranslate_response(&answer),
         _ => translate::openai_response(&answer),
