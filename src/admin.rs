@@ -546,6 +546,7 @@ fn site_json(row: &SiteRow) -> serde_json::Value {
         "automation": serde_json::from_str::<parley_core::automation::AutomationSettings>(&row.automation)
             .unwrap_or_default(),
         "bot": without_key::<parley_core::bot::BotSettings>(&row.bot),
+        "identity_verification": row.identity_secret.is_some(),
         "created_at": row.created_at,
     })
 }

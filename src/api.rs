@@ -710,6 +710,15 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
                 .await
                 .bot
                 .enabled,
+        language: body.language.clone().or_else(|| {
+            header(req, "accept-language").map(|l| {
+                l.split([',', ';'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+        }),
     };
     let clip = |s: Option<String>, n: usize| s.map(|v| v.chars().take(n).collect::<String>());
     let routing = parley_core::routing::RoutingContext {

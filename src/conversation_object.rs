@@ -608,6 +608,9 @@ impl ConversationObject {
                 continue;
             };
             let (sender, target) = match event.author.role {
+                // The site's own messages (automations, the bot) are written in the visitor's
+                // language already.
+                parley_core::Role::System => continue,
                 parley_core::Role::Visitor => (
                     visitor_language.as_deref(),
                     Some(settings.agent_language.as_str()),
@@ -998,6 +1001,12 @@ impl ConversationObject {
         };
         if params.bot {
             let _ = self.with_engine(|_, store| store.set_setting("bot_active", "1"));
+        }
+        if let Some(language) = params.language.as_deref() {
+            let tag = parley_core::translate::primary(language);
+            if !tag.is_empty() && tag.len() <= 8 {
+                let _ = self.with_engine(|_, store| store.set_setting("visitor_language", &tag));
+            }
         }
         if let Some(text) = params.message {
             // The offline form's message: the visitor's first message, deduplicated like any other.

@@ -38,6 +38,9 @@ pub struct CreateConversation {
     /// The site's bot answers first; routing to people waits for a hand-off.
     #[serde(default)]
     pub bot: bool,
+    /// The language the visitor reads (for automated replies and translation).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// HTTP operations on a conversation, forwarded to its object.

@@ -1,6 +1,6 @@
 // Files in conversations: downloads go through the Worker with the agent's token (never in a
 // URL) and are shown from blob: URLs; uploads post the bytes, then the message names the file.
-import { ApiError, getToken } from './api';
+import { ApiError, getToken, SIGNED_OUT_CODES, signedOutBy } from './api';
 import { lang, t } from './i18n';
 
 export interface FileInfo {
@@ -21,7 +21,11 @@ export function fileUrl(conversation: string, id: string): Promise<string> {
       headers: { authorization: `Bearer ${getToken() ?? ''}`, 'accept-language': lang() },
       cache: 'no-store',
     }).then(async (res) => {
-      if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, t('genericError'));
+      if (!res.ok) {
+        const code = (await res.json().catch(() => null))?.code;
+        if (res.status === 401 && SIGNED_OUT_CODES.includes(code)) signedOutBy(code);
+        throw new ApiError(res.status, code ?? `http_${res.status}`, t('genericError'));
+      }
       return URL.createObjectURL(await res.blob());
     });
     p.catch(() => blobs.delete(id));
@@ -60,6 +64,7 @@ export async function upload(conversation: string, file: File): Promise<FileInfo
     throw new ApiError(0, 'network', t('networkError'));
   }
   const body = await res.json().catch(() => null);
+  if (res.status === 401 && SIGNED_OUT_CODES.includes(body?.code)) signedOutBy(body.code);
   if (!res.ok || !body?.file?.id) {
     throw new ApiError(res.status, body?.code ?? `http_${res.status}`, body?.message ?? t('genericError'));
   }

@@ -201,6 +201,26 @@ const en = {
   reconnected: 'Reconnected.',
   closed: 'Conversation closed.',
   reopened: 'Conversation reopened.',
+  // sign-out, page navigation, visitor erasure (the pages' own strings: ui/admin/strings.ts)
+  sessionEnded: 'You were signed out. Please sign in again.',
+  navLabel: 'Pages',
+  navInbox: 'Inbox',
+  navSearch: 'Search',
+  navReports: 'Reports',
+  navAgents: 'Agents',
+  navSettings: 'Site settings',
+  navExport: 'Export',
+  dataProtection: 'Data protection',
+  eraseHint: 'Erase this visitor and everything of theirs: conversations, files, page views.',
+  eraseVisitor: 'Erase visitor…',
+  eraseTitle: 'Erase this visitor?',
+  eraseText: 'Their conversations, messages, files, tags and page views are deleted everywhere, and their chat windows close.',
+  eraseCount: 'Conversations known for this visitor: {n}.',
+  eraseWarning: 'This can\'t be undone.',
+  eraseConfirm: 'Erase everything',
+  erased: 'Visitor erased. Conversations erased: {n}.',
+  pageLoadFailed: 'This page couldn\'t be loaded. The console may have been updated: reload it.',
+  reloadConsole: 'Reload',
 };
 
 export type Key = keyof typeof en;
@@ -391,6 +411,25 @@ const zh: Table = {
   reconnected: '已重新连接。',
   closed: '会话已结束。',
   reopened: '会话已重新打开。',
+  sessionEnded: '你已退出登录，请重新登录。',
+  navLabel: '页面',
+  navInbox: '收件箱',
+  navSearch: '搜索',
+  navReports: '报表',
+  navAgents: '客服',
+  navSettings: '站点设置',
+  navExport: '导出',
+  dataProtection: '数据保护',
+  eraseHint: '删除该访客及其所有数据：会话、文件和浏览记录。',
+  eraseVisitor: '删除访客…',
+  eraseTitle: '删除该访客？',
+  eraseText: '其会话、消息、文件、标签和浏览记录将被彻底删除，聊天窗口也会关闭。',
+  eraseCount: '该访客已知的会话数：{n}。',
+  eraseWarning: '此操作无法撤销。',
+  eraseConfirm: '全部删除',
+  erased: '已删除访客，共删除 {n} 个会话。',
+  pageLoadFailed: '无法加载此页面，工作台可能已更新，请重新加载。',
+  reloadConsole: '重新加载',
 };
 
 export type Lang = 'en' | 'zh-CN';
@@ -436,7 +475,10 @@ export function onLangChange(fn: () => void): () => void {
 
 /** The text for key in the current language, with {name} placeholders filled in. */
 export function t(key: Key, params?: Record<string, string | number>): string {
-  let s = TABLES[current][key] ?? en[key] ?? key;
-  if (params) s = s.replace(/\{(\w+)\}/g, (m, k) => (k in params ? String(params[k]) : m));
-  return s;
+  return fill(TABLES[current][key] ?? en[key] ?? key, params);
+}
+
+/** {name} placeholders of s filled in from params (unknown ones are left as they are). */
+export function fill(s: string, params?: Record<string, string | number>): string {
+  return params ? s.replace(/\{(\w+)\}/g, (m, k) => (k in params ? String(params[k]) : m)) : s;
 }

@@ -124,8 +124,13 @@ export class Store extends Emitter<{
     } catch (e) {
       if (!isMissingEndpoint(e)) throw e;
       this.sites = [];
+    } finally {
+      this.sitesLoaded = true;
     }
   }
+
+  /** Whether the site list has been asked for (pages wait for it). */
+  sitesLoaded = false;
 
   /** Sites known from the list when /api/v1/sites is not available. */
   private ensureSitesFromRows(): void {
@@ -707,6 +712,17 @@ export class Store extends Emitter<{
       });
     this.visitorFetch.set(vid, p);
     return p;
+  }
+
+  /** A visitor was erased: their conversations leave the tabs and the lists. */
+  forgetVisitor(vid: string): void {
+    const theirs = new Set<string>();
+    for (const row of this.rows.values()) if (row.visitor_id === vid) theirs.add(row.id);
+    for (const [id, s] of this.sessions) if (s.visitorId === vid) theirs.add(id);
+    for (const id of this.tabs.slice()) if (theirs.has(id)) this.closeTab(id, false);
+    for (const id of theirs) this.rows.delete(id);
+    this.visitors.delete(vid);
+    this.changed();
   }
 
   async loadQuickReplies(force = false): Promise<QuickReply[]> {

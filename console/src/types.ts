@@ -227,7 +227,8 @@ export interface SiteDetail {
   settings: WidgetSettings;
   routing: Routing;
   retention_days: number | null;
-  identity_verification: boolean;
+  /** Documented, but not (or no longer) sent by every server: see SitePage.load. */
+  identity_verification?: boolean;
   created_at: number;
 }
 

@@ -197,7 +197,10 @@ impl WidgetSettings {
             offline: Offline {
                 message: clean_localized(self.offline.message, defaults.offline.message),
             },
-            attachments: self.attachments,
+            // Between 1 KB and 25 MB (the most the Worker accepts).
+            attachments: Attachments {
+                max_bytes: self.attachments.max_bytes.clamp(1024, 25 * 1024 * 1024),
+            },
         }
     }
 }

@@ -1,6 +1,6 @@
 // The widget configuration from GET /api/v1/widget/config, checked field by field: anything
 // missing or odd takes a default, so a half-configured site still gets a working widget.
-import type { Config } from './types';
+import type { Config, Invitation } from './types';
 
 export const DEFAULT_COLOUR = '#2563eb';
 
@@ -38,5 +38,9 @@ export function normalize(c: any): Config {
     open: c?.open !== false,
     identity: { verification: c?.identity?.verification === true },
     attachments: { max_bytes: c?.attachments?.max_bytes > 0 ? c.attachments.max_bytes : 10 * 1024 * 1024 },
+    invitations: (Array.isArray(c?.invitations) ? c.invitations : [])
+      .filter((i: any) => isObj(i) && typeof i.url_contains === 'string')
+      .map((i: any) => ({ url_contains: i.url_contains, after_seconds: Math.max(0, Number(i.after_seconds) || 0), message: texts(i.message) }))
+      .filter((i: Invitation) => Object.values(i.message).some((t) => t && t.trim())),
   };
 }

@@ -170,6 +170,8 @@ function boot(): void {
     const headers: Record<string, string> = {};
     const token = o.auth === false ? '' : (await session()).t;
     if (token) headers.authorization = `Bearer ${token}`;
+    // The widget's language (setLocale, data-lang), not the browser's: replies and translations.
+    headers['accept-language'] = locale;
     if (o.body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(base + path, {
       method: o.method || (o.body ? 'POST' : 'GET'),
@@ -234,11 +236,14 @@ function boot(): void {
     box.style.setProperty('--pf', onColour(accent));
   };
 
+  // A proactive invitation may apply to this page: the chat times it.
+  const invite = () => (cfg.invitations || []).some((i: any) => location.href.includes(i?.url_contains)) && loadChat();
   const applyConfig = (c: any) => {
     cfg = c && typeof c === 'object' ? c : {};
     shown = true;
     paint();
     fire('cfg');
+    invite();
   };
   const loadConfig = async () => {
     const cached = ls.get('k');
@@ -318,7 +323,10 @@ function boot(): void {
     // A short pause lets a single-page app set the new title.
     trackTimer = setTimeout(() => {
       if (location.href === lastUrl) return;
+      // When this page began (single-page-app navigation), for the invitations' timing.
+      host.t = lastUrl ? performance.now() : 0;
       lastUrl = location.href;
+      invite();
       const q = new URL(lastUrl).searchParams;
       let utm: Record<string, string> = {};
       for (const k of ['source', 'medium', 'campaign', 'term', 'content']) if (q.get(`utm_${k}`)) utm[k] = q.get(`utm_${k}`)!;
@@ -346,7 +354,7 @@ function boot(): void {
     return { verified: !!r.b?.verified };
   };
 
-  // ---- while the chat is not loaded, a light long-poll watches for agent replies
+  // ---- while the chat is not loaded, a light long-poll watches for replies (agents, automatic)
   let watching = false;
   const watch = async () => {
     if (watching) return;
@@ -359,7 +367,7 @@ function boot(): void {
         if (r.s !== 200) throw r;
         delay = 1e3;
         const events: any[] = r.b.events || [];
-        if (r.b.type === 'reset' || events.some((e) => /^(message|file)$/.test(e.kind) && e.author?.role === 'agent')) {
+        if (r.b.type === 'reset' || events.some((e) => /^(message|file)$/.test(e.kind) && e.author?.role !== 'visitor')) {
           loadChat();
           break;
         }

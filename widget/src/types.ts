@@ -27,6 +27,14 @@ export interface Config {
   identity: { verification: boolean };
   /** the site's largest upload, in bytes */
   attachments: { max_bytes: number };
+  /** proactive invitations: on pages whose URL contains url_contains, after after_seconds there */
+  invitations: Invitation[];
+}
+
+export interface Invitation {
+  url_contains: string;
+  after_seconds: number;
+  message: Texts;
 }
 
 export interface Session {
@@ -153,4 +161,6 @@ export interface Host {
   department?: string;
   /** open the panel right after mounting */
   wantOpen: boolean;
+  /** performance.now() of the last single-page-app navigation (0: none since the page loaded) */
+  t?: number;
 }

@@ -1,13 +1,16 @@
 // The signed-in console: top bar, inbox lists, conversation tabs, the open conversation and
 // the visitor sidebar.
 import { setTitleCount } from '../alerts';
+import { api } from '../api';
 import { h, icon, mount, rafThrottle } from '../dom';
 import { lang, onLangChange, t } from '../i18n';
 import { load, save } from '../storage';
 import { Store } from '../store';
-import type { Agent } from '../types';
+import { isAdmin, type Agent, type Me, type TeamAgent } from '../types';
 import { ConversationView } from './conversation';
+import { confirmDialog } from './dialog';
 import { renderInbox } from './inbox';
+import { PageHost } from './pages';
 import { VisitorPanel } from './sidebar';
 import { renderTabs } from './tabs';
 import { TopBar } from './topbar';
@@ -34,14 +37,35 @@ export class AppView {
   }
   private offs: (() => void)[] = [];
   private clock: ReturnType<typeof setInterval>;
+  private bodyEl = h('div.body');
+  private pages: PageHost;
+  private skipLink = h('a.skip', { href: '#main' });
+  private teamCache: Promise<TeamAgent[]> | null = null;
 
   constructor(private root: HTMLElement, readonly me: Agent, private signOut: () => void) {
     this.store = new Store(me);
-    this.panel = new VisitorPanel(this.store, this.sidebarEl, () => this.toggleSidebar(false), (id) => this.openConversation(id));
-    this.top = new TopBar(this.topbar, this.store, () => this.signOut());
+    this.panel = new VisitorPanel(this.store, this.sidebarEl, () => this.toggleSidebar(false), (id) => this.openConversation(id),
+      isAdmin(me) ? (vid) => this.eraseVisitor(vid) : null);
+    this.pages = new PageHost({
+      store: this.store,
+      me,
+      toast: (text, kind) => this.toast(text, kind),
+      openConversation: (id) => {
+        this.pages.go('inbox');
+        this.openConversation(id);
+      },
+      teamAgents: (force) => this.teamAgents(force),
+    }, (name) => this.pageChanged(name));
+    this.top = new TopBar(this.topbar, this.store, () => this.signOut(), this.pages.nav);
+    this.bodyEl.append(this.inboxEl, this.main, this.sidebarEl);
+    // The skip link goes to whatever is the main content now, without touching the route.
+    this.skipLink.addEventListener('click', (ev) => {
+      ev.preventDefault();
+      (this.pages.current === 'inbox' ? this.main : this.pages.el).focus();
+    });
     mount(root,
-      h('a.skip', { href: '#main' }, t('skip')),
-      h('div.app', null, this.topbar, h('div.body', null, this.inboxEl, this.main, this.sidebarEl)),
+      this.skipLink,
+      h('div.app', null, this.topbar, this.bodyEl, this.pages.el),
       this.toasts,
       this.announcer);
 
@@ -60,12 +84,10 @@ export class AppView {
         document.documentElement.lang = lang();
         this.renderAll();
         for (const v of this.views.values()) v.relabel();
+        this.pages.relabel();
       }),
     );
-    const vis = () => {
-      this.store.visible = document.visibilityState === 'visible';
-      this.activeView()?.maybeRead();
-    };
+    const vis = () => this.updateVisible();
     document.addEventListener('visibilitychange', vis);
     window.addEventListener('focus', vis);
     this.offs.push(() => document.removeEventListener('visibilitychange', vis), () => window.removeEventListener('focus', vis));
@@ -92,11 +114,71 @@ export class AppView {
       this.panel.tick();
     }, 30_000);
     this.renderAll();
-    void this.store.start().catch(() => this.renderAll());
+    this.pages.route();
+    void this.store.start().catch(() => this.renderAll()).then(() => {
+      // Pages that list sites (settings, reports) need the list the store has now.
+      if (this.pages.current !== 'inbox') this.pages.route();
+    });
+    // Permissions (export) are not in the sign-in answer: ask once.
+    api<Me>('/api/v1/me').then((m) => {
+      if (!m?.permissions) return;
+      this.me.permissions = m.permissions;
+      this.pages.refresh();
+    }).catch(() => {});
+  }
+
+  /** The team's members (owners and admins), fetched once and shared by the pages. */
+  private teamAgents(force = false): Promise<TeamAgent[]> {
+    if (!this.teamCache || force) {
+      const p = api<{ agents: TeamAgent[] }>('/api/v1/agents').then((r) => r?.agents ?? []);
+      p.catch(() => {
+        if (this.teamCache === p) this.teamCache = null;
+      });
+      this.teamCache = p;
+    }
+    return this.teamCache;
+  }
+
+  /** The inbox is "visible" (reads count, no alert for the open conversation) only when shown. */
+  private updateVisible(): void {
+    this.store.visible = document.visibilityState === 'visible' && this.pages.current === 'inbox';
+    this.activeView()?.maybeRead();
+  }
+
+  private pageChanged(name: string): void {
+    const inbox = name === 'inbox';
+    this.bodyEl.classList.toggle('is-covered', !inbox);
+    this.bodyEl.inert = !inbox;
+    this.root.classList.toggle('on-page', !inbox);
+    this.updateVisible();
+    if (inbox) {
+      this.renderTabsAndStage();
+      this.activeView()?.shown();
+    }
+  }
+
+  /** Owners and admins erase a visitor and everything of theirs, after confirming. */
+  private eraseVisitor(vid: string): void {
+    const convs = this.store.visitors.get(vid)?.conversations?.length ?? 0;
+    confirmDialog({
+      title: t('eraseTitle'),
+      body: h('div', null,
+        h('p.dialog-text', null, t('eraseText')),
+        convs ? h('p.dialog-text', null, t('eraseCount', { n: convs })) : null,
+        h('p.dialog-text.danger-text', null, t('eraseWarning'))),
+      confirm: t('eraseConfirm'),
+      danger: true,
+      run: async () => {
+        const r = await api<{ erased_conversations: number }>(`/api/v1/visitors/${encodeURIComponent(vid)}`, { method: 'DELETE' });
+        this.store.forgetVisitor(vid);
+        this.toast(t('erased', { n: r?.erased_conversations ?? 0 }));
+      },
+    });
   }
 
   destroy(): void {
     clearInterval(this.clock);
+    this.pages.destroy();
     for (const off of this.offs) off();
     for (const v of this.views.values()) v.destroy();
     this.store.stop();
@@ -115,6 +197,7 @@ export class AppView {
 
   private renderTopbar(): void {
     this.top.update();
+    this.skipLink.textContent = t('skip');
   }
 
   // ---- inbox ------------------------------------------------------------------------------

@@ -146,7 +146,8 @@ export class ConversationView {
   /** Sends a read marker when the newest messages are actually on screen. */
   maybeRead(): void {
     if (!this.root.isConnected || this.store.active !== this.session.id) return;
-    if (document.visibilityState !== 'visible') return;
+    // Not while another page (search, reports…) covers the inbox.
+    if (document.visibilityState !== 'visible' || !this.store.visible) return;
     if (!this.thread.isAtBottom()) return;
     this.session.markRead();
   }

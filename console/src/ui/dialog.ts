@@ -1,5 +1,6 @@
 // Modal dialogs on the native <dialog> element: focus is trapped and Escape closes, and focus
 // returns to whatever opened the dialog.
+import { ApiError } from '../api';
 import { h, icon } from '../dom';
 import { t } from '../i18n';
 
@@ -29,3 +30,34 @@ export function openDialog(title: string, body: (close: () => void) => Node, opt
   first?.focus();
   return close;
 }
+
+/** The server's words for a refusal, or a generic apology. */
+export function errorText(e: unknown): string {
+  return e instanceof ApiError && e.message ? e.message : t('genericError');
+}
+
+/** Asks before something that cannot be undone; `run` does it (its refusal is shown in the dialog). */
+export function confirmDialog(opts: { title: string; body: string | Node; confirm: string; danger?: boolean; run: () => Promise<void> }): void {
+  openDialog(opts.title, (close) => {
+    const err = h('div.form-error', { role: 'alert' });
+    const go = h('button.btn', { type: 'submit', class: opts.danger ? 'btn-danger' : 'btn-primary' }, opts.confirm);
+    return h('form.dialog-body', {
+      onsubmit: async (ev: SubmitEvent) => {
+        ev.preventDefault();
+        go.disabled = true;
+        err.textContent = '';
+        try {
+          await opts.run();
+          close();
+        } catch (e) {
+          err.textContent = errorText(e);
+          go.disabled = false;
+        }
+      },
+    },
+    typeof opts.body === 'string' ? h('p.dialog-text', null, opts.body) : opts.body,
+    err,
+    h('div.dialog-actions', null, h('button.btn.btn-ghost', { type: 'button', autofocus: true, onclick: close }, t('cancel')), go));
+  }, { className: 'dialog--confirm' });
+}
+

@@ -13,7 +13,14 @@ export class VisitorPanel {
   private session: ConvSession | null = null;
   private refresh: ReturnType<typeof setInterval> | undefined;
 
-  constructor(private store: Store, private el: HTMLElement, private close: () => void, private open: (id: string) => void) {}
+  constructor(
+    private store: Store,
+    private el: HTMLElement,
+    private close: () => void,
+    private open: (id: string) => void,
+    /** Owners and admins: erase the visitor (asks first). */
+    private erase: ((visitorId: string) => void) | null = null,
+  ) {}
 
   show(session: ConvSession | null): void {
     if (session !== this.session) {
@@ -125,6 +132,13 @@ export class VisitorPanel {
         h('dl.attrs', null, attrs.map(([k, x]) => h('div.fact', null, h('dt', null, k), h('dd', null, typeof x === 'string' ? x : JSON.stringify(x)))))));
     }
     sections.push(h('div.vp-id', null, h('span.muted', null, `${t('visitorId')}: `), h('code', null, vid || '—')));
+    if (this.erase && vid) {
+      const erase = this.erase;
+      sections.push(h('section.vp-section.vp-danger', null,
+        h('h3.vp-h', null, t('dataProtection')),
+        h('p.vp-danger-text', null, t('eraseHint')),
+        h('button.btn.btn-danger-outline.btn-sm', { type: 'button', 'data-action': 'erase-visitor', onclick: () => erase(vid) }, icon('trash', 14), t('eraseVisitor'))));
+    }
 
     mount(this.el, h('div.vp', null, sections));
     this.el.scrollTop = scroll;

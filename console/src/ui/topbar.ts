@@ -18,7 +18,7 @@ export class TopBar {
   private langSelect: HTMLSelectElement;
   private signOutBtn: HTMLButtonElement;
 
-  constructor(readonly el: HTMLElement, private store: Store, signOut: () => void) {
+  constructor(readonly el: HTMLElement, private store: Store, signOut: () => void, nav?: HTMLElement) {
     this.statusSelect = h('select.status-select', { onchange: () => store.setStatus(this.statusSelect.value as AgentStatus) });
     this.bell = h('button.icon-btn', {
       type: 'button',
@@ -41,6 +41,7 @@ export class TopBar {
     this.statusWrap.append(h('span.status-dot', { 'aria-hidden': 'true' }), this.statusSelect);
     el.append(
       h('div.brand', null, h('span.brand-mark', { 'aria-hidden': 'true' }, icon('chat', 16)), this.brandName),
+      ...(nav ? [nav] : []),
       this.conn,
       h('div.spacer'),
       this.statusWrap,

@@ -59,6 +59,21 @@ const en = {
   close: 'Close',
   image: 'Image',
   file: 'File',
+  autoReply: 'Automatic reply',
+  translated: 'Translated',
+  original: 'Original',
+  showOriginal: 'Show original',
+  showTranslation: 'Show translation',
+  noTranslation: 'Translation unavailable',
+  rateTitle: 'How was this conversation?',
+  stars: '{n} of 5 stars',
+  comment: 'Add a comment (optional)',
+  sendRating: 'Send rating',
+  rateThanks: 'Thanks for your feedback!',
+  youRated: 'You rated this conversation {n} of 5.',
+  rateFailed: "Your rating couldn't be sent. Please try again.",
+  reply: 'Reply',
+  invitation: 'Message from {name}',
 };
 
 export type Key = keyof typeof en;
@@ -120,6 +135,21 @@ const zh: Record<Key, string> = {
   close: '关闭',
   image: '图片',
   file: '文件',
+  autoReply: '自动回复',
+  translated: '已翻译',
+  original: '原文',
+  showOriginal: '查看原文',
+  showTranslation: '查看译文',
+  noTranslation: '暂时无法翻译',
+  rateTitle: '您对本次对话满意吗？',
+  stars: '{n} 星（满分 5 星）',
+  comment: '补充说明（选填）',
+  sendRating: '提交评价',
+  rateThanks: '感谢您的评价！',
+  youRated: '您给本次对话打了 {n} 星（满分 5 星）。',
+  rateFailed: '评价未能提交，请重试。',
+  reply: '回复',
+  invitation: '来自{name}的消息',
 };
 
 const TABLE: Record<Locale, Record<Key, string>> = { en, 'zh-CN': zh };

@@ -10,9 +10,11 @@ import css from './chat.css';
 import { h, icon, richText } from './dom';
 import { EMOJI } from './emoji';
 import { pick, t, type Key } from './i18n';
+import { watchInvitations } from './invite';
 import { Link, type LinkState } from './link';
+import { ratingForm, ratingThanks, type Draft } from './rating';
 import { normalize } from '../config';
-import type { Config, Conv, Ev, FileRef, Host, OutboxItem, PendingForm } from '../types';
+import type { Config, Conv, Ev, FileRef, Host, Invitation, OutboxItem, PendingForm, Texts } from '../types';
 
 declare const __VERSION__: string;
 
@@ -25,12 +27,15 @@ const IMAGE = /^image\/(png|jpeg|gif|webp)$/;
 /** What the file picker offers (the server checks the bytes anyway). */
 const ACCEPT = 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/csv,.txt,.csv,.log,.md,.zip,.doc,.docx,.xls,.xlsx,.ppt,.pptx';
 
+/** The primary language subtag, lower case: zh-CN → zh. */
+const primary = (tag: unknown) => String(tag || '').split('-')[0].toLowerCase();
+
 /** 1 KB, 2.5 MB… */
 const bytes = (n: number) => (n < 1024 ? `${n} B` : n < 1048576 ? `${+(n / 1024).toFixed(1)} KB` : `${+(n / 1048576).toFixed(1)} MB`);
 
 interface Item {
   key: string;
-  kind: 'msg' | 'sys' | 'day';
+  kind: 'msg' | 'sys' | 'day' | 'rate';
   mine?: boolean;
   /** author identity, for grouping */
   who?: string;
@@ -49,6 +54,12 @@ interface Item {
   note?: string;
   /** what the visitor can do with it: remove it, or choose its file again */
   acts?: 'rm' | 'lost';
+  /** an automated message of the site (away reply, keyword reply, closing notice) */
+  auto?: boolean;
+  /** its translation into the visitor's language: the text, or failed */
+  tr?: { text?: string; from?: string; failed?: boolean };
+  /** a rating card: the score once rated */
+  score?: number;
 }
 
 /** How an attempt to send (or upload) one outbox item ended. */
@@ -71,6 +82,9 @@ function newMsgId(): string {
   crypto.getRandomValues(r);
   return `w-${Date.now().toString(36)}-${(counter++).toString(36)}-${r[0].toString(36)}${r[1].toString(36)}`;
 }
+
+/** The first letter of a name, for an avatar. */
+const initial = (name: string) => Array.from(name.trim())[0]?.toUpperCase() || '?';
 
 const sameDay = (a: number, b: number) => new Date(a).toDateString() === new Date(b).toDateString();
 
@@ -117,6 +131,17 @@ class Chat {
   private plainTitle = '';
   private nodes = new Map<string, HTMLElement>();
   private live = new Set<number>();
+  /** messages the visitor switched back to their original text */
+  private originals = new Set<string>();
+  /** the rating being chosen, by the seq of the `closed` event it is for */
+  private drafts = new Map<number, Draft>();
+  /** ratings the server took, by the seq of the `closed` event, until their event arrives */
+  private rated = new Map<number, number>();
+  /** a list item to focus once painted */
+  private focusKey = '';
+  /** the invitation of this page, once it showed (its greeting joins the conversation view) */
+  private inv: { m: Texts; at: number } | null = null;
+  private invBox!: HTMLElement;
 
   // DOM
   private panel!: HTMLElement;
@@ -168,7 +193,12 @@ class Chat {
       gone: () => this.gone(),
     });
 
-    host.sub('lang', () => this.rebuild());
+    host.sub('lang', () => {
+      this.rebuild();
+      this.paintInvite();
+      // The server learns the visitor's language from the socket's hello: sign in again.
+      this.link.relang();
+    });
     host.sub('cfg', () => {
       const key = JSON.stringify(this.cfg());
       if (key !== this.cfgKey) this.rebuild();
@@ -209,6 +239,17 @@ class Chat {
     };
     this.cfgKey = JSON.stringify(this.cfg());
     this.renderView();
+    // The invitation bubble, next to the launcher; a live region, so it is announced.
+    this.invBox = h('div', { cls: 'ivw', 'aria-live': 'polite' });
+    host.box.append(this.invBox);
+    watchInvitations({
+      ls,
+      since: host.t || 0,
+      invitations: () => this.cfg().invitations,
+      allowed: () => !this.outbox().length && !ls.get('pf') && (!this.conv || (this.historyLoaded && this.status === 'closed')),
+      invite: (inv) => this.invite(inv),
+      moved: () => this.paintInvite(false),
+    });
     if (this.conv) this.startConversation();
     if (this.outbox().length || ls.get('pf')) this.flush();
     if (host.wantOpen) this.open();
@@ -433,8 +474,10 @@ class Chat {
     const intro = mode === 'prechat' ? this.tr('prechatIntro') : pick(cfg.offline.message, lang, this.tr('awayDefault'));
     const form = h('form', { cls: 'form', novalidate: true, oninput: () => { this.formDirty = true; } });
     const inputs: (HTMLInputElement | HTMLTextAreaElement)[] = [];
-    if (mode === 'prechat') form.append(h('div', { cls: 'bub', dir: 'auto', text: pick(cfg.welcome, lang, this.tr('welcome')) }));
-    else form.append(h('h3', { cls: 'fh', text: this.tr('leaveMessage') }));
+    // An invitation's greeting, if one showed on this page, else the welcome text.
+    const greeting = this.inv ? pick(this.inv.m, lang, '') : '';
+    if (mode === 'prechat') form.append(h('div', { cls: 'bub', dir: 'auto', text: greeting || pick(cfg.welcome, lang, this.tr('welcome')) }));
+    else form.append(greeting ? h('div', { cls: 'bub', dir: 'auto', text: greeting }) : '', h('h3', { cls: 'fh', text: this.tr('leaveMessage') }));
     form.append(h('p', { cls: 'intro', dir: 'auto', text: intro }));
     fields.forEach((f, i) => {
       const id = `parley-f-${i}`;
@@ -485,9 +528,12 @@ class Chat {
   // ------------------------------------------------------------------------------------------
   // Opening and closing
 
-  open() {
+  /** Opens the panel; `auto` when the visitor did not ask (an invitation): focus stays where it is. */
+  open(auto = false) {
     if (this.isOpen) return;
     this.isOpen = true;
+    this.paintInvite(false);
+    if (!auto) this.h.ls.set('wo', 1);
     this.panel.hidden = false;
     this.h.setOpen(true);
     this.h.launcher.setAttribute('aria-expanded', 'true');
@@ -498,6 +544,7 @@ class Chat {
     // Agents may have come online (or left) since the page loaded.
     if (!this.conv) this.h.refresh();
     this.h.emit('open');
+    if (auto) return;
     // On touch screens, focusing the field would pop the keyboard over the conversation.
     const target = this.view.querySelector('input,textarea.in,textarea') as HTMLElement | null;
     if (matchMedia('(pointer: coarse)').matches) this.scroller.focus({ preventScroll: true });
@@ -515,6 +562,53 @@ class Chat {
     this.sendTyping(false);
     this.h.emit('close');
     if (hadFocus) this.h.launcher.focus();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Proactive invitations (timed by invite.ts)
+
+  private invite(inv: Invitation) {
+    this.inv = { m: inv.message, at: Date.now() };
+    // A form the visitor has not touched shows the greeting too.
+    if (this.view.dataset.mode !== 'chat' && !this.formDirty) {
+      this.view.dataset.mode = '';
+      this.renderView();
+    }
+    this.render(true);
+    if (this.isOpen) return;
+    // Someone who opened the chat before gets the panel, on larger screens; others a bubble.
+    if (this.h.ls.get('wo') && !matchMedia('(max-width: 520px)').matches) this.open(true);
+    else this.paintInvite(true);
+  }
+
+  private bubble = false;
+
+  /** Shows (true) or hides (false) the invitation bubble; repaints it without an argument. */
+  private paintInvite(show = this.bubble) {
+    this.bubble = show && !!this.inv && !this.isOpen;
+    const box = this.invBox;
+    if (!box) return;
+    if (!this.bubble) {
+      const focused = box.contains(this.h.root.activeElement);
+      box.replaceChildren();
+      if (focused) this.h.launcher.focus();
+      return;
+    }
+    const name = this.cfg().site.name || this.tr('support');
+    const dismiss = () => {
+      this.inv = null;
+      this.paintInvite(false);
+      this.render();
+    };
+    box.replaceChildren(h('div', {
+      cls: 'inv', role: 'group', 'aria-label': this.tr('invitation', { name }),
+      onkeydown: (e: KeyboardEvent) => { if (e.key === 'Escape') dismiss(); },
+    },
+    h('button', { type: 'button', cls: 'ib', onclick: () => this.open() },
+      h('span', { cls: 'ih' }, h('span', { cls: 'iav', 'aria-hidden': 'true', text: initial(name) }), h('span', { cls: 'inm', text: name })),
+      h('span', { cls: 'it', dir: 'auto', text: pick(this.inv!.m, this.h.lang(), '') }),
+      h('span', { cls: 'ir', text: this.tr('reply') })),
+    h('button', { type: 'button', cls: 'nx ix', 'aria-label': this.tr('close'), title: this.tr('close'), onclick: dismiss }, icon('x'))));
   }
 
   private onPanelKey(e: KeyboardEvent) {
@@ -886,7 +980,8 @@ class Chat {
     // a reload meanwhile) gets the same conversation, never a second one.
     const rid = ls.get<string>('cr') || newMsgId();
     ls.set('cr', rid);
-    const body: Record<string, unknown> = { ...pf, page_url: location.href, language: navigator.language, client_req_id: rid };
+    // The language the visitor chose (setLocale), else the browser's, for routing rules.
+    const body: Record<string, unknown> = { ...pf, page_url: location.href, language: ls.get('l') || navigator.language, client_req_id: rid };
     if (this.h.department) body.department = this.h.department;
     const r = await this.h.api('/api/v1/conversations', { method: 'POST', body });
     if (r.s === 200 || r.s === 201) {
@@ -1083,8 +1178,8 @@ class Chat {
         seq: e.seq, text: e.body?.text, at: e.at, author: { role: e.author?.role, name: e.author?.name },
         ...(f ? { file: { name: f.name, type: f.type, size: f.size, image: f.image } } : {}),
       });
-      if (e.author?.role === 'agent') {
-        this.announce(this.tr('announce', { name: e.author.name || this.tr('support'), text: e.body?.text || (f ? `${this.tr(f.image ? 'image' : 'file')}: ${f.name}` : '') }));
+      if (e.author?.role !== 'visitor') {
+        this.announce(this.tr('announce', { name: this.authorName(e), text: e.body?.text || (f ? `${this.tr(f.image ? 'image' : 'file')}: ${f.name}` : '') }));
       }
     }
   }
@@ -1216,7 +1311,8 @@ class Chat {
     let unread = 0;
     let newest: Ev | null = null;
     for (const e of this.events.values()) {
-      if ((e.kind === 'message' || e.kind === 'file') && e.author?.role === 'agent' && e.seq > readTo) {
+      // Agents' and automated messages; never translations, ratings or other events.
+      if ((e.kind === 'message' || e.kind === 'file') && e.author && e.author.role !== 'visitor' && e.seq > readTo) {
         unread++;
         if (!newest || e.seq > newest.seq) newest = e;
       }
@@ -1239,7 +1335,12 @@ class Chat {
   private notify(e: Ev, unread: number) {
     if (this.visibleOpen()) return;
     if (this.leader && !this.muted()) this.chime();
-    this.flash(unread, e.author?.name || this.tr('support'));
+    this.flash(unread, this.authorName(e));
+  }
+
+  /** Who wrote a message of the team: the agent, the site for automated ones. */
+  private authorName(e: Ev): string {
+    return e.author?.name || (e.author?.role === 'system' && this.cfg().site.name) || this.tr('support');
   }
 
   private chime() {
@@ -1319,11 +1420,35 @@ class Chat {
     }
     const seen = new Set<string>();
     const events = [...this.events.values()].sort((a, b) => a.seq - b.seq);
+    // Translations into the visitor's language, by the seq of the message they translate (one
+    // that worked wins over one that failed); the closing that asks for a rating, if it is the
+    // latest change of status, and the rating given since.
+    const translations = new Map<number, Ev>();
+    let closedAt = 0;
+    let score = 0;
     for (const e of events) {
+      const b = e.body || {};
+      if (e.kind === 'translation' && primary(b.to) === primary(lang) && (b.text || !translations.get(b.of)?.body?.text)) translations.set(b.of, e);
+      if (e.kind === 'closed' || e.kind === 'reopened') {
+        closedAt = e.kind === 'closed' ? e.seq : 0;
+        score = 0;
+      }
+      if (e.kind === 'rated' && closedAt && b.score >= 1 && b.score <= 5) score = b.score;
+    }
+    // The invitation's greeting, where it showed in time.
+    const greeting: Item | null = this.inv && { key: 'inv', kind: 'msg', who: 'site', name: cfg.site.name || this.tr('support'), text: pick(this.inv.m, lang, ''), welcome: true };
+    let greeted = !greeting;
+    for (const e of events) {
+      if (!greeted && e.at > this.inv!.at) {
+        out.push(greeting!);
+        greeted = true;
+      }
       const base = { seq: e.seq, at: e.at };
       const file = e.kind === 'file' ? e.body?.file : undefined;
       if (e.kind === 'message' || (file && typeof file.id === 'string')) {
         const mine = e.author?.role === 'visitor' && (!me || e.author.id === me);
+        // Agents' replies only: automated ones are written in the visitor's language already.
+        const tb = e.author?.role === 'agent' && e.kind === 'message' ? translations.get(e.seq)?.body : undefined;
         if (e.client_msg_id) seen.add(e.client_msg_id);
         out.push({
           ...base,
@@ -1331,19 +1456,27 @@ class Chat {
           kind: 'msg',
           mine,
           who: e.author?.id,
-          name: mine ? this.tr('you') : e.author?.name || this.tr('support'),
+          name: mine ? this.tr('you') : this.authorName(e),
           text: String(e.body?.text ?? ''),
           file: file && { id: file.id, name: String(file.name ?? ''), type: String(file.type ?? ''), size: Number(file.size) || 0, image: file.image === true },
           status: mine ? (this.agentRead >= e.seq ? 'read' : 'sent') : undefined,
+          auto: e.author?.role === 'system',
+          tr: tb && (typeof tb.text === 'string' && tb.text.trim() && !tb.failed ? { text: tb.text, from: tb.from } : tb.failed ? { failed: true } : undefined),
         });
       } else if (e.kind === 'assigned' && e.body?.agent?.name) {
         out.push({ ...base, key: `s${e.seq}`, kind: 'sys', text: this.tr('joined', { name: e.body.agent.name }) });
       } else if (e.kind === 'closed') {
         out.push({ ...base, key: `s${e.seq}`, kind: 'sys', text: this.tr('closed') });
+        // Closed, not reopened since: ask for a rating (or thank for it).
+        if (e.seq === closedAt && this.conv) {
+          score ||= this.rated.get(e.seq) || 0;
+          out.push({ key: `${score ? 't' : 'r'}${e.seq}`, kind: 'rate', seq: e.seq, score, text: '' });
+        }
       } else if (e.kind === 'created' && e.body?.form === 'offline') {
         out.push({ ...base, key: `s${e.seq}`, kind: 'sys', text: this.tr('thanks') });
       }
     }
+    if (!greeted) out.push(greeting!);
     const waiting = this.link?.live && navigator.onLine ? 'sending' : 'queued';
     const pf = this.h.ls.get<PendingForm>('pf');
     if (pf?.message) {
@@ -1429,6 +1562,11 @@ class Chat {
     }
     this.earlier.hidden = this.nextBefore == null;
     if (this.stickToBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
+    const focus = this.focusKey && this.nodes.get(this.focusKey);
+    if (focus) {
+      this.focusKey = '';
+      focus.focus({ preventScroll: true });
+    }
   }
 
   /** The list item of an item: created once, its grouping and delivery state updated. */
@@ -1437,10 +1575,13 @@ class Chat {
     if (!li) {
       if (it.kind === 'day' || it.kind === 'sys') {
         li = h('li', { cls: it.kind }, h('span', { text: it.text }));
+      } else if (it.kind === 'rate') {
+        li = h('li', { cls: 'rate', tabindex: '-1' }, it.score ? ratingThanks((k, v) => this.tr(k, v), it.score) : this.ratingForm(it.seq!));
       } else {
-        const who = h('div', { cls: 'who', text: it.name || '' });
-        const bubble = h('div', { cls: 'bub', dir: 'auto' }, it.file ? null : richText(it.text));
-        li = h('li', { cls: `m ${it.mine ? 'me' : 'them'}` }, who, bubble, h('div', { cls: 'xt', hidden: true }), h('div', { cls: 'meta' }));
+        // Automated messages are the team's too, labelled as such.
+        const who = h('div', { cls: 'who' }, it.name || '', it.auto ? h('span', { cls: 'al', text: ` · ${this.tr('autoReply')}` }) : '');
+        const bubble = h('div', { cls: 'bub', dir: 'auto' });
+        li = h('li', { cls: `m ${it.mine ? 'me' : 'them'}${it.auto ? ' bot' : ''}` }, who, bubble, h('div', { cls: 'trn', hidden: true }), h('div', { cls: 'xt', hidden: true }), h('div', { cls: 'meta' }));
       }
       this.nodes.set(it.key, li);
     }
@@ -1449,8 +1590,9 @@ class Chat {
     li.classList.toggle('last', last);
     li.classList.toggle('fail', it.status === 'failed');
     if (it.file) this.paintFile(li, it);
+    else this.paintText(li, it);
     // What went wrong, in words, and what the visitor can do about it.
-    const xt = li.children[2] as HTMLElement;
+    const xt = li.children[3] as HTMLElement;
     const xk = `${it.note}|${it.acts}`;
     if (xt.dataset.k !== xk) {
       xt.dataset.k = xk;
@@ -1481,6 +1623,75 @@ class Chat {
       meta.classList.toggle('sr', !last && (state === 'sent' || state === 'read' || !state));
     }
     return li;
+  }
+
+  /**
+   * The text of a message: its translation into the visitor's language when there is one (a
+   * translation arriving later updates the message in place), with a switch to the original;
+   * a discreet mark when the translation failed.
+   */
+  private paintText(li: HTMLElement, it: Item) {
+    const bub = li.children[1] as HTMLElement & { $t?: string };
+    const tr = it.tr;
+    const original = this.originals.has(it.key);
+    const translated = !!tr?.text && !original;
+    const text = translated ? tr!.text! : it.text;
+    if (bub.$t !== text) {
+      bub.$t = text;
+      bub.replaceChildren(richText(text));
+    }
+    // The language of what is shown, for screen readers (and fonts).
+    const lang = translated ? this.h.lang() : tr?.text ? tr.from : '';
+    if (lang) bub.lang = lang;
+    else bub.removeAttribute('lang');
+    const line = li.children[2] as HTMLElement;
+    const state = tr ? (tr.failed ? 'x' : original ? 'o' : 't') : '';
+    if (line.dataset.k === state) return;
+    line.dataset.k = state;
+    line.hidden = !state;
+    if (state === 'x') {
+      line.replaceChildren(h('span', { text: this.tr('noTranslation') }));
+      return;
+    }
+    if (!state) return;
+    // The same button throughout, so keyboard focus stays on it when it is used.
+    let toggle = line.querySelector('button');
+    if (!toggle) {
+      toggle = h('button', {
+        type: 'button', cls: 'tg',
+        onclick: () => {
+          if (!this.originals.delete(it.key)) this.originals.add(it.key);
+          this.render();
+        },
+      });
+      line.replaceChildren(h('span'), h('span', { 'aria-hidden': 'true', text: ' · ' }), toggle);
+    }
+    (line.firstChild as HTMLElement).textContent = this.tr(state === 'o' ? 'original' : 'translated');
+    toggle.textContent = this.tr(state === 'o' ? 'showTranslation' : 'showOriginal');
+  }
+
+  /** The rating form for the conversation closed at `seq`. */
+  private ratingForm(seq: number): HTMLElement {
+    let draft = this.drafts.get(seq);
+    if (!draft) this.drafts.set(seq, (draft = { score: 0, comment: '' }));
+    return ratingForm(`parley-r${seq}`, (k, v) => this.tr(k, v), draft, async (d) => {
+      const conv = this.conv;
+      if (!conv) return false;
+      let r;
+      try {
+        r = await this.h.api(`/api/v1/conversations/${conv.id}/rating`, { body: { score: d.score, comment: d.comment.trim() || undefined } });
+      } catch {
+        return false;
+      }
+      if (r.s >= 300) return false;
+      // Thanked at once; the `rated` event follows on the connection.
+      this.rated.set(seq, d.score);
+      this.drafts.delete(seq);
+      this.focusKey = `t${seq}`;
+      this.announce(this.tr('rateThanks'));
+      this.render();
+      return true;
+    });
   }
 
   /** The bubble of an attachment: a thumbnail for images, a download chip for other files. */

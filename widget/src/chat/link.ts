@@ -105,6 +105,16 @@ export class Link {
     this.connect();
   }
 
+  /**
+   * The visitor's language changed: a live socket signs in again, so the server translates
+   * for (and answers in) the new one; long-polling sends it with every request anyway.
+   */
+  relang(): void {
+    if (this.stopped || this.mode !== 'ws' || !this.ws) return;
+    this.halt('connecting');
+    this.kick();
+  }
+
   get live(): boolean {
     return this.state === 'live';
   }

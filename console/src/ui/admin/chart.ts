@@ -40,8 +40,8 @@ export class BarChart {
   private width = 0;
   private observer: ResizeObserver;
 
-  constructor(private height = 200) {
-    this.el = h('figure.chart', null, this.box, this.table);
+  constructor(name: string, private height = 200) {
+    this.el = h('figure.chart', { dataset: { chart: name } }, this.box, this.table);
     this.observer = new ResizeObserver(() => {
       const w = Math.floor(this.box.clientWidth);
       if (w && w !== this.width) {

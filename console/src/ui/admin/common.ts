@@ -1,12 +1,14 @@
 // Building blocks of the console's pages (search, reports, agents, site settings, export):
 // page and card frames, labelled fields, confirmation and show-once dialogs, dates and
 // durations. User text only ever goes in through textContent (h() children).
-import { ApiError } from '../../api';
 import { domId, h, icon } from '../../dom';
-import { lang, t, type Key } from '../../i18n';
+import { lang } from '../../i18n';
+import { t, type Key } from './strings';
 import type { Store } from '../../store';
 import type { Agent, TeamAgent } from '../../types';
 import { openDialog } from '../dialog';
+
+export { confirmDialog, errorText } from '../dialog';
 
 /** What a page may use of the signed-in console. */
 export interface PageCtx {
@@ -28,10 +30,6 @@ export interface Page {
   destroy?(): void;
 }
 
-export function errorText(e: unknown): string {
-  return e instanceof ApiError && e.message ? e.message : t('genericError');
-}
-
 /** The head of a page: title, one line about it, and actions on the right. */
 export function pageHead(title: string, sub: string | null, ...actions: (Node | null)[]): HTMLElement {
   return h('header.page-head', null,
@@ -48,14 +46,18 @@ export function card(title: string | null, opts: { id?: string; sub?: string; ac
     body);
 }
 
-/** A label above a control; `hint` below it (wired with aria-describedby). */
-export function field(label: string, control: HTMLElement, opts: { hint?: string; className?: string } = {}): HTMLElement {
-  const id = control.id || domId('f');
-  control.id = id;
+/**
+ * A label above a control; `hint` below it (wired with aria-describedby). `target` is the
+ * element the label names when `control` is a wrapper around it.
+ */
+export function field(label: string, control: HTMLElement, opts: { hint?: string; className?: string; target?: HTMLElement } = {}): HTMLElement {
+  const target = opts.target ?? control;
+  const id = target.id || domId('f');
+  target.id = id;
   let hint: HTMLElement | null = null;
   if (opts.hint) {
     hint = h('span.field-hint', { id: `${id}-hint` }, opts.hint);
-    control.setAttribute('aria-describedby', hint.id);
+    target.setAttribute('aria-describedby', hint.id);
   }
   return h('div.field', { class: opts.className }, h('label.field-label', { for: id }, label), control, hint);
 }
@@ -72,31 +74,6 @@ export function select<V extends string>(options: [V, string][], value: V, oncha
     options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)));
   el.value = value;
   return el;
-}
-
-/** Asks before something that cannot be undone; resolves to the answer. */
-export function confirmDialog(opts: { title: string; body: string | Node; confirm: string; danger?: boolean; run: () => Promise<void> }): void {
-  openDialog(opts.title, (close) => {
-    const err = h('div.form-error', { role: 'alert' });
-    const go = h('button.btn', { type: 'submit', class: opts.danger ? 'btn-danger' : 'btn-primary' }, opts.confirm);
-    return h('form.dialog-body', {
-      onsubmit: async (ev: SubmitEvent) => {
-        ev.preventDefault();
-        go.disabled = true;
-        err.textContent = '';
-        try {
-          await opts.run();
-          close();
-        } catch (e) {
-          err.textContent = errorText(e);
-          go.disabled = false;
-        }
-      },
-    },
-    typeof opts.body === 'string' ? h('p.dialog-text', null, opts.body) : opts.body,
-    err,
-    h('div.dialog-actions', null, h('button.btn.btn-ghost', { type: 'button', autofocus: true, onclick: close }, t('cancel')), go));
-  }, { className: 'dialog--confirm' });
 }
 
 /** A secret shown this once, with a copy button. */
