@@ -573,6 +573,16 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::InvalidCredentials.into());
     };
     if !stored.matches(&derived) {
+        // A wrong password for a real account is the team's business: it goes in its audit log.
+        crate::console::audit(
+            ctx,
+            &row.team_id,
+            &row.id,
+            "login_failed",
+            &row.id,
+            serde_json::json!({}),
+        )
+        .await?;
         Log::info("login_failed")
             .trace(&ctx.trace)
             .error_class("invalid_credentials")
@@ -608,6 +618,15 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         .trace(&ctx.trace)
         .field("agent", row.id.as_str())
         .emit();
+    crate::console::audit(
+        ctx,
+        &row.team_id,
+        &row.id,
+        "login",
+        &row.id,
+        serde_json::json!({}),
+    )
+    .await?;
     ok_json(
         &serde_json::json!({
             "agent": { "id": row.id, "name": row.name, "email": row.email, "role": row.role, "team": row.team_id },

@@ -56,8 +56,12 @@ test('disable and reset password; every change is audited', async () => {
   await http(server.url, `/api/v1/agents/${mia.id}`, { method: 'PATCH', token: owner.token, body: { disabled: false, password: 'a brand new password' } });
   assert.equal((await login('mia@parley.local', 'a long enough password')).status, 401);
   assert.equal((await login('mia@parley.local', 'a brand new password')).status, 200);
-  const { results } = await server.d1("SELECT action, target FROM audit_log WHERE target = ?1 ORDER BY id", [mia.id]);
+  const { results } = await server.d1("SELECT action, target FROM audit_log WHERE target = ?1 AND action LIKE 'agent_%' ORDER BY id", [mia.id]);
   assert.deepEqual(results.map((r) => r.action), ['agent_created', 'agent_updated', 'agent_updated']);
+  // Sign-ins, good and bad, are in the audit log too.
+  const { results: logins } = await server.d1("SELECT action FROM audit_log WHERE target = ?1 AND action LIKE 'login%' ORDER BY id", [mia.id]);
+  assert.ok(logins.some((r) => r.action === 'login'));
+  assert.ok(logins.some((r) => r.action === 'login_failed'));
   // Too short a password, an unknown permission, a capacity out of range.
   for (const body of [{ password: 'short' }, { permissions: ['everything'] }, { capacity: 1000 }]) {
     assert.equal((await http(server.url, `/api/v1/agents/${mia.id}`, { method: 'PATCH', token: owner.token, body })).status, 400);
