@@ -91,7 +91,7 @@ export class ConversationView {
     const header = rafThrottle(() => this.update());
     this.offs.push(
       session.on('events', (ev) => {
-        const incoming = ev.added.some((e) => e.author?.role !== 'agent' || e.author.id !== store.me.id);
+        const incoming = ev.added.some((e) => e.kind !== 'translation' && (e.author?.role !== 'agent' || e.author.id !== store.me.id));
         renderThread({ reset: ev.reset, prepended: ev.prepended, incoming });
       }),
       session.on('outbox', () => renderThread({ reset: false, prepended: false })),

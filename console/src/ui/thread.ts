@@ -3,7 +3,7 @@
 // the top loads older history.
 import type { ConvSession } from '../conversation';
 import { h, icon, linkify, reconcile } from '../dom';
-import { t } from '../i18n';
+import { lang, t } from '../i18n';
 import type { OutboxItem } from '../outbox';
 import type { Store } from '../store';
 import { clock, dayLabel, full, sameDay } from '../time';
@@ -20,6 +20,8 @@ export class Thread {
   private nodes = new Map<string, HTMLElement>();
   private first = true;
   private olderPending = false;
+  /** Seqs of translated visitor messages the agent switched to the original. */
+  private originals = new Set<number>();
   /** Rendered once the view has been attached (scroll metrics need layout). */
   attached = false;
 
@@ -103,7 +105,15 @@ export class Thread {
     if (opts.reset) this.nodes.clear();
     this.renderTop();
 
-    const events = this.session.sortedEvents().filter((e) => e.kind !== 'hidden');
+    const all = this.session.sortedEvents();
+    // Translations render with the message they name (`of`), never as their own line.
+    const trs = new Map<number, Ev[]>();
+    for (const e of all) {
+      if (e.kind !== 'translation') continue;
+      const of = Number(e.body?.of);
+      trs.set(of, [...(trs.get(of) ?? []), e]);
+    }
+    const events = all.filter((e) => e.kind !== 'hidden' && e.kind !== 'translation');
     const out: HTMLElement[] = [];
     let prev: Ev | null = null;
     const visitorRead = this.session.visitorRead();
@@ -112,7 +122,7 @@ export class Thread {
 
     for (const e of events) {
       if (!prev || !sameDay(prev.at, e.at)) out.push(this.dayNode(e.at));
-      const node = this.eventNode(e);
+      const node = this.eventNode(e, trs.get(e.seq));
       if (node.classList.contains('msg')) {
         const cont = Boolean(prev && isMessage(prev) && prev.author?.id === e.author?.id && (prev.kind === 'note') === (e.kind === 'note')
           && e.at - prev.at < GROUP_MS && sameDay(prev.at, e.at));
@@ -155,32 +165,67 @@ export class Thread {
     return node;
   }
 
-  private eventNode(e: Ev): HTMLElement {
+  private eventNode(e: Ev, trs: Ev[] = []): HTMLElement {
     const revealed = this.session.revealed.get(e.seq);
-    const key = `e:${e.seq}:${revealed !== undefined ? 'r' : ''}`;
+    // A translation arriving later gives the message a new key: rebuilt, swapped in place.
+    const key = `e:${e.seq}:${revealed !== undefined ? 'r' : ''}:${trs.map((x) => x.seq).join(',')}`;
     let node = this.nodes.get(key);
     if (!node) {
-      node = isMessage(e) ? this.messageNode(e, revealed) : this.systemNode(e);
+      node = isMessage(e) ? this.messageNode(e, revealed, trs) : this.systemNode(e);
       node.dataset.seq = String(e.seq);
       this.nodes.set(key, node);
     }
     return node;
   }
 
-  private messageNode(e: Ev, revealed: string | undefined): HTMLElement {
+  private messageNode(e: Ev, revealed: string | undefined, trs: Ev[]): HTMLElement {
     const role = e.author?.role ?? 'system';
     const mine = e.author?.id === this.store.me.id;
     const note = e.kind === 'note';
-    const name = role === 'visitor' ? this.store.visitorName(this.session.id) : mine ? t('you') : e.author?.name || this.store.agentLabel(e.author?.id ?? '');
+    // Automated messages (bot, away reply, keyword reply) are by `system`: the bot has a name.
+    const name = role === 'visitor' ? this.store.visitorName(this.session.id) : mine ? t('you')
+      : role === 'system' ? e.author?.name || t('autoReply') : e.author?.name || this.store.agentLabel(e.author?.id ?? '');
     const text = revealed ?? String(e.body?.text ?? '');
     const cls = ['msg', `msg--${role === 'visitor' ? 'in' : 'out'}`];
     if (mine) cls.push('msg--mine');
     if (note) cls.push('msg--note');
+    if (role === 'system') cls.push('msg--auto');
     const file: FileInfo | undefined = e.kind === 'file' ? e.body?.file : undefined;
     if (file) cls.push('msg--file');
+    const original = h('div.text', null, linkify(text));
     const bubble = h('div.bubble', null,
       note ? h('div.note-label', null, icon('lock', 12), t('note')) : null,
-      file ? this.fileCard(file) : h('div.text', null, linkify(text)));
+      file ? this.fileCard(file) : original);
+    // Visitors' messages: the latest translation into the agents' language, with the original
+    // a click away; a failure is a muted line. Other messages: what the visitor got ("Sent as").
+    let sentAs: HTMLElement | null = null;
+    const tr = trs[trs.length - 1];
+    if (tr && !file && role === 'visitor') {
+      if (tr.body?.failed || typeof tr.body?.text !== 'string') {
+        bubble.append(h('div.tr-line', null, t('trFailed', { reason: failReason(tr.body?.failed) })));
+      } else {
+        const seq = e.seq;
+        const translated = h('div.text', { lang: tr.body.to || null }, linkify(tr.body.text));
+        const toggle = h('button.link-btn', { type: 'button', 'aria-pressed': 'false' });
+        const show = (orig: boolean) => {
+          original.hidden = !orig;
+          translated.hidden = orig;
+          toggle.textContent = orig ? t('trShowTranslation') : t('trShowOriginal');
+          toggle.setAttribute('aria-pressed', String(orig));
+          if (orig) this.originals.add(seq);
+          else this.originals.delete(seq);
+        };
+        toggle.onclick = () => show(original.hidden);
+        original.replaceWith(translated);
+        translated.after(original);
+        bubble.append(h('div.tr-line', null, t('trFrom', { from: langName(tr.body.from) }), ' · ', toggle));
+        show(this.originals.has(seq));
+      }
+    } else if (!file && trs.length) {
+      sentAs = h('div.tr-sent', null, trs.filter((x) => typeof x.body?.text === 'string' && !x.body.failed)
+        .map((x) => h('div', { lang: x.body.to || null }, t('trSentAs', { text: x.body.text }))));
+      if (!sentAs.childNodes.length) sentAs = null;
+    }
     if (e.masked && revealed === undefined) {
       const btn = h('button.reveal-btn', {
         type: 'button',
@@ -204,6 +249,7 @@ export class Thread {
         h('span.msg-author', null, name),
         h('time.msg-time', { datetime: new Date(e.at).toISOString(), title: full(e.at) }, clock(e.at))),
       h('div.msg-row', null, bubble, h('time.msg-time-inline', { title: full(e.at), 'aria-hidden': 'true' }, clock(e.at))),
+      sentAs,
       role === 'agent' && !note ? h('div.msg-receipt', null, icon('checks', 14), t('seen')) : null);
   }
 
@@ -254,6 +300,15 @@ export class Thread {
       case 'reopened':
         text = t('evReopened');
         break;
+      case 'rated': {
+        const score = Math.max(0, Math.min(5, Math.round(Number(e.body?.score) || 0)));
+        text = t('evRated', { stars: '★'.repeat(score) + '☆'.repeat(5 - score), score });
+        if (typeof e.body?.comment === 'string' && e.body.comment) extra.push(h('div.sys-note', null, e.body.comment));
+        break;
+      }
+      case 'handoff':
+        text = t('evHandoff');
+        break;
       default:
         text = t('evOther', { kind: e.kind.replace(/_/g, ' ') });
         if (typeof e.body?.note === 'string' && e.body.note) extra.push(h('div.sys-note', null, e.body.note));
@@ -286,4 +341,22 @@ export class Thread {
 
 function isMessage(e: Ev): boolean {
   return e.kind === 'message' || e.kind === 'note' || e.kind === 'file';
+}
+
+/** A language tag as a name in the console's language ("zh-CN" → "Chinese (China)"). */
+function langName(tag: unknown): string {
+  const code = String(tag ?? '');
+  try {
+    return new Intl.DisplayNames([lang()], { type: 'language' }).of(code) || code;
+  } catch {
+    return code || '?';
+  }
+}
+
+function failReason(reason: unknown): string {
+  switch (reason) {
+    case 'timeout': return t('trTimeout');
+    case 'not_configured': return t('trNotConfigured');
+    default: return t('trError');
+  }
 }
