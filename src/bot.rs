@@ -5,11 +5,11 @@
 use parley_core::bot::BotSettings;
 use parley_core::webhook::url_allowed;
 use parley_core::Event;
-use wasm_bindgen::JsValue;
-use worker::{Env, Method, Request, RequestInit};
+
+use worker::Env;
 
 use crate::config::Config;
-use crate::internal::{SystemRequest, INTERNAL_BASE};
+use crate::internal::SystemRequest;
 use crate::log::Log;
 
 pub async fn answer(
@@ -35,21 +35,7 @@ pub async fn answer(
             SystemRequest::Handoff
         }
     };
-    let sent = async {
-        let stub = env
-            .durable_object("CONVERSATION")?
-            .id_from_name(&conversation)?
-            .get_stub()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(&serde_json::to_string(&request)?)));
-        stub.fetch_with_request(Request::new_with_init(
-            &format!("{INTERNAL_BASE}/system"),
-            &init,
-        )?)
-        .await
-    }
-    .await;
+    let sent = crate::internal::system_request(&env, &conversation, &request).await;
     if let Err(e) = sent {
         Log::warn("bot_unrecorded")
             .conversation(&conversation)

@@ -7,12 +7,12 @@ use parley_core::token::{AgentRole, Principal};
 use parley_core::ErrorCode;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{Env, Method, Request, RequestInit};
+use worker::{Env, Request};
 
 use crate::api::{authenticate, d1_failed, db, ok_json, Ctx};
 use crate::console::audit;
 use crate::http::ApiResult;
-use crate::internal::{SystemRequest, INTERNAL_BASE};
+use crate::internal::SystemRequest;
 use crate::log::Log;
 
 /// Conversations erased per retention run and site; the next run continues.
@@ -20,21 +20,8 @@ const PURGE_BATCH: u32 = 200;
 
 /// Erases one conversation: its object's storage and files, then its D1 rows.
 pub async fn erase_conversation(env: &Env, conversation: &str) -> worker::Result<()> {
-    let stub = env
-        .durable_object("CONVERSATION")?
-        .id_from_name(conversation)?
-        .get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(JsValue::from_str(&serde_json::to_string(
-            &SystemRequest::Erase,
-        )?)));
-    let response = stub
-        .fetch_with_request(Request::new_with_init(
-            &format!("{INTERNAL_BASE}/system"),
-            &init,
-        )?)
-        .await?;
+    let response =
+        crate::internal::system_request(env, conversation, &SystemRequest::Erase).await?;
     // 404: never created, or already erased.
     if response.status_code() >= 300 && response.status_code() != 404 {
         return Err(worker::Error::RustError(format!(

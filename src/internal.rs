@@ -123,3 +123,26 @@ pub struct OperationRequest {
     pub principal: Principal,
     pub operation: Operation,
 }
+
+/// Sends a system request to a conversation's object (from the site's object, the bot, the
+/// translator, erasure) and returns its answer.
+pub async fn system_request(
+    env: &worker::Env,
+    conversation: &str,
+    request: &SystemRequest,
+) -> worker::Result<worker::Response> {
+    let stub = env
+        .durable_object("CONVERSATION")?
+        .id_from_name(conversation)?
+        .get_stub()?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_body(Some(wasm_bindgen::JsValue::from_str(
+            &serde_json::to_string(request)?,
+        )));
+    stub.fetch_with_request(worker::Request::new_with_init(
+        &format!("{INTERNAL_BASE}/system"),
+        &init,
+    )?)
+    .await
+}

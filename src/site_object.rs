@@ -634,16 +634,8 @@ impl SiteObject {
 
     async fn tell_conversation(&self, conversation: &str, request: &SystemRequest) {
         let result = async {
-            let stub = self
-                .env
-                .durable_object("CONVERSATION")?
-                .id_from_name(conversation)?
-                .get_stub()?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_body(Some(JsValue::from_str(&serde_json::to_string(request)?)));
-            let req = Request::new_with_init(&format!("{INTERNAL_BASE}/system"), &init)?;
-            let response = stub.fetch_with_request(req).await?;
+            let response =
+                crate::internal::system_request(&self.env, conversation, request).await?;
             if response.status_code() >= 300 {
                 return Err(worker::Error::RustError(format!(
                     "status {}",

@@ -7,11 +7,11 @@ use parley_core::webhook::url_allowed;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use wasm_bindgen::JsValue;
-use worker::{Env, Method, Request, RequestInit};
+
+use worker::Env;
 
 use crate::config::Config;
-use crate::internal::{SystemRequest, INTERNAL_BASE};
+use crate::internal::SystemRequest;
 use crate::log::Log;
 use crate::platform::now_ms;
 
@@ -103,21 +103,7 @@ pub async fn run(env: Env, settings: TranslationSettings, job: Job) {
         result,
         provider: provider.to_string(),
     };
-    let recorded = async {
-        let stub = env
-            .durable_object("CONVERSATION")?
-            .id_from_name(&job.conversation)?
-            .get_stub()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(&serde_json::to_string(&request)?)));
-        stub.fetch_with_request(Request::new_with_init(
-            &format!("{INTERNAL_BASE}/system"),
-            &init,
-        )?)
-        .await
-    }
-    .await;
+    let recorded = crate::internal::system_request(&env, &job.conversation, &request).await;
     if let Err(e) = recorded {
         Log::warn("translation_unrecorded")
             .conversation(&job.conversation)
