@@ -157,13 +157,13 @@ test('bad uploads are refused with exact codes and store nothing', async () => {
     assert.equal(res.body.code, code, label);
   }
   // Oversized for the site: the limit comes from the site's settings (here a server whose site
-  // allows 64 bytes, set before its first request).
+  // allows 1 KB, the smallest limit, set before its first request).
   const small = await startServer({ vars: GENEROUS });
   try {
-    await small.d1('UPDATE sites SET settings = ?1', [JSON.stringify({ attachments: { max_bytes: 64 } })]);
+    await small.d1('UPDATE sites SET settings = ?1', [JSON.stringify({ attachments: { max_bytes: 1024 } })]);
     const other = await newConversation(small);
     const res = await fetch(`${small.url}/api/v1/conversations/${other.conversation}/files?name=big.png`, {
-      method: 'POST', headers: { authorization: `Bearer ${other.token}`, 'content-type': 'image/png' }, body: Buffer.concat([png(), Buffer.alloc(100)]),
+      method: 'POST', headers: { authorization: `Bearer ${other.token}`, 'content-type': 'image/png' }, body: Buffer.concat([png(), Buffer.alloc(2000)]),
     });
     assert.equal(res.status, 413);
     assert.equal((await res.json()).code, 'file_too_large');
