@@ -249,6 +249,9 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (Method::Get, ["api", "v1", "console", "ws"]) => console::open_console(req, ctx).await,
         (Method::Get, ["api", "v1", "quick-replies"]) => console::quick_replies(req, ctx).await,
         (Method::Post, ["api", "v1", "quick-replies"]) => console::add_quick_reply(req, ctx).await,
+        (Method::Patch | Method::Delete, ["api", "v1", "quick-replies", id]) => {
+            console::change_quick_reply(req, ctx, method, id).await
+        }
         (Method::Get, ["api", "v1", "visitors", visitor]) => {
             console::visitor(req, ctx, visitor).await
         }

@@ -542,3 +542,80 @@ async fn end_on_sites(ctx: &Ctx, team: &str, request: SiteRequest) {
         }
     }
 }
+
+/// `PATCH /api/v1/quick-replies/{id} {"title"?,"body"?,"group"?}` and `DELETE …/{id}`: one's
+/// own personal replies, or (owners and admins) the team's.
+pub async fn change_quick_reply(
+    req: &mut Request,
+    ctx: &Ctx,
+    method: &Method,
+    id: &str,
+) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Owner {
+        agent_id: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        title: Option<String>,
+        body: Option<String>,
+        group: Option<String>,
+    }
+    let (principal, agent_id, team, _) = agent(req, ctx)?;
+    let db = db(ctx)?;
+    let owner = db
+        .prepare("SELECT agent_id FROM quick_replies WHERE id = ?1 AND team_id = ?2")
+        .bind(&[id.into(), team.as_str().into()])
+        .map_err(d1_failed(ctx))?
+        .first::<Owner>(None)
+        .await
+        .map_err(d1_failed(ctx))?
+        .ok_or(ErrorCode::NotFound)?;
+    let is_admin = matches!(
+        principal,
+        Principal::Agent {
+            role: parley_core::token::AgentRole::Owner | parley_core::token::AgentRole::Admin,
+            ..
+        }
+    );
+    match owner.agent_id.as_deref() {
+        // Someone else's personal reply is not there for this caller.
+        Some(other) if other != agent_id => return Err(ErrorCode::NotFound.into()),
+        None if !is_admin => return Err(ErrorCode::Forbidden.into()),
+        _ => {}
+    }
+    if *method == Method::Delete {
+        db.prepare("DELETE FROM quick_replies WHERE id = ?1")
+            .bind(&[id.into()])
+            .map_err(d1_failed(ctx))?
+            .run()
+            .await
+            .map_err(d1_failed(ctx))?;
+        return crate::http::no_content().map_err(|_| ErrorCode::Internal.into());
+    }
+    let body: Body = read_json(req).await?;
+    let clip =
+        |s: Option<String>, n: usize| s.map(|v| v.trim().chars().take(n).collect::<String>());
+    let (title, text, group) = (
+        clip(body.title, 100),
+        clip(body.body, parley_core::limits::MAX_TEXT_CHARS),
+        clip(body.group, 50),
+    );
+    if title.as_deref() == Some("")
+        || text.as_deref() == Some("")
+        || (title.is_none() && text.is_none() && group.is_none())
+    {
+        return Err(ErrorCode::InvalidRequest.into());
+    }
+    let value = |v: Option<String>| v.map_or(JsValue::NULL, JsValue::from);
+    db.prepare(
+        "UPDATE quick_replies SET title = COALESCE(?2, title), body = COALESCE(?3, body),
+           group_name = COALESCE(?4, group_name) WHERE id = ?1",
+    )
+    .bind(&[id.into(), value(title), value(text), value(group)])
+    .map_err(d1_failed(ctx))?
+    .run()
+    .await
+    .map_err(d1_failed(ctx))?;
+    crate::http::no_content().map_err(|_| ErrorCode::Internal.into())
+}

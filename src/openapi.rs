@@ -263,6 +263,18 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
         "Add a quick reply",
     ),
     (
+        "patch",
+        "/api/v1/quick-replies/{reply}",
+        Auth::Agent,
+        "Change a quick reply (personal; team ones: owners and admins)",
+    ),
+    (
+        "delete",
+        "/api/v1/quick-replies/{reply}",
+        Auth::Agent,
+        "Delete a quick reply",
+    ),
+    (
         "get",
         "/api/v1/visitors/{visitor}",
         Auth::Agent,

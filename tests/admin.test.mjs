@@ -160,3 +160,26 @@ test('site settings: widget texts, origins, routing with business hours, retenti
   assert.ok([401, 403].includes(asAgent.status));
   assert.equal((await http(server.url, '/api/v1/sites/s_aaaaaaaaaaaaaaaaaaaaaaaaaa', { token: owner.token })).status, 404);
 });
+
+test('quick replies: edit and delete one’s own; team replies are the admins’', async () => {
+  const mia = (await login('mia@parley.local', 'a brand new password'));
+  // Mia was disabled by the previous test: enable her again for this one.
+  const { body: list } = await http(server.url, '/api/v1/agents', { token: owner.token });
+  const miaRow = list.agents.find((a) => a.email === 'mia@parley.local');
+  await http(server.url, `/api/v1/agents/${miaRow.id}`, { method: 'PATCH', token: owner.token, body: { disabled: false } });
+  const miaToken = mia.status === 200 ? mia.body.token : (await login('mia@parley.local', 'a brand new password')).body.token;
+  const mine = await http(server.url, '/api/v1/quick-replies', { method: 'POST', token: miaToken, body: { title: 'Hi', body: 'Hello there', personal: true } });
+  assert.equal(mine.status, 201);
+  const edit = await http(server.url, `/api/v1/quick-replies/${mine.body.id}`, { method: 'PATCH', token: miaToken, body: { body: 'Hello there, how can I help?' } });
+  assert.equal(edit.status, 204);
+  const replies = (await http(server.url, '/api/v1/quick-replies', { token: miaToken })).body.replies;
+  assert.equal(replies.find((r) => r.id === mine.body.id).body, 'Hello there, how can I help?');
+  // Someone else's personal reply is not there for the owner; a team reply is not Mia's to change.
+  assert.equal((await http(server.url, `/api/v1/quick-replies/${mine.body.id}`, { method: 'PATCH', token: owner.token, body: { title: 'x' } })).status, 404);
+  const team = replies.find((r) => !r.personal);
+  assert.equal((await http(server.url, `/api/v1/quick-replies/${team.id}`, { method: 'DELETE', token: miaToken })).status, 403);
+  assert.equal((await http(server.url, `/api/v1/quick-replies/${team.id}`, { method: 'PATCH', token: owner.token, body: { group: 'Greetings 2' } })).status, 204);
+  assert.equal((await http(server.url, `/api/v1/quick-replies/${mine.body.id}`, { method: 'DELETE', token: miaToken })).status, 204);
+  const after = (await http(server.url, '/api/v1/quick-replies', { token: miaToken })).body.replies;
+  assert.ok(!after.some((r) => r.id === mine.body.id));
+});

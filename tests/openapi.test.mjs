@@ -26,6 +26,7 @@ const SAMPLE = {
   webhook: 'w_x',
   visitor: `v_${'a'.repeat(26)}`,
   agent: `a_${'a'.repeat(26)}`,
+  reply: 'q_x',
 };
 
 test('the document is OpenAPI 3 with responses and an error schema of every code', () => {
