@@ -385,6 +385,13 @@ test('a console that missed more than the replay window resets and shows everyth
     open.add(pair);
     ws.onClose(() => open.delete(pair));
   });
+  // The previous test reopened the conversation; a console signing in now lists what the D1
+  // mirror says, so wait until the mirror has the reopening (it follows within moments).
+  for (let i = 0; i < 100; i += 1) {
+    const { results: [row] } = await server.d1('SELECT status FROM conversations WHERE id = ?1', [conv.conversation]);
+    if (row?.status === 'open') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const p = watch(await ctx.newPage());
   try {
     await signIn(p, server.email, server.password);
