@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{Method, Request};
 
-use crate::api::{authenticate, d1_failed, db, mint, ok_json, Ctx};
+use crate::api::{authenticate, d1_failed, db, mint, ok_json, Ctx, D1Statement};
 use crate::console::audit;
 use crate::http::{no_content, read_json, ApiError, ApiResult};
 use crate::platform::random_16;
@@ -75,11 +75,8 @@ pub async fn webhooks(
             let rows = db(ctx)?
                 .prepare("SELECT * FROM webhooks WHERE site_id = ?1 ORDER BY created_at")
                 .bind(&[site.into()])
-                .map_err(d1_failed(ctx))?
-                .all()
-                .await
-                .and_then(|r| r.results::<HookRow>())
-                .map_err(d1_failed(ctx))?;
+                .rows::<HookRow>(ctx)
+                .await?;
             ok_json(
                 &serde_json::json!({ "webhooks": rows.iter().map(hook_json).collect::<Vec<_>>() }),
                 200,
@@ -118,10 +115,8 @@ pub async fn webhooks(
                     secret.as_str().into(),
                     JsValue::from_f64(ctx.now as f64),
                 ])
-                .map_err(d1_failed(ctx))?
-                .run()
-                .await
-                .map_err(d1_failed(ctx))?;
+                .execute(ctx)
+        .await?;
             audit(
                 ctx,
                 &team,
@@ -173,10 +168,8 @@ async fn change_webhook(
     db(ctx)?
         .prepare(sql)
         .bind(&[id.into(), site.into()])
-        .map_err(d1_failed(ctx))?
-        .run()
-        .await
-        .map_err(d1_failed(ctx))?;
+        .execute(ctx)
+        .await?;
     audit(
         ctx,
         team,
@@ -348,11 +341,8 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                     "{AGENT_SELECT} WHERE a.team_id = ?1 ORDER BY a.created_at"
                 ))
                 .bind(&[team.as_str().into()])
-                .map_err(d1_failed(ctx))?
-                .all()
-                .await
-                .and_then(|r| r.results::<AgentRow>())
-                .map_err(d1_failed(ctx))?;
+                .rows::<AgentRow>(ctx)
+                .await?;
             ok_json(
                 &serde_json::json!({ "agents": rows.iter().map(agent_json).collect::<Vec<_>>() }),
                 200,
@@ -743,10 +733,8 @@ pub async fn site(
                 .collect();
             db.prepare("UPDATE sites SET identity_secret = ?1 WHERE id = ?2")
                 .bind(&[secret.as_str().into(), site.into()])
-                .map_err(d1_failed(ctx))?
-                .run()
-                .await
-                .map_err(d1_failed(ctx))?;
+                .execute(ctx)
+                .await?;
             audit(
                 ctx,
                 &team,
@@ -793,11 +781,8 @@ pub async fn departments(req: &Request, ctx: &Ctx) -> ApiResult {
              FROM departments d WHERE d.team_id = ?1 ORDER BY d.name",
         )
         .bind(&[team.into()])
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<Row>())
-        .map_err(d1_failed(ctx))?;
+        .rows::<Row>(ctx)
+        .await?;
     let list: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| serde_json::json!({ "id": r.id, "name": r.name, "agents": r.agents as u32 }))

@@ -394,6 +394,33 @@ pub(crate) fn db(ctx: &Ctx) -> Result<worker::D1Database, ApiError> {
     ctx.env.d1("DB").map_err(internal(ctx, "d1_binding"))
 }
 
+/// Finishes a bound D1 statement on a request path: any D1 fault (binding or execution)
+/// becomes `storage_unavailable` through [`d1_failed`].
+pub(crate) trait D1Statement {
+    /// Runs a read and decodes its rows.
+    async fn rows<T: serde::de::DeserializeOwned>(self, ctx: &Ctx) -> Result<Vec<T>, ApiError>;
+    /// Runs a write.
+    async fn execute(self, ctx: &Ctx) -> Result<(), ApiError>;
+}
+
+impl D1Statement for Result<worker::D1PreparedStatement> {
+    async fn rows<T: serde::de::DeserializeOwned>(self, ctx: &Ctx) -> Result<Vec<T>, ApiError> {
+        self.map_err(d1_failed(ctx))?
+            .all()
+            .await
+            .and_then(|r| r.results::<T>())
+            .map_err(d1_failed(ctx))
+    }
+
+    async fn execute(self, ctx: &Ctx) -> Result<(), ApiError> {
+        self.map_err(d1_failed(ctx))?
+            .run()
+            .await
+            .map(|_| ())
+            .map_err(d1_failed(ctx))
+    }
+}
+
 /// Maps a D1 failure to `storage_unavailable`, logged as a storage fault.
 pub(crate) fn d1_failed<E: std::fmt::Display>(ctx: &Ctx) -> impl FnOnce(E) -> ApiError + '_ {
     move |e| {

@@ -11,7 +11,7 @@ use wasm_bindgen::JsValue;
 use worker::{Headers, Method, Request};
 
 use crate::api::{
-    authenticate, d1_failed, db, header, mint, ok_json, operate, origin_allowed, Ctx,
+    authenticate, d1_failed, db, header, mint, ok_json, operate, origin_allowed, Ctx, D1Statement,
 };
 use crate::http::{read_json, ApiError, ApiResult};
 use crate::internal::{Operation, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
@@ -49,11 +49,8 @@ pub async fn sites(req: &Request, ctx: &Ctx) -> ApiResult {
     let rows = db(ctx)?
         .prepare("SELECT id, name, site_key FROM sites WHERE team_id = ?1 ORDER BY name")
         .bind(&[team.into()])
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<Row>())
-        .map_err(d1_failed(ctx))?;
+        .rows::<Row>(ctx)
+        .await?;
     ok_json(&serde_json::json!({ "sites": rows }), 200)
 }
 
@@ -236,10 +233,8 @@ pub async fn audit(
             detail.to_string().into(),
             JsValue::from_f64(ctx.now as f64),
         ])
-        .map_err(d1_failed(ctx))?
-        .run()
-        .await
-        .map_err(d1_failed(ctx))?;
+        .execute(ctx)
+        .await?;
     Ok(())
 }
 
@@ -252,11 +247,8 @@ async fn read_tags(ctx: &Ctx, id: &str) -> Result<Vec<String>, ApiError> {
     Ok(db(ctx)?
         .prepare("SELECT tag FROM conversation_tags WHERE conversation_id = ?1 ORDER BY tag")
         .bind(&[id.into()])
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<TagRow>())
-        .map_err(d1_failed(ctx))?
+        .rows::<TagRow>(ctx)
+        .await?
         .into_iter()
         .map(|r| r.tag)
         .collect())
@@ -326,11 +318,8 @@ pub async fn quick_replies(req: &Request, ctx: &Ctx) -> ApiResult {
              ORDER BY group_name, title",
         )
         .bind(&[team.into(), agent_id.into()])
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<Row>())
-        .map_err(d1_failed(ctx))?;
+        .rows::<Row>(ctx)
+        .await?;
     let replies: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|r| {
@@ -394,10 +383,8 @@ pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
             text.as_str().into(),
             JsValue::from_f64(ctx.now as f64),
         ])
-        .map_err(d1_failed(ctx))?
-        .run()
-        .await
-        .map_err(d1_failed(ctx))?;
+        .execute(ctx)
+        .await?;
     ok_json(
         &serde_json::json!({ "id": id, "title": title, "body": text, "group": group, "personal": body.personal }),
         201,
@@ -450,22 +437,16 @@ pub async fn visitor(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
     let pages = db
         .prepare("SELECT url, title, created_at AS at FROM page_views WHERE visitor_id = ?1 ORDER BY id DESC LIMIT 50")
         .bind(&[id.into()])
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<PageRow>())
-        .map_err(d1_failed(ctx))?;
+        .rows::<PageRow>(ctx)
+        .await?;
     let conversations = db
         .prepare(
             "SELECT id, status, created_at, last_message_at FROM conversations WHERE visitor_id = ?1
              ORDER BY created_at DESC LIMIT 20",
         )
         .bind(&[id.into()])
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<ConversationRow>())
-        .map_err(d1_failed(ctx))?;
+        .rows::<ConversationRow>(ctx)
+        .await?;
     // The e-mail is personal data: masked for agents without the permission.
     let email = match (row.email, principal.sees_pii()) {
         (Some(e), false) => Some(parley_core::pii::mask(&e).0),
@@ -587,10 +568,8 @@ pub async fn change_quick_reply(
     if *method == Method::Delete {
         db.prepare("DELETE FROM quick_replies WHERE id = ?1")
             .bind(&[id.into()])
-            .map_err(d1_failed(ctx))?
-            .run()
-            .await
-            .map_err(d1_failed(ctx))?;
+            .execute(ctx)
+            .await?;
         return crate::http::no_content().map_err(|_| ErrorCode::Internal.into());
     }
     let body: Body = read_json(req).await?;
@@ -613,9 +592,7 @@ pub async fn change_quick_reply(
            group_name = COALESCE(?4, group_name) WHERE id = ?1",
     )
     .bind(&[id.into(), value(title), value(text), value(group)])
-    .map_err(d1_failed(ctx))?
-    .run()
-    .await
-    .map_err(d1_failed(ctx))?;
+    .execute(ctx)
+    .await?;
     crate::http::no_content().map_err(|_| ErrorCode::Internal.into())
 }

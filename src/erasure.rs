@@ -9,7 +9,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Env, Request};
 
-use crate::api::{authenticate, d1_failed, db, ok_json, Ctx};
+use crate::api::{authenticate, d1_failed, db, ok_json, Ctx, D1Statement};
 use crate::console::audit;
 use crate::http::ApiResult;
 use crate::internal::SystemRequest;
@@ -84,11 +84,8 @@ pub async fn erase_visitor(req: &Request, ctx: &Ctx, visitor: &str) -> ApiResult
     let conversations = db
         .prepare("SELECT id FROM conversations WHERE visitor_id = ?1")
         .bind(&[visitor.into()])
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<Row>())
-        .map_err(d1_failed(ctx))?;
+        .rows::<Row>(ctx)
+        .await?;
     for conversation in &conversations {
         erase_conversation(&ctx.env, &conversation.id)
             .await

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Headers, Request, Response};
 
-use crate::api::{authenticate, d1_failed, db, ok_json, Ctx};
+use crate::api::{authenticate, db, ok_json, Ctx, D1Statement};
 use crate::http::{ApiError, ApiResult};
 
 /// Most conversations one report reads: a bound on memory and time.
@@ -98,11 +98,8 @@ pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
              ORDER BY c.created_at LIMIT ?5",
         )
         .bind(&[range.as_slice(), &[JsValue::from(MAX_CONVERSATIONS)]].concat())
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<Row>())
-        .map_err(d1_failed(ctx))?;
+        .rows::<Row>(ctx)
+        .await?;
     #[derive(Deserialize)]
     struct Missed {
         agent_id: String,
@@ -117,11 +114,8 @@ pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
              GROUP BY agent_id",
         )
         .bind(&range)
-        .map_err(d1_failed(ctx))?
-        .all()
-        .await
-        .and_then(|r| r.results::<Missed>())
-        .map_err(d1_failed(ctx))?
+        .rows::<Missed>(ctx)
+        .await?
         .into_iter()
         .map(|m| (m.agent_id, m.n as u32))
         .collect();
