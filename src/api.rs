@@ -995,20 +995,7 @@ async fn conversation_route(
         }
         _ => return Err(ErrorCode::NotFound.into()),
     };
-    let body = serde_json::to_string(&OperationRequest {
-        principal,
-        operation,
-    })
-    .map_err(internal(ctx, "json"))?;
-    forward(
-        ctx,
-        id,
-        "/operation",
-        Method::Post,
-        Some(body),
-        Headers::new(),
-    )
-    .await
+    operate(ctx, id, &principal, operation).await
 }
 
 async fn open_socket(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
