@@ -20,6 +20,7 @@ import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
+import { readFlags } from './args.mjs';
 import {
   acquireLock, BACKUP_FORMAT, dataFiles, describeHolder, isDataPath, LockedError,
   MANIFEST_NAME, processAlive, readLock, sha256File,
@@ -228,21 +229,13 @@ async function onlineBackup({ data, out, holder, say }) {
 
 export function parseBackupArgs(argv) {
   const opts = { data: process.env.PARLEY_DATA || null, out: null, online: false, overwrite: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
-    const flag = eq > 0 ? a.slice(0, eq) : a;
-    const value = () => {
-      const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-      if (!v) throw new BackupError(`${flag} needs a value`);
-      return v;
-    };
+  readFlags(argv, (flag, value) => {
     if (flag === '--data') opts.data = value();
     else if (flag === '--out') opts.out = value();
     else if (flag === '--online') opts.online = true;
     else if (flag === '--overwrite') opts.overwrite = true;
-    else throw new BackupError(`unknown option ${a}`);
-  }
+    else return false;
+  }, (m) => new BackupError(m));
   if (!opts.data) throw new BackupError('--data DIR is required');
   if (!opts.out) {
     const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, 'Z');

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { readFlags } from './args.mjs';
 import { requireTar } from './backup.mjs';
 import {
   acquireLock, BACKUP_FORMAT, dataFiles, isEmptyDir, LOCK_NAME, LockedError, MANIFEST_NAME,
@@ -104,19 +105,11 @@ export async function restore({ from, data, say = () => {} }) {
 
 export function parseRestoreArgs(argv) {
   const opts = { from: null, data: null };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
-    const flag = eq > 0 ? a.slice(0, eq) : a;
-    const value = () => {
-      const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-      if (!v) throw new RestoreError(`${flag} needs a value`);
-      return v;
-    };
+  readFlags(argv, (flag, value) => {
     if (flag === '--from') opts.from = value();
     else if (flag === '--data') opts.data = value();
-    else throw new RestoreError(`unknown option ${a}`);
-  }
+    else return false;
+  }, (m) => new RestoreError(m));
   if (!opts.from) throw new RestoreError('--from FILE.tar.gz is required');
   if (!opts.data) throw new RestoreError('--data DIR is required (a new or empty directory)');
   return opts;

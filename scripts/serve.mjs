@@ -31,6 +31,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
+import { readFlags } from './args.mjs';
 import { Log, LogLevel } from 'miniflare';
 import {
   acquireLock, childPids, controlSocketPath, LockedError, processStartTicks, RESTORE_ID_NAME,
@@ -60,14 +61,7 @@ export function parseServeArgs(argv, env = process.env) {
     demo: false,
     help: false,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = () => {
-      const v = inline ?? argv[++i];
-      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
+  readFlags(argv, (flag, value) => {
     switch (flag) {
       case '--data': opts.data = value(); break;
       case '--host': opts.host = value(); break;
@@ -76,9 +70,9 @@ export function parseServeArgs(argv, env = process.env) {
       case '--public-url': opts.publicUrl = value(); break;
       case '--demo': opts.demo = true; break;
       case '-h': case '--help': opts.help = true; break;
-      default: throw new UsageError(`unknown option ${a}`);
+      default: return false;
     }
-  }
+  }, (m) => new UsageError(m));
   if (opts.help) return opts;
   if (!opts.data) throw new UsageError('--data DIR (or PARLEY_DATA) is required');
   for (const k of ['port', 'metricsPort']) {
