@@ -16,6 +16,7 @@ mod internal;
 mod limiter_object;
 mod log;
 mod mirror;
+mod object_kv;
 mod openapi;
 mod outbound;
 mod platform;

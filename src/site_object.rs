@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::http::{json_response, read_json, ApiError, ApiResult};
 use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
+use crate::object_kv;
 use crate::platform::{now_ms, random_16};
 
 /// Longest preview of a message in the feed.
@@ -191,7 +192,6 @@ pub struct SiteObject {
     info: RefCell<Option<(i64, SiteInfo)>>,
 }
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
 /// How long the site's settings are reused before they are read from D1 again.
 const INFO_TTL_MS: i64 = 30_000;
 
@@ -202,6 +202,8 @@ impl DurableObject for SiteObject {
         {
             state.set_websocket_auto_response(&pair);
         }
+        // Once per instance, not per read: everything after assumes the table exists.
+        let _ = state.storage().sql().exec(object_kv::KV_SCHEMA, None);
         SiteObject {
             state,
             env,
@@ -381,31 +383,15 @@ fn refuse(ws: &WebSocket, code: ErrorCode, lang: Lang, close: bool) -> Result<()
 
 impl SiteObject {
     fn sql(&self) -> SqlStorage {
-        let sql = self.state.storage().sql();
-        let _ = sql.exec(SCHEMA, None);
-        sql
+        self.state.storage().sql()
     }
 
     fn kv_get(&self, key: &str) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Row {
-            v: String,
-        }
-        self.sql()
-            .exec("SELECT v FROM kv WHERE k = ?", vec![key.into()])
-            .ok()?
-            .to_array::<Row>()
-            .ok()?
-            .into_iter()
-            .next()
-            .map(|r| r.v)
+        object_kv::get(&self.sql(), key)
     }
 
     fn kv_put(&self, key: &str, value: &str) {
-        if let Err(e) = self.sql().exec(
-            "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-            vec![key.into(), value.into()],
-        ) {
+        if let Err(e) = object_kv::put(&self.sql(), key, value) {
             Log::error("storage_failed")
                 .error_class("storage_unavailable")
                 .field("detail", e.to_string())

@@ -16,6 +16,7 @@ use worker::{
 use crate::config::Config;
 use crate::internal::{INTERNAL_BASE, SITE_HEADER};
 use crate::log::Log;
+use crate::object_kv;
 use crate::platform::now_ms;
 
 const SCHEMA: &str = "
@@ -91,6 +92,10 @@ pub struct WebhookObject {
 
 impl DurableObject for WebhookObject {
     fn new(state: State, env: Env) -> Self {
+        // Once per instance, not per statement: everything after assumes the tables exist.
+        let sql = state.storage().sql();
+        let _ = sql.exec(SCHEMA, None);
+        let _ = sql.exec(object_kv::KV_SCHEMA, None);
         WebhookObject { state, env }
     }
 
@@ -134,35 +139,15 @@ impl DurableObject for WebhookObject {
 
 impl WebhookObject {
     fn sql(&self) -> SqlStorage {
-        let sql = self.state.storage().sql();
-        let _ = sql.exec(SCHEMA, None);
-        let _ = sql.exec(
-            "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
-            None,
-        );
-        sql
+        self.state.storage().sql()
     }
 
     fn remember_site(&self, site: &str) {
-        let _ = self.sql().exec(
-            "INSERT INTO kv (k, v) VALUES ('site', ?) ON CONFLICT (k) DO NOTHING",
-            vec![site.into()],
-        );
+        let _ = object_kv::put_if_absent(&self.sql(), "site", site);
     }
 
     fn site(&self) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Row {
-            v: String,
-        }
-        self.sql()
-            .exec("SELECT v FROM kv WHERE k = 'site'", None)
-            .ok()?
-            .to_array::<Row>()
-            .ok()?
-            .into_iter()
-            .next()
-            .map(|r| r.v)
+        object_kv::get(&self.sql(), "site")
     }
 
     async fn hooks(&self) -> Result<Vec<Hook>> {
