@@ -457,6 +457,18 @@ impl Engine {
         Ok(events)
     }
 
+    /// [`Self::append`] for a command that stores exactly one event.
+    fn append_one<S: Store>(
+        &mut self,
+        store: &mut S,
+        item: (EventPayload, Participant, Option<String>),
+        now: i64,
+    ) -> Result<Event, EngineError<S::Error>> {
+        self.append(store, vec![item], now)?
+            .pop()
+            .ok_or(EngineError::reject(ErrorCode::Internal))
+    }
+
     fn send<S: Store>(
         &mut self,
         store: &mut S,
@@ -618,18 +630,15 @@ impl Engine {
                 retry_after_ms: Some(wait),
             });
         }
-        let mut events = self.append(
+        let event = self.append_one(
             store,
-            vec![(
+            (
                 EventPayload::Note { text },
                 who,
                 Some(client_msg_id.clone()),
-            )],
+            ),
             now,
         )?;
-        let event = events
-            .pop()
-            .ok_or(EngineError::reject(ErrorCode::Internal))?;
         Ok(vec![
             Effect::Reply(ServerFrame::Ack {
                 client_msg_id,
@@ -684,10 +693,7 @@ impl Engine {
         who: Participant,
         now: i64,
     ) -> Outcome<S::Error> {
-        let mut events = self.append(store, vec![(payload, who, None)], now)?;
-        let event = events
-            .pop()
-            .ok_or(EngineError::reject(ErrorCode::Internal))?;
+        let event = self.append_one(store, (payload, who, None), now)?;
         Ok(vec![
             Effect::Reply(ServerFrame::Event(event.clone())),
             Effect::Broadcast(ServerFrame::Event(event)),
@@ -738,14 +744,11 @@ impl Engine {
             return Ok(Vec::new());
         }
         let text: String = text.chars().take(MAX_TEXT_CHARS).collect();
-        let mut events = self.append(
+        let event = self.append_one(
             store,
-            vec![(EventPayload::Message { text }, system, Some(key))],
+            (EventPayload::Message { text }, system, Some(key)),
             now,
         )?;
-        let event = events
-            .pop()
-            .ok_or(EngineError::reject(ErrorCode::Internal))?;
         Ok(vec![
             Effect::Broadcast(ServerFrame::Event(event)),
             Effect::Mirror,
@@ -789,10 +792,7 @@ impl Engine {
             provider,
             failed,
         };
-        let mut events = self.append(store, vec![(payload, system, Some(key))], now)?;
-        let event = events
-            .pop()
-            .ok_or(EngineError::reject(ErrorCode::Internal))?;
+        let event = self.append_one(store, (payload, system, Some(key)), now)?;
         Ok(vec![
             Effect::Broadcast(ServerFrame::Event(event)),
             Effect::Mirror,
