@@ -10,7 +10,7 @@ use futures::future::{select, Either};
 use parley_core::access::can_access;
 use parley_core::i18n::Lang;
 use parley_core::limits::MAX_POLL_WAIT_SECS;
-use parley_core::protocol::{parse_client_frame, ClientFrame, PING_FRAME, PONG_FRAME};
+use parley_core::protocol::{parse_client_frame, ClientFrame};
 use parley_core::token::{self, Principal};
 use parley_core::{conversation::system_participant, limits::MAX_FRAME_BYTES};
 use parley_core::{
@@ -83,12 +83,7 @@ pub struct ConversationObject {
 
 impl DurableObject for ConversationObject {
     fn new(state: State, env: Env) -> Self {
-        // Exact-text pings are answered by the runtime without waking the object.
-        if let Ok(pair) =
-            worker::worker_sys::WebSocketRequestResponsePair::new(PING_FRAME, PONG_FRAME)
-        {
-            state.set_websocket_auto_response(&pair);
-        }
+        crate::platform::answer_pings_without_waking(&state);
         ConversationObject {
             state,
             env,

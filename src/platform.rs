@@ -50,3 +50,14 @@ pub async fn pbkdf2_sha256(
     let bits = JsFuture::from(bits_promise).await?;
     Ok(Uint8Array::new(&bits).to_vec())
 }
+
+/// Lets the runtime answer the protocol's exact-text ping itself, so an idle socket's
+/// keep-alive does not wake a hibernated object.
+pub fn answer_pings_without_waking(state: &worker::State) {
+    if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(
+        parley_core::protocol::PING_FRAME,
+        parley_core::protocol::PONG_FRAME,
+    ) {
+        state.set_websocket_auto_response(&pair);
+    }
+}

@@ -9,9 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use parley_core::i18n::Lang;
-use parley_core::protocol::{
-    Event, EventPayload, Participant, Role, ServerFrame, PING_FRAME, PONG_FRAME,
-};
+use parley_core::protocol::{Event, EventPayload, Participant, Role, ServerFrame};
 use parley_core::routing::{
     AgentProfile, AgentStatus, RoutingConfig, RoutingContext, RoutingError, SiteEffect, SiteInput,
     SiteState, TransferTarget,
@@ -197,11 +195,7 @@ const INFO_TTL_MS: i64 = 30_000;
 
 impl DurableObject for SiteObject {
     fn new(state: State, env: Env) -> Self {
-        if let Ok(pair) =
-            worker::worker_sys::WebSocketRequestResponsePair::new(PING_FRAME, PONG_FRAME)
-        {
-            state.set_websocket_auto_response(&pair);
-        }
+        crate::platform::answer_pings_without_waking(&state);
         // Once per instance, not per read: everything after assumes the table exists.
         let _ = state.storage().sql().exec(object_kv::KV_SCHEMA, None);
         SiteObject {
