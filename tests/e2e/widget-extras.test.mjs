@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { agentLogin, fullHistory, http, siteId, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, launch, openDemo, openPanel, panelMessages, recordApiEvents, send,
+  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, recordApiEvents, send,
   visitorContext, waitFor,
 } from './helpers.mjs';
 import { startServer } from '../support/server.mjs';
@@ -349,6 +349,8 @@ test('rating: a closed conversation asks for 1–5 stars and a comment; reopenin
     await openPanel(page);
     await send(page, 'Thanks, that is all I needed.');
     const conversation = await conversationOf(page);
+    // Stored before the agent closes: a visitor message after the close would reopen it.
+    await waitFor(async () => (await diag(page)).outbox === 0, 'the message stored');
     const sock = await agentJoin(server, agent, conversation);
     const act = async (what) => {
       const res = await http(server.url, `/api/v1/conversations/${conversation}/${what}`, { method: 'POST', token: agent.token });
