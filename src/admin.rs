@@ -15,8 +15,8 @@ use crate::platform::random_16;
 use crate::webhook_object::{self, WebhookRequest};
 
 /// The caller, who must be an owner or admin of the team owning `site`: (agent id, team).
-async fn admin_of_site(req: &Request, ctx: &Ctx, site: &str) -> Result<(String, String), ApiError> {
-    let principal = authenticate(req, ctx)?;
+async fn admin_of_site(ctx: &Ctx, site: &str) -> Result<(String, String), ApiError> {
+    let principal = authenticate(ctx)?;
     let Principal::Agent { id, team, role, .. } = principal else {
         return Err(ErrorCode::Forbidden.into());
     };
@@ -69,7 +69,7 @@ pub async fn webhooks(
     site: &str,
     rest: &[&str],
 ) -> ApiResult {
-    let (actor, team) = admin_of_site(req, ctx, site).await?;
+    let (actor, team) = admin_of_site(ctx, site).await?;
     match (method, rest) {
         (Method::Get, []) => {
             let rows = db(ctx)?
@@ -183,8 +183,8 @@ async fn change_webhook(
 }
 
 /// The caller, who must be an owner or admin: (agent id, team, role).
-fn admin(req: &Request, ctx: &Ctx) -> Result<(String, String, AgentRole), ApiError> {
-    match authenticate(req, ctx)? {
+fn admin(ctx: &Ctx) -> Result<(String, String, AgentRole), ApiError> {
+    match authenticate(ctx)? {
         Principal::Agent { id, team, role, .. }
             if matches!(role, AgentRole::Owner | AgentRole::Admin) =>
         {
@@ -315,6 +315,40 @@ fn department_statements(
     Ok(statements)
 }
 
+/// Changes an agent's sign-in e-mail, unless another account already uses it.
+async fn change_email(
+    db: &worker::D1Database,
+    ctx: &Ctx,
+    agent: &str,
+    current: &str,
+    wanted: &str,
+) -> Result<(), ApiError> {
+    let wanted = wanted.trim().to_lowercase();
+    if wanted == current {
+        return Ok(());
+    }
+    let result = db
+        .prepare(
+            "UPDATE agents SET email = ?1 WHERE id = ?2
+               AND NOT EXISTS (SELECT 1 FROM agents WHERE email = ?1 AND id != ?2)",
+        )
+        .bind(&[wanted.as_str().into(), agent.into()])
+        .map_err(d1_failed(ctx))?
+        .run()
+        .await
+        .map_err(d1_failed(ctx))?;
+    let changed = result
+        .meta()
+        .ok()
+        .flatten()
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    if changed == 0 {
+        return Err(ErrorCode::EmailTaken.into());
+    }
+    Ok(())
+}
+
 async fn hash_password(password: &str) -> Result<(String, String), ApiError> {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
@@ -332,7 +366,7 @@ async fn hash_password(password: &str) -> Result<(String, String), ApiError> {
 
 /// `/api/v1/agents[/{id}]`: the team's agents, for owners and admins.
 pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]) -> ApiResult {
-    let (actor, team, caller_role) = admin(req, ctx)?;
+    let (actor, team, caller_role) = admin(ctx)?;
     let db = db(ctx)?;
     match (method, rest) {
         (Method::Get, []) => {
@@ -398,7 +432,7 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                 .unwrap_or(0);
             if created == 0 {
                 // The e-mail is taken (here or in another team): nothing was added.
-                return Err(ErrorCode::InvalidRequest.into());
+                return Err(ErrorCode::EmailTaken.into());
             }
             audit(
                 ctx,
@@ -434,6 +468,9 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                 // Nobody locks themselves out or changes their own role.
                 return Err(ErrorCode::Forbidden.into());
             }
+            if let Some(email) = &change.email {
+                change_email(&db, ctx, id, &current.email, email).await?;
+            }
             let mut statements = Vec::new();
             let mut set = |column: &str, value: JsValue| -> Result<(), ApiError> {
                 statements.push(
@@ -468,17 +505,23 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
             if let Some(departments) = &change.departments {
                 statements.extend(department_statements(&db, ctx, &team, id, departments)?);
             }
-            if statements.is_empty() {
+            if statements.is_empty() && change.email.is_none() {
                 return Err(ErrorCode::InvalidRequest.into());
             }
-            db.batch(statements).await.map_err(d1_failed(ctx))?;
-            if change.disabled == Some(true) {
+            if !statements.is_empty() {
+                db.batch(statements).await.map_err(d1_failed(ctx))?;
+            }
+            // A disabled account, or a password reset by someone else, signs the agent out
+            // everywhere: whoever held the old password keeps no session.
+            let reset_by_other = change.password.is_some() && *id != actor;
+            if change.disabled == Some(true) || reset_by_other {
                 crate::sessions::end_all(&ctx.env, id, ctx.now)
                     .await
                     .map_err(d1_failed(ctx))?;
                 crate::console::close_agent_sockets(ctx, &team, id).await;
             }
             let changed: Vec<&str> = [
+                ("email", change.email.is_some()),
                 ("name", change.name.is_some()),
                 ("role", change.role.is_some()),
                 ("capacity", change.capacity.is_some()),
@@ -573,7 +616,7 @@ pub async fn site(
     site: &str,
     rest: &[&str],
 ) -> ApiResult {
-    let (actor, team) = admin_of_site(req, ctx, site).await?;
+    let (actor, team) = admin_of_site(ctx, site).await?;
     let db = db(ctx)?;
     match (method, rest) {
         (Method::Get, []) => {
@@ -765,14 +808,14 @@ mod erased {
 }
 
 /// `GET /api/v1/departments`: the team's departments (for transfers), for every agent.
-pub async fn departments(req: &Request, ctx: &Ctx) -> ApiResult {
+pub async fn departments(ctx: &Ctx) -> ApiResult {
     #[derive(Deserialize, Serialize)]
     struct Row {
         id: String,
         name: String,
         agents: f64,
     }
-    let Principal::Agent { team, .. } = authenticate(req, ctx)? else {
+    let Principal::Agent { team, .. } = authenticate(ctx)? else {
         return Err(ErrorCode::Forbidden.into());
     };
     let rows = db(ctx)?

@@ -11,6 +11,7 @@ use wasm_bindgen::JsValue;
 use worker::{Context, Env, Headers, Method, Request, RequestInit, Response, Result};
 
 use crate::config::Config;
+use crate::credentials::{self, Carrier};
 use crate::http::{json_response, read_json, request_lang, ApiError, ApiResult};
 use crate::internal::{
     CreateConversation, Operation, OperationRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER,
@@ -20,7 +21,7 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::sites::{self, Lookup, Site};
-use crate::{admin, console, erasure, export, files, reports, search, widget};
+use crate::{admin, api_keys, console, erasure, export, files, reports, search, widget};
 
 /// What every handler needs to know about the request it serves.
 pub struct Ctx {
@@ -34,6 +35,8 @@ pub struct Ctx {
     /// The origin this Worker is served from; the console and demo pages live here.
     pub own_origin: String,
     pub now: i64,
+    /// Who is calling, worked out once before routing (see `credentials::identify`).
+    pub caller: Result<(Principal, Carrier), ApiError>,
 }
 
 pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<Response> {
@@ -55,7 +58,7 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
             .map(|b| ids::mint(IdKind::Trace, &b))
             .unwrap_or_default()
     });
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         config: Config::from_env(&env),
         env,
         worker_ctx,
@@ -65,12 +68,11 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
         own_origin,
         now: now_ms(),
         trace,
+        caller: Err(ErrorCode::TokenMissing.into()),
     };
+    ctx.caller = crate::credentials::identify(&req, &ctx).await;
     let method = req.method();
-    let result = match live_session(&req, &ctx).await {
-        Ok(()) => route(&mut req, &ctx, &method, &path).await,
-        Err(e) => Err(e),
-    };
+    let result = route(&mut req, &ctx, &method, &path).await;
     // Whatever the handler did not read is read now, so the connection stays usable.
     drain_unread_body(&mut req).await;
     let mut refused = None;
@@ -103,29 +105,6 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     let mut headers = mutable_headers(&response)?;
     add_cors(&mut headers, &ctx).await?;
     Ok(response.with_headers(headers))
-}
-
-/// Refuses the token of an agent session that has ended, before any handler sees it.
-async fn live_session(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
-    let Ok(principal) = authenticate(req, ctx) else {
-        return Ok(()); // no or bad token: the handler answers as usual
-    };
-    let Some(sid) = principal.session() else {
-        return Ok(());
-    };
-    match crate::sessions::is_live(&ctx.env, sid, ctx.now).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ErrorCode::SessionEnded.into()),
-        Err(e) => {
-            // Through a D1 outage the signed token alone decides, as it does for chat.
-            Log::warn("session_check_failed")
-                .trace(&ctx.trace)
-                .error_class("d1_unavailable")
-                .field("detail", e.to_string())
-                .emit();
-            Ok(())
-        }
-    }
 }
 
 /// A writable copy of a response's headers: those of fetched responses (assets, the objects)
@@ -221,9 +200,11 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (Method::Get, ["api", "v1", "openapi.json"]) => ok_json(&crate::openapi::document(), 200),
         (Method::Post, ["api", "v1", "visitor", "session"]) => visitor_session(req, ctx).await,
         (Method::Post, ["api", "v1", "agent", "login"]) => agent_login(req, ctx).await,
-        (Method::Post, ["api", "v1", "agent", "logout"]) => agent_logout(req, ctx).await,
+        (Method::Post, ["api", "v1", "agent", "logout"]) => agent_logout(ctx).await,
+        (Method::Post, ["api", "v1", "agent", "socket-token"]) => socket_token(ctx).await,
+        (_, ["api", "v1", "api-keys", rest @ ..]) => api_keys::route(req, ctx, method, rest).await,
         (Method::Get, ["api", "v1", "me"]) => {
-            let principal = authenticate(req, ctx)?;
+            let principal = authenticate(ctx)?;
             let permissions = serde_json::json!({
                 "view_personal_data": principal.sees_pii(),
                 "export": principal.can_export(),
@@ -234,7 +215,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
             )
         }
         (Method::Get, ["api", "v1", "widget", "config"]) => widget::config(req, ctx).await,
-        (Method::Get, ["api", "v1", "sites"]) => console::sites(req, ctx).await,
+        (Method::Get, ["api", "v1", "sites"]) => console::sites(ctx).await,
         (Method::Get, ["api", "v1", "export", file]) => export::export(req, ctx, file).await,
         (Method::Get, ["api", "v1", "search"]) => search::search(req, ctx).await,
         (Method::Get, ["api", "v1", "reports"]) => reports::report(req, ctx).await,
@@ -245,20 +226,18 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
         (_, ["api", "v1", "sites", site, rest @ ..]) => {
             admin::site(req, ctx, method, site, rest).await
         }
-        (Method::Get, ["api", "v1", "departments"]) => admin::departments(req, ctx).await,
+        (Method::Get, ["api", "v1", "departments"]) => admin::departments(ctx).await,
         (Method::Get, ["api", "v1", "console", "ws"]) => console::open_console(req, ctx).await,
-        (Method::Get, ["api", "v1", "quick-replies"]) => console::quick_replies(req, ctx).await,
+        (Method::Get, ["api", "v1", "quick-replies"]) => console::quick_replies(ctx).await,
         (Method::Post, ["api", "v1", "quick-replies"]) => console::add_quick_reply(req, ctx).await,
         (Method::Patch | Method::Delete, ["api", "v1", "quick-replies", id]) => {
             console::change_quick_reply(req, ctx, method, id).await
         }
-        (Method::Get, ["api", "v1", "visitors", visitor]) => {
-            console::visitor(req, ctx, visitor).await
-        }
+        (Method::Get, ["api", "v1", "visitors", visitor]) => console::visitor(ctx, visitor).await,
         (Method::Delete, ["api", "v1", "visitors", visitor]) => {
-            erasure::erase_visitor(req, ctx, visitor).await
+            erasure::erase_visitor(ctx, visitor).await
         }
-        (Method::Post, ["api", "v1", "maintenance", "purge"]) => erasure::purge_now(req, ctx).await,
+        (Method::Post, ["api", "v1", "maintenance", "purge"]) => erasure::purge_now(ctx).await,
         (Method::Post, ["api", "v1", "visitor", "context"]) => widget::context(req, ctx).await,
         (Method::Post, ["api", "v1", "visitor", "identify"]) => widget::identify(req, ctx).await,
         (Method::Post, ["api", "v1", "visitor", "attributes"]) => {
@@ -289,6 +268,7 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
                     | ["api", "v1", "quick-replies"]
                     | ["api", "v1", "agent", "login"]
                     | ["api", "v1", "agent", "logout"]
+                    | ["api", "v1", "agent", "socket-token"]
                     | ["api", "v1", "me"]
                     | ["api", "v1", "conversations"]
                     | ["healthz"]
@@ -345,16 +325,9 @@ pub(crate) fn internal<'a, E: std::fmt::Display>(
     }
 }
 
-/// The verified principal of a request, from `Authorization: Bearer`.
-pub(crate) fn authenticate(req: &Request, ctx: &Ctx) -> Result<Principal, ApiError> {
-    let value = header(req, "authorization").ok_or(ErrorCode::TokenMissing)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(ErrorCode::TokenInvalid)?;
-    token::verify(ctx.config.token_secret.as_bytes(), token.trim(), ctx.now)
-        .map(|claims| claims.principal)
-        .map_err(|e| e.code().into())
+/// The verified principal of the request (from its bearer token, API key or session cookie).
+pub(crate) fn authenticate(ctx: &Ctx) -> Result<Principal, ApiError> {
+    ctx.caller.clone().map(|(principal, _)| principal)
 }
 
 /// Takes a token from the limiter object for `key`; fails open if the limiter is unreachable.
@@ -556,6 +529,9 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
     struct Body {
         email: String,
         password: String,
+        /// The console: the session goes in an HttpOnly cookie, not in the answer.
+        #[serde(default)]
+        cookie: bool,
     }
     #[derive(Deserialize)]
     struct AgentRow {
@@ -657,20 +633,55 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         serde_json::json!({}),
     )
     .await?;
+    let agent = serde_json::json!({ "id": row.id, "name": row.name, "email": row.email, "role": row.role, "team": row.team_id });
+    if body.cookie {
+        let response = ok_json(
+            &serde_json::json!({ "agent": agent, "expires_at": ctx.now + ttl }),
+            200,
+        )?;
+        return with_cookie(response, &credentials::session_cookie(&token, ttl), ctx);
+    }
     ok_json(
-        &serde_json::json!({
-            "agent": { "id": row.id, "name": row.name, "email": row.email, "role": row.role, "team": row.team_id },
-            "token": token,
-            "expires_at": ctx.now + ttl,
-        }),
+        &serde_json::json!({ "agent": agent, "token": token, "expires_at": ctx.now + ttl }),
+        200,
+    )
+}
+
+fn with_cookie(response: Response, cookie: &str, ctx: &Ctx) -> ApiResult {
+    let headers = mutable_headers(&response).map_err(internal(ctx, "headers"))?;
+    headers
+        .append("set-cookie", cookie)
+        .map_err(internal(ctx, "headers"))?;
+    Ok(response.with_headers(headers))
+}
+
+/// How long a socket token lives: long enough to open a socket, useless soon after.
+const SOCKET_TOKEN_TTL_MS: i64 = 120_000;
+
+/// `POST /api/v1/agent/socket-token`: a short-lived token of the caller's session for the
+/// `hello` frame of a socket (the console's session cookie never reaches script).
+async fn socket_token(ctx: &Ctx) -> ApiResult {
+    let principal = authenticate(ctx)?;
+    let Principal::Agent { sid: Some(_), .. } = &principal else {
+        return Err(ErrorCode::Forbidden.into());
+    };
+    let token = token::sign(
+        ctx.config.token_secret.as_bytes(),
+        principal,
+        ctx.now,
+        SOCKET_TOKEN_TTL_MS,
+    )
+    .map_err(internal(ctx, "token_secret"))?;
+    ok_json(
+        &serde_json::json!({ "token": token, "expires_at": ctx.now + SOCKET_TOKEN_TTL_MS }),
         200,
     )
 }
 
 /// `POST /api/v1/agent/logout`: ends the session; its console sockets are closed at once, its
 /// conversation sockets refuse their next frame, and the token stops working everywhere.
-async fn agent_logout(req: &Request, ctx: &Ctx) -> ApiResult {
-    let principal = authenticate(req, ctx)?;
+async fn agent_logout(ctx: &Ctx) -> ApiResult {
+    let principal = authenticate(ctx)?;
     let (Principal::Agent { id, team, .. }, Some(sid)) = (&principal, principal.session()) else {
         return Err(ErrorCode::Forbidden.into());
     };
@@ -682,7 +693,8 @@ async fn agent_logout(req: &Request, ctx: &Ctx) -> ApiResult {
         .trace(&ctx.trace)
         .field("agent", id.as_str())
         .emit();
-    crate::http::no_content().map_err(|_| ErrorCode::Internal.into())
+    let response = crate::http::no_content().map_err(internal(ctx, "response"))?;
+    with_cookie(response, &credentials::cleared_session_cookie(), ctx)
 }
 
 async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
@@ -699,7 +711,7 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         /// Makes creation idempotent: a retry with the same id gets the same conversation.
         client_req_id: Option<String>,
     }
-    let Principal::Visitor { id: visitor, site } = authenticate(req, ctx)? else {
+    let Principal::Visitor { id: visitor, site } = authenticate(ctx)? else {
         return Err(ErrorCode::Forbidden.into());
     };
     let has_body = header(req, "content-length").is_some_and(|l| l != "0")
@@ -828,7 +840,7 @@ async fn list_conversations(req: &Request, ctx: &Ctx) -> ApiResult {
         last_seq: i64,
         last_message_at: Option<i64>,
     }
-    let principal = authenticate(req, ctx)?;
+    let principal = authenticate(ctx)?;
     let query: Query = req
         .query()
         .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
@@ -892,7 +904,7 @@ async fn conversation_route(
     if let (Method::Get, ["ws"]) = (method, rest) {
         return open_socket(req, ctx, id).await;
     }
-    let principal = authenticate(req, ctx)?;
+    let principal = authenticate(ctx)?;
     let operation = match (method, rest) {
         (Method::Get, []) => Operation::Info,
         (Method::Get, ["events"]) => return poll(req, ctx, id, &principal).await,

@@ -19,8 +19,8 @@ use crate::log::Log;
 use crate::site_object::{self, SiteRequest};
 
 /// The caller, who must be an agent: (id, team, name).
-fn agent(req: &Request, ctx: &Ctx) -> Result<(Principal, String, String, String), ApiError> {
-    let principal = authenticate(req, ctx)?;
+fn agent(ctx: &Ctx) -> Result<(Principal, String, String, String), ApiError> {
+    let principal = authenticate(ctx)?;
     match &principal {
         Principal::Agent { id, team, name, .. } => {
             let (id, team, name) = (id.clone(), team.clone(), name.clone());
@@ -38,14 +38,14 @@ fn agent_of(principal: &Principal) -> Result<(String, String, String), ApiError>
 }
 
 /// `GET /api/v1/sites`: the caller's team's sites.
-pub async fn sites(req: &Request, ctx: &Ctx) -> ApiResult {
+pub async fn sites(ctx: &Ctx) -> ApiResult {
     #[derive(Deserialize, Serialize)]
     struct Row {
         id: String,
         name: String,
         site_key: String,
     }
-    let (_, _, team, _) = agent(req, ctx)?;
+    let (_, _, team, _) = agent(ctx)?;
     let rows = db(ctx)?
         .prepare("SELECT id, name, site_key FROM sites WHERE team_id = ?1 ORDER BY name")
         .bind(&[team.into()])
@@ -301,7 +301,7 @@ pub async fn set_tags(req: &mut Request, ctx: &Ctx, id: &str, principal: &Princi
 }
 
 /// `GET /api/v1/quick-replies`: the team's replies and the caller's own.
-pub async fn quick_replies(req: &Request, ctx: &Ctx) -> ApiResult {
+pub async fn quick_replies(ctx: &Ctx) -> ApiResult {
     #[derive(Deserialize, Serialize)]
     struct Row {
         id: String,
@@ -310,7 +310,7 @@ pub async fn quick_replies(req: &Request, ctx: &Ctx) -> ApiResult {
         group: String,
         personal: u8,
     }
-    let (_, agent_id, team, _) = agent(req, ctx)?;
+    let (_, agent_id, team, _) = agent(ctx)?;
     let rows = db(ctx)?
         .prepare(
             "SELECT id, title, body, group_name AS \"group\", (agent_id IS NOT NULL) AS personal
@@ -340,7 +340,7 @@ pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
         #[serde(default)]
         personal: bool,
     }
-    let (principal, agent_id, team, _) = agent(req, ctx)?;
+    let (principal, agent_id, team, _) = agent(ctx)?;
     let body: Body = read_json(req).await?;
     let title: String = body.title.trim().chars().take(100).collect();
     let text: String = body
@@ -392,7 +392,7 @@ pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
 }
 
 /// `GET /api/v1/visitors/{id}`: the visitor sidebar.
-pub async fn visitor(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
+pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
     #[derive(Deserialize)]
     struct VisitorRow {
         id: String,
@@ -418,7 +418,7 @@ pub async fn visitor(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
         created_at: i64,
         last_message_at: Option<i64>,
     }
-    let (principal, _, team, _) = agent(req, ctx)?;
+    let (principal, _, team, _) = agent(ctx)?;
     if !ids::is_valid(IdKind::Visitor, id) {
         return Err(ErrorCode::NotFound.into());
     }
@@ -542,7 +542,7 @@ pub async fn change_quick_reply(
         body: Option<String>,
         group: Option<String>,
     }
-    let (principal, agent_id, team, _) = agent(req, ctx)?;
+    let (principal, agent_id, team, _) = agent(ctx)?;
     let db = db(ctx)?;
     let owner = db
         .prepare("SELECT agent_id FROM quick_replies WHERE id = ?1 AND team_id = ?2")

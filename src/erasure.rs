@@ -7,7 +7,7 @@ use parley_core::token::{AgentRole, Principal};
 use parley_core::ErrorCode;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{Env, Request};
+use worker::Env;
 
 use crate::api::{authenticate, d1_failed, db, ok_json, Ctx, D1Statement};
 use crate::console::audit;
@@ -44,8 +44,8 @@ pub async fn erase_conversation(env: &Env, conversation: &str) -> worker::Result
 
 /// `DELETE /api/v1/visitors/{id}` (owners and admins): the visitor and everything of theirs —
 /// conversations, messages, files, page views, identity — is erased, and the audit log says so.
-pub async fn erase_visitor(req: &Request, ctx: &Ctx, visitor: &str) -> ApiResult {
-    let principal = authenticate(req, ctx)?;
+pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
+    let principal = authenticate(ctx)?;
     let Principal::Agent {
         id: actor,
         team,
@@ -163,8 +163,8 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
 }
 
 /// `POST /api/v1/maintenance/purge` (owners): runs the retention purge for the team now.
-pub async fn purge_now(req: &Request, ctx: &Ctx) -> ApiResult {
-    let principal = authenticate(req, ctx)?;
+pub async fn purge_now(ctx: &Ctx) -> ApiResult {
+    let principal = authenticate(ctx)?;
     let Principal::Agent {
         id,
         team,

@@ -268,7 +268,7 @@ pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
         to: Option<String>,
         site: Option<String>,
     }
-    let principal = authenticate(req, ctx)?;
+    let principal = authenticate(ctx)?;
     let Principal::Agent { id, team, .. } = &principal else {
         return Err(ErrorCode::Forbidden.into());
     };

@@ -3,11 +3,13 @@
 
 mod admin;
 mod api;
+mod api_keys;
 mod automation;
 mod bot;
 mod config;
 mod console;
 mod conversation_object;
+mod credentials;
 mod erasure;
 mod export;
 mod files;

@@ -62,6 +62,12 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
         "End the agent's session",
     ),
     (
+        "post",
+        "/api/v1/agent/socket-token",
+        Auth::Agent,
+        "A short-lived token of the caller's session, for a socket's hello",
+    ),
+    (
         "get",
         "/api/v1/me",
         Auth::Participant,
@@ -286,6 +292,24 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
         Auth::Admin,
         "Erase a visitor and everything of theirs",
     ),
+    (
+        "get",
+        "/api/v1/api-keys",
+        Auth::Admin,
+        "The team's API keys",
+    ),
+    (
+        "post",
+        "/api/v1/api-keys",
+        Auth::Admin,
+        "Make an API key (shown in this answer only)",
+    ),
+    (
+        "delete",
+        "/api/v1/api-keys/{key}",
+        Auth::Admin,
+        "Revoke an API key",
+    ),
     ("get", "/api/v1/agents", Auth::Admin, "The team's agents"),
     ("post", "/api/v1/agents", Auth::Admin, "Add an agent"),
     (
@@ -323,7 +347,7 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
 fn security(auth: Auth) -> Value {
     match auth {
         Auth::Public => json!([]),
-        _ => json!([{ "bearer": [] }]),
+        _ => json!([{ "bearer": [] }, { "session_cookie": [] }]),
     }
 }
 
@@ -375,7 +399,19 @@ pub fn document() -> Value {
         "servers": [{ "url": "/" }],
         "paths": paths,
         "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token from /api/v1/agent/login or /api/v1/visitor/session, or an API key (pk_…)"
+                },
+                "session_cookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "parley_session",
+                    "description": "The console's session (login with \"cookie\": true); requests that change something must come from the Worker's own origin"
+                }
+            },
             "schemas": {
                 "Error": {
                     "type": "object",

@@ -60,7 +60,7 @@ fn time(value: Option<&str>) -> Result<Option<i64>, ApiError> {
 }
 
 pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
-    let principal = authenticate(req, ctx)?;
+    let principal = authenticate(ctx)?;
     let Principal::Agent { team, role, .. } = &principal else {
         return Err(ErrorCode::Forbidden.into());
     };

@@ -42,7 +42,7 @@ fn match_expression(q: &str) -> String {
 
 /// `GET /api/v1/search?q=&site=&agent=&tag=&country=&from=&to=&limit=`
 pub async fn search(req: &Request, ctx: &Ctx) -> ApiResult {
-    let principal = authenticate(req, ctx)?;
+    let principal = authenticate(ctx)?;
     let Principal::Agent { team, .. } = &principal else {
         return Err(ErrorCode::Forbidden.into());
     };

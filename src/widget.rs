@@ -79,8 +79,8 @@ async fn agents_online(ctx: &Ctx, site: &str) -> bool {
     }
 }
 
-fn visitor_of(req: &Request, ctx: &Ctx) -> Result<(String, String), ApiError> {
-    match authenticate(req, ctx)? {
+fn visitor_of(ctx: &Ctx) -> Result<(String, String), ApiError> {
+    match authenticate(ctx)? {
         Principal::Visitor { id, site } => Ok((id, site)),
         Principal::Agent { .. } => Err(ErrorCode::Forbidden.into()),
     }
@@ -108,7 +108,7 @@ fn text_or_null(value: Option<String>) -> JsValue {
 
 /// `POST /api/v1/visitor/context`: where the visitor is now; each call extends the page trail.
 pub async fn context(req: &mut Request, ctx: &Ctx) -> ApiResult {
-    let (visitor, site) = visitor_of(req, ctx)?;
+    let (visitor, site) = visitor_of(ctx)?;
     let reported: VisitorContext = read_json(req).await?;
     let context = reported.sanitized();
     let cf = req.cf();
@@ -168,7 +168,7 @@ pub async fn identify(req: &mut Request, ctx: &Ctx) -> ApiResult {
         email: Option<String>,
         hash: Option<String>,
     }
-    let (visitor, site_id) = visitor_of(req, ctx)?;
+    let (visitor, site_id) = visitor_of(ctx)?;
     let body: Body = read_json(req).await?;
     let id = body.id.trim();
     if id.is_empty() || id.len() > 128 {
@@ -219,7 +219,7 @@ pub async fn attributes(req: &mut Request, ctx: &Ctx) -> ApiResult {
     struct Body {
         attributes: serde_json::Map<String, serde_json::Value>,
     }
-    let (visitor, site) = visitor_of(req, ctx)?;
+    let (visitor, site) = visitor_of(ctx)?;
     let body: Body = read_json(req).await?;
     if body.attributes.len() > 30 {
         return Err(ErrorCode::InvalidRequest.into());

@@ -1,5 +1,6 @@
-// HTTP to the Worker (same origin). The agent token goes in the Authorization header, never
-// the URL. Errors become ApiError with the server's stable code and localized message.
+// HTTP to the Worker (same origin). The agent's session is an HttpOnly cookie that script
+// never sees; sockets sign in with a short-lived token of that session, fetched just before
+// each connect. Errors become ApiError with the server's stable code and localized message.
 import { lang, t } from './i18n';
 
 export class ApiError extends Error {
@@ -13,18 +14,48 @@ export class ApiError extends Error {
   }
 }
 
-let token: string | null = null;
+let signedIn = false;
 let onUnauthorized: ((code: string) => void) | null = null;
 
 /** Codes that mean the sign-in is over: back to the login screen. */
 export const SIGNED_OUT_CODES = ['token_missing', 'token_invalid', 'token_expired', 'session_ended'];
 
-export function setToken(next: string | null): void {
-  token = next;
+/** Whether this page holds a session (the cookie itself is out of script's reach). */
+export function setSignedIn(value: boolean): void {
+  signedIn = value;
+  if (!value) socketTokenCache = null;
 }
 
-export function getToken(): string | null {
-  return token;
+export function isSignedIn(): boolean {
+  return signedIn;
+}
+
+// Socket tokens live two minutes on the server; one is reused for a minute so that opening
+// several conversations at once costs one request.
+const SOCKET_TOKEN_REUSE_MS = 60_000;
+let socketTokenCache: { token: string; until: number } | null = null;
+let socketTokenPending: Promise<string | null> | null = null;
+
+/**
+ * A token for a socket's hello frame; null once signed out. Rejects (network) so the socket
+ * retries later.
+ */
+export function socketToken(): Promise<string | null> {
+  if (!signedIn) return Promise.resolve(null);
+  if (socketTokenCache && socketTokenCache.until > Date.now()) return Promise.resolve(socketTokenCache.token);
+  socketTokenPending ??= api<{ token: string }>('/api/v1/agent/socket-token', { method: 'POST' })
+    .then((r) => {
+      socketTokenCache = { token: r.token, until: Date.now() + SOCKET_TOKEN_REUSE_MS };
+      return r.token;
+    })
+    .catch((e) => {
+      if (e instanceof ApiError && (e.status === 401 || e.status === 403)) return null;
+      throw e;
+    })
+    .finally(() => {
+      socketTokenPending = null;
+    });
+  return socketTokenPending;
 }
 
 /** Called when the server says the token is missing, invalid or expired, or its session ended. */
@@ -49,7 +80,6 @@ export interface RequestOptions {
 
 export async function api<T = any>(path: string, opts: RequestOptions = {}): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json', 'accept-language': lang() };
-  if (token && !opts.anonymous) headers.authorization = `Bearer ${token}`;
   let body: string | undefined;
   if (opts.body !== undefined) {
     headers['content-type'] = 'application/json';
@@ -82,14 +112,14 @@ export async function api<T = any>(path: string, opts: RequestOptions = {}): Pro
 }
 
 /**
- * A download (CSV, JSON) fetched with the token, never a token in a URL: resolves to the bytes
+ * A download (CSV, JSON) fetched with the session cookie, never a token in a URL: resolves to the bytes
  * and the server's file name. Errors are ApiErrors with the server's message, as for api().
  */
 export async function fetchBlob(path: string, signal?: AbortSignal): Promise<{ blob: Blob; name: string | null }> {
   let res: Response;
   try {
     res = await fetch(path, {
-      headers: { authorization: `Bearer ${token ?? ''}`, 'accept-language': lang() },
+      headers: { 'accept-language': lang() },
       credentials: 'same-origin', cache: 'no-store', signal,
     });
   } catch (e) {

@@ -3,7 +3,7 @@
 //
 // Start-up: info → latest history page → socket hello with after=<last seq held>&epoch, so the
 // server replays exactly what was missed (or sends `reset`, after which history is reloaded).
-import { api, ApiError, getToken, isMissingEndpoint, SIGNED_OUT_CODES, signedOutBy } from './api';
+import { api, ApiError, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES, signedOutBy } from './api';
 import { Emitter } from './emitter';
 import { upload } from './files';
 import { lang } from './i18n';
@@ -72,10 +72,9 @@ export class ConvSession extends Emitter<ConvEvents> {
       path: `/api/v1/conversations/${encodeURIComponent(id)}/ws`,
       welcomeType: 'welcome',
       hello: () => {
-        const token = getToken();
-        if (!token) return null;
+        if (!isSignedIn()) return null;
         const resume = this.loaded && this.epoch ? { after: this.lastSeq, epoch: this.epoch } : {};
-        return { token, lang: lang(), ...resume };
+        return { lang: lang(), ...resume };
       },
       keepalive: [{ frame: PING, everyMs: 25_000, expectReply: true, timeoutMs: 10_000 }],
     });

@@ -1,6 +1,6 @@
-// Files in conversations: downloads go through the Worker with the agent's token (never in a
-// URL) and are shown from blob: URLs; uploads post the bytes, then the message names the file.
-import { ApiError, getToken, SIGNED_OUT_CODES, signedOutBy } from './api';
+// Files in conversations: downloads go through the Worker with the agent's session cookie (never a
+// token in a URL) and are shown from blob: URLs; uploads post the bytes, then the message names the file.
+import { ApiError, SIGNED_OUT_CODES, signedOutBy } from './api';
 import { lang, t } from './i18n';
 
 export interface FileInfo {
@@ -18,7 +18,8 @@ export function fileUrl(conversation: string, id: string): Promise<string> {
   let p = blobs.get(id);
   if (!p) {
     p = fetch(`/api/v1/conversations/${encodeURIComponent(conversation)}/files/${encodeURIComponent(id)}`, {
-      headers: { authorization: `Bearer ${getToken() ?? ''}`, 'accept-language': lang() },
+      headers: { 'accept-language': lang() },
+      credentials: 'same-origin',
       cache: 'no-store',
     }).then(async (res) => {
       if (!res.ok) {
@@ -54,7 +55,6 @@ export async function upload(conversation: string, file: File): Promise<FileInfo
     res = await fetch(`/api/v1/conversations/${encodeURIComponent(conversation)}/files?${q}`, {
       method: 'POST',
       headers: {
-        authorization: `Bearer ${getToken() ?? ''}`,
         'content-type': file.type || 'application/octet-stream',
         'accept-language': lang(),
       },

@@ -19,6 +19,7 @@ const en = {
   networkError: "Can't reach the server. Check your connection and try again.",
   genericError: 'Something went wrong. Please try again.',
   sessionExpired: 'Your session has ended. Please sign in again.',
+  cookieRefused: 'This browser did not keep the sign-in. Open the console over https (or on localhost) with cookies allowed.',
   // header
   language: 'Language',
   statusLabel: 'Your status',
@@ -251,6 +252,7 @@ const zh: Table = {
   networkError: '无法连接服务器，请检查网络后重试。',
   genericError: '出了点问题，请重试。',
   sessionExpired: '登录已失效，请重新登录。',
+  cookieRefused: '浏览器未保存登录状态。请通过 https（或在本机 localhost）打开控制台，并允许 Cookie。',
   language: '语言',
   statusLabel: '我的状态',
   status_online: '在线',

@@ -1,6 +1,6 @@
 // The agent console: sign in, then the inbox and conversations. Served at /console/.
 import { setBaseTitle, unlockAudioOnGesture } from './alerts';
-import { api, ApiError, setToken, setUnauthorizedHandler } from './api';
+import { api, ApiError, setSignedIn, setUnauthorizedHandler } from './api';
 import { lang, onLangChange, t } from './i18n';
 import { load, onExternalChange, remove, save } from './storage';
 import type { Agent, Me, Session } from './types';
@@ -11,7 +11,7 @@ const root = document.getElementById('app')!;
 let app: AppView | null = null;
 
 function validSession(s: Session | undefined): s is Session {
-  if (!s || typeof s.token !== 'string' || !s.agent?.id) return false;
+  if (!s || !s.agent?.id) return false;
   const exp = s.expires_at < 1e12 ? s.expires_at * 1000 : s.expires_at;
   return !exp || exp > Date.now() + 5000;
 }
@@ -19,7 +19,7 @@ function validSession(s: Session | undefined): s is Session {
 function showLogin(notice?: string): void {
   app?.destroy();
   app = null;
-  setToken(null);
+  setSignedIn(false);
   root.removeAttribute('aria-busy');
   root.className = 'login-root';
   renderLogin(root, notice, (session) => {
@@ -29,7 +29,7 @@ function showLogin(notice?: string): void {
 }
 
 function showApp(session: Session): void {
-  setToken(session.token);
+  setSignedIn(true);
   root.removeAttribute('aria-busy');
   root.className = 'app-root';
   app?.destroy();
@@ -92,7 +92,7 @@ async function boot(): Promise<void> {
     if (session) remove('session');
     return showLogin();
   }
-  setToken(session.token);
+  setSignedIn(true);
   try {
     const me = await api<Me>('/api/v1/me');
     if (me?.principal?.kind !== 'agent') return signOut();

@@ -1,7 +1,8 @@
 // A WebSocket that signs in with a hello frame, reconnects with backoff and jitter, notices a
 // dead connection and reports its state. Used for the conversation sockets and the site's
-// console socket. The token travels in the hello frame, never in the URL.
-import { wsUrl } from './api';
+// console socket. A short-lived token of the session travels in the hello frame, never in the
+// URL.
+import { socketToken, wsUrl } from './api';
 import { Emitter } from './emitter';
 
 export type SocketState = 'connecting' | 'live' | 'offline' | 'gone';
@@ -11,7 +12,7 @@ const BACKOFF = [500, 1000, 2000, 4000, 8000, 15000, 30000];
 
 export interface SocketOptions {
   path: string;
-  /** The hello frame to send on every (re)connect; null to give up (signed out). */
+  /** The hello frame (without its token) to send on every (re)connect; null to give up (signed out). */
   hello: () => Record<string, unknown> | null;
   /** The frame type that means the hello was accepted. */
   welcomeType: string;
@@ -36,6 +37,8 @@ export class ReconnectingSocket extends Emitter<{
   private replyTimer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private gotFrame = false;
+  /** Counts open() calls, so one that awaited its token after a newer one gives way. */
+  private generation = 0;
   failures = 0;
 
   constructor(private opts: SocketOptions) {
@@ -46,7 +49,7 @@ export class ReconnectingSocket extends Emitter<{
 
   start(): void {
     this.stopped = false;
-    if (!this.ws) this.open();
+    if (!this.ws) void this.open();
   }
 
   /** Stop for good (tab closed, signed out). */
@@ -70,7 +73,7 @@ export class ReconnectingSocket extends Emitter<{
     if (this.stopped) return;
     this.teardown();
     clearTimeout(this.timer);
-    this.open();
+    void this.open();
   }
 
   private kick = () => {
@@ -90,11 +93,20 @@ export class ReconnectingSocket extends Emitter<{
     this.emit('state', s);
   }
 
-  private open(): void {
-    const hello = this.opts.hello();
-    if (!hello) return this.stop();
+  private async open(): Promise<void> {
+    const generation = ++this.generation;
+    if (!this.opts.hello()) return this.stop();
     this.setState('connecting');
     this.gotFrame = false;
+    let token: string | null;
+    try {
+      token = await socketToken();
+    } catch {
+      if (generation === this.generation) this.schedule();
+      return;
+    }
+    if (generation !== this.generation || this.stopped) return;
+    if (!token) return this.stop();
     let ws: WebSocket;
     try {
       ws = new WebSocket(wsUrl(this.opts.path));
@@ -106,7 +118,7 @@ export class ReconnectingSocket extends Emitter<{
     ws.onopen = () => {
       const h = this.opts.hello();
       if (!h) return this.stop();
-      ws.send(JSON.stringify({ v: 1, type: 'hello', ...h }));
+      ws.send(JSON.stringify({ v: 1, type: 'hello', token, ...h }));
     };
     ws.onmessage = (m) => {
       if (ws !== this.ws) return;
@@ -191,6 +203,6 @@ export class ReconnectingSocket extends Emitter<{
     this.attempt += 1;
     const delay = base / 2 + Math.random() * base;
     this.setState('offline');
-    this.timer = setTimeout(() => this.open(), navigator.onLine === false ? Math.max(delay, 5000) : delay);
+    this.timer = setTimeout(() => void this.open(), navigator.onLine === false ? Math.max(delay, 5000) : delay);
   }
 }

@@ -6,7 +6,7 @@
 // snapshot after hello and after every change, and `feed` frames for alerts. While no site
 // socket is live (not deployed yet, or reconnecting) the list is polled instead.
 import { chime, desktopNotify, setTitleCount } from './alerts';
-import { api, ApiError, getToken, isMissingEndpoint, SIGNED_OUT_CODES, signedOutBy } from './api';
+import { api, ApiError, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES, signedOutBy } from './api';
 import { ConvSession } from './conversation';
 import { Emitter } from './emitter';
 import { lang, t } from './i18n';
@@ -150,8 +150,7 @@ export class Store extends Emitter<{
         path: `/api/v1/console/ws?site=${encodeURIComponent(site.id)}`,
         welcomeType: 'inbox',
         hello: () => {
-          const token = getToken();
-          return token ? { token, lang: lang() } : null;
+          return isSignedIn() ? { lang: lang() } : null;
         },
         // Heartbeats keep this device counted as online; pings (answered without waking the
         // site object) notice a dead connection.

@@ -29,8 +29,8 @@ export function isAdmin(agent: Pick<Agent, 'role'>): boolean {
   return agent.role === 'owner' || agent.role === 'admin';
 }
 
+/** What this device remembers of a sign-in (the session itself is an HttpOnly cookie). */
 export interface Session {
-  token: string;
   expires_at: number;
   agent: Agent;
 }
@@ -230,6 +230,52 @@ export interface SiteDetail {
   /** Documented, but not (or no longer) sent by every server: see SitePage.load. */
   identity_verification?: boolean;
   created_at: number;
+  translation: TranslationSettings;
+  automation: AutomationSettings;
+  bot: BotSettings;
+}
+
+// Settings holding a key (translation, bot) come without it: `api_key_set` says whether one is
+// stored, and a PATCH may carry a new `api_key`.
+export interface TranslationSettings {
+  enabled: boolean;
+  /** The language agents read and write (`en`, `zh`…). */
+  agent_language: string;
+  provider: 'libretranslate' | 'openai' | 'workers_ai';
+  endpoint: string;
+  model: string;
+  timeout_ms: number;
+  api_key_set: boolean;
+}
+
+export interface BotSettings {
+  enabled: boolean;
+  name: string;
+  endpoint: string;
+  model: string;
+  knowledge: string;
+  handoff_keywords: string[];
+  timeout_ms: number;
+  api_key_set: boolean;
+}
+
+export interface KeywordReply {
+  keywords: string[];
+  reply: Localized;
+}
+
+export interface Invitation {
+  url_contains: string;
+  after_seconds: number;
+  message: Localized;
+}
+
+export interface AutomationSettings {
+  away_reply: Localized | null;
+  keyword_replies: KeywordReply[];
+  auto_close_seconds: number | null;
+  close_notice: Localized | null;
+  invitations: Invitation[];
 }
 
 export const WEBHOOK_EVENTS = [

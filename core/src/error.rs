@@ -30,6 +30,7 @@ pub enum ErrorCode {
     TooManyConnections,
     AlreadyAssigned,
     AgentUnavailable,
+    EmailTaken,
     EmptyFile,
     FileTooLarge,
     UnsupportedFileType,
@@ -41,7 +42,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -66,6 +67,7 @@ impl ErrorCode {
         ErrorCode::TooManyConnections,
         ErrorCode::AlreadyAssigned,
         ErrorCode::AgentUnavailable,
+        ErrorCode::EmailTaken,
         ErrorCode::EmptyFile,
         ErrorCode::FileTooLarge,
         ErrorCode::UnsupportedFileType,
@@ -102,6 +104,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::AlreadyAssigned => "already_assigned",
             ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::EmailTaken => "email_taken",
             ErrorCode::EmptyFile => "empty_file",
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::UnsupportedFileType => "unsupported_file_type",
@@ -136,7 +139,7 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound | ErrorCode::UnknownSite | ErrorCode::FileNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::AlreadyAssigned | ErrorCode::AgentUnavailable => 409,
+            ErrorCode::AlreadyAssigned | ErrorCode::AgentUnavailable | ErrorCode::EmailTaken => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
             ErrorCode::StorageUnavailable => 503,
             ErrorCode::Internal => 500,

@@ -6,6 +6,7 @@
 //! ordering, deduplication, resume, access and limits lives here and is tested natively.
 
 pub mod access;
+pub mod api_key;
 pub mod attachment;
 pub mod automation;
 pub mod bot;

@@ -63,6 +63,20 @@ async function signIn(p, email, password) {
   await p.waitForSelector('.topbar .status-select');
 }
 
+/**
+ * The console's session cookie (HttpOnly: only the browser's own cookie jar shows it), after
+ * checking it is set the way a session cookie must be; null when there is none.
+ */
+async function sessionCookie(context) {
+  const cookie = (await context.cookies()).find((c) => c.name === 'parley_session');
+  if (!cookie) return null;
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.secure, true);
+  assert.equal(cookie.sameSite, 'Strict');
+  assert.equal(cookie.path, '/api/');
+  return cookie.value;
+}
+
 /** Opens a page from the top navigation and waits for its content. */
 async function openPage(p, name, ready) {
   await p.click(`.topnav-link[data-page="${name}"]`);
@@ -126,14 +140,22 @@ test('the owner adds an agent through the Agents page; a taken e-mail is refused
   assert.deepEqual(listed.permissions, []);
   bea.id = listed.id;
 
-  // Editing: capacity up, the export permission on; only what changed is sent.
+  // Editing: capacity up, the export permission on, a new e-mail; only what changed is sent.
   await page.click(`.agents-table tr[data-email="${bea.email}"] [data-action="edit"]`);
   await page.waitForSelector('dialog.dialog[open] input[name="capacity"]');
   await page.fill('dialog input[name="capacity"]', '4');
   await page.check('dialog input[name="perm-export"]');
+  // The owner's own address is taken: refused in the server's words, nothing saved.
+  await page.fill('dialog input[name="email"]', server.email);
+  await page.click('dialog button[type="submit"]');
+  await waitForText(page, 'dialog .form-error', 'Another account already uses this e-mail address.');
+  bea.email = 'bea.chen@billing.parley.local';
+  await page.fill('dialog input[name="email"]', bea.email);
   await page.click('dialog button[type="submit"]');
   await page.waitForSelector('dialog.dialog', { state: 'detached' });
+  await page.waitForSelector(`.agents-table tr[data-email="${bea.email}"]`);
   const edited = (await http(server.url, '/api/v1/agents', { token: owner.token })).body.agents.find((a) => a.id === bea.id);
+  assert.equal(edited.email, bea.email);
   assert.equal(edited.capacity, 4);
   assert.deepEqual(edited.permissions, ['export']);
   await waitForText(page, `.agents-table tr[data-email="${bea.email}"]`, 'Export data');
@@ -144,7 +166,7 @@ test('the owner adds an agent through the Agents page; a taken e-mail is refused
   await page.fill('dialog input[name="email"]', bea.email);
   await page.fill('dialog input[name="password"]', 'another-password-1');
   await page.click('dialog button[type="submit"]');
-  await waitForText(page, 'dialog .form-error', 'The request is invalid.');
+  await waitForText(page, 'dialog .form-error', 'Another account already uses this e-mail address.');
   await page.keyboard.press('Escape');
   await page.waitForSelector('dialog.dialog', { state: 'detached' });
   const count = (await http(server.url, '/api/v1/agents', { token: owner.token })).body.agents.filter((a) => a.email === bea.email).length;
@@ -165,7 +187,7 @@ test('the new agent signs in; they see no admin pages and the server refuses the
     await bea.page.waitForFunction(() => location.hash === '#/inbox');
     assert.equal(await bea.page.$('.pages:not([hidden]) .page-title'), null);
   }
-  const token = await bea.page.evaluate(() => JSON.parse(localStorage.getItem('parley.console.session')).token);
+  const token = await sessionCookie(bea.context);
   for (const [method, path, body] of [
     ['GET', '/api/v1/agents'],
     ['POST', '/api/v1/agents', { email: 'x@parley.local', name: 'X', password: 'long enough pw' }],
@@ -358,11 +380,12 @@ test('disabling the agent sends their console back to the login screen with the 
 });
 
 test('signing out ends the session: the old token is answered 401 session_ended', STEP, async () => {
-  const token = await page.evaluate(() => JSON.parse(localStorage.getItem('parley.console.session')).token);
+  const token = await sessionCookie(page.context());
   assert.equal((await http(server.url, '/api/v1/me', { token })).status, 200);
   await page.click('.topbar button[aria-label="Sign out"]');
   await page.waitForSelector('#login-email');
   assert.equal(await page.evaluate(() => localStorage.getItem('parley.console.session')), null);
+  assert.equal(await sessionCookie(page.context()), null, 'the browser dropped the cookie');
   const after = await http(server.url, '/api/v1/me', { token });
   assert.equal(after.status, 401);
   assert.equal(after.body.code, 'session_ended');

@@ -35,7 +35,11 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
         showMessage();
         try {
           const r = await api<Session>('/api/v1/agent/login', {
-            method: 'POST', body: { email: emailInput.value.trim(), password: password.value }, anonymous: true,
+            method: 'POST', body: { email: emailInput.value.trim(), password: password.value, cookie: true }, anonymous: true,
+          });
+          // The session is a Secure cookie: a browser on plain http (not localhost) drops it.
+          await api('/api/v1/me', { anonymous: true }).catch((e) => {
+            throw e instanceof ApiError && e.status === 401 ? new ApiError(401, 'cookie_refused', t('cookieRefused')) : e;
           });
           off?.();
           done(r);

@@ -137,9 +137,7 @@ export class AgentsPage implements Page {
     openDialog(existing ? t('editAgentTitle', { name: existing.name }) : t('addAgent'), (close) => {
       const err = h('div.form-error', { role: 'alert' });
       const name = h('input', { name: 'name', required: true, maxlength: 100, value: state.name, autocomplete: 'off', oninput: () => (state.name = name.value) });
-      const email = existing
-        ? null
-        : h('input', { name: 'email', type: 'email', required: true, maxlength: 254, autocomplete: 'off', spellcheck: 'false', oninput: () => (state.email = email!.value) });
+      const email = h('input', { name: 'email', type: 'email', required: true, maxlength: 254, autocomplete: 'off', spellcheck: 'false', value: state.email, oninput: () => (state.email = email.value) });
       const pw = existing ? null : passwordInput((v) => (state.password = v));
       const roleOptions = (this.callerIsOwner ? ROLES : (['agent'] as const)).map((r) => [r, t(`role_${r}` as 'role_agent')] as [string, string]);
       if (!roleOptions.some(([r]) => r === state.role)) roleOptions.push([state.role, state.role]);
@@ -168,7 +166,7 @@ export class AgentsPage implements Page {
           err.textContent = '';
           depts.commit();
           const problem = !state.name.trim() ? [t('nameRequired'), name]
-            : email && !/^[^\s@]+@[^\s@]+$/.test(state.email.trim()) ? [t('emailInvalid'), email]
+            : !/^[^\s@]+@[^\s@]+$/.test(state.email.trim()) ? [t('emailInvalid'), email]
               : pw && state.password.length < 10 ? [t('passwordTooShort'), pw.input]
                 : !Number.isInteger(state.capacity) || state.capacity < 0 || state.capacity > 100 ? [t('capacityInvalid'), capacity]
                   : null;
@@ -190,6 +188,7 @@ export class AgentsPage implements Page {
             } else {
               const change: Record<string, unknown> = {};
               if (state.name.trim() !== existing.name) change.name = state.name.trim();
+              if (state.email.trim().toLowerCase() !== existing.email) change.email = state.email.trim();
               if (state.role !== existing.role) change.role = state.role;
               if (state.capacity !== existing.capacity) change.capacity = state.capacity;
               if (!privileged(state.role) && permissions.join() !== [...existing.permissions].sort().join()) change.permissions = permissions;
@@ -202,16 +201,15 @@ export class AgentsPage implements Page {
             close();
             void this.refresh();
           } catch (e) {
-            // A taken e-mail address is refused as an invalid request: say what is likely.
-            err.textContent = !existing && e instanceof ApiError && e.code === 'invalid_request'
-              ? `${errorText(e)} ${t('emailTakenHint')}` : errorText(e);
+            err.textContent = errorText(e);
+            if (e instanceof ApiError && e.code === 'email_taken') email.focus();
             submit.disabled = false;
           }
         },
       },
       h('div.form-grid', null,
         field(t('nameLabel'), name),
-        email ? field(t('email'), email) : h('div.field', null, h('span.field-label', null, t('email')), h('div.field-static', null, state.email)),
+        field(t('email'), email),
         pw ? field(t('password'), h('div.pw-row', null, pw.input, pw.tools), { hint: t('passwordHint'), className: 'field--wide', target: pw.input }) : null,
         field(t('roleLabel'), role, { hint: roleHint }),
         field(t('capacityLabel'), capacity, { hint: t('capacityHint') }),
