@@ -71,13 +71,14 @@ export function wsUrl(server, conversation, site = server.siteKey) {
  * matching pred (consuming it and everything before it); `events` collects every `event` frame.
  */
 export class Socket {
-  constructor(url, { origin, headers } = {}) {
+  /** options: origin, headers, and any other `ws` client option (ca, lookup, localAddress …). */
+  constructor(url, { origin, headers, ...options } = {}) {
     this.frames = [];
     this.events = [];
     this.cursor = 0;
     this.waiters = [];
     this.closed = null;
-    this.ws = new WebSocket(url, { headers: { ...(origin ? { origin } : {}), ...(headers ?? {}) } });
+    this.ws = new WebSocket(url, { ...options, headers: { ...(origin ? { origin } : {}), ...(headers ?? {}) } });
     this.opened = new Promise((resolve, reject) => {
       this.ws.on('open', resolve);
       this.ws.on('unexpected-response', (_req, res) => {
