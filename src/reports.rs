@@ -139,7 +139,8 @@ pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
                 .or_else(|| r.referrer.as_deref().and_then(host_of)),
         })
         .collect();
-    let report = reports::build(&tz, &facts, &missed);
+    let mut report = reports::build(&tz, &facts, &missed);
+    name_agents(ctx, team, &mut report).await?;
     match query.format.as_deref() {
         Some("csv") => csv_response(&report),
         None | Some("json") => ok_json(&report, 200),
@@ -147,7 +148,28 @@ pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
     }
 }
 
-/// The report as CSV rows of `section,key,value`, ready for a spreadsheet.
+/// Puts each agent's name beside their id.
+async fn name_agents(ctx: &Ctx, team: &str, report: &mut Report) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        name: String,
+    }
+    let rows = db(ctx)?
+        .prepare("SELECT id, name FROM agents WHERE team_id = ?1")
+        .bind(&[team.into()])
+        .rows::<Row>(ctx)
+        .await?;
+    let names: std::collections::HashMap<String, String> =
+        rows.into_iter().map(|r| (r.id, r.name)).collect();
+    for figures in &mut report.per_agent {
+        figures.name = names.get(&figures.agent).cloned();
+    }
+    Ok(())
+}
+
+/// The report as CSV rows of `section,key,value`, ready for a spreadsheet; agents are keyed
+/// by name and id (names need not be unique).
 fn csv_response(report: &Report) -> ApiResult {
     let mut out = csv::line(["section", "key", "value"]);
     let mut row =
@@ -181,17 +203,21 @@ fn csv_response(report: &Report) -> ApiResult {
         row("source", source, n.to_string());
     }
     for a in &report.per_agent {
-        row("agent_conversations", &a.agent, a.conversations.to_string());
-        row("agent_messages", &a.agent, a.messages.to_string());
+        let key = match &a.name {
+            Some(name) => format!("{name} ({})", a.agent),
+            None => a.agent.clone(),
+        };
+        row("agent_conversations", &key, a.conversations.to_string());
+        row("agent_messages", &key, a.messages.to_string());
         row(
             "agent_first_response_median_ms",
-            &a.agent,
+            &key,
             opt(a.first_response.median_ms),
         );
-        row("agent_missed", &a.agent, a.missed.to_string());
+        row("agent_missed", &key, a.missed.to_string());
         row(
             "agent_satisfaction",
-            &a.agent,
+            &key,
             a.satisfaction.map_or(String::new(), |s| format!("{s:.2}")),
         );
     }

@@ -76,6 +76,7 @@ test('figures equal those computed from the conversations themselves', async () 
   const hour = Number(new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Shanghai', hour: '2-digit', hourCycle: 'h23' }).format(new Date(seeded[0].log[0].at)));
   assert.equal(r.busiest_hours[hour] >= 1, true);
   const me = r.per_agent.find((a) => a.agent === owner.agentId);
+  assert.equal(me.name, owner.name);
   assert.equal(me.conversations, 4);
   assert.equal(me.messages, 4);
   assert.equal(r.by_source.direct, 4);
@@ -88,6 +89,8 @@ test('the report downloads as CSV; only owners and admins may read it', async ()
   const text = await res.text();
   assert.match(text, /^section,key,value\r\n/);
   assert.match(text, /\r\nsummary,conversations,4\r\n/);
+  // Agents by name, with the id beside it.
+  assert.ok(text.includes(`\r\nagent_conversations,${owner.name} (${owner.agentId}),4\r\n`), text);
   const agent = await createAgent(server, { name: 'Plain', email: 'plain-reports@parley.local' });
   const refused = await http(server.url, '/api/v1/reports', { token: agent.token });
   assert.equal(refused.status, 403);

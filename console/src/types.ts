@@ -317,7 +317,7 @@ export interface Report {
   first_response: Spread;
   resolution: Spread;
   missed: number;
-  per_agent: { agent: string; conversations: number; messages: number; first_response: Spread; satisfaction: number | null; missed: number }[];
+  per_agent: { agent: string; name?: string; conversations: number; messages: number; first_response: Spread; satisfaction: number | null; missed: number }[];
   busiest_hours: number[];
   by_country: Record<string, number>;
   by_source: Record<string, number>;

@@ -54,6 +54,10 @@ pub fn spread(mut values: Vec<i64>) -> Spread {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentFigures {
     pub agent: String,
+    /// The agent's name today, filled in by the caller (reports keep working for agents since
+    /// removed, by id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub conversations: usize,
     pub messages: u32,
     pub first_response: Spread,
@@ -160,6 +164,7 @@ pub fn build(
             |(agent, (conversations, messages, responses, ratings))| AgentFigures {
                 missed: missed.get(&agent).copied().unwrap_or(0),
                 agent,
+                name: None,
                 conversations,
                 messages,
                 first_response: spread(responses),

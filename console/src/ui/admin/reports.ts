@@ -231,7 +231,7 @@ export class ReportsPage implements Page {
     const agents = [...r.per_agent].sort((a, b) => b.conversations - a.conversations);
     const txt = (x: string) => document.createTextNode(x);
     const agentRows = agents.map((a) => [
-      txt(this.names.get(a.agent) ?? (a.agent === this.ctx.me.id ? this.ctx.me.name : a.agent)),
+      txt(a.name ?? this.names.get(a.agent) ?? a.agent),
       txt(number(a.conversations)), txt(number(a.messages)), txt(humanDuration(a.first_response.median_ms)),
       txt(a.satisfaction === null ? '—' : number(a.satisfaction, 1)), txt(number(a.missed)),
     ]);
