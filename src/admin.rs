@@ -598,6 +598,35 @@ fn without_key<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
     value
 }
 
+/// The key stored in a site's settings column (`translation`, `bot`): kept when a change does
+/// not give a new one (admins never see it, so they cannot send it back).
+async fn stored_key(
+    db: &worker::D1Database,
+    ctx: &Ctx,
+    site: &str,
+    column: &'static str,
+) -> Result<Option<String>, ApiError> {
+    #[derive(Deserialize)]
+    struct Current {
+        settings: String,
+    }
+    let rows = db
+        .prepare(format!(
+            "SELECT {column} AS settings FROM sites WHERE id = ?1"
+        ))
+        .bind(&[site.into()])
+        .rows::<Current>(ctx)
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(&c.settings).ok())
+        .and_then(|v| {
+            v.get("api_key")
+                .and_then(|k| k.as_str())
+                .map(str::to_string)
+        }))
+}
+
 fn is_origin(s: &str) -> bool {
     let Some(rest) = s
         .strip_prefix("https://")
@@ -697,25 +726,7 @@ pub async fn site(
                     return Err(ErrorCode::InvalidRequest.into());
                 }
                 if translation.api_key.is_none() {
-                    // Keep the stored key unless a new one is given.
-                    #[derive(Deserialize)]
-                    struct Current {
-                        translation: String,
-                    }
-                    translation.api_key = db
-                        .prepare("SELECT translation FROM sites WHERE id = ?1")
-                        .bind(&[site.into()])
-                        .map_err(d1_failed(ctx))?
-                        .first::<Current>(None)
-                        .await
-                        .map_err(d1_failed(ctx))?
-                        .and_then(|c| {
-                            serde_json::from_str::<parley_core::translate::TranslationSettings>(
-                                &c.translation,
-                            )
-                            .ok()
-                        })
-                        .and_then(|t| t.api_key);
+                    translation.api_key = stored_key(&db, ctx, site, "translation").await?;
                 }
                 set("translation", json(&translation)?.into())?;
             }
@@ -730,7 +741,7 @@ pub async fn site(
                 }
                 set("automation", json(&automation)?.into())?;
             }
-            if let Some(bot) = body.bot {
+            if let Some(mut bot) = body.bot {
                 if bot.enabled
                     && !parley_core::webhook::url_allowed(
                         &bot.endpoint,
@@ -738,6 +749,9 @@ pub async fn site(
                     )
                 {
                     return Err(ErrorCode::InvalidRequest.into());
+                }
+                if bot.api_key.is_none() {
+                    bot.api_key = stored_key(&db, ctx, site, "bot").await?;
                 }
                 set("bot", json(&bot)?.into())?;
             }

@@ -1,8 +1,10 @@
-//! The language-model bot: answers a visitor's message from the site's knowledge text through
-//! an OpenAI-compatible endpoint, in the background. If it cannot answer (timeout, error,
-//! nonsense), the conversation goes to people instead: the visitor is never left alone.
+//! The bot in front of the humans, in the background of each visitor message. The language-
+//! model bot answers from the site's knowledge text through an OpenAI-compatible endpoint; the
+//! webhook bot is told about the message and answers later through the API. If the bot cannot
+//! be reached (timeout, error, nonsense), the conversation goes to people instead: the visitor
+//! is never left alone.
 
-use parley_core::bot::BotSettings;
+use parley_core::bot::{BotKind, BotSettings};
 use parley_core::webhook::url_allowed;
 use parley_core::Event;
 
@@ -15,13 +17,21 @@ use crate::log::Log;
 pub async fn answer(
     env: Env,
     settings: BotSettings,
+    site: String,
     conversation: String,
     of: u64,
     history: Vec<Event>,
 ) {
-    let reply = ask(&env, &settings, &history).await;
+    let reply = match settings.kind {
+        BotKind::Llm => ask(&env, &settings, &history).await.map(Some),
+        BotKind::Webhook => tell(&env, &settings, &site, &conversation, of, &history)
+            .await
+            .map(|()| None),
+    };
     let request = match reply {
-        Ok(text) => SystemRequest::Automated {
+        // The webhook bot took the message: its answer comes through the API.
+        Ok(None) => return,
+        Ok(Some(text)) => SystemRequest::Automated {
             key: format!("bot:{of}"),
             text,
             name: Some(settings.name.clone()),
@@ -43,6 +53,32 @@ pub async fn answer(
             .field("detail", e.to_string())
             .emit();
     }
+}
+
+/// Posts the message to the webhook bot; any 2xx answer means it took it.
+async fn tell(
+    env: &Env,
+    settings: &BotSettings,
+    site: &str,
+    conversation: &str,
+    of: u64,
+    history: &[Event],
+) -> Result<(), String> {
+    let url = settings.endpoint.trim();
+    if !url_allowed(url, Config::from_env(env).webhook_allow_private) {
+        return Err("not_configured".into());
+    }
+    let body = parley_core::bot::webhook_payload(conversation, site, of, history);
+    crate::outbound::post_signed(
+        url,
+        settings.api_key.as_deref().unwrap_or_default(),
+        "bot.message",
+        &format!("bot-{conversation}-{of}"),
+        &body,
+        settings.timeout_ms.clamp(1000, 60_000),
+    )
+    .await
+    .map(|_| ())
 }
 
 async fn ask(env: &Env, settings: &BotSettings, history: &[Event]) -> Result<String, String> {

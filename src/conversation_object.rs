@@ -442,6 +442,7 @@ impl ConversationObject {
                 self.state.wait_until(crate::bot::answer(
                     self.env.clone(),
                     site.bot.clone(),
+                    meta.site.clone(),
                     meta.id.clone(),
                     event.seq,
                     history,
@@ -1102,7 +1103,9 @@ impl ConversationObject {
             Operation::FileInfo { id } => return self.file_info(&request.principal, &id),
             Operation::Reveal { seq } => return self.reveal(&request.principal, seq),
             Operation::Handoff => {
-                if request.principal.role() != parley_core::Role::Visitor {
+                // The visitor asks for a person, or the team's webhook bot (an API key) gives up.
+                let bot_key = who.id.starts_with(parley_core::api_key::ID_PREFIX);
+                if request.principal.role() != parley_core::Role::Visitor && !bot_key {
                     return Err(ErrorCode::Forbidden.into());
                 }
                 return self.hand_off(who, trace).await;

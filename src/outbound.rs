@@ -1,5 +1,5 @@
-//! Calls to services the site configured (translation providers, the bot's model endpoint):
-//! a JSON POST with a deadline, failures reduced to a class the caller records.
+//! Calls to services the site configured (translation providers, the bot's endpoint): a JSON
+//! POST with a deadline, failures reduced to a class the caller records.
 
 use std::time::Duration;
 
@@ -16,14 +16,38 @@ pub async fn post_json(
     timeout_ms: u32,
 ) -> Result<String, String> {
     let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
     if let Some(key) = key {
         let _ = headers.set("authorization", &format!("Bearer {key}"));
     }
+    post(url, headers, &body.to_string(), timeout_ms).await
+}
+
+/// POSTs `body` to `url` signed with `secret` the way the site's webhooks are (the
+/// `parley-signature` header), with `delivery` as its id for deduplication.
+pub async fn post_signed(
+    url: &str,
+    secret: &str,
+    event: &str,
+    delivery: &str,
+    body: &serde_json::Value,
+    timeout_ms: u32,
+) -> Result<String, String> {
+    let text = body.to_string();
+    let signature =
+        parley_core::webhook::signature(secret, crate::platform::now_ms() / 1000, &text);
+    let headers = Headers::new();
+    let _ = headers.set("parley-event", event);
+    let _ = headers.set("parley-delivery", delivery);
+    let _ = headers.set("parley-signature", &signature);
+    post(url, headers, &text, timeout_ms).await
+}
+
+async fn post(url: &str, headers: Headers, body: &str, timeout_ms: u32) -> Result<String, String> {
+    let _ = headers.set("content-type", "application/json");
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&body.to_string())));
+        .with_body(Some(JsValue::from_str(body)));
     let request = Request::new_with_init(url, &init).map_err(|_| "not_configured".to_string())?;
     let fetcher = Fetch::Request(request);
     let call = Box::pin(async {

@@ -1,18 +1,32 @@
-//! A bot in front of the humans: a language-model assistant answering from the site's
-//! knowledge text, and the hand-off to a person (a button or a keyword).
+//! A bot in front of the humans, and the hand-off to a person (a button or a keyword). Two
+//! kinds: a language-model assistant answering from the site's knowledge text, or the team's
+//! own bot behind a webhook, which Parley tells about each visitor message (signed like the
+//! site's webhooks) and which answers through the REST API with an API key.
 
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Event, EventPayload, Role};
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotKind {
+    /// An OpenAI-compatible chat endpoint answering from `knowledge`.
+    #[default]
+    Llm,
+    /// The team's own service at `endpoint`, answering through the API.
+    Webhook,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BotSettings {
     pub enabled: bool,
+    pub kind: BotKind,
     /// Shown as the author of the bot's messages.
     pub name: String,
-    /// An OpenAI-compatible endpoint (base URL).
+    /// The OpenAI-compatible endpoint (base URL), or the webhook bot's URL.
     pub endpoint: String,
+    /// The endpoint's API key, or the secret the webhook posts are signed with.
     pub api_key: Option<String>,
     pub model: String,
     /// What the bot knows: the admin's text (products, shipping, returns…).
@@ -26,6 +40,7 @@ impl Default for BotSettings {
     fn default() -> Self {
         BotSettings {
             enabled: false,
+            kind: BotKind::Llm,
             name: "Assistant".into(),
             endpoint: String::new(),
             api_key: None,
@@ -82,6 +97,48 @@ pub fn request(settings: &BotSettings, history: &[Event]) -> serde_json::Value {
     serde_json::json!({ "model": settings.model, "temperature": 0.2, "messages": messages })
 }
 
+/// What the webhook bot receives for a visitor message: the message, the recent messages
+/// (notes and other kinds left out) and how to answer.
+pub fn webhook_payload(
+    conversation: &str,
+    site: &str,
+    of: u64,
+    history: &[Event],
+) -> serde_json::Value {
+    let messages: Vec<serde_json::Value> = history
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EventPayload::Message { text } => Some(serde_json::json!({
+                "seq": e.seq, "role": e.author.role, "name": e.author.name, "text": text, "at": e.at,
+            })),
+            _ => None,
+        })
+        .collect();
+    let recent = &messages[messages.len().saturating_sub(20)..];
+    let message = history
+        .iter()
+        .find(|e| e.seq == of)
+        .and_then(|e| match &e.payload {
+            EventPayload::Message { text } => {
+                Some(serde_json::json!({ "seq": e.seq, "text": text, "at": e.at }))
+            }
+            _ => None,
+        });
+    serde_json::json!({
+        "type": "bot.message",
+        "conversation": conversation,
+        "site": site,
+        "message": message,
+        "history": recent,
+        "reply": {
+            "method": "POST",
+            "path": format!("/api/v1/conversations/{conversation}/messages"),
+            "client_msg_id": format!("bot-{of}"),
+            "handoff_path": format!("/api/v1/conversations/{conversation}/handoff"),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +157,28 @@ mod tests {
             client_msg_id: None,
             masked: false,
         }
+    }
+
+    #[test]
+    fn webhook_payload_names_the_message_and_how_to_answer() {
+        let history = vec![
+            msg(2, Role::Visitor, "How long is shipping?"),
+            msg(3, Role::Agent, "About 3 days."),
+            msg(4, Role::Visitor, "And to Canada?"),
+        ];
+        let p = webhook_payload("c_1", "s_1", 4, &history);
+        assert_eq!(p["type"], "bot.message");
+        assert_eq!(p["message"]["text"], "And to Canada?");
+        assert_eq!(p["history"].as_array().map(Vec::len), Some(3));
+        assert_eq!(p["history"][1]["role"], "agent");
+        assert_eq!(p["reply"]["path"], "/api/v1/conversations/c_1/messages");
+        assert_eq!(p["reply"]["client_msg_id"], "bot-4");
+        let settings: BotSettings = serde_json::from_str(r#"{"enabled":true}"#).unwrap();
+        assert_eq!(
+            settings.kind,
+            BotKind::Llm,
+            "stored settings from before kinds are LLM bots"
+        );
     }
 
     #[test]

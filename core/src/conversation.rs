@@ -340,7 +340,10 @@ impl Engine {
             } => self.translate(store, of, from, to, result, provider, now),
             Command::Automated { key, text, name } => self.automated(store, key, text, name, now),
             Command::Handoff { who } => {
-                if who.role == Role::Agent {
+                // People take conversations rather than hand them off; the team's own bot,
+                // answering with an API key, hands off like the built-in one.
+                let bot_key = who.id.starts_with(crate::api_key::ID_PREFIX);
+                if who.role == Role::Agent && !bot_key {
                     return Err(EngineError::reject(ErrorCode::Forbidden));
                 }
                 self.lifecycle(store, EventPayload::Handoff {}, who, now)

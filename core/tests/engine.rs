@@ -547,3 +547,23 @@ fn visitor_messages_can_be_masked_for_agents() {
         .unwrap();
     assert!(!store.log()[2].masked_pii().masked);
 }
+
+#[test]
+fn only_visitors_the_system_and_api_key_bots_hand_off_to_people() {
+    let (mut engine, mut store) = new_conversation(100);
+    let handoff = |who: Participant| Command::Handoff { who };
+    assert_eq!(
+        rejected(engine.handle(&mut store, handoff(agent()), 5)),
+        ErrorCode::Forbidden
+    );
+    let bot = Participant {
+        id: "k_orderbot".into(),
+        role: Role::Agent,
+        name: Some("Order bot".into()),
+    };
+    let effects = engine.handle(&mut store, handoff(bot), 6).unwrap();
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Broadcast(ServerFrame::Event(ev)) if ev.payload == EventPayload::Handoff {}
+    )));
+}
