@@ -116,7 +116,7 @@ after(async () => {
 test('the owner adds an agent through the Agents page; a taken e-mail is refused with the server message', STEP, async () => {
   await signIn(page, server.email, server.password);
   const links = await page.$$eval('.topnav-link', (els) => els.map((e) => e.dataset.page));
-  assert.deepEqual(links, ['inbox', 'search', 'reports', 'agents', 'settings', 'export']);
+  assert.deepEqual(links, ['inbox', 'search', 'replies', 'reports', 'agents', 'settings', 'export']);
   await openPage(page, 'agents', '.agents-table');
 
   await page.click('[data-action="add-agent"]');
@@ -180,7 +180,7 @@ test('the new agent signs in; they see no admin pages and the server refuses the
   // Export comes with the permission; the admin pages never.
   await bea.page.waitForSelector('.topnav-link[data-page="export"]', { timeout: 10_000 });
   const links = await bea.page.$$eval('.topnav-link', (els) => els.map((e) => e.dataset.page));
-  assert.deepEqual(links, ['inbox', 'search', 'export']);
+  assert.deepEqual(links, ['inbox', 'search', 'replies', 'export']);
   // Typing an admin page's address lands in the inbox.
   for (const hash of ['#/agents', '#/reports', '#/settings']) {
     await bea.page.evaluate((h) => { location.hash = h; }, hash);

@@ -1,13 +1,14 @@
-// The console's pages besides the inbox, addressed by the URL's hash (#/search, #/reports,
-// #/agents, #/settings[/<site>], #/export) so that reloads and the back button keep them. Each
-// page is offered only to those who may use it: search to everyone, export to those with the
-// permission, the rest to owners and admins. The server refuses the others all the same.
+// The console's pages besides the inbox, addressed by the URL's hash (#/search, #/replies,
+// #/reports, #/agents, #/settings[/<site>], #/export) so that reloads and the back button keep
+// them. Each page is offered only to those who may use it: search and quick replies to
+// everyone, export to those with the permission, the rest to owners and admins. The server
+// refuses the others all the same.
 import { h, icon, mount } from '../dom';
 import { t, type Key } from '../i18n';
 import { isAdmin, type Agent } from '../types';
 import type { Page, PageCtx } from './admin/common';
 
-export type PageName = 'inbox' | 'search' | 'reports' | 'agents' | 'settings' | 'export';
+export type PageName = 'inbox' | 'search' | 'replies' | 'reports' | 'agents' | 'settings' | 'export';
 
 interface PageDef {
   name: PageName;
@@ -19,6 +20,7 @@ interface PageDef {
 const PAGES: PageDef[] = [
   { name: 'inbox', icon: 'chat', label: 'navInbox', allowed: () => true },
   { name: 'search', icon: 'search', label: 'navSearch', allowed: () => true },
+  { name: 'replies', icon: 'bolt', label: 'quickReplies', allowed: () => true },
   { name: 'reports', icon: 'chart', label: 'navReports', allowed: isAdmin },
   { name: 'agents', icon: 'users', label: 'navAgents', allowed: isAdmin },
   { name: 'settings', icon: 'gear', label: 'navSettings', allowed: isAdmin },

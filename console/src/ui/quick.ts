@@ -1,10 +1,12 @@
 // Quick replies: typing "/" in the composer opens a list filtered by what follows; arrows
-// choose, Enter or Tab inserts, Escape closes. Also a dialog to save a new one.
+// choose, Enter or Tab inserts, Escape closes. Also the dialog that writes a new one or edits
+// one (the Quick replies page lists them for editing and deleting).
+import { api } from '../api';
 import { h, icon } from '../dom';
 import { t } from '../i18n';
 import type { Store } from '../store';
-import type { QuickReply } from '../types';
-import { openDialog } from './dialog';
+import { isAdmin, type QuickReply } from '../types';
+import { errorText, openDialog } from './dialog';
 import { oneLine } from './util';
 
 export class QuickPicker {
@@ -93,9 +95,14 @@ export class QuickPicker {
         onmousedown: (ev: MouseEvent) => ev.preventDefault(),
         onclick: () => {
           this.close();
-          openQuickReplyDialog(this.store, this.toast, this.query ? '' : '');
+          openQuickReplyDialog(this.store, this.toast);
         },
-      }, icon('plus', 14), t('quickNew'))));
+      }, icon('plus', 14), t('quickNew')),
+      h('a.link-btn', {
+        href: '#/replies',
+        onmousedown: (ev: MouseEvent) => ev.preventDefault(),
+        onclick: () => this.close(),
+      }, icon('edit', 14), t('quickManage'))));
     if (this.items.length) {
       this.textarea.setAttribute('aria-activedescendant', `${this.listId}-${this.index}`);
       document.getElementById(`${this.listId}-${this.index}`)?.scrollIntoView({ block: 'nearest' });
@@ -137,12 +144,18 @@ export class QuickPicker {
   }
 }
 
-export function openQuickReplyDialog(store: Store, toast: (s: string, kind?: 'info' | 'error') => void, body = ''): void {
-  openDialog(t('quickNew'), (close) => {
-    const title = h('input#qr-title', { required: true, maxlength: 80 });
-    const text = h('textarea#qr-body', { required: true, rows: 4, maxlength: 4000 }, body);
-    const group = h('input#qr-group', { maxlength: 40 });
-    const personal = h('input#qr-personal', { type: 'checkbox' });
+/**
+ * The dialog that saves a new quick reply, or changes `reply` (its text, title and group; whether
+ * it is personal stays). Agents who are not admins write personal replies only: the server
+ * keeps team replies to admins.
+ */
+export function openQuickReplyDialog(store: Store, toast: (s: string, kind?: 'info' | 'error') => void, reply?: QuickReply): void {
+  openDialog(reply ? t('quickEdit') : t('quickNew'), (close) => {
+    const title = h('input#qr-title', { required: true, maxlength: 100, value: reply?.title ?? '' });
+    const text = h('textarea#qr-body', { required: true, rows: 4, maxlength: 4000 }, reply?.body ?? '');
+    const group = h('input#qr-group', { maxlength: 50, value: reply?.group ?? '' });
+    const teamAllowed = isAdmin(store.me);
+    const personal = h('input#qr-personal', { type: 'checkbox', checked: !teamAllowed, disabled: !teamAllowed });
     const err = h('div.form-error', { role: 'alert' });
     const save = h('button.btn.btn-primary', { type: 'submit' }, t('quickSave'));
     return h('form.dialog-body', {
@@ -154,12 +167,18 @@ export function openQuickReplyDialog(store: Store, toast: (s: string, kind?: 'in
         }
         save.disabled = true;
         err.textContent = '';
+        const fields = { title: title.value.trim(), body: text.value, group: group.value.trim() };
         try {
-          await store.createQuickReply({ title: title.value.trim(), body: text.value, group: group.value.trim(), personal: personal.checked });
+          if (reply) {
+            await api(`/api/v1/quick-replies/${encodeURIComponent(reply.id)}`, { method: 'PATCH', body: fields });
+            await store.loadQuickReplies(true);
+          } else {
+            await store.createQuickReply({ ...fields, personal: personal.checked });
+          }
           toast(t('quickSaved'));
           close();
         } catch (e) {
-          err.textContent = (e as Error).message || t('genericError');
+          err.textContent = errorText(e);
           save.disabled = false;
         }
       },
@@ -167,7 +186,7 @@ export function openQuickReplyDialog(store: Store, toast: (s: string, kind?: 'in
     h('label.field', { for: 'qr-title' }, h('span.field-label', null, t('quickTitle')), title),
     h('label.field', { for: 'qr-body' }, h('span.field-label', null, t('quickBody')), text),
     h('label.field', { for: 'qr-group' }, h('span.field-label', null, t('quickGroup')), group),
-    h('label.check', { for: 'qr-personal' }, personal, h('span', null, t('quickPersonal'))),
+    reply ? null : h('label.check', { for: 'qr-personal' }, personal, h('span', null, t('quickPersonal'))),
     err,
     h('div.dialog-actions', null, h('button.btn.btn-ghost', { type: 'button', onclick: close }, t('cancel')), save));
   });

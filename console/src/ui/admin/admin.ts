@@ -3,6 +3,7 @@
 import { AgentsPage } from './agents';
 import type { Page, PageCtx } from './common';
 import { ExportPage } from './export';
+import { QuickRepliesPage } from './replies';
 import { ReportsPage } from './reports';
 import { SearchPage } from './search';
 import { SitePage } from './site';
@@ -13,6 +14,8 @@ export function makePage(name: string, ctx: PageCtx): Page {
   switch (name) {
     case 'search':
       return new SearchPage(ctx);
+    case 'replies':
+      return new QuickRepliesPage(ctx);
     case 'reports':
       return new ReportsPage(ctx);
     case 'agents':

@@ -290,6 +290,22 @@ const en = {
   resultsN_one: '1 result',
   webhookFailures_one: '1 failure in a row',
   deliveriesShown_one: 'The last delivery',
+  // quick replies page
+  repliesSub: 'Type / in a chat to insert one. Team replies are for everyone; yours only you see.',
+  repliesTeam: 'Team replies',
+  repliesTeamSub: 'Everyone in the team can insert these.',
+  repliesTeamSubReadOnly: 'Everyone in the team can insert these; admins change them.',
+  repliesMine: 'My replies',
+  repliesMineSub: 'Only you see these.',
+  repliesNoTeam: 'No team replies yet.',
+  repliesNoMine: 'You have no replies of your own yet.',
+  repliesUngrouped: 'No group',
+  editItem: 'Edit {item}',
+  deleteItem: 'Delete {item}',
+  replyDeleteTitle: 'Delete this quick reply?',
+  replyDeleteMine: '“{title}” will be deleted.',
+  replyDeleteTeam: '“{title}” will be deleted for everyone in the team.',
+  replyDeleted: 'Quick reply deleted.',
 };
 
 export type PageKey = keyof typeof en;
@@ -581,6 +597,22 @@ const zh: Record<PageKey, string> = {
   resultsN_one: '1 条结果',
   webhookFailures_one: '连续失败 1 次',
   deliveriesShown_one: '最近 1 次投递',
+  // quick replies page
+  repliesSub: '在对话中输入 / 即可插入。团队回复所有人可用，个人回复仅自己可见。',
+  repliesTeam: '团队回复',
+  repliesTeamSub: '团队中每个人都可以插入这些回复。',
+  repliesTeamSubReadOnly: '团队中每个人都可以插入这些回复，由管理员修改。',
+  repliesMine: '我的回复',
+  repliesMineSub: '仅你自己可见。',
+  repliesNoTeam: '还没有团队回复。',
+  repliesNoMine: '你还没有个人回复。',
+  repliesUngrouped: '未分组',
+  editItem: '编辑 {item}',
+  deleteItem: '删除 {item}',
+  replyDeleteTitle: '删除这条快捷回复？',
+  replyDeleteMine: '将删除“{title}”。',
+  replyDeleteTeam: '将为团队所有人删除“{title}”。',
+  replyDeleted: '快捷回复已删除。',
 };
 
 const TABLES: Record<string, Record<PageKey, string>> = { en, 'zh-CN': zh };
