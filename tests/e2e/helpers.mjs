@@ -80,6 +80,22 @@ export async function waitFor(fn, what = 'condition', timeoutMs = 20_000, everyM
   }
 }
 
+/** Signs in to the console through its form; resolves once the console shows. */
+export async function signIn(page, server, email = server.email, password = server.password) {
+  await page.goto(`${server.url}/console/`);
+  await page.fill('#login-email', email);
+  await page.fill('#login-password', password);
+  await page.click('.login-form button[type=submit]');
+  await page.waitForSelector('.topbar .status-select');
+}
+
+/** Opens a console page from the top navigation and waits for `ready` on it. */
+export async function openConsolePage(page, name, ready) {
+  await page.click(`.topnav-link[data-page="${name}"]`);
+  await page.waitForSelector(`.topnav-link[data-page="${name}"][aria-current="page"]`);
+  await page.waitForSelector(ready, { timeout: 15_000 });
+}
+
 /** Opens the panel with the launcher; resolves once the chat is mounted and showing. */
 export async function openPanel(page) {
   await page.locator('[data-parley] .launch').click();

@@ -1,7 +1,8 @@
 // Site settings (owners and admins): name and allowed origins, the widget (colour, position,
-// texts, pre-chat form, offline message, attachment limit), business hours, routing, data
-// retention, the identity secret, and the site's webhooks. Edits are kept in a draft and saved
-// together; only the parts that changed are sent, and the server's answer is what is shown.
+// texts, pre-chat form, offline message, attachment limit), business hours, routing,
+// automations, translation and the bot (site-automation.ts), data retention, the identity
+// secret, and the site's webhooks. Edits are kept in a draft and saved together; only the parts
+// that changed are sent, and the server's answer is what is shown.
 import { api } from '../../api';
 import { h, icon, mount } from '../../dom';
 import { lang, LANGS } from '../../i18n';
@@ -14,11 +15,16 @@ import {
   browserZone, card, checkbox, confirmDialog, copyButton, errorRow, errorText, field, loadingRow, pageHead, secretDialog, select,
   type Page, type PageCtx,
 } from './common';
+import { localizedInputs } from './form';
+import {
+  automationSection, botSection, checkAutomationSections, keyChanged, normalizeAutomation, translationSection, withKey,
+  type AutomationCtx, type KeySection,
+} from './site-automation';
 import { WebhooksCard } from './webhooks';
 import { zoneSelectFor } from './zones';
 
-type Patchable = 'name' | 'allowed_origins' | 'settings' | 'routing' | 'retention_days';
-const PATCHABLE: Patchable[] = ['name', 'allowed_origins', 'settings', 'routing', 'retention_days'];
+type Patchable = 'name' | 'allowed_origins' | 'settings' | 'routing' | 'retention_days' | KeySection | 'automation';
+const PATCHABLE: Patchable[] = ['name', 'allowed_origins', 'settings', 'routing', 'retention_days', 'translation', 'automation', 'bot'];
 const MB = 1024 * 1024;
 const TIME_RE = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
 const ORIGIN_RE = /^https?:\/\/[^/?#@\s]+$/;
@@ -75,6 +81,7 @@ function normalize(site: SiteDetail): SiteDetail {
   hours.timezone ||= browserZone();
   s.routing.rules ??= [];
   s.settings.prechat.fields ??= [];
+  normalizeAutomation(s);
   return s;
 }
 
@@ -90,6 +97,11 @@ export class SitePage implements Page {
   private webhooks: WebhooksCard | null = null;
   private bar = h('div.save-bar', { role: 'region' });
   private departments: string[] = [];
+  /** New keys typed (translation, bot): write-only, so not part of the draft. */
+  private keyEdits = new Map<KeySection, string>();
+  /** The site whose settings are being fetched. */
+  private loadingSite: string | null = null;
+  private form: AutomationCtx = { edited: () => this.edited(), render: (focus) => this.render(focus), keyEdits: this.keyEdits };
 
   /** Leaving the console (reload, close) with unsaved settings asks first. */
   private beforeUnload = (ev: BeforeUnloadEvent) => {
@@ -105,12 +117,14 @@ export class SitePage implements Page {
   show(arg?: string): void {
     const sites = this.ctx.store.sites;
     const want = arg && sites.some((s) => s.id === arg) ? arg : this.siteId && sites.some((s) => s.id === this.siteId) ? this.siteId : sites[0]?.id ?? arg ?? null;
-    if (want !== this.siteId || !this.loaded) {
+    // Shown again while its first load is under way (the sites list arrived): that load will do.
+    if (want !== this.siteId || (!this.loaded && this.loadingSite !== want)) {
       this.siteId = want;
       this.loaded = null;
       this.draft = null;
       this.error = null;
       this.message = null;
+      this.keyEdits.clear();
       this.webhooks?.destroy();
       this.webhooks = want ? new WebhooksCard(this.ctx, want) : null;
       this.render();
@@ -136,6 +150,7 @@ export class SitePage implements Page {
       this.render();
       return;
     }
+    this.loadingSite = id;
     try {
       const [site, depts] = await Promise.all([
         api<SiteDetail>(`/api/v1/sites/${encodeURIComponent(id)}`),
@@ -154,18 +169,24 @@ export class SitePage implements Page {
       this.error = null;
     } catch (e) {
       this.error = errorText(e);
+    } finally {
+      if (this.loadingSite === id) this.loadingSite = null;
     }
     this.render();
   }
 
-  /** The top-level parts whose draft differs from what was loaded. */
-  private changes(): Partial<SiteDetail> {
+  /** The top-level parts whose draft differs from what was loaded (or whose key was edited), as sent. */
+  private changes(): Record<string, unknown> {
     const d = this.draft;
     const l = this.loaded;
     if (!d || !l) return {};
     const out: Record<string, unknown> = {};
-    for (const k of PATCHABLE) if (JSON.stringify(d[k]) !== JSON.stringify(l[k])) out[k] = d[k];
-    return out as Partial<SiteDetail>;
+    for (const k of PATCHABLE) {
+      const keyEdit = k === 'translation' || k === 'bot' ? this.keyEdits.get(k) : undefined;
+      if (JSON.stringify(d[k]) === JSON.stringify(l[k]) && !keyChanged(keyEdit)) continue;
+      out[k] = k === 'translation' || k === 'bot' ? withKey(d[k], keyEdit) : d[k];
+    }
+    return out;
   }
 
   private dirty(): boolean {
@@ -201,7 +222,8 @@ export class SitePage implements Page {
       h('div.settings-layout', null,
         h('nav.settings-nav', { 'aria-label': t('settingsSections') },
           ([['site-general', 'secGeneral'], ['site-widget', 'secWidget'], ['site-prechat', 'secPrechat'], ['site-hours', 'secHours'],
-            ['site-routing', 'secRouting'], ['site-data', 'secData'], ['site-identity', 'secIdentity'], ['site-webhooks', 'secWebhooks']] as [string, Key][])
+            ['site-routing', 'secRouting'], ['site-automation', 'secAutomation'], ['site-translation', 'secTranslation'], ['site-bot', 'secBot'],
+            ['site-data', 'secData'], ['site-identity', 'secIdentity'], ['site-webhooks', 'secWebhooks']] as [string, Key][])
             .map(([id, key]) => h('a.settings-nav-link', {
               href: `#${id}`,
               onclick: (ev: MouseEvent) => {
@@ -211,7 +233,9 @@ export class SitePage implements Page {
               },
             }, t(key)))),
         h('div.settings-main', null,
-          this.general(d), this.widget(d), this.prechat(d), this.hours(d), this.routing(d), this.data(d), this.identity(d),
+          this.general(d), this.widget(d), this.prechat(d), this.hours(d), this.routing(d),
+          automationSection(this.form, d.automation), translationSection(this.form, d.translation), botSection(this.form, d.bot),
+          this.data(d), this.identity(d),
           this.webhooks ? this.webhooks.el : null)),
     ];
     mount(this.el, pageHead(t('siteSettingsTitle'), d ? t('siteSettingsSub', { name: this.loaded?.name ?? '' }) : null, picker), ...body, d ? this.bar : null);
@@ -238,6 +262,7 @@ export class SitePage implements Page {
     if (!this.loaded) return;
     this.draft = normalize(this.loaded);
     this.origins = this.draft.allowed_origins.join('\n');
+    this.keyEdits.clear();
     this.message = null;
     this.render();
   }
@@ -270,6 +295,8 @@ export class SitePage implements Page {
       if (!r.value.trim()) return { text: t('ruleValueRequired'), key: `rule-${i}-value` };
       if (!r.department.trim()) return { text: t('ruleDepartmentRequired'), key: `rule-${i}-department` };
     }
+    const automation = checkAutomationSections(d);
+    if (automation) return automation;
     const days = d.retention_days;
     if (days !== null && !(Number.isInteger(days) && days >= 1 && days <= 3650)) return { text: t('retentionInvalid'), key: 'retention' };
     return null;
@@ -300,6 +327,7 @@ export class SitePage implements Page {
       this.loaded = normalize(fresh);
       this.draft = normalize(fresh);
       this.origins = this.draft.allowed_origins.join('\n');
+      this.keyEdits.clear();
       const site = this.ctx.store.sites.find((s) => s.id === this.siteId);
       if (site) site.name = fresh.name;
       this.message = { text: t('siteSaved'), kind: 'info' };
@@ -316,21 +344,7 @@ export class SitePage implements Page {
 
   /** Inputs for one text in English and Chinese. */
   private localized(label: string, text: Localized, key: string, opts: { multiline?: boolean; max?: number } = {}): HTMLElement {
-    return h('fieldset.fieldset.localized', null, h('legend.field-label', null, label),
-      h('div.localized-row', null, LANGS.map((l) => {
-        const attrs = {
-          'data-k': `${key}-${l.tag}`, lang: l.tag, maxlength: opts.max ?? 500, value: text[l.tag] ?? '', 'aria-label': `${label} (${l.label})`,
-          oninput: (ev: Event) => {
-            const v = (ev.target as HTMLInputElement).value;
-            if (v) text[l.tag] = v;
-            else delete text[l.tag];
-            this.edited();
-          },
-        };
-        const input = opts.multiline ? h('textarea', { ...attrs, rows: 2 }) : h('input', attrs);
-        if (opts.multiline) (input as HTMLTextAreaElement).value = text[l.tag] ?? '';
-        return h('label.localized-item', null, h('span.lang-tag', null, l.label), input);
-      })));
+    return localizedInputs(label, text, key, () => this.edited(), opts);
   }
 
   private general(d: SiteDetail): HTMLElement {
