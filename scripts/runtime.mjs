@@ -331,6 +331,9 @@ export async function startRuntime({
   log = () => {},
   root = ROOT,
   miniflare = {},
+  // Bindings that exist only on Cloudflare (Workers AI), provided by local modules for tests:
+  // binding name → path of a module whose default export makes the binding from its env.
+  standIns = {},
 } = {}) {
   if (!persistDir) throw new Error('startRuntime: persistDir is required');
   persistDir = resolve(persistDir);
@@ -347,15 +350,30 @@ export async function startRuntime({
     // git does not keep empty directories; an empty assets directory is still valid.
     mkdirSync(options.assets.directory, { recursive: true });
   }
-  const mf = new Miniflare({
-    ...options,
+  const shared = {
     host,
     port,
     defaultPersistRoot: join(persistDir, 'v3'),
     // No request.cf from the internet: locally there is no edge to say where a visitor is.
     cf: {},
-    ...miniflare,
-  });
+  };
+  const helpers = Object.entries(standIns).map(([binding, scriptPath]) => ({
+    binding,
+    worker: { name: `standin-${binding.toLowerCase()}`, modules: true, scriptPath: resolve(scriptPath) },
+  }));
+  const mf = new Miniflare(helpers.length === 0
+    ? { ...options, ...shared, ...miniflare }
+    : {
+      ...shared,
+      workers: [
+        {
+          ...options,
+          wrappedBindings: Object.fromEntries(helpers.map((h) => [h.binding, { scriptName: h.worker.name }])),
+        },
+        ...helpers.map((h) => h.worker),
+      ],
+      ...miniflare,
+    });
   let disposed = false;
   const dispose = async () => {
     if (disposed) return;

@@ -743,6 +743,7 @@ pub async fn site(
             }
             if let Some(mut bot) = body.bot {
                 if bot.enabled
+                    && bot.kind != parley_core::bot::BotKind::WorkersAi
                     && !parley_core::webhook::url_allowed(
                         &bot.endpoint,
                         ctx.config.webhook_allow_private,

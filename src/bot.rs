@@ -24,6 +24,7 @@ pub async fn answer(
 ) {
     let reply = match settings.kind {
         BotKind::Llm => ask(&env, &settings, &history).await.map(Some),
+        BotKind::WorkersAi => ask_workers_ai(&env, &settings, &history).await.map(Some),
         BotKind::Webhook => tell(&env, &settings, &site, &conversation, of, &history)
             .await
             .map(|()| None),
@@ -79,6 +80,39 @@ async fn tell(
     )
     .await
     .map(|_| ())
+}
+
+/// Cloudflare Workers AI (binding `AI`): a text model given the same messages.
+async fn ask_workers_ai(
+    env: &Env,
+    settings: &BotSettings,
+    history: &[Event],
+) -> Result<String, String> {
+    // Structs, not serde_json values: the binding takes plain objects, and a json map would
+    // cross into JavaScript as a Map.
+    #[derive(serde::Serialize)]
+    struct Input {
+        messages: Vec<parley_core::bot::ChatMessage>,
+        max_tokens: u32,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        response: Option<String>,
+    }
+    let ai = env.ai("AI").map_err(|_| "not_configured".to_string())?;
+    let input = Input {
+        messages: parley_core::bot::chat(settings, history),
+        max_tokens: 512,
+    };
+    let call = ai.run::<_, Answer>(parley_core::bot::model(settings), input);
+    let answer = crate::outbound::within(settings.timeout_ms.clamp(1000, 60_000), call)
+        .await?
+        .map_err(|_| "provider_error".to_string())?;
+    answer
+        .response
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty() && t.chars().count() <= 4000)
+        .ok_or_else(|| "bad_response".into())
 }
 
 async fn ask(env: &Env, settings: &BotSettings, history: &[Event]) -> Result<String, String> {

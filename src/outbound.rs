@@ -50,7 +50,7 @@ async fn post(url: &str, headers: Headers, body: &str, timeout_ms: u32) -> Resul
         .with_body(Some(JsValue::from_str(body)));
     let request = Request::new_with_init(url, &init).map_err(|_| "not_configured".to_string())?;
     let fetcher = Fetch::Request(request);
-    let call = Box::pin(async {
+    let call = async {
         let mut response = fetcher
             .send()
             .await
@@ -62,11 +62,18 @@ async fn post(url: &str, headers: Headers, body: &str, timeout_ms: u32) -> Resul
             .text()
             .await
             .map_err(|_| "bad_response".to_string())
-    });
-    let timeout = worker::Delay::from(Duration::from_millis(u64::from(timeout_ms)));
-    let outcome = match select(call, timeout).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err("timeout".into()),
     };
-    outcome
+    within(timeout_ms, call).await?
+}
+
+/// `call`'s result, or `Err("timeout")` if it takes longer than `timeout_ms`.
+pub async fn within<T>(
+    timeout_ms: u32,
+    call: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
+    let timeout = worker::Delay::from(Duration::from_millis(u64::from(timeout_ms)));
+    match select(Box::pin(call), timeout).await {
+        Either::Left((result, _)) => Ok(result),
+        Either::Right(_) => Err("timeout".into()),
+    }
 }

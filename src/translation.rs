@@ -164,20 +164,32 @@ async fn workers_ai(
     struct Answer {
         translated_text: Option<String>,
     }
+    // A struct, not a serde_json value: the binding takes a plain object, and a json map
+    // would cross into JavaScript as a Map.
+    #[derive(serde::Serialize)]
+    struct Input<'a> {
+        text: &'a str,
+        source_lang: &'a str,
+        target_lang: &'a str,
+    }
     let ai = env.ai("AI").map_err(|_| "not_configured".to_string())?;
-    let input = serde_json::json!({
-        "text": job.text,
-        "source_lang": if job.from == "auto" { "en" } else { job.from.as_str() },
-        "target_lang": job.to,
-    });
+    let input = Input {
+        text: &job.text,
+        source_lang: if job.from == "auto" {
+            "en"
+        } else {
+            job.from.as_str()
+        },
+        target_lang: &job.to,
+    };
     let model = if settings.model.starts_with("@cf/") {
         settings.model.as_str()
     } else {
         "@cf/meta/m2m100-1.2b"
     };
-    let answer: Answer = ai
-        .run(model, input)
-        .await
+    let call = ai.run::<_, Answer>(model, input);
+    let answer = crate::outbound::within(settings.timeout_ms.clamp(500, 60_000), call)
+        .await?
         .map_err(|_| "provider_error".to_string())?;
     answer
         .translated_text

@@ -13,6 +13,8 @@ pub enum BotKind {
     /// An OpenAI-compatible chat endpoint answering from `knowledge`.
     #[default]
     Llm,
+    /// A Cloudflare Workers AI text model (the `AI` binding) answering from `knowledge`.
+    WorkersAi,
     /// The team's own service at `endpoint`, answering through the API.
     Webhook,
 }
@@ -24,7 +26,8 @@ pub struct BotSettings {
     pub kind: BotKind,
     /// Shown as the author of the bot's messages.
     pub name: String,
-    /// The OpenAI-compatible endpoint (base URL), or the webhook bot's URL.
+    /// The OpenAI-compatible endpoint (base URL), or the webhook bot's URL (unused by
+    /// Workers AI).
     pub endpoint: String,
     /// The endpoint's API key, or the secret the webhook posts are signed with.
     pub api_key: Option<String>,
@@ -68,9 +71,27 @@ pub fn wants_human(settings: &BotSettings, text: &str) -> bool {
         .any(|k| !k.is_empty() && lower.contains(&k))
 }
 
-/// The chat-completions request: the knowledge as instructions, then the conversation so far
-/// (at most the last 20 messages; notes and other kinds are left out).
-pub fn request(settings: &BotSettings, history: &[Event]) -> serde_json::Value {
+/// The Workers AI model used when the settings name none of its own.
+pub const DEFAULT_WORKERS_AI_MODEL: &str = "@cf/meta/llama-3.1-8b-instruct";
+
+/// The model a bot of `settings` asks: Workers AI models are named `@cf/…`.
+pub fn model(settings: &BotSettings) -> &str {
+    match settings.kind {
+        BotKind::WorkersAi if !settings.model.starts_with("@cf/") => DEFAULT_WORKERS_AI_MODEL,
+        _ => settings.model.as_str(),
+    }
+}
+
+/// One message of a chat request (OpenAI-compatible and Workers AI text models alike).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    pub role: &'static str,
+    pub content: String,
+}
+
+/// The chat: the knowledge as instructions, then the conversation so far (at most the last 20
+/// messages; notes and other kinds are left out).
+pub fn chat(settings: &BotSettings, history: &[Event]) -> Vec<ChatMessage> {
     let system = format!(
         "You are {name}, the customer-service assistant of this website. Answer briefly and \
          politely, in the visitor's language, only from the knowledge below. If the answer is \
@@ -79,7 +100,10 @@ pub fn request(settings: &BotSettings, history: &[Event]) -> serde_json::Value {
         name = settings.name,
         knowledge = settings.knowledge.chars().take(20_000).collect::<String>(),
     );
-    let mut messages = vec![serde_json::json!({ "role": "system", "content": system })];
+    let mut messages = vec![ChatMessage {
+        role: "system",
+        content: system,
+    }];
     let recent: Vec<&Event> = history
         .iter()
         .filter(|e| matches!(e.payload, EventPayload::Message { .. }))
@@ -91,10 +115,22 @@ pub fn request(settings: &BotSettings, history: &[Event]) -> serde_json::Value {
             } else {
                 "assistant"
             };
-            messages.push(serde_json::json!({ "role": role, "content": text }));
+            messages.push(ChatMessage {
+                role,
+                content: text.clone(),
+            });
         }
     }
-    serde_json::json!({ "model": settings.model, "temperature": 0.2, "messages": messages })
+    messages
+}
+
+/// The OpenAI-compatible chat-completions request.
+pub fn request(settings: &BotSettings, history: &[Event]) -> serde_json::Value {
+    serde_json::json!({
+        "model": model(settings),
+        "temperature": 0.2,
+        "messages": chat(settings, history),
+    })
 }
 
 /// What the webhook bot receives for a visitor message: the message, the recent messages
@@ -179,6 +215,9 @@ mod tests {
             BotKind::Llm,
             "stored settings from before kinds are LLM bots"
         );
+        let workers_ai: BotSettings = serde_json::from_str(r#"{"kind":"workers_ai"}"#).unwrap();
+        assert_eq!(model(&workers_ai), DEFAULT_WORKERS_AI_MODEL);
+        assert_eq!(model(&settings), "gpt-4o-mini");
     }
 
     #[test]

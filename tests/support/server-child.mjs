@@ -18,6 +18,7 @@ try {
     port: opts.port ?? 0,
     persistDir: opts.persistDir,
     vars: opts.vars ?? {},
+    standIns: opts.standIns ?? {},
     ...(opts.root ? { root: opts.root } : {}),
     log: (line) => console.log(JSON.stringify({ event: 'runtime', message: line })),
   });

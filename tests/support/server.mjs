@@ -89,6 +89,7 @@ export async function startServer({
   port = 0,
   origins = ['http://allowed.example'],
   vars = {},
+  standIns = {},
   root,
   readyTimeoutMs = 60_000,
 } = {}) {
@@ -99,7 +100,7 @@ export async function startServer({
     serialization: 'advanced',
     env: {
       ...process.env,
-      PARLEY_SERVER_OPTS: JSON.stringify({ persistDir, port, origins, vars, root }),
+      PARLEY_SERVER_OPTS: JSON.stringify({ persistDir, port, origins, vars, standIns, root }),
     },
   });
   const pgid = child.pid;
