@@ -598,14 +598,20 @@ fn without_key<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
     value
 }
 
-/// The key stored in a site's settings column (`translation`, `bot`): kept when a change does
-/// not give a new one (admins never see it, so they cannot send it back).
-async fn stored_key(
+/// The key of a site's settings column (`translation`, `bot`) after a change: a new one given,
+/// removed with `""`, else the stored one kept (admins never see it, so cannot send it back).
+async fn key_after_change(
+    given: Option<String>,
     db: &worker::D1Database,
     ctx: &Ctx,
     site: &str,
     column: &'static str,
 ) -> Result<Option<String>, ApiError> {
+    match given {
+        Some(key) if key.is_empty() => return Ok(None),
+        Some(key) => return Ok(Some(key)),
+        None => {}
+    }
     #[derive(Deserialize)]
     struct Current {
         settings: String,
@@ -725,9 +731,8 @@ pub async fn site(
                 {
                     return Err(ErrorCode::InvalidRequest.into());
                 }
-                if translation.api_key.is_none() {
-                    translation.api_key = stored_key(&db, ctx, site, "translation").await?;
-                }
+                translation.api_key =
+                    key_after_change(translation.api_key, &db, ctx, site, "translation").await?;
                 set("translation", json(&translation)?.into())?;
             }
             if let Some(automation) = body.automation {
@@ -751,9 +756,7 @@ pub async fn site(
                 {
                     return Err(ErrorCode::InvalidRequest.into());
                 }
-                if bot.api_key.is_none() {
-                    bot.api_key = stored_key(&db, ctx, site, "bot").await?;
-                }
+                bot.api_key = key_after_change(bot.api_key, &db, ctx, site, "bot").await?;
                 set("bot", json(&bot)?.into())?;
             }
             if let Some(days) = body.retention_days {

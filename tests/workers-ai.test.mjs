@@ -66,3 +66,16 @@ test('a Workers AI call that never answers is cut off by the timeout', async () 
   tab.close();
   desk.close();
 });
+
+test('a stored key is kept by changes that do not name one and removed by an empty one', async () => {
+  const site = await siteId(server, owner.token);
+  const translation = { enabled: true, agent_language: 'en', provider: 'workers_ai', model: '@cf/meta/m2m100-1.2b', timeout_ms: 1500 };
+  const patch = (body) => http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { translation: body } });
+  const keySet = async () => (await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body.translation.api_key_set;
+  assert.equal((await patch({ ...translation, api_key: 'gateway-token' })).status, 204);
+  assert.equal(await keySet(), true);
+  assert.equal((await patch({ ...translation, timeout_ms: 2000 })).status, 204);
+  assert.equal(await keySet(), true, 'kept');
+  assert.equal((await patch({ ...translation, api_key: '' })).status, 204);
+  assert.equal(await keySet(), false, 'removed');
+});
