@@ -327,22 +327,14 @@ async fn change_email(
     if wanted == current {
         return Ok(());
     }
-    let result = db
+    let changed = db
         .prepare(
             "UPDATE agents SET email = ?1 WHERE id = ?2
                AND NOT EXISTS (SELECT 1 FROM agents WHERE email = ?1 AND id != ?2)",
         )
         .bind(&[wanted.as_str().into(), agent.into()])
-        .map_err(d1_failed(ctx))?
-        .run()
-        .await
-        .map_err(d1_failed(ctx))?;
-    let changed = result
-        .meta()
-        .ok()
-        .flatten()
-        .and_then(|m| m.changes)
-        .unwrap_or(0);
+        .changes(ctx)
+        .await?;
     if changed == 0 {
         return Err(ErrorCode::EmailTaken.into());
     }

@@ -374,6 +374,8 @@ pub(crate) trait D1Statement {
     async fn rows<T: serde::de::DeserializeOwned>(self, ctx: &Ctx) -> Result<Vec<T>, ApiError>;
     /// Runs a write.
     async fn execute(self, ctx: &Ctx) -> Result<(), ApiError>;
+    /// Runs a write and counts the rows it changed (zero: its condition held nowhere).
+    async fn changes(self, ctx: &Ctx) -> Result<usize, ApiError>;
 }
 
 impl D1Statement for Result<worker::D1PreparedStatement> {
@@ -391,6 +393,20 @@ impl D1Statement for Result<worker::D1PreparedStatement> {
             .await
             .map(|_| ())
             .map_err(d1_failed(ctx))
+    }
+
+    async fn changes(self, ctx: &Ctx) -> Result<usize, ApiError> {
+        let result = self
+            .map_err(d1_failed(ctx))?
+            .run()
+            .await
+            .map_err(d1_failed(ctx))?;
+        Ok(result
+            .meta()
+            .ok()
+            .flatten()
+            .and_then(|m| m.changes)
+            .unwrap_or(0))
     }
 }
 

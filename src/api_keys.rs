@@ -14,7 +14,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Method, Request};
 
-use crate::api::{authenticate, d1_failed, db, internal, ok_json, Ctx, D1Statement};
+use crate::api::{authenticate, db, internal, ok_json, Ctx, D1Statement};
 use crate::console::audit;
 use crate::http::{no_content, read_json, ApiError, ApiResult};
 
@@ -203,21 +203,13 @@ pub async fn route(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str])
             )
         }
         (Method::Delete, [id]) => {
-            let result = db
+            let revoked = db
                 .prepare(
                     "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND team_id = ?2 AND revoked_at IS NULL",
                 )
                 .bind(&[(*id).into(), team.as_str().into(), JsValue::from_f64(ctx.now as f64)])
-                .map_err(d1_failed(ctx))?
-                .run()
-                .await
-                .map_err(d1_failed(ctx))?;
-            let revoked = result
-                .meta()
-                .ok()
-                .flatten()
-                .and_then(|m| m.changes)
-                .unwrap_or(0);
+                .changes(ctx)
+                .await?;
             if revoked == 0 {
                 return Err(ErrorCode::NotFound.into());
             }
