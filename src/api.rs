@@ -817,6 +817,9 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         Headers::new(),
     )
     .await?;
+    if response.status_code() == 201 {
+        register_conversation(ctx, &create.id, &site.id, &create.visitor).await;
+    }
     if response.status_code() == 201 && !create.bot {
         // Routing follows creation (once: a repeated creation answers 200; with a bot, at the
         // hand-off); if the site's object is unreachable the conversation still exists and
@@ -836,6 +839,31 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         }
     }
     Ok(response)
+}
+
+/// Lists a new conversation in D1 at once, so erasing its visitor finds it even before the
+/// object's mirror has run. The mirror fills in the rest; a D1 failure here loses nothing.
+async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) {
+    let now = JsValue::from_f64(ctx.now as f64);
+    let registered = match db(ctx) {
+        Ok(db) => {
+            db.prepare(
+                "INSERT OR IGNORE INTO conversations (id, site_id, visitor_id, status, created_at, updated_at, last_seq)
+                 VALUES (?1, ?2, ?3, 'open', ?4, ?4, 0)",
+            )
+            .bind(&[id.into(), site.into(), visitor.into(), now])
+            .execute(ctx)
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = registered {
+        Log::warn("conversation_unlisted")
+            .conversation(id)
+            .trace(&ctx.trace)
+            .error_class(e.code.as_str())
+            .emit();
+    }
 }
 
 async fn list_conversations(req: &Request, ctx: &Ctx) -> ApiResult {
