@@ -1,151 +1,450 @@
-// `npm run bench`: measures the product on this machine and reports every figure as a ratio to
-// a baseline measured in the same run, so numbers from different machines compare.
+// `npm run bench` (quick, a few minutes) and `npm run bench -- --full` (the sweep): Parley's
+// latency, throughput, resume, reconnect storm, memory, CPU, start-up and sizes, each measured
+// beside a bare relay (bench/relay: a Durable Object that only broadcasts) on the same runtime,
+// launcher and machine in the same run, and reported as a ratio to it. See bench/README.md.
 //
-//   baseline: the round trip of GET /healthz (the Worker, no Durable Object, no storage)
-//   ack:      a message sent over a WebSocket until its ack (stored in the conversation's SQLite)
-//   fan-out:  the same message until another participant's socket receives it
-//   http:     a message sent with POST …/messages until its answer
-//   burst:    many conversations at once, each sending as fast as acks come back
-//   resume:   a reconnect that replays 200 missed events
-//   sizes:    the widget loader and full widget, raw and gzip
+// The relay and Parley never run at the same time: each runs phase A (latency, knee, resume)
+// and then phase B (cold start, reconnect storm, idle memory, wake from hibernation), in the
+// order relay A, Parley A, relay B, Parley B. Only loopback traffic; every step has a time
+// bound; every child process is killed on exit.
 //
-// Only loopback traffic; bounded in count and time. Options: --messages N (default 300),
-// --conversations N (default 20), --json (print the results as JSON as well).
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+// Options: --full, --agents N (agent sockets per conversation, default 1), --keep (keep the
+// state directories under bench/.tmp), --no-save (print only; write no results files).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
-import { performance } from 'node:perf_hooks';
-import { startServer } from '../tests/support/server.mjs';
-import { agentLogin, connect, http, msgId, newConversation } from '../tests/support/client.mjs';
+import { fileURLToPath } from 'node:url';
+import { connect, http } from '../tests/support/client.mjs';
+import { ensureLoadgen, runLoadgen, startLoadgen } from './lib/loadgen.mjs';
+import { machine, rssKb, settle } from './lib/proc.mjs';
+import { markdown, compare } from './lib/report.mjs';
+import { sizes } from './lib/sizes.mjs';
+import { ParleyTarget, RelayTarget } from './lib/targets.mjs';
 
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
+const FULL = args.includes('--full');
+const agentsArg = args.indexOf('--agents');
+const AGENTS = agentsArg >= 0 ? Number(args[agentsArg + 1]) : 1;
+if (!(AGENTS >= 1 && AGENTS <= 2)) throw new Error('--agents must be 1 or 2');
+
+/** The knee is the highest inbound rate whose end-to-end p99 stays under this. */
+export const KNEE_P99_MS = 50;
+/** workerd evicts a Durable Object about 10 s after its last event; wait a little longer. */
+const HIBERNATE_WAIT_MS = 12_500;
+
+const PROFILES = {
+  quick: {
+    latency: { conversations: [1000], ratePerSide: 0.2, warmupMs: 2000, measureMs: 5000 },
+    knee: { conversations: 100, startInbound: 100, factor: 2, maxInbound: 25_600, warmupMs: 1000, measureMs: 2000, bisect: 1 },
+    resume: { conversations: 3, reps: 30, missed: [10, 100] },
+    storm: { conversations: 1000, missed: 5 },
+    idleBatches: 2,
+    deadlineMs: 10 * 60_000,
+  },
+  full: {
+    latency: { conversations: [100, 1000, 2000, 5000], ratePerSide: 0.2, warmupMs: 5000, measureMs: 20_000 },
+    knee: { conversations: 100, startInbound: 100, factor: 2, maxInbound: 51_200, warmupMs: 2000, measureMs: 8000, bisect: 3 },
+    resume: { conversations: 20, reps: 100, missed: [10, 100] },
+    storm: { conversations: 1000, missed: 5 },
+    idleBatches: 2,
+    deadlineMs: 60 * 60_000,
+  },
 };
-const MESSAGES = opt('messages', 300);
-const CONVERSATIONS = opt('conversations', 20);
-const GENEROUS = { RATE_VISITOR_MESSAGES: '100000/10000', RATE_AGENT_MESSAGES: '100000/10000', RATE_IP_MESSAGES: '100000/10000' };
+const PROFILE = FULL ? PROFILES.full : PROFILES.quick;
+const SEED = Date.now() % 1_000_000;
 
-function quantile(sorted, q) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
+const started = performance.now();
+const log = (msg) => console.log(`[bench ${((performance.now() - started) / 1000).toFixed(0).padStart(3)}s] ${msg}`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const round = (x, digits = 2) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
 
-function summary(samples) {
-  const s = [...samples].sort((a, b) => a - b);
-  return { n: s.length, p50: quantile(s, 0.5), p90: quantile(s, 0.9), p99: quantile(s, 0.99) };
-}
-
-async function timeIt(fn) {
+async function timed(fn) {
   const t = performance.now();
-  await fn();
-  return performance.now() - t;
+  const value = await fn();
+  return { value, ms: round(performance.now() - t) };
 }
 
-function sizes() {
-  const root = new URL('../public/', import.meta.url).pathname;
-  const files = [];
-  const walk = (dir) => {
-    if (!existsSync(dir)) return;
-    for (const f of readdirSync(dir)) {
-      const p = join(dir, f);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (/\.(js|css)$/.test(f)) files.push(p);
+function overloaded(phase) {
+  const errors = Object.values(phase.errors).reduce((a, b) => a + b, 0);
+  return !(phase.end_to_end_ms.p99 < KNEE_P99_MS) || phase.lost_or_late > 0 || errors > 0 || phase.send_failures > 0;
+}
+
+/** One measured phase, trimmed for the results file, with the runtime's CPU during it. */
+function phaseSummary(phase, cpu) {
+  const per = (count) => (cpu && count > 0 ? round((cpu.runtime_cpu_ms * 1000) / count, 1) : null);
+  return {
+    ...phase,
+    cpu: cpu && Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v, 3)])),
+    // Runtime CPU in the measured window ÷ the messages sent in it, and ÷ their deliveries.
+    runtime_cpu_us_per_inbound: per(phase.sent),
+    runtime_cpu_us_per_delivered: per(phase.delivered),
+    overloaded: overloaded(phase),
+    // Other work on the machine took more than half a core during the measurement.
+    disturbed: Boolean(cpu && cpu.other_cores > 0.5),
+  };
+}
+
+function loadgenLog(target) {
+  return (event) => {
+    if (event.event === 'phase_done') {
+      log(`${target.name}: ${event.name}: inbound ${event.inbound_per_s.toFixed(0)}/s, e2e p50 ${event.p50_ms} ms, p99 ${event.p99_ms} ms${event.lost_or_late ? `, ${event.lost_or_late} lost or late` : ''}`);
     }
   };
-  walk(join(root, 'widget'));
-  if (existsSync(join(root, 'widget.js'))) files.push(join(root, 'widget.js'));
-  return files.map((p) => {
-    const bytes = readFileSync(p);
-    return { file: p.slice(root.length), raw: bytes.length, gzip: gzipSync(bytes, { level: 9 }).length };
+}
+
+async function settleAfter(target, what) {
+  const s = await settle(target.workerdPid, { maxMs: 45_000 });
+  if (s.waited_ms > 1500) log(`${target.name}: waited ${(s.waited_ms / 1000).toFixed(1)} s for the backlog of ${what} to drain${s.settled ? '' : ' (gave up)'}`);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase A: latency by conversation count, knee, resume
+
+async function latencySweep(target, out) {
+  const L = PROFILE.latency;
+  out.latency = [];
+  let overloadedAt = null;
+  for (const n of L.conversations) {
+    // Past the target size, stop growing once the previous size already overloaded the runtime.
+    if (overloadedAt !== null && n > 1000) break;
+    const creation = await target.ensureRooms(n);
+    if (creation.created > 0) {
+      out.creation = { conversations: target.rooms.length, ms: round((out.creation?.ms ?? 0) + creation.ms, 0) };
+      log(`${target.name}: created ${creation.created} conversations in ${(creation.ms / 1000).toFixed(1)} s`);
+    }
+    const rooms = target.rooms.slice(0, n);
+    const plan = {
+      sockets: target.sockets(rooms, { agents: AGENTS }),
+      report_sockets: true,
+      seed: SEED,
+      drain_ms: 3000,
+      phases: [{ name: `N=${n}`, rate_per_socket: L.ratePerSide, warmup_ms: L.warmupMs, measure_ms: L.measureMs }],
+    };
+    log(`${target.name}: latency, ${n} conversations × ${1 + AGENTS} sockets, ${L.ratePerSide} msg/s per side`);
+    const { report, cpu } = await runLoadgen(plan, { runtimePid: target.workerdPid, log: loadgenLog(target) });
+    target.learnHeads(rooms, plan, report);
+    const summary = { conversations: n, sockets: plan.sockets.length, connect: report.connect, ...phaseSummary(report.phases[0], cpu[0]) };
+    summary.settle = await settleAfter(target, `N=${n}`);
+    out.latency.push(summary);
+    if (summary.overloaded) overloadedAt ??= n;
+  }
+}
+
+async function kneeSweep(target, out) {
+  const K = PROFILE.knee;
+  await target.ensureRooms(K.conversations);
+  const rooms = target.rooms.slice(0, K.conversations);
+  const sockets = target.sockets(rooms, { agents: AGENTS });
+  const phase = (inbound) => ({
+    name: `${inbound}/s`, rate_per_socket: inbound / sockets.length, warmup_ms: K.warmupMs, measure_ms: K.measureMs,
   });
+  const steps = [];
+  const runSteps = async (rates, stopEarly) => {
+    const plan = {
+      sockets, report_sockets: true, seed: SEED, drain_ms: 2000, phases: rates.map(phase),
+      // Two overloaded steps in a row end the sweep: one alone may be a hiccup of the shared box.
+      ...(stopEarly ? { stop_p99_ms: KNEE_P99_MS, stop_after: 2 } : {}),
+    };
+    const { report, cpu } = await runLoadgen(plan, { runtimePid: target.workerdPid, log: loadgenLog(target) });
+    target.learnHeads(rooms, plan, report);
+    report.phases.forEach((p, i) => steps.push({ inbound: rates[i], ...phaseSummary(p, cpu[i]) }));
+    await settleAfter(target, 'the knee sweep');
+  };
+
+  log(`${target.name}: knee, ${K.conversations} conversations, inbound ×${K.factor} from ${K.startInbound}/s until p99 ≥ ${KNEE_P99_MS} ms`);
+  const rates = [];
+  for (let r = K.startInbound; r <= K.maxInbound; r *= K.factor) rates.push(r);
+  await runSteps(rates, true);
+  const best = () => steps.filter((s) => !s.overloaded).sort((a, b) => b.inbound - a.inbound)[0];
+  const worst = () => steps.filter((s) => s.overloaded && s.inbound > (best()?.inbound ?? 0)).sort((a, b) => a.inbound - b.inbound)[0];
+  for (let i = 0; i < K.bisect; i += 1) {
+    const pass = best();
+    const fail = worst();
+    if (!pass || !fail || fail.inbound - pass.inbound <= pass.inbound * 0.1) break;
+    await runSteps([Math.round((pass.inbound + fail.inbound) / 2)], false);
+  }
+  const pass = best();
+  const fail = worst();
+  out.knee = {
+    conversations: K.conversations,
+    sockets: sockets.length,
+    // Highest inbound rate that held p99 < 50 ms with nothing lost; null if even the first failed.
+    inbound_per_s: pass?.inbound ?? null,
+    first_overloaded_inbound_per_s: fail?.inbound ?? null,
+    delivered_per_s: pass ? round(pass.delivered_per_s, 0) : null,
+    steps: steps.sort((a, b) => a.inbound - b.inbound),
+  };
 }
 
-const server = await startServer({ vars: GENEROUS });
-const results = {};
-try {
-  const agent = await agentLogin(server);
-
-  // Baseline: the Worker's own round trip.
-  for (let i = 0; i < 50; i += 1) await http(server.url, '/healthz'); // warm-up
-  const base = [];
-  for (let i = 0; i < MESSAGES; i += 1) base.push(await timeIt(() => http(server.url, '/healthz')));
-  results.baseline = summary(base);
-
-  // Ack and fan-out latency over WebSockets.
-  const conv = await newConversation(server);
-  const visitor = await connect(server, conv.conversation, conv.token, { after: 0 });
-  const watcher = await connect(server, conv.conversation, agent.token, { after: 0 });
-  const acks = [];
-  const fanouts = [];
-  for (let i = 0; i < MESSAGES; i += 1) {
-    const id = msgId('bench');
-    const t = performance.now();
-    const seen = watcher.next((f) => f.type === 'event' && f.client_msg_id === id, 10_000).then(() => performance.now() - t);
-    await visitor.sendMessage(`bench ${i}`, id);
-    acks.push(performance.now() - t);
-    fanouts.push(await seen);
+/** Reconnects that missed k events: hello with after = head − k, until the head is received. */
+async function resume(target, out) {
+  const R = PROFILE.resume;
+  const rooms = target.rooms.slice(0, R.conversations);
+  const need = Math.max(...R.missed) + 10;
+  const short = Math.max(0, ...rooms.map((r) => need - (r.head ?? 0)));
+  if (short > 0) {
+    // Fill well below the knee measured above, so that filling does not become a load test.
+    const sockets = target.sockets(rooms, { agents: AGENTS });
+    const inbound = Math.max(20, Math.min(400, 0.8 * (out.knee?.inbound_per_s ?? 50)));
+    const perSocket = inbound / sockets.length;
+    const seconds = Math.ceil(short / (perSocket * (1 + AGENTS))) + 1;
+    log(`${target.name}: resume, filling ${rooms.length} conversations with ≥ ${short} messages each (${seconds} s at ${inbound}/s)`);
+    const plan = { sockets, report_sockets: true, seed: SEED, drain_ms: 5000, phases: [{ name: 'fill', rate_per_socket: perSocket, warmup_ms: 0, measure_ms: seconds * 1000 }] };
+    const { report } = await runLoadgen(plan, { runtimePid: target.workerdPid });
+    target.learnHeads(rooms, plan, report);
+    await settleAfter(target, 'the resume fill');
   }
-  results.ack = summary(acks);
-  results.fanout = summary(fanouts);
-
-  // HTTP send.
-  const httpSends = [];
-  for (let i = 0; i < Math.min(MESSAGES, 200); i += 1) {
-    httpSends.push(await timeIt(() => http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
-      method: 'POST', token: conv.token, body: { client_msg_id: msgId('benchhttp'), text: `http ${i}` },
-    })));
+  out.resume = {};
+  for (const k of R.missed) {
+    const sockets = Array.from({ length: R.reps }, (_, i) => {
+      const room = rooms[i % rooms.length];
+      return {
+        url: target.wsUrl(room),
+        hello: { v: 1, type: 'hello', token: room.visitorToken, after: room.head - k, epoch: room.epoch },
+        room: i % rooms.length,
+        catch_up_to: room.head,
+      };
+    });
+    log(`${target.name}: resume, ${R.reps} reconnects one at a time, each ${k} events behind`);
+    const { report } = await runLoadgen({ sockets, connect_concurrency: 1, connect_timeout_ms: 10_000 }, { runtimePid: target.workerdPid });
+    const c = report.connect;
+    out.resume[`missed_${k}`] = {
+      missed: k, reps: c.sockets, failed: c.failed, resets: c.resets, failure_examples: c.failure_examples,
+      // connect → hello → welcome → every missed event received
+      total_ms: c.caught_up_ms, connect_ms: c.connect_ms, welcome_ms: c.welcome_ms,
+    };
   }
-  results.http = summary(httpSends);
-
-  // Burst: many conversations in parallel.
-  const convs = [];
-  for (let i = 0; i < CONVERSATIONS; i += 1) {
-    const c = await newConversation(server);
-    convs.push({ c, socket: await connect(server, c.conversation, c.token, { after: 0 }) });
-  }
-  const perConversation = Math.max(10, Math.floor(MESSAGES / 5));
-  const burstStart = performance.now();
-  await Promise.all(convs.map(async ({ socket }) => {
-    for (let i = 0; i < perConversation; i += 1) await socket.sendMessage(`burst ${i}`);
-  }));
-  const burstMs = performance.now() - burstStart;
-  const total = convs.length * perConversation;
-  results.burst = { conversations: convs.length, messages: total, ms: burstMs, per_second: (total / burstMs) * 1000 };
-  convs.forEach(({ socket }) => socket.close());
-
-  // Resume with 200 missed events.
-  watcher.drop();
-  const last = watcher.events.at(-1).seq;
-  for (let i = 0; i < 200; i += 1) await visitor.sendMessage(`missed ${i}`);
-  const head = last + 200;
-  let resumed;
-  const resumeMs = await timeIt(async () => {
-    resumed = await connect(server, conv.conversation, agent.token, { after: last, epoch: conv.epoch });
-    await resumed.waitForSeq(head);
-  });
-  results.resume = { events: resumed.events.length, ms: resumeMs };
-  resumed.close();
-  visitor.close();
-
-  results.sizes = sizes();
-} finally {
-  await server.stop();
 }
 
-const b = results.baseline.p50;
-const ratio = (ms) => `${(ms / b).toFixed(1)}×`;
-const fmt = (ms) => `${ms.toFixed(2)} ms`;
-console.log('');
-console.log(`Parley benchmark — node bench/run.mjs --messages ${MESSAGES} --conversations ${CONVERSATIONS}`);
-console.log(`baseline (GET /healthz round trip): p50 ${fmt(b)}, p99 ${fmt(results.baseline.p99)} — figures below are multiples of the baseline p50`);
-for (const [name, label] of [['ack', 'WebSocket send → ack'], ['fanout', 'WebSocket send → other participant'], ['http', 'HTTP POST message']]) {
-  const r = results[name];
-  console.log(`${label.padEnd(36)} p50 ${ratio(r.p50)} p90 ${ratio(r.p90)} p99 ${ratio(r.p99)}   (${fmt(r.p50)} / ${fmt(r.p99)}, n=${r.n})`);
+async function phaseA(target, out) {
+  log(`${target.name}: starting (fresh state)`);
+  out.first_start = await target.start();
+  await latencySweep(target, out);
+  await kneeSweep(target, out);
+  if (target.name === 'parley') await resume(target, out);
+  // Conversations for phase B's cold-object and wake probes, created while the runtime runs.
+  await target.ensureRooms(Math.max(target.rooms.length, PROFILE.storm.conversations + 3));
+  await target.stop();
 }
-const bu = results.burst;
-console.log(`${'burst throughput'.padEnd(36)} ${bu.messages} messages in ${bu.conversations} conversations: ${bu.per_second.toFixed(0)} msg/s = one acked message every ${ratio(1000 / bu.per_second)}`);
-console.log(`${'resume replaying 200 events'.padEnd(36)} ${ratio(results.resume.ms)}   (${fmt(results.resume.ms)})`);
-for (const s of results.sizes) console.log(`size ${s.file.padEnd(31)} ${(s.raw / 1024).toFixed(1)} KB raw, ${(s.gzip / 1024).toFixed(1)} KB gzip`);
-if (args.includes('--json')) console.log(JSON.stringify(results, null, 2));
+
+// ---------------------------------------------------------------------------------------------
+// Phase B: cold start, reconnect storm, idle memory, wake from hibernation
+
+/** Opens a socket and signs in; resolves with the time to welcome. */
+async function helloTime(target, room, token) {
+  const server = { url: target.url, siteKey: target.name === 'parley' ? target.server.siteKey : null };
+  const { value: socket, ms } = await timed(() => connect(server, room.id, token));
+  return { socket, ms };
+}
+
+/** Right after a (re)start: the first HTTP answer and the first hellos on untouched objects. */
+async function coldStart(target, readyMs) {
+  const n = PROFILE.storm.conversations;
+  const firstHttp = await timed(() => http(target.url, '/healthz'));
+  const secondHttp = await timed(() => http(target.url, '/healthz'));
+  const [a, b] = [target.rooms[n], target.rooms[n + 1]];
+  const first = await helloTime(target, a, a.visitorToken);
+  const second = await helloTime(target, b, b.visitorToken);
+  const again = await helloTime(target, a, a.visitorToken);
+  for (const s of [first, second, again]) s.socket.close();
+  return {
+    // SIGKILL of the old process → the new one listening (Parley also checks migrations and seed)
+    start_to_ready_ms: round(readyMs),
+    first_http_ms: firstHttp.ms,
+    second_http_ms: secondHttp.ms,
+    // connect + hello → welcome on an object not touched since the process started
+    first_object_ms: first.ms,
+    second_untouched_object_ms: second.ms,
+    same_object_again_ms: again.ms,
+    http_status: firstHttp.value.status,
+  };
+}
+
+/**
+ * Phase B: start the runtime on phase A's state, SIGKILL it, restart it on the same state and
+ * port (cold-start figures), then every client of the N = 1,000 workload reconnects at once
+ * (the storm) and stays connected while the objects hibernate (memory, wake-up).
+ */
+async function phaseB(target, out) {
+  const S = PROFILE.storm;
+  const rooms = target.rooms.slice(0, S.conversations);
+  await target.start();
+  const port = target.port;
+  log(`${target.name}: SIGKILL, restart on the same state and port; then ${rooms.length * (1 + AGENTS)} clients reconnect at once`);
+  await target.kill();
+  const { ready_ms: restartMs } = await target.start({ port });
+  const rssFresh = rssKb(target.workerdPid);
+  out.cold_start = await coldStart(target, restartMs);
+  const resume = target.name === 'parley' ? { missed: S.missed } : undefined;
+  const plan = {
+    sockets: target.sockets(rooms, { agents: AGENTS, resume }),
+    connect_concurrency: rooms.length * (1 + AGENTS),
+    retry_until_ms: 10_000,
+    connect_timeout_ms: 60_000,
+    hold: true,
+    hold_max_ms: 5 * 60_000,
+  };
+  const storm = startLoadgen(plan, { runtimePid: target.workerdPid });
+  const held = [storm];
+  try {
+    await storm.holding;
+    const rssConnected = rssKb(target.workerdPid);
+    // The wake probe: its own conversation, idle as long as everyone else, then one message.
+    const probeRoom = target.rooms[S.conversations + 2];
+    const probe = (await helloTime(target, probeRoom, probeRoom.visitorToken)).socket;
+    log(`${target.name}: all connected; idle ${HIBERNATE_WAIT_MS / 1000} s for the objects to hibernate`);
+    await sleep(HIBERNATE_WAIT_MS);
+    const rssIdle = rssKb(target.workerdPid);
+    const wake = await timed(() => probe.sendMessage('wake up'));
+    const warm = await timed(() => probe.sendMessage('again'));
+    probe.close();
+
+    const idle = {
+      sockets: plan.sockets.length,
+      rss_fresh_kb: rssFresh,
+      rss_connected_kb: rssConnected,
+      rss_hibernated_kb: rssIdle,
+      // Growth from a fresh process to all clients connected and hibernated, per connection.
+      // Includes one-off costs (code warm-up, caches), so it is an upper bound.
+      kb_per_connection: round((rssIdle - rssFresh) / plan.sockets.length, 2),
+      method: 'average over one batch from a fresh process',
+    };
+    if (PROFILE.idleBatches > 1) {
+      // A second batch of sockets on the same (hibernated) objects: the slope excludes one-off costs.
+      const second = { ...plan, sockets: target.sockets(rooms, { agents: AGENTS }).filter((_, i) => i % (1 + AGENTS) !== 0) };
+      second.connect_concurrency = 256;
+      const lg = startLoadgen(second, { runtimePid: target.workerdPid });
+      held.push(lg);
+      await lg.holding;
+      log(`${target.name}: second batch of ${second.sockets.length} connected; idle ${HIBERNATE_WAIT_MS / 1000} s again`);
+      await sleep(HIBERNATE_WAIT_MS);
+      const rssIdle2 = rssKb(target.workerdPid);
+      Object.assign(idle, {
+        second_batch_sockets: second.sockets.length,
+        rss_hibernated_2_kb: rssIdle2,
+        kb_per_connection: round((rssIdle2 - rssIdle) / second.sockets.length, 2),
+        kb_per_connection_average: idle.kb_per_connection,
+        method: 'slope between two hibernated batches',
+      });
+    }
+    out.idle = idle;
+    out.wake = {
+      idle_ms: HIBERNATE_WAIT_MS,
+      first_message_ack_ms: wake.ms,
+      next_message_ack_ms: warm.ms,
+      // The relay numbers messages in memory only: seq 1 after the idle time proves eviction.
+      ...(target.name === 'relay' ? { evicted: wake.value.seq === 1 } : {}),
+    };
+  } finally {
+    const reports = await Promise.allSettled(held.map((h) => h.release()));
+    const first = reports[0];
+    if (first.status === 'rejected') throw first.reason;
+    const c = first.value.report.connect;
+    out.storm = {
+      clients: c.sockets,
+      reconnected: c.opened,
+      failed: c.failed,
+      failure_examples: c.failure_examples,
+      resets: c.resets,
+      missed_events_each: resume ? S.missed : 0,
+      restart_ms: round(restartMs),
+      // generator start (right after the runtime was ready) → the last client caught up
+      all_back_after_ready_ms: round(c.all_caught_up_ms),
+      // (the cold-start probes ran between the two; they are not counted)
+      all_back_after_kill_ms: round(restartMs + c.all_caught_up_ms),
+      per_client_ms: c.caught_up_ms,
+    };
+  }
+  await target.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function capture(cmd, cmdArgs) {
+  try {
+    return execFileSync(cmd, cmdArgs, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function versions() {
+  const pkg = (name) => {
+    try {
+      return JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version;
+    } catch {
+      return null;
+    }
+  };
+  return { node: process.version, miniflare: pkg('miniflare'), workerd: pkg('workerd'), rustc: capture('rustc', ['--version']) };
+}
+
+function commit() {
+  const hash = capture('git', ['rev-parse', '--short=10', 'HEAD']) ?? 'unknown';
+  // Other work in the tree (uncommitted changes to tracked files) is noted, not hidden.
+  const dirty = Boolean(capture('git', ['status', '--porcelain', '--untracked-files=no']));
+  return { hash, dirty };
+}
+
+async function main() {
+  const deadline = setTimeout(() => {
+    console.error(`[bench] gave up: the run exceeded ${PROFILE.deadlineMs / 60000} minutes`);
+    process.exit(2);
+  }, PROFILE.deadlineMs);
+  deadline.unref();
+
+  await ensureLoadgen();
+  const results = {
+    schema: 1,
+    profile: FULL ? 'full' : 'quick',
+    command: `npm run bench${FULL ? ' -- --full' : ''}${AGENTS !== 1 ? ` --agents ${AGENTS}` : ''}`,
+    date: new Date().toISOString(),
+    commit: commit(),
+    machine: machine(),
+    versions: versions(),
+    loadavg_at_start: capture('cat', ['/proc/loadavg']),
+    config: { ...PROFILE, agents_per_conversation: AGENTS, knee_p99_ms: KNEE_P99_MS, hibernate_wait_ms: HIBERNATE_WAIT_MS, seed: SEED },
+    sizes: sizes(),
+    relay: {},
+    parley: {},
+  };
+  const relay = new RelayTarget();
+  const parley = new ParleyTarget();
+  try {
+    await phaseA(relay, results.relay);
+    await phaseA(parley, results.parley);
+    await phaseB(relay, results.relay);
+    await phaseB(parley, results.parley);
+  } finally {
+    await relay.stop().catch(() => {});
+    await parley.stop().catch(() => {});
+    if (!args.includes('--keep')) {
+      for (const t of [relay, parley]) rmSync(t.persistDir, { recursive: true, force: true });
+    }
+  }
+  results.duration_s = round((performance.now() - started) / 1000, 1);
+  Object.assign(results, compare(results));
+
+  const md = markdown(results);
+  if (!args.includes('--no-save')) {
+    const dir = join(ROOT, 'bench', 'results');
+    mkdirSync(dir, { recursive: true });
+    const base = join(dir, `${results.date.slice(0, 10)}-${results.commit.hash}`);
+    writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(`${base}.md`, md);
+    log(`results: ${base}.json and .md`);
+  }
+  console.log(`\n${md}`);
+  clearTimeout(deadline);
+}
+
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(`[bench] failed: ${e.stack ?? e.message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,149 @@
+// Turns one run's measurements into the comparison (Parley ÷ relay), the target verdicts, and
+// the markdown table that is printed, saved beside the JSON, and copied into the README.
+
+const TARGET_N = 1000;
+
+const num = (x, digits = 1) => (x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));
+const ratioOf = (p, r) => (Number.isFinite(p) && Number.isFinite(r) && r > 0 ? p / r : null);
+const kb = (bytes) => bytes / 1024;
+
+function latencyAt(side, n) {
+  return side.latency?.find((l) => l.conversations === n) ?? null;
+}
+
+/** The highest knee step that neither run overloaded: CPU per message compared at one rate. */
+function commonStep(parley, relay) {
+  const ok = (side) => new Map((side.knee?.steps ?? []).filter((s) => !s.overloaded).map((s) => [s.inbound, s]));
+  const p = ok(parley);
+  const r = ok(relay);
+  const rates = [...p.keys()].filter((rate) => r.has(rate)).sort((a, b) => b - a);
+  return rates.length ? { rate: rates[0], parley: p.get(rates[0]), relay: r.get(rates[0]) } : null;
+}
+
+export function compare(results) {
+  const { parley, relay } = results;
+  const rows = [];
+  const row = (figure, unit, p, r, digits = 1) => rows.push({ figure, unit, parley: p ?? null, relay: r ?? null, ratio: ratioOf(p, r), digits });
+
+  const ns = [...new Set([...(parley.latency ?? []), ...(relay.latency ?? [])].map((l) => l.conversations))].sort((a, b) => a - b);
+  const rate = results.config.latency.ratePerSide;
+  for (const n of ns) {
+    const p = latencyAt(parley, n);
+    const r = latencyAt(relay, n);
+    const label = `N = ${n.toLocaleString('en')}, ${rate} msg/s per side:`;
+    row(`${label} end-to-end p50`, 'ms', p?.end_to_end_ms.p50, r?.end_to_end_ms.p50, 2);
+    row(`${label} end-to-end p99`, 'ms', p?.end_to_end_ms.p99, r?.end_to_end_ms.p99, 2);
+    row(`${label} end-to-end p99.9`, 'ms', p?.end_to_end_ms.p999, r?.end_to_end_ms.p999, 2);
+    row(`${label} ack p50`, 'ms', p?.ack_ms.p50, r?.ack_ms.p50, 2);
+    row(`${label} ack p99`, 'ms', p?.ack_ms.p99, r?.ack_ms.p99, 2);
+    row(`${label} delivered`, 'msg/s', p?.delivered_per_s, r?.delivered_per_s, 0);
+    row(`${label} lost or late (> drain)`, 'msgs', p?.lost_or_late, r?.lost_or_late, 0);
+    row(`${label} runtime CPU per delivered message`, 'µs', p?.runtime_cpu_us_per_delivered, r?.runtime_cpu_us_per_delivered, 0);
+  }
+  row(`knee (N = ${parley.knee?.conversations ?? relay.knee?.conversations}): highest inbound rate with p99 < 50 ms`, 'msg/s', parley.knee?.inbound_per_s, relay.knee?.inbound_per_s, 0);
+  row('knee: delivered at the knee', 'msg/s', parley.knee?.delivered_per_s, relay.knee?.delivered_per_s, 0);
+  const common = commonStep(parley, relay);
+  if (common) {
+    row(`runtime CPU per delivered message at ${common.rate} msg/s inbound`, 'µs', common.parley.runtime_cpu_us_per_delivered, common.relay.runtime_cpu_us_per_delivered, 0);
+    row(`end-to-end p50 at ${common.rate} msg/s inbound`, 'ms', common.parley.end_to_end_ms.p50, common.relay.end_to_end_ms.p50, 2);
+  }
+  for (const r of Object.values(parley.resume ?? {})) {
+    row(`resume, ${r.missed} missed events: p50 (connect → all received)`, 'ms', r.total_ms.p50, null, 2);
+    row(`resume, ${r.missed} missed events: p99`, 'ms', r.total_ms.p99, null, 2);
+  }
+  const clients = parley.storm?.clients ?? relay.storm?.clients;
+  row(`reconnect storm (${clients} clients): restart, kill → ready`, 'ms', parley.storm?.restart_ms, relay.storm?.restart_ms, 0);
+  row('reconnect storm: ready → every client back and caught up', 'ms', parley.storm?.all_back_after_ready_ms, relay.storm?.all_back_after_ready_ms, 0);
+  row('reconnect storm: kill → every client back and caught up', 'ms', parley.storm?.all_back_after_kill_ms, relay.storm?.all_back_after_kill_ms, 0);
+  row('reconnect storm: clients that failed', 'clients', parley.storm?.failed, relay.storm?.failed, 0);
+  row('runtime memory (RSS) per idle (hibernated) connection', 'KB', parley.idle?.kb_per_connection, relay.idle?.kb_per_connection, 2);
+  row('process start → ready', 'ms', parley.cold_start?.start_to_ready_ms, relay.cold_start?.start_to_ready_ms, 0);
+  row('first HTTP response after start', 'ms', parley.cold_start?.first_http_ms, relay.cold_start?.first_http_ms, 1);
+  row('first hello → welcome on an object untouched since start', 'ms', parley.cold_start?.first_object_ms, relay.cold_start?.first_object_ms, 1);
+  row('second untouched object', 'ms', parley.cold_start?.second_untouched_object_ms, relay.cold_start?.second_untouched_object_ms, 1);
+  row(`first message after ${results.config.hibernate_wait_ms / 1000} s idle (hibernated object wakes) → ack`, 'ms', parley.wake?.first_message_ack_ms, relay.wake?.first_message_ack_ms, 1);
+
+  // Targets from issue #9.
+  const targets = [];
+  const target = (name, goal, measured, pass, margin) => targets.push({ name, goal, measured, pass, margin });
+  const p1k = latencyAt(parley, TARGET_N);
+  const r1k = latencyAt(relay, TARGET_N);
+  if (p1k) {
+    target(`latency p50 at N = 1,000, ${rate} msg/s per side`, '≤ 3 ms', `${num(p1k.end_to_end_ms.p50, 2)} ms`,
+      p1k.end_to_end_ms.p50 <= 3, p1k.end_to_end_ms.p50 / 3);
+  }
+  if (p1k && r1k) {
+    const limit = 1.5 * r1k.end_to_end_ms.p99;
+    target('latency p99 at N = 1,000', `≤ 1.5 × relay p99 = ${num(limit, 1)} ms`,
+      `${num(p1k.end_to_end_ms.p99, 1)} ms (${num(p1k.end_to_end_ms.p99 / r1k.end_to_end_ms.p99, 1)} × relay)`,
+      p1k.end_to_end_ms.p99 <= limit, p1k.end_to_end_ms.p99 / limit);
+  }
+  if (relay.knee?.inbound_per_s) {
+    const pk = parley.knee?.inbound_per_s ?? 0;
+    const goal = 0.5 * relay.knee.inbound_per_s;
+    target('knee (inbound msg/s at p99 < 50 ms), persisting before ack', `≥ 50 % of relay = ${num(goal, 0)} msg/s`,
+      `${parley.knee?.inbound_per_s ? num(pk, 0) : `< ${parley.knee?.first_overloaded_inbound_per_s}`} msg/s (${num((100 * pk) / relay.knee.inbound_per_s, 0)} % of relay)`,
+      pk >= goal, pk > 0 ? goal / pk : null);
+  }
+  const r100 = parley.resume?.missed_100;
+  if (r100) {
+    target('resume of 100 missed events, p99', '≤ 100 ms', `${num(r100.total_ms.p99, 1)} ms`,
+      r100.failed === 0 && r100.total_ms.p99 <= 100, r100.total_ms.p99 / 100);
+  }
+  if (parley.idle) {
+    // On Miniflare the bare relay's own connections already cost more than the goal; Parley's
+    // share is what it adds on top.
+    const above = relay.idle ? parley.idle.kb_per_connection - relay.idle.kb_per_connection : null;
+    target('idle (hibernated) connection, runtime memory', '≤ 10 KB',
+      `${num(parley.idle.kb_per_connection, 1)} KB${above !== null ? ` (relay ${num(relay.idle.kb_per_connection, 1)} KB; Parley adds ${num(above, 1)} KB)` : ''}`,
+      parley.idle.kb_per_connection <= 10, parley.idle.kb_per_connection / 10);
+  }
+  const wasm = results.sizes.find((s) => s.name === 'worker wasm');
+  if (wasm && !wasm.missing) {
+    target('worker wasm, gzip', '≤ 400 KB', `${num(kb(wasm.gzip), 0)} KB`, kb(wasm.gzip) <= 400, kb(wasm.gzip) / 400);
+  }
+  return { comparison: rows, targets };
+}
+
+export function markdown(results) {
+  const { machine: m, versions: v, commit } = results;
+  const lines = [];
+  lines.push(`### Benchmark: ${results.date.slice(0, 10)}, commit ${commit.hash}${commit.dirty ? ' (with uncommitted changes in the tree)' : ''}, ${results.profile} profile`);
+  lines.push('');
+  lines.push(`Command: \`${results.command}\` (took ${Math.round(results.duration_s)} s). Machine: ${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB. `
+    + `Versions: node ${v.node}, miniflare ${v.miniflare}, workerd ${v.workerd}, ${v.rustc}. `
+    + `Load average at start: ${results.loadavg_at_start?.split(' ').slice(0, 3).join(' ') ?? '?'}. `
+    + `Loopback; the load generator shares the cores; ${results.config.agents_per_conversation + 1} sockets per conversation (visitor + agent${results.config.agents_per_conversation > 1 ? 's' : ''}).`);
+  const noise = ['parley', 'relay'].map((name) => {
+    const windows = [...(results[name].latency ?? []), ...(results[name].knee?.steps ?? [])].filter((p) => p.cpu);
+    const disturbed = windows.filter((p) => p.disturbed).length;
+    const mean = windows.reduce((a, p) => a + p.cpu.other_cores, 0) / Math.max(1, windows.length);
+    return `${name} ${disturbed} of ${windows.length} (other work used ${num(mean, 2)} cores on average)`;
+  });
+  lines.push('');
+  lines.push(`Measured windows disturbed by other work on the machine (> 0.5 core): ${noise.join('; ')}.`);
+  lines.push('');
+  lines.push('| figure | Parley | bare relay | Parley ÷ relay |');
+  lines.push('|---|---:|---:|---:|');
+  for (const r of results.comparison) {
+    const unit = r.unit ? ` ${r.unit}` : '';
+    const cell = (x) => (x === null ? '—' : `${num(x, r.digits)}${unit}`);
+    lines.push(`| ${r.figure} | ${cell(r.parley)} | ${cell(r.relay)} | ${r.ratio === null ? '—' : `${num(r.ratio, 2)}×`} |`);
+  }
+  lines.push('');
+  lines.push('| target (issue #9) | goal | measured | verdict |');
+  lines.push('|---|---|---|---|');
+  for (const t of results.targets) {
+    const verdict = t.pass ? 'pass' : `**miss**${t.margin ? ` (off by ${num(t.margin, 1)}×)` : ''}`;
+    lines.push(`| ${t.name} | ${t.goal} | ${t.measured} | ${verdict} |`);
+  }
+  lines.push('');
+  lines.push('| shipped file | raw | gzip | brotli |');
+  lines.push('|---|---:|---:|---:|');
+  for (const s of results.sizes) {
+    if (s.missing) lines.push(`| ${s.name} (\`${s.path}\`) | not built | | |`);
+    else lines.push(`| ${s.name} (\`${s.path}\`) | ${num(kb(s.raw), 1)} KB | ${num(kb(s.gzip), 1)} KB | ${num(kb(s.brotli), 1)} KB |`);
+  }
+  lines.push('');
+  return `${lines.join('\n')}\n`;
+}
