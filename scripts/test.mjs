@@ -86,6 +86,17 @@ export const STEPS = [
   },
   { name: 'core-deps', title: 'parley-core has no worker / wasm-bindgen dependency', run: checkCoreDeps },
   {
+    // The benchmark's load generator is a workspace of its own (tokio does not build for
+    // wasm32); this keeps it compiling and clean. Its target dir stays warm between runs.
+    name: 'loadgen',
+    title: 'cargo fmt --check and cargo clippy --release -- -D warnings in bench/loadgen',
+    run: async () => {
+      const manifest = ['--manifest-path', join('bench', 'loadgen', 'Cargo.toml')];
+      await run('cargo', ['fmt', ...manifest, '--', '--check']);
+      await run('cargo', ['clippy', '--release', '--locked', '--all-targets', ...manifest, '--', '-D', 'warnings']);
+    },
+  },
+  {
     name: 'node',
     title: 'node --test --test-concurrency=1 tests/*.test.mjs tests/e2e/*.test.mjs',
     summary: true,
