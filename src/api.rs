@@ -922,11 +922,8 @@ async fn list_conversations(req: &Request, ctx: &Ctx) -> ApiResult {
             before_id.into(),
             JsValue::from(limit),
         ])
-        .map_err(internal(ctx, "d1_bind"))?
-        .all()
-        .await
-        .and_then(|r| r.results::<Row>())
-        .map_err(|_| ApiError::from(ErrorCode::StorageUnavailable))?;
+        .rows::<Row>(ctx)
+        .await?;
     let next_before = if rows.len() as u32 == limit {
         rows.last().map(|r| format!("{}:{}", r.updated_at, r.id))
     } else {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::Request;
 
-use crate::api::{authenticate, d1_failed, db, ok_json, Ctx};
+use crate::api::{authenticate, db, ok_json, Ctx, D1Statement};
 use crate::http::{ApiError, ApiResult};
 
 #[derive(Deserialize)]
@@ -110,11 +110,8 @@ pub async fn search(req: &Request, ctx: &Ctx) -> ApiResult {
             JsValue::from_f64(to as f64),
             JsValue::from(limit),
         ])
-        .map_err(|_| ApiError::from(ErrorCode::Internal))?
-        .all()
-        .await
-        .and_then(|r| r.results::<Hit>())
-        .map_err(d1_failed(ctx))?;
+        .rows::<Hit>(ctx)
+        .await?;
     let mask = !principal.sees_pii();
     let results: Vec<Hit> = hits
         .into_iter()
