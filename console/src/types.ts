@@ -236,7 +236,7 @@ export interface SiteDetail {
 }
 
 // Settings holding a key (translation, bot) come without it: `api_key_set` says whether one is
-// stored, and a PATCH may carry a new `api_key`.
+// stored, and a PATCH may carry a new `api_key` ('' removes the stored one).
 export interface TranslationSettings {
   enabled: boolean;
   /** The language agents read and write (`en`, `zh`…). */
@@ -248,8 +248,12 @@ export interface TranslationSettings {
   api_key_set: boolean;
 }
 
+/** Who answers as the bot: an OpenAI-compatible service, Cloudflare Workers AI, or the team's own service behind a webhook. */
+export type BotKind = 'llm' | 'workers_ai' | 'webhook';
+
 export interface BotSettings {
   enabled: boolean;
+  kind: BotKind;
   name: string;
   endpoint: string;
   model: string;

@@ -9,7 +9,12 @@
 // invitation), translation and the bot through the forms; invalid input is named before it is
 // sent, and a refusal by the server is shown; after a reload the values are there and the
 // stored keys are not; the auto-reply answers a visitor's message sent over HTTP; a key is kept
-// when not retyped and replaced when retyped.
+// when not retyped, replaced when retyped and removed with Remove. The bot's kind shows only its
+// fields (the team's own bot behind a webhook: URL and signing secret, no model or knowledge).
+// API keys: the owner makes one (read and write), sees it once and copies it (the clipboard, or
+// the text selected without one); it works against the API, is listed without its secret after
+// a reload, and once revoked (asked first) is refused; a revocation the server refuses is shown
+// in its words. An agent gets no API keys page and the server refuses them the keys.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -110,7 +115,7 @@ after(async () => {
 test('the owner edits a team reply with the keyboard and deletes a personal one; a refusal is shown', STEP, async () => {
   await signIn(page, server);
   const links = await page.$$eval('.topnav-link', (els) => els.map((e) => e.dataset.page));
-  assert.deepEqual(links, ['inbox', 'search', 'replies', 'reports', 'agents', 'settings', 'export']);
+  assert.deepEqual(links, ['inbox', 'search', 'replies', 'reports', 'agents', 'settings', 'api-keys', 'export']);
   await openConsolePage(page, 'replies', `.reply[data-id="${replies.shipping}"]`);
 
   // Grouped by scope, then group (the demo's team replies are there too); a title with markup is text.
@@ -346,4 +351,181 @@ test('the bot is set up through the form and survives a reload; its key is never
   const stored = (await storedSite()).bot;
   assert.equal(stored.name, 'Tea Bot 2');
   assert.equal(stored.api_key, BOT_KEY);
+});
+
+test('the bot\'s kind shows only its fields: the team\'s own bot keeps URL and secret, and its key can be removed', STEP, async () => {
+  const shown = (k) => page.$(`[data-k="${k}"]`).then(Boolean);
+  const labelOf = (k) => page.$eval(`[data-k="${k}"]`, (e) => e.labels[0].textContent);
+
+  // Workers AI: no endpoint or key; its model is one of its own (the default, as the server would ask).
+  await page.selectOption('select[data-k="bot-kind"]', 'workers_ai');
+  await page.waitForFunction(() => !document.querySelector('[data-k="bot-endpoint"]'));
+  assert.equal(await shown('bot-api-key-replace'), false);
+  assert.equal(await page.inputValue('[data-k="bot-model"]'), '@cf/meta/llama-3.1-8b-instruct');
+  assert.equal(await shown('bot-knowledge'), true);
+  // Focus stays on the chooser after the form is drawn again (keyboard users go on from there).
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.k), 'bot-kind');
+
+  // The team's own bot: URL and signing secret, no name, model or knowledge; the hint points to the API keys page.
+  await page.selectOption('select[data-k="bot-kind"]', 'webhook');
+  await page.waitForSelector('[data-k="bot-endpoint"]');
+  for (const k of ['bot-model', 'bot-knowledge', 'bot-name']) assert.equal(await shown(k), false, `${k} is hidden for the webhook bot`);
+  assert.equal(await labelOf('bot-endpoint'), 'Bot URL');
+  await waitForText(page, '#site-bot .field', 'Signing secret');
+  await waitForText(page, '#site-bot .field-hint', 'Parley-Signature');
+  assert.equal(await page.getAttribute('[data-k="bot-api-keys-link"]', 'href'), '#/api-keys');
+  await page.fill('[data-k="bot-endpoint"]', 'https://bot.example.test/parley');
+  await page.click('[data-k="bot-api-key-replace"]');
+  await page.waitForFunction(() => document.activeElement?.dataset.k === 'bot-api-key');
+  await page.keyboard.type('whsec-team-bot');
+  await saveSite(page);
+
+  const { bot } = await siteJson();
+  assert.deepEqual({ kind: bot.kind, endpoint: bot.endpoint, api_key_set: bot.api_key_set }, { kind: 'webhook', endpoint: 'https://bot.example.test/parley', api_key_set: true });
+  assert.equal((await storedSite()).bot.api_key, 'whsec-team-bot');
+
+  await reloadSettings(page);
+  assert.equal(await page.inputValue('select[data-k="bot-kind"]'), 'webhook');
+  assert.equal(await page.inputValue('[data-k="bot-endpoint"]'), 'https://bot.example.test/parley');
+  assert.equal(await shown('bot-model'), false);
+  assert.equal(await shown('bot-knowledge'), false);
+  await waitForText(page, '#site-bot [data-key-state="set"]', 'A key is set');
+  await assertKeyNotShown(page, 'whsec-team-bot');
+
+  // Remove: said before saving, undone with Keep, done with Save.
+  await page.click('[data-k="bot-api-key-remove"]');
+  await waitForText(page, '#site-bot [data-key-state="removing"]', 'Removed when you save');
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.k), 'bot-api-key-keep');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#site-bot [data-key-state="set"]');
+  assert.ok(await page.$('.save-bar:not(.is-dirty)'), 'keeping the key leaves nothing to save');
+  await page.click('[data-k="bot-api-key-remove"]');
+  await saveSite(page);
+  assert.equal((await siteJson()).bot.api_key_set, false);
+  assert.equal((await storedSite()).bot.api_key ?? null, null);
+  // No key now: the input for one, empty.
+  assert.equal(await page.getAttribute('[data-k="bot-api-key"]', 'placeholder'), 'No key set');
+  assert.equal(await page.$('#site-bot [data-key-state]'), null);
+});
+
+test('the owner makes an API key, sees it once and copies it; it works until it is revoked', STEP, async () => {
+  // From the webhook bot's hint to the API keys page.
+  await page.click('[data-k="bot-api-keys-link"]');
+  await page.waitForSelector('.topnav-link[data-page="api-keys"][aria-current="page"]');
+  await waitForText(page, '.page--api-keys', 'No API keys yet.');
+
+  // At least one scope: the form says so before anything is sent.
+  await page.click('[data-action="new-key"]');
+  await page.waitForSelector('dialog.dialog[open] input[name="key-name"]');
+  assert.equal(await page.evaluate(() => document.activeElement?.name), 'key-name');
+  await page.keyboard.type('CRM <b>sync</b>');
+  assert.equal(await page.isChecked('dialog input[name="scope"][value="read"]'), true, 'reading only, unless asked');
+  await page.uncheck('dialog input[name="scope"][value="read"]');
+  await page.press('dialog input[name="key-name"]', 'Enter');
+  await waitForText(page, 'dialog.dialog[open] .form-error', 'Choose at least one scope.');
+  await waitForText(page, 'dialog.dialog[open] .scope-option', 'Every method');
+  await page.check('dialog input[name="scope"][value="read"]');
+  await page.check('dialog input[name="scope"][value="write"]');
+  await page.press('dialog input[name="key-name"]', 'Enter');
+
+  // Shown once, with a warning that says so.
+  await page.waitForSelector('dialog.dialog--secret[open] .secret-text');
+  const key = await page.textContent('dialog.dialog--secret .secret-text');
+  assert.match(key, /^pk_k_[a-z0-9]+\.[A-Za-z0-9_-]{20,}$/i);
+  await waitForText(page, 'dialog.dialog--secret .secret-warning', 'it will not be shown again');
+  const secret = key.split('.')[1];
+
+  // No clipboard: the key is selected on screen instead, for Ctrl+C.
+  await page.evaluate(() => {
+    window.realClipboard = navigator.clipboard.writeText;
+    navigator.clipboard.writeText = () => Promise.reject(new Error('denied'));
+    window.realExecCommand = document.execCommand;
+    document.execCommand = () => false;
+  });
+  await page.click('dialog.dialog--secret .copy-btn');
+  await waitForText(page, 'dialog.dialog--secret .copy-btn', 'Selected: press Ctrl+C');
+  assert.equal(await page.evaluate(() => getSelection().toString()), key);
+  await page.evaluate(() => {
+    navigator.clipboard.writeText = window.realClipboard;
+    document.execCommand = window.realExecCommand;
+  });
+  // With the clipboard: copied.
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+  await page.click('dialog.dialog--secret .copy-btn');
+  await waitForText(page, 'dialog.dialog--secret .copy-btn', 'Copied');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), key);
+  await page.click('dialog.dialog--secret .dialog-actions button');
+  await page.waitForSelector('dialog.dialog', { state: 'detached' });
+
+  // Listed: the name as text, its scopes, who made it (by name).
+  const row = 'tr[data-key]';
+  await page.waitForSelector(row);
+  const keyId = await page.getAttribute(row, 'data-key');
+  assert.equal(key.startsWith(`pk_${keyId}.`), true);
+  assert.equal(await page.textContent(`${row} .who-name`), 'CRM <b>sync</b>');
+  assert.equal(await page.$(`${row} .who-name b`), null);
+  assert.deepEqual(await page.$$eval(`${row} .chip`, (els) => els.map((e) => e.textContent)), ['Read', 'Write']);
+  const ownerName = (await http(server.url, '/api/v1/me', { token: owner.token })).body.principal.name;
+  assert.equal(await page.textContent(`${row} td:nth-child(3)`), ownerName);
+
+  // The key works against the API, reading and writing.
+  assert.equal((await http(server.url, '/api/v1/conversations', { token: key })).status, 200);
+  const visitor = await newConversation(server);
+  const sent = await http(server.url, `/api/v1/conversations/${visitor.conversation}/messages`, {
+    method: 'POST', token: key, body: { client_msg_id: msgId('key'), text: 'Synced from the CRM.' },
+  });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+
+  // After a reload: listed, used, and its secret nowhere in the page.
+  await waitFor(async () => (await http(server.url, '/api/v1/api-keys', { token: owner.token })).body.keys.find((k) => k.id === keyId)?.last_used_at, 'the key\'s last use');
+  await page.reload();
+  await page.waitForSelector(row, { timeout: 20_000 });
+  assert.notEqual(await page.textContent(`${row} td:nth-child(5)`), 'Never');
+  await assertKeyNotShown(page, secret);
+
+  // Revoke asks first: Escape keeps the key, Revoke ends it.
+  const revoke = `${row} [data-action="revoke"]`;
+  assert.equal(await page.getAttribute(revoke, 'aria-label'), 'Revoke CRM <b>sync</b>');
+  await page.focus(revoke);
+  await page.keyboard.press('Enter');
+  await waitForText(page, 'dialog.dialog[open] .dialog-title', 'Revoke “CRM <b>sync</b>”?');
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('dialog.dialog', { state: 'detached' });
+  assert.equal((await http(server.url, '/api/v1/conversations', { token: key })).status, 200);
+  await page.click(revoke);
+  await page.click('dialog.dialog[open] button[type="submit"]');
+  await page.waitForSelector(`${row}.is-disabled`);
+  await waitForText(page, `${row} .pill`, 'Revoked');
+  assert.equal(await page.$(revoke), null, 'a revoked key has nothing left to revoke');
+  await page.waitForFunction(() => document.activeElement?.dataset.action === 'new-key');
+  assert.equal((await http(server.url, '/api/v1/conversations', { token: key })).status, 401);
+
+  // Revoked elsewhere meanwhile: the server's refusal shows in the dialog.
+  const other = await http(server.url, '/api/v1/api-keys', { method: 'POST', token: owner.token, body: { name: 'Nightly export', scopes: ['read', 'export'] } });
+  assert.equal(other.status, 201, JSON.stringify(other.body));
+  await page.reload();
+  const otherRow = `tr[data-key="${other.body.id}"]`;
+  await page.waitForSelector(otherRow, { timeout: 20_000 });
+  assert.equal((await http(server.url, `/api/v1/api-keys/${other.body.id}`, { method: 'DELETE', token: owner.token })).status, 204);
+  await page.click(`${otherRow} [data-action="revoke"]`);
+  await page.click('dialog.dialog[open] button[type="submit"]');
+  await waitForText(page, 'dialog.dialog[open] .form-error', 'Not found.');
+  await page.keyboard.press('Escape');
+});
+
+test('an agent has no API keys page, and the server refuses them the keys', STEP, async () => {
+  const p = await consolePage(ada.context);
+  await p.goto(`${server.url}/console/`);
+  await p.waitForSelector('.topbar .status-select', { timeout: 20_000 });
+  const links = await p.$$eval('.topnav-link', (els) => els.map((e) => e.dataset.page));
+  assert.deepEqual(links, ['inbox', 'search', 'replies']);
+  // Typing the page's address lands in the inbox.
+  await p.evaluate(() => { location.hash = '#/api-keys'; });
+  await p.waitForFunction(() => location.hash === '#/inbox');
+  assert.equal(await p.$('.pages:not([hidden]) .page-title'), null);
+  for (const [method, body] of [['GET'], ['POST', { name: 'Mine', scopes: ['read'] }]]) {
+    const res = await http(server.url, '/api/v1/api-keys', { method, token: ada.token, body });
+    assert.equal(res.status, 403, `${method}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  await p.close();
 });

@@ -116,7 +116,7 @@ after(async () => {
 test('the owner adds an agent through the Agents page; a taken e-mail is refused with the server message', STEP, async () => {
   await signIn(page, server.email, server.password);
   const links = await page.$$eval('.topnav-link', (els) => els.map((e) => e.dataset.page));
-  assert.deepEqual(links, ['inbox', 'search', 'replies', 'reports', 'agents', 'settings', 'export']);
+  assert.deepEqual(links, ['inbox', 'search', 'replies', 'reports', 'agents', 'settings', 'api-keys', 'export']);
   await openPage(page, 'agents', '.agents-table');
 
   await page.click('[data-action="add-agent"]');
@@ -182,7 +182,7 @@ test('the new agent signs in; they see no admin pages and the server refuses the
   const links = await bea.page.$$eval('.topnav-link', (els) => els.map((e) => e.dataset.page));
   assert.deepEqual(links, ['inbox', 'search', 'replies', 'export']);
   // Typing an admin page's address lands in the inbox.
-  for (const hash of ['#/agents', '#/reports', '#/settings']) {
+  for (const hash of ['#/agents', '#/reports', '#/settings', '#/api-keys']) {
     await bea.page.evaluate((h) => { location.hash = h; }, hash);
     await bea.page.waitForFunction(() => location.hash === '#/inbox');
     assert.equal(await bea.page.$('.pages:not([hidden]) .page-title'), null);

@@ -1,14 +1,14 @@
 // The console's pages besides the inbox, addressed by the URL's hash (#/search, #/replies,
-// #/reports, #/agents, #/settings[/<site>], #/export) so that reloads and the back button keep
-// them. Each page is offered only to those who may use it: search and quick replies to
-// everyone, export to those with the permission, the rest to owners and admins. The server
+// #/reports, #/agents, #/settings[/<site>], #/api-keys, #/export) so that reloads and the back
+// button keep them. Each page is offered only to those who may use it: search and quick replies
+// to everyone, export to those with the permission, the rest to owners and admins. The server
 // refuses the others all the same.
 import { h, icon, mount } from '../dom';
 import { t, type Key } from '../i18n';
 import { isAdmin, type Agent } from '../types';
 import type { Page, PageCtx } from './admin/common';
 
-export type PageName = 'inbox' | 'search' | 'replies' | 'reports' | 'agents' | 'settings' | 'export';
+export type PageName = 'inbox' | 'search' | 'replies' | 'reports' | 'agents' | 'settings' | 'api-keys' | 'export';
 
 interface PageDef {
   name: PageName;
@@ -24,6 +24,7 @@ const PAGES: PageDef[] = [
   { name: 'reports', icon: 'chart', label: 'navReports', allowed: isAdmin },
   { name: 'agents', icon: 'users', label: 'navAgents', allowed: isAdmin },
   { name: 'settings', icon: 'gear', label: 'navSettings', allowed: isAdmin },
+  { name: 'api-keys', icon: 'key', label: 'navApiKeys', allowed: isAdmin },
   { name: 'export', icon: 'download', label: 'navExport', allowed: (me) => isAdmin(me) || Boolean(me.permissions?.export) },
 ];
 
@@ -82,7 +83,7 @@ export class PageHost {
   route = (): void => {
     const hash = location.hash;
     if (hash && hash !== '#' && !hash.startsWith('#/')) return;
-    const [, rawName = 'inbox', rawArg] = /^#\/([a-z]*)(?:\/(.*))?$/.exec(hash) ?? [];
+    const [, rawName = 'inbox', rawArg] = /^#\/([a-z-]*)(?:\/(.*))?$/.exec(hash) ?? [];
     const def = PAGES.find((p) => p.name === (rawName || 'inbox'));
     if (!def || !def.allowed(this.ctx.me)) {
       history.replaceState(null, '', '#/inbox');

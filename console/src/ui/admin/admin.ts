@@ -1,6 +1,7 @@
 // The console's pages, loaded on first use as a separate chunk (see console/build.mjs): the
 // inbox that every agent opens at once does not carry them.
 import { AgentsPage } from './agents';
+import { ApiKeysPage } from './api-keys';
 import type { Page, PageCtx } from './common';
 import { ExportPage } from './export';
 import { QuickRepliesPage } from './replies';
@@ -22,6 +23,8 @@ export function makePage(name: string, ctx: PageCtx): Page {
       return new AgentsPage(ctx);
     case 'settings':
       return new SitePage(ctx);
+    case 'api-keys':
+      return new ApiKeysPage(ctx);
     case 'export':
       return new ExportPage(ctx);
     default:

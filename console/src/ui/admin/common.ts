@@ -76,34 +76,47 @@ export function select<V extends string>(options: [V, string][], value: V, oncha
   return el;
 }
 
-/** A secret shown this once, with a copy button. */
-export function secretDialog(title: string, intro: string, secret: string): void {
+/** A secret shown this once, with a copy button; `warning` says what it means that it is never shown again. */
+export function secretDialog(title: string, intro: string, secret: string, warning = t('secretOnce')): void {
   openDialog(title, (close) => h('div.dialog-body', null,
     h('p.dialog-text', null, intro),
     secretBox(secret),
-    h('p.field-hint', null, icon('warn', 14), ' ', t('secretOnce')),
+    h('p.secret-warning', { role: 'note' }, icon('warn', 15), h('span', null, warning)),
     h('div.dialog-actions', null, h('button.btn.btn-primary', { type: 'button', onclick: close }, t('done')))),
   { className: 'dialog--secret' });
 }
 
-/** Read-only text with a copy button. */
+/** Read-only text with a copy button (which selects the text where the clipboard is out of reach). */
 export function secretBox(text: string): HTMLElement {
   const code = h('code.secret-text', { tabindex: 0 }, text);
-  const btn = copyButton(() => text);
+  const btn = copyButton(() => text, 'copy', code);
   return h('div.secret', null, code, btn);
 }
 
-export function copyButton(text: () => string, label: Key = 'copy'): HTMLButtonElement {
+/**
+ * A button that copies `text()`. Without a clipboard it selects `shown` (the text on screen) so
+ * that a keyboard shortcut copies it, and says so.
+ */
+export function copyButton(text: () => string, label: Key = 'copy', shown?: HTMLElement): HTMLButtonElement {
   const btn: HTMLButtonElement = h('button.btn.btn-secondary.btn-sm.copy-btn', {
     type: 'button',
     onclick: async () => {
       const ok = await copyText(text());
-      btn.replaceChildren(icon(ok ? 'check' : 'copy', 14), ok ? t('copied') : t(label));
+      if (!ok && shown) selectContents(shown);
+      btn.replaceChildren(icon(ok ? 'check' : 'copy', 14), ok ? t('copied') : shown ? t('copySelected') : t(label));
       btn.dataset.copied = String(ok);
-      setTimeout(() => btn.replaceChildren(icon('copy', 14), t(label)), 2000);
+      setTimeout(() => btn.replaceChildren(icon('copy', 14), t(label)), ok ? 2000 : 5000);
     },
   }, icon('copy', 14), t(label));
   return btn;
+}
+
+function selectContents(el: HTMLElement): void {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const selection = getSelection();
+  selection?.removeAllRanges();
+  selection?.addRange(range);
 }
 
 async function copyText(text: string): Promise<boolean> {

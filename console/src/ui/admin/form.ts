@@ -123,53 +123,70 @@ export function wordsInput(values: string[], key: string, opts: { max: number; p
 
 // ---- write-only keys ---------------------------------------------------------------------------
 
-/** The key to send, from what was typed for a new one: none (the stored one stays) when blank. */
-export function newKey(typed: string | undefined): string | null {
-  return typed?.trim() || null;
+/**
+ * An edit of a write-only key: undefined keeps the stored one, a string is a new key being typed
+ * (blank: none yet, so still kept), null removes the stored one.
+ */
+export type KeyEdit = string | null | undefined;
+
+/** What a change sends for a key edit: a new key, '' (the server removes the stored one), or null (nothing: kept). */
+export function keyToSend(edit: KeyEdit): string | null {
+  if (edit === null) return '';
+  return edit?.trim() || null;
 }
 
 /**
  * A write-only key: the server says only whether one is stored, keeps it when a change sends
- * none, and has no way to remove it. Stored: "a key is set" and Replace, which opens an input
- * for the new one (Keep goes back). Not stored: the input. `typed` is what was typed so far
- * (undefined: not replacing).
+ * none and removes it when a change sends ''. Stored: "a key is set" with Replace, which opens
+ * an input for the new one, and Remove; either can be taken back with Keep. Not stored: the
+ * input. `edit` is what was done so far (see KeyEdit).
  */
-export function keyField(ctx: FormCtx, opts: { label: string; hint?: string; key: string; stored: boolean; typed: string | undefined; ontype: (typed: string | undefined) => void }): HTMLElement {
+export function keyField(ctx: FormCtx, opts: { label: string; hint?: string; key: string; stored: boolean; edit: KeyEdit; onedit: (edit: KeyEdit) => void }): HTMLElement {
   const { key } = opts;
-  const switchTo = (typed: string | undefined, focus: string) => {
-    opts.ontype(typed);
+  const switchTo = (edit: KeyEdit, focus: string) => {
+    opts.onedit(edit);
     ctx.edited();
     ctx.render(focus);
   };
-  const button = (text: Key, k: string, onclick: () => void) => h('button.btn.btn-secondary.btn-sm', { type: 'button', 'data-k': k, onclick }, t(text));
-  if (opts.stored && opts.typed === undefined) {
+  const button = (text: Key, k: string, onclick: () => void, danger = false) =>
+    h('button.btn.btn-sm', { type: 'button', class: danger ? 'btn-ghost btn-ghost-danger' : 'btn-secondary', 'data-k': k, onclick }, t(text));
+  const keep = () => button('keyKeep', `${key}-keep`, () => switchTo(undefined, `${key}-replace`));
+  if (opts.stored && (opts.edit === undefined || opts.edit === null)) {
     const labelId = `${key}-label`;
+    const hintId = opts.hint ? `${key}-hint` : undefined;
+    const removing = opts.edit === null;
     return h('div.field', null,
       h('span.field-label', { id: labelId }, opts.label),
-      h('div.key-row', { role: 'group', 'aria-labelledby': labelId, 'data-key-state': 'set' },
-        h('span.pill.pill--open', null, icon('key', 13), t('keyIsSet')),
-        button('keyReplace', `${key}-replace`, () => switchTo('', key))),
-      opts.hint ? h('span.field-hint', null, opts.hint) : null);
+      h('div.key-row', { role: 'group', 'aria-labelledby': labelId, 'aria-describedby': hintId, 'data-key-state': removing ? 'removing' : 'set' },
+        removing
+          ? [h('span.pill.pill--off', null, icon('trash', 13), t('keyRemoving')), keep()]
+          : [h('span.pill.pill--open', null, icon('key', 13), t('keyIsSet')),
+            button('keyReplace', `${key}-replace`, () => switchTo('', key)),
+            button('keyRemove', `${key}-remove`, () => switchTo(null, `${key}-keep`), true)]),
+      opts.hint ? h('span.field-hint', { id: hintId }, opts.hint) : null);
   }
   const input = h('input.mono', {
     type: 'password', 'data-k': key, autocomplete: 'new-password', spellcheck: 'false', maxlength: 500,
-    placeholder: opts.stored ? t('keyNewPlaceholder') : t('keyNonePlaceholder'), value: opts.typed ?? '',
+    placeholder: opts.stored ? t('keyNewPlaceholder') : t('keyNonePlaceholder'), value: opts.edit ?? '',
     oninput: () => {
       // Replacing a stored key stays a replacement while emptied (saved as no change).
-      opts.ontype(input.value || opts.stored ? input.value : undefined);
+      opts.onedit(input.value || opts.stored ? input.value : undefined);
       ctx.edited();
     },
   });
-  return field(opts.label, h('div.key-row', null, input,
-    opts.stored ? button('keyKeep', `${key}-keep`, () => switchTo(undefined, `${key}-replace`)) : null), { target: input, hint: opts.hint });
+  return field(opts.label, h('div.key-row', null, input, opts.stored ? keep() : null), { target: input, hint: opts.hint });
 }
 
 // ---- fields from a spec ------------------------------------------------------------------------
 
+type SpecText<S> = Key | ((s: S) => Key);
+const specText = <S>(text: SpecText<S>, s: S): string => t(typeof text === 'function' ? text(s) : text);
+
 interface SpecBase<S> {
   key: keyof S & string;
-  label: Key;
-  hint?: Key;
+  /** Label and hint are functions when they depend on other settings (a choice redraws the form). */
+  label: SpecText<S>;
+  hint?: SpecText<S>;
   /** Spans the form's two columns. */
   wide?: boolean;
   /** Shown (and checked) only when this says so; a choice it depends on redraws the form. */
@@ -182,7 +199,8 @@ export type FieldSpec<S> = SpecBase<S> & (
   | { kind: 'check' }
   | { kind: 'text'; max: number; pattern?: RegExp; invalid?: Key; placeholder?: string; mono?: boolean; suggestions?: string[] }
   | { kind: 'textarea'; max: number; rows: number }
-  | { kind: 'select'; options: [string, Key][] }
+  /** `chosen` adjusts what depends on the choice, before the form is drawn again. */
+  | { kind: 'select'; options: [string, Key][]; chosen?: (s: S) => void }
   /** A duration stored in ms, shown in seconds. */
   | { kind: 'seconds'; min: number; max: number }
   | { kind: 'words'; max: number }
@@ -190,10 +208,10 @@ export type FieldSpec<S> = SpecBase<S> & (
   | { kind: 'key' }
 );
 
-/** What spec fields need besides the draft: the new key typed for the section, if any. */
+/** What spec fields need besides the draft: the section's key edit, if any. */
 export interface SpecCtx extends FormCtx {
-  keyTyped: string | undefined;
-  setKeyTyped(typed: string | undefined): void;
+  keyEdit: KeyEdit;
+  setKeyEdit(edit: KeyEdit): void;
 }
 
 /** The controls of `specs` for the settings `s` (edited in place); `section` prefixes their `data-k`. */
@@ -205,11 +223,12 @@ export function specFields<S extends object>(ctx: SpecCtx, s: S, specs: FieldSpe
   };
   const controls = specs.filter((spec) => !spec.shown || spec.shown(s)).map((spec) => {
     const k = `${section}-${spec.key}`;
-    const hint = spec.hint ? t(spec.hint) : undefined;
+    const label = specText(spec.label, s);
+    const hint = spec.hint ? specText(spec.hint, s) : undefined;
     const wide = spec.wide ? 'field--wide' : undefined;
     switch (spec.kind) {
       case 'check':
-        return h('div.field.field--wide', null, checkbox(t(spec.label), Boolean(values[spec.key]), (on) => set(spec.key, on), { 'data-k': k }));
+        return h('div.field.field--wide', null, checkbox(label, Boolean(values[spec.key]), (on) => set(spec.key, on), { 'data-k': k }));
       case 'text': {
         const listId = spec.suggestions ? `${k}-suggestions` : undefined;
         const input = h(spec.mono ? 'input.mono' : 'input', {
@@ -217,16 +236,17 @@ export function specFields<S extends object>(ctx: SpecCtx, s: S, specs: FieldSpe
           oninput: () => set(spec.key, spec.mono ? input.value.trim() : input.value),
         });
         const control = listId ? h('div', null, input, h('datalist', { id: listId }, spec.suggestions!.map((v) => h('option', { value: v })))) : input;
-        return field(t(spec.label), control, { hint, className: wide, target: input });
+        return field(label, control, { hint, className: wide, target: input });
       }
       case 'textarea': {
         const area = h('textarea', { 'data-k': k, maxlength: spec.max, rows: spec.rows, oninput: () => set(spec.key, area.value) });
         area.value = String(values[spec.key] ?? '');
-        return field(t(spec.label), area, { hint, className: wide });
+        return field(label, area, { hint, className: wide });
       }
       case 'select':
-        return field(t(spec.label), select(spec.options.map(([v, label]) => [v, t(label)] as [string, string]), String(values[spec.key]), (v) => {
+        return field(label, select(spec.options.map(([v, option]) => [v, t(option)] as [string, string]), String(values[spec.key]), (v) => {
           set(spec.key, v);
+          spec.chosen?.(s);
           ctx.render(k);
         }, { 'data-k': k }), { hint, className: wide });
       case 'seconds': {
@@ -234,15 +254,15 @@ export function specFields<S extends object>(ctx: SpecCtx, s: S, specs: FieldSpe
           'data-k': k, type: 'number', min: spec.min, max: spec.max, step: 0.5, value: Number(values[spec.key]) / 1000,
           oninput: () => set(spec.key, Math.round(Number(input.value) * 1000)),
         });
-        return field(t(spec.label), input, { hint, className: wide });
+        return field(label, input, { hint, className: wide });
       }
       case 'words': {
         const words = wordsInput([...(values[spec.key] as string[])], k, { max: spec.max, onchange: (next) => set(spec.key, next) });
-        return field(t(spec.label), words.el, { hint, className: `field--words ${wide ?? ''}`, target: words.input });
+        return field(label, words.el, { hint, className: `field--words ${wide ?? ''}`, target: words.input });
       }
       case 'key':
         return keyField(ctx, {
-          label: t(spec.label), hint, key: `${section}-api-key`, stored: Boolean(values[spec.key]), typed: ctx.keyTyped, ontype: (typed) => ctx.setKeyTyped(typed),
+          label, hint, key: `${section}-api-key`, stored: Boolean(values[spec.key]), edit: ctx.keyEdit, onedit: (edit) => ctx.setKeyEdit(edit),
         });
     }
   });
@@ -255,7 +275,7 @@ export function checkSpec<S extends object>(s: S, specs: FieldSpec<S>[], section
   for (const spec of specs) {
     if (spec.shown && !spec.shown(s)) continue;
     const key = `${section}-${spec.key}`;
-    const label = t(spec.label);
+    const label = specText(spec.label, s);
     const value = values[spec.key];
     if (spec.kind === 'text' || spec.kind === 'textarea') {
       const text = String(value ?? '').trim();

@@ -6,8 +6,8 @@ import { h } from '../../dom';
 import type { AutomationSettings, BotSettings, SiteDetail, TranslationSettings } from '../../types';
 import { card, checkbox, field } from './common';
 import {
-  checkSpec, hasText, listEditor, localizedInputs, newKey, optionalLocalized, specFields, wordsInput,
-  type FieldSpec, type FormCtx, type Problem,
+  checkSpec, hasText, keyToSend, listEditor, localizedInputs, optionalLocalized, specFields, wordsInput,
+  type FieldSpec, type FormCtx, type KeyEdit, type Problem, type SpecCtx,
 } from './form';
 import { t } from './strings';
 
@@ -15,8 +15,8 @@ import { t } from './strings';
 export type KeySection = 'translation' | 'bot';
 
 export interface AutomationCtx extends FormCtx {
-  /** New keys typed, by section (cleared once saved or discarded); the keys themselves are write-only. */
-  keyEdits: Map<KeySection, string>;
+  /** Key edits by section: a new key typed, or null to remove the stored one (cleared once saved or discarded). */
+  keyEdits: Map<KeySection, string | null>;
 }
 
 const URL_RE = /^https?:\/\/[^\s/?#@]+(?:[/?#]\S*)?$/i;
@@ -47,18 +47,43 @@ const TRANSLATION_FIELDS: FieldSpec<TranslationSettings>[] = [
   { kind: 'seconds', key: 'timeout_ms', label: 'timeoutLabel', hint: 'trTimeoutHint', min: 0.5, max: 30 },
 ];
 
+/** The Workers AI model the server asks when the settings name none of its own (`@cf/…`). */
+const DEFAULT_WORKERS_AI_MODEL = '@cf/meta/llama-3.1-8b-instruct';
+const WORKERS_AI_MODEL_RE = /^@cf\/\S+$/;
+
+/** A model that suits the bot's new kind: Workers AI takes only its own (`@cf/…`), others none of those. */
+function fitModelToKind(s: BotSettings): void {
+  const workersAiModel = WORKERS_AI_MODEL_RE.test(s.model);
+  if (s.kind === 'workers_ai' && !workersAiModel) s.model = DEFAULT_WORKERS_AI_MODEL;
+  else if (s.kind === 'llm' && workersAiModel) s.model = '';
+}
+
+/** The team's own bot answers through the API (as its key's name), with no model or knowledge of Parley's. */
+const isWebhook = (s: BotSettings) => s.kind === 'webhook';
+const hasEndpoint = (s: BotSettings) => s.kind !== 'workers_ai';
+
 const BOT_FIELDS: FieldSpec<BotSettings>[] = [
   { kind: 'check', key: 'enabled', label: 'botEnabled' },
-  // A chooser of the bot's kind goes here as a 'select', with `shown` on the fields it decides.
-  { kind: 'text', key: 'name', label: 'botName', hint: 'botNameHint', max: 60, required: (s) => s.enabled },
-  { kind: 'text', key: 'model', label: 'modelLabel', max: 100, mono: true, required: (s) => s.enabled },
   {
-    kind: 'text', key: 'endpoint', label: 'endpointLabel', hint: 'botEndpointHint', max: 2048, mono: true, wide: true, placeholder: 'https://',
-    pattern: URL_RE, invalid: 'endpointInvalid', required: (s) => s.enabled,
+    kind: 'select', key: 'kind', label: 'botKind', hint: (s) => `botKindHint_${s.kind}`, wide: true, chosen: fitModelToKind,
+    options: [['llm', 'botKind_llm'], ['workers_ai', 'botKind_workers_ai'], ['webhook', 'botKind_webhook']],
   },
-  { kind: 'key', key: 'api_key_set', label: 'apiKeyLabel', hint: 'botKeyHint' },
-  { kind: 'seconds', key: 'timeout_ms', label: 'timeoutLabel', hint: 'botTimeoutHint', min: 1, max: 60 },
-  { kind: 'textarea', key: 'knowledge', label: 'botKnowledge', hint: 'botKnowledgeHint', max: 20_000, rows: 8, wide: true },
+  { kind: 'text', key: 'name', label: 'botName', hint: 'botNameHint', max: 60, shown: (s) => !isWebhook(s), required: (s) => s.enabled },
+  { kind: 'text', key: 'model', label: 'modelLabel', max: 100, mono: true, shown: (s) => s.kind === 'llm', required: (s) => s.enabled },
+  {
+    kind: 'text', key: 'model', label: 'modelLabel', hint: 'botWorkersAiModelHint', max: 100, mono: true, shown: (s) => s.kind === 'workers_ai',
+    required: (s) => s.enabled, pattern: WORKERS_AI_MODEL_RE, invalid: 'botWorkersAiModelInvalid', suggestions: [DEFAULT_WORKERS_AI_MODEL],
+  },
+  {
+    kind: 'text', key: 'endpoint', label: (s) => (isWebhook(s) ? 'botWebhookUrl' : 'endpointLabel'), hint: (s) => (isWebhook(s) ? 'botWebhookUrlHint' : 'botEndpointHint'),
+    max: 2048, mono: true, wide: true, placeholder: 'https://', pattern: URL_RE, invalid: 'endpointInvalid', shown: hasEndpoint, required: (s) => s.enabled,
+  },
+  {
+    kind: 'key', key: 'api_key_set', label: (s) => (isWebhook(s) ? 'botWebhookSecret' : 'apiKeyLabel'), hint: (s) => (isWebhook(s) ? 'botWebhookSecretHint' : 'botKeyHint'),
+    shown: hasEndpoint,
+  },
+  { kind: 'seconds', key: 'timeout_ms', label: 'timeoutLabel', hint: (s) => (isWebhook(s) ? 'botWebhookTimeoutHint' : 'botTimeoutHint'), min: 1, max: 60 },
+  { kind: 'textarea', key: 'knowledge', label: 'botKnowledge', hint: 'botKnowledgeHint', max: 20_000, rows: 8, wide: true, shown: (s) => !isWebhook(s) },
   { kind: 'words', key: 'handoff_keywords', label: 'botHandoff', hint: 'botHandoffHint', max: 30, wide: true },
 ];
 
@@ -69,24 +94,27 @@ export function normalizeAutomation(site: SiteDetail): void {
     away_reply: a.away_reply ?? null, auto_close_seconds: a.auto_close_seconds ?? null, close_notice: a.close_notice ?? null,
     keyword_replies: a.keyword_replies ?? [], invitations: a.invitations ?? [],
   };
-  site.bot = { ...site.bot, handoff_keywords: site.bot?.handoff_keywords ?? [] };
+  site.bot = { ...site.bot, kind: site.bot?.kind ?? 'llm', handoff_keywords: site.bot?.handoff_keywords ?? [] };
+  // Show the model the server asks (it falls back to its default for a Workers AI bot).
+  if (site.bot.kind === 'workers_ai') fitModelToKind(site.bot);
 }
 
-/** The settings as a PATCH carries them: without `api_key_set`, with a new key if one was typed. */
-export function withKey<S extends { api_key_set: boolean }>(settings: S, typed: string | undefined): Omit<S, 'api_key_set'> & { api_key?: string } {
+/** The settings as a PATCH carries them: without `api_key_set`, with the key's edit if it changes anything. */
+export function withKey<S extends { api_key_set: boolean }>(settings: S, edit: KeyEdit): Omit<S, 'api_key_set'> & { api_key?: string } {
   const { api_key_set: _stored, ...rest } = settings;
-  const key = newKey(typed);
-  return key ? { ...rest, api_key: key } : rest;
+  const key = keyToSend(edit);
+  return key === null ? rest : { ...rest, api_key: key };
 }
 
-/** Whether what was typed for a key changes anything when saved. */
-export const keyChanged = (typed: string | undefined): boolean => newKey(typed) !== null;
+/** Whether a key's edit changes anything when saved. */
+export const keyChanged = (edit: KeyEdit): boolean => keyToSend(edit) !== null;
 
-function specCtx(ctx: AutomationCtx, section: KeySection) {
+function specCtx(ctx: AutomationCtx, section: KeySection): SpecCtx {
   return {
     ...ctx,
-    keyTyped: ctx.keyEdits.get(section),
-    setKeyTyped: (typed: string | undefined) => (typed === undefined ? ctx.keyEdits.delete(section) : ctx.keyEdits.set(section, typed)),
+    // A removal is kept in the map as null; absent means the stored key stays.
+    keyEdit: ctx.keyEdits.get(section),
+    setKeyEdit: (edit) => (edit === undefined ? ctx.keyEdits.delete(section) : ctx.keyEdits.set(section, edit)),
   };
 }
 
@@ -96,7 +124,9 @@ export function translationSection(ctx: AutomationCtx, s: TranslationSettings): 
 }
 
 export function botSection(ctx: AutomationCtx, s: BotSettings): HTMLElement {
-  return card(t('secBot'), { id: 'site-bot', sub: t('secBotSub') }, specFields(specCtx(ctx, 'bot'), s, BOT_FIELDS, 'bot'));
+  return card(t('secBot'), { id: 'site-bot', sub: t('secBotSub') }, specFields(specCtx(ctx, 'bot'), s, BOT_FIELDS, 'bot'),
+    // The team's own bot needs an API key to answer with: say where to make one.
+    isWebhook(s) ? h('p.field-hint.bot-api-note', null, t('botWebhookApiNote'), ' ', h('a', { href: '#/api-keys', 'data-k': 'bot-api-keys-link' }, t('botWebhookApiLink'))) : null);
 }
 
 export function automationSection(ctx: AutomationCtx, a: AutomationSettings): HTMLElement {

@@ -97,8 +97,8 @@ export class SitePage implements Page {
   private webhooks: WebhooksCard | null = null;
   private bar = h('div.save-bar', { role: 'region' });
   private departments: string[] = [];
-  /** New keys typed (translation, bot): write-only, so not part of the draft. */
-  private keyEdits = new Map<KeySection, string>();
+  /** Key edits (translation, bot): the keys are write-only, so not part of the draft. */
+  private keyEdits = new Map<KeySection, string | null>();
   /** The site whose settings are being fetched. */
   private loadingSite: string | null = null;
   private form: AutomationCtx = { edited: () => this.edited(), render: (focus) => this.render(focus), keyEdits: this.keyEdits };
