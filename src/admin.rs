@@ -117,6 +117,7 @@ pub async fn webhooks(
                 ])
                 .execute(ctx)
         .await?;
+            crate::automation::forget(site);
             audit(
                 ctx,
                 &team,
@@ -170,6 +171,7 @@ async fn change_webhook(
         .bind(&[id.into(), site.into()])
         .execute(ctx)
         .await?;
+    crate::automation::forget(site);
     audit(
         ctx,
         team,

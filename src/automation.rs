@@ -18,6 +18,9 @@ pub struct SiteAutomation {
     pub settings: AutomationSettings,
     pub routing: RoutingConfig,
     pub bot: parley_core::bot::BotSettings,
+    /// Whether the site may have enabled webhooks (true when that could not be read), so
+    /// conversations skip handing events to the webhook object when none could want them.
+    pub webhooks: bool,
 }
 
 thread_local! {
@@ -37,10 +40,15 @@ pub async fn load(env: &Env, site: &str) -> SiteAutomation {
         automation: String,
         routing: String,
         bot: String,
+        webhooks: u8,
     }
     let row = async {
         env.d1("DB")?
-            .prepare("SELECT automation, routing, bot FROM sites WHERE id = ?1")
+            .prepare(
+                "SELECT automation, routing, bot,
+                   EXISTS (SELECT 1 FROM webhooks w WHERE w.site_id = sites.id AND w.enabled = 1) AS webhooks
+                 FROM sites WHERE id = ?1",
+            )
             .bind(&[site.into()])?
             .first::<Row>(None)
             .await
@@ -53,11 +61,20 @@ pub async fn load(env: &Env, site: &str) -> SiteAutomation {
             settings: serde_json::from_str(&r.automation).unwrap_or_default(),
             routing: serde_json::from_str(&r.routing).unwrap_or_default(),
             bot: serde_json::from_str(&r.bot).unwrap_or_default(),
+            webhooks: r.webhooks != 0,
         })
-        .unwrap_or_default();
+        .unwrap_or(SiteAutomation {
+            webhooks: true,
+            ..SiteAutomation::default()
+        });
     CACHE.with(|c| {
         c.borrow_mut()
             .insert(site.to_string(), (now, loaded.clone()))
     });
     loaded
+}
+
+/// Drops what this isolate remembers of a site's settings (they just changed here).
+pub fn forget(site: &str) {
+    CACHE.with(|c| c.borrow_mut().remove(site));
 }

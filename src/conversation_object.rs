@@ -30,7 +30,7 @@ use crate::internal::{
 };
 use crate::log::Log;
 use crate::mirror::{self, Drained};
-use crate::platform::now_ms;
+use crate::platform::{load_attachment, now_ms, save_attachment};
 use crate::sql_store::SqlStore;
 
 /// WebSocket close codes.
@@ -79,17 +79,21 @@ pub struct ConversationObject {
     store: RefCell<Option<SqlStore>>,
     engine: RefCell<Option<Engine>>,
     pollers: RefCell<Vec<oneshot::Sender<()>>>,
+    /// The environment's settings, read once per instance (every message consults them).
+    config: std::rc::Rc<Config>,
 }
 
 impl DurableObject for ConversationObject {
     fn new(state: State, env: Env) -> Self {
         crate::platform::answer_pings_without_waking(&state);
+        let config = std::rc::Rc::new(Config::from_env(&env));
         ConversationObject {
             state,
             env,
             store: RefCell::new(None),
             engine: RefCell::new(None),
             pollers: RefCell::new(Vec::new()),
+            config,
         }
     }
 
@@ -109,7 +113,7 @@ impl DurableObject for ConversationObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        let mut socket: SocketState = ws.deserialize_attachment()?.unwrap_or_default();
+        let mut socket: SocketState = load_attachment(&ws).unwrap_or_default();
         let text = match message {
             WebSocketIncomingMessage::String(text) => text,
             WebSocketIncomingMessage::Binary(bytes) if bytes.len() > MAX_FRAME_BYTES => {
@@ -249,8 +253,8 @@ fn send_frame(ws: &WebSocket, frame: &ServerFrame) {
 }
 
 impl ConversationObject {
-    fn config(&self) -> Config {
-        Config::from_env(&self.env)
+    fn config(&self) -> std::rc::Rc<Config> {
+        self.config.clone()
     }
 
     /// Runs `f` with the store and the engine, loading them on first use after a wake-up.
@@ -279,7 +283,7 @@ impl ConversationObject {
     /// After a backup was restored, the log may be older than what clients hold: a new epoch
     /// makes every resuming client reset and reload rather than continue on another history.
     fn after_restore(&self, store: &SqlStore) -> std::result::Result<(), ApiError> {
-        let Some(restore_id) = self.config().restore_id else {
+        let Some(restore_id) = self.config().restore_id.clone() else {
             return Ok(());
         };
         if parley_core::Store::load_meta(store)
@@ -678,7 +682,7 @@ impl ConversationObject {
         // Each reader gets the frame as they may see it; the few distinct views are built once.
         let mut views: Vec<((parley_core::Role, bool), String)> = Vec::with_capacity(3);
         for ws in self.state.get_websockets() {
-            let Ok(Some(socket)) = ws.deserialize_attachment::<SocketState>() else {
+            let Some(socket) = load_attachment::<SocketState>(&ws) else {
                 continue;
             };
             let Some(p) = socket.principal else { continue };
@@ -775,11 +779,15 @@ impl ConversationObject {
         let Some(last) = events.last().map(|e| e.seq) else {
             return;
         };
+        let wanted = crate::automation::load(&self.env, &meta.site)
+            .await
+            .webhooks;
         let notices: Vec<_> = events
             .iter()
             .flat_map(|e| parley_core::webhook::notices(&meta.id, &meta.site, &meta.visitor, e))
             .collect();
-        let sent = if notices.is_empty() {
+        // Without an enabled webhook there is nobody to tell: the watermark simply moves on.
+        let sent = if notices.is_empty() || !wanted {
             Ok(())
         } else {
             let request = crate::webhook_object::WebhookRequest::Enqueue { notices };
@@ -901,7 +909,7 @@ impl ConversationObject {
             .state
             .get_websockets()
             .iter()
-            .filter_map(|other| other.deserialize_attachment::<SocketState>().ok().flatten())
+            .filter_map(load_attachment::<SocketState>)
             .filter(|other| {
                 other
                     .principal
@@ -913,7 +921,7 @@ impl ConversationObject {
             return self.refuse_and_close(ws, &socket, ErrorCode::TooManyConnections, CLOSE_POLICY);
         }
         socket.principal = Some(principal.clone());
-        ws.serialize_attachment(&socket)?;
+        save_attachment(ws, &socket)?;
         self.remember_visitor_language(&principal, socket.lang.as_deref());
         let command = Command::Hello {
             who: principal.participant(),
@@ -1050,9 +1058,7 @@ impl ConversationObject {
             lang: header(req, LANG_HEADER),
             site: header(req, SITE_HEADER),
         };
-        pair.server
-            .serialize_attachment(&socket)
-            .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        save_attachment(&pair.server, &socket).map_err(|_| ApiError::from(ErrorCode::Internal))?;
         self.log("socket_opened", "").emit();
         Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
     }

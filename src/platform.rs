@@ -61,3 +61,20 @@ pub fn answer_pings_without_waking(state: &worker::State) {
         state.set_websocket_auto_response(&pair);
     }
 }
+
+/// Keeps a socket's attachment as one JSON string. It is read for every socket on every
+/// broadcast: a string crosses from JavaScript in one copy, where an object is walked field by
+/// field across the boundary.
+pub fn save_attachment<T: serde::Serialize>(ws: &worker::WebSocket, value: &T) -> Result<()> {
+    let json = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    ws.serialize_attachment(&json)
+}
+
+/// A socket's attachment, as [`save_attachment`] kept it.
+pub fn load_attachment<T: serde::de::DeserializeOwned>(ws: &worker::WebSocket) -> Option<T> {
+    match ws.deserialize_attachment::<String>() {
+        Ok(Some(json)) => serde_json::from_str(&json).ok(),
+        // Sockets accepted by an older version carry the attachment as an object.
+        _ => ws.deserialize_attachment::<T>().ok().flatten(),
+    }
+}

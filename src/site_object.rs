@@ -28,7 +28,7 @@ use crate::http::{json_response, read_json, ApiError, ApiResult};
 use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv;
-use crate::platform::{now_ms, random_16};
+use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
 
 /// Longest preview of a message in the feed.
 const PREVIEW_CHARS: usize = 140;
@@ -236,7 +236,7 @@ impl DurableObject for SiteObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        let mut socket: ConsoleSocket = ws.deserialize_attachment()?.unwrap_or_default();
+        let mut socket: ConsoleSocket = load_attachment(&ws).unwrap_or_default();
         let lang = socket
             .lang
             .as_deref()
@@ -290,7 +290,7 @@ impl DurableObject for SiteObject {
                 let profile = agent_profile(&self.env, &id, &name).await;
                 socket.agent = Some(profile.clone());
                 socket.sid = sid;
-                ws.serialize_attachment(&socket)?;
+                save_attachment(&ws, &socket)?;
                 let device = socket.device.clone();
                 let _ = self
                     .apply(SiteInput::DeviceConnected {
@@ -639,7 +639,7 @@ impl SiteObject {
             .get_websockets()
             .into_iter()
             .filter_map(|ws| {
-                let socket: ConsoleSocket = ws.deserialize_attachment().ok().flatten()?;
+                let socket: ConsoleSocket = load_attachment(&ws)?;
                 socket.agent.as_ref()?;
                 Some((ws, socket))
             })
@@ -705,7 +705,7 @@ impl SiteObject {
     }
 
     async fn device_gone(&self, ws: &WebSocket) {
-        let Ok(Some(socket)) = ws.deserialize_attachment::<ConsoleSocket>() else {
+        let Some(socket) = load_attachment::<ConsoleSocket>(ws) else {
             return;
         };
         if let Some(agent) = socket.agent {
@@ -735,9 +735,7 @@ impl SiteObject {
             lang: req.headers().get(LANG_HEADER).ok().flatten(),
             sid: None,
         };
-        pair.server
-            .serialize_attachment(&socket)
-            .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        save_attachment(&pair.server, &socket).map_err(|_| ApiError::from(ErrorCode::Internal))?;
         Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
     }
 
