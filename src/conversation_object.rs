@@ -30,7 +30,7 @@ use crate::internal::{
 };
 use crate::log::Log;
 use crate::mirror::{self, Drained};
-use crate::platform::{load_attachment, now_ms, save_attachment};
+use crate::platform::{now_ms, Attachments};
 use crate::sql_store::SqlStore;
 
 /// WebSocket close codes.
@@ -81,6 +81,7 @@ pub struct ConversationObject {
     pollers: RefCell<Vec<oneshot::Sender<()>>>,
     /// The environment's settings, read once per instance (every message consults them).
     config: std::rc::Rc<Config>,
+    sockets: Attachments<SocketState>,
 }
 
 impl DurableObject for ConversationObject {
@@ -94,6 +95,7 @@ impl DurableObject for ConversationObject {
             engine: RefCell::new(None),
             pollers: RefCell::new(Vec::new()),
             config,
+            sockets: Attachments::new(),
         }
     }
 
@@ -113,7 +115,11 @@ impl DurableObject for ConversationObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        let mut socket: SocketState = load_attachment(&ws).unwrap_or_default();
+        let mut socket: SocketState = self
+            .sockets
+            .get(&ws)
+            .map(|s| (*s).clone())
+            .unwrap_or_default();
         let text = match message {
             WebSocketIncomingMessage::String(text) => text,
             WebSocketIncomingMessage::Binary(bytes) if bytes.len() > MAX_FRAME_BYTES => {
@@ -221,6 +227,7 @@ impl DurableObject for ConversationObject {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
+        self.sockets.forget(&ws);
         self.log("socket_closed", "").field("code", code).emit();
         // Complete the closing handshake; the peer may already be gone.
         let code = u16::try_from(code)
@@ -230,7 +237,8 @@ impl DurableObject for ConversationObject {
         Ok(())
     }
 
-    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.sockets.forget(&ws);
         Ok(())
     }
 
@@ -682,10 +690,10 @@ impl ConversationObject {
         // Each reader gets the frame as they may see it; the few distinct views are built once.
         let mut views: Vec<((parley_core::Role, bool), String)> = Vec::with_capacity(3);
         for ws in self.state.get_websockets() {
-            let Some(socket) = load_attachment::<SocketState>(&ws) else {
+            let Some(socket) = self.sockets.get(&ws) else {
                 continue;
             };
-            let Some(p) = socket.principal else { continue };
+            let Some(p) = &socket.principal else { continue };
             if Some(p.id()) == except {
                 continue;
             }
@@ -730,6 +738,15 @@ impl ConversationObject {
     /// Deletes uploads never posted within the grace period, from R2 and from the table.
     async fn delete_abandoned_files(&self) {
         let grace = self.config().upload_grace_ms;
+        // One query in the usual case: no upload waits to be posted.
+        let oldest = self.with_engine(|_, store| store.oldest_unposted_file());
+        let Ok(Some(Ok(Some(oldest)))) = oldest else {
+            return;
+        };
+        if oldest + grace > now_ms() {
+            self.schedule_mirror(oldest + grace + 1000 - now_ms()).await;
+            return;
+        }
         let Ok(Some(Ok(stale))) =
             self.with_engine(|_, store| store.abandoned_files(now_ms() - grace))
         else {
@@ -909,7 +926,7 @@ impl ConversationObject {
             .state
             .get_websockets()
             .iter()
-            .filter_map(load_attachment::<SocketState>)
+            .filter_map(|other| self.sockets.get(other))
             .filter(|other| {
                 other
                     .principal
@@ -921,7 +938,7 @@ impl ConversationObject {
             return self.refuse_and_close(ws, &socket, ErrorCode::TooManyConnections, CLOSE_POLICY);
         }
         socket.principal = Some(principal.clone());
-        save_attachment(ws, &socket)?;
+        self.sockets.set(ws, socket.clone())?;
         self.remember_visitor_language(&principal, socket.lang.as_deref());
         let command = Command::Hello {
             who: principal.participant(),
@@ -1058,7 +1075,9 @@ impl ConversationObject {
             lang: header(req, LANG_HEADER),
             site: header(req, SITE_HEADER),
         };
-        save_attachment(&pair.server, &socket).map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        self.sockets
+            .set(&pair.server, socket)
+            .map_err(|_| ApiError::from(ErrorCode::Internal))?;
         self.log("socket_opened", "").emit();
         Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
     }

@@ -78,3 +78,43 @@ pub fn load_attachment<T: serde::de::DeserializeOwned>(ws: &worker::WebSocket) -
         _ => ws.deserialize_attachment::<T>().ok().flatten(),
     }
 }
+
+/// Socket attachments as an object instance has read or written them: each is read from
+/// storage once per socket and instance (a read is a structured-clone copy, dearer than the
+/// rest of a broadcast), and written through.
+pub struct Attachments<T> {
+    known: std::cell::RefCell<Vec<(worker::WebSocket, std::rc::Rc<T>)>>,
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Attachments<T> {
+    pub fn new() -> Self {
+        Attachments {
+            known: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn get(&self, ws: &worker::WebSocket) -> Option<std::rc::Rc<T>> {
+        if let Some((_, value)) = self.known.borrow().iter().find(|(known, _)| known == ws) {
+            return Some(value.clone());
+        }
+        let value = std::rc::Rc::new(load_attachment::<T>(ws)?);
+        self.known.borrow_mut().push((ws.clone(), value.clone()));
+        Some(value)
+    }
+
+    pub fn set(&self, ws: &worker::WebSocket, value: T) -> Result<()> {
+        save_attachment(ws, &value)?;
+        let value = std::rc::Rc::new(value);
+        let mut known = self.known.borrow_mut();
+        match known.iter_mut().find(|(known, _)| known == ws) {
+            Some(entry) => entry.1 = value,
+            None => known.push((ws.clone(), value)),
+        }
+        Ok(())
+    }
+
+    /// Forgets a socket that closed.
+    pub fn forget(&self, ws: &worker::WebSocket) {
+        self.known.borrow_mut().retain(|(known, _)| known != ws);
+    }
+}

@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS mirror (
 CREATE TABLE IF NOT EXISTS files (
   id TEXT PRIMARY KEY, r2_key TEXT NOT NULL, name TEXT NOT NULL, mime TEXT NOT NULL,
   size INTEGER NOT NULL, image INTEGER NOT NULL, uploader TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS restore_state (id INTEGER PRIMARY KEY CHECK (id = 1), v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS webhook_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 ";
 
 /// An uploaded file; it belongs to the log once an event of kind `file` names it.
@@ -54,6 +57,10 @@ impl FileRow {
 
 pub struct SqlStore {
     sql: SqlStorage,
+    /// Whether this instance has made sure of its tables (once, before its first need).
+    schema_ready: std::cell::Cell<bool>,
+    /// Settings read or written by this instance: the object is their only writer.
+    settings: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
 }
 
 #[derive(Debug)]
@@ -175,7 +182,21 @@ impl SqlStore {
     /// Opens the store without writing: an object for an id that was never created (a probe,
     /// a typo) stays empty and costs no storage.
     pub fn open(sql: SqlStorage) -> Result<SqlStore, SqlError> {
-        Ok(SqlStore { sql })
+        Ok(SqlStore {
+            sql,
+            schema_ready: std::cell::Cell::new(false),
+            settings: std::cell::RefCell::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// Creates the tables if this instance has not yet (the first write of a new object, or
+    /// the first use after a wake-up).
+    fn ensure_schema(&self) -> Result<(), SqlError> {
+        if !self.schema_ready.get() {
+            self.sql.exec(SCHEMA, None)?;
+            self.schema_ready.set(true);
+        }
+        Ok(())
     }
 
     fn exists(&self) -> Result<bool, SqlError> {
@@ -222,7 +243,7 @@ impl SqlStore {
     }
 
     pub fn insert_file(&self, file: &FileRow) -> Result<(), SqlError> {
-        self.sql.exec(SCHEMA, None)?;
+        self.ensure_schema()?;
         self.sql.exec(
             "INSERT INTO files (id, r2_key, name, mime, size, image, uploader, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -241,7 +262,7 @@ impl SqlStore {
     }
 
     pub fn file(&self, id: &str) -> Result<Option<FileRow>, SqlError> {
-        self.sql.exec(SCHEMA, None)?;
+        self.ensure_schema()?;
         Ok(self
             .rows::<FileRow>("SELECT * FROM files WHERE id = ?", vec![id.into()])?
             .into_iter()
@@ -260,7 +281,7 @@ impl SqlStore {
 
     /// Uploads older than `before` that no event names: never sent, to be deleted.
     pub fn abandoned_files(&self, before: i64) -> Result<Vec<FileRow>, SqlError> {
-        self.sql.exec(SCHEMA, None)?;
+        self.ensure_schema()?;
         self.rows::<FileRow>(
             "SELECT * FROM files WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM events
                WHERE kind = 'file' AND json_extract(body, '$.file.id') = files.id) LIMIT 100",
@@ -274,26 +295,30 @@ impl SqlStore {
         struct Row {
             v: String,
         }
-        self.sql.exec(
-            "CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
-            None,
-        )?;
-        Ok(self
+        if let Some(known) = self.settings.borrow().get(key) {
+            return Ok(known.clone());
+        }
+        self.ensure_schema()?;
+        let value = self
             .rows::<Row>("SELECT v FROM settings WHERE k = ?", vec![key.into()])?
             .into_iter()
             .next()
-            .map(|r| r.v))
+            .map(|r| r.v);
+        self.settings
+            .borrow_mut()
+            .insert(key.to_string(), value.clone());
+        Ok(value)
     }
 
     pub fn set_setting(&self, key: &str, value: &str) -> Result<(), SqlError> {
-        self.sql.exec(
-            "CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
-            None,
-        )?;
+        self.ensure_schema()?;
         self.sql.exec(
             "INSERT INTO settings (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
             vec![key.into(), value.into()],
         )?;
+        self.settings
+            .borrow_mut()
+            .insert(key.to_string(), Some(value.to_string()));
         Ok(())
     }
 
@@ -303,10 +328,7 @@ impl SqlStore {
         struct Row {
             v: String,
         }
-        self.sql.exec(
-            "CREATE TABLE IF NOT EXISTS restore_state (id INTEGER PRIMARY KEY CHECK (id = 1), v TEXT NOT NULL)",
-            None,
-        )?;
+        self.ensure_schema()?;
         Ok(self
             .rows::<Row>("SELECT v FROM restore_state WHERE id = 1", vec![])?
             .into_iter()
@@ -328,10 +350,7 @@ impl SqlStore {
 
     /// How far the log has been handed to the site's webhooks.
     pub fn webhook_seq(&self) -> Result<u64, SqlError> {
-        self.sql.exec(
-            "CREATE TABLE IF NOT EXISTS webhook_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
-            None,
-        )?;
+        self.ensure_schema()?;
         Ok(self
             .rows::<SeqRow>("SELECT seq FROM webhook_state WHERE id = 1", vec![])?
             .into_iter()
@@ -354,7 +373,7 @@ impl SqlStore {
         struct Row {
             at: Option<i64>,
         }
-        self.sql.exec(SCHEMA, None)?;
+        self.ensure_schema()?;
         Ok(self
             .rows::<Row>(
                 "SELECT MIN(created_at) AS at FROM files WHERE NOT EXISTS (SELECT 1 FROM events
@@ -439,7 +458,7 @@ impl Store for SqlStore {
     }
 
     fn create(&mut self, meta: &Meta, first: &Event) -> Result<(), SqlError> {
-        self.sql.exec(SCHEMA, None)?;
+        self.ensure_schema()?;
         self.sql.exec(
             "INSERT INTO conversation (id, site, team, visitor, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             vec![
