@@ -842,7 +842,8 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
 }
 
 /// Lists a new conversation in D1 at once, so erasing its visitor finds it even before the
-/// object's mirror has run. The mirror fills in the rest; a D1 failure here loses nothing.
+/// object's mirror has run. The mirror fills in the rest (and the object's own creation time);
+/// a D1 failure here loses nothing.
 async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) {
     let now = JsValue::from_f64(ctx.now as f64);
     let registered = match db(ctx) {

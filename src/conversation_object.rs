@@ -36,6 +36,10 @@ use crate::sql_store::SqlStore;
 /// WebSocket close codes.
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
+/// How long new events wait before the alarm copies them to D1 and hands them to webhooks:
+/// whatever the message rate, a conversation costs at most about one mirror run a second.
+/// Nothing waits on it: the log of record is the object's own storage.
+const MIRROR_DELAY_MS: i64 = 1000;
 
 /// What a socket carries across hibernation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,6 +86,9 @@ pub struct ConversationObject {
     /// The environment's settings, read once per instance (every message consults them).
     config: std::rc::Rc<Config>,
     sockets: Attachments<SocketState>,
+    /// When the alarm this instance set will ring (`None`: unknown, or it rang), so a burst of
+    /// messages costs one alarm write, not one each.
+    alarm_at: std::cell::Cell<Option<i64>>,
 }
 
 impl DurableObject for ConversationObject {
@@ -96,6 +103,7 @@ impl DurableObject for ConversationObject {
             pollers: RefCell::new(Vec::new()),
             config,
             sockets: Attachments::new(),
+            alarm_at: std::cell::Cell::new(None),
         }
     }
 
@@ -243,6 +251,7 @@ impl DurableObject for ConversationObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarm_at.set(None);
         self.close_if_idle().await;
         self.drain_mirror().await;
         self.drain_webhooks().await;
@@ -399,7 +408,7 @@ impl ConversationObject {
             }
         }
         if mirror {
-            self.schedule_mirror(0).await;
+            self.schedule_mirror(MIRROR_DELAY_MS).await;
         }
         if !appended.is_empty() {
             self.automate(&appended).await;
@@ -717,21 +726,23 @@ impl ConversationObject {
     }
 
     async fn schedule_mirror(&self, delay_ms: i64) {
+        let due = now_ms() + delay_ms.max(0);
+        if self.alarm_at.get().is_some_and(|at| at <= due) {
+            return;
+        }
         let storage = self.state.storage();
-        let due = now_ms() + delay_ms;
         match storage.get_alarm().await {
-            Ok(Some(at)) if at <= due => {}
-            _ => {
-                if let Err(e) = storage
-                    .set_alarm(Duration::from_millis(delay_ms.max(0) as u64))
-                    .await
-                {
-                    Log::error("alarm_failed")
-                        .error_class("storage_unavailable")
-                        .field("detail", e.to_string())
-                        .emit();
-                }
-            }
+            Ok(Some(at)) if at <= due => self.alarm_at.set(Some(at)),
+            _ => match storage
+                .set_alarm(Duration::from_millis(delay_ms.max(0) as u64))
+                .await
+            {
+                Ok(()) => self.alarm_at.set(Some(due)),
+                Err(e) => Log::error("alarm_failed")
+                    .error_class("storage_unavailable")
+                    .field("detail", e.to_string())
+                    .emit(),
+            },
         }
     }
 
@@ -781,6 +792,14 @@ impl ConversationObject {
     /// from a watermark of its own, so every event is offered once the object acknowledges it.
     async fn drain_webhooks(&self) {
         let Ok(meta) = self.meta() else { return };
+        if !crate::automation::load(&self.env, &meta.site)
+            .await
+            .webhooks
+        {
+            // Nobody to tell: the watermark simply moves on.
+            let _ = self.with_engine(|_, store| store.set_webhook_seq(meta.head));
+            return;
+        }
         let batch = self.with_engine(
             |_, store| -> std::result::Result<_, crate::sql_store::SqlError> {
                 let after = store.webhook_seq()?;
@@ -796,15 +815,11 @@ impl ConversationObject {
         let Some(last) = events.last().map(|e| e.seq) else {
             return;
         };
-        let wanted = crate::automation::load(&self.env, &meta.site)
-            .await
-            .webhooks;
         let notices: Vec<_> = events
             .iter()
             .flat_map(|e| parley_core::webhook::notices(&meta.id, &meta.site, &meta.visitor, e))
             .collect();
-        // Without an enabled webhook there is nobody to tell: the watermark simply moves on.
-        let sent = if notices.is_empty() || !wanted {
+        let sent = if notices.is_empty() {
             Ok(())
         } else {
             let request = crate::webhook_object::WebhookRequest::Enqueue { notices };
@@ -1283,6 +1298,7 @@ impl ConversationObject {
         }
         let storage = self.state.storage();
         let _ = storage.delete_alarm().await;
+        self.alarm_at.set(None);
         storage
             .delete_all()
             .await

@@ -54,6 +54,7 @@ fn upsert_conversation(
         "INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (id) DO UPDATE SET
+           created_at = excluded.created_at,
            status = excluded.status,
            assignee_id = excluded.assignee_id,
            updated_at = MAX(conversations.updated_at, excluded.updated_at),

@@ -1,38 +1,70 @@
 //! The small key/value table a Durable Object keeps in its SQLite storage beside its own
-//! tables: which site it serves, cached settings.
+//! tables: which site it serves, cached settings. The object is the table's only writer, so
+//! what it read or wrote is remembered for the life of the instance.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use worker::{Result, SqlStorage};
 
-pub const KV_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
+pub struct ObjectKv {
+    sql: SqlStorage,
+    known: RefCell<HashMap<String, Option<String>>>,
+}
 
-pub fn get(sql: &SqlStorage, key: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Row {
-        v: String,
+impl ObjectKv {
+    /// Opens the table, creating it if needed (once per instance).
+    pub fn open(sql: SqlStorage) -> ObjectKv {
+        let _ = sql.exec(
+            "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+            None,
+        );
+        ObjectKv {
+            sql,
+            known: RefCell::new(HashMap::new()),
+        }
     }
-    sql.exec("SELECT v FROM kv WHERE k = ?", vec![key.into()])
-        .ok()?
-        .to_array::<Row>()
-        .ok()?
-        .into_iter()
-        .next()
-        .map(|r| r.v)
-}
 
-pub fn put(sql: &SqlStorage, key: &str, value: &str) -> Result<()> {
-    sql.exec(
-        "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-        vec![key.into(), value.into()],
-    )
-    .map(|_| ())
-}
+    pub fn get(&self, key: &str) -> Option<String> {
+        if let Some(value) = self.known.borrow().get(key) {
+            return value.clone();
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            v: String,
+        }
+        let value = self
+            .sql
+            .exec("SELECT v FROM kv WHERE k = ?", vec![key.into()])
+            .ok()?
+            .to_array::<Row>()
+            .ok()?
+            .into_iter()
+            .next()
+            .map(|r| r.v);
+        self.known
+            .borrow_mut()
+            .insert(key.to_string(), value.clone());
+        value
+    }
 
-/// Writes `value` only when `key` has none yet.
-pub fn put_if_absent(sql: &SqlStorage, key: &str, value: &str) -> Result<()> {
-    sql.exec(
-        "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO NOTHING",
-        vec![key.into(), value.into()],
-    )
-    .map(|_| ())
+    pub fn put(&self, key: &str, value: &str) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            vec![key.into(), value.into()],
+        )?;
+        self.known
+            .borrow_mut()
+            .insert(key.to_string(), Some(value.to_string()));
+        Ok(())
+    }
+
+    /// Writes `value` only when `key` has none yet.
+    pub fn put_if_absent(&self, key: &str, value: &str) -> Result<()> {
+        if self.get(key).is_some() {
+            return Ok(());
+        }
+        self.put(key, value)
+    }
 }

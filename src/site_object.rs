@@ -19,15 +19,15 @@ use parley_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage,
-    State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::config::Config;
 use crate::http::{json_response, read_json, ApiError, ApiResult};
 use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
-use crate::object_kv;
+use crate::object_kv::ObjectKv;
 use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
 
 /// Longest preview of a message in the feed.
@@ -188,6 +188,7 @@ pub struct SiteObject {
     env: Env,
     routing: RefCell<Option<SiteState>>,
     info: RefCell<Option<(i64, SiteInfo)>>,
+    kv: ObjectKv,
 }
 
 /// How long the site's settings are reused before they are read from D1 again.
@@ -196,13 +197,13 @@ const INFO_TTL_MS: i64 = 30_000;
 impl DurableObject for SiteObject {
     fn new(state: State, env: Env) -> Self {
         crate::platform::answer_pings_without_waking(&state);
-        // Once per instance, not per read: everything after assumes the table exists.
-        let _ = state.storage().sql().exec(object_kv::KV_SCHEMA, None);
+        let kv = ObjectKv::open(state.storage().sql());
         SiteObject {
             state,
             env,
             routing: RefCell::new(None),
             info: RefCell::new(None),
+            kv,
         }
     }
 
@@ -376,16 +377,12 @@ fn refuse(ws: &WebSocket, code: ErrorCode, lang: Lang, close: bool) -> Result<()
 }
 
 impl SiteObject {
-    fn sql(&self) -> SqlStorage {
-        self.state.storage().sql()
-    }
-
     fn kv_get(&self, key: &str) -> Option<String> {
-        object_kv::get(&self.sql(), key)
+        self.kv.get(key)
     }
 
     fn kv_put(&self, key: &str, value: &str) {
-        if let Err(e) = object_kv::put(&self.sql(), key, value) {
+        if let Err(e) = self.kv.put(key, value) {
             Log::error("storage_failed")
                 .error_class("storage_unavailable")
                 .field("detail", e.to_string())

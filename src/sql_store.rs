@@ -360,6 +360,7 @@ impl SqlStore {
     }
 
     pub fn set_webhook_seq(&self, seq: u64) -> Result<(), SqlError> {
+        self.ensure_schema()?;
         self.sql.exec(
             "INSERT INTO webhook_state (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
             vec![int(seq)],

@@ -16,7 +16,7 @@ use worker::{
 use crate::config::Config;
 use crate::internal::{INTERNAL_BASE, SITE_HEADER};
 use crate::log::Log;
-use crate::object_kv;
+use crate::object_kv::ObjectKv;
 use crate::platform::now_ms;
 
 const SCHEMA: &str = "
@@ -88,6 +88,7 @@ struct Delivery {
 pub struct WebhookObject {
     state: State,
     env: Env,
+    kv: ObjectKv,
 }
 
 impl DurableObject for WebhookObject {
@@ -95,8 +96,8 @@ impl DurableObject for WebhookObject {
         // Once per instance, not per statement: everything after assumes the tables exist.
         let sql = state.storage().sql();
         let _ = sql.exec(SCHEMA, None);
-        let _ = sql.exec(object_kv::KV_SCHEMA, None);
-        WebhookObject { state, env }
+        let kv = ObjectKv::open(sql);
+        WebhookObject { state, env, kv }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -143,11 +144,11 @@ impl WebhookObject {
     }
 
     fn remember_site(&self, site: &str) {
-        let _ = object_kv::put_if_absent(&self.sql(), "site", site);
+        let _ = self.kv.put_if_absent("site", site);
     }
 
     fn site(&self) -> Option<String> {
-        object_kv::get(&self.sql(), "site")
+        self.kv.get("site")
     }
 
     async fn hooks(&self) -> Result<Vec<Hook>> {
