@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use parley_core::automation::AutomationSettings;
 use parley_core::routing::RoutingConfig;
@@ -24,11 +25,11 @@ pub struct SiteAutomation {
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<String, (i64, SiteAutomation)>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<String, (i64, Rc<SiteAutomation>)>> = RefCell::new(HashMap::new());
 }
 
 /// The site's automations; none when D1 cannot be read (automations are a convenience).
-pub async fn load(env: &Env, site: &str) -> SiteAutomation {
+pub async fn load(env: &Env, site: &str) -> Rc<SiteAutomation> {
     let now = now_ms();
     if let Some((at, cached)) = CACHE.with(|c| c.borrow().get(site).cloned()) {
         if now - at < TTL_MS {
@@ -67,6 +68,7 @@ pub async fn load(env: &Env, site: &str) -> SiteAutomation {
             webhooks: true,
             ..SiteAutomation::default()
         });
+    let loaded = Rc::new(loaded);
     CACHE.with(|c| {
         c.borrow_mut()
             .insert(site.to_string(), (now, loaded.clone()))

@@ -31,7 +31,8 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
     let invitations = crate::automation::load(&ctx.env, &site.id)
         .await
         .settings
-        .invitations;
+        .invitations
+        .clone();
     let online = open && agents_online(ctx, &site.id).await;
     let WidgetSettings {
         appearance,
