@@ -3,7 +3,7 @@
 // beside a bare relay (bench/relay: a Durable Object that only broadcasts) on the same runtime,
 // launcher and machine in the same run, and reported as a ratio to it. See bench/README.md.
 //
-// The relay and Parley never run at the same time: each runs phase A (latency, knee, resume)
+// The relay and Parley never run at the same time: each runs phase A (knee, latency, resume)
 // and then phase B (cold start, reconnect storm, idle memory, wake from hibernation), in the
 // order relay A, Parley A, relay B, Parley B. Only loopback traffic; every step has a time
 // bound; every child process is killed on exit.
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, http } from '../tests/support/client.mjs';
 import { ensureLoadgen, runLoadgen, startLoadgen } from './lib/loadgen.mjs';
-import { machine, rssKb, settle } from './lib/proc.mjs';
+import { machine, openFiles, rssKb, settle } from './lib/proc.mjs';
 import { markdown, compare } from './lib/report.mjs';
 import { sizes } from './lib/sizes.mjs';
 import { ParleyTarget, RelayTarget } from './lib/targets.mjs';
@@ -31,19 +31,21 @@ if (!(AGENTS >= 1 && AGENTS <= 2)) throw new Error('--agents must be 1 or 2');
 /** The knee is the highest inbound rate whose end-to-end p99 stays under this. */
 export const KNEE_P99_MS = 50;
 /** workerd evicts a Durable Object about 10 s after its last event; wait a little longer. */
-const HIBERNATE_WAIT_MS = 12_500;
+const HIBERNATE_WAIT_MS = 11_500;
+/** Conversations, each with one socket, that idle through the wait and then send one message. */
+const WAKE_PROBES = 5;
 
 const PROFILES = {
   quick: {
-    latency: { conversations: [1000], ratePerSide: 0.2, warmupMs: 2000, measureMs: 5000 },
-    knee: { conversations: 100, startInbound: 100, factor: 2, maxInbound: 25_600, warmupMs: 1000, measureMs: 2000, bisect: 1 },
+    latency: { conversations: [1000], ratePerSide: 0.2, warmupMs: 1000, measureMs: 5000 },
+    knee: { conversations: 100, startInbound: 100, factor: 2, maxInbound: 25_600, warmupMs: 500, measureMs: 2000, bisect: 0 },
     resume: { conversations: 3, reps: 30, missed: [10, 100] },
     storm: { conversations: 1000, missed: 5 },
     idleBatches: 2,
     deadlineMs: 10 * 60_000,
   },
   full: {
-    latency: { conversations: [100, 1000, 2000, 5000], ratePerSide: 0.2, warmupMs: 5000, measureMs: 20_000 },
+    latency: { conversations: [100, 1000, 2000, 3000, 4000, 5000], ratePerSide: 0.2, warmupMs: 5000, measureMs: 20_000 },
     knee: { conversations: 100, startInbound: 100, factor: 2, maxInbound: 51_200, warmupMs: 2000, measureMs: 8000, bisect: 3 },
     resume: { conversations: 20, reps: 100, missed: [10, 100] },
     storm: { conversations: 1000, missed: 5 },
@@ -63,6 +65,11 @@ async function timed(fn) {
   const t = performance.now();
   const value = await fn();
   return { value, ms: round(performance.now() - t) };
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : null;
 }
 
 function overloaded(phase) {
@@ -94,7 +101,7 @@ function loadgenLog(target) {
 }
 
 async function settleAfter(target, what) {
-  const s = await settle(target.workerdPid, { maxMs: 45_000 });
+  const s = await settle(target.workerdPid, { maxMs: 45_000, windowMs: 300, quietWindows: 2 });
   if (s.waited_ms > 1500) log(`${target.name}: waited ${(s.waited_ms / 1000).toFixed(1)} s for the backlog of ${what} to drain${s.settled ? '' : ' (gave up)'}`);
   return s;
 }
@@ -109,11 +116,8 @@ async function latencySweep(target, out) {
   for (const n of L.conversations) {
     // Past the target size, stop growing once the previous size already overloaded the runtime.
     if (overloadedAt !== null && n > 1000) break;
-    const creation = await target.ensureRooms(n);
-    if (creation.created > 0) {
-      out.creation = { conversations: target.rooms.length, ms: round((out.creation?.ms ?? 0) + creation.ms, 0) };
-      log(`${target.name}: created ${creation.created} conversations in ${(creation.ms / 1000).toFixed(1)} s`);
-    }
+    if (out.latency.at(-1)?.failed) break;
+    await createRooms(target, out, n);
     const rooms = target.rooms.slice(0, n);
     const plan = {
       sockets: target.sockets(rooms, { agents: AGENTS }),
@@ -123,18 +127,50 @@ async function latencySweep(target, out) {
       phases: [{ name: `N=${n}`, rate_per_socket: L.ratePerSide, warmup_ms: L.warmupMs, measure_ms: L.measureMs }],
     };
     log(`${target.name}: latency, ${n} conversations × ${1 + AGENTS} sockets, ${L.ratePerSide} msg/s per side`);
-    const { report, cpu } = await runLoadgen(plan, { runtimePid: target.workerdPid, log: loadgenLog(target) });
+    let outcome;
+    // The runtime's open files, sampled while it runs: sockets are files, and the limit is finite.
+    const files = { max_open: 0, limit: null };
+    const fdPoll = setInterval(() => {
+      const f = openFiles(target.workerdPid);
+      if (f) Object.assign(files, { max_open: Math.max(files.max_open, f.open), limit: f.limit });
+    }, 1000);
+    try {
+      outcome = await runLoadgen(plan, { runtimePid: target.workerdPid, log: loadgenLog(target) });
+    } catch (e) {
+      // Past the target size, a size the box cannot hold ends the sweep instead of the run.
+      if (n <= 1000) throw e;
+      log(`${target.name}: N=${n} did not run: ${e.message.slice(0, 300)}`);
+      out.latency.push({ conversations: n, sockets: plan.sockets.length, failed: e.message.slice(0, 1000), runtime_files: files });
+      // Whatever the runtime ran out of, the next phases get a fresh process on the same state.
+      await target.stop();
+      await target.start();
+      break;
+    } finally {
+      clearInterval(fdPoll);
+    }
+    const { report, cpu } = outcome;
     target.learnHeads(rooms, plan, report);
-    const summary = { conversations: n, sockets: plan.sockets.length, connect: report.connect, ...phaseSummary(report.phases[0], cpu[0]) };
+    const summary = {
+      conversations: n, sockets: plan.sockets.length, runtime_files: files, connect: report.connect, ...phaseSummary(report.phases[0], cpu[0]),
+    };
     summary.settle = await settleAfter(target, `N=${n}`);
     out.latency.push(summary);
     if (summary.overloaded) overloadedAt ??= n;
   }
 }
 
+/** Parley's conversations are created over HTTP (the relay's rooms are just names). */
+async function createRooms(target, out, n) {
+  const creation = await target.ensureRooms(n);
+  if (creation.created === 0) return;
+  out.creation = { conversations: target.rooms.length, ms: round((out.creation?.ms ?? 0) + creation.ms, 0) };
+  log(`${target.name}: created ${creation.created} conversations in ${(creation.ms / 1000).toFixed(1)} s`);
+  await settleAfter(target, 'creating conversations');
+}
+
 async function kneeSweep(target, out) {
   const K = PROFILE.knee;
-  await target.ensureRooms(K.conversations);
+  await createRooms(target, out, K.conversations);
   const rooms = target.rooms.slice(0, K.conversations);
   const sockets = target.sockets(rooms, { agents: AGENTS });
   const phase = (inbound) => ({
@@ -221,11 +257,13 @@ async function resume(target, out) {
 async function phaseA(target, out) {
   log(`${target.name}: starting (fresh state)`);
   out.first_start = await target.start();
-  await latencySweep(target, out);
+  // The knee first: an overloaded latency phase leaves work behind (Parley's D1 mirror drains
+  // for a while), which would lower a knee measured after it.
   await kneeSweep(target, out);
+  await latencySweep(target, out);
   if (target.name === 'parley') await resume(target, out);
   // Conversations for phase B's cold-object and wake probes, created while the runtime runs.
-  await target.ensureRooms(Math.max(target.rooms.length, PROFILE.storm.conversations + 3));
+  await target.ensureRooms(Math.max(target.rooms.length, PROFILE.storm.conversations + 2 + WAKE_PROBES));
   await target.stop();
 }
 
@@ -267,7 +305,7 @@ async function coldStart(target, readyMs) {
  * port (cold-start figures), then every client of the N = 1,000 workload reconnects at once
  * (the storm) and stays connected while the objects hibernate (memory, wake-up).
  */
-async function phaseB(target, out) {
+async function phaseB(target, out, { whileIdle } = {}) {
   const S = PROFILE.storm;
   const rooms = target.rooms.slice(0, S.conversations);
   await target.start();
@@ -291,15 +329,24 @@ async function phaseB(target, out) {
   try {
     await storm.holding;
     const rssConnected = rssKb(target.workerdPid);
-    // The wake probe: its own conversation, idle as long as everyone else, then one message.
-    const probeRoom = target.rooms[S.conversations + 2];
-    const probe = (await helloTime(target, probeRoom, probeRoom.visitorToken)).socket;
+    // The wake probes: conversations of their own, idle as long as everyone else, then one
+    // message each, one after another.
+    const probes = [];
+    for (let i = 0; i < WAKE_PROBES; i += 1) {
+      const room = target.rooms[S.conversations + 2 + i];
+      probes.push((await helloTime(target, room, room.visitorToken)).socket);
+    }
     log(`${target.name}: all connected; idle ${HIBERNATE_WAIT_MS / 1000} s for the objects to hibernate`);
-    await sleep(HIBERNATE_WAIT_MS);
+    // Work of the orchestrator's own that needs no runtime (compressing files) fits in here.
+    await Promise.all([sleep(HIBERNATE_WAIT_MS), whileIdle?.()]);
     const rssIdle = rssKb(target.workerdPid);
-    const wake = await timed(() => probe.sendMessage('wake up'));
-    const warm = await timed(() => probe.sendMessage('again'));
-    probe.close();
+    const wakes = [];
+    for (const probe of probes) {
+      const first = await timed(() => probe.sendMessage('wake up'));
+      const next = await timed(() => probe.sendMessage('again'));
+      wakes.push({ first_ms: first.ms, next_ms: next.ms, seq: first.value.seq });
+      probe.close();
+    }
 
     const idle = {
       sockets: plan.sockets.length,
@@ -332,10 +379,11 @@ async function phaseB(target, out) {
     out.idle = idle;
     out.wake = {
       idle_ms: HIBERNATE_WAIT_MS,
-      first_message_ack_ms: wake.ms,
-      next_message_ack_ms: warm.ms,
+      first_message_ack_ms: median(wakes.map((w) => w.first_ms)),
+      next_message_ack_ms: median(wakes.map((w) => w.next_ms)),
+      probes: wakes,
       // The relay numbers messages in memory only: seq 1 after the idle time proves eviction.
-      ...(target.name === 'relay' ? { evicted: wake.value.seq === 1 } : {}),
+      ...(target.name === 'relay' ? { evicted: wakes.every((w) => w.seq === 1) } : {}),
     };
   } finally {
     const reports = await Promise.allSettled(held.map((h) => h.release()));
@@ -406,7 +454,7 @@ async function main() {
     versions: versions(),
     loadavg_at_start: capture('cat', ['/proc/loadavg']),
     config: { ...PROFILE, agents_per_conversation: AGENTS, knee_p99_ms: KNEE_P99_MS, hibernate_wait_ms: HIBERNATE_WAIT_MS, seed: SEED },
-    sizes: sizes(),
+    sizes: null, // measured while the relay idles in phase B
     relay: {},
     parley: {},
   };
@@ -415,9 +463,10 @@ async function main() {
   try {
     await phaseA(relay, results.relay);
     await phaseA(parley, results.parley);
-    await phaseB(relay, results.relay);
+    await phaseB(relay, results.relay, { whileIdle: async () => { results.sizes = await sizes(); } });
     await phaseB(parley, results.parley);
   } finally {
+    results.sizes ??= await sizes();
     await relay.stop().catch(() => {});
     await parley.stop().catch(() => {});
     if (!args.includes('--keep')) {

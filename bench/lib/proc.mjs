@@ -54,6 +54,17 @@ export function rssKb(pid) {
   }
 }
 
+/** Open file descriptors of a process and its limit, e.g. { open: 19990, limit: 20000 }. */
+export function openFiles(pid) {
+  try {
+    const open = readdirSync(`/proc/${pid}/fd`).length;
+    const limit = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1];
+    return { open, limit: limit ? Number(limit) : null };
+  } catch {
+    return null;
+  }
+}
+
 /** Machine-wide busy and total CPU time so far (ms, all cores), from /proc/stat. */
 export function machineCpuMs() {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -86,17 +97,20 @@ export function cpuBetween(a, b) {
 }
 
 /**
- * Waits until the runtime has been (nearly) idle for `windowMs`: a backlog from an overloaded
- * phase must not spill into the next one. Resolves to the ms waited; gives up after maxMs.
+ * Waits until the runtime has been (nearly) idle for `quietWindows` windows of `windowMs` in a
+ * row: a backlog from an overloaded phase must not spill into the next one. Resolves to
+ * { waited_ms, settled }; gives up after maxMs.
  */
-export async function settle(pid, { windowMs = 400, idleShare = 0.05, maxMs = 30_000 } = {}) {
+export async function settle(pid, { windowMs = 400, idleShare = 0.05, quietWindows = 1, maxMs = 30_000 } = {}) {
   const start = performance.now();
+  let quiet = 0;
   for (;;) {
     const before = cpuMs(pid);
     await new Promise((r) => setTimeout(r, windowMs));
-    const used = cpuMs(pid) - before;
+    const busy = cpuMs(pid) - before > windowMs * idleShare;
+    quiet = busy ? 0 : quiet + 1;
     const waited = performance.now() - start;
-    if (!(used > windowMs * idleShare) || waited > maxMs) return { waited_ms: Math.round(waited), settled: !(used > windowMs * idleShare) };
+    if (quiet >= quietWindows || waited > maxMs) return { waited_ms: Math.round(waited), settled: quiet >= quietWindows };
   }
 }
 
