@@ -593,13 +593,17 @@ fn without_key<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
 }
 
 /// The key of a site's settings column (`translation`, `bot`) after a change: a new one given,
-/// removed with `""`, else the stored one kept (admins never see it, so cannot send it back).
-async fn key_after_change(
+/// removed with `""`, else the stored one kept (admins never see it, so cannot send it back) —
+/// but only for the same use: a change of provider, bot kind or endpoint needs the key again,
+/// so a stored key never goes to a service it was not given for.
+async fn key_after_change<T: serde::Serialize + serde::de::DeserializeOwned>(
     given: Option<String>,
     db: &worker::D1Database,
     ctx: &Ctx,
     site: &str,
     column: &'static str,
+    kind_field: &str,
+    new_settings: &serde_json::Value,
 ) -> Result<Option<String>, ApiError> {
     match given {
         Some(key) if key.is_empty() => return Ok(None),
@@ -617,9 +621,17 @@ async fn key_after_change(
         .bind(&[site.into()])
         .rows::<Current>(ctx)
         .await?;
+    let same_use = |stored: &serde_json::Value| {
+        [kind_field, "endpoint"]
+            .iter()
+            .all(|field| stored.get(field) == new_settings.get(field))
+    };
     Ok(rows
         .first()
-        .and_then(|c| serde_json::from_str::<serde_json::Value>(&c.settings).ok())
+        // Through the type, so settings stored before a field existed compare with its default.
+        .and_then(|c| serde_json::from_str::<T>(&c.settings).ok())
+        .and_then(|t| serde_json::to_value(t).ok())
+        .filter(same_use)
         .and_then(|v| {
             v.get("api_key")
                 .and_then(|k| k.as_str())
@@ -725,8 +737,18 @@ pub async fn site(
                 {
                     return Err(ErrorCode::InvalidRequest.into());
                 }
+                let new_settings = serde_json::to_value(&translation).unwrap_or_default();
                 translation.api_key =
-                    key_after_change(translation.api_key, &db, ctx, site, "translation").await?;
+                    key_after_change::<parley_core::translate::TranslationSettings>(
+                        translation.api_key,
+                        &db,
+                        ctx,
+                        site,
+                        "translation",
+                        "provider",
+                        &new_settings,
+                    )
+                    .await?;
                 set("translation", json(&translation)?.into())?;
             }
             if let Some(automation) = body.automation {
@@ -750,7 +772,23 @@ pub async fn site(
                 {
                     return Err(ErrorCode::InvalidRequest.into());
                 }
-                bot.api_key = key_after_change(bot.api_key, &db, ctx, site, "bot").await?;
+                let new_settings = serde_json::to_value(&bot).unwrap_or_default();
+                bot.api_key = key_after_change::<parley_core::bot::BotSettings>(
+                    bot.api_key,
+                    &db,
+                    ctx,
+                    site,
+                    "bot",
+                    "kind",
+                    &new_settings,
+                )
+                .await?;
+                // A webhook bot's posts are signed with its secret: without one nobody could
+                // tell them from forgeries.
+                let unsigned = bot.api_key.as_deref().is_none_or(str::is_empty);
+                if bot.enabled && bot.kind == parley_core::bot::BotKind::Webhook && unsigned {
+                    return Err(ErrorCode::InvalidRequest.into());
+                }
                 set("bot", json(&bot)?.into())?;
             }
             if let Some(days) = body.retention_days {

@@ -71,6 +71,12 @@ after(async () => {
 });
 
 test('admins see the bot kind and whether a secret is set, never the secret', async () => {
+  // A webhook bot without a secret could not sign its posts: refused.
+  const unsigned = await http(server.url, `/api/v1/sites/${site}`, {
+    method: 'PATCH', token: owner.token,
+    body: { bot: { enabled: true, kind: 'webhook', name: 'Order Bot', endpoint: 'https://bots.example.com/other' } },
+  });
+  assert.equal(unsigned.status, 400, 'a new endpoint needs the secret again');
   const res = await http(server.url, `/api/v1/sites/${site}`, { token: owner.token });
   assert.equal(res.body.bot.kind, 'webhook');
   assert.equal(res.body.bot.timeout_ms, 4000);

@@ -78,4 +78,13 @@ test('a stored key is kept by changes that do not name one and removed by an emp
   assert.equal(await keySet(), true, 'kept');
   assert.equal((await patch({ ...translation, api_key: '' })).status, 204);
   assert.equal(await keySet(), false, 'removed');
+  // A key is kept only for the service it was given for.
+  assert.equal((await patch({ ...translation, api_key: 'gateway-token' })).status, 204);
+  const elsewhere = { ...translation, provider: 'libretranslate', endpoint: 'https://translate.example.com' };
+  assert.equal((await patch(elsewhere)).status, 204);
+  assert.equal(await keySet(), false, 'not sent on to another provider');
+  assert.equal((await patch({ ...elsewhere, api_key: 'lt-key' })).status, 204);
+  assert.equal((await patch({ ...elsewhere, endpoint: 'https://other.example.com' })).status, 204);
+  assert.equal(await keySet(), false, 'nor to another endpoint');
+  assert.equal((await patch(translation)).status, 204);
 });
