@@ -19,7 +19,11 @@ before(async () => {
       routing: { answer_timeout_ms: 120000, heartbeat_timeout_ms: 60000, hours: { enabled: true, timezone: 'UTC', weekly: {} } },
       automation: {
         away_reply: { en: "We're away right now; we'll answer first thing.", 'zh-CN': '我们暂时不在，上班后第一时间回复您。' },
-        keyword_replies: [{ keywords: ['refund', '退款'], reply: { en: 'Refunds take 3–5 days.', 'zh-CN': '退款需要 3–5 个工作日。' } }],
+        keyword_replies: [
+          { keywords: ['refund', '退款'], reply: { en: 'Refunds take 3–5 days.', 'zh-CN': '退款需要 3–5 个工作日。' } },
+          // A pattern: the whole message, `*` any text, `?` one character.
+          { keywords: ['where is order ????*'], reply: { en: 'Track any order at example.com/track.' } },
+        ],
         auto_close_seconds: 12,
         close_notice: { en: 'We closed this chat after a quiet while. Write again any time.', 'zh-CN': '会话已因长时间无消息而关闭，欢迎随时再联系我们。' },
       },
@@ -48,6 +52,21 @@ test('outside hours: one away reply; keyword replies in the visitor language', a
   await new Promise((r) => setTimeout(r, 800));
   const log = await fullHistory(server, v.conversation, v.token);
   assert.equal(log.filter((e) => e.author.role === 'system' && e.kind === 'message').length, 2);
+  tab.close();
+});
+
+test('a pattern rule answers messages that match it whole, not those that only contain it', async () => {
+  const v = await newConversation(server);
+  const tab = await connect(server, v.conversation, v.token, { after: 0, lang: 'en' });
+  await tab.sendMessage('Hi! Where is order 12?'); // "where is order" inside, not the whole message
+  await tab.sendMessage('Where is order 4711?');
+  const answer = await tab.next((f) => f.type === 'event' && f.author.role === 'system' && f.body.text.startsWith('Track'), 10_000);
+  assert.equal(answer.body.text, 'Track any order at example.com/track.');
+  await new Promise((r) => setTimeout(r, 500));
+  const log = await fullHistory(server, v.conversation, v.token);
+  const asked = log.filter((e) => e.author.role === 'visitor').map((e) => e.seq);
+  assert.ok(answer.seq > asked[1], 'the reply follows the message that matched');
+  assert.equal(log.filter((e) => e.body?.text?.startsWith('Track')).length, 1);
   tab.close();
 });
 

@@ -11,7 +11,9 @@ pub type Localized = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeywordReply {
-    /// Any of these, found in a visitor's message (case-insensitive), triggers the reply.
+    /// Any of these triggers the reply (case-insensitive): a keyword found anywhere in a
+    /// visitor's message, or a pattern with `*` (any text) or `?` (one character) that the
+    /// whole message matches, e.g. `where is order *`.
     pub keywords: Vec<String>,
     pub reply: Localized,
 }
@@ -89,7 +91,7 @@ pub fn replies(
             .keywords
             .iter()
             .map(|k| k.trim().to_lowercase())
-            .any(|k| !k.is_empty() && lower.contains(&k));
+            .any(|k| keyword_hit(&k, lower.trim()));
         if hit {
             if let Some(reply) = localized(&rule.reply, lang) {
                 out.push(AutoReply {
@@ -100,6 +102,47 @@ pub fn replies(
         }
     }
     out
+}
+
+/// Whether a (lowercased) keyword or pattern hits a (lowercased) message.
+fn keyword_hit(keyword: &str, message: &str) -> bool {
+    if keyword.is_empty() {
+        return false;
+    }
+    if !keyword.contains(['*', '?']) {
+        return message.contains(keyword);
+    }
+    let pattern: Vec<char> = keyword.chars().collect();
+    let text: Vec<char> = message.chars().collect();
+    glob(&pattern, &text)
+}
+
+/// Wildcard matching of the whole text: `*` any run of characters, `?` one character. Linear
+/// in practice: on a mismatch only the most recent `*` is retried, one character further.
+fn glob(pattern: &[char], text: &[char]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(c) if *c == '?' || *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
 }
 
 /// When an open conversation last active at `last_activity` is due to be closed, if ever.
@@ -113,6 +156,37 @@ pub fn close_due(settings: &AutomationSettings, last_activity: i64) -> Option<i6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The definition, by recursion: what `glob` must agree with.
+    fn glob_by_definition(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len()).any(|i| glob_by_definition(rest, &t[i..])),
+            Some((c, rest)) => {
+                !t.is_empty() && (*c == '?' || *c == t[0]) && glob_by_definition(rest, &t[1..])
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn glob_agrees_with_its_definition(p in "[ab*?]{0,8}", t in "[ab]{0,10}") {
+            let (p, t): (Vec<char>, Vec<char>) = (p.chars().collect(), t.chars().collect());
+            prop_assert_eq!(glob(&p, &t), glob_by_definition(&p, &t));
+        }
+    }
+
+    #[test]
+    fn keywords_anywhere_patterns_for_the_whole_message() {
+        assert!(keyword_hit("refund", "i want a refund please"));
+        assert!(!keyword_hit("", "anything"));
+        assert!(keyword_hit("where is order *", "where is order 4711"));
+        assert!(!keyword_hit("where is order *", "hi, where is order 4711"));
+        assert!(keyword_hit("*order ????*", "hi, where is order 4711?"));
+        assert!(!keyword_hit("*order ????*", "hi, where is order 47"));
+        assert!(keyword_hit("订单*到", "订单什么时候到"));
+    }
 
     fn text(en: &str, zh: &str) -> Localized {
         BTreeMap::from([("en".into(), en.into()), ("zh-CN".into(), zh.into())])
