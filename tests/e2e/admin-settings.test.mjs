@@ -456,6 +456,11 @@ test('the owner makes an API key, sees it once and copies it; it works until it 
   await page.click('dialog.dialog--secret .copy-btn');
   await waitForText(page, 'dialog.dialog--secret .copy-btn', 'Copied');
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), key);
+  // Shown once: neither Escape nor a click beside it closes it, only Done.
+  await page.keyboard.press('Escape');
+  await page.mouse.click(5, 5);
+  assert.ok(await page.$('dialog.dialog--secret[open]'), 'still open');
+  assert.equal(await page.$('dialog.dialog--secret .dialog-head .icon-btn'), null, 'no close button');
   await page.click('dialog.dialog--secret .dialog-actions button');
   await page.waitForSelector('dialog.dialog', { state: 'detached' });
 

@@ -1,10 +1,16 @@
 // Modal dialogs on the native <dialog> element: focus is trapped and Escape closes, and focus
-// returns to whatever opened the dialog.
+// returns to whatever opened the dialog. A dialog showing something once (a new secret) closes
+// only by its own button, so a stray click or key does not lose it.
 import { ApiError } from '../api';
 import { h, icon } from '../dom';
 import { t } from '../i18n';
 
-export function openDialog(title: string, body: (close: () => void) => Node, opts: { className?: string } = {}): () => void {
+export function openDialog(
+  title: string,
+  body: (close: () => void) => Node,
+  opts: { className?: string; dismissable?: boolean } = {},
+): () => void {
+  const dismissable = opts.dismissable ?? true;
   const opener = document.activeElement as HTMLElement | null;
   const titleId = `dlg-${Math.random().toString(36).slice(2)}`;
   const dialog = h('dialog.dialog', { 'aria-labelledby': titleId, class: opts.className ?? '' });
@@ -15,14 +21,18 @@ export function openDialog(title: string, body: (close: () => void) => Node, opt
     dialog.remove();
     opener?.focus?.();
   });
-  // A click on the backdrop (outside the panel) closes.
-  dialog.addEventListener('mousedown', (ev) => {
-    if (ev.target === dialog) close();
-  });
+  if (dismissable) {
+    // A click on the backdrop (outside the panel) closes.
+    dialog.addEventListener('mousedown', (ev) => {
+      if (ev.target === dialog) close();
+    });
+  } else {
+    dialog.addEventListener('cancel', (ev) => ev.preventDefault());
+  }
   dialog.append(
     h('div.dialog-head', null,
       h('h2.dialog-title', { id: titleId }, title),
-      h('button.icon-btn', { type: 'button', 'aria-label': t('cancel'), onclick: close }, icon('close'))),
+      dismissable ? h('button.icon-btn', { type: 'button', 'aria-label': t('cancel'), onclick: close }, icon('close')) : null),
     body(close));
   document.body.appendChild(dialog);
   dialog.showModal();

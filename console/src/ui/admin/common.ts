@@ -83,7 +83,7 @@ export function secretDialog(title: string, intro: string, secret: string, warni
     secretBox(secret),
     h('p.secret-warning', { role: 'note' }, icon('warn', 15), h('span', null, warning)),
     h('div.dialog-actions', null, h('button.btn.btn-primary', { type: 'button', onclick: close }, t('done')))),
-  { className: 'dialog--secret' });
+  { className: 'dialog--secret', dismissable: false });
 }
 
 /** Read-only text with a copy button (which selects the text where the clipboard is out of reach). */
