@@ -45,7 +45,8 @@ test('an owner adds an agent with capacity, departments and permissions; the age
   const again = await http(server.url, '/api/v1/agents', {
     method: 'POST', token: owner.token, body: { email: 'mia@parley.local', name: 'Mia 2', password: 'another long password' },
   });
-  assert.equal(again.status, 400);
+  assert.equal(again.status, 409);
+  assert.equal(again.body.code, 'email_taken');
 });
 
 test('disable and reset password; every change is audited', async () => {
