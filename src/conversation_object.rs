@@ -89,6 +89,8 @@ pub struct ConversationObject {
     /// When the alarm this instance set will ring (`None`: unknown, or it rang), so a burst of
     /// messages costs one alarm write, not one each.
     alarm_at: std::cell::Cell<Option<i64>>,
+    /// The D1 binding, looked up once (a lookup is not free in every runtime).
+    d1: std::cell::OnceCell<worker::D1Database>,
 }
 
 impl DurableObject for ConversationObject {
@@ -104,6 +106,7 @@ impl DurableObject for ConversationObject {
             config,
             sockets: Attachments::new(),
             alarm_at: std::cell::Cell::new(None),
+            d1: std::cell::OnceCell::new(),
         }
     }
 
@@ -270,6 +273,14 @@ fn send_frame(ws: &WebSocket, frame: &ServerFrame) {
 }
 
 impl ConversationObject {
+    fn d1(&self) -> Result<&worker::D1Database> {
+        if let Some(db) = self.d1.get() {
+            return Ok(db);
+        }
+        let db = self.env.d1("DB")?;
+        Ok(self.d1.get_or_init(|| db))
+    }
+
     fn config(&self) -> std::rc::Rc<Config> {
         self.config.clone()
     }
@@ -852,7 +863,7 @@ impl ConversationObject {
         let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) else {
             return;
         };
-        let db = match self.env.d1("DB") {
+        let db = match self.d1() {
             Ok(db) => db,
             Err(e) => {
                 Log::error("mirror_failed")
@@ -862,14 +873,11 @@ impl ConversationObject {
                 return;
             }
         };
-        let store = match SqlStore::open(self.state.storage().sql()) {
-            Ok(store) => store,
-            Err(e) => {
-                self.storage_error(&e.to_string());
-                return;
-            }
+        // A handle of its own: the drain awaits D1 while other events use the store.
+        let Ok(Some(store)) = self.with_engine(|_, store| store.clone()) else {
+            return;
         };
-        match mirror::drain(&store, &meta, &db).await {
+        match mirror::drain(&store, &meta, db).await {
             Ok(Drained::CaughtUp { mirrored_seq }) => {
                 Log::info("mirror_caught_up")
                     .site(&meta.site)

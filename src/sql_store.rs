@@ -55,12 +55,15 @@ impl FileRow {
     }
 }
 
+/// A handle on the object's storage; clones share what they remember (the object's tasks may
+/// each hold one across awaits).
+#[derive(Clone)]
 pub struct SqlStore {
     sql: SqlStorage,
     /// Whether this instance has made sure of its tables (once, before its first need).
-    schema_ready: std::cell::Cell<bool>,
+    schema_ready: std::rc::Rc<std::cell::Cell<bool>>,
     /// Settings read or written by this instance: the object is their only writer.
-    settings: std::cell::RefCell<std::collections::HashMap<String, Option<String>>>,
+    settings: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<String, Option<String>>>>,
 }
 
 #[derive(Debug)]
@@ -184,8 +187,8 @@ impl SqlStore {
     pub fn open(sql: SqlStorage) -> Result<SqlStore, SqlError> {
         Ok(SqlStore {
             sql,
-            schema_ready: std::cell::Cell::new(false),
-            settings: std::cell::RefCell::new(std::collections::HashMap::new()),
+            schema_ready: Default::default(),
+            settings: Default::default(),
         })
     }
 
