@@ -37,16 +37,16 @@ const WAKE_PROBES = 5;
 
 const PROFILES = {
   quick: {
-    latency: { conversations: [1000], ratePerSide: 0.2, warmupMs: 1000, measureMs: 5000 },
-    knee: { conversations: 100, startInbound: 100, factor: 2, maxInbound: 25_600, warmupMs: 500, measureMs: 2000, bisect: 0 },
+    latency: { conversations: [1000], ratePerSide: 0.2, warmupMs: 1000, measureMs: 5000, retries: 1 },
+    knee: { conversations: 100, startInbound: 50, factor: 2, maxInbound: 25_600, warmupMs: 500, measureMs: 2000, bisect: 0, retries: 2 },
     resume: { conversations: 3, reps: 30, missed: [10, 100] },
     storm: { conversations: 1000, missed: 5 },
     idleBatches: 2,
     deadlineMs: 10 * 60_000,
   },
   full: {
-    latency: { conversations: [100, 1000, 2000, 3000, 4000, 5000], ratePerSide: 0.2, warmupMs: 5000, measureMs: 20_000 },
-    knee: { conversations: 100, startInbound: 100, factor: 2, maxInbound: 51_200, warmupMs: 2000, measureMs: 8000, bisect: 3 },
+    latency: { conversations: [100, 1000, 2000, 3000, 4000, 5000], ratePerSide: 0.2, warmupMs: 5000, measureMs: 20_000, retries: 1 },
+    knee: { conversations: 100, startInbound: 50, factor: 2, maxInbound: 51_200, warmupMs: 2000, measureMs: 8000, bisect: 3, retries: 3 },
     resume: { conversations: 20, reps: 100, missed: [10, 100] },
     storm: { conversations: 1000, missed: 5 },
     idleBatches: 2,
@@ -134,8 +134,15 @@ async function latencySweep(target, out) {
       const f = openFiles(target.workerdPid);
       if (f) Object.assign(files, { max_open: Math.max(files.max_open, f.open), limit: f.limit });
     }, 1000);
+    const retries = { left: L.retries };
     try {
-      outcome = await runLoadgen(plan, { runtimePid: target.workerdPid, log: loadgenLog(target) });
+      outcome = await leastDisturbed(async () => {
+        const run = await runLoadgen(plan, { runtimePid: target.workerdPid, log: loadgenLog(target) });
+        target.learnHeads(rooms, plan, run.report);
+        const summary = { run, ...phaseSummary(run.report.phases[0], run.cpu[0]) };
+        summary.settle = await settleAfter(target, `N=${n}`);
+        return summary;
+      }, retries, `${target.name}: N=${n}`);
     } catch (e) {
       // Past the target size, a size the box cannot hold ends the sweep instead of the run.
       if (n <= 1000) throw e;
@@ -148,12 +155,8 @@ async function latencySweep(target, out) {
     } finally {
       clearInterval(fdPoll);
     }
-    const { report, cpu } = outcome;
-    target.learnHeads(rooms, plan, report);
-    const summary = {
-      conversations: n, sockets: plan.sockets.length, runtime_files: files, connect: report.connect, ...phaseSummary(report.phases[0], cpu[0]),
-    };
-    summary.settle = await settleAfter(target, `N=${n}`);
+    const { run, ...measured } = outcome;
+    const summary = { conversations: n, sockets: plan.sockets.length, runtime_files: files, connect: run.report.connect, ...measured };
     out.latency.push(summary);
     if (summary.overloaded) overloadedAt ??= n;
   }
@@ -168,38 +171,66 @@ async function createRooms(target, out, n) {
   await settleAfter(target, 'creating conversations');
 }
 
+/**
+ * Runs a measurement again when other work on the machine disturbed it (more than half a core),
+ * at most `budget.left` times in all; keeps the least disturbed attempt and lists the others.
+ */
+async function leastDisturbed(measure, budget, what) {
+  let best = await measure();
+  const attempts = [best];
+  while (best.disturbed && budget.left > 0) {
+    budget.left -= 1;
+    log(`${what}: other work took ${best.cpu.other_cores.toFixed(2)} cores during the measurement; measuring again`);
+    const again = await measure();
+    attempts.push(again);
+    if (again.cpu && again.cpu.other_cores < best.cpu.other_cores) best = again;
+    if (!again.disturbed) break;
+  }
+  if (attempts.length > 1) {
+    best.attempts = attempts.map((a) => ({
+      other_cores: a.cpu?.other_cores, p50: a.end_to_end_ms.p50, p99: a.end_to_end_ms.p99, overloaded: a.overloaded, kept: a === best,
+    }));
+  }
+  return best;
+}
+
 async function kneeSweep(target, out) {
   const K = PROFILE.knee;
   await createRooms(target, out, K.conversations);
   const rooms = target.rooms.slice(0, K.conversations);
   const sockets = target.sockets(rooms, { agents: AGENTS });
-  const phase = (inbound) => ({
-    name: `${inbound}/s`, rate_per_socket: inbound / sockets.length, warmup_ms: K.warmupMs, measure_ms: K.measureMs,
-  });
   const steps = [];
-  const runSteps = async (rates, stopEarly) => {
+  const retries = { left: K.retries };
+  // One generator run per step, so that a disturbed step can be measured again on its own.
+  const step = (inbound, warmupMs = K.warmupMs) => leastDisturbed(async () => {
     const plan = {
-      sockets, report_sockets: true, seed: SEED, drain_ms: 2000, phases: rates.map(phase),
-      // Two overloaded steps in a row end the sweep: one alone may be a hiccup of the shared box.
-      ...(stopEarly ? { stop_p99_ms: KNEE_P99_MS, stop_after: 2 } : {}),
+      sockets, report_sockets: true, seed: SEED, drain_ms: 2000,
+      phases: [{ name: `${inbound}/s`, rate_per_socket: inbound / sockets.length, warmup_ms: warmupMs, measure_ms: K.measureMs }],
     };
     const { report, cpu } = await runLoadgen(plan, { runtimePid: target.workerdPid, log: loadgenLog(target) });
     target.learnHeads(rooms, plan, report);
-    report.phases.forEach((p, i) => steps.push({ inbound: rates[i], ...phaseSummary(p, cpu[i]) }));
-    await settleAfter(target, 'the knee sweep');
-  };
+    const summary = { inbound, ...phaseSummary(report.phases[0], cpu[0]) };
+    if (summary.overloaded) await settleAfter(target, `${inbound}/s`);
+    return summary;
+  }, retries, `${target.name}: ${inbound}/s`);
 
   log(`${target.name}: knee, ${K.conversations} conversations, inbound ×${K.factor} from ${K.startInbound}/s until p99 ≥ ${KNEE_P99_MS} ms`);
-  const rates = [];
-  for (let r = K.startInbound; r <= K.maxInbound; r *= K.factor) rates.push(r);
-  await runSteps(rates, true);
+  let overloadedInARow = 0;
+  for (let rate = K.startInbound; rate <= K.maxInbound; rate *= K.factor) {
+    // The first step warms up longer: a fresh process still compiles its hot code.
+    const s = await step(rate, steps.length === 0 ? Math.max(K.warmupMs, 3000) : K.warmupMs);
+    steps.push(s);
+    // Two overloaded steps in a row end the sweep: one alone may be a hiccup of the shared box.
+    overloadedInARow = s.overloaded ? overloadedInARow + 1 : 0;
+    if (overloadedInARow >= 2) break;
+  }
   const best = () => steps.filter((s) => !s.overloaded).sort((a, b) => b.inbound - a.inbound)[0];
   const worst = () => steps.filter((s) => s.overloaded && s.inbound > (best()?.inbound ?? 0)).sort((a, b) => a.inbound - b.inbound)[0];
   for (let i = 0; i < K.bisect; i += 1) {
     const pass = best();
     const fail = worst();
     if (!pass || !fail || fail.inbound - pass.inbound <= pass.inbound * 0.1) break;
-    await runSteps([Math.round((pass.inbound + fail.inbound) / 2)], false);
+    steps.push(await step(Math.round((pass.inbound + fail.inbound) / 2)));
   }
   const pass = best();
   const fail = worst();
@@ -212,6 +243,7 @@ async function kneeSweep(target, out) {
     delivered_per_s: pass ? round(pass.delivered_per_s, 0) : null,
     steps: steps.sort((a, b) => a.inbound - b.inbound),
   };
+  await settleAfter(target, 'the knee sweep');
 }
 
 /** Reconnects that missed k events: hello with after = head − k, until the head is received. */
