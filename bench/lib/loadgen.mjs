@@ -3,7 +3,7 @@
 // window, its JSON report parsed from stdout. Every run has a time bound; a generator still
 // running when this process exits is killed.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,10 +14,12 @@ export const LOADGEN_DIR = fileURLToPath(new URL('../loadgen/', import.meta.url)
 export const LOADGEN_BIN = join(LOADGEN_DIR, 'target', 'release', 'loadgen');
 
 const running = new Set();
+let planDir;
 process.on('exit', () => {
   for (const child of running) {
     try { child.kill('SIGKILL'); } catch { /* gone */ }
   }
+  if (planDir) rmSync(planDir, { recursive: true, force: true });
 });
 
 function newestSource() {
@@ -45,7 +47,6 @@ export async function ensureLoadgen() {
   return LOADGEN_BIN;
 }
 
-let planDir;
 function writePlan(plan) {
   planDir ??= mkdtempSync(join(tmpdir(), 'parley-bench-'));
   const file = join(planDir, `plan-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
