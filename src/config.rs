@@ -66,7 +66,7 @@ impl Config {
 }
 
 /// A `"<burst>/<per second>"` setting, or the default when absent or invalid.
-fn rate(env: &Env, name: &str, default: Rate) -> Rate {
+pub fn rate(env: &Env, name: &str, default: Rate) -> Rate {
     text(env, name)
         .and_then(|t| Rate::parse(&t))
         .unwrap_or(default)

@@ -17,13 +17,17 @@ pub enum Limit {
 }
 
 impl Limit {
-    fn rate(self) -> Rate {
-        match self {
-            Limit::IpCreations => Rate::IP_CREATIONS,
-            Limit::Logins => Rate::LOGINS,
-            Limit::Uploads => Rate::UPLOADS,
-            Limit::IpUploads => Rate::IP_UPLOADS,
-        }
+    /// The limit's rate: the environment's setting (`RATE_IP_CREATIONS`, `RATE_LOGINS`,
+    /// `RATE_UPLOADS`, `RATE_IP_UPLOADS`, as `"<burst>/<per second>"`) or the default. Sites
+    /// whose visitors share an address (a company network) raise the per-address ones.
+    fn rate(self, env: &Env) -> Rate {
+        let (name, default) = match self {
+            Limit::IpCreations => ("RATE_IP_CREATIONS", Rate::IP_CREATIONS),
+            Limit::Logins => ("RATE_LOGINS", Rate::LOGINS),
+            Limit::Uploads => ("RATE_UPLOADS", Rate::UPLOADS),
+            Limit::IpUploads => ("RATE_IP_UPLOADS", Rate::IP_UPLOADS),
+        };
+        crate::config::rate(env, name, default)
     }
 }
 
@@ -41,16 +45,17 @@ pub struct TakeAnswer {
 #[durable_object]
 pub struct RateLimiterObject {
     state: State,
+    env: Env,
 }
 
 impl DurableObject for RateLimiterObject {
-    fn new(state: State, _env: Env) -> Self {
-        RateLimiterObject { state }
+    fn new(state: State, env: Env) -> Self {
+        RateLimiterObject { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let request: TakeRequest = req.json().await?;
-        let rate = request.limit.rate();
+        let rate = request.limit.rate(&self.env);
         let now = now_ms();
         let storage = self.state.storage();
         let mut bucket = storage

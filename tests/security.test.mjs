@@ -119,3 +119,21 @@ test('flood: more than 30 sessions and conversations from one IP address → 429
   const { results: [after] } = await server.d1('SELECT COUNT(*) AS n FROM conversations');
   assert.equal(after.n - before.n, created.length);
 });
+
+test('per-address limits follow the environment: a shared office address can be given room, sign-ins held tighter', async () => {
+  const own = await startServer({ vars: { RATE_IP_CREATIONS: '100/1', RATE_LOGINS: '1/0.001' } });
+  try {
+    const headers = { 'cf-connecting-ip': '127.9.8.7' };
+    for (let i = 0; i < 40; i += 1) {
+      const res = await http(own.url, '/api/v1/visitor/session', { method: 'POST', headers, body: { site_key: own.siteKey } });
+      assert.equal(res.status, 200, `session ${i + 1} of 40 from one address`);
+    }
+    const login = () => http(own.url, '/api/v1/agent/login', { method: 'POST', headers, body: { email: own.email, password: own.password } });
+    assert.equal((await login()).status, 200);
+    const second = await login();
+    assert.equal(second.status, 429);
+    assert.equal(second.body.code, 'rate_limited');
+  } finally {
+    await own.stop();
+  }
+});
