@@ -22,7 +22,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, siteId } from '../support/client.mjs';
 import { startServer } from '../support/server.mjs';
-import { CHROMIUM, launch, openConsolePage, signIn, visitorContext, waitFor } from './helpers.mjs';
+import { CHROMIUM, launch, openConsolePage, signIn, visitorContext, waitFor, waitForText } from './helpers.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const STEP = { timeout: 120_000 };
@@ -54,10 +54,6 @@ async function consolePage(ctx) {
   return p;
 }
 
-async function waitForText(p, selector, text, timeout = 15_000) {
-  await p.waitForFunction(([sel, want]) => Array.from(document.querySelectorAll(sel)).some((e) => e.textContent.includes(want)),
-    [selector, text], { timeout });
-}
 
 /** Saves the site page and waits for the saved message. */
 async function saveSite(p) {

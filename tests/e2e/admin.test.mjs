@@ -15,15 +15,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { startServer } from '../support/server.mjs';
 import { agentLogin, http, msgId, newConversation, siteId, sleep } from '../support/client.mjs';
+import { CHROMIUM, launch, openConsolePage, signIn, waitForText } from './helpers.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'];
 const STEP = { timeout: 120_000 };
 const VARS = { RATE_VISITOR_MESSAGES: '500/50', RATE_AGENT_MESSAGES: '500/50' };
 const ZONE = 'Asia/Shanghai';
@@ -55,14 +51,6 @@ function watch(p) {
   return p;
 }
 
-async function signIn(p, email, password) {
-  await p.goto(`${server.url}/console/`);
-  await p.fill('#login-email', email);
-  await p.fill('#login-password', password);
-  await p.click('.login-form button[type=submit]');
-  await p.waitForSelector('.topbar .status-select');
-}
-
 /**
  * The console's session cookie (HttpOnly: only the browser's own cookie jar shows it), after
  * checking it is set the way a session cookie must be; null when there is none.
@@ -77,17 +65,6 @@ async function sessionCookie(context) {
   return cookie.value;
 }
 
-/** Opens a page from the top navigation and waits for its content. */
-async function openPage(p, name, ready) {
-  await p.click(`.topnav-link[data-page="${name}"]`);
-  await p.waitForSelector(`.topnav-link[data-page="${name}"][aria-current="page"]`);
-  await p.waitForSelector(ready, { timeout: 15_000 });
-}
-
-async function waitForText(p, selector, text, timeout = 15_000) {
-  await p.waitForFunction(([sel, want]) => Array.from(document.querySelectorAll(sel)).some((e) => e.textContent.includes(want)),
-    [selector, text], { timeout });
-}
 
 /** Saves what a click downloads; resolves to its text. */
 async function downloadText(p, selector) {
@@ -101,7 +78,7 @@ before(async () => {
   server = await startServer({ vars: VARS });
   owner = await agentLogin(server);
   site = await siteId(server, owner.token);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  browser = await launch();
   context = await newContext();
   page = watch(await context.newPage());
 });
@@ -114,10 +91,10 @@ after(async () => {
 });
 
 test('the owner adds an agent through the Agents page; a taken e-mail is refused with the server message', STEP, async () => {
-  await signIn(page, server.email, server.password);
+  await signIn(page, server);
   const links = await page.$$eval('.topnav-link', (els) => els.map((e) => e.dataset.page));
   assert.deepEqual(links, ['inbox', 'search', 'replies', 'reports', 'agents', 'settings', 'api-keys', 'export']);
-  await openPage(page, 'agents', '.agents-table');
+  await openConsolePage(page, 'agents', '.agents-table');
 
   await page.click('[data-action="add-agent"]');
   await page.waitForSelector('dialog.dialog[open] input[name="name"]');
@@ -176,7 +153,7 @@ test('the owner adds an agent through the Agents page; a taken e-mail is refused
 test('the new agent signs in; they see no admin pages and the server refuses them anyway', STEP, async () => {
   bea.context = await newContext({ viewport: { width: 1280, height: 800 } });
   bea.page = watch(await bea.context.newPage());
-  await signIn(bea.page, bea.email, bea.password);
+  await signIn(bea.page, server, bea.email, bea.password);
   // Export comes with the permission; the admin pages never.
   await bea.page.waitForSelector('.topnav-link[data-page="export"]', { timeout: 10_000 });
   const links = await bea.page.$$eval('.topnav-link', (els) => els.map((e) => e.dataset.page));
@@ -204,7 +181,7 @@ test('the new agent signs in; they see no admin pages and the server refuses the
 });
 
 test('the owner sets business hours that exclude now; the widget config then says closed', STEP, async () => {
-  await openPage(page, 'settings', '[data-k="hours-enabled"]');
+  await openConsolePage(page, 'settings', '[data-k="hours-enabled"]');
   await page.check('[data-k="hours-enabled"]');
   await page.selectOption('select[data-k="timezone"]', ZONE);
   // One span a day that does not contain the present moment in that zone.
@@ -283,7 +260,7 @@ test('seeded conversations show up in the report, and its CSV download has them'
   }
   assert.equal(report.conversations, 3, JSON.stringify(report));
 
-  await openPage(page, 'reports', '.report-body');
+  await openConsolePage(page, 'reports', '.report-body');
   await page.waitForSelector('.report-body[data-conversations="3"]', { timeout: 15_000 });
   const tile = (k) => page.textContent(`.kpi[data-kpi="${k}"] .kpi-value`);
   assert.equal((await tile('conversations')).trim(), '3');
@@ -311,7 +288,7 @@ test('seeded conversations show up in the report, and its CSV download has them'
 });
 
 test('search highlights the words and opens the conversation in a tab', STEP, async () => {
-  await openPage(page, 'search', '.search-input');
+  await openConsolePage(page, 'search', '.search-input');
   await page.fill('.search-input', 'parcel urgent');
   await page.press('.search-input', 'Enter');
   await page.waitForSelector('.results .result', { timeout: 15_000 });
@@ -332,7 +309,7 @@ test('search highlights the words and opens the conversation in a tab', STEP, as
 });
 
 test('export downloads the messages as CSV', STEP, async () => {
-  await openPage(page, 'export', '.export-form');
+  await openConsolePage(page, 'export', '.export-form');
   await page.selectOption('select[name="dataset"]', 'messages');
   await page.check('input[name="format"][value="csv"]');
   const file = await downloadText(page, '[data-action="export"]');
@@ -344,7 +321,7 @@ test('export downloads the messages as CSV', STEP, async () => {
 
 test('erasing a visitor from the sidebar closes their conversation tabs', STEP, async () => {
   const victim = seeded[2];
-  await openPage(page, 'inbox', '#list-tab-team');
+  await openConsolePage(page, 'inbox', '#list-tab-team');
   await page.click('#list-tab-team');
   await page.click(`.conv-item[data-id="${victim.conversation}"]`);
   await page.waitForSelector(`.convtab-btn[data-tab="${victim.conversation}"]`);
@@ -365,7 +342,7 @@ test('erasing a visitor from the sidebar closes their conversation tabs', STEP, 
 });
 
 test('disabling the agent sends their console back to the login screen with the reason', STEP, async () => {
-  await openPage(page, 'agents', `.agents-table tr[data-email="${bea.email}"]`);
+  await openConsolePage(page, 'agents', `.agents-table tr[data-email="${bea.email}"]`);
   await page.click(`.agents-table tr[data-email="${bea.email}"] [data-action="disable"]`);
   await page.waitForSelector('dialog.dialog[open] .btn-danger');
   await page.click('dialog .btn-danger');

@@ -3,13 +3,14 @@
 // fetched with the token (a blob: URL), a document as a download chip; the site's size limit
 // is checked before uploading, the server's refusals are shown in the visitor's language,
 // names stay text, and a file whose upload a reload cut short is shown as not sent.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
 import { fullHistory, http, msgId, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, send, upgradeBlockingProxy, visitorContext, waitFor,
+  agentJoin, agentOnline, conversationOf, diag, openDemo, openPanel, send, visitorContext, waitFor,
+  widgetSuite,
 } from './helpers.mjs';
 import { startServer } from '../support/server.mjs';
 
@@ -69,21 +70,7 @@ let browser;
 let agent;
 /** A proxy that refuses WebSocket upgrades, for the long-poll path. */
 let proxy;
-
-before(async () => {
-  proxy = await upgradeBlockingProxy();
-  server = await startServer({ origins: [proxy.url] });
-  proxy.setTarget(server.url);
-  browser = await launch();
-  agent = await agentOnline(server);
-});
-
-after(async () => {
-  agent?.close();
-  await browser?.close();
-  await proxy?.close();
-  await server?.stop();
-});
+widgetSuite({ blockUpgrades: true }, (parts) => ({ server, browser, agent, proxy } = parts));
 
 // ---- helpers
 

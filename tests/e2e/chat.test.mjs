@@ -1,29 +1,17 @@
 // The visitor widget in Chromium on the demo shop: a conversation with an agent end to end,
 // history after a reload and across pages, unread badge, the JS API, keyboard use.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fullHistory, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, recordApiEvents, send,
-  visitorContext, visitorTexts, waitFor,
+  agentJoin, conversationOf, diag, openDemo, openPanel, panelMessages, recordApiEvents, send, visitorContext,
+  visitorTexts, waitFor, widgetSuite,
 } from './helpers.mjs';
-import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
 let agent;
-
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-  agent = await agentOnline(server);
-});
-
-after(async () => {
-  agent?.close();
-  await browser?.close();
-  await server?.stop();
-});
+widgetSuite({}, (parts) => ({ server, browser, agent } = parts));
 
 test('the demo page embeds the widget without layout shift; the panel opens on first interaction', async () => {
   const context = await visitorContext(browser);

@@ -8,15 +8,11 @@ import { createServer } from 'node:http';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { startServer } from '../support/server.mjs';
 import { agentLogin, connect, http, newConversation } from '../support/client.mjs';
+import { CHROMIUM, launch, waitForText } from './helpers.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'];
 const STEP = { timeout: 90_000 };
 
 let server;
@@ -48,17 +44,13 @@ function startTranslator() {
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
 }
 
-async function waitForText(selector, text, timeout = 15_000) {
-  await page.waitForFunction(([sel, want]) => Array.from(document.querySelectorAll(sel)).some((e) => e.textContent.includes(want)),
-    [selector, text], { timeout });
-}
 
 before(async () => {
   assert.ok(existsSync(join(ROOT, 'public', 'console', 'app.js')), 'run `node console/build.mjs` first');
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium`);
   translator = await startTranslator();
   server = await startServer({ vars: { WEBHOOK_ALLOW_PRIVATE: 'true' } });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  browser = await launch();
   const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: 'en-US' });
   page = await ctx.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -99,7 +91,7 @@ test("a Chinese visitor's message shows translated, with the original a click aw
 
   await page.click('#list-tab-team');
   await page.click(`.conv-item[data-id="${conv.conversation}"]`, { timeout: 15_000 });
-  await waitForText('.conv .msg--in .text:not([hidden])', '[en] 你好');
+  await waitForText(page, '.conv .msg--in .text:not([hidden])', '[en] 你好');
   assert.ok(requests.some((r) => r.q === '你好' && r.target === 'en'), JSON.stringify(requests));
   // One bubble: the translation is not a line of its own.
   assert.equal(await page.$$eval('.conv .msg--in', (els) => els.length), 1);
@@ -125,7 +117,7 @@ test("the visitor's rating after the close shows as a system line with the comme
     method: 'POST', token: conv.token, body: { score: 4, comment: 'thanks' },
   });
   assert.ok(rated.status < 300, JSON.stringify(rated.body));
-  await waitForText('.conv .sys--rated', 'Visitor rated ★★★★☆ (4/5)');
+  await waitForText(page, '.conv .sys--rated', 'Visitor rated ★★★★☆ (4/5)');
   assert.equal(await page.textContent('.conv .sys--rated .sys-note'), 'thanks');
   // The translated message is still one bubble with its translation.
   assert.deepEqual(await page.$$eval('.conv .msg--in .text:not([hidden])', (els) => els.map((e) => e.textContent)), ['[en] 你好']);

@@ -13,16 +13,11 @@ import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { startServer } from '../support/server.mjs';
 import { agentLogin, connect, fullHistory, http, newConversation, sleep, Socket } from '../support/client.mjs';
+import { CHROMIUM, launch, signIn as signInForm, waitForText } from './helpers.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
-// Only 127.0.0.1 resolves: the console must not load anything from elsewhere (fonts, CDNs).
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'];
 const STEP = { timeout: 90_000 };
 // A small replay window, so a console that missed more than this must reset and reload history.
 // Generous message limits for the long conversation; the limits have their own tests.
@@ -52,7 +47,7 @@ before(async () => {
   assert.ok(existsSync(join(ROOT, 'public', 'console', 'app.js')), 'run `node console/build.mjs` first');
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium`);
   server = await startServer({ vars: VARS });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  browser = await launch();
   context = await newContext();
   page = await watch(await context.newPage());
 });
@@ -72,11 +67,7 @@ function watch(p) {
 
 /** Signs in through the form and waits for the inbox. */
 async function signIn(p, email, password) {
-  await p.goto(`${server.url}/console/`);
-  await p.fill('#login-email', email);
-  await p.fill('#login-password', password);
-  await p.click('.login-form button[type=submit]');
-  await p.waitForSelector('.topbar .status-select');
+  await signInForm(p, server, email, password);
   await p.waitForSelector('.conv-list[aria-busy="false"]', { state: 'attached' });
 }
 
@@ -92,10 +83,6 @@ function threadTexts(p) {
   return p.$$eval('.conv .msg:not(.msg--pending) .text', (els) => els.map((e) => e.textContent));
 }
 
-async function waitForText(p, selector, text, timeout = 15_000) {
-  await p.waitForFunction(([sel, want]) => Array.from(document.querySelectorAll(sel)).some((e) => e.textContent.includes(want)),
-    [selector, text], { timeout });
-}
 
 /** A visitor's next event frame matching pred. */
 function visitorEvent(socket, pred, timeoutMs = 15_000) {

@@ -5,9 +5,11 @@
 // tries anyway is recorded and fails the test (see guard()).
 import assert from 'node:assert/strict';
 import { createServer, request } from 'node:http';
+import { after, before } from 'node:test';
 import { connect as tcpConnect } from 'node:net';
 import { chromium } from 'playwright-core';
 import { agentLogin, connect, http, Socket, sleep } from '../support/client.mjs';
+import { startServer } from '../support/server.mjs';
 
 export const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
 export const CHROMIUM_ARGS = [
@@ -15,6 +17,36 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
 ];
+
+/**
+ * The set-up most widget test files share, as the file's before/after hooks: a server (with
+ * startServer's options; `blockUpgrades` puts a proxy that refuses WebSocket upgrades in front
+ * of it, `prepare(server)` runs before any request reaches it), Chromium, and the demo agent
+ * online. `take({ server, browser, agent, proxy })` hands them to the file once they exist;
+ * everything is torn down after the file's tests. Returns those parts: a file that replaces
+ * one (a new agent) puts it there, so that it is closed too.
+ */
+export function widgetSuite({ blockUpgrades = false, prepare, ...serverOptions } = {}, take) {
+  const parts = {};
+  before(async () => {
+    if (blockUpgrades) parts.proxy = await upgradeBlockingProxy();
+    // Through the proxy the demo page's origin is the proxy's: the site allows it.
+    const origins = parts.proxy ? { origins: [parts.proxy.url] } : {};
+    parts.server = await startServer({ ...origins, ...serverOptions });
+    parts.proxy?.setTarget(parts.server.url);
+    await prepare?.(parts.server);
+    parts.browser = await launch();
+    parts.agent = await agentOnline(parts.server);
+    take(parts);
+  });
+  after(async () => {
+    parts.agent?.close();
+    await parts.browser?.close();
+    await parts.proxy?.close();
+    await parts.server?.stop();
+  });
+  return parts;
+}
 
 /** A headless Chromium with a fresh temporary profile (never `npx playwright install`). */
 export function launch() {
@@ -87,6 +119,12 @@ export async function signIn(page, server, email = server.email, password = serv
   await page.fill('#login-password', password);
   await page.click('.login-form button[type=submit]');
   await page.waitForSelector('.topbar .status-select');
+}
+
+/** Waits until an element matching `selector` contains `text`. */
+export async function waitForText(page, selector, text, timeout = 15_000) {
+  await page.waitForFunction(([sel, want]) => Array.from(document.querySelectorAll(sel)).some((e) => e.textContent.includes(want)),
+    [selector, text], { timeout });
 }
 
 /** Opens a console page from the top navigation and waits for `ready` on it. */

@@ -1,28 +1,17 @@
 // Parley.identify(): the site's server signs the user id (HMAC-SHA256 with the site's identity
 // secret); a valid hash marks the visitor verified, a forged one leaves it unverified.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { http } from '../support/client.mjs';
-import { agentOnline, launch, openDemo, openPanel, visitorContext, waitFor } from './helpers.mjs';
-import { startServer } from '../support/server.mjs';
+import { openDemo, openPanel, visitorContext, waitFor, widgetSuite } from './helpers.mjs';
 
 let server;
 let browser;
 let agent;
-
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-  agent = await agentOnline(server);
-  assert.ok(server.identitySecret, 'the demo site has an identity secret');
-});
-
-after(async () => {
-  agent?.close();
-  await browser?.close();
-  await server?.stop();
-});
+widgetSuite({
+  prepare: (s) => assert.ok(s.identitySecret, 'the demo site has an identity secret'),
+}, (parts) => ({ server, browser, agent } = parts));
 
 const sign = (secret, id) => createHmac('sha256', secret).update(id).digest('hex');
 

@@ -1,33 +1,18 @@
 // WebSockets blocked on the way (a proxy that refuses the upgrade): the widget falls back to
 // long-polling and the chat goes on; when WebSockets get through again it goes back to them.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fullHistory, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, upgradeBlockingProxy, visitorContext, visitorTexts, waitFor,
+  agentJoin, conversationOf, diag, openDemo, openPanel, panelMessages, send, visitorContext, visitorTexts,
+  waitFor, widgetSuite,
 } from './helpers.mjs';
-import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
 let agent;
 let proxy;
-
-before(async () => {
-  proxy = await upgradeBlockingProxy();
-  // The demo page is served through the proxy, so its origin is the proxy's: allow it.
-  server = await startServer({ origins: [proxy.url] });
-  proxy.setTarget(server.url);
-  browser = await launch();
-  agent = await agentOnline(server);
-});
-
-after(async () => {
-  agent?.close();
-  await browser?.close();
-  await proxy?.close();
-  await server?.stop();
-});
+widgetSuite({ blockUpgrades: true }, (parts) => ({ server, browser, agent, proxy } = parts));
 
 test('WebSockets blocked: long-polling carries the chat both ways, then WebSockets again when they work', async () => {
   const context = await visitorContext(browser);

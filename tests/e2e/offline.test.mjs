@@ -1,28 +1,17 @@
 // Never lose a message: the durable outbox in the browser. Messages typed offline wait as
 // pending and arrive once, in order, when the network returns, across reloads too.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fullHistory, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, visitorContext, visitorTexts, waitFor,
+  agentJoin, conversationOf, diag, openDemo, openPanel, panelMessages, send, visitorContext, visitorTexts,
+  waitFor, widgetSuite,
 } from './helpers.mjs';
-import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
 let agent;
-
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-  agent = await agentOnline(server);
-});
-
-after(async () => {
-  agent?.close();
-  await browser?.close();
-  await server?.stop();
-});
+widgetSuite({}, (parts) => ({ server, browser, agent } = parts));
 
 const outboxSize = (page) => page.evaluate(() => Object.keys(localStorage).filter((k) => /^parley:[^:]+:o:/.test(k)).length);
 

@@ -1,28 +1,17 @@
 // Resume by seq, and `reset` when the visitor missed more than the replay window: the widget
 // drops what it holds, loads history over HTTP and goes on live; every message shows once.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, send, visitorContext, waitFor,
+  agentJoin, conversationOf, diag, openDemo, openPanel, panelMessages, send, visitorContext, waitFor,
+  widgetSuite,
 } from './helpers.mjs';
-import { startServer } from '../support/server.mjs';
 
 let server;
 let browser;
 let agent;
-
-before(async () => {
-  server = await startServer({ vars: { REPLAY_WINDOW: '5' } });
-  browser = await launch();
-  agent = await agentOnline(server);
-});
-
-after(async () => {
-  agent?.close();
-  await browser?.close();
-  await server?.stop();
-});
+widgetSuite({ vars: { REPLAY_WINDOW: '5' } }, (parts) => ({ server, browser, agent } = parts));
 
 test('a short break resumes by seq; a long one gets a reset and reloads history', async () => {
   const context = await visitorContext(browser);

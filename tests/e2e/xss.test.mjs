@@ -1,13 +1,13 @@
 // Every piece of user text is rendered as text: XSS payloads in messages (both ways), in an
 // agent's name, in the visitor's identity, in form answers and in the site's own configured
 // texts stay inert; only http(s) URLs become links, with rel="noopener noreferrer nofollow".
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, launch, openDemo, openPanel, panelMessages, send, visitorContext, waitFor,
+  agentJoin, agentOnline, conversationOf, openDemo, openPanel, panelMessages, send, visitorContext, waitFor,
+  widgetSuite,
 } from './helpers.mjs';
-import { startServer } from '../support/server.mjs';
 
 const PAYLOADS = [
   '<img src=x onerror="window.__xss=1">',
@@ -25,26 +25,18 @@ const NAME = '<img src=x onerror="window.__xss=10">Agent';
 let server;
 let browser;
 let agent;
-
-before(async () => {
-  server = await startServer();
+const suite = widgetSuite({
   // The site's own texts and an agent's name are user input too. (Set before any request, so
   // no cached copy of the site exists yet.)
-  await server.d1('UPDATE sites SET name = ?, settings = ? WHERE site_key = ?', [
-    '<b onmouseover="window.__xss=11">Shop</b>',
-    JSON.stringify({ welcome: { en: '<img src=x onerror="window.__xss=12">Welcome' } }),
-    server.siteKey,
-  ]);
-  await server.d1('UPDATE agents SET name = ? WHERE email = ?', [NAME, server.email]);
-  browser = await launch();
-  agent = await agentOnline(server);
-});
-
-after(async () => {
-  agent?.close();
-  await browser?.close();
-  await server?.stop();
-});
+  prepare: async (s) => {
+    await s.d1('UPDATE sites SET name = ?, settings = ? WHERE site_key = ?', [
+      '<b onmouseover="window.__xss=11">Shop</b>',
+      JSON.stringify({ welcome: { en: '<img src=x onerror="window.__xss=12">Welcome' } }),
+      s.siteKey,
+    ]);
+    await s.d1('UPDATE agents SET name = ? WHERE email = ?', [NAME, s.email]);
+  },
+}, (parts) => ({ server, browser, agent } = parts));
 
 /** Anything executable or any markup that should not exist in the widget or the page. */
 function inspect(page) {
@@ -121,5 +113,5 @@ test('payloads in the offline form stay inert', async () => {
   assert.deepEqual(found.dangerous, []);
   assert.deepEqual(found.handlers, []);
   await context.close();
-  agent = await agentOnline(server);
+  agent = suite.agent = await agentOnline(server);
 });
