@@ -11,7 +11,7 @@ use wasm_bindgen::JsValue;
 use worker::{Context, Env, Headers, Method, Request, RequestInit, Response, Result};
 
 use crate::config::Config;
-use crate::credentials::{self, Carrier};
+use crate::credentials;
 use crate::http::{json_response, read_json, request_lang, ApiError, ApiResult};
 use crate::internal::{
     CreateConversation, Operation, OperationRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER,
@@ -36,7 +36,7 @@ pub struct Ctx {
     pub own_origin: String,
     pub now: i64,
     /// Who is calling, worked out once before routing (see `credentials::identify`).
-    pub caller: Result<(Principal, Carrier), ApiError>,
+    pub caller: Result<Principal, ApiError>,
 }
 
 pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<Response> {
@@ -327,7 +327,7 @@ pub(crate) fn internal<'a, E: std::fmt::Display>(
 
 /// The verified principal of the request (from its bearer token, API key or session cookie).
 pub(crate) fn authenticate(ctx: &Ctx) -> Result<Principal, ApiError> {
-    ctx.caller.clone().map(|(principal, _)| principal)
+    ctx.caller.clone()
 }
 
 /// Takes a token from the limiter object for `key`; fails open if the limiter is unreachable.

@@ -4,9 +4,6 @@
 //! Lookups are cached per isolate for half a minute, like sessions: a revoked key is refused
 //! at once in the isolate that revoked it and everywhere else within that time.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use parley_core::api_key::{self, Scope};
 use parley_core::token::{AgentRole, Principal};
 use parley_core::ErrorCode;
@@ -17,6 +14,7 @@ use worker::{Method, Request};
 use crate::api::{authenticate, db, internal, ok_json, Ctx, D1Statement};
 use crate::console::audit;
 use crate::http::{no_content, read_json, ApiError, ApiResult};
+use crate::remembered::Remembered;
 
 const CACHE_MS: i64 = 30_000;
 
@@ -26,11 +24,10 @@ struct CachedKey {
     name: String,
     scopes: Vec<Scope>,
     secret_hash: String,
-    fetched_at: i64,
 }
 
 thread_local! {
-    static KEYS: RefCell<HashMap<String, CachedKey>> = RefCell::new(HashMap::new());
+    static KEYS: Remembered<CachedKey> = Remembered::new(CACHE_MS);
 }
 
 #[derive(Deserialize)]
@@ -54,23 +51,11 @@ pub async fn principal_for(
     method: &Method,
 ) -> Result<Principal, ApiError> {
     let (id, secret) = api_key::parse(credential).ok_or(ErrorCode::TokenInvalid)?;
-    let cached = KEYS.with(|c| {
-        c.borrow()
-            .get(id)
-            .filter(|k| ctx.now - k.fetched_at < CACHE_MS)
-            .cloned()
-    });
-    let key = match cached {
+    let key = match KEYS.with(|c| c.fresh(id, ctx.now)) {
         Some(key) => key,
         None => {
             let key = load(ctx, id).await?.ok_or(ErrorCode::TokenInvalid)?;
-            KEYS.with(|c| {
-                let mut cache = c.borrow_mut();
-                if cache.len() > 1_000 {
-                    cache.clear();
-                }
-                cache.insert(id.to_string(), key.clone());
-            });
+            KEYS.with(|c| c.remember(id, key.clone(), ctx.now));
             key
         }
     };
@@ -108,7 +93,6 @@ async fn load(ctx: &Ctx, id: &str) -> Result<Option<CachedKey>, ApiError> {
         name: row.name,
         scopes: api_key::stored_scopes(&row.scopes),
         secret_hash: row.secret_hash,
-        fetched_at: ctx.now,
     }))
 }
 
@@ -161,12 +145,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str])
             let (name, scopes) = api_key::validate_request(&body.name, &body.scopes)
                 .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
             let id_random = crate::platform::random_16().map_err(internal(ctx, "random"))?;
-            let mut secret_random = [0u8; 32];
-            for half in secret_random.chunks_mut(16) {
-                half.copy_from_slice(
-                    &crate::platform::random_16().map_err(internal(ctx, "random"))?,
-                );
-            }
+            let secret_random = crate::platform::random::<32>().map_err(internal(ctx, "random"))?;
             let minted = api_key::mint(&id_random, &secret_random);
             let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
             let scopes_json = serde_json::to_string(&names).map_err(internal(ctx, "json"))?;
@@ -213,7 +192,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str])
             if revoked == 0 {
                 return Err(ErrorCode::NotFound.into());
             }
-            KEYS.with(|c| c.borrow_mut().remove(*id));
+            KEYS.with(|c| c.forget(id));
             audit(
                 ctx,
                 &team,

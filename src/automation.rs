@@ -1,8 +1,6 @@
 //! A site's automation settings and business hours, read from D1 for the conversation objects
 //! that act on them (briefly cached per isolate).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use parley_core::automation::AutomationSettings;
@@ -11,6 +9,7 @@ use serde::Deserialize;
 use worker::Env;
 
 use crate::platform::now_ms;
+use crate::remembered::Remembered;
 
 const TTL_MS: i64 = 30_000;
 
@@ -25,16 +24,14 @@ pub struct SiteAutomation {
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<String, (i64, Rc<SiteAutomation>)>> = RefCell::new(HashMap::new());
+    static CACHE: Remembered<Rc<SiteAutomation>> = Remembered::new(TTL_MS);
 }
 
 /// The site's automations; none when D1 cannot be read (automations are a convenience).
 pub async fn load(env: &Env, site: &str) -> Rc<SiteAutomation> {
     let now = now_ms();
-    if let Some((at, cached)) = CACHE.with(|c| c.borrow().get(site).cloned()) {
-        if now - at < TTL_MS {
-            return cached;
-        }
+    if let Some(cached) = CACHE.with(|c| c.fresh(site, now)) {
+        return cached;
     }
     #[derive(Deserialize)]
     struct Row {
@@ -69,14 +66,11 @@ pub async fn load(env: &Env, site: &str) -> Rc<SiteAutomation> {
             ..SiteAutomation::default()
         });
     let loaded = Rc::new(loaded);
-    CACHE.with(|c| {
-        c.borrow_mut()
-            .insert(site.to_string(), (now, loaded.clone()))
-    });
+    CACHE.with(|c| c.remember(site, loaded.clone(), now));
     loaded
 }
 
 /// Drops what this isolate remembers of a site's settings (they just changed here).
 pub fn forget(site: &str) {
-    CACHE.with(|c| c.borrow_mut().remove(site));
+    CACHE.with(|c| c.forget(site));
 }

@@ -33,32 +33,25 @@ pub fn cleared_session_cookie() -> String {
     format!("{SESSION_COOKIE}=; Path=/api/; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
 }
 
-/// How a request presented its credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Carrier {
-    Header,
-    Cookie,
-}
-
 /// The request's principal, or why it has none.
-pub async fn identify(req: &Request, ctx: &Ctx) -> Result<(Principal, Carrier), ApiError> {
+pub async fn identify(req: &Request, ctx: &Ctx) -> Result<Principal, ApiError> {
     let method = req.method();
-    let (credential, carrier) = match bearer(req)? {
-        Some(credential) => (credential, Carrier::Header),
+    let (credential, from_cookie) = match bearer(req)? {
+        Some(credential) => (credential, false),
         None => {
             let credential = cookie(req, SESSION_COOKIE).ok_or(ErrorCode::TokenMissing)?;
             if changes_state(&method) && ctx.origin.as_deref() != Some(ctx.own_origin.as_str()) {
                 return Err(ErrorCode::OriginNotAllowed.into());
             }
-            (credential, Carrier::Cookie)
+            (credential, true)
         }
     };
     if parley_core::api_key::is_api_key(&credential) {
-        if carrier == Carrier::Cookie {
+        // Keys are for servers: a browser's cookie never carries one.
+        if from_cookie {
             return Err(ErrorCode::TokenInvalid.into());
         }
-        let principal = crate::api_keys::principal_for(ctx, &credential, &method).await?;
-        return Ok((principal, carrier));
+        return crate::api_keys::principal_for(ctx, &credential, &method).await;
     }
     let principal = token::verify(ctx.config.token_secret.as_bytes(), &credential, ctx.now)
         .map(|claims| claims.principal)
@@ -77,7 +70,7 @@ pub async fn identify(req: &Request, ctx: &Ctx) -> Result<(Principal, Carrier), 
             }
         }
     }
-    Ok((principal, carrier))
+    Ok(principal)
 }
 
 fn changes_state(method: &Method) -> bool {

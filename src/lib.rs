@@ -22,6 +22,7 @@ mod object_kv;
 mod openapi;
 mod outbound;
 mod platform;
+mod remembered;
 mod reports;
 mod search;
 mod sessions;

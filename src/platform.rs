@@ -19,7 +19,12 @@ fn crypto() -> Result<web_sys::Crypto> {
 
 /// 16 bytes from the runtime's CSPRNG, for ids, epochs and salts.
 pub fn random_16() -> Result<[u8; 16]> {
-    let mut bytes = [0u8; 16];
+    random()
+}
+
+/// `N` bytes from the runtime's CSPRNG.
+pub fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
     crypto()?
         .get_random_values_with_u8_array(&mut bytes)
         .map_err(worker::Error::from)?;

@@ -2,19 +2,18 @@
 //! the agent) ends it, and every entrance refuses a token of an ended session. Checks are
 //! cached briefly per isolate, so a live session costs one D1 read per half minute.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::Env;
+
+use crate::remembered::Remembered;
 
 /// How long a "still live" answer is reused. An ended session is refused from the moment it
 /// ended in the isolate that ended it, and everywhere else within this time.
 const CACHE_MS: i64 = 30_000;
 
 thread_local! {
-    static LIVE: RefCell<HashMap<String, i64>> = RefCell::new(HashMap::new());
+    static LIVE: Remembered<()> = Remembered::new(CACHE_MS);
 }
 
 /// Records a new session.
@@ -44,7 +43,7 @@ pub async fn start(
 
 /// Whether the session may still act: not ended, not expired, its agent not disabled.
 pub async fn is_live(env: &Env, sid: &str, now: i64) -> worker::Result<bool> {
-    if LIVE.with(|c| c.borrow().get(sid).is_some_and(|at| now - at < CACHE_MS)) {
+    if LIVE.with(|c| c.fresh(sid, now).is_some()) {
         return Ok(true);
     }
     #[derive(Deserialize)]
@@ -62,14 +61,10 @@ pub async fn is_live(env: &Env, sid: &str, now: i64) -> worker::Result<bool> {
         .await?
         .is_some_and(|r| r.live > 0.0);
     LIVE.with(|c| {
-        let mut cache = c.borrow_mut();
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
         if live {
-            cache.insert(sid.to_string(), now);
+            c.remember(sid, (), now);
         } else {
-            cache.remove(sid);
+            c.forget(sid);
         }
     });
     Ok(live)
@@ -77,7 +72,7 @@ pub async fn is_live(env: &Env, sid: &str, now: i64) -> worker::Result<bool> {
 
 /// Ends a session (logout).
 pub async fn end(env: &Env, sid: &str, now: i64) -> worker::Result<()> {
-    LIVE.with(|c| c.borrow_mut().remove(sid));
+    LIVE.with(|c| c.forget(sid));
     env.d1("DB")?
         .prepare("UPDATE sessions SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL")
         .bind(&[sid.into(), JsValue::from_f64(now as f64)])?
@@ -88,7 +83,7 @@ pub async fn end(env: &Env, sid: &str, now: i64) -> worker::Result<()> {
 
 /// Ends every session of an agent (disabled by an admin).
 pub async fn end_all(env: &Env, agent: &str, now: i64) -> worker::Result<()> {
-    LIVE.with(|c| c.borrow_mut().clear());
+    LIVE.with(|c| c.forget_all());
     env.d1("DB")?
         .prepare("UPDATE sessions SET ended_at = ?2 WHERE agent_id = ?1 AND ended_at IS NULL")
         .bind(&[agent.into(), JsValue::from_f64(now as f64)])?

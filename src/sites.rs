@@ -1,13 +1,12 @@
 //! Site configuration from D1, cached briefly in the isolate so that new visitors can still
 //! start chatting through a short D1 outage.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use parley_core::routing::RoutingConfig;
 use parley_core::site_settings::WidgetSettings;
 use serde::Deserialize;
 use worker::D1Database;
+
+use crate::remembered::Remembered;
 
 const CACHE_TTL_MS: i64 = 60_000;
 
@@ -35,7 +34,7 @@ struct SiteRow {
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<String, (i64, Site)>> = RefCell::new(HashMap::new());
+    static CACHE: Remembered<Site> = Remembered::new(CACHE_TTL_MS);
 }
 
 pub enum Lookup {
@@ -60,11 +59,8 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
     }
     let key = format!("{column}:{value}");
     let key = key.as_str();
-    let cached = CACHE.with(|c| c.borrow().get(key).cloned());
-    if let Some((at, site)) = &cached {
-        if now - at < CACHE_TTL_MS {
-            return Lookup::Found(Box::new(site.clone()));
-        }
+    if let Some(site) = CACHE.with(|c| c.fresh(key, now)) {
+        return Lookup::Found(Box::new(site));
     }
     let query = db
         .prepare(format!(
@@ -86,20 +82,20 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
                 routing: serde_json::from_str(&row.routing).unwrap_or_default(),
                 allowed_origins: serde_json::from_str(&row.allowed_origins).unwrap_or_default(),
             };
-            CACHE.with(|c| c.borrow_mut().insert(key.to_string(), (now, site.clone())));
+            CACHE.with(|c| c.remember(key, site.clone(), now));
             Lookup::Found(Box::new(site))
         }
         Ok(None) => Lookup::Unknown,
         // A stale copy beats refusing a visitor while D1 is down.
-        Err(e) => match cached {
-            Some((_, site)) => Lookup::Found(Box::new(site)),
+        Err(e) => match CACHE.with(|c| c.any(key)) {
+            Some(site) => Lookup::Found(Box::new(site)),
             None => Lookup::Unavailable(e.to_string()),
         },
     }
 }
 
 thread_local! {
-    static ORIGINS: RefCell<HashMap<String, (i64, bool)>> = RefCell::new(HashMap::new());
+    static ORIGINS: Remembered<bool> = Remembered::new(CACHE_TTL_MS);
 }
 
 /// Whether any site lists `origin` among its allowed origins (cached briefly).
@@ -107,10 +103,8 @@ pub async fn origin_allowed_anywhere(db: &D1Database, origin: &str, now: i64) ->
     if origin.len() > 200 {
         return false;
     }
-    if let Some((at, allowed)) = ORIGINS.with(|c| c.borrow().get(origin).copied()) {
-        if now - at < CACHE_TTL_MS {
-            return allowed;
-        }
+    if let Some(allowed) = ORIGINS.with(|c| c.fresh(origin, now)) {
+        return allowed;
     }
     #[derive(Deserialize)]
     struct Row {
@@ -131,13 +125,7 @@ pub async fn origin_allowed_anywhere(db: &D1Database, origin: &str, now: i64) ->
             .is_some_and(|r| r.n > 0),
         Err(_) => false,
     };
-    ORIGINS.with(|c| {
-        let mut cache = c.borrow_mut();
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-        cache.insert(origin.to_string(), (now, allowed));
-    });
+    ORIGINS.with(|c| c.remember(origin, allowed, now));
     allowed
 }
 

@@ -14,12 +14,13 @@ use crate::config::Config;
 use crate::internal::SystemRequest;
 use crate::log::Log;
 use crate::platform::now_ms;
+use crate::remembered::Remembered;
 
 const SETTINGS_TTL_MS: i64 = 30_000;
 const CACHE_ENTRIES: usize = 2000;
 
 thread_local! {
-    static SETTINGS: RefCell<HashMap<String, (i64, TranslationSettings)>> = RefCell::new(HashMap::new());
+    static SETTINGS: Remembered<TranslationSettings> = Remembered::new(SETTINGS_TTL_MS);
     /// Repeated phrases ("hello", "thank you") are translated once per isolate.
     static CACHE: RefCell<HashMap<(String, String, String), String>> = RefCell::new(HashMap::new());
 }
@@ -27,10 +28,8 @@ thread_local! {
 /// The site's translation settings (briefly cached); `None` when off or unreadable.
 pub async fn settings(env: &Env, site: &str) -> Option<TranslationSettings> {
     let now = now_ms();
-    if let Some((at, s)) = SETTINGS.with(|c| c.borrow().get(site).cloned()) {
-        if now - at < SETTINGS_TTL_MS {
-            return s.enabled.then_some(s);
-        }
+    if let Some(s) = SETTINGS.with(|c| c.fresh(site, now)) {
+        return s.enabled.then_some(s);
     }
     #[derive(Deserialize)]
     struct Row {
@@ -47,10 +46,7 @@ pub async fn settings(env: &Env, site: &str) -> Option<TranslationSettings> {
     .ok()
     .flatten()?;
     let parsed: TranslationSettings = serde_json::from_str(&row.translation).unwrap_or_default();
-    SETTINGS.with(|c| {
-        c.borrow_mut()
-            .insert(site.to_string(), (now, parsed.clone()))
-    });
+    SETTINGS.with(|c| c.remember(site, parsed.clone(), now));
     parsed.enabled.then_some(parsed)
 }
 
