@@ -316,6 +316,29 @@ export async function seedDemo(d1, { origins = [], persistDir } = {}) {
 // The runtime
 
 /**
+ * workerd on one machine keeps Durable Object alarms in memory: a restart forgets them while
+ * each object's storage still holds the time. An object reschedules its own alarm the first time
+ * it runs (`recover_alarm`); this wakes every open conversation once after start, so the ones
+ * nobody returns to still copy their last events to D1, close when idle and clean up uploads.
+ * Conversations are listed in D1 when they are created, so none is missed.
+ */
+async function wakeOpenConversations(mf, d1, concurrency = 8) {
+  const { results } = await d1.prepare("SELECT id FROM conversations WHERE status = 'open'").all();
+  if (results.length === 0) return 0;
+  const namespace = await mf.getDurableObjectNamespace('CONVERSATION');
+  let next = 0;
+  const worker = async () => {
+    while (next < results.length) {
+      const { id } = results[next++];
+      const response = await namespace.get(namespace.idFromName(id)).fetch('https://internal.parley/wake');
+      await response.arrayBuffer();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, results.length) }, worker));
+  return results.length;
+}
+
+/**
  * Start Parley locally. Returns { mf, url, port, d1, persistDir, unmapped, dispose() }; url is
  * the origin ("http://127.0.0.1:8787"), d1 the DB binding (migrations applied).
  * Options: host, port (0 = any free port), persistDir (required for data that survives
@@ -387,7 +410,12 @@ export async function startRuntime({
     const db = d1Config(config, 'DB');
     await applyMigrations(d1, resolve(root, db.migrations_dir ?? 'migrations'), log);
     const realPort = Number(ready.port);
-    return { mf, url: ready.origin, port: realPort, d1, persistDir, unmapped, dispose };
+    // In the background: the server answers at once; objects touched meanwhile recover alone.
+    const recovered = wakeOpenConversations(mf, d1).then(
+      (count) => { log(`alarms of ${count} open conversations recovered`); return count; },
+      (e) => { if (!disposed) log(`recovering alarms failed: ${e.message}`); return 0; },
+    );
+    return { mf, url: ready.origin, port: realPort, d1, persistDir, unmapped, dispose, recovered };
   } catch (e) {
     await dispose().catch(() => {});
     throw e;

@@ -1,8 +1,10 @@
 //! The Conversation Durable Object: the single writer of one conversation. It runs the core
 //! engine against its own SQLite, fans frames out to hibernatable WebSockets, answers the
-//! plain-HTTP operations and long-polls, and drains the D1 mirror from its alarm.
+//! plain-HTTP operations and long-polls, and copies new events to D1 shortly after they land (a
+//! timer in the running instance, with the durable alarm as the safety net).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use futures::channel::oneshot;
@@ -29,17 +31,21 @@ use crate::internal::{
     SITE_HEADER, TRACE_HEADER,
 };
 use crate::log::Log;
-use crate::mirror::{self, Drained};
+use crate::mirror;
 use crate::platform::{now_ms, Attachments};
 use crate::sql_store::SqlStore;
 
 /// WebSocket close codes.
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
-/// How long new events wait before the alarm copies them to D1 and hands them to webhooks:
-/// whatever the message rate, a conversation costs at most about one mirror run a second.
-/// Nothing waits on it: the log of record is the object's own storage.
-const MIRROR_DELAY_MS: i64 = 1000;
+/// How long new events wait in the running instance before they are copied to D1 and handed to
+/// webhooks: whatever the message rate, a conversation costs at most about one mirror run a
+/// second. Nothing waits on it: the log of record is the object's own storage.
+const MIRROR_DELAY_MS: u64 = 1000;
+/// The durable alarm behind that in-memory timer: should the instance be evicted before its
+/// timer runs, the alarm copies what is left. One alarm write per this long of activity, not
+/// one per burst (every alarm write and run is a commit of the object's storage).
+const MIRROR_SAFETY_MS: i64 = 30_000;
 
 /// What a socket carries across hibernation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -49,6 +55,12 @@ struct SocketState {
     lang: Option<String>,
     /// The site the socket was opened through, when it named one.
     site: Option<String>,
+    /// The trace id of the upgrade request: every log line of the socket carries it.
+    #[serde(default)]
+    trace: String,
+    /// When the socket was accepted (ms), to close the ones that never sign in.
+    #[serde(default)]
+    opened_at: i64,
 }
 
 impl SocketState {
@@ -78,26 +90,54 @@ fn view(frame: &ServerFrame, reader: Option<&Principal>) -> ServerFrame {
 
 #[durable_object]
 pub struct ConversationObject {
+    conversation: Rc<Conversation>,
+}
+
+impl std::ops::Deref for ConversationObject {
+    type Target = Conversation;
+    fn deref(&self) -> &Conversation {
+        &self.conversation
+    }
+}
+
+/// The object's state, shared with the work it starts after answering (the mirror timer).
+pub struct Conversation {
+    /// This conversation itself, for work that outlives the call that starts it.
+    me: Weak<Conversation>,
     state: State,
     env: Env,
     store: RefCell<Option<SqlStore>>,
     engine: RefCell<Option<Engine>>,
     pollers: RefCell<Vec<oneshot::Sender<()>>>,
     /// The environment's settings, read once per instance (every message consults them).
-    config: std::rc::Rc<Config>,
+    config: Rc<Config>,
     sockets: Attachments<SocketState>,
     /// When the alarm this instance set will ring (`None`: unknown, or it rang), so a burst of
     /// messages costs one alarm write, not one each.
-    alarm_at: std::cell::Cell<Option<i64>>,
+    alarm_at: Cell<Option<i64>>,
     /// The D1 binding, looked up once (a lookup is not free in every runtime).
     d1: std::cell::OnceCell<worker::D1Database>,
+    /// A mirror run is due from this instance's timer.
+    mirror_timer: Cell<bool>,
+    /// A mirror run is under way (the timer's or the alarm's): the other one leaves it be, so
+    /// webhooks are never handed the same events twice.
+    draining: Cell<bool>,
+    /// How far D1 and a webhook-less site's watermark got since they were last written: they
+    /// ride on the object's next write (a message's commit, the alarm's), so a mirror run costs
+    /// no commit of its own. Losing them to an eviction only repeats idempotent copying.
+    unsaved_mirrored: Cell<Option<u64>>,
+    unsaved_webhook: Cell<Option<u64>>,
+    /// Whether this instance made sure its stored alarm is really scheduled (see
+    /// `recover_alarm`).
+    alarm_checked: Cell<bool>,
 }
 
 impl DurableObject for ConversationObject {
     fn new(state: State, env: Env) -> Self {
         crate::platform::answer_pings_without_waking(&state);
-        let config = std::rc::Rc::new(Config::from_env(&env));
-        ConversationObject {
+        let config = Rc::new(Config::from_env(&env));
+        let conversation = Rc::new_cyclic(|me| Conversation {
+            me: me.clone(),
             state,
             env,
             store: RefCell::new(None),
@@ -105,9 +145,15 @@ impl DurableObject for ConversationObject {
             pollers: RefCell::new(Vec::new()),
             config,
             sockets: Attachments::new(),
-            alarm_at: std::cell::Cell::new(None),
+            alarm_at: Cell::new(None),
             d1: std::cell::OnceCell::new(),
-        }
+            mirror_timer: Cell::new(false),
+            draining: Cell::new(false),
+            unsaved_mirrored: Cell::new(None),
+            unsaved_webhook: Cell::new(None),
+            alarm_checked: Cell::new(false),
+        });
+        ConversationObject { conversation }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -115,6 +161,7 @@ impl DurableObject for ConversationObject {
             .map(|l| Lang::negotiate(&l))
             .unwrap_or_default();
         let trace = header(&req, TRACE_HEADER).unwrap_or_default();
+        self.recover_alarm().await;
         match self.route(&mut req, &trace).await {
             Ok(response) => Ok(response),
             Err(error) => error.response(lang),
@@ -126,6 +173,7 @@ impl DurableObject for ConversationObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
+        self.recover_alarm().await;
         let mut socket: SocketState = self
             .sockets
             .get(&ws)
@@ -223,7 +271,7 @@ impl DurableObject for ConversationObject {
             ClientFrame::Read { seq } => Command::Read { who, seq },
         };
         if let Err(error) = self
-            .execute(command, Caller::Socket(&ws, &principal), "")
+            .execute(command, Caller::Socket(&ws, &principal), &socket.trace)
             .await
         {
             send_frame(&ws, &error.frame(socket.lang()));
@@ -238,8 +286,13 @@ impl DurableObject for ConversationObject {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
+        let trace = self
+            .sockets
+            .get(&ws)
+            .map(|s| s.trace.clone())
+            .unwrap_or_default();
         self.sockets.forget(&ws);
-        self.log("socket_closed", "").field("code", code).emit();
+        self.log("socket_closed", &trace).field("code", code).emit();
         // Complete the closing handshake; the peer may already be gone.
         let code = u16::try_from(code)
             .ok()
@@ -255,10 +308,13 @@ impl DurableObject for ConversationObject {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm_at.set(None);
+        self.alarm_checked.set(true);
         self.close_if_idle().await;
-        self.drain_mirror().await;
-        self.drain_webhooks().await;
+        self.hand_on().await;
         self.delete_abandoned_files().await;
+        if let Ok(Some(store)) = self.with_engine(|_, store| store.clone()) {
+            self.save_marks(&store);
+        }
         Response::ok("ok")
     }
 }
@@ -272,7 +328,7 @@ fn send_frame(ws: &WebSocket, frame: &ServerFrame) {
     let _ = ws.send_with_str(frame.to_json());
 }
 
-impl ConversationObject {
+impl Conversation {
     fn d1(&self) -> Result<&worker::D1Database> {
         if let Some(db) = self.d1.get() {
             return Ok(db);
@@ -281,7 +337,7 @@ impl ConversationObject {
         Ok(self.d1.get_or_init(|| db))
     }
 
-    fn config(&self) -> std::rc::Rc<Config> {
+    fn config(&self) -> Rc<Config> {
         self.config.clone()
     }
 
@@ -369,10 +425,24 @@ impl ConversationObject {
         mut caller: Caller<'_>,
         trace: &str,
     ) -> std::result::Result<(), ApiError> {
-        let now = now_ms();
         let kind = command_name(&command);
+        if writes_log(&command) {
+            // Armed before the write, so a crash straight after it still leaves the alarm that
+            // copies the new event to D1.
+            self.wake_within(MIRROR_SAFETY_MS).await;
+        }
+        let now = now_ms();
         let outcome = self
-            .with_engine(|engine, store| engine.handle(store, command, now))?
+            .with_engine(|engine, store| {
+                let outcome = engine.handle(store, command, now);
+                if let Ok(effects) = &outcome {
+                    if effects.iter().any(|e| matches!(e, Effect::Mirror)) {
+                        // The same commit as the event: no write of its own.
+                        self.save_marks(store);
+                    }
+                }
+                outcome
+            })?
             .ok_or(ErrorCode::NotFound)?;
         let effects = match outcome {
             Ok(effects) => effects,
@@ -419,7 +489,7 @@ impl ConversationObject {
             }
         }
         if mirror {
-            self.schedule_mirror(MIRROR_DELAY_MS).await;
+            self.start_mirror_timer();
         }
         if !appended.is_empty() {
             self.automate(&appended).await;
@@ -445,7 +515,7 @@ impl ConversationObject {
             if let Some(due) = parley_core::automation::close_due(&site.settings, now) {
                 let _ = self
                     .with_engine(|_, store| store.set_setting("last_activity", &now.to_string()));
-                self.schedule_mirror(due - now + 1000).await;
+                self.wake_within(due - now + 1000).await;
             }
         }
         let language = self
@@ -559,7 +629,7 @@ impl ConversationObject {
         };
         let now = now_ms();
         if now < due {
-            self.schedule_mirror(due - now + 1000).await;
+            self.wake_within(due - now + 1000).await;
             return;
         }
         let language = self
@@ -736,7 +806,58 @@ impl ConversationObject {
         }
     }
 
-    async fn schedule_mirror(&self, delay_ms: i64) {
+    /// Copies new events to D1 and hands them to webhooks about a second from now, from this
+    /// instance. The durable alarm, armed before the events were written, is the safety net.
+    fn start_mirror_timer(&self) {
+        if self.mirror_timer.replace(true) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        self.state.wait_until(async move {
+            worker::Delay::from(Duration::from_millis(MIRROR_DELAY_MS)).await;
+            me.mirror_timer.set(false);
+            // An engine that is gone was erased or never loaded here: the alarm sees to it.
+            if me.engine.borrow().is_some() {
+                me.hand_on().await;
+            }
+        });
+    }
+
+    /// Mirror and webhook runs until both have caught up (or failed and set their retry).
+    async fn hand_on(&self) {
+        if self.draining.replace(true) {
+            return;
+        }
+        self.drain_mirror().await;
+        self.drain_webhooks().await;
+        self.draining.set(false);
+    }
+
+    /// Schedules again the alarm this object stored, once per instance. A runtime that keeps
+    /// alarms in memory only (workerd on one machine) forgets them when its process restarts,
+    /// while storage still holds the time: left alone, that alarm would never ring, and every
+    /// later "is an alarm due soon enough?" would trust it.
+    async fn recover_alarm(&self) {
+        if self.alarm_checked.replace(true) {
+            return;
+        }
+        let storage = self.state.storage();
+        let Ok(Some(at)) = storage.get_alarm().await else {
+            return;
+        };
+        // A time other than the stored one, so the runtime takes it as a new alarm.
+        let delay = (at - now_ms()).max(0) as u64 + 1;
+        match storage.set_alarm(Duration::from_millis(delay)).await {
+            Ok(()) => self.alarm_at.set(Some(now_ms() + delay as i64)),
+            Err(e) => Log::error("alarm_failed")
+                .error_class("storage_unavailable")
+                .field("detail", e.to_string())
+                .emit(),
+        }
+    }
+
+    /// Makes sure the alarm rings within `delay_ms`.
+    async fn wake_within(&self, delay_ms: i64) {
         let due = now_ms() + delay_ms.max(0);
         if self.alarm_at.get().is_some_and(|at| at <= due) {
             return;
@@ -766,7 +887,7 @@ impl ConversationObject {
             return;
         };
         if oldest + grace > now_ms() {
-            self.schedule_mirror(oldest + grace + 1000 - now_ms()).await;
+            self.wake_within(oldest + grace + 1000 - now_ms()).await;
             return;
         }
         let Ok(Some(Ok(stale))) =
@@ -794,7 +915,7 @@ impl ConversationObject {
         // Come back when the oldest upload still within its grace period runs out.
         let oldest = self.with_engine(|_, store| store.oldest_unposted_file());
         if let Ok(Some(Ok(Some(oldest)))) = oldest {
-            self.schedule_mirror((oldest + grace + 1000 - now_ms()).max(1000))
+            self.wake_within((oldest + grace + 1000 - now_ms()).max(1000))
                 .await;
         }
     }
@@ -808,57 +929,55 @@ impl ConversationObject {
             .webhooks
         {
             // Nobody to tell: the watermark simply moves on.
-            let _ = self.with_engine(|_, store| store.set_webhook_seq(meta.head));
+            self.unsaved_webhook.set(Some(meta.head));
             return;
         }
-        let batch = self.with_engine(
-            |_, store| -> std::result::Result<_, crate::sql_store::SqlError> {
-                let after = store.webhook_seq()?;
-                Ok((
-                    after,
-                    parley_core::Store::events_after(store, after, mirror::BATCH)?,
-                ))
-            },
-        );
-        let Ok(Some(Ok((_, events)))) = batch else {
-            return;
-        };
-        let Some(last) = events.last().map(|e| e.seq) else {
-            return;
-        };
-        let notices: Vec<_> = events
-            .iter()
-            .flat_map(|e| parley_core::webhook::notices(&meta.id, &meta.site, &meta.visitor, e))
-            .collect();
-        let sent = if notices.is_empty() {
-            Ok(())
-        } else {
-            let request = crate::webhook_object::WebhookRequest::Enqueue { notices };
-            match crate::webhook_object::send(&self.env, &meta.site, &request).await {
-                Ok(r) if r.status_code() < 300 => Ok(()),
-                Ok(r) => Err(format!("status {}", r.status_code())),
-                Err(e) => Err(e.to_string()),
-            }
-        };
-        match sent {
-            Ok(()) => {
-                let _ = self.with_engine(|_, store| store.set_webhook_seq(last));
-                if last < meta.head {
-                    self.schedule_mirror(0).await;
+        loop {
+            let batch = self.with_engine(|_, store| {
+                let after = store
+                    .webhook_seq()?
+                    .max(self.unsaved_webhook.get().unwrap_or(0));
+                parley_core::Store::events_after(store, after, mirror::BATCH)
+            });
+            let Ok(Some(Ok(events))) = batch else {
+                return;
+            };
+            let Some(last) = events.last().map(|e| e.seq) else {
+                return;
+            };
+            let notices: Vec<_> = events
+                .iter()
+                .flat_map(|e| parley_core::webhook::notices(&meta.id, &meta.site, &meta.visitor, e))
+                .collect();
+            if !notices.is_empty() {
+                let request = crate::webhook_object::WebhookRequest::Enqueue { notices };
+                let sent = match crate::webhook_object::send(&self.env, &meta.site, &request).await
+                {
+                    Ok(r) if r.status_code() < 300 => Ok(()),
+                    Ok(r) => Err(format!("status {}", r.status_code())),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(detail) = sent {
+                    Log::warn("webhook_enqueue_failed")
+                        .site(&meta.site)
+                        .conversation(&meta.id)
+                        .error_class("site_unavailable")
+                        .field("detail", detail)
+                        .emit();
+                    self.wake_within(5000).await;
+                    return;
                 }
             }
-            Err(detail) => {
-                Log::warn("webhook_enqueue_failed")
-                    .site(&meta.site)
-                    .conversation(&meta.id)
-                    .error_class("site_unavailable")
-                    .field("detail", detail)
-                    .emit();
-                self.schedule_mirror(5000).await;
+            // Written at once: handing the same events over twice would deliver them twice.
+            self.unsaved_webhook.set(None);
+            let _ = self.with_engine(|_, store| store.set_webhook_seq(last));
+            if last >= meta.head {
+                return;
             }
         }
     }
 
+    /// Copies the events D1 lacks, batch by batch; on a failure the alarm retries with backoff.
     async fn drain_mirror(&self) {
         let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) else {
             return;
@@ -877,35 +996,59 @@ impl ConversationObject {
         let Ok(Some(store)) = self.with_engine(|_, store| store.clone()) else {
             return;
         };
-        match mirror::drain(&store, &meta, db).await {
-            Ok(Drained::CaughtUp { mirrored_seq }) => {
-                Log::info("mirror_caught_up")
-                    .site(&meta.site)
-                    .conversation(&meta.id)
-                    .seq(mirrored_seq)
-                    .emit();
+        let mut stored = store.mirror_state().unwrap_or_default();
+        let mut mirrored = stored
+            .mirrored_seq
+            .max(self.unsaved_mirrored.get().unwrap_or(0));
+        loop {
+            match mirror::drain(&store, &meta, db, mirrored).await {
+                Ok(drained) => {
+                    mirrored = drained.mirrored_seq;
+                    if stored.failures > 0 {
+                        // Back after failures: say so in storage at once.
+                        let _ = store.set_mirror_state(mirrored, 0);
+                        self.unsaved_mirrored.set(None);
+                        stored.failures = 0;
+                    } else if mirrored > stored.mirrored_seq {
+                        self.unsaved_mirrored.set(Some(mirrored));
+                    }
+                    if !drained.more {
+                        Log::info("mirror_caught_up")
+                            .site(&meta.site)
+                            .conversation(&meta.id)
+                            .seq(mirrored)
+                            .emit();
+                        return;
+                    }
+                }
+                Err(detail) => {
+                    let failures = stored.failures.saturating_add(1);
+                    let _ = store.set_mirror_state(mirrored, failures);
+                    self.unsaved_mirrored.set(None);
+                    let delay = mirror::retry_delay_ms(failures);
+                    Log::warn("mirror_failed")
+                        .site(&meta.site)
+                        .conversation(&meta.id)
+                        .seq(mirrored)
+                        .error_class("d1_unavailable")
+                        .field("failures", failures)
+                        .field("retry_in_ms", delay)
+                        .field("detail", detail)
+                        .emit();
+                    self.wake_within(delay).await;
+                    return;
+                }
             }
-            Ok(Drained::More) => self.schedule_mirror(0).await,
-            Err(detail) => {
-                let failures = store
-                    .mirror_state()
-                    .map(|s| s.failures)
-                    .unwrap_or(0)
-                    .saturating_add(1);
-                let mirrored = store.mirror_state().map(|s| s.mirrored_seq).unwrap_or(0);
-                let _ = store.set_mirror_state(mirrored, failures);
-                let delay = mirror::retry_delay_ms(failures);
-                Log::warn("mirror_failed")
-                    .site(&meta.site)
-                    .conversation(&meta.id)
-                    .seq(mirrored)
-                    .error_class("d1_unavailable")
-                    .field("failures", failures)
-                    .field("retry_in_ms", delay)
-                    .field("detail", detail)
-                    .emit();
-                self.schedule_mirror(delay).await;
-            }
+        }
+    }
+
+    /// Writes the watermarks the mirror and webhook runs reached since the last write.
+    fn save_marks(&self, store: &SqlStore) {
+        if let Some(seq) = self.unsaved_mirrored.take() {
+            let _ = store.set_mirror_state(seq, 0);
+        }
+        if let Some(seq) = self.unsaved_webhook.take() {
+            let _ = store.set_webhook_seq(seq);
         }
     }
 
@@ -969,7 +1112,7 @@ impl ConversationObject {
             epoch,
         };
         if let Err(error) = self
-            .execute(command, Caller::Socket(ws, &principal), "")
+            .execute(command, Caller::Socket(ws, &principal), &socket.trace)
             .await
         {
             send_frame(ws, &error.frame(socket.lang()));
@@ -985,6 +1128,8 @@ impl ConversationObject {
             "/operation" => self.operation(req, trace).await,
             "/poll" => self.poll(req).await,
             "/system" => self.system(req, trace).await,
+            // After a restart: nothing to do but what every request does first (recover_alarm).
+            "/wake" => no_content().map_err(|_| ErrorCode::Internal.into()),
             _ => Err(ErrorCode::NotFound.into()),
         }
     }
@@ -1003,6 +1148,8 @@ impl ConversationObject {
             )
             .map_err(|_| ErrorCode::Internal.into());
         }
+        // Armed before the first write, as for every write (see `execute`).
+        self.wake_within(MIRROR_SAFETY_MS).await;
         let meta = Meta {
             id: params.id,
             site: params.site,
@@ -1069,7 +1216,7 @@ impl ConversationObject {
                 .await?;
         }
         let created = self.meta()?;
-        self.schedule_mirror(0).await;
+        self.start_mirror_timer();
         self.log("event_stored", trace)
             .seq(1)
             .field("kind", "created")
@@ -1090,19 +1237,60 @@ impl ConversationObject {
     /// Accepts any socket: whether the conversation exists, and is the caller's, is answered
     /// after `hello` with the same `not_found`, so a socket is no oracle for conversation ids.
     fn accept_socket(&self, req: &Request) -> ApiResult {
+        use parley_core::limits::{HELLO_TIMEOUT_MS, MAX_UNSIGNED_SOCKETS_PER_IP};
+        let now = now_ms();
+        let ip = header(req, IP_HEADER);
+        let trace = header(req, TRACE_HEADER).unwrap_or_default();
+        // Sockets that never signed in: the stale ones go, and one address may hold only a few.
+        let mut unsigned_from_ip = 0;
+        for ws in self.state.get_websockets() {
+            let Some(other) = self.sockets.get(&ws) else {
+                continue;
+            };
+            if other.principal.is_some() {
+                continue;
+            }
+            if now - other.opened_at >= HELLO_TIMEOUT_MS {
+                let _ = self.refuse_and_close(&ws, &other, ErrorCode::TokenMissing, CLOSE_POLICY);
+            } else if other.ip == ip {
+                unsigned_from_ip += 1;
+            }
+        }
+        if unsigned_from_ip >= MAX_UNSIGNED_SOCKETS_PER_IP {
+            self.log("socket_refused", &trace)
+                .error_class(ErrorCode::TooManyConnections.as_str())
+                .emit();
+            return Err(ErrorCode::TooManyConnections.into());
+        }
         let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
         self.state.accept_web_socket(&pair.server);
         let socket = SocketState {
             principal: None,
-            ip: header(req, IP_HEADER),
+            ip,
             lang: header(req, LANG_HEADER),
             site: header(req, SITE_HEADER),
+            trace,
+            opened_at: now,
         };
         self.sockets
-            .set(&pair.server, socket)
+            .set(&pair.server, socket.clone())
             .map_err(|_| ApiError::from(ErrorCode::Internal))?;
-        self.log("socket_opened", "").emit();
+        self.log("socket_opened", &socket.trace).emit();
+        self.close_if_silent(pair.server, socket);
         Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
+    }
+
+    /// Closes the socket if it has not said `hello` in time (while this instance lives; after
+    /// an eviction the next socket accepted sweeps it).
+    fn close_if_silent(&self, ws: WebSocket, socket: SocketState) {
+        let Some(me) = self.me.upgrade() else { return };
+        self.state.wait_until(async move {
+            let wait = parley_core::limits::HELLO_TIMEOUT_MS as u64;
+            worker::Delay::from(Duration::from_millis(wait)).await;
+            if me.sockets.get(&ws).is_some_and(|s| s.principal.is_none()) {
+                let _ = me.refuse_and_close(&ws, &socket, ErrorCode::TokenMissing, CLOSE_POLICY);
+            }
+        });
     }
 
     async fn operation(&self, req: &mut Request, trace: &str) -> ApiResult {
@@ -1143,8 +1331,7 @@ impl ConversationObject {
                 self.with_engine(|_, store| store.insert_file(&file))?
                     .ok_or(ErrorCode::NotFound)?
                     .map_err(|e| self.storage_error(&e.to_string()))?;
-                self.schedule_mirror(self.config().upload_grace_ms + 1000)
-                    .await;
+                self.wake_within(self.config().upload_grace_ms + 1000).await;
                 return json_response(&serde_json::json!({ "file": file.file_ref() }), 201)
                     .map_err(|_| ErrorCode::Internal.into());
             }
@@ -1405,6 +1592,14 @@ impl ConversationObject {
         let frame = replies.into_iter().next().ok_or(ErrorCode::Internal)?;
         frame_response(&frame, 200).map_err(|_| ErrorCode::Internal.into())
     }
+}
+
+/// Whether a command may append to the log (and so calls for a mirror run).
+fn writes_log(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Typing { .. } | Command::Poll { .. } | Command::History { .. }
+    )
 }
 
 fn command_name(command: &Command) -> &'static str {

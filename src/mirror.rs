@@ -1,6 +1,7 @@
 //! The D1 mirror: copies a conversation's new events from the Durable Object's log into D1,
-//! in batches, idempotently on `(conversation_id, seq)`. Run from the object's alarm, so a
-//! slow or failing D1 never delays a message; the next alarm picks up where this one stopped.
+//! in batches, idempotently on `(conversation_id, seq)`. Run by the object after it answers
+//! (and by its alarm), so a slow or failing D1 never delays a message; the next run picks up
+//! where this one stopped.
 
 use parley_core::{Event, EventPayload, Meta};
 use wasm_bindgen::JsValue;
@@ -9,7 +10,7 @@ use worker::{D1Database, D1PreparedStatement};
 use crate::sql_store::{body_json, SqlStore};
 use parley_core::Store;
 
-/// Events copied per alarm run; the rest follow in the next run, straight after.
+/// Events copied per D1 batch; the rest follow in the next batch, straight after.
 pub const BATCH: u32 = 100;
 
 /// Delay before retrying after the `failures`-th consecutive D1 error: 0.5 s doubling, at most 10 s.
@@ -17,11 +18,12 @@ pub fn retry_delay_ms(failures: u32) -> i64 {
     (500i64 << failures.min(5)).min(10_000)
 }
 
-pub enum Drained {
-    /// Everything up to the head is in D1.
-    CaughtUp { mirrored_seq: u64 },
-    /// A batch was copied and more remain.
-    More,
+/// How far a mirror run got.
+pub struct Drained {
+    /// Every event up to this one is in D1.
+    pub mirrored_seq: u64,
+    /// More events remain after it.
+    pub more: bool,
 }
 
 fn num(v: u64) -> JsValue {
@@ -98,16 +100,22 @@ fn insert_event(
     ])
 }
 
-/// Copies the next batch of unmirrored events to D1 and records how far the mirror got.
-pub async fn drain(store: &SqlStore, meta: &Meta, db: &D1Database) -> Result<Drained, String> {
-    let state = store.mirror_state().map_err(|e| e.to_string())?;
-    if state.mirrored_seq >= meta.head {
-        return Ok(Drained::CaughtUp {
-            mirrored_seq: state.mirrored_seq,
+/// Copies the next batch of events after `mirrored_seq` to D1. Recording how far it got is the
+/// caller's: the watermark can ride on the object's next write.
+pub async fn drain(
+    store: &SqlStore,
+    meta: &Meta,
+    db: &D1Database,
+    mirrored_seq: u64,
+) -> Result<Drained, String> {
+    if mirrored_seq >= meta.head {
+        return Ok(Drained {
+            mirrored_seq,
+            more: false,
         });
     }
     let batch = store
-        .events_after(state.mirrored_seq, BATCH)
+        .events_after(mirrored_seq, BATCH)
         .map_err(|e| e.to_string())?;
     let mut statements = Vec::with_capacity(batch.len() + 1);
     statements.push(upsert_conversation(db, meta, &batch).map_err(|e| e.to_string())?);
@@ -118,13 +126,9 @@ pub async fn drain(store: &SqlStore, meta: &Meta, db: &D1Database) -> Result<Dra
     if let Some(failed) = results.iter().find(|r| !r.success()) {
         return Err(failed.error().unwrap_or_else(|| "d1 batch failed".into()));
     }
-    let mirrored_seq = batch.last().map_or(state.mirrored_seq, |e| e.seq);
-    store
-        .set_mirror_state(mirrored_seq, 0)
-        .map_err(|e| e.to_string())?;
-    if mirrored_seq >= meta.head {
-        Ok(Drained::CaughtUp { mirrored_seq })
-    } else {
-        Ok(Drained::More)
-    }
+    let mirrored_seq = batch.last().map_or(mirrored_seq, |e| e.seq);
+    Ok(Drained {
+        mirrored_seq,
+        more: mirrored_seq < meta.head,
+    })
 }

@@ -124,7 +124,7 @@ struct ReadRow {
     seq: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct MirrorRow {
     pub mirrored_seq: u64,
     pub failures: u32,

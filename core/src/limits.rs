@@ -17,3 +17,8 @@ pub const MAX_POLL_WAIT_SECS: u32 = 30;
 pub const DEFAULT_REPLAY_WINDOW: u64 = 256;
 /// Most sockets one participant keeps open on one conversation (tabs and devices).
 pub const MAX_SOCKETS_PER_PARTICIPANT: usize = 32;
+/// Sockets of one address in one conversation that have not signed in yet: a browser opens one
+/// or two at a time, so more are someone holding connections open.
+pub const MAX_UNSIGNED_SOCKETS_PER_IP: usize = 8;
+/// How long a socket may stay open without its `hello`.
+pub const HELLO_TIMEOUT_MS: i64 = 10_000;
