@@ -567,3 +567,55 @@ fn only_visitors_the_system_and_api_key_bots_hand_off_to_people() {
         Effect::Broadcast(ServerFrame::Event(ev)) if ev.payload == EventPayload::Handoff {}
     )));
 }
+
+#[test]
+fn one_address_shares_its_message_bucket_between_participants() {
+    let mut store = MemStore::default();
+    let meta = Meta {
+        id: "c_1".into(),
+        site: "s_1".into(),
+        team: "t_1".into(),
+        visitor: "v_1".into(),
+        epoch: "e_1".into(),
+        created_at: 100,
+        status: Status::Open,
+        assignee: None,
+        head: 0,
+    };
+    let slow = parley_core::ratelimit::Rate {
+        burst: 3.0,
+        per_second: 0.001,
+    };
+    let (mut engine, _) = Engine::create(
+        &mut store,
+        EngineConfig {
+            ip_messages: slow,
+            ..EngineConfig::default()
+        },
+        meta,
+        system_participant(),
+    )
+    .unwrap();
+    let from = |who: Participant, id: &str, ip: &str| Command::Send {
+        who,
+        ip: Some(ip.into()),
+        client_msg_id: id.into(),
+        text: "x".into(),
+    };
+    let shared = "192.0.2.1";
+    // Two by the visitor and one by the agent use up the address's three.
+    for (who, id) in [(visitor(), "v1"), (visitor(), "v2"), (agent(), "a1")] {
+        engine
+            .handle(&mut store, from(who, id, shared), 0)
+            .expect("within the address's burst");
+    }
+    let head = engine.meta().head;
+    for (who, id) in [(agent(), "a2"), (visitor(), "v3")] {
+        let refused = engine.handle(&mut store, from(who, id, shared), 0);
+        assert_eq!(rejected(refused), ErrorCode::RateLimited);
+    }
+    assert_eq!(engine.meta().head, head, "nothing was stored");
+    // The same participant from another address is not held back by this one's bucket.
+    let elsewhere = engine.handle(&mut store, from(visitor(), "v4", "192.0.2.2"), 0);
+    assert_eq!(ack_seq(&elsewhere.expect("another address")).0, head + 1);
+}
