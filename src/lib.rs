@@ -32,6 +32,7 @@ mod sql_store;
 mod translation;
 mod webhook_object;
 mod widget;
+mod zones;
 
 pub use conversation_object::ConversationObject;
 pub use limiter_object::RateLimiterObject;
@@ -43,6 +44,7 @@ use worker::{event, Context, Env, Request, Response, Result};
 #[event(start)]
 fn start() {
     console_error_panic_hook::set_once();
+    parley_core::zone::use_rules(&zones::IntlZones);
 }
 
 /// The daily retention purge (wrangler.toml `[triggers]`).

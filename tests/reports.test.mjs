@@ -108,3 +108,32 @@ test('ratings: 1 to 5 from the visitor only', async () => {
   assert.equal(ok.body.kind, 'rated');
   assert.deepEqual(ok.body.body, { score: 3 });
 });
+
+test('days and hours follow the time zone across daylight-saving changes (the runtime\'s own zone data)', async () => {
+  const { results: [site] } = await server.d1('SELECT id FROM sites ORDER BY created_at LIMIT 1');
+  // New York: 2025-03-09 02:00 EST → 03:00 EDT, 2025-11-02 02:00 EDT → 01:00 EST (a year that
+  // has passed, so nothing seeded today falls in the range).
+  const instants = ['2025-03-09T06:30:00Z', '2025-03-09T07:30:00Z', '2025-11-02T05:30:00Z', '2025-11-02T06:30:00Z'];
+  for (const [i, at] of instants.entries()) {
+    const ms = Date.parse(at);
+    await server.d1(
+      "INSERT INTO conversations (id, site_id, visitor_id, status, created_at, updated_at) VALUES (?1, ?2, ?3, 'closed', ?4, ?4)",
+      [`c_dst${i}_${ms}`, site.id, `v_dst${i}`, ms],
+    );
+  }
+  const from = Date.parse('2025-03-01T00:00:00Z');
+  const to = Date.parse('2025-12-01T00:00:00Z');
+  const res = await http(server.url, `/api/v1/reports?tz=America/New_York&from=${from}&to=${to}`, { token: owner.token });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.equal(res.body.timezone, 'America/New_York');
+  // 01:30 EST, 03:30 EDT (the skipped hour lies between), 01:30 EDT and 01:30 EST again.
+  assert.deepEqual(res.body.per_day, { '2025-03-09': 2, '2025-11-02': 2 });
+  const hours = res.body.busiest_hours;
+  assert.equal(hours[1], 3);
+  assert.equal(hours[3], 1);
+  assert.equal(hours.reduce((a, b) => a + b, 0), 4);
+  // An unknown zone reads as UTC.
+  const unknown = await http(server.url, `/api/v1/reports?tz=Mars/Olympus&from=${from}&to=${to}`, { token: owner.token });
+  assert.equal(unknown.body.timezone, 'UTC');
+  assert.equal(unknown.body.busiest_hours[6], 2);
+});

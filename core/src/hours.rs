@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
-use chrono_tz::Tz;
+use chrono::{Datelike, Duration, NaiveDate, NaiveTime, Weekday};
 use serde::{Deserialize, Serialize};
+
+use crate::zone;
 
 /// One opening span of a day, `"09:00"`–`"18:00"` in the site's time zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,14 +60,14 @@ fn time(s: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(s, "%H:%M").ok()
 }
 
-/// Whether `name` is an IANA time zone this build knows.
+/// Whether `name` is an IANA time zone the runtime knows.
 pub fn is_known_zone(name: &str) -> bool {
-    name.parse::<Tz>().is_ok()
+    zone::is_known(name)
 }
 
 impl BusinessHours {
-    fn zone(&self) -> Tz {
-        self.timezone.parse().unwrap_or(Tz::UTC)
+    fn zone(&self) -> &str {
+        zone::or_utc(&self.timezone)
     }
 
     /// Whether the team is open at `now_ms` (Unix milliseconds).
@@ -74,11 +75,10 @@ impl BusinessHours {
         if !self.enabled {
             return true;
         }
-        let Some(utc) = DateTime::<Utc>::from_timestamp_millis(now_ms) else {
+        let Some(local) = zone::local(self.zone(), now_ms) else {
             return true;
         };
-        let local = utc.with_timezone(&self.zone());
-        let date = local.date_naive();
+        let date = local.date();
         if self.holidays.contains(&date.format("%Y-%m-%d").to_string()) {
             return false;
         }
@@ -97,9 +97,9 @@ impl BusinessHours {
             return None;
         }
         let zone = self.zone();
-        let local_now = DateTime::<Utc>::from_timestamp_millis(now_ms)?.with_timezone(&zone);
+        let local_now = zone::local(zone, now_ms)?;
         let open_now = self.is_open(now_ms);
-        let start: NaiveDate = local_now.date_naive();
+        let start: NaiveDate = local_now.date();
         for offset in 0..15 {
             let date = start + Duration::days(offset);
             let midnight = date.and_hms_opt(0, 0, 0)?;
@@ -111,10 +111,7 @@ impl BusinessHours {
             }
             boundaries.sort();
             for boundary in boundaries {
-                let Some(at) = zone.from_local_datetime(&boundary).earliest() else {
-                    continue;
-                };
-                let ms = at.timestamp_millis();
+                let ms = zone::instant(zone, boundary);
                 if ms > now_ms && self.is_open(ms) != open_now {
                     return Some(ms);
                 }
@@ -129,6 +126,7 @@ mod tests {
     use super::*;
 
     fn shanghai_office() -> BusinessHours {
+        crate::zone::testing::install();
         let nine_to_six = vec![Span {
             open: "09:00".into(),
             close: "18:00".into(),
@@ -149,7 +147,9 @@ mod tests {
     }
 
     fn utc(s: &str) -> i64 {
-        DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
     }
 
     #[test]

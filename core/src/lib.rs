@@ -29,6 +29,7 @@ pub mod token;
 pub mod translate;
 pub mod visitor;
 pub mod webhook;
+pub mod zone;
 
 pub use conversation::{Command, Effect, Engine, EngineConfig, EngineError, Meta, Store};
 pub use error::ErrorCode;

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Timelike, Utc};
-use chrono_tz::Tz;
+use chrono::Timelike;
 use serde::{Deserialize, Serialize};
+
+use crate::zone;
 
 /// What the report needs to know about one conversation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,10 +102,10 @@ pub fn build(
     facts: &[ConversationFacts],
     missed: &BTreeMap<String, u32>,
 ) -> Report {
-    let tz: Tz = timezone.parse().unwrap_or(Tz::UTC);
-    let local = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.with_timezone(&tz));
+    let tz = zone::or_utc(timezone);
+    let local = |ms: i64| zone::local(tz, ms);
     let mut report = Report {
-        timezone: tz.name().to_string(),
+        timezone: tz.to_string(),
         conversations: facts.len(),
         missed: missed.values().sum(),
         ..Report::default()
@@ -192,6 +193,7 @@ mod tests {
 
     #[test]
     fn days_and_hours_follow_the_sites_time_zone() {
+        crate::zone::testing::install();
         // 2026-11-22 23:30 UTC is already 2026-11-23 07:30 in Shanghai.
         let late = 1_795_390_200_000;
         let facts = vec![ConversationFacts {
