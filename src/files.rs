@@ -3,6 +3,7 @@
 //! they come back only through the Worker, to readers of that conversation, with headers that
 //! keep a browser from running anything in them.
 
+use futures::StreamExt;
 use parley_core::attachment;
 use parley_core::ids::IdKind;
 use parley_core::token::Principal;
@@ -73,10 +74,8 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
     if declared_len.is_some_and(|n| n > max) {
         return Err(ErrorCode::FileTooLarge.into());
     }
-    let bytes = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    // Without a Content-Length (a chunked body) only reading tells the size: stop past the limit.
+    let bytes = read_at_most(req, max).await?;
     let declared_type = header(req, "content-type").unwrap_or_default();
     let raw_name = query.name.unwrap_or_default();
     let checked =
@@ -108,10 +107,18 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
         uploader: principal.id().to_string(),
         created_at: ctx.now,
     };
-    let registered = operate(ctx, id, principal, Operation::RegisterFile { file: row }).await?;
+    let registered = match operate(ctx, id, principal, Operation::RegisterFile { file: row }).await
+    {
+        Ok(answer) => answer,
+        Err(refused) => {
+            // The conversation's object did not answer: nothing records the bytes, so they go.
+            discard(ctx, &key).await;
+            return Err(refused);
+        }
+    };
     if registered.status_code() != 201 {
         // Not recorded: take the bytes back out rather than leave an orphan.
-        let _ = bucket(ctx)?.delete(&key).await;
+        discard(ctx, &key).await;
     } else {
         Log::info("file_uploaded")
             .site(&site.id)
@@ -122,6 +129,44 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
             .emit();
     }
     Ok(registered)
+}
+
+/// The request body, read as it streams in, refused with `file_too_large` as soon as it passes
+/// `max` bytes: a body without a Content-Length is never held whole before its size is known.
+async fn read_at_most(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stream = req
+        .stream()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+        if bytes.len().saturating_add(chunk.len()) > max {
+            // Dropping the stream cancels it: the rest of the body is not read.
+            return Err(ErrorCode::FileTooLarge.into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Deletes bytes written to R2 that no conversation records. A failure is logged with the key,
+/// so an operator can remove what is left.
+async fn discard(ctx: &Ctx, key: &str) {
+    let deleted = match bucket(ctx) {
+        Ok(bucket) => bucket.delete(key).await.map_err(|e| e.to_string()),
+        Err(_) => Err("no bucket binding".to_string()),
+    };
+    if let Err(detail) = deleted {
+        Log::error("r2_orphan")
+            .trace(&ctx.trace)
+            .error_class("storage_unavailable")
+            .field("key", key)
+            .field("detail", detail)
+            .emit();
+    }
 }
 
 /// `GET /api/v1/conversations/{id}/files/{file}`: the bytes, for readers of the conversation.

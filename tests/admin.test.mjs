@@ -2,8 +2,11 @@
 // reset password — with permission checks and the audit log.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { hashPassword, randomId } from '../scripts/runtime.mjs';
 import { startServer } from './support/server.mjs';
-import { agentLogin, http } from './support/client.mjs';
+import { agentLogin, http, msgId } from './support/client.mjs';
+import { assertHttpError, snapshot, assertUnchanged } from './support/stored.mjs';
 
 let server;
 let owner;
@@ -184,3 +187,113 @@ test('quick replies: edit and delete one’s own; team replies are the admins’
   const after = (await http(server.url, '/api/v1/quick-replies', { token: miaToken })).body.replies;
   assert.ok(!after.some((r) => r.id === mine.body.id));
 });
+
+/**
+ * A second team with its own site and owner, straight into D1 as scripts/runtime.mjs seedDemo
+ * makes the first (there is no API to create teams): { teamId, siteId, siteKey, email, password }.
+ */
+async function seedTeam(name) {
+  const now = Date.now();
+  const team = { teamId: randomId('t'), siteId: randomId('s'), siteKey: `pk_${randomBytes(18).toString('base64url')}` };
+  const email = `owner-${team.teamId.slice(2, 10)}@other.example`;
+  const password = randomBytes(12).toString('base64url');
+  const pw = hashPassword(password);
+  await server.d1('INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)', [team.teamId, name, now]);
+  await server.d1(
+    `INSERT INTO sites (id, team_id, site_key, name, allowed_origins, identity_secret, created_at)
+     VALUES (?1, ?2, ?3, ?4, '[]', NULL, ?5)`,
+    [team.siteId, team.teamId, team.siteKey, `${name} shop`, now],
+  );
+  await server.d1(
+    `INSERT INTO agents (id, team_id, email, name, role, password_hash, password_salt, password_iterations, created_at)
+     VALUES (?1, ?2, ?3, ?4, 'owner', ?5, ?6, ?7, ?8)`,
+    [randomId('a'), team.teamId, email, `${name} owner`, pw.hash, pw.salt, pw.iterations, now],
+  );
+  return { ...team, email, password };
+}
+
+const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+const unknownId = (prefix) => `${prefix}_${Array.from(randomBytes(26), (b) => B32[b & 31]).join('')}`;
+
+test("another team's conversation, visitor, file, quick reply and site → 404 not_found for an agent of this team, the same answer as for ids that do not exist; nothing of theirs changes", async () => {
+  const other = await seedTeam('Other');
+  const signIn = await login(other.email, other.password);
+  assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+  const theirs = signIn.body.token;
+  // Their visitor, conversation (with a posted file) and team quick reply.
+  const session = await http(server.url, '/api/v1/visitor/session', { method: 'POST', body: { site_key: other.siteKey } });
+  assert.equal(session.status, 200, JSON.stringify(session.body));
+  const visitor = session.body;
+  const created = await http(server.url, '/api/v1/conversations', { method: 'POST', token: visitor.token });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const conversation = created.body.conversation;
+  const sent = await http(server.url, `/api/v1/conversations/${conversation}/messages`, {
+    method: 'POST', token: visitor.token, body: { client_msg_id: msgId('o'), text: 'hello from the other team' },
+  });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  const bytes = Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n');
+  const up = await fetch(`${server.url}/api/v1/conversations/${conversation}/files?name=theirs.pdf`, {
+    method: 'POST', headers: { authorization: `Bearer ${visitor.token}`, 'content-type': 'application/pdf' }, body: bytes,
+  });
+  const file = (await up.json()).file;
+  assert.equal(up.status, 201);
+  assert.equal((await http(server.url, `/api/v1/conversations/${conversation}/messages`, {
+    method: 'POST', token: visitor.token, body: { client_msg_id: msgId('of'), file: file.id },
+  })).status, 200);
+  const reply = await http(server.url, '/api/v1/quick-replies', { method: 'POST', token: theirs, body: { title: 'Theirs', body: 'Their team reply', group: 'Other' } });
+  assert.equal(reply.status, 201, JSON.stringify(reply.body));
+  // Their agent sees it all.
+  assert.equal((await http(server.url, `/api/v1/visitors/${visitor.visitor_id}`, { token: theirs })).status, 200);
+
+  const before = {
+    conversation: await snapshot(server, conversation, theirs),
+    d1: await otherTeamRows(other.teamId),
+  };
+  const missing = { c: unknownId('c'), v: unknownId('v'), f: unknownId('f'), q: unknownId('q'), s: unknownId('s') };
+  const requests = (ids) => [
+    ['GET', `/api/v1/conversations/${ids.c}`],
+    ['GET', `/api/v1/conversations/${ids.c}/history`],
+    ['GET', `/api/v1/conversations/${ids.c}/events?after=0&wait=0`],
+    ['POST', `/api/v1/conversations/${ids.c}/messages`, { client_msg_id: 'cross-team-1', text: 'not yours' }],
+    ['POST', `/api/v1/conversations/${ids.c}/read`, { seq: 1 }],
+    ['POST', `/api/v1/conversations/${ids.c}/claim`],
+    ['POST', `/api/v1/conversations/${ids.c}/close`],
+    ['GET', `/api/v1/conversations/${ids.c}/tags`],
+    ['PUT', `/api/v1/conversations/${ids.c}/tags`, { tags: ['mine-now'] }],
+    ['GET', `/api/v1/conversations/${ids.c}/files/${ids.f}`],
+    ['GET', `/api/v1/visitors/${ids.v}`],
+    ['DELETE', `/api/v1/visitors/${ids.v}`],
+    ['PATCH', `/api/v1/quick-replies/${ids.q}`, { title: 'Mine now' }],
+    ['DELETE', `/api/v1/quick-replies/${ids.q}`],
+    ['GET', `/api/v1/sites/${ids.s}`],
+    ['PATCH', `/api/v1/sites/${ids.s}`, { name: 'Mine now' }],
+  ];
+  const real = requests({ c: conversation, v: visitor.visitor_id, f: file.id, q: reply.body.id, s: other.siteId });
+  const none = requests(missing);
+  for (let i = 0; i < real.length; i += 1) {
+    const [method, path, body] = real[i];
+    const foreign = await http(server.url, path, { method, token: owner.token, body });
+    const absent = await http(server.url, none[i][1], { method, token: owner.token, body: none[i][2] });
+    assertHttpError(absent, 404, 'not_found');
+    assert.equal(foreign.status, 404, `${method} ${path}: ${foreign.status} ${JSON.stringify(foreign.body)}`);
+    assert.deepEqual(foreign.body, absent.body, `${method} ${path}`);
+  }
+  await assertUnchanged(server, conversation, theirs, before.conversation);
+  assert.deepEqual(await otherTeamRows(other.teamId), before.d1);
+  const download = await fetch(`${server.url}/api/v1/conversations/${conversation}/files/${file.id}`, { headers: { authorization: `Bearer ${theirs}` } });
+  assert.equal(download.status, 200);
+  assert.ok(Buffer.from(await download.arrayBuffer()).equals(bytes), 'their file is intact');
+});
+
+/** Everything D1 holds for a team, for the comparison before and after. */
+async function otherTeamRows(teamId) {
+  const rows = async (sql) => (await server.d1(sql, [teamId])).results;
+  return {
+    sites: await rows('SELECT * FROM sites WHERE team_id = ?1'),
+    visitors: await rows('SELECT * FROM visitors WHERE site_id IN (SELECT id FROM sites WHERE team_id = ?1) ORDER BY id'),
+    conversations: await rows('SELECT * FROM conversations WHERE site_id IN (SELECT id FROM sites WHERE team_id = ?1) ORDER BY id'),
+    tags: await rows('SELECT * FROM conversation_tags WHERE conversation_id IN (SELECT id FROM conversations WHERE site_id IN (SELECT id FROM sites WHERE team_id = ?1)) ORDER BY 1, 2'),
+    replies: await rows('SELECT * FROM quick_replies WHERE team_id = ?1 ORDER BY id'),
+    audit: await rows('SELECT * FROM audit_log WHERE team_id = ?1 ORDER BY id'),
+  };
+}

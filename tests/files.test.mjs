@@ -1,15 +1,31 @@
 // Files in conversations: upload, post, download byte for byte, the download headers, JPEG
-// location data removed, and the bad uploads (each case: input → exact code; nothing stored).
+// location data removed, and the bad uploads. Each refused case states its input and the exact
+// code, and compares what is stored — the conversation's files table, its R2 objects and the
+// bucket's blobs on disk — before and after.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { deflateSync } from 'node:zlib';
 import { startServer } from './support/server.mjs';
 import { agentLogin, connect, fullHistory, http, msgId, newConversation, sleep } from './support/client.mjs';
+import {
+  assertFilesUnchanged, assertHttpError, assertRateLimited, assertUnchanged, snapshot, storedFiles,
+} from './support/stored.mjs';
 
 const GENEROUS = { RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', UPLOAD_GRACE_SECONDS: '2' };
+/**
+ * The second server: its site allows 1 KB (the smallest limit, set before its first request),
+ * visitor tokens live 6 s (for the expired-token case) and one address may upload 3 files.
+ */
+const SMALL = { ...GENEROUS, VISITOR_TOKEN_TTL: '6', RATE_IP_UPLOADS: '3/0.001' };
+const SMALL_MAX = 1024;
+const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
 
 let server;
 let agent;
+let small;
+let smallAgent;
 
 /** A valid 2×2 RGB PNG, built here (chunks with CRCs). */
 function png() {
@@ -60,28 +76,89 @@ function ipOf(conversation) {
   return `127.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
 }
 
-async function upload(conversation, token, bytes, { type = 'application/octet-stream', name = 'file.bin' } = {}) {
-  const res = await fetch(`${server.url}/api/v1/conversations/${conversation}/files?name=${encodeURIComponent(name)}`, {
-    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type, 'cf-connecting-ip': ipOf(conversation) }, body: bytes,
+/** An id of the right shape that nobody minted (`f_`, `c_` + 26 base32). */
+const unknownId = (prefix) => `${prefix}_${Array.from(randomBytes(26), (b) => B32[b & 31]).join('')}`;
+
+const parse = (text) => {
+  try { return text ? JSON.parse(text) : null; } catch { return text; }
+};
+
+/** Uploads to `srv`; resolves to { status, headers, body }. */
+async function uploadTo(srv, conversation, token, bytes, { type = 'application/octet-stream', name = 'file.bin', ip = ipOf(conversation) } = {}) {
+  const res = await fetch(`${srv.url}/api/v1/conversations/${conversation}/files?name=${encodeURIComponent(name)}`, {
+    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type, 'cf-connecting-ip': ip }, body: bytes,
   });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
+  return { status: res.status, headers: res.headers, body: parse(await res.text()) };
+}
+
+function upload(conversation, token, bytes, opts) {
+  return uploadTo(server, conversation, token, bytes, opts);
+}
+
+/**
+ * Uploads `total` bytes of text as a chunked body (no Content-Length), on a connection of its
+ * own, writing as fast as the server takes them and stopping once it answers. Resolves to
+ * { status, headers, body, sent }: `sent` is how much had been written by the answer.
+ */
+function chunkedUpload(srv, conversation, token, total, { name = 'big.txt', ip = ipOf(conversation) } = {}) {
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    let answered = false;
+    const req = httpRequest(`${srv.url}/api/v1/conversations/${conversation}/files?name=${encodeURIComponent(name)}`, {
+      method: 'POST',
+      agent: false,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain', 'transfer-encoding': 'chunked', 'cf-connecting-ip': ip, connection: 'close' },
+    }, (res) => {
+      answered = true;
+      const at = sent;
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => {
+        resolve({ status: res.statusCode, headers: res.headers, body: parse(text), sent: at });
+        req.destroy();
+      });
+    });
+    // Once the server has answered and closed, writing fails: that is expected.
+    req.on('error', (e) => { if (!answered) reject(e); });
+    const chunk = Buffer.alloc(Math.min(64 * 1024, total), 0x61);
+    const pump = () => {
+      while (!answered && sent < total) {
+        const part = chunk.subarray(0, Math.min(chunk.length, total - sent));
+        sent += part.length;
+        if (!req.write(part)) { req.once('drain', pump); return; }
+      }
+      if (!answered) req.end();
+    };
+    pump();
+  });
 }
 
 async function download(conversation, token, fileId) {
   const res = await fetch(`${server.url}/api/v1/conversations/${conversation}/files/${fileId}`, {
     headers: { authorization: `Bearer ${token}` },
   });
-  return { status: res.status, headers: res.headers, bytes: Buffer.from(await res.arrayBuffer()) };
+  const bytes = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, headers: res.headers, bytes, body: res.ok ? null : parse(bytes.toString('utf8')) };
+}
+
+/** Posts an uploaded file in the conversation (so it is kept past the grace period). */
+async function post(srv, conversation, token, fileId) {
+  const res = await http(srv.url, `/api/v1/conversations/${conversation}/messages`, {
+    method: 'POST', token, body: { client_msg_id: msgId('post'), file: fileId },
+  });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res;
 }
 
 before(async () => {
-  server = await startServer({ vars: GENEROUS });
-  agent = await agentLogin(server);
+  [server, small] = await Promise.all([startServer({ vars: GENEROUS }), startServer({ vars: SMALL })]);
+  await small.d1('UPDATE sites SET settings = ?1', [JSON.stringify({ attachments: { max_bytes: SMALL_MAX } })]);
+  [agent, smallAgent] = await Promise.all([agentLogin(server), agentLogin(small)]);
 });
 
 after(async () => {
-  await server?.stop();
+  await Promise.all([server?.stop(), small?.stop()]);
 });
 
 test('a visitor sends an image: the agent sees a file event and downloads it byte for byte, inline and inert', async () => {
@@ -142,7 +219,7 @@ test('location data is stripped from JPEG photos before they are stored', async 
   assert.ok(!got.bytes.includes(Buffer.from('GPSLatitude')));
 });
 
-test('bad uploads are refused with exact codes and store nothing', async () => {
+test('bad uploads → SVG with a script 415 unsupported_file_type, HTML as PNG 415 unsupported_file_type, PNG declared as PDF 415 file_type_mismatch, an .exe 415 unsupported_file_type, empty 400 empty_file; each stores nothing', async () => {
   const conv = await newConversation(server);
   const cases = [
     ['SVG with a script', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'), 'image/svg+xml', 'x.svg', 415, 'unsupported_file_type'],
@@ -151,58 +228,124 @@ test('bad uploads are refused with exact codes and store nothing', async () => {
     ['a Windows executable', Buffer.from('MZ\x90\x00\x03\x00\x00\x00', 'binary'), 'application/octet-stream', 'setup.exe', 415, 'unsupported_file_type'],
     ['an empty file', Buffer.alloc(0), 'image/png', 'empty.png', 400, 'empty_file'],
   ];
+  const before = await snapshot(server, conv.conversation, conv.token);
+  const files = await storedFiles(server, conv.conversation);
+  assert.deepEqual([files.rows, files.objects], [[], []]);
   for (const [label, bytes, type, name, status, code] of cases) {
     const res = await upload(conv.conversation, conv.token, bytes, { type, name });
     assert.equal(res.status, status, `${label}: ${JSON.stringify(res.body)}`);
-    assert.equal(res.body.code, code, label);
+    assertHttpError(res, status, code);
+    await assertFilesUnchanged(server, conv.conversation, files);
   }
-  // Oversized for the site: the limit comes from the site's settings (here a server whose site
-  // allows 1 KB, the smallest limit, set before its first request).
-  const small = await startServer({ vars: GENEROUS });
-  try {
-    await small.d1('UPDATE sites SET settings = ?1', [JSON.stringify({ attachments: { max_bytes: 1024 } })]);
-    const other = await newConversation(small);
-    const res = await fetch(`${small.url}/api/v1/conversations/${other.conversation}/files?name=big.png`, {
-      method: 'POST', headers: { authorization: `Bearer ${other.token}`, 'content-type': 'image/png' }, body: Buffer.concat([png(), Buffer.alloc(2000)]),
-    });
-    assert.equal(res.status, 413);
-    assert.equal((await res.json()).code, 'file_too_large');
-  } finally {
-    await small.stop();
-  }
-  // Nothing of the above was recorded.
-  const log = await fullHistory(server, conv.conversation, conv.token);
-  assert.deepEqual(log.map((e) => e.kind), ['created']);
+  await assertUnchanged(server, conv.conversation, conv.token, before);
 });
 
-test('file names are cleaned: paths and right-to-left overrides removed', async () => {
+test(`oversized for the site (max_bytes ${SMALL_MAX}, second server): a declared Content-Length over it and a 64 MiB chunked body without one → 413 file_too_large, the chunked body not read to its end; nothing stored; exactly ${SMALL_MAX} bytes is accepted`, async () => {
+  const conv = await newConversation(small);
+  const files = await storedFiles(small, conv.conversation);
+  // Each upload from its own address: this server lets an address upload 3 files.
+  const declared = await uploadTo(small, conv.conversation, smallAgent.token, Buffer.concat([png(), Buffer.alloc(2000)]), { type: 'image/png', name: 'big.png', ip: '127.0.119.1' });
+  assertHttpError(declared, 413, 'file_too_large');
+  await assertFilesUnchanged(small, conv.conversation, files);
+
+  const total = 64 * 1024 * 1024;
+  const chunked = await chunkedUpload(small, conv.conversation, smallAgent.token, total, { ip: '127.0.119.2' });
+  assertHttpError(chunked, 413, 'file_too_large');
+  assert.ok(chunked.sent < total, `the server read the whole body (${chunked.sent} of ${total} bytes sent) before refusing it`);
+  await assertFilesUnchanged(small, conv.conversation, files);
+  // One byte over, chunked, is refused too; the limit itself is allowed.
+  assertHttpError(await chunkedUpload(small, conv.conversation, smallAgent.token, SMALL_MAX + 1, { ip: '127.0.119.3' }), 413, 'file_too_large');
+  await assertFilesUnchanged(small, conv.conversation, files);
+  const edge = await chunkedUpload(small, conv.conversation, smallAgent.token, SMALL_MAX, { name: 'edge.txt', ip: '127.0.119.4' });
+  assert.equal(edge.status, 201, JSON.stringify(edge.body));
+  assert.equal(edge.body.file.size, SMALL_MAX);
+  const stored = await storedFiles(small, conv.conversation);
+  assert.deepEqual(stored.rows.map((r) => [r.id, r.size]), [[edge.body.file.id, SMALL_MAX]]);
+  assert.deepEqual(stored.objects.map((o) => [o.key, o.size]), [[`c/${conv.conversation}/${edge.body.file.id}`, SMALL_MAX]]);
+});
+
+test('file names are cleaned: "../../etc/passwd" and "invoice\\u202efdp.exe" → 201, stored and downloaded under the cleaned name', async () => {
   const conv = await newConversation(server);
-  const traversal = await upload(conv.conversation, conv.token, Buffer.from('hello\n'), { type: 'text/plain', name: '../../etc/passwd' });
-  assert.equal(traversal.body.file.name, 'passwd.txt');
-  const rlo = await upload(conv.conversation, conv.token, Buffer.from('%PDF-1.4\n'), { type: 'application/pdf', name: 'invoice\u202efdp.exe' });
-  assert.equal(rlo.body.file.name, 'invoicefdp.pdf');
+  const cases = [
+    ['../../etc/passwd', Buffer.from('hello\n'), 'text/plain', 'passwd.txt'],
+    ['invoice\u202efdp.exe', Buffer.from('%PDF-1.4\n'), 'application/pdf', 'invoicefdp.pdf'],
+  ];
+  for (const [name, bytes, type, clean] of cases) {
+    const up = await upload(conv.conversation, conv.token, bytes, { type, name });
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    assert.equal(up.body.file.name, clean);
+    const got = await download(conv.conversation, conv.token, up.body.file.id);
+    assert.equal(got.status, 200);
+    assert.ok(got.bytes.equals(bytes));
+    assert.equal(got.headers.get('content-disposition'), `attachment; filename="${clean}"; filename*=UTF-8''${clean}`);
+  }
 });
 
-test("another conversation's file and another visitor's access get the uniform not_found", async () => {
+test("another conversation's file: posted in B → 404 file_not_found (client_msg_id echoed), B unchanged; downloaded through B, as B, or unposted by an agent → 404 not_found, the same body as a file that does not exist", async () => {
   const a = await newConversation(server);
   const b = await newConversation(server);
   const up = await upload(a.conversation, a.token, png(), { type: 'image/png', name: 'a.png' });
-  // Posting A's file in B's conversation.
+  assert.equal(up.status, 201, JSON.stringify(up.body));
+  const fileId = up.body.file.id;
+  const nothing = await download(b.conversation, b.token, unknownId('f'));
+  assertHttpError(nothing, 404, 'not_found');
+  const uniform = async (conversation, token) => {
+    const got = await download(conversation, token, fileId);
+    assertHttpError(got, 404, 'not_found');
+    assert.deepEqual(got.body, nothing.body);
+    assert.equal(got.headers.get('content-disposition'), null);
+  };
+  // Not yet posted, it is its uploader's only: the agent cannot read it.
+  await uniform(a.conversation, agent.token);
+  await post(server, a.conversation, a.token, fileId);
+  assert.equal((await download(a.conversation, agent.token, fileId)).status, 200);
+
+  // Posting A's file in B's conversation, over HTTP and over a socket.
+  const bBefore = await snapshot(server, b.conversation, b.token);
+  const bFiles = await storedFiles(server, b.conversation);
+  const id = msgId('x');
   const cross = await http(server.url, `/api/v1/conversations/${b.conversation}/messages`, {
-    method: 'POST', token: b.token, body: { client_msg_id: msgId('x'), file: up.body.file.id },
+    method: 'POST', token: b.token, body: { client_msg_id: id, file: fileId },
   });
-  assert.equal(cross.status, 404);
-  assert.equal(cross.body.code, 'file_not_found');
+  assertHttpError(cross, 404, 'file_not_found');
+  assert.equal(cross.body.client_msg_id, id);
+  const tab = await connect(server, b.conversation, b.token);
+  const wsId = msgId('xws');
+  tab.send({ type: 'send', client_msg_id: wsId, file: fileId });
+  const refused = await tab.next((f) => f.type === 'error' || (f.type === 'ack' && f.client_msg_id === wsId));
+  tab.close();
+  assert.equal(refused.type, 'error', JSON.stringify(refused));
+  assert.equal(refused.code, 'file_not_found');
+  assert.equal(refused.client_msg_id, wsId);
+  await assertUnchanged(server, b.conversation, b.token, bBefore);
+  await assertFilesUnchanged(server, b.conversation, bFiles);
+
   // Downloading A's file through B's conversation, or as B through A's.
-  assert.equal((await download(b.conversation, b.token, up.body.file.id)).status, 404);
-  assert.equal((await download(a.conversation, b.token, up.body.file.id)).status, 404);
-  // An unposted upload is its uploader's only: the agent cannot read it yet.
-  assert.equal((await download(a.conversation, agent.token, up.body.file.id)).status, 404);
-  // Forged and expired tokens.
-  const forged = await fetch(`${server.url}/api/v1/conversations/${a.conversation}/files?name=x.png`, {
-    method: 'POST', headers: { authorization: 'Bearer p1.e30.AAAA', 'content-type': 'image/png' }, body: png(),
-  });
-  assert.equal(forged.status, 401);
+  await uniform(b.conversation, b.token);
+  await uniform(a.conversation, b.token);
+});
+
+test('uploads with a forged token (A\'s claims, B\'s signature; a garbage token) → 401 token_invalid; with an expired visitor token (second server, 6 s) → 401 token_expired; nothing stored', async () => {
+  const a = await newConversation(server);
+  const b = await newConversation(server);
+  const files = await storedFiles(server, a.conversation);
+  const forged = `p1.${a.token.split('.')[1]}.${b.token.split('.')[2]}`;
+  for (const token of [forged, 'p1.e30.AAAA']) {
+    assertHttpError(await upload(a.conversation, token, png(), { type: 'image/png', name: 'x.png' }), 401, 'token_invalid');
+    await assertFilesUnchanged(server, a.conversation, files);
+  }
+
+  const late = await newConversation(small);
+  const deadline = Date.now() + 20_000;
+  let me;
+  do {
+    await sleep(250);
+    me = await http(small.url, '/api/v1/me', { token: late.token });
+  } while (me.status === 200 && Date.now() < deadline);
+  assertHttpError(me, 401, 'token_expired');
+  const lateFiles = await storedFiles(small, late.conversation);
+  assertHttpError(await uploadTo(small, late.conversation, late.token, Buffer.from('late\n'), { type: 'text/plain', name: 'late.txt' }), 401, 'token_expired');
+  await assertFilesUnchanged(small, late.conversation, lateFiles);
 });
 
 test('uploads never posted are deleted after the grace period', async () => {
@@ -218,17 +361,48 @@ test('uploads never posted are deleted after the grace period', async () => {
   assert.equal(status, 404);
 });
 
-test('uploads are rate limited with retry-after', async () => {
+test('uploads per participant past RATE_UPLOADS (burst 10, then 1 per 5 s) → 429 rate_limited with Retry-After; exactly the accepted uploads are stored', async () => {
   const conv = await newConversation(server);
+  const accepted = [];
   let limited;
   for (let i = 0; i < 15 && !limited; i += 1) {
-    const res = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=t.txt`, {
-      method: 'POST', headers: { authorization: `Bearer ${conv.token}`, 'content-type': 'text/plain' }, body: `line ${i}\n`,
-    });
-    if (res.status === 429) limited = { body: await res.json(), retryAfter: res.headers.get('retry-after') };
-    else await res.arrayBuffer();
+    const res = await upload(conv.conversation, conv.token, Buffer.from(`line ${i}\n`), { type: 'text/plain', name: 't.txt' });
+    if (res.status === 429) {
+      limited = res;
+    } else {
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      accepted.push(res.body.file.id);
+      await post(server, conv.conversation, conv.token, res.body.file.id);
+    }
   }
-  assert.ok(limited, 'the 11th upload in a burst is refused');
-  assert.equal(limited.body.code, 'rate_limited');
-  assert.ok(Number(limited.retryAfter) >= 1);
+  assert.ok(limited, 'the burst was not limited');
+  assertRateLimited(limited);
+  assert.ok(accepted.length >= 10 && accepted.length <= 11, `${accepted.length} accepted`);
+  const stored = await storedFiles(server, conv.conversation);
+  assert.deepEqual(stored.rows.map((r) => r.id).sort(), [...accepted].sort());
+  assert.deepEqual(stored.objects.map((o) => o.key).sort(), accepted.map((id) => `c/${conv.conversation}/${id}`).sort());
+  assert.ok(stored.objects.every((o) => o.sha256), 'an R2 object without its bytes');
+  // Refused again at once: still nothing more.
+  assertRateLimited(await upload(conv.conversation, conv.token, Buffer.from('more\n'), { type: 'text/plain', name: 't.txt' }));
+  await assertFilesUnchanged(server, conv.conversation, stored);
+});
+
+test('uploads from one address (127.0.118.1) past RATE_IP_UPLOADS 3/0.001 (second server) → 429 rate_limited with Retry-After for the visitor and an agent alike; nothing more stored; another address still uploads', async () => {
+  const conv = await newConversation(small);
+  const ip = '127.0.118.1';
+  const accepted = [];
+  for (const token of [conv.token, smallAgent.token, conv.token]) {
+    const res = await uploadTo(small, conv.conversation, token, Buffer.from(`note ${accepted.length}\n`), { type: 'text/plain', name: 'n.txt', ip });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    await post(small, conv.conversation, token, res.body.file.id);
+    accepted.push(res.body.file.id);
+  }
+  const stored = await storedFiles(small, conv.conversation);
+  assert.deepEqual(stored.rows.map((r) => r.id).sort(), [...accepted].sort());
+  for (const token of [conv.token, smallAgent.token]) {
+    assertRateLimited(await uploadTo(small, conv.conversation, token, Buffer.from('one more\n'), { type: 'text/plain', name: 'n.txt', ip }));
+    await assertFilesUnchanged(small, conv.conversation, stored);
+  }
+  const elsewhere = await uploadTo(small, conv.conversation, conv.token, Buffer.from('from home\n'), { type: 'text/plain', name: 'n.txt', ip: '127.0.118.2' });
+  assert.equal(elsewhere.status, 201, JSON.stringify(elsewhere.body));
 });

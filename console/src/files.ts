@@ -1,5 +1,6 @@
 // Files in conversations: downloads go through the Worker with the agent's session cookie (never a
-// token in a URL) and are shown from blob: URLs; uploads post the bytes, then the message names the file.
+// token in a URL) and are shown from blob: URLs; uploads post the bytes (reporting how far they
+// have gone), then the message names the file.
 import { ApiError, SIGNED_OUT_CODES, signedOutBy } from './api';
 import { lang, t } from './i18n';
 
@@ -47,26 +48,83 @@ export async function download(conversation: string, file: FileInfo): Promise<vo
   a.remove();
 }
 
-/** Uploads a file; resolves to what the server stored (its real type and cleaned name). */
+/** An upload under way: how many of its bytes have gone. */
+export interface UploadProgress {
+  readonly name: string;
+  loaded: number;
+  total: number;
+}
+
+/** Uploads under way per conversation, oldest first, and who wants to know when they move. */
+const inFlight = new Map<string, UploadProgress[]>();
+const watchers = new Map<string, Set<() => void>>();
+
+function moved(conversation: string): void {
+  for (const fn of [...(watchers.get(conversation) ?? [])]) fn();
+}
+
+/** The uploads of a conversation under way, oldest first. */
+export function uploadsInProgress(conversation: string): readonly UploadProgress[] {
+  return inFlight.get(conversation) ?? [];
+}
+
+/** Calls `fn` whenever an upload of the conversation starts, moves on or ends; returns the unsubscribe. */
+export function watchUploads(conversation: string, fn: () => void): () => void {
+  let set = watchers.get(conversation);
+  if (!set) watchers.set(conversation, (set = new Set()));
+  set.add(fn);
+  return () => {
+    set.delete(fn);
+    if (!set.size && watchers.get(conversation) === set) watchers.delete(conversation);
+  };
+}
+
+/**
+ * Uploads a file; resolves to what the server stored (its real type and cleaned name). Sent with
+ * XMLHttpRequest, the only way a page learns how far an upload has gone (fetch cannot tell), so
+ * uploadsInProgress() reports it as the bytes leave.
+ */
 export async function upload(conversation: string, file: File): Promise<FileInfo> {
   const q = new URLSearchParams({ name: file.name || 'file' });
-  let res: Response;
+  const progress: UploadProgress = { name: file.name, loaded: 0, total: file.size };
+  inFlight.set(conversation, [...uploadsInProgress(conversation), progress]);
+  moved(conversation);
+  let answer: { status: number; body: any };
   try {
-    res = await fetch(`/api/v1/conversations/${encodeURIComponent(conversation)}/files?${q}`, {
-      method: 'POST',
-      headers: {
-        'content-type': file.type || 'application/octet-stream',
-        'accept-language': lang(),
-      },
-      body: file,
+    answer = await new Promise((resolve) => {
+      const x = new XMLHttpRequest();
+      x.open('POST', `/api/v1/conversations/${encodeURIComponent(conversation)}/files?${q}`);
+      x.setRequestHeader('content-type', file.type || 'application/octet-stream');
+      x.setRequestHeader('accept-language', lang());
+      x.upload.onprogress = (e) => {
+        if (!e.lengthComputable) return;
+        progress.loaded = e.loaded;
+        progress.total = e.total;
+        moved(conversation);
+      };
+      x.onload = () => {
+        let body = null;
+        try {
+          body = JSON.parse(x.responseText);
+        } catch {
+          /* not JSON */
+        }
+        resolve({ status: x.status, body });
+      };
+      x.onerror = x.onabort = x.ontimeout = () => resolve({ status: 0, body: null });
+      x.send(file);
     });
-  } catch {
-    throw new ApiError(0, 'network', t('networkError'));
+  } finally {
+    const left = uploadsInProgress(conversation).filter((p) => p !== progress);
+    if (left.length) inFlight.set(conversation, left);
+    else inFlight.delete(conversation);
+    moved(conversation);
   }
-  const body = await res.json().catch(() => null);
-  if (res.status === 401 && SIGNED_OUT_CODES.includes(body?.code)) signedOutBy(body.code);
-  if (!res.ok || !body?.file?.id) {
-    throw new ApiError(res.status, body?.code ?? `http_${res.status}`, body?.message ?? t('genericError'));
+  const { status, body } = answer;
+  if (status === 0) throw new ApiError(0, 'network', t('networkError'));
+  if (status === 401 && SIGNED_OUT_CODES.includes(body?.code)) signedOutBy(body.code);
+  if (status < 200 || status >= 300 || !body?.file?.id) {
+    throw new ApiError(status, body?.code ?? `http_${status}`, body?.message ?? t('genericError'));
   }
   return body.file as FileInfo;
 }

@@ -2,15 +2,16 @@
 // pasting a screenshot; the agent gets the very bytes; the agent's image shows as a thumbnail
 // fetched with the token (a blob: URL), a document as a download chip; the site's size limit
 // is checked before uploading, the server's refusals are shown in the visitor's language,
-// names stay text, and a file whose upload a reload cut short is shown as not sent.
+// names stay text, and a file whose upload a reload cut short is shown as not sent. In the agent
+// console, an upload shows its progress, and files arrive intact both ways, byte for byte.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
 import { fullHistory, http, msgId, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, diag, openDemo, openPanel, send, visitorContext, waitFor,
-  widgetSuite,
+  agentJoin, agentOnline, conversationOf, diag, openDemo, openPanel, send, signIn, visitorContext, waitFor,
+  waitForText, widgetSuite,
 } from './helpers.mjs';
 import { startServer } from '../support/server.mjs';
 
@@ -592,5 +593,79 @@ test('an agent file wakes the loader when the chat is not loaded: the badge show
   await waitFor(async () => (await panelFiles(page)).some((f) => !f.mine && f.loaded), 'the thumbnail');
   await badge.waitFor({ state: 'hidden' });
   assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('in the console: the agent downloads the visitor\'s file byte for byte; a slow upload shows a progress bar and percentage; the visitor downloads it byte for byte', async () => {
+  // The visitor sends a document from the widget.
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  await openPanel(page);
+  await send(page, 'My receipt, and I need the catalogue');
+  const conversation = await conversationOf(page);
+  await page.setInputFiles(FILE_INPUT, { name: 'receipt.pdf', mimeType: 'application/pdf', buffer: INVOICE });
+  await waitFor(async () => (await panelFiles(page))[0]?.state === 'sent', 'the receipt sent');
+
+  // The agent, in the console, downloads it.
+  const agentContext = await visitorContext(browser, { viewport: { width: 1440, height: 900 } });
+  const con = await agentContext.newPage();
+  const errors = [];
+  con.on('pageerror', (e) => errors.push(e.message));
+  await signIn(con, server);
+  await con.click('#list-tab-team');
+  await con.click(`.conv-item[data-id="${conversation}"]`);
+  const conv = `.conv[data-conversation="${conversation}"]`;
+  await waitForText(con, `${conv} .msg--in .file-name`, 'receipt.pdf');
+  const [got] = await Promise.all([con.waitForEvent('download'), con.locator(`${conv} .msg--in .file-dl`).click()]);
+  assert.equal(got.suggestedFilename(), 'receipt.pdf');
+  assert.ok((await readFile(await got.path())).equals(INVOICE), 'the agent downloaded the very bytes the visitor sent');
+
+  // The agent sends a catalogue over a slow uplink: a progress bar and a percentage move.
+  const cdp = await agentContext.newCDPSession(con);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: 96 * 1024 });
+  const big = pdf('catalogue', 320 * 1024);
+  await con.setInputFiles(`${conv} .composer input[type=file]`, { name: 'catalogue.pdf', mimeType: 'application/pdf', buffer: big });
+  const row = `${conv} .msg--uploading`;
+  await con.waitForSelector(row, { timeout: 10_000 });
+  const seen = [];
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const now = await con.evaluate((sel) => {
+      const el = document.querySelector(sel);
+      if (!el) return null;
+      const bar = el.querySelector('progress');
+      return { value: bar.value, max: bar.max, aria: bar.getAttribute('aria-valuenow'), label: bar.getAttribute('aria-label'), pct: el.querySelector('.upload-pct').textContent, name: el.querySelector('.file-name').textContent };
+    }, row);
+    if (!now || Date.now() > deadline) break;
+    seen.push(now);
+    await sleep(100);
+  }
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  assert.ok(seen.length > 0, 'the upload was shown');
+  for (const s of seen) {
+    assert.equal(s.max, 100);
+    assert.equal(s.name, 'catalogue.pdf');
+    assert.equal(s.label, 'Uploading catalogue.pdf…');
+    assert.equal(s.pct, `${s.value}%`, 'the percentage is the bar\'s');
+    assert.equal(s.aria, String(s.value));
+  }
+  const between = [...new Set(seen.map((s) => s.value))].filter((v) => v > 0 && v < 100);
+  assert.ok(between.length >= 2, `progress seen: ${seen.map((s) => s.value).join(', ')}`);
+  const values = seen.map((s) => s.value);
+  assert.deepEqual(values, [...values].sort((a, b) => a - b), 'progress never goes back');
+  await con.waitForSelector(`${conv} .msg--mine.msg--file:not(.msg--pending) .file-name`, { timeout: 15_000 });
+
+  // The visitor gets the agent's file and downloads the very bytes.
+  await waitFor(async () => (await panelFiles(page)).some((f) => !f.mine && f.name === 'catalogue.pdf'), 'the catalogue at the visitor', 20_000);
+  const [mine] = await Promise.all([page.waitForEvent('download'), page.locator('[data-parley] .list .them .chip').click()]);
+  assert.equal(mine.suggestedFilename(), 'catalogue.pdf');
+  assert.ok((await readFile(await mine.path())).equals(big), 'the visitor downloaded the very bytes the agent sent');
+  const [e] = fileEvents(await fullHistory(server, conversation, agent.token), 'agent');
+  assert.ok((await download(conversation, e.body.file.id)).equals(big));
+  assert.deepEqual(errors, []);
+  assert.deepEqual(page.errors, []);
+  assert.deepEqual([...context.offsite, ...agentContext.offsite], []);
+  await agentContext.close();
   await context.close();
 });

@@ -1,12 +1,14 @@
 // Every piece of user text is rendered as text: XSS payloads in messages (both ways), in an
 // agent's name, in the visitor's identity, in form answers and in the site's own configured
 // texts stay inert; only http(s) URLs become links, with rel="noopener noreferrer nofollow".
+// The same in the agent console: a visitor whose name, e-mail, page titles, page URLs and
+// referrer are payloads shows in the inbox, the thread and the visitor panel as plain text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sleep } from '../support/client.mjs';
+import { http, msgId, newConversation, sleep } from '../support/client.mjs';
 import {
-  agentJoin, agentOnline, conversationOf, openDemo, openPanel, panelMessages, send, visitorContext, waitFor,
-  widgetSuite,
+  agentJoin, agentOnline, conversationOf, openDemo, openPanel, panelMessages, send, signIn, visitorContext, waitFor,
+  waitForText, widgetSuite,
 } from './helpers.mjs';
 
 const PAYLOADS = [
@@ -114,4 +116,84 @@ test('payloads in the offline form stay inert', async () => {
   assert.deepEqual(found.handlers, []);
   await context.close();
   agent = suite.agent = await agentOnline(server);
+});
+
+/** Anything executable the console page holds: markup from data, handlers, script links. */
+function inspectConsole(page) {
+  return page.evaluate(() => {
+    const all = [...document.body.querySelectorAll('*')];
+    return {
+      xss: window.__xss ?? null,
+      // Where visitor data shows (inbox, thread, visitor panel), the only images are file
+      // thumbnails from blob: URLs and the only SVGs the console's own hidden icons.
+      dangerous: [...document.querySelectorAll('.conv-list *, .thread *, .vp *')]
+        .filter((el) => (/^(IMG|SCRIPT|IFRAME|OBJECT|EMBED|B|FORM)$/.test(el.tagName) && !(el.tagName === 'IMG' && el.src.startsWith('blob:')))
+          || (el.tagName.toLowerCase() === 'svg' && !el.closest('[aria-hidden="true"]')))
+        .map((el) => el.outerHTML.slice(0, 200)),
+      handlers: all.flatMap((el) => [...el.attributes].filter((a) => /^on/i.test(a.name)).map((a) => `${el.tagName} ${a.name}`)),
+      links: [...document.querySelectorAll('a[href]')].map((a) => a.getAttribute('href')).filter((href) => !/^(https?:|mailto:|blob:|#|\/)/i.test(href)),
+    };
+  });
+}
+
+test('the console shows a visitor named with markup, with javascript: as e-mail, page URL and referrer, as inert text in the inbox, thread and visitor panel', async () => {
+  const visitorName = '<img src=x onerror="window.__xss=20">Mallory';
+  const email = 'javascript:window.__xss=21//@example.com';
+  const pageTitle = '<svg onload="window.__xss=22">Cart</svg>';
+  const trailTitle = '<iframe src="javascript:window.__xss=23"></iframe>Checkout';
+  const v = await newConversation(server);
+  const said = await http(server.url, '/api/v1/visitor/identify', { method: 'POST', token: v.token, body: { id: 'mallory-1', name: visitorName, email } });
+  assert.equal(said.status, 200, JSON.stringify(said.body));
+  const ctx = await http(server.url, '/api/v1/visitor/context', {
+    method: 'POST', token: v.token,
+    body: { page: { url: 'https://shop.example/cart?q=<img src=x onerror=window.__xss=24>', title: pageTitle }, referrer: 'javascript:window.__xss=25' },
+  });
+  assert.equal(ctx.status, 204, JSON.stringify(ctx.body));
+  // The server drops script URLs; put them in storage anyway, to see the console's own guard.
+  const { results: [row] } = await server.d1('SELECT site_id FROM visitors WHERE id = ?1', [v.visitorId]);
+  await server.d1("UPDATE visitors SET context = json_set(context, '$.referrer', ?1) WHERE id = ?2", ['javascript:window.__xss=26', v.visitorId]);
+  await server.d1('INSERT INTO page_views (visitor_id, site_id, url, title, referrer, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)',
+    [v.visitorId, row.site_id, 'javascript:window.__xss=27', trailTitle, 'javascript:window.__xss=28', Date.now()]);
+  const text = PAYLOADS[0];
+  const sent = await http(server.url, `/api/v1/conversations/${v.conversation}/messages`, { method: 'POST', token: v.token, body: { client_msg_id: msgId('x'), text } });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: 'en-US' });
+  const page = await context.newPage();
+  const dialogs = [];
+  const errors = [];
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  page.on('pageerror', (e) => errors.push(e.message));
+  await signIn(page, server);
+  await page.click('#list-tab-team');
+  const item = `.conv-item[data-id="${v.conversation}"]`;
+  await page.waitForSelector(item, { timeout: 15_000 });
+  await page.click(item);
+  const conv = `.conv[data-conversation="${v.conversation}"]`;
+  await waitForText(page, `${conv} .msg--in .text`, text);
+  await waitForText(page, '.vp-name', 'Mallory');
+  await waitForText(page, '.trail-title', 'Checkout');
+  await waitForText(page, `${item} .ci-name`, 'Mallory');
+  await sleep(500);
+
+  // Shown literally, character for character.
+  assert.equal(await page.textContent(`${item} .ci-name`), visitorName);
+  assert.deepEqual(await page.$$eval(`${conv} .msg--in .msg-author`, (els) => [...new Set(els.map((e) => e.textContent))]), [visitorName]);
+  assert.deepEqual(await page.$$eval(`${conv} .msg--in .text`, (els) => els.map((e) => e.textContent)), [text]);
+  assert.match(await page.textContent('.vp-name'), /^<img src=x onerror="window.__xss=20">Mallory/);
+  assert.equal(await page.textContent('.vp-email'), email);
+  assert.equal(await page.getAttribute('.vp-email', 'href'), `mailto:${email}`);
+  const titles = await page.$$eval('.page-title, .trail-title', (els) => els.map((e) => e.textContent));
+  assert.ok(titles.includes(pageTitle), JSON.stringify(titles));
+  assert.ok(titles.includes(trailTitle), JSON.stringify(titles));
+  // The javascript: page URL and referrer are never links (checked below), nor shown as a source.
+  assert.ok(!(await page.textContent('.vp')).includes('__xss=26'), 'the script referrer is shown');
+  const found = await inspectConsole(page);
+  assert.equal(found.xss, null);
+  assert.deepEqual(found.dangerous, []);
+  assert.deepEqual(found.handlers, []);
+  assert.deepEqual(found.links, []);
+  assert.deepEqual(dialogs, []);
+  assert.deepEqual(errors, []);
+  await context.close();
 });

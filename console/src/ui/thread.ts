@@ -8,7 +8,7 @@ import type { OutboxItem } from '../outbox';
 import type { Store } from '../store';
 import { clock, dayLabel, full, sameDay } from '../time';
 import type { Ev } from '../types';
-import { download, fileUrl, formatSize, type FileInfo } from '../files';
+import { download, fileUrl, formatSize, uploadsInProgress, watchUploads, type FileInfo, type UploadProgress } from '../files';
 
 const GROUP_MS = 5 * 60_000;
 
@@ -24,6 +24,9 @@ export class Thread {
   private originals = new Set<number>();
   /** Rendered once the view has been attached (scroll metrics need layout). */
   attached = false;
+  /** The agent's uploads under way, by the session's key, and the subscription to their progress. */
+  private uploadNodes = new Map<string, UploadRow>();
+  private unwatchUploads: (() => void) | null = null;
 
   constructor(
     private store: Store,
@@ -50,6 +53,7 @@ export class Thread {
     this.jump.setAttribute('aria-label', t('jumpToLatest'));
     this.jump.title = t('jumpToLatest');
     this.nodes.clear();
+    this.uploadNodes.clear();
     this.render({ reset: false, prepended: false });
   }
 
@@ -133,13 +137,7 @@ export class Thread {
       prev = e;
     }
     for (const item of this.session.pending()) out.push(this.pendingNode(item));
-    for (const [key, name] of this.session.uploads) {
-      out.push(h('div.msg.msg--out.msg--mine.msg--pending', { dataset: { upload: key } },
-        h('div.msg-row', null, h('div.bubble', null, h('div.file-card', null,
-          h('span.file-icon', { 'aria-hidden': 'true' }, icon('file', 20)),
-          h('span.file-main', null, h('span.file-name', null, name))))),
-        h('div.msg-status', null, h('span.spinner.spinner--xs', { 'aria-hidden': 'true' }), t('uploading', { name }))));
-    }
+    out.push(...this.uploadRows());
     reconcile(this.list, out);
 
     if (!this.attached) return;
@@ -152,6 +150,70 @@ export class Thread {
     }
     if (this.session.loaded) this.first = false;
     if (this.isAtBottom()) this.hooks.atBottom();
+  }
+
+  // ---- uploads under way: a progress bar and percentage each, moved as the bytes go ------------
+
+  /** The agent's uploads under way, each built once and updated in place. */
+  private uploadRows(): HTMLElement[] {
+    const uploads = this.session.uploads;
+    for (const key of [...this.uploadNodes.keys()]) if (!uploads.has(key)) this.uploadNodes.delete(key);
+    const rows = [...uploads].map(([key, name]) => {
+      let row = this.uploadNodes.get(key);
+      if (!row) {
+        row = this.uploadRow(key, name);
+        this.uploadNodes.set(key, row);
+      }
+      return row.el;
+    });
+    this.showUploadProgress();
+    if (uploads.size && !this.unwatchUploads) {
+      this.unwatchUploads = watchUploads(this.session.id, () => {
+        // A thread no longer on screen stops listening (it subscribes again when rendered).
+        if (!this.el.isConnected) this.stopWatchingUploads();
+        else this.showUploadProgress();
+      });
+    } else if (!uploads.size) {
+      this.stopWatchingUploads();
+    }
+    return rows;
+  }
+
+  private stopWatchingUploads(): void {
+    this.unwatchUploads?.();
+    this.unwatchUploads = null;
+  }
+
+  private uploadRow(key: string, name: string): UploadRow {
+    const bar = h('progress.upload-progress', {
+      max: '100', 'aria-valuenow': '0', 'aria-label': t('uploading', { name }), style: 'width: 8em; height: 0.5em; vertical-align: middle;',
+    });
+    bar.value = 0;
+    const pct = h('span.upload-pct', null, percent(0));
+    const el = h('div.msg.msg--out.msg--mine.msg--pending.msg--uploading', { dataset: { upload: key } },
+      h('div.msg-row', null, h('div.bubble', null, h('div.file-card', null,
+        h('span.file-icon', { 'aria-hidden': 'true' }, icon('file', 20)),
+        h('span.file-main', null, h('span.file-name', null, name))))),
+      h('div.msg-status', null, bar, ' ', pct, ' · ', t('uploading', { name })));
+    return { el, name, bar, pct };
+  }
+
+  /** Matches each shown upload with its transfer (by name, oldest first) and shows how far it is. */
+  private showUploadProgress(): void {
+    const bound = new Set([...this.uploadNodes.values()].map((r) => r.progress));
+    const free = uploadsInProgress(this.session.id).filter((p) => !bound.has(p));
+    for (const row of this.uploadNodes.values()) {
+      if (!row.progress) {
+        const i = free.findIndex((p) => p.name === row.name);
+        if (i >= 0) row.progress = free.splice(i, 1)[0];
+      }
+      const p = row.progress;
+      const n = p && p.total > 0 ? Math.min(100, Math.floor((p.loaded / p.total) * 100)) : 0;
+      if (row.bar.value === n && row.pct.textContent === percent(n)) continue;
+      row.bar.value = n;
+      row.bar.setAttribute('aria-valuenow', String(n));
+      row.pct.textContent = percent(n);
+    }
   }
 
   private dayNode(at: number): HTMLElement {
@@ -337,6 +399,20 @@ export class Thread {
           : h('div.text', null, linkify(item.text)))),
       status);
   }
+}
+
+/** An upload shown in the thread; `progress` once matched with its transfer. */
+interface UploadRow {
+  el: HTMLElement;
+  name: string;
+  bar: HTMLProgressElement;
+  pct: HTMLElement;
+  progress?: UploadProgress;
+}
+
+/** "42%" in the console's language. */
+function percent(n: number): string {
+  return new Intl.NumberFormat(lang(), { style: 'percent' }).format(n / 100);
 }
 
 function isMessage(e: Ev): boolean {
