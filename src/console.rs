@@ -100,6 +100,8 @@ pub async fn open_console(req: &Request, ctx: &Ctx) -> ApiResult {
 #[derive(Deserialize)]
 struct Info {
     site: String,
+    #[serde(default)]
+    status: Option<String>,
 }
 
 /// The conversation's site and visitor, asked of its object (which also checks access).
@@ -128,10 +130,15 @@ async fn site_answer(ctx: &Ctx, site: &str, request: &SiteRequest) -> ApiResult 
         })
 }
 
-/// `POST …/claim`: take a waiting conversation; of two agents claiming at once, one wins.
+/// `POST …/claim`: take a waiting conversation; of two agents claiming at once, one wins. An
+/// open conversation that routing never saw (its site's object was unreachable when it
+/// started) can be claimed too; a closed one cannot.
 pub async fn claim(_req: &mut Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
     let (agent_id, _, name) = agent_of(principal)?;
     let info = info(ctx, id, principal).await?;
+    if info.status.as_deref() != Some("open") {
+        return Err(ErrorCode::NotFound.into());
+    }
     let profile = site_object::agent_profile(&ctx.env, &agent_id, &name).await;
     let request = SiteRequest::Claim {
         conversation: id.to_string(),
@@ -148,34 +155,98 @@ pub async fn transfer(req: &mut Request, ctx: &Ctx, id: &str, principal: &Princi
         department: Option<String>,
         note: Option<String>,
     }
-    let (agent_id, _, _) = agent_of(principal)?;
+    let (agent_id, team, _) = agent_of(principal)?;
     let body: Body = read_json(req).await?;
     let to = match (body.agent, body.department) {
         (Some(id), None) => TransferTarget::Agent { id },
-        (None, Some(name)) => TransferTarget::Department { name },
+        (None, Some(name)) => {
+            let name = name.trim().to_string();
+            // Only the team's departments: a typo would otherwise wait for nobody, forever.
+            if !department_exists(ctx, &team, &name).await? {
+                return Err(ErrorCode::NotFound.into());
+            }
+            TransferTarget::Department { name }
+        }
         _ => return Err(ErrorCode::InvalidRequest.into()),
     };
-    let info = info(ctx, id, principal).await?;
-    if let Some(note) = body.note.filter(|n| !n.trim().is_empty()) {
-        // The note goes in first, so whoever receives the conversation reads it with the history.
-        let client_msg_id = mint(IdKind::Trace, ctx)?;
-        let note = Operation::Send {
-            client_msg_id,
-            text: note,
-            note: true,
-            file: None,
-        };
-        let response = operate(ctx, id, principal, note).await?;
-        if response.status_code() >= 300 {
-            return Ok(response);
-        }
+    let note = body
+        .note
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| n.trim().to_string());
+    if note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > parley_core::limits::MAX_TEXT_CHARS)
+    {
+        return Err(ErrorCode::MessageTooLong.into());
     }
+    let info = info(ctx, id, principal).await?;
     let request = SiteRequest::Transfer {
         conversation: id.to_string(),
         by: agent_id,
         to,
     };
-    site_answer(ctx, &info.site, &request).await
+    let mut answer = site_answer(ctx, &info.site, &request).await?;
+    let Some(note) = note else {
+        return Ok(answer);
+    };
+    if answer.status_code() >= 300 {
+        // Refused: the note is not written, so nothing speaks of a transfer that did not happen.
+        return Ok(answer);
+    }
+    // Written once the transfer stands; whoever receives the conversation reads it next to the
+    // history (and live, if they already have it open).
+    let send = Operation::Send {
+        client_msg_id: mint(IdKind::Trace, ctx)?,
+        text: note,
+        note: true,
+        file: None,
+    };
+    let written = operate(ctx, id, principal, send).await;
+    let note_seq = match written {
+        Ok(mut response) if response.status_code() < 300 => response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v.get("seq").and_then(|s| s.as_u64())),
+        other => {
+            let detail = match other {
+                Ok(response) => format!("status {}", response.status_code()),
+                Err(e) => e.code.as_str().to_string(),
+            };
+            Log::warn("transfer_note_failed")
+                .site(&info.site)
+                .conversation(id)
+                .trace(&ctx.trace)
+                .error_class("storage_unavailable")
+                .field("detail", detail)
+                .emit();
+            None
+        }
+    };
+    // The transfer happened either way: say whether its note is in.
+    let mut outcome: serde_json::Value = answer
+        .json()
+        .await
+        .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    if let Some(map) = outcome.as_object_mut() {
+        map.insert("note_seq".into(), note_seq.into());
+    }
+    ok_json(&outcome, 200)
+}
+
+/// Whether the team has a department of this name.
+async fn department_exists(ctx: &Ctx, team: &str, name: &str) -> Result<bool, ApiError> {
+    if name.is_empty() {
+        return Ok(false);
+    }
+    let row = db(ctx)?
+        .prepare("SELECT id FROM departments WHERE team_id = ?1 AND name = ?2")
+        .bind(&[team.into(), name.into()])
+        .map_err(d1_failed(ctx))?
+        .first::<serde_json::Value>(None)
+        .await
+        .map_err(d1_failed(ctx))?;
+    Ok(row.is_some())
 }
 
 /// `GET …/queue`: the conversation's place in the waiting queue (`null` when not waiting).
@@ -398,6 +469,7 @@ pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
         id: String,
         name: Option<String>,
         email: Option<String>,
+        external_id: Option<String>,
         identity_verified: i64,
         country: Option<String>,
         region: Option<String>,
@@ -425,7 +497,7 @@ pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
     let db = db(ctx)?;
     let row = db
         .prepare(
-            "SELECT v.id, v.name, v.email, v.identity_verified, v.country, v.region, v.city, v.context, v.attributes
+            "SELECT v.id, v.name, v.email, v.external_id, v.identity_verified, v.country, v.region, v.city, v.context, v.attributes
              FROM visitors v JOIN sites s ON s.id = v.site_id WHERE v.id = ?1 AND s.team_id = ?2",
         )
         .bind(&[id.into(), team.into()])
@@ -458,6 +530,9 @@ pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
         &serde_json::json!({
             "visitor": {
                 "id": row.id, "name": row.name, "email": email,
+                // The id the site's identify() claimed; without a valid hash it is unverified,
+                // and the console says so.
+                "external_id": row.external_id,
                 "identity_verified": row.identity_verified != 0,
                 "country": row.country, "region": row.region, "city": row.city,
                 "context": parse(&row.context), "attributes": parse(&row.attributes),

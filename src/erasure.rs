@@ -14,12 +14,24 @@ use crate::console::audit;
 use crate::http::ApiResult;
 use crate::internal::SystemRequest;
 use crate::log::Log;
+use crate::site_object::{self, SiteRequest};
 
 /// Conversations erased per retention run and site; the next run continues.
 const PURGE_BATCH: u32 = 200;
 
-/// Erases one conversation: its object's storage and files, then its D1 rows.
+/// Erases one conversation: its object's storage and files, then its D1 rows; and its site's
+/// routing lets go of it (its agent's seat, its place in the queue).
 pub async fn erase_conversation(env: &Env, conversation: &str) -> worker::Result<()> {
+    #[derive(Deserialize)]
+    struct Site {
+        site_id: String,
+    }
+    let db = env.d1("DB")?;
+    let site = db
+        .prepare("SELECT site_id FROM conversations WHERE id = ?1")
+        .bind(&[conversation.into()])?
+        .first::<Site>(None)
+        .await?;
     let response =
         crate::internal::system_request(env, conversation, &SystemRequest::Erase).await?;
     // 404: never created, or already erased.
@@ -29,7 +41,9 @@ pub async fn erase_conversation(env: &Env, conversation: &str) -> worker::Result
             response.status_code()
         )));
     }
-    let db = env.d1("DB")?;
+    if let Some(site) = site {
+        forget_in_routing(env, &site.site_id, conversation).await;
+    }
     let statements = [
         "DELETE FROM messages WHERE conversation_id = ?1",
         "DELETE FROM conversation_tags WHERE conversation_id = ?1",
@@ -40,6 +54,27 @@ pub async fn erase_conversation(env: &Env, conversation: &str) -> worker::Result
     .collect::<worker::Result<Vec<_>>>()?;
     db.batch(statements).await?;
     Ok(())
+}
+
+/// Tells the site's object the conversation is gone. Best effort: should it fail, the object
+/// drops the conversation the next time it writes to it and gets a 404.
+async fn forget_in_routing(env: &Env, site: &str, conversation: &str) {
+    let request = SiteRequest::Erased {
+        conversation: conversation.to_string(),
+    };
+    let failed = match site_object::send(env, site, &request).await {
+        Ok(response) if response.status_code() < 300 => None,
+        Ok(response) => Some(format!("status {}", response.status_code())),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(detail) = failed {
+        Log::warn("routing_forget_failed")
+            .site(site)
+            .conversation(conversation)
+            .error_class("site_unavailable")
+            .field("detail", detail)
+            .emit();
+    }
 }
 
 /// `DELETE /api/v1/visitors/{id}` (owners and admins): the visitor and everything of theirs —

@@ -93,6 +93,10 @@ pub enum SiteRequest {
     Position {
         conversation: String,
     },
+    /// The conversation was erased (data protection, retention): it leaves routing.
+    Erased {
+        conversation: String,
+    },
     /// Closes the consoles of an ended session, or of every session of an agent.
     EndSession {
         sid: Option<String>,
@@ -116,42 +120,47 @@ pub async fn send(env: &Env, site: &str, request: &SiteRequest) -> Result<Respon
 
 /// Loads an agent's routing profile (capacity, departments) from D1.
 pub async fn agent_profile(env: &Env, id: &str, name: &str) -> AgentProfile {
+    match stored_agent_profile(env, id).await {
+        Ok(Some(profile)) => AgentProfile {
+            name: name.to_string(),
+            ..profile
+        },
+        _ => AgentProfile {
+            id: id.to_string(),
+            name: name.to_string(),
+            departments: BTreeSet::new(),
+            capacity: 5,
+        },
+    }
+}
+
+/// An enabled agent's routing profile as D1 has it; `None` when there is no such agent.
+async fn stored_agent_profile(env: &Env, id: &str) -> Result<Option<AgentProfile>> {
     #[derive(Deserialize)]
     struct Row {
+        name: String,
         capacity: u32,
         departments: Option<String>,
     }
-    let fallback = AgentProfile {
-        id: id.to_string(),
-        name: name.to_string(),
-        departments: BTreeSet::new(),
-        capacity: 5,
-    };
-    let Ok(db) = env.d1("DB") else {
-        return fallback;
-    };
-    let row = async {
-        db.prepare(
-            "SELECT capacity, (SELECT json_group_array(d.name) FROM agent_departments ad
+    let row = env
+        .d1("DB")?
+        .prepare(
+            "SELECT name, capacity, (SELECT json_group_array(d.name) FROM agent_departments ad
                JOIN departments d ON d.id = ad.department_id WHERE ad.agent_id = agents.id) AS departments
              FROM agents WHERE id = ?1 AND disabled = 0",
         )
         .bind(&[id.into()])?
         .first::<Row>(None)
-        .await
-    }
-    .await;
-    match row {
-        Ok(Some(row)) => AgentProfile {
-            departments: row
-                .departments
-                .and_then(|d| serde_json::from_str::<BTreeSet<String>>(&d).ok())
-                .unwrap_or_default(),
-            capacity: row.capacity,
-            ..fallback
-        },
-        _ => fallback,
-    }
+        .await?;
+    Ok(row.map(|row| AgentProfile {
+        id: id.to_string(),
+        name: row.name,
+        departments: row
+            .departments
+            .and_then(|d| serde_json::from_str::<BTreeSet<String>>(&d).ok())
+            .unwrap_or_default(),
+        capacity: row.capacity,
+    }))
 }
 
 /// A console socket's state, kept across hibernation in its attachment.
@@ -193,6 +202,10 @@ pub struct SiteObject {
 
 /// How long the site's settings are reused before they are read from D1 again.
 const INFO_TTL_MS: i64 = 30_000;
+
+/// Erased conversations dropped in one go after an input; any others are dropped the next time
+/// routing writes to them.
+const MAX_ERASED_PER_INPUT: usize = 20;
 
 impl DurableObject for SiteObject {
     fn new(state: State, env: Env) -> Self {
@@ -254,6 +267,18 @@ impl DurableObject for SiteObject {
             Ok(frame) => frame,
             Err(code) => return refuse(&ws, code, lang, socket.agent.is_none()),
         };
+        // Any frame from a signed-in device shows it is there (background tabs send heartbeats
+        // late); the heartbeat frame itself is handled below.
+        if let Some(agent) = &socket.agent {
+            if !matches!(frame, ConsoleFrame::Heartbeat {}) {
+                let _ = self
+                    .apply(SiteInput::Heartbeat {
+                        agent: agent.id.clone(),
+                        device: socket.device.clone(),
+                    })
+                    .await;
+            }
+        }
         match (frame, socket.agent.clone()) {
             (ConsoleFrame::Ping {}, _) => {
                 send_json(&ws, &serde_json::json!({ "v": 1, "type": "pong" }))
@@ -477,7 +502,28 @@ impl SiteObject {
         let mut state = self.load_state();
         let effects = state.handle(&config, input, now_ms())?;
         self.save_state(&state);
-        self.carry_out(&effects, &state).await;
+        let mut gone = self.carry_out(&effects, &state).await;
+        // A conversation that answers 404 was erased without routing being told: it leaves
+        // routing (which may hand its seat to a waiting one, which is carried out in turn).
+        let mut rounds = 0;
+        while let Some(conversation) = gone.pop() {
+            rounds += 1;
+            if rounds > MAX_ERASED_PER_INPUT {
+                break;
+            }
+            Log::warn("routed_conversation_gone")
+                .conversation(&conversation)
+                .error_class("not_found")
+                .emit();
+            if let Ok(more) = state.handle(&config, SiteInput::Erased { conversation }, now_ms()) {
+                self.save_state(&state);
+                if more.is_empty() {
+                    // Nothing else moved, but the consoles must see it leave.
+                    self.push_inbox(&state);
+                }
+                gone.extend(self.carry_out(&more, &state).await);
+            }
+        }
         self.schedule(&state, &config).await;
         Ok(effects)
     }
@@ -495,9 +541,11 @@ impl SiteObject {
         }
     }
 
-    async fn carry_out(&self, effects: &[SiteEffect], state: &SiteState) {
+    /// Carries out routing's effects; returns the conversations that no longer exist.
+    async fn carry_out(&self, effects: &[SiteEffect], state: &SiteState) -> Vec<String> {
+        let mut gone = Vec::new();
         if effects.is_empty() {
-            return;
+            return gone;
         }
         let site = self.site_from_storage().unwrap_or_default();
         let mut records = Vec::new();
@@ -517,7 +565,10 @@ impl SiteObject {
                             name: Some(agent_name.clone()),
                         },
                     };
-                    self.tell_conversation(conversation, &request).await;
+                    if self.tell_conversation(conversation, &request).await == Told::Gone {
+                        gone.push(conversation.clone());
+                        continue;
+                    }
                     records.push((
                         conversation.clone(),
                         Some(agent.clone()),
@@ -536,8 +587,13 @@ impl SiteObject {
                     let frame = ServerFrame::Queue {
                         position: *position,
                     };
-                    self.tell_conversation(conversation, &SystemRequest::Notify { frame })
+                    let told = self
+                        .tell_conversation(conversation, &SystemRequest::Notify { frame })
                         .await;
+                    if told == Told::Gone {
+                        gone.push(conversation.clone());
+                        continue;
+                    }
                     records.push((conversation.clone(), None, "queued", None));
                     self.feed(serde_json::json!({ "event": "queued", "conversation": conversation, "position": position }));
                 }
@@ -546,8 +602,12 @@ impl SiteObject {
                         let frame = ServerFrame::Queue {
                             position: *position,
                         };
-                        self.tell_conversation(conversation, &SystemRequest::Notify { frame })
+                        let told = self
+                            .tell_conversation(conversation, &SystemRequest::Notify { frame })
                             .await;
+                        if told == Told::Gone {
+                            gone.push(conversation.clone());
+                        }
                     }
                 }
                 SiteEffect::Missed {
@@ -569,6 +629,7 @@ impl SiteObject {
         }
         self.record(&site, records).await;
         self.push_inbox(state);
+        gone
     }
 
     /// Writes what routing did to D1, for reports; best effort, never on the chat path.
@@ -609,26 +670,28 @@ impl SiteObject {
         }
     }
 
-    async fn tell_conversation(&self, conversation: &str, request: &SystemRequest) {
+    async fn tell_conversation(&self, conversation: &str, request: &SystemRequest) -> Told {
         let result = async {
             let response =
                 crate::internal::system_request(&self.env, conversation, request).await?;
-            if response.status_code() >= 300 {
-                return Err(worker::Error::RustError(format!(
-                    "status {}",
-                    response.status_code()
-                )));
+            match response.status_code() {
+                // The conversation answers like one that never was: it has been erased.
+                404 => Ok(Told::Gone),
+                status if status >= 300 => {
+                    Err(worker::Error::RustError(format!("status {status}")))
+                }
+                _ => Ok(Told::Done),
             }
-            Ok(())
         }
         .await;
-        if let Err(e) = result {
+        result.unwrap_or_else(|e| {
             Log::error("conversation_unreachable")
                 .conversation(conversation)
                 .error_class("storage_unavailable")
                 .field("detail", e.to_string())
                 .emit();
-        }
+            Told::Failed
+        })
     }
 
     fn consoles(&self) -> Vec<(WebSocket, ConsoleSocket)> {
@@ -665,13 +728,14 @@ impl SiteObject {
                 })
             })
             .collect();
+        // Positions count within each department, as the waiting visitors are told.
         let queue: Vec<serde_json::Value> = state
             .queue
             .iter()
-            .enumerate()
-            .map(|(i, w)| {
+            .zip(state.positions())
+            .map(|(w, (_, position))| {
                 serde_json::json!({
-                    "conversation": w.conversation, "position": i + 1, "since": w.since, "department": w.department,
+                    "conversation": w.conversation, "position": position, "since": w.since, "department": w.department,
                 })
             })
             .collect();
@@ -715,6 +779,60 @@ impl SiteObject {
         }
     }
 
+    /// An agent's routing profile: as routing knows them, else from D1 (`None` if no such
+    /// enabled agent, e.g. an API key acting as one).
+    async fn routing_profile(&self, agent: &str) -> Option<AgentProfile> {
+        if let Some(a) = self.load_state().agents.get(agent) {
+            return Some(a.profile.clone());
+        }
+        stored_agent_profile(&self.env, agent).await.ok().flatten()
+    }
+
+    /// What the visitor's widget last reported (page, language, country), for a conversation
+    /// routed without a context: a bot's hand-off, when the creation was not routed. Routing
+    /// prefers the department the conversation already had.
+    async fn known_context(&self, conversation: &str) -> RoutingContext {
+        #[derive(Deserialize)]
+        struct Row {
+            context: String,
+            country: Option<String>,
+        }
+        if let Some(site) = self.site_from_storage() {
+            self.site_info(&site).await;
+        }
+        if self
+            .load_state()
+            .remembered_department(conversation)
+            .is_some()
+            || self.routing_config().rules.is_empty()
+        {
+            return RoutingContext::default();
+        }
+        let row = async {
+            self.env
+                .d1("DB")?
+                .prepare(
+                    "SELECT v.context, v.country FROM conversations c JOIN visitors v ON v.id = c.visitor_id
+                     WHERE c.id = ?1",
+                )
+                .bind(&[conversation.into()])?
+                .first::<Row>(None)
+                .await
+        }
+        .await;
+        let Ok(Some(row)) = row else {
+            return RoutingContext::default();
+        };
+        let reported: serde_json::Value = serde_json::from_str(&row.context).unwrap_or_default();
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        RoutingContext {
+            url: reported.pointer("/page/url").and_then(text),
+            language: reported.get("lang").and_then(text),
+            country: row.country,
+            param: None,
+        }
+    }
+
     fn accept_console(&self, req: &Request) -> ApiResult {
         if let Some(site) = req.headers().get(SITE_HEADER).ok().flatten() {
             if self.site_from_storage().is_none() {
@@ -747,9 +865,12 @@ impl SiteObject {
         match request {
             SiteRequest::NewConversation {
                 conversation,
-                context,
+                mut context,
             } => {
                 self.feed(serde_json::json!({ "event": "new", "conversation": conversation }));
+                if context == RoutingContext::default() {
+                    context = self.known_context(&conversation).await;
+                }
                 self.apply(SiteInput::NewConversation {
                     conversation,
                     context,
@@ -766,21 +887,48 @@ impl SiteObject {
                         "preview": activity.preview,
                     }));
                     let input = match (activity.kind.as_str(), activity.author_role) {
-                        ("message", Role::Agent) => Some(SiteInput::AgentReplied {
+                        // A reply that is only a file is an answer too.
+                        ("message" | "file", Role::Agent) => Some(SiteInput::AgentReplied {
                             conversation: activity.conversation,
                             agent: activity.author_id,
                         }),
                         ("closed", _) => Some(SiteInput::Closed {
                             conversation: activity.conversation,
                         }),
-                        ("reopened", _) => Some(SiteInput::NewConversation {
-                            conversation: activity.conversation,
-                            context: RoutingContext::default(),
-                        }),
+                        ("reopened", role) => {
+                            // An agent who reopens a conversation carries on with it.
+                            let by_agent = match role {
+                                Role::Agent => self.routing_profile(&activity.author_id).await,
+                                _ => None,
+                            };
+                            Some(SiteInput::Reopened {
+                                conversation: activity.conversation,
+                                by_agent,
+                            })
+                        }
                         _ => None,
                     };
-                    if let Some(input) = input {
-                        let _ = self.apply(input).await;
+                    let Some(input) = input else { continue };
+                    let answering = match &input {
+                        SiteInput::AgentReplied { conversation, .. } => self
+                            .load_state()
+                            .assignments
+                            .get(conversation)
+                            .is_some_and(|a| !a.answered)
+                            .then(|| conversation.clone()),
+                        _ => None,
+                    };
+                    let _ = self.apply(input).await;
+                    // An answer stops the clock without any other effect: consoles still see it.
+                    if let Some(conversation) = answering {
+                        let state = self.load_state();
+                        if state
+                            .assignments
+                            .get(&conversation)
+                            .is_some_and(|a| a.answered)
+                        {
+                            self.push_inbox(&state);
+                        }
                     }
                 }
                 ok(serde_json::json!({}))
@@ -822,6 +970,12 @@ impl SiteObject {
                 });
                 ok(serde_json::json!({ "conversation": conversation, "outcome": outcome }))
             }
+            SiteRequest::Erased { conversation } => {
+                self.apply(SiteInput::Erased { conversation })
+                    .await
+                    .map_err(|e| ApiError::from(e.code()))?;
+                ok(serde_json::json!({}))
+            }
             SiteRequest::Online => {
                 let state = self.load_state();
                 ok(serde_json::json!({ "online": state.agents.values().any(|a| a.is_available()) }))
@@ -851,6 +1005,16 @@ impl SiteObject {
             }
         }
     }
+}
+
+/// What became of a request to a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    Done,
+    /// It answered 404: erased (or never created).
+    Gone,
+    /// It could not be reached or refused; logged, and routing carries on.
+    Failed,
 }
 
 fn reason_name(reason: parley_core::routing::AssignReason) -> &'static str {

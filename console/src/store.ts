@@ -312,10 +312,28 @@ export class Store extends Emitter<{
     return Array.from(byId.values());
   }
 
+  /** The team's departments (for transfers), from the server; null until loaded. */
+  teamDepartments: string[] | null = null;
+
+  /**
+   * The departments a conversation can be transferred to: the team's, loaded from the server
+   * (an empty department still has a queue). Until they are loaded, those seen in the queue.
+   */
   departments(): string[] {
+    if (this.teamDepartments) return this.teamDepartments;
     const set = new Set<string>();
     for (const l of this.links.values()) for (const q of l.snapshot?.queue ?? []) if (q.department) set.add(q.department);
     return Array.from(set).sort();
+  }
+
+  async loadDepartments(): Promise<string[]> {
+    try {
+      const r = await api<{ departments: { name: string }[] }>('/api/v1/departments');
+      this.teamDepartments = (Array.isArray(r?.departments) ? r.departments.map((d) => d.name) : []).sort();
+    } catch (e) {
+      if (!isMissingEndpoint(e) && !(e instanceof ApiError)) throw e;
+    }
+    return this.departments();
   }
 
   setStatus(status: AgentStatus): void {

@@ -140,6 +140,8 @@ export interface VisitorInfo {
     id: string;
     name?: string | null;
     email?: string | null;
+    /** The id the website's identify() gave; without a valid hash it is not verified. */
+    external_id?: string | null;
     identity_verified?: boolean;
     country?: string | null;
     region?: string | null;
@@ -214,6 +216,8 @@ export interface Routing {
   answer_timeout_ms: number;
   offline_behavior: 'requeue' | 'keep';
   heartbeat_timeout_ms: number;
+  /** How long an agent whose last console closed keeps presence and conversations. */
+  reconnect_grace_ms?: number;
   rules: RoutingRule[];
   hours: BusinessHours;
   [more: string]: unknown;

@@ -47,7 +47,7 @@ pub enum Rule {
     Language { value: String, department: String },
     /// The visitor's country (ISO 3166-1 alpha-2).
     Country { value: String, department: String },
-    /// The widget was embedded with `data-department` (or `Parley.setDepartment`) of this value.
+    /// The widget was embedded with `data-department` of this value.
     Param { value: String, department: String },
 }
 
@@ -88,8 +88,13 @@ pub struct RoutingConfig {
     /// next agent, and it counts as missed for them.
     pub answer_timeout_ms: i64,
     pub offline_behavior: OfflineBehavior,
-    /// A device that has not sent a heartbeat for this long is gone.
+    /// A device not heard from (heartbeat or any other frame) for this long is gone. Generous
+    /// because browsers throttle timers in background tabs (Chrome wakes them once a minute,
+    /// Safari about every 40 s), and a console left in a hidden tab is still a working agent.
     pub heartbeat_timeout_ms: i64,
+    /// When an agent's last device closes cleanly (a reload, a restart of the browser) their
+    /// presence and conversations are held this long, so coming straight back loses nothing.
+    pub reconnect_grace_ms: i64,
     /// Checked in order; the first match picks the department.
     pub rules: Vec<Rule>,
     /// Outside these hours new conversations wait (agents may still claim them) and the widget
@@ -103,7 +108,8 @@ impl Default for RoutingConfig {
             policy: Policy::RoundRobin,
             answer_timeout_ms: 120_000,
             offline_behavior: OfflineBehavior::Requeue,
-            heartbeat_timeout_ms: 60_000,
+            heartbeat_timeout_ms: 180_000,
+            reconnect_grace_ms: 15_000,
             rules: Vec::new(),
             hours: BusinessHours::default(),
         }
@@ -119,12 +125,18 @@ pub struct RoutingContext {
     pub param: Option<String>,
 }
 
+/// How many conversations' departments a site remembers (for hand-offs and reopenings); the
+/// oldest are forgotten first, since the whole routing state is stored as one value.
+pub const REMEMBERED_DEPARTMENTS: usize = 2_000;
+
 /// An agent as the team configured them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentProfile {
     pub id: String,
     pub name: String,
     pub departments: BTreeSet<String>,
+    /// Open conversations at once, counted per site: each site's object routes on its own, so
+    /// an agent of a team with two sites may hold this many on each.
     pub capacity: u32,
 }
 
@@ -139,23 +151,41 @@ pub struct AgentState {
     pub active: BTreeSet<String>,
     pub last_assigned_at: i64,
     pub missed: u32,
+    /// When the last device closed cleanly: presence and conversations are held until
+    /// `departed_at + reconnect_grace_ms`, and a device connecting before then keeps them.
+    #[serde(default)]
+    pub departed_at: Option<i64>,
 }
 
 impl AgentState {
-    /// Reachable and willing: chose `online` and has a live device.
+    fn new(profile: AgentProfile) -> AgentState {
+        AgentState {
+            profile,
+            status: AgentStatus::Online,
+            devices: BTreeMap::new(),
+            active: BTreeSet::new(),
+            last_assigned_at: 0,
+            missed: 0,
+            departed_at: None,
+        }
+    }
+
+    /// Reachable and willing: chose `online` and has a live device. An agent within the
+    /// reconnect grace keeps what they have but gets nothing new until a device is back.
     pub fn is_available(&self) -> bool {
         self.status == AgentStatus::Online && !self.devices.is_empty()
     }
 
     pub fn presence(&self) -> AgentStatus {
-        if self.devices.is_empty() {
+        if self.devices.is_empty() && self.departed_at.is_none() {
             AgentStatus::Offline
         } else {
             self.status
         }
     }
 
-    fn has_room(&self) -> bool {
+    /// Has fewer open conversations than their capacity.
+    pub fn has_room(&self) -> bool {
         (self.active.len() as u32) < self.profile.capacity
     }
 
@@ -177,6 +207,17 @@ pub struct Assignment {
     pub department: Option<String>,
     pub assigned_at: i64,
     pub answered: bool,
+    /// The holder already had a miss counted for it: with nobody else free it stays with them,
+    /// and further timeouts of the same assignment are not counted again.
+    #[serde(default)]
+    pub missed: bool,
+}
+
+/// The department a conversation was routed to, kept for its hand-off and reopening.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remembered {
+    pub department: String,
+    pub at: i64,
 }
 
 /// The whole routing state of a site; serialisable, so the object can store it.
@@ -187,6 +228,11 @@ pub struct SiteState {
     pub assignments: BTreeMap<String, Assignment>,
     /// The agent most recently picked by round-robin.
     pub round_robin_last: Option<String>,
+    /// Each conversation's department when it was last routed to one (at most
+    /// [`REMEMBERED_DEPARTMENTS`]): a bot's hand-off or a reopening comes without the visitor's
+    /// context and is routed to the same department.
+    #[serde(default)]
+    pub departments: BTreeMap<String, Remembered>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +249,7 @@ pub enum SiteInput {
         agent: AgentProfile,
         device: String,
     },
+    /// The device was heard from: a heartbeat or any other frame.
     Heartbeat {
         agent: String,
         device: String,
@@ -215,16 +262,26 @@ pub enum SiteInput {
         agent: String,
         status: AgentStatus,
     },
+    /// A conversation that needs a person: new, or handed over by a bot. When the rules pick
+    /// no department from `context` (a hand-off comes without one), the department it was
+    /// last routed to is used.
     NewConversation {
         conversation: String,
         context: RoutingContext,
+    },
+    /// A closed conversation was reopened: by an agent (who carries on with it, as a claim), or
+    /// by the visitor or the system (routed again, to the department it had).
+    Reopened {
+        conversation: String,
+        by_agent: Option<AgentProfile>,
     },
     /// An agent wrote in the conversation.
     AgentReplied {
         conversation: String,
         agent: String,
     },
-    /// An agent takes a waiting (or someone else's unanswered) conversation.
+    /// An agent takes a waiting (or someone else's unanswered) conversation, or an open one
+    /// routing never saw (the caller checked that it is open).
     Claim {
         conversation: String,
         agent: AgentProfile,
@@ -235,6 +292,10 @@ pub enum SiteInput {
         to: TransferTarget,
     },
     Closed {
+        conversation: String,
+    },
+    /// The conversation no longer exists (erased): it leaves its agent, the queue and memory.
+    Erased {
         conversation: String,
     },
     /// Time passed: expire silent devices, reassign unanswered conversations.
@@ -263,12 +324,12 @@ pub enum SiteEffect {
         previous: Option<String>,
         reason: AssignReason,
     },
-    /// The conversation waits; `position` is 1-based.
+    /// The conversation waits; `position` is 1-based, among those of its department.
     Queued {
         conversation: String,
         position: usize,
     },
-    /// Positions in the queue changed (after someone left it).
+    /// Positions in the queue changed (after someone left it); per department.
     QueuePositions(Vec<(String, usize)>),
     /// The agent did not answer in time.
     Missed { conversation: String, agent: String },
@@ -308,12 +369,65 @@ impl SiteState {
             .map(|r| r.department().to_string())
     }
 
-    /// 1-based place of a conversation in the queue.
+    /// 1-based place of a conversation in the queue, among the conversations waiting for the
+    /// same department (they are served by the same agents; the others do not hold it up).
     pub fn position(&self, conversation: &str) -> Option<usize> {
+        let index = self.queue_index(conversation)?;
+        let department = &self.queue[index].department;
+        Some(
+            self.queue[..index]
+                .iter()
+                .filter(|w| &w.department == department)
+                .count()
+                + 1,
+        )
+    }
+
+    /// Every waiting conversation with its place (as [`SiteState::position`]), in queue order.
+    pub fn positions(&self) -> Vec<(String, usize)> {
+        let mut seen: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+        self.queue
+            .iter()
+            .map(|w| {
+                let place = seen.entry(w.department.as_deref()).or_insert(0);
+                *place += 1;
+                (w.conversation.clone(), *place)
+            })
+            .collect()
+    }
+
+    fn queue_index(&self, conversation: &str) -> Option<usize> {
         self.queue
             .iter()
             .position(|w| w.conversation == conversation)
-            .map(|i| i + 1)
+    }
+
+    /// The department a conversation was last routed to, if any.
+    pub fn remembered_department(&self, conversation: &str) -> Option<&str> {
+        self.departments
+            .get(conversation)
+            .map(|r| r.department.as_str())
+    }
+
+    fn remember(&mut self, conversation: &str, department: &str, now: i64) {
+        self.departments.insert(
+            conversation.to_string(),
+            Remembered {
+                department: department.to_string(),
+                at: now,
+            },
+        );
+        while self.departments.len() > REMEMBERED_DEPARTMENTS {
+            let oldest = self
+                .departments
+                .iter()
+                .min_by_key(|(id, r)| (r.at, id.as_str()))
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.departments.remove(&id),
+                None => break,
+            };
+        }
     }
 
     /// The earliest time a `Tick` has work to do.
@@ -323,6 +437,11 @@ impl SiteState {
             .values()
             .flat_map(|a| a.devices.values())
             .map(|seen| seen + config.heartbeat_timeout_ms);
+        let departures = self
+            .agents
+            .values()
+            .filter_map(|a| a.departed_at)
+            .map(|at| at + config.reconnect_grace_ms);
         let answers = self
             .assignments
             .values()
@@ -332,7 +451,11 @@ impl SiteState {
         let opening = (!self.queue.is_empty())
             .then(|| config.hours.next_change(now))
             .flatten();
-        devices.chain(answers).chain(opening).min()
+        devices
+            .chain(departures)
+            .chain(answers)
+            .chain(opening)
+            .min()
     }
 
     pub fn handle(
@@ -345,17 +468,15 @@ impl SiteState {
         match input {
             SiteInput::DeviceConnected { agent, device } => {
                 let id = agent.id.clone();
-                let entry = self.agents.entry(id.clone()).or_insert_with(|| AgentState {
-                    profile: agent.clone(),
-                    status: AgentStatus::Online,
-                    devices: BTreeMap::new(),
-                    active: BTreeSet::new(),
-                    last_assigned_at: 0,
-                    missed: 0,
-                });
+                let entry = self
+                    .agents
+                    .entry(id.clone())
+                    .or_insert_with(|| AgentState::new(agent.clone()));
                 entry.profile = agent;
                 let before = entry.presence();
                 entry.devices.insert(device, now);
+                // Back within the grace (a reload): everything they had is still theirs.
+                entry.departed_at = None;
                 self.presence_changed(&id, before, &mut fx);
                 self.drain_queue(config, now, &mut fx);
             }
@@ -366,6 +487,7 @@ impl SiteState {
                 // A device given up for silent comes back with its next heartbeat.
                 let before = a.presence();
                 let returning = a.devices.insert(device, now).is_none();
+                a.departed_at = None;
                 if returning {
                     self.presence_changed(&agent, before, &mut fx);
                     self.drain_queue(config, now, &mut fx);
@@ -376,7 +498,15 @@ impl SiteState {
                     return Ok(fx);
                 };
                 let before = a.presence();
-                a.devices.remove(&device);
+                if a.devices.remove(&device).is_none() {
+                    return Ok(fx);
+                }
+                if a.devices.is_empty() && config.reconnect_grace_ms > 0 {
+                    // A clean close of the last device is most often a reload: hold on until
+                    // the grace runs out (Tick), so nothing moves if they come straight back.
+                    a.departed_at = Some(now);
+                    return Ok(fx);
+                }
                 self.after_presence_loss(config, &agent, before, now, &mut fx);
             }
             SiteInput::SetStatus { agent, status } => {
@@ -402,7 +532,10 @@ impl SiteState {
                 {
                     return Ok(fx);
                 }
-                let department = Self::department_for(config, &context);
+                let department = Self::department_for(config, &context).or_else(|| {
+                    self.remembered_department(&conversation)
+                        .map(str::to_string)
+                });
                 self.route(
                     config,
                     conversation,
@@ -412,6 +545,66 @@ impl SiteState {
                     now,
                     &mut fx,
                 );
+            }
+            SiteInput::Reopened {
+                conversation,
+                by_agent,
+            } => {
+                let department = self
+                    .remembered_department(&conversation)
+                    .map(str::to_string);
+                match by_agent {
+                    Some(agent) => {
+                        if self
+                            .assignments
+                            .get(&conversation)
+                            .is_some_and(|a| a.agent == agent.id)
+                        {
+                            return Ok(fx);
+                        }
+                        // The agent who reopened it carries on with it, wherever it was.
+                        let was_queued = match self.queue_index(&conversation) {
+                            Some(i) => {
+                                self.queue.remove(i);
+                                true
+                            }
+                            None => false,
+                        };
+                        let previous = self.assignments.get(&conversation).map(|a| a.agent.clone());
+                        self.release(&conversation);
+                        self.agents
+                            .entry(agent.id.clone())
+                            .or_insert_with(|| AgentState::new(agent.clone()));
+                        self.assign(
+                            &conversation,
+                            &agent.id,
+                            department,
+                            previous,
+                            AssignReason::Claimed,
+                            now,
+                            &mut fx,
+                        );
+                        if was_queued {
+                            self.announce_positions(&mut fx);
+                        }
+                    }
+                    None => {
+                        if self.assignments.contains_key(&conversation)
+                            || self.queue_index(&conversation).is_some()
+                        {
+                            return Ok(fx);
+                        }
+                        self.route(
+                            config,
+                            conversation,
+                            department,
+                            None,
+                            AssignReason::Routed,
+                            now,
+                            &mut fx,
+                        );
+                    }
+                }
             }
             SiteInput::AgentReplied {
                 conversation,
@@ -427,10 +620,11 @@ impl SiteState {
                 conversation,
                 agent,
             } => {
-                let queued = self.position(&conversation);
+                let queued = self.queue_index(&conversation);
                 let current = self.assignments.get(&conversation).cloned();
+                // Neither queued nor assigned: an open conversation routing never saw (the site's
+                // object was unreachable when it started). The caller checked that it is open.
                 match (&queued, &current) {
-                    (None, None) => return Err(RoutingError::UnknownConversation),
                     (_, Some(a)) if a.agent == agent.id => {
                         return Err(RoutingError::AlreadyAssigned)
                     }
@@ -441,18 +635,13 @@ impl SiteState {
                 // An agent may claim from the API without a console open: they are known from now on.
                 self.agents
                     .entry(agent.id.clone())
-                    .or_insert_with(|| AgentState {
-                        profile: agent.clone(),
-                        status: AgentStatus::Online,
-                        devices: BTreeMap::new(),
-                        active: BTreeSet::new(),
-                        last_assigned_at: 0,
-                        missed: 0,
-                    });
+                    .or_insert_with(|| AgentState::new(agent.clone()));
                 let department = match (queued, &current) {
-                    (Some(i), _) => self.queue.remove(i - 1).department,
+                    (Some(i), _) => self.queue.remove(i).department,
                     (None, Some(a)) => a.department.clone(),
-                    (None, None) => None,
+                    (None, None) => self
+                        .remembered_department(&conversation)
+                        .map(str::to_string),
                 };
                 let previous = current.map(|a| a.agent);
                 if let Some(prev) = &previous {
@@ -487,7 +676,8 @@ impl SiteState {
                 match to {
                     TransferTarget::Agent { id } => {
                         let target = self.agents.get(&id).ok_or(RoutingError::UnknownAgent)?;
-                        if !target.is_available() {
+                        // Offline or full: the conversation stays with the holder.
+                        if !target.is_available() || !target.has_room() {
                             return Err(RoutingError::Unavailable);
                         }
                         self.release(&conversation);
@@ -516,11 +706,12 @@ impl SiteState {
                 }
             }
             SiteInput::Closed { conversation } => {
-                self.release(&conversation);
-                if let Some(i) = self.position(&conversation) {
-                    self.queue.remove(i - 1);
-                    self.announce_positions(&mut fx);
-                }
+                self.leave(&conversation, &mut fx);
+                self.drain_queue(config, now, &mut fx);
+            }
+            SiteInput::Erased { conversation } => {
+                self.leave(&conversation, &mut fx);
+                self.departments.remove(&conversation);
                 self.drain_queue(config, now, &mut fx);
             }
             SiteInput::Tick => {
@@ -579,6 +770,15 @@ impl SiteState {
         }
     }
 
+    /// Takes a conversation off its agent and out of the queue.
+    fn leave(&mut self, conversation: &str, fx: &mut Vec<SiteEffect>) {
+        self.release(conversation);
+        if let Some(i) = self.queue_index(conversation) {
+            self.queue.remove(i);
+            self.announce_positions(fx);
+        }
+    }
+
     fn release(&mut self, conversation: &str) {
         if let Some(a) = self.assignments.remove(conversation) {
             if let Some(agent) = self.agents.get_mut(&a.agent) {
@@ -628,6 +828,9 @@ impl SiteState {
         now: i64,
         fx: &mut Vec<SiteEffect>,
     ) {
+        if let Some(d) = &department {
+            self.remember(&conversation, d, now);
+        }
         // While the team is closed, new work waits for opening time.
         let open = config.hours.is_open(now);
         match self
@@ -643,9 +846,10 @@ impl SiteState {
                     department,
                     since: now,
                 });
+                let position = self.position(&conversation).unwrap_or(self.queue.len());
                 fx.push(SiteEffect::Queued {
                     conversation,
-                    position: self.queue.len(),
+                    position,
                 });
             }
         }
@@ -677,6 +881,7 @@ impl SiteState {
                 assigned_at: now,
                 // A claimed conversation was taken deliberately; the clock is for routed ones.
                 answered: reason == AssignReason::Claimed,
+                missed: false,
             },
         );
         fx.push(SiteEffect::Assigned {
@@ -721,13 +926,7 @@ impl SiteState {
 
     fn announce_positions(&self, fx: &mut Vec<SiteEffect>) {
         if !self.queue.is_empty() {
-            fx.push(SiteEffect::QueuePositions(
-                self.queue
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| (w.conversation.clone(), i + 1))
-                    .collect(),
-            ));
+            fx.push(SiteEffect::QueuePositions(self.positions()));
         }
     }
 
@@ -750,6 +949,23 @@ impl SiteState {
                 self.after_presence_loss(config, &agent, before, now, fx);
             }
         }
+        // Agents whose last device closed and who did not come back within the grace are gone.
+        let departed: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| {
+                a.departed_at
+                    .is_some_and(|at| now - at >= config.reconnect_grace_ms)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for agent in departed {
+            if let Some(a) = self.agents.get_mut(&agent) {
+                let before = a.presence();
+                a.departed_at = None;
+                self.after_presence_loss(config, &agent, before, now, fx);
+            }
+        }
         // Unanswered past the limit: offer to the next agent, count a miss for this one.
         let overdue: Vec<(String, Assignment)> = self
             .assignments
@@ -758,13 +974,16 @@ impl SiteState {
             .map(|(c, a)| (c.clone(), a.clone()))
             .collect();
         for (conversation, assignment) in overdue {
-            if let Some(a) = self.agents.get_mut(&assignment.agent) {
-                a.missed += 1;
+            // One miss per assignment, however many times its clock runs out.
+            if !assignment.missed {
+                if let Some(a) = self.agents.get_mut(&assignment.agent) {
+                    a.missed += 1;
+                }
+                fx.push(SiteEffect::Missed {
+                    conversation: conversation.clone(),
+                    agent: assignment.agent.clone(),
+                });
             }
-            fx.push(SiteEffect::Missed {
-                conversation: conversation.clone(),
-                agent: assignment.agent.clone(),
-            });
             match self.pick(
                 config,
                 assignment.department.as_deref(),
@@ -786,6 +1005,7 @@ impl SiteState {
                     // Nobody else can take it: it stays, and its clock restarts.
                     if let Some(a) = self.assignments.get_mut(&conversation) {
                         a.assigned_at = now;
+                        a.missed = true;
                     }
                 }
             }

@@ -611,3 +611,664 @@ fn an_agent_without_a_console_open_can_claim() {
     assert_eq!(assigned_to(&fx).as_deref(), Some("a_api"));
     assert_eq!(state.position("c_1"), None);
 }
+
+fn disconnect(
+    state: &mut SiteState,
+    config: &RoutingConfig,
+    agent: &str,
+    now: i64,
+) -> Vec<SiteEffect> {
+    let device = format!("{agent}-dev");
+    state
+        .handle(
+            config,
+            SiteInput::DeviceDisconnected {
+                agent: agent.into(),
+                device,
+            },
+            now,
+        )
+        .unwrap()
+}
+
+fn has_assigned(fx: &[SiteEffect]) -> bool {
+    fx.iter().any(|e| matches!(e, SiteEffect::Assigned { .. }))
+}
+
+#[test]
+fn a_reload_within_the_grace_keeps_presence_and_conversations() {
+    let config = RoutingConfig {
+        reconnect_grace_ms: 15_000,
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    connect(&mut state, &config, profile("a_2", 10, &[]), 0);
+    let mine: Vec<String> = (0..4)
+        .map(|i| format!("c_{i}"))
+        .filter(|c| {
+            assigned_to(&new_conversation(&mut state, &config, c, 1)).as_deref() == Some("a_1")
+        })
+        .collect();
+    assert!(!mine.is_empty());
+    // The console reloads: its socket closes cleanly, and nothing moves or flaps.
+    let fx = disconnect(&mut state, &config, "a_1", 1_000);
+    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(state.agents["a_1"].presence(), AgentStatus::Online);
+    // The object wakes when the grace runs out.
+    assert_eq!(state.next_deadline(&config, 1_000), Some(16_000));
+    // Nothing new is routed to a console that is not there.
+    let fx = new_conversation(&mut state, &config, "c_new", 2_000);
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_2"));
+    assert!(state
+        .handle(&config, SiteInput::Tick, 3_000)
+        .unwrap()
+        .is_empty());
+    // Back before the grace ends (a new socket: a new device id).
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::DeviceConnected {
+                agent: profile("a_1", 10, &[]),
+                device: "a_1-reloaded".into(),
+            },
+            4_000,
+        )
+        .unwrap();
+    assert!(
+        !fx.iter().any(|e| matches!(e, SiteEffect::Presence { .. })),
+        "{fx:?}"
+    );
+    assert!(state
+        .handle(&config, SiteInput::Tick, 20_000)
+        .unwrap()
+        .is_empty());
+    for c in &mine {
+        assert_eq!(state.assignments[c].agent, "a_1");
+    }
+}
+
+#[test]
+fn an_agent_who_does_not_come_back_within_the_grace_is_gone() {
+    let config = RoutingConfig {
+        reconnect_grace_ms: 15_000,
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    new_conversation(&mut state, &config, "c_1", 0);
+    disconnect(&mut state, &config, "a_1", 1_000);
+    assert!(state
+        .handle(&config, SiteInput::Tick, 15_999)
+        .unwrap()
+        .is_empty());
+    let fx = state.handle(&config, SiteInput::Tick, 16_000).unwrap();
+    assert!(fx.contains(&SiteEffect::Presence {
+        agent: "a_1".into(),
+        status: AgentStatus::Offline
+    }));
+    assert_eq!(queued_at(&fx), Some(1), "requeued under the default policy");
+    assert_eq!(state.agents["a_1"].presence(), AgentStatus::Offline);
+    // Without a grace the loss is immediate, as before.
+    let config = RoutingConfig {
+        reconnect_grace_ms: 0,
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    new_conversation(&mut state, &config, "c_1", 0);
+    assert_eq!(
+        queued_at(&disconnect(&mut state, &config, "a_1", 1)),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_background_tab_is_not_given_up_for_a_throttled_minute() {
+    let config = RoutingConfig::default();
+    // Chrome wakes hidden tabs' timers once a minute, Safari about every 40 s: allow two missed
+    // wakes and then some.
+    assert!(config.heartbeat_timeout_ms >= 150_000);
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    new_conversation(&mut state, &config, "c_1", 0);
+    state
+        .handle(
+            &config,
+            SiteInput::AgentReplied {
+                conversation: "c_1".into(),
+                agent: "a_1".into(),
+            },
+            1,
+        )
+        .unwrap();
+    // The device is heard from (a heartbeat or any other frame) once a minute.
+    for minute in 1..=10 {
+        let now = minute * 60_000;
+        assert!(state
+            .handle(&config, SiteInput::Tick, now - 1)
+            .unwrap()
+            .is_empty());
+        state
+            .handle(
+                &config,
+                SiteInput::Heartbeat {
+                    agent: "a_1".into(),
+                    device: "a_1-dev".into(),
+                },
+                now,
+            )
+            .unwrap();
+    }
+    assert!(state.agents["a_1"].is_available());
+    assert_eq!(state.assignments["c_1"].agent, "a_1");
+    // Silent past the timeout: gone.
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Tick,
+            600_000 + config.heartbeat_timeout_ms,
+        )
+        .unwrap();
+    assert_eq!(queued_at(&fx), Some(1));
+}
+
+#[test]
+fn an_erased_conversation_frees_its_seat_and_leaves_the_queue() {
+    let config = RoutingConfig {
+        rules: vec![Rule::Param {
+            value: "sales".into(),
+            department: "sales".into(),
+        }],
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 1, &["sales"]), 0);
+    let sales = RoutingContext {
+        param: Some("sales".into()),
+        ..Default::default()
+    };
+    for (i, c) in ["c_1", "c_2", "c_3"].iter().enumerate() {
+        state
+            .handle(
+                &config,
+                SiteInput::NewConversation {
+                    conversation: c.to_string(),
+                    context: sales.clone(),
+                },
+                i as i64,
+            )
+            .unwrap();
+    }
+    assert_eq!(state.assignments["c_1"].agent, "a_1");
+    assert_eq!(state.position("c_3"), Some(2));
+    // Erasing a waiting one takes it out of the queue; the others move up.
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Erased {
+                conversation: "c_2".into(),
+            },
+            10,
+        )
+        .unwrap();
+    assert!(fx.contains(&SiteEffect::QueuePositions(vec![("c_3".into(), 1)])));
+    // Erasing the assigned one frees the agent's seat for the next.
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Erased {
+                conversation: "c_1".into(),
+            },
+            11,
+        )
+        .unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_1"));
+    assert!(!state.agents["a_1"].active.contains("c_1"));
+    assert!(state.agents["a_1"].active.contains("c_3"));
+    assert!(state.queue.is_empty());
+    assert_eq!(state.remembered_department("c_1"), None);
+    assert_eq!(state.remembered_department("c_3"), Some("sales"));
+    // An erasure routing never heard of changes nothing.
+    let before = state.clone();
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Erased {
+                conversation: "c_unknown".into(),
+            },
+            12,
+        )
+        .unwrap();
+    assert!(fx.is_empty());
+    assert_eq!(state, before);
+}
+
+#[test]
+fn hand_offs_and_reopenings_keep_the_department() {
+    let config = RoutingConfig {
+        rules: vec![Rule::UrlContains {
+            value: "/pricing".into(),
+            department: "sales".into(),
+        }],
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_sales", 10, &["sales"]), 0);
+    connect(&mut state, &config, profile("a_any", 10, &["support"]), 0);
+    let pricing = RoutingContext {
+        url: Some("https://shop.example/pricing".into()),
+        ..Default::default()
+    };
+    for i in 0..4 {
+        let fx = state
+            .handle(
+                &config,
+                SiteInput::NewConversation {
+                    conversation: format!("c_{i}"),
+                    context: pricing.clone(),
+                },
+                1,
+            )
+            .unwrap();
+        assert_eq!(assigned_to(&fx).as_deref(), Some("a_sales"));
+    }
+    // Closed, then reopened by the visitor: no context comes with it, the department does.
+    for i in 0..4 {
+        let c = format!("c_{i}");
+        state
+            .handle(
+                &config,
+                SiteInput::Closed {
+                    conversation: c.clone(),
+                },
+                2,
+            )
+            .unwrap();
+        let fx = state
+            .handle(
+                &config,
+                SiteInput::Reopened {
+                    conversation: c.clone(),
+                    by_agent: None,
+                },
+                3,
+            )
+            .unwrap();
+        assert_eq!(assigned_to(&fx).as_deref(), Some("a_sales"), "{c}");
+    }
+    // A conversation the bot held and hands over (routed again without a context) goes to the
+    // department it had, and a transfer to another department is what is remembered next.
+    state
+        .handle(
+            &config,
+            SiteInput::Transfer {
+                conversation: "c_0".into(),
+                by: "a_sales".into(),
+                to: TransferTarget::Department {
+                    name: "support".into(),
+                },
+            },
+            4,
+        )
+        .unwrap();
+    assert_eq!(state.assignments["c_0"].agent, "a_any");
+    state
+        .handle(
+            &config,
+            SiteInput::Closed {
+                conversation: "c_0".into(),
+            },
+            5,
+        )
+        .unwrap();
+    for _ in 0..3 {
+        let fx = new_conversation(&mut state, &config, "c_0", 6);
+        assert_eq!(assigned_to(&fx).as_deref(), Some("a_any"));
+        state
+            .handle(
+                &config,
+                SiteInput::Closed {
+                    conversation: "c_0".into(),
+                },
+                7,
+            )
+            .unwrap();
+    }
+    // Rules that match still win over what was remembered.
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::NewConversation {
+                conversation: "c_0".into(),
+                context: pricing,
+            },
+            8,
+        )
+        .unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_sales"));
+}
+
+#[test]
+fn remembered_departments_are_bounded() {
+    let config = RoutingConfig {
+        rules: vec![Rule::Param {
+            value: "x".into(),
+            department: "x".into(),
+        }],
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    let ctx = RoutingContext {
+        param: Some("x".into()),
+        ..Default::default()
+    };
+    for i in 0..(REMEMBERED_DEPARTMENTS + 10) {
+        let c = format!("c_{i}");
+        state
+            .handle(
+                &config,
+                SiteInput::NewConversation {
+                    conversation: c.clone(),
+                    context: ctx.clone(),
+                },
+                i as i64,
+            )
+            .unwrap();
+        state
+            .handle(&config, SiteInput::Closed { conversation: c }, i as i64)
+            .unwrap();
+    }
+    assert_eq!(state.departments.len(), REMEMBERED_DEPARTMENTS);
+    // The oldest went first.
+    assert_eq!(state.remembered_department("c_0"), None);
+    assert_eq!(
+        state.remembered_department(&format!("c_{}", REMEMBERED_DEPARTMENTS + 9)),
+        Some("x")
+    );
+}
+
+#[test]
+fn a_transfer_to_a_full_agent_is_refused() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    new_conversation(&mut state, &config, "c_1", 1);
+    connect(&mut state, &config, profile("a_2", 1, &[]), 2);
+    new_conversation(&mut state, &config, "c_2", 3);
+    assert_eq!(state.assignments["c_2"].agent, "a_2", "a_2 is now full");
+    let refused = state.handle(
+        &config,
+        SiteInput::Transfer {
+            conversation: "c_1".into(),
+            by: "a_1".into(),
+            to: TransferTarget::Agent { id: "a_2".into() },
+        },
+        4,
+    );
+    assert_eq!(refused, Err(RoutingError::Unavailable));
+    assert_eq!(
+        RoutingError::Unavailable.code().as_str(),
+        "agent_unavailable"
+    );
+    assert_eq!(state.assignments["c_1"].agent, "a_1", "nothing moved");
+    assert_eq!(state.agents["a_2"].active.len(), 1);
+}
+
+#[test]
+fn an_agent_who_reopens_a_conversation_gets_it() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 1, &[]), 0);
+    connect(&mut state, &config, profile("a_2", 10, &[]), 0);
+    let first = assigned_to(&new_conversation(&mut state, &config, "c_1", 1)).unwrap();
+    state
+        .handle(
+            &config,
+            SiteInput::Closed {
+                conversation: "c_1".into(),
+            },
+            2,
+        )
+        .unwrap();
+    // a_1 fills up; a_2 is free: a routed reopening would go to a_2, the reopener is a_1.
+    let fill = if first == "a_1" { "c_2" } else { "c_3" };
+    state
+        .handle(
+            &config,
+            SiteInput::Claim {
+                conversation: fill.into(),
+                agent: profile("a_1", 1, &[]),
+            },
+            3,
+        )
+        .unwrap();
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Reopened {
+                conversation: "c_1".into(),
+                by_agent: Some(profile("a_1", 1, &[])),
+            },
+            4,
+        )
+        .unwrap();
+    assert!(fx.contains(&SiteEffect::Assigned {
+        conversation: "c_1".into(),
+        agent: "a_1".into(),
+        agent_name: "Agent a_1".into(),
+        previous: None,
+        reason: AssignReason::Claimed,
+    }));
+    assert!(
+        state.assignments["c_1"].answered,
+        "no answer clock on a deliberate reopening"
+    );
+    // Told twice (a retried notice), nothing changes.
+    let again = state
+        .handle(
+            &config,
+            SiteInput::Reopened {
+                conversation: "c_1".into(),
+                by_agent: Some(profile("a_1", 1, &[])),
+            },
+            5,
+        )
+        .unwrap();
+    assert!(again.is_empty());
+    // A reopening by the visitor is routed.
+    state
+        .handle(
+            &config,
+            SiteInput::Closed {
+                conversation: "c_1".into(),
+            },
+            6,
+        )
+        .unwrap();
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Reopened {
+                conversation: "c_1".into(),
+                by_agent: None,
+            },
+            7,
+        )
+        .unwrap();
+    assert!(has_assigned(&fx) || queued_at(&fx).is_some());
+}
+
+#[test]
+fn a_conversation_routing_never_saw_can_be_claimed() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Claim {
+                conversation: "c_unrouted".into(),
+                agent: profile("a_1", 5, &[]),
+            },
+            1,
+        )
+        .unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_1"));
+    assert!(state.agents["a_1"].active.contains("c_unrouted"));
+    // And then it is a claimed conversation like any other.
+    assert_eq!(
+        state.handle(
+            &config,
+            SiteInput::Claim {
+                conversation: "c_unrouted".into(),
+                agent: profile("a_2", 5, &[]),
+            },
+            2,
+        ),
+        Err(RoutingError::AlreadyAssigned)
+    );
+}
+
+#[test]
+fn queue_positions_are_per_department() {
+    let config = RoutingConfig {
+        rules: ["sales", "support"]
+            .iter()
+            .map(|d| Rule::Param {
+                value: d.to_string(),
+                department: d.to_string(),
+            })
+            .collect(),
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    let route = |state: &mut SiteState, id: &str, department: &str| {
+        queued_at(
+            &state
+                .handle(
+                    &config,
+                    SiteInput::NewConversation {
+                        conversation: id.into(),
+                        context: RoutingContext {
+                            param: Some(department.into()),
+                            ..Default::default()
+                        },
+                    },
+                    1,
+                )
+                .unwrap(),
+        )
+    };
+    assert_eq!(route(&mut state, "c_support_1", "support"), Some(1));
+    assert_eq!(route(&mut state, "c_sales_1", "sales"), Some(1));
+    assert_eq!(route(&mut state, "c_support_2", "support"), Some(2));
+    assert_eq!(route(&mut state, "c_sales_2", "sales"), Some(2));
+    assert_eq!(state.position("c_sales_2"), Some(2));
+    assert_eq!(state.position("c_support_2"), Some(2));
+    // A sales agent comes online and takes the first sales conversation: only the sales queue
+    // moves up.
+    let fx = connect(&mut state, &config, profile("a_sales", 1, &["sales"]), 2);
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_sales"));
+    assert!(fx.contains(&SiteEffect::QueuePositions(vec![
+        ("c_support_1".into(), 1),
+        ("c_support_2".into(), 2),
+        ("c_sales_2".into(), 1),
+    ])));
+}
+
+#[test]
+fn a_miss_is_counted_once_per_assignment() {
+    let config = RoutingConfig {
+        answer_timeout_ms: 1_000,
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    new_conversation(&mut state, &config, "c_1", 0);
+    let mut misses = 0;
+    for t in 1..=5 {
+        let fx = state.handle(&config, SiteInput::Tick, t * 1_000).unwrap();
+        misses += fx
+            .iter()
+            .filter(|e| matches!(e, SiteEffect::Missed { .. }))
+            .count();
+    }
+    assert_eq!(misses, 1, "nobody else is free: it stays, counted once");
+    assert_eq!(state.agents["a_1"].missed, 1);
+    // A second agent arrives: the next timeout moves it on, without another miss for a_1.
+    connect(&mut state, &config, profile("a_2", 10, &[]), 5_500);
+    let fx = state.handle(&config, SiteInput::Tick, 6_000).unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_2"));
+    assert_eq!(state.agents["a_1"].missed, 1);
+    // The new holder's own miss counts.
+    let fx = state.handle(&config, SiteInput::Tick, 7_000).unwrap();
+    assert!(fx.contains(&SiteEffect::Missed {
+        conversation: "c_1".into(),
+        agent: "a_2".into()
+    }));
+}
+
+proptest! {
+    /// With reloads (a clean close and a reconnect within the grace), erasures and reopenings in
+    /// the mix: capacity holds, every open conversation is in exactly one place, and erased or
+    /// closed ones are nowhere.
+    #[test]
+    fn reloads_erasures_and_reopenings_lose_nothing(ops in prop::collection::vec((0u8..9, 0usize..6), 1..200)) {
+        let config = RoutingConfig {
+            answer_timeout_ms: 50,
+            heartbeat_timeout_ms: 80,
+            reconnect_grace_ms: 30,
+            ..RoutingConfig::default()
+        };
+        let mut state = SiteState::default();
+        let mut open: BTreeSet<String> = BTreeSet::new();
+        let mut closed: BTreeSet<String> = BTreeSet::new();
+        let mut now = 0;
+        for (i, (op, pick)) in ops.iter().enumerate() {
+            now += 10;
+            let agent = format!("a_{}", pick % 3);
+            let nth = |set: &BTreeSet<String>| set.iter().nth(pick % set.len().max(1)).cloned();
+            let input = match op {
+                0 | 1 => {
+                    let c = format!("c_{i}");
+                    open.insert(c.clone());
+                    SiteInput::NewConversation { conversation: c, context: RoutingContext::default() }
+                }
+                2 => SiteInput::DeviceConnected { agent: profile(&agent, 2, &[]), device: format!("d{}", i % 2) },
+                3 => SiteInput::Heartbeat { agent, device: format!("d{}", i % 2) },
+                4 => match nth(&open) {
+                    Some(c) => { open.remove(&c); closed.insert(c.clone()); SiteInput::Closed { conversation: c } }
+                    None => SiteInput::Tick,
+                },
+                5 => match nth(&closed) {
+                    Some(c) => { closed.remove(&c); open.insert(c.clone()); SiteInput::Reopened { conversation: c, by_agent: None } }
+                    None => SiteInput::Tick,
+                },
+                6 => match nth(&open) {
+                    Some(c) => { open.remove(&c); SiteInput::Erased { conversation: c } }
+                    None => SiteInput::Tick,
+                },
+                7 => SiteInput::Tick,
+                _ => SiteInput::DeviceDisconnected { agent, device: format!("d{}", i % 2) },
+            };
+            let _ = state.handle(&config, input, now);
+            for a in state.agents.values() {
+                prop_assert!(a.active.len() as u32 <= a.profile.capacity);
+                for c in &a.active {
+                    prop_assert_eq!(state.assignments.get(c).map(|x| x.agent.as_str()), Some(a.profile.id.as_str()));
+                }
+            }
+            for c in &open {
+                let assigned = state.assignments.contains_key(c);
+                let queued = state.position(c).is_some();
+                prop_assert!(assigned ^ queued, "{c} assigned={assigned} queued={queued}");
+            }
+            for c in state.assignments.keys().chain(state.queue.iter().map(|w| &w.conversation)) {
+                prop_assert!(open.contains(c), "{c} is not open but routing still holds it");
+            }
+            if !state.queue.is_empty() {
+                prop_assert!(!state.agents.values().any(|a| a.is_available() && a.has_room()));
+            }
+        }
+    }
+}

@@ -1,12 +1,14 @@
 // The agent console in a real browser (Debian's Chromium through playwright-core) against the
-// built Worker, with visitors played by the protocol client. Needs `node console/build.mjs`
+// built Worker, with visitors played by the protocol client or the demo page's widget. Needs `node console/build.mjs`
 // first (public/console/).
 //
 // One story per agent, step by step: sign in through the form, a visitor's new chat shows up
 // live (title count, chime), the agent replies with Enter, a private note never reaches the
 // visitor, typing and read receipts go both ways, quick replies, a reload restores the open
 // conversation and its history, a reply typed while the server is down is delivered exactly
-// once after it comes back, close and reopen, and a transfer to a second agent.
+// once after it comes back, close and reopen, and the whole story from the demo page: a visitor
+// chats in the widget, the agent is alerted, replies and transfers to a second agent, who sees
+// the whole history and reveals masked personal data (audited).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
@@ -15,7 +17,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../support/server.mjs';
 import { agentLogin, connect, fullHistory, http, newConversation, sleep, Socket } from '../support/client.mjs';
-import { CHROMIUM, launch, signIn as signInForm, waitForText } from './helpers.mjs';
+import {
+  CHROMIUM, conversationOf, launch, openDemo, openPanel, panelMessages, send, signIn as signInForm, waitFor, waitForText,
+} from './helpers.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const STEP = { timeout: 90_000 };
@@ -471,28 +475,56 @@ test('the console switches to Simplified Chinese', STEP, async () => {
   await waitForText(page, '#list-tab-waiting', 'Waiting');
 });
 
-test('transfer to a second agent with a note; the note stays private and personal data is masked for them', STEP, async () => {
+test('from the demo page to a second agent: the visitor chats in the widget, the agent is alerted, replies and transfers; the second agent sees the whole history', STEP, async () => {
   const ann = await addAgent('Ann');
-  const context2 = await newContext({ viewport: { width: 1280, height: 860 } });
-  const page2 = watch(await context2.newPage());
+  const shopContext = await newContext({ viewport: { width: 1280, height: 800 } });
+  let context2;
   try {
-    await signIn(page2, ann.email, ann.password);
-    await page2.waitForSelector('.conn--live', { timeout: 15_000 });
+    // A visitor on the demo shop, signed in there as a customer the shop names without a
+    // signature (no hash): the console must not present that identity as verified.
+    const shop = watch(await openDemo(shopContext, server));
+    assert.deepEqual(await shop.evaluate(() => window.Parley.identify({ id: 'cust-4242', name: 'Jane Doe' })), { verified: false });
+    const chimesBefore = Number(await page.evaluate(() => document.documentElement.dataset.chimes ?? 0));
+    await openPanel(shop);
+    await send(shop, 'Hi, I want a refund. Mail me at jane.doe@example.com');
+    const id = await conversationOf(shop);
 
-    const c = await newConversation(server);
-    const v = await connect(server, c.conversation, c.token, { after: 0 });
-    await v.sendMessage('Hi, I want a refund. Mail me at jane.doe@example.com');
-
-    // The first agent takes it (it may have been routed to either agent) and transfers it.
-    await openFromTeam(page, c.conversation);
-    await page.waitForSelector('.conv .msg--in');
+    // The first agent is alerted (sound and title count), opens it, takes it if it waits, and
+    // sees the claimed identity marked as unverified.
+    await page.waitForFunction(([c, before]) => Number(document.documentElement.dataset.chimes ?? 0) > before
+      && /^\(\d+\) /.test(document.title) && document.querySelector(`.conv-item[data-id="${c}"]`), [id, chimesBefore], { timeout: 15_000 });
+    await openFromTeam(page, id);
+    await waitForText(page, '.conv .msg--in .text', 'I want a refund');
     if (await page.$('.conv-actions [data-action="accept"]')) {
       await page.click('.conv-actions [data-action="accept"]');
       await page.waitForSelector('.conv-actions [data-action="accept"]', { state: 'detached', timeout: 10_000 });
     }
+    await waitForText(page, '.vp-name', 'Jane Doe');
+    await waitForText(page, '.vp-name .unverified', 'Unverified');
+    assert.equal(await page.$('.vp-name .verified'), null);
+
+    // The agent replies; the visitor reads it in the widget and writes again.
+    await page.fill('.composer-input', 'Of course, Jane. Which order is it?');
+    await page.focus('.composer-input');
+    await page.keyboard.press('Enter');
+    await waitFor(async () => (await panelMessages(shop)).some((m) => !m.mine && m.text === 'Of course, Jane. Which order is it?'), 'the reply in the widget');
+    await send(shop, 'Order 5150, the green tea set.');
+    await waitForText(page, '.conv .msg--in .text', 'Order 5150');
+
+    // The second agent signs in, and the first transfers the conversation to them with a note.
+    context2 = await newContext({ viewport: { width: 1280, height: 860 } });
+    const page2 = watch(await context2.newPage());
+    await signIn(page2, ann.email, ann.password);
+    await page2.waitForSelector('.conn--live', { timeout: 15_000 });
+    // The department picker offers the team's departments, even one nobody waits in.
+    const { results: [{ team_id: team }] } = await server.d1('SELECT team_id FROM agents WHERE id = ?1', [ann.id]);
+    await server.d1("INSERT INTO departments (id, team_id, name, created_at) VALUES ('d_returns_e2e', ?1, 'Returns', ?2)", [team, Date.now()]);
     await page.click('.conv-actions [data-action="transfer"]');
     await page.waitForSelector('dialog.dialog[open]');
-    await page.check(`dialog input[name="transfer-agent"][value="${ann.id}"]`);
+    await page.click('dialog [data-mode="department"]');
+    await page.waitForSelector('dialog #transfer-dept option[value="Returns"]', { state: 'attached', timeout: 10_000 });
+    await page.click('dialog [data-mode="agent"]');
+    await page.check(`dialog input[name="transfer-agent"][value="${ann.id}"]`, { timeout: 15_000 });
     await page.fill('#transfer-note', 'VIP: refund approved by the manager');
     await page.click('dialog button[type=submit]');
     await page.waitForFunction(() => !document.querySelector('dialog.dialog') || document.querySelector('dialog .form-error')?.textContent,
@@ -500,20 +532,52 @@ test('transfer to a second agent with a note; the note stays private and persona
     const refused = await page.$eval('dialog .form-error', (e) => e.textContent).catch(() => null);
     assert.equal(refused, null, `transfer refused: ${refused}`);
 
-    // Ann is alerted and finds it under Mine.
+    // Ann is alerted and finds it under Mine, with everything that was said before, in order.
     await page2.waitForFunction(() => /^\(\d+\) /.test(document.title), null, { timeout: 15_000 });
     await page2.click('#list-tab-mine');
-    await page2.click(`.conv-item[data-id="${c.conversation}"]`, { timeout: 15_000 });
+    await page2.click(`.conv-item[data-id="${id}"]`, { timeout: 15_000 });
     await waitForText(page2, '.conv .msg--note .text', 'refund approved');
-    // Ann may not see personal data: the e-mail is masked, and revealing it is explicit.
+    const annToken = (await http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email: ann.email, password: ann.password } })).body.token;
+    const history = await fullHistory(server, id, annToken);
+    const said = history.filter((e) => ['message', 'note', 'file'].includes(e.kind));
+    assert.deepEqual(said.map((e) => e.author.role), ['visitor', 'agent', 'visitor', 'agent']);
+    await page2.waitForFunction((seqs) => seqs.every((s) => document.querySelector(`.conv .msg[data-seq="${s}"]`)), said.map((e) => e.seq), { timeout: 15_000 });
+    const shown = await page2.$$eval('.conv .msg[data-seq]', (els) => els.map((e) => Number(e.dataset.seq)));
+    assert.deepEqual(shown.filter((s) => said.some((e) => e.seq === s)), said.map((e) => e.seq), 'every earlier message, in order');
+    const texts = await threadTexts(page2);
+    for (const want of ['I want a refund', 'Of course, Jane. Which order is it?', 'Order 5150, the green tea set.', 'VIP: refund approved by the manager']) {
+      assert.ok(texts.some((t) => t.includes(want)), `${want} in ${JSON.stringify(texts)}`);
+    }
+
+    // Ann may not see personal data: the e-mail is masked, and revealing it is explicit and
+    // written to the team's audit log.
     await waitForText(page2, '.conv .msg--in .text', '***');
+    assert.ok(!texts.some((t) => t.includes('jane.doe@example.com')));
     await page2.click('.conv .msg--in .reveal-btn');
     await waitForText(page2, '.conv .msg--in .text', 'jane.doe@example.com');
+    const masked = said.find((e) => e.author.role === 'visitor');
+    const { results: audit } = await server.d1(
+      "SELECT actor_id, target, detail FROM audit_log WHERE action = 'reveal_personal_data' AND target = ?1", [id]);
+    assert.equal(audit.length, 1, JSON.stringify(audit));
+    assert.equal(audit[0].actor_id, ann.id);
+    assert.deepEqual(JSON.parse(audit[0].detail), { seq: masked.seq });
+
     // The visitor never sees the transfer note.
-    const history = await fullHistory(server, c.conversation, c.token);
-    assert.ok(!JSON.stringify(history).includes('refund approved'));
-    v.close();
+    const visitorLog = await shop.evaluate(() => document.querySelector('[data-parley]').shadowRoot.textContent);
+    assert.ok(!visitorLog.includes('refund approved'));
   } finally {
-    await context2.close();
+    await context2?.close();
+    await shopContext.close();
   }
+});
+
+test('the visitor endpoint gives the sidebar the claimed identity and whether it is verified', STEP, async () => {
+  const c = await newConversation(server);
+  const admin = await agentLogin(server);
+  const named = await http(server.url, '/api/v1/visitor/identify', { method: 'POST', token: c.token, body: { id: 'cust-77', name: 'Claimed Name' } });
+  assert.equal(named.status, 200, JSON.stringify(named.body));
+  const info = await http(server.url, `/api/v1/visitors/${c.visitorId}`, { token: admin.token });
+  assert.equal(info.status, 200, JSON.stringify(info.body));
+  assert.equal(info.body.visitor.external_id, 'cust-77');
+  assert.equal(info.body.visitor.identity_verified, false);
 });

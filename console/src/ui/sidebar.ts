@@ -60,7 +60,11 @@ export class VisitorPanel {
       h('span.avatar.avatar--lg', { 'aria-hidden': 'true' }, initials(name)),
       h('div.vp-who', null,
         h('h2.vp-name', null, name,
-          v?.identity_verified ? h('span.verified', { title: t('verifiedTitle') }, icon('check', 12), t('verified')) : null),
+          v?.identity_verified ? h('span.verified', { title: t('verifiedTitle') }, icon('check', 12), t('verified')) : null,
+          // Claimed by identify() without a valid signature: anyone could have claimed it.
+          !v?.identity_verified && v?.external_id
+            ? h('span.unverified', { title: t('unverifiedTitle', { id: v.external_id }) }, t('unverified'))
+            : null),
         v?.email ? h('a.vp-email', { href: `mailto:${v.email}` }, v.email) : null),
       h('button.icon-btn.vp-close', { type: 'button', 'aria-label': t('hideVisitorInfo'), title: t('hideVisitorInfo'), onclick: this.close }, icon('close')));
     (head.querySelector('.avatar') as HTMLElement).style.setProperty('--h', String(hue(vid || s.id)));

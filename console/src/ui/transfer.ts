@@ -12,7 +12,6 @@ export function openTransferDialog(store: Store, session: ConvSession, toast: (s
     let mode: 'agent' | 'department' = 'agent';
     const agents = store.agents().filter((a) => a.id !== store.me.id);
     agents.sort((a, b) => Number(b.status === 'online') - Number(a.status === 'online') || a.name.localeCompare(b.name));
-    const depts = store.departments();
 
     const agentList = h('div.pick-list', { role: 'radiogroup', 'aria-label': t('transferAgent') },
       agents.length
@@ -32,11 +31,21 @@ export function openTransferDialog(store: Store, session: ConvSession, toast: (s
         })
         : h('p.muted', null, t('transferNoAgents')));
 
-    const listId = `dept-${Math.random().toString(36).slice(2)}`;
-    const deptInput = h('input#transfer-dept', { list: listId, autocomplete: 'off', maxlength: 64 });
+    // The team's departments, from the server: the picker offers only names the server accepts,
+    // including departments nobody is waiting in right now.
+    const deptInput = h('select#transfer-dept', null) as HTMLSelectElement;
+    const deptEmpty = h('p.muted', { hidden: true }, t('transferNoDepartments'));
+    const fillDepartments = (names: string[]) => {
+      const current = deptInput.value;
+      deptInput.replaceChildren(...names.map((d) => h('option', { value: d }, d)));
+      if (names.includes(current)) deptInput.value = current;
+      deptInput.disabled = names.length === 0;
+      deptEmpty.hidden = names.length > 0;
+    };
+    fillDepartments(store.departments());
+    void store.loadDepartments().then(fillDepartments).catch(() => undefined);
     const deptField = h('label.field', { for: 'transfer-dept', hidden: true },
-      h('span.field-label', null, t('transferDepartment')), deptInput,
-      h('datalist', { id: listId }, depts.map((d) => h('option', { value: d }))));
+      h('span.field-label', null, t('transferDepartment')), deptInput, deptEmpty);
     const note = h('textarea#transfer-note', { rows: 3, maxlength: 1000 });
     const err = h('div.form-error', { role: 'alert' });
     const submit = h('button.btn.btn-primary', { type: 'submit' }, t('transferSubmit'));
