@@ -159,8 +159,8 @@ export class Metrics {
         return;
       }
       case 'command_refused':
-        // Over HTTP the request line carries the same refusal (and a trace); count sockets only.
-        if (!line.trace) this.errors.inc({ class: line.error_class ?? 'unknown', fault: faultOf(line) });
+        // Over HTTP the request line carries the same refusal; count sockets only.
+        if (line.over === 'socket') this.errors.inc({ class: line.error_class ?? 'unknown', fault: faultOf(line) });
         return;
       case 'socket_opened':
         this.wsOpened.inc({});

@@ -318,24 +318,31 @@ export async function seedDemo(d1, { origins = [], persistDir } = {}) {
 /**
  * workerd on one machine keeps Durable Object alarms in memory: a restart forgets them while
  * each object's storage still holds the time. An object reschedules its own alarm the first time
- * it runs (`recover_alarm`); this wakes every open conversation once after start, so the ones
- * nobody returns to still copy their last events to D1, close when idle and clean up uploads.
- * Conversations are listed in D1 when they are created, so none is missed.
+ * it runs (`platform::recover_alarm`); this wakes every site (routing timers: answer timeouts,
+ * vanished devices, opening hours) and every open conversation (the D1 copy, idle close, upload
+ * clean-up) once after start, so the ones nobody returns to still get their alarms. Both are
+ * listed in D1 when they are created, so none is missed. Resolves to how many were woken.
  */
-async function wakeOpenConversations(mf, d1, concurrency = 8) {
-  const { results } = await d1.prepare("SELECT id FROM conversations WHERE status = 'open'").all();
-  if (results.length === 0) return 0;
-  const namespace = await mf.getDurableObjectNamespace('CONVERSATION');
+async function wakeObjects(mf, d1, concurrency = 8) {
+  const targets = [];
+  for (const [binding, sql] of [
+    ['SITE', 'SELECT id FROM sites'],
+    ['CONVERSATION', "SELECT id FROM conversations WHERE status = 'open'"],
+  ]) {
+    const { results } = await d1.prepare(sql).all();
+    if (results.length === 0) continue;
+    const namespace = await mf.getDurableObjectNamespace(binding);
+    for (const { id } of results) targets.push(() => namespace.get(namespace.idFromName(id)));
+  }
   let next = 0;
   const worker = async () => {
-    while (next < results.length) {
-      const { id } = results[next++];
-      const response = await namespace.get(namespace.idFromName(id)).fetch('https://internal.parley/wake');
+    while (next < targets.length) {
+      const response = await targets[next++]().fetch('https://internal.parley/wake');
       await response.arrayBuffer();
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, results.length) }, worker));
-  return results.length;
+  await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
+  return targets.length;
 }
 
 /**
@@ -411,8 +418,8 @@ export async function startRuntime({
     await applyMigrations(d1, resolve(root, db.migrations_dir ?? 'migrations'), log);
     const realPort = Number(ready.port);
     // In the background: the server answers at once; objects touched meanwhile recover alone.
-    const recovered = wakeOpenConversations(mf, d1).then(
-      (count) => { log(`alarms of ${count} open conversations recovered`); return count; },
+    const recovered = wakeObjects(mf, d1).then(
+      (count) => { log(`alarms of ${count} sites and open conversations recovered`); return count; },
       (e) => { if (!disposed) log(`recovering alarms failed: ${e.message}`); return 0; },
     );
     return { mf, url: ready.origin, port: realPort, d1, persistDir, unmapped, dispose, recovered };

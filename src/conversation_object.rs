@@ -451,8 +451,13 @@ impl Conversation {
                 client_msg_id,
                 retry_after_ms,
             }) => {
+                let over = match caller {
+                    Caller::Socket(..) => "socket",
+                    Caller::Http(..) => "http",
+                };
                 self.log("command_refused", trace)
                     .field("command", kind)
+                    .field("over", over)
                     .error_class(code.as_str())
                     .emit();
                 return Err(ApiError {
@@ -833,26 +838,10 @@ impl Conversation {
         self.draining.set(false);
     }
 
-    /// Schedules again the alarm this object stored, once per instance. A runtime that keeps
-    /// alarms in memory only (workerd on one machine) forgets them when its process restarts,
-    /// while storage still holds the time: left alone, that alarm would never ring, and every
-    /// later "is an alarm due soon enough?" would trust it.
+    /// Reschedules the stored alarm once per instance (see `platform::recover_alarm`).
     async fn recover_alarm(&self) {
-        if self.alarm_checked.replace(true) {
-            return;
-        }
-        let storage = self.state.storage();
-        let Ok(Some(at)) = storage.get_alarm().await else {
-            return;
-        };
-        // A time other than the stored one, so the runtime takes it as a new alarm.
-        let delay = (at - now_ms()).max(0) as u64 + 1;
-        match storage.set_alarm(Duration::from_millis(delay)).await {
-            Ok(()) => self.alarm_at.set(Some(now_ms() + delay as i64)),
-            Err(e) => Log::error("alarm_failed")
-                .error_class("storage_unavailable")
-                .field("detail", e.to_string())
-                .emit(),
+        if let Some(at) = crate::platform::recover_alarm(&self.state, &self.alarm_checked).await {
+            self.alarm_at.set(Some(at));
         }
     }
 

@@ -68,6 +68,33 @@ pub fn answer_pings_without_waking(state: &worker::State) {
     }
 }
 
+/// Schedules again the alarm an object stored, once per instance (`checked` remembers), and
+/// returns when it now rings. A runtime that keeps alarms in memory only (workerd on one machine)
+/// forgets them when its process restarts while storage still holds the time: left alone, that
+/// alarm would never ring.
+pub async fn recover_alarm(state: &worker::State, checked: &std::cell::Cell<bool>) -> Option<i64> {
+    if checked.replace(true) {
+        return None;
+    }
+    let storage = state.storage();
+    let at = storage.get_alarm().await.ok().flatten()?;
+    // A time other than the stored one, so the runtime takes it as a new alarm.
+    let delay = (at - now_ms()).max(0) as u64 + 1;
+    match storage
+        .set_alarm(std::time::Duration::from_millis(delay))
+        .await
+    {
+        Ok(()) => Some(now_ms() + delay as i64),
+        Err(e) => {
+            crate::log::Log::error("alarm_failed")
+                .error_class("storage_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+            None
+        }
+    }
+}
+
 /// Keeps a socket's attachment as one JSON string. It is read for every socket on every
 /// broadcast: a string crosses from JavaScript in one copy, where an object is walked field by
 /// field across the boundary.

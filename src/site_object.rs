@@ -198,6 +198,8 @@ pub struct SiteObject {
     routing: RefCell<Option<SiteState>>,
     info: RefCell<Option<(i64, SiteInfo)>>,
     kv: ObjectKv,
+    /// Whether this instance rescheduled its stored alarm (`platform::recover_alarm`).
+    alarm_checked: std::cell::Cell<bool>,
 }
 
 /// How long the site's settings are reused before they are read from D1 again.
@@ -217,6 +219,7 @@ impl DurableObject for SiteObject {
             routing: RefCell::new(None),
             info: RefCell::new(None),
             kv,
+            alarm_checked: std::cell::Cell::new(false),
         }
     }
 
@@ -234,9 +237,12 @@ impl DurableObject for SiteObject {
             .ok()
             .flatten()
             .unwrap_or_default();
+        crate::platform::recover_alarm(&self.state, &self.alarm_checked).await;
         let result = match req.path().as_str() {
             "/ws" => self.accept_console(&req),
             "/request" => self.request(&mut req, &site).await,
+            // After a restart: nothing to do but what every request does first.
+            "/wake" => Ok(Response::empty()?.with_status(204)),
             _ => Err(ErrorCode::NotFound.into()),
         };
         match result {
@@ -250,6 +256,7 @@ impl DurableObject for SiteObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
+        crate::platform::recover_alarm(&self.state, &self.alarm_checked).await;
         let mut socket: ConsoleSocket = load_attachment(&ws).unwrap_or_default();
         let lang = socket
             .lang
@@ -371,6 +378,7 @@ impl DurableObject for SiteObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarm_checked.set(true);
         let _ = self.apply(SiteInput::Tick).await;
         Response::ok("ok")
     }
