@@ -772,6 +772,16 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         Some(_) => return Err(ErrorCode::InvalidRequest.into()),
         None => mint(IdKind::Conversation, ctx)?,
     };
+    let clip = |s: Option<String>, n: usize| s.map(|v| v.chars().take(n).collect::<String>());
+    let routing = parley_core::routing::RoutingContext {
+        url: clip(body.page_url.clone(), 2048),
+        language: clip(body.language.clone(), 35).or_else(|| {
+            header(req, "accept-language")
+                .map(|l| l.split(',').next().unwrap_or_default().trim().to_string())
+        }),
+        country: req.cf().and_then(|cf| cf.country()),
+        param: clip(body.department.clone(), 64),
+    };
     let create = CreateConversation {
         id,
         site: site.id.clone(),
@@ -796,16 +806,7 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
                     .to_string()
             })
         }),
-    };
-    let clip = |s: Option<String>, n: usize| s.map(|v| v.chars().take(n).collect::<String>());
-    let routing = parley_core::routing::RoutingContext {
-        url: clip(body.page_url, 2048),
-        language: clip(body.language, 35).or_else(|| {
-            header(req, "accept-language")
-                .map(|l| l.split(',').next().unwrap_or_default().trim().to_string())
-        }),
-        country: req.cf().and_then(|cf| cf.country()),
-        param: clip(body.department, 64),
+        routing: routing.clone(),
     };
     let payload = serde_json::to_string(&create).map_err(internal(ctx, "json"))?;
     let response = forward(

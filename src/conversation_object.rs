@@ -601,9 +601,15 @@ impl Conversation {
             trace,
         ))
         .await?;
+        // Routed as it would have been at creation (page, language, country, the embed's
+        // department), had no bot answered first.
+        let context = self
+            .setting("routing_context")
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
         let request = crate::site_object::SiteRequest::NewConversation {
             conversation: meta.id.clone(),
-            context: parley_core::routing::RoutingContext::default(),
+            context,
         };
         if let Err(e) = crate::site_object::send(&self.env, &meta.site, &request).await {
             self.log("routing_failed", trace)
@@ -1180,7 +1186,11 @@ impl Conversation {
             }
         };
         if params.bot {
-            let _ = self.with_engine(|_, store| store.set_setting("bot_active", "1"));
+            let routing = serde_json::to_string(&params.routing).unwrap_or_default();
+            let _ = self.with_engine(|_, store| {
+                store.set_setting("bot_active", "1")?;
+                store.set_setting("routing_context", &routing)
+            });
         }
         if let Some(language) = params.language.as_deref() {
             let tag = parley_core::translate::primary(language);

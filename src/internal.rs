@@ -41,6 +41,9 @@ pub struct CreateConversation {
     /// The language the visitor reads (for automated replies and translation).
     #[serde(default)]
     pub language: Option<String>,
+    /// What routing picks a department by; kept for the bot's hand-off when a bot answers first.
+    #[serde(default)]
+    pub routing: parley_core::routing::RoutingContext,
 }
 
 /// HTTP operations on a conversation, forwarded to its object.

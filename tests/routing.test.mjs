@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startServer } from './support/server.mjs';
 import {
-  agentLogin, connect, createAgent, fullHistory, http, msgId, newConversation, openConsole, siteId, sleep,
+  agentLogin, connect, createAgent, fullHistory, http, msgId, newConversation, openConsole, siteId, sleep, visitorSession,
 } from './support/client.mjs';
 
 const GENEROUS = {
@@ -416,4 +416,30 @@ test('an open conversation routing never saw can be claimed; a closed one cannot
   assert.equal((await close(w.conversation, gus)).status, 200);
   const refused = await http(server.url, `/api/v1/conversations/${w.conversation}/claim`, { method: 'POST', token: gus.token });
   assert.equal(refused.status, 404, JSON.stringify(refused.body));
+});
+
+test("with a bot in front, the hand-off routes by the creation's context (the embed's department)", async () => {
+  const shop = await addSite({
+    routing: { ...ROUTING, rules: [{ when: 'param', value: 'vip', department: 'vip' }] },
+    bot: { enabled: true, name: 'Quiet Bot' },
+  });
+  const hal = await createAgent(server, { name: 'Hal', email: 'hal@parley.local', capacity: 3 });
+  const console_ = await openConsole(server, shop.id, hal.token);
+  const stop = keepAlive(console_);
+  try {
+    const visitor = await visitorSession(shop.server);
+    const created = await http(server.url, '/api/v1/conversations', { method: 'POST', token: visitor.token, body: { department: 'vip' } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const conversation = created.body.conversation;
+    assert.equal(await place(conversation, visitor.token), null, 'the bot answers first: not routed yet');
+    const handoff = await http(server.url, `/api/v1/conversations/${conversation}/handoff`, { method: 'POST', token: visitor.token });
+    assert.equal(handoff.status, 200, JSON.stringify(handoff.body));
+    // Nobody serves "vip": it waits in that department's queue, not in the general one.
+    const inbox = await inboxWhere(console_, (f) => f.queue.some((w) => w.conversation === conversation));
+    assert.equal(inbox.queue.find((w) => w.conversation === conversation).department, 'vip');
+    assert.equal(await place(conversation, visitor.token), 1);
+  } finally {
+    stop();
+    console_.close();
+  }
 });
