@@ -316,36 +316,6 @@ export async function seedDemo(d1, { origins = [], persistDir } = {}) {
 // The runtime
 
 /**
- * workerd on one machine keeps Durable Object alarms in memory: a restart forgets them while
- * each object's storage still holds the time. An object reschedules its own alarm the first time
- * it runs (`platform::recover_alarm`); this wakes every site (routing timers: answer timeouts,
- * vanished devices, opening hours) and every open conversation (the D1 copy, idle close, upload
- * clean-up) once after start, so the ones nobody returns to still get their alarms. Both are
- * listed in D1 when they are created, so none is missed. Resolves to how many were woken.
- */
-async function wakeObjects(mf, d1, concurrency = 8) {
-  const targets = [];
-  for (const [binding, sql] of [
-    ['SITE', 'SELECT id FROM sites'],
-    ['CONVERSATION', "SELECT id FROM conversations WHERE status = 'open'"],
-  ]) {
-    const { results } = await d1.prepare(sql).all();
-    if (results.length === 0) continue;
-    const namespace = await mf.getDurableObjectNamespace(binding);
-    for (const { id } of results) targets.push(() => namespace.get(namespace.idFromName(id)));
-  }
-  let next = 0;
-  const worker = async () => {
-    while (next < targets.length) {
-      const response = await targets[next++]().fetch('https://internal.parley/wake');
-      await response.arrayBuffer();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
-  return targets.length;
-}
-
-/**
  * Start Parley locally. Returns { mf, url, port, d1, persistDir, unmapped, dispose() }; url is
  * the origin ("http://127.0.0.1:8787"), d1 the DB binding (migrations applied).
  * Options: host, port (0 = any free port), persistDir (required for data that survives
@@ -371,7 +341,8 @@ export async function startRuntime({
   const config = readWranglerConfig(root);
   const { options, unmapped } = miniflareOptionsFromConfig(config, {
     root,
-    bindings: { TOKEN_SECRET: loadTokenSecret(persistDir), ...vars },
+    // workerd keeps alarms in memory: the Worker wakes every object once after a start.
+    bindings: { TOKEN_SECRET: loadTokenSecret(persistDir), RECOVER_ALARMS_ON_START: 'true', ...vars },
   });
   if (!existsSync(options.scriptPath)) {
     throw new Error(`${options.scriptPath} does not exist: build the Worker first (npm run build)`);
@@ -417,12 +388,10 @@ export async function startRuntime({
     const db = d1Config(config, 'DB');
     await applyMigrations(d1, resolve(root, db.migrations_dir ?? 'migrations'), log);
     const realPort = Number(ready.port);
-    // In the background: the server answers at once; objects touched meanwhile recover alone.
-    const recovered = wakeObjects(mf, d1).then(
-      (count) => { log(`alarms of ${count} sites and open conversations recovered`); return count; },
-      (e) => { if (!disposed) log(`recovering alarms failed: ${e.message}`); return 0; },
-    );
-    return { mf, url: ready.origin, port: realPort, d1, persistDir, unmapped, dispose, recovered };
+    // The first request has the Worker wake every site and open conversation (src/recovery.rs):
+    // workerd forgot their alarms when its last process ended. In the background.
+    fetch(`${ready.origin}/healthz`).then((r) => r.arrayBuffer()).catch(() => {});
+    return { mf, url: ready.origin, port: realPort, d1, persistDir, unmapped, dispose };
   } catch (e) {
     await dispose().catch(() => {});
     throw e;

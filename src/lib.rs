@@ -22,6 +22,7 @@ mod object_kv;
 mod openapi;
 mod outbound;
 mod platform;
+mod recovery;
 mod remembered;
 mod reports;
 mod search;
@@ -60,5 +61,8 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::Sched
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    if let Some(sweep) = recovery::once(&env) {
+        ctx.wait_until(sweep);
+    }
     api::handle(req, env, ctx).await
 }

@@ -1,0 +1,93 @@
+//! After a restart of a runtime that keeps Durable Object alarms in memory only (workerd on one
+//! machine): every object reschedules its stored alarm the first time it runs
+//! (`platform::recover_alarm`), and this wakes every site (routing timers: answer timeouts,
+//! vanished devices, opening hours) and every open conversation (the D1 copy, idle close, upload
+//! clean-up) once, so the ones nobody returns to still get theirs. Both are listed in D1 when
+//! they are created, so none is missed.
+//!
+//! Only where `RECOVER_ALARMS_ON_START` is set (the local launcher sets it): on Cloudflare alarms
+//! are durable, and isolates start far too often to sweep on each start.
+
+use std::cell::Cell;
+
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use worker::{Env, Request};
+
+use crate::internal::INTERNAL_BASE;
+use crate::log::Log;
+
+/// Objects woken at once.
+const CONCURRENCY: usize = 8;
+
+thread_local! {
+    /// Whether this isolate has started the sweep.
+    static STARTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Starts the sweep the first time it is called in this isolate (`ctx.wait_until` the result).
+pub fn once(env: &Env) -> Option<impl std::future::Future<Output = ()>> {
+    let wanted = env
+        .var("RECOVER_ALARMS_ON_START")
+        .is_ok_and(|v| v.to_string() == "true");
+    if !wanted || STARTED.with(|s| s.replace(true)) {
+        return None;
+    }
+    let env = env.clone();
+    Some(async move {
+        match wake_all(&env).await {
+            Ok((sites, conversations)) => Log::info("alarms_recovered")
+                .field("sites", sites)
+                .field("conversations", conversations)
+                .emit(),
+            Err(e) => Log::error("alarms_recovery_failed")
+                .error_class("d1_unavailable")
+                .field("detail", e.to_string())
+                .emit(),
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct Id {
+    id: String,
+}
+
+async fn ids(env: &Env, sql: &str) -> worker::Result<Vec<String>> {
+    let rows = env.d1("DB")?.prepare(sql).all().await?.results::<Id>()?;
+    Ok(rows.into_iter().map(|row| row.id).collect())
+}
+
+/// Wakes one object; a failure is logged and the sweep goes on.
+async fn wake(env: &Env, binding: &'static str, id: String) {
+    let woken = async {
+        let stub = env.durable_object(binding)?.id_from_name(&id)?.get_stub()?;
+        stub.fetch_with_request(Request::new(
+            &format!("{INTERNAL_BASE}/wake"),
+            worker::Method::Get,
+        )?)
+        .await
+    }
+    .await;
+    if let Err(e) = woken {
+        Log::warn("wake_failed")
+            .field("object", binding)
+            .field("id", id)
+            .field("detail", e.to_string())
+            .emit();
+    }
+}
+
+async fn wake_all(env: &Env) -> worker::Result<(usize, usize)> {
+    let sites = ids(env, "SELECT id FROM sites").await?;
+    let conversations = ids(env, "SELECT id FROM conversations WHERE status = 'open'").await?;
+    let counts = (sites.len(), conversations.len());
+    let targets = sites
+        .into_iter()
+        .map(|id| ("SITE", id))
+        .chain(conversations.into_iter().map(|id| ("CONVERSATION", id)));
+    stream::iter(targets)
+        .for_each_concurrent(CONCURRENCY, |(binding, id)| wake(env, binding, id))
+        .await;
+    Ok(counts)
+}
