@@ -24,12 +24,24 @@ pub enum Position {
     Left,
 }
 
+/// Light or dark widget. `Auto` follows the visitor's system (`prefers-color-scheme`); an
+/// embed's `data-theme` attribute overrides the site's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Theme {
+    #[default]
+    Auto,
+    Light,
+    Dark,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Appearance {
     pub color: String,
     pub position: Position,
     pub launcher_text: Localized,
+    pub theme: Theme,
 }
 
 impl Default for Appearance {
@@ -38,6 +50,7 @@ impl Default for Appearance {
             color: "#2563eb".into(),
             position: Position::Right,
             launcher_text: localized("Chat with us", "在线咨询"),
+            theme: Theme::Auto,
         }
     }
 }
@@ -188,6 +201,7 @@ impl WidgetSettings {
                     self.appearance.launcher_text,
                     defaults.appearance.launcher_text,
                 ),
+                theme: self.appearance.theme,
             },
             welcome: clean_localized(self.welcome, defaults.welcome),
             prechat: Prechat {
@@ -234,5 +248,34 @@ mod tests {
         assert_eq!(s.welcome.get("en").map(String::as_str), Some("Welcome!"));
         assert_eq!(s.prechat.fields.len(), 1);
         assert_eq!(s.prechat.fields[0].kind, FieldType::Email);
+    }
+
+    #[test]
+    fn theme_is_auto_light_or_dark_and_defaults_to_auto() {
+        // Settings stored before the theme existed follow the visitor's system.
+        let before = WidgetSettings::from_stored(r##"{"appearance": {"color": "#0f766e"}}"##);
+        assert_eq!(before.appearance.theme, Theme::Auto);
+        assert_eq!(before.appearance.color, "#0f766e");
+        for (name, theme) in [
+            ("auto", Theme::Auto),
+            ("light", Theme::Light),
+            ("dark", Theme::Dark),
+        ] {
+            let stored = format!(r#"{{"appearance": {{"theme": "{name}"}}}}"#);
+            let s = WidgetSettings::from_stored(&stored);
+            assert_eq!(s.appearance.theme, theme);
+            // The widget reads it back by the same name.
+            let json = serde_json::to_value(&s).unwrap();
+            assert_eq!(json["appearance"]["theme"], name);
+        }
+        // Anything else is refused, so a settings change naming it fails as a bad request
+        // instead of being stored.
+        for bad in [r#""purple""#, r#""Dark""#, "1", "null"] {
+            let body = format!(r#"{{"appearance": {{"theme": {bad}}}}}"#);
+            assert!(
+                serde_json::from_str::<WidgetSettings>(&body).is_err(),
+                "{body} accepted"
+            );
+        }
     }
 }

@@ -2,7 +2,8 @@
 //   <script src="https://YOUR-PARLEY-HOST/widget.js" data-site="pk_…" async></script>
 // with its own site key; this demo does not know the key in advance, so it takes it from its
 // own URL (?site=pk_…, printed by `npm start`), remembers it for this tab, and adds the very
-// same tag. Links between the demo pages keep the key.
+// same tag. Links between the demo pages keep the key; ?theme=light|dark|auto becomes the tag's
+// data-theme, to try the embed option.
 (function () {
   var params = new URLSearchParams(location.search);
   var key = params.get('site') || sessionStorage.getItem('parley-demo-site');
@@ -26,5 +27,7 @@
   s.src = '/widget.js';
   s.async = true;
   s.setAttribute('data-site', key);
+  var theme = params.get('theme');
+  if (theme) s.setAttribute('data-theme', theme);
   document.head.appendChild(s);
 })();

@@ -1,17 +1,41 @@
 // The visitor widget in Chromium on the demo shop: a conversation with an agent end to end,
-// history after a reload and across pages, unread badge, the JS API, keyboard use.
-import { test } from 'node:test';
+// history after a reload and across pages, unread badge, the JS API, keyboard use, the
+// visitor's place from the edge, and the widget embedded by a site on another origin.
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fullHistory, sleep } from '../support/client.mjs';
+import { createServer } from 'node:http';
+import { agentLogin, fullHistory, http, sleep } from '../support/client.mjs';
+import { startServer } from '../support/server.mjs';
 import {
-  agentJoin, conversationOf, diag, openDemo, openPanel, panelMessages, recordApiEvents, send, visitorContext,
-  visitorTexts, waitFor, widgetSuite,
+  agentJoin, conversationOf, diag, openDemo, openPanel, panelMessages, recordApiEvents, send,
+  visitorContext, visitorTexts, waitFor, widgetSuite,
 } from './helpers.mjs';
+
+/**
+ * A third-party shop on its own origin (another 127.0.0.1 port), embedding the widget the way
+ * a customer's site does: GET /?parley=<Parley origin>&site=<key> is a page with the embed tag.
+ */
+async function thirdPartyShop() {
+  const srv = createServer((req, res) => {
+    const q = new URL(req.url, 'http://x').searchParams;
+    const attr = (v) => String(v).replace(/[^\w:/.\-]/g, '');
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Leaf & Kettle</title>
+<script src="${attr(q.get('parley'))}/widget.js" data-site="${attr(q.get('site'))}" async></script></head>
+<body><h1>Leaf &amp; Kettle</h1><p>Loose-leaf tea, shipped worldwide.</p></body></html>`);
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${srv.address().port}`, close: () => new Promise((resolve) => srv.close(resolve)) };
+}
+
+const shop = await thirdPartyShop();
+after(() => shop.close());
 
 let server;
 let browser;
 let agent;
-widgetSuite({}, (parts) => ({ server, browser, agent } = parts));
+// The shop's origin is one the demo site allows (as its owner would list it).
+widgetSuite({ origins: ['http://allowed.example', shop.url] }, (parts) => ({ server, browser, agent } = parts));
 
 test('the demo page embeds the widget without layout shift; the panel opens on first interaction', async () => {
   const context = await visitorContext(browser);
@@ -91,6 +115,8 @@ test('visitor writes, the agent replies, the visitor sees it; typing, read recei
     [false, 'Yes, we ship to Canada in 3–5 days.'],
   ]);
   assert.equal((await diag(page)).conversation, conversation);
+  // What the visitor had seen before the reload is not reported (or announced) again as new.
+  assert.equal(events.filter(([n, d]) => n === 'message' && d.text.startsWith('Yes, we ship')).length, 1);
 
   // Another page of the site: the same conversation, its history, and a new message in it.
   await page.locator('nav a', { hasText: 'Tea Club' }).click();
@@ -282,9 +308,98 @@ test('the loader alone watches for replies: an agent message loads the full widg
   await badge.waitFor({ state: 'visible' });
   assert.equal(await badge.textContent(), '1');
   await waitFor(() => page.apiEvents.some(([n, d]) => n === 'unread' && d === 1), 'unread event on the new page');
+  // The reply came with the history the woken chat loaded, not over its socket: it is still
+  // new to the visitor, so the site hears of it and screen readers announce it, once.
+  await waitFor(() => page.apiEvents.some(([n, d]) => n === 'message' && d.author.role === 'agent' && d.text === 'Yes, 40 tins left!'), "on('message') for the reply");
+  assert.equal(page.apiEvents.filter(([n, d]) => n === 'message' && d.text === 'Yes, 40 tins left!').length, 1);
+  await waitFor(async () => /Yes, 40 tins left!/.test(await page.locator('[data-parley] [aria-live="polite"].sr').textContent()), 'the reply announced');
+  // A page loaded later knows the count from the start, before any chat is loaded.
+  const later = await openDemo(context, server, 'pricing', { setup: recordApiEvents });
+  await waitFor(() => later.apiEvents.some(([n, d]) => n === 'unread' && d === 1), "'unread' from the stored count");
+  assert.equal((await diag(later)).loaded, false);
+  await later.close();
   await openPanel(page);
   await waitFor(async () => (await panelMessages(page)).some((m) => m.text === 'Yes, 40 tins left!'), 'reply shown');
   await badge.waitFor({ state: 'hidden' });
+  sock.close();
+  await context.close();
+});
+
+test('the edge says where the visitor is; referrer and language reach the agents with it', async () => {
+  // As Cloudflare's edge would tell the Worker (request.cf) for a visitor in Berlin.
+  const edge = await startServer({ cf: { country: 'DE', region: 'Berlin', city: 'Berlin' } });
+  try {
+    const context = await visitorContext(browser, { locale: 'de-DE' });
+    const page = await context.newPage();
+    // Arriving from a search result.
+    await page.goto(`${edge.url}/demo/?site=${encodeURIComponent(edge.siteKey)}`, { referer: 'https://search.example/?q=oolong+tea' });
+    await page.locator('[data-parley] .launch').waitFor({ state: 'visible' });
+    const visitor = await waitFor(() => page.evaluate(() => {
+      const k = Object.keys(localStorage).find((x) => /^parley:[^:]+:s$/.test(x));
+      return k && JSON.parse(localStorage[k]).v;
+    }), 'a visitor session');
+    const owner = await agentLogin(edge);
+    // What an agent's console shows about the visitor.
+    const seen = await waitFor(async () => {
+      const r = await http(edge.url, `/api/v1/visitors/${visitor}`, { token: owner.token });
+      return r.status === 200 && r.body.visitor.country && r.body;
+    }, 'the visitor record with its place');
+    const { country, region, city, context: reported } = seen.visitor;
+    assert.deepEqual({ country, region, city }, { country: 'DE', region: 'Berlin', city: 'Berlin' });
+    assert.equal(reported.referrer, 'https://search.example/?q=oolong+tea');
+    assert.equal(reported.lang, 'de-DE');
+    assert.match(seen.pages[0].url, /\/demo\/\?site=/);
+    assert.deepEqual(context.offsite, []);
+    await context.close();
+  } finally {
+    await edge.stop();
+  }
+});
+
+test('embedded by a site on another origin: CORS, the origin allow-list and the WebSocket work there; no cookies', async () => {
+  const context = await visitorContext(browser);
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e));
+  const fromParley = [];
+  page.on('request', (r) => { if (r.url().startsWith(server.url)) fromParley.push(new URL(r.url()).pathname); });
+  await page.goto(`${shop.url}/?parley=${encodeURIComponent(server.url)}&site=${encodeURIComponent(server.siteKey)}`);
+  assert.notEqual(new URL(page.url()).origin, new URL(server.url).origin, 'the shop is another origin');
+  await page.locator('[data-parley] .launch').waitFor({ state: 'visible' });
+  await openPanel(page);
+  await send(page, 'Hello from Leaf & Kettle');
+  const conversation = await conversationOf(page);
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'sent from the other origin');
+  const sock = await agentJoin(server, agent, conversation);
+  await waitFor(() => visitorTexts(sock.events).includes('Hello from Leaf & Kettle'), 'the message at the agent');
+  await sock.sendMessage('Hi! Happy to help.');
+  await waitFor(async () => (await panelMessages(page)).some((m) => !m.mine && m.text === 'Hi! Happy to help.'), 'the reply on the shop page');
+  // The live connection is a WebSocket opened from the shop's origin (its Origin header is checked).
+  const d = await diag(page);
+  assert.equal(d.transport, 'ws');
+  assert.ok(d.stats.ws >= 1);
+  assert.ok(fromParley.includes('/widget/chat.js') && fromParley.includes('/api/v1/widget/config'), fromParley.join(' '));
+  // The widget keeps its state in the shop's storage: no cookie on either origin.
+  assert.deepEqual(await context.cookies([shop.url, server.url]), []);
+  assert.deepEqual(context.offsite, []);
+  assert.deepEqual(page.errors, []);
+
+  // An origin the site does not list gets nothing: its page cannot even read the configuration.
+  const stranger = await thirdPartyShop();
+  try {
+    const other = await context.newPage();
+    await other.goto(`${stranger.url}/?parley=${encodeURIComponent(server.url)}&site=${encodeURIComponent(server.siteKey)}`);
+    const refused = await other.evaluate(async (u) => fetch(u).then((r) => `status ${r.status}`, () => 'refused'), `${server.url}/api/v1/widget/config?site=${encodeURIComponent(server.siteKey)}`);
+    assert.equal(refused, 'refused');
+    const socket = await other.evaluate((u) => new Promise((resolve) => {
+      const ws = new WebSocket(u);
+      ws.onopen = () => resolve('open');
+      ws.onclose = () => resolve('closed before opening');
+    }), `${server.url.replace(/^http/, 'ws')}/api/v1/conversations/${conversation}/ws?site=${encodeURIComponent(server.siteKey)}`);
+    assert.equal(socket, 'closed before opening');
+  } finally {
+    await stranger.close();
+  }
   sock.close();
   await context.close();
 });

@@ -153,3 +153,67 @@ test('a creation whose answer was lost is retried with the same client_req_id: o
   assert.deepEqual(visitorTexts(history), ['created once']);
   await context.close();
 });
+
+test('a send whose ack never arrived goes again with the same client_msg_id and is stored once', async () => {
+  const context = await visitorContext(browser);
+  const parse = (m) => { try { return JSON.parse(m); } catch { return null; } };
+  const sends = []; // { socket, id, text } of every send frame the page wrote
+  const acks = []; // { socket, seq, duplicate } of every ack the server wrote
+  let sockets = 0;
+  // Between the page and the server: the first socket dies just as the server acknowledges
+  // the message (stored, but the page never learns it); on the next socket the server's catch-up
+  // is slower than the page's retry, so the page has to send the message again.
+  const between = (ws) => {
+    const socket = ++sockets;
+    const server = ws.connectToServer();
+    let cut = false;
+    let held = null;
+    ws.onMessage((m) => {
+      const f = parse(m);
+      server.send(m);
+      if (f?.type === 'send') {
+        sends.push({ socket, id: f.client_msg_id, text: f.text });
+        if (held) {
+          for (const frame of held) ws.send(frame);
+          held = null;
+        }
+      }
+    });
+    server.onMessage((m) => {
+      if (cut) return;
+      const f = parse(m);
+      if (f?.type === 'ack') acks.push({ socket, seq: f.seq, duplicate: f.duplicate });
+      if (socket === 1 && f?.type === 'ack') {
+        cut = true;
+        ws.close({ code: 4000, reason: 'connection lost' });
+        return;
+      }
+      if (held) return held.push(m);
+      ws.send(m);
+      if (socket === 2 && f?.type === 'welcome') held = [];
+    });
+  };
+  // Routed from the page's first document on (the route takes effect on documents loaded after it).
+  const page = await openDemo(context, server, '', { setup: (p) => p.routeWebSocket(/\/api\/v1\/conversations\/[^/]+\/ws/, between) });
+  await openPanel(page);
+  await send(page, 'Is this blend caffeine-free?');
+  const conversation = await conversationOf(page);
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the message shown as sent', 30_000);
+
+  assert.equal(sends.length, 2, JSON.stringify(sends));
+  assert.deepEqual(sends.map((s) => s.socket), [1, 2]);
+  assert.equal(sends[1].id, sends[0].id, 'the same client_msg_id');
+  assert.equal(sends[1].text, 'Is this blend caffeine-free?');
+  // The server recognised the retry: the original seq, marked duplicate.
+  await waitFor(() => acks.length === 2, 'the second ack');
+  assert.deepEqual(acks, [
+    { socket: 1, seq: acks[0].seq, duplicate: false },
+    { socket: 2, seq: acks[0].seq, duplicate: true },
+  ]);
+  // Stored once, shown once.
+  assert.deepEqual(visitorTexts(await fullHistory(server, conversation, agent.token)), ['Is this blend caffeine-free?']);
+  assert.deepEqual((await panelMessages(page)).filter((m) => m.mine).map((m) => [m.text, m.state]), [['Is this blend caffeine-free?', 'sent']]);
+  assert.equal(await outboxSize(page), 0);
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});

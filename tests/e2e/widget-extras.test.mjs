@@ -1,13 +1,14 @@
 // The widget's extras in Chromium: agents' replies translated into the visitor's language (with
 // the original a click away, and a mark when a translation failed), automated messages of the
-// site, proactive invitations, and the satisfaction rating when a conversation is closed.
+// site, proactive invitations, the satisfaction rating when a conversation is closed, and the
+// visitor's place in the waiting queue.
 //
 // Each test starts a server of its own and configures it before its first conversation: the
 // server caches site and translation settings for up to 30 s.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { agentLogin, fullHistory, http, siteId, sleep } from '../support/client.mjs';
+import { agentLogin, fullHistory, http, newConversation, siteId, sleep } from '../support/client.mjs';
 import {
   agentJoin, agentOnline, conversationOf, diag, launch, openDemo, openPanel, panelMessages, recordApiEvents, send,
   visitorContext, waitFor,
@@ -405,6 +406,51 @@ test('rating: a closed conversation asks for 1–5 stars and a comment; reopenin
     assert.deepEqual(page.errors, []);
     sock.close();
     await context.close();
+  } finally {
+    agent?.close();
+    await server.stop();
+  }
+});
+
+test('queue: with every agent at capacity a new chat shows its place in line, which moves up and clears when an agent takes it', async () => {
+  const server = await startServer();
+  let agent;
+  try {
+    // One agent who takes one conversation at a time (read when the agent comes online).
+    await server.d1('UPDATE agents SET capacity = 1');
+    agent = await agentOnline(server);
+    // Someone is already being served.
+    const first = await newConversation(server);
+    await waitFor(async () => (await fullHistory(server, first.conversation, agent.token)).some((e) => e.kind === 'assigned'), 'the first conversation assigned');
+
+    const line = (page) => page.locator(`${W} .queue`);
+    const one = await openDemo(await visitorContext(browser), server);
+    await openPanel(one);
+    await send(one, 'Is anyone there?');
+    await line(one).waitFor({ state: 'visible' });
+    assert.equal(await line(one).textContent(), 'You are number 1 in line');
+    assert.equal(await line(one).getAttribute('role'), 'status');
+    // A second visitor, in Chinese, waits behind.
+    const two = await openDemo(await visitorContext(browser, { locale: 'zh-CN' }), server);
+    await openPanel(two);
+    await send(two, '请问有人吗？');
+    await line(two).waitFor({ state: 'visible' });
+    assert.equal(await line(two).textContent(), '您当前排在第 2 位');
+    // A reload asks the server again (queue frames are not kept for later sockets).
+    await two.reload();
+    await line(two).waitFor({ state: 'visible' });
+    assert.equal(await line(two).textContent(), '您当前排在第 2 位');
+
+    // The agent finishes with the first visitor: the next in line is assigned, the other moves up.
+    const closed = await http(server.url, `/api/v1/conversations/${first.conversation}/close`, { method: 'POST', token: agent.token });
+    assert.equal(closed.status, 200, JSON.stringify(closed.body));
+    await line(one).waitFor({ state: 'hidden' });
+    await waitFor(async () => (await one.locator(`${W} .list li.sys`).allTextContents()).includes('Demo Admin joined the chat'), 'the agent joined');
+    await waitFor(async () => (await line(two).textContent()) === '您当前排在第 1 位', 'the second visitor moved up');
+    assert.deepEqual(one.errors, []);
+    assert.deepEqual(two.errors, []);
+    await one.context().close();
+    await two.context().close();
   } finally {
     agent?.close();
     await server.stop();

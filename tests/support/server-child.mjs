@@ -20,6 +20,7 @@ try {
     vars: opts.vars ?? {},
     standIns: opts.standIns ?? {},
     ...(opts.root ? { root: opts.root } : {}),
+    ...(opts.cf ? { miniflare: { cf: opts.cf } } : {}),
     log: (line) => console.log(JSON.stringify({ event: 'runtime', message: line })),
   });
   const demo = await seedDemo(rt.d1, { origins: opts.origins ?? ['http://allowed.example'] });

@@ -91,6 +91,9 @@ export async function startServer({
   vars = {},
   standIns = {},
   root,
+  // What the edge tells the Worker about each request (request.cf: country, region, city …);
+  // a local run has no edge, so by default nothing.
+  cf,
   readyTimeoutMs = 60_000,
 } = {}) {
   persistDir = persistDir ? resolve(persistDir) : tempDir();
@@ -100,7 +103,7 @@ export async function startServer({
     serialization: 'advanced',
     env: {
       ...process.env,
-      PARLEY_SERVER_OPTS: JSON.stringify({ persistDir, port, origins, vars, standIns, root }),
+      PARLEY_SERVER_OPTS: JSON.stringify({ persistDir, port, origins, vars, standIns, root, cf }),
     },
   });
   const pgid = child.pid;

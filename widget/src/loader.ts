@@ -230,7 +230,9 @@ function boot(): void {
     badge.textContent = unread > 99 ? '99+' : String(unread);
     badge.hidden = !unread || open;
     launcher.setAttribute('aria-label', (open ? tClose : tOpen) + (unread && !open ? ` (${tUnread.replace('{n}', String(unread))})` : ''));
-    box.className = `w ${/^(dark|light)$/.test(ds.theme || '') ? ds.theme : 'auto'} ${a.position === 'left' ? 'left' : 'right'}${text && !open ? ' pill' : ''}${open ? ' is-open' : ''}${shown ? ' ready' : ''}${loading ? ' loading' : ''}`;
+    // The embed's data-theme first, then the site's appearance.theme, then the OS (auto).
+    const theme = [ds.theme, a.theme].find((t) => /^(dark|light|auto)$/.test(t)) || 'auto';
+    box.className = `w ${theme} ${a.position === 'left' ? 'left' : 'right'}${text && !open ? ' pill' : ''}${open ? ' is-open' : ''}${shown ? ' ready' : ''}${loading ? ' loading' : ''}`;
     box.lang = locale;
     box.style.setProperty('--pa', accent);
     box.style.setProperty('--pf', onColour(accent));
@@ -275,7 +277,9 @@ function boot(): void {
     session,
     emit,
     sub: (name, fn) => { (internal[name] ||= []).push(fn); },
+    // The one place 'unread' fires: on every change, whichever tab or part made it.
     setBadge(n) {
+      n - unread && emit('unread', n);
       unread = n;
       paint();
     },
@@ -444,6 +448,8 @@ function boot(): void {
     D.body.append(hostEl);
     unread = ls.get('u') || 0;
     paint();
+    // Replies that came while no page of the site was open: the site hears of them at once.
+    unread && emit('unread', unread);
     // The launcher appears once the configuration is known (cached, fetched, or after 2 s).
     setTimeout(() => {
       shown = true;

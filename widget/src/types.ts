@@ -148,6 +148,7 @@ export interface Host {
   emit(name: string, data?: unknown): void;
   /** subscribe to loader-side changes: 'cfg', 'lang' */
   sub(name: string, fn: Listener): void;
+  /** shows the unread count on the launcher; fires the API's 'unread' event when it changed */
   setBadge(n: number): void;
   setOpen(open: boolean): void;
   /** The chat's entry points, set by the chat when it mounts. */

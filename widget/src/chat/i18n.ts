@@ -74,6 +74,7 @@ const en = {
   rateFailed: "Your rating couldn't be sent. Please try again.",
   reply: 'Reply',
   invitation: 'Message from {name}',
+  queuePosition: 'You are number {n} in line',
 };
 
 export type Key = keyof typeof en;
@@ -150,6 +151,7 @@ const zh: Record<Key, string> = {
   rateFailed: '评价未能提交，请重试。',
   reply: '回复',
   invitation: '来自{name}的消息',
+  queuePosition: '您当前排在第 {n} 位',
 };
 
 const TABLE: Record<Locale, Record<Key, string>> = { en, 'zh-CN': zh };

@@ -93,6 +93,12 @@ class Chat {
   private conv: Conv | null;
   private events = new Map<number, Ev>();
   private cursor = 0;
+  /**
+   * The newest seq the visitor has seen of the conversation, on this page or an earlier one:
+   * team messages after it that arrive with a history load (the loader woke the chat for a
+   * reply, or the page is new) are new to the visitor, like live ones.
+   */
+  private seen = 0;
   private agentRead = 0;
   private status = 'open';
   private historyLoaded = false;
@@ -119,7 +125,7 @@ class Chat {
   private flushAgain = false;
   private flushTimer: any = 0;
   private sentRead = 0;
-  private lastUnread = -1;
+  private unread = 0;
   private typingSentAt = 0;
   private typingStop: any = 0;
   private agentTyping: { name: string; timer: any } | null = null;
@@ -165,6 +171,11 @@ class Chat {
   private subEl!: HTMLElement;
   private avatar!: HTMLElement;
   private announcer!: HTMLElement;
+  private queueEl!: HTMLElement;
+  /** The visitor's place in the waiting queue; null when not waiting (or not known). */
+  private place: number | null = null;
+  /** Counts queue news (frames, assignments): an answer to an older question never overrides it. */
+  private placeNews = 0;
   private bannerTimer: any = 0;
   private formDirty = false;
 
@@ -172,8 +183,7 @@ class Chat {
     this.h = host;
     const ls = host.ls;
     this.conv = ls.get<Conv>('c');
-    const q = ls.get('q');
-    if (this.conv && q && q.e === this.conv.e) this.cursor = Number(q.s) || 0;
+    this.cursor = this.seen = this.seenBefore();
     const style = document.createElement('style');
     style.textContent = css;
     host.root.append(style);
@@ -291,7 +301,8 @@ class Chat {
     this.list = h('ol', { cls: 'list', 'aria-label': this.tr('messages') });
     this.typingEl = h('div', { cls: 'typing', hidden: true, 'aria-hidden': 'true' },
       h('span', { cls: 'dots' }, h('i'), h('i'), h('i')), h('span', { cls: 'tl' }));
-    this.scroller = h('div', { cls: 'scroll', tabindex: '-1' }, this.earlier, this.list, this.typingEl);
+    this.queueEl = h('p', { cls: 'queue', role: 'status', hidden: true });
+    this.scroller = h('div', { cls: 'scroll', tabindex: '-1' }, this.earlier, this.list, this.queueEl, this.typingEl);
     this.scroller.addEventListener('scroll', () => {
       const s = this.scroller;
       this.stickToBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
@@ -361,6 +372,7 @@ class Chat {
     host.box.append(this.panel);
     this.paintSound();
     this.paintHeader();
+    this.paintQueue();
   }
 
   /** Language or configuration changed: build the panel again, keeping what the visitor typed. */
@@ -1076,6 +1088,12 @@ class Chat {
   // ------------------------------------------------------------------------------------------
   // The conversation
 
+  /** The seq up to which the visitor has seen the conversation (kept with its epoch). */
+  private seenBefore(): number {
+    const q = this.h.ls.get('q');
+    return this.conv && q && q.e === this.conv.e ? Number(q.s) || 0 : 0;
+  }
+
   /** Take up a conversation (ours, created here or in another tab). */
   private adopt(conv: Conv) {
     const changed = !this.conv || this.conv.id !== conv.id;
@@ -1083,6 +1101,9 @@ class Chat {
     if (changed) {
       this.events.clear();
       this.cursor = 0;
+      // Another tab may have shown it already.
+      this.seen = this.seenBefore();
+      this.queuePlace(null);
       this.historyLoaded = false;
       this.nextBefore = null;
       this.startConversation();
@@ -1112,6 +1133,7 @@ class Chat {
     }
     if (r.s !== 200 || !r.b) return;
     const b = r.b;
+    const seen = this.seen;
     if (!before) {
       if (b.epoch !== conv.e) {
         this.events.clear();
@@ -1124,8 +1146,9 @@ class Chat {
       this.historyLoaded = true;
     }
     this.nextBefore = b.next_before ?? null;
-    for (const e of b.events || []) this.addEvent(e, false);
+    for (const e of b.events || []) this.addEvent(e, !before && e.seq > seen && e.author?.role !== 'visitor');
     this.render(!before);
+    this.paintQueue();
     this.updateUnread(true);
   }
 
@@ -1149,6 +1172,7 @@ class Chat {
     this.events.clear();
     this.cursor = 0;
     this.historyLoaded = false;
+    this.queuePlace(null);
     this.renderView();
     if (this.outbox().length) this.flush();
   }
@@ -1156,6 +1180,7 @@ class Chat {
   private addEvent(e: Ev, live: boolean) {
     if (!e || typeof e.seq !== 'number' || this.events.has(e.seq)) return;
     this.events.set(e.seq, e);
+    this.seen = Math.max(this.seen, e.seq);
     if (e.seq > this.cursor) {
       this.cursor = e.seq;
       this.saveCursor();
@@ -1163,6 +1188,9 @@ class Chat {
     if (e.kind === 'closed') this.status = 'closed';
     if (e.kind === 'reopened') this.status = 'open';
     if (e.kind === 'assigned') this.paintHeader();
+    // An agent took the conversation (or it was closed): nobody waits any more. Older events
+    // of a history load say nothing about now; the server is asked when the link goes live.
+    if (live && (e.kind === 'assigned' || e.kind === 'closed')) this.queuePlace(null);
     if (e.kind !== 'message' && e.kind !== 'file') return;
     const cid = e.client_msg_id;
     if (cid && e.author?.role === 'visitor') {
@@ -1201,7 +1229,12 @@ class Chat {
         }
         for (const e of f.events || []) this.addEvent(e, true);
         this.applyReads(f.reads);
+        // Long-polling carries no queue frames: ask again with each answer while waiting.
+        if (this.place != null && this.link.mode === 'poll') this.fetchPlace();
         break;
+      case 'queue':
+        this.queuePlace(Number(f.position) > 0 ? Number(f.position) : null);
+        return;
       case 'ack':
         this.waiters.get(f.client_msg_id)?.resolve({ ok: true });
         break;
@@ -1249,11 +1282,15 @@ class Chat {
 
   private onState(s: LinkState) {
     clearTimeout(this.bannerTimer);
+    // The socket that carried a send is gone: its ack will not come. The message stays in
+    // the outbox and goes again, with the same client_msg_id, once the link is live.
+    if (s !== 'live') for (const w of [...this.waiters.values()]) w.resolve({});
     if (s === 'live') {
       this.banner.hidden = true;
       if (!this.historyLoaded) this.loadHistory();
       this.flush();
       this.updateUnread();
+      this.fetchPlace();
     } else if (s === 'offline') {
       this.showBanner('offlineBanner');
     } else if (s === 'connecting') {
@@ -1261,6 +1298,38 @@ class Chat {
       this.bannerTimer = setTimeout(() => this.showBanner(navigator.onLine ? 'reconnecting' : 'offlineBanner'), 3000);
     }
     this.render();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The waiting queue
+
+  private queuePlace(n: number | null) {
+    this.place = n;
+    this.placeNews++;
+    this.paintQueue();
+  }
+
+  /**
+   * Where the conversation waits, asked when the link goes live: the server tells the place
+   * with `queue` frames when it changes, but does not keep them for sockets that connect later.
+   */
+  private async fetchPlace() {
+    const conv = this.conv;
+    const news = this.placeNews;
+    if (!conv) return;
+    try {
+      const r = await this.h.api(`/api/v1/conversations/${conv.id}/queue`);
+      if (r.s === 200 && this.conv === conv && news === this.placeNews) this.queuePlace(Number(r.b?.position) > 0 ? Number(r.b.position) : null);
+    } catch { /* asked again when the link next goes live */ }
+  }
+
+  private paintQueue() {
+    // A message left with the offline form waits for the team's return, not in a line.
+    const offline = [...this.events.values()].some((e) => e.kind === 'created' && e.body?.form === 'offline');
+    const show = this.place != null && !offline;
+    this.queueEl.hidden = !show;
+    this.queueEl.textContent = show ? this.tr('queuePosition', { n: this.place! }) : '';
+    if (this.stickToBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
   }
 
   private showBanner(key: Key) {
@@ -1318,11 +1387,9 @@ class Chat {
       }
     }
     ls.set('u', unread);
+    // The loader fires the 'unread' event when the count changes.
     this.h.setBadge(unread);
-    if (unread !== this.lastUnread) {
-      this.lastUnread = unread;
-      this.h.emit('unread', unread);
-    }
+    this.unread = unread;
     const notified = Number(ls.get('n')) || 0;
     if (newest && newest.seq > notified) {
       ls.set('n', newest.seq);
@@ -1765,7 +1832,7 @@ class Chat {
       state: this.link.state,
       stats: { ...this.link.stats },
       outbox: this.outbox().length,
-      unread: Math.max(this.lastUnread, 0),
+      unread: this.unread,
       open: this.isOpen,
       status: this.status,
       lang: this.h.lang(),
