@@ -15,6 +15,7 @@ import { startServer } from './support/server.mjs';
 import {
   agentLogin, connect, createAgent, fullHistory, http, msgId, newConversation, openConsole, siteId, sleep, visitorSession,
 } from './support/client.mjs';
+import { base32 } from '../scripts/runtime.mjs';
 
 const GENEROUS = {
   RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', RATE_IP_MESSAGES: '5000/500', RATE_IP_CREATIONS: '500/50',
@@ -95,7 +96,7 @@ function responder(socket, team) {
  * bot settings: { id, server } where `server` makes visitors of this site for the client helpers.
  */
 async function addSite({ routing = ROUTING, bot = {} } = {}) {
-  const id = `s_${b32(randomBytes(16))}`;
+  const id = `s_${base32(randomBytes(16))}`;
   const key = `pk_${randomBytes(12).toString('base64url')}`;
   await server.d1(
     `INSERT INTO sites (id, team_id, site_key, name, allowed_origins, settings, routing, bot, created_at)
@@ -105,22 +106,6 @@ async function addSite({ routing = ROUTING, bot = {} } = {}) {
   return { id, server: { ...server, siteKey: key } };
 }
 
-function b32(bytes) {
-  const A = 'abcdefghijklmnopqrstuvwxyz234567';
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += A[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits) out += A[(value << (5 - bits)) & 31];
-  return out;
-}
 
 /** The console's next inbox snapshot that satisfies pred. */
 const inboxWhere = (socket, pred, timeoutMs = 20_000) => socket.next((f) => f.type === 'inbox' && pred(f), timeoutMs);

@@ -25,6 +25,13 @@ fn agent() -> Participant {
 }
 
 fn new_conversation(window: u64) -> (Engine, MemStore) {
+    new_conversation_with(EngineConfig {
+        replay_window: window,
+        ..EngineConfig::default()
+    })
+}
+
+fn new_conversation_with(config: EngineConfig) -> (Engine, MemStore) {
     let mut store = MemStore::default();
     let meta = Meta {
         id: "c_1".into(),
@@ -37,16 +44,7 @@ fn new_conversation(window: u64) -> (Engine, MemStore) {
         assignee: None,
         head: 0,
     };
-    let (engine, _) = Engine::create(
-        &mut store,
-        EngineConfig {
-            replay_window: window,
-            ..EngineConfig::default()
-        },
-        meta,
-        system_participant(),
-    )
-    .unwrap();
+    let (engine, _) = Engine::create(&mut store, config, meta, system_participant()).unwrap();
     (engine, store)
 }
 
@@ -570,32 +568,14 @@ fn only_visitors_the_system_and_api_key_bots_hand_off_to_people() {
 
 #[test]
 fn one_address_shares_its_message_bucket_between_participants() {
-    let mut store = MemStore::default();
-    let meta = Meta {
-        id: "c_1".into(),
-        site: "s_1".into(),
-        team: "t_1".into(),
-        visitor: "v_1".into(),
-        epoch: "e_1".into(),
-        created_at: 100,
-        status: Status::Open,
-        assignee: None,
-        head: 0,
-    };
     let slow = parley_core::ratelimit::Rate {
         burst: 3.0,
         per_second: 0.001,
     };
-    let (mut engine, _) = Engine::create(
-        &mut store,
-        EngineConfig {
-            ip_messages: slow,
-            ..EngineConfig::default()
-        },
-        meta,
-        system_participant(),
-    )
-    .unwrap();
+    let (mut engine, mut store) = new_conversation_with(EngineConfig {
+        ip_messages: slow,
+        ..EngineConfig::default()
+    });
     let from = |who: Participant, id: &str, ip: &str| Command::Send {
         who,
         ip: Some(ip.into()),

@@ -20,6 +20,7 @@ import { agentLogin, connect, fullHistory, http, newConversation, sleep, Socket 
 import {
   CHROMIUM, conversationOf, launch, openDemo, openPanel, panelMessages, send, signIn as signInForm, waitFor, waitForText,
 } from './helpers.mjs';
+import { base32 } from '../../scripts/runtime.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const STEP = { timeout: 90_000 };
@@ -93,28 +94,12 @@ function visitorEvent(socket, pred, timeoutMs = 15_000) {
   return socket.next((f) => f.type === 'event' && pred(f), timeoutMs);
 }
 
-const b32 = (bytes) => {
-  const A = 'abcdefghijklmnopqrstuvwxyz234567';
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += A[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits) out += A[(value << (5 - bits)) & 31];
-  return out;
-};
 
 /** A second agent of the demo team, straight into D1: { id, email, password, name }. */
 async function addAgent(name) {
   const me = await agentLogin(server);
   const { results } = await server.d1('SELECT team_id FROM agents WHERE id = ?', [me.agentId]);
-  const id = `a_${b32(randomBytes(16))}`;
+  const id = `a_${base32(randomBytes(16))}`;
   const email = `${name.toLowerCase()}@parley.local`;
   const password = randomBytes(9).toString('base64url');
   const salt = randomBytes(16);
