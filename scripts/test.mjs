@@ -80,6 +80,13 @@ export const STEPS = [
     run: (opts) => run('cargo', ['test', '-p', 'parley-core'], opts),
   },
   {
+    // The Worker shell's own unit tests (what runs natively: no runtime bindings).
+    name: 'worker-unit',
+    title: 'cargo test -p parley --lib',
+    summary: true,
+    run: (opts) => run('cargo', ['test', '-p', 'parley', '--lib'], opts),
+  },
+  {
     name: 'core-wasm',
     title: 'cargo check -p parley-core --target wasm32-unknown-unknown',
     run: () => run('cargo', ['check', '-p', 'parley-core', '--target', 'wasm32-unknown-unknown']),

@@ -119,9 +119,13 @@ pub struct Conversation {
     d1: std::cell::OnceCell<worker::D1Database>,
     /// A mirror run is due from this instance's timer.
     mirror_timer: Cell<bool>,
-    /// A mirror run is under way (the timer's or the alarm's): the other one leaves it be, so
-    /// webhooks are never handed the same events twice.
+    /// A mirror run is under way (the timer's or the alarm's): the other one does not start a
+    /// second (webhooks would be handed the same events twice) but asks it to go round again,
+    /// for what was written meanwhile.
     draining: Cell<bool>,
+    rerun: Cell<bool>,
+    /// The conversation was erased in this instance: nothing may write its storage again.
+    erased: Cell<bool>,
     /// How far D1 and a webhook-less site's watermark got since they were last written: they
     /// ride on the object's next write (a message's commit, the alarm's), so a mirror run costs
     /// no commit of its own. Losing them to an eviction only repeats idempotent copying.
@@ -130,6 +134,9 @@ pub struct Conversation {
     /// Whether this instance made sure its stored alarm is really scheduled (see
     /// `recover_alarm`).
     alarm_checked: Cell<bool>,
+    /// Held while a socket frame is handled: frames are taken in the order they arrived even
+    /// when one waits (a session check in D1), so a participant's quick sends keep their order.
+    frames: crate::turns::Turns,
 }
 
 impl DurableObject for ConversationObject {
@@ -149,9 +156,12 @@ impl DurableObject for ConversationObject {
             d1: std::cell::OnceCell::new(),
             mirror_timer: Cell::new(false),
             draining: Cell::new(false),
+            rerun: Cell::new(false),
+            erased: Cell::new(false),
             unsaved_mirrored: Cell::new(None),
             unsaved_webhook: Cell::new(None),
             alarm_checked: Cell::new(false),
+            frames: crate::turns::Turns::default(),
         });
         ConversationObject { conversation }
     }
@@ -173,6 +183,7 @@ impl DurableObject for ConversationObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
+        let _turn = self.frames.take().await;
         self.recover_alarm().await;
         let mut socket: SocketState = self
             .sockets
@@ -347,6 +358,10 @@ impl Conversation {
         &self,
         f: impl FnOnce(&mut Engine, &mut SqlStore) -> R,
     ) -> std::result::Result<Option<R>, ApiError> {
+        if self.erased.get() {
+            // Opening the store would create its tables again.
+            return Ok(None);
+        }
         let mut store_slot = self.store.borrow_mut();
         if store_slot.is_none() {
             *store_slot = Some(
@@ -837,22 +852,37 @@ impl Conversation {
     /// Mirror and webhook runs until both have caught up (or failed and set their retry).
     async fn hand_on(&self) {
         if self.draining.replace(true) {
+            self.rerun.set(true);
             return;
         }
-        self.drain_mirror().await;
-        self.drain_webhooks().await;
+        loop {
+            self.rerun.set(false);
+            if self.erased.get() {
+                break;
+            }
+            self.drain_mirror().await;
+            self.drain_webhooks().await;
+            if !self.rerun.get() {
+                break;
+            }
+        }
         self.draining.set(false);
     }
 
     /// Reschedules the stored alarm once per instance (see `platform::recover_alarm`).
     async fn recover_alarm(&self) {
-        if let Some(at) = crate::platform::recover_alarm(&self.state, &self.alarm_checked).await {
+        if let Some(at) =
+            crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await
+        {
             self.alarm_at.set(Some(at));
         }
     }
 
     /// Makes sure the alarm rings within `delay_ms`.
     async fn wake_within(&self, delay_ms: i64) {
+        if self.erased.get() {
+            return;
+        }
         let due = now_ms() + delay_ms.max(0);
         if self.alarm_at.get().is_some_and(|at| at <= due) {
             return;
@@ -919,19 +949,25 @@ impl Conversation {
     /// from a watermark of its own, so every event is offered once the object acknowledges it.
     async fn drain_webhooks(&self) {
         let Ok(meta) = self.meta() else { return };
+        let stored = self.with_engine(|_, store| store.webhook_seq());
+        let Ok(Some(Ok(stored))) = stored else {
+            return;
+        };
+        let mut after = stored.max(self.unsaved_webhook.get().unwrap_or(0));
         if !crate::automation::load(&self.env, &meta.site)
             .await
             .webhooks
         {
-            // Nobody to tell: the watermark simply moves on.
-            self.unsaved_webhook.set(Some(meta.head));
+            // Nobody to tell: the watermark simply moves on (with the next write).
+            if meta.head > after {
+                self.unsaved_webhook.set(Some(meta.head));
+            }
             return;
         }
         loop {
+            // What was written while the last batch was handed over is in this pass.
+            let Ok(meta) = self.meta() else { return };
             let batch = self.with_engine(|_, store| {
-                let after = store
-                    .webhook_seq()?
-                    .max(self.unsaved_webhook.get().unwrap_or(0));
                 parley_core::Store::events_after(store, after, mirror::BATCH)
             });
             let Ok(Some(Ok(events))) = batch else {
@@ -963,9 +999,16 @@ impl Conversation {
                     return;
                 }
             }
-            // Written at once: handing the same events over twice would deliver them twice.
+            // Written at once: handing the same events over twice would deliver them twice. If
+            // the write fails, stop: the next run starts from what storage says.
             self.unsaved_webhook.set(None);
-            let _ = self.with_engine(|_, store| store.set_webhook_seq(last));
+            if !matches!(
+                self.with_engine(|_, store| store.set_webhook_seq(last)),
+                Ok(Some(Ok(())))
+            ) {
+                return;
+            }
+            after = last;
             if last >= meta.head {
                 return;
             }
@@ -974,9 +1017,6 @@ impl Conversation {
 
     /// Copies the events D1 lacks, batch by batch; on a failure the alarm retries with backoff.
     async fn drain_mirror(&self) {
-        let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) else {
-            return;
-        };
         let db = match self.d1() {
             Ok(db) => db,
             Err(e) => {
@@ -996,6 +1036,11 @@ impl Conversation {
             .mirrored_seq
             .max(self.unsaved_mirrored.get().unwrap_or(0));
         loop {
+            // What was written while the last batch was copied (a close, a new assignee) is in
+            // this batch's conversation row.
+            let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) else {
+                return;
+            };
             match mirror::drain(&store, &meta, db, mirrored).await {
                 Ok(drained) => {
                     mirrored = drained.mirrored_seq;
@@ -1131,6 +1176,10 @@ impl Conversation {
 
     async fn create(&self, req: &mut Request, trace: &str) -> ApiResult {
         let params: CreateConversation = read_json(req).await?;
+        // Armed before the first write, as for every write (see `execute`), and before the
+        // check below: no wait between the check and the creation.
+        self.erased.set(false);
+        self.wake_within(MIRROR_SAFETY_MS).await;
         // A retried creation (same visitor, same request id, hence the same id) gets the
         // conversation the first attempt made.
         if let Ok(existing) = self.meta() {
@@ -1143,8 +1192,6 @@ impl Conversation {
             )
             .map_err(|_| ErrorCode::Internal.into());
         }
-        // Armed before the first write, as for every write (see `execute`).
-        self.wake_within(MIRROR_SAFETY_MS).await;
         let meta = Meta {
             id: params.id,
             site: params.site,
@@ -1286,7 +1333,9 @@ impl Conversation {
         self.state.wait_until(async move {
             let wait = parley_core::limits::HELLO_TIMEOUT_MS as u64;
             worker::Delay::from(Duration::from_millis(wait)).await;
-            if me.sockets.get(&ws).is_some_and(|s| s.principal.is_none()) {
+            // A socket already closed is not looked up (that would cache it again).
+            let open = me.state.get_websockets().contains(&ws);
+            if open && me.sockets.get(&ws).is_some_and(|s| s.principal.is_none()) {
                 let _ = me.refuse_and_close(&ws, &socket, ErrorCode::TokenMissing, CLOSE_POLICY);
             }
         });
@@ -1491,6 +1540,9 @@ impl Conversation {
             }
         }
         let storage = self.state.storage();
+        self.erased.set(true);
+        self.unsaved_mirrored.set(None);
+        self.unsaved_webhook.set(None);
         let _ = storage.delete_alarm().await;
         self.alarm_at.set(None);
         storage
@@ -1597,7 +1649,11 @@ impl Conversation {
 fn writes_log(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Typing { .. } | Command::Poll { .. } | Command::History { .. }
+        Command::Hello { .. }
+            | Command::Read { .. }
+            | Command::Typing { .. }
+            | Command::Poll { .. }
+            | Command::History { .. }
     )
 }
 

@@ -31,6 +31,7 @@ mod site_object;
 mod sites;
 mod sql_store;
 mod translation;
+mod turns;
 mod webhook_object;
 mod widget;
 mod zones;

@@ -69,11 +69,15 @@ pub fn answer_pings_without_waking(state: &worker::State) {
 }
 
 /// Schedules again the alarm an object stored, once per instance (`checked` remembers), and
-/// returns when it now rings. A runtime that keeps alarms in memory only (workerd on one machine)
+/// returns when it now rings. Only where `RECOVER_ALARMS_ON_START` is set (see `recovery`). A runtime that keeps alarms in memory only (workerd on one machine)
 /// forgets them when its process restarts while storage still holds the time: left alone, that
 /// alarm would never ring.
-pub async fn recover_alarm(state: &worker::State, checked: &std::cell::Cell<bool>) -> Option<i64> {
-    if checked.replace(true) {
+pub async fn recover_alarm(
+    state: &worker::State,
+    env: &worker::Env,
+    checked: &std::cell::Cell<bool>,
+) -> Option<i64> {
+    if checked.replace(true) || !crate::recovery::wanted(env) {
         return None;
     }
     let storage = state.storage();

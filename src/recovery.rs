@@ -1,9 +1,10 @@
 //! After a restart of a runtime that keeps Durable Object alarms in memory only (workerd on one
 //! machine): every object reschedules its stored alarm the first time it runs
 //! (`platform::recover_alarm`), and this wakes every site (routing timers: answer timeouts,
-//! vanished devices, opening hours) and every open conversation (the D1 copy, idle close, upload
-//! clean-up) once, so the ones nobody returns to still get theirs. Both are listed in D1 when
-//! they are created, so none is missed.
+//! vanished devices, opening hours), every site's webhook queue (retries) and every
+//! conversation open or written to in the last day (the D1 copy, idle close, upload clean-up;
+//! agents may write to closed ones) once, so the ones nobody returns to still get theirs. Sites
+//! and conversations are listed in D1 when they are created, so none is missed.
 //!
 //! Only where `RECOVER_ALARMS_ON_START` is set (the local launcher sets it): on Cloudflare alarms
 //! are durable, and isolates start far too often to sweep on each start.
@@ -26,11 +27,14 @@ thread_local! {
 }
 
 /// Starts the sweep the first time it is called in this isolate (`ctx.wait_until` the result).
+/// Whether this runtime needs its objects' alarms recovered (`RECOVER_ALARMS_ON_START`).
+pub fn wanted(env: &Env) -> bool {
+    env.var("RECOVER_ALARMS_ON_START")
+        .is_ok_and(|v| v.to_string() == "true")
+}
+
 pub fn once(env: &Env) -> Option<impl std::future::Future<Output = ()>> {
-    let wanted = env
-        .var("RECOVER_ALARMS_ON_START")
-        .is_ok_and(|v| v.to_string() == "true");
-    if !wanted || STARTED.with(|s| s.replace(true)) {
+    if !wanted(env) || STARTED.with(|s| s.replace(true)) {
         return None;
     }
     let env = env.clone();
@@ -58,10 +62,36 @@ async fn ids(env: &Env, sql: &str) -> worker::Result<Vec<String>> {
     Ok(rows.into_iter().map(|row| row.id).collect())
 }
 
+/// The kinds of object the sweep wakes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Site,
+    Webhooks,
+    Conversation,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Site => "site",
+            Kind::Webhooks => "webhooks",
+            Kind::Conversation => "conversation",
+        }
+    }
+
+    fn namespace(self, env: &Env) -> worker::Result<worker::ObjectNamespace> {
+        match self {
+            Kind::Site => env.durable_object("SITE"),
+            Kind::Webhooks => env.durable_object("WEBHOOKS"),
+            Kind::Conversation => env.durable_object("CONVERSATION"),
+        }
+    }
+}
+
 /// Wakes one object; a failure is logged and the sweep goes on.
-async fn wake(env: &Env, binding: &'static str, id: String) {
+async fn wake(env: &Env, kind: Kind, id: String) {
     let woken = async {
-        let stub = env.durable_object(binding)?.id_from_name(&id)?.get_stub()?;
+        let stub = kind.namespace(env)?.id_from_name(&id)?.get_stub()?;
         stub.fetch_with_request(Request::new(
             &format!("{INTERNAL_BASE}/wake"),
             worker::Method::Get,
@@ -71,7 +101,7 @@ async fn wake(env: &Env, binding: &'static str, id: String) {
     .await;
     if let Err(e) = woken {
         Log::warn("wake_failed")
-            .field("object", binding)
+            .field("object", kind.name())
             .field("id", id)
             .field("detail", e.to_string())
             .emit();
@@ -80,14 +110,20 @@ async fn wake(env: &Env, binding: &'static str, id: String) {
 
 async fn wake_all(env: &Env) -> worker::Result<(usize, usize)> {
     let sites = ids(env, "SELECT id FROM sites").await?;
-    let conversations = ids(env, "SELECT id FROM conversations WHERE status = 'open'").await?;
+    let day_ago = crate::platform::now_ms() - 86_400_000;
+    let conversations = ids(
+        env,
+        &format!("SELECT id FROM conversations WHERE status = 'open' OR updated_at > {day_ago}"),
+    )
+    .await?;
     let counts = (sites.len(), conversations.len());
     let targets = sites
-        .into_iter()
-        .map(|id| ("SITE", id))
-        .chain(conversations.into_iter().map(|id| ("CONVERSATION", id)));
+        .iter()
+        .map(|id| (Kind::Site, id.clone()))
+        .chain(sites.iter().map(|id| (Kind::Webhooks, id.clone())))
+        .chain(conversations.into_iter().map(|id| (Kind::Conversation, id)));
     stream::iter(targets)
-        .for_each_concurrent(CONCURRENCY, |(binding, id)| wake(env, binding, id))
+        .for_each_concurrent(CONCURRENCY, |(kind, id)| wake(env, kind, id))
         .await;
     Ok(counts)
 }

@@ -237,7 +237,7 @@ impl DurableObject for SiteObject {
             .ok()
             .flatten()
             .unwrap_or_default();
-        crate::platform::recover_alarm(&self.state, &self.alarm_checked).await;
+        crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
         let result = match req.path().as_str() {
             "/ws" => self.accept_console(&req),
             "/request" => self.request(&mut req, &site).await,
@@ -256,7 +256,7 @@ impl DurableObject for SiteObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        crate::platform::recover_alarm(&self.state, &self.alarm_checked).await;
+        crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
         let mut socket: ConsoleSocket = load_attachment(&ws).unwrap_or_default();
         let lang = socket
             .lang

@@ -89,6 +89,8 @@ pub struct WebhookObject {
     state: State,
     env: Env,
     kv: ObjectKv,
+    /// Whether this instance rescheduled its stored alarm (`platform::recover_alarm`).
+    alarm_checked: std::cell::Cell<bool>,
 }
 
 impl DurableObject for WebhookObject {
@@ -97,10 +99,20 @@ impl DurableObject for WebhookObject {
         let sql = state.storage().sql();
         let _ = sql.exec(SCHEMA, None);
         let kv = ObjectKv::open(sql);
-        WebhookObject { state, env, kv }
+        WebhookObject {
+            state,
+            env,
+            kv,
+            alarm_checked: std::cell::Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
+        if req.path() == "/wake" {
+            // After a restart: nothing to do but what every request does first.
+            return Ok(Response::empty()?.with_status(204));
+        }
         if let Some(site) = req.headers().get(SITE_HEADER)? {
             self.remember_site(&site);
         }
@@ -133,6 +145,7 @@ impl DurableObject for WebhookObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarm_checked.set(true);
         self.deliver_due().await?;
         Response::ok("ok")
     }
