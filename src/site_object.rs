@@ -482,6 +482,11 @@ impl SiteObject {
     }
 
     fn save_state(&self, state: &SiteState) {
+        // Most inputs (an answer to a conversation already answered, a reply in one that waits)
+        // change nothing: the whole state is not written again for them.
+        if self.routing.borrow().as_ref() == Some(state) {
+            return;
+        }
         if let Ok(json) = serde_json::to_string(state) {
             self.kv_put("routing", &json);
         }
