@@ -179,7 +179,7 @@ export interface FormField {
 }
 
 export interface WidgetSettings {
-  appearance: { color: string; position: 'right' | 'left'; launcher_text: Localized };
+  appearance: { color: string; position: 'right' | 'left'; theme?: 'auto' | 'light' | 'dark'; launcher_text: Localized };
   welcome: Localized;
   prechat: { enabled: boolean; fields: FormField[] };
   offline: { message: Localized };

@@ -196,6 +196,9 @@ test('the owner sets business hours that exclude now; the widget config then say
   }
   await page.fill('input[name="holiday"]', '2030-10-01');
   await page.waitForSelector('.field--holidays .chip');
+  // The widget's light or dark look is set on the same page.
+  assert.equal(await page.inputValue('select[data-k="theme"]'), 'auto');
+  await page.selectOption('select[data-k="theme"]', 'dark');
   // The page works out the same answer the server will.
   await page.waitForSelector('.hours-now [data-open="false"]');
   await page.click('[data-action="save-site"]');
@@ -208,6 +211,8 @@ test('the owner sets business hours that exclude now; the widget config then say
   assert.deepEqual(stored.weekly.mon, [{ open: span[0], close: span[1] }]);
   assert.deepEqual(stored.weekly.sun, [{ open: span[0], close: span[1] }]);
   assert.deepEqual(stored.holidays, ['2030-10-01']);
+  const appearance = (await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body.settings.appearance;
+  assert.equal(appearance.theme, 'dark');
 
   // Sites are cached for up to a minute in the Worker: poll until the widget sees it.
   let config;

@@ -399,6 +399,15 @@ export class SitePage implements Page {
       paint();
       this.edited();
     }, { 'data-k': 'position' });
+    const theme = select(
+      [['auto', t('themeAuto')], ['light', t('themeLight')], ['dark', t('themeDark')]],
+      a.theme ?? 'auto',
+      (v) => {
+        a.theme = v;
+        this.edited();
+      },
+      { 'data-k': 'theme' },
+    );
     const size = h('input', {
       'data-k': 'max-size', type: 'number', min: 0.1, max: 100, step: 0.1,
       value: Math.round((d.settings.attachments.max_bytes / MB) * 10) / 10,
@@ -413,7 +422,8 @@ export class SitePage implements Page {
       h('div.widget-top', null,
         h('div.form-grid', null,
           field(t('colorLabel'), h('div.color-row', null, picker, hex), { target: picker }),
-          field(t('positionLabel'), position)),
+          field(t('positionLabel'), position),
+          field(t('themeLabel'), theme)),
         preview),
       launcherInputs,
       this.localized(t('welcomeLabel'), d.settings.welcome, 'welcome', { multiline: true }),
