@@ -113,13 +113,20 @@ pub async fn search(req: &Request, ctx: &Ctx) -> ApiResult {
         .rows::<Hit>(ctx)
         .await?;
     let mask = !principal.sees_pii();
+    let words: Vec<String> = q.split_whitespace().map(str::to_lowercase).collect();
     let results: Vec<Hit> = hits
         .into_iter()
-        .map(|mut hit| {
+        .filter_map(|mut hit| {
             if mask && hit.author_role == "visitor" {
                 hit.text = parley_core::pii::mask(&hit.text).0;
+                // A hit that matched only inside what is masked would tell the searcher the
+                // hidden value (search for a number, see which conversation has it): dropped.
+                let shown = hit.text.to_lowercase();
+                if !words.iter().all(|w| shown.contains(w.as_str())) {
+                    return None;
+                }
             }
-            hit
+            Some(hit)
         })
         .collect();
     ok_json(&serde_json::json!({ "results": results }), 200)

@@ -74,6 +74,11 @@ test('agents without the permission see personal data masked; visitors cannot se
   assert.match(masked.body.results[0].text, /z\*\*\*@example\.org/);
   const full = await search(owner.token, { q: 'delivery' });
   assert.match(full.body.results[0].text, /zoe@example\.org/);
+  // Searching for the hidden value itself finds nothing without the permission: the hit would
+  // give it away.
+  assert.deepEqual((await search(plain.token, { q: 'zoe@example.org' })).body.results, []);
+  assert.deepEqual((await search(plain.token, { q: 'zoe' })).body.results, []);
+  assert.equal((await search(owner.token, { q: 'zoe@example.org' })).body.results.length, 1);
   const visitor = await search(a.token, { q: 'parcel' });
   assert.equal(visitor.status, 403);
   const empty = await search(owner.token, { q: '   ' });
