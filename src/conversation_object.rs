@@ -485,12 +485,21 @@ impl Conversation {
         };
         let mut mirror = false;
         let mut appended = Vec::new();
+        let mut agent_read = None;
         for effect in effects {
             match effect {
                 Effect::Reply(frame) => match &mut caller {
                     Caller::Socket(ws, reader) => send_frame(ws, &view(&frame, Some(reader))),
                     Caller::Http(replies, reader) => replies.push(view(&frame, *reader)),
                 },
+                Effect::Broadcast(frame @ ServerFrame::Read { .. }) => {
+                    if let ServerFrame::Read { participant, seq } = &frame {
+                        if participant.starts_with("a_") {
+                            agent_read = Some((participant.clone(), *seq));
+                        }
+                    }
+                    self.broadcast(&frame, None);
+                }
                 Effect::Broadcast(frame) => {
                     if let ServerFrame::Event(event) = &frame {
                         self.log("event_stored", trace)
@@ -515,6 +524,9 @@ impl Conversation {
             self.automate(&appended).await;
             self.translate_later(&appended).await;
             self.notify_site(appended);
+        }
+        if let Some((agent, seq)) = agent_read {
+            self.tell_site_read(&agent, seq);
         }
         Ok(())
     }
@@ -780,6 +792,24 @@ impl Conversation {
             )
             .await
             {
+                Log::warn("site_notify_failed")
+                    .site(&meta.site)
+                    .conversation(&meta.id)
+                    .error_class("site_unavailable")
+                    .field("detail", e.to_string())
+                    .emit();
+            }
+        });
+    }
+
+    /// An agent's read, for their other devices' unread counts (not on the reading path).
+    fn tell_site_read(&self, agent: &str, seq: u64) {
+        let Ok(meta) = self.meta() else { return };
+        let read = crate::site_object::Activity::agent_read(&meta.id, agent, seq, now_ms());
+        let env = self.env.clone();
+        self.state.wait_until(async move {
+            let request = crate::site_object::SiteRequest::Activity { events: vec![read] };
+            if let Err(e) = crate::site_object::send(&env, &meta.site, &request).await {
                 Log::warn("site_notify_failed")
                     .site(&meta.site)
                     .conversation(&meta.id)

@@ -428,3 +428,39 @@ test("with a bot in front, the hand-off routes by the creation's context (the em
     console_.close();
   }
 });
+
+test("an agent's read reaches their consoles, so every device clears the unread count", async () => {
+  const shop = await addSite();
+  const ivy = await createAgent(server, { name: 'Ivy', email: 'ivy@parley.local', capacity: 3 });
+  const laptop = await openConsole(server, shop.id, ivy.token);
+  const phone = await openConsole(server, shop.id, ivy.token);
+  const stops = [keepAlive(laptop), keepAlive(phone)];
+  try {
+    const v = await newConversation(shop.server);
+    assert.equal(await until(() => assignee(v.conversation, ivy.token), 'assigned'), ivy.agentId);
+    const said = await http(server.url, `/api/v1/conversations/${v.conversation}/messages`, {
+      method: 'POST', token: v.token, body: { client_msg_id: msgId('q'), text: 'Is anyone there?' },
+    });
+    assert.equal(said.status, 200, JSON.stringify(said.body));
+    // Read on the laptop (as its open tab does, over HTTP here).
+    const read = await http(server.url, `/api/v1/conversations/${v.conversation}/read`, {
+      method: 'POST', token: ivy.token, body: { seq: said.body.seq },
+    });
+    assert.equal(read.status, 204, JSON.stringify(read.body));
+    for (const device of [laptop, phone]) {
+      const feed = await device.next((f) => f.type === 'feed' && f.event === 'read' && f.conversation === v.conversation);
+      assert.deepEqual([feed.agent, feed.seq], [ivy.agentId, said.body.seq]);
+    }
+    // A visitor's read is nobody's unread count: not in the feed.
+    await http(server.url, `/api/v1/conversations/${v.conversation}/read`, { method: 'POST', token: v.token, body: { seq: said.body.seq } });
+    await http(server.url, `/api/v1/conversations/${v.conversation}/messages`, {
+      method: 'POST', token: v.token, body: { client_msg_id: msgId('q'), text: 'Hello?' },
+    });
+    const next = await laptop.next((f) => f.type === 'feed' && f.conversation === v.conversation && (f.event === 'read' || f.kind === 'message'));
+    assert.equal(next.event, 'activity', 'the next feed entry is the message, not a read');
+  } finally {
+    stops.forEach((stop) => stop());
+    laptop.close();
+    phone.close();
+  }
+});

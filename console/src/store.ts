@@ -232,6 +232,14 @@ export class Store extends Emitter<{
   }
 
   private onFeed(link: SiteLink, f: FeedFrame): void {
+    if (f.event === 'read') {
+      // I read it on one of my devices (perhaps this one): its unread count follows everywhere.
+      if (f.conversation && f.agent === this.me.id && typeof f.seq === 'number') {
+        this.markReadUpTo(f.conversation, f.seq);
+        this.changed();
+      }
+      return;
+    }
     const id = f.conversation;
     const at = f.at ?? Date.now();
     const row = this.ensureRow(id, link.site.id, at);

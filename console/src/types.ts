@@ -100,7 +100,7 @@ export interface InboxFrame {
 
 export interface FeedFrame {
   type: 'feed';
-  event: 'new' | 'queued' | 'assigned' | 'activity' | 'closed' | 'missed' | 'presence' | string;
+  event: 'new' | 'queued' | 'assigned' | 'activity' | 'read' | 'closed' | 'missed' | 'presence' | string;
   conversation?: string;
   agent?: string;
   agent_name?: string;
