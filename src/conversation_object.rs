@@ -523,7 +523,7 @@ impl Conversation {
         if !appended.is_empty() {
             self.automate(&appended).await;
             self.translate_later(&appended).await;
-            self.notify_site(appended);
+            self.notify_site(&appended);
         }
         if let Some((agent, seq)) = agent_read {
             self.tell_site_read(&agent, seq);
@@ -777,38 +777,26 @@ impl Conversation {
 
     /// Tells the site's object what happened here (routing and the agents' inbox feed). Not on
     /// the message path: it runs after the answer, and a failure loses no message.
-    fn notify_site(&self, events: Vec<parley_core::Event>) {
+    fn notify_site(&self, events: &[parley_core::Event]) {
         let Ok(meta) = self.meta() else { return };
-        let activity: Vec<crate::site_object::Activity> = events
+        let activity = events
             .iter()
             .map(|e| crate::site_object::Activity::from_event(&meta.id, e))
             .collect();
-        let env = self.env.clone();
-        self.state.wait_until(async move {
-            if let Err(e) = crate::site_object::send(
-                &env,
-                &meta.site,
-                &crate::site_object::SiteRequest::Activity { events: activity },
-            )
-            .await
-            {
-                Log::warn("site_notify_failed")
-                    .site(&meta.site)
-                    .conversation(&meta.id)
-                    .error_class("site_unavailable")
-                    .field("detail", e.to_string())
-                    .emit();
-            }
-        });
+        self.tell_site(meta, activity);
     }
 
     /// An agent's read, for their other devices' unread counts (not on the reading path).
     fn tell_site_read(&self, agent: &str, seq: u64) {
         let Ok(meta) = self.meta() else { return };
         let read = crate::site_object::Activity::agent_read(&meta.id, agent, seq, now_ms());
+        self.tell_site(meta, vec![read]);
+    }
+
+    fn tell_site(&self, meta: Meta, events: Vec<crate::site_object::Activity>) {
         let env = self.env.clone();
         self.state.wait_until(async move {
-            let request = crate::site_object::SiteRequest::Activity { events: vec![read] };
+            let request = crate::site_object::SiteRequest::Activity { events };
             if let Err(e) = crate::site_object::send(&env, &meta.site, &request).await {
                 Log::warn("site_notify_failed")
                     .site(&meta.site)
