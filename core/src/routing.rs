@@ -563,28 +563,7 @@ impl SiteState {
                             return Ok(fx);
                         }
                         // The agent who reopened it carries on with it, wherever it was.
-                        let was_queued = match self.queue_index(&conversation) {
-                            Some(i) => {
-                                self.queue.remove(i);
-                                true
-                            }
-                            None => false,
-                        };
-                        let previous = self.assignments.get(&conversation).map(|a| a.agent.clone());
-                        self.release(&conversation);
-                        self.agents
-                            .entry(agent.id.clone())
-                            .or_insert_with(|| AgentState::new(agent.clone()));
-                        self.assign(
-                            &conversation,
-                            &agent.id,
-                            department,
-                            previous,
-                            AssignReason::Claimed,
-                            now,
-                            &mut fx,
-                        );
-                        if was_queued {
+                        if self.hand_to(&conversation, &agent, department, now, &mut fx) {
                             self.announce_positions(&mut fx);
                         }
                     }
@@ -632,32 +611,14 @@ impl SiteState {
                     (_, Some(a)) if a.answered => return Err(RoutingError::AlreadyAssigned),
                     _ => {}
                 }
-                // An agent may claim from the API without a console open: they are known from now on.
-                self.agents
-                    .entry(agent.id.clone())
-                    .or_insert_with(|| AgentState::new(agent.clone()));
                 let department = match (queued, &current) {
-                    (Some(i), _) => self.queue.remove(i).department,
+                    (Some(i), _) => self.queue[i].department.clone(),
                     (None, Some(a)) => a.department.clone(),
                     (None, None) => self
                         .remembered_department(&conversation)
                         .map(str::to_string),
                 };
-                let previous = current.map(|a| a.agent);
-                if let Some(prev) = &previous {
-                    if let Some(p) = self.agents.get_mut(prev) {
-                        p.active.remove(&conversation);
-                    }
-                }
-                self.assign(
-                    &conversation,
-                    &agent.id,
-                    department,
-                    previous,
-                    AssignReason::Claimed,
-                    now,
-                    &mut fx,
-                );
+                self.hand_to(&conversation, &agent, department, now, &mut fx);
                 self.announce_positions(&mut fx);
             }
             SiteInput::Transfer {
@@ -777,6 +738,41 @@ impl SiteState {
             self.queue.remove(i);
             self.announce_positions(fx);
         }
+    }
+
+    /// Gives `conversation` to `agent` as a claim: out of the queue and away from whoever held
+    /// it (an agent may claim from the API without a console open: they are known from now on).
+    /// Returns whether it was waiting in the queue.
+    fn hand_to(
+        &mut self,
+        conversation: &str,
+        agent: &AgentProfile,
+        department: Option<String>,
+        now: i64,
+        fx: &mut Vec<SiteEffect>,
+    ) -> bool {
+        let was_queued = match self.queue_index(conversation) {
+            Some(i) => {
+                self.queue.remove(i);
+                true
+            }
+            None => false,
+        };
+        let previous = self.assignments.get(conversation).map(|a| a.agent.clone());
+        self.release(conversation);
+        self.agents
+            .entry(agent.id.clone())
+            .or_insert_with(|| AgentState::new(agent.clone()));
+        self.assign(
+            conversation,
+            &agent.id,
+            department,
+            previous,
+            AssignReason::Claimed,
+            now,
+            fx,
+        );
+        was_queued
     }
 
     fn release(&mut self, conversation: &str) {
