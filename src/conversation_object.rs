@@ -779,24 +779,27 @@ impl Conversation {
     /// the message path: it runs after the answer, and a failure loses no message.
     fn notify_site(&self, events: &[parley_core::Event]) {
         let Ok(meta) = self.meta() else { return };
-        let activity = events
+        let events = events
             .iter()
             .map(|e| crate::site_object::Activity::from_event(&meta.id, e))
             .collect();
-        self.tell_site(meta, activity);
+        self.tell_site(meta, crate::site_object::SiteRequest::Activity { events });
     }
 
     /// An agent's read, for their other devices' unread counts (not on the reading path).
     fn tell_site_read(&self, agent: &str, seq: u64) {
         let Ok(meta) = self.meta() else { return };
-        let read = crate::site_object::Activity::agent_read(&meta.id, agent, seq, now_ms());
-        self.tell_site(meta, vec![read]);
+        let request = crate::site_object::SiteRequest::AgentRead {
+            conversation: meta.id.clone(),
+            agent: agent.to_string(),
+            seq,
+        };
+        self.tell_site(meta, request);
     }
 
-    fn tell_site(&self, meta: Meta, events: Vec<crate::site_object::Activity>) {
+    fn tell_site(&self, meta: Meta, request: crate::site_object::SiteRequest) {
         let env = self.env.clone();
         self.state.wait_until(async move {
-            let request = crate::site_object::SiteRequest::Activity { events };
             if let Err(e) = crate::site_object::send(&env, &meta.site, &request).await {
                 Log::warn("site_notify_failed")
                     .site(&meta.site)

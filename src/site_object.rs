@@ -33,9 +33,6 @@ use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
 /// Longest preview of a message in the feed.
 const PREVIEW_CHARS: usize = 140;
 
-/// The `kind` of an agent's read (not an event of the log).
-pub const READ: &str = "read";
-
 /// What a conversation tells its site about one of its new events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Activity {
@@ -50,19 +47,6 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// An agent read a conversation up to `seq`: their other devices clear its unread count.
-    pub fn agent_read(conversation: &str, agent: &str, seq: u64, at: i64) -> Activity {
-        Activity {
-            conversation: conversation.to_string(),
-            seq,
-            kind: READ.to_string(),
-            author_role: Role::Agent,
-            author_id: agent.to_string(),
-            at,
-            preview: None,
-        }
-    }
-
     pub fn from_event(conversation: &str, event: &Event) -> Activity {
         let preview = match &event.payload {
             EventPayload::Message { text } => {
@@ -93,6 +77,12 @@ pub enum SiteRequest {
     },
     Activity {
         events: Vec<Activity>,
+    },
+    /// An agent read a conversation up to `seq`: their other devices clear its unread count.
+    AgentRead {
+        conversation: String,
+        agent: String,
+        seq: u64,
     },
     Claim {
         conversation: String,
@@ -908,16 +898,19 @@ impl SiteObject {
                 .map_err(|e| ApiError::from(e.code()))?;
                 ok(serde_json::json!({}))
             }
+            SiteRequest::AgentRead {
+                conversation,
+                agent,
+                seq,
+            } => {
+                // Nothing for routing: the reader's consoles update their unread counts.
+                self.feed(serde_json::json!({
+                    "event": "read", "conversation": conversation, "agent": agent, "seq": seq,
+                }));
+                ok(serde_json::json!({}))
+            }
             SiteRequest::Activity { events } => {
                 for activity in events {
-                    if activity.kind == READ {
-                        // Nothing for routing: the reader's consoles update their unread counts.
-                        self.feed(serde_json::json!({
-                            "event": "read", "conversation": activity.conversation,
-                            "agent": activity.author_id, "seq": activity.seq,
-                        }));
-                        continue;
-                    }
                     self.feed(serde_json::json!({
                         "event": "activity", "conversation": activity.conversation, "seq": activity.seq,
                         "kind": activity.kind, "author_role": activity.author_role, "at": activity.at,
