@@ -5,8 +5,10 @@
 //
 // The relay and Parley never run at the same time: each runs phase A (knee, latency, resume)
 // and then phase B (cold start, reconnect storm, idle memory, wake from hibernation), in the
-// order relay A, Parley A, relay B, Parley B. Only loopback traffic; every step has a time
-// bound; every child process is killed on exit.
+// order relay A, storing relay A, Parley A, relay B, Parley B. The storing relay (the bare relay
+// writing each message to its object's SQLite before the ack) runs phase A only: it is the floor
+// of persisting before acknowledging on this runtime. Only loopback traffic; every step has a
+// time bound; every child process is killed on exit.
 //
 // Options: --full, --agents N (agent sockets per conversation, default 1), --keep (keep the
 // state directories under bench/.tmp), --no-save (print only; write no results files).
@@ -286,7 +288,7 @@ async function resume(target, out) {
   }
 }
 
-async function phaseA(target, out) {
+async function phaseA(target, out, { phaseBNext = true } = {}) {
   log(`${target.name}: starting (fresh state)`);
   out.first_start = await target.start();
   // The knee first: an overloaded latency phase leaves work behind (Parley's D1 mirror drains
@@ -295,7 +297,7 @@ async function phaseA(target, out) {
   await latencySweep(target, out);
   if (target.name === 'parley') await resume(target, out);
   // Conversations for phase B's cold-object and wake probes, created while the runtime runs.
-  await target.ensureRooms(Math.max(target.rooms.length, PROFILE.storm.conversations + 2 + WAKE_PROBES));
+  if (phaseBNext) await target.ensureRooms(Math.max(target.rooms.length, PROFILE.storm.conversations + 2 + WAKE_PROBES));
   await target.stop();
 }
 
@@ -488,21 +490,23 @@ async function main() {
     config: { ...PROFILE, agents_per_conversation: AGENTS, knee_p99_ms: KNEE_P99_MS, hibernate_wait_ms: HIBERNATE_WAIT_MS, seed: SEED },
     sizes: null, // measured while the relay idles in phase B
     relay: {},
+    stored: {},
     parley: {},
   };
   const relay = new RelayTarget();
+  const stored = new RelayTarget({ store: true });
   const parley = new ParleyTarget();
   try {
     await phaseA(relay, results.relay);
+    await phaseA(stored, results.stored, { phaseBNext: false });
     await phaseA(parley, results.parley);
     await phaseB(relay, results.relay, { whileIdle: async () => { results.sizes = await sizes(); } });
     await phaseB(parley, results.parley);
   } finally {
     results.sizes ??= await sizes();
-    await relay.stop().catch(() => {});
-    await parley.stop().catch(() => {});
+    for (const t of [relay, stored, parley]) await t.stop().catch(() => {});
     if (!args.includes('--keep')) {
-      for (const t of [relay, parley]) rmSync(t.persistDir, { recursive: true, force: true });
+      for (const t of [relay, stored, parley]) rmSync(t.persistDir, { recursive: true, force: true });
     }
   }
   results.duration_s = round((performance.now() - started) / 1000, 1);

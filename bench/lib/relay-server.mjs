@@ -23,11 +23,11 @@ function groupAlive(pgid) {
   }
 }
 
-export async function startRelay({ persistDir, port = 0, readyTimeoutMs = 60_000 }) {
+export async function startRelay({ persistDir, port = 0, store = false, readyTimeoutMs = 60_000 }) {
   const child = fork(CHILD, [], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: { ...process.env, PARLEY_BENCH_RELAY_OPTS: JSON.stringify({ persistDir, port }) },
+    env: { ...process.env, PARLEY_BENCH_RELAY_OPTS: JSON.stringify({ persistDir, port, store }) },
   });
   const pgid = child.pid;
   live.add(pgid);

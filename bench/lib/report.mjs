@@ -1,5 +1,6 @@
-// Turns one run's measurements into the comparison (Parley ÷ relay), the target verdicts, and
-// the markdown table that is printed, saved beside the JSON, and copied into the README.
+// Turns one run's measurements into the comparison (Parley ÷ bare relay, and Parley ÷ storing
+// relay where that ran), the target verdicts, and the markdown table that is printed, saved
+// beside the JSON, and copied into the README.
 
 const TARGET_N = 1000;
 
@@ -14,18 +15,22 @@ function latencyAt(side, n) {
 }
 
 /** The highest knee step that neither run overloaded: CPU per message compared at one rate. */
-function commonStep(parley, relay) {
-  const ok = (side) => new Map((side.knee?.steps ?? []).filter((s) => !s.overloaded).map((s) => [s.inbound, s]));
+function commonStep(parley, relay, stored) {
+  const ok = (side) => new Map((side?.knee?.steps ?? []).filter((s) => !s.overloaded).map((s) => [s.inbound, s]));
   const p = ok(parley);
   const r = ok(relay);
   const rates = [...p.keys()].filter((rate) => r.has(rate)).sort((a, b) => b - a);
-  return rates.length ? { rate: rates[0], parley: p.get(rates[0]), relay: r.get(rates[0]) } : null;
+  return rates.length ? { rate: rates[0], parley: p.get(rates[0]), relay: r.get(rates[0]), stored: ok(stored).get(rates[0]) } : null;
 }
 
 export function compare(results) {
   const { parley, relay } = results;
+  // Runs saved before the storing relay existed have no `stored`.
+  const stored = results.stored ?? {};
   const rows = [];
-  const row = (figure, unit, p, r, digits = 1) => rows.push({ figure, unit, parley: p ?? null, relay: r ?? null, ratio: ratioOf(p, r), digits });
+  const row = (figure, unit, p, r, digits = 1, st = null) => rows.push({
+    figure, unit, parley: p ?? null, relay: r ?? null, stored: st ?? null, ratio: ratioOf(p, r), stored_ratio: ratioOf(p, st), digits,
+  });
 
   const ns = [...new Set([...(parley.latency ?? []), ...(relay.latency ?? [])].filter((l) => !l.failed).map((l) => l.conversations))]
     .sort((a, b) => a - b);
@@ -33,22 +38,23 @@ export function compare(results) {
   for (const n of ns) {
     const p = latencyAt(parley, n);
     const r = latencyAt(relay, n);
+    const st = latencyAt(stored, n);
     const label = `N = ${n.toLocaleString('en')}, ${rate} msg/s per side:`;
-    row(`${label} end-to-end p50`, 'ms', p?.end_to_end_ms.p50, r?.end_to_end_ms.p50, 2);
-    row(`${label} end-to-end p99`, 'ms', p?.end_to_end_ms.p99, r?.end_to_end_ms.p99, 2);
-    row(`${label} end-to-end p99.9`, 'ms', p?.end_to_end_ms.p999, r?.end_to_end_ms.p999, 2);
-    row(`${label} ack p50`, 'ms', p?.ack_ms.p50, r?.ack_ms.p50, 2);
-    row(`${label} ack p99`, 'ms', p?.ack_ms.p99, r?.ack_ms.p99, 2);
-    row(`${label} delivered`, 'msg/s', p?.delivered_per_s, r?.delivered_per_s, 0);
-    row(`${label} lost or late (> drain)`, 'msgs', p?.lost_or_late, r?.lost_or_late, 0);
-    row(`${label} runtime CPU per delivered message`, 'µs', p?.runtime_cpu_us_per_delivered, r?.runtime_cpu_us_per_delivered, 0);
+    row(`${label} end-to-end p50`, 'ms', p?.end_to_end_ms.p50, r?.end_to_end_ms.p50, 2, st?.end_to_end_ms.p50);
+    row(`${label} end-to-end p99`, 'ms', p?.end_to_end_ms.p99, r?.end_to_end_ms.p99, 2, st?.end_to_end_ms.p99);
+    row(`${label} end-to-end p99.9`, 'ms', p?.end_to_end_ms.p999, r?.end_to_end_ms.p999, 2, st?.end_to_end_ms.p999);
+    row(`${label} ack p50`, 'ms', p?.ack_ms.p50, r?.ack_ms.p50, 2, st?.ack_ms.p50);
+    row(`${label} ack p99`, 'ms', p?.ack_ms.p99, r?.ack_ms.p99, 2, st?.ack_ms.p99);
+    row(`${label} delivered`, 'msg/s', p?.delivered_per_s, r?.delivered_per_s, 0, st?.delivered_per_s);
+    row(`${label} lost or late (> drain)`, 'msgs', p?.lost_or_late, r?.lost_or_late, 0, st?.lost_or_late);
+    row(`${label} runtime CPU per delivered message`, 'µs', p?.runtime_cpu_us_per_delivered, r?.runtime_cpu_us_per_delivered, 0, st?.runtime_cpu_us_per_delivered);
   }
-  row(`knee (N = ${parley.knee?.conversations ?? relay.knee?.conversations}): highest inbound rate with p99 < 50 ms (sweep ×${results.config.knee.factor} from ${results.config.knee.startInbound}/s)`, 'msg/s', parley.knee?.inbound_per_s, relay.knee?.inbound_per_s, 0);
-  row('knee: delivered at the knee', 'msg/s', parley.knee?.delivered_per_s, relay.knee?.delivered_per_s, 0);
-  const common = commonStep(parley, relay);
+  row(`knee (N = ${parley.knee?.conversations ?? relay.knee?.conversations}): highest inbound rate with p99 < 50 ms (sweep ×${results.config.knee.factor} from ${results.config.knee.startInbound}/s)`, 'msg/s', parley.knee?.inbound_per_s, relay.knee?.inbound_per_s, 0, stored.knee?.inbound_per_s);
+  row('knee: delivered at the knee', 'msg/s', parley.knee?.delivered_per_s, relay.knee?.delivered_per_s, 0, stored.knee?.delivered_per_s);
+  const common = commonStep(parley, relay, stored);
   if (common) {
-    row(`runtime CPU per delivered message at ${common.rate} msg/s inbound`, 'µs', common.parley.runtime_cpu_us_per_delivered, common.relay.runtime_cpu_us_per_delivered, 0);
-    row(`end-to-end p50 at ${common.rate} msg/s inbound`, 'ms', common.parley.end_to_end_ms.p50, common.relay.end_to_end_ms.p50, 2);
+    row(`runtime CPU per delivered message at ${common.rate} msg/s inbound`, 'µs', common.parley.runtime_cpu_us_per_delivered, common.relay.runtime_cpu_us_per_delivered, 0, common.stored?.runtime_cpu_us_per_delivered);
+    row(`end-to-end p50 at ${common.rate} msg/s inbound`, 'ms', common.parley.end_to_end_ms.p50, common.relay.end_to_end_ms.p50, 2, common.stored?.end_to_end_ms.p50);
   }
   for (const r of Object.values(parley.resume ?? {})) {
     row(`resume, ${r.missed} missed events: p50 (connect → all received)`, 'ms', r.total_ms.p50, null, 2);
@@ -117,7 +123,7 @@ export function markdown(results) {
     + `Versions: node ${v.node}, miniflare ${v.miniflare}, workerd ${v.workerd}, ${v.rustc}. `
     + `Load average at start: ${results.loadavg_at_start?.split(' ').slice(0, 3).join(' ') ?? '?'}. `
     + `Loopback; the load generator shares the cores; ${results.config.agents_per_conversation + 1} sockets per conversation (visitor + agent${results.config.agents_per_conversation > 1 ? 's' : ''}).`);
-  const noise = ['parley', 'relay'].map((name) => {
+  const noise = ['parley', 'relay', 'stored'].filter((name) => results[name]?.knee || results[name]?.latency).map((name) => {
     const windows = [...(results[name].latency ?? []), ...(results[name].knee?.steps ?? [])].filter((p) => p.cpu);
     const disturbed = windows.filter((p) => p.disturbed).length;
     const mean = windows.reduce((a, p) => a + p.cpu.other_cores, 0) / Math.max(1, windows.length);
@@ -126,12 +132,16 @@ export function markdown(results) {
   lines.push('');
   lines.push(`Measured windows disturbed by other work on the machine (> 0.5 core): ${noise.join('; ')}.`);
   lines.push('');
-  lines.push('| figure | Parley | bare relay | Parley ÷ relay |');
-  lines.push('|---|---:|---:|---:|');
+  const withStored = results.comparison.some((r) => r.stored !== null && r.stored !== undefined);
+  lines.push(`| figure | Parley | bare relay |${withStored ? ' storing relay |' : ''} Parley ÷ relay |${withStored ? ' Parley ÷ storing relay |' : ''}`);
+  lines.push(`|---|---:|---:|${withStored ? '---:|' : ''}---:|${withStored ? '---:|' : ''}`);
   for (const r of results.comparison) {
     const unit = r.unit ? ` ${r.unit}` : '';
-    const cell = (x) => (x === null ? '—' : `${num(x, r.digits)}${unit}`);
-    lines.push(`| ${r.figure} | ${cell(r.parley)} | ${cell(r.relay)} | ${r.ratio === null ? '—' : `${ratioText(r.ratio)}×`} |`);
+    const cell = (x) => (x === null || x === undefined ? '—' : `${num(x, r.digits)}${unit}`);
+    const times = (x) => (x === null || x === undefined ? '—' : `${ratioText(x)}×`);
+    const extra = withStored ? [cell(r.stored)] : [];
+    const extraRatio = withStored ? [times(r.stored_ratio)] : [];
+    lines.push(`| ${[r.figure, cell(r.parley), cell(r.relay), ...extra, times(r.ratio), ...extraRatio].join(' | ')} |`);
   }
   lines.push('');
   lines.push('| target (issue #9) | goal | measured | verdict |');
@@ -143,24 +153,32 @@ export function markdown(results) {
   lines.push('');
   const notes = [
     'Latency is measured from each message\'s scheduled send time (open loop): a phase above the system\'s capacity shows the queue growing through the window.',
-    'The relay keeps no log, so it has no resume figure.',
+    'The relays keep no log to resume from, so they have no resume figure. The storing relay runs the knee and latency phases only.',
     'Memory is workerd\'s RSS growth per hibernated connection (slope between two batches); the relay\'s figure is what the runtime itself costs per connection.',
   ];
-  for (const name of ['parley', 'relay']) {
+  const who = { parley: 'Parley', relay: 'The relay', stored: 'The storing relay' };
+  const sides = ['parley', 'relay', 'stored'].filter((name) => results[name]);
+  const sk = results.stored?.knee?.inbound_per_s;
+  const rk = results.relay.knee?.inbound_per_s;
+  const pk = results.parley.knee?.inbound_per_s;
+  if (sk && rk) {
+    notes.push(`Persisting before the ack alone: the storing relay's knee is ${ratioText((100 * sk) / rk)} % of the bare relay's${pk ? `; Parley's is ${ratioText((100 * pk) / sk)} % of the storing relay's` : ''}.`);
+  }
+  for (const name of sides) {
     const knee = results[name].knee;
     if (knee?.inbound_per_s && knee.first_overloaded_inbound_per_s === null) {
       const top = knee.steps.find((s) => s.inbound === knee.inbound_per_s);
-      notes.push(`${name === 'parley' ? 'Parley' : 'The relay'} was not overloaded even at the sweep's highest rate, ${knee.inbound_per_s} msg/s: its knee is at least that (the single-threaded load generator used ${num(top?.cpu?.loadgen_cores, 2)} cores there).`);
+      notes.push(`${who[name]} was not overloaded even at the sweep's highest rate, ${knee.inbound_per_s} msg/s: its knee is at least that (the single-threaded load generator used ${num(top?.cpu?.loadgen_cores, 2)} cores there).`);
     }
   }
   const p1k = latencyAt(results.parley, TARGET_N);
   if (p1k?.overloaded) {
     notes.push(`Parley's N = 1,000 phase was over its capacity: ${num(p1k.inbound_per_s, 0)} msg/s offered, ${num(p1k.delivered_per_s, 0)} delivered per second, the runtime busy ${num(p1k.cpu?.runtime_cores, 2)} cores.`);
   }
-  for (const name of ['parley', 'relay']) {
+  for (const name of sides) {
     for (const l of (results[name].latency ?? []).filter((x) => x.failed)) {
       const files = l.runtime_files?.limit ? ` (workerd had up to ${l.runtime_files.max_open} of ${l.runtime_files.limit} files open)` : '';
-      notes.push(`${name === 'parley' ? 'Parley' : 'The relay'} could not hold N = ${l.conversations.toLocaleString('en')} (${l.sockets} sockets) on this machine${files}: ${l.failed.split(', e.g.')[0].replace(/^loadgen failed \(exit 1\): /, '')}.`);
+      notes.push(`${who[name]} could not hold N = ${l.conversations.toLocaleString('en')} (${l.sockets} sockets) on this machine${files}: ${l.failed.split(', e.g.')[0].replace(/^loadgen failed \(exit 1\): /, '')}.`);
     }
   }
   for (const n of notes) lines.push(`- ${n}`);

@@ -153,13 +153,15 @@ export class ParleyTarget extends Target {
 }
 
 export class RelayTarget extends Target {
-  constructor() {
-    super('relay');
+  /** `store`: the storing relay, which writes each message to the object's SQLite before its ack. */
+  constructor({ store = false } = {}) {
+    super(store ? 'stored' : 'relay');
+    this.store = store;
     this.agentToken = 'relay-agent';
   }
 
   launch(port) {
-    return startRelay({ persistDir: this.persistDir, port });
+    return startRelay({ persistDir: this.persistDir, port, store: this.store });
   }
 
   wsUrl(room) {

@@ -16,7 +16,10 @@ process.on('disconnect', killGroup);
 
 let mf;
 try {
-  const { options } = miniflareOptionsFromConfig(readWranglerConfig(HERE), { root: HERE });
+  const { options } = miniflareOptionsFromConfig(readWranglerConfig(HERE), {
+    root: HERE,
+    bindings: { STORE: opts.store ? 'true' : 'false' },
+  });
   mf = new Miniflare({
     ...options,
     host: '127.0.0.1',

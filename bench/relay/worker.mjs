@@ -3,6 +3,11 @@
 // sockets. No persistence, no validation, no identity; it answers Parley's `hello` and `send`
 // frames just enough for the same load generator to drive it (a `welcome`, an `ack` at once,
 // an `event` to everyone else). The benchmark reports Parley's figures as ratios to this.
+//
+// With the binding STORE = "true" it is the storing relay: the same, except that each message is
+// first inserted into the object's SQLite storage, so its `ack` and `event`s leave only once the
+// write is durable (the runtime's output gate). That is the least any chat server that persists
+// before it acknowledges costs on this runtime; Parley is also compared with it.
 import { DurableObject } from 'cloudflare:workers';
 
 const PING = '{"v":1,"type":"ping"}';
@@ -12,8 +17,14 @@ const ROOM_PATH = /^\/api\/v1\/conversations\/([^/]+)\/ws$/;
 export class Relay extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
-    // In memory only: numbers the messages while the object is awake.
+    this.store = env.STORE === 'true';
+    // The bare relay numbers messages in memory only, while the object is awake; the storing
+    // relay continues from its log.
     this.seq = 0;
+    if (this.store) {
+      ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, client_msg_id TEXT, text TEXT)');
+      this.seq = ctx.storage.sql.exec('SELECT COALESCE(MAX(seq), 0) AS head FROM messages').one().head;
+    }
     // Parley answers its exact ping without waking the object; so does the baseline.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
   }
@@ -32,6 +43,9 @@ export class Relay extends DurableObject {
     } else if (frame.type === 'send') {
       this.seq += 1;
       const id = frame.client_msg_id;
+      if (this.store) {
+        this.ctx.storage.sql.exec('INSERT INTO messages (seq, client_msg_id, text) VALUES (?, ?, ?)', this.seq, id, frame.text);
+      }
       ws.send(JSON.stringify({ v: 1, type: 'ack', client_msg_id: id, seq: this.seq, duplicate: false }));
       const event = JSON.stringify({
         v: 1, type: 'event', seq: this.seq, kind: 'message', body: { text: frame.text }, client_msg_id: id,
