@@ -1397,11 +1397,17 @@ impl Conversation {
             } => self.post_command(who, header(req, IP_HEADER), client_msg_id, text, note, file)?,
             Operation::RegisterFile { mut file } => {
                 file.uploader = request.principal.id().to_string();
-                self.with_engine(|_, store| store.insert_file(&file))?
+                // Asked again after a lost answer, the first registration stands.
+                let recorded = self
+                    .with_engine(|_, store| {
+                        store.insert_file(&file)?;
+                        store.file(&file.id)
+                    })?
                     .ok_or(ErrorCode::NotFound)?
-                    .map_err(|e| self.storage_error(&e.to_string()))?;
+                    .map_err(|e| self.storage_error(&e.to_string()))?
+                    .ok_or(ErrorCode::Internal)?;
                 self.wake_within(self.config().upload_grace_ms + 1000).await;
-                return json_response(&serde_json::json!({ "file": file.file_ref() }), 201)
+                return json_response(&serde_json::json!({ "file": recorded.file_ref() }), 201)
                     .map_err(|_| ErrorCode::Internal.into());
             }
             Operation::FileInfo { id } => return self.file_info(&request.principal, &id),

@@ -107,28 +107,69 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
         uploader: principal.id().to_string(),
         created_at: ctx.now,
     };
-    let registered = match operate(ctx, id, principal, Operation::RegisterFile { file: row }).await
-    {
-        Ok(answer) => answer,
-        Err(refused) => {
-            // The conversation's object did not answer: nothing records the bytes, so they go.
-            discard(ctx, &key).await;
-            return Err(refused);
-        }
-    };
-    if registered.status_code() != 201 {
-        // Not recorded: take the bytes back out rather than leave an orphan.
-        discard(ctx, &key).await;
-    } else {
-        Log::info("file_uploaded")
+    let (outcome, answer) = register(ctx, id, principal, row).await;
+    match outcome {
+        Answer::Recorded => Log::info("file_uploaded")
             .site(&site.id)
             .conversation(id)
             .trace(&ctx.trace)
             .field("kind", format!("{:?}", checked.kind).to_lowercase())
             .field("size", size)
-            .emit();
+            .emit(),
+        // Not recorded: take the bytes back out rather than leave an orphan.
+        Answer::Refused => discard(ctx, &key).await,
+        // It may be recorded: deleting the bytes could leave the conversation a file that is
+        // gone. Keep them, and say where they are.
+        Answer::Unknown => Log::error("upload_unconfirmed")
+            .conversation(id)
+            .trace(&ctx.trace)
+            .error_class("storage_unavailable")
+            .field("key", key.as_str())
+            .emit(),
     }
-    Ok(registered)
+    answer
+}
+
+/// What one answer to an upload's registration says about the row.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Recorded,
+    /// Answered with a refusal: nothing records the bytes.
+    Refused,
+    /// No answer, or a failure that may have come after the row was written.
+    Unknown,
+}
+
+/// `None` is no answer at all.
+fn read_answer(status: Option<u16>) -> Answer {
+    match status {
+        Some(201) => Answer::Recorded,
+        Some(s) if (400..500).contains(&s) => Answer::Refused,
+        _ => Answer::Unknown,
+    }
+}
+
+/// Registers the upload with its conversation, asking once more when the outcome is unknown:
+/// registration is idempotent by file id, so a second ask either records the file or finds it.
+async fn register(ctx: &Ctx, id: &str, principal: &Principal, row: FileRow) -> (Answer, ApiResult) {
+    let ask = || {
+        operate(
+            ctx,
+            id,
+            principal,
+            Operation::RegisterFile { file: row.clone() },
+        )
+    };
+    let first = ask().await;
+    match read_answer(first.as_ref().ok().map(Response::status_code)) {
+        Answer::Unknown => {}
+        known => return (known, first),
+    }
+    let second = ask().await;
+    (
+        read_answer(second.as_ref().ok().map(Response::status_code)),
+        second,
+    )
 }
 
 /// The request body, read as it streams in, refused with `file_too_large` as soon as it passes
@@ -254,4 +295,21 @@ fn percent_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refusal_lets_the_bytes_go() {
+        assert_eq!(read_answer(Some(201)), Answer::Recorded);
+        for refused in [400, 403, 404, 413, 429] {
+            assert_eq!(read_answer(Some(refused)), Answer::Refused, "{refused}");
+        }
+        // A failure may have come after the write; no answer says nothing either way.
+        for unknown in [Some(500), Some(503), Some(200), None] {
+            assert_eq!(read_answer(unknown), Answer::Unknown, "{unknown:?}");
+        }
+    }
 }

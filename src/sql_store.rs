@@ -245,11 +245,13 @@ impl SqlStore {
             }))
     }
 
+    /// Records an upload. Idempotent by file id: registering the same file again (the Worker
+    /// asks again when an answer was lost) keeps the first row.
     pub fn insert_file(&self, file: &FileRow) -> Result<(), SqlError> {
         self.ensure_schema()?;
         self.sql.exec(
             "INSERT INTO files (id, r2_key, name, mime, size, image, uploader, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             vec![
                 file.id.as_str().into(),
                 file.r2_key.as_str().into(),
