@@ -720,6 +720,7 @@ pub async fn site(
                 if !zone_ok
                     || routing.answer_timeout_ms < 5_000
                     || routing.heartbeat_timeout_ms < 5_000
+                    || !(0..=3_600_000).contains(&routing.reconnect_grace_ms)
                 {
                     return Err(ErrorCode::InvalidRequest.into());
                 }

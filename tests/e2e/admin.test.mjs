@@ -199,6 +199,11 @@ test('the owner sets business hours that exclude now; the widget config then say
   // The widget's light or dark look is set on the same page.
   assert.equal(await page.inputValue('select[data-k="theme"]'), 'auto');
   await page.selectOption('select[data-k="theme"]', 'dark');
+  // Presence: the defaults are shown in seconds, and the new values are saved in milliseconds.
+  assert.equal(await page.inputValue('[data-k="presence-timeout"]'), '180');
+  assert.equal(await page.inputValue('[data-k="reconnect-grace"]'), '15');
+  await page.fill('[data-k="presence-timeout"]', '240');
+  await page.fill('[data-k="reconnect-grace"]', '45');
   // The page works out the same answer the server will.
   await page.waitForSelector('.hours-now [data-open="false"]');
   await page.click('[data-action="save-site"]');
@@ -211,6 +216,9 @@ test('the owner sets business hours that exclude now; the widget config then say
   assert.deepEqual(stored.weekly.mon, [{ open: span[0], close: span[1] }]);
   assert.deepEqual(stored.weekly.sun, [{ open: span[0], close: span[1] }]);
   assert.deepEqual(stored.holidays, ['2030-10-01']);
+  const routing = (await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body.routing;
+  assert.equal(routing.heartbeat_timeout_ms, 240_000);
+  assert.equal(routing.reconnect_grace_ms, 45_000);
   const appearance = (await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body.settings.appearance;
   assert.equal(appearance.theme, 'dark');
 
@@ -229,6 +237,10 @@ test('the owner sets business hours that exclude now; the widget config then say
   await page.fill('[data-k="answer-timeout"]', '2');
   await page.click('[data-action="save-site"]');
   await waitForText(page, '.save-msg--error', 'at least 5 seconds');
+  await page.fill('[data-k="answer-timeout"]', '120');
+  await page.fill('[data-k="reconnect-grace"]', '900');
+  await page.click('[data-action="save-site"]');
+  await waitForText(page, '.save-msg--error', 'between 0 and 600 seconds');
   await page.click('.save-bar .btn-ghost');
   await page.waitForSelector('.save-bar:not(.is-dirty)');
   assert.equal((await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body.name, 'Demo shop');

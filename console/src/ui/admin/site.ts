@@ -27,6 +27,8 @@ type Patchable = 'name' | 'allowed_origins' | 'settings' | 'routing' | 'retentio
 const PATCHABLE: Patchable[] = ['name', 'allowed_origins', 'settings', 'routing', 'retention_days', 'translation', 'automation', 'bot'];
 const MB = 1024 * 1024;
 const TIME_RE = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
+/** The server's default when a site has never set it (core routing config). */
+const RECONNECT_GRACE_MS = 15_000;
 const ORIGIN_RE = /^https?:\/\/[^/?#@\s]+$/;
 
 /** Now in `zone`: its date, weekday and time, or null for an unknown zone. */
@@ -291,6 +293,10 @@ export class SitePage implements Page {
       }
     }
     if (!(d.routing.answer_timeout_ms >= 5000)) return { text: t('answerTimeoutInvalid'), key: 'answer-timeout' };
+    const presence = d.routing.heartbeat_timeout_ms;
+    if (!(presence >= 30_000 && presence <= 3_600_000)) return { text: t('presenceTimeoutInvalid'), key: 'presence-timeout' };
+    const grace = d.routing.reconnect_grace_ms ?? RECONNECT_GRACE_MS;
+    if (!(grace >= 0 && grace <= 600_000)) return { text: t('reconnectGraceInvalid'), key: 'reconnect-grace' };
     for (const [i, r] of d.routing.rules.entries()) {
       if (!r.value.trim()) return { text: t('ruleValueRequired'), key: `rule-${i}-value` };
       if (!r.department.trim()) return { text: t('ruleDepartmentRequired'), key: `rule-${i}-department` };
@@ -575,6 +581,14 @@ export class SitePage implements Page {
       'data-k': 'answer-timeout', type: 'number', min: 5, max: 86400, step: 5, value: Math.round(r.answer_timeout_ms / 1000),
       oninput: () => { r.answer_timeout_ms = Math.round(Number(timeout.value) * 1000); this.edited(); },
     });
+    const presence = h('input', {
+      'data-k': 'presence-timeout', type: 'number', min: 30, max: 3600, step: 5, value: Math.round(r.heartbeat_timeout_ms / 1000),
+      oninput: () => { r.heartbeat_timeout_ms = Math.round(Number(presence.value) * 1000); this.edited(); },
+    });
+    const grace = h('input', {
+      'data-k': 'reconnect-grace', type: 'number', min: 0, max: 600, step: 1, value: Math.round((r.reconnect_grace_ms ?? RECONNECT_GRACE_MS) / 1000),
+      oninput: () => { r.reconnect_grace_ms = Math.round(Number(grace.value) * 1000); this.edited(); },
+    });
     const kinds = RULE_KINDS.map((k) => [k, t(`rule_${k}` as Key)] as [RoutingRule['when'], string]);
     const listId = 'dept-suggestions';
     const rules = r.rules.map((rule, i) => {
@@ -602,7 +616,9 @@ export class SitePage implements Page {
       h('div.form-grid', null,
         field(t('policyLabel'), select([['round_robin', t('policy_round_robin')], ['least_loaded', t('policy_least_loaded')]], r.policy, (v) => { r.policy = v; this.edited(); }, { 'data-k': 'policy' })),
         field(t('answerTimeout'), timeout, { hint: t('answerTimeoutHint') }),
-        field(t('offlineBehavior'), select([['requeue', t('offline_requeue')], ['keep', t('offline_keep')]], r.offline_behavior, (v) => { r.offline_behavior = v; this.edited(); }, { 'data-k': 'offline-behavior' }), { className: 'field--wide' })),
+        field(t('offlineBehavior'), select([['requeue', t('offline_requeue')], ['keep', t('offline_keep')]], r.offline_behavior, (v) => { r.offline_behavior = v; this.edited(); }, { 'data-k': 'offline-behavior' }), { className: 'field--wide' }),
+        field(t('presenceTimeout'), presence, { hint: t('presenceTimeoutHint') }),
+        field(t('reconnectGrace'), grace, { hint: t('reconnectGraceHint') })),
       h('h3.sub-title', null, t('rulesTitle')),
       h('p.card-sub', null, t('rulesSub')),
       r.rules.length ? h('ol.rules', null, rules) : h('p.muted.empty-line', null, t('noRules')),
