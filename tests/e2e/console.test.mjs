@@ -4,7 +4,8 @@
 //
 // One story per agent, step by step: sign in through the form, a visitor's new chat shows up
 // live (title count, chime), the agent replies with Enter, a private note never reaches the
-// visitor, typing and read receipts go both ways, quick replies, a reload restores the open
+// visitor, typing and read receipts go both ways, a read on one device clears the unread count
+// on the agent's other device, quick replies, a reload restores the open
 // conversation and its history, a reply typed while the server is down is delivered exactly
 // once after it comes back, close and reopen, and the whole story from the demo page: a visitor
 // chats in the widget, the agent is alerted, replies and transfers to a second agent, who sees
@@ -414,6 +415,39 @@ test('the status switch reaches the server', STEP, async () => {
   await page.selectOption('.topbar .status-select', 'online');
   for (let i = 0; i < 20 && (await status()) !== 'online'; i += 1) await sleep(200);
   assert.equal(await status(), 'online');
+});
+
+test("a chat read on one of an agent's devices is no longer unread on the other", STEP, async () => {
+  const other = await newContext();
+  const second = watch(await other.newPage());
+  try {
+    await signIn(second, server.email, server.password);
+    await second.waitForSelector('.conn--live', { timeout: 15_000 });
+    const c = await newConversation(server);
+    const v = await connect(server, c.conversation, c.token, { after: 0 });
+    await v.sendMessage('Is anyone there?');
+    v.close();
+    const badge = (p) => p.locator(`.conv-item[data-id="${c.conversation}"] .badge`);
+    for (const p of [page, second]) {
+      await p.click('#list-tab-team');
+      await p.waitForSelector(`.conv-item[data-id="${c.conversation}"] .badge`, { timeout: 15_000 });
+      assert.equal(await badge(p).textContent(), '1');
+    }
+    // Read on the first device; the second hears it through the site feed.
+    await openFromTeam(page, c.conversation);
+    await waitForText(page, '.conv .msg--in .text', 'anyone there');
+    await second.waitForSelector(`.conv-item[data-id="${c.conversation}"] .badge`, { state: 'detached', timeout: 15_000 });
+    // Nothing else changed there: the chat is still listed, just read.
+    assert.equal(await second.locator(`.conv-item[data-id="${c.conversation}"]`).count(), 1);
+    // And it stays read after a reload of the second device.
+    await second.reload();
+    await second.waitForSelector('.conv-list[aria-busy="false"]', { state: 'attached' });
+    await second.click('#list-tab-team');
+    await second.waitForSelector(`.conv-item[data-id="${c.conversation}"]`, { timeout: 15_000 });
+    assert.equal(await badge(second).count(), 0);
+  } finally {
+    await other.close();
+  }
 });
 
 test('scrolling up loads older history; arrow keys move through the inbox', STEP, async () => {
