@@ -93,6 +93,15 @@ export const STEPS = [
   },
   { name: 'core-deps', title: 'parley-core has no worker / wasm-bindgen dependency', run: checkCoreDeps },
   {
+    // esbuild only strips types; this checks them (the widget, the console, and web/wire.ts).
+    name: 'types',
+    title: 'tsc -p widget and tsc -p console (type check, no output)',
+    run: async () => {
+      const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+      for (const app of ['widget', 'console']) await run(process.execPath, [tsc, '-p', app]);
+    },
+  },
+  {
     // The benchmark's load generator is a workspace of its own (tokio does not build for
     // wasm32); this keeps it compiling and clean. Its target dir stays warm between runs.
     name: 'loadgen',

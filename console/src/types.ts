@@ -1,6 +1,8 @@
 // Wire shapes (docs/protocol.md and the console endpoints). Unknown fields are ignored.
 
-export type Role = 'visitor' | 'agent' | 'system';
+import type { Role } from '../../web/wire';
+
+export type { Ev, Participant, Role } from '../../web/wire';
 export type AgentStatus = 'online' | 'away' | 'busy' | 'offline';
 export const STATUSES: AgentStatus[] = ['online', 'away', 'busy', 'offline'];
 
@@ -33,22 +35,6 @@ export function isAdmin(agent: Pick<Agent, 'role'>): boolean {
 export interface Session {
   expires_at: number;
   agent: Agent;
-}
-
-export interface Participant {
-  id: string;
-  role: Role;
-  name?: string;
-}
-
-export interface Ev {
-  seq: number;
-  kind: string;
-  body: any;
-  author: Participant;
-  at: number;
-  client_msg_id?: string;
-  masked?: boolean;
 }
 
 export interface ConvRow {

@@ -86,20 +86,7 @@ export interface PendingForm {
   message?: string;
 }
 
-export interface Participant {
-  id: string;
-  role: 'visitor' | 'agent' | 'system';
-  name?: string;
-}
-
-export interface Ev {
-  seq: number;
-  kind: string;
-  body: any;
-  author: Participant;
-  at: number;
-  client_msg_id?: string;
-}
+export type { Ev, Participant } from '../../web/wire';
 
 export interface ApiResult {
   /** HTTP status, 0 when the network failed */
