@@ -9,7 +9,7 @@
 //   await again.d1('SELECT count(*) AS n FROM messages');   // → { results, meta }
 //   await again.stop();                            // graceful
 import { fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,16 +20,24 @@ const VERBOSE = Boolean(process.env.PARLEY_TEST_VERBOSE);
 
 /** Process groups of children still alive; all are SIGKILLed when this process exits. */
 const live = new Set();
+/** Directories made by tempDir(): removed when this process exits (PARLEY_TEST_KEEP=1 keeps them). */
+const made = new Set();
 process.on('exit', () => {
   for (const pgid of live) {
     try { process.kill(-pgid, 'SIGKILL'); } catch { /* already gone */ }
   }
+  if (process.env.PARLEY_TEST_KEEP) return;
+  for (const dir of made) {
+    try { rmSync(dir, { recursive: true, force: true, maxRetries: 3 }); } catch { /* npm test wipes tests/.tmp first anyway */ }
+  }
 });
 
-/** A fresh directory under tests/.tmp. */
+/** A fresh directory under tests/.tmp, gone when the test file's process exits. */
 export function tempDir(prefix = 'state-') {
   mkdirSync(TMP_ROOT, { recursive: true });
-  return mkdtempSync(join(TMP_ROOT, prefix));
+  const dir = mkdtempSync(join(TMP_ROOT, prefix));
+  made.add(dir);
+  return dir;
 }
 
 /** Processes from /proc as { pid, comm, state, pgrp }, or null where /proc is unavailable. */
