@@ -206,6 +206,9 @@ pub struct SiteObject {
     kv: ObjectKv,
     /// Whether this instance rescheduled its stored alarm (`platform::recover_alarm`).
     alarm_checked: std::cell::Cell<bool>,
+    /// The deadline this instance last wrote as the alarm (`Some(None)`: none), so an unchanged
+    /// one is not written again; `None` when unknown (a new instance, a failed write, a rung alarm).
+    alarm_set: std::cell::Cell<Option<Option<i64>>>,
 }
 
 /// How long the site's settings are reused before they are read from D1 again.
@@ -226,6 +229,7 @@ impl DurableObject for SiteObject {
             info: RefCell::new(None),
             kv,
             alarm_checked: std::cell::Cell::new(false),
+            alarm_set: std::cell::Cell::new(None),
         }
     }
 
@@ -385,6 +389,8 @@ impl DurableObject for SiteObject {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm_checked.set(true);
+        // A rung alarm is no longer set.
+        self.alarm_set.set(None);
         let _ = self.apply(SiteInput::Tick).await;
         Response::ok("ok")
     }
@@ -487,6 +493,18 @@ impl SiteObject {
         state
     }
 
+    /// Reads the routing state in place: most requests only look, and a copy of a big site's
+    /// state (every agent, queue entry and assignment) is not free.
+    fn peek_state<R>(&self, f: impl FnOnce(&SiteState) -> R) -> R {
+        if self.routing.borrow().is_none() {
+            self.load_state();
+        }
+        match self.routing.borrow().as_ref() {
+            Some(state) => f(state),
+            None => f(&SiteState::default()),
+        }
+    }
+
     fn save_state(&self, state: &SiteState) {
         // Most inputs (an answer to a conversation already answered, a reply in one that waits)
         // change nothing: the whole state is not written again for them.
@@ -548,16 +566,20 @@ impl SiteObject {
     }
 
     async fn schedule(&self, state: &SiteState, config: &RoutingConfig) {
+        let next = state.next_deadline(config, now_ms());
+        // Most inputs leave the next deadline where it was: no storage write for those.
+        if self.alarm_set.get() == Some(next) {
+            return;
+        }
         let storage = self.state.storage();
-        match state.next_deadline(config, now_ms()) {
+        let written = match next {
             Some(at) => {
                 let delay = (at - now_ms()).max(0) as u64;
-                let _ = storage.set_alarm(Duration::from_millis(delay)).await;
+                storage.set_alarm(Duration::from_millis(delay)).await
             }
-            None => {
-                let _ = storage.delete_alarm().await;
-            }
-        }
+            None => storage.delete_alarm().await,
+        };
+        self.alarm_set.set(written.is_ok().then_some(next));
     }
 
     /// Carries out routing's effects; returns the conversations that no longer exist.
@@ -772,8 +794,8 @@ impl SiteObject {
     }
 
     fn send_inbox(&self, ws: &WebSocket, me: &str) {
-        let state = self.load_state();
-        send_json(ws, &self.inbox(&state, me));
+        let inbox = self.peek_state(|state| self.inbox(state, me));
+        send_json(ws, &inbox);
     }
 
     fn push_inbox(&self, state: &SiteState) {
@@ -801,8 +823,8 @@ impl SiteObject {
     /// An agent's routing profile: as routing knows them, else from D1 (`None` if no such
     /// enabled agent, e.g. an API key acting as one).
     async fn routing_profile(&self, agent: &str) -> Option<AgentProfile> {
-        if let Some(a) = self.load_state().agents.get(agent) {
-            return Some(a.profile.clone());
+        if let Some(profile) = self.peek_state(|s| s.agents.get(agent).map(|a| a.profile.clone())) {
+            return Some(profile);
         }
         stored_agent_profile(&self.env, agent).await.ok().flatten()
     }
@@ -819,10 +841,7 @@ impl SiteObject {
         if let Some(site) = self.site_from_storage() {
             self.site_info(&site).await;
         }
-        if self
-            .load_state()
-            .remembered_department(conversation)
-            .is_some()
+        if self.peek_state(|s| s.remembered_department(conversation).is_some())
             || self.routing_config().rules.is_empty()
         {
             return RoutingContext::default();
@@ -941,24 +960,24 @@ impl SiteObject {
                     let Some(input) = input else { continue };
                     let answering = match &input {
                         SiteInput::AgentReplied { conversation, .. } => self
-                            .load_state()
-                            .assignments
-                            .get(conversation)
-                            .is_some_and(|a| !a.answered)
+                            .peek_state(|s| {
+                                s.assignments.get(conversation).is_some_and(|a| !a.answered)
+                            })
                             .then(|| conversation.clone()),
                         _ => None,
                     };
                     let _ = self.apply(input).await;
                     // An answer stops the clock without any other effect: consoles still see it.
                     if let Some(conversation) = answering {
-                        let state = self.load_state();
-                        if state
-                            .assignments
-                            .get(&conversation)
-                            .is_some_and(|a| a.answered)
-                        {
-                            self.push_inbox(&state);
-                        }
+                        self.peek_state(|state| {
+                            if state
+                                .assignments
+                                .get(&conversation)
+                                .is_some_and(|a| a.answered)
+                            {
+                                self.push_inbox(state);
+                            }
+                        });
                     }
                 }
                 ok(serde_json::json!({}))
@@ -1007,8 +1026,8 @@ impl SiteObject {
                 ok(serde_json::json!({}))
             }
             SiteRequest::Online => {
-                let state = self.load_state();
-                ok(serde_json::json!({ "online": state.agents.values().any(|a| a.is_available()) }))
+                let online = self.peek_state(|s| s.agents.values().any(|a| a.is_available()));
+                ok(serde_json::json!({ "online": online }))
             }
             SiteRequest::EndSession { sid, agent } => {
                 let mut closed = 0;
@@ -1030,8 +1049,8 @@ impl SiteObject {
                 ok(serde_json::json!({ "closed": closed }))
             }
             SiteRequest::Position { conversation } => {
-                let state = self.load_state();
-                ok(serde_json::json!({ "position": state.position(&conversation) }))
+                let position = self.peek_state(|s| s.position(&conversation));
+                ok(serde_json::json!({ "position": position }))
             }
         }
     }
