@@ -22,8 +22,12 @@ use crate::log::Log;
 const CONCURRENCY: usize = 8;
 /// A pause after each group of wakes. Calls between objects of one process never wait on the
 /// network, so without it the sweep would keep the runtime from taking new connections until
-/// it is done: a restart's first requests (the reconnecting clients) would wait a second.
+/// it is done: a restart's first requests would wait a second.
 const PAUSE_MS: u64 = 2;
+/// The sweep starts this long after the first request. Right after a restart the runtime's
+/// time belongs to the clients reconnecting (each object they reach recovers its own alarm);
+/// the sweep is for the objects nobody comes back to, and they can wait a few seconds.
+const START_DELAY_MS: u64 = 10_000;
 
 thread_local! {
     /// Whether this isolate has started the sweep.
@@ -113,6 +117,7 @@ async fn wake(env: &Env, kind: Kind, id: String) {
 }
 
 async fn wake_all(env: &Env) -> worker::Result<(usize, usize)> {
+    worker::Delay::from(std::time::Duration::from_millis(START_DELAY_MS)).await;
     let sites = ids(env, "SELECT id FROM sites").await?;
     let day_ago = crate::platform::now_ms() - 86_400_000;
     let conversations = ids(
