@@ -49,7 +49,7 @@ export function compare(results) {
     row(`${label} lost or late (> drain)`, 'msgs', p?.lost_or_late, r?.lost_or_late, 0, st?.lost_or_late);
     row(`${label} runtime CPU per delivered message`, 'µs', p?.runtime_cpu_us_per_delivered, r?.runtime_cpu_us_per_delivered, 0, st?.runtime_cpu_us_per_delivered);
   }
-  row(`knee (N = ${parley.knee?.conversations ?? relay.knee?.conversations}): highest inbound rate with p99 < 50 ms (sweep ×${results.config.knee.factor} from ${results.config.knee.startInbound}/s)`, 'msg/s', parley.knee?.inbound_per_s, relay.knee?.inbound_per_s, 0, stored.knee?.inbound_per_s);
+  row(`knee (N = ${parley.knee?.conversations ?? relay.knee?.conversations}): highest inbound rate with p99 < 50 ms (sweep ×${results.config.knee.factor} from ${results.config.knee.startInbound}/s${results.config.knee.relayStartInbound ? `, the relays from ${results.config.knee.relayStartInbound}/s` : ''})`, 'msg/s', parley.knee?.inbound_per_s, relay.knee?.inbound_per_s, 0, stored.knee?.inbound_per_s);
   row('knee: delivered at the knee', 'msg/s', parley.knee?.delivered_per_s, relay.knee?.delivered_per_s, 0, stored.knee?.delivered_per_s);
   const common = commonStep(parley, relay, stored);
   if (common) {

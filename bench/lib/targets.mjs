@@ -18,7 +18,7 @@ export const GENEROUS = {
 /** State directories live here, not under tests/.tmp, which `npm test` wipes when it starts. */
 export const STATE_ROOT = fileURLToPath(new URL('../.tmp/', import.meta.url));
 /** Conversations created at once over HTTP. */
-const CREATE_CONCURRENCY = 4;
+const CREATE_CONCURRENCY = 8;
 
 async function timed(fn) {
   const t = performance.now();
