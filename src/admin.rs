@@ -719,7 +719,7 @@ pub async fn site(
                     || parley_core::hours::is_known_zone(&routing.hours.timezone);
                 if !zone_ok
                     || routing.answer_timeout_ms < 5_000
-                    || routing.heartbeat_timeout_ms < 5_000
+                    || !(5_000..=86_400_000).contains(&routing.heartbeat_timeout_ms)
                     || !(0..=3_600_000).contains(&routing.reconnect_grace_ms)
                 {
                     return Err(ErrorCode::InvalidRequest.into());

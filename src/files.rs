@@ -121,6 +121,7 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
         // It may be recorded: deleting the bytes could leave the conversation a file that is
         // gone. Keep them, and say where they are.
         Answer::Unknown => Log::error("upload_unconfirmed")
+            .site(&site.id)
             .conversation(id)
             .trace(&ctx.trace)
             .error_class("storage_unavailable")

@@ -20,9 +20,9 @@ use crate::log::Log;
 
 /// Objects woken at once. The sweep runs unpaced: it keeps the runtime from taking new
 /// connections while it lasts (about a second at 1,000 conversations), but the objects it warms
-/// are ready when the restart's clients come back. Measured with `npm run bench`: paced or
-/// delayed, the first answer after a start came in milliseconds instead of a second, and the
-/// reconnect storm of 2,000 clients took 4.6 s instead of 1.6 s.
+/// are ready when the restart's clients come back. Paced or delayed (tried with `npm run bench`),
+/// the first answer after a start was fast, but the reconnect storm took about three times as
+/// long.
 const CONCURRENCY: usize = 8;
 
 thread_local! {

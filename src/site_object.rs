@@ -579,6 +579,12 @@ impl SiteObject {
             }
             None => storage.delete_alarm().await,
         };
+        if let Err(e) = &written {
+            Log::error("alarm_failed")
+                .error_class("storage_unavailable")
+                .field("detail", e.to_string())
+                .emit();
+        }
         self.alarm_set.set(written.is_ok().then_some(next));
     }
 

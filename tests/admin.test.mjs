@@ -146,7 +146,13 @@ test('site settings: widget texts, origins, routing with business hours, retenti
   assert.equal(got.body.routing.hours.timezone, 'Asia/Shanghai');
   assert.equal(got.body.retention_days, 365);
   // Invalid values are refused and change nothing.
-  for (const body of [{ allowed_origins: ['javascript:alert(1)'] }, { routing: { hours: { enabled: true, timezone: 'Mars/Olympus' } } }, { retention_days: 0 }, { name: '' }]) {
+  const invalid = [
+    { allowed_origins: ['javascript:alert(1)'] }, { routing: { hours: { enabled: true, timezone: 'Mars/Olympus' } } }, { retention_days: 0 }, { name: '' },
+    // The bounds the console's site page holds to as well.
+    { routing: { heartbeat_timeout_ms: 4000 } }, { routing: { heartbeat_timeout_ms: 86_400_001 } },
+    { routing: { reconnect_grace_ms: -1 } }, { routing: { reconnect_grace_ms: 3_600_001 } },
+  ];
+  for (const body of invalid) {
     assert.equal((await patch(body)).status, 400, JSON.stringify(body));
   }
   assert.equal((await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body.name, 'Tea House');

@@ -426,7 +426,9 @@ export class Store extends Emitter<{
         old.last_seq = Math.max(old.last_seq, raw.last_seq);
       }
       const row = this.rows.get(raw.id)!;
-      if (row.last_seq > row.hydratedSeq) this.hydrate(row.id);
+      // Never hydrated yet: its list row may predate the D1 copy of its latest events (a
+      // conversation always has its `created` event, so a last_seq of 0 says nothing).
+      if (row.last_seq > row.hydratedSeq || row.hydratedSeq === 0) this.hydrate(row.id);
     }
   }
 

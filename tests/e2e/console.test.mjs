@@ -443,7 +443,8 @@ test("a chat read on one of an agent's devices is no longer unread on the other"
     await second.reload();
     await second.waitForSelector('.conv-list[aria-busy="false"]', { state: 'attached' });
     await second.click('#list-tab-team');
-    await second.waitForSelector(`.conv-item[data-id="${c.conversation}"]`, { timeout: 15_000 });
+    // Once the row has its messages (the preview), an unread count would show.
+    await waitForText(second, `.conv-item[data-id="${c.conversation}"] .ci-preview`, 'anyone there');
     assert.equal(await badge(second).count(), 0);
   } finally {
     await other.close();

@@ -29,6 +29,11 @@ const MB = 1024 * 1024;
 const TIME_RE = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
 /** The server's default when a site has never set it (core routing config). */
 const RECONNECT_GRACE_MS = 15_000;
+
+/** A seconds field as milliseconds; an empty field is no number (and fails the checks). */
+function seconds(value: string): number {
+  return value.trim() === '' ? NaN : Math.round(Number(value) * 1000);
+}
 const ORIGIN_RE = /^https?:\/\/[^/?#@\s]+$/;
 
 /** Now in `zone`: its date, weekday and time, or null for an unknown zone. */
@@ -294,9 +299,10 @@ export class SitePage implements Page {
     }
     if (!(d.routing.answer_timeout_ms >= 5000)) return { text: t('answerTimeoutInvalid'), key: 'answer-timeout' };
     const presence = d.routing.heartbeat_timeout_ms;
-    if (!(presence >= 30_000 && presence <= 3_600_000)) return { text: t('presenceTimeoutInvalid'), key: 'presence-timeout' };
+    // The server's bounds (src/admin.rs).
+    if (!(presence >= 5_000 && presence <= 86_400_000)) return { text: t('presenceTimeoutInvalid'), key: 'presence-timeout' };
     const grace = d.routing.reconnect_grace_ms ?? RECONNECT_GRACE_MS;
-    if (!(grace >= 0 && grace <= 600_000)) return { text: t('reconnectGraceInvalid'), key: 'reconnect-grace' };
+    if (!(grace >= 0 && grace <= 3_600_000)) return { text: t('reconnectGraceInvalid'), key: 'reconnect-grace' };
     for (const [i, r] of d.routing.rules.entries()) {
       if (!r.value.trim()) return { text: t('ruleValueRequired'), key: `rule-${i}-value` };
       if (!r.department.trim()) return { text: t('ruleDepartmentRequired'), key: `rule-${i}-department` };
@@ -582,12 +588,12 @@ export class SitePage implements Page {
       oninput: () => { r.answer_timeout_ms = Math.round(Number(timeout.value) * 1000); this.edited(); },
     });
     const presence = h('input', {
-      'data-k': 'presence-timeout', type: 'number', min: 30, max: 3600, step: 5, value: Math.round(r.heartbeat_timeout_ms / 1000),
-      oninput: () => { r.heartbeat_timeout_ms = Math.round(Number(presence.value) * 1000); this.edited(); },
+      'data-k': 'presence-timeout', type: 'number', min: 5, max: 86400, step: 5, value: Math.round(r.heartbeat_timeout_ms / 1000),
+      oninput: () => { r.heartbeat_timeout_ms = seconds(presence.value); this.edited(); },
     });
     const grace = h('input', {
-      'data-k': 'reconnect-grace', type: 'number', min: 0, max: 600, step: 1, value: Math.round((r.reconnect_grace_ms ?? RECONNECT_GRACE_MS) / 1000),
-      oninput: () => { r.reconnect_grace_ms = Math.round(Number(grace.value) * 1000); this.edited(); },
+      'data-k': 'reconnect-grace', type: 'number', min: 0, max: 3600, step: 1, value: Math.round((r.reconnect_grace_ms ?? RECONNECT_GRACE_MS) / 1000),
+      oninput: () => { r.reconnect_grace_ms = seconds(grace.value); this.edited(); },
     });
     const kinds = RULE_KINDS.map((k) => [k, t(`rule_${k}` as Key)] as [RoutingRule['when'], string]);
     const listId = 'dept-suggestions';
