@@ -42,7 +42,7 @@ const PROFILES = {
     latency: { conversations: [1000], ratePerSide: 0.2, warmupMs: 1000, measureMs: 5000, retries: 1 },
     // The relays start higher: they pass the lowest rates in every run, and the quick profile
     // keeps within three minutes.
-    knee: { conversations: 100, startInbound: 50, relayStartInbound: 400, factor: 2, maxInbound: 25_600, warmupMs: 500, measureMs: 2000, bisect: 0, retries: 2 },
+    knee: { conversations: 100, startInbound: 50, relayStartInbound: 800, factor: 2, maxInbound: 25_600, warmupMs: 500, measureMs: 1500, bisect: 0, retries: 2 },
     resume: { conversations: 3, reps: 30, missed: [10, 100] },
     storm: { conversations: 1000, missed: 5 },
     idleBatches: 2,
