@@ -527,24 +527,11 @@ impl SiteState {
                 conversation,
                 context,
             } => {
-                if self.assignments.contains_key(&conversation)
-                    || self.position(&conversation).is_some()
-                {
-                    return Ok(fx);
-                }
                 let department = Self::department_for(config, &context).or_else(|| {
                     self.remembered_department(&conversation)
                         .map(str::to_string)
                 });
-                self.route(
-                    config,
-                    conversation,
-                    department,
-                    None,
-                    AssignReason::Routed,
-                    now,
-                    &mut fx,
-                );
+                self.route_unplaced(config, conversation, department, now, &mut fx);
             }
             SiteInput::Reopened {
                 conversation,
@@ -567,22 +554,7 @@ impl SiteState {
                             self.announce_positions(&mut fx);
                         }
                     }
-                    None => {
-                        if self.assignments.contains_key(&conversation)
-                            || self.queue_index(&conversation).is_some()
-                        {
-                            return Ok(fx);
-                        }
-                        self.route(
-                            config,
-                            conversation,
-                            department,
-                            None,
-                            AssignReason::Routed,
-                            now,
-                            &mut fx,
-                        );
-                    }
+                    None => self.route_unplaced(config, conversation, department, now, &mut fx),
                 }
             }
             SiteInput::AgentReplied {
@@ -811,6 +783,30 @@ impl SiteState {
                     .map(|a| a.profile.id.clone())
             }
         }
+    }
+
+    /// Routes a conversation routing holds nowhere yet (neither assigned nor waiting).
+    fn route_unplaced(
+        &mut self,
+        config: &RoutingConfig,
+        conversation: String,
+        department: Option<String>,
+        now: i64,
+        fx: &mut Vec<SiteEffect>,
+    ) {
+        if self.assignments.contains_key(&conversation) || self.queue_index(&conversation).is_some()
+        {
+            return;
+        }
+        self.route(
+            config,
+            conversation,
+            department,
+            None,
+            AssignReason::Routed,
+            now,
+            fx,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
