@@ -85,6 +85,15 @@ async function nextError(s, code) {
   return frame;
 }
 
+/** A message sent over the socket is refused as rate limited, with its id and a retry time. */
+async function refusedAsLimited(s, label) {
+  const id = msgId(label);
+  s.send({ type: 'send', client_msg_id: id, text: marker(`${label}-ws`) });
+  const err = await nextError(s, 'rate_limited');
+  assert.equal(err.client_msg_id, id);
+  assert.ok(Number.isInteger(err.retry_after_ms) && err.retry_after_ms > 0, JSON.stringify(err));
+}
+
 /** The next error frame, then the socket must be closed by the server with `closeCode`. */
 async function errorThenClose(s, code, closeCode) {
   const frame = await nextError(s, code);
@@ -818,11 +827,7 @@ test('flood: messages into one conversation from one address (CF-Connecting-IP 1
   }
   // Over a socket from that address too.
   const s = await signedIn(limServer, C.conversation, C.token, {}, from);
-  const id = msgId('ipws');
-  s.send({ type: 'send', client_msg_id: id, text: marker('ipflood-ws') });
-  const err = await nextError(s, 'rate_limited');
-  assert.equal(err.client_msg_id, id);
-  assert.ok(Number.isInteger(err.retry_after_ms) && err.retry_after_ms > 0, JSON.stringify(err));
+  await refusedAsLimited(s, 'ipflood');
   await assertUnchanged(limServer, C.conversation, limAgent.token, before);
   // The limit is the address's, not the visitor's.
   const text = marker('ipflood-elsewhere');
@@ -850,11 +855,7 @@ test('flood: an agent past RATE_AGENT_MESSAGES 3/0.01 in one conversation, each 
     assert.equal(res.body.client_msg_id, id);
   }
   const s = await signedIn(limServer, D.conversation, limAgent.token, {}, { headers: { 'cf-connecting-ip': '127.0.116.12' } });
-  const id = msgId('agws');
-  s.send({ type: 'send', client_msg_id: id, text: marker('agentflood-ws') });
-  const err = await nextError(s, 'rate_limited');
-  assert.equal(err.client_msg_id, id);
-  assert.ok(Number.isInteger(err.retry_after_ms) && err.retry_after_ms > 0, JSON.stringify(err));
+  await refusedAsLimited(s, 'agentflood');
   await assertUnchanged(limServer, D.conversation, limAgent.token, before);
   // The agent's bucket is theirs: the visitor of the conversation still sends.
   const text = marker('agentflood-visitor');
