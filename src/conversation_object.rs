@@ -492,13 +492,11 @@ impl Conversation {
                     Caller::Socket(ws, reader) => send_frame(ws, &view(&frame, Some(reader))),
                     Caller::Http(replies, reader) => replies.push(view(&frame, *reader)),
                 },
-                Effect::Broadcast(frame @ ServerFrame::Read { .. }) => {
-                    if let ServerFrame::Read { participant, seq } = &frame {
-                        if participant.starts_with("a_") {
-                            agent_read = Some((participant.clone(), *seq));
-                        }
+                Effect::Broadcast(ServerFrame::Read { participant, seq }) => {
+                    if participant.starts_with(parley_core::ids::IdKind::Agent.prefix()) {
+                        agent_read = Some((participant.clone(), seq));
                     }
-                    self.broadcast(&frame, None);
+                    self.broadcast(&ServerFrame::Read { participant, seq }, None);
                 }
                 Effect::Broadcast(frame) => {
                     if let ServerFrame::Event(event) = &frame {

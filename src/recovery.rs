@@ -30,15 +30,16 @@ thread_local! {
     static STARTED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Starts the sweep the first time it is called in this isolate (`ctx.wait_until` the result).
 /// Whether this runtime needs its objects' alarms recovered (`RECOVER_ALARMS_ON_START`).
 pub fn wanted(env: &Env) -> bool {
     env.var("RECOVER_ALARMS_ON_START")
         .is_ok_and(|v| v.to_string() == "true")
 }
 
+/// Starts the sweep the first time it is called in this isolate (`ctx.wait_until` the result).
+/// Only the first request of an isolate asks whether the sweep is wanted at all.
 pub fn once(env: &Env) -> Option<impl std::future::Future<Output = ()>> {
-    if !wanted(env) || STARTED.with(|s| s.replace(true)) {
+    if STARTED.with(|s| s.replace(true)) || !wanted(env) {
         return None;
     }
     let env = env.clone();

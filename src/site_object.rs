@@ -252,7 +252,7 @@ impl DurableObject for SiteObject {
             "/ws" => self.accept_console(&req),
             "/request" => self.request(&mut req, &site).await,
             // After a restart: nothing to do but what every request does first.
-            "/wake" => Ok(Response::empty()?.with_status(204)),
+            "/wake" => crate::http::no_content().map_err(|_| ErrorCode::Internal.into()),
             _ => Err(ErrorCode::NotFound.into()),
         };
         match result {
@@ -481,23 +481,20 @@ impl SiteObject {
         Some(info)
     }
 
+    /// A copy of the routing state, to change (see `peek_state` for a look).
     fn load_state(&self) -> SiteState {
-        if let Some(state) = self.routing.borrow().clone() {
-            return state;
-        }
-        let state: SiteState = self
-            .kv_get("routing")
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default();
-        *self.routing.borrow_mut() = Some(state.clone());
-        state
+        self.peek_state(SiteState::clone)
     }
 
-    /// Reads the routing state in place: most requests only look, and a copy of a big site's
-    /// state (every agent, queue entry and assignment) is not free.
+    /// Reads the routing state in place, from storage the first time: most requests only look,
+    /// and a copy of a big site's state (every agent, queue entry and assignment) is not free.
     fn peek_state<R>(&self, f: impl FnOnce(&SiteState) -> R) -> R {
         if self.routing.borrow().is_none() {
-            self.load_state();
+            let stored: SiteState = self
+                .kv_get("routing")
+                .and_then(|j| serde_json::from_str(&j).ok())
+                .unwrap_or_default();
+            *self.routing.borrow_mut() = Some(stored);
         }
         match self.routing.borrow().as_ref() {
             Some(state) => f(state),
@@ -964,27 +961,36 @@ impl SiteObject {
                         _ => None,
                     };
                     let Some(input) = input else { continue };
-                    let answering = match &input {
-                        SiteInput::AgentReplied { conversation, .. } => self
-                            .peek_state(|s| {
-                                s.assignments.get(conversation).is_some_and(|a| !a.answered)
-                            })
-                            .then(|| conversation.clone()),
-                        _ => None,
+                    let SiteInput::AgentReplied {
+                        conversation,
+                        agent,
+                    } = &input
+                    else {
+                        let _ = self.apply(input).await;
+                        continue;
                     };
+                    // Only the assigned agent's first answer changes routing (it stops the
+                    // clock); every later reply would run routing for nothing.
+                    let first_answer = self.peek_state(|s| {
+                        s.assignments
+                            .get(conversation)
+                            .is_some_and(|a| a.agent == *agent && !a.answered)
+                    });
+                    if !first_answer {
+                        continue;
+                    }
+                    let conversation = conversation.clone();
                     let _ = self.apply(input).await;
                     // An answer stops the clock without any other effect: consoles still see it.
-                    if let Some(conversation) = answering {
-                        self.peek_state(|state| {
-                            if state
-                                .assignments
-                                .get(&conversation)
-                                .is_some_and(|a| a.answered)
-                            {
-                                self.push_inbox(state);
-                            }
-                        });
-                    }
+                    self.peek_state(|state| {
+                        if state
+                            .assignments
+                            .get(&conversation)
+                            .is_some_and(|a| a.answered)
+                        {
+                            self.push_inbox(state);
+                        }
+                    });
                 }
                 ok(serde_json::json!({}))
             }

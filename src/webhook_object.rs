@@ -111,7 +111,7 @@ impl DurableObject for WebhookObject {
         crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
         if req.path() == "/wake" {
             // After a restart: nothing to do but what every request does first.
-            return Ok(Response::empty()?.with_status(204));
+            return crate::http::no_content();
         }
         if let Some(site) = req.headers().get(SITE_HEADER)? {
             self.remember_site(&site);

@@ -66,8 +66,10 @@ pub fn is_known_zone(name: &str) -> bool {
 }
 
 impl BusinessHours {
+    /// The site's zone; `zone::local` and `zone::instant` read an unknown one as UTC, so it is
+    /// not checked first (on the Worker each check is another call into `Intl`).
     fn zone(&self) -> &str {
-        zone::or_utc(&self.timezone)
+        &self.timezone
     }
 
     /// Whether the team is open at `now_ms` (Unix milliseconds).

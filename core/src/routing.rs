@@ -550,9 +550,7 @@ impl SiteState {
                             return Ok(fx);
                         }
                         // The agent who reopened it carries on with it, wherever it was.
-                        if self.hand_to(&conversation, &agent, department, now, &mut fx) {
-                            self.announce_positions(&mut fx);
-                        }
+                        self.hand_to(&conversation, &agent, department, now, &mut fx);
                     }
                     None => self.route_unplaced(config, conversation, department, now, &mut fx),
                 }
@@ -591,7 +589,6 @@ impl SiteState {
                         .map(str::to_string),
                 };
                 self.hand_to(&conversation, &agent, department, now, &mut fx);
-                self.announce_positions(&mut fx);
             }
             SiteInput::Transfer {
                 conversation,
@@ -714,7 +711,7 @@ impl SiteState {
 
     /// Gives `conversation` to `agent` as a claim: out of the queue and away from whoever held
     /// it (an agent may claim from the API without a console open: they are known from now on).
-    /// Returns whether it was waiting in the queue.
+    /// Those still waiting behind it are told their new places.
     fn hand_to(
         &mut self,
         conversation: &str,
@@ -722,7 +719,7 @@ impl SiteState {
         department: Option<String>,
         now: i64,
         fx: &mut Vec<SiteEffect>,
-    ) -> bool {
+    ) {
         let was_queued = match self.queue_index(conversation) {
             Some(i) => {
                 self.queue.remove(i);
@@ -744,7 +741,9 @@ impl SiteState {
             now,
             fx,
         );
-        was_queued
+        if was_queued {
+            self.announce_positions(fx);
+        }
     }
 
     fn release(&mut self, conversation: &str) {
