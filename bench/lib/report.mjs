@@ -35,26 +35,32 @@ export function compare(results) {
   const ns = [...new Set([...(parley.latency ?? []), ...(relay.latency ?? [])].filter((l) => !l.failed).map((l) => l.conversations))]
     .sort((a, b) => a - b);
   const rate = results.config.latency.ratePerSide;
+  // One figure taken from each side (Parley, relay, storing relay) where that side has it.
+  const across = (figure, unit, sides, pick, digits) => {
+    const [p, r, st] = sides.map((side) => (side ? pick(side) : null));
+    row(figure, unit, p, r, digits, st);
+  };
   for (const n of ns) {
-    const p = latencyAt(parley, n);
-    const r = latencyAt(relay, n);
-    const st = latencyAt(stored, n);
+    const sides = [latencyAt(parley, n), latencyAt(relay, n), latencyAt(stored, n)];
     const label = `N = ${n.toLocaleString('en')}, ${rate} msg/s per side:`;
-    row(`${label} end-to-end p50`, 'ms', p?.end_to_end_ms.p50, r?.end_to_end_ms.p50, 2, st?.end_to_end_ms.p50);
-    row(`${label} end-to-end p99`, 'ms', p?.end_to_end_ms.p99, r?.end_to_end_ms.p99, 2, st?.end_to_end_ms.p99);
-    row(`${label} end-to-end p99.9`, 'ms', p?.end_to_end_ms.p999, r?.end_to_end_ms.p999, 2, st?.end_to_end_ms.p999);
-    row(`${label} ack p50`, 'ms', p?.ack_ms.p50, r?.ack_ms.p50, 2, st?.ack_ms.p50);
-    row(`${label} ack p99`, 'ms', p?.ack_ms.p99, r?.ack_ms.p99, 2, st?.ack_ms.p99);
-    row(`${label} delivered`, 'msg/s', p?.delivered_per_s, r?.delivered_per_s, 0, st?.delivered_per_s);
-    row(`${label} lost or late (> drain)`, 'msgs', p?.lost_or_late, r?.lost_or_late, 0, st?.lost_or_late);
-    row(`${label} runtime CPU per delivered message`, 'µs', p?.runtime_cpu_us_per_delivered, r?.runtime_cpu_us_per_delivered, 0, st?.runtime_cpu_us_per_delivered);
+    across(`${label} end-to-end p50`, 'ms', sides, (x) => x.end_to_end_ms.p50, 2);
+    across(`${label} end-to-end p99`, 'ms', sides, (x) => x.end_to_end_ms.p99, 2);
+    across(`${label} end-to-end p99.9`, 'ms', sides, (x) => x.end_to_end_ms.p999, 2);
+    across(`${label} ack p50`, 'ms', sides, (x) => x.ack_ms.p50, 2);
+    across(`${label} ack p99`, 'ms', sides, (x) => x.ack_ms.p99, 2);
+    across(`${label} delivered`, 'msg/s', sides, (x) => x.delivered_per_s, 0);
+    across(`${label} lost or late (> drain)`, 'msgs', sides, (x) => x.lost_or_late, 0);
+    across(`${label} runtime CPU per delivered message`, 'µs', sides, (x) => x.runtime_cpu_us_per_delivered, 0);
   }
-  row(`knee (N = ${parley.knee?.conversations ?? relay.knee?.conversations}): highest inbound rate with p99 < 50 ms (sweep ×${results.config.knee.factor} from ${results.config.knee.startInbound}/s${results.config.knee.relayStartInbound ? `, the relays from ${results.config.knee.relayStartInbound}/s` : ''})`, 'msg/s', parley.knee?.inbound_per_s, relay.knee?.inbound_per_s, 0, stored.knee?.inbound_per_s);
-  row('knee: delivered at the knee', 'msg/s', parley.knee?.delivered_per_s, relay.knee?.delivered_per_s, 0, stored.knee?.delivered_per_s);
+  const knees = [parley.knee, relay.knee, stored.knee];
+  const sweep = `sweep ×${results.config.knee.factor} from ${results.config.knee.startInbound}/s${results.config.knee.relayStartInbound ? `, the relays from ${results.config.knee.relayStartInbound}/s` : ''}`;
+  across(`knee (N = ${parley.knee?.conversations ?? relay.knee?.conversations}): highest inbound rate with p99 < 50 ms (${sweep})`, 'msg/s', knees, (k) => k.inbound_per_s, 0);
+  across('knee: delivered at the knee', 'msg/s', knees, (k) => k.delivered_per_s, 0);
   const common = commonStep(parley, relay, stored);
   if (common) {
-    row(`runtime CPU per delivered message at ${common.rate} msg/s inbound`, 'µs', common.parley.runtime_cpu_us_per_delivered, common.relay.runtime_cpu_us_per_delivered, 0, common.stored?.runtime_cpu_us_per_delivered);
-    row(`end-to-end p50 at ${common.rate} msg/s inbound`, 'ms', common.parley.end_to_end_ms.p50, common.relay.end_to_end_ms.p50, 2, common.stored?.end_to_end_ms.p50);
+    const steps = [common.parley, common.relay, common.stored];
+    across(`runtime CPU per delivered message at ${common.rate} msg/s inbound`, 'µs', steps, (s) => s.runtime_cpu_us_per_delivered, 0);
+    across(`end-to-end p50 at ${common.rate} msg/s inbound`, 'ms', steps, (s) => s.end_to_end_ms.p50, 2);
   }
   for (const r of Object.values(parley.resume ?? {})) {
     row(`resume, ${r.missed} missed events: p50 (connect → all received)`, 'ms', r.total_ms.p50, null, 2);
@@ -123,7 +129,9 @@ export function markdown(results) {
     + `Versions: node ${v.node}, miniflare ${v.miniflare}, workerd ${v.workerd}, ${v.rustc}. `
     + `Load average at start: ${results.loadavg_at_start?.split(' ').slice(0, 3).join(' ') ?? '?'}. `
     + `Loopback; the load generator shares the cores; ${results.config.agents_per_conversation + 1} sockets per conversation (visitor + agent${results.config.agents_per_conversation > 1 ? 's' : ''}).`);
-  const noise = ['parley', 'relay', 'stored'].filter((name) => results[name]?.knee || results[name]?.latency).map((name) => {
+  // The systems this run measured (runs saved before the storing relay have two).
+  const sides = ['parley', 'relay', 'stored'].filter((name) => results[name]);
+  const noise = sides.map((name) => {
     const windows = [...(results[name].latency ?? []), ...(results[name].knee?.steps ?? [])].filter((p) => p.cpu);
     const disturbed = windows.filter((p) => p.disturbed).length;
     const mean = windows.reduce((a, p) => a + p.cpu.other_cores, 0) / Math.max(1, windows.length);
@@ -157,7 +165,6 @@ export function markdown(results) {
     'Memory is workerd\'s RSS growth per hibernated connection (slope between two batches); the relay\'s figure is what the runtime itself costs per connection.',
   ];
   const who = { parley: 'Parley', relay: 'The relay', stored: 'The storing relay' };
-  const sides = ['parley', 'relay', 'stored'].filter((name) => results[name]);
   const sk = results.stored?.knee?.inbound_per_s;
   const rk = results.relay.knee?.inbound_per_s;
   const pk = results.parley.knee?.inbound_per_s;
