@@ -339,7 +339,7 @@ export class Store extends Emitter<{
       const r = await api<{ departments: { name: string }[] }>('/api/v1/departments');
       this.teamDepartments = (Array.isArray(r?.departments) ? r.departments.map((d) => d.name) : []).sort();
     } catch (e) {
-      if (!isMissingEndpoint(e) && !(e instanceof ApiError)) throw e;
+      if (!(e instanceof ApiError)) throw e;
     }
     return this.departments();
   }

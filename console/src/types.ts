@@ -165,7 +165,7 @@ export interface FormField {
 }
 
 export interface WidgetSettings {
-  appearance: { color: string; position: 'right' | 'left'; theme?: 'auto' | 'light' | 'dark'; launcher_text: Localized };
+  appearance: { color: string; position: 'right' | 'left'; theme: 'auto' | 'light' | 'dark'; launcher_text: Localized };
   welcome: Localized;
   prechat: { enabled: boolean; fields: FormField[] };
   offline: { message: Localized };
@@ -203,7 +203,7 @@ export interface Routing {
   offline_behavior: 'requeue' | 'keep';
   heartbeat_timeout_ms: number;
   /** How long an agent whose last console closed keeps presence and conversations. */
-  reconnect_grace_ms?: number;
+  reconnect_grace_ms: number;
   rules: RoutingRule[];
   hours: BusinessHours;
   [more: string]: unknown;

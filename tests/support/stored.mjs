@@ -23,8 +23,9 @@ import { readWranglerConfig } from '../../scripts/runtime.mjs';
 import { fullHistory, http, poll } from './client.mjs';
 import { tempDir } from './server.mjs';
 
-const WORKER = readWranglerConfig().name ?? 'worker';
-const BUCKET = readWranglerConfig().r2_buckets?.find((b) => b.binding === 'ATTACHMENTS')?.bucket_name ?? 'ATTACHMENTS';
+const CONFIG = readWranglerConfig();
+const WORKER = CONFIG.name ?? 'worker';
+const BUCKET = CONFIG.r2_buckets?.find((b) => b.binding === 'ATTACHMENTS')?.bucket_name ?? 'ATTACHMENTS';
 
 // ---------------------------------------------------------------------------------------------
 // Typed refusals

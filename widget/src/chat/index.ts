@@ -1229,8 +1229,9 @@ class Chat {
         }
         for (const e of f.events || []) this.addEvent(e, true);
         this.applyReads(f.reads);
-        // Long-polling carries no queue frames: ask again with each answer while waiting.
-        if (this.place != null && this.link.mode === 'poll') this.fetchPlace();
+        // Long-polling carries no queue frames: ask again with each answer while waiting (the
+        // first answer makes the link live, which asks already).
+        if (this.place != null && this.link.mode === 'poll' && this.link.live) this.fetchPlace();
         break;
       case 'queue':
         this.queuePlace(Number(f.position) > 0 ? Number(f.position) : null);

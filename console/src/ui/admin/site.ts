@@ -27,9 +27,6 @@ type Patchable = 'name' | 'allowed_origins' | 'settings' | 'routing' | 'retentio
 const PATCHABLE: Patchable[] = ['name', 'allowed_origins', 'settings', 'routing', 'retention_days', 'translation', 'automation', 'bot'];
 const MB = 1024 * 1024;
 const TIME_RE = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
-/** The server's default when a site has never set it (core routing config). */
-const RECONNECT_GRACE_MS = 15_000;
-
 /** A seconds field as milliseconds; an empty field is no number (and fails the checks). */
 function seconds(value: string): number {
   return value.trim() === '' ? NaN : Math.round(Number(value) * 1000);
@@ -301,7 +298,7 @@ export class SitePage implements Page {
     const presence = d.routing.heartbeat_timeout_ms;
     // The server's bounds (src/admin.rs).
     if (!(presence >= 5_000 && presence <= 86_400_000)) return { text: t('presenceTimeoutInvalid'), key: 'presence-timeout' };
-    const grace = d.routing.reconnect_grace_ms ?? RECONNECT_GRACE_MS;
+    const grace = d.routing.reconnect_grace_ms;
     if (!(grace >= 0 && grace <= 3_600_000)) return { text: t('reconnectGraceInvalid'), key: 'reconnect-grace' };
     for (const [i, r] of d.routing.rules.entries()) {
       if (!r.value.trim()) return { text: t('ruleValueRequired'), key: `rule-${i}-value` };
@@ -413,7 +410,7 @@ export class SitePage implements Page {
     }, { 'data-k': 'position' });
     const theme = select(
       [['auto', t('themeAuto')], ['light', t('themeLight')], ['dark', t('themeDark')]],
-      a.theme ?? 'auto',
+      a.theme,
       (v) => {
         a.theme = v;
         this.edited();
@@ -592,7 +589,7 @@ export class SitePage implements Page {
       oninput: () => { r.heartbeat_timeout_ms = seconds(presence.value); this.edited(); },
     });
     const grace = h('input', {
-      'data-k': 'reconnect-grace', type: 'number', min: 0, max: 3600, step: 1, value: Math.round((r.reconnect_grace_ms ?? RECONNECT_GRACE_MS) / 1000),
+      'data-k': 'reconnect-grace', type: 'number', min: 0, max: 3600, step: 1, value: Math.round(r.reconnect_grace_ms / 1000),
       oninput: () => { r.reconnect_grace_ms = seconds(grace.value); this.edited(); },
     });
     const kinds = RULE_KINDS.map((k) => [k, t(`rule_${k}` as Key)] as [RoutingRule['when'], string]);
