@@ -19,19 +19,21 @@ use crate::site_object::{self, SiteRequest};
 /// Conversations erased per retention run and site; the next run continues.
 const PURGE_BATCH: u32 = 200;
 
+/// A conversation to erase, as its D1 row names it.
+#[derive(Deserialize)]
+struct Listed {
+    id: String,
+    site_id: String,
+}
+
 /// Erases one conversation: its object's storage and files, then its D1 rows; and its site's
 /// routing lets go of it (its agent's seat, its place in the queue).
-pub async fn erase_conversation(env: &Env, conversation: &str) -> worker::Result<()> {
-    #[derive(Deserialize)]
-    struct Site {
-        site_id: String,
-    }
+async fn erase_conversation(env: &Env, conversation: &Listed) -> worker::Result<()> {
     let db = env.d1("DB")?;
-    let site = db
-        .prepare("SELECT site_id FROM conversations WHERE id = ?1")
-        .bind(&[conversation.into()])?
-        .first::<Site>(None)
-        .await?;
+    let Listed {
+        id: conversation,
+        site_id: site,
+    } = conversation;
     let response =
         crate::internal::system_request(env, conversation, &SystemRequest::Erase).await?;
     // 404: never created, or already erased.
@@ -41,9 +43,7 @@ pub async fn erase_conversation(env: &Env, conversation: &str) -> worker::Result
             response.status_code()
         )));
     }
-    if let Some(site) = site {
-        forget_in_routing(env, &site.site_id, conversation).await;
-    }
+    forget_in_routing(env, site, conversation).await;
     let statements = [
         "DELETE FROM messages WHERE conversation_id = ?1",
         "DELETE FROM conversation_tags WHERE conversation_id = ?1",
@@ -96,10 +96,9 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
     if !ids::is_valid(IdKind::Visitor, visitor) {
         return Err(ErrorCode::NotFound.into());
     }
+    /// Only whether a row came back matters.
     #[derive(Deserialize)]
-    struct Row {
-        id: String,
-    }
+    struct Known {}
     let db = db(ctx)?;
     // The visitor must belong to the caller's team, by their record or their conversations.
     let known = db
@@ -110,19 +109,19 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
         )
         .bind(&[visitor.into(), team.as_str().into()])
         .map_err(d1_failed(ctx))?
-        .first::<Row>(None)
+        .first::<Known>(None)
         .await
         .map_err(d1_failed(ctx))?;
     if known.is_none() {
         return Err(ErrorCode::NotFound.into());
     }
     let conversations = db
-        .prepare("SELECT id FROM conversations WHERE visitor_id = ?1")
+        .prepare("SELECT id, site_id FROM conversations WHERE visitor_id = ?1")
         .bind(&[visitor.into()])
-        .rows::<Row>(ctx)
+        .rows::<Listed>(ctx)
         .await?;
     for conversation in &conversations {
-        erase_conversation(&ctx.env, &conversation.id)
+        erase_conversation(&ctx.env, conversation)
             .await
             .map_err(d1_failed(ctx))?;
     }
@@ -153,14 +152,10 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
 /// Erases conversations older than their site's retention (by last activity). Returns how
 /// many were erased. Run by the daily cron trigger and by `POST /api/v1/maintenance/purge`.
 pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::Result<u32> {
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-    }
     let db = env.d1("DB")?;
     let expired = db
         .prepare(
-            "SELECT c.id FROM conversations c JOIN sites s ON s.id = c.site_id
+            "SELECT c.id, c.site_id FROM conversations c JOIN sites s ON s.id = c.site_id
              WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
                AND c.updated_at < ?1 - s.retention_days * 86400000
              ORDER BY c.updated_at LIMIT ?3",
@@ -172,10 +167,10 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
         ])?
         .all()
         .await?
-        .results::<Row>()?;
+        .results::<Listed>()?;
     let mut erased = 0;
     for row in expired {
-        match erase_conversation(env, &row.id).await {
+        match erase_conversation(env, &row).await {
             Ok(()) => erased += 1,
             Err(e) => Log::warn("purge_failed")
                 .conversation(&row.id)
