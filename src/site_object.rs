@@ -514,6 +514,14 @@ impl SiteObject {
         *self.routing.borrow_mut() = Some(state.clone());
     }
 
+    /// The routing settings, read again from D1 once they are older than `INFO_TTL_MS`.
+    async fn fresh_routing_config(&self) -> RoutingConfig {
+        if let Some(site) = self.site_from_storage() {
+            self.site_info(&site).await;
+        }
+        self.routing_config()
+    }
+
     fn routing_config(&self) -> RoutingConfig {
         self.info
             .borrow()
@@ -529,10 +537,7 @@ impl SiteObject {
 
     /// Runs one routing input: decide, store, then carry out the effects.
     async fn apply(&self, input: SiteInput) -> std::result::Result<Vec<SiteEffect>, RoutingError> {
-        if let Some(site) = self.site_from_storage() {
-            self.site_info(&site).await;
-        }
-        let config = self.routing_config();
+        let config = self.fresh_routing_config().await;
         let mut state = self.load_state();
         let effects = state.handle(&config, input, now_ms())?;
         self.save_state(&state);
@@ -841,11 +846,9 @@ impl SiteObject {
             context: String,
             country: Option<String>,
         }
-        if let Some(site) = self.site_from_storage() {
-            self.site_info(&site).await;
-        }
+        let config = self.fresh_routing_config().await;
         if self.peek_state(|s| s.remembered_department(conversation).is_some())
-            || self.routing_config().rules.is_empty()
+            || config.rules.is_empty()
         {
             return RoutingContext::default();
         }
