@@ -556,10 +556,6 @@ impl SiteObject {
                 .emit();
             if let Ok(more) = state.handle(&config, SiteInput::Erased { conversation }, now_ms()) {
                 self.save_state(&state);
-                if more.is_empty() {
-                    // Nothing else moved, but the consoles must see it leave.
-                    self.push_inbox(&state);
-                }
                 gone.extend(self.carry_out(&more, &state).await);
             }
         }
@@ -674,6 +670,8 @@ impl SiteObject {
                 SiteEffect::Presence { agent, status } => {
                     self.feed(serde_json::json!({ "event": "presence", "agent": agent, "status": status }));
                 }
+                // The inbox pushed below is all it takes.
+                SiteEffect::InboxChanged => {}
             }
         }
         self.record(&site, records).await;
@@ -964,36 +962,23 @@ impl SiteObject {
                         _ => None,
                     };
                     let Some(input) = input else { continue };
-                    let SiteInput::AgentReplied {
+                    if let SiteInput::AgentReplied {
                         conversation,
                         agent,
                     } = &input
-                    else {
-                        let _ = self.apply(input).await;
-                        continue;
-                    };
-                    // Only the assigned agent's first answer changes routing (it stops the
-                    // clock); every later reply would run routing for nothing.
-                    let first_answer = self.peek_state(|s| {
-                        s.assignments
-                            .get(conversation)
-                            .is_some_and(|a| a.agent == *agent && !a.answered)
-                    });
-                    if !first_answer {
-                        continue;
-                    }
-                    let conversation = conversation.clone();
-                    let _ = self.apply(input).await;
-                    // An answer stops the clock without any other effect: consoles still see it.
-                    self.peek_state(|state| {
-                        if state
-                            .assignments
-                            .get(&conversation)
-                            .is_some_and(|a| a.answered)
-                        {
-                            self.push_inbox(state);
+                    {
+                        // Only the assigned agent's first answer changes routing (it stops the
+                        // clock); every later reply would run routing for nothing.
+                        let first_answer = self.peek_state(|s| {
+                            s.assignments
+                                .get(conversation)
+                                .is_some_and(|a| a.agent == *agent && !a.answered)
+                        });
+                        if !first_answer {
+                            continue;
                         }
-                    });
+                    }
+                    let _ = self.apply(input).await;
                 }
                 ok(serde_json::json!({}))
             }

@@ -335,6 +335,9 @@ pub enum SiteEffect {
     Missed { conversation: String, agent: String },
     /// An agent's presence as others see it changed.
     Presence { agent: String, status: AgentStatus },
+    /// Nothing to carry out, but what the consoles show changed: an answer stopped the clock,
+    /// or a conversation left its agent.
+    InboxChanged,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -560,8 +563,9 @@ impl SiteState {
                 agent,
             } => {
                 if let Some(a) = self.assignments.get_mut(&conversation) {
-                    if a.agent == agent {
+                    if a.agent == agent && !a.answered {
                         a.answered = true;
+                        fx.push(SiteEffect::InboxChanged);
                     }
                 }
             }
@@ -702,7 +706,10 @@ impl SiteState {
 
     /// Takes a conversation off its agent and out of the queue.
     fn leave(&mut self, conversation: &str, fx: &mut Vec<SiteEffect>) {
-        self.release(conversation);
+        if self.assignments.contains_key(conversation) {
+            self.release(conversation);
+            fx.push(SiteEffect::InboxChanged);
+        }
         if let Some(i) = self.queue_index(conversation) {
             self.queue.remove(i);
             self.announce_positions(fx);

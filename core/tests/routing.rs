@@ -1272,3 +1272,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_first_answer_and_a_conversation_leaving_its_agent_tell_the_consoles() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 3, &[]), 0);
+    new_conversation(&mut state, &config, "c_1", 0);
+    let reply = |state: &mut SiteState, agent: &str| {
+        state
+            .handle(
+                &config,
+                SiteInput::AgentReplied {
+                    conversation: "c_1".into(),
+                    agent: agent.into(),
+                },
+                100,
+            )
+            .unwrap()
+    };
+    // Someone else's message, then the first answer, then a later one.
+    assert!(reply(&mut state, "a_2").is_empty());
+    assert_eq!(reply(&mut state, "a_1"), vec![SiteEffect::InboxChanged]);
+    assert!(reply(&mut state, "a_1").is_empty());
+    let closed = state
+        .handle(
+            &config,
+            SiteInput::Closed {
+                conversation: "c_1".into(),
+            },
+            200,
+        )
+        .unwrap();
+    assert_eq!(closed, vec![SiteEffect::InboxChanged]);
+}
