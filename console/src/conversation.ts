@@ -5,7 +5,7 @@
 // server replays exactly what was missed (or sends `reset`, after which history is reloaded).
 import { api, ApiError, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES, signedOutBy } from './api';
 import { Emitter } from './emitter';
-import { upload } from './files';
+import { upload, type UploadProgress } from './files';
 import { lang } from './i18n';
 import type { Outbox, OutboxItem } from './outbox';
 import { PING, ReconnectingSocket, type SocketState } from './socket';
@@ -23,6 +23,8 @@ export type ConvEvents = {
   typing: [];
   conn: [SocketState];
   outbox: [];
+  /** An upload's bytes moved (its entry in `uploads` says how far). */
+  upload: [];
   tags: [];
   gone: [];
   error: [ApiError];
@@ -330,16 +332,21 @@ export class ConvSession extends Emitter<ConvEvents> {
     this.flush();
   }
 
-  /** Files being uploaded (in memory: the bytes cannot be kept across a reload). */
-  uploads = new Map<string, string>();
+  /** Files being uploaded and how far each is (in memory: the bytes cannot be kept across a reload). */
+  uploads = new Map<string, UploadProgress>();
 
   /** Uploads a file, then posts it through the outbox like a message. */
   async sendFile(file: File): Promise<void> {
     const key = `${Date.now()}-${Math.random()}`;
-    this.uploads.set(key, file.name);
+    const progress: UploadProgress = { name: file.name, loaded: 0, total: file.size };
+    this.uploads.set(key, progress);
     this.emit('outbox');
     try {
-      const info = await upload(this.id, file);
+      const info = await upload(this.id, file, (loaded, total) => {
+        progress.loaded = loaded;
+        progress.total = total;
+        this.emit('upload');
+      });
       this.outbox.add(this.id, '', false, info);
       this.flush();
     } finally {

@@ -55,71 +55,37 @@ export interface UploadProgress {
   total: number;
 }
 
-/** Uploads under way per conversation, oldest first, and who wants to know when they move. */
-const inFlight = new Map<string, UploadProgress[]>();
-const watchers = new Map<string, Set<() => void>>();
-
-function moved(conversation: string): void {
-  for (const fn of [...(watchers.get(conversation) ?? [])]) fn();
-}
-
-/** The uploads of a conversation under way, oldest first. */
-export function uploadsInProgress(conversation: string): readonly UploadProgress[] {
-  return inFlight.get(conversation) ?? [];
-}
-
-/** Calls `fn` whenever an upload of the conversation starts, moves on or ends; returns the unsubscribe. */
-export function watchUploads(conversation: string, fn: () => void): () => void {
-  let set = watchers.get(conversation);
-  if (!set) watchers.set(conversation, (set = new Set()));
-  set.add(fn);
-  return () => {
-    set.delete(fn);
-    if (!set.size && watchers.get(conversation) === set) watchers.delete(conversation);
-  };
-}
-
 /**
  * Uploads a file; resolves to what the server stored (its real type and cleaned name). Sent with
  * XMLHttpRequest, the only way a page learns how far an upload has gone (fetch cannot tell), so
- * uploadsInProgress() reports it as the bytes leave.
+ * `onProgress` is told as the bytes leave.
  */
-export async function upload(conversation: string, file: File): Promise<FileInfo> {
+export async function upload(
+  conversation: string,
+  file: File,
+  onProgress?: (loaded: number, total: number) => void,
+): Promise<FileInfo> {
   const q = new URLSearchParams({ name: file.name || 'file' });
-  const progress: UploadProgress = { name: file.name, loaded: 0, total: file.size };
-  inFlight.set(conversation, [...uploadsInProgress(conversation), progress]);
-  moved(conversation);
-  let answer: { status: number; body: any };
-  try {
-    answer = await new Promise((resolve) => {
-      const x = new XMLHttpRequest();
-      x.open('POST', `/api/v1/conversations/${encodeURIComponent(conversation)}/files?${q}`);
-      x.setRequestHeader('content-type', file.type || 'application/octet-stream');
-      x.setRequestHeader('accept-language', lang());
-      x.upload.onprogress = (e) => {
-        if (!e.lengthComputable) return;
-        progress.loaded = e.loaded;
-        progress.total = e.total;
-        moved(conversation);
-      };
-      x.onload = () => {
-        let body = null;
-        try {
-          body = JSON.parse(x.responseText);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: x.status, body });
-      };
-      x.onerror = x.onabort = x.ontimeout = () => resolve({ status: 0, body: null });
-      x.send(file);
-    });
-  } finally {
-    const left = uploadsInProgress(conversation).filter((p) => p !== progress);
-    if (left.length) inFlight.set(conversation, left);
-    else inFlight.delete(conversation);
-    moved(conversation);
-  }
+  const answer: { status: number; body: any } = await new Promise((resolve) => {
+    const x = new XMLHttpRequest();
+    x.open('POST', `/api/v1/conversations/${encodeURIComponent(conversation)}/files?${q}`);
+    x.setRequestHeader('content-type', file.type || 'application/octet-stream');
+    x.setRequestHeader('accept-language', lang());
+    x.upload.onprogress = (e) => {
+      if (e.lengthComputable) onProgress?.(e.loaded, e.total);
+    };
+    x.onload = () => {
+      let body = null;
+      try {
+        body = JSON.parse(x.responseText);
+      } catch {
+        /* not JSON */
+      }
+      resolve({ status: x.status, body });
+    };
+    x.onerror = x.onabort = x.ontimeout = () => resolve({ status: 0, body: null });
+    x.send(file);
+  });
   const { status, body } = answer;
   if (status === 0) throw new ApiError(0, 'network', t('networkError'));
   if (status === 401 && SIGNED_OUT_CODES.includes(body?.code)) signedOutBy(body.code);

@@ -95,6 +95,7 @@ export class ConversationView {
         renderThread({ reset: ev.reset, prepended: ev.prepended, incoming });
       }),
       session.on('outbox', () => renderThread({ reset: false, prepended: false })),
+      session.on('upload', () => this.thread.showUploadProgress()),
       session.on('reads', () => this.thread.render({ reset: false, prepended: false })),
       session.on('typing', () => this.renderTyping()),
       session.on('status', header),

@@ -8,7 +8,7 @@ import type { OutboxItem } from '../outbox';
 import type { Store } from '../store';
 import { clock, dayLabel, full, sameDay } from '../time';
 import type { Ev } from '../types';
-import { download, fileUrl, formatSize, uploadsInProgress, watchUploads, type FileInfo, type UploadProgress } from '../files';
+import { download, fileUrl, formatSize, type FileInfo } from '../files';
 
 const GROUP_MS = 5 * 60_000;
 
@@ -24,9 +24,8 @@ export class Thread {
   private originals = new Set<number>();
   /** Rendered once the view has been attached (scroll metrics need layout). */
   attached = false;
-  /** The agent's uploads under way, by the session's key, and the subscription to their progress. */
+  /** The agent's uploads under way, by the session's key. */
   private uploadNodes = new Map<string, UploadRow>();
-  private unwatchUploads: (() => void) | null = null;
 
   constructor(
     private store: Store,
@@ -158,7 +157,7 @@ export class Thread {
   private uploadRows(): HTMLElement[] {
     const uploads = this.session.uploads;
     for (const key of [...this.uploadNodes.keys()]) if (!uploads.has(key)) this.uploadNodes.delete(key);
-    const rows = [...uploads].map(([key, name]) => {
+    const rows = [...uploads].map(([key, { name }]) => {
       let row = this.uploadNodes.get(key);
       if (!row) {
         row = this.uploadRow(key, name);
@@ -167,21 +166,7 @@ export class Thread {
       return row.el;
     });
     this.showUploadProgress();
-    if (uploads.size && !this.unwatchUploads) {
-      this.unwatchUploads = watchUploads(this.session.id, () => {
-        // A thread no longer on screen stops listening (it subscribes again when rendered).
-        if (!this.el.isConnected) this.stopWatchingUploads();
-        else this.showUploadProgress();
-      });
-    } else if (!uploads.size) {
-      this.stopWatchingUploads();
-    }
     return rows;
-  }
-
-  private stopWatchingUploads(): void {
-    this.unwatchUploads?.();
-    this.unwatchUploads = null;
   }
 
   private uploadRow(key: string, name: string): UploadRow {
@@ -195,21 +180,15 @@ export class Thread {
         h('span.file-icon', { 'aria-hidden': 'true' }, icon('file', 20)),
         h('span.file-main', null, h('span.file-name', null, name))))),
       h('div.msg-status', null, bar, ' ', pct, ' · ', t('uploading', { name })));
-    return { el, name, bar, pct };
+    return { el, bar, pct };
   }
 
-  /** Matches each shown upload with its transfer (by name, oldest first) and shows how far it is. */
-  private showUploadProgress(): void {
-    const bound = new Set([...this.uploadNodes.values()].map((r) => r.progress));
-    const free = uploadsInProgress(this.session.id).filter((p) => !bound.has(p));
-    for (const row of this.uploadNodes.values()) {
-      if (!row.progress) {
-        const i = free.findIndex((p) => p.name === row.name);
-        if (i >= 0) row.progress = free.splice(i, 1)[0];
-      }
-      const p = row.progress;
+  /** Shows how far each upload on screen has gone. */
+  showUploadProgress(): void {
+    for (const [key, row] of this.uploadNodes) {
+      const p = this.session.uploads.get(key);
       const n = p && p.total > 0 ? Math.min(100, Math.floor((p.loaded / p.total) * 100)) : 0;
-      if (row.bar.value === n && row.pct.textContent === percent(n)) continue;
+      if (row.bar.value === n) continue;
       row.bar.value = n;
       row.bar.setAttribute('aria-valuenow', String(n));
       row.pct.textContent = percent(n);
@@ -404,10 +383,8 @@ export class Thread {
 /** An upload shown in the thread; `progress` once matched with its transfer. */
 interface UploadRow {
   el: HTMLElement;
-  name: string;
   bar: HTMLProgressElement;
   pct: HTMLElement;
-  progress?: UploadProgress;
 }
 
 /** "42%" in the console's language. */
