@@ -47,6 +47,24 @@ const MIRROR_DELAY_MS: u64 = 1000;
 /// one per burst (every alarm write and run is a commit of the object's storage).
 const MIRROR_SAFETY_MS: i64 = 30_000;
 
+/// What started a mirror run, which decides whether it copies while the site is still to
+/// answer for rows it was sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MirrorRun {
+    /// The timer leaves them to the site: its batch is normally quicker, and its answer starts
+    /// the timer again for anything it missed.
+    Timer,
+    /// The alarm, the safety net, copies whatever D1 lacks.
+    Alarm,
+}
+
+/// The site's answer to a notification that carried rows for D1.
+#[derive(Deserialize)]
+struct SiteAnswer {
+    #[serde(default)]
+    mirrored: bool,
+}
+
 /// What a socket carries across hibernation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SocketState {
@@ -131,6 +149,9 @@ pub struct Conversation {
     /// no commit of its own. Losing them to an eviction only repeats idempotent copying.
     unsaved_mirrored: Cell<Option<u64>>,
     unsaved_webhook: Cell<Option<u64>>,
+    /// Notifications to the site that carry rows for D1 and are not answered yet: while there
+    /// are any, the timer leaves the copying to the site (see `site_mirror`).
+    site_copies: Cell<u32>,
     /// Whether this instance made sure its stored alarm is really scheduled (see
     /// `recover_alarm`).
     alarm_checked: Cell<bool>,
@@ -160,6 +181,7 @@ impl DurableObject for ConversationObject {
             erased: Cell::new(false),
             unsaved_mirrored: Cell::new(None),
             unsaved_webhook: Cell::new(None),
+            site_copies: Cell::new(0),
             alarm_checked: Cell::new(false),
             frames: crate::turns::Turns::default(),
         });
@@ -321,7 +343,7 @@ impl DurableObject for ConversationObject {
         self.alarm_at.set(None);
         self.alarm_checked.set(true);
         self.close_if_idle().await;
-        self.hand_on().await;
+        self.hand_on(MirrorRun::Alarm).await;
         self.delete_abandoned_files().await;
         if let Ok(Some(store)) = self.with_engine(|_, store| store.clone()) {
             self.save_marks(&store);
@@ -519,9 +541,13 @@ impl Conversation {
             self.start_mirror_timer();
         }
         if !appended.is_empty() {
+            // The rows for D1 as of these events, before automation adds more.
+            let meta = self.meta();
             self.automate(&appended).await;
             self.translate_later(&appended).await;
-            self.notify_site(&appended);
+            if let Ok(meta) = meta {
+                self.notify_site(meta, &appended);
+            }
         }
         if let Some((agent, seq)) = agent_read {
             self.tell_site_read(&agent, seq);
@@ -773,15 +799,92 @@ impl Conversation {
         }
     }
 
-    /// Tells the site's object what happened here (routing and the agents' inbox feed). Not on
-    /// the message path: it runs after the answer, and a failure loses no message.
-    fn notify_site(&self, events: &[parley_core::Event]) {
-        let Ok(meta) = self.meta() else { return };
-        let events = events
-            .iter()
-            .map(|e| crate::site_object::Activity::from_event(&meta.id, e))
-            .collect();
-        self.tell_site(meta, crate::site_object::SiteRequest::Activity { events });
+    /// Tells the site's object what happened here (routing and the agents' inbox feed), with
+    /// the events' rows for its next D1 batch. Not on the message path: it runs after the
+    /// answer, and a failure loses no message (the timer copies what the site did not).
+    fn notify_site(&self, meta: Meta, events: &[parley_core::Event]) {
+        let Some(me) = self.me.upgrade() else { return };
+        let rows = parley_core::mirror::MirrorRows::of(&meta, events);
+        let seqs = rows.seqs();
+        let request = crate::site_object::SiteRequest::Activity {
+            events: events
+                .iter()
+                .map(|e| crate::site_object::Activity::from_event(&meta.id, e))
+                .collect(),
+            mirror: Some(rows),
+        };
+        self.site_copies.set(self.site_copies.get() + 1);
+        self.state.wait_until(async move {
+            let mirrored = match crate::site_object::send(&me.env, &meta.site, &request).await {
+                Ok(mut response) if response.status_code() < 300 => response
+                    .json::<SiteAnswer>()
+                    .await
+                    .is_ok_and(|answer| answer.mirrored),
+                answer => {
+                    let detail = match answer {
+                        Ok(response) => format!("status {}", response.status_code()),
+                        Err(e) => e.to_string(),
+                    };
+                    Log::warn("site_notify_failed")
+                        .site(&meta.site)
+                        .conversation(&meta.id)
+                        .error_class("site_unavailable")
+                        .field("detail", detail)
+                        .emit();
+                    false
+                }
+            };
+            me.site_copies.set(me.site_copies.get().saturating_sub(1));
+            me.site_copied(seqs.filter(|_| mirrored));
+        });
+    }
+
+    /// The site answered a notification: `confirmed` names the events it wrote to D1. What is
+    /// left uncopied once no site answer is awaited, the timer copies.
+    fn site_copied(&self, confirmed: Option<(u64, u64)>) {
+        if self.erased.get() {
+            return;
+        }
+        let Ok(Some((store, head))) =
+            self.with_engine(|engine, store| (store.clone(), engine.meta().head))
+        else {
+            return;
+        };
+        let mut stored = store.mirror_state().unwrap_or_default();
+        let before = self.known_mirrored(&stored);
+        let mirrored = confirmed.map_or(before, |(first, last)| {
+            parley_core::mirror::advance(before, first, last)
+        });
+        if mirrored > before {
+            self.note_mirrored(&store, &mut stored, mirrored);
+        }
+        if mirrored < head && self.site_copies.get() == 0 {
+            self.start_mirror_timer();
+        }
+    }
+
+    /// How far D1 is known to have this conversation: stored, or learnt since.
+    fn known_mirrored(&self, stored: &crate::sql_store::MirrorRow) -> u64 {
+        stored
+            .mirrored_seq
+            .max(self.unsaved_mirrored.get().unwrap_or(0))
+    }
+
+    /// D1 has every event up to `seq`. The watermark rides on the next write, unless failures
+    /// were recorded: then it is written now, to say the mirror is back.
+    fn note_mirrored(&self, store: &SqlStore, stored: &mut crate::sql_store::MirrorRow, seq: u64) {
+        let seq = seq.max(self.known_mirrored(stored));
+        if stored.failures > 0 {
+            if store.set_mirror_state(seq, 0).is_ok() {
+                *stored = crate::sql_store::MirrorRow {
+                    mirrored_seq: seq,
+                    failures: 0,
+                };
+                self.unsaved_mirrored.set(None);
+            }
+        } else if seq > stored.mirrored_seq {
+            self.unsaved_mirrored.set(Some(seq));
+        }
     }
 
     /// An agent's read, for their other devices' unread counts (not on the reading path).
@@ -863,13 +966,13 @@ impl Conversation {
             me.mirror_timer.set(false);
             // An engine that is gone was erased or never loaded here: the alarm sees to it.
             if me.engine.borrow().is_some() {
-                me.hand_on().await;
+                me.hand_on(MirrorRun::Timer).await;
             }
         });
     }
 
     /// Mirror and webhook runs until both have caught up (or failed and set their retry).
-    async fn hand_on(&self) {
+    async fn hand_on(&self, run: MirrorRun) {
         if self.draining.replace(true) {
             self.rerun.set(true);
             return;
@@ -879,7 +982,9 @@ impl Conversation {
             if self.erased.get() {
                 break;
             }
-            self.drain_mirror().await;
+            if run == MirrorRun::Alarm || self.site_copies.get() == 0 {
+                self.drain_mirror().await;
+            }
             self.drain_webhooks().await;
             if !self.rerun.get() {
                 break;
@@ -1051,9 +1156,7 @@ impl Conversation {
             return;
         };
         let mut stored = store.mirror_state().unwrap_or_default();
-        let mut mirrored = stored
-            .mirrored_seq
-            .max(self.unsaved_mirrored.get().unwrap_or(0));
+        let mut mirrored = self.known_mirrored(&stored);
         loop {
             // What was written while the last batch was copied (a close, a new assignee) is in
             // this batch's conversation row.
@@ -1062,15 +1165,9 @@ impl Conversation {
             };
             match mirror::drain(&store, &meta, db, mirrored).await {
                 Ok(drained) => {
-                    mirrored = drained.mirrored_seq;
-                    if stored.failures > 0 {
-                        // Back after failures: say so in storage at once.
-                        let _ = store.set_mirror_state(mirrored, 0);
-                        self.unsaved_mirrored.set(None);
-                        stored.failures = 0;
-                    } else if mirrored > stored.mirrored_seq {
-                        self.unsaved_mirrored.set(Some(mirrored));
-                    }
+                    self.note_mirrored(&store, &mut stored, drained.mirrored_seq);
+                    // The site may have confirmed more meanwhile.
+                    mirrored = self.known_mirrored(&stored);
                     if !drained.more {
                         Log::info("mirror_caught_up")
                             .site(&meta.site)
@@ -1082,6 +1179,7 @@ impl Conversation {
                 }
                 Err(detail) => {
                     let failures = stored.failures.saturating_add(1);
+                    let mirrored = self.known_mirrored(&stored);
                     let _ = store.set_mirror_state(mirrored, failures);
                     self.unsaved_mirrored.set(None);
                     let delay = mirror::retry_delay_ms(failures);

@@ -3,11 +3,12 @@
 //! (and by its alarm), so a slow or failing D1 never delays a message; the next run picks up
 //! where this one stopped.
 
-use parley_core::{Event, EventPayload, Meta};
+use parley_core::mirror::{ConversationRow, EventRow, MirrorRows};
+use parley_core::Meta;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
 
-use crate::sql_store::{body_json, SqlStore};
+use crate::sql_store::SqlStore;
 use parley_core::Store;
 
 /// Events copied per D1 batch; the rest follow in the next batch, straight after.
@@ -30,57 +31,49 @@ fn num(v: u64) -> JsValue {
     JsValue::from_f64(v as f64)
 }
 
-fn role(event: &Event) -> &'static str {
-    match event.author.role {
-        parley_core::Role::Visitor => "visitor",
-        parley_core::Role::Agent => "agent",
-        parley_core::Role::System => "system",
-    }
+fn text_or_null(v: Option<&str>) -> JsValue {
+    v.map_or(JsValue::NULL, JsValue::from_str)
 }
 
+/// The conversation's row. Copies may reach D1 out of order (a site's batch, the
+/// conversation's own copy): what the row says of its state is taken only from a copy at
+/// least as recent as the one it holds, and the times and `last_seq` only move forward.
 fn upsert_conversation(
     db: &D1Database,
-    meta: &Meta,
-    batch: &[Event],
+    row: &ConversationRow,
 ) -> worker::Result<D1PreparedStatement> {
-    let last = batch.last();
-    let last_seq = last.map_or(0, |e| e.seq);
-    let updated_at = last.map_or(meta.created_at, |e| e.at);
-    let last_message_at = batch
-        .iter()
-        .rev()
-        .find(|e| matches!(e.payload, EventPayload::Message { .. }))
-        .map(|e| JsValue::from_f64(e.at as f64))
-        .unwrap_or(JsValue::NULL);
     db.prepare(
         "INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (id) DO UPDATE SET
            created_at = excluded.created_at,
-           status = excluded.status,
-           assignee_id = excluded.assignee_id,
+           status = CASE WHEN excluded.last_seq >= conversations.last_seq
+                         THEN excluded.status ELSE conversations.status END,
+           assignee_id = CASE WHEN excluded.last_seq >= conversations.last_seq
+                              THEN excluded.assignee_id ELSE conversations.assignee_id END,
            updated_at = MAX(conversations.updated_at, excluded.updated_at),
            last_seq = MAX(conversations.last_seq, excluded.last_seq),
            last_message_at = COALESCE(MAX(conversations.last_message_at, excluded.last_message_at),
                                       conversations.last_message_at, excluded.last_message_at)",
     )
     .bind(&[
-        meta.id.as_str().into(),
-        meta.site.as_str().into(),
-        meta.visitor.as_str().into(),
-        meta.status.as_str().into(),
-        meta.assignee.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-        JsValue::from_f64(meta.created_at as f64),
-        JsValue::from_f64(updated_at as f64),
-        num(last_seq),
-        last_message_at,
+        row.id.as_str().into(),
+        row.site.as_str().into(),
+        row.visitor.as_str().into(),
+        row.status.as_str().into(),
+        text_or_null(row.assignee.as_deref()),
+        JsValue::from_f64(row.created_at as f64),
+        JsValue::from_f64(row.updated_at as f64),
+        num(row.last_seq),
+        row.last_message_at
+            .map_or(JsValue::NULL, |at| JsValue::from_f64(at as f64)),
     ])
 }
 
 fn insert_event(
     db: &D1Database,
     conversation: &str,
-    event: &Event,
+    event: &EventRow,
 ) -> worker::Result<D1PreparedStatement> {
     db.prepare(
         "INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name, client_msg_id, body, created_at)
@@ -90,14 +83,38 @@ fn insert_event(
     .bind(&[
         conversation.into(),
         num(event.seq),
-        event.payload.kind().into(),
-        event.author.id.as_str().into(),
-        role(event).into(),
-        event.author.name.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-        event.client_msg_id.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-        body_json(&event.payload).into(),
+        event.kind.as_str().into(),
+        event.author_id.as_str().into(),
+        event.author_role.as_str().into(),
+        text_or_null(event.author_name.as_deref()),
+        text_or_null(event.client_msg_id.as_deref()),
+        event.body.as_str().into(),
         JsValue::from_f64(event.at as f64),
     ])
+}
+
+/// Writes the rows of one or more conversations in one D1 batch: all of it, or (on an error)
+/// possibly part, which the next copy repeats harmlessly.
+pub async fn write<'a>(
+    db: &D1Database,
+    copies: impl IntoIterator<Item = &'a MirrorRows>,
+) -> Result<(), String> {
+    let mut statements = Vec::new();
+    for rows in copies {
+        statements.push(upsert_conversation(db, &rows.conversation).map_err(|e| e.to_string())?);
+        for event in &rows.events {
+            statements
+                .push(insert_event(db, &rows.conversation.id, event).map_err(|e| e.to_string())?);
+        }
+    }
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let results = db.batch(statements).await.map_err(|e| e.to_string())?;
+    if let Some(failed) = results.iter().find(|r| !r.success()) {
+        return Err(failed.error().unwrap_or_else(|| "d1 batch failed".into()));
+    }
+    Ok(())
 }
 
 /// Copies the next batch of events after `mirrored_seq` to D1. Recording how far it got is the
@@ -117,15 +134,7 @@ pub async fn drain(
     let batch = store
         .events_after(mirrored_seq, BATCH)
         .map_err(|e| e.to_string())?;
-    let mut statements = Vec::with_capacity(batch.len() + 1);
-    statements.push(upsert_conversation(db, meta, &batch).map_err(|e| e.to_string())?);
-    for event in &batch {
-        statements.push(insert_event(db, &meta.id, event).map_err(|e| e.to_string())?);
-    }
-    let results = db.batch(statements).await.map_err(|e| e.to_string())?;
-    if let Some(failed) = results.iter().find(|r| !r.success()) {
-        return Err(failed.error().unwrap_or_else(|| "d1 batch failed".into()));
-    }
+    write(db, [&MirrorRows::of(meta, &batch)]).await?;
     let mirrored_seq = batch.last().map_or(mirrored_seq, |e| e.seq);
     Ok(Drained {
         mirrored_seq,

@@ -77,6 +77,10 @@ pub enum SiteRequest {
     },
     Activity {
         events: Vec<Activity>,
+        /// The events' rows for D1, which the site writes with other conversations' (see
+        /// `site_mirror`). The answer's `mirrored` says whether they are in D1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mirror: Option<parley_core::mirror::MirrorRows>,
     },
     /// An agent read a conversation up to `seq`: their other devices clear its unread count.
     AgentRead {
@@ -96,13 +100,9 @@ pub enum SiteRequest {
     /// Whether any agent can take a conversation now.
     Online,
     /// A conversation's place in the queue.
-    Position {
-        conversation: String,
-    },
+    Position { conversation: String },
     /// The conversation was erased (data protection, retention): it leaves routing.
-    Erased {
-        conversation: String,
-    },
+    Erased { conversation: String },
     /// Closes the consoles of an ended session, or of every session of an agent.
     EndSession {
         sid: Option<String>,
@@ -209,6 +209,8 @@ pub struct SiteObject {
     /// The deadline this instance last wrote as the alarm (`Some(None)`: none), so an unchanged
     /// one is not written again; `None` when unknown (a new instance, a failed write, a rung alarm).
     alarm_set: std::cell::Cell<Option<Option<i64>>>,
+    /// The conversations' rows waiting for the next D1 batch.
+    mirror: std::rc::Rc<crate::site_mirror::SiteMirror>,
 }
 
 /// How long the site's settings are reused before they are read from D1 again.
@@ -224,6 +226,7 @@ impl DurableObject for SiteObject {
         let kv = ObjectKv::open(state.storage().sql());
         SiteObject {
             state,
+            mirror: crate::site_mirror::SiteMirror::new(env.clone()),
             env,
             routing: RefCell::new(None),
             info: RefCell::new(None),
@@ -932,7 +935,9 @@ impl SiteObject {
                 }));
                 ok(serde_json::json!({}))
             }
-            SiteRequest::Activity { events } => {
+            SiteRequest::Activity { events, mirror } => {
+                // Queued first, so the rows make the batch that is open now.
+                let mirrored = mirror.map(|rows| self.mirror.queue(&self.state, rows));
                 for activity in events {
                     self.feed(serde_json::json!({
                         "event": "activity", "conversation": activity.conversation, "seq": activity.seq,
@@ -980,7 +985,11 @@ impl SiteObject {
                     }
                     let _ = self.apply(input).await;
                 }
-                ok(serde_json::json!({}))
+                let mirrored = match mirrored {
+                    Some(confirmation) => confirmation.await.unwrap_or(false),
+                    None => false,
+                };
+                ok(serde_json::json!({ "mirrored": mirrored }))
             }
             SiteRequest::Claim {
                 conversation,
@@ -1020,6 +1029,8 @@ impl SiteObject {
                 ok(serde_json::json!({ "conversation": conversation, "outcome": outcome }))
             }
             SiteRequest::Erased { conversation } => {
+                // Before the caller deletes the conversation's rows from D1.
+                self.mirror.forget(&conversation).await;
                 self.apply(SiteInput::Erased { conversation })
                     .await
                     .map_err(|e| ApiError::from(e.code()))?;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use parley_core::mirror::body_json;
 use parley_core::{Event, EventPayload, Meta, Participant, Role, Status, Store};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
@@ -166,15 +167,6 @@ impl EventRow {
             masked: false,
         })
     }
-}
-
-/// The JSON of an event's body, as stored here and mirrored to D1.
-pub fn body_json(payload: &EventPayload) -> String {
-    serde_json::to_value(payload)
-        .ok()
-        .and_then(|v| v.get("body").cloned())
-        .unwrap_or_else(|| serde_json::json!({}))
-        .to_string()
 }
 
 fn int(v: u64) -> SqlStorageValue {

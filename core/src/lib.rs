@@ -18,6 +18,7 @@ pub mod i18n;
 pub mod ids;
 pub mod limits;
 pub mod memstore;
+pub mod mirror;
 pub mod password;
 pub mod pii;
 pub mod protocol;

@@ -1,0 +1,367 @@
+//! The D1 mirror's rows, and the bookkeeping that lets a site copy many conversations' new
+//! events in one D1 call.
+//!
+//! A conversation hands its new events to its site with the notification it sends anyway; the
+//! site gathers what its conversations send for a short while and writes it in one batch, then
+//! answers each conversation with what is in D1. A conversation moves its watermark only over
+//! what was confirmed without a gap, and copies anything else itself: the site's batch saves
+//! D1 calls, it is never what makes a copy happen.
+
+use serde::{Deserialize, Serialize};
+
+use crate::conversation::Meta;
+use crate::protocol::{Event, EventPayload, Role};
+
+/// The JSON of an event's body, as stored in the conversation's log and mirrored to D1.
+pub fn body_json(payload: &EventPayload) -> String {
+    serde_json::to_value(payload)
+        .ok()
+        .and_then(|mut v| v.get_mut("body").map(serde_json::Value::take))
+        .unwrap_or_else(|| serde_json::json!({}))
+        .to_string()
+}
+
+/// A conversation's row in D1, as of the last event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRow {
+    pub id: String,
+    pub site: String,
+    pub visitor: String,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_seq: u64,
+    pub last_message_at: Option<i64>,
+}
+
+impl ConversationRow {
+    /// The row after `batch` (consecutive events of the conversation `meta` describes).
+    pub fn after(meta: &Meta, batch: &[Event]) -> ConversationRow {
+        let last = batch.last();
+        ConversationRow {
+            id: meta.id.clone(),
+            site: meta.site.clone(),
+            visitor: meta.visitor.clone(),
+            status: meta.status.as_str().to_string(),
+            assignee: meta.assignee.clone(),
+            created_at: meta.created_at,
+            updated_at: last.map_or(meta.created_at, |e| e.at),
+            last_seq: last.map_or(0, |e| e.seq),
+            last_message_at: batch
+                .iter()
+                .rev()
+                .find(|e| matches!(e.payload, EventPayload::Message { .. }))
+                .map(|e| e.at),
+        }
+    }
+}
+
+/// One event's row in D1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub seq: u64,
+    pub kind: String,
+    pub author_id: String,
+    pub author_role: String,
+    pub author_name: Option<String>,
+    pub client_msg_id: Option<String>,
+    pub body: String,
+    pub at: i64,
+}
+
+impl EventRow {
+    pub fn of(event: &Event) -> EventRow {
+        EventRow {
+            seq: event.seq,
+            kind: event.payload.kind().to_string(),
+            author_id: event.author.id.clone(),
+            author_role: match event.author.role {
+                Role::Visitor => "visitor",
+                Role::Agent => "agent",
+                Role::System => "system",
+            }
+            .to_string(),
+            author_name: event.author.name.clone(),
+            client_msg_id: event.client_msg_id.clone(),
+            body: body_json(&event.payload),
+            at: event.at,
+        }
+    }
+}
+
+/// Consecutive events of one conversation and its row after them: what one copy writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorRows {
+    pub conversation: ConversationRow,
+    pub events: Vec<EventRow>,
+}
+
+impl MirrorRows {
+    /// The rows for `batch`, consecutive events of the conversation `meta` describes.
+    pub fn of(meta: &Meta, batch: &[Event]) -> MirrorRows {
+        MirrorRows {
+            conversation: ConversationRow::after(meta, batch),
+            events: batch.iter().map(EventRow::of).collect(),
+        }
+    }
+
+    /// D1 statements the rows take: the conversation's row and one per event.
+    pub fn statements(&self) -> usize {
+        1 + self.events.len()
+    }
+
+    /// The events' sequence numbers, first and last (`None` for no events).
+    pub fn seqs(&self) -> Option<(u64, u64)> {
+        Some((self.events.first()?.seq, self.events.last()?.seq))
+    }
+}
+
+/// Where a conversation's D1 watermark goes when its site confirms that the events
+/// `first..=last` are in D1: forward only over a confirmation that starts at or before the
+/// next missing event. A confirmation past a gap leaves it where it was; the conversation's
+/// own copy fills the gap (and repeats those events, which D1 ignores).
+pub fn advance(mirrored: u64, first: u64, last: u64) -> u64 {
+    if first <= mirrored.saturating_add(1) {
+        mirrored.max(last)
+    } else {
+        mirrored
+    }
+}
+
+/// Identifies one conversation's rows in a site's queue, to tell it how they fared.
+pub type Ticket = u64;
+
+/// A site's rows waiting for the next D1 batch, in the order they arrived.
+#[derive(Debug, Default)]
+pub struct MirrorQueue {
+    pending: Vec<(Ticket, MirrorRows)>,
+    next: Ticket,
+}
+
+impl MirrorQueue {
+    /// Queues `rows`; the ticket names them when the batch that carried them is done.
+    pub fn push(&mut self, rows: MirrorRows) -> Ticket {
+        self.next += 1;
+        self.pending.push((self.next, rows));
+        self.next
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Takes the rows of an erased conversation out, so no batch writes them after its rows
+    /// left D1. Answers their tickets.
+    pub fn drop_conversation(&mut self, conversation: &str) -> Vec<Ticket> {
+        let mut dropped = Vec::new();
+        self.pending.retain(|(ticket, rows)| {
+            let keep = rows.conversation.id != conversation;
+            if !keep {
+                dropped.push(*ticket);
+            }
+            keep
+        });
+        dropped
+    }
+
+    /// The next batch: the oldest rows, whole, up to `max_statements` D1 statements (always at
+    /// least one conversation's rows, however many they take).
+    pub fn take(&mut self, max_statements: usize) -> Vec<(Ticket, MirrorRows)> {
+        let mut statements = 0;
+        let mut count = 0;
+        for (_, rows) in &self.pending {
+            if count > 0 && statements + rows.statements() > max_statements {
+                break;
+            }
+            statements += rows.statements();
+            count += 1;
+        }
+        self.pending.drain(..count).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Participant, Status};
+    use proptest::prelude::*;
+
+    fn meta(id: &str) -> Meta {
+        Meta {
+            id: id.into(),
+            site: "site_1".into(),
+            team: String::new(),
+            visitor: "v_1".into(),
+            epoch: String::new(),
+            created_at: 1_000,
+            status: Status::Open,
+            assignee: None,
+            head: 0,
+        }
+    }
+
+    fn event(seq: u64, payload: EventPayload) -> Event {
+        Event {
+            seq,
+            payload,
+            author: Participant {
+                id: "v_1".into(),
+                role: Role::Visitor,
+                name: Some("Ann".into()),
+            },
+            at: 1_000 + seq as i64,
+            client_msg_id: Some(format!("c{seq}")),
+            masked: false,
+        }
+    }
+
+    fn rows(conversation: &str, seqs: std::ops::RangeInclusive<u64>) -> MirrorRows {
+        let events: Vec<Event> = seqs
+            .map(|seq| {
+                event(
+                    seq,
+                    EventPayload::Message {
+                        text: format!("m{seq}"),
+                    },
+                )
+            })
+            .collect();
+        MirrorRows::of(&meta(conversation), &events)
+    }
+
+    #[test]
+    fn rows_carry_what_d1_stores() {
+        let events = [
+            event(4, EventPayload::Message { text: "hi".into() }),
+            event(5, EventPayload::Closed {}),
+        ];
+        let rows = MirrorRows::of(&meta("c_1"), &events);
+        assert_eq!(rows.conversation.last_seq, 5);
+        assert_eq!(rows.conversation.updated_at, 1_005);
+        assert_eq!(rows.conversation.last_message_at, Some(1_004));
+        assert_eq!(rows.seqs(), Some((4, 5)));
+        assert_eq!(rows.statements(), 3);
+        assert_eq!(rows.events[0].body, r#"{"text":"hi"}"#);
+        assert_eq!(rows.events[0].author_role, "visitor");
+        assert_eq!(rows.events[1].kind, "closed");
+        assert_eq!(rows.events[1].body, "{}");
+        // What the site is sent comes back whole.
+        let json = serde_json::to_string(&rows).unwrap();
+        assert_eq!(serde_json::from_str::<MirrorRows>(&json).unwrap(), rows);
+    }
+
+    #[test]
+    fn a_batch_without_a_message_leaves_the_last_message_time_alone() {
+        let rows = MirrorRows::of(&meta("c_1"), &[event(2, EventPayload::Closed {})]);
+        assert_eq!(rows.conversation.last_message_at, None);
+    }
+
+    #[test]
+    fn the_watermark_moves_only_over_confirmations_without_a_gap() {
+        assert_eq!(advance(3, 4, 6), 6);
+        assert_eq!(advance(3, 2, 6), 6);
+        assert_eq!(advance(6, 4, 5), 6);
+        assert_eq!(advance(3, 5, 6), 3);
+        assert_eq!(advance(0, 1, 1), 1);
+    }
+
+    #[test]
+    fn an_erased_conversation_leaves_the_queue() {
+        let mut queue = MirrorQueue::default();
+        let a = queue.push(rows("c_a", 1..=2));
+        let b = queue.push(rows("c_b", 1..=1));
+        let a2 = queue.push(rows("c_a", 3..=3));
+        assert_eq!(queue.drop_conversation("c_a"), vec![a, a2]);
+        let taken = queue.take(100);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].0, b);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn rows_larger_than_a_batch_still_go_whole() {
+        let mut queue = MirrorQueue::default();
+        queue.push(rows("c_a", 1..=10));
+        queue.push(rows("c_b", 1..=1));
+        let first = queue.take(5);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].1.events.len(), 10);
+        assert_eq!(queue.take(5).len(), 1);
+        assert!(queue.take(5).is_empty());
+    }
+
+    proptest! {
+        /// Whatever order confirmations come in, and whichever are lost, the watermark never
+        /// passes an event that was not confirmed.
+        #[test]
+        fn the_watermark_never_passes_an_unconfirmed_event(
+            sizes in proptest::collection::vec(1u64..4, 1..12),
+            order in proptest::collection::vec(any::<prop::sample::Index>(), 12),
+            lost in proptest::collection::vec(any::<bool>(), 12),
+        ) {
+            let mut ranges = Vec::new();
+            let mut next = 1;
+            for size in &sizes {
+                ranges.push((next, next + size - 1));
+                next += size;
+            }
+            let mut pending: Vec<usize> = (0..ranges.len()).collect();
+            let mut confirmed = vec![false; next as usize];
+            let mut mirrored = 0;
+            let mut step = 0;
+            while !pending.is_empty() {
+                let index = order[step % order.len()].index(pending.len());
+                let (first, last) = ranges[pending.remove(index)];
+                if !lost[step % lost.len()] {
+                    for seq in first..=last {
+                        confirmed[seq as usize] = true;
+                    }
+                    mirrored = advance(mirrored, first, last);
+                }
+                step += 1;
+                prop_assert!((1..=mirrored).all(|seq| confirmed[seq as usize]));
+            }
+        }
+
+        /// Confirmations that arrive in order, none lost, take the watermark to the end.
+        #[test]
+        fn in_order_confirmations_reach_the_last_event(
+            sizes in proptest::collection::vec(1u64..4, 1..12),
+        ) {
+            let mut mirrored = 0;
+            let mut next = 1;
+            for size in sizes {
+                mirrored = advance(mirrored, next, next + size - 1);
+                next += size;
+            }
+            prop_assert_eq!(mirrored, next - 1);
+        }
+
+        /// Batches hand on every queued row once, in arrival order, within their size unless
+        /// one conversation's rows alone are larger.
+        #[test]
+        fn batches_keep_every_row_once_and_in_order(
+            sizes in proptest::collection::vec(1u64..8, 0..30),
+            max in 2usize..12,
+        ) {
+            let mut queue = MirrorQueue::default();
+            let tickets: Vec<Ticket> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, size)| queue.push(rows(&format!("c_{i}"), 1..=*size)))
+                .collect();
+            let mut seen = Vec::new();
+            loop {
+                let batch = queue.take(max);
+                if batch.is_empty() {
+                    break;
+                }
+                let statements: usize = batch.iter().map(|(_, r)| r.statements()).sum();
+                prop_assert!(batch.len() == 1 || statements <= max);
+                seen.extend(batch.into_iter().map(|(ticket, _)| ticket));
+            }
+            prop_assert_eq!(seen, tickets);
+        }
+    }
+}
