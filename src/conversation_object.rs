@@ -152,6 +152,8 @@ pub struct Conversation {
     /// Notifications to the site that carry rows for D1 and are not answered yet: while there
     /// are any, the timer leaves the copying to the site (see `site_mirror`).
     site_copies: Cell<u32>,
+    /// The site's confirmations past a gap, waiting for it to be confirmed too.
+    site_confirmed: RefCell<parley_core::mirror::Confirmations>,
     /// Whether this instance made sure its stored alarm is really scheduled (see
     /// `recover_alarm`).
     alarm_checked: Cell<bool>,
@@ -182,6 +184,7 @@ impl DurableObject for ConversationObject {
             unsaved_mirrored: Cell::new(None),
             unsaved_webhook: Cell::new(None),
             site_copies: Cell::new(0),
+            site_confirmed: RefCell::default(),
             alarm_checked: Cell::new(false),
             frames: crate::turns::Turns::default(),
         });
@@ -803,14 +806,26 @@ impl Conversation {
     /// the events' rows for its next D1 batch. Not on the message path: it runs after the
     /// answer, and a failure loses no message (the timer copies what the site did not).
     fn notify_site(&self, meta: Meta, events: &[parley_core::Event]) {
-        let Some(me) = self.me.upgrade() else { return };
+        let activity = events
+            .iter()
+            .map(|e| crate::site_object::Activity::from_event(&meta.id, e))
+            .collect();
         let rows = parley_core::mirror::MirrorRows::of(&meta, events);
+        self.send_to_site(meta, activity, rows);
+    }
+
+    /// Sends the site activity for its feed and routing, with rows for its next D1 batch, and
+    /// takes its answer about them.
+    fn send_to_site(
+        &self,
+        meta: Meta,
+        activity: Vec<crate::site_object::Activity>,
+        rows: parley_core::mirror::MirrorRows,
+    ) {
+        let Some(me) = self.me.upgrade() else { return };
         let seqs = rows.seqs();
         let request = crate::site_object::SiteRequest::Activity {
-            events: events
-                .iter()
-                .map(|e| crate::site_object::Activity::from_event(&meta.id, e))
-                .collect(),
+            events: activity,
             mirror: Some(rows),
         };
         self.site_copies.set(self.site_copies.get() + 1);
@@ -853,7 +868,9 @@ impl Conversation {
         let mut stored = store.mirror_state().unwrap_or_default();
         let before = self.known_mirrored(&stored);
         let mirrored = confirmed.map_or(before, |(first, last)| {
-            parley_core::mirror::advance(before, first, last)
+            self.site_confirmed
+                .borrow_mut()
+                .confirm(before, first, last)
         });
         if mirrored > before {
             self.note_mirrored(&store, &mut stored, mirrored);
@@ -1157,14 +1174,21 @@ impl Conversation {
         };
         let mut stored = store.mirror_state().unwrap_or_default();
         let mut mirrored = self.known_mirrored(&stored);
+        let mut copied = false;
         loop {
             // What was written while the last batch was copied (a close, a new assignee) is in
             // this batch's conversation row.
             let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) else {
                 return;
             };
+            if mirrored >= meta.head && !copied {
+                // The site's batches have it all (or nothing was written).
+                self.note_mirrored(&store, &mut stored, mirrored);
+                return;
+            }
             match mirror::drain(&store, &meta, db, mirrored).await {
                 Ok(drained) => {
+                    copied = true;
                     self.note_mirrored(&store, &mut stored, drained.mirrored_seq);
                     // The site may have confirmed more meanwhile.
                     mirrored = self.known_mirrored(&stored);
@@ -1349,6 +1373,14 @@ impl Conversation {
                 Err(EngineError::Store(e)) => return Err(self.storage_error(&e.to_string())),
             }
         };
+        // The first event's rows for the site's D1 batch (routing and the feed hear of the
+        // conversation from the Worker).
+        if let Ok(Some(Ok(first))) =
+            self.with_engine(|_, store| parley_core::Store::events_after(store, 0, 1))
+        {
+            let rows = parley_core::mirror::MirrorRows::of(&created, &first);
+            self.send_to_site(created.clone(), Vec::new(), rows);
+        }
         if params.bot {
             let routing = serde_json::to_string(&params.routing).unwrap_or_default();
             let _ = self.with_engine(|_, store| {

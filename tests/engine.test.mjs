@@ -9,7 +9,9 @@ import {
 } from './support/client.mjs';
 
 // Loads well past the default flood limits; those limits have their own tests.
-const GENEROUS = { RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', RATE_IP_MESSAGES: '5000/500' };
+const GENEROUS = {
+  RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', RATE_IP_MESSAGES: '5000/500', RATE_IP_CREATIONS: '500/50',
+};
 
 let server;
 let agent;
@@ -298,6 +300,26 @@ test('the D1 mirror equals the conversation log after catch-up', async () => {
   assert.deepEqual(own.body.conversations.map((c) => c.id), [conv.conversation]);
 });
 
+test("a site's conversations reach D1 together in its batches, not each on its own", async () => {
+  const convs = await Promise.all(Array.from({ length: 6 }, () => newConversation(server)));
+  await Promise.all(convs.map((conv, i) => sendViaHttp(conv.conversation, conv.token, `together ${i}`)));
+  for (const conv of convs) {
+    const log = await fullHistory(server, conv.conversation, conv.token);
+    const rows = await waitForMirror(conv.conversation, log.length);
+    assert.deepEqual(rows.map((r) => ({ ...r, body: JSON.stringify(JSON.parse(r.body)) })), asMirrorRows(log));
+  }
+  const logged = (event) => server.logs
+    .flatMap((line) => { try { return [JSON.parse(line)]; } catch { return []; } })
+    .filter((e) => e.event === event);
+  const batches = logged('mirror_batch_written');
+  assert.ok(batches.some((e) => e.conversations >= 2), 'one D1 batch carries several conversations');
+  // Wait past the conversations' own timer: it finds everything copied and copies nothing.
+  await sleep(1_500);
+  const ids = new Set(convs.map((c) => c.conversation));
+  const ownCopies = logged('mirror_caught_up').filter((e) => ids.has(e.conversation));
+  assert.deepEqual(ownCopies, []);
+});
+
 test('a failing D1 neither blocks nor loses chat traffic, and the mirror catches up', async () => {
   const conv = await newConversation(server);
   await waitForMirror(conv.conversation, 1);
@@ -309,12 +331,13 @@ test('a failing D1 neither blocks nor loses chat traffic, and the mirror catches
       assert.equal(ack.seq, 2 + i);
     }
     await device.waitForSeq(11);
-    // The mirror is failing, and saying so in the logs.
+    // The site's batch and then the conversation's own copy fail, and say so in the logs.
     const deadline = Date.now() + 10_000;
     while (!server.logs.some((l) => l.includes('"mirror_failed"') && l.includes(conv.conversation))) {
       assert.ok(Date.now() < deadline, 'mirror failures are logged');
       await sleep(100);
     }
+    assert.ok(server.logs.some((l) => l.includes('"mirror_batch_failed"')));
   } finally {
     await server.d1('ALTER TABLE messages_offline RENAME TO messages');
   }
