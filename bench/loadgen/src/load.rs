@@ -179,6 +179,7 @@ async fn read_loop(socket: usize, mut stream: SplitStream<Ws>, shared: Arc<Share
             continue;
         }
         let from_schedule = now_us.saturating_sub(stamp.scheduled_us).max(1);
+        let measure_from_us = slot.measure_from_us;
         let stats = &mut slot.stats;
         match frame.kind.as_str() {
             "ack" if own => {
@@ -187,8 +188,8 @@ async fn read_loop(socket: usize, mut stream: SplitStream<Ws>, shared: Arc<Share
             }
             // The server may echo a message to its sender's own socket: not a delivery.
             "event" if !own => {
-                stats.delivered += 1;
-                stats.end_to_end.saturating_record(from_schedule);
+                let offset = stamp.scheduled_us - measure_from_us;
+                stats.record_delivery(offset, from_schedule);
                 let from_write = now_us.saturating_sub(stamp.sent_us).max(1);
                 stats.end_to_end_from_write.saturating_record(from_write);
             }

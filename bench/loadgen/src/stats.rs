@@ -67,6 +67,14 @@ impl Summary {
     }
 }
 
+/// The measured window is cut into slices this long (by scheduled send time) to tell stalls
+/// (a few slices where everything is late) from general queueing (every slice a bit late).
+pub const SLICE_US: u64 = 100_000;
+/// Slices reported as slow: their slowest delivery took longer than this.
+const SLOW_SLICE_US: u64 = 20_000;
+/// Most slow slices listed in a report (the slowest ones).
+const SLOW_SLICES_LISTED: usize = 20;
+
 /// What happened to the messages scheduled inside one phase's measured window.
 pub struct PhaseStats {
     /// Send → each other participant's `event` (from the scheduled send time).
@@ -82,6 +90,8 @@ pub struct PhaseStats {
     pub delivered: u64,
     pub send_failures: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The slowest end-to-end delivery of the messages scheduled in each slice, in µs.
+    pub slowest_per_slice: Vec<u64>,
 }
 
 impl PhaseStats {
@@ -96,7 +106,42 @@ impl PhaseStats {
             delivered: 0,
             send_failures: 0,
             errors: BTreeMap::new(),
+            slowest_per_slice: Vec::new(),
         })
+    }
+
+    /// Records a delivery `latency_us` after its scheduled send, `offset_us` into the window.
+    pub fn record_delivery(&mut self, offset_us: u64, latency_us: u64) {
+        self.delivered += 1;
+        self.end_to_end.saturating_record(latency_us);
+        let slice = (offset_us / SLICE_US) as usize;
+        if self.slowest_per_slice.len() <= slice {
+            self.slowest_per_slice.resize(slice + 1, 0);
+        }
+        self.slowest_per_slice[slice] = self.slowest_per_slice[slice].max(latency_us);
+    }
+
+    fn slow_slices(&self) -> SlowSlices {
+        let mut slow: Vec<SlowSlice> = self
+            .slowest_per_slice
+            .iter()
+            .enumerate()
+            .filter(|(_, worst)| **worst > SLOW_SLICE_US)
+            .map(|(i, worst)| SlowSlice {
+                at_ms: (i as u64 * SLICE_US) / 1000,
+                slowest_ms: ms(*worst),
+            })
+            .collect();
+        let count = slow.len();
+        slow.sort_by(|a, b| b.slowest_ms.total_cmp(&a.slowest_ms));
+        slow.truncate(SLOW_SLICES_LISTED);
+        slow.sort_by_key(|s| s.at_ms);
+        SlowSlices {
+            slice_ms: SLICE_US / 1000,
+            slices: self.slowest_per_slice.len(),
+            over_20ms: count,
+            slowest: slow,
+        }
     }
 
     pub fn report(
@@ -126,8 +171,27 @@ impl PhaseStats {
             end_to_end_ms: Summary::of(&self.end_to_end),
             ack_ms: Summary::of(&self.ack),
             end_to_end_from_write_ms: Summary::of(&self.end_to_end_from_write),
+            slow_slices: self.slow_slices(),
         }
     }
+}
+
+/// Slices of the measured window (by scheduled send time) whose slowest delivery took over
+/// 20 ms: a handful holding the p99 is a stall, most of them is a queue.
+#[derive(Debug, Serialize)]
+pub struct SlowSlices {
+    pub slice_ms: u64,
+    pub slices: usize,
+    pub over_20ms: usize,
+    /// The slowest of them, in time order.
+    pub slowest: Vec<SlowSlice>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlowSlice {
+    /// Offset of the slice in the measured window.
+    pub at_ms: u64,
+    pub slowest_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +216,7 @@ pub struct PhaseReport {
     pub end_to_end_ms: Summary,
     pub ack_ms: Summary,
     pub end_to_end_from_write_ms: Summary,
+    pub slow_slices: SlowSlices,
 }
 
 #[cfg(test)]
