@@ -65,6 +65,10 @@ pub struct SqlStore {
     schema_ready: std::rc::Rc<std::cell::Cell<bool>>,
     /// Settings read or written by this instance: the object is their only writer.
     settings: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<String, Option<String>>>>,
+    /// The mirror's and the webhooks' watermarks as stored, once read or written (every
+    /// message and mirror run consults them; the object is their only writer).
+    mirror: std::rc::Rc<std::cell::Cell<Option<MirrorRow>>>,
+    webhook: std::rc::Rc<std::cell::Cell<Option<u64>>>,
 }
 
 #[derive(Debug)]
@@ -125,7 +129,7 @@ struct ReadRow {
     seq: u64,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone, Copy)]
 pub struct MirrorRow {
     pub mirrored_seq: u64,
     pub failures: u32,
@@ -181,6 +185,8 @@ impl SqlStore {
             sql,
             schema_ready: Default::default(),
             settings: Default::default(),
+            mirror: Default::default(),
+            webhook: Default::default(),
         })
     }
 
@@ -224,7 +230,10 @@ impl SqlStore {
     }
 
     pub fn mirror_state(&self) -> Result<MirrorRow, SqlError> {
-        Ok(self
+        if let Some(known) = self.mirror.get() {
+            return Ok(known);
+        }
+        let stored = self
             .rows::<MirrorRow>(
                 "SELECT mirrored_seq, failures FROM mirror WHERE id = 1",
                 vec![],
@@ -234,7 +243,9 @@ impl SqlStore {
             .unwrap_or(MirrorRow {
                 mirrored_seq: 0,
                 failures: 0,
-            }))
+            });
+        self.mirror.set(Some(stored));
+        Ok(stored)
     }
 
     /// Records an upload. Idempotent by file id: registering the same file again (the Worker
@@ -347,13 +358,18 @@ impl SqlStore {
 
     /// How far the log has been handed to the site's webhooks.
     pub fn webhook_seq(&self) -> Result<u64, SqlError> {
+        if let Some(known) = self.webhook.get() {
+            return Ok(known);
+        }
         self.ensure_schema()?;
-        Ok(self
+        let stored = self
             .rows::<SeqRow>("SELECT seq FROM webhook_state WHERE id = 1", vec![])?
             .into_iter()
             .next()
             .and_then(|r| r.seq)
-            .unwrap_or(0))
+            .unwrap_or(0);
+        self.webhook.set(Some(stored));
+        Ok(stored)
     }
 
     pub fn set_webhook_seq(&self, seq: u64) -> Result<(), SqlError> {
@@ -362,6 +378,7 @@ impl SqlStore {
             "INSERT INTO webhook_state (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
             vec![int(seq)],
         )?;
+        self.webhook.set(Some(seq));
         Ok(())
     }
 
@@ -396,6 +413,10 @@ impl SqlStore {
              failures = excluded.failures",
             vec![int(mirrored_seq), int(u64::from(failures))],
         )?;
+        self.mirror.set(Some(MirrorRow {
+            mirrored_seq,
+            failures,
+        }));
         Ok(())
     }
 }
