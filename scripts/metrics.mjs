@@ -129,7 +129,9 @@ export class Metrics {
     this.conversations = f('parley_conversations_created_total', 'counter', 'Conversations created.');
     this.missed = f('parley_conversations_missed_total', 'counter', 'Assigned conversations an agent did not answer in time.');
     this.mirrorFailures = f('parley_mirror_failures_total', 'counter', 'Failed attempts to copy conversation events into D1 (retried with backoff; chat is not affected).');
-    this.mirrorCaughtUp = f('parley_mirror_caught_up_total', 'counter', 'Times a conversation\'s D1 mirror caught up with its log.');
+    this.mirrorCaughtUp = f('parley_mirror_caught_up_total', 'counter', 'Times a conversation copied its own events into D1 (what its site\'s batches did not confirm).');
+    this.mirrorBatches = f('parley_mirror_batches_total', 'counter', 'D1 batches a site wrote with its conversations\' new events, by result (written, failed).', ['result']);
+    this.mirrorBatched = f('parley_mirror_batched_copies_total', 'counter', 'Conversations\' copies carried by those batches, by result (written, failed).', ['result']);
     this.logins = f('parley_agent_logins_total', 'counter', 'Agent sign-in requests, by result (ok, failed: wrong e-mail or password, rate_limited, error).', ['result']);
     this.sessions = f('parley_visitor_sessions_total', 'counter', 'Visitor sessions issued.');
     this.logLines = f('parley_log_lines_total', 'counter', 'Worker log lines received, by level.', ['level']);
@@ -186,6 +188,10 @@ export class Metrics {
       case 'mirror_caught_up':
         this.mirrorCaughtUp.inc({});
         return;
+      case 'mirror_batch_written':
+        this.mirrorBatches.inc({ result: 'written' });
+        this.mirrorBatched.inc({ result: 'written' }, Number.isFinite(line.conversations) ? line.conversations : 0);
+        return;
       case 'visitor_session':
         this.sessions.inc({});
         return;
@@ -193,6 +199,10 @@ export class Metrics {
         break;
     }
     if (line.event === 'mirror_failed') this.mirrorFailures.inc({});
+    if (line.event === 'mirror_batch_failed') {
+      this.mirrorBatches.inc({ result: 'failed' });
+      this.mirrorBatched.inc({ result: 'failed' }, Number.isFinite(line.conversations) ? line.conversations : 0);
+    }
     if (level === 'warn' || level === 'error') {
       this.faults.inc({ event: line.event ?? 'unknown', class: line.error_class ?? '', fault: faultOf(line) });
     }

@@ -278,6 +278,9 @@ test('chat through the private deployment; metrics reflect the traffic', async (
     assert.equal(v.parley_messages_total, sent);
     assert.equal(v['parley_events_total{kind="message"}'], sent);
     assert.equal(v['parley_events_total{kind="created"}'], 1);
+    // The site's D1 batches carried the conversation's events.
+    assert.ok(v['parley_mirror_batches_total{result="written"}'] >= 1);
+    assert.ok(v['parley_mirror_batched_copies_total{result="written"}'] >= 1);
     assert.equal(v.parley_conversations_created_total, 1);
     assert.equal(v[r('/healthz', 200)], state.healthz);
     assert.equal(v[r('/api/v1/agent/login', 200)], 1);
