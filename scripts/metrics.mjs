@@ -190,7 +190,7 @@ export class Metrics {
         return;
       case 'mirror_batch_written':
         this.mirrorBatches.inc({ result: 'written' });
-        this.mirrorBatched.inc({ result: 'written' }, Number.isFinite(line.conversations) ? line.conversations : 0);
+        this.mirrorBatched.inc({ result: 'written' }, Number.isFinite(line.copies) ? line.copies : 0);
         return;
       case 'visitor_session':
         this.sessions.inc({});
@@ -201,7 +201,7 @@ export class Metrics {
     if (line.event === 'mirror_failed') this.mirrorFailures.inc({});
     if (line.event === 'mirror_batch_failed') {
       this.mirrorBatches.inc({ result: 'failed' });
-      this.mirrorBatched.inc({ result: 'failed' }, Number.isFinite(line.conversations) ? line.conversations : 0);
+      this.mirrorBatched.inc({ result: 'failed' }, Number.isFinite(line.copies) ? line.copies : 0);
     }
     if (level === 'warn' || level === 'error') {
       this.faults.inc({ event: line.event ?? 'unknown', class: line.error_class ?? '', fault: faultOf(line) });

@@ -65,6 +65,20 @@ struct SiteAnswer {
     mirrored: bool,
 }
 
+/// Logs a notification the site did not take (no answer, or an error status).
+fn site_notify_failed(meta: &Meta, answer: Result<Response>) {
+    let detail = match answer {
+        Ok(response) => format!("status {}", response.status_code()),
+        Err(e) => e.to_string(),
+    };
+    Log::warn("site_notify_failed")
+        .site(&meta.site)
+        .conversation(&meta.id)
+        .error_class("site_unavailable")
+        .field("detail", detail)
+        .emit();
+}
+
 /// What a socket carries across hibernation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SocketState {
@@ -154,6 +168,11 @@ pub struct Conversation {
     site_copies: Cell<u32>,
     /// The site's confirmations past a gap, waiting for it to be confirmed too.
     site_confirmed: RefCell<parley_core::mirror::Confirmations>,
+    /// Which life of the conversation site answers belong to: an erasure starts a new one, and
+    /// answers about the old one are ignored.
+    incarnation: Cell<u32>,
+    /// An alarm asked for a mirror run that copies whatever D1 lacks.
+    alarm_copy: Cell<bool>,
     /// Whether this instance made sure its stored alarm is really scheduled (see
     /// `recover_alarm`).
     alarm_checked: Cell<bool>,
@@ -185,6 +204,8 @@ impl DurableObject for ConversationObject {
             unsaved_webhook: Cell::new(None),
             site_copies: Cell::new(0),
             site_confirmed: RefCell::default(),
+            incarnation: Cell::new(0),
+            alarm_copy: Cell::new(false),
             alarm_checked: Cell::new(false),
             frames: crate::turns::Turns::default(),
         });
@@ -822,8 +843,13 @@ impl Conversation {
         activity: Vec<crate::site_object::Activity>,
         rows: parley_core::mirror::MirrorRows,
     ) {
+        // Erased while automation ran: nothing of it may reach D1 again.
+        if self.erased.get() {
+            return;
+        }
         let Some(me) = self.me.upgrade() else { return };
         let seqs = rows.seqs();
+        let incarnation = self.incarnation.get();
         let request = crate::site_object::SiteRequest::Activity {
             events: activity,
             mirror: Some(rows),
@@ -836,21 +862,14 @@ impl Conversation {
                     .await
                     .is_ok_and(|answer| answer.mirrored),
                 answer => {
-                    let detail = match answer {
-                        Ok(response) => format!("status {}", response.status_code()),
-                        Err(e) => e.to_string(),
-                    };
-                    Log::warn("site_notify_failed")
-                        .site(&meta.site)
-                        .conversation(&meta.id)
-                        .error_class("site_unavailable")
-                        .field("detail", detail)
-                        .emit();
+                    site_notify_failed(&meta, answer);
                     false
                 }
             };
             me.site_copies.set(me.site_copies.get().saturating_sub(1));
-            me.site_copied(seqs.filter(|_| mirrored));
+            if me.incarnation.get() == incarnation {
+                me.site_copied(seqs.filter(|_| mirrored));
+            }
         });
     }
 
@@ -865,15 +884,14 @@ impl Conversation {
         else {
             return;
         };
-        let mut stored = store.mirror_state().unwrap_or_default();
-        let before = self.known_mirrored(&stored);
+        let before = self.known_mirrored(&store);
         let mirrored = confirmed.map_or(before, |(first, last)| {
             self.site_confirmed
                 .borrow_mut()
                 .confirm(before, first, last)
         });
         if mirrored > before {
-            self.note_mirrored(&store, &mut stored, mirrored);
+            self.note_mirrored(&store, mirrored);
         }
         if mirrored < head && self.site_copies.get() == 0 {
             self.start_mirror_timer();
@@ -881,22 +899,20 @@ impl Conversation {
     }
 
     /// How far D1 is known to have this conversation: stored, or learnt since.
-    fn known_mirrored(&self, stored: &crate::sql_store::MirrorRow) -> u64 {
+    fn known_mirrored(&self, store: &SqlStore) -> u64 {
+        let stored = store.mirror_state().unwrap_or_default();
         stored
             .mirrored_seq
             .max(self.unsaved_mirrored.get().unwrap_or(0))
     }
 
-    /// D1 has every event up to `seq`. The watermark rides on the next write, unless failures
-    /// were recorded: then it is written now, to say the mirror is back.
-    fn note_mirrored(&self, store: &SqlStore, stored: &mut crate::sql_store::MirrorRow, seq: u64) {
-        let seq = seq.max(self.known_mirrored(stored));
+    /// D1 has every event up to `seq` (the watermark never moves back). It rides on the next
+    /// write, unless failures were recorded: then it is written now, to say the mirror is back.
+    fn note_mirrored(&self, store: &SqlStore, seq: u64) {
+        let seq = seq.max(self.known_mirrored(store));
+        let stored = store.mirror_state().unwrap_or_default();
         if stored.failures > 0 {
             if store.set_mirror_state(seq, 0).is_ok() {
-                *stored = crate::sql_store::MirrorRow {
-                    mirrored_seq: seq,
-                    failures: 0,
-                };
                 self.unsaved_mirrored.set(None);
             }
         } else if seq > stored.mirrored_seq {
@@ -918,13 +934,9 @@ impl Conversation {
     fn tell_site(&self, meta: Meta, request: crate::site_object::SiteRequest) {
         let env = self.env.clone();
         self.state.wait_until(async move {
-            if let Err(e) = crate::site_object::send(&env, &meta.site, &request).await {
-                Log::warn("site_notify_failed")
-                    .site(&meta.site)
-                    .conversation(&meta.id)
-                    .error_class("site_unavailable")
-                    .field("detail", e.to_string())
-                    .emit();
+            let answer = crate::site_object::send(&env, &meta.site, &request).await;
+            if !answer.as_ref().is_ok_and(|r| r.status_code() < 300) {
+                site_notify_failed(&meta, answer);
             }
         });
     }
@@ -990,6 +1002,11 @@ impl Conversation {
 
     /// Mirror and webhook runs until both have caught up (or failed and set their retry).
     async fn hand_on(&self, run: MirrorRun) {
+        if run == MirrorRun::Alarm {
+            // Held until a run copies: an alarm that rings during a timer's run is not lost
+            // in its `rerun`.
+            self.alarm_copy.set(true);
+        }
         if self.draining.replace(true) {
             self.rerun.set(true);
             return;
@@ -999,7 +1016,7 @@ impl Conversation {
             if self.erased.get() {
                 break;
             }
-            if run == MirrorRun::Alarm || self.site_copies.get() == 0 {
+            if self.alarm_copy.take() || self.site_copies.get() == 0 {
                 self.drain_mirror().await;
             }
             self.drain_webhooks().await;
@@ -1172,38 +1189,39 @@ impl Conversation {
         let Ok(Some(store)) = self.with_engine(|_, store| store.clone()) else {
             return;
         };
-        let mut stored = store.mirror_state().unwrap_or_default();
-        let mut mirrored = self.known_mirrored(&stored);
         let mut copied = false;
         loop {
             // What was written while the last batch was copied (a close, a new assignee) is in
-            // this batch's conversation row.
+            // this batch's conversation row; the site may have confirmed more meanwhile.
             let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) else {
                 return;
             };
+            let mirrored = self.known_mirrored(&store);
             if mirrored >= meta.head && !copied {
                 // The site's batches have it all (or nothing was written).
-                self.note_mirrored(&store, &mut stored, mirrored);
+                self.note_mirrored(&store, mirrored);
                 return;
             }
             match mirror::drain(&store, &meta, db, mirrored).await {
                 Ok(drained) => {
                     copied = true;
-                    self.note_mirrored(&store, &mut stored, drained.mirrored_seq);
-                    // The site may have confirmed more meanwhile.
-                    mirrored = self.known_mirrored(&stored);
+                    self.note_mirrored(&store, drained.mirrored_seq);
                     if !drained.more {
                         Log::info("mirror_caught_up")
                             .site(&meta.site)
                             .conversation(&meta.id)
-                            .seq(mirrored)
+                            .seq(self.known_mirrored(&store))
                             .emit();
                         return;
                     }
                 }
                 Err(detail) => {
-                    let failures = stored.failures.saturating_add(1);
-                    let mirrored = self.known_mirrored(&stored);
+                    let failures = store
+                        .mirror_state()
+                        .unwrap_or_default()
+                        .failures
+                        .saturating_add(1);
+                    let mirrored = self.known_mirrored(&store);
                     let _ = store.set_mirror_state(mirrored, failures);
                     self.unsaved_mirrored.set(None);
                     let delay = mirror::retry_delay_ms(failures);
@@ -1698,6 +1716,10 @@ impl Conversation {
         self.erased.set(true);
         self.unsaved_mirrored.set(None);
         self.unsaved_webhook.set(None);
+        // Site answers still on their way speak of this life, not of a conversation created
+        // again under the same id.
+        self.incarnation.set(self.incarnation.get().wrapping_add(1));
+        *self.site_confirmed.borrow_mut() = Default::default();
         let _ = storage.delete_alarm().await;
         self.alarm_at.set(None);
         storage

@@ -26,8 +26,8 @@ struct Listed {
     site_id: String,
 }
 
-/// Erases one conversation: its object's storage and files, then its D1 rows; and its site's
-/// routing lets go of it (its agent's seat, its place in the queue).
+/// Erases one conversation: its object's storage and files, then its D1 rows; and its site
+/// lets go of it (its agent's seat, its place in the queue, rows waiting for D1).
 async fn erase_conversation(env: &Env, conversation: &Listed) -> worker::Result<()> {
     let db = env.d1("DB")?;
     let Listed {
@@ -43,7 +43,9 @@ async fn erase_conversation(env: &Env, conversation: &Listed) -> worker::Result<
             response.status_code()
         )));
     }
-    forget_in_routing(env, site, conversation).await;
+    // Rows the site has yet to write would bring the conversation back into D1: without the
+    // site's word that none are left, the erasure stops here and is tried again.
+    forget_in_site(env, site, conversation).await?;
     let statements = [
         "DELETE FROM messages WHERE conversation_id = ?1",
         "DELETE FROM conversation_tags WHERE conversation_id = ?1",
@@ -56,9 +58,9 @@ async fn erase_conversation(env: &Env, conversation: &Listed) -> worker::Result<
     Ok(())
 }
 
-/// Tells the site's object the conversation is gone. Best effort: should it fail, the object
-/// drops the conversation the next time it writes to it and gets a 404.
-async fn forget_in_routing(env: &Env, site: &str, conversation: &str) {
+/// Tells the site's object the conversation is gone: routing lets go of it, and its rows
+/// waiting for D1 are dropped (those already on their way have landed when it answers).
+async fn forget_in_site(env: &Env, site: &str, conversation: &str) -> worker::Result<()> {
     let request = SiteRequest::Erased {
         conversation: conversation.to_string(),
     };
@@ -67,13 +69,19 @@ async fn forget_in_routing(env: &Env, site: &str, conversation: &str) {
         Ok(response) => Some(format!("status {}", response.status_code())),
         Err(e) => Some(e.to_string()),
     };
-    if let Some(detail) = failed {
-        Log::warn("routing_forget_failed")
-            .site(site)
-            .conversation(conversation)
-            .error_class("site_unavailable")
-            .field("detail", detail)
-            .emit();
+    match failed {
+        None => Ok(()),
+        Some(detail) => {
+            Log::warn("routing_forget_failed")
+                .site(site)
+                .conversation(conversation)
+                .error_class("site_unavailable")
+                .field("detail", detail.clone())
+                .emit();
+            Err(worker::Error::RustError(format!(
+                "site did not forget: {detail}"
+            )))
+        }
     }
 }
 

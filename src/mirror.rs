@@ -93,8 +93,9 @@ fn insert_event(
     ])
 }
 
-/// Writes the rows of one or more conversations in one D1 batch: all of it, or (on an error)
-/// possibly part, which the next copy repeats harmlessly.
+/// Writes the rows of one or more conversations in one D1 batch, a single transaction: all of
+/// them, or (on an error) none. Each conversation then copies its own, so one bad row costs its
+/// batch a round of single copies, not an event.
 pub async fn write<'a>(
     db: &D1Database,
     copies: impl IntoIterator<Item = &'a MirrorRows>,

@@ -1,20 +1,23 @@
 //! A site's share of the D1 mirror. Its conversations send their new events with the
 //! notification they send it anyway; the site writes what arrived within a short window in one
-//! D1 batch, and answers each conversation whether its rows are in D1. At a thousand quiet
+//! D1 batch, and answers each conversation whether its rows are in D1. At a thousand busy
 //! conversations that is a few D1 calls a second instead of one per message, and D1 (a single
 //! database for the whole deployment) sees the same. A conversation that gets no confirmation
-//! copies its events itself, so nothing depends on this path.
+//! copies its events itself, so nothing depends on this path: when D1 is slow or failing the
+//! site stops taking rows for a while rather than piling them up.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
+use futures::future::{select, Either};
 use parley_core::mirror::{MirrorQueue, MirrorRows, Ticket};
 use worker::{Env, State};
 
 use crate::log::Log;
+use crate::platform::now_ms;
 
 /// How long rows wait for others before they are written: well inside the conversations' own
 /// one-second timer, so a confirmation normally comes before it rings. Short, because every
@@ -23,6 +26,13 @@ use crate::log::Log;
 const WINDOW_MS: u64 = 50;
 /// D1 statements per batch; more rows wait for the next batch, straight after.
 const MAX_STATEMENTS: usize = 400;
+/// D1 statements the queue holds at most; rows past it are turned away (their conversations
+/// copy them), so a slow D1 cannot fill the site's memory.
+const MAX_QUEUED_STATEMENTS: usize = 4_000;
+/// After a failed batch, rows are turned away this long.
+const PAUSE_AFTER_FAILURE_MS: i64 = 2_000;
+/// Longest a notification waits for its batch; past it the answer is "not copied".
+const CONFIRMATION_TIMEOUT_MS: u64 = 10_000;
 /// Conversations erased in this instance that are remembered, so rows sent just before an
 /// erasure and arriving after it are not written back.
 const REMEMBERED_ERASURES: usize = 256;
@@ -34,9 +44,12 @@ pub struct SiteMirror {
     waiting: RefCell<HashMap<Ticket, oneshot::Sender<bool>>>,
     /// A flush is scheduled or under way: rows that arrive join it.
     flushing: Cell<bool>,
-    /// A batch is on its way to D1; an erasure waits for it before its rows leave D1.
-    writing: Cell<bool>,
+    /// Batches on their way to D1; an erasure waits for those under way when it came.
+    writing: RefCell<BTreeSet<u64>>,
+    next_batch: Cell<u64>,
     written: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Rows are turned away until then (a batch failed).
+    paused_until: Cell<i64>,
     erased: RefCell<VecDeque<String>>,
 }
 
@@ -47,17 +60,38 @@ impl SiteMirror {
             queue: RefCell::default(),
             waiting: RefCell::default(),
             flushing: Cell::new(false),
-            writing: Cell::new(false),
+            writing: RefCell::default(),
+            next_batch: Cell::new(0),
             written: RefCell::default(),
+            paused_until: Cell::new(0),
             erased: RefCell::default(),
         })
     }
 
-    /// Queues a conversation's rows for the next batch. The answer says whether they are in
-    /// D1; dropped (an erased conversation) or failed reads as `false`.
-    pub fn queue(self: &Rc<Self>, state: &State, rows: MirrorRows) -> oneshot::Receiver<bool> {
+    /// Takes a conversation's rows for the next batch, and answers whether they are in D1.
+    /// Turned away (an erased conversation, a full queue, D1 failing), failed or timed out
+    /// reads as `false`. The rows join the batch at once; the answer is awaited after.
+    pub fn submit(
+        self: &Rc<Self>,
+        state: &State,
+        rows: MirrorRows,
+    ) -> impl std::future::Future<Output = bool> {
+        let confirmation = self.enqueue(state, rows);
+        async move {
+            let timeout = worker::Delay::from(Duration::from_millis(CONFIRMATION_TIMEOUT_MS));
+            match select(confirmation, timeout).await {
+                Either::Left((answer, _)) => answer.unwrap_or(false),
+                Either::Right(_) => false,
+            }
+        }
+    }
+
+    fn enqueue(self: &Rc<Self>, state: &State, rows: MirrorRows) -> oneshot::Receiver<bool> {
         let (answer, confirmation) = oneshot::channel();
-        if self.erased.borrow().contains(&rows.conversation.id) {
+        let turned_away = self.erased.borrow().contains(&rows.conversation.id)
+            || now_ms() < self.paused_until.get()
+            || self.queue.borrow().statements() + rows.statements() > MAX_QUEUED_STATEMENTS;
+        if turned_away {
             let _ = answer.send(false);
             return confirmation;
         }
@@ -80,26 +114,45 @@ impl SiteMirror {
             if batch.is_empty() {
                 break;
             }
-            self.writing.set(true);
+            let id = self.next_batch.get() + 1;
+            self.next_batch.set(id);
+            self.writing.borrow_mut().insert(id);
             let outcome = match self.env.d1("DB") {
                 Ok(db) => crate::mirror::write(&db, batch.iter().map(|(_, rows)| rows)).await,
                 Err(e) => Err(e.to_string()),
             };
-            self.writing.set(false);
+            self.writing.borrow_mut().remove(&id);
             for done in self.written.borrow_mut().drain(..) {
                 let _ = done.send(());
             }
             let written = outcome.is_ok();
+            let site = batch
+                .first()
+                .map(|(_, rows)| rows.conversation.site.clone())
+                .unwrap_or_default();
+            let conversations = batch
+                .iter()
+                .map(|(_, rows)| rows.conversation.id.as_str())
+                .collect::<BTreeSet<_>>()
+                .len();
             match outcome {
                 Ok(()) => Log::info("mirror_batch_written")
-                    .field("conversations", batch.len())
+                    .site(&site)
+                    .field("conversations", conversations)
+                    .field("copies", batch.len())
                     .emit(),
-                // The conversations copy their own rows, with their own retries.
-                Err(detail) => Log::warn("mirror_batch_failed")
-                    .error_class("d1_unavailable")
-                    .field("conversations", batch.len())
-                    .field("detail", detail)
-                    .emit(),
+                // The conversations copy their own rows, with their own retries; the next
+                // rows wait for D1 to recover there, not here.
+                Err(detail) => {
+                    self.paused_until.set(now_ms() + PAUSE_AFTER_FAILURE_MS);
+                    Log::warn("mirror_batch_failed")
+                        .site(&site)
+                        .error_class("d1_unavailable")
+                        .field("conversations", conversations)
+                        .field("copies", batch.len())
+                        .field("detail", detail)
+                        .emit()
+                }
             }
             self.answer(batch.into_iter().map(|(ticket, _)| ticket), written);
         }
@@ -115,9 +168,11 @@ impl SiteMirror {
         }
     }
 
-    /// An erased conversation: its queued rows are dropped, and the batch on its way to D1
-    /// (which may carry some) lands before the caller deletes its rows from D1.
-    pub async fn forget(&self, conversation: &str) {
+    /// An erased conversation: its queued rows are dropped, and the batches on their way to D1
+    /// (which may carry some) land before the caller deletes its rows from D1. Later batches
+    /// cannot carry its rows, so it does not wait for them. `false` when they did not land in
+    /// time: the erasure is to be tried again.
+    pub async fn forget(&self, conversation: &str) -> bool {
         {
             let mut erased = self.erased.borrow_mut();
             if erased.len() == REMEMBERED_ERASURES {
@@ -127,10 +182,23 @@ impl SiteMirror {
         }
         let dropped = self.queue.borrow_mut().drop_conversation(conversation);
         self.answer(dropped, false);
-        while self.writing.get() {
-            let (done, landed) = oneshot::channel();
-            self.written.borrow_mut().push(done);
-            let _ = landed.await;
-        }
+        let under_way = self.writing.borrow().clone();
+        let landed = async move {
+            while self
+                .writing
+                .borrow()
+                .iter()
+                .any(|id| under_way.contains(id))
+            {
+                let (done, landed) = oneshot::channel();
+                self.written.borrow_mut().push(done);
+                let _ = landed.await;
+            }
+        };
+        let timeout = worker::Delay::from(Duration::from_millis(CONFIRMATION_TIMEOUT_MS));
+        matches!(
+            select(std::pin::pin!(landed), timeout).await,
+            Either::Left(_)
+        )
     }
 }

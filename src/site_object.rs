@@ -937,7 +937,7 @@ impl SiteObject {
             }
             SiteRequest::Activity { events, mirror } => {
                 // Queued first, so the rows make the batch that is open now.
-                let mirrored = mirror.map(|rows| self.mirror.queue(&self.state, rows));
+                let mirrored = mirror.map(|rows| self.mirror.submit(&self.state, rows));
                 for activity in events {
                     self.feed(serde_json::json!({
                         "event": "activity", "conversation": activity.conversation, "seq": activity.seq,
@@ -986,7 +986,7 @@ impl SiteObject {
                     let _ = self.apply(input).await;
                 }
                 let mirrored = match mirrored {
-                    Some(confirmation) => confirmation.await.unwrap_or(false),
+                    Some(confirmation) => confirmation.await,
                     None => false,
                 };
                 ok(serde_json::json!({ "mirrored": mirrored }))
@@ -1029,8 +1029,12 @@ impl SiteObject {
                 ok(serde_json::json!({ "conversation": conversation, "outcome": outcome }))
             }
             SiteRequest::Erased { conversation } => {
-                // Before the caller deletes the conversation's rows from D1.
-                self.mirror.forget(&conversation).await;
+                // Before the caller deletes the conversation's rows from D1, which it does only
+                // after this answer; a batch that does not land in time fails the erasure, to
+                // be tried again.
+                if !self.mirror.forget(&conversation).await {
+                    return Err(ErrorCode::Internal.into());
+                }
                 self.apply(SiteInput::Erased { conversation })
                     .await
                     .map_err(|e| ApiError::from(e.code()))?;

@@ -135,14 +135,6 @@ pub struct MirrorRow {
     pub failures: u32,
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Visitor => "visitor",
-        Role::Agent => "agent",
-        Role::System => "system",
-    }
-}
-
 fn parse_role(name: &str) -> Role {
     match name {
         "visitor" => Role::Visitor,
@@ -505,7 +497,7 @@ impl Store for SqlStore {
                 event.payload.kind().into(),
                 body_json(&event.payload).into(),
                 event.author.id.as_str().into(),
-                role_name(event.author.role).into(),
+                event.author.role.as_str().into(),
                 event.author.name.clone().into(),
                 event.client_msg_id.clone().into(),
                 event.at.into(),

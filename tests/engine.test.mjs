@@ -301,6 +301,7 @@ test('the D1 mirror equals the conversation log after catch-up', async () => {
 });
 
 test("a site's conversations reach D1 together in its batches, not each on its own", async () => {
+  const from = server.logs.length;
   const convs = await Promise.all(Array.from({ length: 6 }, () => newConversation(server)));
   await Promise.all(convs.map((conv, i) => sendViaHttp(conv.conversation, conv.token, `together ${i}`)));
   for (const conv of convs) {
@@ -308,11 +309,12 @@ test("a site's conversations reach D1 together in its batches, not each on its o
     const rows = await waitForMirror(conv.conversation, log.length);
     assert.deepEqual(rows.map((r) => ({ ...r, body: JSON.stringify(JSON.parse(r.body)) })), asMirrorRows(log));
   }
-  const logged = (event) => server.logs
+  const logged = (event) => server.logs.slice(from)
     .flatMap((line) => { try { return [JSON.parse(line)]; } catch { return []; } })
     .filter((e) => e.event === event);
   const batches = logged('mirror_batch_written');
   assert.ok(batches.some((e) => e.conversations >= 2), 'one D1 batch carries several conversations');
+  assert.ok(batches.every((e) => e.site && e.copies >= e.conversations));
   // Wait past the conversations' own timer: it finds everything copied and copies nothing.
   await sleep(1_500);
   const ids = new Set(convs.map((c) => c.conversation));
@@ -321,6 +323,7 @@ test("a site's conversations reach D1 together in its batches, not each on its o
 });
 
 test('a failing D1 neither blocks nor loses chat traffic, and the mirror catches up', async () => {
+  const from = server.logs.length;
   const conv = await newConversation(server);
   await waitForMirror(conv.conversation, 1);
   const device = await connect(server, conv.conversation, agent.token, { after: 1 });
@@ -337,7 +340,7 @@ test('a failing D1 neither blocks nor loses chat traffic, and the mirror catches
       assert.ok(Date.now() < deadline, 'mirror failures are logged');
       await sleep(100);
     }
-    assert.ok(server.logs.some((l) => l.includes('"mirror_batch_failed"')));
+    assert.ok(server.logs.slice(from).some((l) => l.includes('"mirror_batch_failed"')));
   } finally {
     await server.d1('ALTER TABLE messages_offline RENAME TO messages');
   }

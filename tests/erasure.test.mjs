@@ -69,6 +69,26 @@ test('erasing a visitor removes conversations, messages, files and page views, a
   assert.equal((await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token })).status, 404);
 });
 
+test('an erasure straight after messages leaves none of them in D1, not even those waiting for a batch', async () => {
+  const v = await newConversation(server);
+  await mirrored(v.conversation, 1);
+  // Messages whose rows are still on their way to the site's next D1 batch when the erasure comes.
+  await Promise.all(Array.from({ length: 5 }, (_, i) => http(server.url, `/api/v1/conversations/${v.conversation}/messages`, {
+    method: 'POST', token: v.token, body: { client_msg_id: msgId(`late${i}`), text: `late ${i}` },
+  })));
+  const erased = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(erased.status, 200, JSON.stringify(erased.body));
+  // Past the batch window and the conversation's own one-second copy.
+  await sleep(2_000);
+  for (const [sql, param] of [
+    ['SELECT COUNT(*) AS n FROM messages WHERE conversation_id = ?1', v.conversation],
+    ['SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', v.conversation],
+  ]) {
+    const { results: [row] } = await server.d1(sql, [param]);
+    assert.equal(row.n, 0, sql);
+  }
+});
+
 test('the retention purge erases conversations older than the site keeps, and only those', async () => {
   const site = await siteId(server, owner.token);
   const old = await newConversation(server);

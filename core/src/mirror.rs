@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::Meta;
-use crate::protocol::{Event, EventPayload, Role};
+use crate::protocol::{Event, EventPayload};
 
 /// The JSON of an event's body, as stored in the conversation's log and mirrored to D1.
 pub fn body_json(payload: &EventPayload) -> String {
@@ -76,12 +76,7 @@ impl EventRow {
             seq: event.seq,
             kind: event.payload.kind().to_string(),
             author_id: event.author.id.clone(),
-            author_role: match event.author.role {
-                Role::Visitor => "visitor",
-                Role::Agent => "agent",
-                Role::System => "system",
-            }
-            .to_string(),
+            author_role: event.author.role.as_str().to_string(),
             author_name: event.author.name.clone(),
             client_msg_id: event.client_msg_id.clone(),
             body: body_json(&event.payload),
@@ -162,12 +157,14 @@ pub type Ticket = u64;
 pub struct MirrorQueue {
     pending: Vec<(Ticket, MirrorRows)>,
     next: Ticket,
+    statements: usize,
 }
 
 impl MirrorQueue {
     /// Queues `rows`; the ticket names them when the batch that carried them is done.
     pub fn push(&mut self, rows: MirrorRows) -> Ticket {
         self.next += 1;
+        self.statements += rows.statements();
         self.pending.push((self.next, rows));
         self.next
     }
@@ -176,17 +173,25 @@ impl MirrorQueue {
         self.pending.is_empty()
     }
 
+    /// D1 statements waiting, all rows together.
+    pub fn statements(&self) -> usize {
+        self.statements
+    }
+
     /// Takes the rows of an erased conversation out, so no batch writes them after its rows
     /// left D1. Answers their tickets.
     pub fn drop_conversation(&mut self, conversation: &str) -> Vec<Ticket> {
         let mut dropped = Vec::new();
+        let mut statements = self.statements;
         self.pending.retain(|(ticket, rows)| {
             let keep = rows.conversation.id != conversation;
             if !keep {
                 dropped.push(*ticket);
+                statements -= rows.statements();
             }
             keep
         });
+        self.statements = statements;
         dropped
     }
 
@@ -202,6 +207,7 @@ impl MirrorQueue {
             statements += rows.statements();
             count += 1;
         }
+        self.statements -= statements;
         self.pending.drain(..count).collect()
     }
 }
@@ -209,7 +215,7 @@ impl MirrorQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Participant, Status};
+    use crate::protocol::{Participant, Role, Status};
     use proptest::prelude::*;
 
     fn meta(id: &str) -> Meta {
@@ -302,11 +308,14 @@ mod tests {
         let a = queue.push(rows("c_a", 1..=2));
         let b = queue.push(rows("c_b", 1..=1));
         let a2 = queue.push(rows("c_a", 3..=3));
+        assert_eq!(queue.statements(), 7);
         assert_eq!(queue.drop_conversation("c_a"), vec![a, a2]);
+        assert_eq!(queue.statements(), 2);
         let taken = queue.take(100);
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].0, b);
         assert!(queue.is_empty());
+        assert_eq!(queue.statements(), 0);
     }
 
     #[test]
@@ -381,6 +390,8 @@ mod tests {
                 let statements: usize = batch.iter().map(|(_, r)| r.statements()).sum();
                 prop_assert!(batch.len() == 1 || statements <= max);
                 seen.extend(batch.into_iter().map(|(ticket, _)| ticket));
+                let left: usize = sizes.iter().skip(seen.len()).map(|size| 1 + *size as usize).sum();
+                prop_assert_eq!(queue.statements(), left);
             }
             prop_assert_eq!(seen, tickets);
         }

@@ -23,6 +23,16 @@ pub enum Role {
     System,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Visitor => "visitor",
+            Role::Agent => "agent",
+            Role::System => "system",
+        }
+    }
+}
+
 /// Someone taking part in a conversation, as other participants see them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {
