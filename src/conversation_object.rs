@@ -173,6 +173,9 @@ pub struct Conversation {
     incarnation: Cell<u32>,
     /// An alarm asked for a mirror run that copies whatever D1 lacks.
     alarm_copy: Cell<bool>,
+    /// Sockets that have yet to say `hello`, each with the means to stop its timer: a timer
+    /// left running would keep the instance from hibernating for its whole length.
+    awaiting_hello: RefCell<Vec<(WebSocket, oneshot::Sender<()>)>>,
     /// Whether this instance made sure its stored alarm is really scheduled (see
     /// `recover_alarm`).
     alarm_checked: Cell<bool>,
@@ -206,6 +209,7 @@ impl DurableObject for ConversationObject {
             site_confirmed: RefCell::default(),
             incarnation: Cell::new(0),
             alarm_copy: Cell::new(false),
+            awaiting_hello: RefCell::default(),
             alarm_checked: Cell::new(false),
             frames: crate::turns::Turns::default(),
         });
@@ -349,6 +353,7 @@ impl DurableObject for ConversationObject {
             .map(|s| s.trace.clone())
             .unwrap_or_default();
         self.sockets.forget(&ws);
+        self.stop_waiting_for_hello(&ws);
         self.log("socket_closed", &trace).field("code", code).emit();
         // Complete the closing handshake; the peer may already be gone.
         let code = u16::try_from(code)
@@ -360,6 +365,7 @@ impl DurableObject for ConversationObject {
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         self.sockets.forget(&ws);
+        self.stop_waiting_for_hello(&ws);
         Ok(())
     }
 
@@ -1304,6 +1310,7 @@ impl Conversation {
         }
         socket.principal = Some(principal.clone());
         self.sockets.set(ws, socket.clone())?;
+        self.stop_waiting_for_hello(ws);
         self.remember_visitor_language(&principal, socket.lang.as_deref());
         let command = Command::Hello {
             who: principal.participant(),
@@ -1497,15 +1504,30 @@ impl Conversation {
     /// an eviction the next socket accepted sweeps it).
     fn close_if_silent(&self, ws: WebSocket, socket: SocketState) {
         let Some(me) = self.me.upgrade() else { return };
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.awaiting_hello.borrow_mut().push((ws.clone(), stop));
         self.state.wait_until(async move {
             let wait = parley_core::limits::HELLO_TIMEOUT_MS as u64;
-            worker::Delay::from(Duration::from_millis(wait)).await;
+            let timer = worker::Delay::from(Duration::from_millis(wait));
+            // Stopped (or its sender dropped): the socket said hello or closed.
+            if let futures::future::Either::Right(_) = futures::future::select(timer, stopped).await
+            {
+                return;
+            }
+            me.stop_waiting_for_hello(&ws);
             // A socket already closed is not looked up (that would cache it again).
             let open = me.state.get_websockets().contains(&ws);
             if open && me.sockets.get(&ws).is_some_and(|s| s.principal.is_none()) {
                 let _ = me.refuse_and_close(&ws, &socket, ErrorCode::TokenMissing, CLOSE_POLICY);
             }
         });
+    }
+
+    /// Ends the hello timer of a socket that said hello or closed.
+    fn stop_waiting_for_hello(&self, ws: &WebSocket) {
+        self.awaiting_hello
+            .borrow_mut()
+            .retain(|(waiting, _)| waiting != ws);
     }
 
     async fn operation(&self, req: &mut Request, trace: &str) -> ApiResult {
