@@ -873,9 +873,10 @@ impl Conversation {
                 }
             };
             me.site_copies.set(me.site_copies.get().saturating_sub(1));
-            if me.incarnation.get() == incarnation {
-                me.site_copied(seqs.filter(|_| mirrored));
-            }
+            // An answer about an earlier life confirms nothing, but may be the last one
+            // awaited: the timer then copies what this life's answers did not confirm.
+            let confirmed = seqs.filter(|_| mirrored && me.incarnation.get() == incarnation);
+            me.site_copied(confirmed);
         });
     }
 
@@ -1266,6 +1267,7 @@ impl Conversation {
     ) -> Result<()> {
         send_frame(ws, &ApiError::from(code).frame(socket.lang()));
         let _ = ws.close(Some(close), Some(code.as_str()));
+        self.stop_waiting_for_hello(ws);
         Ok(())
     }
 

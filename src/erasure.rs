@@ -177,14 +177,24 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
         .await?
         .results::<Listed>()?;
     let mut erased = 0;
+    // A site that failed one erasure (its object unreachable, its batch stuck) is left for the
+    // next run: each try could wait for it again.
+    let mut failing_sites = std::collections::BTreeSet::new();
     for row in expired {
+        if failing_sites.contains(&row.site_id) {
+            continue;
+        }
         match erase_conversation(env, &row).await {
             Ok(()) => erased += 1,
-            Err(e) => Log::warn("purge_failed")
-                .conversation(&row.id)
-                .error_class("storage_unavailable")
-                .field("detail", e.to_string())
-                .emit(),
+            Err(e) => {
+                Log::warn("purge_failed")
+                    .site(&row.site_id)
+                    .conversation(&row.id)
+                    .error_class("storage_unavailable")
+                    .field("detail", e.to_string())
+                    .emit();
+                failing_sites.insert(row.site_id.clone());
+            }
         }
     }
     // Page views follow the same rule.

@@ -77,8 +77,11 @@ impl SiteMirror {
         rows: MirrorRows,
     ) -> impl std::future::Future<Output = bool> {
         let confirmation = self.enqueue(state, rows);
+        // From now, not from when the caller starts waiting.
+        let deadline = now_ms() + CONFIRMATION_TIMEOUT_MS as i64;
         async move {
-            let timeout = worker::Delay::from(Duration::from_millis(CONFIRMATION_TIMEOUT_MS));
+            let left = (deadline - now_ms()).max(0) as u64;
+            let timeout = worker::Delay::from(Duration::from_millis(left));
             match select(confirmation, timeout).await {
                 Either::Left((answer, _)) => answer.unwrap_or(false),
                 Either::Right(_) => false,

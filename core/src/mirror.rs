@@ -128,9 +128,6 @@ impl Confirmations {
     /// The watermark after the site confirmed that events `first..=last` are in D1, from
     /// `mirrored` (every event up to it is known to be in D1).
     pub fn confirm(&mut self, mirrored: u64, first: u64, last: u64) -> u64 {
-        if self.ahead.len() == MAX_AHEAD {
-            self.ahead.remove(0);
-        }
         self.ahead.push((first, last));
         let mut mirrored = mirrored;
         loop {
@@ -143,9 +140,16 @@ impl Confirmations {
                 !joins
             });
             if mirrored == before {
-                return mirrored;
+                break;
             }
         }
+        // Over the cap, the confirmations farthest from joining go first.
+        while self.ahead.len() > MAX_AHEAD {
+            if let Some(farthest) = (0..self.ahead.len()).max_by_key(|&i| self.ahead[i].0) {
+                self.ahead.swap_remove(farthest);
+            }
+        }
+        mirrored
     }
 }
 
@@ -300,6 +304,21 @@ mod tests {
         // The conversation's own copy filled a gap: a later confirmation builds on it.
         assert_eq!(confirmations.confirm(9, 12, 12), 9);
         assert_eq!(confirmations.confirm(11, 13, 13), 13);
+    }
+
+    #[test]
+    fn a_full_list_of_waiting_confirmations_still_takes_the_one_that_fills_the_gap() {
+        let mut confirmations = Confirmations::default();
+        for seq in 6..6 + MAX_AHEAD as u64 {
+            assert_eq!(confirmations.confirm(4, seq, seq), 4);
+        }
+        assert_eq!(confirmations.confirm(4, 5, 5), 5 + MAX_AHEAD as u64);
+        // Past the cap, the farthest are forgotten (the conversation's own copy repeats them).
+        for seq in 100..100 + MAX_AHEAD as u64 + 1 {
+            confirmations.confirm(90, seq, seq);
+        }
+        assert_eq!(confirmations.ahead.len(), MAX_AHEAD);
+        assert_eq!(confirmations.confirm(90, 91, 99), 99 + MAX_AHEAD as u64);
     }
 
     #[test]
