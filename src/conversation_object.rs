@@ -907,7 +907,10 @@ impl Conversation {
 
     /// How far D1 is known to have this conversation: stored, or learnt since.
     fn known_mirrored(&self, store: &SqlStore) -> u64 {
-        let stored = store.mirror_state().unwrap_or_default();
+        self.known_after(&store.mirror_state().unwrap_or_default())
+    }
+
+    fn known_after(&self, stored: &crate::sql_store::MirrorRow) -> u64 {
         stored
             .mirrored_seq
             .max(self.unsaved_mirrored.get().unwrap_or(0))
@@ -916,8 +919,8 @@ impl Conversation {
     /// D1 has every event up to `seq` (the watermark never moves back). It rides on the next
     /// write, unless failures were recorded: then it is written now, to say the mirror is back.
     fn note_mirrored(&self, store: &SqlStore, seq: u64) {
-        let seq = seq.max(self.known_mirrored(store));
         let stored = store.mirror_state().unwrap_or_default();
+        let seq = seq.max(self.known_after(&stored));
         if stored.failures > 0 {
             if store.set_mirror_state(seq, 0).is_ok() {
                 self.unsaved_mirrored.set(None);
@@ -1223,12 +1226,9 @@ impl Conversation {
                     }
                 }
                 Err(detail) => {
-                    let failures = store
-                        .mirror_state()
-                        .unwrap_or_default()
-                        .failures
-                        .saturating_add(1);
-                    let mirrored = self.known_mirrored(&store);
+                    let stored = store.mirror_state().unwrap_or_default();
+                    let failures = stored.failures.saturating_add(1);
+                    let mirrored = self.known_after(&stored);
                     let _ = store.set_mirror_state(mirrored, failures);
                     self.unsaved_mirrored.set(None);
                     let delay = mirror::retry_delay_ms(failures);

@@ -44,8 +44,9 @@ pub struct SiteMirror {
     waiting: RefCell<HashMap<Ticket, oneshot::Sender<bool>>>,
     /// A flush is scheduled or under way: rows that arrive join it.
     flushing: Cell<bool>,
-    /// Batches on their way to D1; an erasure waits for those under way when it came.
-    writing: RefCell<BTreeSet<u64>>,
+    /// The batch on its way to D1 (one flush runs at a time); an erasure waits for the one
+    /// under way when it came.
+    writing: Cell<Option<u64>>,
     next_batch: Cell<u64>,
     written: RefCell<Vec<oneshot::Sender<()>>>,
     /// Rows are turned away until then (a batch failed).
@@ -60,7 +61,7 @@ impl SiteMirror {
             queue: RefCell::default(),
             waiting: RefCell::default(),
             flushing: Cell::new(false),
-            writing: RefCell::default(),
+            writing: Cell::new(None),
             next_batch: Cell::new(0),
             written: RefCell::default(),
             paused_until: Cell::new(0),
@@ -119,12 +120,12 @@ impl SiteMirror {
             }
             let id = self.next_batch.get() + 1;
             self.next_batch.set(id);
-            self.writing.borrow_mut().insert(id);
+            self.writing.set(Some(id));
             let outcome = match self.env.d1("DB") {
                 Ok(db) => crate::mirror::write(&db, batch.iter().map(|(_, rows)| rows)).await,
                 Err(e) => Err(e.to_string()),
             };
-            self.writing.borrow_mut().remove(&id);
+            self.writing.set(None);
             for done in self.written.borrow_mut().drain(..) {
                 let _ = done.send(());
             }
@@ -185,14 +186,11 @@ impl SiteMirror {
         }
         let dropped = self.queue.borrow_mut().drop_conversation(conversation);
         self.answer(dropped, false);
-        let under_way = self.writing.borrow().clone();
+        let Some(under_way) = self.writing.get() else {
+            return true;
+        };
         let landed = async move {
-            while self
-                .writing
-                .borrow()
-                .iter()
-                .any(|id| under_way.contains(id))
-            {
+            while self.writing.get() == Some(under_way) {
                 let (done, landed) = oneshot::channel();
                 self.written.borrow_mut().push(done);
                 let _ = landed.await;

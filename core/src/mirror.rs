@@ -129,26 +129,19 @@ impl Confirmations {
     /// `mirrored` (every event up to it is known to be in D1).
     pub fn confirm(&mut self, mirrored: u64, first: u64, last: u64) -> u64 {
         self.ahead.push((first, last));
+        // In order of their first event, one pass joins every confirmation the watermark
+        // reaches; past the first that does not join, none does.
+        self.ahead.sort_unstable();
         let mut mirrored = mirrored;
-        loop {
-            let before = mirrored;
-            self.ahead.retain(|&(first, last)| {
-                let joins = first <= mirrored.saturating_add(1);
-                if joins {
-                    mirrored = mirrored.max(last);
-                }
-                !joins
-            });
-            if mirrored == before {
-                break;
+        self.ahead.retain(|&(first, last)| {
+            let joins = first <= mirrored.saturating_add(1);
+            if joins {
+                mirrored = mirrored.max(last);
             }
-        }
-        // Over the cap, the confirmations farthest from joining go first.
-        while self.ahead.len() > MAX_AHEAD {
-            if let Some(farthest) = (0..self.ahead.len()).max_by_key(|&i| self.ahead[i].0) {
-                self.ahead.swap_remove(farthest);
-            }
-        }
+            !joins
+        });
+        // Over the cap, the confirmations farthest from joining go.
+        self.ahead.truncate(MAX_AHEAD);
         mirrored
     }
 }
