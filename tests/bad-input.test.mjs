@@ -708,6 +708,32 @@ test('http: visitor session from a disallowed Origin http://evil.example → 403
   await waitFor(async () => (await d1Count(server, 'SELECT count(*) AS n FROM visitors')) === visitors + 1);
 });
 
+test('http: a deployment at an internationalised domain (Punycode host) knows its own origin: its page gets a visitor session, another origin still 403', async () => {
+  // The runtime hands the Worker request URLs with the host in ASCII (Punycode) form; the Worker
+  // parses them without a Unicode back end and must still recognise its own origin.
+  const { port } = new URL(server.url);
+  const post = (host, origin) => new Promise((resolve, reject) => {
+    const payload = JSON.stringify({ site_key: server.siteKey });
+    const req = httpRequest({
+      host: '127.0.0.1', port, path: '/api/v1/visitor/session', method: 'POST',
+      headers: { host, origin, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+  for (const host of [`xn--r8jz45g.jp:${port}`, `chat.xn--mnchen-3ya.de:${port}`]) {
+    const own = await post(host, `http://${host}`);
+    assert.equal(own.status, 200, `${host}: ${JSON.stringify(own.body)}`);
+    keep(own.body.token);
+    const other = await post(host, 'http://xn--mnchen-3ya.example');
+    assertHttpError(other, 403, 'origin_not_allowed');
+  }
+});
+
 test('http: creating a conversation from a disallowed Origin → 403 origin_not_allowed; nothing created', async () => {
   const conversations = await d1Count(server, 'SELECT count(*) AS n FROM conversations');
   const res = await http(server.url, '/api/v1/conversations', { method: 'POST', token: A.token, headers: { origin: EVIL_ORIGIN } });
