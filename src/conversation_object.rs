@@ -567,17 +567,24 @@ impl Conversation {
                 Effect::Wake => self.wake_pollers(),
             }
         }
-        if mirror {
-            self.start_mirror_timer();
-        }
+        let mut site_told = false;
+        let mut webhooks = true;
         if !appended.is_empty() {
             // The rows for D1 as of these events, before automation adds more.
             let meta = self.meta();
             self.automate(&appended).await;
             self.translate_later(&appended).await;
             if let Ok(meta) = meta {
-                self.notify_site(meta, &appended);
+                webhooks = crate::automation::load(&self.env, &meta.site)
+                    .await
+                    .webhooks;
+                site_told = self.notify_site(meta, &appended);
             }
+        }
+        // Once the site is told, its answer decides whether this instance copies the events to
+        // D1 itself (`site_copied`): the timer is then needed only to offer them to webhooks.
+        if mirror && (!site_told || webhooks) {
+            self.start_mirror_timer();
         }
         if let Some((agent, seq)) = agent_read {
             self.tell_site_read(&agent, seq);
@@ -832,28 +839,31 @@ impl Conversation {
     /// Tells the site's object what happened here (routing and the agents' inbox feed), with
     /// the events' rows for its next D1 batch. Not on the message path: it runs after the
     /// answer, and a failure loses no message (the timer copies what the site did not).
-    fn notify_site(&self, meta: Meta, events: &[parley_core::Event]) {
+    /// Tells the site about new events; false when it was not told (see `send_to_site`).
+    fn notify_site(&self, meta: Meta, events: &[parley_core::Event]) -> bool {
         let activity = events
             .iter()
             .map(|e| crate::site_object::Activity::from_event(&meta.id, e))
             .collect();
         let rows = parley_core::mirror::MirrorRows::of(&meta, events);
-        self.send_to_site(meta, activity, rows);
+        self.send_to_site(meta, activity, rows)
     }
 
     /// Sends the site activity for its feed and routing, with rows for its next D1 batch, and
-    /// takes its answer about them.
+    /// takes its answer about them. False when nothing was sent.
     fn send_to_site(
         &self,
         meta: Meta,
         activity: Vec<crate::site_object::Activity>,
         rows: parley_core::mirror::MirrorRows,
-    ) {
+    ) -> bool {
         // Erased while automation ran: nothing of it may reach D1 again.
         if self.erased.get() {
-            return;
+            return false;
         }
-        let Some(me) = self.me.upgrade() else { return };
+        let Some(me) = self.me.upgrade() else {
+            return false;
+        };
         let seqs = rows.seqs();
         let incarnation = self.incarnation.get();
         let request = crate::site_object::SiteRequest::Activity {
@@ -878,6 +888,7 @@ impl Conversation {
             let confirmed = seqs.filter(|_| mirrored && me.incarnation.get() == incarnation);
             me.site_copied(confirmed);
         });
+        true
     }
 
     /// The site answered a notification: `confirmed` names the events it wrote to D1. What is
