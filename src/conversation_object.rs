@@ -572,12 +572,16 @@ impl Conversation {
         if !appended.is_empty() {
             // The rows for D1 as of these events, before automation adds more.
             let meta = self.meta();
-            self.automate(&appended).await;
+            let site = match &meta {
+                Ok(meta) => Some(crate::automation::load(&self.env, &meta.site).await),
+                Err(_) => None,
+            };
+            if let Some(site) = &site {
+                self.automate(site, &appended).await;
+            }
             self.translate_later(&appended).await;
-            if let Ok(meta) = meta {
-                webhooks = crate::automation::load(&self.env, &meta.site)
-                    .await
-                    .webhooks;
+            if let (Ok(meta), Some(site)) = (meta, site) {
+                webhooks = site.webhooks;
                 site_told = self.notify_site(meta, &appended);
             }
         }
@@ -594,9 +598,12 @@ impl Conversation {
 
     /// The site's automations after new events: replies to a visitor's message (away reply,
     /// keywords) and the idle timer that closes a quiet conversation.
-    async fn automate(&self, events: &[parley_core::Event]) {
+    async fn automate(
+        &self,
+        site: &crate::automation::SiteAutomation,
+        events: &[parley_core::Event],
+    ) {
         let Ok(meta) = self.meta() else { return };
-        let site = crate::automation::load(&self.env, &meta.site).await;
         let now = now_ms();
         let activity = events.iter().any(|e| {
             matches!(
@@ -838,8 +845,8 @@ impl Conversation {
 
     /// Tells the site's object what happened here (routing and the agents' inbox feed), with
     /// the events' rows for its next D1 batch. Not on the message path: it runs after the
-    /// answer, and a failure loses no message (the timer copies what the site did not).
-    /// Tells the site about new events; false when it was not told (see `send_to_site`).
+    /// answer, and a failure loses no message (the timer copies what the site did not). False
+    /// when the site was not told (see `send_to_site`).
     fn notify_site(&self, meta: Meta, events: &[parley_core::Event]) -> bool {
         let activity = events
             .iter()

@@ -132,12 +132,13 @@ async function d1Count(srv, sql, params = []) {
  * the next request sent on it fails with ECONNRESET; that is reported separately, and kept out
  * of the tests that are about the refusal itself.
  */
-function postOnOwnConnection(srv, path, token, payload) {
+function postOnOwnConnection(srv, path, token, payload, headers = {}) {
   return new Promise((resolve, reject) => {
     const req = httpRequest(srv.url + path, {
       method: 'POST',
       agent: false,
       headers: {
+        ...headers,
         ...(token ? { authorization: `Bearer ${token}` } : {}),
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(payload),
@@ -712,19 +713,8 @@ test('http: a deployment at an internationalised domain (Punycode host) knows it
   // The runtime hands the Worker request URLs with the host in ASCII (Punycode) form; the Worker
   // parses them without a Unicode back end and must still recognise its own origin.
   const { port } = new URL(server.url);
-  const post = (host, origin) => new Promise((resolve, reject) => {
-    const payload = JSON.stringify({ site_key: server.siteKey });
-    const req = httpRequest({
-      host: '127.0.0.1', port, path: '/api/v1/visitor/session', method: 'POST',
-      headers: { host, origin, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-    }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text) }));
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+  const payload = JSON.stringify({ site_key: server.siteKey });
+  const post = (host, origin) => postOnOwnConnection(server, '/api/v1/visitor/session', null, payload, { host, origin });
   for (const host of [`xn--r8jz45g.jp:${port}`, `chat.xn--mnchen-3ya.de:${port}`]) {
     const own = await post(host, `http://${host}`);
     assert.equal(own.status, 200, `${host}: ${JSON.stringify(own.body)}`);
