@@ -33,6 +33,7 @@ use crate::internal::{
 use crate::log::Log;
 use crate::mirror;
 use crate::platform::{now_ms, Attachments};
+use crate::site_link::{NotSent, SiteLink};
 use crate::sql_store::SqlStore;
 
 /// WebSocket close codes.
@@ -166,6 +167,8 @@ pub struct Conversation {
     /// Notifications to the site that carry rows for D1 and are not answered yet: while there
     /// are any, the timer leaves the copying to the site (see `site_mirror`).
     site_copies: Cell<u32>,
+    /// The line that carries those notifications (see `site_link`).
+    site_link: Rc<SiteLink>,
     /// The site's confirmations past a gap, waiting for it to be confirmed too.
     site_confirmed: RefCell<parley_core::mirror::Confirmations>,
     /// Which life of the conversation site answers belong to: an erasure starts a new one, and
@@ -206,6 +209,7 @@ impl DurableObject for ConversationObject {
             unsaved_mirrored: Cell::new(None),
             unsaved_webhook: Cell::new(None),
             site_copies: Cell::new(0),
+            site_link: SiteLink::new(),
             site_confirmed: RefCell::default(),
             incarnation: Cell::new(0),
             alarm_copy: Cell::new(false),
@@ -879,14 +883,23 @@ impl Conversation {
         };
         self.site_copies.set(self.site_copies.get() + 1);
         self.state.wait_until(async move {
-            let mirrored = match crate::site_object::send(&me.env, &meta.site, &request).await {
-                Ok(mut response) if response.status_code() < 300 => response
-                    .json::<SiteAnswer>()
-                    .await
-                    .is_ok_and(|answer| answer.mirrored),
-                answer => {
-                    site_notify_failed(&meta, answer);
-                    false
+            let on_line = me
+                .site_link
+                .notify(&me.state, &me.env, &meta.site, &request)
+                .await;
+            let mirrored = match on_line {
+                Ok(mirrored) => mirrored,
+                Err(NotSent) => {
+                    match crate::site_object::send(&me.env, &meta.site, &request).await {
+                        Ok(mut response) if response.status_code() < 300 => response
+                            .json::<SiteAnswer>()
+                            .await
+                            .is_ok_and(|answer| answer.mirrored),
+                        answer => {
+                            site_notify_failed(&meta, answer);
+                            false
+                        }
+                    }
                 }
             };
             me.site_copies.set(me.site_copies.get().saturating_sub(1));

@@ -27,6 +27,7 @@ mod remembered;
 mod reports;
 mod search;
 mod sessions;
+mod site_link;
 mod site_mirror;
 mod site_object;
 mod sites;

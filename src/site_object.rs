@@ -32,6 +32,8 @@ use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
 
 /// Longest preview of a message in the feed.
 const PREVIEW_CHARS: usize = 140;
+/// The hibernation tag of an agent console's socket (a conversation's line carries another).
+const CONSOLE_TAG: &str = "console";
 
 /// What a conversation tells its site about one of its new events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +255,7 @@ impl DurableObject for SiteObject {
         crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
         let result = match req.path().as_str() {
             "/ws" => self.accept_console(&req),
+            crate::site_link::LINK_PATH => self.accept_link(&req),
             "/request" => self.request(&mut req, &site).await,
             // After a restart: nothing to do but what every request does first.
             "/wake" => crate::http::no_content().map_err(|_| ErrorCode::Internal.into()),
@@ -270,6 +273,10 @@ impl DurableObject for SiteObject {
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
         crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
+        if self.is_link(&ws) {
+            self.link_message(&ws, message).await;
+            return Ok(());
+        }
         let mut socket: ConsoleSocket = load_attachment(&ws).unwrap_or_default();
         let lang = socket
             .lang
@@ -380,13 +387,17 @@ impl DurableObject for SiteObject {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
-        self.device_gone(&ws).await;
+        if !self.is_link(&ws) {
+            self.device_gone(&ws).await;
+        }
         let _ = ws.close(Some(1000), Some("closing"));
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        self.device_gone(&ws).await;
+        if !self.is_link(&ws) {
+            self.device_gone(&ws).await;
+        }
         Ok(())
     }
 
@@ -746,7 +757,7 @@ impl SiteObject {
 
     fn consoles(&self) -> Vec<(WebSocket, ConsoleSocket)> {
         self.state
-            .get_websockets()
+            .get_websockets_with_tag(CONSOLE_TAG)
             .into_iter()
             .filter_map(|ws| {
                 let socket: ConsoleSocket = load_attachment(&ws)?;
@@ -885,7 +896,8 @@ impl SiteObject {
             }
         }
         let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
-        self.state.accept_web_socket(&pair.server);
+        self.state
+            .accept_websocket_with_tags(&pair.server, &[CONSOLE_TAG]);
         let device = random_16()
             .map(|b| parley_core::ids::base32(&b))
             .map_err(|_| ApiError::from(ErrorCode::Internal))?;
@@ -897,6 +909,117 @@ impl SiteObject {
         };
         save_attachment(&pair.server, &socket).map_err(|_| ApiError::from(ErrorCode::Internal))?;
         Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
+    }
+
+    /// Conversation activity: the inbox feed, routing, and rows for the next D1 batch.
+    /// Answers whether the rows are in D1.
+    async fn activity(
+        &self,
+        events: Vec<Activity>,
+        mirror: Option<parley_core::mirror::MirrorRows>,
+    ) -> bool {
+        // Queued first, so the rows make the batch that is open now.
+        let mirrored = mirror.map(|rows| self.mirror.submit(&self.state, rows));
+        for activity in events {
+            self.feed(serde_json::json!({
+                "event": "activity", "conversation": activity.conversation, "seq": activity.seq,
+                "kind": activity.kind, "author_role": activity.author_role, "at": activity.at,
+                "preview": activity.preview,
+            }));
+            let input = match (activity.kind.as_str(), activity.author_role) {
+                // A reply that is only a file is an answer too.
+                ("message" | "file", Role::Agent) => Some(SiteInput::AgentReplied {
+                    conversation: activity.conversation,
+                    agent: activity.author_id,
+                }),
+                ("closed", _) => Some(SiteInput::Closed {
+                    conversation: activity.conversation,
+                }),
+                ("reopened", role) => {
+                    // An agent who reopens a conversation carries on with it.
+                    let by_agent = match role {
+                        Role::Agent => self.routing_profile(&activity.author_id).await,
+                        _ => None,
+                    };
+                    Some(SiteInput::Reopened {
+                        conversation: activity.conversation,
+                        by_agent,
+                    })
+                }
+                _ => None,
+            };
+            let Some(input) = input else { continue };
+            if let SiteInput::AgentReplied {
+                conversation,
+                agent,
+            } = &input
+            {
+                // Only the assigned agent's first answer changes routing (it stops the
+                // clock); every later reply would run routing for nothing.
+                let first_answer = self.peek_state(|s| {
+                    s.assignments
+                        .get(conversation)
+                        .is_some_and(|a| a.agent == *agent && !a.answered)
+                });
+                if !first_answer {
+                    continue;
+                }
+            }
+            let _ = self.apply(input).await;
+        }
+        match mirrored {
+            Some(confirmation) => confirmation.await,
+            None => false,
+        }
+    }
+
+    /// A conversation opens its line (see `site_link`).
+    fn accept_link(&self, req: &Request) -> ApiResult {
+        if let Some(site) = req.headers().get(SITE_HEADER).ok().flatten() {
+            if self.site_from_storage().is_none() {
+                self.kv_put("site", &site);
+            }
+        }
+        let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        self.state
+            .accept_websocket_with_tags(&pair.server, &[crate::site_link::LINK_TAG]);
+        Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
+    }
+
+    fn is_link(&self, ws: &WebSocket) -> bool {
+        self.state
+            .get_tags(ws)
+            .iter()
+            .any(|tag| tag == crate::site_link::LINK_TAG)
+    }
+
+    /// A notification on a conversation's line: handled as the same request would be, and
+    /// answered on the line.
+    async fn link_message(&self, ws: &WebSocket, message: WebSocketIncomingMessage) {
+        let WebSocketIncomingMessage::String(text) = message else {
+            return;
+        };
+        let frame = match serde_json::from_str::<crate::site_link::LinkFrame>(&text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                Log::warn("site_link_bad_frame")
+                    .field("detail", e.to_string())
+                    .emit();
+                return;
+            }
+        };
+        let mirrored = match frame.request {
+            SiteRequest::Activity { events, mirror } => self.activity(events, mirror).await,
+            // Only activity travels on a line; anything else is answered "not copied".
+            _ => false,
+        };
+        let answer = crate::site_link::LinkAnswer {
+            id: frame.id,
+            mirrored,
+        };
+        if let Ok(text) = serde_json::to_string(&answer) {
+            let _ = ws.send_with_str(&text);
+        }
     }
 
     async fn request(&self, req: &mut Request, site: &str) -> ApiResult {
@@ -936,59 +1059,7 @@ impl SiteObject {
                 ok(serde_json::json!({}))
             }
             SiteRequest::Activity { events, mirror } => {
-                // Queued first, so the rows make the batch that is open now.
-                let mirrored = mirror.map(|rows| self.mirror.submit(&self.state, rows));
-                for activity in events {
-                    self.feed(serde_json::json!({
-                        "event": "activity", "conversation": activity.conversation, "seq": activity.seq,
-                        "kind": activity.kind, "author_role": activity.author_role, "at": activity.at,
-                        "preview": activity.preview,
-                    }));
-                    let input = match (activity.kind.as_str(), activity.author_role) {
-                        // A reply that is only a file is an answer too.
-                        ("message" | "file", Role::Agent) => Some(SiteInput::AgentReplied {
-                            conversation: activity.conversation,
-                            agent: activity.author_id,
-                        }),
-                        ("closed", _) => Some(SiteInput::Closed {
-                            conversation: activity.conversation,
-                        }),
-                        ("reopened", role) => {
-                            // An agent who reopens a conversation carries on with it.
-                            let by_agent = match role {
-                                Role::Agent => self.routing_profile(&activity.author_id).await,
-                                _ => None,
-                            };
-                            Some(SiteInput::Reopened {
-                                conversation: activity.conversation,
-                                by_agent,
-                            })
-                        }
-                        _ => None,
-                    };
-                    let Some(input) = input else { continue };
-                    if let SiteInput::AgentReplied {
-                        conversation,
-                        agent,
-                    } = &input
-                    {
-                        // Only the assigned agent's first answer changes routing (it stops the
-                        // clock); every later reply would run routing for nothing.
-                        let first_answer = self.peek_state(|s| {
-                            s.assignments
-                                .get(conversation)
-                                .is_some_and(|a| a.agent == *agent && !a.answered)
-                        });
-                        if !first_answer {
-                            continue;
-                        }
-                    }
-                    let _ = self.apply(input).await;
-                }
-                let mirrored = match mirrored {
-                    Some(confirmation) => confirmation.await,
-                    None => false,
-                };
+                let mirrored = self.activity(events, mirror).await;
                 ok(serde_json::json!({ "mirrored": mirrored }))
             }
             SiteRequest::Claim {
