@@ -885,7 +885,7 @@ impl Conversation {
         self.state.wait_until(async move {
             let on_line = me
                 .site_link
-                .notify(&me.state, &me.env, &meta.site, &request)
+                .notify(&me.state, &me.env, &meta.site, &meta.id, &request)
                 .await;
             let mirrored = match on_line {
                 Ok(mirrored) => mirrored,

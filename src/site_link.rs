@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use worker::{Env, Headers, Method, Request, RequestInit, State, WebSocket, WebsocketEvent};
 
 use crate::internal::{INTERNAL_BASE, SITE_HEADER};
+use crate::log::Log;
 use crate::platform::now_ms;
 use crate::site_object::SiteRequest;
 
@@ -101,10 +102,11 @@ impl SiteLink {
         state: &State,
         env: &Env,
         site: &str,
+        conversation: &str,
         request: &SiteRequest,
     ) -> Result<bool, NotSent> {
         if matches!(*self.line.borrow(), Line::Closed) {
-            self.open(state, env, site).await?;
+            self.open(state, env, site, conversation).await?;
         }
         let answer = self.send(request)?;
         Ok(answer.await.unwrap_or(false))
@@ -127,19 +129,30 @@ impl SiteLink {
         Ok(answered)
     }
 
-    async fn open(self: &Rc<Self>, state: &State, env: &Env, site: &str) -> Result<(), NotSent> {
+    async fn open(
+        self: &Rc<Self>,
+        state: &State,
+        env: &Env,
+        site: &str,
+        conversation: &str,
+    ) -> Result<(), NotSent> {
         *self.line.borrow_mut() = Line::Opening;
         let socket = match connect(env, site).await {
             Ok(socket) => socket,
             Err(e) => {
                 *self.line.borrow_mut() = Line::Closed;
-                crate::log::Log::warn("site_link_failed")
+                Log::warn("site_link_failed")
                     .site(site)
+                    .conversation(conversation)
                     .field("detail", e.to_string())
                     .emit();
                 return Err(NotSent);
             }
         };
+        Log::info("site_link_opened")
+            .site(site)
+            .conversation(conversation)
+            .emit();
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
         self.last_used.set(now_ms());
