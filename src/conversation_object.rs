@@ -47,9 +47,6 @@ const MIRROR_DELAY_MS: u64 = 1000;
 /// timer runs, the alarm copies what is left. One alarm write per this long of activity, not
 /// one per burst (every alarm write and run is a commit of the object's storage).
 const MIRROR_SAFETY_MS: i64 = 30_000;
-/// How far the D1 watermark may run ahead of its stored copy before a message's commit
-/// writes it (see `save_marks_in_stride`).
-const MARK_STRIDE: u64 = 32;
 
 /// What started a mirror run, which decides whether it copies while the site is still to
 /// answer for rows it was sent.
@@ -163,9 +160,8 @@ pub struct Conversation {
     /// The conversation was erased in this instance: nothing may write its storage again.
     erased: Cell<bool>,
     /// How far D1 and a webhook-less site's watermark got since they were last written: they
-    /// ride on the object's next write (the alarm's, or a message's commit once the D1 one is
-    /// `MARK_STRIDE` ahead), so a mirror run costs no commit of its own. Losing them to an
-    /// eviction only repeats idempotent copying.
+    /// ride on the object's next write (a message's commit, the alarm's), so a mirror run costs
+    /// no commit of its own. Losing them to an eviction only repeats idempotent copying.
     unsaved_mirrored: Cell<Option<u64>>,
     unsaved_webhook: Cell<Option<u64>>,
     /// Notifications to the site that carry rows for D1 and are not answered yet: while there
@@ -513,7 +509,7 @@ impl Conversation {
                 if let Ok(effects) = &outcome {
                     if effects.iter().any(|e| matches!(e, Effect::Mirror)) {
                         // The same commit as the event: no write of its own.
-                        self.save_marks_in_stride(store);
+                        self.save_marks(store);
                     }
                 }
                 outcome
@@ -1280,22 +1276,6 @@ impl Conversation {
                     return;
                 }
             }
-        }
-    }
-
-    /// On a message's commit: the D1 watermark only once it has moved `MARK_STRIDE` events
-    /// past the stored one. Each write is a statement on every message otherwise, and an
-    /// eviction that loses the rest costs the alarm no more than copying those few again.
-    fn save_marks_in_stride(&self, store: &SqlStore) {
-        let stored = store.mirror_state().unwrap_or_default().mirrored_seq;
-        if let Some(seq) = self.unsaved_mirrored.get() {
-            if seq >= stored + MARK_STRIDE {
-                self.unsaved_mirrored.set(None);
-                let _ = store.set_mirror_state(seq, 0);
-            }
-        }
-        if let Some(seq) = self.unsaved_webhook.take() {
-            let _ = store.set_webhook_seq(seq);
         }
     }
 
