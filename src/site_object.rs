@@ -889,15 +889,25 @@ impl SiteObject {
         }
     }
 
-    fn accept_console(&self, req: &Request) -> ApiResult {
+    /// Accepts a socket (a console's or a conversation's line) for hibernation under `tag`.
+    fn accept_tagged(&self, req: &Request, tag: &str) -> Result<WebSocketPair, ApiError> {
         if let Some(site) = req.headers().get(SITE_HEADER).ok().flatten() {
-            if self.site_from_storage().is_none() {
-                self.kv_put("site", &site);
-            }
+            self.learn_site(&site);
         }
         let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
-        self.state
-            .accept_websocket_with_tags(&pair.server, &[CONSOLE_TAG]);
+        self.state.accept_websocket_with_tags(&pair.server, &[tag]);
+        Ok(pair)
+    }
+
+    /// Remembers which site this object is, from the first request that says so.
+    fn learn_site(&self, site: &str) {
+        if !site.is_empty() && self.site_from_storage().is_none() {
+            self.kv_put("site", site);
+        }
+    }
+
+    fn accept_console(&self, req: &Request) -> ApiResult {
+        let pair = self.accept_tagged(req, CONSOLE_TAG)?;
         let device = random_16()
             .map(|b| parley_core::ids::base32(&b))
             .map_err(|_| ApiError::from(ErrorCode::Internal))?;
@@ -975,14 +985,7 @@ impl SiteObject {
 
     /// A conversation opens its line (see `site_link`).
     fn accept_link(&self, req: &Request) -> ApiResult {
-        if let Some(site) = req.headers().get(SITE_HEADER).ok().flatten() {
-            if self.site_from_storage().is_none() {
-                self.kv_put("site", &site);
-            }
-        }
-        let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
-        self.state
-            .accept_websocket_with_tags(&pair.server, &[crate::site_link::LINK_TAG]);
+        let pair = self.accept_tagged(req, crate::site_link::LINK_TAG)?;
         Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
     }
 
@@ -1023,9 +1026,7 @@ impl SiteObject {
     }
 
     async fn request(&self, req: &mut Request, site: &str) -> ApiResult {
-        if !site.is_empty() && self.site_from_storage().is_none() {
-            self.kv_put("site", site);
-        }
+        self.learn_site(site);
         let request: SiteRequest = read_json(req).await?;
         let ok = |v: serde_json::Value| {
             json_response(&v, 200).map_err(|_| ApiError::from(ErrorCode::Internal))
