@@ -209,7 +209,14 @@ impl DurableObject for ConversationObject {
             unsaved_mirrored: Cell::new(None),
             unsaved_webhook: Cell::new(None),
             site_copies: Cell::new(0),
-            site_link: SiteLink::new(),
+            site_link: SiteLink::new({
+                let me = me.clone();
+                Box::new(move || {
+                    if let Some(me) = me.upgrade() {
+                        me.line_quiet();
+                    }
+                })
+            }),
             site_confirmed: RefCell::default(),
             incarnation: Cell::new(0),
             alarm_copy: Cell::new(false),
@@ -1276,6 +1283,18 @@ impl Conversation {
                     return;
                 }
             }
+        }
+    }
+
+    /// The site line closed after a quiet spell: the watermarks learnt since the last write are
+    /// written now, so the alarm that rings once the conversation hibernates finds nothing to
+    /// copy to D1 again (otherwise it would copy the last answered events a second time).
+    fn line_quiet(&self) {
+        if self.erased.get() {
+            return;
+        }
+        if let Ok(Some(store)) = self.with_engine(|_, store| store.clone()) {
+            self.save_marks(&store);
         }
     }
 

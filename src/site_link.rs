@@ -77,6 +77,8 @@ enum Line {
 type Pending = BTreeMap<u64, (i64, oneshot::Sender<bool>)>;
 
 pub struct SiteLink {
+    /// Called when the line closes after a quiet spell (the conversation saves what it learnt).
+    on_quiet: Box<dyn Fn()>,
     line: RefCell<Line>,
     pending: RefCell<Pending>,
     next_id: Cell<u64>,
@@ -85,8 +87,9 @@ pub struct SiteLink {
 }
 
 impl SiteLink {
-    pub fn new() -> Rc<SiteLink> {
+    pub fn new(on_quiet: Box<dyn Fn()>) -> Rc<SiteLink> {
         Rc::new(SiteLink {
+            on_quiet,
             line: RefCell::new(Line::Closed),
             pending: RefCell::new(BTreeMap::new()),
             next_id: Cell::new(0),
@@ -215,6 +218,7 @@ impl SiteLink {
                     let _ = socket.close(Some(1000), Some("idle"));
                 }
                 self.end(generation);
+                (self.on_quiet)();
                 return;
             }
         }

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './support/server.mjs';
+import { conversationRows } from './support/stored.mjs';
 import {
   agentLogin, connect, eventKey, fullHistory, http, msgId, newConversation, poll, sleep, visitorSession,
 } from './support/client.mjs';
@@ -331,6 +332,8 @@ test('a conversation tells its site over one standing line, which closes when qu
   // The line goes quiet (5 s) and closes, so the conversation may hibernate; the next event
   // opens a new one, and the site still confirms the rows it carries.
   await sleep(7_000);
+  // Closing, it saved how far D1 has the conversation: an alarm after hibernation copies nothing again.
+  assert.deepEqual(await conversationRows(server, conv.conversation, 'SELECT mirrored_seq FROM mirror'), [{ mirrored_seq: 6 }]);
   await sendViaHttp(conv.conversation, conv.token, 'after a quiet while');
   await waitForMirror(conv.conversation, 7);
   assert.equal(mine('site_link_opened').length, 2);
