@@ -6,8 +6,9 @@
 //! collector frees those in one go, stalling every conversation of the process for tens of
 //! milliseconds (the benchmark's p99). A frame on an open socket makes none of them.
 //!
-//! The line opens on the first notification, is shared by those that follow, and closes after
-//! a few quiet seconds so the conversation can hibernate. Nothing depends on it: a notification
+//! The line opens when a conversation is busy (a second notification within 5 s of the last),
+//! is shared by those that follow, and closes after 5 quiet seconds so the conversation can
+//! hibernate (an outgoing socket keeps an object in memory). Nothing depends on it: a notification
 //! that cannot go on the line goes as a request, and one whose answer is lost (the line broke,
 //! the site restarted, no answer in time) reads as "not copied", which the conversation's own
 //! mirror run then covers.
@@ -84,6 +85,8 @@ pub struct SiteLink {
     next_id: Cell<u64>,
     generation: Cell<u64>,
     last_used: Cell<i64>,
+    /// When the conversation last had something to tell its site.
+    last_notified: Cell<i64>,
 }
 
 impl SiteLink {
@@ -95,6 +98,7 @@ impl SiteLink {
             next_id: Cell::new(0),
             generation: Cell::new(0),
             last_used: Cell::new(0),
+            last_notified: Cell::new(i64::MIN / 2),
         })
     }
 
@@ -108,7 +112,14 @@ impl SiteLink {
         conversation: &str,
         request: &SiteRequest,
     ) -> Result<bool, NotSent> {
+        // A line pays off for a conversation that is busy; one event after a quiet spell goes
+        // as a request, so a sparse conversation does not open (and close) a line per event.
+        let now = now_ms();
+        let busy = now - self.last_notified.replace(now) < IDLE_CLOSE_MS;
         if matches!(*self.line.borrow(), Line::Closed) {
+            if !busy {
+                return Err(NotSent);
+            }
             self.open(state, env, site, conversation).await?;
         }
         let answer = self.send(request)?;

@@ -323,19 +323,22 @@ test("a site's conversations reach D1 together in its batches, not each on its o
   assert.deepEqual(ownCopies, []);
 });
 
-test('a conversation tells its site over one standing line, which closes when quiet and opens again', async () => {
+test('a busy conversation tells its site over one standing line, which closes when quiet and opens again', async () => {
   const conv = await newConversation(server);
   const mine = (event) => server.logs.filter((l) => l.includes(`"${event}"`) && l.includes(conv.conversation));
   for (let i = 0; i < 5; i += 1) await sendViaHttp(conv.conversation, conv.token, `on the line ${i}`);
   await waitForMirror(conv.conversation, 6);
   assert.equal(mine('site_link_opened').length, 1, 'one line carries every notification');
-  // The line goes quiet (5 s) and closes, so the conversation may hibernate; the next event
-  // opens a new one, and the site still confirms the rows it carries.
+  // The line goes quiet (5 s) and closes, so the conversation may hibernate.
   await sleep(7_000);
   // Closing, it saved how far D1 has the conversation: an alarm after hibernation copies nothing again.
   assert.deepEqual(await conversationRows(server, conv.conversation, 'SELECT mirrored_seq FROM mirror'), [{ mirrored_seq: 6 }]);
+  // One event after a quiet spell goes as a request; a second soon after opens a new line.
   await sendViaHttp(conv.conversation, conv.token, 'after a quiet while');
   await waitForMirror(conv.conversation, 7);
+  assert.equal(mine('site_link_opened').length, 1);
+  await sendViaHttp(conv.conversation, conv.token, 'and another');
+  await waitForMirror(conv.conversation, 8);
   assert.equal(mine('site_link_opened').length, 2);
   // The site confirmed every row: the conversation never had to copy anything itself.
   assert.equal(mine('mirror_caught_up').length, 0);
