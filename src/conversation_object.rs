@@ -33,7 +33,7 @@ use crate::internal::{
 use crate::log::Log;
 use crate::mirror;
 use crate::platform::{now_ms, Attachments};
-use crate::site_link::{NotSent, SiteLink};
+use crate::site_link::{ConversationLine, NotSent};
 use crate::sql_store::SqlStore;
 
 /// WebSocket close codes.
@@ -167,8 +167,8 @@ pub struct Conversation {
     /// Notifications to the site that carry rows for D1 and are not answered yet: while there
     /// are any, the timer leaves the copying to the site (see `site_mirror`).
     site_copies: Cell<u32>,
-    /// The line that carries those notifications (see `site_link`).
-    site_link: Rc<SiteLink>,
+    /// The line its site opened, which carries those notifications (see `site_link`).
+    site_line: Rc<ConversationLine>,
     /// The site's confirmations past a gap, waiting for it to be confirmed too.
     site_confirmed: RefCell<parley_core::mirror::Confirmations>,
     /// Which life of the conversation site answers belong to: an erasure starts a new one, and
@@ -209,14 +209,7 @@ impl DurableObject for ConversationObject {
             unsaved_mirrored: Cell::new(None),
             unsaved_webhook: Cell::new(None),
             site_copies: Cell::new(0),
-            site_link: SiteLink::new({
-                let me = me.clone();
-                Box::new(move || {
-                    if let Some(me) = me.upgrade() {
-                        me.line_quiet();
-                    }
-                })
-            }),
+            site_line: ConversationLine::new(),
             site_confirmed: RefCell::default(),
             incarnation: Cell::new(0),
             alarm_copy: Cell::new(false),
@@ -244,6 +237,12 @@ impl DurableObject for ConversationObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
+        if self.sockets.get(&ws).is_none() && crate::site_link::is_line(&self.state, &ws) {
+            if let WebSocketIncomingMessage::String(text) = &message {
+                self.site_line.answered(text);
+            }
+            return Ok(());
+        }
         let _turn = self.frames.take().await;
         self.recover_alarm().await;
         let mut socket: SocketState = self
@@ -358,11 +357,13 @@ impl DurableObject for ConversationObject {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
-        let trace = self
-            .sockets
-            .get(&ws)
-            .map(|s| s.trace.clone())
-            .unwrap_or_default();
+        let known = self.sockets.get(&ws);
+        if known.is_none() && crate::site_link::is_line(&self.state, &ws) {
+            self.site_line.closed();
+            let _ = ws.close(Some(1000), Some("closing"));
+            return Ok(());
+        }
+        let trace = known.map(|s| s.trace.clone()).unwrap_or_default();
         self.sockets.forget(&ws);
         self.stop_waiting_for_hello(&ws);
         self.log("socket_closed", &trace).field("code", code).emit();
@@ -375,6 +376,10 @@ impl DurableObject for ConversationObject {
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        if self.sockets.get(&ws).is_none() && crate::site_link::is_line(&self.state, &ws) {
+            self.site_line.closed();
+            return Ok(());
+        }
         self.sockets.forget(&ws);
         self.stop_waiting_for_hello(&ws);
         Ok(())
@@ -890,12 +895,9 @@ impl Conversation {
         };
         self.site_copies.set(self.site_copies.get() + 1);
         self.state.wait_until(async move {
-            let on_line = me
-                .site_link
-                .notify(&me.state, &me.env, &meta.site, &meta.id, &request)
-                .await;
-            let mirrored = match on_line {
-                Ok(mirrored) => mirrored,
+            let mirrored = match me.site_line.send(&me.state, &request) {
+                Ok(answer) => answer.await.unwrap_or(false),
+                // No line yet: the site opens one when it gets this.
                 Err(NotSent) => {
                     match crate::site_object::send(&me.env, &meta.site, &request).await {
                         Ok(mut response) if response.status_code() < 300 => response
@@ -1286,18 +1288,6 @@ impl Conversation {
         }
     }
 
-    /// The site line closed after a quiet spell: the watermarks learnt since the last write are
-    /// written now, so the alarm that rings once the conversation hibernates finds nothing to
-    /// copy to D1 again (otherwise it would copy the last answered events a second time).
-    fn line_quiet(&self) {
-        if self.erased.get() {
-            return;
-        }
-        if let Ok(Some(store)) = self.with_engine(|_, store| store.clone()) {
-            self.save_marks(&store);
-        }
-    }
-
     /// Writes the watermarks the mirror and webhook runs reached since the last write.
     fn save_marks(&self, store: &SqlStore) {
         if let Some(seq) = self.unsaved_mirrored.take() {
@@ -1386,10 +1376,20 @@ impl Conversation {
             "/operation" => self.operation(req, trace).await,
             "/poll" => self.poll(req).await,
             "/system" => self.system(req, trace).await,
+            crate::site_link::LINE_PATH => self.accept_site_line(),
             // After a restart: nothing to do but what every request does first (recover_alarm).
             "/wake" => no_content().map_err(|_| ErrorCode::Internal.into()),
             _ => Err(ErrorCode::NotFound.into()),
         }
+    }
+
+    /// The site opens the line that carries this conversation's notifications.
+    fn accept_site_line(&self) -> ApiResult {
+        if self.erased.get() {
+            return Err(ErrorCode::NotFound.into());
+        }
+        self.meta()?;
+        crate::site_link::accept(&self.state).map_err(|_| ErrorCode::Internal.into())
     }
 
     async fn create(&self, req: &mut Request, trace: &str) -> ApiResult {

@@ -1,49 +1,59 @@
-//! A conversation's standing line to its site's object: one WebSocket that carries its
-//! activity notifications (and their rows for D1) and brings back the site's answers.
+//! The line between a conversation and its site's object: one WebSocket that carries the
+//! conversation's activity notifications (with their rows for D1) and brings back the site's
+//! answers.
 //!
 //! Why not a request per notification: every request to another object makes a Request, a
 //! Response and their headers and bodies on both sides, and under load the runtime's garbage
-//! collector frees those in one go, stalling every conversation of the process for tens of
+//! collector frees those in one go, stalling every object of the process for tens of
 //! milliseconds (the benchmark's p99). A frame on an open socket makes none of them.
 //!
-//! The line opens when a conversation is busy (a second notification within 5 s of the last),
-//! is shared by those that follow, and closes after 5 quiet seconds so the conversation can
-//! hibernate (an outgoing socket keeps an object in memory). Nothing depends on it: a notification
-//! that cannot go on the line goes as a request, and one whose answer is lost (the line broke,
-//! the site restarted, no answer in time) reads as "not copied", which the conversation's own
-//! mirror run then covers.
+//! The site opens the line, when a conversation without one sends it a notification as a
+//! request. The conversation accepts it as a hibernatable socket, so the line costs the
+//! conversation nothing while it sleeps; the site holds the outgoing end (which keeps the site
+//! in memory) and closes lines that stay quiet for a minute, so a quiet site can hibernate too.
+//!
+//! Nothing depends on the line: a conversation without one sends its notification as a request,
+//! and a notification whose answer is lost (the line broke, the site restarted, no answer within
+//! 10 s) reads as "not copied", which the conversation's own mirror run then covers.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
+use futures::future::{select, Either};
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use worker::{Env, Headers, Method, Request, RequestInit, State, WebSocket, WebsocketEvent};
+use worker::{
+    Env, Headers, Method, Request, RequestInit, Response, State, WebSocket, WebSocketPair,
+    WebsocketEvent,
+};
 
-use crate::internal::{INTERNAL_BASE, SITE_HEADER};
+use crate::internal::INTERNAL_BASE;
 use crate::log::Log;
 use crate::platform::now_ms;
-use crate::site_object::SiteRequest;
+use crate::site_object::{Site, SiteRequest};
 
-/// The site object's path that upgrades to a line.
-pub const LINK_PATH: &str = "/link";
-/// The hibernation tag of a line on the site's side (its consoles carry another).
-pub const LINK_TAG: &str = "link";
-/// A line unused this long closes (an open one keeps the conversation from hibernating).
-const IDLE_CLOSE_MS: i64 = 5_000;
+/// The conversation object's path that takes a line.
+pub const LINE_PATH: &str = "/site-line";
+/// The hibernation tag of the line on the conversation's side.
+pub const LINE_TAG: &str = "site-line";
 /// An answer not back in this long reads as "not copied".
 const ANSWER_TIMEOUT_MS: i64 = 10_000;
-/// How often an open line looks for overdue answers and for idleness.
-const SWEEP_MS: u64 = 1_000;
+/// How often a conversation with answers outstanding looks for overdue ones.
+const ANSWER_SWEEP_MS: u64 = 1_000;
+/// A line the site has not heard on for this long is closed.
+const LINE_IDLE_MS: i64 = 60_000;
+/// How often a site with lines looks for quiet ones.
+const LINE_SWEEP_MS: u64 = 10_000;
 
 /// A notification on the line, as the site reads it.
 #[derive(Deserialize)]
-pub struct LinkFrame {
-    pub id: u64,
-    pub request: SiteRequest,
+struct LineFrame {
+    id: u64,
+    request: SiteRequest,
 }
 
 /// The same, as the conversation writes it.
@@ -55,212 +65,283 @@ struct OutgoingFrame<'a> {
 
 /// The site's answer to notification `id`: whether its rows are in D1.
 #[derive(Serialize, Deserialize)]
-pub struct LinkAnswer {
-    pub id: u64,
-    pub mirrored: bool,
+struct LineAnswer {
+    id: u64,
+    mirrored: bool,
 }
 
-/// The notification could not go on the line; the caller sends it as a request.
+/// The notification could not go on a line; the caller sends it as a request.
 pub struct NotSent;
 
-enum Line {
-    Closed,
-    /// Being opened by one notification; the others meanwhile go as requests.
-    Opening,
-    Open {
-        socket: WebSocket,
-        /// Which opening this is, so a reader that ends late does not close a newer line.
-        generation: u64,
-    },
-}
+// ---------------------------------------------------------------------------------------------
+// The conversation's end.
 
 /// Notifications sent on the line and not answered yet: when each was sent, and its waiter.
 type Pending = BTreeMap<u64, (i64, oneshot::Sender<bool>)>;
 
-pub struct SiteLink {
-    /// Called when the line closes after a quiet spell (the conversation saves what it learnt).
-    on_quiet: Box<dyn Fn()>,
-    line: RefCell<Line>,
+pub struct ConversationLine {
     pending: RefCell<Pending>,
+    /// The next notification's id. Starts at a random point in each instance, so an answer
+    /// meant for an earlier instance (the line outlives it) cannot confirm another notification.
     next_id: Cell<u64>,
-    generation: Cell<u64>,
-    last_used: Cell<i64>,
-    /// When the conversation last had something to tell its site.
-    last_notified: Cell<i64>,
+    sweeping: Cell<bool>,
 }
 
-impl SiteLink {
-    pub fn new(on_quiet: Box<dyn Fn()>) -> Rc<SiteLink> {
-        Rc::new(SiteLink {
-            on_quiet,
-            line: RefCell::new(Line::Closed),
+impl ConversationLine {
+    pub fn new() -> Rc<ConversationLine> {
+        let start = crate::platform::random_16()
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], 0]))
+            .unwrap_or(0);
+        Rc::new(ConversationLine {
             pending: RefCell::new(BTreeMap::new()),
-            next_id: Cell::new(0),
-            generation: Cell::new(0),
-            last_used: Cell::new(0),
-            last_notified: Cell::new(i64::MIN / 2),
+            next_id: Cell::new(start),
+            sweeping: Cell::new(false),
         })
     }
 
-    /// Sends `request` to the site on the line (opening it if need be) and waits for the
-    /// answer: whether the rows it carries are in D1. `Err(NotSent)` when it did not go.
-    pub async fn notify(
+    /// Sends `request` on the line, if the site has opened one; the answer says whether the
+    /// rows it carries are in D1.
+    pub fn send(
         self: &Rc<Self>,
         state: &State,
-        env: &Env,
-        site: &str,
-        conversation: &str,
         request: &SiteRequest,
-    ) -> Result<bool, NotSent> {
-        // A line pays off for a conversation that is busy; one event after a quiet spell goes
-        // as a request, so a sparse conversation does not open (and close) a line per event.
-        let now = now_ms();
-        let busy = now - self.last_notified.replace(now) < IDLE_CLOSE_MS;
-        if matches!(*self.line.borrow(), Line::Closed) {
-            if !busy {
-                return Err(NotSent);
-            }
-            self.open(state, env, site, conversation).await?;
-        }
-        let answer = self.send(request)?;
-        Ok(answer.await.unwrap_or(false))
-    }
-
-    fn send(&self, request: &SiteRequest) -> Result<oneshot::Receiver<bool>, NotSent> {
-        let Line::Open { socket, .. } = &*self.line.borrow() else {
-            return Err(NotSent);
-        };
-        let id = self.next_id.get() + 1;
+    ) -> Result<oneshot::Receiver<bool>, NotSent> {
+        let line = state
+            .get_websockets_with_tag(LINE_TAG)
+            .into_iter()
+            .next()
+            .ok_or(NotSent)?;
+        let id = self.next_id.get().wrapping_add(1);
         self.next_id.set(id);
         let text = serde_json::to_string(&OutgoingFrame { id, request }).map_err(|_| NotSent)?;
         let (answer, answered) = oneshot::channel();
         self.pending.borrow_mut().insert(id, (now_ms(), answer));
-        if socket.send_with_str(&text).is_err() {
+        if line.send_with_str(&text).is_err() {
             self.pending.borrow_mut().remove(&id);
             return Err(NotSent);
         }
-        self.last_used.set(now_ms());
+        self.sweep(state);
         Ok(answered)
     }
 
-    async fn open(
-        self: &Rc<Self>,
-        state: &State,
-        env: &Env,
-        site: &str,
-        conversation: &str,
-    ) -> Result<(), NotSent> {
-        *self.line.borrow_mut() = Line::Opening;
-        let socket = match connect(env, site).await {
-            Ok(socket) => socket,
-            Err(e) => {
-                *self.line.borrow_mut() = Line::Closed;
-                Log::warn("site_link_failed")
-                    .site(site)
-                    .conversation(conversation)
-                    .field("detail", e.to_string())
-                    .emit();
-                return Err(NotSent);
-            }
-        };
-        Log::info("site_link_opened")
-            .site(site)
-            .conversation(conversation)
-            .emit();
-        let generation = self.generation.get() + 1;
-        self.generation.set(generation);
-        self.last_used.set(now_ms());
-        *self.line.borrow_mut() = Line::Open {
-            socket: socket.clone(),
-            generation,
-        };
-        let reader = self.clone();
-        state.wait_until(async move { reader.read(socket, generation).await });
-        let sweeper = self.clone();
-        state.wait_until(async move { sweeper.sweep(generation).await });
-        Ok(())
-    }
-
-    /// Takes the site's answers until the line ends, then gives up on what is still unanswered.
-    async fn read(&self, socket: WebSocket, generation: u64) {
-        if let Ok(mut events) = socket.events() {
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(WebsocketEvent::Message(message)) => {
-                        let Some(answer) = message
-                            .text()
-                            .and_then(|t| serde_json::from_str::<LinkAnswer>(&t).ok())
-                        else {
-                            continue;
-                        };
-                        if let Some((_, waiter)) = self.pending.borrow_mut().remove(&answer.id) {
-                            let _ = waiter.send(answer.mirrored);
-                        }
-                    }
-                    Ok(WebsocketEvent::Close(_)) | Err(_) => break,
-                }
-            }
-        }
-        self.end(generation);
-    }
-
-    /// While the line is open: answers overdue read as "not copied", and a quiet line closes.
-    async fn sweep(&self, generation: u64) {
-        loop {
-            worker::Delay::from(Duration::from_millis(SWEEP_MS)).await;
-            if !self.is_open(generation) {
-                return;
-            }
-            let now = now_ms();
-            let overdue: Vec<u64> = self
-                .pending
-                .borrow()
-                .iter()
-                .filter(|(_, (sent, _))| now - sent >= ANSWER_TIMEOUT_MS)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in overdue {
-                if let Some((_, waiter)) = self.pending.borrow_mut().remove(&id) {
-                    let _ = waiter.send(false);
-                }
-            }
-            if self.pending.borrow().is_empty() && now - self.last_used.get() >= IDLE_CLOSE_MS {
-                if let Line::Open { socket, .. } = &*self.line.borrow() {
-                    let _ = socket.close(Some(1000), Some("idle"));
-                }
-                self.end(generation);
-                (self.on_quiet)();
-                return;
-            }
-        }
-    }
-
-    fn is_open(&self, generation: u64) -> bool {
-        matches!(*self.line.borrow(), Line::Open { generation: g, .. } if g == generation)
-    }
-
-    /// The line of `generation` is over: what it still owed reads as "not copied".
-    fn end(&self, generation: u64) {
-        if !self.is_open(generation) {
+    /// A frame from the site on the line: an answer.
+    pub fn answered(&self, text: &str) {
+        let Ok(answer) = serde_json::from_str::<LineAnswer>(text) else {
             return;
+        };
+        if let Some((_, waiter)) = self.pending.borrow_mut().remove(&answer.id) {
+            let _ = waiter.send(answer.mirrored);
         }
-        *self.line.borrow_mut() = Line::Closed;
+    }
+
+    /// The line closed: what it still owed reads as "not copied".
+    pub fn closed(&self) {
         let unanswered = std::mem::take(&mut *self.pending.borrow_mut());
         for (_, (_, waiter)) in unanswered {
             let _ = waiter.send(false);
         }
     }
+
+    /// While answers are outstanding, those overdue read as "not copied".
+    fn sweep(self: &Rc<Self>, state: &State) {
+        if self.sweeping.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        state.wait_until(async move {
+            while !me.pending.borrow().is_empty() {
+                worker::Delay::from(Duration::from_millis(ANSWER_SWEEP_MS)).await;
+                let now = now_ms();
+                let overdue: Vec<u64> = me
+                    .pending
+                    .borrow()
+                    .iter()
+                    .filter(|(_, (sent, _))| now - sent >= ANSWER_TIMEOUT_MS)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in overdue {
+                    if let Some((_, waiter)) = me.pending.borrow_mut().remove(&id) {
+                        let _ = waiter.send(false);
+                    }
+                }
+            }
+            me.sweeping.set(false);
+        });
+    }
 }
 
-/// Opens a line to the object of `site`.
-async fn connect(env: &Env, site: &str) -> worker::Result<WebSocket> {
-    let stub = env.durable_object("SITE")?.id_from_name(site)?.get_stub()?;
+/// Whether `ws` is the conversation's line to its site.
+pub fn is_line(state: &State, ws: &WebSocket) -> bool {
+    state.get_tags(ws).iter().any(|tag| tag == LINE_TAG)
+}
+
+/// The conversation takes a line its site opens (replacing any older one).
+pub fn accept(state: &State) -> worker::Result<Response> {
+    for old in state.get_websockets_with_tag(LINE_TAG) {
+        let _ = old.close(Some(1000), Some("replaced"));
+    }
+    let pair = WebSocketPair::new()?;
+    state.accept_websocket_with_tags(&pair.server, &[LINE_TAG]);
+    Response::from_websocket(pair.client)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The site's end.
+
+struct Line {
+    /// `None` while it is being opened.
+    socket: Option<WebSocket>,
+    generation: u64,
+    last_heard: Cell<i64>,
+}
+
+/// The lines a site holds, by conversation.
+#[derive(Default)]
+pub struct SiteLines {
+    lines: RefCell<HashMap<String, Line>>,
+    generation: Cell<u64>,
+    sweeping: Cell<bool>,
+}
+
+impl Site {
+    /// Opens a line to `conversation` unless one is open or being opened.
+    pub(crate) fn open_line(self: &Rc<Self>, conversation: String) {
+        let generation = self.lines.generation.get() + 1;
+        {
+            let mut lines = self.lines.lines.borrow_mut();
+            if lines.contains_key(&conversation) {
+                return;
+            }
+            self.lines.generation.set(generation);
+            lines.insert(
+                conversation.clone(),
+                Line {
+                    socket: None,
+                    generation,
+                    last_heard: Cell::new(now_ms()),
+                },
+            );
+        }
+        let me = self.clone();
+        self.state.wait_until(async move {
+            match connect(&me.env, &conversation).await {
+                Ok(socket) => {
+                    if let Some(line) = me.lines.lines.borrow_mut().get_mut(&conversation) {
+                        line.socket = Some(socket.clone());
+                    }
+                    Log::info("site_line_opened")
+                        .conversation(&conversation)
+                        .emit();
+                    me.sweep_lines();
+                    me.read_line(&conversation, socket, generation).await;
+                }
+                Err(e) => {
+                    Log::warn("site_line_failed")
+                        .conversation(&conversation)
+                        .field("detail", e.to_string())
+                        .emit();
+                }
+            }
+            me.forget_line(&conversation, generation);
+        });
+    }
+
+    /// Takes the conversation's notifications until the line ends. Each is handled beside the
+    /// others, so one waiting for its D1 batch does not hold up the next.
+    async fn read_line(self: &Rc<Self>, conversation: &str, socket: WebSocket, generation: u64) {
+        let Ok(mut events) = socket.events() else {
+            return;
+        };
+        let mut handling = FuturesUnordered::new();
+        loop {
+            let event = if handling.is_empty() {
+                events.next().await
+            } else {
+                match select(events.next(), handling.next()).await {
+                    Either::Left((event, _)) => event,
+                    Either::Right(_) => continue,
+                }
+            };
+            let text = match event {
+                Some(Ok(WebsocketEvent::Message(message))) => message.text(),
+                Some(Ok(WebsocketEvent::Close(_)) | Err(_)) | None => break,
+            };
+            if let Some(line) = self.lines.lines.borrow().get(conversation) {
+                if line.generation == generation {
+                    line.last_heard.set(now_ms());
+                }
+            }
+            match text.and_then(|t| serde_json::from_str::<LineFrame>(&t).ok()) {
+                Some(frame) => handling.push(self.answer(frame, socket.clone())),
+                None => Log::warn("site_line_bad_frame")
+                    .conversation(conversation)
+                    .emit(),
+            }
+        }
+        // What was taken is carried through (routing, the feed, the batch) even though its
+        // answer can no longer be sent.
+        while handling.next().await.is_some() {}
+    }
+
+    async fn answer(self: &Rc<Self>, frame: LineFrame, socket: WebSocket) {
+        let mirrored = match frame.request {
+            SiteRequest::Activity { events, mirror } => self.activity(events, mirror).await,
+            // Only activity travels on a line; anything else is answered "not copied".
+            _ => false,
+        };
+        let answer = LineAnswer {
+            id: frame.id,
+            mirrored,
+        };
+        if let Ok(text) = serde_json::to_string(&answer) {
+            let _ = socket.send_with_str(&text);
+        }
+    }
+
+    fn forget_line(&self, conversation: &str, generation: u64) {
+        let mut lines = self.lines.lines.borrow_mut();
+        if lines
+            .get(conversation)
+            .is_some_and(|line| line.generation == generation)
+        {
+            lines.remove(conversation);
+        }
+    }
+
+    /// While the site holds lines, those quiet for a minute are closed.
+    fn sweep_lines(self: &Rc<Self>) {
+        if self.lines.sweeping.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        self.state.wait_until(async move {
+            while !me.lines.lines.borrow().is_empty() {
+                worker::Delay::from(Duration::from_millis(LINE_SWEEP_MS)).await;
+                let now = now_ms();
+                for line in me.lines.lines.borrow().values() {
+                    if now - line.last_heard.get() >= LINE_IDLE_MS {
+                        if let Some(socket) = &line.socket {
+                            let _ = socket.close(Some(1000), Some("idle"));
+                        }
+                    }
+                }
+            }
+            me.lines.sweeping.set(false);
+        });
+    }
+}
+
+/// Opens a line to the object of `conversation`.
+async fn connect(env: &Env, conversation: &str) -> worker::Result<WebSocket> {
+    let stub = env
+        .durable_object("CONVERSATION")?
+        .id_from_name(conversation)?
+        .get_stub()?;
     let headers = Headers::new();
-    headers.set(SITE_HEADER, site)?;
     headers.set("upgrade", "websocket")?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let request = Request::new_with_init(&format!("{INTERNAL_BASE}{LINK_PATH}"), &init)?;
+    let request = Request::new_with_init(&format!("{INTERNAL_BASE}{LINE_PATH}"), &init)?;
     let response = stub.fetch_with_request(request).await?;
     let status = response.status_code();
     let socket = response

@@ -32,8 +32,6 @@ use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
 
 /// Longest preview of a message in the feed.
 const PREVIEW_CHARS: usize = 140;
-/// The hibernation tag of an agent console's socket (a conversation's line carries another).
-const CONSOLE_TAG: &str = "console";
 
 /// What a conversation tells its site about one of its new events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,8 +199,23 @@ struct SiteInfo {
 
 #[durable_object]
 pub struct SiteObject {
-    state: State,
-    env: Env,
+    site: std::rc::Rc<Site>,
+}
+
+impl std::ops::Deref for SiteObject {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+/// The object's state, shared with the work it starts after answering (its conversations'
+/// lines, see `site_link`).
+pub struct Site {
+    /// This site itself, for work that outlives the call that starts it.
+    pub(crate) me: std::rc::Weak<Site>,
+    pub(crate) state: State,
+    pub(crate) env: Env,
     routing: RefCell<Option<SiteState>>,
     info: RefCell<Option<(i64, SiteInfo)>>,
     kv: ObjectKv,
@@ -213,6 +226,8 @@ pub struct SiteObject {
     alarm_set: std::cell::Cell<Option<Option<i64>>>,
     /// The conversations' rows waiting for the next D1 batch.
     mirror: std::rc::Rc<crate::site_mirror::SiteMirror>,
+    /// The lines this site holds to its conversations.
+    pub(crate) lines: crate::site_link::SiteLines,
 }
 
 /// How long the site's settings are reused before they are read from D1 again.
@@ -226,7 +241,8 @@ impl DurableObject for SiteObject {
     fn new(state: State, env: Env) -> Self {
         crate::platform::answer_pings_without_waking(&state);
         let kv = ObjectKv::open(state.storage().sql());
-        SiteObject {
+        let site = std::rc::Rc::new_cyclic(|me| Site {
+            me: me.clone(),
             state,
             mirror: crate::site_mirror::SiteMirror::new(env.clone()),
             env,
@@ -235,7 +251,9 @@ impl DurableObject for SiteObject {
             kv,
             alarm_checked: std::cell::Cell::new(false),
             alarm_set: std::cell::Cell::new(None),
-        }
+            lines: crate::site_link::SiteLines::default(),
+        });
+        SiteObject { site }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -255,7 +273,6 @@ impl DurableObject for SiteObject {
         crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
         let result = match req.path().as_str() {
             "/ws" => self.accept_console(&req),
-            crate::site_link::LINK_PATH => self.accept_link(&req),
             "/request" => self.request(&mut req, &site).await,
             // After a restart: nothing to do but what every request does first.
             "/wake" => crate::http::no_content().map_err(|_| ErrorCode::Internal.into()),
@@ -273,10 +290,6 @@ impl DurableObject for SiteObject {
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
         crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
-        if self.is_link(&ws) {
-            self.link_message(&ws, message).await;
-            return Ok(());
-        }
         let mut socket: ConsoleSocket = load_attachment(&ws).unwrap_or_default();
         let lang = socket
             .lang
@@ -387,17 +400,13 @@ impl DurableObject for SiteObject {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
-        if !self.is_link(&ws) {
-            self.device_gone(&ws).await;
-        }
+        self.device_gone(&ws).await;
         let _ = ws.close(Some(1000), Some("closing"));
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        if !self.is_link(&ws) {
-            self.device_gone(&ws).await;
-        }
+        self.device_gone(&ws).await;
         Ok(())
     }
 
@@ -435,7 +444,7 @@ fn refuse(ws: &WebSocket, code: ErrorCode, lang: Lang, close: bool) -> Result<()
     Ok(())
 }
 
-impl SiteObject {
+impl Site {
     fn kv_get(&self, key: &str) -> Option<String> {
         self.kv.get(key)
     }
@@ -757,7 +766,7 @@ impl SiteObject {
 
     fn consoles(&self) -> Vec<(WebSocket, ConsoleSocket)> {
         self.state
-            .get_websockets_with_tag(CONSOLE_TAG)
+            .get_websockets()
             .into_iter()
             .filter_map(|ws| {
                 let socket: ConsoleSocket = load_attachment(&ws)?;
@@ -889,16 +898,6 @@ impl SiteObject {
         }
     }
 
-    /// Accepts a socket (a console's or a conversation's line) for hibernation under `tag`.
-    fn accept_tagged(&self, req: &Request, tag: &str) -> Result<WebSocketPair, ApiError> {
-        if let Some(site) = req.headers().get(SITE_HEADER).ok().flatten() {
-            self.learn_site(&site);
-        }
-        let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
-        self.state.accept_websocket_with_tags(&pair.server, &[tag]);
-        Ok(pair)
-    }
-
     /// Remembers which site this object is, from the first request that says so.
     fn learn_site(&self, site: &str) {
         if !site.is_empty() && self.site_from_storage().is_none() {
@@ -907,7 +906,11 @@ impl SiteObject {
     }
 
     fn accept_console(&self, req: &Request) -> ApiResult {
-        let pair = self.accept_tagged(req, CONSOLE_TAG)?;
+        if let Some(site) = req.headers().get(SITE_HEADER).ok().flatten() {
+            self.learn_site(&site);
+        }
+        let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        self.state.accept_web_socket(&pair.server);
         let device = random_16()
             .map(|b| parley_core::ids::base32(&b))
             .map_err(|_| ApiError::from(ErrorCode::Internal))?;
@@ -923,7 +926,7 @@ impl SiteObject {
 
     /// Conversation activity: the inbox feed, routing, and rows for the next D1 batch.
     /// Answers whether the rows are in D1.
-    async fn activity(
+    pub(crate) async fn activity(
         &self,
         events: Vec<Activity>,
         mirror: Option<parley_core::mirror::MirrorRows>,
@@ -983,48 +986,6 @@ impl SiteObject {
         }
     }
 
-    /// A conversation opens its line (see `site_link`).
-    fn accept_link(&self, req: &Request) -> ApiResult {
-        let pair = self.accept_tagged(req, crate::site_link::LINK_TAG)?;
-        Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
-    }
-
-    fn is_link(&self, ws: &WebSocket) -> bool {
-        self.state
-            .get_tags(ws)
-            .iter()
-            .any(|tag| tag == crate::site_link::LINK_TAG)
-    }
-
-    /// A notification on a conversation's line: handled as the same request would be, and
-    /// answered on the line.
-    async fn link_message(&self, ws: &WebSocket, message: WebSocketIncomingMessage) {
-        let WebSocketIncomingMessage::String(text) = message else {
-            return;
-        };
-        let frame = match serde_json::from_str::<crate::site_link::LinkFrame>(&text) {
-            Ok(frame) => frame,
-            Err(e) => {
-                Log::warn("site_link_bad_frame")
-                    .field("detail", e.to_string())
-                    .emit();
-                return;
-            }
-        };
-        let mirrored = match frame.request {
-            SiteRequest::Activity { events, mirror } => self.activity(events, mirror).await,
-            // Only activity travels on a line; anything else is answered "not copied".
-            _ => false,
-        };
-        let answer = crate::site_link::LinkAnswer {
-            id: frame.id,
-            mirrored,
-        };
-        if let Ok(text) = serde_json::to_string(&answer) {
-            let _ = ws.send_with_str(&text);
-        }
-    }
-
     async fn request(&self, req: &mut Request, site: &str) -> ApiResult {
         self.learn_site(site);
         let request: SiteRequest = read_json(req).await?;
@@ -1060,7 +1021,15 @@ impl SiteObject {
                 ok(serde_json::json!({}))
             }
             SiteRequest::Activity { events, mirror } => {
+                let conversation = mirror
+                    .as_ref()
+                    .map(|rows| rows.conversation.id.clone())
+                    .or_else(|| events.first().map(|a| a.conversation.clone()));
                 let mirrored = self.activity(events, mirror).await;
+                // It had no line (see `site_link`): its next notifications take one.
+                if let (Some(conversation), Some(me)) = (conversation, self.me.upgrade()) {
+                    me.open_line(conversation);
+                }
                 ok(serde_json::json!({ "mirrored": mirrored }))
             }
             SiteRequest::Claim {
