@@ -33,6 +33,8 @@ const MAX_QUEUED_STATEMENTS: usize = 4_000;
 const PAUSE_AFTER_FAILURE_MS: i64 = 2_000;
 /// Longest a notification waits for its batch; past it the answer is "not copied".
 const CONFIRMATION_TIMEOUT_MS: u64 = 10_000;
+/// How often overdue answers are looked for while anyone waits.
+const WATCH_MS: u64 = 1_000;
 /// Conversations erased in this instance that are remembered, so rows sent just before an
 /// erasure and arriving after it are not written back.
 const REMEMBERED_ERASURES: usize = 256;
@@ -41,7 +43,10 @@ const REMEMBERED_ERASURES: usize = 256;
 pub struct SiteMirror {
     env: Env,
     queue: RefCell<MirrorQueue>,
-    waiting: RefCell<HashMap<Ticket, oneshot::Sender<bool>>>,
+    /// Who waits for which rows, and until when.
+    waiting: RefCell<HashMap<Ticket, (i64, oneshot::Sender<bool>)>>,
+    /// A timer looks for overdue answers while anyone waits (one for all, not one each).
+    watching: Cell<bool>,
     /// A flush is scheduled or under way: rows that arrive join it.
     flushing: Cell<bool>,
     /// The batch on its way to D1 (one flush runs at a time); an erasure waits for the one
@@ -60,6 +65,7 @@ impl SiteMirror {
             env,
             queue: RefCell::default(),
             waiting: RefCell::default(),
+            watching: Cell::new(false),
             flushing: Cell::new(false),
             writing: Cell::new(None),
             next_batch: Cell::new(0),
@@ -78,16 +84,7 @@ impl SiteMirror {
         rows: MirrorRows,
     ) -> impl std::future::Future<Output = bool> {
         let confirmation = self.enqueue(state, rows);
-        // From now, not from when the caller starts waiting.
-        let deadline = now_ms() + CONFIRMATION_TIMEOUT_MS as i64;
-        async move {
-            let left = (deadline - now_ms()).max(0) as u64;
-            let timeout = worker::Delay::from(Duration::from_millis(left));
-            match select(confirmation, timeout).await {
-                Either::Left((answer, _)) => answer.unwrap_or(false),
-                Either::Right(_) => false,
-            }
-        }
+        async move { confirmation.await.unwrap_or(false) }
     }
 
     fn enqueue(self: &Rc<Self>, state: &State, rows: MirrorRows) -> oneshot::Receiver<bool> {
@@ -100,7 +97,10 @@ impl SiteMirror {
             return confirmation;
         }
         let ticket = self.queue.borrow_mut().push(rows);
-        self.waiting.borrow_mut().insert(ticket, answer);
+        // From now, not from when the caller starts waiting.
+        let deadline = now_ms() + CONFIRMATION_TIMEOUT_MS as i64;
+        self.waiting.borrow_mut().insert(ticket, (deadline, answer));
+        self.watch(state);
         if !self.flushing.replace(true) {
             let me = self.clone();
             state.wait_until(async move {
@@ -166,10 +166,33 @@ impl SiteMirror {
     fn answer(&self, tickets: impl IntoIterator<Item = Ticket>, written: bool) {
         let mut waiting = self.waiting.borrow_mut();
         for ticket in tickets {
-            if let Some(answer) = waiting.remove(&ticket) {
+            if let Some((_, answer)) = waiting.remove(&ticket) {
                 let _ = answer.send(written);
             }
         }
+    }
+
+    /// While anyone waits, those past their deadline are answered "not copied".
+    fn watch(self: &Rc<Self>, state: &State) {
+        if self.watching.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        state.wait_until(async move {
+            while !me.waiting.borrow().is_empty() {
+                worker::Delay::from(Duration::from_millis(WATCH_MS)).await;
+                let now = now_ms();
+                let overdue: Vec<Ticket> = me
+                    .waiting
+                    .borrow()
+                    .iter()
+                    .filter(|(_, (deadline, _))| now >= *deadline)
+                    .map(|(ticket, _)| *ticket)
+                    .collect();
+                me.answer(overdue, false);
+            }
+            me.watching.set(false);
+        });
     }
 
     /// An erased conversation: its queued rows are dropped, and the batches on their way to D1
