@@ -66,6 +66,7 @@ test("the site's colour, position and launcher text; a theme that is not light, 
   const context = await visitorContext(browser, { reducedMotion: 'reduce' });
   const page = await openDemo(context, server);
   const launcher = page.locator(`${W} .launch`);
+  await waitFor(async () => (await page.locator(`${W} .lt`).textContent()) === 'Ask a tea expert', "the site's config applied");
   // The accent colour, white text on it (the better contrast on a dark teal), the launcher
   // text shown: a pill, 20 px from the bottom left corner.
   assert.deepEqual(await styleOf(launcher, 'backgroundColor', 'color'), { backgroundColor: TEAL, color: 'rgb(255, 255, 255)' });
@@ -89,7 +90,8 @@ test("the site's colour, position and launcher text; a theme that is not light, 
   // The launcher text in the visitor's language.
   const zh = await visitorContext(browser, { locale: 'zh-CN' });
   const zhPage = await openDemo(zh, server);
-  assert.equal(await zhPage.locator(`${W} .lt`).textContent(), '问问茶艺师');
+  // The launcher is up before the site's config arrives; its text comes with the config.
+  await waitFor(async () => (await zhPage.locator(`${W} .lt`).textContent()) === '问问茶艺师', 'the launcher text in Chinese');
   await zh.close();
 });
 
