@@ -168,7 +168,7 @@ pub struct Conversation {
     /// are any, the timer leaves the copying to the site (see `site_mirror`).
     site_copies: Cell<u32>,
     /// The line its site opened, which carries those notifications (see `site_link`).
-    site_line: Rc<ConversationLine>,
+    site_line: ConversationLine,
     /// The site's confirmations past a gap, waiting for it to be confirmed too.
     site_confirmed: RefCell<parley_core::mirror::Confirmations>,
     /// Which life of the conversation site answers belong to: an erasure starts a new one, and
@@ -359,7 +359,7 @@ impl DurableObject for ConversationObject {
     ) -> Result<()> {
         let known = self.sockets.get(&ws);
         if known.is_none() && crate::site_link::is_line(&self.state, &ws) {
-            self.site_line.closed();
+            self.site_line.closed(&self.state, &ws);
             let _ = ws.close(Some(1000), Some("closing"));
             return Ok(());
         }
@@ -377,7 +377,7 @@ impl DurableObject for ConversationObject {
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         if self.sockets.get(&ws).is_none() && crate::site_link::is_line(&self.state, &ws) {
-            self.site_line.closed();
+            self.site_line.closed(&self.state, &ws);
             return Ok(());
         }
         self.sockets.forget(&ws);

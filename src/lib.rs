@@ -2,6 +2,7 @@
 //! requests, serves the static assets, and hosts the Durable Objects that run the core.
 
 mod admin;
+mod answers;
 mod api;
 mod api_keys;
 mod automation;

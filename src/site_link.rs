@@ -17,7 +17,7 @@
 //! 10 s) reads as "not copied", which the conversation's own mirror run then covers.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use worker::{
     WebsocketEvent,
 };
 
+use crate::answers::Answers;
 use crate::internal::INTERNAL_BASE;
 use crate::log::Log;
 use crate::platform::now_ms;
@@ -42,8 +43,6 @@ pub const LINE_PATH: &str = "/site-line";
 pub const LINE_TAG: &str = "site-line";
 /// An answer not back in this long reads as "not copied".
 const ANSWER_TIMEOUT_MS: i64 = 10_000;
-/// How often a conversation with answers outstanding looks for overdue ones.
-const ANSWER_SWEEP_MS: u64 = 1_000;
 /// A line the site has not heard on for this long is closed.
 const LINE_IDLE_MS: i64 = 60_000;
 /// How often a site with lines looks for quiet ones.
@@ -76,33 +75,29 @@ pub struct NotSent;
 // ---------------------------------------------------------------------------------------------
 // The conversation's end.
 
-/// Notifications sent on the line and not answered yet: when each was sent, and its waiter.
-type Pending = BTreeMap<u64, (i64, oneshot::Sender<bool>)>;
-
 pub struct ConversationLine {
-    pending: RefCell<Pending>,
+    /// Notifications sent on the line and not answered yet.
+    answers: Rc<Answers<u64>>,
     /// The next notification's id. Starts at a random point in each instance, so an answer
     /// meant for an earlier instance (the line outlives it) cannot confirm another notification.
     next_id: Cell<u64>,
-    sweeping: Cell<bool>,
 }
 
 impl ConversationLine {
-    pub fn new() -> Rc<ConversationLine> {
+    pub fn new() -> ConversationLine {
         let start = crate::platform::random_16()
             .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], 0]))
             .unwrap_or(0);
-        Rc::new(ConversationLine {
-            pending: RefCell::new(BTreeMap::new()),
+        ConversationLine {
+            answers: Answers::new(),
             next_id: Cell::new(start),
-            sweeping: Cell::new(false),
-        })
+        }
     }
 
     /// Sends `request` on the line, if the site has opened one; the answer says whether the
     /// rows it carries are in D1.
     pub fn send(
-        self: &Rc<Self>,
+        &self,
         state: &State,
         request: &SiteRequest,
     ) -> Result<oneshot::Receiver<bool>, NotSent> {
@@ -111,62 +106,40 @@ impl ConversationLine {
             .into_iter()
             .next()
             .ok_or(NotSent)?;
+        // A line whose answers stopped coming is given up: this notification goes as a
+        // request, and the site opens a new line.
+        if self.answers.take_overdue() > 0 {
+            let _ = line.close(Some(1011), Some("no answer"));
+            return Err(NotSent);
+        }
         let id = self.next_id.get().wrapping_add(1);
         self.next_id.set(id);
         let text = serde_json::to_string(&OutgoingFrame { id, request }).map_err(|_| NotSent)?;
-        let (answer, answered) = oneshot::channel();
-        self.pending.borrow_mut().insert(id, (now_ms(), answer));
+        let answered = self.answers.wait(state, id, ANSWER_TIMEOUT_MS);
         if line.send_with_str(&text).is_err() {
-            self.pending.borrow_mut().remove(&id);
+            self.answers.answer(id, false);
             return Err(NotSent);
         }
-        self.sweep(state);
         Ok(answered)
     }
 
     /// A frame from the site on the line: an answer.
     pub fn answered(&self, text: &str) {
-        let Ok(answer) = serde_json::from_str::<LineAnswer>(text) else {
-            return;
-        };
-        if let Some((_, waiter)) = self.pending.borrow_mut().remove(&answer.id) {
-            let _ = waiter.send(answer.mirrored);
+        if let Ok(answer) = serde_json::from_str::<LineAnswer>(text) {
+            self.answers.answer(answer.id, answer.mirrored);
         }
     }
 
-    /// The line closed: what it still owed reads as "not copied".
-    pub fn closed(&self) {
-        let unanswered = std::mem::take(&mut *self.pending.borrow_mut());
-        for (_, (_, waiter)) in unanswered {
-            let _ = waiter.send(false);
+    /// Line `ws` closed: what it still owed reads as "not copied", unless a newer line has
+    /// taken its place (the answers outstanding are then the new line's).
+    pub fn closed(&self, state: &State, ws: &WebSocket) {
+        let replaced = state
+            .get_websockets_with_tag(LINE_TAG)
+            .iter()
+            .any(|other| other != ws);
+        if !replaced {
+            self.answers.refuse_all();
         }
-    }
-
-    /// While answers are outstanding, those overdue read as "not copied".
-    fn sweep(self: &Rc<Self>, state: &State) {
-        if self.sweeping.replace(true) {
-            return;
-        }
-        let me = self.clone();
-        state.wait_until(async move {
-            while !me.pending.borrow().is_empty() {
-                worker::Delay::from(Duration::from_millis(ANSWER_SWEEP_MS)).await;
-                let now = now_ms();
-                let overdue: Vec<u64> = me
-                    .pending
-                    .borrow()
-                    .iter()
-                    .filter(|(_, (sent, _))| now - sent >= ANSWER_TIMEOUT_MS)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in overdue {
-                    if let Some((_, waiter)) = me.pending.borrow_mut().remove(&id) {
-                        let _ = waiter.send(false);
-                    }
-                }
-            }
-            me.sweeping.set(false);
-        });
     }
 }
 
@@ -250,6 +223,7 @@ impl Site {
     /// others, so one waiting for its D1 batch does not hold up the next.
     async fn read_line(self: &Rc<Self>, conversation: &str, socket: WebSocket, generation: u64) {
         let Ok(mut events) = socket.events() else {
+            let _ = socket.close(Some(1011), Some("unreadable"));
             return;
         };
         let mut handling = FuturesUnordered::new();
@@ -281,6 +255,8 @@ impl Site {
         // What was taken is carried through (routing, the feed, the batch) even though its
         // answer can no longer be sent.
         while handling.next().await.is_some() {}
+        // However it ended, the conversation is to know, so it stops sending on this line.
+        let _ = socket.close(Some(1000), Some("closing"));
     }
 
     async fn answer(self: &Rc<Self>, frame: LineFrame, socket: WebSocket) {

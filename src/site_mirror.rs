@@ -7,7 +7,7 @@
 //! site stops taking rows for a while rather than piling them up.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use futures::future::{select, Either};
 use parley_core::mirror::{MirrorQueue, MirrorRows, Ticket};
 use worker::{Env, State};
 
+use crate::answers::Answers;
 use crate::log::Log;
 use crate::platform::now_ms;
 
@@ -33,8 +34,6 @@ const MAX_QUEUED_STATEMENTS: usize = 4_000;
 const PAUSE_AFTER_FAILURE_MS: i64 = 2_000;
 /// Longest a notification waits for its batch; past it the answer is "not copied".
 const CONFIRMATION_TIMEOUT_MS: u64 = 10_000;
-/// How often overdue answers are looked for while anyone waits.
-const WATCH_MS: u64 = 1_000;
 /// Conversations erased in this instance that are remembered, so rows sent just before an
 /// erasure and arriving after it are not written back.
 const REMEMBERED_ERASURES: usize = 256;
@@ -43,10 +42,8 @@ const REMEMBERED_ERASURES: usize = 256;
 pub struct SiteMirror {
     env: Env,
     queue: RefCell<MirrorQueue>,
-    /// Who waits for which rows, and until when.
-    waiting: RefCell<HashMap<Ticket, (i64, oneshot::Sender<bool>)>>,
-    /// A timer looks for overdue answers while anyone waits (one for all, not one each).
-    watching: Cell<bool>,
+    /// Who waits for which rows.
+    waiting: Rc<Answers<Ticket>>,
     /// A flush is scheduled or under way: rows that arrive join it.
     flushing: Cell<bool>,
     /// The batch on its way to D1 (one flush runs at a time); an erasure waits for the one
@@ -64,8 +61,7 @@ impl SiteMirror {
         Rc::new(SiteMirror {
             env,
             queue: RefCell::default(),
-            waiting: RefCell::default(),
-            watching: Cell::new(false),
+            waiting: Answers::new(),
             flushing: Cell::new(false),
             writing: Cell::new(None),
             next_batch: Cell::new(0),
@@ -88,19 +84,19 @@ impl SiteMirror {
     }
 
     fn enqueue(self: &Rc<Self>, state: &State, rows: MirrorRows) -> oneshot::Receiver<bool> {
-        let (answer, confirmation) = oneshot::channel();
         let turned_away = self.erased.borrow().contains(&rows.conversation.id)
             || now_ms() < self.paused_until.get()
             || self.queue.borrow().statements() + rows.statements() > MAX_QUEUED_STATEMENTS;
         if turned_away {
+            let (answer, confirmation) = oneshot::channel();
             let _ = answer.send(false);
             return confirmation;
         }
         let ticket = self.queue.borrow_mut().push(rows);
         // From now, not from when the caller starts waiting.
-        let deadline = now_ms() + CONFIRMATION_TIMEOUT_MS as i64;
-        self.waiting.borrow_mut().insert(ticket, (deadline, answer));
-        self.watch(state);
+        let confirmation = self
+            .waiting
+            .wait(state, ticket, CONFIRMATION_TIMEOUT_MS as i64);
         if !self.flushing.replace(true) {
             let me = self.clone();
             state.wait_until(async move {
@@ -164,35 +160,9 @@ impl SiteMirror {
     }
 
     fn answer(&self, tickets: impl IntoIterator<Item = Ticket>, written: bool) {
-        let mut waiting = self.waiting.borrow_mut();
         for ticket in tickets {
-            if let Some((_, answer)) = waiting.remove(&ticket) {
-                let _ = answer.send(written);
-            }
+            self.waiting.answer(ticket, written);
         }
-    }
-
-    /// While anyone waits, those past their deadline are answered "not copied".
-    fn watch(self: &Rc<Self>, state: &State) {
-        if self.watching.replace(true) {
-            return;
-        }
-        let me = self.clone();
-        state.wait_until(async move {
-            while !me.waiting.borrow().is_empty() {
-                worker::Delay::from(Duration::from_millis(WATCH_MS)).await;
-                let now = now_ms();
-                let overdue: Vec<Ticket> = me
-                    .waiting
-                    .borrow()
-                    .iter()
-                    .filter(|(_, (deadline, _))| now >= *deadline)
-                    .map(|(ticket, _)| *ticket)
-                    .collect();
-                me.answer(overdue, false);
-            }
-            me.watching.set(false);
-        });
     }
 
     /// An erased conversation: its queued rows are dropped, and the batches on their way to D1
