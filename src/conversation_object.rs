@@ -1788,6 +1788,13 @@ impl Conversation {
         }
         let storage = self.state.storage();
         self.erased.set(true);
+        // A line the site opened while the attachments were deleted: from now none is taken.
+        for line in self
+            .state
+            .get_websockets_with_tag(crate::site_link::LINE_TAG)
+        {
+            let _ = line.close(Some(1000), Some("erased"));
+        }
         self.unsaved_mirrored.set(None);
         self.unsaved_webhook.set(None);
         // Site answers still on their way speak of this life, not of a conversation created
