@@ -169,6 +169,12 @@ test('the runtime killed mid-burst and restarted on the same storage loses and d
     // And D1's copy caught up with the log, each event once.
     await until(async () => (await mirrored(server, conv.conversation)).length >= log.length, 'the D1 mirror caught up');
     assert.deepEqual(await mirrored(server, conv.conversation), asMirrored(log));
+    // The site's line to the conversation died with the process; the restarted site opened a
+    // new one when the conversation next told it something (as a request, having no line).
+    assert.ok(
+      server.logs.some((l) => l.includes('"site_line_opened"') && l.includes(conv.conversation)),
+      'a new line after the restart',
+    );
   } finally {
     await server.stop();
   }
