@@ -1142,14 +1142,8 @@ pub(crate) async fn forward(
     }
     let request = Request::new_with_init(&format!("{INTERNAL_BASE}{path}"), &init)
         .map_err(internal(ctx, "request"))?;
-    let namespace = ctx
-        .env
-        .durable_object("CONVERSATION")
-        .map_err(internal(ctx, "do_binding"))?;
-    let stub = namespace
-        .id_from_name(id)
-        .and_then(|object_id| object_id.get_stub())
-        .map_err(internal(ctx, "do_binding"))?;
+    let stub =
+        crate::internal::conversation_stub(&ctx.env, id).map_err(internal(ctx, "do_binding"))?;
     stub.fetch_with_request(request).await.map_err(|e| {
         Log::error("conversation_unreachable")
             .conversation(id)

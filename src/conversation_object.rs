@@ -237,7 +237,7 @@ impl DurableObject for ConversationObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        if self.sockets.get(&ws).is_none() && crate::site_link::is_line(&self.state, &ws) {
+        if self.is_site_line(&ws) {
             if let WebSocketIncomingMessage::String(text) = &message {
                 self.site_line.answered(text);
             }
@@ -357,13 +357,16 @@ impl DurableObject for ConversationObject {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
-        let known = self.sockets.get(&ws);
-        if known.is_none() && crate::site_link::is_line(&self.state, &ws) {
+        if self.is_site_line(&ws) {
             self.site_line.closed(&self.state, &ws);
             let _ = ws.close(Some(1000), Some("closing"));
             return Ok(());
         }
-        let trace = known.map(|s| s.trace.clone()).unwrap_or_default();
+        let trace = self
+            .sockets
+            .get(&ws)
+            .map(|s| s.trace.clone())
+            .unwrap_or_default();
         self.sockets.forget(&ws);
         self.stop_waiting_for_hello(&ws);
         self.log("socket_closed", &trace).field("code", code).emit();
@@ -376,7 +379,7 @@ impl DurableObject for ConversationObject {
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        if self.sockets.get(&ws).is_none() && crate::site_link::is_line(&self.state, &ws) {
+        if self.is_site_line(&ws) {
             self.site_line.closed(&self.state, &ws);
             return Ok(());
         }
@@ -1381,6 +1384,12 @@ impl Conversation {
             "/wake" => no_content().map_err(|_| ErrorCode::Internal.into()),
             _ => Err(ErrorCode::NotFound.into()),
         }
+    }
+
+    /// Whether `ws` is the line from the site rather than a participant's socket (those are
+    /// known by their attachment, so only an unknown socket's tags are asked for).
+    fn is_site_line(&self, ws: &WebSocket) -> bool {
+        self.sockets.get(ws).is_none() && crate::site_link::is_line(&self.state, ws)
     }
 
     /// The site opens the line that carries this conversation's notifications.

@@ -127,6 +127,13 @@ pub struct OperationRequest {
     pub operation: Operation,
 }
 
+/// The object of `conversation`.
+pub fn conversation_stub(env: &worker::Env, conversation: &str) -> worker::Result<worker::Stub> {
+    env.durable_object("CONVERSATION")?
+        .id_from_name(conversation)?
+        .get_stub()
+}
+
 /// Sends a system request to a conversation's object (from the site's object, the bot, the
 /// translator, erasure) and returns its answer.
 pub async fn system_request(
@@ -134,10 +141,7 @@ pub async fn system_request(
     conversation: &str,
     request: &SystemRequest,
 ) -> worker::Result<worker::Response> {
-    let stub = env
-        .durable_object("CONVERSATION")?
-        .id_from_name(conversation)?
-        .get_stub()?;
+    let stub = conversation_stub(env, conversation)?;
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post)
         .with_body(Some(wasm_bindgen::JsValue::from_str(

@@ -309,10 +309,7 @@ impl Site {
 
 /// Opens a line to the object of `conversation`.
 async fn connect(env: &Env, conversation: &str) -> worker::Result<WebSocket> {
-    let stub = env
-        .durable_object("CONVERSATION")?
-        .id_from_name(conversation)?
-        .get_stub()?;
+    let stub = crate::internal::conversation_stub(env, conversation)?;
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
     let mut init = RequestInit::new();

@@ -79,19 +79,23 @@ impl SiteMirror {
         state: &State,
         rows: MirrorRows,
     ) -> impl std::future::Future<Output = bool> {
-        let confirmation = self.enqueue(state, rows);
-        async move { confirmation.await.unwrap_or(false) }
-    }
-
-    fn enqueue(self: &Rc<Self>, state: &State, rows: MirrorRows) -> oneshot::Receiver<bool> {
         let turned_away = self.erased.borrow().contains(&rows.conversation.id)
             || now_ms() < self.paused_until.get()
             || self.queue.borrow().statements() + rows.statements() > MAX_QUEUED_STATEMENTS;
-        if turned_away {
-            let (answer, confirmation) = oneshot::channel();
-            let _ = answer.send(false);
-            return confirmation;
+        let confirmation = if turned_away {
+            None
+        } else {
+            Some(self.enqueue(state, rows))
+        };
+        async move {
+            match confirmation {
+                Some(confirmation) => confirmation.await.unwrap_or(false),
+                None => false,
+            }
         }
+    }
+
+    fn enqueue(self: &Rc<Self>, state: &State, rows: MirrorRows) -> oneshot::Receiver<bool> {
         let ticket = self.queue.borrow_mut().push(rows);
         // From now, not from when the caller starts waiting.
         let confirmation = self
