@@ -47,6 +47,11 @@ const MIRROR_DELAY_MS: u64 = 1000;
 /// timer runs, the alarm copies what is left. One alarm write per this long of activity, not
 /// one per burst (every alarm write and run is a commit of the object's storage).
 const MIRROR_SAFETY_MS: i64 = 30_000;
+/// How long a conversation stays quiet (no confirmation from its site, no watermark reached)
+/// before the watermarks learnt since its last write are written on their own. Well under the
+/// idle time after which the runtime may evict the instance (the pending timer also holds it):
+/// a watermark lost to an eviction made the next alarm copy again rows D1 already had.
+const MARKS_QUIET_MS: i64 = 5_000;
 
 /// What started a mirror run, which decides whether it copies while the site is still to
 /// answer for rows it was sent.
@@ -164,6 +169,9 @@ pub struct Conversation {
     /// no commit of its own. Losing them to an eviction only repeats idempotent copying.
     unsaved_mirrored: Cell<Option<u64>>,
     unsaved_webhook: Cell<Option<u64>>,
+    /// A timer waits for a quiet spell to write those watermarks, counted from this time.
+    marks_timer: Cell<bool>,
+    marks_news_at: Cell<i64>,
     /// Notifications to the site that carry rows for D1 and are not answered yet: while there
     /// are any, the timer leaves the copying to the site (see `site_mirror`).
     site_copies: Cell<u32>,
@@ -208,6 +216,8 @@ impl DurableObject for ConversationObject {
             erased: Cell::new(false),
             unsaved_mirrored: Cell::new(None),
             unsaved_webhook: Cell::new(None),
+            marks_timer: Cell::new(false),
+            marks_news_at: Cell::new(0),
             site_copies: Cell::new(0),
             site_line: ConversationLine::new(),
             site_confirmed: RefCell::default(),
@@ -970,7 +980,37 @@ impl Conversation {
             }
         } else if seq > stored.mirrored_seq {
             self.unsaved_mirrored.set(Some(seq));
+            self.save_marks_when_quiet();
         }
+    }
+
+    /// Writes the unsaved watermarks after [`MARKS_QUIET_MS`] without news of them; a write
+    /// before then takes them along (see `save_marks`), and the timer finds nothing to do.
+    fn save_marks_when_quiet(&self) {
+        self.marks_news_at.set(now_ms());
+        if self.marks_timer.replace(true) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            self.marks_timer.set(false);
+            return;
+        };
+        self.state.wait_until(async move {
+            loop {
+                let wait = me.marks_news_at.get() + MARKS_QUIET_MS - now_ms();
+                if wait <= 0 {
+                    break;
+                }
+                worker::Delay::from(Duration::from_millis(wait as u64)).await;
+            }
+            me.marks_timer.set(false);
+            let unsaved = me.unsaved_mirrored.get().is_some() || me.unsaved_webhook.get().is_some();
+            if unsaved && !me.erased.get() {
+                if let Ok(Some(store)) = me.with_engine(|_, store| store.clone()) {
+                    me.save_marks(&store);
+                }
+            }
+        });
     }
 
     /// An agent's read, for their other devices' unread counts (not on the reading path).
@@ -1056,9 +1096,16 @@ impl Conversation {
     /// Mirror and webhook runs until both have caught up (or failed and set their retry).
     async fn hand_on(&self, run: MirrorRun) {
         if run == MirrorRun::Alarm {
-            // Held until a run copies: an alarm that rings during a timer's run is not lost
-            // in its `rerun`.
-            self.alarm_copy.set(true);
+            if self.site_copies.get() > 0 {
+                // The site is writing the newest rows: its answers (or their timeout) start
+                // the timer for whatever it leaves. Copying them here as well would be a D1
+                // write for nothing. The alarm stays armed in case this instance ends first.
+                self.wake_within(MIRROR_SAFETY_MS).await;
+            } else {
+                // Held until a run copies: an alarm that rings during a timer's run is not
+                // lost in its `rerun`.
+                self.alarm_copy.set(true);
+            }
         }
         if self.draining.replace(true) {
             self.rerun.set(true);
@@ -1172,6 +1219,7 @@ impl Conversation {
             // Nobody to tell: the watermark simply moves on (with the next write).
             if meta.head > after {
                 self.unsaved_webhook.set(Some(meta.head));
+                self.save_marks_when_quiet();
             }
             return;
         }

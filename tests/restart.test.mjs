@@ -180,20 +180,39 @@ test('the runtime killed mid-burst and restarted on the same storage loses and d
   }
 });
 
-test('events stored just before a crash reach D1 after the restart without anyone returning', async () => {
+/** A visitor's socket on a new conversation, said hello to. */
+async function visitorSocket(server) {
+  const conv = await newConversation(server);
+  const socket = new Socket(wsUrl(server, conv.conversation));
+  await socket.opened;
+  socket.send({ type: 'hello', token: conv.token, after: 0 });
+  await socket.nextOfType('welcome', 5000);
+  return { conv, socket };
+}
+
+async function sendAcked(socket, count, text) {
+  for (let i = 0; i < count; i += 1) {
+    socket.send({ type: 'send', client_msg_id: msgId('crash'), text: `${text} ${i}` });
+    await socket.nextOfType('ack', 5000);
+  }
+}
+
+test('events stored just before a crash reach D1 after the restart without anyone returning; a quiet conversation copies nothing again', async () => {
   let server = await startServer({ vars: GENEROUS });
   const { persistDir, port } = server;
   try {
-    const conv = await newConversation(server);
-    const socket = new Socket(wsUrl(server, conv.conversation));
-    await socket.opened;
-    socket.send({ type: 'hello', token: conv.token, after: 0 });
-    await socket.nextOfType('welcome', 5000);
+    // Quiet before the crash: its site copied its events to D1, and it wrote down how far once
+    // it had been quiet a few seconds. Its alarm (armed with its first write, so it rings
+    // before the other's) then has nothing to copy.
+    const quiet = await visitorSocket(server);
+    await sendAcked(quiet.socket, 3, 'said a while ago');
+    await until(async () => (await mirrored(server, quiet.conv.conversation)).length >= 4, 'the site copied the quiet conversation');
+    quiet.socket.close();
+    await sleep(7000);
+
+    const { conv, socket } = await visitorSocket(server);
     // Acknowledged, hence stored; the process dies before the copy to D1 (about a second later).
-    for (let i = 0; i < 5; i += 1) {
-      socket.send({ type: 'send', client_msg_id: msgId('crash'), text: `last words ${i}` });
-      await socket.nextOfType('ack', 5000);
-    }
+    await sendAcked(socket, 5, 'last words');
     await server.kill();
     server = await startServer({ persistDir, port, vars: GENEROUS });
     // Nobody reconnects: the durable alarm alone brings D1 up to date (within its 30 s).
@@ -201,6 +220,12 @@ test('events stored just before a crash reach D1 after the restart without anyon
     const log = await fullHistory(server, conv.conversation, conv.token);
     assert.equal(log.length, 6);
     assert.deepEqual(await mirrored(server, conv.conversation), asMirrored(log));
+
+    const caughtUp = (id) => server.logs.filter((l) => l.includes('"mirror_caught_up"') && l.includes(id));
+    await until(async () => caughtUp(conv.conversation).length > 0, 'the crashed conversation logged its copy', 5000);
+    assert.deepEqual(caughtUp(quiet.conv.conversation), [], 'the quiet conversation copied nothing again');
+    const quietLog = await fullHistory(server, quiet.conv.conversation, quiet.conv.token);
+    assert.deepEqual(await mirrored(server, quiet.conv.conversation), asMirrored(quietLog));
   } finally {
     await server.stop();
   }
