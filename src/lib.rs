@@ -33,6 +33,7 @@ mod site_mirror;
 mod site_object;
 mod sites;
 mod sql_store;
+mod sql_text;
 mod translation;
 mod turns;
 mod webhook_object;
@@ -49,6 +50,7 @@ use worker::{event, Context, Env, Request, Response, Result};
 #[event(start)]
 fn start() {
     console_error_panic_hook::set_once();
+    platform::run_futures_on_promise_microtasks();
     parley_core::zone::use_rules(&zones::IntlZones);
 }
 

@@ -3,12 +3,16 @@
 //! (and by its alarm), so a slow or failing D1 never delays a message; the next run picks up
 //! where this one stopped.
 
-use parley_core::mirror::{ConversationRow, EventRow, MirrorRows};
+use parley_core::mirror::{
+    placeholders, rows_per_statement, ConversationRow, EventRow, MirrorRows, CONVERSATION_COLUMNS,
+    EVENT_COLUMNS,
+};
 use parley_core::Meta;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
 
 use crate::sql_store::SqlStore;
+use crate::sql_text;
 use parley_core::Store;
 
 /// Events copied per D1 batch; the rest follow in the next batch, straight after.
@@ -35,16 +39,17 @@ fn text_or_null(v: Option<&str>) -> JsValue {
     v.map_or(JsValue::NULL, JsValue::from_str)
 }
 
-/// The conversation's row. Copies may reach D1 out of order (a site's batch, the
-/// conversation's own copy): what the row says of its state is taken only from a copy at
-/// least as recent as the one it holds, and the times and `last_seq` only move forward.
-fn upsert_conversation(
+/// The conversations' rows, several to a statement. Copies may reach D1 out of order (a site's
+/// batch, the conversation's own copy): what a row says of its state is taken only from a copy
+/// at least as recent as the one it holds, and the times and `last_seq` only move forward. Two
+/// copies of one conversation in one statement are applied in order, as two statements were.
+fn upsert_conversations(
     db: &D1Database,
-    row: &ConversationRow,
+    rows: &[&ConversationRow],
 ) -> worker::Result<D1PreparedStatement> {
-    db.prepare(
+    let query = format!(
         "INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         VALUES {}
          ON CONFLICT (id) DO UPDATE SET
            created_at = excluded.created_at,
            status = CASE WHEN excluded.last_seq >= conversations.last_seq
@@ -55,42 +60,52 @@ fn upsert_conversation(
            last_seq = MAX(conversations.last_seq, excluded.last_seq),
            last_message_at = COALESCE(MAX(conversations.last_message_at, excluded.last_message_at),
                                       conversations.last_message_at, excluded.last_message_at)",
-    )
-    .bind(&[
-        row.id.as_str().into(),
-        row.site.as_str().into(),
-        row.visitor.as_str().into(),
-        row.status.as_str().into(),
-        text_or_null(row.assignee.as_deref()),
-        JsValue::from_f64(row.created_at as f64),
-        JsValue::from_f64(row.updated_at as f64),
-        num(row.last_seq),
-        row.last_message_at
-            .map_or(JsValue::NULL, |at| JsValue::from_f64(at as f64)),
-    ])
+        placeholders(rows.len(), CONVERSATION_COLUMNS)
+    );
+    let mut values = Vec::with_capacity(rows.len() * CONVERSATION_COLUMNS);
+    for row in rows {
+        values.extend([
+            row.id.as_str().into(),
+            row.site.as_str().into(),
+            row.visitor.as_str().into(),
+            row.status.as_str().into(),
+            text_or_null(row.assignee.as_deref()),
+            JsValue::from_f64(row.created_at as f64),
+            JsValue::from_f64(row.updated_at as f64),
+            num(row.last_seq),
+            row.last_message_at
+                .map_or(JsValue::NULL, |at| JsValue::from_f64(at as f64)),
+        ]);
+    }
+    sql_text::prepare(db, &query)?.bind(&values)
 }
 
-fn insert_event(
+/// Events, several to a statement; an event D1 already has is left as it is.
+fn insert_events(
     db: &D1Database,
-    conversation: &str,
-    event: &EventRow,
+    rows: &[(&str, &EventRow)],
 ) -> worker::Result<D1PreparedStatement> {
-    db.prepare(
+    let query = format!(
         "INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name, client_msg_id, body, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         VALUES {}
          ON CONFLICT (conversation_id, seq) DO NOTHING",
-    )
-    .bind(&[
-        conversation.into(),
-        num(event.seq),
-        event.kind.as_str().into(),
-        event.author_id.as_str().into(),
-        event.author_role.as_str().into(),
-        text_or_null(event.author_name.as_deref()),
-        text_or_null(event.client_msg_id.as_deref()),
-        event.body.as_str().into(),
-        JsValue::from_f64(event.at as f64),
-    ])
+        placeholders(rows.len(), EVENT_COLUMNS)
+    );
+    let mut values = Vec::with_capacity(rows.len() * EVENT_COLUMNS);
+    for (conversation, event) in rows {
+        values.extend([
+            (*conversation).into(),
+            num(event.seq),
+            event.kind.as_str().into(),
+            event.author_id.as_str().into(),
+            event.author_role.as_str().into(),
+            text_or_null(event.author_name.as_deref()),
+            text_or_null(event.client_msg_id.as_deref()),
+            event.body.as_str().into(),
+            JsValue::from_f64(event.at as f64),
+        ]);
+    }
+    sql_text::prepare(db, &query)?.bind(&values)
 }
 
 /// Writes the rows of one or more conversations in one D1 batch, a single transaction: all of
@@ -100,13 +115,19 @@ pub async fn write<'a>(
     db: &D1Database,
     copies: impl IntoIterator<Item = &'a MirrorRows>,
 ) -> Result<(), String> {
+    // Several rows to a statement: D1 parses, plans and carries each statement's text once.
+    let copies: Vec<&MirrorRows> = copies.into_iter().collect();
+    let conversations: Vec<&ConversationRow> = copies.iter().map(|c| &c.conversation).collect();
+    let events: Vec<(&str, &EventRow)> = copies
+        .iter()
+        .flat_map(|c| c.events.iter().map(|e| (c.conversation.id.as_str(), e)))
+        .collect();
     let mut statements = Vec::new();
-    for rows in copies {
-        statements.push(upsert_conversation(db, &rows.conversation).map_err(|e| e.to_string())?);
-        for event in &rows.events {
-            statements
-                .push(insert_event(db, &rows.conversation.id, event).map_err(|e| e.to_string())?);
-        }
+    for chunk in conversations.chunks(rows_per_statement(CONVERSATION_COLUMNS)) {
+        statements.push(upsert_conversations(db, chunk).map_err(|e| e.to_string())?);
+    }
+    for chunk in events.chunks(rows_per_statement(EVENT_COLUMNS)) {
+        statements.push(insert_events(db, chunk).map_err(|e| e.to_string())?);
     }
     if statements.is_empty() {
         return Ok(());

@@ -9,6 +9,8 @@ use parley_core::{Event, EventPayload, Meta, Participant, Role, Status, Store};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
+use crate::sql_text;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS conversation (
   id TEXT PRIMARY KEY, site TEXT NOT NULL, team TEXT NOT NULL, visitor TEXT NOT NULL,
@@ -186,7 +188,7 @@ impl SqlStore {
     /// the first use after a wake-up).
     fn ensure_schema(&self) -> Result<(), SqlError> {
         if !self.schema_ready.get() {
-            self.sql.exec(SCHEMA, None)?;
+            sql_text::exec(&self.sql, SCHEMA, vec![])?;
             self.schema_ready.set(true);
         }
         Ok(())
@@ -211,7 +213,7 @@ impl SqlStore {
         query: &str,
         bindings: Vec<SqlStorageValue>,
     ) -> Result<Vec<T>, SqlError> {
-        Ok(self.sql.exec(query, bindings)?.to_array::<T>()?)
+        Ok(sql_text::rows(&self.sql, query, bindings)?)
     }
 
     fn events(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Event>, SqlError> {
@@ -244,7 +246,8 @@ impl SqlStore {
     /// asks again when an answer was lost) keeps the first row.
     pub fn insert_file(&self, file: &FileRow) -> Result<(), SqlError> {
         self.ensure_schema()?;
-        self.sql.exec(
+        sql_text::exec(
+            &self.sql,
             "INSERT INTO files (id, r2_key, name, mime, size, image, uploader, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             vec![
@@ -312,7 +315,7 @@ impl SqlStore {
 
     pub fn set_setting(&self, key: &str, value: &str) -> Result<(), SqlError> {
         self.ensure_schema()?;
-        self.sql.exec(
+        sql_text::exec(&self.sql,
             "INSERT INTO settings (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
             vec![key.into(), value.into()],
         )?;
@@ -339,9 +342,12 @@ impl SqlStore {
     /// Starts a new epoch after a restore (one write: the epoch and the restore it answers).
     pub fn rotate_epoch(&self, epoch: &str, restore_id: &str) -> Result<(), SqlError> {
         // Both statements run in one turn of the object, so they commit together.
-        self.sql
-            .exec("UPDATE conversation SET epoch = ?", vec![epoch.into()])?;
-        self.sql.exec(
+        sql_text::exec(
+            &self.sql,
+            "UPDATE conversation SET epoch = ?",
+            vec![epoch.into()],
+        )?;
+        sql_text::exec(&self.sql,
             "INSERT INTO restore_state (id, v) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v",
             vec![restore_id.into()],
         )?;
@@ -366,7 +372,7 @@ impl SqlStore {
 
     pub fn set_webhook_seq(&self, seq: u64) -> Result<(), SqlError> {
         self.ensure_schema()?;
-        self.sql.exec(
+        sql_text::exec(&self.sql,
             "INSERT INTO webhook_state (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
             vec![int(seq)],
         )?;
@@ -393,13 +399,13 @@ impl SqlStore {
     }
 
     pub fn delete_file(&self, id: &str) -> Result<(), SqlError> {
-        self.sql
-            .exec("DELETE FROM files WHERE id = ?", vec![id.into()])?;
+        sql_text::exec(&self.sql, "DELETE FROM files WHERE id = ?", vec![id.into()])?;
         Ok(())
     }
 
     pub fn set_mirror_state(&self, mirrored_seq: u64, failures: u32) -> Result<(), SqlError> {
-        self.sql.exec(
+        sql_text::exec(
+            &self.sql,
             "INSERT INTO mirror (id, mirrored_seq, failures) VALUES (1, ?, ?)
              ON CONFLICT (id) DO UPDATE SET mirrored_seq = excluded.mirrored_seq,
              failures = excluded.failures",
@@ -470,7 +476,7 @@ impl Store for SqlStore {
 
     fn create(&mut self, meta: &Meta, first: &Event) -> Result<(), SqlError> {
         self.ensure_schema()?;
-        self.sql.exec(
+        sql_text::exec(&self.sql,
             "INSERT INTO conversation (id, site, team, visitor, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             vec![
                 meta.id.as_str().into(),
@@ -503,7 +509,7 @@ impl Store for SqlStore {
                 event.at.into(),
             ]);
         }
-        self.sql.exec(
+        sql_text::exec(&self.sql,
             &format!(
                 "INSERT INTO events (seq, kind, body, author_id, author_role, author_name, client_msg_id, at)
                  VALUES {rows}"
@@ -553,7 +559,8 @@ impl Store for SqlStore {
     }
 
     fn save_read(&mut self, participant: &str, seq: u64) -> Result<(), SqlError> {
-        self.sql.exec(
+        sql_text::exec(
+            &self.sql,
             "INSERT INTO reads (participant, seq) VALUES (?, ?)
              ON CONFLICT (participant) DO UPDATE SET seq = MAX(seq, excluded.seq)",
             vec![participant.into(), int(seq)],

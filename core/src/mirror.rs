@@ -85,6 +85,38 @@ impl EventRow {
     }
 }
 
+/// Values a D1 conversation row binds, and an event row.
+pub const CONVERSATION_COLUMNS: usize = 9;
+pub const EVENT_COLUMNS: usize = 9;
+
+/// D1 binds at most 100 parameters to one statement.
+const D1_MAX_PARAMETERS: usize = 100;
+
+/// How many rows of `columns` values one D1 statement can carry.
+pub fn rows_per_statement(columns: usize) -> usize {
+    (D1_MAX_PARAMETERS / columns.max(1)).max(1)
+}
+
+/// The `VALUES` list for `rows` rows of `columns` numbered parameters: `(?1, ?2), (?3, ?4)`.
+pub fn placeholders(rows: usize, columns: usize) -> String {
+    let mut list = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            list.push_str(", ");
+        }
+        list.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                list.push_str(", ");
+            }
+            list.push('?');
+            list.push_str(&(row * columns + column + 1).to_string());
+        }
+        list.push(')');
+    }
+    list
+}
+
 /// Consecutive events of one conversation and its row after them: what one copy writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirrorRows {
@@ -214,6 +246,16 @@ mod tests {
     use super::*;
     use crate::protocol::{Participant, Role, Status};
     use proptest::prelude::*;
+
+    #[test]
+    fn statements_carry_as_many_rows_as_d1_binds_parameters() {
+        assert_eq!(rows_per_statement(9), 11);
+        assert_eq!(rows_per_statement(200), 1);
+        assert_eq!(placeholders(1, 3), "(?1, ?2, ?3)");
+        assert_eq!(placeholders(2, 2), "(?1, ?2), (?3, ?4)");
+        let full = placeholders(rows_per_statement(9), 9);
+        assert!(full.ends_with("?99)") && !full.contains("?100"));
+    }
 
     fn meta(id: &str) -> Meta {
         Meta {
