@@ -52,6 +52,11 @@ const MIRROR_SAFETY_MS: i64 = 30_000;
 /// idle time after which the runtime may evict the instance (the pending timer also holds it):
 /// a watermark lost to an eviction made the next alarm copy again rows D1 already had.
 const MARKS_QUIET_MS: i64 = 5_000;
+/// How far a watermark may run ahead of its stored value before an event's commit takes it
+/// along. Short of that, the quiet timer or the alarm writes it, and an event costs one SQL
+/// statement less. A crash loses at most this many events' progress: they are copied to D1
+/// again, which ignores the repeats.
+const MARKS_STRIDE: u64 = 32;
 
 /// What started a mirror run, which decides whether it copies while the site is still to
 /// answer for rows it was sent.
@@ -165,8 +170,9 @@ pub struct Conversation {
     /// The conversation was erased in this instance: nothing may write its storage again.
     erased: Cell<bool>,
     /// How far D1 and a webhook-less site's watermark got since they were last written: they
-    /// ride on the object's next write (a message's commit, the alarm's), so a mirror run costs
-    /// no commit of its own. Losing them to an eviction only repeats idempotent copying.
+    /// ride on an event's commit once far behind, else on the alarm's commit or a quiet
+    /// spell's, so a mirror run costs no commit of its own. Losing them to a crash only repeats
+    /// idempotent copying.
     unsaved_mirrored: Cell<Option<u64>>,
     unsaved_webhook: Cell<Option<u64>>,
     /// A timer waits for a quiet spell to write those watermarks, counted from this time.
@@ -534,7 +540,7 @@ impl Conversation {
                 if let Ok(effects) = &outcome {
                     if effects.iter().any(|e| matches!(e, Effect::Mirror)) {
                         // The same commit as the event: no write of its own.
-                        self.save_marks(store);
+                        self.save_marks_far_behind(store);
                     }
                 }
                 outcome
@@ -1336,6 +1342,19 @@ impl Conversation {
                     return;
                 }
             }
+        }
+    }
+
+    /// Writes the watermarks with an event's commit once one is [`MARKS_STRIDE`] behind.
+    fn save_marks_far_behind(&self, store: &SqlStore) {
+        let behind = |unsaved: Option<u64>, stored: Option<u64>| {
+            unsaved.is_some_and(|seq| seq >= stored.unwrap_or(0).saturating_add(MARKS_STRIDE))
+        };
+        let mirrored = store.mirror_state().ok().map(|m| m.mirrored_seq);
+        if behind(self.unsaved_mirrored.get(), mirrored)
+            || behind(self.unsaved_webhook.get(), store.webhook_seq().ok())
+        {
+            self.save_marks(store);
         }
     }
 
