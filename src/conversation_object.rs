@@ -54,8 +54,8 @@ const MIRROR_SAFETY_MS: i64 = 30_000;
 const MARKS_QUIET_MS: i64 = 5_000;
 /// How far a watermark may run ahead of its stored value before an event's commit takes it
 /// along. Short of that, the quiet timer or the alarm writes it, and an event costs one SQL
-/// statement less. A crash loses at most this many events' progress: they are copied to D1
-/// again, which ignores the repeats.
+/// statement less. A crash loses about this many events' progress (more if it follows a copy of
+/// the conversation's own): they are copied to D1 again, which ignores the repeats.
 const MARKS_STRIDE: u64 = 32;
 
 /// What started a mirror run, which decides whether it copies while the site is still to
@@ -190,6 +190,8 @@ pub struct Conversation {
     incarnation: Cell<u32>,
     /// An alarm asked for a mirror run that copies whatever D1 lacks.
     alarm_copy: Cell<bool>,
+    /// The last alarm left the copying to the site's answers; the next one copies.
+    alarm_deferred: Cell<bool>,
     /// Sockets that have yet to say `hello`, each with the means to stop its timer: a timer
     /// left running would keep the instance from hibernating for its whole length.
     awaiting_hello: RefCell<Vec<(WebSocket, oneshot::Sender<()>)>>,
@@ -229,6 +231,7 @@ impl DurableObject for ConversationObject {
             site_confirmed: RefCell::default(),
             incarnation: Cell::new(0),
             alarm_copy: Cell::new(false),
+            alarm_deferred: Cell::new(false),
             awaiting_hello: RefCell::default(),
             alarm_checked: Cell::new(false),
             frames: crate::turns::Turns::default(),
@@ -1102,12 +1105,15 @@ impl Conversation {
     /// Mirror and webhook runs until both have caught up (or failed and set their retry).
     async fn hand_on(&self, run: MirrorRun) {
         if run == MirrorRun::Alarm {
-            if self.site_copies.get() > 0 {
+            if self.site_copies.get() > 0 && !self.alarm_deferred.replace(true) {
                 // The site is writing the newest rows: its answers (or their timeout) start
                 // the timer for whatever it leaves. Copying them here as well would be a D1
-                // write for nothing. The alarm stays armed in case this instance ends first.
+                // write for nothing. The alarm stays armed in case this instance ends first,
+                // and copies next time whatever the site still owes: under steady traffic the
+                // timer may never get its turn.
                 self.wake_within(MIRROR_SAFETY_MS).await;
             } else {
+                self.alarm_deferred.set(false);
                 // Held until a run copies: an alarm that rings during a timer's run is not
                 // lost in its `rerun`.
                 self.alarm_copy.set(true);
@@ -1309,7 +1315,14 @@ impl Conversation {
                 self.note_mirrored(&store, mirrored);
                 return;
             }
-            match mirror::drain(&store, &meta, db, mirrored).await {
+            let life = self.incarnation.get();
+            let outcome = mirror::drain(&store, &meta, db, mirrored).await;
+            // Erased (and perhaps created again) while the batch was on its way: nothing about
+            // the old life may be recorded in the new one.
+            if self.erased.get() || self.incarnation.get() != life {
+                return;
+            }
+            match outcome {
                 Ok(drained) => {
                     copied = true;
                     self.note_mirrored(&store, drained.mirrored_seq);

@@ -25,11 +25,12 @@ use crate::platform::now_ms;
 /// conversation of a batch hears back at once: at 400 messages a second a 250 ms window made
 /// a 30–60 ms stall every 300 ms (the bench's slow slices); 50 ms made none.
 const WINDOW_MS: u64 = 50;
-/// D1 statements per batch; more rows wait for the next batch, straight after.
-const MAX_STATEMENTS: usize = 400;
-/// D1 statements the queue holds at most; rows past it are turned away (their conversations
-/// copy them), so a slow D1 cannot fill the site's memory.
-const MAX_QUEUED_STATEMENTS: usize = 4_000;
+/// Rows per batch (each D1 statement carries up to 11); more rows wait for the next batch,
+/// straight after.
+const MAX_ROWS: usize = 400;
+/// Rows the queue holds at most; rows past it are turned away (their conversations copy
+/// them), so a slow D1 cannot fill the site's memory.
+const MAX_QUEUED_ROWS: usize = 4_000;
 /// After a failed batch, rows are turned away this long.
 const PAUSE_AFTER_FAILURE_MS: i64 = 2_000;
 /// Longest a notification waits for its batch; past it the answer is "not copied".
@@ -81,7 +82,7 @@ impl SiteMirror {
     ) -> impl std::future::Future<Output = bool> {
         let turned_away = self.erased.borrow().contains(&rows.conversation.id)
             || now_ms() < self.paused_until.get()
-            || self.queue.borrow().statements() + rows.statements() > MAX_QUEUED_STATEMENTS;
+            || self.queue.borrow().row_count() + rows.row_count() > MAX_QUEUED_ROWS;
         let confirmation = if turned_away {
             None
         } else {
@@ -114,7 +115,7 @@ impl SiteMirror {
     /// Writes everything queued, batch by batch, and answers each conversation.
     async fn flush(&self) {
         loop {
-            let batch = self.queue.borrow_mut().take(MAX_STATEMENTS);
+            let batch = self.queue.borrow_mut().take(MAX_ROWS);
             if batch.is_empty() {
                 break;
             }

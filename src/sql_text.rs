@@ -1,10 +1,10 @@
 //! SQL statements handed to the runtime with their text as JavaScript strings made once.
 //!
 //! Every call that takes SQL text as a Rust `&str` decodes it into a new JavaScript string. On
-//! the message path that is three statements on the conversation's storage and two or more in
-//! the site's D1 batch per message: about 2 KB of short-lived heap per message (measured with
-//! V8's sampling heap profiler), and the young-generation collections it feeds are what stall
-//! the runtime under load. The same few texts come round again and again, so each is made once
+//! the message path that was three statements on the conversation's storage and two in the
+//! site's D1 batch per message: about 2 KB of short-lived heap per message (measured with V8's
+//! sampling heap profiler), and the young-generation collections it feeds are what stall the
+//! runtime under load. The same few texts come round again and again, so each is made once
 //! per isolate and kept.
 
 use std::cell::RefCell;

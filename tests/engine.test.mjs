@@ -303,11 +303,18 @@ test('the D1 mirror equals the conversation log after catch-up', async () => {
 test("a site's conversations reach D1 together in its batches, not each on its own", async () => {
   const from = server.logs.length;
   const convs = await Promise.all(Array.from({ length: 6 }, () => newConversation(server)));
-  await Promise.all(convs.map((conv, i) => sendViaHttp(conv.conversation, conv.token, `together ${i}`)));
+  // The first conversation sends twice at once: one batch may carry two copies of it, which
+  // its D1 row takes in order.
+  await Promise.all([
+    ...convs.map((conv, i) => sendViaHttp(conv.conversation, conv.token, `together ${i}`)),
+    sendViaHttp(convs[0].conversation, convs[0].token, 'together again'),
+  ]);
   for (const conv of convs) {
     const log = await fullHistory(server, conv.conversation, conv.token);
     const rows = await waitForMirror(conv.conversation, log.length);
     assert.deepEqual(rows.map((r) => ({ ...r, body: JSON.stringify(JSON.parse(r.body)) })), asMirrorRows(log));
+    const { results: [row] } = await server.d1('SELECT last_seq FROM conversations WHERE id = ?1', [conv.conversation]);
+    assert.equal(row.last_seq, log.length);
   }
   const logged = (event) => server.logs.slice(from)
     .flatMap((line) => { try { return [JSON.parse(line)]; } catch { return []; } })

@@ -133,8 +133,8 @@ impl MirrorRows {
         }
     }
 
-    /// D1 statements the rows take: the conversation's row and one per event.
-    pub fn statements(&self) -> usize {
+    /// Rows in D1 these make: the conversation's row and one per event.
+    pub fn row_count(&self) -> usize {
         1 + self.events.len()
     }
 
@@ -186,14 +186,14 @@ pub type Ticket = u64;
 pub struct MirrorQueue {
     pending: Vec<(Ticket, MirrorRows)>,
     next: Ticket,
-    statements: usize,
+    rows: usize,
 }
 
 impl MirrorQueue {
     /// Queues `rows`; the ticket names them when the batch that carried them is done.
     pub fn push(&mut self, rows: MirrorRows) -> Ticket {
         self.next += 1;
-        self.statements += rows.statements();
+        self.rows += rows.row_count();
         self.pending.push((self.next, rows));
         self.next
     }
@@ -202,41 +202,41 @@ impl MirrorQueue {
         self.pending.is_empty()
     }
 
-    /// D1 statements waiting, all rows together.
-    pub fn statements(&self) -> usize {
-        self.statements
+    /// Rows waiting, all conversations together.
+    pub fn row_count(&self) -> usize {
+        self.rows
     }
 
     /// Takes the rows of an erased conversation out, so no batch writes them after its rows
     /// left D1. Answers their tickets.
     pub fn drop_conversation(&mut self, conversation: &str) -> Vec<Ticket> {
         let mut dropped = Vec::new();
-        let mut statements = self.statements;
+        let mut left = self.rows;
         self.pending.retain(|(ticket, rows)| {
             let keep = rows.conversation.id != conversation;
             if !keep {
                 dropped.push(*ticket);
-                statements -= rows.statements();
+                left -= rows.row_count();
             }
             keep
         });
-        self.statements = statements;
+        self.rows = left;
         dropped
     }
 
-    /// The next batch: the oldest rows, whole, up to `max_statements` D1 statements (always at
-    /// least one conversation's rows, however many they take).
-    pub fn take(&mut self, max_statements: usize) -> Vec<(Ticket, MirrorRows)> {
-        let mut statements = 0;
+    /// The next batch: the oldest rows, whole, up to `max_rows` rows (always at least one
+    /// conversation's rows, however many they are).
+    pub fn take(&mut self, max_rows: usize) -> Vec<(Ticket, MirrorRows)> {
+        let mut taken = 0;
         let mut count = 0;
         for (_, rows) in &self.pending {
-            if count > 0 && statements + rows.statements() > max_statements {
+            if count > 0 && taken + rows.row_count() > max_rows {
                 break;
             }
-            statements += rows.statements();
+            taken += rows.row_count();
             count += 1;
         }
-        self.statements -= statements;
+        self.rows -= taken;
         self.pending.drain(..count).collect()
     }
 }
@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(rows.conversation.updated_at, 1_005);
         assert_eq!(rows.conversation.last_message_at, Some(1_004));
         assert_eq!(rows.seqs(), Some((4, 5)));
-        assert_eq!(rows.statements(), 3);
+        assert_eq!(rows.row_count(), 3);
         assert_eq!(rows.events[0].body, r#"{"text":"hi"}"#);
         assert_eq!(rows.events[0].author_role, "visitor");
         assert_eq!(rows.events[1].kind, "closed");
@@ -362,14 +362,14 @@ mod tests {
         let a = queue.push(rows("c_a", 1..=2));
         let b = queue.push(rows("c_b", 1..=1));
         let a2 = queue.push(rows("c_a", 3..=3));
-        assert_eq!(queue.statements(), 7);
+        assert_eq!(queue.row_count(), 7);
         assert_eq!(queue.drop_conversation("c_a"), vec![a, a2]);
-        assert_eq!(queue.statements(), 2);
+        assert_eq!(queue.row_count(), 2);
         let taken = queue.take(100);
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].0, b);
         assert!(queue.is_empty());
-        assert_eq!(queue.statements(), 0);
+        assert_eq!(queue.row_count(), 0);
     }
 
     #[test]
@@ -441,11 +441,11 @@ mod tests {
                 if batch.is_empty() {
                     break;
                 }
-                let statements: usize = batch.iter().map(|(_, r)| r.statements()).sum();
-                prop_assert!(batch.len() == 1 || statements <= max);
+                let taken: usize = batch.iter().map(|(_, r)| r.row_count()).sum();
+                prop_assert!(batch.len() == 1 || taken <= max);
                 seen.extend(batch.into_iter().map(|(ticket, _)| ticket));
                 let left: usize = sizes.iter().skip(seen.len()).map(|size| 1 + *size as usize).sum();
-                prop_assert_eq!(queue.statements(), left);
+                prop_assert_eq!(queue.row_count(), left);
             }
             prop_assert_eq!(seen, tickets);
         }
