@@ -57,6 +57,10 @@ const MARKS_QUIET_MS: i64 = 5_000;
 /// statement less. A crash loses about this many events' progress (more if it follows a copy of
 /// the conversation's own): they are copied to D1 again, which ignores the repeats.
 const MARKS_STRIDE: u64 = 32;
+/// How long an erasure waits for the conversation's own copy to D1 to finish. A D1 call takes
+/// well under this; past it the erasure goes on (and says so in the log) rather than leave the
+/// conversation half erased.
+const OWN_COPY_WAIT_MS: i64 = 30_000;
 
 /// What started a mirror run, which decides whether it copies while the site is still to
 /// answer for rows it was sent.
@@ -1358,6 +1362,24 @@ impl Conversation {
         }
     }
 
+    /// Waits for a mirror run already on its way to D1 (none starts once `erased` is set): the
+    /// erasure deletes the conversation's D1 rows after this object answers, and a batch landing
+    /// after that would bring them back.
+    async fn wait_for_own_copy(&self, meta: &Meta) {
+        let deadline = now_ms() + OWN_COPY_WAIT_MS;
+        while self.draining.get() {
+            if now_ms() >= deadline {
+                Log::warn("erase_copy_still_running")
+                    .site(&meta.site)
+                    .conversation(&meta.id)
+                    .error_class("d1_unavailable")
+                    .emit();
+                return;
+            }
+            worker::Delay::from(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Writes the watermarks with an event's commit once one is [`MARKS_STRIDE`] behind.
     fn save_marks_far_behind(&self, store: &SqlStore) {
         let behind = |unsaved: Option<u64>, stored: Option<u64>| {
@@ -1877,6 +1899,7 @@ impl Conversation {
         }
         let storage = self.state.storage();
         self.erased.set(true);
+        self.wait_for_own_copy(&meta).await;
         // A line the site opened while the attachments were deleted: from now none is taken.
         for line in self
             .state
