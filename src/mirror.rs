@@ -4,8 +4,7 @@
 //! where this one stopped.
 
 use parley_core::mirror::{
-    placeholders, rows_per_statement, ConversationRow, EventRow, MirrorRows, CONVERSATION_COLUMNS,
-    EVENT_COLUMNS,
+    placeholders, rows_per_statement, ConversationRow, EventRow, MirrorRows,
 };
 use parley_core::Meta;
 use wasm_bindgen::JsValue;
@@ -14,6 +13,10 @@ use worker::{D1Database, D1PreparedStatement};
 use crate::sql_store::SqlStore;
 use crate::sql_text;
 use parley_core::Store;
+
+/// Values a conversation row binds, and an event row (the statements below check it).
+const CONVERSATION_COLUMNS: usize = 9;
+const EVENT_COLUMNS: usize = 9;
 
 /// Events copied per D1 batch; the rest follow in the next batch, straight after.
 pub const BATCH: u32 = 100;
@@ -39,6 +42,19 @@ fn text_or_null(v: Option<&str>) -> JsValue {
     v.map_or(JsValue::NULL, JsValue::from_str)
 }
 
+/// One statement for several rows: `insert`, the `VALUES` list with a numbered parameter for
+/// each value, then `rest` (the conflict clause).
+fn several_rows<const N: usize>(
+    db: &D1Database,
+    insert: &str,
+    rest: &str,
+    rows: impl ExactSizeIterator<Item = [JsValue; N]>,
+) -> worker::Result<D1PreparedStatement> {
+    let query = format!("{insert} VALUES {} {rest}", placeholders(rows.len(), N));
+    let values: Vec<JsValue> = rows.flatten().collect();
+    sql_text::prepare(db, &query)?.bind(&values)
+}
+
 /// The conversations' rows, several to a statement. Copies may reach D1 out of order (a site's
 /// batch, the conversation's own copy): what a row says of its state is taken only from a copy
 /// at least as recent as the one it holds, and the times and `last_seq` only move forward. Two
@@ -47,10 +63,10 @@ fn upsert_conversations(
     db: &D1Database,
     rows: &[&ConversationRow],
 ) -> worker::Result<D1PreparedStatement> {
-    let query = format!(
-        "INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at)
-         VALUES {}
-         ON CONFLICT (id) DO UPDATE SET
+    several_rows(
+        db,
+        "INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at)",
+        "ON CONFLICT (id) DO UPDATE SET
            created_at = excluded.created_at,
            status = CASE WHEN excluded.last_seq >= conversations.last_seq
                          THEN excluded.status ELSE conversations.status END,
@@ -60,24 +76,21 @@ fn upsert_conversations(
            last_seq = MAX(conversations.last_seq, excluded.last_seq),
            last_message_at = COALESCE(MAX(conversations.last_message_at, excluded.last_message_at),
                                       conversations.last_message_at, excluded.last_message_at)",
-        placeholders(rows.len(), CONVERSATION_COLUMNS)
-    );
-    let mut values = Vec::with_capacity(rows.len() * CONVERSATION_COLUMNS);
-    for row in rows {
-        values.extend([
-            row.id.as_str().into(),
-            row.site.as_str().into(),
-            row.visitor.as_str().into(),
-            row.status.as_str().into(),
-            text_or_null(row.assignee.as_deref()),
-            JsValue::from_f64(row.created_at as f64),
-            JsValue::from_f64(row.updated_at as f64),
-            num(row.last_seq),
-            row.last_message_at
-                .map_or(JsValue::NULL, |at| JsValue::from_f64(at as f64)),
-        ]);
-    }
-    sql_text::prepare(db, &query)?.bind(&values)
+        rows.iter().map(|row| -> [JsValue; CONVERSATION_COLUMNS] {
+            [
+                row.id.as_str().into(),
+                row.site.as_str().into(),
+                row.visitor.as_str().into(),
+                row.status.as_str().into(),
+                text_or_null(row.assignee.as_deref()),
+                JsValue::from_f64(row.created_at as f64),
+                JsValue::from_f64(row.updated_at as f64),
+                num(row.last_seq),
+                row.last_message_at
+                    .map_or(JsValue::NULL, |at| JsValue::from_f64(at as f64)),
+            ]
+        }),
+    )
 }
 
 /// Events, several to a statement; an event D1 already has is left as it is.
@@ -85,27 +98,24 @@ fn insert_events(
     db: &D1Database,
     rows: &[(&str, &EventRow)],
 ) -> worker::Result<D1PreparedStatement> {
-    let query = format!(
-        "INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name, client_msg_id, body, created_at)
-         VALUES {}
-         ON CONFLICT (conversation_id, seq) DO NOTHING",
-        placeholders(rows.len(), EVENT_COLUMNS)
-    );
-    let mut values = Vec::with_capacity(rows.len() * EVENT_COLUMNS);
-    for (conversation, event) in rows {
-        values.extend([
-            (*conversation).into(),
-            num(event.seq),
-            event.kind.as_str().into(),
-            event.author_id.as_str().into(),
-            event.author_role.as_str().into(),
-            text_or_null(event.author_name.as_deref()),
-            text_or_null(event.client_msg_id.as_deref()),
-            event.body.as_str().into(),
-            JsValue::from_f64(event.at as f64),
-        ]);
-    }
-    sql_text::prepare(db, &query)?.bind(&values)
+    several_rows(
+        db,
+        "INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name, client_msg_id, body, created_at)",
+        "ON CONFLICT (conversation_id, seq) DO NOTHING",
+        rows.iter().map(|(conversation, event)| -> [JsValue; EVENT_COLUMNS] {
+            [
+                (*conversation).into(),
+                num(event.seq),
+                event.kind.as_str().into(),
+                event.author_id.as_str().into(),
+                event.author_role.as_str().into(),
+                text_or_null(event.author_name.as_deref()),
+                text_or_null(event.client_msg_id.as_deref()),
+                event.body.as_str().into(),
+                JsValue::from_f64(event.at as f64),
+            ]
+        }),
+    )
 }
 
 /// Writes the rows of one or more conversations in one D1 batch, a single transaction: all of

@@ -188,7 +188,7 @@ impl SqlStore {
     /// the first use after a wake-up).
     fn ensure_schema(&self) -> Result<(), SqlError> {
         if !self.schema_ready.get() {
-            sql_text::exec(&self.sql, SCHEMA, vec![])?;
+            self.exec(SCHEMA, vec![])?;
             self.schema_ready.set(true);
         }
         Ok(())
@@ -206,6 +206,12 @@ impl SqlStore {
             )?
             .first()
             .is_some_and(|c| c.n > 0))
+    }
+
+    /// Runs a statement whose rows are not read.
+    fn exec(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<(), SqlError> {
+        sql_text::exec(&self.sql, query, bindings)?;
+        Ok(())
     }
 
     fn rows<T: serde::de::DeserializeOwned>(
@@ -246,8 +252,7 @@ impl SqlStore {
     /// asks again when an answer was lost) keeps the first row.
     pub fn insert_file(&self, file: &FileRow) -> Result<(), SqlError> {
         self.ensure_schema()?;
-        sql_text::exec(
-            &self.sql,
+        self.exec(
             "INSERT INTO files (id, r2_key, name, mime, size, image, uploader, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             vec![
@@ -315,8 +320,7 @@ impl SqlStore {
 
     pub fn set_setting(&self, key: &str, value: &str) -> Result<(), SqlError> {
         self.ensure_schema()?;
-        sql_text::exec(&self.sql,
-            "INSERT INTO settings (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+        self.exec("INSERT INTO settings (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
             vec![key.into(), value.into()],
         )?;
         self.settings
@@ -342,13 +346,8 @@ impl SqlStore {
     /// Starts a new epoch after a restore (one write: the epoch and the restore it answers).
     pub fn rotate_epoch(&self, epoch: &str, restore_id: &str) -> Result<(), SqlError> {
         // Both statements run in one turn of the object, so they commit together.
-        sql_text::exec(
-            &self.sql,
-            "UPDATE conversation SET epoch = ?",
-            vec![epoch.into()],
-        )?;
-        sql_text::exec(&self.sql,
-            "INSERT INTO restore_state (id, v) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+        self.exec("UPDATE conversation SET epoch = ?", vec![epoch.into()])?;
+        self.exec("INSERT INTO restore_state (id, v) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v",
             vec![restore_id.into()],
         )?;
         Ok(())
@@ -372,8 +371,7 @@ impl SqlStore {
 
     pub fn set_webhook_seq(&self, seq: u64) -> Result<(), SqlError> {
         self.ensure_schema()?;
-        sql_text::exec(&self.sql,
-            "INSERT INTO webhook_state (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
+        self.exec("INSERT INTO webhook_state (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
             vec![int(seq)],
         )?;
         self.webhook.set(Some(seq));
@@ -399,13 +397,12 @@ impl SqlStore {
     }
 
     pub fn delete_file(&self, id: &str) -> Result<(), SqlError> {
-        sql_text::exec(&self.sql, "DELETE FROM files WHERE id = ?", vec![id.into()])?;
+        self.exec("DELETE FROM files WHERE id = ?", vec![id.into()])?;
         Ok(())
     }
 
     pub fn set_mirror_state(&self, mirrored_seq: u64, failures: u32) -> Result<(), SqlError> {
-        sql_text::exec(
-            &self.sql,
+        self.exec(
             "INSERT INTO mirror (id, mirrored_seq, failures) VALUES (1, ?, ?)
              ON CONFLICT (id) DO UPDATE SET mirrored_seq = excluded.mirrored_seq,
              failures = excluded.failures",
@@ -476,8 +473,7 @@ impl Store for SqlStore {
 
     fn create(&mut self, meta: &Meta, first: &Event) -> Result<(), SqlError> {
         self.ensure_schema()?;
-        sql_text::exec(&self.sql,
-            "INSERT INTO conversation (id, site, team, visitor, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        self.exec("INSERT INTO conversation (id, site, team, visitor, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             vec![
                 meta.id.as_str().into(),
                 meta.site.as_str().into(),
@@ -509,8 +505,7 @@ impl Store for SqlStore {
                 event.at.into(),
             ]);
         }
-        sql_text::exec(&self.sql,
-            &format!(
+        self.exec(&format!(
                 "INSERT INTO events (seq, kind, body, author_id, author_role, author_name, client_msg_id, at)
                  VALUES {rows}"
             ),
@@ -559,8 +554,7 @@ impl Store for SqlStore {
     }
 
     fn save_read(&mut self, participant: &str, seq: u64) -> Result<(), SqlError> {
-        sql_text::exec(
-            &self.sql,
+        self.exec(
             "INSERT INTO reads (participant, seq) VALUES (?, ?)
              ON CONFLICT (participant) DO UPDATE SET seq = MAX(seq, excluded.seq)",
             vec![participant.into(), int(seq)],

@@ -85,10 +85,6 @@ impl EventRow {
     }
 }
 
-/// Values a D1 conversation row binds, and an event row.
-pub const CONVERSATION_COLUMNS: usize = 9;
-pub const EVENT_COLUMNS: usize = 9;
-
 /// D1 binds at most 100 parameters to one statement.
 const D1_MAX_PARAMETERS: usize = 100;
 
