@@ -3,20 +3,13 @@
 //! (and by its alarm), so a slow or failing D1 never delays a message; the next run picks up
 //! where this one stopped.
 
-use parley_core::mirror::{
-    placeholders, rows_per_statement, ConversationRow, EventRow, MirrorRows,
-};
+use parley_core::mirror::{json_batches, ConversationRow, MirrorRows, MAX_STATEMENT_JSON};
 use parley_core::Meta;
-use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement};
+use worker::D1Database;
 
 use crate::sql_store::SqlStore;
 use crate::sql_text;
 use parley_core::Store;
-
-/// Values a conversation row binds, and an event row (the statements below check it).
-const CONVERSATION_COLUMNS: usize = 9;
-const EVENT_COLUMNS: usize = 9;
 
 /// Events copied per D1 batch; the rest follow in the next batch, straight after.
 pub const BATCH: u32 = 100;
@@ -34,89 +27,37 @@ pub struct Drained {
     pub more: bool,
 }
 
-fn num(v: u64) -> JsValue {
-    JsValue::from_f64(v as f64)
-}
+/// The conversations' rows, from a JSON array of `ConversationRow::values_json` arrays. Copies
+/// may reach D1 out of order (a site's batch, the conversation's own copy): what a row says of
+/// its state is taken only from a copy at least as recent as the one it holds, and the times and
+/// `last_seq` only move forward. Two copies of one conversation in one statement are applied in
+/// the array's order, as two statements would be.
+const UPSERT_CONVERSATIONS: &str = "
+    INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at,
+                               updated_at, last_seq, last_message_at)
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+           value ->> 6, value ->> 7, value ->> 8
+    FROM json_each(?1) WHERE true ORDER BY key
+    ON CONFLICT (id) DO UPDATE SET
+       created_at = excluded.created_at,
+       status = CASE WHEN excluded.last_seq >= conversations.last_seq
+                     THEN excluded.status ELSE conversations.status END,
+       assignee_id = CASE WHEN excluded.last_seq >= conversations.last_seq
+                          THEN excluded.assignee_id ELSE conversations.assignee_id END,
+       updated_at = MAX(conversations.updated_at, excluded.updated_at),
+       last_seq = MAX(conversations.last_seq, excluded.last_seq),
+       last_message_at = COALESCE(MAX(conversations.last_message_at, excluded.last_message_at),
+                                  conversations.last_message_at, excluded.last_message_at)";
 
-fn text_or_null(v: Option<&str>) -> JsValue {
-    v.map_or(JsValue::NULL, JsValue::from_str)
-}
-
-/// One statement for several rows: `insert`, the `VALUES` list with a numbered parameter for
-/// each value, then `rest` (the conflict clause).
-fn several_rows<const N: usize>(
-    db: &D1Database,
-    insert: &str,
-    rest: &str,
-    rows: impl ExactSizeIterator<Item = [JsValue; N]>,
-) -> worker::Result<D1PreparedStatement> {
-    let query = format!("{insert} VALUES {} {rest}", placeholders(rows.len(), N));
-    let values: Vec<JsValue> = rows.flatten().collect();
-    sql_text::prepare(db, &query)?.bind(&values)
-}
-
-/// The conversations' rows, several to a statement. Copies may reach D1 out of order (a site's
-/// batch, the conversation's own copy): what a row says of its state is taken only from a copy
-/// at least as recent as the one it holds, and the times and `last_seq` only move forward. Two
-/// copies of one conversation in one statement are applied in order, as two statements were.
-fn upsert_conversations(
-    db: &D1Database,
-    rows: &[&ConversationRow],
-) -> worker::Result<D1PreparedStatement> {
-    several_rows(
-        db,
-        "INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at)",
-        "ON CONFLICT (id) DO UPDATE SET
-           created_at = excluded.created_at,
-           status = CASE WHEN excluded.last_seq >= conversations.last_seq
-                         THEN excluded.status ELSE conversations.status END,
-           assignee_id = CASE WHEN excluded.last_seq >= conversations.last_seq
-                              THEN excluded.assignee_id ELSE conversations.assignee_id END,
-           updated_at = MAX(conversations.updated_at, excluded.updated_at),
-           last_seq = MAX(conversations.last_seq, excluded.last_seq),
-           last_message_at = COALESCE(MAX(conversations.last_message_at, excluded.last_message_at),
-                                      conversations.last_message_at, excluded.last_message_at)",
-        rows.iter().map(|row| -> [JsValue; CONVERSATION_COLUMNS] {
-            [
-                row.id.as_str().into(),
-                row.site.as_str().into(),
-                row.visitor.as_str().into(),
-                row.status.as_str().into(),
-                text_or_null(row.assignee.as_deref()),
-                JsValue::from_f64(row.created_at as f64),
-                JsValue::from_f64(row.updated_at as f64),
-                num(row.last_seq),
-                row.last_message_at
-                    .map_or(JsValue::NULL, |at| JsValue::from_f64(at as f64)),
-            ]
-        }),
-    )
-}
-
-/// Events, several to a statement; an event D1 already has is left as it is.
-fn insert_events(
-    db: &D1Database,
-    rows: &[(&str, &EventRow)],
-) -> worker::Result<D1PreparedStatement> {
-    several_rows(
-        db,
-        "INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name, client_msg_id, body, created_at)",
-        "ON CONFLICT (conversation_id, seq) DO NOTHING",
-        rows.iter().map(|(conversation, event)| -> [JsValue; EVENT_COLUMNS] {
-            [
-                (*conversation).into(),
-                num(event.seq),
-                event.kind.as_str().into(),
-                event.author_id.as_str().into(),
-                event.author_role.as_str().into(),
-                text_or_null(event.author_name.as_deref()),
-                text_or_null(event.client_msg_id.as_deref()),
-                event.body.as_str().into(),
-                JsValue::from_f64(event.at as f64),
-            ]
-        }),
-    )
-}
+/// Events, from a JSON array of `EventRow::values_json` arrays; an event D1 already has is left
+/// as it is.
+const INSERT_EVENTS: &str = "
+    INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name,
+                          client_msg_id, body, created_at)
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+           value ->> 6, value ->> 7, value ->> 8
+    FROM json_each(?1) WHERE true ORDER BY key
+    ON CONFLICT (conversation_id, seq) DO NOTHING";
 
 /// Writes the rows of one or more conversations in one D1 batch, a single transaction: all of
 /// them, or (on an error) none. Each conversation then copies its own, so one bad row costs its
@@ -125,19 +66,32 @@ pub async fn write<'a>(
     db: &D1Database,
     copies: impl IntoIterator<Item = &'a MirrorRows>,
 ) -> Result<(), String> {
-    // Several rows to a statement: D1 parses, plans and carries each statement's text once.
+    // All the rows of a table travel as one JSON text in one parameter: one statement (and one
+    // string handed to D1) per table, where bound values would take a parameter each and D1
+    // binds at most 100 to a statement.
     let copies: Vec<&MirrorRows> = copies.into_iter().collect();
-    let conversations: Vec<&ConversationRow> = copies.iter().map(|c| &c.conversation).collect();
-    let events: Vec<(&str, &EventRow)> = copies
+    let to_text = |e: serde_json::Error| e.to_string();
+    let conversations = copies
         .iter()
-        .flat_map(|c| c.events.iter().map(|e| (c.conversation.id.as_str(), e)))
-        .collect();
+        .map(|c| ConversationRow::values_json(&c.conversation))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(to_text)?;
+    let events = copies
+        .iter()
+        .flat_map(|c| c.events.iter().map(|e| e.values_json(&c.conversation.id)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(to_text)?;
     let mut statements = Vec::new();
-    for chunk in conversations.chunks(rows_per_statement(CONVERSATION_COLUMNS)) {
-        statements.push(upsert_conversations(db, chunk).map_err(|e| e.to_string())?);
-    }
-    for chunk in events.chunks(rows_per_statement(EVENT_COLUMNS)) {
-        statements.push(insert_events(db, chunk).map_err(|e| e.to_string())?);
+    for (query, rows) in [
+        (UPSERT_CONVERSATIONS, conversations),
+        (INSERT_EVENTS, events),
+    ] {
+        for values in json_batches(rows, MAX_STATEMENT_JSON) {
+            let statement = sql_text::prepare(db, query)
+                .and_then(|s| s.bind(&[values.into()]))
+                .map_err(|e| e.to_string())?;
+            statements.push(statement);
+        }
     }
     if statements.is_empty() {
         return Ok(());

@@ -85,32 +85,65 @@ impl EventRow {
     }
 }
 
-/// D1 binds at most 100 parameters to one statement.
-const D1_MAX_PARAMETERS: usize = 100;
+/// The most JSON one D1 statement carries in its single parameter (D1 refuses a bound string
+/// over 2 MB). A batch over it takes several statements; a row longer than it goes alone.
+pub const MAX_STATEMENT_JSON: usize = 1 << 20;
 
-/// How many rows of `columns` values one D1 statement can carry.
-pub fn rows_per_statement(columns: usize) -> usize {
-    (D1_MAX_PARAMETERS / columns.max(1)).max(1)
+impl ConversationRow {
+    /// The row's values as a JSON array, in the order of the D1 statement's columns: `id, site_id,
+    /// visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at`.
+    pub fn values_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(&(
+            &self.id,
+            &self.site,
+            &self.visitor,
+            &self.status,
+            &self.assignee,
+            self.created_at,
+            self.updated_at,
+            self.last_seq,
+            self.last_message_at,
+        ))
+    }
 }
 
-/// The `VALUES` list for `rows` rows of `columns` numbered parameters: `(?1, ?2), (?3, ?4)`.
-pub fn placeholders(rows: usize, columns: usize) -> String {
-    let mut list = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            list.push_str(", ");
-        }
-        list.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                list.push_str(", ");
-            }
-            list.push('?');
-            list.push_str(&(row * columns + column + 1).to_string());
-        }
-        list.push(')');
+impl EventRow {
+    /// The row's values as a JSON array, in the order of the D1 statement's columns:
+    /// `conversation_id, seq, kind, author_id, author_role, author_name, client_msg_id, body,
+    /// created_at`.
+    pub fn values_json(&self, conversation: &str) -> serde_json::Result<String> {
+        serde_json::to_string(&(
+            conversation,
+            self.seq,
+            &self.kind,
+            &self.author_id,
+            &self.author_role,
+            &self.author_name,
+            &self.client_msg_id,
+            &self.body,
+            self.at,
+        ))
     }
-    list
+}
+
+/// Rows, each a JSON array, gathered in order into JSON arrays of at most `max` bytes: one per
+/// statement. A row longer than `max` goes alone.
+pub fn json_batches(rows: impl IntoIterator<Item = String>, max: usize) -> Vec<String> {
+    let mut batches = Vec::new();
+    let mut current = String::new();
+    for row in rows {
+        if !current.is_empty() && current.len() + 1 + row.len() + 1 > max {
+            current.push(']');
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(if current.is_empty() { '[' } else { ',' });
+        current.push_str(&row);
+    }
+    if !current.is_empty() {
+        current.push(']');
+        batches.push(current);
+    }
+    batches
 }
 
 /// Consecutive events of one conversation and its row after them: what one copy writes.
@@ -244,13 +277,57 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn statements_carry_as_many_rows_as_d1_binds_parameters() {
-        assert_eq!(rows_per_statement(9), 11);
-        assert_eq!(rows_per_statement(200), 1);
-        assert_eq!(placeholders(1, 3), "(?1, ?2, ?3)");
-        assert_eq!(placeholders(2, 2), "(?1, ?2), (?3, ?4)");
-        let full = placeholders(rows_per_statement(9), 9);
-        assert!(full.ends_with("?99)") && !full.contains("?100"));
+    fn rows_travel_as_json_arrays_split_at_the_size_limit() {
+        let rows = ["[1]".to_string(), "[22]".to_string(), "[333]".to_string()];
+        assert_eq!(json_batches(rows.clone(), 1000), vec!["[[1],[22],[333]]"]);
+        // "[[1],[22]]" is 10 bytes: a limit of 10 holds two rows, 9 only one.
+        assert_eq!(
+            json_batches(rows.clone(), 10),
+            vec!["[[1],[22]]", "[[333]]"]
+        );
+        assert_eq!(
+            json_batches(rows.clone(), 9),
+            vec!["[[1]]", "[[22]]", "[[333]]"]
+        );
+        // A row longer than the limit still goes, alone.
+        assert_eq!(json_batches(rows, 2), vec!["[[1]]", "[[22]]", "[[333]]"]);
+        assert!(json_batches(Vec::new(), 10).is_empty());
+    }
+
+    #[test]
+    fn row_values_keep_the_statement_column_order() {
+        let event = EventRow {
+            seq: 7,
+            kind: "message".into(),
+            author_id: "vis_1".into(),
+            author_role: "visitor".into(),
+            author_name: None,
+            client_msg_id: Some("c1".into()),
+            body: r#"{"text":"a \"quote\""}"#.into(),
+            at: 1_700_000_000_000,
+        };
+        let values: serde_json::Value =
+            serde_json::from_str(&event.values_json("cnv_1").unwrap()).unwrap();
+        assert_eq!(
+            values,
+            serde_json::json!([
+                "cnv_1",
+                7,
+                "message",
+                "vis_1",
+                "visitor",
+                null,
+                "c1",
+                r#"{"text":"a \"quote\""}"#,
+                1_700_000_000_000i64
+            ])
+        );
+        let row = ConversationRow::after(&meta("cnv_1"), &[]);
+        let values: serde_json::Value = serde_json::from_str(&row.values_json().unwrap()).unwrap();
+        assert_eq!(values[0], "cnv_1");
+        assert_eq!(values[1], "site_1");
+        assert_eq!(values[7], 0);
+        assert!(values[8].is_null());
     }
 
     fn meta(id: &str) -> Meta {
