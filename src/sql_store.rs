@@ -490,28 +490,31 @@ impl Store for SqlStore {
         if events.is_empty() {
             return Ok(());
         }
-        // One INSERT for all rows: SQLite applies a statement atomically.
-        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; events.len()].join(", ");
-        let mut bindings = Vec::with_capacity(events.len() * 8);
-        for event in events {
-            bindings.extend([
-                int(event.seq),
-                event.payload.kind().into(),
-                body_json(&event.payload).into(),
-                event.author.id.as_str().into(),
-                event.author.role.as_str().into(),
-                event.author.name.clone().into(),
-                event.client_msg_id.clone().into(),
-                event.at.into(),
-            ]);
-        }
-        self.exec(&format!(
-                "INSERT INTO events (seq, kind, body, author_id, author_role, author_name, client_msg_id, at)
-                 VALUES {rows}"
-            ),
-            bindings,
-        )?;
-        Ok(())
+        // One INSERT for all rows (SQLite applies a statement atomically), with the rows as one
+        // JSON text in one parameter: one string handed to the runtime, not six per event.
+        let rows = events
+            .iter()
+            .map(|event| {
+                serde_json::to_string(&(
+                    event.seq,
+                    event.payload.kind(),
+                    body_json(&event.payload),
+                    &event.author.id,
+                    event.author.role.as_str(),
+                    &event.author.name,
+                    &event.client_msg_id,
+                    event.at,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SqlError(e.to_string()))?;
+        self.exec(
+            "INSERT INTO events (seq, kind, body, author_id, author_role, author_name, client_msg_id, at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+                    value ->> 6, value ->> 7
+             FROM json_each(?) WHERE true ORDER BY key",
+            vec![format!("[{}]", rows.join(",")).into()],
+        )
     }
 
     fn seq_for_client_msg(
