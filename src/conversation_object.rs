@@ -1943,7 +1943,9 @@ impl Conversation {
                 self.execute(command, Caller::Http(&mut replies, None), trace)
                     .await?;
             }
-            SystemRequest::Notify { frame } => self.broadcast(&frame, None),
+            SystemRequest::QueuePosition { position } => {
+                self.broadcast(&ServerFrame::Queue { position }, None)
+            }
             SystemRequest::Erase => return self.erase(trace).await,
             SystemRequest::Automated { key, text, name } => {
                 let mut replies = Vec::new();

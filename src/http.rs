@@ -102,7 +102,10 @@ pub async fn read_json<T: DeserializeOwned>(req: &mut Request) -> std::result::R
     if bytes.len() > MAX_FRAME_BYTES {
         return Err(ErrorCode::FrameTooLarge.into());
     }
-    serde_json::from_slice(&bytes).map_err(|_| ErrorCode::InvalidRequest.into())
+    // Parsed from text, as every other JSON is: one copy of each type's decoder in the Worker.
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    serde_json::from_str(text).map_err(|_| ErrorCode::InvalidRequest.into())
 }
 
 /// The language the caller reads, from Accept-Language.

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use parley_core::i18n::Lang;
-use parley_core::protocol::{Event, EventPayload, Participant, Role, ServerFrame};
+use parley_core::protocol::{Event, EventPayload, Participant, Role};
 use parley_core::routing::{
     AgentProfile, AgentStatus, RoutingConfig, RoutingContext, RoutingError, SiteEffect, SiteInput,
     SiteState, TransferTarget,
@@ -67,9 +67,10 @@ impl Activity {
     }
 }
 
-/// Requests to a site's object, from the Worker and from conversations.
+/// Requests to a site's object, from the Worker and from conversations (externally tagged:
+/// see `internal`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SiteRequest {
     NewConversation {
         conversation: String,
@@ -652,12 +653,10 @@ impl Site {
                     conversation,
                     position,
                 } => {
-                    let frame = ServerFrame::Queue {
+                    let request = SystemRequest::QueuePosition {
                         position: *position,
                     };
-                    let told = self
-                        .tell_conversation(conversation, &SystemRequest::Notify { frame })
-                        .await;
+                    let told = self.tell_conversation(conversation, &request).await;
                     if told == Told::Gone {
                         gone.push(conversation.clone());
                         continue;
@@ -667,12 +666,10 @@ impl Site {
                 }
                 SiteEffect::QueuePositions(positions) => {
                     for (conversation, position) in positions {
-                        let frame = ServerFrame::Queue {
+                        let request = SystemRequest::QueuePosition {
                             position: *position,
                         };
-                        let told = self
-                            .tell_conversation(conversation, &SystemRequest::Notify { frame })
-                            .await;
+                        let told = self.tell_conversation(conversation, &request).await;
                         if told == Told::Gone {
                             gone.push(conversation.clone());
                         }

@@ -33,8 +33,9 @@ const TIMEOUT_MS: u64 = 10_000;
 /// Deliveries sent per alarm run.
 const BATCH: u32 = 20;
 
+/// Requests to a site's webhook object (externally tagged: see `internal`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum WebhookRequest {
     Enqueue { notices: Vec<Notice> },
     Deliveries { webhook: String },
@@ -116,7 +117,7 @@ impl DurableObject for WebhookObject {
         if let Some(site) = req.headers().get(SITE_HEADER)? {
             self.remember_site(&site);
         }
-        match req.json::<WebhookRequest>().await? {
+        match serde_json::from_str::<WebhookRequest>(&req.text().await?)? {
             WebhookRequest::Enqueue { notices } => {
                 let queued = self.enqueue(notices).await?;
                 Response::from_json(&serde_json::json!({ "queued": queued }))

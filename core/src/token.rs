@@ -204,7 +204,8 @@ pub fn verify(secret: &[u8], token: &str, now_ms: i64) -> Result<Claims, TokenEr
     let json = URL_SAFE_NO_PAD
         .decode(claims_b64)
         .map_err(|_| TokenError::Malformed)?;
-    let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+    let json = String::from_utf8(json).map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = serde_json::from_str(&json).map_err(|_| TokenError::Malformed)?;
     if now_ms >= claims.exp {
         return Err(TokenError::Expired);
     }
