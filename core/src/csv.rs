@@ -60,7 +60,7 @@ mod tests {
 /// Unix milliseconds as an ISO 8601 UTC timestamp (`2026-11-22T06:51:04.123Z`).
 pub fn iso8601(ms: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .map(|t| crate::zone::iso_timestamp(t.naive_utc()))
         .unwrap_or_default()
 }
 
@@ -81,8 +81,7 @@ pub fn parse_date(value: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Some(t.timestamp_millis());
     }
-    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .ok()
+    crate::zone::parse_iso_date(value)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc().timestamp_millis())
 }

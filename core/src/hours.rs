@@ -57,7 +57,7 @@ fn time(s: &str) -> Option<NaiveTime> {
     if s == "24:00" {
         return NaiveTime::from_hms_opt(23, 59, 59);
     }
-    NaiveTime::parse_from_str(s, "%H:%M").ok()
+    zone::parse_hour_minute(s)
 }
 
 /// Whether `name` is an IANA time zone the runtime knows.
@@ -81,7 +81,7 @@ impl BusinessHours {
             return true;
         };
         let date = local.date();
-        if self.holidays.contains(&date.format("%Y-%m-%d").to_string()) {
+        if self.holidays.contains(&zone::iso_date(date)) {
             return false;
         }
         let now = local.time();

@@ -116,10 +116,7 @@ pub fn build(
     let mut agents: BTreeMap<String, (usize, u32, Vec<i64>, Vec<u8>)> = BTreeMap::new();
     for f in facts {
         if let Some(t) = local(f.created_at) {
-            *report
-                .per_day
-                .entry(t.format("%Y-%m-%d").to_string())
-                .or_default() += 1;
+            *report.per_day.entry(zone::iso_date(t.date())).or_default() += 1;
             report.busiest_hours[t.hour() as usize] += 1;
         }
         let first_response = match (f.first_visitor_message_at, f.first_agent_message_at) {

@@ -1,12 +1,12 @@
-//! Time zones for business hours and reports. The core carries no time zone database: the
-//! Worker's runtime already has one (the JavaScript `Intl` data), so the shell registers a
-//! [`ZoneRules`] once at start-up, and the core asks it for offsets. (A compiled-in database
-//! would be about a fifth of the Worker's size.) Native tests register one built on `chrono-tz`.
-//! Until something is registered, only `UTC` is known.
+//! Time zones, and the few fixed date layouts, for business hours, reports and exports. The
+//! core carries no time zone database: the Worker's runtime already has one (the JavaScript
+//! `Intl` data), so the shell registers a [`ZoneRules`] once at start-up, and the core asks it
+//! for offsets. (A compiled-in database would be about a fifth of the Worker's size.) Native
+//! tests register one built on `chrono-tz`. Until something is registered, only `UTC` is known.
 
 use std::sync::OnceLock;
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Timelike, Utc};
 
 /// A time zone database.
 pub trait ZoneRules: Sync {
@@ -43,6 +43,52 @@ pub fn or_utc(zone: &str) -> &str {
     } else {
         UTC
     }
+}
+
+// Dates and times are written and read here by hand, not with chrono's `format` and
+// `parse_from_str`: their format-string machinery is about 12 KB (gzip) of the Worker's wasm for
+// three fixed layouts.
+
+/// `YYYY-MM-DD`.
+pub fn iso_date(date: NaiveDate) -> String {
+    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, for a time in UTC.
+pub fn iso_timestamp(t: NaiveDateTime) -> String {
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        iso_date(t.date()),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 1_000_000 % 1000
+    )
+}
+
+/// The number in `text` when it is `min_digits` to `max_digits` ASCII digits and nothing else.
+fn digits(text: &str, min_digits: usize, max_digits: usize) -> Option<u32> {
+    let fits = (min_digits..=max_digits).contains(&text.len());
+    (fits && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
+/// Reads `YYYY-MM-DD` (month and day may have one digit).
+pub fn parse_iso_date(text: &str) -> Option<NaiveDate> {
+    let mut parts = text.split('-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let year = i32::try_from(digits(year, 4, 4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, digits(month, 1, 2)?, digits(day, 1, 2)?)
+}
+
+/// Reads `HH:MM` (either may have one digit).
+pub fn parse_hour_minute(text: &str) -> Option<NaiveTime> {
+    let (hour, minute) = text.split_once(':')?;
+    NaiveTime::from_hms_opt(digits(hour, 1, 2)?, digits(minute, 1, 2)?, 0)
 }
 
 /// The wall-clock time in `zone` at the instant `utc_ms` (an unknown zone reads as UTC).
@@ -103,6 +149,44 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, d)
             .and_then(|date| date.and_hms_opt(h, min, 0))
             .expect("a valid date")
+    }
+
+    #[test]
+    fn dates_and_times_read_and_written_as_chrono_would() {
+        let date = NaiveDate::from_ymd_opt(2026, 3, 7).unwrap();
+        assert_eq!(iso_date(date), date.format("%Y-%m-%d").to_string());
+        let t = date.and_hms_milli_opt(8, 5, 9, 42).unwrap();
+        assert_eq!(
+            iso_timestamp(t),
+            t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
+        // chrono also takes years of other lengths and signs; a date here has four digits.
+        for text in [
+            "2026-11-22",
+            "2026-02-29",
+            "2024-02-29",
+            "2026-1-2",
+            "2026-11-22x",
+            "2026/11/22",
+            "2026-11",
+            "",
+        ] {
+            assert_eq!(
+                parse_iso_date(text),
+                NaiveDate::parse_from_str(text, "%Y-%m-%d").ok(),
+                "{text}"
+            );
+        }
+        for text in [
+            "09:30", "9:30", "23:59", "00:00", "24:00", "12:60", "12:5", "ab:cd", "1230", "",
+            "9:30x",
+        ] {
+            assert_eq!(
+                parse_hour_minute(text),
+                NaiveTime::parse_from_str(text, "%H:%M").ok(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
