@@ -40,9 +40,8 @@ pub struct Ctx {
 }
 
 pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<Response> {
-    let url = req.url()?;
-    let own_origin = url.origin().ascii_serialization();
-    let path = url.path().to_string();
+    let (own_origin, path) =
+        crate::http::with_url(&req, |url| (url.origin.to_string(), url.path.to_string()));
     if !path.starts_with("/api/") && path != "/healthz" {
         let response = env.assets("ASSETS")?.fetch_request(req).await?;
         // The widget script is embedded by other sites: only the pages get page headers.
@@ -887,9 +886,7 @@ async fn list_conversations(req: &Request, ctx: &Ctx) -> ApiResult {
         last_message_at: Option<i64>,
     }
     let principal = authenticate(ctx)?;
-    let query: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let query: Query = crate::http::query(req)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 100);
     // Keyset cursor "<updated_at>:<id>", newest first.
     let (before_at, before_id) = match query.before.as_deref() {
@@ -957,9 +954,7 @@ async fn conversation_route(
                 before: Option<u64>,
                 limit: Option<u32>,
             }
-            let q: Query = req
-                .query()
-                .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+            let q: Query = crate::http::query(req)?;
             Operation::History {
                 before: q.before,
                 limit: q.limit,
@@ -1062,9 +1057,7 @@ async fn open_socket(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
     struct Query {
         site: Option<String>,
     }
-    let query: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let query: Query = crate::http::query(req)?;
     let headers = Headers::new();
     let site = match query.site.as_deref() {
         Some(key) => Some(site_or_error(sites::by_key(&db(ctx)?, key, ctx.now).await, ctx).await?),
@@ -1092,9 +1085,7 @@ async fn poll(req: &Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiR
         epoch: Option<String>,
         wait: Option<u32>,
     }
-    let q: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let q: Query = crate::http::query(req)?;
     let mut path = format!(
         "/poll?after={}&wait={}",
         q.after.unwrap_or(0),
@@ -1103,10 +1094,8 @@ async fn poll(req: &Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiR
     if let Some(epoch) = q.epoch.filter(|e| ids::is_valid(IdKind::Epoch, e)) {
         path.push_str("&epoch=");
         path.push_str(&epoch);
-    } else if req
-        .url()
-        .map(|u| u.query_pairs().any(|(k, _)| k == "epoch"))
-        .unwrap_or(false)
+    } else if crate::http::query::<Vec<(String, String)>>(req)
+        .is_ok_and(|pairs| pairs.iter().any(|(name, _)| name == "epoch"))
     {
         // An epoch that is not even well-formed cannot be the current one.
         path.push_str("&epoch=e_invalid");

@@ -68,9 +68,7 @@ pub async fn open_console(req: &Request, ctx: &Ctx) -> ApiResult {
     if !origin_allowed(ctx, None) {
         return Err(ErrorCode::OriginNotAllowed.into());
     }
-    let query: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let query: Query = crate::http::query(req)?;
     if !ids::is_valid(IdKind::Site, &query.site) {
         return Err(ErrorCode::NotFound.into());
     }

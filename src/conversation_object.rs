@@ -1983,9 +1983,7 @@ impl Conversation {
             epoch: Option<String>,
             wait: Option<u32>,
         }
-        let query: PollQuery = req
-            .query()
-            .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+        let query: PollQuery = crate::http::query(req)?;
         let principal: Principal = header(req, crate::internal::PRINCIPAL_HEADER)
             .and_then(|p| serde_json::from_str(&p).ok())
             .ok_or(ErrorCode::TokenMissing)?;

@@ -281,9 +281,7 @@ pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
         _ => return Err(ErrorCode::NotFound.into()),
     };
     let dataset = Dataset::parse(name).ok_or(ErrorCode::NotFound)?;
-    let query: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let query: Query = crate::http::query(req)?;
     let from = parse_time(query.from.as_deref())?.unwrap_or(0);
     let to = parse_time(query.to.as_deref())?.unwrap_or(i64::MAX / 2);
     if to <= from {

@@ -53,9 +53,7 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
     struct Info {
         site: String,
     }
-    let query: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let query: Query = crate::http::query(req)?;
     rate_limit(ctx, &format!("upload:{}", principal.id()), Limit::Uploads).await?;
     rate_limit(ctx, &format!("upload:ip:{}", ctx.ip), Limit::IpUploads).await?;
     // Access first: the conversation's object answers for strangers exactly as for nothing.

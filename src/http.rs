@@ -3,6 +3,7 @@
 
 use parley_core::i18n::{error_message, Lang};
 use parley_core::limits::MAX_FRAME_BYTES;
+use parley_core::request_url::{self, UrlParts};
 use parley_core::{ErrorCode, ServerFrame};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -83,6 +84,17 @@ pub fn no_content() -> Result<Response> {
     Ok(Response::empty()?
         .with_status(204)
         .with_headers(api_headers()?))
+}
+
+/// The request's URL split into origin, path and query (see `parley_core::request_url`).
+pub fn with_url<R>(req: &Request, f: impl FnOnce(UrlParts<'_>) -> R) -> R {
+    f(request_url::split(&req.inner().url()))
+}
+
+/// The query string decoded into `T`; a query that does not fit is an invalid request.
+pub fn query<T: DeserializeOwned>(req: &Request) -> std::result::Result<T, ApiError> {
+    with_url(req, |url| serde_urlencoded::from_str(url.query))
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))
 }
 
 /// Reads a JSON body of at most [`MAX_FRAME_BYTES`].

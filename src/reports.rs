@@ -67,9 +67,7 @@ pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
     if !matches!(role, AgentRole::Owner | AgentRole::Admin) {
         return Err(ErrorCode::Forbidden.into());
     }
-    let query: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let query: Query = crate::http::query(req)?;
     let from = time(query.from.as_deref())?.unwrap_or(0);
     let to = time(query.to.as_deref())?.unwrap_or(i64::MAX / 2);
     let site = query.site.clone().unwrap_or_default();

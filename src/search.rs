@@ -46,9 +46,7 @@ pub async fn search(req: &Request, ctx: &Ctx) -> ApiResult {
     let Principal::Agent { team, .. } = &principal else {
         return Err(ErrorCode::Forbidden.into());
     };
-    let query: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let query: Query = crate::http::query(req)?;
     let q = query.q.trim();
     if q.is_empty() || q.chars().count() > 200 {
         return Err(ErrorCode::InvalidRequest.into());

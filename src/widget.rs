@@ -20,9 +20,7 @@ pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
     struct Query {
         site: String,
     }
-    let query: Query = req
-        .query()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    let query: Query = crate::http::query(req)?;
     let site = site_or_error(sites::by_key(&db(ctx)?, &query.site, ctx.now).await, ctx).await?;
     if !origin_allowed(ctx, Some(&site)) {
         return Err(ErrorCode::OriginNotAllowed.into());

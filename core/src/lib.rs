@@ -24,6 +24,7 @@ pub mod pii;
 pub mod protocol;
 pub mod ratelimit;
 pub mod reports;
+pub mod request_url;
 pub mod routing;
 pub mod site_settings;
 pub mod token;
