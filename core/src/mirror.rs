@@ -85,9 +85,10 @@ impl EventRow {
     }
 }
 
-/// The most JSON one D1 statement carries in its single parameter (D1 refuses a bound string
-/// over 2 MB). A batch over it takes several statements; a row longer than it goes alone.
-pub const MAX_STATEMENT_JSON: usize = 1 << 20;
+/// The most JSON one D1 statement carries in its single parameter, under D1's limit on a string
+/// (1,000,000 bytes in its documented limits). A batch over it takes several statements; a row
+/// longer than it goes alone.
+pub const MAX_STATEMENT_JSON: usize = 900_000;
 
 impl ConversationRow {
     /// The row's values as a JSON array, in the order of the D1 statement's columns: `id, site_id,
