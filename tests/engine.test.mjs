@@ -354,12 +354,13 @@ test('a failing D1 neither blocks nor loses chat traffic, and the mirror catches
   const device = await connect(server, conv.conversation, agent.token, { after: 1 });
   await server.d1('ALTER TABLE messages RENAME TO messages_offline');
   try {
-    // More than one D1 statement carries (11 rows): the catch-up spans several.
-    for (let i = 0; i < 24; i += 1) {
-      const ack = await sendViaHttp(conv.conversation, conv.token, `during the outage ${i}`);
+    // A D1 statement carries at most 900,000 bytes of rows: 60 messages of about 15.6 KB each
+    // (3,900 four-byte characters) make the catch-up span two.
+    for (let i = 0; i < 60; i += 1) {
+      const ack = await sendViaHttp(conv.conversation, conv.token, `${i} ${'😀'.repeat(3900)}`);
       assert.equal(ack.seq, 2 + i);
     }
-    await device.waitForSeq(25);
+    await device.waitForSeq(61);
     // The site's batch and then the conversation's own copy fail, and say so in the logs.
     const deadline = Date.now() + 10_000;
     while (!server.logs.some((l) => l.includes('"mirror_failed"') && l.includes(conv.conversation))) {
@@ -371,7 +372,7 @@ test('a failing D1 neither blocks nor loses chat traffic, and the mirror catches
     await server.d1('ALTER TABLE messages_offline RENAME TO messages');
   }
   const log = await fullHistory(server, conv.conversation, conv.token);
-  assert.equal(log.length, 25);
+  assert.equal(log.length, 61);
   const rows = await waitForMirror(conv.conversation, log.length);
   assert.deepEqual(rows.map((r) => ({ ...r, body: JSON.stringify(JSON.parse(r.body)) })), asMirrorRows(log));
   device.close();
