@@ -97,6 +97,20 @@ pub fn query<T: DeserializeOwned>(req: &Request) -> std::result::Result<T, ApiEr
         .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))
 }
 
+/// A time in a query (`from`, `to`): Unix milliseconds, `YYYY-MM-DD` (midnight UTC) or RFC 3339;
+/// absent or empty is `None`, anything else an invalid request.
+pub fn time_param(value: Option<&str>) -> std::result::Result<Option<i64>, ApiError> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .or_else(|| parley_core::csv::parse_date(v))
+            .map(Some)
+            .ok_or_else(|| ErrorCode::InvalidRequest.into()),
+    }
+}
+
 /// Reads a JSON body of at most [`MAX_FRAME_BYTES`].
 pub async fn read_json<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T, ApiError> {
     if let Ok(Some(length)) = req.headers().get("content-length") {

@@ -47,18 +47,6 @@ fn host_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-fn time(value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    match value.filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .or_else(|| csv::parse_date(v))
-            .map(Some)
-            .ok_or_else(|| ErrorCode::InvalidRequest.into()),
-    }
-}
-
 pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
     let principal = authenticate(ctx)?;
     let Principal::Agent { team, role, .. } = &principal else {
@@ -68,8 +56,8 @@ pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::Forbidden.into());
     }
     let query: Query = crate::http::query(req)?;
-    let from = time(query.from.as_deref())?.unwrap_or(0);
-    let to = time(query.to.as_deref())?.unwrap_or(i64::MAX / 2);
+    let from = crate::http::time_param(query.from.as_deref())?.unwrap_or(0);
+    let to = crate::http::time_param(query.to.as_deref())?.unwrap_or(i64::MAX / 2);
     let site = query.site.clone().unwrap_or_default();
     let tz = query.tz.clone().unwrap_or_else(|| "UTC".into());
     // ?1 team, ?2 site (or ''), ?3 from, ?4 to: shared by both queries.

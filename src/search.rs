@@ -8,7 +8,7 @@ use wasm_bindgen::JsValue;
 use worker::Request;
 
 use crate::api::{authenticate, db, ok_json, Ctx, D1Statement};
-use crate::http::{ApiError, ApiResult};
+use crate::http::ApiResult;
 
 #[derive(Deserialize)]
 struct Query {
@@ -51,19 +51,8 @@ pub async fn search(req: &Request, ctx: &Ctx) -> ApiResult {
     if q.is_empty() || q.chars().count() > 200 {
         return Err(ErrorCode::InvalidRequest.into());
     }
-    let time = |v: &Option<String>| -> Result<Option<i64>, ApiError> {
-        match v.as_deref().filter(|s| !s.is_empty()) {
-            None => Ok(None),
-            Some(s) => s
-                .parse::<i64>()
-                .ok()
-                .or_else(|| parley_core::csv::parse_date(s))
-                .map(Some)
-                .ok_or_else(|| ErrorCode::InvalidRequest.into()),
-        }
-    };
-    let from = time(&query.from)?.unwrap_or(0);
-    let to = time(&query.to)?.unwrap_or(i64::MAX / 2);
+    let from = crate::http::time_param(query.from.as_deref())?.unwrap_or(0);
+    let to = crate::http::time_param(query.to.as_deref())?.unwrap_or(i64::MAX / 2);
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
     // Trigrams need three characters per word; shorter words are matched by a scan instead.
     let indexed = q.split_whitespace().all(|w| w.chars().count() >= 3);
