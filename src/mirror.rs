@@ -27,18 +27,26 @@ pub struct Drained {
     pub more: bool,
 }
 
+/// The rows of both statements below: the nine values of each array in the JSON array `?1`, in
+/// its order. (`WHERE true` keeps SQLite from reading the `ON` of the upsert as a join's.)
+macro_rules! nine_values_of_each_array {
+    () => {
+        "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+                value ->> 6, value ->> 7, value ->> 8
+         FROM json_each(?1) WHERE true ORDER BY key"
+    };
+}
+
 /// The conversations' rows, from a JSON array of `ConversationRow::values_json` arrays. Copies
 /// may reach D1 out of order (a site's batch, the conversation's own copy): what a row says of
 /// its state is taken only from a copy at least as recent as the one it holds, and the times and
 /// `last_seq` only move forward. Two copies of one conversation in one statement are applied in
 /// the array's order, as two statements would be.
-const UPSERT_CONVERSATIONS: &str = "
-    INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at,
-                               updated_at, last_seq, last_message_at)
-    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-           value ->> 6, value ->> 7, value ->> 8
-    FROM json_each(?1) WHERE true ORDER BY key
-    ON CONFLICT (id) DO UPDATE SET
+const UPSERT_CONVERSATIONS: &str = concat!(
+    "INSERT INTO conversations (id, site_id, visitor_id, status, assignee_id, created_at,
+                                updated_at, last_seq, last_message_at) ",
+    nine_values_of_each_array!(),
+    " ON CONFLICT (id) DO UPDATE SET
        created_at = excluded.created_at,
        status = CASE WHEN excluded.last_seq >= conversations.last_seq
                      THEN excluded.status ELSE conversations.status END,
@@ -47,17 +55,17 @@ const UPSERT_CONVERSATIONS: &str = "
        updated_at = MAX(conversations.updated_at, excluded.updated_at),
        last_seq = MAX(conversations.last_seq, excluded.last_seq),
        last_message_at = COALESCE(MAX(conversations.last_message_at, excluded.last_message_at),
-                                  conversations.last_message_at, excluded.last_message_at)";
+                                  conversations.last_message_at, excluded.last_message_at)"
+);
 
 /// Events, from a JSON array of `EventRow::values_json` arrays; an event D1 already has is left
 /// as it is.
-const INSERT_EVENTS: &str = "
-    INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name,
-                          client_msg_id, body, created_at)
-    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-           value ->> 6, value ->> 7, value ->> 8
-    FROM json_each(?1) WHERE true ORDER BY key
-    ON CONFLICT (conversation_id, seq) DO NOTHING";
+const INSERT_EVENTS: &str = concat!(
+    "INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name,
+                           client_msg_id, body, created_at) ",
+    nine_values_of_each_array!(),
+    " ON CONFLICT (conversation_id, seq) DO NOTHING"
+);
 
 /// Writes the rows of one or more conversations in one D1 batch, a single transaction: all of
 /// them, or (on an error) none. Each conversation then copies its own, so one bad row costs its
