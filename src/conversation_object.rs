@@ -1943,9 +1943,12 @@ impl Conversation {
                 self.execute(command, Caller::Http(&mut replies, None), trace)
                     .await?;
             }
-            SystemRequest::QueuePosition { position } => {
-                self.broadcast(&ServerFrame::Queue { position }, None)
-            }
+            SystemRequest::Notify { frame } => self.broadcast(
+                &ServerFrame::Queue {
+                    position: frame.position,
+                },
+                None,
+            ),
             SystemRequest::Erase => return self.erase(trace).await,
             SystemRequest::Automated { key, text, name } => {
                 let mut replies = Vec::new();

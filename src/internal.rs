@@ -1,11 +1,9 @@
 //! The Worker → Durable Object interface. Only the Worker can reach the objects, and it
 //! builds these requests itself after authenticating the caller, so the headers are trusted.
 //!
-//! The requests between the Worker and the objects are enums in serde's default, externally
-//! tagged form (`{"send": {…}}`, `"close"`), not tagged by a field (`{"op": "send", …}`): a
-//! field tag makes serde buffer and decode every variant twice, which took about 13 KB (gzip)
-//! of the Worker's wasm for these four enums (`Operation`, `SystemRequest`, `SiteRequest`,
-//! `WebhookRequest`).
+//! The requests between the Worker and the objects keep one JSON shape across releases (an
+//! `op` field names the request): during a deploy, new code calls objects still running the
+//! old code for seconds to minutes, and the other way round.
 
 use std::collections::BTreeMap;
 
@@ -52,9 +50,9 @@ pub struct CreateConversation {
     pub routing: parley_core::routing::RoutingContext,
 }
 
-/// HTTP operations on a conversation, forwarded to its object (externally tagged, see above).
+/// HTTP operations on a conversation, forwarded to its object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     Send {
         client_msg_id: String,
@@ -99,14 +97,14 @@ pub enum Operation {
     Info,
 }
 
-/// Requests from the site's object to a conversation's (externally tagged, see above).
+/// Requests from the site's object to a conversation's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum SystemRequest {
     /// Routing gave the conversation to this agent.
     Assign { agent: Participant },
-    /// The visitor's place in the waiting queue, for everyone connected (not stored).
-    QueuePosition { position: usize },
+    /// A frame for everyone connected, not stored: the visitor's place in the waiting queue.
+    Notify { frame: QueueFrame },
     /// Erase the conversation: its log, its files, its sockets (data protection).
     Erase,
     /// Post a message on the site's behalf (the bot's answers), once per key.
@@ -125,6 +123,21 @@ pub enum SystemRequest {
         result: Result<String, String>,
         provider: String,
     },
+}
+
+/// The one frame a site has conversations pass on, as `ServerFrame::Queue` writes it
+/// (`{"type": "queue", "position": …}`), read without the decoder of every server frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueFrame {
+    #[serde(rename = "type")]
+    pub kind: QueueFrameKind,
+    pub position: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFrameKind {
+    Queue,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,4 +171,44 @@ pub async fn system_request(
         &init,
     )?)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shapes objects of the previous release read and write (see the module's note).
+    #[test]
+    fn requests_keep_their_json_shape() {
+        let send = Operation::Send {
+            client_msg_id: "c1".into(),
+            text: "hi".into(),
+            note: false,
+            file: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&send).unwrap(),
+            serde_json::json!({"op": "send", "client_msg_id": "c1", "text": "hi", "note": false, "file": null})
+        );
+        assert_eq!(
+            serde_json::to_value(Operation::Close).unwrap(),
+            serde_json::json!({"op": "close"})
+        );
+        // What the site sent before, a whole server frame, and what it sends now read alike.
+        let notify = r#"{"op":"notify","frame":{"type":"queue","position":3}}"#;
+        let Ok(SystemRequest::Notify { frame }) = serde_json::from_str::<SystemRequest>(notify)
+        else {
+            panic!("a queue notice reads as one");
+        };
+        assert_eq!(frame.position, 3);
+        assert_eq!(
+            serde_json::to_string(&SystemRequest::Notify { frame }).unwrap(),
+            notify
+        );
+        let queue = parley_core::ServerFrame::Queue { position: 3 };
+        assert_eq!(
+            serde_json::to_value(&queue).unwrap(),
+            serde_json::json!({"type": "queue", "position": 3})
+        );
+    }
 }

@@ -25,8 +25,8 @@ use crate::platform::now_ms;
 /// conversation of a batch hears back at once: at 400 messages a second a 250 ms window made
 /// a 30–60 ms stall every 300 ms (the bench's slow slices); 50 ms made none.
 const WINDOW_MS: u64 = 50;
-/// Rows per batch (each D1 statement carries up to 11); more rows wait for the next batch,
-/// straight after.
+/// Rows per batch (its statements split at `MAX_STATEMENT_JSON` bytes); more rows wait for the
+/// next batch, straight after.
 const MAX_ROWS: usize = 400;
 /// Rows the queue holds at most; rows past it are turned away (their conversations copy
 /// them), so a slow D1 cannot fill the site's memory.

@@ -25,7 +25,9 @@ use worker::{
 
 use crate::config::Config;
 use crate::http::{json_response, read_json, ApiError, ApiResult};
-use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
+use crate::internal::{
+    QueueFrame, QueueFrameKind, SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER,
+};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
@@ -67,10 +69,10 @@ impl Activity {
     }
 }
 
-/// Requests to a site's object, from the Worker and from conversations (externally tagged:
-/// see `internal`).
+/// Requests to a site's object, from the Worker and from conversations (one shape across
+/// releases: see `internal`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum SiteRequest {
     NewConversation {
         conversation: String,
@@ -653,8 +655,11 @@ impl Site {
                     conversation,
                     position,
                 } => {
-                    let request = SystemRequest::QueuePosition {
-                        position: *position,
+                    let request = SystemRequest::Notify {
+                        frame: QueueFrame {
+                            kind: QueueFrameKind::Queue,
+                            position: *position,
+                        },
                     };
                     let told = self.tell_conversation(conversation, &request).await;
                     if told == Told::Gone {
@@ -666,8 +671,11 @@ impl Site {
                 }
                 SiteEffect::QueuePositions(positions) => {
                     for (conversation, position) in positions {
-                        let request = SystemRequest::QueuePosition {
-                            position: *position,
+                        let request = SystemRequest::Notify {
+                            frame: QueueFrame {
+                                kind: QueueFrameKind::Queue,
+                                position: *position,
+                            },
                         };
                         let told = self.tell_conversation(conversation, &request).await;
                         if told == Told::Gone {

@@ -33,9 +33,9 @@ const TIMEOUT_MS: u64 = 10_000;
 /// Deliveries sent per alarm run.
 const BATCH: u32 = 20;
 
-/// Requests to a site's webhook object (externally tagged: see `internal`).
+/// Requests to a site's webhook object (one shape across releases: see `internal`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum WebhookRequest {
     Enqueue { notices: Vec<Notice> },
     Deliveries { webhook: String },

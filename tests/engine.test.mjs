@@ -355,7 +355,8 @@ test('a failing D1 neither blocks nor loses chat traffic, and the mirror catches
   await server.d1('ALTER TABLE messages RENAME TO messages_offline');
   try {
     // A D1 statement carries at most 900,000 bytes of rows: 60 messages of about 15.6 KB each
-    // (3,900 four-byte characters) make the catch-up span two.
+    // (3,900 four-byte characters) make the catch-up span two, so a split that loses or garbles
+    // rows fails here (the unit test of `json_batches` checks where it splits).
     for (let i = 0; i < 60; i += 1) {
       const ack = await sendViaHttp(conv.conversation, conv.token, `${i} ${'😀'.repeat(3900)}`);
       assert.equal(ack.seq, 2 + i);

@@ -66,8 +66,10 @@ pub fn iso_timestamp(t: NaiveDateTime) -> String {
     )
 }
 
-/// The number in `text` when it is `min_digits` to `max_digits` ASCII digits and nothing else.
+/// The number in `text` when it is `min_digits` to `max_digits` ASCII digits after any leading
+/// white space (which chrono's parser skipped too), and nothing else.
 fn digits(text: &str, min_digits: usize, max_digits: usize) -> Option<u32> {
+    let text = text.trim_start();
     let fits = (min_digits..=max_digits).contains(&text.len());
     (fits && text.bytes().all(|b| b.is_ascii_digit()))
         .then(|| text.parse().ok())
@@ -169,6 +171,9 @@ mod tests {
             "2026-11-22x",
             "2026/11/22",
             "2026-11",
+            " 2026-11-22",
+            "2026- 11-22",
+            "2026-11-22 ",
             "",
         ] {
             assert_eq!(
@@ -179,7 +184,7 @@ mod tests {
         }
         for text in [
             "09:30", "9:30", "23:59", "00:00", "24:00", "12:60", "12:5", "ab:cd", "1230", "",
-            "9:30x",
+            "9:30x", " 9:30", "9: 30", "9:30 ",
         ] {
             assert_eq!(
                 parse_hour_minute(text),
