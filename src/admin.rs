@@ -718,6 +718,7 @@ pub async fn site(
                 let zone_ok = !routing.hours.enabled
                     || parley_core::hours::is_known_zone(&routing.hours.timezone);
                 if !zone_ok
+                    || !routing.hours.is_well_formed()
                     || routing.answer_timeout_ms < 5_000
                     || !(5_000..=86_400_000).contains(&routing.heartbeat_timeout_ms)
                     || !(0..=3_600_000).contains(&routing.reconnect_grace_ms)

@@ -72,6 +72,30 @@ impl BusinessHours {
         &self.timezone
     }
 
+    /// Whether every span reads as two `HH:MM` times (`24:00` for the end of the day) and every
+    /// holiday as `YYYY-MM-DD`. A span that does not read is never open, so a site's hours are
+    /// checked with this when they are saved: a typo is refused, not kept as a closed day.
+    pub fn is_well_formed(&self) -> bool {
+        let days = [
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+        ];
+        let spans_read = days
+            .into_iter()
+            .flat_map(|day| self.weekly.day(day))
+            .all(|span| time(&span.open).is_some() && time(&span.close).is_some());
+        spans_read
+            && self
+                .holidays
+                .iter()
+                .all(|day| zone::parse_iso_date(day).is_some())
+    }
+
     /// Whether the team is open at `now_ms` (Unix milliseconds).
     pub fn is_open(&self, now_ms: i64) -> bool {
         if !self.enabled {
@@ -152,6 +176,27 @@ mod tests {
         chrono::DateTime::parse_from_rfc3339(s)
             .unwrap()
             .timestamp_millis()
+    }
+
+    #[test]
+    fn hours_that_do_not_read_are_not_well_formed() {
+        let hours = shanghai_office();
+        assert!(hours.is_well_formed());
+        let mut typo = hours.clone();
+        typo.weekly.tue = vec![Span {
+            open: "9.30".into(),
+            close: "18:00".into(),
+        }];
+        assert!(!typo.is_well_formed());
+        let mut end_of_day = hours.clone();
+        end_of_day.weekly.sat = vec![Span {
+            open: "20:00".into(),
+            close: "24:00".into(),
+        }];
+        assert!(end_of_day.is_well_formed());
+        let mut holiday = hours;
+        holiday.holidays.insert("2026-13-01".into());
+        assert!(!holiday.is_well_formed());
     }
 
     #[test]
