@@ -209,6 +209,7 @@ pub struct Conversation {
 
 impl DurableObject for ConversationObject {
     fn new(state: State, env: Env) -> Self {
+        crate::log::configure(&env);
         crate::platform::answer_pings_without_waking(&state);
         let config = Rc::new(Config::from_env(&env));
         let conversation = Rc::new_cyclic(|me| Conversation {

@@ -57,6 +57,7 @@ fn start() {
 /// The daily retention purge (wrangler.toml `[triggers]`).
 #[event(scheduled)]
 async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    log::configure(&env);
     if let Err(e) = erasure::purge_expired(&env, platform::now_ms(), None).await {
         log::Log::error("retention_purge_failed")
             .error_class("storage_unavailable")
@@ -67,6 +68,7 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::Sched
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    log::configure(&env);
     if let Some(sweep) = recovery::once(&env) {
         ctx.wait_until(sweep);
     }

@@ -50,6 +50,7 @@ pub struct RateLimiterObject {
 
 impl DurableObject for RateLimiterObject {
     fn new(state: State, env: Env) -> Self {
+        crate::log::configure(&env);
         RateLimiterObject { state, env }
     }
 

@@ -1,22 +1,57 @@
 //! Structured logs: one JSON object per line. Never message bodies, never tokens.
+//!
+//! `LOG_LEVEL` (`info`, the default, `warn` or `error`) sets the least severe line written: at
+//! `warn` a busy deployment drops the line per message and per request, and the work of
+//! building them.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde_json::{Map, Value};
+
+/// The least severe level written, as `Level as u8`. Set from the environment by every entry
+/// point (`configure`); the runtime runs one thread per isolate.
+static LEAST: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// Reads `LOG_LEVEL` from the environment.
+pub fn configure(env: &worker::Env) {
+    let value = env.var("LOG_LEVEL").ok().map(|v| v.to_string());
+    LEAST.store(least_level(value.as_deref()) as u8, Ordering::Relaxed);
+}
+
+/// The level a `LOG_LEVEL` value names; absent or unknown is `info`, so nothing is lost by a
+/// typo.
+fn least_level(value: Option<&str>) -> Level {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Some("warn" | "warning") => Level::Warn,
+        Some("error") => Level::Error,
+        _ => Level::Info,
+    }
+}
 
 pub struct Log {
     fields: Map<String, Value>,
     level: Level,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
     Info,
     Warn,
     Error,
 }
 
+impl Level {
+    fn written(self) -> bool {
+        self as u8 >= LEAST.load(Ordering::Relaxed)
+    }
+}
+
 impl Log {
     fn new(level: Level, event: &str) -> Log {
         let mut fields = Map::new();
+        if !level.written() {
+            return Log { fields, level };
+        }
         fields.insert("event".into(), event.into());
         let level_name = match level {
             Level::Info => "info",
@@ -47,9 +82,8 @@ impl Log {
         self.field("conversation", id)
     }
 
-    pub fn seq(mut self, seq: u64) -> Log {
-        self.fields.insert("seq".into(), seq.into());
-        self
+    pub fn seq(self, seq: u64) -> Log {
+        self.field("seq", seq)
     }
 
     pub fn trace(self, trace: &str) -> Log {
@@ -62,16 +96,37 @@ impl Log {
     }
 
     pub fn field(mut self, key: &str, value: impl Into<Value>) -> Log {
-        self.fields.insert(key.into(), value.into());
+        if self.level.written() {
+            self.fields.insert(key.into(), value.into());
+        }
         self
     }
 
     pub fn emit(self) {
+        if !self.level.written() {
+            return;
+        }
         let line = Value::Object(self.fields).to_string();
         match self.level {
             Level::Info => worker::console_log!("{line}"),
             Level::Warn => worker::console_warn!("{line}"),
             Level::Error => worker::console_error!("{line}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_level_names() {
+        assert_eq!(least_level(None), Level::Info);
+        assert_eq!(least_level(Some("WARN")), Level::Warn);
+        assert_eq!(least_level(Some(" warning ")), Level::Warn);
+        assert_eq!(least_level(Some("error")), Level::Error);
+        // A typo keeps everything rather than silencing the logs.
+        assert_eq!(least_level(Some("eror")), Level::Info);
+        assert_eq!(least_level(Some("debug")), Level::Info);
     }
 }

@@ -242,6 +242,7 @@ const MAX_ERASED_PER_INPUT: usize = 20;
 
 impl DurableObject for SiteObject {
     fn new(state: State, env: Env) -> Self {
+        crate::log::configure(&env);
         crate::platform::answer_pings_without_waking(&state);
         let kv = ObjectKv::open(state.storage().sql());
         let site = std::rc::Rc::new_cyclic(|me| Site {

@@ -96,6 +96,7 @@ pub struct WebhookObject {
 
 impl DurableObject for WebhookObject {
     fn new(state: State, env: Env) -> Self {
+        crate::log::configure(&env);
         // Once per instance, not per statement: everything after assumes the tables exist.
         let sql = state.storage().sql();
         let _ = sql.exec(SCHEMA, None);
