@@ -715,10 +715,12 @@ pub async fn site(
                 set("settings", json(&settings.sanitized())?.into())?;
             }
             if let Some(routing) = body.routing {
-                let zone_ok = !routing.hours.enabled
-                    || parley_core::hours::is_known_zone(&routing.hours.timezone);
-                if !zone_ok
-                    || !routing.hours.is_well_formed()
+                // Hours are checked only when they apply, as they are read: a site that turned
+                // them off can still save the rest of its routing.
+                let hours_ok = !routing.hours.enabled
+                    || (parley_core::hours::is_known_zone(&routing.hours.timezone)
+                        && routing.hours.is_well_formed());
+                if !hours_ok
                     || routing.answer_timeout_ms < 5_000
                     || !(5_000..=86_400_000).contains(&routing.heartbeat_timeout_ms)
                     || !(0..=3_600_000).contains(&routing.reconnect_grace_ms)

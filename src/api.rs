@@ -84,20 +84,24 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     };
     // One line per request: what operators count, time and alert on.
     let status = response.status_code();
-    let mut log = match refused {
-        Some(code) if code.http_status() >= 500 => Log::error("request"),
-        _ => Log::info("request"),
-    };
-    log = log
-        .trace(&ctx.trace)
-        .field("method", method.to_string())
-        .field("route", route_name(&path))
-        .field("status", status)
-        .field("duration_ms", now_ms() - ctx.now);
-    if let Some(code) = refused {
-        log = log.error_class(code.as_str()).field("fault", code.fault());
+    let failed = refused.is_some_and(|code| code.http_status() >= 500);
+    if failed || crate::log::info_written() {
+        let log = if failed {
+            Log::error("request")
+        } else {
+            Log::info("request")
+        };
+        let mut log = log
+            .trace(&ctx.trace)
+            .field("method", method.to_string())
+            .field("route", route_name(&path))
+            .field("status", status)
+            .field("duration_ms", now_ms() - ctx.now);
+        if let Some(code) = refused {
+            log = log.error_class(code.as_str()).field("fault", code.fault());
+        }
+        log.emit();
     }
-    log.emit();
     if response.status_code() == 101 {
         return Ok(response);
     }

@@ -1050,6 +1050,9 @@ impl Conversation {
 
     fn log(&self, event: &str, trace: &str) -> Log {
         let mut log = Log::info(event);
+        if !crate::log::info_written() {
+            return log;
+        }
         if let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) {
             log = log.site(&meta.site).conversation(&meta.id);
         }

@@ -205,6 +205,31 @@ mod tests {
             serde_json::to_string(&SystemRequest::Notify { frame }).unwrap(),
             notify
         );
+        let shapes = [
+            (
+                serde_json::to_value(SystemRequest::Erase),
+                serde_json::json!({"op": "erase"}),
+            ),
+            (
+                serde_json::to_value(crate::site_object::SiteRequest::Position {
+                    conversation: "c_1".into(),
+                }),
+                serde_json::json!({"op": "position", "conversation": "c_1"}),
+            ),
+            (
+                serde_json::to_value(crate::site_object::SiteRequest::Online),
+                serde_json::json!({"op": "online"}),
+            ),
+            (
+                serde_json::to_value(crate::webhook_object::WebhookRequest::Deliveries {
+                    webhook: "w_1".into(),
+                }),
+                serde_json::json!({"op": "deliveries", "webhook": "w_1"}),
+            ),
+        ];
+        for (written, expected) in shapes {
+            assert_eq!(written.unwrap(), expected);
+        }
         let queue = parley_core::ServerFrame::Queue { position: 3 };
         assert_eq!(
             serde_json::to_value(&queue).unwrap(),

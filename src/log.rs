@@ -1,10 +1,11 @@
 //! Structured logs: one JSON object per line. Never message bodies, never tokens.
 //!
 //! `LOG_LEVEL` (`info`, the default, `warn` or `error`) sets the least severe line written: at
-//! `warn` a busy deployment drops the line per message and per request, and the work of
-//! building them.
+//! `warn` a busy deployment drops every info line (among them one per stored event and one per
+//! request) and most of the work of building them. The private deployment's metrics are
+//! counted from info lines, so they need `info`.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -12,10 +13,21 @@ use serde_json::{Map, Value};
 /// point (`configure`); the runtime runs one thread per isolate.
 static LEAST: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
-/// Reads `LOG_LEVEL` from the environment.
+/// Whether `configure` has read the environment in this isolate.
+static CONFIGURED: AtomicBool = AtomicBool::new(false);
+
+/// Reads `LOG_LEVEL` from the environment, once per isolate (its variables do not change).
 pub fn configure(env: &worker::Env) {
+    if CONFIGURED.swap(true, Ordering::Relaxed) {
+        return;
+    }
     let value = env.var("LOG_LEVEL").ok().map(|v| v.to_string());
     LEAST.store(least_level(value.as_deref()) as u8, Ordering::Relaxed);
+}
+
+/// Whether info lines are written: callers that gather a line's fields at some cost ask first.
+pub fn info_written() -> bool {
+    Level::Info.written()
 }
 
 /// The level a `LOG_LEVEL` value names; absent or unknown is `info`, so nothing is lost by a

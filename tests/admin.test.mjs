@@ -154,6 +154,7 @@ test('site settings: widget texts, origins, routing with business hours, retenti
     // Hours that would never open: a span or a holiday that does not read.
     { routing: { hours: { enabled: true, timezone: 'UTC', weekly: { mon: [{ open: '9.30', close: '18:00' }] } } } },
     { routing: { hours: { enabled: true, timezone: 'UTC', holidays: ['2030-13-01'] } } },
+    { routing: { hours: { enabled: true, timezone: 'UTC', holidays: ['2030-1-2'] } } },
   ];
   for (const body of invalid) {
     assert.equal((await patch(body)).status, 400, JSON.stringify(body));

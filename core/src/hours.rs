@@ -73,8 +73,9 @@ impl BusinessHours {
     }
 
     /// Whether every span reads as two `HH:MM` times (`24:00` for the end of the day) and every
-    /// holiday as `YYYY-MM-DD`. A span that does not read is never open, so a site's hours are
-    /// checked with this when they are saved: a typo is refused, not kept as a closed day.
+    /// holiday is a date written exactly `YYYY-MM-DD` (holidays are matched by their text). A
+    /// span that does not read is never open and a holiday written otherwise never closes, so a
+    /// site's hours are checked with this when they are saved: a typo is refused, not kept.
     pub fn is_well_formed(&self) -> bool {
         let days = [
             Weekday::Mon,
@@ -90,10 +91,9 @@ impl BusinessHours {
             .flat_map(|day| self.weekly.day(day))
             .all(|span| time(&span.open).is_some() && time(&span.close).is_some());
         spans_read
-            && self
-                .holidays
-                .iter()
-                .all(|day| zone::parse_iso_date(day).is_some())
+            && self.holidays.iter().all(|day| {
+                zone::parse_iso_date(day).is_some_and(|date| zone::iso_date(date) == *day)
+            })
     }
 
     /// Whether the team is open at `now_ms` (Unix milliseconds).
@@ -194,9 +194,11 @@ mod tests {
             close: "24:00".into(),
         }];
         assert!(end_of_day.is_well_formed());
-        let mut holiday = hours;
-        holiday.holidays.insert("2026-13-01".into());
-        assert!(!holiday.is_well_formed());
+        for written_otherwise in ["2026-13-01", "2026-1-2", " 2026-10-01", "2026/10/01", ""] {
+            let mut holiday = hours.clone();
+            holiday.holidays.insert(written_otherwise.into());
+            assert!(!holiday.is_well_formed(), "{written_otherwise:?}");
+        }
     }
 
     #[test]
