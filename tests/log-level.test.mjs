@@ -47,5 +47,5 @@ test('at LOG_LEVEL=warn chat works, info lines are left out and warnings are sti
   }
   const lines = logged(from);
   assert.ok(lines.every((e) => e.level === 'warn' || e.level === 'error'), JSON.stringify(lines.filter((e) => e.level === 'info').slice(0, 3)));
-  assert.ok(!lines.some((e) => e.event === 'event_stored' || e.event === 'request' || e.event === 'socket_opened'));
+  assert.ok(!lines.some((e) => e.event === 'event_stored' || e.event === 'request'));
 });
