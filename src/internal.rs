@@ -125,6 +125,18 @@ pub enum SystemRequest {
     },
 }
 
+impl SystemRequest {
+    /// The visitor's place in the waiting queue, for the conversation to pass on.
+    pub fn queue_position(position: usize) -> SystemRequest {
+        SystemRequest::Notify {
+            frame: QueueFrame {
+                kind: QueueFrameKind::Queue,
+                position,
+            },
+        }
+    }
+}
+
 /// The one frame a site has conversations pass on, as `ServerFrame::Queue` writes it
 /// (`{"type": "queue", "position": …}`), read without the decoder of every server frame.
 #[derive(Debug, Clone, Serialize, Deserialize)]

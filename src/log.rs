@@ -45,7 +45,7 @@ pub struct Log {
     level: Level,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Level {
     Info,
     Warn,

@@ -3,7 +3,7 @@
 //! (and by its alarm), so a slow or failing D1 never delays a message; the next run picks up
 //! where this one stopped.
 
-use parley_core::mirror::{json_batches, ConversationRow, MirrorRows, MAX_STATEMENT_JSON};
+use parley_core::mirror::{json_batches, MirrorRows, MAX_STATEMENT_JSON};
 use parley_core::Meta;
 use worker::D1Database;
 
@@ -81,7 +81,7 @@ pub async fn write<'a>(
     let to_text = |e: serde_json::Error| e.to_string();
     let conversations = copies
         .iter()
-        .map(|c| ConversationRow::values_json(&c.conversation))
+        .map(|c| c.conversation.values_json())
         .collect::<Result<Vec<_>, _>>()
         .map_err(to_text)?;
     let events = copies

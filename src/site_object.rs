@@ -25,9 +25,7 @@ use worker::{
 
 use crate::config::Config;
 use crate::http::{json_response, read_json, ApiError, ApiResult};
-use crate::internal::{
-    QueueFrame, QueueFrameKind, SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER,
-};
+use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
@@ -656,12 +654,7 @@ impl Site {
                     conversation,
                     position,
                 } => {
-                    let request = SystemRequest::Notify {
-                        frame: QueueFrame {
-                            kind: QueueFrameKind::Queue,
-                            position: *position,
-                        },
-                    };
+                    let request = SystemRequest::queue_position(*position);
                     let told = self.tell_conversation(conversation, &request).await;
                     if told == Told::Gone {
                         gone.push(conversation.clone());
@@ -672,12 +665,7 @@ impl Site {
                 }
                 SiteEffect::QueuePositions(positions) => {
                     for (conversation, position) in positions {
-                        let request = SystemRequest::Notify {
-                            frame: QueueFrame {
-                                kind: QueueFrameKind::Queue,
-                                position: *position,
-                            },
-                        };
+                        let request = SystemRequest::queue_position(*position);
                         let told = self.tell_conversation(conversation, &request).await;
                         if told == Told::Gone {
                             gone.push(conversation.clone());

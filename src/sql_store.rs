@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use parley_core::mirror::body_json;
 use parley_core::{Event, EventPayload, Meta, Participant, Role, Status, Store};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
@@ -492,18 +491,20 @@ impl Store for SqlStore {
         }
         // One INSERT for all rows (SQLite applies a statement atomically), with the rows as one
         // JSON text in one parameter: one string handed to the runtime, not six per event.
+        // The row is the one D1 gets (`EventRow::of`), in this table's column order.
         let rows = events
             .iter()
             .map(|event| {
+                let row = parley_core::mirror::EventRow::of(event);
                 serde_json::to_string(&(
-                    event.seq,
-                    event.payload.kind(),
-                    body_json(&event.payload),
-                    &event.author.id,
-                    event.author.role.as_str(),
-                    &event.author.name,
-                    &event.client_msg_id,
-                    event.at,
+                    row.seq,
+                    row.kind,
+                    row.body,
+                    row.author_id,
+                    row.author_role,
+                    row.author_name,
+                    row.client_msg_id,
+                    row.at,
                 ))
             })
             .collect::<Result<Vec<_>, _>>()
