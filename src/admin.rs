@@ -242,6 +242,11 @@ struct AgentChange {
 }
 
 /// Checks a change against the caller's powers: only owners make or touch owners and admins.
+/// An agent's name as stored and shown: see [`parley_core::protocol::display_name`].
+fn agent_name(raw: &str) -> String {
+    parley_core::protocol::display_name(raw, parley_core::protocol::MAX_DISPLAY_NAME_CHARS)
+}
+
 fn check_change(
     change: &AgentChange,
     caller: AgentRole,
@@ -269,7 +274,7 @@ fn check_change(
         || change
             .name
             .as_ref()
-            .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 100)
+            .is_some_and(|n| agent_name(n).is_empty() || n.trim().chars().count() > 100)
         || change
             .email
             .as_ref()
@@ -401,7 +406,7 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                     id.as_str().into(),
                     team.as_str().into(),
                     email.trim().to_lowercase().into(),
-                    name.trim().into(),
+                    agent_name(name).into(),
                     role.as_str().into(),
                     hash.into(),
                     salt.into(),
@@ -475,7 +480,7 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                 Ok(())
             };
             if let Some(name) = &change.name {
-                set("name", name.trim().into())?;
+                set("name", agent_name(name).into())?;
             }
             if let Some(role) = &change.role {
                 set("role", role.as_str().into())?;
@@ -767,6 +772,10 @@ pub async fn site(
                 set("automation", json(&automation)?.into())?;
             }
             if let Some(mut bot) = body.bot {
+                bot.name = parley_core::protocol::display_name(
+                    &bot.name,
+                    parley_core::conversation::MAX_AUTOMATED_NAME_CHARS,
+                );
                 if bot.enabled
                     && bot.kind != parley_core::bot::BotKind::WorkersAi
                     && !parley_core::webhook::url_allowed(

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { hashPassword, randomId } from '../scripts/runtime.mjs';
 import { startServer } from './support/server.mjs';
-import { agentLogin, http, msgId } from './support/client.mjs';
-import { assertHttpError, snapshot, assertUnchanged } from './support/stored.mjs';
+import { agentLogin, connect, createAgent, http, msgId, newConversation } from './support/client.mjs';
+import { assertHttpError, snapshot, assertUnchanged, waitMirror } from './support/stored.mjs';
 
 let server;
 let owner;
@@ -50,6 +50,36 @@ test('an owner adds an agent with capacity, departments and permissions; the age
   });
   assert.equal(again.status, 409);
   assert.equal(again.body.code, 'email_taken');
+});
+
+test('a display name is kept clean of control and direction characters, as stored and wherever it is shown', async () => {
+  // Through the admin API: stored clean; a name of nothing but controls is no name.
+  const created = await http(server.url, '/api/v1/agents', {
+    method: 'POST', token: owner.token,
+    body: { email: 'ana@parley.local', name: ' Ana\u0000 Lee\u202e\n', password: 'a long enough password' },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.name, 'Ana Lee');
+  const blank = await http(server.url, `/api/v1/agents/${created.body.id}`, { method: 'PATCH', token: owner.token, body: { name: '\u0000\t\u2066' } });
+  assertHttpError(blank, 400, 'invalid_request');
+
+  // A name stored before (here written straight into D1) is cleaned where it becomes an author:
+  // the visitor, the conversation's history and the D1 mirror all see the whole name. A NUL
+  // would otherwise cut it short in SQLite's JSON functions.
+  const legacy = await createAgent(server, { name: 'Bo\u0000b Stone', email: 'bob@parley.local' });
+  const conv = await newConversation(server);
+  const visitor = await connect(server, conv.conversation, conv.token, { after: 0 });
+  const agentSocket = await connect(server, conv.conversation, legacy.token, { after: 0 });
+  const id = msgId('name');
+  agentSocket.send({ type: 'send', client_msg_id: id, text: 'Hello from Bob' });
+  const ack = await agentSocket.next((f) => f.type === 'ack' && f.client_msg_id === id);
+  const seen = await visitor.next((f) => f.type === 'event' && f.client_msg_id === id);
+  assert.equal(seen.author.name, 'Bob Stone');
+  await waitMirror(server, conv.conversation, ack.seq);
+  const { results: [row] } = await server.d1('SELECT author_name FROM messages WHERE conversation_id = ?1 AND seq = ?2', [conv.conversation, ack.seq]);
+  assert.equal(row.author_name, 'Bob Stone');
+  visitor.close();
+  agentSocket.close();
 });
 
 test('disable and reset password; every change is audited', async () => {

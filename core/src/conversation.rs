@@ -227,6 +227,9 @@ pub struct Engine {
     buckets: HashMap<String, TokenBucket>,
 }
 
+/// The longest name an automated message (a bot's) is shown under, in characters.
+pub const MAX_AUTOMATED_NAME_CHARS: usize = 60;
+
 /// The author of events the system writes itself.
 pub fn system_participant() -> Participant {
     Participant {
@@ -735,7 +738,9 @@ impl Engine {
         now: i64,
     ) -> Outcome<S::Error> {
         let system = Participant {
-            name: name.map(|n| n.chars().take(60).collect()),
+            name: name
+                .map(|n| crate::protocol::display_name(&n, MAX_AUTOMATED_NAME_CHARS))
+                .filter(|n| !n.is_empty()),
             ..system_participant()
         };
         if store

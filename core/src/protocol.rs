@@ -42,6 +42,29 @@ pub struct Participant {
     pub name: Option<String>,
 }
 
+/// The longest display name shown as a message's author, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+/// A name as other participants see it: control characters (a NUL would cut the name short in
+/// SQLite's JSON functions, a newline would break the layout) and bidirectional overrides (which
+/// disguise what follows) removed, surrounding spaces trimmed, at most `max_chars` characters.
+pub fn display_name(raw: &str, max_chars: usize) -> String {
+    let kept: String = raw
+        .chars()
+        .filter(|c| !c.is_control() && !is_bidi_override(*c))
+        .collect();
+    kept.trim()
+        .chars()
+        .take(max_chars)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -402,6 +425,16 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ErrorCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_names_lose_controls_and_direction_overrides_and_are_bounded() {
+        assert_eq!(display_name(" Ana\u{0}\u{202E} Lee\n", 100), "Ana Lee");
+        assert_eq!(display_name("\u{0}\t\u{2066}", 100), "");
+        assert_eq!(display_name("李小明", 100), "李小明");
+        // Cut at a character boundary, with no trailing space left by the cut.
+        assert_eq!(display_name("Ann Marie", 4), "Ann");
+        assert_eq!(display_name("李小明", 2), "李小");
+    }
 
     #[test]
     fn parses_each_client_frame() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::ErrorCode;
-use crate::protocol::{Participant, Role};
+use crate::protocol::{display_name, Participant, Role, MAX_DISPLAY_NAME_CHARS};
 
 const PREFIX: &str = "p1";
 /// Shortest secret accepted for signing: 32 bytes.
@@ -112,7 +112,7 @@ impl Principal {
             Principal::Agent { id, name, .. } => Participant {
                 id: id.clone(),
                 role: Role::Agent,
-                name: Some(name.clone()),
+                name: Some(display_name(name, MAX_DISPLAY_NAME_CHARS)),
             },
         }
     }

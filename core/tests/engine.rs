@@ -599,3 +599,30 @@ fn one_address_shares_its_message_bucket_between_participants() {
     let elsewhere = engine.handle(&mut store, from(visitor(), "v4", "192.0.2.2"), 0);
     assert_eq!(ack_seq(&elsewhere.expect("another address")).0, head + 1);
 }
+
+#[test]
+fn an_automated_message_is_shown_under_a_clean_bounded_name_or_the_sites() {
+    let (mut engine, mut store) = new_conversation(10);
+    let automated = |key: &str, name: Option<&str>| Command::Automated {
+        key: key.into(),
+        text: "Shipping takes two days.".into(),
+        name: name.map(str::to_string),
+    };
+    let long = "B".repeat(200);
+    for (key, name) in [
+        ("k1", Some("Tea\u{0} Bot\n")),
+        ("k2", Some("\u{0}\u{202E}")),
+        ("k3", Some(long.as_str())),
+    ] {
+        engine
+            .handle(&mut store, automated(key, name), 1_000)
+            .unwrap();
+    }
+    let names: Vec<Option<String>> = store
+        .log()
+        .iter()
+        .filter(|e| e.author.role == Role::System && e.client_msg_id.is_some())
+        .map(|e| e.author.name.clone())
+        .collect();
+    assert_eq!(names, [Some("Tea Bot".into()), None, Some("B".repeat(60))]);
+}
