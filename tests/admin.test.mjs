@@ -181,8 +181,11 @@ test('site settings: widget texts, origins, routing with business hours, retenti
     // The bounds the console's site page holds to as well.
     { routing: { heartbeat_timeout_ms: 4000 } }, { routing: { heartbeat_timeout_ms: 86_400_001 } },
     { routing: { reconnect_grace_ms: -1 } }, { routing: { reconnect_grace_ms: 3_600_001 } },
-    // Hours that would never open: a span or a holiday that does not read.
+    // Hours that would never open: a span or a holiday that does not read, a span that closes
+    // before it opens; and times not written `HH:MM`, as the console writes them.
     { routing: { hours: { enabled: true, timezone: 'UTC', weekly: { mon: [{ open: '9.30', close: '18:00' }] } } } },
+    { routing: { hours: { enabled: true, timezone: 'UTC', weekly: { tue: [{ open: '18:00', close: '09:00' }] } } } },
+    { routing: { hours: { enabled: true, timezone: 'UTC', weekly: { wed: [{ open: '9:30', close: '18:00' }] } } } },
     { routing: { hours: { enabled: true, timezone: 'UTC', holidays: ['2030-13-01'] } } },
     { routing: { hours: { enabled: true, timezone: 'UTC', holidays: ['2030-1-2'] } } },
   ];

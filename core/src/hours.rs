@@ -60,6 +60,16 @@ fn time(s: &str) -> Option<NaiveTime> {
     zone::parse_hour_minute(s)
 }
 
+/// A time as a site's hours are saved with: exactly `HH:MM` (or `24:00`), as the console
+/// writes it. Reading stays lenient (`9:30` reads) for hours saved before this check.
+fn written_time(s: &str) -> Option<NaiveTime> {
+    let bytes = s.as_bytes();
+    let shaped = bytes.len() == 5
+        && bytes[2] == b':'
+        && [0, 1, 3, 4].iter().all(|&i| bytes[i].is_ascii_digit());
+    shaped.then(|| time(s)).flatten()
+}
+
 /// Whether `name` is an IANA time zone the runtime knows.
 pub fn is_known_zone(name: &str) -> bool {
     zone::is_known(name)
@@ -74,8 +84,10 @@ impl BusinessHours {
 
     /// Whether every span reads as two `HH:MM` times (`24:00` for the end of the day) and every
     /// holiday is a date written exactly `YYYY-MM-DD` (holidays are matched by their text). A
-    /// span that does not read is never open and a holiday written otherwise never closes, so a
-    /// site's hours are checked with this when they are saved: a typo is refused, not kept.
+    /// span that does not read, or that closes before it opens, is never open and a holiday
+    /// written otherwise never closes, so a site's hours are checked with this when they are
+    /// saved: a typo is refused, not kept. A span runs within one day; one past midnight is two
+    /// spans, to `24:00` and from `00:00`.
     pub fn is_well_formed(&self) -> bool {
         let days = [
             Weekday::Mon,
@@ -89,7 +101,12 @@ impl BusinessHours {
         let spans_read = days
             .into_iter()
             .flat_map(|day| self.weekly.day(day))
-            .all(|span| time(&span.open).is_some() && time(&span.close).is_some());
+            .all(
+                |span| match (written_time(&span.open), written_time(&span.close)) {
+                    (Some(open), Some(close)) => open < close,
+                    _ => false,
+                },
+            );
         spans_read
             && self.holidays.iter().all(|day| {
                 zone::parse_iso_date(day).is_some_and(|date| zone::iso_date(date) == *day)
@@ -194,6 +211,21 @@ mod tests {
             close: "24:00".into(),
         }];
         assert!(end_of_day.is_well_formed());
+        for (open, close) in [
+            ("18:00", "09:00"),
+            ("09:00", "09:00"),
+            ("24:00", "24:00"),
+            ("9:30", "18:00"),
+            ("09:30", " 18:0"),
+            ("09:30", "18:60"),
+        ] {
+            let mut span = hours.clone();
+            span.weekly.wed = vec![Span {
+                open: open.into(),
+                close: close.into(),
+            }];
+            assert!(!span.is_well_formed(), "{open}–{close}");
+        }
         for written_otherwise in ["2026-13-01", "2026-1-2", " 2026-10-01", "2026/10/01", ""] {
             let mut holiday = hours.clone();
             holiday.holidays.insert(written_otherwise.into());

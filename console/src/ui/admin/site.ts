@@ -27,6 +27,12 @@ type Patchable = 'name' | 'allowed_origins' | 'settings' | 'routing' | 'retentio
 const PATCHABLE: Patchable[] = ['name', 'allowed_origins', 'settings', 'routing', 'retention_days', 'translation', 'automation', 'bot'];
 const MB = 1024 * 1024;
 const TIME_RE = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
+/** A real day written `YYYY-MM-DD`, as the server requires of holidays (2030-02-30 is not one). */
+function isCalendarDate(v: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(v)) return false;
+  const day = new Date(`${v}T00:00:00Z`);
+  return !Number.isNaN(day.getTime()) && day.toISOString().slice(0, 10) === v;
+}
 /** A seconds field as milliseconds; an empty field is no number (and fails the checks). */
 function seconds(value: string): number {
   return value.trim() === '' ? NaN : Math.round(Number(value) * 1000);
@@ -558,7 +564,7 @@ export class SitePage implements Page {
       },
     }, icon('copy', 14), t('copyToWeekdays'));
     const holidays = chipsInput(hours.holidays, {
-      placeholder: '', type: 'date', name: 'holiday', validate: (v) => /^\d{4}-\d{2}-\d{2}$/.test(v),
+      placeholder: '', type: 'date', name: 'holiday', validate: isCalendarDate,
       onchange: (values) => {
         const next = [...values].sort();
         if (next.join() !== hours.holidays.join()) {
