@@ -536,6 +536,13 @@ impl Conversation {
         trace: &str,
     ) -> std::result::Result<(), ApiError> {
         let kind = command_name(&command);
+        // Any failure to store names the message, so its sender retries that one at once
+        // instead of waiting for an ack that will not come.
+        let client_msg_id = command.client_msg_id().map(str::to_string);
+        let about_message = |error: ApiError| ApiError {
+            client_msg_id: error.client_msg_id.or_else(|| client_msg_id.clone()),
+            ..error
+        };
         if writes_log(&command) {
             // Armed before the write, so a crash straight after it still leaves the alarm that
             // copies the new event to D1.
@@ -552,7 +559,8 @@ impl Conversation {
                     }
                 }
                 outcome
-            })?
+            })
+            .map_err(about_message)?
             .ok_or(ErrorCode::NotFound)?;
         let effects = match outcome {
             Ok(effects) => effects,
@@ -576,7 +584,9 @@ impl Conversation {
                     retry_after_ms,
                 });
             }
-            Err(EngineError::Store(e)) => return Err(self.storage_error(&e.to_string())),
+            Err(EngineError::Store(e)) => {
+                return Err(about_message(self.storage_error(&e.to_string())))
+            }
         };
         let mut mirror = false;
         let mut appended = Vec::new();
@@ -613,20 +623,17 @@ impl Conversation {
         let mut site_told = false;
         let mut webhooks = true;
         if !appended.is_empty() {
-            // The rows for D1 as of these events, before automation adds more.
-            let meta = self.meta();
-            let site = match &meta {
-                Ok(meta) => Some(crate::automation::load(&self.env, &meta.site).await),
-                Err(_) => None,
-            };
-            if let Some(site) = &site {
-                self.automate(site, &appended).await;
+            // The site hears of these events before anything here awaits: automation's replies
+            // (told in their own turn) and a concurrent command's events would otherwise reach
+            // it first, out of `seq` order, and the agents' feed would end on an older event.
+            if let Ok(meta) = self.meta() {
+                let site = meta.site.clone();
+                site_told = self.notify_site(meta, &appended);
+                let automation = crate::automation::load(&self.env, &site).await;
+                webhooks = automation.webhooks;
+                self.automate(&automation, &appended).await;
             }
             self.translate_later(&appended).await;
-            if let (Ok(meta), Some(site)) = (meta, site) {
-                webhooks = site.webhooks;
-                site_told = self.notify_site(meta, &appended);
-            }
         }
         // Once the site is told, its answer decides whether this instance copies the events to
         // D1 itself (`site_copied`): the timer is then needed only to offer them to webhooks.
@@ -648,10 +655,14 @@ impl Conversation {
     ) {
         let Ok(meta) = self.meta() else { return };
         let now = now_ms();
+        // A reopen restarts the idle clock too: the conversation was just closed, and the idle
+        // time before it would close it again under the agent who reopened it.
         let activity = events.iter().any(|e| {
             matches!(
                 e.payload,
-                parley_core::EventPayload::Message { .. } | parley_core::EventPayload::File { .. }
+                parley_core::EventPayload::Message { .. }
+                    | parley_core::EventPayload::File { .. }
+                    | parley_core::EventPayload::Reopened { .. }
             )
         });
         if activity && meta.status == parley_core::Status::Open {

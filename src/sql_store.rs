@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use parley_core::{Event, EventPayload, Meta, Participant, Role, Status, Store};
+use parley_core::mirror::EventRow;
+use parley_core::{Event, Meta, Status, Store};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
@@ -98,18 +99,6 @@ struct ConversationRow {
 }
 
 #[derive(Deserialize)]
-pub struct EventRow {
-    seq: u64,
-    kind: String,
-    body: String,
-    author_id: String,
-    author_role: String,
-    author_name: Option<String>,
-    client_msg_id: Option<String>,
-    at: i64,
-}
-
-#[derive(Deserialize)]
 struct SeqRow {
     seq: Option<u64>,
 }
@@ -134,36 +123,6 @@ struct ReadRow {
 pub struct MirrorRow {
     pub mirrored_seq: u64,
     pub failures: u32,
-}
-
-fn parse_role(name: &str) -> Role {
-    match name {
-        "visitor" => Role::Visitor,
-        "agent" => Role::Agent,
-        _ => Role::System,
-    }
-}
-
-impl EventRow {
-    pub fn into_event(self) -> Result<Event, SqlError> {
-        let body: serde_json::Value =
-            serde_json::from_str(&self.body).map_err(|e| SqlError(e.to_string()))?;
-        let payload: EventPayload =
-            serde_json::from_value(serde_json::json!({ "kind": self.kind, "body": body }))
-                .map_err(|e| SqlError(e.to_string()))?;
-        Ok(Event {
-            seq: self.seq,
-            payload,
-            author: Participant {
-                id: self.author_id,
-                role: parse_role(&self.author_role),
-                name: self.author_name,
-            },
-            at: self.at,
-            client_msg_id: self.client_msg_id,
-            masked: false,
-        })
-    }
 }
 
 fn int(v: u64) -> SqlStorageValue {
@@ -224,7 +183,7 @@ impl SqlStore {
     fn events(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Event>, SqlError> {
         self.rows::<EventRow>(query, bindings)?
             .into_iter()
-            .map(EventRow::into_event)
+            .map(|row| row.into_event().map_err(|e| SqlError(e.to_string())))
             .collect()
     }
 
@@ -495,7 +454,7 @@ impl Store for SqlStore {
         let rows = events
             .iter()
             .map(|event| {
-                let row = parley_core::mirror::EventRow::of(event);
+                let row = EventRow::of(event);
                 serde_json::to_string(&(
                     row.seq,
                     row.kind,

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './support/server.mjs';
-import { agentLogin, connect, fullHistory, http, newConversation, siteId } from './support/client.mjs';
+import { agentLogin, connect, fullHistory, http, newConversation, openConsole, siteId } from './support/client.mjs';
 
 let server;
 let owner;
@@ -55,6 +55,23 @@ test('outside hours: one away reply; keyword replies in the visitor language', a
   tab.close();
 });
 
+test("the agents' feed hears of a message and the replies it set off in seq order", async () => {
+  const console_ = await openConsole(server, await siteId(server, owner.token), owner.token);
+  const v = await newConversation(server);
+  const tab = await connect(server, v.conversation, v.token, { after: 0, lang: 'en' });
+  const sent = await tab.sendMessage('I need a refund');
+  const seqs = [];
+  // The message, the away reply and the keyword reply.
+  while (seqs.length < 3) {
+    const f = await console_.next((x) => x.type === 'feed' && x.event === 'activity'
+      && x.conversation === v.conversation && x.seq >= sent.seq, 10_000);
+    seqs.push(f.seq);
+  }
+  assert.deepEqual(seqs, [sent.seq, sent.seq + 1, sent.seq + 2]);
+  tab.close();
+  console_.close();
+});
+
 test('a pattern rule answers messages that match it whole, not those that only contain it', async () => {
   const v = await newConversation(server);
   const tab = await connect(server, v.conversation, v.token, { after: 0, lang: 'en' });
@@ -79,5 +96,18 @@ test('an idle conversation is closed with a notice', async () => {
   const log = await fullHistory(server, v.conversation, v.token);
   const notice = log.find((e) => e.body?.text?.startsWith('We closed this chat'));
   assert.ok(notice && notice.seq < closed.seq, 'the notice comes before the close');
+  // Reopened, it gets a whole quiet period again before it is closed again, with a notice of
+  // its own: the reopen counts as activity, so the agent who reopened it is not cut off by the
+  // quiet time from before the close.
+  const reopen = await http(server.url, `/api/v1/conversations/${v.conversation}/reopen`, { method: 'POST', token: owner.token });
+  assert.ok(reopen.status < 300, JSON.stringify(reopen.body));
+  const reopened = await tab.next((f) => f.type === 'event' && f.kind === 'reopened', 10_000);
+  const closedAgain = await tab.next((f) => f.type === 'event' && f.kind === 'closed' && f.seq > reopened.seq, 45_000);
+  // Due 12 s after the reopen, not at the first alarm after it (the reopen's own write arms one
+  // for 30 s later, which found the old quiet time overdue and closed at once).
+  const quiet = closedAgain.at - reopened.at;
+  assert.ok(quiet >= 12_000 && quiet < 28_000, `closed again ${quiet} ms after the reopen`);
+  const after = (await fullHistory(server, v.conversation, v.token)).filter((e) => e.seq > reopened.seq && e.seq < closedAgain.seq);
+  assert.ok(after.some((e) => e.body?.text?.startsWith('We closed this chat')), 'a notice before the second close');
   tab.close();
 });

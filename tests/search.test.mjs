@@ -1,9 +1,10 @@
 // Search over messages: full-text (trigram, so Chinese works), short words, filters, team
-// isolation and masking of personal data for agents without the permission.
+// isolation and masking of personal data for agents without the permission (in search and in
+// the conversation itself).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './support/server.mjs';
-import { agentLogin, createAgent, http, msgId, newConversation, sleep } from './support/client.mjs';
+import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, sleep, visitorSession } from './support/client.mjs';
 
 let server;
 let owner;
@@ -66,6 +67,24 @@ test('filters by tag, site and date', async () => {
   assert.deepEqual(old.body.results, []);
   const { results: [site] } = await server.d1('SELECT id FROM sites LIMIT 1');
   assert.equal((await search(owner.token, { q: 'parcel', site: site.id })).body.results.length, 1);
+});
+
+test("a visitor's form answers and the translations of their words reach agents without the permission masked", async () => {
+  const plain = await createAgent(server, { name: 'Plain Form', email: 'plain-form@parley.local' });
+  const visitor = await visitorSession(server);
+  const created = await http(server.url, '/api/v1/conversations', {
+    method: 'POST', token: visitor.token,
+    body: { form: 'prechat', fields: { name: 'Zoe', email: 'zoe.form@example.org' } },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const first = async (token) => (await fullHistory(server, created.body.conversation, token)).find((e) => e.kind === 'created');
+  const masked = await first(plain.token);
+  assert.equal(masked.masked, true);
+  assert.deepEqual(masked.body.fields, { name: 'Zoe', email: 'z***@example.org' });
+  const full = await first(owner.token);
+  assert.deepEqual(full.body.fields, { name: 'Zoe', email: 'zoe.form@example.org' });
+  // The visitor sees their own answers.
+  assert.equal((await first(visitor.token)).body.fields.email, 'zoe.form@example.org');
 });
 
 test('agents without the permission see personal data masked; visitors cannot search', async () => {

@@ -160,6 +160,19 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The client's id for the message this command posts, if it posts one: an error about the
+    /// command names it, so the client knows which message to retry.
+    pub fn client_msg_id(&self) -> Option<&str> {
+        match self {
+            Command::Send { client_msg_id, .. }
+            | Command::Attach { client_msg_id, .. }
+            | Command::Note { client_msg_id, .. } => Some(client_msg_id),
+            _ => None,
+        }
+    }
+}
+
 /// What the shell must do, in order, after a command was handled.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {

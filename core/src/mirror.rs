@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::Meta;
-use crate::protocol::{Event, EventPayload};
+use crate::protocol::{Event, EventPayload, Participant, Role};
 
 /// The JSON of an event's body, as stored in the conversation's log and mirrored to D1.
 pub fn body_json(payload: &EventPayload) -> String {
@@ -82,6 +82,25 @@ impl EventRow {
             body: body_json(&event.payload),
             at: event.at,
         }
+    }
+
+    /// The event the row was made from: how a conversation reads its own log back. The body
+    /// goes to the payload's decoder as it is stored, not through a `serde_json::Value`.
+    pub fn into_event(self) -> serde_json::Result<Event> {
+        let kind = serde_json::to_string(&self.kind)?;
+        let payload = serde_json::from_str(&format!(r#"{{"kind":{kind},"body":{}}}"#, self.body))?;
+        Ok(Event {
+            seq: self.seq,
+            payload,
+            author: Participant {
+                id: self.author_id,
+                role: Role::from_stored(&self.author_role),
+                name: self.author_name,
+            },
+            at: self.at,
+            client_msg_id: self.client_msg_id,
+            masked: false,
+        })
     }
 }
 
@@ -274,7 +293,7 @@ impl MirrorQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Participant, Role, Status};
+    use crate::protocol::{FileRef, Status};
     use proptest::prelude::*;
 
     #[test]
@@ -522,6 +541,73 @@ mod tests {
                 prop_assert_eq!(queue.row_count(), left);
             }
             prop_assert_eq!(seen, tickets);
+        }
+    }
+
+    #[test]
+    fn a_row_reads_back_as_the_event_it_was_made_from() {
+        let payloads = [
+            EventPayload::Message {
+                text: "你好 \"quoted\" \u{0} line\nbreak".into(),
+            },
+            EventPayload::Created {
+                form: Some("prechat".into()),
+                fields: [("email".to_string(), "a@b.c".to_string())].into(),
+            },
+            EventPayload::Created {
+                form: None,
+                fields: std::collections::BTreeMap::new(),
+            },
+            EventPayload::Assigned {
+                agent: Participant {
+                    id: "a_1".into(),
+                    role: Role::Agent,
+                    name: Some("Ann".into()),
+                },
+            },
+            EventPayload::Closed {},
+            EventPayload::Reopened {},
+            EventPayload::Note { text: "n".into() },
+            EventPayload::File {
+                file: FileRef {
+                    id: "f_1".into(),
+                    name: "a.png".into(),
+                    mime: "image/png".into(),
+                    size: 3,
+                    image: true,
+                },
+            },
+            EventPayload::Rated {
+                score: 5,
+                comment: None,
+            },
+            EventPayload::Translation {
+                of: 2,
+                from: "zh".into(),
+                to: "en".into(),
+                text: None,
+                provider: "p".into(),
+                failed: Some("timeout".into()),
+            },
+            EventPayload::Handoff {},
+            EventPayload::Hidden {},
+        ];
+        for (i, payload) in payloads.into_iter().enumerate() {
+            for role in [Role::Visitor, Role::Agent, Role::System] {
+                let event = Event {
+                    seq: i as u64 + 1,
+                    payload: payload.clone(),
+                    author: Participant {
+                        id: "x_1".into(),
+                        role,
+                        name: (role == Role::Agent).then(|| "Ann".into()),
+                    },
+                    at: 1_700_000_000_000,
+                    client_msg_id: (role == Role::Visitor).then(|| "m-1".into()),
+                    masked: false,
+                };
+                assert_eq!(EventRow::of(&event).into_event().unwrap(), event);
+            }
         }
     }
 }

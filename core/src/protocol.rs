@@ -31,6 +31,15 @@ impl Role {
             Role::System => "system",
         }
     }
+
+    /// The role a stored `as_str` name stands for; any other name is the system's.
+    pub fn from_stored(name: &str) -> Role {
+        match name {
+            "visitor" => Role::Visitor,
+            "agent" => Role::Agent,
+            _ => Role::System,
+        }
+    }
 }
 
 /// Someone taking part in a conversation, as other participants see them.
@@ -180,18 +189,56 @@ pub struct Event {
 }
 
 impl Event {
-    /// The event with personal data in a visitor's message masked.
+    /// The event with the visitor's personal data masked wherever the visitor's words appear:
+    /// their messages, the answers of the form they started with, their rating's comment, and
+    /// translations (whose text may be a visitor message's; an agent's translated text is
+    /// masked too, which only hides what the agent wrote themselves).
     pub fn masked_pii(&self) -> Event {
-        match (&self.payload, self.author.role) {
+        let mut masked = false;
+        let mut mask = |text: &str| {
+            let (text, changed) = crate::pii::mask(text);
+            masked |= changed;
+            text
+        };
+        let payload = match (&self.payload, self.author.role) {
             (EventPayload::Message { text }, Role::Visitor) => {
-                let (text, masked) = crate::pii::mask(text);
-                Event {
-                    payload: EventPayload::Message { text },
-                    masked,
-                    ..self.clone()
-                }
+                EventPayload::Message { text: mask(text) }
             }
-            _ => self.clone(),
+            (EventPayload::Created { form, fields }, _) => EventPayload::Created {
+                form: form.clone(),
+                fields: fields
+                    .iter()
+                    .map(|(name, value)| (name.clone(), mask(value)))
+                    .collect(),
+            },
+            (EventPayload::Rated { score, comment }, Role::Visitor) => EventPayload::Rated {
+                score: *score,
+                comment: comment.as_deref().map(&mut mask),
+            },
+            (
+                EventPayload::Translation {
+                    of,
+                    from,
+                    to,
+                    text,
+                    provider,
+                    failed,
+                },
+                _,
+            ) => EventPayload::Translation {
+                of: *of,
+                from: from.clone(),
+                to: to.clone(),
+                text: text.as_deref().map(&mut mask),
+                provider: provider.clone(),
+                failed: failed.clone(),
+            },
+            _ => return self.clone(),
+        };
+        Event {
+            payload,
+            masked: self.masked || masked,
+            ..self.clone()
         }
     }
 
@@ -425,6 +472,72 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ErrorCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn personal_data_is_masked_wherever_the_visitors_words_appear() {
+        let event = |payload: EventPayload, role: Role| Event {
+            seq: 2,
+            payload,
+            author: Participant {
+                id: "x".into(),
+                role,
+                name: None,
+            },
+            at: 0,
+            client_msg_id: None,
+            masked: false,
+        };
+        let form = event(
+            EventPayload::Created {
+                form: Some("prechat".into()),
+                fields: [
+                    ("email".to_string(), "ann@example.org".to_string()),
+                    ("name".to_string(), "Ann".to_string()),
+                ]
+                .into(),
+            },
+            Role::System,
+        )
+        .masked_pii();
+        assert!(form.masked);
+        let EventPayload::Created { fields, .. } = &form.payload else {
+            panic!("{form:?}")
+        };
+        assert_eq!(fields["email"], "a***@example.org");
+        assert_eq!(fields["name"], "Ann");
+        let translated = event(
+            EventPayload::Translation {
+                of: 1,
+                from: "zh".into(),
+                to: "en".into(),
+                text: Some("write to ann@example.org".into()),
+                provider: "p".into(),
+                failed: None,
+            },
+            Role::System,
+        )
+        .masked_pii();
+        assert!(matches!(&translated.payload,
+            EventPayload::Translation { text: Some(t), .. } if t == "write to a***@example.org"));
+        let rated = event(
+            EventPayload::Rated {
+                score: 5,
+                comment: Some("call me on +1 555 123 4567".into()),
+            },
+            Role::Visitor,
+        )
+        .masked_pii();
+        assert!(rated.masked);
+        // Nothing personal: the event as it was, not flagged.
+        let plain = event(
+            EventPayload::Created {
+                form: None,
+                fields: BTreeMap::new(),
+            },
+            Role::System,
+        );
+        assert_eq!(plain.masked_pii(), plain);
+    }
 
     #[test]
     fn display_names_lose_controls_and_direction_overrides_and_are_bounded() {

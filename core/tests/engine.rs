@@ -626,3 +626,20 @@ fn an_automated_message_is_shown_under_a_clean_bounded_name_or_the_sites() {
         .collect();
     assert_eq!(names, [Some("Tea Bot".into()), None, Some("B".repeat(60))]);
 }
+
+#[test]
+fn commands_that_post_a_message_name_it() {
+    assert_eq!(send("m1", "hi", visitor()).client_msg_id(), Some("m1"));
+    let note = Command::Note {
+        who: agent(),
+        client_msg_id: "n1".into(),
+        text: "private".into(),
+    };
+    assert_eq!(note.client_msg_id(), Some("n1"));
+    let automated = Command::Automated {
+        key: "auto:1".into(),
+        text: "hello".into(),
+        name: None,
+    };
+    assert_eq!(automated.client_msg_id(), None);
+}
