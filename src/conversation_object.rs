@@ -25,7 +25,9 @@ use worker::{
 };
 
 use crate::config::Config;
-use crate::http::{frame_response, json_response, no_content, read_json, ApiError, ApiResult};
+use crate::http::{
+    frame_response, json_response, no_content, read_internal_json, ApiError, ApiResult,
+};
 use crate::internal::{
     CreateConversation, Operation, OperationRequest, SystemRequest, IP_HEADER, LANG_HEADER,
     SITE_HEADER, TRACE_HEADER,
@@ -1098,6 +1100,14 @@ impl Conversation {
         }
     }
 
+    fn add_poller(&self, poller: oneshot::Sender<()>) {
+        let mut pollers = self.pollers.borrow_mut();
+        // Polls that timed out dropped their end: a quiet conversation polled for hours would
+        // otherwise keep one sender per poll until its next event.
+        pollers.retain(|waiting| !waiting.is_canceled());
+        pollers.push(poller);
+    }
+
     fn wake_pollers(&self) {
         for poller in self.pollers.borrow_mut().drain(..) {
             let _ = poller.send(());
@@ -1519,7 +1529,7 @@ impl Conversation {
     }
 
     async fn create(&self, req: &mut Request, trace: &str) -> ApiResult {
-        let params: CreateConversation = read_json(req).await?;
+        let params: CreateConversation = read_internal_json(req).await?;
         // Armed before the first write, as for every write (see `execute`), and before the
         // check below: no wait between the check and the creation.
         self.erased.set(false);
@@ -1709,7 +1719,7 @@ impl Conversation {
     }
 
     async fn operation(&self, req: &mut Request, trace: &str) -> ApiResult {
-        let request: OperationRequest = read_json(req).await?;
+        let request: OperationRequest = read_internal_json(req).await?;
         let meta = self.meta()?;
         if !can_access(&request.principal, &meta) {
             return Err(ErrorCode::NotFound.into());
@@ -1946,7 +1956,7 @@ impl Conversation {
 
     /// Operations from the site's object: routing decisions and queue notices.
     async fn system(&self, req: &mut Request, trace: &str) -> ApiResult {
-        let request: SystemRequest = read_json(req).await?;
+        let request: SystemRequest = read_internal_json(req).await?;
         self.meta()?;
         match request {
             SystemRequest::Assign { agent } => {
@@ -2020,7 +2030,7 @@ impl Conversation {
         let nothing_new = matches!(replies.first(), Some(ServerFrame::Events { events, .. }) if events.is_empty());
         if nothing_new && wait_ms > 0 {
             let (sender, receiver) = oneshot::channel();
-            self.pollers.borrow_mut().push(sender);
+            self.add_poller(sender);
             let timeout = worker::Delay::from(Duration::from_millis(wait_ms));
             if let Either::Left(_) = select(receiver, timeout).await {
                 replies.clear();

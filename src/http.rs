@@ -2,7 +2,7 @@
 //! JSON bodies with a size limit, and the headers every API answer carries.
 
 use parley_core::i18n::{error_message, Lang};
-use parley_core::limits::MAX_FRAME_BYTES;
+use parley_core::limits::{MAX_FRAME_BYTES, MAX_INTERNAL_BODY_BYTES};
 use parley_core::request_url::{self, UrlParts};
 use parley_core::{ErrorCode, ServerFrame};
 use serde::de::DeserializeOwned;
@@ -111,13 +111,25 @@ pub fn time_param(value: Option<&str>) -> std::result::Result<Option<i64>, ApiEr
     }
 }
 
-/// Reads a JSON body of at most [`MAX_FRAME_BYTES`].
+/// Reads a client's JSON body: at most [`MAX_FRAME_BYTES`].
 pub async fn read_json<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T, ApiError> {
+    read_json_within(req, MAX_FRAME_BYTES).await
+}
+
+/// Reads the JSON body of a request between Parley's own objects: at most
+/// [`MAX_INTERNAL_BODY_BYTES`].
+pub async fn read_internal_json<T: DeserializeOwned>(
+    req: &mut Request,
+) -> std::result::Result<T, ApiError> {
+    read_json_within(req, MAX_INTERNAL_BODY_BYTES).await
+}
+
+async fn read_json_within<T: DeserializeOwned>(
+    req: &mut Request,
+    max_bytes: usize,
+) -> std::result::Result<T, ApiError> {
     if let Ok(Some(length)) = req.headers().get("content-length") {
-        if length
-            .parse::<usize>()
-            .map_or(true, |n| n > MAX_FRAME_BYTES)
-        {
+        if length.parse::<usize>().map_or(true, |n| n > max_bytes) {
             return Err(ErrorCode::FrameTooLarge.into());
         }
     }
@@ -125,7 +137,7 @@ pub async fn read_json<T: DeserializeOwned>(req: &mut Request) -> std::result::R
         .bytes()
         .await
         .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
-    if bytes.len() > MAX_FRAME_BYTES {
+    if bytes.len() > max_bytes {
         return Err(ErrorCode::FrameTooLarge.into());
     }
     // Parsed from text, as every other JSON is: one copy of each type's decoder in the Worker.

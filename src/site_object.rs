@@ -24,7 +24,7 @@ use worker::{
 };
 
 use crate::config::Config;
-use crate::http::{json_response, read_json, ApiError, ApiResult};
+use crate::http::{json_response, read_internal_json, ApiError, ApiResult};
 use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
@@ -982,7 +982,7 @@ impl Site {
 
     async fn request(&self, req: &mut Request, site: &str) -> ApiResult {
         self.learn_site(site);
-        let request: SiteRequest = read_json(req).await?;
+        let request: SiteRequest = read_internal_json(req).await?;
         let ok = |v: serde_json::Value| {
             json_response(&v, 200).map_err(|_| ApiError::from(ErrorCode::Internal))
         };

@@ -5,7 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './support/server.mjs';
 import {
-  agentLogin, connect, eventKey, fullHistory, http, msgId, newConversation, poll, sleep, visitorSession,
+  agentLogin, connect, eventKey, fullHistory, http, msgId, newConversation, openConsole, poll, siteId, sleep,
+  visitorSession,
 } from './support/client.mjs';
 
 // Loads well past the default flood limits; those limits have their own tests.
@@ -345,6 +346,31 @@ test('a conversation tells its site over one line the site opens, which outlasts
   // The site confirmed every row: the conversation never had to copy anything itself.
   assert.equal(mine('mirror_caught_up').length, 0);
   assert.equal(mine('site_line_failed').length + mine('site_line_bad_frame').length, 0);
+});
+
+test('a notification of the longest message (its text escaped twice in its D1 row) reaches the site', async () => {
+  const console_ = await openConsole(server, await siteId(server, agent.token), agent.token);
+  const from = server.logs.length;
+  // The offline form's message goes with the conversation's first notification, which travels
+  // as a request (the line is opened by the site's answer to it): 4,000 quotes are about 16 KB
+  // once in the event's body and again in the row, more than a client may send in one frame.
+  const visitor = await visitorSession(server);
+  const text = '"'.repeat(4000);
+  const created = await http(server.url, '/api/v1/conversations', {
+    method: 'POST', token: visitor.token, body: { form: 'offline', message: text },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const { conversation } = created.body;
+  const activity = await console_.next((f) => f.type === 'feed' && f.event === 'activity'
+    && f.conversation === conversation && f.kind === 'message', 10_000);
+  assert.equal(activity.seq, 2);
+  // The site confirmed the rows: the conversation did not have to copy them itself.
+  const rows = await waitForMirror(conversation, 2);
+  assert.equal(JSON.parse(rows[1].body).text, text);
+  await sleep(1_500); // past the conversation's own copy timer
+  const mine = server.logs.slice(from).filter((l) => l.includes(conversation));
+  assert.equal(mine.filter((l) => l.includes('"mirror_caught_up"')).length, 0);
+  console_.close();
 });
 
 test('a failing D1 neither blocks nor loses chat traffic, and the mirror catches up', async () => {

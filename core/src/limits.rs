@@ -3,6 +3,10 @@
 /// Largest client frame (or HTTP JSON body) accepted, in bytes. Larger WebSocket
 /// frames are answered with `frame_too_large` and the socket is closed with 1009.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// Largest body one of Parley's own objects accepts from another. Their requests wrap what a
+/// client sent (a notification carries a message's text escaped twice, in its D1 row), so they
+/// outgrow a client frame; the bound only stops a runaway body.
+pub const MAX_INTERNAL_BODY_BYTES: usize = 1024 * 1024;
 /// Longest message text, in Unicode scalar values.
 pub const MAX_TEXT_CHARS: usize = 4000;
 /// Longest client-generated message id.
