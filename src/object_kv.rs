@@ -26,9 +26,16 @@ impl ObjectKv {
         }
     }
 
+    /// The value of `key`, or none when there is none or it cannot be read (see `read`).
     pub fn get(&self, key: &str) -> Option<String> {
+        self.read(key).ok().flatten()
+    }
+
+    /// The value of `key`, telling "none stored" from "storage failed"; a failure is not
+    /// remembered, so the next read tries again.
+    pub fn read(&self, key: &str) -> Result<Option<String>> {
         if let Some(value) = self.known.borrow().get(key) {
-            return value.clone();
+            return Ok(value.clone());
         }
         #[derive(Deserialize)]
         struct Row {
@@ -36,17 +43,15 @@ impl ObjectKv {
         }
         let value = self
             .sql
-            .exec("SELECT v FROM kv WHERE k = ?", vec![key.into()])
-            .ok()?
-            .to_array::<Row>()
-            .ok()?
+            .exec("SELECT v FROM kv WHERE k = ?", vec![key.into()])?
+            .to_array::<Row>()?
             .into_iter()
             .next()
             .map(|r| r.v);
         self.known
             .borrow_mut()
             .insert(key.to_string(), value.clone());
-        value
+        Ok(value)
     }
 
     pub fn put(&self, key: &str, value: &str) -> Result<()> {

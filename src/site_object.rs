@@ -234,9 +234,9 @@ pub struct Site {
 /// How long the site's settings are reused before they are read from D1 again.
 const INFO_TTL_MS: i64 = 30_000;
 
-/// Erased conversations dropped in one go after an input; any others are dropped the next time
-/// routing writes to them.
-const MAX_ERASED_PER_INPUT: usize = 20;
+/// Rounds of letting go of erased conversations after one input (each round takes all found so
+/// far); any left are let go the next time routing writes to them.
+const MAX_ERASED_ROUNDS_PER_INPUT: usize = 5;
 
 impl DurableObject for SiteObject {
     fn new(state: State, env: Env) -> Self {
@@ -513,17 +513,44 @@ impl Site {
 
     /// Reads the routing state in place, from storage the first time: most requests only look,
     /// and a copy of a big site's state (every agent, queue entry and assignment) is not free.
+    /// A state that cannot be read (storage failing, a value that does not decode) is not
+    /// taken for an empty one: lookers see an empty one this time, and the next call reads
+    /// again.
     fn peek_state<R>(&self, f: impl FnOnce(&SiteState) -> R) -> R {
         if self.routing.borrow().is_none() {
-            let stored: SiteState = self
-                .kv_get("routing")
-                .and_then(|j| serde_json::from_str(&j).ok())
-                .unwrap_or_default();
-            *self.routing.borrow_mut() = Some(stored);
+            let stored = match self.kv.read("routing") {
+                Ok(None) => Some(SiteState::default()),
+                Ok(Some(json)) => serde_json::from_str(&json)
+                    .inspect_err(|e| {
+                        Log::error("routing_state_unreadable")
+                            .error_class("bad_state")
+                            .field("detail", e.to_string())
+                            .emit()
+                    })
+                    .ok(),
+                Err(e) => {
+                    Log::error("routing_state_unreadable")
+                        .error_class("storage_unavailable")
+                        .field("detail", e.to_string())
+                        .emit();
+                    None
+                }
+            };
+            *self.routing.borrow_mut() = stored;
         }
         match self.routing.borrow().as_ref() {
             Some(state) => f(state),
             None => f(&SiteState::default()),
+        }
+    }
+
+    /// The routing state to change, or an error when it cannot be read (see `peek_state`).
+    fn state_to_change(&self) -> std::result::Result<SiteState, RoutingError> {
+        let state = self.load_state();
+        if self.routing.borrow().is_some() {
+            Ok(state)
+        } else {
+            Err(RoutingError::StateUnreadable)
         }
     }
 
@@ -563,33 +590,53 @@ impl Site {
     /// Runs one routing input: decide, store, then carry out the effects.
     async fn apply(&self, input: SiteInput) -> std::result::Result<Vec<SiteEffect>, RoutingError> {
         let config = self.fresh_routing_config().await;
-        let mut state = self.load_state();
+        let mut state = self.state_to_change()?;
         let effects = state.handle(&config, input, now_ms())?;
         self.save_state(&state);
-        let mut gone = self.carry_out(&effects, &state).await;
+        let mut gone = self.carry_out(&effects).await;
         // A conversation that answers 404 was erased without routing being told: it leaves
         // routing (which may hand its seat to a waiting one, which is carried out in turn).
+        // Each round works on the state as it is then (other inputs ran during the awaits, and
+        // saving an older copy would undo what they did), and takes every conversation found
+        // gone so far at once: a queue of erased ones is let go in a round or two, not one
+        // round and one set of position notices each.
+        let mut let_go = std::collections::HashSet::new();
         let mut rounds = 0;
-        while let Some(conversation) = gone.pop() {
+        while !gone.is_empty() && rounds < MAX_ERASED_ROUNDS_PER_INPUT {
             rounds += 1;
-            if rounds > MAX_ERASED_PER_INPUT {
+            let conversations: Vec<String> = gone
+                .drain(..)
+                .filter(|conversation| let_go.insert(conversation.clone()))
+                .collect();
+            if conversations.is_empty() {
                 break;
             }
-            Log::warn("routed_conversation_gone")
-                .conversation(&conversation)
-                .error_class("not_found")
-                .emit();
-            if let Ok(more) = state.handle(&config, SiteInput::Erased { conversation }, now_ms()) {
-                self.save_state(&state);
-                gone.extend(self.carry_out(&more, &state).await);
+            for conversation in &conversations {
+                Log::warn("routed_conversation_gone")
+                    .conversation(conversation)
+                    .error_class("not_found")
+                    .emit();
+            }
+            let Ok(mut current) = self.state_to_change() else {
+                break;
+            };
+            if let Ok(more) = current.handle(&config, SiteInput::Erased { conversations }, now_ms())
+            {
+                self.save_state(&current);
+                gone = self.carry_out(&more).await;
             }
         }
-        self.schedule(&state, &config).await;
+        self.schedule(&config).await;
         Ok(effects)
     }
 
-    async fn schedule(&self, state: &SiteState, config: &RoutingConfig) {
-        let next = state.next_deadline(config, now_ms());
+    /// Sets the alarm for the state's next deadline, as the state is now.
+    async fn schedule(&self, config: &RoutingConfig) {
+        let next = self.peek_state(|state| state.next_deadline(config, now_ms()));
+        if self.routing.borrow().is_none() {
+            // The state could not be read: the alarm stays as it was, not cleared.
+            return;
+        }
         // Most inputs leave the next deadline where it was: no storage write for those.
         if self.alarm_set.get() == Some(next) {
             return;
@@ -612,7 +659,7 @@ impl Site {
     }
 
     /// Carries out routing's effects; returns the conversations that no longer exist.
-    async fn carry_out(&self, effects: &[SiteEffect], state: &SiteState) -> Vec<String> {
+    async fn carry_out(&self, effects: &[SiteEffect]) -> Vec<String> {
         let mut gone = Vec::new();
         if effects.is_empty() {
             return gone;
@@ -692,7 +739,8 @@ impl Site {
             }
         }
         self.record(&site, records).await;
-        self.push_inbox(state);
+        // As it is now, not as `state` was: other inputs may have changed it during the awaits.
+        self.peek_state(|now| self.push_inbox(now));
         gone
     }
 
@@ -1070,9 +1118,11 @@ impl Site {
                 if !self.mirror.forget(&conversation).await {
                     return Err(ErrorCode::Internal.into());
                 }
-                self.apply(SiteInput::Erased { conversation })
-                    .await
-                    .map_err(|e| ApiError::from(e.code()))?;
+                self.apply(SiteInput::Erased {
+                    conversations: vec![conversation],
+                })
+                .await
+                .map_err(|e| ApiError::from(e.code()))?;
                 ok(serde_json::json!({}))
             }
             SiteRequest::Online => {

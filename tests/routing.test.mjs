@@ -349,6 +349,40 @@ test('erasing a conversation frees its seat and its place in the queue, even whe
   }
 });
 
+test('letting go of erased conversations does not undo what routing decided meanwhile', async () => {
+  const shop = await addSite();
+  const ivo = await createAgent(server, { name: 'Ivo', email: 'ivo@parley.local', capacity: 1 });
+  const ivoConsole = await openConsole(server, shop.id, ivo.token);
+  const stop = keepAlive(ivoConsole);
+  const erase = (visitor) => http(server.url, `/api/v1/visitors/${visitor.visitorId}`, { method: 'DELETE', token: owner.token });
+  try {
+    // Ivo (capacity 1) has y; twelve conversations wait behind it, all erased without routing
+    // being told (their rows point at another site).
+    const y = await newConversation(shop.server);
+    assert.equal(await until(() => assignee(y.conversation, ivo.token), 'y assigned'), ivo.agentId);
+    const ghosts = [];
+    for (let i = 0; i < 12; i += 1) ghosts.push(await newConversation(shop.server));
+    for (const ghost of ghosts) {
+      await server.d1('UPDATE conversations SET site_id = ?1 WHERE id = ?2', [site, ghost.conversation]);
+      assert.equal((await erase(ghost)).status, 200);
+    }
+    // Closing y hands the seat down the queue, one erased conversation after another; new
+    // conversations arrive while that goes on. Each must end up assigned or queued.
+    const [closed, ...fresh] = await Promise.all([
+      close(y.conversation, ivo),
+      ...Array.from({ length: 4 }, () => newConversation(shop.server)),
+    ]);
+    assert.equal(closed.status, 200);
+    const holds = (f, c) => f.queue.some((w) => w.conversation === c) || f.assignments.some((a) => a.conversation === c);
+    const settled = await inboxWhere(ivoConsole, (f) => fresh.every((w) => holds(f, w.conversation))
+      && !ghosts.some((g) => holds(f, g.conversation)));
+    assert.equal(settled.agents.find((a) => a.id === ivo.agentId).active, 1);
+  } finally {
+    stop();
+    ivoConsole.close();
+  }
+});
+
 test('transfers to a department: unknown names are refused without a note, known ones route there', async () => {
   const shop = await addSite();
   const { results: [{ team_id: team }] } = await server.d1('SELECT team_id FROM sites WHERE id = ?1', [site]);

@@ -294,9 +294,10 @@ pub enum SiteInput {
     Closed {
         conversation: String,
     },
-    /// The conversation no longer exists (erased): it leaves its agent, the queue and memory.
+    /// These conversations no longer exist (erased): they leave their agents, the queue and
+    /// memory together, so the seats and places they free are handed on once.
     Erased {
-        conversation: String,
+        conversations: Vec<String>,
     },
     /// Time passed: expire silent devices, reassign unanswered conversations.
     Tick,
@@ -348,6 +349,9 @@ pub enum RoutingError {
     UnknownAgent,
     /// The target agent cannot take it (offline or full).
     Unavailable,
+    /// The stored state could not be read: nothing is decided on an empty one, which would
+    /// then be saved over the real one.
+    StateUnreadable,
 }
 
 impl RoutingError {
@@ -358,6 +362,7 @@ impl RoutingError {
                 crate::ErrorCode::NotFound
             }
             RoutingError::Unavailable => crate::ErrorCode::AgentUnavailable,
+            RoutingError::StateUnreadable => crate::ErrorCode::StorageUnavailable,
         }
     }
 }
@@ -643,9 +648,11 @@ impl SiteState {
                 self.leave(&conversation, &mut fx);
                 self.drain_queue(config, now, &mut fx);
             }
-            SiteInput::Erased { conversation } => {
-                self.leave(&conversation, &mut fx);
-                self.departments.remove(&conversation);
+            SiteInput::Erased { conversations } => {
+                for conversation in &conversations {
+                    self.leave(conversation, &mut fx);
+                    self.departments.remove(conversation);
+                }
                 self.drain_queue(config, now, &mut fx);
             }
             SiteInput::Tick => {

@@ -807,7 +807,7 @@ fn an_erased_conversation_frees_its_seat_and_leaves_the_queue() {
         .handle(
             &config,
             SiteInput::Erased {
-                conversation: "c_2".into(),
+                conversations: vec!["c_2".into()],
             },
             10,
         )
@@ -818,7 +818,7 @@ fn an_erased_conversation_frees_its_seat_and_leaves_the_queue() {
         .handle(
             &config,
             SiteInput::Erased {
-                conversation: "c_1".into(),
+                conversations: vec!["c_1".into()],
             },
             11,
         )
@@ -835,7 +835,7 @@ fn an_erased_conversation_frees_its_seat_and_leaves_the_queue() {
         .handle(
             &config,
             SiteInput::Erased {
-                conversation: "c_unknown".into(),
+                conversations: vec!["c_unknown".into()],
             },
             12,
         )
@@ -1245,7 +1245,7 @@ proptest! {
                     None => SiteInput::Tick,
                 },
                 6 => match nth(&open) {
-                    Some(c) => { open.remove(&c); SiteInput::Erased { conversation: c } }
+                    Some(c) => { open.remove(&c); SiteInput::Erased { conversations: vec![c] } }
                     None => SiteInput::Tick,
                 },
                 7 => SiteInput::Tick,
