@@ -63,11 +63,24 @@ export function setUnauthorizedHandler(fn: (code: string) => void): void {
   onUnauthorized = fn;
 }
 
-/** A socket's error frame said the sign-in is over (`session_ended` comes straight from here). */
-export function signedOutBy(code: string): void {
-  if (code === 'session_ended') onUnauthorized?.(code);
-  // Other token errors are confirmed over HTTP first: /me signs out if the token really is dead.
-  else api('/api/v1/me').catch(() => {});
+/**
+ * A token error from a socket's error frame or an upload. Resolves to whether the sign-in is
+ * over: `session_ended` says so itself; other token errors (a socket token that expired or was
+ * refused) are confirmed over HTTP, and only a 401 from /me signs out. Either way the cached
+ * socket token is dropped, so a reconnect signs in with a fresh one.
+ */
+export async function confirmSignedOut(code: string): Promise<boolean> {
+  socketTokenCache = null;
+  if (code === 'session_ended') {
+    onUnauthorized?.(code);
+    return true;
+  }
+  try {
+    await api('/api/v1/me');
+    return false;
+  } catch (e) {
+    return e instanceof ApiError && e.status === 401;
+  }
 }
 
 export interface RequestOptions {

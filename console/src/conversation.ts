@@ -3,7 +3,7 @@
 //
 // Start-up: info → latest history page → socket hello with after=<last seq held>&epoch, so the
 // server replays exactly what was missed (or sends `reset`, after which history is reloaded).
-import { api, ApiError, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES, signedOutBy } from './api';
+import { api, ApiError, confirmSignedOut, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES } from './api';
 import { Emitter } from './emitter';
 import { upload, type UploadProgress } from './files';
 import { lang } from './i18n';
@@ -14,6 +14,10 @@ import type { Agent, Ev, Participant } from './types';
 const PAGE = 50;
 const TYPING_TTL = 6000;
 const HTTP_FALLBACK_AFTER = 8000;
+/** A send not acknowledged by then goes again (same client_msg_id: the server deduplicates). */
+const ACK_WITHIN = 10_000;
+/** The most events one long-poll answer carries. */
+const EVENTS_PAGE = 200;
 
 export type ConvEvents = {
   /** Events were added or replaced; `prepended` when older history came in. */
@@ -56,7 +60,11 @@ export class ConvSession extends Emitter<ConvEvents> {
   conn: SocketState = 'offline';
 
   private socket: ReconnectingSocket;
-  private inflight = new Set<string>();
+  /** Sends on the socket awaiting their ack, with the time after which they go again. */
+  private inflight = new Map<string, number>();
+  /** A message being posted over HTTP (one at a time, so they are stored in order). */
+  private posting = false;
+  private stopped = false;
   private offlineSince = Date.now();
   private flushTimer: ReturnType<typeof setInterval> | undefined;
   private typingTimer: ReturnType<typeof setTimeout> | undefined;
@@ -97,18 +105,23 @@ export class ConvSession extends Emitter<ConvEvents> {
   async start(): Promise<void> {
     try {
       const info = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}`);
+      if (this.stopped) return;
       this.applyInfo(info);
       await this.loadLatest();
     } catch (e) {
+      if (this.stopped) return;
       if (e instanceof ApiError && (e.code === 'not_found' || e.code === 'forbidden')) return this.markGone();
       // Network trouble: the socket retries and its welcome tells us the rest.
     }
+    // The tab may have been closed while this was loading: start nothing then.
+    if (this.stopped) return;
     this.socket.start();
     this.loadTags();
     this.flushTimer = setInterval(() => this.flush(), 4000);
   }
 
   stop(): void {
+    this.stopped = true;
     this.setTyping(false);
     this.socket.stop();
     clearInterval(this.flushTimer);
@@ -216,14 +229,7 @@ export class ConvSession extends Emitter<ConvEvents> {
         }
         break;
       case 'reset':
-        // Drop what we hold now (events after this frame are live and kept), then reload.
-        this.epoch = f.epoch;
-        this.head = f.head ?? this.head;
-        this.loaded = false;
-        this.events.clear();
-        this.lastSeq = 0;
-        this.emit('events', { added: [], prepended: false, reset: true });
-        this.loadLatest().catch(() => this.socket.reconnect());
+        this.reset(f).catch(() => this.socket.reconnect());
         break;
       case 'error':
         this.onError(f);
@@ -231,6 +237,17 @@ export class ConvSession extends Emitter<ConvEvents> {
       default:
         break;
     }
+  }
+
+  /** Drops what we hold (events after a socket's reset frame are live and kept), then reloads. */
+  private reset(f: { epoch: string; head?: number }): Promise<void> {
+    this.epoch = f.epoch;
+    this.head = f.head ?? this.head;
+    this.loaded = false;
+    this.events.clear();
+    this.lastSeq = 0;
+    this.emit('events', { added: [], prepended: false, reset: true });
+    return this.loadLatest();
   }
 
   private onError(f: any): void {
@@ -245,9 +262,8 @@ export class ConvSession extends Emitter<ConvEvents> {
       return;
     }
     if (SIGNED_OUT_CODES.includes(f.code)) {
-      this.socket.closeIsFinal = true;
-      // session_ended signs out at once; other token errors are confirmed by a fresh /me.
-      signedOutBy(f.code);
+      // The 1008 close that follows reconnects with a fresh token, unless the sign-in is over.
+      void confirmSignedOut(f.code).then((over) => over && this.socket.stop());
       return;
     }
     if (f.code === 'not_found' || f.code === 'forbidden') {
@@ -302,17 +318,25 @@ export class ConvSession extends Emitter<ConvEvents> {
 
   /** Fetches events missing between lastSeq and what arrived (should not happen on a socket). */
   private fillGap(): void {
-    if (this.gapFetch || !this.epoch) return;
-    const q = new URLSearchParams({ after: String(this.lastSeq), epoch: this.epoch, wait: '0' });
-    this.gapFetch = api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/events?${q}`)
-      .then((r) => {
-        if (r?.type === 'reset') return this.onFrame(r);
-        for (const e of r?.events ?? []) this.addLive(e);
-      })
+    if (this.gapFetch) return;
+    this.gapFetch = this.catchUp()
       .catch(() => {})
       .finally(() => {
         this.gapFetch = null;
       });
+  }
+
+  /** Fetches every event after lastSeq over HTTP (what the socket would have brought). */
+  private async catchUp(): Promise<void> {
+    if (!this.loaded || !this.epoch) return this.loadLatest();
+    for (;;) {
+      const q = new URLSearchParams({ after: String(this.lastSeq), epoch: this.epoch, wait: '0' });
+      const r = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/events?${q}`);
+      if (r?.type === 'reset') return this.reset(r);
+      const events: Ev[] = r?.events ?? [];
+      for (const e of events) this.addLive(e);
+      if (events.length < EVENTS_PAGE) return;
+    }
   }
 
   // ---- sending ---------------------------------------------------------------------------
@@ -366,41 +390,65 @@ export class ConvSession extends Emitter<ConvEvents> {
 
   /** Sends what the outbox holds for this conversation: over the socket, or HTTP when it is down. */
   flush(): void {
+    if (this.stopped) return;
     const now = Date.now();
     this.sendRead();
+    const queue: OutboxItem[] = [];
     for (const item of this.outbox.for(this.id)) {
-      if (item.error || (item.retryAt && item.retryAt > now) || this.inflight.has(item.client_msg_id)) continue;
-      if (this.hasClientMsg(item.client_msg_id)) {
-        this.outbox.done(item.client_msg_id);
-        continue;
-      }
-      const frame: Record<string, unknown> = item.file
-        ? { type: 'send', client_msg_id: item.client_msg_id, file: item.file.id }
-        : { type: 'send', client_msg_id: item.client_msg_id, text: item.text };
-      if (item.note) frame.note = true;
-      if (this.socket.send(frame)) {
-        this.inflight.add(item.client_msg_id);
-      } else if (this.offlineSince && now - this.offlineSince > HTTP_FALLBACK_AFTER && !this.gone) {
-        this.inflight.add(item.client_msg_id);
-        api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/messages`, {
-          method: 'POST',
-          body: {
-            client_msg_id: item.client_msg_id,
-            ...(item.file ? { file: item.file.id } : { text: item.text }),
-            ...(item.note ? { note: true } : {}),
-          },
-        })
-          .then(() => this.outbox.done(item.client_msg_id))
-          .catch((e: ApiError) => {
-            if (e.status === 0 || e.status >= 500 || e.code === 'rate_limited') {
-              this.outbox.retryLater(item.client_msg_id, Date.now() + (e.retryAfterMs ?? 3000));
-            } else {
-              this.outbox.fail(item.client_msg_id, e.code, e.message);
-            }
-          })
-          .finally(() => this.inflight.delete(item.client_msg_id));
-      }
+      if (item.error) continue;
+      if (this.hasClientMsg(item.client_msg_id)) this.outbox.done(item.client_msg_id);
+      else queue.push(item);
     }
+    if (this.conn === 'live') {
+      for (const item of queue) {
+        // An ack that never came (the server's error may not say which send it was about): again.
+        const unacked = this.inflight.get(item.client_msg_id);
+        if ((unacked && unacked > now) || (item.retryAt && item.retryAt > now)) continue;
+        if (!this.socket.send({ type: 'send', ...this.sendBody(item) })) return;
+        this.inflight.set(item.client_msg_id, now + ACK_WITHIN);
+      }
+    } else if (this.offlineSince && now - this.offlineSince > HTTP_FALLBACK_AFTER && !this.gone && !this.posting) {
+      // Over HTTP one at a time, oldest first, each after the answer to the one before, so
+      // replies are stored in the order they were written.
+      const first = queue[0];
+      if (first && !(first.retryAt && first.retryAt > now)) void this.postOverHttp(first);
+    }
+  }
+
+  /** What a send carries, the same over the socket (as a `send` frame) and over HTTP. */
+  private sendBody(item: OutboxItem): Record<string, unknown> {
+    return {
+      client_msg_id: item.client_msg_id,
+      ...(item.file ? { file: item.file.id } : { text: item.text }),
+      ...(item.note ? { note: true } : {}),
+    };
+  }
+
+  private async postOverHttp(item: OutboxItem): Promise<void> {
+    this.posting = true;
+    const id = item.client_msg_id;
+    try {
+      await api(`/api/v1/conversations/${encodeURIComponent(this.id)}/messages`, { method: 'POST', body: this.sendBody(item) });
+    } catch (e) {
+      this.posting = false;
+      const err = e as ApiError;
+      if (err.status === 0 || err.status >= 500 || err.code === 'rate_limited') {
+        this.outbox.retryLater(id, Date.now() + (err.retryAfterMs ?? 3000));
+      } else {
+        this.outbox.fail(id, err.code, err.message);
+      }
+      return;
+    }
+    // Stored. Its event comes only with the events that follow lastSeq (no socket brings it):
+    // fetch them, so the reply moves from the outbox into the thread without ever vanishing.
+    try {
+      await this.gapFetch;
+      await this.catchUp();
+    } catch {
+      // Still shown as sending; the next flush posts it again (a duplicate) and retries this.
+    }
+    this.posting = false;
+    this.flush();
   }
 
   /** Typing notices: at most one "active" every 3 s, "inactive" after 4 s of silence. */

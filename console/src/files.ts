@@ -1,7 +1,7 @@
 // Files in conversations: downloads go through the Worker with the agent's session cookie (never a
 // token in a URL) and are shown from blob: URLs; uploads post the bytes (reporting how far they
 // have gone), then the message names the file.
-import { ApiError, SIGNED_OUT_CODES, signedOutBy } from './api';
+import { ApiError, SIGNED_OUT_CODES, confirmSignedOut } from './api';
 import { lang, t } from './i18n';
 
 export interface FileInfo {
@@ -25,7 +25,7 @@ export function fileUrl(conversation: string, id: string): Promise<string> {
     }).then(async (res) => {
       if (!res.ok) {
         const code = (await res.json().catch(() => null))?.code;
-        if (res.status === 401 && SIGNED_OUT_CODES.includes(code)) signedOutBy(code);
+        if (res.status === 401 && SIGNED_OUT_CODES.includes(code)) void confirmSignedOut(code);
         throw new ApiError(res.status, code ?? `http_${res.status}`, t('genericError'));
       }
       return URL.createObjectURL(await res.blob());
@@ -88,7 +88,7 @@ export async function upload(
   });
   const { status, body } = answer;
   if (status === 0) throw new ApiError(0, 'network', t('networkError'));
-  if (status === 401 && SIGNED_OUT_CODES.includes(body?.code)) signedOutBy(body.code);
+  if (status === 401 && SIGNED_OUT_CODES.includes(body?.code)) void confirmSignedOut(body.code);
   if (status < 200 || status >= 300 || !body?.file?.id) {
     throw new ApiError(status, body?.code ?? `http_${status}`, body?.message ?? t('genericError'));
   }

@@ -6,7 +6,7 @@
 // snapshot after hello and after every change, and `feed` frames for alerts. While no site
 // socket is live (not deployed yet, or reconnecting) the list is polled instead.
 import { chime, desktopNotify, setTitleCount } from './alerts';
-import { api, ApiError, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES, signedOutBy } from './api';
+import { api, ApiError, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES, confirmSignedOut } from './api';
 import { ConvSession } from './conversation';
 import { Emitter } from './emitter';
 import { lang, t } from './i18n';
@@ -207,8 +207,8 @@ export class Store extends Emitter<{
       this.onFeed(link, f as FeedFrame);
     } else if (f?.type === 'error') {
       if (SIGNED_OUT_CODES.includes(f.code)) {
-        link.socket.closeIsFinal = true;
-        signedOutBy(f.code);
+        // The 1008 close that follows reconnects with a fresh token, unless the sign-in is over.
+        void confirmSignedOut(f.code).then((over) => over && link.socket.stop());
       } else if (f.code === 'forbidden' || f.code === 'not_found' || f.code === 'unknown_site') {
         link.socket.closeIsFinal = true;
       }

@@ -106,6 +106,11 @@ class Chat {
   private failed = new Map<string, { t: string; a: number; err: string; f?: FileRef; m?: string }>();
   /** This page's id: a Web Lock held while the page lives tells other tabs its files' bytes exist. */
   private page = newMsgId();
+  /**
+   * Outbox (`o:`) and lost-attachment (`x:`) entries that storage refused (full, blocked), by
+   * key: kept for this page's life, so what the visitor wrote is still shown and sent.
+   */
+  private mem = new Map<string, OutboxItem>();
   /** Bytes of attachments until they are posted, by client_msg_id (a Blob cannot be stored). */
   private blobs = new Map<string, Blob>();
   private uploads = new Map<string, Promise<Sent>>();
@@ -238,6 +243,9 @@ class Chat {
     });
     // Held while this page lives: other tabs do not give up on the files it is uploading.
     (navigator as any).locks?.request(ls.full(`p:${this.page}`), () => new Promise(() => {}));
+    // Back online: send what waits now. (Once there is a conversation its link going live does
+    // too, but a first message typed offline has no link yet.)
+    addEventListener('online', () => this.flush());
     // Safety net: retry the outbox now and then while it holds messages.
     setInterval(() => { if (this.outbox().length) this.flush(); }, 30e3);
 
@@ -710,7 +718,7 @@ class Chat {
     const now = Date.now();
     const item: OutboxItem = { i: newMsgId(), t: text, a: now, n: now * 1000 + (counter % 1000) };
     // Durable first: the message exists in the outbox before any attempt to send it.
-    this.h.ls.set(`o:${item.i}`, item);
+    this.keep(`o:${item.i}`, item);
     this.showNotice('');
     this.input.value = '';
     this.onInput();
@@ -736,7 +744,6 @@ class Chat {
   private attach(files: File[]) {
     const max = this.cfg().attachments.max_bytes;
     const refused: string[] = [];
-    const ls = this.h.ls;
     let added = false;
     for (const file of files) {
       if (file.size > max) {
@@ -747,12 +754,12 @@ class Chat {
       const i = newMsgId();
       const item: OutboxItem = { i, t: '', a: now, n: now * 1000 + (counter % 1000), f: { name: file.name || 'file', type: file.type, size: file.size }, p: this.page };
       this.blobs.set(i, file);
-      ls.set(`o:${i}`, item);
+      this.keep(`o:${i}`, item);
       // The upload starts now, even while earlier messages are still being sent.
       if (this.conv && navigator.onLine) this.upload(this.conv, item).catch(() => {});
       added = true;
     }
-    if (added && this.replacing) ls.del(`x:${this.replacing}`);
+    if (added && this.replacing) this.drop(`x:${this.replacing}`);
     this.replacing = '';
     this.showNotice(refused.join('\n'));
     if (!added) return;
@@ -775,15 +782,15 @@ class Chat {
     this.blobs.delete(i);
     this.xhrs.get(i)?.abort();
     this.failed.delete(i);
-    this.h.ls.del(`o:${i}`);
-    this.h.ls.del(`x:${i}`);
+    this.drop(`o:${i}`);
+    this.drop(`x:${i}`);
     this.render();
   }
 
   /** An attachment whose bytes are gone (the page that held them was closed or reloaded). */
   private lose(item: OutboxItem) {
-    this.h.ls.set(`x:${item.i}`, item);
-    this.h.ls.del(`o:${item.i}`);
+    this.keep(`x:${item.i}`, item);
+    this.drop(`o:${item.i}`);
     this.render();
   }
 
@@ -841,14 +848,13 @@ class Chat {
       await this.h.session(token);
       return this.put(conv, item, true);
     }
-    const ls = this.h.ls;
-    const cur = ls.get<OutboxItem>(`o:${item.i}`);
+    const cur = this.entry(`o:${item.i}`);
     // Removed by the visitor meanwhile: nothing more to do.
     if (!cur || !this.blobs.has(item.i)) return { ok: true };
     const file = r.b?.file;
     if (r.s === 201 && file?.id) {
       this.tries.delete(item.i);
-      ls.set(`o:${item.i}`, { ...cur, f: { id: String(file.id), name: String(file.name), type: String(file.type), size: Number(file.size) || 0, image: file.image === true } });
+      this.keep(`o:${item.i}`, { ...cur, f: { id: String(file.id), name: String(file.name), type: String(file.type), size: Number(file.size) || 0, image: file.image === true } });
       this.render();
       return { ok: true };
     }
@@ -857,7 +863,7 @@ class Chat {
     if (r.s >= 400 && r.s < 500 && r.s !== 408 && r.s !== 429) {
       // Refused for good (too large, not an allowed type, empty…): the server says why.
       this.blobs.delete(item.i);
-      ls.del(`o:${item.i}`);
+      this.drop(`o:${item.i}`);
       this.failed.set(item.i, { t: '', a: item.a, err: r.b?.code || String(r.s), f: cur.f, m: msg });
       this.announce(`${cur.f!.name}: ${msg}`);
       this.render();
@@ -928,16 +934,38 @@ class Chat {
     x.focus();
   }
 
+  /** Stores an outbox or lost-attachment entry; in this page's memory when storage refuses it. */
+  private keep(key: string, item: OutboxItem) {
+    const ls = this.h.ls;
+    ls.set(key, item);
+    // ls.set fails quietly: read it back to know.
+    if (JSON.stringify(ls.get(key)) === JSON.stringify(item)) this.mem.delete(key);
+    else this.mem.set(key, item);
+  }
+
+  private drop(key: string) {
+    this.h.ls.del(key);
+    this.mem.delete(key);
+  }
+
+  private entry(key: string): OutboxItem | null {
+    return this.mem.get(key) || this.h.ls.get<OutboxItem>(key);
+  }
+
+  /** The stored entries under a prefix merged with the ones only this page holds, oldest first. */
+  private entries(prefix: string): OutboxItem[] {
+    const keys = new Set([...this.h.ls.keys(prefix), ...[...this.mem.keys()].filter((k) => k.startsWith(prefix))]);
+    return [...keys].map((k) => this.entry(k)).filter((x): x is OutboxItem => !!x?.i).sort((a, b) => a.n - b.n);
+  }
+
   /** The outbox, oldest first. */
   private outbox(): OutboxItem[] {
-    const ls = this.h.ls;
-    return ls.keys('o:').map((k) => ls.get<OutboxItem>(k)).filter((x): x is OutboxItem => !!x && !!x.i).sort((a, b) => a.n - b.n);
+    return this.entries('o:');
   }
 
   /** Attachments that can no longer be uploaded, until the visitor removes them or picks them again. */
   private lost(): OutboxItem[] {
-    const ls = this.h.ls;
-    return ls.keys('x:').map((k) => ls.get<OutboxItem>(k)).filter((x): x is OutboxItem => !!x?.f).sort((a, b) => a.n - b.n);
+    return this.entries('x:').filter((x) => x.f);
   }
 
   /** Sends what the outbox holds, in order, creating the conversation first if needed. */
@@ -1010,7 +1038,6 @@ class Chat {
 
   /** Sends outbox items one at a time, each waiting for its ack, so they arrive in order. */
   private async drain() {
-    const ls = this.h.ls;
     for (;;) {
       const conv = this.conv;
       const box = this.outbox();
@@ -1037,15 +1064,15 @@ class Chat {
         // still hold its bytes.
         if (this.blobs.has(item.i) && !this.tries.has(`g${item.i}`)) {
           this.tries.set(`g${item.i}`, 1);
-          ls.set(`o:${item.i}`, { ...item, f: { ...item.f, id: undefined } });
+          this.keep(`o:${item.i}`, { ...item, f: { ...item.f!, id: undefined } });
         } else this.lose(item);
         continue;
       }
       if (r.ok) {
-        ls.del(`o:${item.i}`);
+        this.drop(`o:${item.i}`);
         this.blobs.delete(item.i);
       } else if (r.code && PERMANENT.includes(r.code)) {
-        ls.del(`o:${item.i}`);
+        this.drop(`o:${item.i}`);
         this.blobs.delete(item.i);
         this.failed.set(item.i, { t: item.t, a: item.a, err: r.code, f: item.f, m: r.msg });
       } else {
@@ -1133,10 +1160,10 @@ class Chat {
     }
     if (r.s !== 200 || !r.b) return;
     const b = r.b;
-    const seen = this.seen;
     if (!before) {
       if (b.epoch !== conv.e) {
         this.events.clear();
+        this.forgetReads();
         conv.e = b.epoch;
         this.h.ls.set('c', conv);
         this.cursor = 0;
@@ -1146,6 +1173,7 @@ class Chat {
       this.historyLoaded = true;
     }
     this.nextBefore = b.next_before ?? null;
+    const seen = this.seen;
     for (const e of b.events || []) this.addEvent(e, !before && e.seq > seen && e.author?.role !== 'visitor');
     this.render(!before);
     this.paintQueue();
@@ -1170,10 +1198,12 @@ class Chat {
     this.conv = null;
     for (const k of ['c', 'q']) this.h.ls.del(k);
     this.events.clear();
+    this.forgetReads();
     this.cursor = 0;
     this.historyLoaded = false;
     this.queuePlace(null);
     this.renderView();
+    this.updateUnread();
     if (this.outbox().length) this.flush();
   }
 
@@ -1194,7 +1224,7 @@ class Chat {
     if (e.kind !== 'message' && e.kind !== 'file') return;
     const cid = e.client_msg_id;
     if (cid && e.author?.role === 'visitor') {
-      this.h.ls.del(`o:${cid}`);
+      this.drop(`o:${cid}`);
       this.failed.delete(cid);
       this.blobs.delete(cid);
     }
@@ -1273,6 +1303,8 @@ class Chat {
     const conv = this.conv;
     if (!conv) return;
     this.events.clear();
+    // Another log (not just a gap too large to replay): its seqs say nothing of what was read.
+    if (f.epoch !== conv.e) this.forgetReads();
     conv.e = f.epoch;
     this.h.ls.set('c', conv);
     this.cursor = Number(f.head) || 0;
@@ -1363,14 +1395,34 @@ class Chat {
     return this.isOpen && !document.hidden;
   }
 
+  /** Read and notification marks (seqs) are of one conversation and epoch: a new one starts afresh. */
+  private forgetReads() {
+    this.agentRead = this.sentRead = this.seen = 0;
+    this.live.clear();
+    for (const k of ['r', 'n']) this.h.ls.del(k);
+  }
+
+  /** A mark (`r` read, `n` notified) of the current conversation and epoch; 0 for another's. */
+  private mark(key: 'r' | 'n'): number {
+    const m = this.h.ls.get(key);
+    const conv = this.conv;
+    // A bare number was written by an earlier version, for the conversation held then.
+    if (typeof m === 'number') return m;
+    return conv && m && m.c === conv.id && m.e === conv.e ? Number(m.s) || 0 : 0;
+  }
+
+  private setMark(key: 'r' | 'n', seq: number) {
+    if (this.conv) this.h.ls.set(key, { c: this.conv.id, e: this.conv.e, s: seq });
+  }
+
   private updateUnread(quiet = false) {
     const ls = this.h.ls;
-    let readTo = Number(ls.get('r')) || 0;
+    let readTo = this.mark('r');
     let max = 0;
     for (const seq of this.events.keys()) max = Math.max(max, seq);
     if (this.visibleOpen() && max > readTo) {
       readTo = max;
-      ls.set('r', max);
+      this.setMark('r', max);
     }
     if (this.visibleOpen() && max > this.sentRead && this.conv && this.link.live) {
       this.sentRead = max;
@@ -1391,9 +1443,9 @@ class Chat {
     // The loader fires the 'unread' event when the count changes.
     this.h.setBadge(unread);
     this.unread = unread;
-    const notified = Number(ls.get('n')) || 0;
+    const notified = this.mark('n');
     if (newest && newest.seq > notified) {
-      ls.set('n', newest.seq);
+      this.setMark('n', newest.seq);
       // Live arrivals, or ones the loader woke us for; not what a reload merely shows again.
       if (!quiet || this.live.has(newest.seq) || !this.isOpen) this.notify(newest, unread);
     }

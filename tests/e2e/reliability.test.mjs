@@ -1,0 +1,307 @@
+// Delivery under trouble, in a real browser: the agent console and the widget when the socket is
+// cut, refused or answers with an error that names no message, when the HTTP fallback is slow,
+// when storage is full and when the network comes back. Every message typed arrives once, in
+// order, and stays on screen the whole time.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, fullHistory, newConversation, sleep } from '../support/client.mjs';
+import {
+  agentJoin, conversationOf, diag, openDemo, openPanel, panelMessages, send, signIn, visitorContext, visitorTexts, waitFor, waitForText,
+  widgetSuite,
+} from './helpers.mjs';
+
+const STEP = { timeout: 120_000 };
+const CONV_WS = /\/api\/v1\/conversations\/[^/]+\/ws/;
+
+let server;
+let browser;
+let agent;
+widgetSuite({}, (parts) => ({ server, browser, agent } = parts));
+
+/** A console signed in as the demo owner, in its own context; `setup(context)` runs first. */
+async function openConsole(setup) {
+  const context = await visitorContext(browser, { viewport: { width: 1440, height: 900 } });
+  await setup?.(context);
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  await signIn(page, server);
+  await page.waitForSelector('.conv-list[aria-busy="false"]', { state: 'attached' });
+  return { context, page };
+}
+
+/** A visitor (the protocol client) who started a chat with one message: { conversation, token, socket }. */
+async function visitorChat(text) {
+  const conv = await newConversation(server);
+  const socket = await connect(server, conv.conversation, conv.token, { after: 0 });
+  const ack = await socket.sendMessage(text);
+  assert.equal(ack.type, 'ack', JSON.stringify(ack));
+  return { ...conv, socket };
+}
+
+/** Opens a conversation from the Team list and waits for its thread. */
+async function openFromTeam(page, id) {
+  await page.click('#list-tab-team');
+  await page.click(`.conv-item[data-id="${id}"]`, { timeout: 15_000 });
+  await page.waitForSelector(`.conv[data-conversation="${id}"] .thread-begin, .conv[data-conversation="${id}"] .load-earlier`);
+}
+
+/** Types a reply in the open conversation and sends it with Enter. */
+async function reply(page, text) {
+  await page.fill('.composer-input', text);
+  await page.focus('.composer-input');
+  await page.keyboard.press('Enter');
+}
+
+/** The agent's messages stored in a conversation, as text, in order. */
+async function agentTexts(chat) {
+  const events = await fullHistory(server, chat.conversation, chat.token);
+  return events.filter((e) => e.kind === 'message' && e.author.role === 'agent').map((e) => e.body.text);
+}
+
+/** The agent's messages in the open thread, delivered or pending: { text, pending }. */
+function myThread(page) {
+  return page.$$eval('.conv .msg--mine', (els) => els.map((e) => ({
+    text: e.querySelector('.text')?.textContent ?? '',
+    pending: e.classList.contains('msg--pending'),
+  })));
+}
+
+test('console: a reply sent over the HTTP fallback stays in the thread and is stored once', STEP, async () => {
+  const chat = await visitorChat('Is anyone there?');
+  // The conversation socket never gets through; the console falls back to HTTP after 8 s.
+  const { context, page } = await openConsole((ctx) => ctx.routeWebSocket(CONV_WS, (ws) => ws.close()));
+  try {
+    await openFromTeam(page, chat.conversation);
+    await waitForText(page, '.conv .msg--in .text', 'anyone there');
+    await sleep(9000);
+    const posted = page.waitForResponse((r) => r.url().endsWith('/messages') && r.request().method() === 'POST');
+    await reply(page, 'Sent while the socket is down');
+    assert.equal((await posted).status(), 200);
+    await waitFor(async () => (await myThread(page)).some((m) => m.text === 'Sent while the socket is down' && !m.pending),
+      'the reply shown as delivered');
+    await sleep(1500);
+    assert.deepEqual(await myThread(page), [{ text: 'Sent while the socket is down', pending: false }], 'still shown, once');
+    assert.deepEqual(await agentTexts(chat), ['Sent while the socket is down']);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('console: replies sent over the HTTP fallback are stored in the order they were written', STEP, async () => {
+  const chat = await visitorChat('Three questions');
+  let posts = 0;
+  const { context, page } = await openConsole(async (ctx) => {
+    await ctx.routeWebSocket(CONV_WS, (ws) => ws.close());
+    // The first post is slow to reach the server: nothing written after it may overtake it.
+    await ctx.route(/\/api\/v1\/conversations\/[^/]+\/messages$/, async (route) => {
+      if (posts++ === 0) await sleep(1500);
+      return route.fallback();
+    });
+  });
+  try {
+    await openFromTeam(page, chat.conversation);
+    await waitForText(page, '.conv .msg--in .text', 'Three questions');
+    await sleep(9000);
+    for (const text of ['one', 'two', 'three']) await reply(page, text);
+    await waitFor(async () => (await agentTexts(chat)).length === 3, 'three replies stored', 30_000);
+    assert.deepEqual(await agentTexts(chat), ['one', 'two', 'three']);
+    await waitFor(async () => (await myThread(page)).map((m) => `${m.text}:${m.pending}`).join('|') === 'one:false|two:false|three:false',
+      'the three shown as delivered, in order');
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('console: a send refused with an error that names no message is sent again', STEP, async () => {
+  const chat = await visitorChat('Hello?');
+  let swallowed = 0;
+  const { context, page } = await openConsole((ctx) => ctx.routeWebSocket(CONV_WS, (ws) => {
+    const server = ws.connectToServer();
+    server.onMessage((m) => ws.send(m));
+    ws.onMessage((m) => {
+      // The first send fails on the server's storage, whose error does not say which send it was.
+      if (!swallowed && JSON.parse(m).type === 'send') {
+        swallowed += 1;
+        ws.send(JSON.stringify({ v: 1, type: 'error', code: 'storage_unavailable', message: 'x' }));
+        return;
+      }
+      server.send(m);
+    });
+  }));
+  try {
+    await openFromTeam(page, chat.conversation);
+    await page.waitForSelector('.conv .conv-sub:not(:has(.sub-conn))');
+    await reply(page, 'Delivered after all');
+    await waitFor(async () => (await agentTexts(chat)).length === 1, 'the reply stored', 25_000);
+    assert.equal(swallowed, 1);
+    await waitFor(async () => (await myThread(page)).some((m) => m.text === 'Delivered after all' && !m.pending), 'shown as delivered');
+    await sleep(1500);
+    assert.deepEqual(await agentTexts(chat), ['Delivered after all']);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('console: a token error on a conversation socket while the session is valid reconnects', STEP, async () => {
+  const chat = await visitorChat('First question');
+  let refused = 0;
+  const { context, page } = await openConsole((ctx) => ctx.routeWebSocket(CONV_WS, (ws) => {
+    if (refused) return ws.connectToServer();
+    ws.onMessage(() => {
+      refused += 1;
+      ws.send(JSON.stringify({ v: 1, type: 'error', code: 'token_missing', message: 'x' }));
+      ws.close({ code: 1008, reason: 'token_missing' });
+    });
+  }));
+  try {
+    await openFromTeam(page, chat.conversation);
+    await waitFor(() => refused === 1, 'the first hello refused');
+    await chat.socket.sendMessage('Second question, after the refusal');
+    await waitForText(page, '.conv .msg--in .text', 'Second question', 20_000);
+    assert.ok(await page.$('.topbar .status-select'), 'still signed in');
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('console: a tab closed while its conversation is loading opens no socket', STEP, async () => {
+  const chat = await visitorChat('Quick one');
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  const sockets = [];
+  const { context, page } = await openConsole(async (ctx) => {
+    await ctx.routeWebSocket(CONV_WS, (ws) => {
+      sockets.push(ws.url());
+      ws.connectToServer();
+    });
+    // The conversation's details are slow to come.
+    await ctx.route(new RegExp(`/api/v1/conversations/${chat.conversation}$`), async (route) => {
+      await held;
+      return route.fallback();
+    });
+  });
+  try {
+    await page.click('#list-tab-team');
+    await page.click(`.conv-item[data-id="${chat.conversation}"]`, { timeout: 15_000 });
+    await page.click('.convtab-close');
+    await page.waitForSelector('.convtab', { state: 'detached' });
+    release();
+    await sleep(3000);
+    assert.deepEqual(sockets, [], 'no conversation socket after the tab closed');
+  } finally {
+    release();
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('widget: a message written while storage is full is still shown and delivered', STEP, async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  try {
+    await openPanel(page);
+    await send(page, 'Before storage filled up');
+    const conversation = await conversationOf(page);
+    await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the first message sent');
+    // The host page (or anything else on its origin) filled localStorage up.
+    const full = await page.evaluate(() => {
+      let size = 1 << 20;
+      for (let i = 0; size >= 1; i += 1) {
+        try {
+          localStorage.setItem(`filler-${i}`, 'x'.repeat(size));
+        } catch {
+          size >>= 1;
+        }
+      }
+      try {
+        localStorage.setItem('parley-probe', 'x');
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    assert.ok(full, 'localStorage refuses writes');
+    await send(page, 'Written with storage full');
+    await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.text === 'Written with storage full'), 'the message shown');
+    await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).every((m) => m.state === 'sent'), 'shown as sent');
+    await sleep(1000);
+    assert.deepEqual(visitorTexts(await fullHistory(server, conversation, agent.token)), ['Before storage filled up', 'Written with storage full']);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('widget: a first message written offline is sent as soon as the network is back', STEP, async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  try {
+    await openPanel(page);
+    await context.setOffline(true);
+    await send(page, 'Typed in the tunnel');
+    await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'queued'), 'shown as queued');
+    assert.equal((await diag(page)).conversation ?? null, null, 'no conversation yet');
+    await context.setOffline(false);
+    const conversation = await waitFor(async () => (await diag(page)).conversation, 'the conversation created', 8000);
+    await waitFor(async () => visitorTexts(await fullHistory(server, conversation, agent.token)).length === 1, 'the message stored', 8000);
+    assert.deepEqual(visitorTexts(await fullHistory(server, conversation, agent.token)), ['Typed in the tunnel']);
+  } finally {
+    await context.close();
+  }
+});
+
+test('widget: after its conversation is gone, replies in the next one are unread again', STEP, async () => {
+  const context = await visitorContext(browser);
+  const goneIds = new Set();
+  const open = [];
+  await context.routeWebSocket(CONV_WS, (ws) => {
+    if (goneIds.has(ws.url().match(/conversations\/([^/]+)\/ws/)[1])) {
+      // The conversation no longer exists for this visitor (erased, say): refused after hello.
+      ws.onMessage(() => {
+        ws.send(JSON.stringify({ v: 1, type: 'error', code: 'not_found', message: 'x' }));
+        ws.close({ code: 1008, reason: 'not_found' });
+      });
+      return;
+    }
+    open.push(ws);
+    ws.connectToServer();
+  });
+  const page = await openDemo(context, server);
+  const sockets = [];
+  try {
+    await openPanel(page);
+    await send(page, 'First chat');
+    const first = await conversationOf(page);
+    const sock = await agentJoin(server, agent, first);
+    sockets.push(sock);
+    // Many replies, read with the panel open: the read mark moves past the seqs a new chat starts with.
+    for (let i = 1; i <= 6; i += 1) assert.equal((await sock.sendMessage(`answer ${i}`)).type, 'ack');
+    await waitFor(async () => (await panelMessages(page)).filter((m) => /^answer \d$/.test(m.text)).length === 6, 'the answers shown');
+    assert.equal((await diag(page)).unread, 0);
+
+    goneIds.add(first);
+    for (const ws of open.splice(0)) await ws.close({ code: 1012, reason: 'restart' });
+    await waitFor(async () => (await diag(page)).conversation === null, 'the widget to let the conversation go');
+    await send(page, 'Second chat');
+    const second = await waitFor(async () => {
+      const c = (await diag(page)).conversation;
+      return c && c !== first && c;
+    }, 'a new conversation');
+    await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.text === 'Second chat' && m.state === 'sent'), 'sent');
+    await page.evaluate(() => window.Parley.close());
+    const sock2 = await agentJoin(server, agent, second);
+    sockets.push(sock2);
+    assert.equal((await sock2.sendMessage('A reply in the new chat')).type, 'ack');
+    await waitFor(async () => (await diag(page)).unread === 1, 'the reply counted unread', 15_000);
+    await page.locator('[data-parley] .badge').first().waitFor({ state: 'visible' });
+  } finally {
+    for (const s of sockets) s.close();
+    await context.close();
+  }
+});
