@@ -219,6 +219,8 @@ pub struct Site {
     pub(crate) env: Env,
     routing: RefCell<Option<SiteState>>,
     info: RefCell<Option<(i64, SiteInfo)>>,
+    /// A read of the site's settings is under way (`fresh_routing_config`).
+    info_refreshing: std::cell::Cell<bool>,
     kv: ObjectKv,
     /// Whether this instance rescheduled its stored alarm (`platform::recover_alarm`).
     alarm_checked: std::cell::Cell<bool>,
@@ -250,6 +252,7 @@ impl DurableObject for SiteObject {
             env,
             routing: RefCell::new(None),
             info: RefCell::new(None),
+            info_refreshing: std::cell::Cell::new(false),
             kv,
             alarm_checked: std::cell::Cell::new(false),
             alarm_set: std::cell::Cell::new(None),
@@ -566,10 +569,31 @@ impl Site {
         *self.routing.borrow_mut() = Some(state.clone());
     }
 
-    /// The routing settings, read again from D1 once they are older than `INFO_TTL_MS`.
+    /// The routing settings, read again from D1 once they are older than `INFO_TTL_MS`. Once
+    /// any are known, an input is decided with them at once and a stale copy is read again in
+    /// the background, one read at a time: an input that waited for its own read could be
+    /// overtaken by a later one whose read came back first (a close applied after the reopen
+    /// that followed it would leave the conversation with nobody).
     async fn fresh_routing_config(&self) -> RoutingConfig {
-        if let Some(site) = self.site_from_storage() {
-            self.site_info(&site).await;
+        let Some(site) = self.site_from_storage() else {
+            return self.routing_config();
+        };
+        let known_at = self.info.borrow().as_ref().map(|(at, _)| *at);
+        match known_at {
+            None => {
+                self.site_info(&site).await;
+            }
+            Some(at) if now_ms() - at >= INFO_TTL_MS && !self.info_refreshing.replace(true) => {
+                if let Some(me) = self.me.upgrade() {
+                    self.state.wait_until(async move {
+                        me.site_info(&site).await;
+                        me.info_refreshing.set(false);
+                    });
+                } else {
+                    self.info_refreshing.set(false);
+                }
+            }
+            Some(_) => {}
         }
         self.routing_config()
     }
