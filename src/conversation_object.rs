@@ -49,6 +49,10 @@ const MIRROR_DELAY_MS: u64 = 1000;
 /// timer runs, the alarm copies what is left. One alarm write per this long of activity, not
 /// one per burst (every alarm write and run is a commit of the object's storage).
 const MIRROR_SAFETY_MS: i64 = 30_000;
+/// Setting: the seq of the last `closed` or `reopened` event the site has not confirmed hearing
+/// of ("0" when none). Written with the event, so it survives a crash that loses the
+/// notification; the mirror timer and the alarm send the news again until the site takes it.
+const ROUTING_NEWS: &str = "routing_news";
 /// How long a conversation stays quiet (no confirmation from its site, no watermark reached)
 /// before the watermarks learnt since its last write are written on their own. Well under the
 /// idle time after which the runtime may evict the instance (the pending timer also holds it):
@@ -80,6 +84,21 @@ enum MirrorRun {
 struct SiteAnswer {
     #[serde(default)]
     mirrored: bool,
+}
+
+/// The seq of the last event among `events` that changes the conversation's status for
+/// routing (a close or a reopen).
+fn routing_news(events: &[parley_core::Event]) -> Option<u64> {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.payload,
+                parley_core::EventPayload::Closed {} | parley_core::EventPayload::Reopened {}
+            )
+        })
+        .map(|e| e.seq)
+        .max()
 }
 
 /// Logs a notification the site did not take (no answer, or an error status).
@@ -628,6 +647,11 @@ impl Conversation {
             // The site hears of these events before anything here awaits: automation's replies
             // (told in their own turn) and a concurrent command's events would otherwise reach
             // it first, out of `seq` order, and the agents' feed would end on an older event.
+            if let Some(seq) = routing_news(&appended) {
+                // In this turn, so in the events' own commit.
+                let _ =
+                    self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, &seq.to_string()));
+            }
             if let Ok(meta) = self.meta() {
                 let site = meta.site.clone();
                 site_told = self.notify_site(meta, &appended);
@@ -955,6 +979,10 @@ impl Conversation {
             // An answer about an earlier life confirms nothing, but may be the last one
             // awaited: the timer then copies what this life's answers did not confirm.
             let confirmed = seqs.filter(|_| mirrored && me.incarnation.get() == incarnation);
+            // A "yes" means the site took the whole notification, routing news included.
+            if let Some((first, last)) = confirmed {
+                me.routing_news_heard(first, last);
+            }
             me.site_copied(confirmed);
         });
         true
@@ -982,6 +1010,60 @@ impl Conversation {
         }
         if mirrored < head && self.site_copies.get() == 0 {
             self.start_mirror_timer();
+        }
+    }
+
+    /// The site confirmed events `first..=last`: routing news among them has been heard.
+    fn routing_news_heard(&self, first: u64, last: u64) {
+        let pending = self.pending_routing_news();
+        if pending.is_some_and(|seq| (first..=last).contains(&seq)) {
+            let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
+        }
+    }
+
+    fn pending_routing_news(&self) -> Option<u64> {
+        self.setting(ROUTING_NEWS)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|seq| *seq > 0)
+    }
+
+    /// Tells the site again of the last close or reopen it has not confirmed: a notification
+    /// lost with a crashed or restarted site would otherwise leave routing with the
+    /// conversation's old status for good (an agent's seat held by a closed conversation, a
+    /// reopened one with nobody). Routing takes the same news twice without harm.
+    async fn resend_routing_news(&self) {
+        let Some(seq) = self.pending_routing_news() else {
+            return;
+        };
+        let Ok(meta) = self.meta() else { return };
+        let event = self
+            .with_engine(|_, store| {
+                parley_core::Store::events_after(store, seq.saturating_sub(1), 1)
+            })
+            .ok()
+            .flatten()
+            .and_then(|events| events.ok())
+            .and_then(|events| events.into_iter().find(|e| e.seq == seq));
+        let Some(event) = event else {
+            // Not in the log (a restore took it): there is nothing to tell.
+            let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
+            return;
+        };
+        let request = crate::site_object::SiteRequest::Activity {
+            events: vec![crate::site_object::Activity::from_event(&meta.id, &event)],
+            mirror: None,
+        };
+        match crate::site_object::send(&self.env, &meta.site, &request).await {
+            Ok(response) if response.status_code() < 300 => {
+                self.log("routing_news_resent", "").seq(seq).emit();
+                if self.pending_routing_news() == Some(seq) {
+                    let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
+                }
+            }
+            answer => {
+                site_notify_failed(&meta, answer);
+                self.wake_within(MIRROR_SAFETY_MS).await;
+            }
         }
     }
 
@@ -1151,6 +1233,9 @@ impl Conversation {
         if self.draining.replace(true) {
             self.rerun.set(true);
             return;
+        }
+        if self.site_copies.get() == 0 && !self.erased.get() {
+            self.resend_routing_news().await;
         }
         loop {
             self.rerun.set(false);

@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './support/server.mjs';
-import { Socket, agentLogin, eventKey, fullHistory, msgId, newConversation, sleep, wsUrl } from './support/client.mjs';
+import {
+  Socket, agentLogin, createAgent, eventKey, fullHistory, http, msgId, newConversation, openConsole, siteId, sleep, wsUrl,
+} from './support/client.mjs';
 
 const GENEROUS = { RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', RATE_IP_MESSAGES: '5000/500' };
 
@@ -226,6 +228,46 @@ test('events stored just before a crash reach D1 after the restart without anyon
     assert.deepEqual(caughtUp(quiet.conv.conversation), [], 'the quiet conversation copied nothing again');
     const quietLog = await fullHistory(server, quiet.conv.conversation, quiet.conv.token);
     assert.deepEqual(await mirrored(server, quiet.conv.conversation), asMirrored(quietLog));
+  } finally {
+    await server.stop();
+  }
+});
+
+test('closes whose news died with the runtime still reach routing after the restart: no seat stays held by a closed conversation', async () => {
+  let server = await startServer({ vars: { ...GENEROUS, RATE_IP_CREATIONS: '500/50' } });
+  const { persistDir, port } = server;
+  try {
+    const owner = await agentLogin(server);
+    const site = await siteId(server, owner.token);
+    const kim = await createAgent(server, { name: 'Kim', email: 'kim@parley.local', capacity: 12 });
+    let console_ = await openConsole(server, site, kim.token);
+    const convs = [];
+    for (let i = 0; i < 10; i += 1) convs.push(await newConversation(server));
+    const ids = convs.map((c) => c.conversation);
+    await console_.next((f) => f.type === 'inbox' && ids.every((id) => f.assignments.some((a) => a.conversation === id && a.agent === kim.agentId)), 20_000);
+    // Ten closes at once; the runtime dies as soon as the first is answered, with the others'
+    // notifications to the site on their way (or not yet sent).
+    const closing = ids.map((id) => http(server.url, `/api/v1/conversations/${id}/close`, { method: 'POST', token: kim.token }).catch(() => null));
+    await Promise.race(closing);
+    await server.kill();
+    await Promise.all(closing);
+    console_.close();
+    server = await startServer({ persistDir, port, vars: { ...GENEROUS, RATE_IP_CREATIONS: '500/50' } });
+
+    // Whatever each conversation stored (closed, or still open when the close died with the
+    // process), routing ends up agreeing with it.
+    const statuses = new Map();
+    for (const id of ids) {
+      const info = await http(server.url, `/api/v1/conversations/${id}`, { token: owner.token });
+      assert.equal(info.status, 200, JSON.stringify(info.body));
+      statuses.set(id, info.body.status);
+    }
+    const open = ids.filter((id) => statuses.get(id) === 'open');
+    console_ = await openConsole(server, site, kim.token);
+    const agrees = (f) => ids.every((id) => f.assignments.some((a) => a.conversation === id) === open.includes(id));
+    const inbox = agrees(console_.inbox) ? console_.inbox : await console_.next((f) => f.type === 'inbox' && agrees(f), 60_000);
+    assert.equal(inbox.agents.find((a) => a.id === kim.agentId).active, open.length);
+    console_.close();
   } finally {
     await server.stop();
   }
