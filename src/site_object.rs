@@ -699,6 +699,18 @@ impl Site {
                     previous,
                     reason,
                 } => {
+                    // Effects of several inputs are carried out side by side: an assignment a
+                    // later input has already replaced (a claim during a timeout's round) is
+                    // not sent after the newer one, which would leave the conversation showing
+                    // the wrong agent.
+                    let still_current = self.peek_state(|s| {
+                        s.assignments
+                            .get(conversation)
+                            .is_some_and(|a| a.agent == *agent)
+                    });
+                    if !still_current {
+                        continue;
+                    }
                     let request = SystemRequest::Assign {
                         agent: Participant {
                             id: agent.clone(),
