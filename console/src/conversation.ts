@@ -403,7 +403,10 @@ export class ConvSession extends Emitter<ConvEvents> {
       for (const item of queue) {
         // An ack that never came (the server's error may not say which send it was about): again.
         const unacked = this.inflight.get(item.client_msg_id);
-        if ((unacked && unacked > now) || (item.retryAt && item.retryAt > now)) continue;
+        if (unacked && unacked > now) continue;
+        // One told to wait (rate limited) holds back those written after it: replies are
+        // stored in the order they were written.
+        if (item.retryAt && item.retryAt > now) break;
         if (!this.socket.send({ type: 'send', ...this.sendBody(item) })) return;
         this.inflight.set(item.client_msg_id, now + ACK_WITHIN);
       }

@@ -147,6 +147,39 @@ test('console: a send refused with an error that names no message is sent again'
   }
 });
 
+test('console: a reply told to wait (rate limited) holds back the ones written after it', STEP, async () => {
+  const chat = await visitorChat('Two answers, please');
+  let limited = 0;
+  const { context, page } = await openConsole((ctx) => ctx.routeWebSocket(CONV_WS, (ws) => {
+    const server = ws.connectToServer();
+    server.onMessage((m) => ws.send(m));
+    ws.onMessage((m) => {
+      const frame = JSON.parse(m);
+      // The first send is refused for now, as the server's rate limit would.
+      if (!limited && frame.type === 'send') {
+        limited += 1;
+        ws.send(JSON.stringify({
+          v: 1, type: 'error', code: 'rate_limited', message: 'x', client_msg_id: frame.client_msg_id, retry_after_ms: 2000,
+        }));
+        return;
+      }
+      server.send(m);
+    });
+  }));
+  try {
+    await openFromTeam(page, chat.conversation);
+    await page.waitForSelector('.conv .conv-sub:not(:has(.sub-conn))');
+    await reply(page, 'first');
+    await waitFor(() => limited === 1, 'the first send limited');
+    await reply(page, 'second');
+    await waitFor(async () => (await agentTexts(chat)).length === 2, 'both stored', 20_000);
+    assert.deepEqual(await agentTexts(chat), ['first', 'second']);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
 test('console: a token error on a conversation socket while the session is valid reconnects', STEP, async () => {
   const chat = await visitorChat('First question');
   let refused = 0;
