@@ -195,46 +195,30 @@ impl Event {
     /// masked too, which only hides what the agent wrote themselves).
     pub fn masked_pii(&self) -> Event {
         let mut masked = false;
-        let mut mask = |text: &str| {
-            let (text, changed) = crate::pii::mask(text);
+        let mut mask = |text: &mut String| {
+            let (clean, changed) = crate::pii::mask(text);
             masked |= changed;
-            text
+            *text = clean;
         };
-        let payload = match (&self.payload, self.author.role) {
-            (EventPayload::Message { text }, Role::Visitor) => {
-                EventPayload::Message { text: mask(text) }
-            }
-            (EventPayload::Created { form, fields }, _) => EventPayload::Created {
-                form: form.clone(),
-                fields: fields
-                    .iter()
-                    .map(|(name, value)| (name.clone(), mask(value)))
-                    .collect(),
-            },
-            (EventPayload::Rated { score, comment }, Role::Visitor) => EventPayload::Rated {
-                score: *score,
-                comment: comment.as_deref().map(&mut mask),
-            },
+        let mut payload = self.payload.clone();
+        match (&mut payload, self.author.role) {
+            (EventPayload::Message { text }, Role::Visitor) => mask(text),
+            (EventPayload::Created { fields, .. }, _) => fields.values_mut().for_each(mask),
             (
+                EventPayload::Rated {
+                    comment: Some(text),
+                    ..
+                },
+                Role::Visitor,
+            )
+            | (
                 EventPayload::Translation {
-                    of,
-                    from,
-                    to,
-                    text,
-                    provider,
-                    failed,
+                    text: Some(text), ..
                 },
                 _,
-            ) => EventPayload::Translation {
-                of: *of,
-                from: from.clone(),
-                to: to.clone(),
-                text: text.as_deref().map(&mut mask),
-                provider: provider.clone(),
-                failed: failed.clone(),
-            },
+            ) => mask(text),
             _ => return self.clone(),
-        };
+        }
         Event {
             payload,
             masked: self.masked || masked,
