@@ -1,5 +1,5 @@
-//! Callers waiting for a yes/no answer, each under a key and until a deadline. While any wait,
-//! one timer answers the overdue ones "no": one timer for all of them rather than one each,
+//! Callers waiting for an answer, each under a key and until a deadline. While any wait, one
+//! timer answers the overdue ones "no" (the answer type's default): one timer for all of them rather than one each,
 //! because a timer per message is a JS closure and a runtime timer the garbage collector frees.
 
 use std::cell::{Cell, RefCell};
@@ -15,15 +15,15 @@ use crate::platform::now_ms;
 /// How often overdue answers are looked for while anyone waits.
 const WATCH_MS: u64 = 1_000;
 
-pub struct Answers<K> {
-    waiting: RefCell<BTreeMap<K, (i64, oneshot::Sender<bool>)>>,
+pub struct Answers<K, V = bool> {
+    waiting: RefCell<BTreeMap<K, (i64, oneshot::Sender<V>)>>,
     watching: Cell<bool>,
     /// Answers that did not come in time since `take_overdue` last looked.
     overdue: Cell<u32>,
 }
 
-impl<K: Ord + Copy + 'static> Answers<K> {
-    pub fn new() -> Rc<Answers<K>> {
+impl<K: Ord + Copy + 'static, V: Copy + Default + 'static> Answers<K, V> {
+    pub fn new() -> Rc<Answers<K, V>> {
         Rc::new(Answers {
             waiting: RefCell::new(BTreeMap::new()),
             watching: Cell::new(false),
@@ -32,12 +32,7 @@ impl<K: Ord + Copy + 'static> Answers<K> {
     }
 
     /// Waits for the answer under `key`, "no" once `timeout_ms` from now has passed.
-    pub fn wait(
-        self: &Rc<Self>,
-        state: &State,
-        key: K,
-        timeout_ms: i64,
-    ) -> oneshot::Receiver<bool> {
+    pub fn wait(self: &Rc<Self>, state: &State, key: K, timeout_ms: i64) -> oneshot::Receiver<V> {
         let (answer, answered) = oneshot::channel();
         self.waiting
             .borrow_mut()
@@ -46,9 +41,9 @@ impl<K: Ord + Copy + 'static> Answers<K> {
         answered
     }
 
-    pub fn answer(&self, key: K, yes: bool) {
+    pub fn answer(&self, key: K, answer: V) {
         if let Some((_, waiter)) = self.waiting.borrow_mut().remove(&key) {
-            let _ = waiter.send(yes);
+            let _ = waiter.send(answer);
         }
     }
 
@@ -57,11 +52,11 @@ impl<K: Ord + Copy + 'static> Answers<K> {
         self.overdue.replace(0)
     }
 
-    /// Answers everyone waiting "no".
+    /// Answers everyone waiting "no" (the default).
     pub fn refuse_all(&self) {
         let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
         for (_, (_, waiter)) in waiting {
-            let _ = waiter.send(false);
+            let _ = waiter.send(V::default());
         }
     }
 
@@ -83,7 +78,7 @@ impl<K: Ord + Copy + 'static> Answers<K> {
                     .collect();
                 me.overdue.set(me.overdue.get() + overdue.len() as u32);
                 for key in overdue {
-                    me.answer(key, false);
+                    me.answer(key, V::default());
                 }
             }
             me.watching.set(false);

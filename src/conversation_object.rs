@@ -79,11 +79,22 @@ enum MirrorRun {
     Alarm,
 }
 
-/// The site's answer to a notification that carried rows for D1.
+/// The site's answer to a notification sent as a request (see `site_link::SiteHeard`).
 #[derive(Deserialize)]
 struct SiteAnswer {
     #[serde(default)]
     mirrored: bool,
+    #[serde(default)]
+    routed: bool,
+}
+
+impl From<SiteAnswer> for crate::site_link::SiteHeard {
+    fn from(answer: SiteAnswer) -> Self {
+        crate::site_link::SiteHeard {
+            mirrored: answer.mirrored,
+            routed: answer.routed,
+        }
+    }
 }
 
 /// The seq of the last event among `events` that changes the conversation's status for
@@ -959,31 +970,19 @@ impl Conversation {
         };
         self.site_copies.set(self.site_copies.get() + 1);
         self.state.wait_until(async move {
-            let mirrored = match me.site_line.send(&me.state, &request) {
-                Ok(answer) => answer.await.unwrap_or(false),
+            let heard = match me.site_line.send(&me.state, &request) {
+                Ok(answer) => answer.await.unwrap_or_default(),
                 // No line yet: the site opens one when it gets this.
-                Err(NotSent) => {
-                    match crate::site_object::send(&me.env, &meta.site, &request).await {
-                        Ok(mut response) if response.status_code() < 300 => response
-                            .json::<SiteAnswer>()
-                            .await
-                            .is_ok_and(|answer| answer.mirrored),
-                        answer => {
-                            site_notify_failed(&meta, answer);
-                            false
-                        }
-                    }
-                }
+                Err(NotSent) => me.ask_site(&meta, &request).await,
             };
             me.site_copies.set(me.site_copies.get().saturating_sub(1));
             // An answer about an earlier life confirms nothing, but may be the last one
             // awaited: the timer then copies what this life's answers did not confirm.
-            let confirmed = seqs.filter(|_| mirrored && me.incarnation.get() == incarnation);
-            // A "yes" means the site took the whole notification, routing news included.
-            if let Some((first, last)) = confirmed {
+            let this_life = me.incarnation.get() == incarnation;
+            if let Some((first, last)) = seqs.filter(|_| heard.routed && this_life) {
                 me.routing_news_heard(first, last);
             }
-            me.site_copied(confirmed);
+            me.site_copied(seqs.filter(|_| heard.mirrored && this_life));
         });
         true
     }
@@ -1049,20 +1048,40 @@ impl Conversation {
             let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
             return;
         };
+        let mut activity = crate::site_object::Activity::from_event(&meta.id, &event);
+        // Told again as the system's: an agent's reopen, told again after that agent handed
+        // the conversation on, would otherwise take it back.
+        activity.author_role = parley_core::Role::System;
         let request = crate::site_object::SiteRequest::Activity {
-            events: vec![crate::site_object::Activity::from_event(&meta.id, &event)],
+            events: vec![activity],
             mirror: None,
         };
-        match crate::site_object::send(&self.env, &meta.site, &request).await {
-            Ok(response) if response.status_code() < 300 => {
-                self.log("routing_news_resent", "").seq(seq).emit();
-                if self.pending_routing_news() == Some(seq) {
-                    let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
-                }
+        if self.ask_site(&meta, &request).await.routed {
+            self.log("routing_news_resent", "").seq(seq).emit();
+            if self.pending_routing_news() == Some(seq) {
+                let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
             }
+        } else {
+            self.wake_within(MIRROR_SAFETY_MS).await;
+        }
+    }
+
+    /// Sends the site a request and reads what it did with it; a failure reads as "nothing"
+    /// (and is logged).
+    async fn ask_site(
+        &self,
+        meta: &Meta,
+        request: &crate::site_object::SiteRequest,
+    ) -> crate::site_link::SiteHeard {
+        match crate::site_object::send(&self.env, &meta.site, request).await {
+            Ok(mut response) if response.status_code() < 300 => response
+                .json::<SiteAnswer>()
+                .await
+                .map(Into::into)
+                .unwrap_or_default(),
             answer => {
-                site_notify_failed(&meta, answer);
-                self.wake_within(MIRROR_SAFETY_MS).await;
+                site_notify_failed(meta, answer);
+                Default::default()
             }
         }
     }

@@ -62,11 +62,25 @@ struct OutgoingFrame<'a> {
     request: &'a SiteRequest,
 }
 
-/// The site's answer to notification `id`: whether its rows are in D1.
+/// What the site did with a notification: whether its rows are in D1, and whether routing
+/// took its news. The default, "neither", is also what no answer means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SiteHeard {
+    pub mirrored: bool,
+    /// A site of an earlier release does not say: read as "no", so the news is told again
+    /// (routing takes it twice without harm).
+    pub routed: bool,
+}
+
+/// The site's answer to notification `id` (`SiteHeard`'s fields beside it, not nested: the
+/// shape sites of an earlier release send).
 #[derive(Serialize, Deserialize)]
 struct LineAnswer {
     id: u64,
+    #[serde(default)]
     mirrored: bool,
+    #[serde(default)]
+    routed: bool,
 }
 
 /// The notification could not go on a line; the caller sends it as a request.
@@ -77,7 +91,7 @@ pub struct NotSent;
 
 pub struct ConversationLine {
     /// Notifications sent on the line and not answered yet.
-    answers: Rc<Answers<u64>>,
+    answers: Rc<Answers<u64, SiteHeard>>,
     /// The next notification's id. Starts at a random point in each instance, so an answer
     /// meant for an earlier instance (the line outlives it) cannot confirm another notification.
     next_id: Cell<u64>,
@@ -94,13 +108,13 @@ impl ConversationLine {
         }
     }
 
-    /// Sends `request` on the line, if the site has opened one; the answer says whether the
-    /// rows it carries are in D1.
+    /// Sends `request` on the line, if the site has opened one; the answer says what the site
+    /// did with it.
     pub fn send(
         &self,
         state: &State,
         request: &SiteRequest,
-    ) -> Result<oneshot::Receiver<bool>, NotSent> {
+    ) -> Result<oneshot::Receiver<SiteHeard>, NotSent> {
         let line = state
             .get_websockets_with_tag(LINE_TAG)
             .into_iter()
@@ -117,7 +131,7 @@ impl ConversationLine {
         let text = serde_json::to_string(&OutgoingFrame { id, request }).map_err(|_| NotSent)?;
         let answered = self.answers.wait(state, id, ANSWER_TIMEOUT_MS);
         if line.send_with_str(&text).is_err() {
-            self.answers.answer(id, false);
+            self.answers.answer(id, SiteHeard::default());
             return Err(NotSent);
         }
         Ok(answered)
@@ -126,7 +140,11 @@ impl ConversationLine {
     /// A frame from the site on the line: an answer.
     pub fn answered(&self, text: &str) {
         if let Ok(answer) = serde_json::from_str::<LineAnswer>(text) {
-            self.answers.answer(answer.id, answer.mirrored);
+            let heard = SiteHeard {
+                mirrored: answer.mirrored,
+                routed: answer.routed,
+            };
+            self.answers.answer(answer.id, heard);
         }
     }
 
@@ -260,14 +278,15 @@ impl Site {
     }
 
     async fn answer(self: &Rc<Self>, frame: LineFrame, socket: WebSocket) {
-        let mirrored = match frame.request {
+        let heard = match frame.request {
             SiteRequest::Activity { events, mirror } => self.activity(events, mirror).await,
-            // Only activity travels on a line; anything else is answered "not copied".
-            _ => false,
+            // Only activity travels on a line; anything else is answered "not taken".
+            _ => SiteHeard::default(),
         };
         let answer = LineAnswer {
             id: frame.id,
-            mirrored,
+            mirrored: heard.mirrored,
+            routed: heard.routed,
         };
         if let Ok(text) = serde_json::to_string(&answer) {
             let _ = socket.send_with_str(&text);

@@ -29,6 +29,7 @@ use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
+use crate::site_link::SiteHeard;
 
 /// Longest preview of a message in the feed.
 const PREVIEW_CHARS: usize = 140;
@@ -516,21 +517,26 @@ impl Site {
 
     /// Reads the routing state in place, from storage the first time: most requests only look,
     /// and a copy of a big site's state (every agent, queue entry and assignment) is not free.
-    /// A state that cannot be read (storage failing, a value that does not decode) is not
-    /// taken for an empty one: lookers see an empty one this time, and the next call reads
-    /// again.
+    /// A state storage cannot read now is not taken for an empty one (which the next input
+    /// would save over it): lookers see an empty one this time, and the next call reads again.
+    /// A stored state that does not decode (a deploy that changed its shape) is kept aside
+    /// under another key for repair, and routing starts again from an empty one: agents'
+    /// consoles and new conversations fill it again, where refusing would stop routing for good.
     fn peek_state<R>(&self, f: impl FnOnce(&SiteState) -> R) -> R {
         if self.routing.borrow().is_none() {
             let stored = match self.kv.read("routing") {
                 Ok(None) => Some(SiteState::default()),
-                Ok(Some(json)) => serde_json::from_str(&json)
-                    .inspect_err(|e| {
+                Ok(Some(json)) => match serde_json::from_str(&json) {
+                    Ok(state) => Some(state),
+                    Err(e) => {
                         Log::error("routing_state_unreadable")
                             .error_class("bad_state")
                             .field("detail", e.to_string())
-                            .emit()
-                    })
-                    .ok(),
+                            .emit();
+                        self.kv_put("routing_unreadable", &json);
+                        Some(SiteState::default())
+                    }
+                },
                 Err(e) => {
                     Log::error("routing_state_unreadable")
                         .error_class("storage_unavailable")
@@ -1003,20 +1009,26 @@ impl Site {
     }
 
     /// Conversation activity: the inbox feed, routing, and rows for the next D1 batch.
-    /// Answers whether the rows are in D1.
+    /// Answers whether the rows are in D1 and whether routing took the news. Activity without
+    /// rows is news told again (see the conversation's `resend_routing_news`): routing only,
+    /// the feed had it the first time.
     pub(crate) async fn activity(
         &self,
         events: Vec<Activity>,
         mirror: Option<parley_core::mirror::MirrorRows>,
-    ) -> bool {
+    ) -> SiteHeard {
+        let retold = mirror.is_none();
         // Queued first, so the rows make the batch that is open now.
         let mirrored = mirror.map(|rows| self.mirror.submit(&self.state, rows));
+        let mut routed = true;
         for activity in events {
-            self.feed(serde_json::json!({
-                "event": "activity", "conversation": activity.conversation, "seq": activity.seq,
-                "kind": activity.kind, "author_role": activity.author_role, "at": activity.at,
-                "preview": activity.preview,
-            }));
+            if !retold {
+                self.feed(serde_json::json!({
+                    "event": "activity", "conversation": activity.conversation, "seq": activity.seq,
+                    "kind": activity.kind, "author_role": activity.author_role, "at": activity.at,
+                    "preview": activity.preview,
+                }));
+            }
             let input = match (activity.kind.as_str(), activity.author_role) {
                 // A reply that is only a file is an answer too.
                 ("message" | "file", Role::Agent) => Some(SiteInput::AgentReplied {
@@ -1056,12 +1068,17 @@ impl Site {
                     continue;
                 }
             }
-            let _ = self.apply(input).await;
+            // A decision (even "unknown conversation") is news taken; a state that cannot be
+            // read is not.
+            if let Err(RoutingError::StateUnreadable) = self.apply(input).await {
+                routed = false;
+            }
         }
-        match mirrored {
+        let mirrored = match mirrored {
             Some(confirmation) => confirmation.await,
             None => false,
-        }
+        };
+        SiteHeard { mirrored, routed }
     }
 
     async fn request(&self, req: &mut Request, site: &str) -> ApiResult {
@@ -1103,12 +1120,12 @@ impl Site {
                     .as_ref()
                     .map(|rows| rows.conversation.id.clone())
                     .or_else(|| events.first().map(|a| a.conversation.clone()));
-                let mirrored = self.activity(events, mirror).await;
+                let heard = self.activity(events, mirror).await;
                 // It had no line (see `site_link`): its next notifications take one.
                 if let (Some(conversation), Some(me)) = (conversation, self.me.upgrade()) {
                     me.open_line(conversation);
                 }
-                ok(serde_json::json!({ "mirrored": mirrored }))
+                ok(serde_json::json!({ "mirrored": heard.mirrored, "routed": heard.routed }))
             }
             SiteRequest::Claim {
                 conversation,

@@ -282,35 +282,6 @@ test('two agents claiming the same waiting conversation at once: exactly one win
   assert.equal(await until(() => assignee(v.conversation, winner.token), 'claim recorded'), winner.agentId);
 });
 
-test('a close the site did not confirm is told to it again, and routing takes it once', async () => {
-  const shop = await addSite();
-  const lee = await createAgent(server, { name: 'Lee', email: 'lee@parley.local', capacity: 2 });
-  const leeConsole = await openConsole(server, shop.id, lee.token);
-  const stop = keepAlive(leeConsole);
-  try {
-    const v = await newConversation(shop.server);
-    assert.equal(await until(() => assignee(v.conversation, lee.token), 'assigned'), lee.agentId);
-    // With D1 failing the site cannot confirm the close's rows, so the conversation cannot know
-    // whether its news was heard: it sends the close again on its own.
-    const from = server.logs.length;
-    await server.d1('ALTER TABLE messages RENAME TO messages_offline');
-    try {
-      assert.equal((await close(v.conversation, lee)).status, 200);
-      await until(() => server.logs.slice(from).some((l) => l.includes('"routing_news_resent"') && l.includes(v.conversation)), 'the close told again', 20_000);
-    } finally {
-      await server.d1('ALTER TABLE messages_offline RENAME TO messages');
-    }
-    const inbox = await inboxWhere(leeConsole, (f) => !f.assignments.some((a) => a.conversation === v.conversation));
-    assert.equal(inbox.agents.find((a) => a.id === lee.agentId).active, 0);
-    // Told once more: nothing changes, and nothing is recorded twice.
-    const { results } = await server.d1("SELECT kind FROM routing_events WHERE conversation_id = ?1 AND kind = 'assigned'", [v.conversation]);
-    assert.equal(results.length, 1);
-  } finally {
-    stop();
-    leeConsole.close();
-  }
-});
-
 test('a reply that is only a file stops the answer clock', async () => {
   const shop = await addSite({ routing: { ...ROUTING, answer_timeout_ms: 60_000 } });
   const dee = await createAgent(server, { name: 'Dee', email: 'dee@parley.local', capacity: 3 });
