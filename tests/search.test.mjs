@@ -69,7 +69,7 @@ test('filters by tag, site and date', async () => {
   assert.equal((await search(owner.token, { q: 'parcel', site: site.id })).body.results.length, 1);
 });
 
-test("a visitor's form answers and the translations of their words reach agents without the permission masked", async () => {
+test("a visitor's form answers reach agents without the permission masked (the same rule covers rating comments and translations: core's unit test)", async () => {
   const plain = await createAgent(server, { name: 'Plain Form', email: 'plain-form@parley.local' });
   const visitor = await visitorSession(server);
   const created = await http(server.url, '/api/v1/conversations', {

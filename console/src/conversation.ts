@@ -14,6 +14,9 @@ import type { Agent, Ev, Participant } from './types';
 const PAGE = 50;
 const TYPING_TTL = 6000;
 const HTTP_FALLBACK_AFTER = 8000;
+/** How long an HTTP send or catch-up may take before it counts as failed (and is retried): a
+ *  request hung on a half-open connection would otherwise hold back every reply after it. */
+const HTTP_WAIT = 15_000;
 /** A send not acknowledged by then goes again (same client_msg_id: the server deduplicates). */
 const ACK_WITHIN = 10_000;
 /** The most events one long-poll answer carries. */
@@ -331,7 +334,7 @@ export class ConvSession extends Emitter<ConvEvents> {
     if (!this.loaded || !this.epoch) return this.loadLatest();
     for (;;) {
       const q = new URLSearchParams({ after: String(this.lastSeq), epoch: this.epoch, wait: '0' });
-      const r = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/events?${q}`);
+      const r = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/events?${q}`, { signal: AbortSignal.timeout(HTTP_WAIT) });
       if (r?.type === 'reset') return this.reset(r);
       const events: Ev[] = r?.events ?? [];
       for (const e of events) this.addLive(e);
@@ -431,7 +434,9 @@ export class ConvSession extends Emitter<ConvEvents> {
     this.posting = true;
     const id = item.client_msg_id;
     try {
-      await api(`/api/v1/conversations/${encodeURIComponent(this.id)}/messages`, { method: 'POST', body: this.sendBody(item) });
+      await api(`/api/v1/conversations/${encodeURIComponent(this.id)}/messages`, {
+        method: 'POST', body: this.sendBody(item), signal: AbortSignal.timeout(HTTP_WAIT),
+      });
     } catch (e) {
       this.posting = false;
       const err = e as ApiError;
@@ -448,7 +453,10 @@ export class ConvSession extends Emitter<ConvEvents> {
       await this.gapFetch;
       await this.catchUp();
     } catch {
-      // Still shown as sending; the next flush posts it again (a duplicate) and retries this.
+      // Still shown as sending; the next flush (on the 4 s timer, not at once) posts it again
+      // (the server keeps one) and retries this.
+      this.posting = false;
+      return;
     }
     this.posting = false;
     this.flush();

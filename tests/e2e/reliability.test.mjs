@@ -116,6 +116,31 @@ test('console: replies sent over the HTTP fallback are stored in the order they 
   }
 });
 
+test('console: an HTTP-fallback send that hangs is given up and sent again; the replies after it follow in order', STEP, async () => {
+  const chat = await visitorChat('Are you there?');
+  let posts = 0;
+  const { context, page } = await openConsole(async (ctx) => {
+    await ctx.routeWebSocket(CONV_WS, (ws) => ws.close());
+    // The first post never gets an answer (a half-open connection).
+    await ctx.route(/\/api\/v1\/conversations\/[^/]+\/messages$/, async (route) => {
+      if (posts++ === 0) return;
+      return route.fallback();
+    });
+  });
+  try {
+    await openFromTeam(page, chat.conversation);
+    await waitForText(page, '.conv .msg--in .text', 'Are you there?');
+    await sleep(9000);
+    await reply(page, 'yes');
+    await reply(page, 'how can I help?');
+    await waitFor(async () => (await agentTexts(chat)).length === 2, 'both replies stored', 45_000);
+    assert.deepEqual(await agentTexts(chat), ['yes', 'how can I help?']);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
 test('console: a send refused with an error that names no message is sent again', STEP, async () => {
   const chat = await visitorChat('Hello?');
   let swallowed = 0;
@@ -234,6 +259,26 @@ test('console: a tab closed while its conversation is loading opens no socket', 
   }
 });
 
+/** Fills the page's localStorage until it refuses even a byte; resolves to whether it does. */
+function fillStorage(page) {
+  return page.evaluate(() => {
+    let size = 1 << 20;
+    for (let i = 0; size >= 1; i += 1) {
+      try {
+        localStorage.setItem(`filler-${i}`, 'x'.repeat(size));
+      } catch {
+        size >>= 1;
+      }
+    }
+    try {
+      localStorage.setItem('parley-probe', 'x');
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
 test('widget: a message written while storage is full is still shown and delivered', STEP, async () => {
   const context = await visitorContext(browser);
   const page = await openDemo(context, server);
@@ -243,28 +288,33 @@ test('widget: a message written while storage is full is still shown and deliver
     const conversation = await conversationOf(page);
     await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the first message sent');
     // The host page (or anything else on its origin) filled localStorage up.
-    const full = await page.evaluate(() => {
-      let size = 1 << 20;
-      for (let i = 0; size >= 1; i += 1) {
-        try {
-          localStorage.setItem(`filler-${i}`, 'x'.repeat(size));
-        } catch {
-          size >>= 1;
-        }
-      }
-      try {
-        localStorage.setItem('parley-probe', 'x');
-        return false;
-      } catch {
-        return true;
-      }
-    });
-    assert.ok(full, 'localStorage refuses writes');
+    assert.ok(await fillStorage(page), 'localStorage refuses writes');
     await send(page, 'Written with storage full');
     await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.text === 'Written with storage full'), 'the message shown');
     await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).every((m) => m.state === 'sent'), 'shown as sent');
     await sleep(1000);
     assert.deepEqual(visitorTexts(await fullHistory(server, conversation, agent.token)), ['Before storage filled up', 'Written with storage full']);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('widget: with storage full before the first message, the messages go to one conversation', STEP, async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  try {
+    await openPanel(page);
+    const since = Date.now();
+    assert.ok(await fillStorage(page), 'localStorage refuses writes');
+    await send(page, 'First, with storage full');
+    await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the first sent');
+    await send(page, 'Second, with storage full');
+    await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).every((m) => m.state === 'sent')
+      && (await panelMessages(page)).filter((m) => m.mine).length === 2, 'both shown as sent');
+    const { results } = await server.d1('SELECT id FROM conversations WHERE created_at >= ?1', [since]);
+    assert.equal(results.length, 1, 'one conversation, not one per message');
+    assert.deepEqual(visitorTexts(await fullHistory(server, results[0].id, agent.token)), ['First, with storage full', 'Second, with storage full']);
     assert.deepEqual(page.errors, []);
   } finally {
     await context.close();

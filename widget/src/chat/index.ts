@@ -111,6 +111,8 @@ class Chat {
    * key: kept for this page's life, so what the visitor wrote is still shown and sent.
    */
   private mem = new Map<string, OutboxItem>();
+  /** The `client_req_id` of the creation under way (see `ensureConversation`). */
+  private creation = '';
   /** Bytes of attachments until they are posted, by client_msg_id (a Blob cannot be stored). */
   private blobs = new Map<string, Blob>();
   private uploads = new Map<string, Promise<Sent>>();
@@ -1015,10 +1017,14 @@ class Chat {
       if (!this.conv || this.conv.id !== stored.id) this.adopt(stored);
       return true;
     }
+    // Storage refused to keep it (full): the conversation this page holds is the one.
+    if (this.conv) return true;
     const pf = ls.get<PendingForm>('pf');
     // One id per intended creation, kept until it succeeded: a retry after a lost answer (or
-    // a reload meanwhile) gets the same conversation, never a second one.
-    const rid = ls.get<string>('cr') || newMsgId();
+    // a reload meanwhile) gets the same conversation, never a second one. Also kept in the
+    // page, for when storage refuses it.
+    const rid = ls.get<string>('cr') || this.creation || newMsgId();
+    this.creation = rid;
     ls.set('cr', rid);
     // The language the visitor chose (setLocale), else the browser's, for routing rules.
     const body: Record<string, unknown> = { ...pf, page_url: location.href, language: ls.get('l') || navigator.language, client_req_id: rid };
@@ -1029,6 +1035,7 @@ class Chat {
       ls.set('c', conv);
       ls.del('pf');
       ls.del('cr');
+      this.creation = '';
       this.adopt(conv);
       return true;
     }
