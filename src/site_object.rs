@@ -586,22 +586,30 @@ impl Site {
         };
         let known_at = self.info.borrow().as_ref().map(|(at, _)| *at);
         match known_at {
-            None => {
+            // Nothing known yet, not even a stored copy (a site's first input): wait for it.
+            None if self.kv_get("info").is_none() => {
                 self.site_info(&site).await;
             }
-            Some(at) if now_ms() - at >= INFO_TTL_MS && !self.info_refreshing.replace(true) => {
-                if let Some(me) = self.me.upgrade() {
-                    self.state.wait_until(async move {
-                        me.site_info(&site).await;
-                        me.info_refreshing.set(false);
-                    });
-                } else {
-                    self.info_refreshing.set(false);
-                }
-            }
+            // Known from storage (a new instance) or getting old: decide with it.
+            None => self.refresh_info_in_background(site),
+            Some(at) if now_ms() - at >= INFO_TTL_MS => self.refresh_info_in_background(site),
             Some(_) => {}
         }
         self.routing_config()
+    }
+
+    /// Reads the site's settings again after this input, one read at a time.
+    fn refresh_info_in_background(&self, site: String) {
+        if self.info_refreshing.replace(true) {
+            return;
+        }
+        match self.me.upgrade() {
+            Some(me) => self.state.wait_until(async move {
+                me.site_info(&site).await;
+                me.info_refreshing.set(false);
+            }),
+            None => self.info_refreshing.set(false),
+        }
     }
 
     fn routing_config(&self) -> RoutingConfig {
