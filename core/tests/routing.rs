@@ -1306,3 +1306,61 @@ fn the_first_answer_and_a_conversation_leaving_its_agent_tell_the_consoles() {
         .unwrap();
     assert_eq!(closed, vec![SiteEffect::InboxChanged]);
 }
+
+/// News told again (a conversation re-sends its last close or reopen until routing confirms
+/// it; see the Worker's `resend_routing_news`) changes nothing the first telling did not.
+#[test]
+fn news_told_again_changes_nothing() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 2, &[]), 0);
+    connect(&mut state, &config, profile("a_2", 2, &[]), 0);
+    for c in ["c_1", "c_2"] {
+        new_conversation(&mut state, &config, c, 1);
+    }
+    let holder = |state: &SiteState, c: &str| state.assignments.get(c).map(|a| a.agent.clone());
+    let closed = |c: &str| SiteInput::Closed {
+        conversation: c.into(),
+    };
+
+    // A close told twice: the second finds nothing to release.
+    state.handle(&config, closed("c_1"), 2).unwrap();
+    let after_first = state.clone();
+    let fx = state.handle(&config, closed("c_1"), 3).unwrap();
+    assert!(assigned_to(&fx).is_none());
+    assert_eq!(state, after_first);
+
+    // A reopen by the agent who then handed the conversation on, told again as the system's
+    // news: whoever has it now keeps it.
+    let reopened_by_a1 = SiteInput::Reopened {
+        conversation: "c_1".into(),
+        by_agent: Some(profile("a_1", 2, &[])),
+    };
+    state.handle(&config, reopened_by_a1, 4).unwrap();
+    assert_eq!(holder(&state, "c_1").as_deref(), Some("a_1"));
+    state
+        .handle(
+            &config,
+            SiteInput::Transfer {
+                conversation: "c_1".into(),
+                by: "a_1".into(),
+                to: TransferTarget::Agent { id: "a_2".into() },
+            },
+            5,
+        )
+        .unwrap();
+    assert_eq!(holder(&state, "c_1").as_deref(), Some("a_2"));
+    let before = state.clone();
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::Reopened {
+                conversation: "c_1".into(),
+                by_agent: None,
+            },
+            6,
+        )
+        .unwrap();
+    assert!(assigned_to(&fx).is_none());
+    assert_eq!(state, before);
+}
