@@ -79,24 +79,6 @@ enum MirrorRun {
     Alarm,
 }
 
-/// The site's answer to a notification sent as a request (see `site_link::SiteHeard`).
-#[derive(Deserialize)]
-struct SiteAnswer {
-    #[serde(default)]
-    mirrored: bool,
-    #[serde(default)]
-    routed: bool,
-}
-
-impl From<SiteAnswer> for crate::site_link::SiteHeard {
-    fn from(answer: SiteAnswer) -> Self {
-        crate::site_link::SiteHeard {
-            mirrored: answer.mirrored,
-            routed: answer.routed,
-        }
-    }
-}
-
 /// The seq of the last event among `events` that changes the conversation's status for
 /// routing (a close or a reopen).
 fn routing_news(events: &[parley_core::Event]) -> Option<u64> {
@@ -1075,9 +1057,8 @@ impl Conversation {
     ) -> crate::site_link::SiteHeard {
         match crate::site_object::send(&self.env, &meta.site, request).await {
             Ok(mut response) if response.status_code() < 300 => response
-                .json::<SiteAnswer>()
+                .json::<crate::site_link::SiteHeard>()
                 .await
-                .map(Into::into)
                 .unwrap_or_default(),
             answer => {
                 site_notify_failed(meta, answer);

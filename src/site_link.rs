@@ -63,12 +63,15 @@ struct OutgoingFrame<'a> {
 }
 
 /// What the site did with a notification: whether its rows are in D1, and whether routing
-/// took its news. The default, "neither", is also what no answer means.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// took its news. The default, "neither", is also what no answer means. A notification sent as
+/// a request gets it as its answer's body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteHeard {
+    #[serde(default)]
     pub mirrored: bool,
     /// A site of an earlier release does not say: read as "no", so the news is told again
     /// (routing takes it twice without harm).
+    #[serde(default)]
     pub routed: bool,
 }
 

@@ -1133,7 +1133,7 @@ impl Site {
                 if let (Some(conversation), Some(me)) = (conversation, self.me.upgrade()) {
                     me.open_line(conversation);
                 }
-                ok(serde_json::json!({ "mirrored": heard.mirrored, "routed": heard.routed }))
+                json_response(&heard, 200).map_err(|_| ApiError::from(ErrorCode::Internal))
             }
             SiteRequest::Claim {
                 conversation,
