@@ -510,57 +510,63 @@ impl Site {
         Some(info)
     }
 
-    /// A copy of the routing state, to change (see `peek_state` for a look).
-    fn load_state(&self) -> SiteState {
-        self.peek_state(SiteState::clone)
-    }
-
     /// Reads the routing state in place, from storage the first time: most requests only look,
     /// and a copy of a big site's state (every agent, queue entry and assignment) is not free.
-    /// A state storage cannot read now is not taken for an empty one (which the next input
-    /// would save over it): lookers see an empty one this time, and the next call reads again.
-    /// A stored state that does not decode (a deploy that changed its shape) is kept aside
-    /// under another key for repair, and routing starts again from an empty one: agents'
-    /// consoles and new conversations fill it again, where refusing would stop routing for good.
+    /// Lookers that only show it see an empty state when it cannot be read (see
+    /// `try_peek_state`).
     fn peek_state<R>(&self, f: impl FnOnce(&SiteState) -> R) -> R {
-        if self.routing.borrow().is_none() {
-            let stored = match self.kv.read("routing") {
-                Ok(None) => Some(SiteState::default()),
-                Ok(Some(json)) => match serde_json::from_str(&json) {
-                    Ok(state) => Some(state),
-                    Err(e) => {
-                        Log::error("routing_state_unreadable")
-                            .error_class("bad_state")
-                            .field("detail", e.to_string())
-                            .emit();
-                        self.kv_put("routing_unreadable", &json);
-                        Some(SiteState::default())
-                    }
-                },
-                Err(e) => {
-                    Log::error("routing_state_unreadable")
-                        .error_class("storage_unavailable")
-                        .field("detail", e.to_string())
-                        .emit();
-                    None
-                }
-            };
-            *self.routing.borrow_mut() = stored;
-        }
+        self.load_stored_state();
         match self.routing.borrow().as_ref() {
             Some(state) => f(state),
             None => f(&SiteState::default()),
         }
     }
 
-    /// The routing state to change, or an error when it cannot be read (see `peek_state`).
+    /// `f` of the routing state, or none when storage cannot read it now: what decides or
+    /// schedules does nothing on a state it does not have.
+    fn try_peek_state<R>(&self, f: impl FnOnce(&SiteState) -> R) -> Option<R> {
+        self.load_stored_state();
+        self.routing.borrow().as_ref().map(f)
+    }
+
+    /// The routing state to change, or an error when it cannot be read.
     fn state_to_change(&self) -> std::result::Result<SiteState, RoutingError> {
-        let state = self.load_state();
+        self.try_peek_state(SiteState::clone)
+            .ok_or(RoutingError::StateUnreadable)
+    }
+
+    /// Loads the stored routing state unless it is loaded. A state storage cannot read now is
+    /// not taken for an empty one (which the next input would save over it): it stays unloaded,
+    /// and the next call reads again. A stored state that does not decode (a deploy that changed
+    /// its shape) is kept aside under another key for repair, and routing starts again from an
+    /// empty one: agents' consoles and new conversations fill it again, where refusing would
+    /// stop routing for good.
+    fn load_stored_state(&self) {
         if self.routing.borrow().is_some() {
-            Ok(state)
-        } else {
-            Err(RoutingError::StateUnreadable)
+            return;
         }
+        let stored = match self.kv.read("routing") {
+            Ok(None) => Some(SiteState::default()),
+            Ok(Some(json)) => match serde_json::from_str(&json) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    Log::error("routing_state_unreadable")
+                        .error_class("bad_state")
+                        .field("detail", e.to_string())
+                        .emit();
+                    self.kv_put("routing_unreadable", &json);
+                    Some(SiteState::default())
+                }
+            },
+            Err(e) => {
+                Log::error("routing_state_unreadable")
+                    .error_class("storage_unavailable")
+                    .field("detail", e.to_string())
+                    .emit();
+                None
+            }
+        };
+        *self.routing.borrow_mut() = stored;
     }
 
     fn save_state(&self, state: &SiteState) {
@@ -670,11 +676,10 @@ impl Site {
 
     /// Sets the alarm for the state's next deadline, as the state is now.
     async fn schedule(&self, config: &RoutingConfig) {
-        let next = self.peek_state(|state| state.next_deadline(config, now_ms()));
-        if self.routing.borrow().is_none() {
-            // The state could not be read: the alarm stays as it was, not cleared.
+        // A state that cannot be read leaves the alarm as it was, not cleared.
+        let Some(next) = self.try_peek_state(|state| state.next_deadline(config, now_ms())) else {
             return;
-        }
+        };
         // Most inputs leave the next deadline where it was: no storage write for those.
         if self.alarm_set.get() == Some(next) {
             return;
