@@ -1,6 +1,7 @@
 //! Callers waiting for an answer, each under a key and until a deadline. While any wait, one
-//! timer answers the overdue ones "no" (the answer type's default): one timer for all of them rather than one each,
-//! because a timer per message is a JS closure and a runtime timer the garbage collector frees.
+//! timer answers the overdue ones "no" (the answer type's default): one timer for all of them
+//! rather than one each, because a timer per message is a JS closure and a runtime timer the
+//! garbage collector frees.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

@@ -998,8 +998,12 @@ impl Conversation {
     fn routing_news_heard(&self, first: u64, last: u64) {
         let pending = self.pending_routing_news();
         if pending.is_some_and(|seq| (first..=last).contains(&seq)) {
-            let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
+            self.forget_routing_news();
         }
+    }
+
+    fn forget_routing_news(&self) {
+        let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
     }
 
     fn pending_routing_news(&self) -> Option<u64> {
@@ -1027,7 +1031,7 @@ impl Conversation {
             .and_then(|events| events.into_iter().find(|e| e.seq == seq));
         let Some(event) = event else {
             // Not in the log (a restore took it): there is nothing to tell.
-            let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
+            self.forget_routing_news();
             return;
         };
         let mut activity = crate::site_object::Activity::from_event(&meta.id, &event);
@@ -1041,7 +1045,7 @@ impl Conversation {
         if self.ask_site(&meta, &request).await.routed {
             self.log("routing_news_resent", "").seq(seq).emit();
             if self.pending_routing_news() == Some(seq) {
-                let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
+                self.forget_routing_news();
             }
         } else {
             self.wake_within(MIRROR_SAFETY_MS).await;
