@@ -39,6 +39,15 @@ impl Weekly {
             Weekday::Sun => &self.sun,
         }
     }
+
+    /// Every span of the week.
+    fn spans(&self) -> impl Iterator<Item = &Span> {
+        [
+            &self.mon, &self.tue, &self.wed, &self.thu, &self.fri, &self.sat, &self.sun,
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// A site's opening hours. Without `enabled`, the team counts as always open.
@@ -89,24 +98,12 @@ impl BusinessHours {
     /// saved: a typo is refused, not kept. A span runs within one day; one past midnight is two
     /// spans, to `24:00` and from `00:00`.
     pub fn is_well_formed(&self) -> bool {
-        let days = [
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-            Weekday::Thu,
-            Weekday::Fri,
-            Weekday::Sat,
-            Weekday::Sun,
-        ];
-        let spans_read = days
-            .into_iter()
-            .flat_map(|day| self.weekly.day(day))
-            .all(
-                |span| match (written_time(&span.open), written_time(&span.close)) {
-                    (Some(open), Some(close)) => open < close,
-                    _ => false,
-                },
-            );
+        let spans_read = self.weekly.spans().all(|span| {
+            match (written_time(&span.open), written_time(&span.close)) {
+                (Some(open), Some(close)) => open < close,
+                _ => false,
+            }
+        });
         spans_read
             && self.holidays.iter().all(|day| {
                 zone::parse_iso_date(day).is_some_and(|date| zone::iso_date(date) == *day)
