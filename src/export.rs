@@ -282,8 +282,8 @@ pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
     };
     let dataset = Dataset::parse(name).ok_or(ErrorCode::NotFound)?;
     let query: Query = crate::http::query(req)?;
-    let from = parse_time(query.from.as_deref())?.unwrap_or(0);
-    let to = parse_time(query.to.as_deref())?.unwrap_or(i64::MAX / 2);
+    let from = crate::http::time_param(query.from.as_deref())?.unwrap_or(0);
+    let to = crate::http::time_param(query.to.as_deref())?.unwrap_or(i64::MAX / 2);
     if to <= from {
         return Err(ErrorCode::InvalidRequest.into());
     }
@@ -331,17 +331,4 @@ pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
     Ok(Response::from_stream(body)
         .map_err(|_| ApiError::from(ErrorCode::Internal))?
         .with_headers(headers))
-}
-
-/// Milliseconds since the epoch, or a `YYYY-MM-DD` / RFC 3339 date.
-fn parse_time(value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let Some(value) = value.filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    if let Ok(ms) = value.parse::<i64>() {
-        return Ok(Some(ms));
-    }
-    parley_core::csv::parse_date(value)
-        .map(Some)
-        .ok_or_else(|| ErrorCode::InvalidRequest.into())
 }
