@@ -241,12 +241,12 @@ struct AgentChange {
     departments: Option<Vec<String>>,
 }
 
-/// Checks a change against the caller's powers: only owners make or touch owners and admins.
 /// An agent's name as stored and shown: see [`parley_core::protocol::display_name`].
 fn agent_name(raw: &str) -> String {
     parley_core::protocol::display_name(raw, parley_core::protocol::MAX_DISPLAY_NAME_CHARS)
 }
 
+/// Checks a change against the caller's powers: only owners make or touch owners and admins.
 fn check_change(
     change: &AgentChange,
     caller: AgentRole,
@@ -271,10 +271,10 @@ fn check_change(
             .password
             .as_ref()
             .is_some_and(|p| p.chars().count() < 10 || p.len() > 1024)
-        || change
-            .name
-            .as_ref()
-            .is_some_and(|n| agent_name(n).is_empty() || n.trim().chars().count() > 100)
+        || change.name.as_ref().is_some_and(|n| {
+            agent_name(n).is_empty()
+                || n.trim().chars().count() > parley_core::protocol::MAX_DISPLAY_NAME_CHARS
+        })
         || change
             .email
             .as_ref()
