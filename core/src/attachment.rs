@@ -203,10 +203,10 @@ pub fn clean_name(raw: &str, kind: Kind) -> String {
     let mut name: String = base
         .chars()
         .filter(|c| !c.is_control())
-        // Bidi controls (U+202A–U+202E, U+2066–U+2069) and zero-width marks disguise extensions.
-        .filter(
-            |c| !matches!(*c as u32, 0x200b..=0x200f | 0x202a..=0x202e | 0x2066..=0x2069 | 0xfeff),
-        )
+        // Bidi controls and zero-width marks disguise extensions.
+        .filter(|c| {
+            !crate::protocol::is_bidi_override(*c) && !matches!(*c as u32, 0x200b..=0x200f | 0xfeff)
+        })
         .map(|c| {
             if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') {
                 '_'

@@ -70,7 +70,9 @@ pub fn display_name(raw: &str, max_chars: usize) -> String {
         .to_string()
 }
 
-fn is_bidi_override(c: char) -> bool {
+/// A bidirectional embedding, override or isolate (U+202A–U+202E, U+2066–U+2069): invisible,
+/// it reorders what follows, so it can make a name or a file's extension read as another.
+pub(crate) fn is_bidi_override(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
