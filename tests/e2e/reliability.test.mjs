@@ -259,24 +259,40 @@ test('console: a tab closed while its conversation is loading opens no socket', 
   }
 });
 
-/** Fills the page's localStorage until it refuses even a byte; resolves to whether it does. */
-function fillStorage(page) {
-  return page.evaluate(() => {
-    let size = 1 << 20;
-    for (let i = 0; size >= 1; i += 1) {
-      try {
-        localStorage.setItem(`filler-${i}`, 'x'.repeat(size));
-      } catch {
-        size >>= 1;
-      }
-    }
+/** Fills localStorage until it refuses even a byte; returns whether it does. Runs in the page. */
+function fillLocalStorage() {
+  let size = 1 << 20;
+  for (let i = 0; size >= 1; i += 1) {
     try {
-      localStorage.setItem('parley-probe', 'x');
-      return false;
+      localStorage.setItem(`filler-${i}`, 'x'.repeat(size));
     } catch {
-      return true;
+      size >>= 1;
     }
-  });
+  }
+  try {
+    localStorage.setItem('parley-probe', 'x');
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** Fills the page's localStorage; resolves to whether it now refuses writes. */
+function fillStorage(page) {
+  return page.evaluate(fillLocalStorage);
+}
+
+/** Sends two messages from a page whose storage is full; both must land in one new conversation. */
+async function twoMessagesWithStorageFull(page, since) {
+  await send(page, 'First, with storage full');
+  await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the first sent');
+  await send(page, 'Second, with storage full');
+  await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).every((m) => m.state === 'sent')
+    && (await panelMessages(page)).filter((m) => m.mine).length === 2, 'both shown as sent');
+  const { results } = await server.d1('SELECT id FROM conversations WHERE created_at >= ?1', [since]);
+  assert.equal(results.length, 1, 'one conversation, not one per message');
+  assert.deepEqual(visitorTexts(await fullHistory(server, results[0].id, agent.token)), ['First, with storage full', 'Second, with storage full']);
+  assert.deepEqual(page.errors, []);
 }
 
 test('widget: a message written while storage is full is still shown and delivered', STEP, async () => {
@@ -305,17 +321,25 @@ test('widget: with storage full before the first message, the messages go to one
   const page = await openDemo(context, server);
   try {
     await openPanel(page);
+    // The visitor's session is stored; then the page fills storage up.
+    await waitFor(() => page.evaluate(() => Object.keys(localStorage).some((k) => k.endsWith(':s'))), 'the session stored');
     const since = Date.now();
     assert.ok(await fillStorage(page), 'localStorage refuses writes');
-    await send(page, 'First, with storage full');
-    await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the first sent');
-    await send(page, 'Second, with storage full');
-    await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).every((m) => m.state === 'sent')
-      && (await panelMessages(page)).filter((m) => m.mine).length === 2, 'both shown as sent');
-    const { results } = await server.d1('SELECT id FROM conversations WHERE created_at >= ?1', [since]);
-    assert.equal(results.length, 1, 'one conversation, not one per message');
-    assert.deepEqual(visitorTexts(await fullHistory(server, results[0].id, agent.token)), ['First, with storage full', 'Second, with storage full']);
-    assert.deepEqual(page.errors, []);
+    await twoMessagesWithStorageFull(page, since);
+  } finally {
+    await context.close();
+  }
+});
+
+test('widget: with storage full from the first visit (no session stored), the messages go to one conversation', STEP, async () => {
+  const context = await visitorContext(browser);
+  const since = Date.now();
+  // Full before the loader runs: nothing the widget writes is kept, not even its session.
+  const page = await openDemo(context, server, '', { setup: (p) => p.addInitScript(fillLocalStorage) });
+  try {
+    assert.equal(await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith('parley:'))), false, 'nothing of the widget stored');
+    await openPanel(page);
+    await twoMessagesWithStorageFull(page, since);
   } finally {
     await context.close();
   }

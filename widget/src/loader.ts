@@ -142,12 +142,15 @@ function boot(): void {
 
   // ---- the visitor session: one token per site, shared by the tabs, renewed before expiry
   let pending: Promise<Session> | null = null;
+  // This page's copy, for when storage refuses it (full): without it every request would
+  // start a new visitor, who cannot reach the conversation the last one began.
+  let held: Session | null = null;
   const usable = (s: Session | null, bad?: unknown): s is Session => !!s && s.t !== bad && s.x - Date.now() > 6048e5;
   const session = (bad?: string | boolean): Promise<Session> => {
-    const s = ls.get('s');
+    const s = ls.get('s') || held;
     if (!bad && usable(s)) return Promise.resolve(s);
     const renew = async () => {
-      const cur = ls.get('s');
+      const cur = ls.get('s') || held;
       if (bad !== true && usable(cur, bad)) return cur; // another tab renewed it meanwhile
       const res = await fetch(`${base}/api/v1/visitor/session`, {
         method: 'POST',
@@ -160,7 +163,7 @@ function boot(): void {
       const next = { t: b.token, v: b.visitor_id, x: b.expires_at };
       // A new visitor id: the old conversation is not reachable with this token.
       if (cur && cur.v !== next.v) ['c', 'q', 'r', 'n', 'u'].forEach(ls.del);
-      ls.set('s', next);
+      ls.set('s', (held = next));
       return next;
     };
     return (pending ||= (N.locks ? N.locks.request(full('session'), renew) : renew()).finally(() => { pending = null; }));
