@@ -412,3 +412,124 @@ test('widget: after its conversation is gone, replies in the next one are unread
     await context.close();
   }
 });
+
+/** What the page's localStorage holds under keys starting with start: { key: value }. */
+function storedUnder(page, start) {
+  return page.evaluate((s) => Object.fromEntries(Object.keys(localStorage).filter((k) => k.startsWith(s))
+    .map((k) => [k, localStorage.getItem(k)])), start);
+}
+
+/** A console page of the agent signed in in context, shown from the saved session. */
+async function anotherConsolePage(context, setup) {
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  await setup?.(page);
+  await page.goto(`${server.url}/console/`);
+  await page.waitForSelector('.topbar .status-select');
+  return page;
+}
+
+test('console: two tabs of one agent writing replies while neither can send keep both replies', STEP, async () => {
+  const chat = await visitorChat('Two tabs, one agent');
+  let blocked = true;
+  const { context, page: first } = await openConsole(async (ctx) => {
+    await ctx.routeWebSocket(CONV_WS, (ws) => (blocked ? ws.close() : ws.connectToServer()));
+    await ctx.route(/\/api\/v1\/conversations\/[^/]+\/messages$/, (route) => (blocked ? route.abort() : route.fallback()));
+  });
+  try {
+    await openFromTeam(first, chat.conversation);
+    // The second tab never hears what the first one stores: the two write at the same time.
+    const second = await anotherConsolePage(context, (p) => p.addInitScript(() => {
+      window.addEventListener('storage', (e) => e.stopImmediatePropagation(), true);
+    }));
+    await openFromTeam(second, chat.conversation);
+
+    await reply(first, 'From the first tab');
+    await waitFor(async () => (await myThread(first)).some((m) => m.text === 'From the first tab' && m.pending), 'the first reply pending');
+    await reply(second, 'From the second tab');
+    await waitFor(async () => (await myThread(second)).some((m) => m.text === 'From the second tab' && m.pending), 'the second reply pending');
+    // The first tab hears the second one's reply.
+    await waitFor(async () => (await myThread(first)).some((m) => m.text === 'From the second tab'), 'the first tab to show the second reply');
+    assert.deepEqual((await myThread(first)).filter((m) => m.pending).map((m) => m.text), ['From the first tab', 'From the second tab'],
+      'the first tab still holds its own reply, in the order written');
+
+    blocked = false;
+    await waitFor(async () => {
+      const pending = [...await myThread(first), ...await myThread(second)].filter((m) => m.pending);
+      const stored = Object.values(await storedUnder(first, 'parley.console.outbox.')).join('');
+      return !pending.length && !stored.includes('From the');
+    }, 'no reply left to send', 45_000);
+    await sleep(1500);
+    assert.deepEqual((await agentTexts(chat)).sort(), ['From the first tab', 'From the second tab']);
+    assert.deepEqual([...first.errors, ...second.errors], []);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('console: a draft typed just before a reload is still there after it', STEP, async () => {
+  const chat = await visitorChat('Draft, please');
+  const { context, page } = await openConsole();
+  try {
+    await openFromTeam(page, chat.conversation);
+    await page.fill('.composer-input', 'typed a moment before the reload');
+    // At once, well within the pause after which drafts are saved while typing.
+    await page.reload();
+    await page.waitForSelector(`.conv[data-conversation="${chat.conversation}"] .composer-input`);
+    assert.equal(await page.$eval('.composer-input', (el) => el.value), 'typed a moment before the reload');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('console: a draft typed just before the page closes is there when the console opens again', STEP, async () => {
+  const chat = await visitorChat('Draft, then gone');
+  const { context, page } = await openConsole();
+  try {
+    await openFromTeam(page, chat.conversation);
+    await page.fill('.composer-input', 'typed a moment before closing');
+    await page.close({ runBeforeUnload: true });
+    const again = await anotherConsolePage(context);
+    await again.waitForSelector(`.conv[data-conversation="${chat.conversation}"] .composer-input`);
+    assert.equal(await again.$eval('.composer-input', (el) => el.value), 'typed a moment before closing');
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('console: an outbox stored by an older version (one array) is moved to one key per reply and sent', STEP, async () => {
+  const chat = await visitorChat('Upgrade day');
+  let blocked = true;
+  const { context, page } = await openConsole(async (ctx) => {
+    await ctx.routeWebSocket(CONV_WS, (ws) => (blocked ? ws.close() : ws.connectToServer()));
+    await ctx.route(/\/api\/v1\/conversations\/[^/]+\/messages$/, (route) => (blocked ? route.abort() : route.fallback()));
+  });
+  const legacyKey = `parley.console.outbox.${agent.agentId}`;
+  try {
+    await openFromTeam(page, chat.conversation);
+    // What the older console left behind: two unsent replies in one array under one key.
+    await page.evaluate(([key, conversation]) => localStorage.setItem(key, JSON.stringify([
+      { conversation, client_msg_id: 'cm-legacy-1', text: 'Left by the old console', note: false, created: Date.now() - 2000 },
+      { conversation, client_msg_id: 'cm-legacy-2', text: 'And its second reply', note: false, created: Date.now() - 1000 },
+    ])), [legacyKey, chat.conversation]);
+    await page.reload();
+    await page.waitForSelector(`.conv[data-conversation="${chat.conversation}"] .msg--pending`);
+    assert.deepEqual(Object.keys(await storedUnder(page, 'parley.console.outbox.')).sort(),
+      [`${legacyKey}.cm-legacy-1`, `${legacyKey}.cm-legacy-2`], 'one key per reply, the old key gone');
+
+    blocked = false;
+    await page.reload();
+    await waitFor(async () => !Object.keys(await storedUnder(page, 'parley.console.outbox.')).length, 'the outbox emptied', 30_000);
+    await sleep(1000);
+    assert.deepEqual(await agentTexts(chat), ['Left by the old console', 'And its second reply']);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});

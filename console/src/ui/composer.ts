@@ -1,8 +1,9 @@
 // The reply box: Enter sends, Shift+Enter breaks the line (IME composition never sends), "/"
 // opens quick replies, an emoji picker, and a private-note mode that looks clearly different.
-// The draft is kept per conversation in localStorage, so nothing typed is lost on reload.
+// The draft is kept per conversation in localStorage, so nothing typed is lost on reload: saved
+// a moment after typing stops, and at once when the page goes away or the conversation closes.
 import type { ConvSession } from '../conversation';
-import { debounce, h, icon } from '../dom';
+import { h, icon } from '../dom';
 import { t } from '../i18n';
 import { load, save } from '../storage';
 import type { Store } from '../store';
@@ -27,7 +28,8 @@ export class Composer {
   private quick: QuickPicker;
   private emoji: EmojiPicker;
   private draftKey: string;
-  private saveDraft: () => void;
+  /** Set while a draft change waits to be saved. */
+  private draftTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(store: Store, private session: ConvSession, private toast: (s: string, kind?: 'info' | 'error') => void) {
     this.draftKey = `draft.${store.me.id}.${session.id}`;
@@ -52,7 +54,6 @@ export class Composer {
       },
     });
     this.textarea.value = draft?.text ?? '';
-    this.saveDraft = debounce(() => save(this.draftKey, this.textarea.value || this.note ? { text: this.textarea.value, note: this.note } : null), 250);
 
     this.quick = new QuickPicker(store, this.textarea, (r) => this.insertQuick(r.body), toast);
     this.emoji = new EmojiPicker((c) => this.insertAtCaret(c), () => this.textarea.focus());
@@ -109,14 +110,32 @@ export class Composer {
         this.counter,
         this.sendBtn)));
     document.addEventListener('mousedown', this.outside, true);
+    // A reload or a closed tab would otherwise lose what was typed in the last moment.
+    window.addEventListener('pagehide', this.saveDraftNow);
     this.relabel();
     this.setNote(this.note, false);
     this.onInput(false);
   }
 
   destroy(): void {
+    this.saveDraftNow();
     document.removeEventListener('mousedown', this.outside, true);
+    window.removeEventListener('pagehide', this.saveDraftNow);
   }
+
+  /** Saves the draft a moment after typing stops, not on every key. */
+  private saveDraft(): void {
+    clearTimeout(this.draftTimer);
+    this.draftTimer = setTimeout(this.saveDraftNow, 250);
+  }
+
+  /** Saves a draft change still waiting at once (none waiting: another tab's newer draft stays). */
+  private saveDraftNow = (): void => {
+    if (this.draftTimer === undefined) return;
+    clearTimeout(this.draftTimer);
+    this.draftTimer = undefined;
+    save(this.draftKey, this.textarea.value || this.note ? { text: this.textarea.value, note: this.note } : null);
+  };
 
   private outside = (ev: MouseEvent) => {
     if (this.emoji.isOpen && !this.emoji.el.contains(ev.target as Node) && !this.emojiBtn.contains(ev.target as Node)) this.emoji.close();
