@@ -46,6 +46,7 @@ export class Outbox extends Emitter<{ change: [string] }> {
   private readonly legacyKey: string;
   /** Each item's `created` is later than the one before, so two written within a millisecond keep their order. */
   private lastCreated = 0;
+  private readonly unlisten: (() => void)[];
 
   constructor(agentId: string) {
     super();
@@ -57,9 +58,16 @@ export class Outbox extends Emitter<{ change: [string] }> {
     }
     this.items.sort(byCreated);
     this.adoptLegacy();
-    onExternalChangeUnder(this.itemPrefix, (key, value) => this.onStoredElsewhere(key, value));
-    // A console tab still running the older version saved its array.
-    onExternalChange(this.legacyKey, () => this.adoptLegacy());
+    this.unlisten = [
+      onExternalChangeUnder(this.itemPrefix, (key, value) => this.onStoredElsewhere(key, value)),
+      // A console tab still running the older version saved its array.
+      onExternalChange(this.legacyKey, () => this.adoptLegacy()),
+    ];
+  }
+
+  /** Stops following other tabs (signed out: the next sign-in has an outbox of its own). */
+  stop(): void {
+    for (const off of this.unlisten) off();
   }
 
   private keyOf(item: OutboxItem): string {

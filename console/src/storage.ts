@@ -44,19 +44,21 @@ export function keysStartingWith(start: string): string[] {
   return keys;
 }
 
-/** Calls fn when another tab of this origin changes key. */
-export function onExternalChange(key: string, fn: () => void): void {
-  window.addEventListener('storage', (e) => {
+/** Calls fn when another tab of this origin changes key; returns what stops it. */
+export function onExternalChange(key: string, fn: () => void): () => void {
+  const listener = (e: StorageEvent) => {
     if (e.key === PREFIX + key) fn();
-  });
+  };
+  window.addEventListener('storage', listener);
+  return () => window.removeEventListener('storage', listener);
 }
 
 /**
  * Calls fn with the key (without the prefix) and its new value, null once removed, when another
- * tab of this origin changes a key that starts with start.
+ * tab of this origin changes a key that starts with start; returns what stops it.
  */
-export function onExternalChangeUnder(start: string, fn: (key: string, value: unknown) => void): void {
-  window.addEventListener('storage', (e) => {
+export function onExternalChangeUnder(start: string, fn: (key: string, value: unknown) => void): () => void {
+  const listener = (e: StorageEvent) => {
     if (!e.key?.startsWith(PREFIX + start)) return;
     let value: unknown = null;
     try {
@@ -65,5 +67,7 @@ export function onExternalChangeUnder(start: string, fn: (key: string, value: un
       return; // not ours to read
     }
     fn(e.key.slice(PREFIX.length), value);
-  });
+  };
+  window.addEventListener('storage', listener);
+  return () => window.removeEventListener('storage', listener);
 }

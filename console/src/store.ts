@@ -111,6 +111,7 @@ export class Store extends Emitter<{
     clearTimeout(this.refreshTimer);
     for (const s of this.sessions.values()) s.stop();
     for (const l of this.links.values()) l.socket.stop();
+    this.outbox.stop();
     this.sessions.clear();
     this.links.clear();
   }
