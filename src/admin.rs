@@ -348,6 +348,46 @@ async fn change_email(
     Ok(())
 }
 
+/// Whether the change gives the agent another role or other permissions than they have.
+fn access_changed(change: &AgentChange, current: &AgentRow) -> bool {
+    let role_changed = change
+        .role
+        .as_ref()
+        .is_some_and(|r| r.as_str() != current.role);
+    let permissions_changed = change.permissions.as_ref().is_some_and(|wanted| {
+        let mut had = serde_json::from_str::<Vec<String>>(&current.permissions).unwrap_or_default();
+        let mut wanted = wanted.clone();
+        had.sort();
+        had.dedup();
+        wanted.sort();
+        wanted.dedup();
+        had != wanted
+    });
+    role_changed || permissions_changed
+}
+
+/// The sign-in session the request came with (none for an API key).
+fn caller_session(ctx: &Ctx) -> Option<String> {
+    match authenticate(ctx) {
+        Ok(Principal::Agent { sid, .. }) => sid,
+        _ => None,
+    }
+}
+
+/// Ends the agent's sessions (all but `keep`) and closes their consoles.
+async fn end_sessions(
+    ctx: &Ctx,
+    team: &str,
+    agent: &str,
+    keep: Option<&str>,
+) -> Result<(), ApiError> {
+    crate::sessions::end_all(&ctx.env, agent, keep, ctx.now)
+        .await
+        .map_err(d1_failed(ctx))?;
+    crate::console::close_agent_sockets(ctx, team, agent, keep).await;
+    Ok(())
+}
+
 async fn hash_password(password: &str) -> Result<(String, String), ApiError> {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
@@ -511,13 +551,15 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                 db.batch(statements).await.map_err(d1_failed(ctx))?;
             }
             // A disabled account, or a password reset by someone else, signs the agent out
-            // everywhere: whoever held the old password keeps no session.
+            // everywhere: whoever held the old password keeps no session. So does a new role or
+            // new permissions: a session's token carries the ones it was signed in with. Agents
+            // who change their own password keep the session they did it from.
             let reset_by_other = change.password.is_some() && *id != actor;
-            if change.disabled == Some(true) || reset_by_other {
-                crate::sessions::end_all(&ctx.env, id, ctx.now)
-                    .await
-                    .map_err(d1_failed(ctx))?;
-                crate::console::close_agent_sockets(ctx, &team, id).await;
+            if change.disabled == Some(true) || reset_by_other || access_changed(&change, &current)
+            {
+                end_sessions(ctx, &team, id, None).await?;
+            } else if change.password.is_some() {
+                end_sessions(ctx, &team, id, caller_session(ctx).as_deref()).await?;
             }
             let changed: Vec<&str> = [
                 ("email", change.email.is_some()),

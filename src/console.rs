@@ -542,8 +542,7 @@ pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
     )
 }
 
-/// Closes the console sockets of an ended session (or of every session of `agent`) on each of
-/// the team's sites. Best effort: sockets that survive refuse their next frame anyway.
+/// Closes the console sockets of an ended session on each of the team's sites. Best effort: sockets that survive refuse their next frame anyway.
 pub async fn close_session_sockets(ctx: &Ctx, team: &str, sid: &str) {
     end_on_sites(
         ctx,
@@ -551,18 +550,21 @@ pub async fn close_session_sockets(ctx: &Ctx, team: &str, sid: &str) {
         SiteRequest::EndSession {
             sid: Some(sid.to_string()),
             agent: None,
+            keep: None,
         },
     )
     .await;
 }
 
-pub async fn close_agent_sockets(ctx: &Ctx, team: &str, agent: &str) {
+/// Closes the console sockets of every session of `agent` but `keep`.
+pub async fn close_agent_sockets(ctx: &Ctx, team: &str, agent: &str, keep: Option<&str>) {
     end_on_sites(
         ctx,
         team,
         SiteRequest::EndSession {
             sid: None,
             agent: Some(agent.to_string()),
+            keep: keep.map(str::to_string),
         },
     )
     .await;

@@ -67,6 +67,11 @@ const MARKS_STRIDE: u64 = 32;
 /// well under this; past it the erasure goes on (and says so in the log) rather than leave the
 /// conversation half erased.
 const OWN_COPY_WAIT_MS: i64 = 30_000;
+/// How often a conversation that sends events to an agent's socket checks the agent's session
+/// again (the session cache's own time): a socket that only pings is answered by the runtime
+/// and never shows the object a frame, so an agent signed out, disabled or given another role
+/// would otherwise keep receiving the conversation.
+const SESSION_RECHECK_MS: i64 = 30_000;
 
 /// What started a mirror run, which decides whether it copies while the site is still to
 /// answer for rows it was sent.
@@ -219,6 +224,8 @@ pub struct Conversation {
     /// Held while a socket frame is handled: frames are taken in the order they arrived even
     /// when one waits (a session check in D1), so a participant's quick sends keep their order.
     frames: crate::turns::Turns,
+    /// When each agent session with a socket here was last checked (see `SESSION_RECHECK_MS`).
+    sessions_checked: RefCell<Vec<(String, i64)>>,
 }
 
 impl DurableObject for ConversationObject {
@@ -254,6 +261,7 @@ impl DurableObject for ConversationObject {
             awaiting_hello: RefCell::default(),
             alarm_checked: Cell::new(false),
             frames: crate::turns::Turns::default(),
+            sessions_checked: RefCell::new(Vec::new()),
         });
         ConversationObject { conversation }
     }
@@ -518,11 +526,16 @@ impl Conversation {
     /// asked, the token alone decides: chat goes on through a D1 outage.
     async fn session_live(&self, principal: &Principal) -> bool {
         match principal.session() {
-            Some(sid) => crate::sessions::is_live(&self.env, sid, now_ms())
-                .await
-                .unwrap_or(true),
+            Some(sid) => self.session_live_by_id(sid).await,
             None => true,
         }
+    }
+
+    /// A session D1 cannot be asked about counts as live (as at every entrance).
+    async fn session_live_by_id(&self, sid: &str) -> bool {
+        crate::sessions::is_live(&self.env, sid, now_ms())
+            .await
+            .unwrap_or(true)
     }
 
     fn engine_config(&self) -> EngineConfig {
@@ -1165,11 +1178,18 @@ impl Conversation {
     fn broadcast(&self, frame: &ServerFrame, except: Option<&str>) {
         // Each reader gets the frame as they may see it; the few distinct views are built once.
         let mut views: Vec<((parley_core::Role, bool), String)> = Vec::with_capacity(3);
+        let now = now_ms();
+        let mut due = Vec::new();
         for ws in self.state.get_websockets() {
             let Some(socket) = self.sockets.get(&ws) else {
                 continue;
             };
             let Some(p) = &socket.principal else { continue };
+            if let Some(sid) = p.session() {
+                if self.session_check_due(sid, now) {
+                    due.push(sid.to_string());
+                }
+            }
             if Some(p.id()) == except {
                 continue;
             }
@@ -1184,6 +1204,53 @@ impl Conversation {
             };
             let _ = ws.send_with_str(&text);
         }
+        if !due.is_empty() {
+            self.close_ended_sessions(due);
+        }
+    }
+
+    /// Whether `sid` is due a check; if so, it counts as checked now.
+    fn session_check_due(&self, sid: &str, now: i64) -> bool {
+        let mut checked = self.sessions_checked.borrow_mut();
+        match checked.iter_mut().find(|(known, _)| known == sid) {
+            Some((_, at)) if now - *at < SESSION_RECHECK_MS => false,
+            Some((_, at)) => {
+                *at = now;
+                true
+            }
+            None => {
+                checked.push((sid.to_string(), now));
+                true
+            }
+        }
+    }
+
+    /// Checks the sessions in the background and closes the sockets of those that ended.
+    fn close_ended_sessions(&self, sids: Vec<String>) {
+        let Some(me) = self.me.upgrade() else { return };
+        self.state.wait_until(async move {
+            for sid in sids {
+                if me.session_live_by_id(&sid).await {
+                    continue;
+                }
+                me.sessions_checked
+                    .borrow_mut()
+                    .retain(|(known, _)| *known != sid);
+                for ws in me.state.get_websockets() {
+                    let Some(socket) = me.sockets.get(&ws) else {
+                        continue;
+                    };
+                    if socket.principal.as_ref().and_then(|p| p.session()) == Some(sid.as_str()) {
+                        let _ = me.refuse_and_close(
+                            &ws,
+                            &socket,
+                            ErrorCode::SessionEnded,
+                            CLOSE_POLICY,
+                        );
+                    }
+                }
+            }
+        });
     }
 
     fn add_poller(&self, poller: oneshot::Sender<()>) {

@@ -81,12 +81,19 @@ pub async fn end(env: &Env, sid: &str, now: i64) -> worker::Result<()> {
     Ok(())
 }
 
-/// Ends every session of an agent (disabled by an admin).
-pub async fn end_all(env: &Env, agent: &str, now: i64) -> worker::Result<()> {
+/// Ends every session of an agent (disabled, or their role or permissions changed), except
+/// `keep` (the agent's own session when they changed their own password).
+pub async fn end_all(env: &Env, agent: &str, keep: Option<&str>, now: i64) -> worker::Result<()> {
     LIVE.with(|c| c.forget_all());
     env.d1("DB")?
-        .prepare("UPDATE sessions SET ended_at = ?2 WHERE agent_id = ?1 AND ended_at IS NULL")
-        .bind(&[agent.into(), JsValue::from_f64(now as f64)])?
+        .prepare(
+            "UPDATE sessions SET ended_at = ?2 WHERE agent_id = ?1 AND ended_at IS NULL AND id != ?3",
+        )
+        .bind(&[
+            agent.into(),
+            JsValue::from_f64(now as f64),
+            keep.unwrap_or("").into(),
+        ])?
         .run()
         .await?;
     Ok(())

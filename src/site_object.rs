@@ -105,10 +105,12 @@ pub enum SiteRequest {
     Position { conversation: String },
     /// The conversation was erased (data protection, retention): it leaves routing.
     Erased { conversation: String },
-    /// Closes the consoles of an ended session, or of every session of an agent.
+    /// Closes the consoles of an ended session, or of every session of an agent but `keep`.
     EndSession {
         sid: Option<String>,
         agent: Option<String>,
+        #[serde(default)]
+        keep: Option<String>,
     },
 }
 
@@ -1195,12 +1197,13 @@ impl Site {
                 let online = self.peek_state(|s| s.agents.values().any(|a| a.is_available()));
                 ok(serde_json::json!({ "online": online }))
             }
-            SiteRequest::EndSession { sid, agent } => {
+            SiteRequest::EndSession { sid, agent, keep } => {
                 let mut closed = 0;
                 for (ws, socket) in self.consoles() {
                     let by_session = sid.is_some() && socket.sid == sid;
-                    let by_agent =
-                        agent.is_some() && socket.agent.as_ref().map(|a| &a.id) == agent.as_ref();
+                    let by_agent = agent.is_some()
+                        && socket.agent.as_ref().map(|a| &a.id) == agent.as_ref()
+                        && (keep.is_none() || socket.sid != keep);
                     if by_session || by_agent {
                         let _ = ws.send_with_str(
                             ApiError::from(ErrorCode::SessionEnded)

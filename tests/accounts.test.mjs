@@ -210,3 +210,70 @@ test('an admin resetting an agent\'s password signs the agent out everywhere', a
   const login = await http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email: 'sam@parley.local', password: 'a brand new password' }, headers: elsewhere });
   assert.equal(login.status, 200);
 });
+
+/** Signs an agent in from its own address (sign-ins are limited per address): its token. */
+async function signInFrom(ip, email, password = 'correct horse battery') {
+  const res = await http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email, password }, headers: { 'cf-connecting-ip': ip } });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.token;
+}
+
+test('a new role or new permissions sign the agent out everywhere; a change to the same ones does not', async () => {
+  const ada = await createAgent(server, { name: 'Ada', email: 'ada@parley.local', role: 'admin', headers: { 'cf-connecting-ip': '192.0.2.31' } });
+  const patch = (body) => http(server.url, `/api/v1/agents/${ada.agentId}`, { method: 'PATCH', token: owner.token, body });
+  assert.equal((await patch({ role: 'admin', permissions: [] })).status, 204);
+  assert.equal((await http(server.url, '/api/v1/me', { token: ada.token })).status, 200, 'the same role and permissions keep the session');
+
+  assert.equal((await patch({ role: 'agent' })).status, 204);
+  for (const [path, opts] of [
+    ['/api/v1/me', {}],
+    ['/api/v1/agents', {}],
+    ['/api/v1/api-keys', { method: 'POST', body: { name: 'kept admin powers', scopes: ['admin'] } }],
+  ]) {
+    const res = await http(server.url, path, { token: ada.token, ...opts });
+    assert.equal(res.status, 401, `${path}: ${JSON.stringify(res.body)}`);
+    assert.equal(res.body.code, 'session_ended');
+  }
+  // Signed in again, the token carries the new role.
+  const again = await signInFrom('192.0.2.21', 'ada@parley.local');
+  assert.equal((await http(server.url, '/api/v1/agents', { token: again })).status, 403);
+  assert.equal((await patch({ permissions: ['export'] })).status, 204);
+  assert.equal((await http(server.url, '/api/v1/me', { token: again })).status, 401, 'new permissions end the session too');
+});
+
+test('changing one\'s own password ends one\'s other sessions, not the one it was done from', async () => {
+  const pat = await createAgent(server, { name: 'Pat', email: 'pat@parley.local', role: 'owner', headers: { 'cf-connecting-ip': '192.0.2.32' } });
+  const other = await signInFrom('192.0.2.22', 'pat@parley.local');
+  const changed = await http(server.url, `/api/v1/agents/${pat.agentId}`, { method: 'PATCH', token: pat.token, body: { password: 'another long password' } });
+  assert.equal(changed.status, 204, JSON.stringify(changed.body));
+  const stolen = await http(server.url, '/api/v1/me', { token: other });
+  assert.equal(stolen.status, 401);
+  assert.equal(stolen.body.code, 'session_ended');
+  assert.equal((await http(server.url, '/api/v1/me', { token: pat.token })).status, 200);
+});
+
+test('an agent signed out elsewhere stops receiving a conversation they watch, even on a socket that only pings', async () => {
+  const wes = await createAgent(server, { name: 'Wes', email: 'wes@parley.local', headers: { 'cf-connecting-ip': '192.0.2.33' } });
+  const conv = await newConversation(server);
+  const watching = await connect(server, conv.conversation, wes.token, { after: 0 });
+  const visitor = await connect(server, conv.conversation, conv.token, { after: 0 });
+  const first = msgId('seen');
+  await visitor.sendMessage('Seen while signed in', first);
+  await watching.next((f) => f.type === 'event' && f.client_msg_id === first);
+
+  const disabled = await http(server.url, `/api/v1/agents/${wes.agentId}`, { method: 'PATCH', token: owner.token, body: { disabled: true } });
+  assert.equal(disabled.status, 204);
+  // The visitor goes on writing; the agent's socket sends nothing the conversation would see.
+  const deadline = Date.now() + 45_000;
+  for (let i = 0; !watching.closed && Date.now() < deadline; i += 1) {
+    await visitor.sendMessage(`After the agent was disabled ${i}`, msgId(`after-${i}`));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  assert.ok(watching.closed, 'the socket of the ended session is closed');
+  assert.equal(watching.closed.code, 1008);
+  assert.ok(watching.frames.some((f) => f.type === 'error' && f.code === 'session_ended'), 'told why');
+  const lastSeen = watching.frames.filter((f) => f.type === 'event').length;
+  await visitor.sendMessage('Not for a closed socket', msgId('not-seen'));
+  assert.equal(watching.frames.filter((f) => f.type === 'event').length, lastSeen);
+  visitor.close();
+});

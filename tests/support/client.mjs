@@ -228,7 +228,7 @@ export function eventKey(e) {
 }
 
 /** Adds an agent to the demo team directly in D1 and logs them in: { agentId, token, name, email }. */
-export async function createAgent(server, { name, email, password = 'correct horse battery', capacity = 5, role = 'agent', permissions = [] }) {
+export async function createAgent(server, { name, email, password = 'correct horse battery', capacity = 5, role = 'agent', permissions = [], headers }) {
   const { pbkdf2Sync, randomBytes } = await import('node:crypto');
   const { results: [owner] } = await server.d1('SELECT team_id FROM agents ORDER BY created_at LIMIT 1');
   const salt = randomBytes(16);
@@ -240,7 +240,7 @@ export async function createAgent(server, { name, email, password = 'correct hor
     [id, owner.team_id, email, name, role, hash.toString('base64'), salt.toString('base64'), Date.now(), capacity, JSON.stringify(permissions)],
   );
   const body = expectOk(
-    await http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email, password } }),
+    await http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email, password }, headers }),
     'agent login',
   );
   return { agentId: body.agent.id, token: body.token, name: body.agent.name, email };
