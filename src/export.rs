@@ -131,7 +131,8 @@ fn row_fields(
                 .or_else(|| body["file"]["name"].as_str())
                 .unwrap_or_default()
                 .to_string();
-            if mask && text("author_role") == "visitor" {
+            // As everywhere agents read: the visitor's words, and translations (which may be of them).
+            if mask && (text("author_role") == "visitor" || text("kind") == "translation") {
                 content = parley_core::pii::mask(&content).0;
             }
             let fields = vec![
@@ -288,6 +289,10 @@ pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
         return Err(ErrorCode::InvalidRequest.into());
     }
     let site = query.site.unwrap_or_default();
+    if dataset == Dataset::Audit && !site.is_empty() {
+        // The audit log is the team's, not a site's: an empty file would look like no entries.
+        return Err(ErrorCode::InvalidRequest.into());
+    }
     audit(
         ctx,
         team,

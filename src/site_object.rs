@@ -51,8 +51,7 @@ impl Activity {
     pub fn from_event(conversation: &str, event: &Event) -> Activity {
         let preview = match &event.payload {
             EventPayload::Message { text } => {
-                let short: String = text.chars().take(PREVIEW_CHARS).collect();
-                Some(parley_core::pii::mask(&short).0)
+                Some(parley_core::pii::masked_prefix(text, PREVIEW_CHARS))
             }
             _ => None,
         };

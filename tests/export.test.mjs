@@ -163,3 +163,31 @@ test('names that are formulas (an agent named =HYPERLINK(…), files named +, -,
   assert.equal(mine.find((r) => r.kind === 'message').author_name, names.agent);
   assert.deepEqual(mine.filter((r) => r.kind === 'file').map((r) => r.text), names.files);
 });
+
+test('an exporter without "view personal data" gets translations masked like the visitor messages they translate', async () => {
+  // A translation as the conversation writes it to D1: the system's, with the visitor's words translated.
+  const at = Date.UTC(2020, 0, 2);
+  await server.d1(
+    `INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, author_name, body, created_at)
+     VALUES (?1, 90001, 'translation', 'system', 'system', NULL, ?2, ?3)`,
+    [sent[0].conversation, JSON.stringify({ of: 1, lang: 'en', text: 'write to ann.smith@example.org or call +49 30 1234 5678' }), at],
+  );
+  const range = `from=${at}&to=${at + 1}`;
+  const exporter = await createAgent(server, { name: 'Masked exporter', email: 'masked.exporter@parley.local', permissions: ['export'], headers: { 'cf-connecting-ip': '192.0.2.41' } });
+  const masked = await http(server.url, `/api/v1/export/messages.json?${range}`, { token: exporter.token });
+  assert.equal(masked.status, 200);
+  assert.equal(masked.body.length, 1);
+  assert.equal(masked.body[0].kind, 'translation');
+  assert.doesNotMatch(masked.body[0].text, /ann\.smith|1234 5678/);
+  assert.match(masked.body[0].text, /^write to a\*\*\*@example\.org/);
+  const whole = await http(server.url, `/api/v1/export/messages.json?${range}`, { token: owner.token });
+  assert.equal(whole.body[0].text, 'write to ann.smith@example.org or call +49 30 1234 5678');
+});
+
+test('the audit log is the team\'s: asked for one site it is refused, not answered empty', async () => {
+  const { results: [{ id: site }] } = await server.d1('SELECT id FROM sites LIMIT 1');
+  const refused = await http(server.url, `/api/v1/export/audit.csv?site=${site}`, { token: owner.token });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.body.code, 'invalid_request');
+  assert.equal((await http(server.url, `/api/v1/export/messages.csv?site=${site}`, { token: owner.token })).status, 200, 'messages are a site\'s');
+});

@@ -4,17 +4,31 @@
 
 /// Masks personal data in `text`; returns the text and whether anything was masked.
 pub fn mask(text: &str) -> (String, bool) {
+    mask_up_to(text, usize::MAX)
+}
+
+/// The first `limit` characters of `text` masked. A value that starts before the cut is
+/// masked whole first: cut in two, an address or number would no longer be recognised.
+pub fn masked_prefix(text: &str, limit: usize) -> String {
+    mask_up_to(text, limit).0.chars().take(limit).collect()
+}
+
+/// Masks `text` until the output holds at least `limit` characters.
+fn mask_up_to(text: &str, limit: usize) -> (String, bool) {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
+    let mut written = 0;
     let mut masked = false;
     let mut i = 0;
-    while i < chars.len() {
+    while i < chars.len() && written < limit {
         if let Some((end, replacement)) = email_at(&chars, i).or_else(|| number_at(&chars, i)) {
+            written += replacement.chars().count();
             out.push_str(&replacement);
             masked = true;
             i = end;
         } else {
             out.push(chars[i]);
+            written += 1;
             i += 1;
         }
     }
@@ -133,6 +147,33 @@ mod tests {
         );
         assert!(!mask("not@an address").1);
         assert!(!mask("price 5@3 each").1);
+    }
+
+    #[test]
+    fn a_prefix_masks_a_value_the_cut_goes_through() {
+        let text = format!(
+            "{} ann.smith@example.com and +49 30 1234 5678",
+            "x".repeat(130)
+        );
+        let preview = masked_prefix(&text, 140);
+        assert_eq!(preview.chars().count(), 140);
+        assert!(!preview.contains("ann.smith"), "{preview}");
+        assert!(preview.ends_with(" a***@exam"), "{preview}");
+        assert_eq!(
+            masked_prefix("short +49 30 1234 5678", 140),
+            "short +** ** **** 5678"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_prefix_is_the_start_of_the_whole_text_masked(
+            text in "[a-z0-9@. +()-]{0,80}",
+            limit in 0usize..90,
+        ) {
+            let whole: String = mask(&text).0.chars().take(limit).collect();
+            proptest::prop_assert_eq!(masked_prefix(&text, limit), whole);
+        }
     }
 
     #[test]
