@@ -109,10 +109,11 @@ fn key_json(row: &KeyRow) -> serde_json::Value {
 
 /// The caller, if a person who is an owner or admin: keys never make keys.
 fn key_admin(ctx: &Ctx) -> Result<(String, String), ApiError> {
-    match authenticate(ctx)? {
+    let caller = authenticate(ctx)?;
+    let is_key = caller.is_api_key();
+    match caller {
         Principal::Agent { id, team, role, .. }
-            if matches!(role, AgentRole::Owner | AgentRole::Admin)
-                && !id.starts_with(api_key::ID_PREFIX) =>
+            if matches!(role, AgentRole::Owner | AgentRole::Admin) && !is_key =>
         {
             Ok((id, team))
         }

@@ -263,6 +263,11 @@ pub async fn reveal(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
         seq: u64,
     }
     let (agent_id, team, _) = agent_of(principal)?;
+    // A reveal is a person's, one value at a time when the conversation needs it; a key made
+    // without the personal_data scope must not unmask in bulk.
+    if principal.is_api_key() && !principal.sees_pii() {
+        return Err(ErrorCode::Forbidden.into());
+    }
     let body: Body = read_json(req).await?;
     let response = operate(ctx, id, principal, Operation::Reveal { seq: body.seq }).await?;
     if response.status_code() == 200 {

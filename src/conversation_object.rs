@@ -1926,7 +1926,7 @@ impl Conversation {
             Operation::Reveal { seq } => return self.reveal(&request.principal, seq),
             Operation::Handoff => {
                 // The visitor asks for a person, or the team's webhook bot (an API key) gives up.
-                let bot_key = who.id.starts_with(parley_core::api_key::ID_PREFIX);
+                let bot_key = request.principal.is_api_key();
                 if request.principal.role() != parley_core::Role::Visitor && !bot_key {
                     return Err(ErrorCode::Forbidden.into());
                 }

@@ -277,3 +277,37 @@ test('an agent signed out elsewhere stops receiving a conversation they watch, e
   assert.equal(watching.frames.filter((f) => f.type === 'event').length, lastSeen);
   visitor.close();
 });
+
+test('an API key without the personal_data scope reads visitors\' data masked and cannot reveal it; a person can, audited', async () => {
+  const makeKey = async (scopes) => {
+    const made = await http(server.url, '/api/v1/api-keys', { method: 'POST', token: owner.token, body: { name: `reveal ${scopes}`, scopes } });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    return made.body.key;
+  };
+  const plainKey = await makeKey(['read', 'write']);
+  const pdKey = await makeKey(['read', 'personal_data']);
+  const conv = await newConversation(server);
+  const sent = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+    method: 'POST', token: conv.token, body: { client_msg_id: msgId('pd'), text: 'mail me at ann.smith@example.org' },
+  });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  const seq = sent.body.seq;
+  const textFor = async (token) => {
+    const res = await http(server.url, `/api/v1/conversations/${conv.conversation}/history`, { token });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return res.body.events.find((e) => e.seq === seq).body.text;
+  };
+  assert.doesNotMatch(await textFor(plainKey), /ann\.smith/);
+  assert.equal(await textFor(pdKey), 'mail me at ann.smith@example.org');
+
+  const refused = await http(server.url, `/api/v1/conversations/${conv.conversation}/reveal`, { method: 'POST', token: plainKey, body: { seq } });
+  assert.equal(refused.status, 403, JSON.stringify(refused.body));
+  assert.equal(refused.body.code, 'forbidden');
+
+  const kim = await createAgent(server, { name: 'Kai', email: 'kai@parley.local', headers: { 'cf-connecting-ip': '192.0.2.34' } });
+  const revealed = await http(server.url, `/api/v1/conversations/${conv.conversation}/reveal`, { method: 'POST', token: kim.token, body: { seq } });
+  assert.equal(revealed.status, 200, JSON.stringify(revealed.body));
+  assert.match(JSON.stringify(revealed.body), /ann\.smith@example\.org/);
+  const { results } = await server.d1("SELECT actor_id FROM audit_log WHERE action = 'reveal_personal_data' AND target = ?1", [conv.conversation]);
+  assert.deepEqual(results.map((r) => r.actor_id), [kim.agentId], 'only the person\'s reveal, audited');
+});

@@ -61,6 +61,11 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Whether this principal is an API key acting as an agent of its team, not a person.
+    pub fn is_api_key(&self) -> bool {
+        matches!(self, Principal::Agent { id, .. } if id.starts_with(crate::api_key::ID_PREFIX))
+    }
+
     /// Whether this principal reads personal data in visitors' messages unmasked.
     pub fn sees_pii(&self) -> bool {
         match self {
