@@ -185,7 +185,7 @@ const en = {
   // sidebar
   visitorDetails: 'Visitor details',
   verified: 'Verified',
-  verifiedTitle: 'Identity verified by the website',
+  verifiedTitle: 'The website signed this visitor\'s user id "{id}". The name and e-mail are as the page sent them: the signature does not cover them',
   unverified: 'Unverified',
   unverifiedTitle: 'The website named this visitor "{id}" without a valid signature: do not rely on it',
   location: 'Location',
@@ -413,7 +413,7 @@ const zh: Table = {
   removeTag: '移除标签 {tag}',
   visitorDetails: '访客详情',
   verified: '已验证',
-  verifiedTitle: '身份已由网站验证',
+  verifiedTitle: '网站已签名此访客的用户 ID“{id}”。姓名和邮箱为页面所发送的内容，不在签名范围内',
   unverified: '未验证',
   unverifiedTitle: '网站声称此访客为“{id}”，但签名无效：请勿据此确认身份',
   location: '位置',

@@ -60,7 +60,7 @@ export class VisitorPanel {
       h('span.avatar.avatar--lg', { 'aria-hidden': 'true' }, initials(name)),
       h('div.vp-who', null,
         h('h2.vp-name', null, name,
-          v?.identity_verified ? h('span.verified', { title: t('verifiedTitle') }, icon('check', 12), t('verified')) : null,
+          v?.identity_verified ? h('span.verified', { title: t('verifiedTitle', { id: v.external_id ?? '' }) }, icon('check', 12), t('verified')) : null,
           // Claimed by identify() without a valid signature: anyone could have claimed it.
           !v?.identity_verified && v?.external_id
             ? h('span.unverified', { title: t('unverifiedTitle', { id: v.external_id }) }, t('unverified'))
