@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures::future::{select, Either};
+use parley_core::outbound_url;
 use parley_core::webhook::{self, Notice, DISABLE_AFTER_FAILURES, MAX_ATTEMPTS};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
@@ -243,13 +244,9 @@ impl WebhookObject {
                 self.finish(&delivery, "failed", None, Some("webhook disabled"));
                 continue;
             }
-            if !webhook::url_allowed(&hook.url, config.webhook_allow_private) {
-                self.finish(
-                    &delivery,
-                    "failed",
-                    None,
-                    Some("target address not allowed"),
-                );
+            if let Err(refusal) = outbound_url::check(&hook.url, config.webhook_allow_private) {
+                let error = format!("target address not allowed: {}", refusal.code());
+                self.finish(&delivery, "failed", None, Some(&error));
                 continue;
             }
             let outcome = post(hook, &delivery).await;

@@ -114,55 +114,13 @@ pub fn retry_delay_ms(base_ms: i64, attempt: u32) -> i64 {
     base_ms.saturating_mul(factor).min(6 * 3600 * 1000)
 }
 
-/// Whether a target URL may receive webhooks: https (or http when private targets are allowed,
-/// for self-hosting and tests), and no private or loopback address unless allowed.
+/// Whether a target URL may receive webhooks (and be the bot's or a provider's endpoint): https
+/// to a public host, or also http and private hosts when those are allowed, for self-hosting
+/// and tests. The reading of the URL, and the reasons for refusing it, are in [`outbound_url`].
+///
+/// [`outbound_url`]: crate::outbound_url
 pub fn url_allowed(url: &str, allow_private: bool) -> bool {
-    let lower = url.trim().to_ascii_lowercase();
-    let Some(rest) = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://").filter(|_| allow_private))
-    else {
-        return false;
-    };
-    if url.len() > 2048 || rest.contains(['@', ' ']) {
-        return false;
-    }
-    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
-    };
-    if host.is_empty() {
-        return false;
-    }
-    allow_private || !is_private_host(host)
-}
-
-fn is_private_host(host: &str) -> bool {
-    if host == "localhost"
-        || host.ends_with(".localhost")
-        || host.ends_with(".local")
-        || host.ends_with(".internal")
-    {
-        return true;
-    }
-    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
-        return ip.is_private()
-            || ip.is_loopback()
-            || ip.is_link_local()
-            || ip.is_unspecified()
-            || ip.is_broadcast()
-            || ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
-    }
-    if let Ok(ip) = host.parse::<std::net::Ipv6Addr>() {
-        let first = ip.segments()[0];
-        return ip.is_loopback()
-            || ip.is_unspecified()
-            || (first & 0xfe00) == 0xfc00
-            || (first & 0xffc0) == 0xfe80;
-    }
-    false
+    crate::outbound_url::check(url, allow_private).is_ok()
 }
 
 #[cfg(test)]
