@@ -123,6 +123,17 @@ pub fn url_allowed(url: &str, allow_private: bool) -> bool {
     crate::outbound_url::check(url, allow_private).is_ok()
 }
 
+/// What a receiver's HTTP status means for a delivery: `None` when delivered (any 2xx), else
+/// the error recorded. Redirects are not followed: they could lead anywhere, past the check on
+/// the target, so a 3xx is a failed attempt like any other.
+pub fn status_error(status: i64) -> Option<String> {
+    match status {
+        200..=299 => None,
+        300..=399 => Some(format!("HTTP {status}: redirects are not followed")),
+        _ => Some(format!("HTTP {status}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +223,19 @@ mod tests {
         assert!(!url_allowed("https://user@evil.example/x", false));
         assert!(!url_allowed("javascript:alert(1)", true));
         assert!(url_allowed("http://127.0.0.1:9000/hook", true));
+    }
+
+    #[test]
+    fn redirects_are_failures() {
+        assert_eq!(status_error(204), None);
+        assert_eq!(status_error(299), None);
+        for status in [300, 301, 302, 303, 307, 308] {
+            assert_eq!(
+                status_error(status).as_deref(),
+                Some(format!("HTTP {status}: redirects are not followed").as_str())
+            );
+        }
+        assert_eq!(status_error(500).as_deref(), Some("HTTP 500"));
+        assert_eq!(status_error(404).as_deref(), Some("HTTP 404"));
     }
 }
