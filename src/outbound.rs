@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use futures::future::{select, Either};
 use wasm_bindgen::JsValue;
-use worker::{Fetch, Headers, Method, Request, RequestInit};
+use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect};
+
+use crate::log::Log;
 
 /// POSTs `body` to `url` (with a bearer `key` if given) and returns the answer's text, or why
-/// not: `not_configured`, `provider_error` (no answer or not 2xx), `bad_response`, `timeout`.
+/// not: `not_configured`, `provider_error` (no answer or not 2xx; redirects are not followed),
+/// `bad_response`, `timeout`.
 pub async fn post_json(
     url: &str,
     key: Option<&str>,
@@ -45,8 +48,10 @@ pub async fn post_signed(
 async fn post(url: &str, headers: Headers, body: &str, timeout_ms: u32) -> Result<String, String> {
     let _ = headers.set("content-type", "application/json");
     let mut init = RequestInit::new();
+    // Not followed: the URL was checked (`outbound_url`), where a redirect points was not.
     init.with_method(Method::Post)
         .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(body)));
     let request = Request::new_with_init(url, &init).map_err(|_| "not_configured".to_string())?;
     let fetcher = Fetch::Request(request);
@@ -55,7 +60,15 @@ async fn post(url: &str, headers: Headers, body: &str, timeout_ms: u32) -> Resul
             .send()
             .await
             .map_err(|_| "provider_error".to_string())?;
-        if !(200..300).contains(&response.status_code()) {
+        let status = response.status_code();
+        if (300..400).contains(&status) {
+            Log::warn("outbound_redirect_refused")
+                .error_class("provider_error")
+                .field("status", status)
+                .field("detail", "redirects are not followed")
+                .emit();
+        }
+        if !(200..300).contains(&status) {
             return Err("provider_error".to_string());
         }
         response

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use futures::future::{select, Either};
+use parley_core::outbound_url;
 use parley_core::webhook::{self, Notice, DISABLE_AFTER_FAILURES, MAX_ATTEMPTS};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{
-    durable_object, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit, Response,
-    Result, SqlStorage, SqlStorageValue, State,
+    durable_object, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit,
+    RequestRedirect, Response, Result, SqlStorage, SqlStorageValue, State,
 };
 
 use crate::config::Config;
@@ -243,27 +244,22 @@ impl WebhookObject {
                 self.finish(&delivery, "failed", None, Some("webhook disabled"));
                 continue;
             }
-            if !webhook::url_allowed(&hook.url, config.webhook_allow_private) {
-                self.finish(
-                    &delivery,
-                    "failed",
-                    None,
-                    Some("target address not allowed"),
-                );
+            if let Err(refusal) = outbound_url::check(&hook.url, config.webhook_allow_private) {
+                let error = format!("target address not allowed: {}", refusal.code());
+                self.finish(&delivery, "failed", None, Some(&error));
                 continue;
             }
-            let outcome = post(hook, &delivery).await;
             let attempts = delivery.attempts + 1;
-            match outcome {
-                Ok(status) if (200..300).contains(&status) => {
-                    self.finish(&delivery, "delivered", Some(status), None);
+            let (status, failure) = match post(hook, &delivery).await {
+                Ok(status) => (Some(status), webhook::status_error(status)),
+                Err(error) => (None, Some(error)),
+            };
+            match failure {
+                None => {
+                    self.finish(&delivery, "delivered", status, None);
                     self.record_result(hook, true).await;
                 }
-                result => {
-                    let (status, error) = match result {
-                        Ok(status) => (Some(status), format!("HTTP {status}")),
-                        Err(e) => (None, e),
-                    };
+                Some(error) => {
                     if attempts >= MAX_ATTEMPTS {
                         self.finish(&delivery, "failed", status, Some(&error));
                     } else {
@@ -380,7 +376,8 @@ impl WebhookObject {
     }
 }
 
-/// POSTs one delivery, signed; the receiver's HTTP status, or why there was none.
+/// POSTs one delivery, signed; the receiver's HTTP status, or why there was none. A redirect is
+/// returned as its own status, not followed: where it points was never checked.
 async fn post(hook: &Hook, delivery: &Delivery) -> std::result::Result<i64, String> {
     let headers = Headers::new();
     let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
@@ -395,6 +392,7 @@ async fn post(hook: &Hook, delivery: &Delivery) -> std::result::Result<i64, Stri
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers.clone())
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(&delivery.body)));
     let request = Request::new_with_init(&hook.url, &init).map_err(|e| e.to_string())?;
     let fetcher = Fetch::Request(request);

@@ -15,6 +15,8 @@ let site;
 let bot;
 let botKey;
 let failing = false;
+/** When set, the bot service answers 307 pointing here instead of taking the message. */
+let redirectTo = null;
 const received = [];
 
 /** The bot service: checks the signature, takes the message, answers a moment later. */
@@ -28,6 +30,7 @@ function startBot() {
         && Math.abs(Date.now() / 1000 - Number(t)) < 300;
       const payload = JSON.parse(raw);
       received.push({ headers: req.headers, payload, valid });
+      if (redirectTo) return res.writeHead(307, { location: redirectTo }).end();
       if (failing || !valid) return res.writeHead(failing ? 500 : 401).end();
       res.writeHead(200).end();
       const text = payload.message.text;
@@ -134,5 +137,32 @@ test('people cannot hand off; a bot that cannot be reached hands over by itself'
     tab.close();
   } finally {
     failing = false;
+  }
+});
+
+test('a bot endpoint answering with a redirect is not followed: the bot counts as unreachable', async () => {
+  // Where the redirect points: a loopback listener standing in for an internal service, which
+  // would "take" the message with a 200 if it were ever reached.
+  const reachedBehind = [];
+  const behind = createServer((req, res) => {
+    reachedBehind.push(`${req.method} ${req.url}`);
+    req.resume();
+    res.writeHead(200).end();
+  });
+  await new Promise((r) => behind.listen(0, '127.0.0.1', r));
+  redirectTo = `http://127.0.0.1:${behind.address().port}/internal`;
+  try {
+    const v = await newConversation(server);
+    const tab = await connect(server, v.conversation, v.token, { after: 0, lang: 'en' });
+    const asked = received.length;
+    await tab.sendMessage('Where is order 99?');
+    await tab.next((f) => f.type === 'event' && f.kind === 'handoff', 15_000);
+    assert.ok(received.length > asked, 'the bot endpoint was asked');
+    assert.deepEqual(reachedBehind, [], 'nothing reached the address behind the redirect');
+    tab.close();
+  } finally {
+    redirectTo = null;
+    behind.closeAllConnections();
+    await new Promise((r) => behind.close(r));
   }
 });

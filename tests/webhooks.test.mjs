@@ -124,6 +124,64 @@ test('a webhook that keeps failing is switched off, with a note in the audit log
   assert.deepEqual(results, [{ action: 'webhook_disabled', target: id }]);
 });
 
+test('a target answering with a redirect is not followed: the attempt fails, the address it points to hears nothing', async () => {
+  // What the redirect points at: a loopback listener standing in for an internal service.
+  const reachedBehind = [];
+  const behind = createServer((req, res) => {
+    reachedBehind.push(`${req.method} ${req.url}`);
+    req.resume();
+    res.writeHead(204).end();
+  });
+  const listen = (srv) => new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  await listen(behind);
+  const behindUrl = `http://127.0.0.1:${behind.address().port}/internal`;
+  // The public-looking target: /r302 and /r307 answer with that status, pointing behind.
+  const redirectsSent = [];
+  const redirector = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const status = Number(req.url.slice(2));
+      redirectsSent.push(status);
+      res.writeHead(status, { location: behindUrl }).end();
+    });
+  });
+  await listen(redirector);
+  const hooks = [];
+  try {
+    for (const status of [302, 307]) {
+      const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+        method: 'POST', token: owner.token,
+        body: { url: `http://127.0.0.1:${redirector.address().port}/r${status}`, events: ['message.created'] },
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      hooks.push({ id: created.body.id, status });
+    }
+    const conv = await newConversation(server);
+    await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+      method: 'POST', token: conv.token, body: { client_msg_id: msgId('w'), text: 'redirect me' },
+    });
+    for (const hook of hooks) {
+      const delivery = await until(async () => {
+        const log = await http(server.url, `/api/v1/sites/${site}/webhooks/${hook.id}/deliveries`, { token: owner.token });
+        return log.body.deliveries.find((d) => d.attempts >= 1);
+      }, `first attempt of the ${hook.status} webhook recorded`);
+      assert.notEqual(delivery.status, 'delivered', `HTTP ${hook.status} is not a delivery`);
+      assert.equal(delivery.last_status, hook.status);
+      assert.match(delivery.last_error ?? '', /redirects are not followed/);
+    }
+    assert.ok(redirectsSent.includes(302) && redirectsSent.includes(307), 'both targets were asked');
+    assert.deepEqual(reachedBehind, [], 'nothing reached the address behind the redirect');
+  } finally {
+    for (const hook of hooks) {
+      await http(server.url, `/api/v1/sites/${site}/webhooks/${hook.id}`, { method: 'DELETE', token: owner.token });
+    }
+    for (const srv of [redirector, behind]) {
+      srv.closeAllConnections();
+      await new Promise((r) => srv.close(r));
+    }
+  }
+});
+
 test('webhook settings are for admins, and targets are checked', async () => {
   const visitor = await visitorSession(server);
   const asVisitor = await http(server.url, `/api/v1/sites/${site}/webhooks`, { token: visitor.token });

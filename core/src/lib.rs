@@ -19,6 +19,7 @@ pub mod ids;
 pub mod limits;
 pub mod memstore;
 pub mod mirror;
+pub mod outbound_url;
 pub mod password;
 pub mod pii;
 pub mod protocol;

@@ -114,55 +114,24 @@ pub fn retry_delay_ms(base_ms: i64, attempt: u32) -> i64 {
     base_ms.saturating_mul(factor).min(6 * 3600 * 1000)
 }
 
-/// Whether a target URL may receive webhooks: https (or http when private targets are allowed,
-/// for self-hosting and tests), and no private or loopback address unless allowed.
+/// Whether a target URL may receive webhooks (and be the bot's or a provider's endpoint): https
+/// to a public host, or also http and private hosts when those are allowed, for self-hosting
+/// and tests. The reading of the URL, and the reasons for refusing it, are in [`outbound_url`].
+///
+/// [`outbound_url`]: crate::outbound_url
 pub fn url_allowed(url: &str, allow_private: bool) -> bool {
-    let lower = url.trim().to_ascii_lowercase();
-    let Some(rest) = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://").filter(|_| allow_private))
-    else {
-        return false;
-    };
-    if url.len() > 2048 || rest.contains(['@', ' ']) {
-        return false;
-    }
-    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
-    };
-    if host.is_empty() {
-        return false;
-    }
-    allow_private || !is_private_host(host)
+    crate::outbound_url::check(url, allow_private).is_ok()
 }
 
-fn is_private_host(host: &str) -> bool {
-    if host == "localhost"
-        || host.ends_with(".localhost")
-        || host.ends_with(".local")
-        || host.ends_with(".internal")
-    {
-        return true;
+/// What a receiver's HTTP status means for a delivery: `None` when delivered (any 2xx), else
+/// the error recorded. Redirects are not followed: they could lead anywhere, past the check on
+/// the target, so a 3xx is a failed attempt like any other.
+pub fn status_error(status: i64) -> Option<String> {
+    match status {
+        200..=299 => None,
+        300..=399 => Some(format!("HTTP {status}: redirects are not followed")),
+        _ => Some(format!("HTTP {status}")),
     }
-    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
-        return ip.is_private()
-            || ip.is_loopback()
-            || ip.is_link_local()
-            || ip.is_unspecified()
-            || ip.is_broadcast()
-            || ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
-    }
-    if let Ok(ip) = host.parse::<std::net::Ipv6Addr>() {
-        let first = ip.segments()[0];
-        return ip.is_loopback()
-            || ip.is_unspecified()
-            || (first & 0xfe00) == 0xfc00
-            || (first & 0xffc0) == 0xfe80;
-    }
-    false
 }
 
 #[cfg(test)]
@@ -254,5 +223,19 @@ mod tests {
         assert!(!url_allowed("https://user@evil.example/x", false));
         assert!(!url_allowed("javascript:alert(1)", true));
         assert!(url_allowed("http://127.0.0.1:9000/hook", true));
+    }
+
+    #[test]
+    fn redirects_are_failures() {
+        assert_eq!(status_error(204), None);
+        assert_eq!(status_error(299), None);
+        for status in [300, 301, 302, 303, 307, 308] {
+            assert_eq!(
+                status_error(status).as_deref(),
+                Some(format!("HTTP {status}: redirects are not followed").as_str())
+            );
+        }
+        assert_eq!(status_error(500).as_deref(), Some("HTTP 500"));
+        assert_eq!(status_error(404).as_deref(), Some("HTTP 404"));
     }
 }
