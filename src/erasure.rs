@@ -1,6 +1,7 @@
 //! Data protection: erasing a visitor with everything of theirs, and the retention purge that
 //! a cron trigger runs daily. A conversation is erased by its own object (its log, files in R2,
-//! open sockets), then its rows leave D1.
+//! open sockets), its site's objects let go of it (routing, rows waiting for D1, webhook
+//! deliveries), then its rows leave D1.
 
 use parley_core::ids::{self, IdKind};
 use parley_core::token::{AgentRole, Principal};
@@ -15,6 +16,7 @@ use crate::http::ApiResult;
 use crate::internal::SystemRequest;
 use crate::log::Log;
 use crate::site_object::{self, SiteRequest};
+use crate::webhook_object::{self, WebhookRequest};
 
 /// Conversations erased per retention run and site; the next run continues.
 const PURGE_BATCH: u32 = 200;
@@ -46,6 +48,8 @@ async fn erase_conversation(env: &Env, conversation: &Listed) -> worker::Result<
     // Rows the site has yet to write would bring the conversation back into D1: without the
     // site's word that none are left, the erasure stops here and is tried again.
     forget_in_site(env, site, conversation).await?;
+    // Deliveries still queued would send erased messages out later: likewise.
+    forget_in_webhooks(env, site, conversation).await?;
     let statements = [
         "DELETE FROM messages WHERE conversation_id = ?1",
         "DELETE FROM conversation_tags WHERE conversation_id = ?1",
@@ -80,6 +84,33 @@ async fn forget_in_site(env: &Env, site: &str, conversation: &str) -> worker::Re
                 .emit();
             Err(worker::Error::RustError(format!(
                 "site did not forget: {detail}"
+            )))
+        }
+    }
+}
+
+/// Tells the site's webhook object the conversation is gone: every delivery of it, sent or
+/// still waiting for a retry, is dropped with its body (the message text, the form's fields).
+async fn forget_in_webhooks(env: &Env, site: &str, conversation: &str) -> worker::Result<()> {
+    let request = WebhookRequest::Erased {
+        conversation: conversation.to_string(),
+    };
+    let failed = match webhook_object::send(env, site, &request).await {
+        Ok(response) if response.status_code() < 300 => None,
+        Ok(response) => Some(format!("status {}", response.status_code())),
+        Err(e) => Some(e.to_string()),
+    };
+    match failed {
+        None => Ok(()),
+        Some(detail) => {
+            Log::warn("webhook_forget_failed")
+                .site(site)
+                .conversation(conversation)
+                .error_class("webhooks_unavailable")
+                .field("detail", detail.clone())
+                .emit();
+            Err(worker::Error::RustError(format!(
+                "webhook queue did not forget: {detail}"
             )))
         }
     }
