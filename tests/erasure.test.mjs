@@ -1,8 +1,12 @@
 // Data protection: erasing a visitor removes their conversations, messages, files and page
-// trail everywhere; the retention purge erases what is older than a site keeps.
+// trail everywhere; the retention purge erases what is older than a site keeps. The attachments
+// bucket is a stand-in that lists two keys a page and can refuse a listing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { startServer } from './support/server.mjs';
+import { r2Keys } from './support/stored.mjs';
+import { REFUSE_LISTING } from './support/r2-standin.mjs';
 import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, siteId, sleep } from './support/client.mjs';
 
 let server;
@@ -18,7 +22,7 @@ async function mirrored(conversation, n) {
 }
 
 before(async () => {
-  server = await startServer();
+  server = await startServer({ standIns: { ATTACHMENTS: fileURLToPath(new URL('./support/r2-standin.mjs', import.meta.url)) } });
   owner = await agentLogin(server);
 });
 
@@ -104,4 +108,41 @@ test('the retention purge erases conversations older than the site keeps, and on
   assert.equal((await http(server.url, `/api/v1/conversations/${old.conversation}/history`, { token: owner.token })).status, 404);
   assert.equal((await fullHistory(server, fresh.conversation, owner.token)).length, 1);
   await http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { retention_days: null } });
+});
+
+async function upload(conv, name, body) {
+  const res = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${name}`, {
+    method: 'POST', headers: { authorization: `Bearer ${conv.token}`, 'content-type': 'text/plain' }, body,
+  });
+  assert.equal(res.status, 201, await res.text());
+}
+
+test('an erasure deletes every file of the conversation, however many pages they take to list', async () => {
+  const v = await newConversation(server);
+  for (let i = 0; i < 5; i += 1) await upload(v, `note${i}.txt`, `private ${i}\n`);
+  const prefix = `c/${v.conversation}/`;
+  assert.equal((await r2Keys(server, prefix)).length, 5);
+  const erased = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(erased.status, 200, JSON.stringify(erased.body));
+  assert.deepEqual(await r2Keys(server, prefix), []);
+});
+
+test('an erasure whose files cannot be listed fails, keeps the conversation, and the retry erases all of it', async () => {
+  const v = await newConversation(server);
+  await upload(v, 'a.txt', 'private a\n');
+  await upload(v, 'b.txt', `${REFUSE_LISTING}private b\n`);
+  await upload(v, 'c.txt', 'private c\n');
+  await mirrored(v.conversation, 1);
+  const prefix = `c/${v.conversation}/`;
+  const failed = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(failed.status, 503, JSON.stringify(failed.body));
+  // Nothing is half gone: the conversation, its files and its D1 rows are all there.
+  assert.equal((await http(server.url, `/api/v1/conversations/${v.conversation}/history`, { token: owner.token })).status, 200);
+  assert.equal((await r2Keys(server, prefix)).length, 3);
+  const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', [v.conversation]);
+  assert.equal(row.n, 1);
+  const retried = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(retried.status, 200, JSON.stringify(retried.body));
+  assert.equal((await http(server.url, `/api/v1/conversations/${v.conversation}/history`, { token: owner.token })).status, 404);
+  assert.deepEqual(await r2Keys(server, prefix), []);
 });
