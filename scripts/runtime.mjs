@@ -332,7 +332,9 @@ export async function startRuntime({
   root = ROOT,
   miniflare = {},
   // Bindings that exist only on Cloudflare (Workers AI), provided by local modules for tests:
-  // binding name → path of a module whose default export makes the binding from its env.
+  // binding name → path of a module whose default export makes the binding from its env. A
+  // stand-in may also take the place of one of the Worker's R2 buckets (to make it fail): its
+  // env has the Worker's buckets.
   standIns = {},
 } = {}) {
   if (!persistDir) throw new Error('startRuntime: persistDir is required');
@@ -360,8 +362,9 @@ export async function startRuntime({
   };
   const helpers = Object.entries(standIns).map(([binding, scriptPath]) => ({
     binding,
-    worker: { name: `standin-${binding.toLowerCase()}`, modules: true, scriptPath: resolve(scriptPath) },
+    worker: { name: `standin-${binding.toLowerCase()}`, modules: true, scriptPath: resolve(scriptPath), r2Buckets: options.r2Buckets },
   }));
+  const ownBuckets = Object.fromEntries(Object.entries(options.r2Buckets).filter(([b]) => !(b in standIns)));
   const mf = new Miniflare(helpers.length === 0
     ? { ...options, ...shared, ...miniflare }
     : {
@@ -369,6 +372,7 @@ export async function startRuntime({
       workers: [
         {
           ...options,
+          r2Buckets: ownBuckets,
           wrappedBindings: Object.fromEntries(helpers.map((h) => [h.binding, { scriptName: h.worker.name }])),
         },
         ...helpers.map((h) => h.worker),

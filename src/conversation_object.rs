@@ -2056,28 +2056,29 @@ impl Conversation {
     }
 
     /// Erases everything this conversation holds: sockets closed, files deleted from R2, the
-    /// object's storage cleared. Afterwards it answers like a conversation that never was.
+    /// object's storage cleared. Afterwards it answers like a conversation that never was. An
+    /// erasure that fails (503) leaves the conversation as it was, to be erased by a retry.
     async fn erase(&self, trace: &str) -> ApiResult {
+        // Another erasure under way: "gone" only once it has wiped the storage (its store is
+        // dropped then); if it fails, this one starts over.
+        while self.erased.get() && self.store.borrow().is_some() {
+            worker::Delay::from(Duration::from_millis(10)).await;
+        }
         let meta = self.meta()?;
         for ws in self.state.get_websockets() {
             let _ = ws.close(Some(1000), Some("erased"));
         }
-        if let Ok(bucket) = self.env.bucket("ATTACHMENTS") {
-            let listed = bucket
-                .list()
-                .prefix(format!("c/{}/", meta.id))
-                .execute()
-                .await;
-            if let Ok(objects) = listed {
-                let keys: Vec<String> = objects.objects().iter().map(|o| o.key()).collect();
-                if !keys.is_empty() {
-                    bucket
-                        .delete_multiple(keys)
-                        .await
-                        .map_err(|e| self.storage_error(&e.to_string()))?;
-                }
-            }
-        }
+        // Files first: storage wiped with files left would lose the only record of them.
+        self.delete_files(&meta).await.map_err(|detail| {
+            Log::warn("erase_files_failed")
+                .site(&meta.site)
+                .conversation(&meta.id)
+                .trace(trace)
+                .error_class("r2_unavailable")
+                .field("detail", detail.clone())
+                .emit();
+            self.storage_error(&detail)
+        })?;
         let storage = self.state.storage();
         self.erased.set(true);
         self.wait_for_own_copy(&meta).await;
@@ -2096,10 +2097,12 @@ impl Conversation {
         *self.site_confirmed.borrow_mut() = Default::default();
         let _ = storage.delete_alarm().await;
         self.alarm_at.set(None);
-        storage
-            .delete_all()
-            .await
-            .map_err(|e| self.storage_error(&e.to_string()))?;
+        if let Err(e) = storage.delete_all().await {
+            // Still all there: the conversation goes on (its alarm with it) until a retry.
+            self.erased.set(false);
+            self.wake_within(MIRROR_SAFETY_MS).await;
+            return Err(self.storage_error(&e.to_string()));
+        }
         *self.engine.borrow_mut() = None;
         *self.store.borrow_mut() = None;
         Log::info("conversation_erased")
@@ -2110,9 +2113,44 @@ impl Conversation {
         no_content().map_err(|_| ErrorCode::Internal.into())
     }
 
+    /// Every file of the conversation deleted from R2, page after page of the listing.
+    async fn delete_files(&self, meta: &Meta) -> std::result::Result<(), String> {
+        // A deployment without the bucket stores no files.
+        let Ok(bucket) = self.env.bucket("ATTACHMENTS") else {
+            return Ok(());
+        };
+        let prefix = format!("c/{}/", meta.id);
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut list = bucket.list().prefix(prefix.clone());
+            if let Some(after) = cursor.take() {
+                list = list.cursor(after);
+            }
+            let page = list.execute().await.map_err(|e| e.to_string())?;
+            keys.extend(page.objects().iter().map(|o| o.key()));
+            match page.cursor().filter(|_| page.truncated()) {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        // R2 deletes at most 1,000 keys per call.
+        for chunk in keys.chunks(1000) {
+            bucket
+                .delete_multiple(chunk.to_vec())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Operations from the site's object: routing decisions and queue notices.
     async fn system(&self, req: &mut Request, trace: &str) -> ApiResult {
         let request: SystemRequest = read_internal_json(req).await?;
+        if let SystemRequest::Erase = request {
+            // Before the existence check: an erasure under way answers when it is done.
+            return self.erase(trace).await;
+        }
         self.meta()?;
         match request {
             SystemRequest::Assign { agent } => {

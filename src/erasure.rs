@@ -1,6 +1,7 @@
 //! Data protection: erasing a visitor with everything of theirs, and the retention purge that
 //! a cron trigger runs daily. A conversation is erased by its own object (its log, files in R2,
-//! open sockets), then its rows leave D1.
+//! open sockets), its site's objects let go of it (routing, rows waiting for D1, webhook
+//! deliveries), then its rows leave D1.
 
 use parley_core::ids::{self, IdKind};
 use parley_core::token::{AgentRole, Principal};
@@ -15,9 +16,16 @@ use crate::http::ApiResult;
 use crate::internal::SystemRequest;
 use crate::log::Log;
 use crate::site_object::{self, SiteRequest};
+use crate::webhook_object::{self, WebhookRequest};
 
 /// Conversations erased per retention run and site; the next run continues.
 const PURGE_BATCH: u32 = 200;
+/// Conversations erased per retention run in all: each costs about four subrequests (its
+/// object, its site's two objects, D1), and a run has a budget of them. The sites' first
+/// conversations come first, so every site with expired conversations gets a turn.
+const PURGE_RUN_LIMIT: u32 = 1000;
+/// Visitors and routing history rows removed per retention run and site.
+const PURGE_ROWS_BATCH: u32 = 5000;
 
 /// A conversation to erase, as its D1 row names it.
 #[derive(Deserialize)]
@@ -46,9 +54,12 @@ async fn erase_conversation(env: &Env, conversation: &Listed) -> worker::Result<
     // Rows the site has yet to write would bring the conversation back into D1: without the
     // site's word that none are left, the erasure stops here and is tried again.
     forget_in_site(env, site, conversation).await?;
+    // Deliveries still queued would send erased messages out later: likewise.
+    forget_in_webhooks(env, site, conversation).await?;
     let statements = [
         "DELETE FROM messages WHERE conversation_id = ?1",
         "DELETE FROM conversation_tags WHERE conversation_id = ?1",
+        "DELETE FROM routing_events WHERE conversation_id = ?1",
         "DELETE FROM conversations WHERE id = ?1",
     ]
     .iter()
@@ -80,6 +91,33 @@ async fn forget_in_site(env: &Env, site: &str, conversation: &str) -> worker::Re
                 .emit();
             Err(worker::Error::RustError(format!(
                 "site did not forget: {detail}"
+            )))
+        }
+    }
+}
+
+/// Tells the site's webhook object the conversation is gone: every delivery of it, sent or
+/// still waiting for a retry, is dropped with its body (the message text, the form's fields).
+async fn forget_in_webhooks(env: &Env, site: &str, conversation: &str) -> worker::Result<()> {
+    let request = WebhookRequest::Erased {
+        conversation: conversation.to_string(),
+    };
+    let failed = match webhook_object::send(env, site, &request).await {
+        Ok(response) if response.status_code() < 300 => None,
+        Ok(response) => Some(format!("status {}", response.status_code())),
+        Err(e) => Some(e.to_string()),
+    };
+    match failed {
+        None => Ok(()),
+        Some(detail) => {
+            Log::warn("webhook_forget_failed")
+                .site(site)
+                .conversation(conversation)
+                .error_class("webhooks_unavailable")
+                .field("detail", detail.clone())
+                .emit();
+            Err(worker::Error::RustError(format!(
+                "webhook queue did not forget: {detail}"
             )))
         }
     }
@@ -157,21 +195,31 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
     )
 }
 
-/// Erases conversations older than their site's retention (by last activity). Returns how
-/// many were erased. Run by the daily cron trigger and by `POST /api/v1/maintenance/purge`.
+/// Erases conversations older than their site's retention (by last activity), the oldest
+/// [`PURGE_BATCH`] of each site; then page views, routing history of conversations no longer
+/// there, and visitors nothing is left of who were not seen within the retention period.
+/// Returns how many conversations were erased. Run by the daily cron trigger and by
+/// `POST /api/v1/maintenance/purge`.
 pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::Result<u32> {
     let db = env.d1("DB")?;
+    // Ranked within each site: a site with a backlog (or erasures that keep failing) takes its
+    // own slots, never another site's.
     let expired = db
         .prepare(
-            "SELECT c.id, c.site_id FROM conversations c JOIN sites s ON s.id = c.site_id
-             WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
-               AND c.updated_at < ?1 - s.retention_days * 86400000
-             ORDER BY c.updated_at LIMIT ?3",
+            "SELECT id, site_id FROM (
+               SELECT c.id, c.site_id, c.updated_at,
+                      ROW_NUMBER() OVER (PARTITION BY c.site_id ORDER BY c.updated_at, c.id) AS place
+               FROM conversations c JOIN sites s ON s.id = c.site_id
+               WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
+                 AND c.updated_at < ?1 - s.retention_days * 86400000)
+             WHERE place <= ?3
+             ORDER BY place, updated_at LIMIT ?4",
         )
         .bind(&[
             JsValue::from_f64(now as f64),
             team.unwrap_or("").into(),
             JsValue::from(PURGE_BATCH),
+            JsValue::from(PURGE_RUN_LIMIT),
         ])?
         .all()
         .await?
@@ -206,7 +254,55 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
     .bind(&[JsValue::from_f64(now as f64), team.unwrap_or("").into()])?
     .run()
     .await?;
-    Log::info("retention_purge").field("erased", erased).emit();
+    let bound = [
+        JsValue::from_f64(now as f64),
+        team.unwrap_or("").into(),
+        JsValue::from(PURGE_ROWS_BATCH),
+    ];
+    // Routing history of conversations erased before their erasure took it along.
+    let routing = db
+        .prepare(
+            "DELETE FROM routing_events WHERE id IN (
+               SELECT id FROM (
+                 SELECT r.id, ROW_NUMBER() OVER (PARTITION BY r.site_id ORDER BY r.created_at) AS place
+                 FROM routing_events r JOIN sites s ON s.id = r.site_id
+                 WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
+                   AND r.created_at < ?1 - s.retention_days * 86400000
+                   AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = r.conversation_id))
+               WHERE place <= ?3)",
+        )
+        .bind(&bound)?
+        .run()
+        .await?;
+    // A visitor record (name, e-mail, external id, attributes, where they were) outlives its
+    // conversations by the retention period since the visitor was last seen, no longer.
+    let visitors = db
+        .prepare(
+            "DELETE FROM visitors WHERE id IN (
+               SELECT id FROM (
+                 SELECT v.id, ROW_NUMBER() OVER (PARTITION BY v.site_id ORDER BY v.last_seen_at) AS place
+                 FROM visitors v JOIN sites s ON s.id = v.site_id
+                 WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
+                   AND v.last_seen_at < ?1 - s.retention_days * 86400000
+                   AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.visitor_id = v.id))
+               WHERE place <= ?3)",
+        )
+        .bind(&bound)?
+        .run()
+        .await?;
+    let changed = |result: &worker::D1Result| {
+        result
+            .meta()
+            .ok()
+            .flatten()
+            .and_then(|m| m.changes)
+            .unwrap_or(0)
+    };
+    Log::info("retention_purge")
+        .field("erased", erased)
+        .field("routing_events_removed", changed(&routing))
+        .field("visitors_removed", changed(&visitors))
+        .emit();
     Ok(erased)
 }
 

@@ -238,6 +238,12 @@ mod tests {
                 }),
                 serde_json::json!({"op": "deliveries", "webhook": "w_1"}),
             ),
+            (
+                serde_json::to_value(crate::webhook_object::WebhookRequest::Erased {
+                    conversation: "c_1".into(),
+                }),
+                serde_json::json!({"op": "erased", "conversation": "c_1"}),
+            ),
         ];
         for (written, expected) in shapes {
             assert_eq!(written.unwrap(), expected);

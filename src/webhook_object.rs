@@ -1,6 +1,10 @@
 //! The Webhook Durable Object, one per site: a durable queue of deliveries to the site's
 //! webhooks, sent from its alarm with signatures, retried with backoff, logged, and a webhook
 //! switched off after too many failures in a row.
+//!
+//! A delivery's body (message text, form fields) is kept only while it may still be sent: a
+//! finished delivery keeps its log line (status, attempts, error) for [`LOG_KEEP_MS`], and an
+//! erased conversation's deliveries are dropped at once, sent or not.
 
 use std::time::Duration;
 
@@ -27,19 +31,27 @@ CREATE TABLE IF NOT EXISTS deliveries (
   last_status INTEGER, last_error TEXT, created_at INTEGER NOT NULL, delivered_at INTEGER);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries (webhook_id, created_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_delivery ON deliveries (delivery_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_age ON deliveries (created_at);
 ";
 
 /// How long a receiver has to answer.
 const TIMEOUT_MS: u64 = 10_000;
 /// Deliveries sent per alarm run.
 const BATCH: u32 = 20;
+/// How long the log line of a finished delivery is kept (from when it was queued).
+const LOG_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Marks an object whose deliveries finished under an earlier release have lost their bodies.
+const FINISHED_BODIES_DROPPED: &str = "finished_bodies_dropped";
 
-/// Requests to a site's webhook object (one shape across releases: see `internal`).
+/// Requests to a site's webhook object (one shape across releases: see `internal`); `Erased`
+/// names a conversation whose deliveries go, sent or not.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WebhookRequest {
     Enqueue { notices: Vec<Notice> },
     Deliveries { webhook: String },
+    Erased { conversation: String },
 }
 
 /// Sends a request to the webhook object of `site`.
@@ -101,7 +113,8 @@ impl DurableObject for WebhookObject {
         // Once per instance, not per statement: everything after assumes the tables exist.
         let sql = state.storage().sql();
         let _ = sql.exec(SCHEMA, None);
-        let kv = ObjectKv::open(sql);
+        let kv = ObjectKv::open(sql.clone());
+        drop_finished_bodies_once(&sql, &kv);
         WebhookObject {
             state,
             env,
@@ -144,6 +157,14 @@ impl DurableObject for WebhookObject {
                     .collect();
                 Response::from_json(&serde_json::json!({ "deliveries": list }))
             }
+            WebhookRequest::Erased { conversation } => {
+                let dropped = self.forget(&conversation)?;
+                Log::info("webhook_deliveries_erased")
+                    .conversation(&conversation)
+                    .field("dropped", dropped)
+                    .emit();
+                Response::from_json(&serde_json::json!({ "dropped": dropped }))
+            }
         }
     }
 
@@ -165,6 +186,51 @@ impl WebhookObject {
 
     fn site(&self) -> Option<String> {
         self.kv.get("site")
+    }
+
+    /// Drops every delivery of `conversation` (their ids start with it: see
+    /// `webhook::notices`); a retry already on its way is not sent (see `deliver_due`).
+    fn forget(&self, conversation: &str) -> Result<usize> {
+        // `;` follows `:`: the range is every id starting with "<conversation>:".
+        let dropped = self
+            .sql()
+            .exec(
+                "DELETE FROM deliveries WHERE delivery_id >= ? AND delivery_id < ? RETURNING id",
+                vec![
+                    format!("{conversation}:").into(),
+                    format!("{conversation};").into(),
+                ],
+            )?
+            .to_array::<serde_json::Value>()?
+            .len();
+        Ok(dropped)
+    }
+
+    /// Deletes the log lines of deliveries finished and queued over [`LOG_KEEP_MS`] ago.
+    fn prune_log(&self, now: i64) {
+        let _ = self.sql().exec(
+            "DELETE FROM deliveries WHERE created_at < ? AND status != 'pending'",
+            vec![SqlStorageValue::Integer(now - LOG_KEEP_MS)],
+        );
+    }
+
+    /// The body of a delivery still waiting to be sent, read again just before sending it:
+    /// the conversation may have been erased while earlier deliveries of the run were sent.
+    fn pending_body(&self, id: &str) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Row {
+            body: String,
+        }
+        self.sql()
+            .exec(
+                "SELECT body FROM deliveries WHERE id = ? AND status = 'pending'",
+                vec![id.into()],
+            )
+            .and_then(|c| c.to_array::<Row>())
+            .ok()?
+            .into_iter()
+            .next()
+            .map(|r| r.body)
     }
 
     async fn hooks(&self) -> Result<Vec<Hook>> {
@@ -227,6 +293,7 @@ impl WebhookObject {
     async fn deliver_due(&self) -> Result<()> {
         let config = Config::from_env(&self.env);
         let now = now_ms();
+        self.prune_log(now);
         let due = self
             .sql()
             .exec(
@@ -249,6 +316,10 @@ impl WebhookObject {
                 self.finish(&delivery, "failed", None, Some(&error));
                 continue;
             }
+            let Some(body) = self.pending_body(&delivery.id) else {
+                continue;
+            };
+            let delivery = Delivery { body, ..delivery };
             let attempts = delivery.attempts + 1;
             let (status, failure) = match post(hook, &delivery).await {
                 Ok(status) => (Some(status), webhook::status_error(status)),
@@ -290,9 +361,10 @@ impl WebhookObject {
         self.schedule_next().await
     }
 
+    /// Records how a delivery ended; its body is not needed any more and goes.
     fn finish(&self, delivery: &Delivery, status: &str, http: Option<i64>, error: Option<&str>) {
         let _ = self.sql().exec(
-            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_status = ?, last_error = ?,
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_status = ?, last_error = ?, body = '',
                delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
             vec![
                 status.into(),
@@ -350,21 +422,26 @@ impl WebhookObject {
         }
     }
 
+    /// Sets the alarm for the next delivery due, or else for the oldest log line to go.
     async fn schedule_next(&self) -> Result<()> {
         #[derive(Deserialize)]
         struct Row {
             at: Option<i64>,
         }
-        let next = self
-            .sql()
-            .exec(
-                "SELECT MIN(next_at) AS at FROM deliveries WHERE status = 'pending'",
-                None,
-            )?
-            .to_array::<Row>()?
-            .into_iter()
-            .next()
-            .and_then(|r| r.at);
+        let first = |sql: &str| -> Result<Option<i64>> {
+            Ok(self
+                .sql()
+                .exec(sql, None)?
+                .to_array::<Row>()?
+                .into_iter()
+                .next()
+                .and_then(|r| r.at))
+        };
+        let due = first("SELECT MIN(next_at) AS at FROM deliveries WHERE status = 'pending'")?;
+        let expires =
+            first("SELECT MIN(created_at) AS at FROM deliveries WHERE status != 'pending'")?
+                .map(|at| at + LOG_KEEP_MS);
+        let next = due.into_iter().chain(expires).min();
         if let Some(at) = next {
             let delay = (at - now_ms()).max(0) as u64;
             self.state
@@ -373,6 +450,21 @@ impl WebhookObject {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Drops the bodies of deliveries that finished under an earlier release, which kept them:
+/// once per object.
+fn drop_finished_bodies_once(sql: &SqlStorage, kv: &ObjectKv) {
+    if kv.get(FINISHED_BODIES_DROPPED).is_some() {
+        return;
+    }
+    let dropped = sql.exec(
+        "UPDATE deliveries SET body = '' WHERE status != 'pending' AND body != ''",
+        None,
+    );
+    if dropped.is_ok() {
+        let _ = kv.put(FINISHED_BODIES_DROPPED, "1");
     }
 }
 

@@ -1,9 +1,13 @@
 // Data protection: erasing a visitor removes their conversations, messages, files and page
-// trail everywhere; the retention purge erases what is older than a site keeps.
+// trail everywhere; the retention purge erases what is older than a site keeps. The attachments
+// bucket is a stand-in that lists two keys a page and can refuse a listing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { startServer } from './support/server.mjs';
-import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, siteId, sleep } from './support/client.mjs';
+import { r2Keys } from './support/stored.mjs';
+import { REFUSE_LISTING } from './support/r2-standin.mjs';
+import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, siteId, sleep, visitorSession } from './support/client.mjs';
 
 let server;
 let owner;
@@ -18,7 +22,7 @@ async function mirrored(conversation, n) {
 }
 
 before(async () => {
-  server = await startServer();
+  server = await startServer({ standIns: { ATTACHMENTS: fileURLToPath(new URL('./support/r2-standin.mjs', import.meta.url)) } });
   owner = await agentLogin(server);
 });
 
@@ -42,6 +46,10 @@ test('erasing a visitor removes conversations, messages, files and page views, a
     method: 'POST', token: v.token, body: { client_msg_id: msgId('f'), file: file.id },
   });
   await mirrored(v.conversation, 3);
+  await server.d1(
+    "INSERT INTO routing_events (site_id, conversation_id, agent_id, kind, reason, created_at) SELECT site_id, id, NULL, 'missed', 'no_agent', ?2 FROM conversations WHERE id = ?1",
+    [v.conversation, Date.now()],
+  );
 
   const plain = await createAgent(server, { name: 'Plain', email: 'plain-erase@parley.local' });
   assert.equal((await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: plain.token })).status, 403);
@@ -59,6 +67,7 @@ test('erasing a visitor removes conversations, messages, files and page views, a
     ['SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', v.conversation],
     ['SELECT COUNT(*) AS n FROM page_views WHERE visitor_id = ?1', v.visitorId],
     ['SELECT COUNT(*) AS n FROM visitors WHERE id = ?1', v.visitorId],
+    ['SELECT COUNT(*) AS n FROM routing_events WHERE conversation_id = ?1', v.conversation],
   ]) {
     const { results: [row] } = await server.d1(sql, [param]);
     assert.equal(row.n, 0, sql);
@@ -104,4 +113,132 @@ test('the retention purge erases conversations older than the site keeps, and on
   assert.equal((await http(server.url, `/api/v1/conversations/${old.conversation}/history`, { token: owner.token })).status, 404);
   assert.equal((await fullHistory(server, fresh.conversation, owner.token)).length, 1);
   await http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { retention_days: null } });
+});
+
+const DAY = 86_400_000;
+
+async function upload(conv, name, body) {
+  const res = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${name}`, {
+    method: 'POST', headers: { authorization: `Bearer ${conv.token}`, 'content-type': 'text/plain' }, body,
+  });
+  assert.equal(res.status, 201, await res.text());
+}
+
+test('an erasure deletes every file of the conversation, however many pages they take to list', async () => {
+  const v = await newConversation(server);
+  for (let i = 0; i < 5; i += 1) await upload(v, `note${i}.txt`, `private ${i}\n`);
+  const prefix = `c/${v.conversation}/`;
+  assert.equal((await r2Keys(server, prefix)).length, 5);
+  const erased = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(erased.status, 200, JSON.stringify(erased.body));
+  assert.deepEqual(await r2Keys(server, prefix), []);
+});
+
+test('an erasure whose files cannot be listed fails, keeps the conversation, and the retry erases all of it', async () => {
+  const v = await newConversation(server);
+  await upload(v, 'a.txt', 'private a\n');
+  await upload(v, 'b.txt', `${REFUSE_LISTING}private b\n`);
+  await upload(v, 'c.txt', 'private c\n');
+  await mirrored(v.conversation, 1);
+  const prefix = `c/${v.conversation}/`;
+  const failed = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(failed.status, 503, JSON.stringify(failed.body));
+  // Nothing is half gone: the conversation, its files and its D1 rows are all there.
+  assert.equal((await http(server.url, `/api/v1/conversations/${v.conversation}/history`, { token: owner.token })).status, 200);
+  assert.equal((await r2Keys(server, prefix)).length, 3);
+  const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', [v.conversation]);
+  assert.equal(row.n, 1);
+  const retried = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(retried.status, 200, JSON.stringify(retried.body));
+  assert.equal((await http(server.url, `/api/v1/conversations/${v.conversation}/history`, { token: owner.token })).status, 404);
+  assert.deepEqual(await r2Keys(server, prefix), []);
+});
+
+/** Waits until the visitor's D1 record exists (it is written after the session is answered). */
+async function recorded(visitor) {
+  for (let i = 0; i < 100; i += 1) {
+    const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM visitors WHERE id = ?1', [visitor]);
+    if (row.n === 1) return;
+    await sleep(100);
+  }
+  throw new Error('visitor not recorded');
+}
+
+test('the retention purge takes up to 200 conversations of every site per run: a backlog on one site holds up no other', async (t) => {
+  const demoSite = await siteId(server, owner.token);
+  const backlogSite = 's_backlog0000000000000000000';
+  t.after(async () => {
+    await http(server.url, `/api/v1/sites/${demoSite}`, { method: 'PATCH', token: owner.token, body: { retention_days: null } });
+    await server.d1('UPDATE sites SET retention_days = NULL WHERE id = ?1', [backlogSite]);
+  });
+  const { results: [{ team_id: team }] } = await server.d1('SELECT team_id FROM sites WHERE id = ?1', [demoSite]);
+  // Site A has a backlog of 201 expired conversations (rows only: their objects answer 404, as
+  // erased ones do), older than anything of the demo site.
+  await server.d1(
+    `INSERT INTO sites (id, team_id, site_key, name, allowed_origins, created_at, retention_days)
+     VALUES (?1, ?2, 'pk_backlog', 'Backlog shop', '[]', ?3, 30)`,
+    [backlogSite, team, Date.now()],
+  );
+  const hundredDaysAgo = Date.now() - 100 * DAY;
+  await server.d1(
+    `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 201)
+     INSERT INTO conversations (id, site_id, visitor_id, status, created_at, updated_at)
+     SELECT printf('c_backlog%019d', i), ?1, printf('v_backlog%019d', i), 'closed', ?2, ?2 FROM n`,
+    [backlogSite, hundredDaysAgo],
+  );
+  // The demo site has one expired conversation.
+  const old = await newConversation(server);
+  await mirrored(old.conversation, 1);
+  await http(server.url, `/api/v1/sites/${demoSite}`, { method: 'PATCH', token: owner.token, body: { retention_days: 30 } });
+  await server.d1('UPDATE conversations SET updated_at = ?1, created_at = ?1 WHERE id = ?2', [Date.now() - 40 * DAY, old.conversation]);
+
+  const purge = await http(server.url, '/api/v1/maintenance/purge', { method: 'POST', token: owner.token });
+  assert.equal(purge.status, 200, JSON.stringify(purge.body));
+  assert.equal((await http(server.url, `/api/v1/conversations/${old.conversation}/history`, { token: owner.token })).status, 404);
+  const count = async (sql, params) => (await server.d1(sql, params)).results[0].n;
+  assert.equal(await count('SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', [old.conversation]), 0, 'the demo site got its turn');
+  assert.equal(await count('SELECT COUNT(*) AS n FROM conversations WHERE site_id = ?1', [backlogSite]), 1, '200 of the backlog, the rest next run');
+  assert.equal(purge.body.erased_conversations, 201);
+  const again = await http(server.url, '/api/v1/maintenance/purge', { method: 'POST', token: owner.token });
+  assert.equal(again.body.erased_conversations, 1);
+});
+
+test('the retention purge removes visitors nothing is left of and not seen for the retention period, and routing history of erased conversations', async (t) => {
+  const site = await siteId(server, owner.token);
+  t.after(() => http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { retention_days: null } }));
+  const longAgo = Date.now() - 40 * DAY;
+  // A visitor whose only conversation expires; one who never started a conversation; one seen
+  // long ago whose conversation is recent; one seen recently.
+  const expired = await newConversation(server);
+  const silent = await visitorSession(server);
+  const talking = await newConversation(server);
+  const recent = await visitorSession(server);
+  await mirrored(expired.conversation, 1);
+  await mirrored(talking.conversation, 1);
+  for (const v of [expired, silent, talking, recent]) await recorded(v.visitorId);
+  await server.d1('UPDATE conversations SET updated_at = ?1, created_at = ?1 WHERE id = ?2', [longAgo, expired.conversation]);
+  await server.d1('UPDATE visitors SET last_seen_at = ?1, created_at = ?1 WHERE id IN (?2, ?3, ?4)', [longAgo, expired.visitorId, silent.visitorId, talking.visitorId]);
+  // Routing history: of the expiring conversation, and of one erased before it was removed with it.
+  const orphan = 'c_erasedlongago000000000000';
+  for (const conversation of [expired.conversation, orphan, talking.conversation]) {
+    await server.d1(
+      "INSERT INTO routing_events (site_id, conversation_id, agent_id, kind, reason, created_at) VALUES (?1, ?2, NULL, 'missed', 'no_agent', ?3)",
+      [site, conversation, longAgo],
+    );
+  }
+  await http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { retention_days: 30 } });
+  const purge = await http(server.url, '/api/v1/maintenance/purge', { method: 'POST', token: owner.token });
+  assert.equal(purge.status, 200, JSON.stringify(purge.body));
+  const { results: [{ n: left }] } = await server.d1('SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', [expired.conversation]);
+  assert.equal(left, 0);
+  const { results: visitors } = await server.d1(
+    'SELECT id FROM visitors WHERE id IN (?1, ?2, ?3, ?4) ORDER BY id',
+    [expired.visitorId, silent.visitorId, talking.visitorId, recent.visitorId],
+  );
+  assert.deepEqual(visitors.map((v) => v.id), [talking.visitorId, recent.visitorId].sort());
+  const { results: routing } = await server.d1(
+    'SELECT conversation_id FROM routing_events WHERE conversation_id IN (?1, ?2, ?3)',
+    [expired.conversation, orphan, talking.conversation],
+  );
+  assert.deepEqual([...new Set(routing.map((r) => r.conversation_id))], [talking.conversation]);
 });

@@ -104,3 +104,29 @@ test('agents without the permission see personal data masked; visitors cannot se
   assert.equal(empty.status, 400);
   assert.equal(empty.body.code, 'invalid_request');
 });
+
+test('deleting a message deletes its search row without reading the whole index', async () => {
+  // Many indexed messages of another conversation; the conversation deleted has one.
+  const rowsReadDeleting = async (filler) => {
+    await server.d1(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+       INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, body, created_at)
+       SELECT 'c_searchfiller000000000000', i, 'message', 'v_filler', 'visitor', json_object('text', 'filler text ' || i), 0 FROM n`,
+      [filler],
+    );
+    await server.d1(
+      `INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, body, created_at)
+       VALUES ('c_searchdeleted00000000000', 1, 'message', 'v_gone', 'visitor', '{"text":"soon forgotten"}', 0)`,
+    );
+    const { meta } = await server.d1("DELETE FROM messages WHERE conversation_id = 'c_searchdeleted00000000000'");
+    await server.d1("DELETE FROM messages WHERE conversation_id = 'c_searchfiller000000000000'");
+    return meta.rows_read;
+  };
+  const small = await rowsReadDeleting(10);
+  const large = await rowsReadDeleting(2_000);
+  assert.ok(large < small + 50, `rows read deleting one message: ${small} beside 10 others, ${large} beside 2,000`);
+  // The index holds nothing of what was deleted, and still finds what is left.
+  const { results: [{ n }] } = await server.d1("SELECT COUNT(*) AS n FROM messages_fts WHERE messages_fts MATCH '\"forgotten\" OR \"filler\"'");
+  assert.equal(n, 0);
+  assert.deepEqual((await search(owner.token, { q: 'parcel' })).body.results.map((r) => r.conversation_id), [a.conversation]);
+});

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { startServer } from './support/server.mjs';
+import { webhookRows } from './support/stored.mjs';
 import { agentLogin, http, msgId, newConversation, siteId, sleep, visitorSession } from './support/client.mjs';
 
 let server;
@@ -220,4 +221,48 @@ test('visitor attributes are merged; creating a conversation twice with one requ
   const theirs = await http(server.url, '/api/v1/conversations', { method: 'POST', token: other.token, body: { client_req_id: 'req-1' } });
   assert.equal(theirs.status, 201);
   assert.notEqual(theirs.body.conversation, first.body.conversation);
+});
+
+test("an erased visitor's messages are never delivered once erased, and no delivery keeps a body it no longer needs", async () => {
+  const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+    method: 'POST', token: owner.token, body: { url: receiverUrl, events: ['message.created'] },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const { id } = created.body;
+  failuresToSend = 1000; // the receiver is down
+  const erasedText = `please forget me ${msgId('x')}`;
+  const keptText = `keep this one ${msgId('k')}`;
+  const gone = await newConversation(server);
+  const kept = await newConversation(server);
+  for (const [conv, text] of [[gone, erasedText], [kept, keptText]]) {
+    const sent = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+      method: 'POST', token: conv.token, body: { client_msg_id: msgId('w'), text },
+    });
+    assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  }
+  const tried = (text) => received.some((r) => r.failed && r.body.includes(text));
+  // Both were tried and failed: they wait in the site's webhook queue for a retry.
+  await until(() => tried(erasedText) && tried(keptText), 'first attempts of both messages');
+  const erased = await http(server.url, `/api/v1/visitors/${gone.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(erased.status, 200, JSON.stringify(erased.body));
+  failuresToSend = 0; // the receiver is back
+  const delivered = (text) => received.some((r) => !r.failed && r.body.includes(text));
+  await until(() => delivered(keptText), 'the kept message delivered once the receiver is back');
+  // The erased message's retries were due at the same times as the kept one's.
+  await sleep(2_000);
+  assert.ok(!delivered(erasedText), 'a delivery of the erased message arrived after the erasure');
+
+  const rows = await webhookRows(server, site, 'SELECT delivery_id, status, body FROM deliveries');
+  assert.ok(rows.length > 0);
+  assert.deepEqual(rows.filter((r) => r.body.includes(erasedText) || r.delivery_id.startsWith(`${gone.conversation}:`)), [],
+    'the erased conversation has no delivery left, sent or not');
+  assert.deepEqual(rows.filter((r) => r.status !== 'pending' && r.body !== ''), [], 'finished deliveries keep no body');
+  // The delivery log still says what happened.
+  const log = await http(server.url, `/api/v1/sites/${site}/webhooks/${id}/deliveries`, { token: owner.token });
+  assert.equal(log.status, 200);
+  const keptDelivery = log.body.deliveries.find((d) => d.delivery_id === `${kept.conversation}:2:message.created`);
+  assert.equal(keptDelivery?.status, 'delivered', JSON.stringify(log.body));
+  assert.ok(keptDelivery.attempts >= 2);
+  assert.equal(log.body.deliveries.some((d) => d.delivery_id.startsWith(`${gone.conversation}:`)), false);
+  await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
 });

@@ -137,6 +137,7 @@ const run = (ctx, body) => {
 };
 export class ConversationObject { constructor(ctx) { this.ctx = ctx; } async fetch(req) { return run(this.ctx, await req.json()); } }
 export class R2BucketObject { constructor(ctx) { this.ctx = ctx; } async fetch(req) { return run(this.ctx, await req.json()); } }
+export class WebhookObject { constructor(ctx) { this.ctx = ctx; } async fetch(req) { return run(this.ctx, await req.json()); } }
 export default {
   async fetch(req, env) {
     const body = await req.clone().json();
@@ -147,13 +148,16 @@ export default {
 
 /**
  * Runs read queries on copies of the server's object storage. `queries` are
- * { ns: 'conversation' | 'r2', name, sql, params }: a conversation object by its id, or the R2
- * bucket index by the bucket's name. Resolves to one row list per query.
+ * { ns: 'conversation' | 'webhook' | 'r2', name, sql, params }: a conversation object by its id,
+ * a site's webhook object by the site's id, or the R2 bucket index by the bucket's name.
+ * Resolves to one row list per query.
  */
 async function inspect(srv, queries) {
   const copy = tempDir('inspect-');
   try {
-    copyNamespace(join(srv.persistDir, 'v3', 'do', `${WORKER}-ConversationObject`), join(copy, 'v3', 'do', `${WORKER}-ConversationObject`));
+    for (const cls of ['ConversationObject', 'WebhookObject']) {
+      copyNamespace(join(srv.persistDir, 'v3', 'do', `${WORKER}-${cls}`), join(copy, 'v3', 'do', `${WORKER}-${cls}`));
+    }
     copyNamespace(join(srv.persistDir, 'v3', 'r2', 'miniflare-R2BucketObject'), join(copy, 'v3', 'do', 'miniflare-R2BucketObject'));
     const mf = new Miniflare({
       defaultPersistRoot: join(copy, 'v3'),
@@ -165,6 +169,7 @@ async function inspect(srv, queries) {
           script: INSPECTOR,
           durableObjects: {
             conversation: { className: 'ConversationObject', useSQLite: true },
+            webhook: { className: 'WebhookObject', useSQLite: true },
             r2: { className: 'R2BucketObject', scriptName: 'miniflare', useSQLite: true },
           },
         },
@@ -192,6 +197,20 @@ async function inspect(srv, queries) {
 export async function conversationRows(srv, conversation, sql, params = []) {
   const [rows] = await inspect(srv, [{ ns: 'conversation', name: conversation, sql, params }]);
   return rows;
+}
+
+/** Rows of a site's webhook object's own SQLite (e.g. `SELECT * FROM deliveries`). */
+export async function webhookRows(srv, site, sql, params = []) {
+  const [rows] = await inspect(srv, [{ ns: 'webhook', name: site, sql, params }]);
+  return rows;
+}
+
+/** The keys of the R2 objects under `prefix` in the attachments bucket. */
+export async function r2Keys(srv, prefix) {
+  const [rows] = await inspect(srv, [{
+    ns: 'r2', name: BUCKET, optional: true, sql: 'SELECT key FROM _mf_objects WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key', params: [prefix],
+  }]);
+  return rows.map((r) => r.key);
 }
 
 /** The R2 blob files of the attachments bucket: blob id → SHA-256 of its bytes. */
