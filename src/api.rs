@@ -493,6 +493,11 @@ async fn visitor_session(req: &mut Request, ctx: &Ctx) -> ApiResult {
             Principal::Visitor { id, site: s } if s == site.id => Some(id),
             _ => None,
         });
+    // An erased visitor's token does not bring the identity back: they start as someone new.
+    let returning = match returning {
+        Some(id) if crate::erasure::is_erased_visitor(ctx, &id).await? => None,
+        other => other,
+    };
     let is_new = returning.is_none();
     let visitor_id = match returning {
         Some(id) => id,
@@ -733,6 +738,14 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
     let Principal::Visitor { id: visitor, site } = authenticate(ctx)? else {
         return Err(ErrorCode::Forbidden.into());
     };
+    // The token of a visitor erased since: the widget renews it (as someone new) and retries.
+    // Creation does not wait on D1 otherwise, so a D1 that cannot answer does not refuse it.
+    if matches!(
+        crate::erasure::is_erased_visitor(ctx, &visitor).await,
+        Ok(true)
+    ) {
+        return Err(ErrorCode::TokenInvalid.into());
+    }
     let has_body = header(req, "content-length").is_some_and(|l| l != "0")
         || header(req, "content-type").is_some();
     let body: Body = if has_body {

@@ -171,12 +171,24 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
             .await
             .map_err(d1_failed(ctx))?;
     }
+    let erased_at = JsValue::from_f64(ctx.now as f64);
     let statements = [
         "DELETE FROM page_views WHERE visitor_id = ?1",
         "DELETE FROM visitors WHERE id = ?1",
+        // Their token stays valid until it expires: remembered until then, so it cannot bring
+        // the identity back (see `is_erased_visitor`).
+        "INSERT INTO erased_visitors (visitor_id, erased_at) VALUES (?1, ?2)
+         ON CONFLICT (visitor_id) DO UPDATE SET erased_at = excluded.erased_at",
     ]
     .iter()
-    .map(|sql| db.prepare(*sql).bind(&[visitor.into()]))
+    .map(|sql| {
+        let statement = db.prepare(*sql);
+        if sql.contains("?2") {
+            statement.bind(&[visitor.into(), erased_at.clone()])
+        } else {
+            statement.bind(&[visitor.into()])
+        }
+    })
     .collect::<worker::Result<Vec<_>>>()
     .map_err(d1_failed(ctx))?;
     db.batch(statements).await.map_err(d1_failed(ctx))?;
@@ -193,6 +205,20 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
         &serde_json::json!({ "erased_conversations": conversations.len() }),
         200,
     )
+}
+
+/// Whether `visitor` was erased on request while tokens of theirs may still be valid.
+pub async fn is_erased_visitor(ctx: &Ctx, visitor: &str) -> Result<bool, crate::http::ApiError> {
+    #[derive(Deserialize)]
+    struct Found {}
+    let found = db(ctx)?
+        .prepare("SELECT 1 AS found FROM erased_visitors WHERE visitor_id = ?1")
+        .bind(&[visitor.into()])
+        .map_err(d1_failed(ctx))?
+        .first::<Found>(None)
+        .await
+        .map_err(d1_failed(ctx))?;
+    Ok(found.is_some())
 }
 
 /// Erases conversations older than their site's retention (by last activity), the oldest
@@ -290,6 +316,14 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
         .bind(&bound)?
         .run()
         .await?;
+    // Erased visitors are remembered only while a token of theirs can still be valid.
+    if team.is_none() {
+        let ttl = crate::config::Config::from_env(env).visitor_token_ttl_ms;
+        db.prepare("DELETE FROM erased_visitors WHERE erased_at < ?1")
+            .bind(&[JsValue::from_f64((now - ttl) as f64)])?
+            .run()
+            .await?;
+    }
     let changed = |result: &worker::D1Result| {
         result
             .meta()

@@ -78,8 +78,14 @@ async fn agents_online(ctx: &Ctx, site: &str) -> bool {
     }
 }
 
-fn visitor_of(ctx: &Ctx) -> Result<(String, String), ApiError> {
+/// The visitor and site of the request. These writes make the visitor's record, so the token
+/// of a visitor erased since is refused (`token_invalid`: the widget renews it as someone new)
+/// rather than bringing the erased identity back.
+async fn visitor_of(ctx: &Ctx) -> Result<(String, String), ApiError> {
     match authenticate(ctx)? {
+        Principal::Visitor { id, .. } if crate::erasure::is_erased_visitor(ctx, &id).await? => {
+            Err(ErrorCode::TokenInvalid.into())
+        }
         Principal::Visitor { id, site } => Ok((id, site)),
         Principal::Agent { .. } => Err(ErrorCode::Forbidden.into()),
     }
@@ -107,7 +113,7 @@ fn text_or_null(value: Option<String>) -> JsValue {
 
 /// `POST /api/v1/visitor/context`: where the visitor is now; each call extends the page trail.
 pub async fn context(req: &mut Request, ctx: &Ctx) -> ApiResult {
-    let (visitor, site) = visitor_of(ctx)?;
+    let (visitor, site) = visitor_of(ctx).await?;
     let reported: VisitorContext = read_json(req).await?;
     let context = reported.sanitized();
     let cf = req.cf();
@@ -167,7 +173,7 @@ pub async fn identify(req: &mut Request, ctx: &Ctx) -> ApiResult {
         email: Option<String>,
         hash: Option<String>,
     }
-    let (visitor, site_id) = visitor_of(ctx)?;
+    let (visitor, site_id) = visitor_of(ctx).await?;
     let body: Body = read_json(req).await?;
     let id = body.id.trim();
     if id.is_empty() || id.len() > 128 {
@@ -218,7 +224,7 @@ pub async fn attributes(req: &mut Request, ctx: &Ctx) -> ApiResult {
     struct Body {
         attributes: serde_json::Map<String, serde_json::Value>,
     }
-    let (visitor, site) = visitor_of(ctx)?;
+    let (visitor, site) = visitor_of(ctx).await?;
     let body: Body = read_json(req).await?;
     if body.attributes.len() > 30 {
         return Err(ErrorCode::InvalidRequest.into());

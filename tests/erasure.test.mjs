@@ -242,3 +242,31 @@ test('the retention purge removes visitors nothing is left of and not seen for t
   );
   assert.deepEqual([...new Set(routing.map((r) => r.conversation_id))], [talking.conversation]);
 });
+
+test('an erased visitor\'s token does not bring them back: it renews as someone new, and starts nothing as the erased one', async () => {
+  const v = await newConversation(server);
+  await http(server.url, '/api/v1/visitor/identify', { method: 'POST', token: v.token, body: { id: 'shop-user-7', name: 'Ann Smith', email: 'ann@example.org' } });
+  const erased = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  assert.equal(erased.status, 200, JSON.stringify(erased.body));
+
+  // The widget still holds the token (valid for weeks) and comes back with it.
+  const created = await http(server.url, '/api/v1/conversations', { method: 'POST', token: v.token });
+  assert.equal(created.status, 401, JSON.stringify(created.body));
+  assert.equal(created.body.code, 'token_invalid');
+  for (const [path, body] of [
+    ['/api/v1/visitor/identify', { id: 'shop-user-7', name: 'Ann Smith', email: 'ann@example.org' }],
+    ['/api/v1/visitor/context', { page: { url: 'https://shop.example/again', title: 'Again' } }],
+    ['/api/v1/visitor/attributes', { attributes: { plan: 'gold' } }],
+  ]) {
+    const res = await http(server.url, path, { method: 'POST', token: v.token, body });
+    assert.equal(res.status, 401, `${path}: ${JSON.stringify(res.body)}`);
+    assert.equal(res.body.code, 'token_invalid');
+  }
+  const renewed = await http(server.url, '/api/v1/visitor/session', { method: 'POST', body: { site_key: server.siteKey, token: v.token } });
+  assert.equal(renewed.status, 200, JSON.stringify(renewed.body));
+  assert.notEqual(renewed.body.visitor_id, v.visitorId, 'a new visitor id');
+  assert.ok([200, 201].includes((await http(server.url, '/api/v1/conversations', { method: 'POST', token: renewed.body.token })).status));
+  await sleep(500);
+  const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM visitors WHERE id = ?1', [v.visitorId]);
+  assert.equal(row.n, 0, 'the erased visitor\'s record is not made again');
+});
