@@ -11,6 +11,7 @@ use worker::{Method, Request};
 use crate::api::{authenticate, d1_failed, db, mint, ok_json, Ctx, D1Statement};
 use crate::console::audit;
 use crate::http::{no_content, read_json, ApiError, ApiResult};
+use crate::log::Log;
 use crate::platform::random_16;
 use crate::webhook_object::{self, WebhookRequest};
 
@@ -135,7 +136,22 @@ pub async fn webhooks(
         }
         (Method::Delete, [id]) => {
             let sql = "DELETE FROM webhooks WHERE id = ?1 AND site_id = ?2";
-            change_webhook(ctx, (&team, &actor), site, id, sql, "webhook_deleted").await
+            let answer =
+                change_webhook(ctx, (&team, &actor), site, id, sql, "webhook_deleted").await?;
+            // Its queued deliveries hold message bodies: they go now, not at their next retry
+            // (which would find the webhook gone and give them up).
+            let request = WebhookRequest::WebhookDeleted {
+                webhook: (*id).to_string(),
+            };
+            let dropped = webhook_object::send(&ctx.env, site, &request).await;
+            if !dropped.as_ref().is_ok_and(|r| r.status_code() < 300) {
+                Log::warn("webhook_deliveries_not_dropped")
+                    .site(site)
+                    .trace(&ctx.trace)
+                    .error_class("storage_unavailable")
+                    .emit();
+            }
+            Ok(answer)
         }
         (Method::Post, [id, "enable"]) => {
             let sql = "UPDATE webhooks SET enabled = 1, failures = 0, disabled_reason = NULL

@@ -45,13 +45,15 @@ const LOG_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 const FINISHED_BODIES_DROPPED: &str = "finished_bodies_dropped";
 
 /// Requests to a site's webhook object (one shape across releases: see `internal`); `Erased`
-/// names a conversation whose deliveries go, sent or not.
+/// names a conversation whose deliveries go, sent or not; `WebhookDeleted` a webhook whose
+/// deliveries (and the bodies of those still waiting) go with it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WebhookRequest {
     Enqueue { notices: Vec<Notice> },
     Deliveries { webhook: String },
     Erased { conversation: String },
+    WebhookDeleted { webhook: String },
 }
 
 /// Sends a request to the webhook object of `site`.
@@ -156,6 +158,17 @@ impl DurableObject for WebhookObject {
                     })
                     .collect();
                 Response::from_json(&serde_json::json!({ "deliveries": list }))
+            }
+            WebhookRequest::WebhookDeleted { webhook } => {
+                let dropped = self
+                    .sql()
+                    .exec(
+                        "DELETE FROM deliveries WHERE webhook_id = ? RETURNING id",
+                        vec![webhook.as_str().into()],
+                    )?
+                    .to_array::<serde_json::Value>()?
+                    .len();
+                Response::from_json(&serde_json::json!({ "dropped": dropped }))
             }
             WebhookRequest::Erased { conversation } => {
                 let dropped = self.forget(&conversation)?;

@@ -266,3 +266,26 @@ test("an erased visitor's messages are never delivered once erased, and no deliv
   assert.equal(log.body.deliveries.some((d) => d.delivery_id.startsWith(`${gone.conversation}:`)), false);
   await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
 });
+
+test('deleting a webhook drops its queued deliveries and their bodies at once', async () => {
+  const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+    method: 'POST', token: owner.token, body: { url: receiverUrl, events: ['message.created'] },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const { id } = created.body;
+  failuresToSend = 1000; // the receiver is down: the delivery waits for a retry, body and all
+  const text = `queued for a webhook about to go ${msgId('q')}`;
+  const conv = await newConversation(server);
+  const sent = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+    method: 'POST', token: conv.token, body: { client_msg_id: msgId('w'), text },
+  });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  await until(() => received.some((r) => r.failed && r.body.includes(text)), 'the first attempt');
+  const before = await webhookRows(server, site, 'SELECT id FROM deliveries WHERE webhook_id = ?', [id]);
+  assert.ok(before.length > 0);
+
+  const deleted = await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
+  assert.equal(deleted.status, 204);
+  assert.deepEqual(await webhookRows(server, site, 'SELECT id FROM deliveries WHERE webhook_id = ?', [id]), []);
+  failuresToSend = 0;
+});
