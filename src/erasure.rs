@@ -75,25 +75,13 @@ async fn forget_in_site(env: &Env, site: &str, conversation: &str) -> worker::Re
     let request = SiteRequest::Erased {
         conversation: conversation.to_string(),
     };
-    let failed = match site_object::send(env, site, &request).await {
-        Ok(response) if response.status_code() < 300 => None,
-        Ok(response) => Some(format!("status {}", response.status_code())),
-        Err(e) => Some(e.to_string()),
-    };
-    match failed {
-        None => Ok(()),
-        Some(detail) => {
-            Log::warn("routing_forget_failed")
-                .site(site)
-                .conversation(conversation)
-                .error_class("site_unavailable")
-                .field("detail", detail.clone())
-                .emit();
-            Err(worker::Error::RustError(format!(
-                "site did not forget: {detail}"
-            )))
-        }
-    }
+    let answer = site_object::send(env, site, &request).await;
+    forgotten(
+        answer,
+        ("routing_forget_failed", "site_unavailable", "site"),
+        site,
+        conversation,
+    )
 }
 
 /// Tells the site's webhook object the conversation is gone: every delivery of it, sent or
@@ -102,25 +90,41 @@ async fn forget_in_webhooks(env: &Env, site: &str, conversation: &str) -> worker
     let request = WebhookRequest::Erased {
         conversation: conversation.to_string(),
     };
-    let failed = match webhook_object::send(env, site, &request).await {
-        Ok(response) if response.status_code() < 300 => None,
-        Ok(response) => Some(format!("status {}", response.status_code())),
-        Err(e) => Some(e.to_string()),
+    let answer = webhook_object::send(env, site, &request).await;
+    forgotten(
+        answer,
+        (
+            "webhook_forget_failed",
+            "webhooks_unavailable",
+            "webhook queue",
+        ),
+        site,
+        conversation,
+    )
+}
+
+/// An object's answer to "forget this conversation": done, or a logged error that makes the
+/// erasure fail, to be run again.
+fn forgotten(
+    answer: worker::Result<worker::Response>,
+    (event, class, who): (&str, &str, &str),
+    site: &str,
+    conversation: &str,
+) -> worker::Result<()> {
+    let detail = match answer {
+        Ok(response) if response.status_code() < 300 => return Ok(()),
+        Ok(response) => format!("status {}", response.status_code()),
+        Err(e) => e.to_string(),
     };
-    match failed {
-        None => Ok(()),
-        Some(detail) => {
-            Log::warn("webhook_forget_failed")
-                .site(site)
-                .conversation(conversation)
-                .error_class("webhooks_unavailable")
-                .field("detail", detail.clone())
-                .emit();
-            Err(worker::Error::RustError(format!(
-                "webhook queue did not forget: {detail}"
-            )))
-        }
-    }
+    Log::warn(event)
+        .site(site)
+        .conversation(conversation)
+        .error_class(class)
+        .field("detail", detail.clone())
+        .emit();
+    Err(worker::Error::RustError(format!(
+        "{who} did not forget: {detail}"
+    )))
 }
 
 /// `DELETE /api/v1/visitors/{id}` (owners and admins): the visitor and everything of theirs —
