@@ -9,8 +9,11 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::Request;
 
-use crate::api::{authenticate, d1_failed, db, ok_json, origin_allowed, site_or_error, Ctx};
+use crate::api::{
+    authenticate, d1_failed, db, ok_json, origin_allowed, rate_limit, site_or_error, Ctx,
+};
 use crate::http::{no_content, read_json, ApiError, ApiResult};
+use crate::limiter_object::Limit;
 use crate::log::Log;
 use crate::sites;
 
@@ -106,8 +109,10 @@ fn text_or_null(value: Option<String>) -> JsValue {
 }
 
 /// `POST /api/v1/visitor/context`: where the visitor is now; each call extends the page trail.
+/// Every call stores a row, so each visitor has a page-view bucket (`RATE_PAGE_VIEWS`).
 pub async fn context(req: &mut Request, ctx: &Ctx) -> ApiResult {
     let (visitor, site) = visitor_of(ctx)?;
+    rate_limit(ctx, &format!("page_views:{visitor}"), Limit::PageViews).await?;
     let reported: VisitorContext = read_json(req).await?;
     let context = reported.sanitized();
     let cf = req.cf();
