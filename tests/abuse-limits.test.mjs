@@ -56,3 +56,56 @@ test(`page views: a visitor reports ${PAGE_VIEWS_BURST} pages at once (RATE_PAGE
   assert.equal(await storedPageViews(other), 1);
 });
 
+const setAttributes = (visitor, attributes) => http(server.url, '/api/v1/visitor/attributes', {
+  method: 'POST', token: visitor.token, body: { attributes },
+});
+
+async function storedAttributes(visitor) {
+  const { results: [row] } = await server.d1('SELECT attributes FROM visitors WHERE id = ?1', [visitor.visitorId]);
+  return JSON.parse(row.attributes);
+}
+
+function keys(from, count, value = 1) {
+  return Object.fromEntries(Array.from({ length: count }, (_, i) => [`k${from + i}`, value]));
+}
+
+test(`attributes: at most ${MAX_ATTRIBUTES} keys are stored; a merge past it is 409 too_many_attributes and changes nothing; changing a stored key or removing one with null still works`, async () => {
+  const visitor = await visitorSession(server);
+  for (let from = 0; from < MAX_ATTRIBUTES; from += 25) {
+    const res = await setAttributes(visitor, keys(from, 25));
+    assert.equal(res.status, 204, JSON.stringify(res.body));
+  }
+  assert.equal(Object.keys(await storedAttributes(visitor)).length, MAX_ATTRIBUTES);
+
+  const refused = await setAttributes(visitor, { k0: 2, extra: 1 });
+  assert.equal(refused.status, 409);
+  assert.equal(refused.body.code, 'too_many_attributes');
+  assert.ok(refused.body.message);
+  const kept = await storedAttributes(visitor);
+  assert.equal(Object.keys(kept).length, MAX_ATTRIBUTES);
+  assert.equal(kept.k0, 1);
+  assert.equal(kept.extra, undefined);
+
+  // Known keys change; a null makes room for a new one in the same request.
+  assert.equal((await setAttributes(visitor, { k0: 'gold' })).status, 204);
+  assert.equal((await setAttributes(visitor, { k1: null, extra: true })).status, 204);
+  const now = await storedAttributes(visitor);
+  assert.equal(Object.keys(now).length, MAX_ATTRIBUTES);
+  assert.equal(now.k0, 'gold');
+  assert.equal(now.k1, undefined);
+  assert.equal(now.extra, true);
+});
+
+test('attributes: the stored text is bounded too (16 KiB): long values fill it before the key count does', async () => {
+  const visitor = await visitorSession(server);
+  const long = 'x'.repeat(500);
+  assert.equal((await setAttributes(visitor, keys(0, 25, long))).status, 204);
+  const refused = await setAttributes(visitor, keys(25, 25, long));
+  assert.equal(refused.status, 409);
+  assert.equal(refused.body.code, 'too_many_attributes');
+  assert.equal(Object.keys(await storedAttributes(visitor)).length, 25);
+  // Short values still fit.
+  assert.equal((await setAttributes(visitor, keys(25, 25, 1))).status, 204);
+  assert.equal(Object.keys(await storedAttributes(visitor)).length, 50);
+});
+
