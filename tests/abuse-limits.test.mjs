@@ -109,3 +109,58 @@ test('attributes: the stored text is bounded too (16 KiB): long values fill it b
   assert.equal(Object.keys(await storedAttributes(visitor)).length, 50);
 });
 
+const rate = (conv, body) => http(server.url, `/api/v1/conversations/${conv.conversation}/rating`, {
+  method: 'POST', token: conv.token, body,
+});
+const close = (conv) => http(server.url, `/api/v1/conversations/${conv.conversation}/close`, { method: 'POST', token: owner.token });
+const say = (conv, text) => http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+  method: 'POST', token: conv.token, body: { client_msg_id: msgId('v'), text },
+});
+
+async function ratings(conv) {
+  return (await fullHistory(server, conv.conversation, owner.token)).filter((e) => e.kind === 'rated');
+}
+
+test('ratings: refused while the conversation is open (409 conversation_open); one per closing, asked again the stored one answers; a new closing takes a new one', async () => {
+  const conv = await newConversation(server);
+  const early = await rate(conv, { score: 5 });
+  assert.equal(early.status, 409, JSON.stringify(early.body));
+  assert.equal(early.body.code, 'conversation_open');
+  assert.ok(early.body.message);
+
+  assert.ok((await close(conv)).status < 300);
+  const first = await rate(conv, { score: 4, comment: 'quick' });
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  assert.equal(first.body.kind, 'rated');
+  assert.deepEqual(first.body.body, { score: 4, comment: 'quick' });
+  for (const score of [1, 4]) {
+    const again = await rate(conv, { score, comment: 'x'.repeat(1000) });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.seq, first.body.seq);
+    assert.deepEqual(again.body.body, { score: 4, comment: 'quick' });
+  }
+  assert.equal((await ratings(conv)).length, 1);
+
+  // The visitor writes again (the conversation reopens); closed again, it may be rated again.
+  assert.equal((await say(conv, 'one more thing')).status, 200);
+  assert.ok((await close(conv)).status < 300);
+  const second = await rate(conv, { score: 5 });
+  assert.equal(second.status, 200, JSON.stringify(second.body));
+  assert.ok(second.body.seq > first.body.seq);
+  assert.deepEqual((await ratings(conv)).map((e) => e.body.score), [4, 5]);
+});
+
+test(`ratings take a token from the visitor's message bucket: after ${VISITOR_MESSAGES_BURST} messages the rating is 429 rate_limited with retry_after_ms and stores nothing`, async () => {
+  const conv = await newConversation(server);
+  for (let i = 0; i < VISITOR_MESSAGES_BURST; i += 1) {
+    const res = await say(conv, `question ${i}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+  }
+  assert.ok((await close(conv)).status < 300);
+  const refused = await rate(conv, { score: 3, comment: 'slow' });
+  assert.equal(refused.status, 429, JSON.stringify(refused.body));
+  assert.equal(refused.body.code, 'rate_limited');
+  assert.ok(refused.body.retry_after_ms > 0);
+  assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+  assert.equal((await ratings(conv)).length, 0);
+});

@@ -32,6 +32,7 @@ pub enum ErrorCode {
     AgentUnavailable,
     EmailTaken,
     TooManyAttributes,
+    ConversationOpen,
     EmptyFile,
     FileTooLarge,
     UnsupportedFileType,
@@ -43,7 +44,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -70,6 +71,7 @@ impl ErrorCode {
         ErrorCode::AgentUnavailable,
         ErrorCode::EmailTaken,
         ErrorCode::TooManyAttributes,
+        ErrorCode::ConversationOpen,
         ErrorCode::EmptyFile,
         ErrorCode::FileTooLarge,
         ErrorCode::UnsupportedFileType,
@@ -108,6 +110,7 @@ impl ErrorCode {
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::EmailTaken => "email_taken",
             ErrorCode::TooManyAttributes => "too_many_attributes",
+            ErrorCode::ConversationOpen => "conversation_open",
             ErrorCode::EmptyFile => "empty_file",
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::UnsupportedFileType => "unsupported_file_type",
@@ -145,7 +148,8 @@ impl ErrorCode {
             ErrorCode::AlreadyAssigned
             | ErrorCode::AgentUnavailable
             | ErrorCode::EmailTaken
-            | ErrorCode::TooManyAttributes => 409,
+            | ErrorCode::TooManyAttributes
+            | ErrorCode::ConversationOpen => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
             ErrorCode::StorageUnavailable => 503,
             ErrorCode::Internal => 500,
