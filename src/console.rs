@@ -14,7 +14,7 @@ use crate::api::{
     authenticate, d1_failed, db, header, mint, ok_json, operate, origin_allowed, Ctx, D1Statement,
 };
 use crate::http::{read_json, ApiError, ApiResult};
-use crate::internal::{Operation, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
+use crate::internal::{Operation, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::site_object::{self, SiteRequest};
 
@@ -81,6 +81,8 @@ pub async fn open_console(req: &Request, ctx: &Ctx) -> ApiResult {
     set("upgrade", "websocket")?;
     set(SITE_HEADER, &query.site)?;
     set(LANG_HEADER, ctx.lang.tag())?;
+    // Sockets that have not signed in are counted per address.
+    set(IP_HEADER, &ctx.ip)?;
     let mut init = worker::RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let request = Request::new_with_init(&format!("{INTERNAL_BASE}/ws"), &init)

@@ -215,9 +215,8 @@ pub struct Conversation {
     alarm_copy: Cell<bool>,
     /// The last alarm left the copying to the site's answers; the next one copies.
     alarm_deferred: Cell<bool>,
-    /// Sockets that have yet to say `hello`, each with the means to stop its timer: a timer
-    /// left running would keep the instance from hibernating for its whole length.
-    awaiting_hello: RefCell<Vec<(WebSocket, oneshot::Sender<()>)>>,
+    /// The timers of the sockets that have yet to say `hello`.
+    hello_timers: crate::unsigned_sockets::HelloTimers,
     /// Whether this instance made sure its stored alarm is really scheduled (see
     /// `recover_alarm`).
     alarm_checked: Cell<bool>,
@@ -258,7 +257,7 @@ impl DurableObject for ConversationObject {
             incarnation: Cell::new(0),
             alarm_copy: Cell::new(false),
             alarm_deferred: Cell::new(false),
-            awaiting_hello: RefCell::default(),
+            hello_timers: Default::default(),
             alarm_checked: Cell::new(false),
             frames: crate::turns::Turns::default(),
             sessions_checked: RefCell::new(Vec::new()),
@@ -1801,30 +1800,36 @@ impl Conversation {
     /// Accepts any socket: whether the conversation exists, and is the caller's, is answered
     /// after `hello` with the same `not_found`, so a socket is no oracle for conversation ids.
     fn accept_socket(&self, req: &Request) -> ApiResult {
-        use parley_core::limits::{HELLO_TIMEOUT_MS, MAX_UNSIGNED_SOCKETS_PER_IP};
         let now = now_ms();
         let ip = header(req, IP_HEADER);
         let trace = header(req, TRACE_HEADER).unwrap_or_default();
         // Sockets that never signed in: the stale ones go, and one address may hold only a few.
-        let mut unsigned_from_ip = 0;
-        for ws in self.state.get_websockets() {
-            let Some(other) = self.sockets.get(&ws) else {
-                continue;
-            };
-            if other.principal.is_some() {
-                continue;
-            }
-            if now - other.opened_at >= HELLO_TIMEOUT_MS {
-                let _ = self.refuse_and_close(&ws, &other, ErrorCode::TokenMissing, CLOSE_POLICY);
-            } else if other.ip == ip {
-                unsigned_from_ip += 1;
-            }
-        }
-        if unsigned_from_ip >= MAX_UNSIGNED_SOCKETS_PER_IP {
+        let room = crate::unsigned_sockets::make_room(
+            &self.state,
+            ip.as_deref(),
+            now,
+            |ws| {
+                let other = self.sockets.get(ws)?;
+                other
+                    .principal
+                    .is_none()
+                    .then(|| crate::unsigned_sockets::Unsigned {
+                        ip: other.ip.clone(),
+                        opened_at: other.opened_at,
+                    })
+            },
+            |ws| {
+                if let Some(other) = self.sockets.get(ws) {
+                    let _ =
+                        self.refuse_and_close(ws, &other, ErrorCode::TokenMissing, CLOSE_POLICY);
+                }
+            },
+        );
+        if let Err(code) = room {
             self.log("socket_refused", &trace)
-                .error_class(ErrorCode::TooManyConnections.as_str())
+                .error_class(code.as_str())
                 .emit();
-            return Err(ErrorCode::TooManyConnections.into());
+            return Err(code.into());
         }
         let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
         self.state.accept_web_socket(&pair.server);
@@ -1848,30 +1853,19 @@ impl Conversation {
     /// an eviction the next socket accepted sweeps it).
     fn close_if_silent(&self, ws: WebSocket, socket: SocketState) {
         let Some(me) = self.me.upgrade() else { return };
-        let (stop, stopped) = oneshot::channel::<()>();
-        self.awaiting_hello.borrow_mut().push((ws.clone(), stop));
-        self.state.wait_until(async move {
-            let wait = parley_core::limits::HELLO_TIMEOUT_MS as u64;
-            let timer = worker::Delay::from(Duration::from_millis(wait));
-            // Stopped (or its sender dropped): the socket said hello or closed.
-            if let futures::future::Either::Right(_) = futures::future::select(timer, stopped).await
-            {
-                return;
-            }
-            me.stop_waiting_for_hello(&ws);
+        self.hello_timers.start(&self.state, ws, move |ws| {
+            me.stop_waiting_for_hello(ws);
             // A socket already closed is not looked up (that would cache it again).
-            let open = me.state.get_websockets().contains(&ws);
-            if open && me.sockets.get(&ws).is_some_and(|s| s.principal.is_none()) {
-                let _ = me.refuse_and_close(&ws, &socket, ErrorCode::TokenMissing, CLOSE_POLICY);
+            let open = me.state.get_websockets().contains(ws);
+            if open && me.sockets.get(ws).is_some_and(|s| s.principal.is_none()) {
+                let _ = me.refuse_and_close(ws, &socket, ErrorCode::TokenMissing, CLOSE_POLICY);
             }
         });
     }
 
     /// Ends the hello timer of a socket that said hello or closed.
     fn stop_waiting_for_hello(&self, ws: &WebSocket) {
-        self.awaiting_hello
-            .borrow_mut()
-            .retain(|(waiting, _)| waiting != ws);
+        self.hello_timers.stop(ws);
     }
 
     async fn operation(&self, req: &mut Request, trace: &str) -> ApiResult {

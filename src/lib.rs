@@ -36,6 +36,7 @@ mod sql_store;
 mod sql_text;
 mod translation;
 mod turns;
+mod unsigned_sockets;
 mod webhook_object;
 mod widget;
 mod zones;

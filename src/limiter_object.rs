@@ -14,11 +14,13 @@ pub enum Limit {
     Logins,
     Uploads,
     IpUploads,
+    PageViews,
 }
 
 impl Limit {
     /// The limit's rate: the environment's setting (`RATE_IP_CREATIONS`, `RATE_LOGINS`,
-    /// `RATE_UPLOADS`, `RATE_IP_UPLOADS`, as `"<burst>/<per second>"`) or the default. Sites
+    /// `RATE_UPLOADS`, `RATE_IP_UPLOADS`, `RATE_PAGE_VIEWS`, as `"<burst>/<per second>"`) or
+    /// the default. Sites
     /// whose visitors share an address (a company network) raise the per-address ones.
     fn rate(self, env: &Env) -> Rate {
         let (name, default) = match self {
@@ -26,6 +28,7 @@ impl Limit {
             Limit::Logins => ("RATE_LOGINS", Rate::LOGINS),
             Limit::Uploads => ("RATE_UPLOADS", Rate::UPLOADS),
             Limit::IpUploads => ("RATE_IP_UPLOADS", Rate::IP_UPLOADS),
+            Limit::PageViews => ("RATE_PAGE_VIEWS", Rate::PAGE_VIEWS),
         };
         crate::config::rate(env, name, default)
     }

@@ -25,7 +25,7 @@ use worker::{
 
 use crate::config::Config;
 use crate::http::{json_response, read_internal_json, ApiError, ApiResult};
-use crate::internal::{SystemRequest, INTERNAL_BASE, LANG_HEADER, SITE_HEADER};
+use crate::internal::{SystemRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
@@ -181,6 +181,21 @@ struct ConsoleSocket {
     /// The sign-in session the console belongs to.
     #[serde(default)]
     sid: Option<String>,
+    /// The address the socket came from, and when it was accepted (ms): until its `hello`, it
+    /// counts against its address and is closed when the hello timeout passes.
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    opened_at: i64,
+}
+
+impl ConsoleSocket {
+    fn lang(&self) -> Lang {
+        self.lang
+            .as_deref()
+            .map(Lang::negotiate)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +248,8 @@ pub struct Site {
     mirror: std::rc::Rc<crate::site_mirror::SiteMirror>,
     /// The lines this site holds to its conversations.
     pub(crate) lines: crate::site_link::SiteLines,
+    /// The timers of the consoles that have yet to say `hello`.
+    hello_timers: crate::unsigned_sockets::HelloTimers,
 }
 
 /// How long the site's settings are reused before they are read from D1 again.
@@ -259,6 +276,7 @@ impl DurableObject for SiteObject {
             alarm_checked: std::cell::Cell::new(false),
             alarm_set: std::cell::Cell::new(None),
             lines: crate::site_link::SiteLines::default(),
+            hello_timers: Default::default(),
         });
         SiteObject { site }
     }
@@ -298,11 +316,7 @@ impl DurableObject for SiteObject {
     ) -> Result<()> {
         crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
         let mut socket: ConsoleSocket = load_attachment(&ws).unwrap_or_default();
-        let lang = socket
-            .lang
-            .as_deref()
-            .map(Lang::negotiate)
-            .unwrap_or_default();
+        let lang = socket.lang();
         let WebSocketIncomingMessage::String(text) = message else {
             return refuse(&ws, ErrorCode::BadFrame, lang, true);
         };
@@ -364,6 +378,7 @@ impl DurableObject for SiteObject {
                 socket.agent = Some(profile.clone());
                 socket.sid = sid;
                 save_attachment(&ws, &socket)?;
+                self.hello_timers.stop(&ws);
                 let device = socket.device.clone();
                 let _ = self
                     .apply(SiteInput::DeviceConnected {
@@ -407,12 +422,14 @@ impl DurableObject for SiteObject {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
+        self.hello_timers.stop(&ws);
         self.device_gone(&ws).await;
         let _ = ws.close(Some(1000), Some("closing"));
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.hello_timers.stop(&ws);
         self.device_gone(&ws).await;
         Ok(())
     }
@@ -441,6 +458,16 @@ fn parse_console_frame(text: &str) -> std::result::Result<ConsoleFrame, ErrorCod
 
 fn send_json(ws: &WebSocket, value: &serde_json::Value) {
     let _ = ws.send_with_str(value.to_string());
+}
+
+/// Closes a console that has not said `hello` in time (`token_missing`, 1008), if it is still
+/// unsigned.
+fn close_silent_console(ws: &WebSocket) {
+    if let Some(console) = load_attachment::<ConsoleSocket>(ws) {
+        if console.agent.is_none() {
+            let _ = refuse(ws, ErrorCode::TokenMissing, console.lang(), true);
+        }
+    }
 }
 
 fn refuse(ws: &WebSocket, code: ErrorCode, lang: Lang, close: bool) -> Result<()> {
@@ -1003,12 +1030,40 @@ impl Site {
         }
     }
 
+    /// Accepts a console's socket, which signs in with its first frame; like a conversation's
+    /// sockets, it must do so within the hello timeout, and one address may hold only a few
+    /// that have not.
     fn accept_console(&self, req: &Request) -> ApiResult {
-        if let Some(site) = req.headers().get(SITE_HEADER).ok().flatten() {
-            self.learn_site(&site);
+        let site = req.headers().get(SITE_HEADER).ok().flatten();
+        if let Some(site) = &site {
+            self.learn_site(site);
+        }
+        let now = now_ms();
+        let ip = req.headers().get(IP_HEADER).ok().flatten();
+        let room = crate::unsigned_sockets::make_room(
+            &self.state,
+            ip.as_deref(),
+            now,
+            |ws| {
+                let console = load_attachment::<ConsoleSocket>(ws)?;
+                console
+                    .agent
+                    .is_none()
+                    .then_some(crate::unsigned_sockets::Unsigned {
+                        ip: console.ip,
+                        opened_at: console.opened_at,
+                    })
+            },
+            close_silent_console,
+        );
+        if let Err(code) = room {
+            Log::info("console_refused")
+                .site(site.as_deref().unwrap_or_default())
+                .error_class(code.as_str())
+                .emit();
+            return Err(code.into());
         }
         let pair = WebSocketPair::new().map_err(|_| ApiError::from(ErrorCode::Internal))?;
-        self.state.accept_web_socket(&pair.server);
         let device = random_16()
             .map(|b| parley_core::ids::base32(&b))
             .map_err(|_| ApiError::from(ErrorCode::Internal))?;
@@ -1017,8 +1072,13 @@ impl Site {
             device,
             lang: req.headers().get(LANG_HEADER).ok().flatten(),
             sid: None,
+            ip,
+            opened_at: now,
         };
+        self.state.accept_web_socket(&pair.server);
         save_attachment(&pair.server, &socket).map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        self.hello_timers
+            .start(&self.state, pair.server, close_silent_console);
         Response::from_websocket(pair.client).map_err(|_| ErrorCode::Internal.into())
     }
 

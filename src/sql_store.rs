@@ -524,4 +524,16 @@ impl Store for SqlStore {
         )?;
         Ok(())
     }
+
+    fn rating_since_close(&self) -> Result<Option<Event>, SqlError> {
+        // Both lookups run on the (kind, seq) index.
+        Ok(self
+            .events(
+                "SELECT * FROM events WHERE kind = 'rated'
+                   AND seq > (SELECT COALESCE(MAX(seq), 0) FROM events WHERE kind = 'closed')
+                 ORDER BY seq DESC LIMIT 1",
+                vec![],
+            )?
+            .pop())
+    }
 }

@@ -9,8 +9,11 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::Request;
 
-use crate::api::{authenticate, d1_failed, db, ok_json, origin_allowed, site_or_error, Ctx};
+use crate::api::{
+    authenticate, d1_failed, db, ok_json, origin_allowed, rate_limit, site_or_error, Ctx,
+};
 use crate::http::{no_content, read_json, ApiError, ApiResult};
+use crate::limiter_object::Limit;
 use crate::log::Log;
 use crate::sites;
 
@@ -112,8 +115,10 @@ fn text_or_null(value: Option<String>) -> JsValue {
 }
 
 /// `POST /api/v1/visitor/context`: where the visitor is now; each call extends the page trail.
+/// Every call stores a row, so each visitor has a page-view bucket (`RATE_PAGE_VIEWS`).
 pub async fn context(req: &mut Request, ctx: &Ctx) -> ApiResult {
     let (visitor, site) = visitor_of(ctx).await?;
+    rate_limit(ctx, &format!("page_views:{visitor}"), Limit::PageViews).await?;
     let reported: VisitorContext = read_json(req).await?;
     let context = reported.sanitized();
     let cf = req.cf();
@@ -219,14 +224,21 @@ pub async fn identify(req: &mut Request, ctx: &Ctx) -> ApiResult {
 
 /// `POST /api/v1/visitor/attributes {"attributes": {key: value}}`: facts the host site knows
 /// about its visitor (plan, order count…), merged into what is stored; `null` removes a key.
+/// What is stored is bounded (`MAX_VISITOR_ATTRIBUTES` keys, `MAX_VISITOR_ATTRIBUTES_BYTES`):
+/// a merge past either is refused whole, one that does not grow what is stored always passes.
 pub async fn attributes(req: &mut Request, ctx: &Ctx) -> ApiResult {
+    use parley_core::limits::{
+        MAX_VISITOR_ATTRIBUTES, MAX_VISITOR_ATTRIBUTES_BYTES, MAX_VISITOR_ATTRIBUTES_PER_REQUEST,
+    };
     #[derive(Deserialize)]
     struct Body {
         attributes: serde_json::Map<String, serde_json::Value>,
     }
+    #[derive(Deserialize)]
+    struct Stored {}
     let (visitor, site) = visitor_of(ctx).await?;
     let body: Body = read_json(req).await?;
-    if body.attributes.len() > 30 {
+    if body.attributes.len() > MAX_VISITOR_ATTRIBUTES_PER_REQUEST {
         return Err(ErrorCode::InvalidRequest.into());
     }
     let mut patch = serde_json::Map::new();
@@ -246,21 +258,40 @@ pub async fn attributes(req: &mut Request, ctx: &Ctx) -> ApiResult {
         patch.insert(key, value);
     }
     let patch = serde_json::Value::Object(patch).to_string();
+    // A visitor's first attributes are the patch itself.
+    if patch.len() > MAX_VISITOR_ATTRIBUTES_BYTES {
+        return Err(ErrorCode::TooManyAttributes.into());
+    }
     let now = JsValue::from_f64(ctx.now as f64);
-    let statement = db(ctx)?
+    // The bound is checked in the write itself, so concurrent merges cannot together pass it.
+    // A row already past it (stored before the bound) may shrink but never grow.
+    let stored = db(ctx)?
         .prepare(
             "INSERT INTO visitors (id, site_id, created_at, last_seen_at, attributes)
              VALUES (?1, ?2, ?3, ?3, json_patch('{}', ?4))
              ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at,
-               attributes = json_patch(visitors.attributes, ?4)",
+               attributes = json_patch(visitors.attributes, ?4)
+             WHERE (SELECT COUNT(*) FROM json_each(json_patch(visitors.attributes, ?4)))
+                     <= MAX(?5, (SELECT COUNT(*) FROM json_each(visitors.attributes)))
+               AND length(CAST(json_patch(visitors.attributes, ?4) AS BLOB))
+                     <= MAX(?6, length(CAST(visitors.attributes AS BLOB)))
+             RETURNING 1 AS stored",
         )
         .bind(&[
             visitor.as_str().into(),
             site.as_str().into(),
             now,
             patch.into(),
+            JsValue::from_f64(MAX_VISITOR_ATTRIBUTES as f64),
+            JsValue::from_f64(MAX_VISITOR_ATTRIBUTES_BYTES as f64),
         ])
-        .map_err(bind_err)?;
-    run(ctx, vec![statement]).await?;
+        .map_err(bind_err)?
+        .all()
+        .await
+        .and_then(|result| result.results::<Stored>())
+        .map_err(d1_failed(ctx))?;
+    if stored.is_empty() {
+        return Err(ErrorCode::TooManyAttributes.into());
+    }
     no_content().map_err(|_| ErrorCode::Internal.into())
 }

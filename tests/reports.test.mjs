@@ -21,7 +21,7 @@ before(async () => {
   const say = (conv, token, text) => http(server.url, `/api/v1/conversations/${conv}/messages`, {
     method: 'POST', token, body: { client_msg_id: msgId('r'), text },
   });
-  const ratings = [5, 4, null, 2];
+  const ratings = [5, 4, 2, null];
   for (let i = 0; i < 4; i += 1) {
     const v = await newConversation(server);
     await say(v.conversation, v.token, `question ${i}`);
@@ -99,11 +99,15 @@ test('the report downloads as CSV; only owners and admins may read it', async ()
   assert.equal(bad.status, 400);
 });
 
-test('ratings: 1 to 5 from the visitor only', async () => {
+test('ratings: 1 to 5 from the visitor only, once the conversation is closed', async () => {
   const s = seeded[3];
   const path = `/api/v1/conversations/${s.conversation}/rating`;
   assert.equal((await http(server.url, path, { method: 'POST', token: s.token, body: { score: 9 } })).status, 400);
   assert.equal((await http(server.url, path, { method: 'POST', token: owner.token, body: { score: 5 } })).status, 403);
+  const open = await http(server.url, path, { method: 'POST', token: s.token, body: { score: 3 } });
+  assert.equal(open.status, 409);
+  assert.equal(open.body.code, 'conversation_open');
+  await http(server.url, `/api/v1/conversations/${s.conversation}/close`, { method: 'POST', token: owner.token });
   const ok = await http(server.url, path, { method: 'POST', token: s.token, body: { score: 3 } });
   assert.equal(ok.body.kind, 'rated');
   assert.deepEqual(ok.body.body, { score: 3 });

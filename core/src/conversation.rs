@@ -52,6 +52,9 @@ pub trait Store {
     fn events_before(&self, before: u64, limit: u32) -> Result<Vec<Event>, Self::Error>;
     fn reads(&self) -> Result<BTreeMap<String, u64>, Self::Error>;
     fn save_read(&mut self, participant: &str, seq: u64) -> Result<(), Self::Error>;
+    /// The latest `rated` event after the latest `closed` one: the rating of the current
+    /// closing, if the visitor gave one.
+    fn rating_since_close(&self) -> Result<Option<Event>, Self::Error>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,7 +122,7 @@ pub enum Command {
     Handoff {
         who: Participant,
     },
-    /// The visitor rates the conversation (1–5, optional comment); a later rating supersedes.
+    /// The visitor rates the closed conversation (1–5, optional comment), once per closing.
     Rate {
         who: Participant,
         score: u8,
@@ -834,6 +837,25 @@ impl Engine {
         }
         if !(1..=5).contains(&score) {
             return Err(EngineError::reject(ErrorCode::InvalidRequest));
+        }
+        // A rating is the visitor's verdict on a conversation that ended.
+        if self.meta.status != Status::Closed {
+            return Err(EngineError::reject(ErrorCode::ConversationOpen));
+        }
+        // One per closing: asked again (a retry after a lost answer, a second click), the stored
+        // rating answers, whatever the new score, and nothing is stored, as with a message's retry.
+        if let Some(stored) = store.rating_since_close().map_err(EngineError::Store)? {
+            return Ok(vec![Effect::Reply(ServerFrame::Event(stored))]);
+        }
+        // A stored rating is broadcast and mirrored like a message, and paid for like one.
+        if let Err(wait) =
+            self.take_token(format!("p:{}", who.id), self.config.visitor_messages, now)
+        {
+            return Err(EngineError::Rejected {
+                code: ErrorCode::RateLimited,
+                client_msg_id: None,
+                retry_after_ms: Some(wait),
+            });
         }
         let comment = comment
             .map(|c| c.trim().chars().take(1000).collect::<String>())

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     AlreadyAssigned,
     AgentUnavailable,
     EmailTaken,
+    TooManyAttributes,
+    ConversationOpen,
     EmptyFile,
     FileTooLarge,
     UnsupportedFileType,
@@ -42,7 +44,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -68,6 +70,8 @@ impl ErrorCode {
         ErrorCode::AlreadyAssigned,
         ErrorCode::AgentUnavailable,
         ErrorCode::EmailTaken,
+        ErrorCode::TooManyAttributes,
+        ErrorCode::ConversationOpen,
         ErrorCode::EmptyFile,
         ErrorCode::FileTooLarge,
         ErrorCode::UnsupportedFileType,
@@ -105,6 +109,8 @@ impl ErrorCode {
             ErrorCode::AlreadyAssigned => "already_assigned",
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::EmailTaken => "email_taken",
+            ErrorCode::TooManyAttributes => "too_many_attributes",
+            ErrorCode::ConversationOpen => "conversation_open",
             ErrorCode::EmptyFile => "empty_file",
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::UnsupportedFileType => "unsupported_file_type",
@@ -139,7 +145,11 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound | ErrorCode::UnknownSite | ErrorCode::FileNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::AlreadyAssigned | ErrorCode::AgentUnavailable | ErrorCode::EmailTaken => 409,
+            ErrorCode::AlreadyAssigned
+            | ErrorCode::AgentUnavailable
+            | ErrorCode::EmailTaken
+            | ErrorCode::TooManyAttributes
+            | ErrorCode::ConversationOpen => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
             ErrorCode::StorageUnavailable => 503,
             ErrorCode::Internal => 500,

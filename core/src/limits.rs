@@ -26,3 +26,10 @@ pub const MAX_SOCKETS_PER_PARTICIPANT: usize = 32;
 pub const MAX_UNSIGNED_SOCKETS_PER_IP: usize = 8;
 /// How long a socket may stay open without its `hello`.
 pub const HELLO_TIMEOUT_MS: i64 = 10_000;
+/// Attributes one request may name (`POST /api/v1/visitor/attributes`).
+pub const MAX_VISITOR_ATTRIBUTES_PER_REQUEST: usize = 30;
+/// Attributes stored for one visitor: requests merge, so without a bound each one adding new
+/// keys would grow the visitor's row for ever.
+pub const MAX_VISITOR_ATTRIBUTES: usize = 100;
+/// The stored attributes' JSON text, in bytes (values are up to 500 characters each).
+pub const MAX_VISITOR_ATTRIBUTES_BYTES: usize = 16 * 1024;

@@ -108,4 +108,15 @@ impl Store for MemStore {
         self.reads.insert(participant.to_string(), seq);
         Ok(())
     }
+
+    fn rating_since_close(&self) -> Result<Option<Event>, MemStoreError> {
+        for event in self.events.iter().rev() {
+            match event.payload {
+                EventPayload::Rated { .. } => return Ok(Some(event.clone())),
+                EventPayload::Closed {} => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
 }

@@ -59,6 +59,12 @@ impl Rate {
         burst: 60.0,
         per_second: 1.0,
     };
+    /// Page views one visitor reports (each is a stored row): a single-page app's quick
+    /// navigation passes, a script replaying its token does not.
+    pub const PAGE_VIEWS: Rate = Rate {
+        burst: 30.0,
+        per_second: 0.5,
+    };
     /// Login attempts per IP address and per e-mail.
     pub const LOGINS: Rate = Rate {
         burst: 10.0,

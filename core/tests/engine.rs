@@ -643,3 +643,159 @@ fn commands_that_post_a_message_name_it() {
     };
     assert_eq!(automated.client_msg_id(), None);
 }
+
+fn rate(score: u8, comment: Option<&str>) -> Command {
+    Command::Rate {
+        who: visitor(),
+        score,
+        comment: comment.map(str::to_string),
+    }
+}
+
+fn replied_event(effects: &[Effect]) -> parley_core::Event {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Reply(ServerFrame::Event(ev)) => Some(ev.clone()),
+            _ => None,
+        })
+        .expect("the rating as the reply")
+}
+
+fn ratings(store: &MemStore) -> Vec<(u64, EventPayload)> {
+    store
+        .log()
+        .iter()
+        .filter(|e| matches!(e.payload, EventPayload::Rated { .. }))
+        .map(|e| (e.seq, e.payload.clone()))
+        .collect()
+}
+
+#[test]
+fn a_rating_is_for_a_closed_conversation_once_per_closing() {
+    let (mut engine, mut store) = new_conversation(10);
+    // Open: refused, nothing stored.
+    assert_eq!(
+        rejected(engine.handle(&mut store, rate(5, None), 1)),
+        ErrorCode::ConversationOpen
+    );
+    assert_eq!(engine.meta().head, 1);
+
+    engine
+        .handle(&mut store, Command::Close { who: agent() }, 2)
+        .unwrap();
+    let first = engine
+        .handle(&mut store, rate(4, Some(" quick ")), 3)
+        .unwrap();
+    let rated = replied_event(&first);
+    assert_eq!(
+        rated.payload,
+        EventPayload::Rated {
+            score: 4,
+            comment: Some("quick".into())
+        }
+    );
+    assert!(first.contains(&Effect::Mirror));
+    assert!(first
+        .iter()
+        .any(|e| matches!(e, Effect::Broadcast(ServerFrame::Event(ev)) if ev.seq == rated.seq)));
+
+    // Asked again in the same closing: the stored rating answers; nothing stored or broadcast.
+    let head = engine.meta().head;
+    for (score, comment) in [(1, Some("changed my mind")), (4, Some("quick"))] {
+        let again = engine.handle(&mut store, rate(score, comment), 4).unwrap();
+        assert_eq!(
+            again,
+            vec![Effect::Reply(ServerFrame::Event(rated.clone()))]
+        );
+    }
+    assert_eq!(engine.meta().head, head);
+
+    // A new closing (the visitor wrote, an agent closed again) takes a new rating.
+    engine
+        .handle(&mut store, send("m1", "one more thing", visitor()), 5)
+        .unwrap();
+    engine
+        .handle(&mut store, Command::Close { who: agent() }, 6)
+        .unwrap();
+    let second = replied_event(&engine.handle(&mut store, rate(2, None), 7).unwrap());
+    assert!(second.seq > rated.seq);
+    assert_eq!(
+        ratings(&store),
+        vec![
+            (rated.seq, rated.payload.clone()),
+            (
+                second.seq,
+                EventPayload::Rated {
+                    score: 2,
+                    comment: None
+                }
+            )
+        ]
+    );
+
+    // Reloaded from storage (an evicted object), the closing's rating is still known.
+    let mut reloaded = Engine::load(&store, EngineConfig::default())
+        .unwrap()
+        .unwrap();
+    let answer = reloaded.handle(&mut store, rate(5, None), 8).unwrap();
+    assert_eq!(replied_event(&answer).seq, second.seq);
+    assert_eq!(ratings(&store).len(), 2);
+}
+
+#[test]
+fn ratings_come_from_the_visitors_message_bucket() {
+    let slow = parley_core::ratelimit::Rate {
+        burst: 2.0,
+        per_second: 0.001,
+    };
+    let (mut engine, mut store) = new_conversation_with(EngineConfig {
+        visitor_messages: slow,
+        ..EngineConfig::default()
+    });
+    for id in ["m1", "m2"] {
+        engine
+            .handle(&mut store, send(id, "hi", visitor()), 0)
+            .expect("within the visitor's burst");
+    }
+    engine
+        .handle(&mut store, Command::Close { who: agent() }, 0)
+        .unwrap();
+    let head = engine.meta().head;
+    match engine.handle(&mut store, rate(3, None), 0) {
+        Err(EngineError::Rejected {
+            code: ErrorCode::RateLimited,
+            retry_after_ms: Some(wait),
+            ..
+        }) => assert!(wait > 0),
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+    assert_eq!(engine.meta().head, head, "nothing was stored");
+    // Once the bucket has refilled the rating is taken.
+    let later = engine.handle(&mut store, rate(3, None), 1_000_000).unwrap();
+    assert_eq!(replied_event(&later).seq, head + 1);
+}
+
+#[test]
+fn only_the_visitor_rates_and_only_from_one_to_five() {
+    let (mut engine, mut store) = new_conversation(10);
+    engine
+        .handle(&mut store, Command::Close { who: agent() }, 1)
+        .unwrap();
+    let by_agent = Command::Rate {
+        who: agent(),
+        score: 5,
+        comment: None,
+    };
+    assert_eq!(
+        rejected(engine.handle(&mut store, by_agent, 2)),
+        ErrorCode::Forbidden
+    );
+    for score in [0, 6] {
+        assert_eq!(
+            rejected(engine.handle(&mut store, rate(score, None), 2)),
+            ErrorCode::InvalidRequest
+        );
+    }
+    assert!(ratings(&store).is_empty());
+}

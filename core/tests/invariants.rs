@@ -1536,6 +1536,9 @@ impl Store for FlakyStore {
         self.write()?;
         self.inner.save_read(participant, seq)
     }
+    fn rating_since_close(&self) -> Result<Option<Event>, MemStoreError> {
+        self.inner.rating_since_close()
+    }
 }
 
 /// Regression: a visitor writing into a closed conversation stores `reopened` and the message.
