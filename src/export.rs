@@ -107,6 +107,37 @@ impl Dataset {
     }
 }
 
+/// The text column of an event: a message's text, a file's name, the answers of the form the
+/// conversation began with (one `name: answer` per line), a rating (`4/5`, then its comment).
+fn event_text(kind: &str, body: &serde_json::Value) -> String {
+    match kind {
+        "created" => body["fields"]
+            .as_object()
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|(name, answer)| {
+                        format!("{name}: {}", answer.as_str().unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default(),
+        "rated" => {
+            let score = body["score"].as_u64().unwrap_or_default();
+            match body["comment"].as_str() {
+                Some(comment) => format!("{score}/5\n{comment}"),
+                None => format!("{score}/5"),
+            }
+        }
+        _ => body["text"]
+            .as_str()
+            .or_else(|| body["file"]["name"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
 /// A row as read, turned into output fields and the cursor after it.
 fn row_fields(
     dataset: Dataset,
@@ -126,13 +157,13 @@ fn row_fields(
     match dataset {
         Dataset::Messages => {
             let body: serde_json::Value = serde_json::from_str(&text("body")).unwrap_or_default();
-            let mut content = body["text"]
-                .as_str()
-                .or_else(|| body["file"]["name"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            // As everywhere agents read: the visitor's words, and translations (which may be of them).
-            if mask && (text("author_role") == "visitor" || text("kind") == "translation") {
+            let kind = text("kind");
+            let mut content = event_text(&kind, &body);
+            // As everywhere agents read: the visitor's words, the answers of their form, and
+            // translations (which may be of them).
+            let visitors_words =
+                text("author_role") == "visitor" || kind == "translation" || kind == "created";
+            if mask && visitors_words {
                 content = parley_core::pii::mask(&content).0;
             }
             let fields = vec![

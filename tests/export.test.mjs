@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './support/server.mjs';
-import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, sleep } from './support/client.mjs';
+import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, sleep, visitorSession } from './support/client.mjs';
 
 const GENEROUS = { RATE_VISITOR_MESSAGES: '5000/500', RATE_AGENT_MESSAGES: '5000/500', RATE_IP_MESSAGES: '5000/500' };
 let server;
@@ -190,4 +190,33 @@ test('the audit log is the team\'s: asked for one site it is refused, not answer
   assert.equal(refused.status, 400);
   assert.equal(refused.body.code, 'invalid_request');
   assert.equal((await http(server.url, `/api/v1/export/messages.csv?site=${site}`, { token: owner.token })).status, 200, 'messages are a site\'s');
+});
+
+test('the form a conversation began with and its rating are in the export, masked for exporters without "view personal data"', async () => {
+  const since = Date.now();
+  const visitor = await visitorSession(server);
+  const created = await http(server.url, '/api/v1/conversations', {
+    method: 'POST', token: visitor.token,
+    body: { form: 'prechat', fields: { name: 'Zoe', email: 'zoe.export@example.org' } },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const conversation = created.body.conversation;
+  assert.equal((await http(server.url, `/api/v1/conversations/${conversation}/close`, { method: 'POST', token: owner.token })).status, 200);
+  const rated = await http(server.url, `/api/v1/conversations/${conversation}/rating`, {
+    method: 'POST', token: visitor.token, body: { score: 4, comment: 'quick, thanks; write to zoe.export@example.org' },
+  });
+  assert.equal(rated.status, 200, JSON.stringify(rated.body));
+  let rows = [];
+  for (let i = 0; i < 100 && rows.length < 3; i += 1) {
+    rows = (await http(server.url, `/api/v1/export/messages.json?from=${since}`, { token: owner.token })).body.filter((r) => r.conversation_id === conversation);
+    if (rows.length < 3) await sleep(100);
+  }
+  const textOf = (list, kind) => list.find((r) => r.kind === kind)?.text;
+  assert.equal(textOf(rows, 'created'), 'email: zoe.export@example.org\nname: Zoe');
+  assert.equal(textOf(rows, 'rated'), '4/5\nquick, thanks; write to zoe.export@example.org');
+
+  const exporter = await createAgent(server, { name: 'Form exporter', email: 'form.exporter@parley.local', permissions: ['export'], headers: { 'cf-connecting-ip': '192.0.2.42' } });
+  const masked = (await http(server.url, `/api/v1/export/messages.json?from=${since}`, { token: exporter.token })).body.filter((r) => r.conversation_id === conversation);
+  assert.equal(textOf(masked, 'created'), 'email: z***@example.org\nname: Zoe');
+  assert.equal(textOf(masked, 'rated'), '4/5\nquick, thanks; write to z***@example.org');
 });
