@@ -9,7 +9,7 @@
 // on it; a backup made by an older Parley is upgraded by the migrations applied on start.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { readFlags } from './args.mjs';
@@ -28,18 +28,32 @@ function tar(args) {
   return r.stdout;
 }
 
-/** Entry names and types of the archive; throws on anything a backup never contains. */
+/**
+ * Entry names, types and sizes of the archive (`{ names, sizes }`, sizes by name as tar will
+ * write them); throws on anything a backup never contains.
+ */
 export function checkArchiveEntries(file) {
   const names = tar(['--list', '--gzip', '--file', file]).split('\n').filter(Boolean);
   const verbose = tar(['--list', '--verbose', '--gzip', '--file', file]).split('\n').filter(Boolean);
   if (names.length !== verbose.length) throw new RestoreError('cannot read the archive listing');
   if (names[0] !== MANIFEST_NAME) throw new RestoreError(`not a Parley backup: ${MANIFEST_NAME} is not its first entry`);
+  const sizes = new Map();
   names.forEach((name, i) => {
     const type = verbose[i][0];
     if (type !== '-' && type !== 'd') throw new RestoreError(`refusing entry ${name}: not a regular file or directory`);
     if (name.startsWith('/') || name.split('/').includes('..')) throw new RestoreError(`refusing entry ${name}: unsafe path`);
+    // GNU tar: mode, owner/group, size, date, time, name.
+    const size = /^\S+\s+\S+\s+(\d+)\s/.exec(verbose[i])?.[1];
+    if (size === undefined) throw new RestoreError(`cannot read the size of entry ${name}`);
+    sizes.set(name, Number(size));
   });
-  return names;
+  return { names, sizes };
+}
+
+/** Bytes free for an unprivileged writer on the file system holding `dir`. */
+function freeBytes(dir) {
+  const fs = statfsSync(dir);
+  return Number(fs.bavail) * Number(fs.bsize);
 }
 
 /** The archive's manifest (checked for format). */
@@ -67,7 +81,7 @@ export async function restore({ from, data, say = () => {} }) {
   if (!isEmptyDir(data)) {
     throw new RestoreError(`${data} is not empty: restore only into a new or empty directory (it never overwrites data)`);
   }
-  const names = checkArchiveEntries(from);
+  const { names, sizes } = checkArchiveEntries(from);
   const manifest = readManifest(from);
   const expected = new Map(manifest.files.map((f) => [f.path, f]));
   const fileNames = names.slice(1).filter((n) => !n.endsWith('/'));
@@ -75,6 +89,17 @@ export async function restore({ from, data, say = () => {} }) {
     throw new RestoreError('the archive\'s files do not match its manifest');
   }
   if (expected.has(LOCK_NAME)) throw new RestoreError('the archive contains a lock file');
+  // Checked before a byte is written: an archive whose entries are larger than its manifest
+  // says (a damaged or crafted one) would otherwise fill the disk before the sha256 check.
+  const mismatched = fileNames.find((n) => sizes.get(n) !== expected.get(n).size);
+  if (mismatched) {
+    throw new RestoreError(`${mismatched}: the archive holds ${sizes.get(mismatched)} bytes, its manifest says ${expected.get(mismatched).size} (corrupt archive?)`);
+  }
+  const needed = fileNames.reduce((sum, n) => sum + sizes.get(n), 0);
+  mkdirSync(data, { recursive: true });
+  if (needed > freeBytes(data)) {
+    throw new RestoreError(`the backup needs ${needed} bytes and ${data} has ${freeBytes(data)} free`);
+  }
 
   const lock = acquireLock(data, { role: 'restore', from });
   try {
