@@ -4,10 +4,13 @@
 -- retention purge of a conversation read it once per message. The index is rebuilt once here.
 -- This relies on a message keeping its rowid, as it does: messages are inserted and deleted,
 -- never rewritten, and backups copy the database file. Should rowids ever move (a database
--- restored from an SQL dump), running this file's statements again rebuilds the index to match.
-DROP TRIGGER messages_fts_insert;
-DROP TRIGGER messages_fts_delete;
-DROP TABLE messages_fts;
+-- moved through an SQL dump, for which the index has to be dropped first anyway: D1's export
+-- refuses FTS5 tables), running this file's statements again rebuilds the index to match; they
+-- do not need the index to exist. Until then a search row left at a rowid a new message takes
+-- is replaced, never a reason to refuse the message.
+DROP TRIGGER IF EXISTS messages_fts_insert;
+DROP TRIGGER IF EXISTS messages_fts_delete;
+DROP TABLE IF EXISTS messages_fts;
 
 CREATE VIRTUAL TABLE messages_fts USING fts5(
   text,
@@ -19,7 +22,7 @@ CREATE VIRTUAL TABLE messages_fts USING fts5(
 CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
 WHEN new.kind = 'message' AND json_extract(new.body, '$.text') IS NOT NULL
 BEGIN
-  INSERT INTO messages_fts (rowid, text, conversation_id, seq)
+  INSERT OR REPLACE INTO messages_fts (rowid, text, conversation_id, seq)
   VALUES (new.rowid, json_extract(new.body, '$.text'), new.conversation_id, new.seq);
 END;
 

@@ -390,20 +390,6 @@ fn caller_session(ctx: &Ctx) -> Option<String> {
     }
 }
 
-/// Ends the agent's sessions (all but `keep`) and closes their consoles.
-async fn end_sessions(
-    ctx: &Ctx,
-    team: &str,
-    agent: &str,
-    keep: Option<&str>,
-) -> Result<(), ApiError> {
-    crate::sessions::end_all(&ctx.env, agent, keep, ctx.now)
-        .await
-        .map_err(d1_failed(ctx))?;
-    crate::console::close_agent_sockets(ctx, team, agent, keep).await;
-    Ok(())
-}
-
 async fn hash_password(password: &str) -> Result<(String, String), ApiError> {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
@@ -563,19 +549,35 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
             if statements.is_empty() && change.email.is_none() {
                 return Err(ErrorCode::InvalidRequest.into());
             }
-            if !statements.is_empty() {
-                db.batch(statements).await.map_err(d1_failed(ctx))?;
-            }
             // A disabled account, or a password reset by someone else, signs the agent out
             // everywhere: whoever held the old password keeps no session. So does a new role or
             // new permissions: a session's token carries the ones it was signed in with. Agents
-            // who change their own password keep the session they did it from.
+            // who change their own password keep the session they did it from. The sessions end
+            // in the change's own batch: a change saved with its sessions still live could not
+            // be put right by sending it again (the role would no longer look new).
             let reset_by_other = change.password.is_some() && *id != actor;
-            if change.disabled == Some(true) || reset_by_other || access_changed(&change, &current)
+            let ending = if change.disabled == Some(true)
+                || reset_by_other
+                || access_changed(&change, &current)
             {
-                end_sessions(ctx, &team, id, None).await?;
+                Some(None)
             } else if change.password.is_some() {
-                end_sessions(ctx, &team, id, caller_session(ctx).as_deref()).await?;
+                Some(caller_session(ctx))
+            } else {
+                None
+            };
+            if let Some(keep) = &ending {
+                statements.push(
+                    crate::sessions::end_all_statement(&db, id, keep.as_deref(), ctx.now)
+                        .map_err(d1_failed(ctx))?,
+                );
+            }
+            if !statements.is_empty() {
+                db.batch(statements).await.map_err(d1_failed(ctx))?;
+            }
+            if let Some(keep) = &ending {
+                crate::sessions::forget_cached();
+                crate::console::close_agent_sockets(ctx, &team, id, keep.as_deref()).await;
             }
             let changed: Vec<&str> = [
                 ("email", change.email.is_some()),

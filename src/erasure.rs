@@ -165,34 +165,42 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
     if known.is_none() {
         return Err(ErrorCode::NotFound.into());
     }
-    let conversations = db
-        .prepare("SELECT id, site_id FROM conversations WHERE visitor_id = ?1")
-        .bind(&[visitor.into()])
-        .rows::<Listed>(ctx)
-        .await?;
-    for conversation in &conversations {
-        erase_conversation(&ctx.env, conversation)
-            .await
-            .map_err(d1_failed(ctx))?;
+    // Remembered first: from here on their token starts nothing new (see `is_erased_visitor`),
+    // and it stays remembered while a token of theirs may still be valid, so the identity cannot
+    // come back. A conversation whose creation got past the check just before is caught by
+    // listing once more after the first round.
+    db.prepare(
+        "INSERT INTO erased_visitors (visitor_id, erased_at) VALUES (?1, ?2)
+         ON CONFLICT (visitor_id) DO UPDATE SET erased_at = excluded.erased_at",
+    )
+    .bind(&[visitor.into(), JsValue::from_f64(ctx.now as f64)])
+    .map_err(d1_failed(ctx))?
+    .run()
+    .await
+    .map_err(d1_failed(ctx))?;
+    let mut erased_conversations = 0;
+    for _round in 0..2 {
+        let conversations = db
+            .prepare("SELECT id, site_id FROM conversations WHERE visitor_id = ?1")
+            .bind(&[visitor.into()])
+            .rows::<Listed>(ctx)
+            .await?;
+        if conversations.is_empty() {
+            break;
+        }
+        for conversation in &conversations {
+            erase_conversation(&ctx.env, conversation)
+                .await
+                .map_err(d1_failed(ctx))?;
+        }
+        erased_conversations += conversations.len();
     }
-    let erased_at = JsValue::from_f64(ctx.now as f64);
     let statements = [
         "DELETE FROM page_views WHERE visitor_id = ?1",
         "DELETE FROM visitors WHERE id = ?1",
-        // Their token stays valid until it expires: remembered until then, so it cannot bring
-        // the identity back (see `is_erased_visitor`).
-        "INSERT INTO erased_visitors (visitor_id, erased_at) VALUES (?1, ?2)
-         ON CONFLICT (visitor_id) DO UPDATE SET erased_at = excluded.erased_at",
     ]
     .iter()
-    .map(|sql| {
-        let statement = db.prepare(*sql);
-        if sql.contains("?2") {
-            statement.bind(&[visitor.into(), erased_at.clone()])
-        } else {
-            statement.bind(&[visitor.into()])
-        }
-    })
+    .map(|sql| db.prepare(*sql).bind(&[visitor.into()]))
     .collect::<worker::Result<Vec<_>>>()
     .map_err(d1_failed(ctx))?;
     db.batch(statements).await.map_err(d1_failed(ctx))?;
@@ -202,11 +210,11 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
         actor,
         "visitor_erased",
         visitor,
-        serde_json::json!({ "conversations": conversations.len() }),
+        serde_json::json!({ "conversations": erased_conversations }),
     )
     .await?;
     ok_json(
-        &serde_json::json!({ "erased_conversations": conversations.len() }),
+        &serde_json::json!({ "erased_conversations": erased_conversations }),
         200,
     )
 }

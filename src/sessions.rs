@@ -81,20 +81,26 @@ pub async fn end(env: &Env, sid: &str, now: i64) -> worker::Result<()> {
     Ok(())
 }
 
-/// Ends every session of an agent (disabled, or their role or permissions changed), except
-/// `keep` (the agent's own session when they changed their own password).
-pub async fn end_all(env: &Env, agent: &str, keep: Option<&str>, now: i64) -> worker::Result<()> {
+/// The statement that ends every session of an agent (disabled, or their role or permissions
+/// changed), except `keep` (the agent's own session when they changed their own password): it
+/// goes in the batch of the change itself. Run [`forget_cached`] after it.
+pub fn end_all_statement(
+    db: &worker::D1Database,
+    agent: &str,
+    keep: Option<&str>,
+    now: i64,
+) -> worker::Result<worker::D1PreparedStatement> {
+    db.prepare(
+        "UPDATE sessions SET ended_at = ?2 WHERE agent_id = ?1 AND ended_at IS NULL AND id != ?3",
+    )
+    .bind(&[
+        agent.into(),
+        JsValue::from_f64(now as f64),
+        keep.unwrap_or("").into(),
+    ])
+}
+
+/// Forgets this isolate's "still live" answers, after sessions ended.
+pub fn forget_cached() {
     LIVE.with(|c| c.forget_all());
-    env.d1("DB")?
-        .prepare(
-            "UPDATE sessions SET ended_at = ?2 WHERE agent_id = ?1 AND ended_at IS NULL AND id != ?3",
-        )
-        .bind(&[
-            agent.into(),
-            JsValue::from_f64(now as f64),
-            keep.unwrap_or("").into(),
-        ])?
-        .run()
-        .await?;
-    Ok(())
 }

@@ -359,6 +359,8 @@ impl DurableObject for SiteObject {
                 let Principal::Agent { id, team, name, .. } = principal else {
                     return refuse(&ws, ErrorCode::Forbidden, lang, true);
                 };
+                // Said in time: the checks below wait on D1, and must not run into the timer.
+                self.hello_timers.stop(&ws);
                 if let Some(sid) = &sid {
                     if !crate::sessions::is_live(&self.env, sid, now_ms())
                         .await
@@ -378,7 +380,6 @@ impl DurableObject for SiteObject {
                 socket.agent = Some(profile.clone());
                 socket.sid = sid;
                 save_attachment(&ws, &socket)?;
-                self.hello_timers.stop(&ws);
                 let device = socket.device.clone();
                 let _ = self
                     .apply(SiteInput::DeviceConnected {
@@ -392,6 +393,14 @@ impl DurableObject for SiteObject {
                 return refuse(&ws, ErrorCode::HelloRepeated, lang, false)
             }
             (_, None) => return refuse(&ws, ErrorCode::HelloRequired, lang, true),
+            // A console signed out elsewhere, disabled or given another role is cut off at its
+            // next heartbeat or status (the answer is cached for 30 s per isolate; a D1 that
+            // cannot answer cuts nobody off).
+            (ConsoleFrame::Status { .. } | ConsoleFrame::Heartbeat {}, Some(_))
+                if !self.session_live(socket.sid.as_deref()).await =>
+            {
+                return refuse(&ws, ErrorCode::SessionEnded, lang, true)
+            }
             (ConsoleFrame::Status { status }, Some(agent)) => {
                 if let Err(e) = self
                     .apply(SiteInput::SetStatus {
@@ -887,6 +896,15 @@ impl Site {
                 .emit();
             Told::Failed
         })
+    }
+
+    async fn session_live(&self, sid: Option<&str>) -> bool {
+        match sid {
+            Some(sid) => crate::sessions::is_live(&self.env, sid, now_ms())
+                .await
+                .unwrap_or(true),
+            None => true,
+        }
     }
 
     fn consoles(&self) -> Vec<(WebSocket, ConsoleSocket)> {

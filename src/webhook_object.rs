@@ -41,6 +41,9 @@ const TIMEOUT_MS: u64 = 10_000;
 const BATCH: u32 = 20;
 /// How long the log line of a finished delivery is kept (from when it was queued).
 const LOG_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Expired log lines are pruned at most this often: their times are spread over the day, and
+/// an alarm per line would wake the object once per delivery.
+const LOG_PRUNE_EVERY_MS: i64 = 3600 * 1000;
 /// Marks an object whose deliveries finished under an earlier release have lost their bodies.
 const FINISHED_BODIES_DROPPED: &str = "finished_bodies_dropped";
 
@@ -222,7 +225,7 @@ impl WebhookObject {
     /// Deletes the log lines of deliveries finished and queued over [`LOG_KEEP_MS`] ago.
     fn prune_log(&self, now: i64) {
         let _ = self.sql().exec(
-            "DELETE FROM deliveries WHERE created_at < ? AND status != 'pending'",
+            "DELETE FROM deliveries WHERE created_at <= ? AND status != 'pending'",
             vec![SqlStorageValue::Integer(now - LOG_KEEP_MS)],
         );
     }
@@ -314,6 +317,10 @@ impl WebhookObject {
                 vec![SqlStorageValue::Integer(now), SqlStorageValue::Integer(i64::from(BATCH))],
             )?
             .to_array::<Delivery>()?;
+        if due.is_empty() {
+            // Only the log's expiry rang: no need to read the webhooks from D1.
+            return self.schedule_next().await;
+        }
         let hooks = self.hooks().await.unwrap_or_default();
         for delivery in due {
             let Some(hook) = hooks.iter().find(|h| h.id == delivery.webhook_id) else {
@@ -453,7 +460,7 @@ impl WebhookObject {
         let due = first("SELECT MIN(next_at) AS at FROM deliveries WHERE status = 'pending'")?;
         let expires =
             first("SELECT MIN(created_at) AS at FROM deliveries WHERE status != 'pending'")?
-                .map(|at| at + LOG_KEEP_MS);
+                .map(|at| (at + LOG_KEEP_MS).max(now_ms() + LOG_PRUNE_EVERY_MS));
         let next = due.into_iter().chain(expires).min();
         if let Some(at) = next {
             let delay = (at - now_ms()).max(0) as u64;

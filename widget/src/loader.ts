@@ -142,15 +142,16 @@ function boot(): void {
 
   // ---- the visitor session: one token per site, shared by the tabs, renewed before expiry
   let pending: Promise<Session> | null = null;
-  // This page's copy, for when storage refuses it (full): without it every request would
-  // start a new visitor, who cannot reach the conversation the last one began.
+  // The session this page renewed, preferred to the stored one: storage that refuses writes
+  // (full) would otherwise make every request start a new visitor, who cannot reach the
+  // conversation the last one began, or keep offering an older token it still holds.
   let held: Session | null = null;
   const usable = (s: Session | null, bad?: unknown): s is Session => !!s && s.t !== bad && s.x - Date.now() > 6048e5;
   const session = (bad?: string | boolean): Promise<Session> => {
-    const s = ls.get('s') || held;
+    const s = held || ls.get('s');
     if (!bad && usable(s)) return Promise.resolve(s);
     const renew = async () => {
-      const cur = ls.get('s') || held;
+      const cur = held || ls.get('s');
       if (bad !== true && usable(cur, bad)) return cur; // another tab renewed it meanwhile
       const res = await fetch(`${base}/api/v1/visitor/session`, {
         method: 'POST',
