@@ -17,6 +17,8 @@ const HTTP_FALLBACK_AFTER = 8000;
 /** How long an HTTP send or catch-up may take before it counts as failed (and is retried): a
  *  request hung on a half-open connection would otherwise hold back every reply after it. */
 const HTTP_WAIT = 15_000;
+/** A thread whose history could not be loaded tries again after this long. */
+const LOAD_RETRY_MS = 3000;
 /** A send not acknowledged by then goes again (same client_msg_id: the server deduplicates). */
 const ACK_WITHIN = 10_000;
 /** The most events one long-poll answer carries. */
@@ -49,6 +51,8 @@ export class ConvSession extends Emitter<ConvEvents> {
   /** seq to ask history `before=` for older events; null when the beginning is loaded. */
   nextBefore: number | null | undefined = undefined;
   loadingOlder = false;
+  /** A load of the newest history is retrying (see loadUntilLoaded). */
+  private loadingLatest = false;
   loaded = false;
   status: 'open' | 'closed' = 'open';
   assignee: { id: string; name?: string } | null = null;
@@ -107,7 +111,9 @@ export class ConvSession extends Emitter<ConvEvents> {
 
   async start(): Promise<void> {
     try {
-      const info = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}`);
+      // Bounded like every request of a conversation: one that hangs would keep the thread
+      // loading for good (the socket starts after these, and its welcome loads it again).
+      const info = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}`, { signal: AbortSignal.timeout(HTTP_WAIT) });
       if (this.stopped) return;
       this.applyInfo(info);
       await this.loadLatest();
@@ -151,7 +157,7 @@ export class ConvSession extends Emitter<ConvEvents> {
 
   /** Loads the newest page of history (start-up, and after a reset) and merges it. */
   private async loadLatest(): Promise<void> {
-    const page = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/history?limit=${PAGE}`);
+    const page = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/history?limit=${PAGE}`, { signal: AbortSignal.timeout(HTTP_WAIT) });
     this.epoch = page.epoch ?? this.epoch;
     this.head = Math.max(this.head, page.head ?? 0);
     const evs: Ev[] = page.events ?? [];
@@ -163,6 +169,24 @@ export class ConvSession extends Emitter<ConvEvents> {
     this.loaded = true;
     for (const e of evs) this.applyEventState(e);
     this.emit('events', { added: evs, prepended: false, reset: true });
+  }
+
+  /** Loads the newest history, again every few seconds while it fails, until it is there. */
+  private async loadUntilLoaded(): Promise<void> {
+    if (this.loadingLatest) return;
+    this.loadingLatest = true;
+    try {
+      while (!this.loaded && !this.stopped && !this.gone) {
+        try {
+          await this.loadLatest();
+        } catch (e) {
+          if (e instanceof ApiError && (e.code === 'not_found' || e.code === 'forbidden')) return this.markGone();
+          await new Promise((resolve) => setTimeout(resolve, LOAD_RETRY_MS));
+        }
+      }
+    } finally {
+      this.loadingLatest = false;
+    }
   }
 
   /** Loads the page before the oldest loaded event. */
@@ -202,7 +226,7 @@ export class ConvSession extends Emitter<ConvEvents> {
         this.emit('status');
         this.emit('reads');
         this.sendRead();
-        if (!this.loaded) this.loadLatest().catch(() => {});
+        if (!this.loaded) void this.loadUntilLoaded();
         if (!this.visitorId) {
           api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}`).then((info) => this.applyInfo(info), () => {});
         }

@@ -533,3 +533,29 @@ test('console: an outbox stored by an older version (one array) is moved to one 
     await context.close();
   }
 });
+
+test('console: a conversation whose first request hangs still loads (the request is given up, the socket loads it)', STEP, async () => {
+  const chat = await visitorChat('Anyone there?');
+  let hung = 0;
+  const { context, page } = await openConsole(async (ctx) => {
+    // The conversation's details: the first request a thread makes.
+    await ctx.route(new RegExp(`/api/v1/conversations/${chat.conversation}$`), async (route) => {
+      if (hung === 0) {
+        hung += 1;
+        return; // never answered
+      }
+      return route.fallback();
+    });
+  });
+  try {
+    await page.click('#list-tab-team');
+    await page.click(`.conv-item[data-id="${chat.conversation}"]`, { timeout: 15_000 });
+    await page.waitForSelector(`.conv[data-conversation="${chat.conversation}"] .thread-begin`, { timeout: 40_000 });
+    assert.equal(hung, 1);
+    assert.ok(await page.locator(`.conv[data-conversation="${chat.conversation}"]`).getByText('Anyone there?').count() > 0);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
