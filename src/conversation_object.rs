@@ -355,7 +355,7 @@ impl DurableObject for ConversationObject {
             };
         };
         // An agent who signed out (or was disabled) is cut off at their next frame.
-        if !self.session_live(&principal).await {
+        if !crate::sessions::still_live(&self.env, principal.session(), now_ms()).await {
             return self.refuse_and_close(&ws, &socket, ErrorCode::SessionEnded, CLOSE_POLICY);
         }
         let who = principal.participant();
@@ -523,20 +523,6 @@ impl Conversation {
 
     /// Whether an agent's sign-in session still stands (visitors have none). If D1 cannot be
     /// asked, the token alone decides: chat goes on through a D1 outage.
-    async fn session_live(&self, principal: &Principal) -> bool {
-        match principal.session() {
-            Some(sid) => self.session_live_by_id(sid).await,
-            None => true,
-        }
-    }
-
-    /// A session D1 cannot be asked about counts as live (as at every entrance).
-    async fn session_live_by_id(&self, sid: &str) -> bool {
-        crate::sessions::is_live(&self.env, sid, now_ms())
-            .await
-            .unwrap_or(true)
-    }
-
     fn engine_config(&self) -> EngineConfig {
         self.config().engine()
     }
@@ -1229,7 +1215,7 @@ impl Conversation {
         let Some(me) = self.me.upgrade() else { return };
         self.state.wait_until(async move {
             for sid in sids {
-                if me.session_live_by_id(&sid).await {
+                if crate::sessions::still_live(&me.env, Some(&sid), now_ms()).await {
                     continue;
                 }
                 me.sessions_checked
@@ -1609,7 +1595,7 @@ impl Conversation {
             Ok(claims) => claims.principal,
             Err(e) => return self.refuse_and_close(ws, &socket, e.code(), CLOSE_POLICY),
         };
-        if !self.session_live(&principal).await {
+        if !crate::sessions::still_live(&self.env, principal.session(), now_ms()).await {
             return self.refuse_and_close(ws, &socket, ErrorCode::SessionEnded, CLOSE_POLICY);
         }
         let meta = match self.meta() {

@@ -70,6 +70,15 @@ pub async fn is_live(env: &Env, sid: &str, now: i64) -> worker::Result<bool> {
     Ok(live)
 }
 
+/// Whether a socket's session (`None`: an API key, no session) may go on: a session D1
+/// cannot be asked about counts as live, so a D1 outage cuts nobody off.
+pub async fn still_live(env: &Env, sid: Option<&str>, now: i64) -> bool {
+    match sid {
+        Some(sid) => is_live(env, sid, now).await.unwrap_or(true),
+        None => true,
+    }
+}
+
 /// Ends a session (logout).
 pub async fn end(env: &Env, sid: &str, now: i64) -> worker::Result<()> {
     LIVE.with(|c| c.forget(sid));

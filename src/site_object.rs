@@ -397,7 +397,8 @@ impl DurableObject for SiteObject {
             // next heartbeat or status (the answer is cached for 30 s per isolate; a D1 that
             // cannot answer cuts nobody off).
             (ConsoleFrame::Status { .. } | ConsoleFrame::Heartbeat {}, Some(_))
-                if !self.session_live(socket.sid.as_deref()).await =>
+                if !crate::sessions::still_live(&self.env, socket.sid.as_deref(), now_ms())
+                    .await =>
             {
                 return refuse(&ws, ErrorCode::SessionEnded, lang, true)
             }
@@ -896,15 +897,6 @@ impl Site {
                 .emit();
             Told::Failed
         })
-    }
-
-    async fn session_live(&self, sid: Option<&str>) -> bool {
-        match sid {
-            Some(sid) => crate::sessions::is_live(&self.env, sid, now_ms())
-                .await
-                .unwrap_or(true),
-            None => true,
-        }
     }
 
     fn consoles(&self) -> Vec<(WebSocket, ConsoleSocket)> {
