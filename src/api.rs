@@ -838,6 +838,18 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
     .await?;
     if response.status_code() == 201 {
         register_conversation(ctx, &create.id, &site.id, &create.visitor).await;
+        // Checked again now that the conversation is listed: an erasure whose mark came after
+        // the first check either lists it (the mark came after the row) or is seen here.
+        if matches!(
+            crate::erasure::is_erased_visitor(ctx, &create.visitor).await,
+            Ok(true)
+        ) {
+            // Should this fail, the conversation is listed: the erasure, asked again, takes it.
+            crate::erasure::erase_started(&ctx.env, &create.id, &site.id)
+                .await
+                .map_err(internal(ctx, "erase_started"))?;
+            return Err(ErrorCode::TokenInvalid.into());
+        }
     }
     if response.status_code() == 201 && !create.bot {
         // Routing follows creation (once: a repeated creation answers 200; with a bot, at the

@@ -34,6 +34,16 @@ struct Listed {
     site_id: String,
 }
 
+/// Erases a conversation its visitor started while their erasure began: the creation saw no
+/// mark before it started the conversation, but one by the time the conversation was listed.
+pub async fn erase_started(env: &Env, conversation: &str, site: &str) -> worker::Result<()> {
+    let listed = Listed {
+        id: conversation.to_string(),
+        site_id: site.to_string(),
+    };
+    erase_conversation(env, &listed).await
+}
+
 /// Erases one conversation: its object's storage and files, then its D1 rows; and its site
 /// lets go of it (its agent's seat, its place in the queue, rows waiting for D1).
 async fn erase_conversation(env: &Env, conversation: &Listed) -> worker::Result<()> {
@@ -167,8 +177,9 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
     }
     // Remembered first: from here on their token starts nothing new (see `is_erased_visitor`),
     // and it stays remembered while a token of theirs may still be valid, so the identity cannot
-    // come back. A conversation whose creation got past the check just before is caught by
-    // listing once more after the first round.
+    // come back. A conversation whose creation got past the check just before is either listed
+    // below (its row was in D1 before the mark) or erases itself (the creation checks again
+    // once its row is in: `erase_started`). Listing twice catches one listed mid-round.
     db.prepare(
         "INSERT INTO erased_visitors (visitor_id, erased_at) VALUES (?1, ?2)
          ON CONFLICT (visitor_id) DO UPDATE SET erased_at = excluded.erased_at",

@@ -270,3 +270,40 @@ test('an erased visitor\'s token does not bring them back: it renews as someone 
   const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM visitors WHERE id = ?1', [v.visitorId]);
   assert.equal(row.n, 0, 'the erased visitor\'s record is not made again');
 });
+
+test('a conversation started while its visitor is being erased is erased too, whenever the erasure\'s mark lands', async (t) => {
+  const v = await visitorSession(server);
+  // The erasure's mark lands between the creation's first check and its listing in D1: a
+  // trigger writes it as the conversation's row goes in, and notes which conversation it was.
+  await server.d1('CREATE TABLE race_seen (id TEXT)');
+  await server.d1(
+    `CREATE TRIGGER erase_race BEFORE INSERT ON conversations WHEN NEW.visitor_id = '${v.visitorId}'
+     BEGIN
+       INSERT INTO race_seen (id) VALUES (NEW.id);
+       INSERT INTO erased_visitors (visitor_id, erased_at) VALUES (NEW.visitor_id, ${Date.now()});
+     END`,
+  );
+  t.after(async () => {
+    await server.d1('DROP TRIGGER IF EXISTS erase_race');
+    await server.d1('DROP TABLE IF EXISTS race_seen');
+  });
+
+  const created = await http(server.url, '/api/v1/conversations', {
+    method: 'POST', token: v.token, body: { form: 'offline', fields: { email: 'ann@example.org' }, message: 'call me on +49 30 1234567' },
+  });
+  assert.equal(created.status, 401, JSON.stringify(created.body));
+  assert.equal(created.body.code, 'token_invalid');
+  const { results: seen } = await server.d1('SELECT id FROM race_seen');
+  assert.equal(seen.length, 1, 'the conversation was started');
+  const [{ id: conversation }] = seen;
+  const history = await http(server.url, `/api/v1/conversations/${conversation}/history`, { token: owner.token });
+  assert.equal(history.status, 404, 'its object holds nothing');
+  await sleep(300);
+  for (const [sql, param] of [
+    ['SELECT COUNT(*) AS n FROM conversations WHERE visitor_id = ?1', v.visitorId],
+    ['SELECT COUNT(*) AS n FROM messages WHERE conversation_id = ?1', conversation],
+  ]) {
+    const { results: [row] } = await server.d1(sql, [param]);
+    assert.equal(row.n, 0, sql);
+  }
+});
