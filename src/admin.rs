@@ -56,7 +56,7 @@ struct HookRow {
 fn hook_json(row: &HookRow) -> serde_json::Value {
     serde_json::json!({
         "id": row.id, "url": row.url,
-        "events": serde_json::from_str::<Vec<String>>(&row.events).unwrap_or_default(),
+        "events": parley_core::json::from_str::<Vec<String>>(&row.events).unwrap_or_default(),
         "enabled": row.enabled != 0, "failures": row.failures,
         "disabled_reason": row.disabled_reason, "created_at": row.created_at,
     })
@@ -229,7 +229,8 @@ struct AgentRow {
 
 fn agent_json(row: &AgentRow) -> serde_json::Value {
     let list = |s: Option<&str>| {
-        let mut items = serde_json::from_str::<Vec<String>>(s.unwrap_or("[]")).unwrap_or_default();
+        let mut items =
+            parley_core::json::from_str::<Vec<String>>(s.unwrap_or("[]")).unwrap_or_default();
         items.sort();
         items
     };
@@ -371,7 +372,8 @@ fn access_changed(change: &AgentChange, current: &AgentRow) -> bool {
         .as_ref()
         .is_some_and(|r| r.as_str() != current.role);
     let permissions_changed = change.permissions.as_ref().is_some_and(|wanted| {
-        let mut had = serde_json::from_str::<Vec<String>>(&current.permissions).unwrap_or_default();
+        let mut had =
+            parley_core::json::from_str::<Vec<String>>(&current.permissions).unwrap_or_default();
         let mut wanted = wanted.clone();
         had.sort();
         had.dedup();
@@ -625,17 +627,18 @@ struct SiteRow {
 }
 
 fn site_json(row: &SiteRow) -> serde_json::Value {
-    let json =
-        |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::json!({}));
+    let json = |s: &str| {
+        parley_core::json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::json!({}))
+    };
     serde_json::json!({
         "id": row.id, "name": row.name, "site_key": row.site_key,
         "allowed_origins": json(&row.allowed_origins),
         // Settings as the widget sees them: defaults filled in, invalid parts replaced.
         "settings": parley_core::site_settings::WidgetSettings::from_stored(&row.settings),
-        "routing": serde_json::from_str::<parley_core::routing::RoutingConfig>(&row.routing).unwrap_or_default(),
+        "routing": parley_core::json::from_str::<parley_core::routing::RoutingConfig>(&row.routing).unwrap_or_default(),
         "retention_days": row.retention_days,
         "translation": without_key::<parley_core::translate::TranslationSettings>(&row.translation),
-        "automation": serde_json::from_str::<parley_core::automation::AutomationSettings>(&row.automation)
+        "automation": parley_core::json::from_str::<parley_core::automation::AutomationSettings>(&row.automation)
             .unwrap_or_default(),
         "bot": without_key::<parley_core::bot::BotSettings>(&row.bot),
         "identity_verification": row.identity_secret.is_some(),
@@ -648,7 +651,7 @@ fn site_json(row: &SiteRow) -> serde_json::Value {
 fn without_key<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
     stored: &str,
 ) -> serde_json::Value {
-    let settings: T = serde_json::from_str(stored).unwrap_or_default();
+    let settings: T = parley_core::json::from_str(stored).unwrap_or_default();
     let mut value = serde_json::to_value(settings).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         let key_set = map.remove("api_key").is_some_and(|k| !k.is_null());
@@ -694,7 +697,7 @@ async fn key_after_change<T: serde::Serialize + serde::de::DeserializeOwned>(
     Ok(rows
         .first()
         // Through the type, so settings stored before a field existed compare with its default.
-        .and_then(|c| serde_json::from_str::<T>(&c.settings).ok())
+        .and_then(|c| parley_core::json::from_str::<T>(&c.settings).ok())
         .and_then(|t| serde_json::to_value(t).ok())
         .filter(same_use)
         .and_then(|v| {

@@ -1,6 +1,7 @@
 //! The Worker's HTTP surface: routing, authentication, validation, and forwarding to the
 //! Durable Objects. Stateless; every decision about a conversation is made by its object.
 
+use crate::http::JsonBody;
 use parley_core::i18n::Lang;
 use parley_core::ids::{self, IdKind};
 use parley_core::password::{StoredHash, HASH_LEN, PBKDF2_ITERATIONS};
@@ -348,7 +349,7 @@ pub(crate) async fn rate_limit(ctx: &Ctx, key: &str, limit: Limit) -> Result<(),
         let req = Request::new_with_init(&format!("{INTERNAL_BASE}/take"), &init)?;
         stub.fetch_with_request(req)
             .await?
-            .json::<TakeAnswer>()
+            .json_body::<TakeAnswer>()
             .await
     }
     .await;
@@ -621,7 +622,8 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::InvalidCredentials.into());
     }
     let role = AgentRole::parse(&row.role).ok_or_else(|| ApiError::from(ErrorCode::Internal))?;
-    let permissions: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
+    let permissions: Vec<String> =
+        parley_core::json::from_str(&row.permissions).unwrap_or_default();
     let sid = mint(IdKind::Trace, ctx)?.replacen("r_", "sn_", 1);
     crate::sessions::start(
         &ctx.env,

@@ -56,9 +56,9 @@ pub async fn load(env: &Env, site: &str) -> Rc<SiteAutomation> {
     .flatten();
     let loaded = row
         .map(|r| SiteAutomation {
-            settings: serde_json::from_str(&r.automation).unwrap_or_default(),
-            routing: serde_json::from_str(&r.routing).unwrap_or_default(),
-            bot: serde_json::from_str(&r.bot).unwrap_or_default(),
+            settings: parley_core::json::from_str(&r.automation).unwrap_or_default(),
+            routing: parley_core::json::from_str(&r.routing).unwrap_or_default(),
+            bot: parley_core::json::from_str(&r.bot).unwrap_or_default(),
             webhooks: r.webhooks != 0,
         })
         .unwrap_or(SiteAutomation {

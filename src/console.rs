@@ -2,6 +2,7 @@
 //! site's live socket, claiming and transferring, tags, quick replies, the visitor sidebar and
 //! the audited reveal of masked personal data.
 
+use crate::http::JsonBody;
 use parley_core::ids::{self, IdKind};
 use parley_core::routing::TransferTarget;
 use parley_core::token::Principal;
@@ -111,7 +112,7 @@ async fn info(ctx: &Ctx, id: &str, principal: &Principal) -> Result<Info, ApiErr
         return Err(ErrorCode::NotFound.into());
     }
     response
-        .json::<Info>()
+        .json_body::<Info>()
         .await
         .map_err(|_| ErrorCode::Internal.into())
 }
@@ -204,7 +205,7 @@ pub async fn transfer(req: &mut Request, ctx: &Ctx, id: &str, principal: &Princi
     let written = operate(ctx, id, principal, send).await;
     let note_seq = match written {
         Ok(mut response) if response.status_code() < 300 => response
-            .json::<serde_json::Value>()
+            .json_body::<serde_json::Value>()
             .await
             .ok()
             .and_then(|v| v.get("seq").and_then(|s| s.as_u64())),
@@ -529,8 +530,9 @@ pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
         (Some(e), false) => Some(parley_core::pii::mask(&e).0),
         (e, _) => e,
     };
-    let parse =
-        |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::json!({}));
+    let parse = |s: &str| {
+        parley_core::json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::json!({}))
+    };
     ok_json(
         &serde_json::json!({
             "visitor": {

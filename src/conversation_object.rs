@@ -3,7 +3,8 @@
 //! plain-HTTP operations and long-polls, and copies new events to D1 shortly after they land (a
 //! timer in the running instance, with the durable alarm as the safety net).
 
-use std::cell::{Cell, RefCell};
+use crate::http::JsonBody;
+use std::cell::{Cell, RefCell, RefMut};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -26,7 +27,8 @@ use worker::{
 
 use crate::config::Config;
 use crate::http::{
-    frame_response, json_response, no_content, read_internal_json, ApiError, ApiResult,
+    frame_response, json_response, no_content, read_internal_json, read_internal_with, ApiError,
+    ApiResult,
 };
 use crate::internal::{
     CreateConversation, Operation, OperationRequest, SystemRequest, IP_HEADER, LANG_HEADER,
@@ -455,6 +457,9 @@ fn send_frame(ws: &WebSocket, frame: &ServerFrame) {
     let _ = ws.send_with_str(frame.to_json());
 }
 
+/// The engine and its store, borrowed for one step (`Conversation::loaded`).
+type Loaded<'a> = (RefMut<'a, Engine>, RefMut<'a, SqlStore>);
+
 impl Conversation {
     fn d1(&self) -> Result<&worker::D1Database> {
         if let Some(db) = self.d1.get() {
@@ -474,6 +479,15 @@ impl Conversation {
         &self,
         f: impl FnOnce(&mut Engine, &mut SqlStore) -> R,
     ) -> std::result::Result<Option<R>, ApiError> {
+        Ok(self
+            .loaded()?
+            .map(|(mut engine, mut store)| f(&mut engine, &mut store)))
+    }
+
+    /// The engine and its store, loaded on first use after a wake-up; `None` when the
+    /// conversation does not exist. Apart from `with_engine`, so the callers' many closures
+    /// share one copy of it.
+    fn loaded(&self) -> std::result::Result<Option<Loaded<'_>>, ApiError> {
         if self.erased.get() {
             // Opening the store would create its tables again.
             return Ok(None);
@@ -485,14 +499,19 @@ impl Conversation {
                     .map_err(|e| self.storage_error(&e.to_string()))?,
             );
         }
-        let store = store_slot.as_mut().ok_or(ErrorCode::Internal)?;
         let mut engine_slot = self.engine.borrow_mut();
         if engine_slot.is_none() {
+            let store = store_slot.as_ref().ok_or(ErrorCode::Internal)?;
             self.after_restore(store)?;
-            *engine_slot = Engine::load(&*store, self.engine_config())
+            *engine_slot = Engine::load(store, self.engine_config())
                 .map_err(|e| self.storage_error(&e.to_string()))?;
         }
-        Ok(engine_slot.as_mut().map(|engine| f(engine, store)))
+        let Ok(engine) = RefMut::filter_map(engine_slot, Option::as_mut) else {
+            return Ok(None);
+        };
+        let store = RefMut::filter_map(store_slot, Option::as_mut)
+            .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+        Ok(Some((engine, store)))
     }
 
     /// After a backup was restored, the log may be older than what clients hold: a new epoch
@@ -771,7 +790,7 @@ impl Conversation {
         // department), had no bot answered first.
         let context = self
             .setting("routing_context")
-            .and_then(|json| serde_json::from_str(&json).ok())
+            .and_then(|json| parley_core::json::from_str(&json).ok())
             .unwrap_or_default();
         let request = crate::site_object::SiteRequest::NewConversation {
             conversation: meta.id.clone(),
@@ -1059,7 +1078,7 @@ impl Conversation {
     ) -> crate::site_link::SiteHeard {
         match crate::site_object::send(&self.env, &meta.site, request).await {
             Ok(mut response) if response.status_code() < 300 => response
-                .json::<crate::site_link::SiteHeard>()
+                .json_body::<crate::site_link::SiteHeard>()
                 .await
                 .unwrap_or_default(),
             answer => {
@@ -2126,7 +2145,7 @@ impl Conversation {
 
     /// Operations from the site's object: routing decisions and queue notices.
     async fn system(&self, req: &mut Request, trace: &str) -> ApiResult {
-        let request: SystemRequest = read_internal_json(req).await?;
+        let request = read_internal_with(req, SystemRequest::from_json).await?;
         if let SystemRequest::Erase = request {
             // Before the existence check: an erasure under way answers when it is done.
             return self.erase(trace).await;
@@ -2187,7 +2206,7 @@ impl Conversation {
         }
         let query: PollQuery = crate::http::query(req)?;
         let principal: Principal = header(req, crate::internal::PRINCIPAL_HEADER)
-            .and_then(|p| serde_json::from_str(&p).ok())
+            .and_then(|p| parley_core::json::from_str(&p).ok())
             .ok_or(ErrorCode::TokenMissing)?;
         let meta = self.meta()?;
         if !can_access(&principal, &meta) {

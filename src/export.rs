@@ -156,7 +156,8 @@ fn row_fields(
     };
     match dataset {
         Dataset::Messages => {
-            let body: serde_json::Value = serde_json::from_str(&text("body")).unwrap_or_default();
+            let body: serde_json::Value =
+                parley_core::json::from_str(&text("body")).unwrap_or_default();
             let kind = text("kind");
             let mut content = event_text(&kind, &body);
             // As everywhere agents read: the visitor's words, the answers of their form, and

@@ -3,6 +3,7 @@
 //! they come back only through the Worker, to readers of that conversation, with headers that
 //! keep a browser from running anything in them.
 
+use crate::http::JsonBody;
 use futures::StreamExt;
 use parley_core::attachment;
 use parley_core::ids::IdKind;
@@ -62,7 +63,7 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
         return Ok(info);
     }
     let site_id = info
-        .json::<Info>()
+        .json_body::<Info>()
         .await
         .map_err(|_| ApiError::from(ErrorCode::Internal))?
         .site;

@@ -67,6 +67,19 @@ pub fn api_headers() -> Result<Headers> {
     Ok(headers)
 }
 
+/// The JSON body of an answer from another of Parley's objects, read as every JSON text is
+/// (`parley_core::json`), not with the runtime binding's own decoder.
+pub(crate) trait JsonBody {
+    async fn json_body<T: DeserializeOwned>(&mut self) -> Result<T>;
+}
+
+impl JsonBody for Response {
+    async fn json_body<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let text = self.text().await?;
+        parley_core::json::from_str(&text).map_err(|e| worker::Error::RustError(e.to_string()))
+    }
+}
+
 pub fn json_response<T: Serialize>(value: &T, status: u16) -> Result<Response> {
     let body = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
     Ok(Response::ok(body)?
@@ -124,9 +137,26 @@ pub async fn read_internal_json<T: DeserializeOwned>(
     read_json_within(req, MAX_INTERNAL_BODY_BYTES).await
 }
 
+/// Like [`read_internal_json`], for a type with a decoder of its own (a tagged enum's
+/// `from_json`, which reads the text without going through a `serde_json::Value`).
+pub async fn read_internal_with<T>(
+    req: &mut Request,
+    decode: impl FnOnce(&str) -> serde_json::Result<T>,
+) -> std::result::Result<T, ApiError> {
+    read_within_with(req, MAX_INTERNAL_BODY_BYTES, decode).await
+}
+
 async fn read_json_within<T: DeserializeOwned>(
     req: &mut Request,
     max_bytes: usize,
+) -> std::result::Result<T, ApiError> {
+    read_within_with(req, max_bytes, |text| parley_core::json::from_str(text)).await
+}
+
+async fn read_within_with<T>(
+    req: &mut Request,
+    max_bytes: usize,
+    decode: impl FnOnce(&str) -> serde_json::Result<T>,
 ) -> std::result::Result<T, ApiError> {
     if let Ok(Some(length)) = req.headers().get("content-length") {
         if length.parse::<usize>().map_or(true, |n| n > max_bytes) {
@@ -143,7 +173,7 @@ async fn read_json_within<T: DeserializeOwned>(
     // Parsed from text, as every other JSON is: one copy of each type's decoder in the Worker.
     let text =
         std::str::from_utf8(&bytes).map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
-    serde_json::from_str(text).map_err(|_| ErrorCode::InvalidRequest.into())
+    decode(text).map_err(|_| ErrorCode::InvalidRequest.into())
 }
 
 /// The language the caller reads, from Accept-Language.

@@ -50,79 +50,85 @@ pub struct CreateConversation {
     pub routing: parley_core::routing::RoutingContext,
 }
 
-/// HTTP operations on a conversation, forwarded to its object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Operation {
-    Send {
-        client_msg_id: String,
-        #[serde(default)]
-        text: String,
-        #[serde(default)]
-        note: bool,
-        #[serde(default)]
-        file: Option<String>,
-    },
-    /// Records a file the Worker checked and stored in R2, for the caller to post.
-    RegisterFile {
-        file: FileRow,
-    },
-    /// Where a file's bytes are, if the caller may read them.
-    FileInfo {
-        id: String,
-    },
-    /// The visitor asks for a person.
-    Handoff,
-    /// The unmasked text of the message at `seq` (agents; the Worker audits it).
-    Reveal {
-        seq: u64,
-    },
-    Typing {
-        active: bool,
-    },
-    Read {
-        seq: u64,
-    },
-    Close,
-    Reopen,
-    Rate {
-        score: u8,
-        comment: Option<String>,
-    },
-    Assign,
-    History {
-        before: Option<u64>,
-        limit: Option<u32>,
-    },
-    Info,
+parley_core::tagged_enum! {
+    tag = "op";
+    /// HTTP operations on a conversation, forwarded to its object.
+    #[derive(Debug, Clone, Serialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum Operation {
+        Send {
+            client_msg_id: String,
+            #[serde(default)]
+            text: String,
+            #[serde(default)]
+            note: bool,
+            #[serde(default)]
+            file: Option<String>,
+        },
+        /// Records a file the Worker checked and stored in R2, for the caller to post.
+        RegisterFile {
+            file: FileRow,
+        },
+        /// Where a file's bytes are, if the caller may read them.
+        FileInfo {
+            id: String,
+        },
+        /// The visitor asks for a person.
+        Handoff,
+        /// The unmasked text of the message at `seq` (agents; the Worker audits it).
+        Reveal {
+            seq: u64,
+        },
+        Typing {
+            active: bool,
+        },
+        Read {
+            seq: u64,
+        },
+        Close,
+        Reopen,
+        Rate {
+            score: u8,
+            comment: Option<String>,
+        },
+        Assign,
+        History {
+            before: Option<u64>,
+            limit: Option<u32>,
+        },
+        Info,
+    }
 }
 
-/// Requests from the site's object to a conversation's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum SystemRequest {
-    /// Routing gave the conversation to this agent.
-    Assign { agent: Participant },
-    /// A frame for everyone connected, not stored: the visitor's place in the waiting queue.
-    Notify { frame: QueueFrame },
-    /// Erase the conversation: its log, its files, its sockets (data protection).
-    Erase,
-    /// Post a message on the site's behalf (the bot's answers), once per key.
-    Automated {
-        key: String,
-        text: String,
-        name: Option<String>,
-    },
-    /// The bot could not answer: hand the conversation to people.
-    Handoff,
-    /// Record the translation (or why there is none) of message `of`.
-    Translate {
-        of: u64,
-        from: String,
-        to: String,
-        result: Result<String, String>,
-        provider: String,
-    },
+parley_core::tagged_enum! {
+    tag = "op";
+    /// Requests from the site's object to a conversation's.
+    #[derive(Debug, Clone, Serialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum SystemRequest {
+        /// Routing gave the conversation to this agent.
+        Assign { agent: Participant },
+        /// A frame for everyone connected, not stored: the visitor's place in the waiting queue.
+        Notify { frame: QueueFrame },
+        /// Erase the conversation: its log, its files, its sockets (data protection).
+        Erase,
+        /// Post a message on the site's behalf (the bot's answers), once per key.
+        Automated {
+            key: String,
+            text: String,
+            name: Option<String>,
+        },
+        /// The bot could not answer: hand the conversation to people.
+        Handoff,
+        /// Record the translation (or why there is none) of message `of`.
+        Translate {
+            of: u64,
+            from: String,
+            to: String,
+            result: Result<String, String>,
+            provider: String,
+        },
+    }
 }
 
 impl SystemRequest {
@@ -208,7 +214,8 @@ mod tests {
         );
         // What the site sent before, a whole server frame, and what it sends now read alike.
         let notify = r#"{"op":"notify","frame":{"type":"queue","position":3}}"#;
-        let Ok(SystemRequest::Notify { frame }) = serde_json::from_str::<SystemRequest>(notify)
+        let Ok(SystemRequest::Notify { frame }) =
+            parley_core::json::from_str::<SystemRequest>(notify)
         else {
             panic!("a queue notice reads as one");
         };

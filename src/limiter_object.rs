@@ -58,7 +58,7 @@ impl DurableObject for RateLimiterObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let request: TakeRequest = serde_json::from_str(&req.text().await?)?;
+        let request: TakeRequest = parley_core::json::from_str(&req.text().await?)?;
         let rate = request.limit.rate(&self.env);
         let now = now_ms();
         let storage = self.state.storage();

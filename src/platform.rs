@@ -130,7 +130,7 @@ pub fn save_attachment<T: serde::Serialize>(ws: &worker::WebSocket, value: &T) -
 /// A socket's attachment, as [`save_attachment`] kept it.
 pub fn load_attachment<T: serde::de::DeserializeOwned>(ws: &worker::WebSocket) -> Option<T> {
     match ws.deserialize_attachment::<String>() {
-        Ok(Some(json)) => serde_json::from_str(&json).ok(),
+        Ok(Some(json)) => parley_core::json::from_str(&json).ok(),
         // Sockets accepted by an older version carry the attachment as an object.
         _ => ws.deserialize_attachment::<T>().ok().flatten(),
     }

@@ -142,7 +142,7 @@ impl ConversationLine {
 
     /// A frame from the site on the line: an answer.
     pub fn answered(&self, text: &str) {
-        if let Ok(answer) = serde_json::from_str::<LineAnswer>(text) {
+        if let Ok(answer) = parley_core::json::from_str::<LineAnswer>(text) {
             let heard = SiteHeard {
                 mirrored: answer.mirrored,
                 routed: answer.routed,
@@ -266,7 +266,7 @@ impl Site {
                     line.last_heard.set(now_ms());
                 }
             }
-            match text.and_then(|t| serde_json::from_str::<LineFrame>(&t).ok()) {
+            match text.and_then(|t| parley_core::json::from_str::<LineFrame>(&t).ok()) {
                 Some(frame) => handling.push(self.answer(frame, socket.clone())),
                 None => Log::warn("site_line_bad_frame")
                     .conversation(conversation)

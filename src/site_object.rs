@@ -24,7 +24,7 @@ use worker::{
 };
 
 use crate::config::Config;
-use crate::http::{json_response, read_internal_json, ApiError, ApiResult};
+use crate::http::{json_response, read_internal_with, ApiError, ApiResult};
 use crate::internal::{SystemRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
@@ -67,50 +67,53 @@ impl Activity {
     }
 }
 
-/// Requests to a site's object, from the Worker and from conversations (one shape across
-/// releases: see `internal`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum SiteRequest {
-    NewConversation {
-        conversation: String,
-        context: RoutingContext,
-    },
-    Activity {
-        events: Vec<Activity>,
-        /// The events' rows for D1, which the site writes with other conversations' (see
-        /// `site_mirror`). The answer's `mirrored` says whether they are in D1.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mirror: Option<parley_core::mirror::MirrorRows>,
-    },
-    /// An agent read a conversation up to `seq`: their other devices clear its unread count.
-    AgentRead {
-        conversation: String,
-        agent: String,
-        seq: u64,
-    },
-    Claim {
-        conversation: String,
-        agent: AgentProfile,
-    },
-    Transfer {
-        conversation: String,
-        by: String,
-        to: TransferTarget,
-    },
-    /// Whether any agent can take a conversation now.
-    Online,
-    /// A conversation's place in the queue.
-    Position { conversation: String },
-    /// The conversation was erased (data protection, retention): it leaves routing.
-    Erased { conversation: String },
-    /// Closes the consoles of an ended session, or of every session of an agent but `keep`.
-    EndSession {
-        sid: Option<String>,
-        agent: Option<String>,
-        #[serde(default)]
-        keep: Option<String>,
-    },
+parley_core::tagged_enum! {
+    tag = "op";
+    /// Requests to a site's object, from the Worker and from conversations (one shape across
+    /// releases: see `internal`).
+    #[derive(Debug, Clone, Serialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum SiteRequest {
+        NewConversation {
+            conversation: String,
+            context: RoutingContext,
+        },
+        Activity {
+            events: Vec<Activity>,
+            /// The events' rows for D1, which the site writes with other conversations' (see
+            /// `site_mirror`). The answer's `mirrored` says whether they are in D1.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            mirror: Option<parley_core::mirror::MirrorRows>,
+        },
+        /// An agent read a conversation up to `seq`: their other devices clear its unread count.
+        AgentRead {
+            conversation: String,
+            agent: String,
+            seq: u64,
+        },
+        Claim {
+            conversation: String,
+            agent: AgentProfile,
+        },
+        Transfer {
+            conversation: String,
+            by: String,
+            to: TransferTarget,
+        },
+        /// Whether any agent can take a conversation now.
+        Online,
+        /// A conversation's place in the queue.
+        Position { conversation: String },
+        /// The conversation was erased (data protection, retention): it leaves routing.
+        Erased { conversation: String },
+        /// Closes the consoles of an ended session, or of every session of an agent but `keep`.
+        EndSession {
+            sid: Option<String>,
+            agent: Option<String>,
+            #[serde(default)]
+            keep: Option<String>,
+        },
+    }
 }
 
 /// Sends a request to the object of `site`.
@@ -166,7 +169,7 @@ async fn stored_agent_profile(env: &Env, id: &str) -> Result<Option<AgentProfile
         name: row.name,
         departments: row
             .departments
-            .and_then(|d| serde_json::from_str::<BTreeSet<String>>(&d).ok())
+            .and_then(|d| parley_core::json::from_str::<BTreeSet<String>>(&d).ok())
             .unwrap_or_default(),
         capacity: row.capacity,
     }))
@@ -198,13 +201,16 @@ impl ConsoleSocket {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ConsoleFrame {
-    Hello { token: String },
-    Status { status: AgentStatus },
-    Heartbeat {},
-    Ping {},
+parley_core::tagged_enum! {
+    tag = "type";
+    #[derive(Debug, Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum ConsoleFrame {
+        Hello { token: String },
+        Status { status: AgentStatus },
+        Heartbeat {},
+        Ping {},
+    }
 }
 
 /// The site's settings this object needs, from D1, kept in its own storage too.
@@ -454,16 +460,17 @@ impl DurableObject for SiteObject {
 }
 
 fn parse_console_frame(text: &str) -> std::result::Result<ConsoleFrame, ErrorCode> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
+    let value: serde_json::Value =
+        parley_core::json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
     if value.get("v").and_then(|v| v.as_u64()) != Some(1) {
         return Err(ErrorCode::UnsupportedVersion);
     }
-    match value.get("type").and_then(|t| t.as_str()) {
-        Some("hello" | "status" | "heartbeat" | "ping") => {}
+    let kind = match value.get("type").and_then(|t| t.as_str()) {
+        Some(kind @ ("hello" | "status" | "heartbeat" | "ping")) => kind,
         Some(_) => return Err(ErrorCode::UnknownFrameType),
         None => return Err(ErrorCode::BadFrame),
-    }
-    serde_json::from_value(value).map_err(|_| ErrorCode::BadFrame)
+    };
+    ConsoleFrame::from_json_as(text, kind).map_err(|_| ErrorCode::BadFrame)
 }
 
 fn send_json(ws: &WebSocket, value: &serde_json::Value) {
@@ -532,7 +539,7 @@ impl Site {
                 let info = SiteInfo {
                     id: site.to_string(),
                     team: row.team_id,
-                    routing: serde_json::from_str(&row.routing).unwrap_or_default(),
+                    routing: parley_core::json::from_str(&row.routing).unwrap_or_default(),
                 };
                 if let Ok(json) = serde_json::to_string(&info) {
                     self.kv_put("info", &json);
@@ -542,7 +549,7 @@ impl Site {
             Ok(None) => None,
             Err(_) => self
                 .kv_get("info")
-                .and_then(|j| serde_json::from_str(&j).ok()),
+                .and_then(|j| parley_core::json::from_str(&j).ok()),
         }?;
         *self.info.borrow_mut() = Some((now, info.clone()));
         Some(info)
@@ -585,7 +592,7 @@ impl Site {
         }
         let stored = match self.kv.read("routing") {
             Ok(None) => Some(SiteState::default()),
-            Ok(Some(json)) => match serde_json::from_str(&json) {
+            Ok(Some(json)) => match parley_core::json::from_str(&json) {
                 Ok(state) => Some(state),
                 Err(e) => {
                     Log::error("routing_state_unreadable")
@@ -663,7 +670,7 @@ impl Site {
             .map(|(_, i)| i.routing.clone())
             .or_else(|| {
                 self.kv_get("info")
-                    .and_then(|j| serde_json::from_str::<SiteInfo>(&j).ok())
+                    .and_then(|j| parley_core::json::from_str::<SiteInfo>(&j).ok())
                     .map(|i| i.routing)
             })
             .unwrap_or_default()
@@ -1023,7 +1030,8 @@ impl Site {
         let Ok(Some(row)) = row else {
             return RoutingContext::default();
         };
-        let reported: serde_json::Value = serde_json::from_str(&row.context).unwrap_or_default();
+        let reported: serde_json::Value =
+            parley_core::json::from_str(&row.context).unwrap_or_default();
         let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
         RoutingContext {
             url: reported.pointer("/page/url").and_then(text),
@@ -1167,7 +1175,7 @@ impl Site {
 
     async fn request(&self, req: &mut Request, site: &str) -> ApiResult {
         self.learn_site(site);
-        let request: SiteRequest = read_internal_json(req).await?;
+        let request = read_internal_with(req, SiteRequest::from_json).await?;
         let ok = |v: serde_json::Value| {
             json_response(&v, 200).map_err(|_| ApiError::from(ErrorCode::Internal))
         };

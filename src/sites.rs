@@ -79,8 +79,9 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
                 name: row.name,
                 settings: WidgetSettings::from_stored(&row.settings),
                 identity_secret: row.identity_secret.filter(|s| !s.is_empty()),
-                routing: serde_json::from_str(&row.routing).unwrap_or_default(),
-                allowed_origins: serde_json::from_str(&row.allowed_origins).unwrap_or_default(),
+                routing: parley_core::json::from_str(&row.routing).unwrap_or_default(),
+                allowed_origins: parley_core::json::from_str(&row.allowed_origins)
+                    .unwrap_or_default(),
             };
             CACHE.with(|c| c.remember(key, site.clone(), now));
             Lookup::Found(Box::new(site))

@@ -414,7 +414,7 @@ impl Store for SqlStore {
             )?
             .into_iter()
             .next()
-            .and_then(|row| serde_json::from_str::<serde_json::Value>(&row.body).ok())
+            .and_then(|row| parley_core::json::from_str::<serde_json::Value>(&row.body).ok())
             .and_then(|body| body["agent"]["id"].as_str().map(str::to_string));
         Ok(Some(Meta {
             id: row.id,

@@ -45,7 +45,8 @@ pub async fn settings(env: &Env, site: &str) -> Option<TranslationSettings> {
     .await
     .ok()
     .flatten()?;
-    let parsed: TranslationSettings = serde_json::from_str(&row.translation).unwrap_or_default();
+    let parsed: TranslationSettings =
+        parley_core::json::from_str(&row.translation).unwrap_or_default();
     SETTINGS.with(|c| c.remember(site, parsed.clone(), now));
     parsed.enabled.then_some(parsed)
 }

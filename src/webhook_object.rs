@@ -47,16 +47,19 @@ const LOG_PRUNE_EVERY_MS: i64 = 3600 * 1000;
 /// Marks an object whose deliveries finished under an earlier release have lost their bodies.
 const FINISHED_BODIES_DROPPED: &str = "finished_bodies_dropped";
 
-/// Requests to a site's webhook object (one shape across releases: see `internal`); `Erased`
-/// names a conversation whose deliveries go, sent or not; `WebhookDeleted` a webhook whose
-/// deliveries (and the bodies of those still waiting) go with it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum WebhookRequest {
-    Enqueue { notices: Vec<Notice> },
-    Deliveries { webhook: String },
-    Erased { conversation: String },
-    WebhookDeleted { webhook: String },
+parley_core::tagged_enum! {
+    tag = "op";
+    /// Requests to a site's webhook object (one shape across releases: see `internal`); `Erased`
+    /// names a conversation whose deliveries go, sent or not; `WebhookDeleted` a webhook whose
+    /// deliveries (and the bodies of those still waiting) go with it.
+    #[derive(Debug, Clone, Serialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum WebhookRequest {
+        Enqueue { notices: Vec<Notice> },
+        Deliveries { webhook: String },
+        Erased { conversation: String },
+        WebhookDeleted { webhook: String },
+    }
 }
 
 /// Sends a request to the webhook object of `site`.
@@ -137,7 +140,7 @@ impl DurableObject for WebhookObject {
         if let Some(site) = req.headers().get(SITE_HEADER)? {
             self.remember_site(&site);
         }
-        match serde_json::from_str::<WebhookRequest>(&req.text().await?)? {
+        match WebhookRequest::from_json(&req.text().await?)? {
             WebhookRequest::Enqueue { notices } => {
                 let queued = self.enqueue(notices).await?;
                 Response::from_json(&serde_json::json!({ "queued": queued }))
@@ -273,7 +276,8 @@ impl WebhookObject {
         let sql = self.sql();
         for notice in &notices {
             for hook in &hooks {
-                let wanted: Vec<String> = serde_json::from_str(&hook.events).unwrap_or_default();
+                let wanted: Vec<String> =
+                    parley_core::json::from_str(&hook.events).unwrap_or_default();
                 if !wanted.contains(&notice.event) {
                     continue;
                 }

@@ -1,6 +1,7 @@
 //! Endpoints the visitor widget calls besides the conversation itself: its configuration,
 //! the visitor's context (page trail, device, source) and identity verification.
 
+use crate::http::JsonBody;
 use parley_core::site_settings::WidgetSettings;
 use parley_core::token::Principal;
 use parley_core::visitor::{identity_verified, VisitorContext};
@@ -73,7 +74,7 @@ async fn agents_online(ctx: &Ctx, site: &str) -> bool {
     }
     match crate::site_object::send(&ctx.env, site, &crate::site_object::SiteRequest::Online).await {
         Ok(mut response) => response
-            .json::<Answer>()
+            .json_body::<Answer>()
             .await
             .map(|a| a.online)
             .unwrap_or(true),

@@ -152,7 +152,7 @@ pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
 
 /// Reads stored scopes (a JSON array of names), ignoring names this version does not know.
 pub fn stored_scopes(json: &str) -> Vec<Scope> {
-    serde_json::from_str::<Vec<String>>(json)
+    crate::json::from_str::<Vec<String>>(json)
         .unwrap_or_default()
         .iter()
         .filter_map(|s| Scope::parse(s))

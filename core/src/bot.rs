@@ -209,13 +209,13 @@ mod tests {
         assert_eq!(p["history"][1]["role"], "agent");
         assert_eq!(p["reply"]["path"], "/api/v1/conversations/c_1/messages");
         assert_eq!(p["reply"]["client_msg_id"], "bot-4");
-        let settings: BotSettings = serde_json::from_str(r#"{"enabled":true}"#).unwrap();
+        let settings: BotSettings = crate::json::from_str(r#"{"enabled":true}"#).unwrap();
         assert_eq!(
             settings.kind,
             BotKind::Llm,
             "stored settings from before kinds are LLM bots"
         );
-        let workers_ai: BotSettings = serde_json::from_str(r#"{"kind":"workers_ai"}"#).unwrap();
+        let workers_ai: BotSettings = crate::json::from_str(r#"{"kind":"workers_ai"}"#).unwrap();
         assert_eq!(model(&workers_ai), DEFAULT_WORKERS_AI_MODEL);
         assert_eq!(model(&settings), "gpt-4o-mini");
     }

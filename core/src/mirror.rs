@@ -87,8 +87,7 @@ impl EventRow {
     /// The event the row was made from: how a conversation reads its own log back. The body
     /// goes to the payload's decoder as it is stored, not through a `serde_json::Value`.
     pub fn into_event(self) -> serde_json::Result<Event> {
-        let kind = serde_json::to_string(&self.kind)?;
-        let payload = serde_json::from_str(&format!(r#"{{"kind":{kind},"body":{}}}"#, self.body))?;
+        let payload = EventPayload::from_json_as(&self.body, &self.kind)?;
         Ok(Event {
             seq: self.seq,
             payload,
@@ -327,7 +326,7 @@ mod tests {
             at: 1_700_000_000_000,
         };
         let values: serde_json::Value =
-            serde_json::from_str(&event.values_json("cnv_1").unwrap()).unwrap();
+            crate::json::from_str(&event.values_json("cnv_1").unwrap()).unwrap();
         assert_eq!(
             values,
             serde_json::json!([
@@ -343,7 +342,7 @@ mod tests {
             ])
         );
         let row = ConversationRow::after(&meta("cnv_1"), &[]);
-        let values: serde_json::Value = serde_json::from_str(&row.values_json().unwrap()).unwrap();
+        let values: serde_json::Value = crate::json::from_str(&row.values_json().unwrap()).unwrap();
         assert_eq!(values[0], "cnv_1");
         assert_eq!(values[1], "site_1");
         assert_eq!(values[7], 0);
@@ -411,7 +410,7 @@ mod tests {
         assert_eq!(rows.events[1].body, "{}");
         // What the site is sent comes back whole.
         let json = serde_json::to_string(&rows).unwrap();
-        assert_eq!(serde_json::from_str::<MirrorRows>(&json).unwrap(), rows);
+        assert_eq!(crate::json::from_str::<MirrorRows>(&json).unwrap(), rows);
     }
 
     #[test]

@@ -92,56 +92,58 @@ impl Status {
     }
 }
 
-/// What an event says; `kind` and `body` on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
-pub enum EventPayload {
-    Message {
-        text: String,
-    },
-    Created {
-        /// The form the visitor started with: `prechat` or `offline`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        form: Option<String>,
-        /// The form's answers.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        fields: BTreeMap<String, String>,
-    },
-    Assigned {
-        agent: Participant,
-    },
-    Closed {},
-    Reopened {},
-    /// A private note between agents.
-    Note {
-        text: String,
-    },
-    /// A file or image the participant uploaded.
-    File {
-        file: FileRef,
-    },
-    /// The visitor's satisfaction rating (1–5) and comment, asked when a conversation closes.
-    Rated {
-        score: u8,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        comment: Option<String>,
-    },
-    /// A machine translation of the message at `of`, or why there is none (`failed`). The
-    /// original stays the event of record; this follows it and never holds it up.
-    Translation {
-        of: u64,
-        from: String,
-        to: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        text: Option<String>,
-        provider: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        failed: Option<String>,
-    },
-    /// The visitor asked for a person; the conversation joins the human queue.
-    Handoff {},
-    /// What a visitor receives in place of a note: the seq stays gap-free, the note stays private.
-    Hidden {},
+crate::tagged_enum! {
+    /// What an event says; `kind` and `body` on the wire.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+    pub enum EventPayload {
+        Message {
+            text: String,
+        },
+        Created {
+            /// The form the visitor started with: `prechat` or `offline`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            form: Option<String>,
+            /// The form's answers.
+            #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+            fields: BTreeMap<String, String>,
+        },
+        Assigned {
+            agent: Participant,
+        },
+        Closed {},
+        Reopened {},
+        /// A private note between agents.
+        Note {
+            text: String,
+        },
+        /// A file or image the participant uploaded.
+        File {
+            file: FileRef,
+        },
+        /// The visitor's satisfaction rating (1–5) and comment, asked when a conversation closes.
+        Rated {
+            score: u8,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            comment: Option<String>,
+        },
+        /// A machine translation of the message at `of`, or why there is none (`failed`). The
+        /// original stays the event of record; this follows it and never holds it up.
+        Translation {
+            of: u64,
+            from: String,
+            to: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            text: Option<String>,
+            provider: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            failed: Option<String>,
+        },
+        /// The visitor asked for a person; the conversation joins the human queue.
+        Handoff {},
+        /// What a visitor receives in place of a note: the seq stays gap-free, the note stays private.
+        Hidden {},
+    }
 }
 
 impl EventPayload {
@@ -246,38 +248,41 @@ impl Event {
     }
 }
 
-/// Frames a client sends.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientFrame {
-    Hello {
-        token: String,
-        #[serde(default)]
-        after: Option<u64>,
-        #[serde(default)]
-        epoch: Option<String>,
-        #[serde(default)]
-        lang: Option<String>,
-    },
-    Send {
-        client_msg_id: String,
-        #[serde(default)]
-        text: String,
-        /// A private note (agents only).
-        #[serde(default)]
-        note: bool,
-        /// Posts this uploaded file (its id from the upload) instead of text.
-        #[serde(default)]
-        file: Option<String>,
-    },
-    Typing {
-        #[serde(default = "default_true")]
-        active: bool,
-    },
-    Read {
-        seq: u64,
-    },
-    Ping {},
+crate::tagged_enum! {
+    tag = "type";
+    /// Frames a client sends.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum ClientFrame {
+        Hello {
+            token: String,
+            #[serde(default)]
+            after: Option<u64>,
+            #[serde(default)]
+            epoch: Option<String>,
+            #[serde(default)]
+            lang: Option<String>,
+        },
+        Send {
+            client_msg_id: String,
+            #[serde(default)]
+            text: String,
+            /// A private note (agents only).
+            #[serde(default)]
+            note: bool,
+            /// Posts this uploaded file (its id from the upload) instead of text.
+            #[serde(default)]
+            file: Option<String>,
+        },
+        Typing {
+            #[serde(default = "default_true")]
+            active: bool,
+        },
+        Read {
+            seq: u64,
+        },
+        Ping {},
+    }
 }
 
 fn default_true() -> bool {
@@ -439,7 +444,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ErrorCode> {
     if text.len() > MAX_FRAME_BYTES {
         return Err(ErrorCode::FrameTooLarge);
     }
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
+    let value: serde_json::Value = crate::json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
     let object = value.as_object().ok_or(ErrorCode::BadFrame)?;
     match object.get("v").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
@@ -452,7 +457,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ErrorCode> {
     if !matches!(kind, "hello" | "send" | "typing" | "read" | "ping") {
         return Err(ErrorCode::UnknownFrameType);
     }
-    serde_json::from_value(value).map_err(|_| ErrorCode::BadFrame)
+    ClientFrame::from_json_as(text, kind).map_err(|_| ErrorCode::BadFrame)
 }
 
 #[cfg(test)]
@@ -611,7 +616,7 @@ mod tests {
             client_msg_id: Some("m1".into()),
             masked: false,
         });
-        let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+        let value: serde_json::Value = crate::json::from_str(&frame.to_json()).unwrap();
         assert_eq!(value["v"], 1);
         assert_eq!(value["type"], "event");
         assert_eq!(value["seq"], 7);

@@ -37,18 +37,21 @@ pub enum OfflineBehavior {
     Keep,
 }
 
-/// Sends matching conversations to a department.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "when", rename_all = "snake_case")]
-pub enum Rule {
-    /// The page URL contains this text.
-    UrlContains { value: String, department: String },
-    /// The visitor's language starts with this tag (`zh`, `en-GB`).
-    Language { value: String, department: String },
-    /// The visitor's country (ISO 3166-1 alpha-2).
-    Country { value: String, department: String },
-    /// The widget was embedded with `data-department` of this value.
-    Param { value: String, department: String },
+crate::tagged_enum! {
+    tag = "when";
+    /// Sends matching conversations to a department.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    #[serde(tag = "when", rename_all = "snake_case")]
+    pub enum Rule {
+        /// The page URL contains this text.
+        UrlContains { value: String, department: String },
+        /// The visitor's language starts with this tag (`zh`, `en-GB`).
+        Language { value: String, department: String },
+        /// The visitor's country (ISO 3166-1 alpha-2).
+        Country { value: String, department: String },
+        /// The widget was embedded with `data-department` of this value.
+        Param { value: String, department: String },
+    }
 }
 
 impl Rule {
@@ -235,11 +238,14 @@ pub struct SiteState {
     pub departments: BTreeMap<String, Remembered>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TransferTarget {
-    Agent { id: String },
-    Department { name: String },
+crate::tagged_enum! {
+    tag = "kind";
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub enum TransferTarget {
+        Agent { id: String },
+        Department { name: String },
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

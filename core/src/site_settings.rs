@@ -170,7 +170,7 @@ fn clean_localized(text: Localized, fallback: Localized) -> Localized {
 impl WidgetSettings {
     /// Reads stored settings; invalid parts are replaced by defaults.
     pub fn from_stored(json: &str) -> WidgetSettings {
-        let parsed: WidgetSettings = serde_json::from_str(json).unwrap_or_default();
+        let parsed: WidgetSettings = crate::json::from_str(json).unwrap_or_default();
         parsed.sanitized()
     }
 
@@ -273,7 +273,7 @@ mod tests {
         for bad in [r#""purple""#, r#""Dark""#, "1", "null"] {
             let body = format!(r#"{{"appearance": {{"theme": {bad}}}}}"#);
             assert!(
-                serde_json::from_str::<WidgetSettings>(&body).is_err(),
+                crate::json::from_str::<WidgetSettings>(&body).is_err(),
                 "{body} accepted"
             );
         }

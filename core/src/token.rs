@@ -35,29 +35,32 @@ impl AgentRole {
     }
 }
 
-/// Who a verified token speaks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Principal {
-    Visitor {
-        id: String,
-        site: String,
-    },
-    Agent {
-        id: String,
-        team: String,
-        name: String,
-        role: AgentRole,
-        /// May see visitors' personal data unmasked.
-        #[serde(default)]
-        view_pii: bool,
-        /// May export the team's data.
-        #[serde(default)]
-        export: bool,
-        /// The sign-in session; ending it ends the token.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sid: Option<String>,
-    },
+crate::tagged_enum! {
+    tag = "kind";
+    /// Who a verified token speaks for.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub enum Principal {
+        Visitor {
+            id: String,
+            site: String,
+        },
+        Agent {
+            id: String,
+            team: String,
+            name: String,
+            role: AgentRole,
+            /// May see visitors' personal data unmasked.
+            #[serde(default)]
+            view_pii: bool,
+            /// May export the team's data.
+            #[serde(default)]
+            export: bool,
+            /// The sign-in session; ending it ends the token.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            sid: Option<String>,
+        },
+    }
 }
 
 impl Principal {
@@ -123,7 +126,7 @@ impl Principal {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Claims {
     #[serde(flatten)]
     pub principal: Principal,
@@ -191,6 +194,23 @@ pub fn derive_id(secret: &[u8], input: &str) -> Result<[u8; 16], TokenError> {
 }
 
 /// Verifies a token's signature (in constant time) and expiry.
+impl Claims {
+    /// Reads the claims as `issue` writes them: the principal's fields beside the times.
+    fn from_json(json: &str) -> serde_json::Result<Claims> {
+        #[derive(Deserialize)]
+        struct Times {
+            iat: i64,
+            exp: i64,
+        }
+        let Times { iat, exp } = crate::json::from_str(json)?;
+        Ok(Claims {
+            principal: Principal::from_json(json)?,
+            iat,
+            exp,
+        })
+    }
+}
+
 pub fn verify(secret: &[u8], token: &str, now_ms: i64) -> Result<Claims, TokenError> {
     if token.len() > 2048 {
         return Err(TokenError::Malformed);
@@ -210,7 +230,7 @@ pub fn verify(secret: &[u8], token: &str, now_ms: i64) -> Result<Claims, TokenEr
         .decode(claims_b64)
         .map_err(|_| TokenError::Malformed)?;
     let json = String::from_utf8(json).map_err(|_| TokenError::Malformed)?;
-    let claims: Claims = serde_json::from_str(&json).map_err(|_| TokenError::Malformed)?;
+    let claims = Claims::from_json(&json).map_err(|_| TokenError::Malformed)?;
     if now_ms >= claims.exp {
         return Err(TokenError::Expired);
     }

@@ -118,7 +118,7 @@ pub fn libretranslate_request(
 
 /// The translated text of a LibreTranslate answer.
 pub fn libretranslate_response(body: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let value: serde_json::Value = crate::json::from_str(body).ok()?;
     value["translatedText"]
         .as_str()
         .map(str::trim)
@@ -147,7 +147,7 @@ pub fn openai_request(text: &str, from: &str, to: &str, model: &str) -> serde_js
 
 /// The translated text of an OpenAI-compatible answer.
 pub fn openai_response(body: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let value: serde_json::Value = crate::json::from_str(body).ok()?;
     value["choices"][0]["message"]["content"]
         .as_str()
         .map(str::trim)
