@@ -54,7 +54,6 @@ parley_core::tagged_enum! {
     tag = "op";
     /// HTTP operations on a conversation, forwarded to its object.
     #[derive(Debug, Clone, Serialize)]
-    #[serde(tag = "op", rename_all = "snake_case")]
     pub enum Operation {
         Send {
             client_msg_id: String,
@@ -104,7 +103,6 @@ parley_core::tagged_enum! {
     tag = "op";
     /// Requests from the site's object to a conversation's.
     #[derive(Debug, Clone, Serialize)]
-    #[serde(tag = "op", rename_all = "snake_case")]
     pub enum SystemRequest {
         /// Routing gave the conversation to this agent.
         Assign { agent: Participant },

@@ -72,7 +72,6 @@ parley_core::tagged_enum! {
     /// Requests to a site's object, from the Worker and from conversations (one shape across
     /// releases: see `internal`).
     #[derive(Debug, Clone, Serialize)]
-    #[serde(tag = "op", rename_all = "snake_case")]
     pub enum SiteRequest {
         NewConversation {
             conversation: String,
@@ -204,7 +203,6 @@ impl ConsoleSocket {
 parley_core::tagged_enum! {
     tag = "type";
     #[derive(Debug, Serialize)]
-    #[serde(tag = "type", rename_all = "snake_case")]
     enum ConsoleFrame {
         Hello { token: String },
         Status { status: AgentStatus },

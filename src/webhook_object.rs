@@ -53,7 +53,6 @@ parley_core::tagged_enum! {
     /// names a conversation whose deliveries go, sent or not; `WebhookDeleted` a webhook whose
     /// deliveries (and the bodies of those still waiting) go with it.
     #[derive(Debug, Clone, Serialize)]
-    #[serde(tag = "op", rename_all = "snake_case")]
     pub enum WebhookRequest {
         Enqueue { notices: Vec<Notice> },
         Deliveries { webhook: String },

@@ -252,7 +252,6 @@ crate::tagged_enum! {
     tag = "type";
     /// Frames a client sends.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-    #[serde(tag = "type", rename_all = "snake_case")]
     pub enum ClientFrame {
         Hello {
             token: String,

@@ -41,7 +41,6 @@ crate::tagged_enum! {
     tag = "when";
     /// Sends matching conversations to a department.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-    #[serde(tag = "when", rename_all = "snake_case")]
     pub enum Rule {
         /// The page URL contains this text.
         UrlContains { value: String, department: String },
@@ -241,7 +240,6 @@ pub struct SiteState {
 crate::tagged_enum! {
     tag = "kind";
     #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-    #[serde(tag = "kind", rename_all = "snake_case")]
     pub enum TransferTarget {
         Agent { id: String },
         Department { name: String },

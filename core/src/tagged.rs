@@ -166,11 +166,11 @@ impl<'de> VariantAccess<'de> for Variant<'de> {
 }
 
 /// Defines an enum read by variant name apart from its fields (see the module's text): it gets
-/// `from_json_as(fields, variant)`, and with `tag = "…"` also `from_json(text)` and a
-/// `Deserialize` for the object that names its variant in that field. Its variants are written
-/// once; serde's plain-form decoder is derived for a private copy of them, which builds the enum
-/// itself. The enum's own serde attributes (its `Serialize`) are written as usual; variants are
-/// named in snake_case on both sides.
+/// `from_json_as(fields, variant)`, and with `tag = "…"` also `from_json(text)`, a
+/// `Deserialize` for the object that names its variant in that field, and serde's tagged form
+/// for its `Serialize` (which it must derive). Its variants are written once; serde's
+/// plain-form decoder is derived for a private copy of them, which builds the enum itself.
+/// Variants are named in snake_case on both sides.
 #[macro_export]
 macro_rules! tagged_enum {
     (
@@ -178,7 +178,11 @@ macro_rules! tagged_enum {
         $(#[$attr:meta])*
         $vis:vis enum $name:ident { $($variants:tt)* }
     ) => {
-        $crate::tagged_enum! { $(#[$attr])* $vis enum $name { $($variants)* } }
+        $crate::tagged_enum! {
+            $(#[$attr])*
+            #[serde(tag = $tag, rename_all = "snake_case")]
+            $vis enum $name { $($variants)* }
+        }
 
         impl $name {
             /// Decodes the JSON object `text`, whose tag field names the variant.
@@ -232,7 +236,6 @@ mod tests {
     crate::tagged_enum! {
         tag = "op";
         #[derive(Debug, Clone, PartialEq, Serialize)]
-        #[serde(tag = "op", rename_all = "snake_case")]
         enum Request {
             /// A struct variant with defaults.
             NewThing {
@@ -251,7 +254,6 @@ mod tests {
     crate::tagged_enum! {
         tag = "kind";
         #[derive(Debug, Clone, PartialEq, Serialize)]
-        #[serde(tag = "kind", rename_all = "snake_case")]
         enum Inner {
             Visitor { id: String },
             Agent { id: String, #[serde(default)] admin: bool },
@@ -352,6 +354,46 @@ mod tests {
                 serde_json::from_str::<SerdeRequest>(text).is_err(),
                 "{text}"
             );
+        }
+    }
+
+    /// The object's entries in an order picked by `seed`, as JSON text.
+    fn shuffled(value: &serde_json::Value, mut seed: u64) -> String {
+        let mut entries: Vec<_> = value.as_object().unwrap().iter().collect();
+        for i in (1..entries.len()).rev() {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            entries.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        let fields: Vec<String> = entries
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap()))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_order_of_the_fields_reads_as_serdes_decoder_reads_it(
+            name in "[a-z\"\\\\]{0,8}",
+            count in 0u32..5,
+            note in proptest::option::of("[a-z é]{0,5}"),
+            admin in proptest::bool::ANY,
+            seed in proptest::num::u64::ANY,
+        ) {
+            for theirs in [
+                SerdeRequest::NewThing { name: name.clone(), count, note: note.clone() },
+                SerdeRequest::Nested { inner: SerdeInner::Agent { id: name.clone(), admin } },
+                SerdeRequest::Online,
+            ] {
+                let value = serde_json::to_value(&theirs).unwrap();
+                let text = shuffled(&value, seed);
+                let ours = Request::from_json(&text).unwrap();
+                proptest::prop_assert_eq!(serde_json::to_value(&ours).unwrap(), value);
+                let back: SerdeRequest = serde_json::from_str(&text).unwrap();
+                proptest::prop_assert_eq!(back, theirs);
+            }
         }
     }
 

@@ -39,7 +39,6 @@ crate::tagged_enum! {
     tag = "kind";
     /// Who a verified token speaks for.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-    #[serde(tag = "kind", rename_all = "snake_case")]
     pub enum Principal {
         Visitor {
             id: String,
