@@ -1,7 +1,6 @@
 //! The Worker's HTTP surface: routing, authentication, validation, and forwarding to the
 //! Durable Objects. Stateless; every decision about a conversation is made by its object.
 
-use crate::http::JsonBody;
 use parley_core::i18n::Lang;
 use parley_core::ids::{self, IdKind};
 use parley_core::password::{StoredHash, HASH_LEN, PBKDF2_ITERATIONS};
@@ -13,7 +12,7 @@ use worker::{Context, Env, Headers, Method, Request, RequestInit, Response, Resu
 
 use crate::config::Config;
 use crate::credentials;
-use crate::http::{json_response, read_json, request_lang, ApiError, ApiResult};
+use crate::http::{json_response, read_json, request_lang, ApiError, ApiResult, JsonBody};
 use crate::internal::{
     CreateConversation, Operation, OperationRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER,
     PRINCIPAL_HEADER, SITE_HEADER, TRACE_HEADER,
@@ -742,8 +741,8 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::Forbidden.into());
     };
     // The token of a visitor erased since: the widget renews it (as someone new) and retries.
-    // One indexed D1 read when a conversation starts (not per message); a D1 that cannot
-    // answer does not refuse the conversation.
+    // One indexed D1 read when a conversation starts and one once it is listed (not per
+    // message); a D1 that cannot answer does not refuse the conversation.
     if matches!(
         crate::erasure::is_erased_visitor(ctx, &visitor).await,
         Ok(true)
@@ -846,10 +845,10 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
             crate::erasure::is_erased_visitor(ctx, &create.visitor).await,
             Ok(true)
         ) {
-            // Should this fail, the conversation is listed: the erasure, asked again, takes it.
-            crate::erasure::erase_started(&ctx.env, &create.id, &site.id)
+            // Should this fail, the daily purge takes it: it is listed under an erased visitor.
+            crate::erasure::erase_raced(&ctx.env, &create.id, &site.id)
                 .await
-                .map_err(internal(ctx, "erase_started"))?;
+                .map_err(internal(ctx, "erase_raced"))?;
             return Err(ErrorCode::TokenInvalid.into());
         }
     }

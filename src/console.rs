@@ -2,7 +2,6 @@
 //! site's live socket, claiming and transferring, tags, quick replies, the visitor sidebar and
 //! the audited reveal of masked personal data.
 
-use crate::http::JsonBody;
 use parley_core::ids::{self, IdKind};
 use parley_core::routing::TransferTarget;
 use parley_core::token::Principal;
@@ -14,7 +13,7 @@ use worker::{Headers, Method, Request};
 use crate::api::{
     authenticate, d1_failed, db, header, mint, ok_json, operate, origin_allowed, Ctx, D1Statement,
 };
-use crate::http::{read_json, ApiError, ApiResult};
+use crate::http::{read_json, ApiError, ApiResult, JsonBody};
 use crate::internal::{Operation, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::site_object::{self, SiteRequest};
@@ -226,7 +225,7 @@ pub async fn transfer(req: &mut Request, ctx: &Ctx, id: &str, principal: &Princi
     };
     // The transfer happened either way: say whether its note is in.
     let mut outcome: serde_json::Value = answer
-        .json()
+        .json_body()
         .await
         .map_err(|_| ApiError::from(ErrorCode::Internal))?;
     if let Some(map) = outcome.as_object_mut() {

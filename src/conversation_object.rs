@@ -485,8 +485,8 @@ impl Conversation {
     }
 
     /// The engine and its store, loaded on first use after a wake-up; `None` when the
-    /// conversation does not exist. Apart from `with_engine`, so the callers' many closures
-    /// share one copy of it.
+    /// conversation does not exist. Kept out of the generic `with_engine`, so the Worker holds
+    /// one copy of it rather than one per caller.
     fn loaded(&self) -> std::result::Result<Option<Loaded<'_>>, ApiError> {
         if self.erased.get() {
             // Opening the store would create its tables again.
@@ -1874,7 +1874,7 @@ impl Conversation {
     }
 
     async fn operation(&self, req: &mut Request, trace: &str) -> ApiResult {
-        let request: OperationRequest = read_internal_json(req).await?;
+        let request = read_internal_with(req, OperationRequest::from_json).await?;
         let meta = self.meta()?;
         if !can_access(&request.principal, &meta) {
             return Err(ErrorCode::NotFound.into());

@@ -36,7 +36,8 @@ struct Listed {
 
 /// Erases a conversation its visitor started while their erasure began: the creation saw no
 /// mark before it started the conversation, but one by the time the conversation was listed.
-pub async fn erase_started(env: &Env, conversation: &str, site: &str) -> worker::Result<()> {
+/// Should this fail, the daily purge takes the conversation (see [`purge_expired`]).
+pub async fn erase_raced(env: &Env, conversation: &str, site: &str) -> worker::Result<()> {
     let listed = Listed {
         id: conversation.to_string(),
         site_id: site.to_string(),
@@ -179,7 +180,8 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
     // and it stays remembered while a token of theirs may still be valid, so the identity cannot
     // come back. A conversation whose creation got past the check just before is either listed
     // below (its row was in D1 before the mark) or erases itself (the creation checks again
-    // once its row is in: `erase_started`). Listing twice catches one listed mid-round.
+    // once its row is in: `erase_raced`). Listing twice catches one listed mid-round. One that
+    // escapes both (D1 failing for the creation at that moment) is left to the daily purge.
     db.prepare(
         "INSERT INTO erased_visitors (visitor_id, erased_at) VALUES (?1, ?2)
          ON CONFLICT (visitor_id) DO UPDATE SET erased_at = excluded.erased_at",
@@ -244,8 +246,9 @@ pub async fn is_erased_visitor(ctx: &Ctx, visitor: &str) -> Result<bool, crate::
     Ok(found.is_some())
 }
 
-/// Erases conversations older than their site's retention (by last activity), the oldest
-/// [`PURGE_BATCH`] of each site; then page views, routing history of conversations no longer
+/// Erases conversations older than their site's retention (by last activity), and any left of
+/// an erased visitor (one whose erasure could not be finished as it started, or that reached
+/// D1 only after the erasure), the oldest [`PURGE_BATCH`] of each site; then page views, routing history of conversations no longer
 /// there, and visitors nothing is left of who were not seen within the retention period.
 /// Returns how many conversations were erased. Run by the daily cron trigger and by
 /// `POST /api/v1/maintenance/purge`.
@@ -259,8 +262,10 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
                SELECT c.id, c.site_id, c.updated_at,
                       ROW_NUMBER() OVER (PARTITION BY c.site_id ORDER BY c.updated_at, c.id) AS place
                FROM conversations c JOIN sites s ON s.id = c.site_id
-               WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
-                 AND c.updated_at < ?1 - s.retention_days * 86400000)
+               WHERE (?2 = '' OR s.team_id = ?2)
+                 AND ((s.retention_days IS NOT NULL
+                       AND c.updated_at < ?1 - s.retention_days * 86400000)
+                      OR c.visitor_id IN (SELECT visitor_id FROM erased_visitors)))
              WHERE place <= ?3
              ORDER BY place, updated_at LIMIT ?4",
         )

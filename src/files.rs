@@ -3,7 +3,6 @@
 //! they come back only through the Worker, to readers of that conversation, with headers that
 //! keep a browser from running anything in them.
 
-use crate::http::JsonBody;
 use futures::StreamExt;
 use parley_core::attachment;
 use parley_core::ids::IdKind;
@@ -13,7 +12,7 @@ use serde::Deserialize;
 use worker::{Headers, HttpMetadata, Request, Response};
 
 use crate::api::{db, header, mint, operate, rate_limit, site_or_error, Ctx};
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, JsonBody};
 use crate::internal::Operation;
 use crate::limiter_object::Limit;
 use crate::log::Log;
@@ -228,7 +227,7 @@ pub async fn download(ctx: &Ctx, id: &str, file: &str, principal: &Principal) ->
         return Ok(answer);
     }
     let row: FileRow = answer
-        .json()
+        .json_body()
         .await
         .map_err(|_| ApiError::from(ErrorCode::Internal))?;
     let object = bucket(ctx)?

@@ -156,10 +156,29 @@ pub enum QueueFrameKind {
     Queue,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct OperationRequest {
     pub principal: Principal,
     pub operation: Operation,
+}
+
+impl OperationRequest {
+    /// Reads a request as it is written; each part's text goes to its own decoder as it is, not
+    /// through a `serde_json::Value`.
+    pub fn from_json(text: &str) -> serde_json::Result<OperationRequest> {
+        #[derive(Deserialize)]
+        struct Parts<'a> {
+            #[serde(borrow)]
+            principal: &'a serde_json::value::RawValue,
+            #[serde(borrow)]
+            operation: &'a serde_json::value::RawValue,
+        }
+        let parts: Parts = parley_core::json::from_str(text)?;
+        Ok(OperationRequest {
+            principal: Principal::from_json(parts.principal.get())?,
+            operation: Operation::from_json(parts.operation.get())?,
+        })
+    }
 }
 
 /// The object of `conversation`.
@@ -212,9 +231,7 @@ mod tests {
         );
         // What the site sent before, a whole server frame, and what it sends now read alike.
         let notify = r#"{"op":"notify","frame":{"type":"queue","position":3}}"#;
-        let Ok(SystemRequest::Notify { frame }) =
-            parley_core::json::from_str::<SystemRequest>(notify)
-        else {
+        let Ok(SystemRequest::Notify { frame }) = SystemRequest::from_json(notify) else {
             panic!("a queue notice reads as one");
         };
         assert_eq!(frame.position, 3);

@@ -49,10 +49,27 @@ const LINE_IDLE_MS: i64 = 60_000;
 const LINE_SWEEP_MS: u64 = 10_000;
 
 /// A notification on the line, as the site reads it.
-#[derive(Deserialize)]
 struct LineFrame {
     id: u64,
     request: SiteRequest,
+}
+
+impl LineFrame {
+    /// Reads a frame as [`OutgoingFrame`] writes it; the request's text goes to its own
+    /// decoder as it is, not through a `serde_json::Value` (one frame per stored message).
+    fn from_json(text: &str) -> serde_json::Result<LineFrame> {
+        #[derive(Deserialize)]
+        struct Parts<'a> {
+            id: u64,
+            #[serde(borrow)]
+            request: &'a serde_json::value::RawValue,
+        }
+        let parts: Parts = parley_core::json::from_str(text)?;
+        Ok(LineFrame {
+            id: parts.id,
+            request: SiteRequest::from_json(parts.request.get())?,
+        })
+    }
 }
 
 /// The same, as the conversation writes it.
@@ -266,7 +283,7 @@ impl Site {
                     line.last_heard.set(now_ms());
                 }
             }
-            match text.and_then(|t| parley_core::json::from_str::<LineFrame>(&t).ok()) {
+            match text.and_then(|t| LineFrame::from_json(&t).ok()) {
                 Some(frame) => handling.push(self.answer(frame, socket.clone())),
                 None => Log::warn("site_line_bad_frame")
                     .conversation(conversation)

@@ -1,7 +1,6 @@
 //! Endpoints the visitor widget calls besides the conversation itself: its configuration,
 //! the visitor's context (page trail, device, source) and identity verification.
 
-use crate::http::JsonBody;
 use parley_core::site_settings::WidgetSettings;
 use parley_core::token::Principal;
 use parley_core::visitor::{identity_verified, VisitorContext};
@@ -13,7 +12,7 @@ use worker::Request;
 use crate::api::{
     authenticate, d1_failed, db, ok_json, origin_allowed, rate_limit, site_or_error, Ctx,
 };
-use crate::http::{no_content, read_json, ApiError, ApiResult};
+use crate::http::{no_content, read_json, ApiError, ApiResult, JsonBody};
 use crate::limiter_object::Limit;
 use crate::log::Log;
 use crate::sites;

@@ -307,3 +307,29 @@ test('a conversation started while its visitor is being erased is erased too, wh
     assert.equal(row.n, 0, sql);
   }
 });
+
+test('the purge erases what is left of an erased visitor: a conversation that reached D1 after their erasure', async () => {
+  const v = await newConversation(server);
+  await http(server.url, `/api/v1/conversations/${v.conversation}/messages`, {
+    method: 'POST', token: v.token, body: { client_msg_id: msgId('late'), text: 'still here' },
+  });
+  await mirrored(v.conversation, 1);
+  // The visitor is remembered as erased, but this conversation escaped the erasure's listing.
+  await server.d1('INSERT INTO erased_visitors (visitor_id, erased_at) VALUES (?1, ?2)', [v.visitorId, Date.now()]);
+  const kept = await newConversation(server);
+
+  const purged = await http(server.url, '/api/v1/maintenance/purge', { method: 'POST', token: owner.token });
+  assert.equal(purged.status, 200, JSON.stringify(purged.body));
+  const history = await http(server.url, `/api/v1/conversations/${v.conversation}/history`, { token: owner.token });
+  assert.equal(history.status, 404);
+  for (const [sql, param] of [
+    ['SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', v.conversation],
+    ['SELECT COUNT(*) AS n FROM messages WHERE conversation_id = ?1', v.conversation],
+  ]) {
+    const { results: [row] } = await server.d1(sql, [param]);
+    assert.equal(row.n, 0, sql);
+  }
+  // Another visitor's conversation, within its site's retention, stays.
+  const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', [kept.conversation]);
+  assert.equal(row.n, 1);
+});

@@ -170,7 +170,9 @@ impl<'de> VariantAccess<'de> for Variant<'de> {
 /// `Deserialize` for the object that names its variant in that field, and serde's tagged form
 /// for its `Serialize` (which it must derive). Its variants are written once; serde's
 /// plain-form decoder is derived for a private copy of them, which builds the enum itself.
-/// Variants are named in snake_case on both sides.
+/// Variants are named in snake_case on both sides. Unlike serde's tagged decoder, it reads the
+/// tag as a name only (not a variant's number), takes the first of repeated tags, and hands a
+/// newtype variant's inner type the whole object, tag included (none of the enums has one).
 #[macro_export]
 macro_rules! tagged_enum {
     (

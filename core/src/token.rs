@@ -192,7 +192,6 @@ pub fn derive_id(secret: &[u8], input: &str) -> Result<[u8; 16], TokenError> {
     Ok(out)
 }
 
-/// Verifies a token's signature (in constant time) and expiry.
 impl Claims {
     /// Reads the claims as `issue` writes them: the principal's fields beside the times.
     fn from_json(json: &str) -> serde_json::Result<Claims> {
@@ -210,6 +209,7 @@ impl Claims {
     }
 }
 
+/// Verifies a token's signature (in constant time) and expiry.
 pub fn verify(secret: &[u8], token: &str, now_ms: i64) -> Result<Claims, TokenError> {
     if token.len() > 2048 {
         return Err(TokenError::Malformed);
