@@ -166,17 +166,12 @@ impl OperationRequest {
     /// Reads a request as it is written; each part's text goes to its own decoder as it is, not
     /// through a `serde_json::Value`.
     pub fn from_json(text: &str) -> serde_json::Result<OperationRequest> {
-        #[derive(Deserialize)]
-        struct Parts<'a> {
-            #[serde(borrow)]
-            principal: &'a serde_json::value::RawValue,
-            #[serde(borrow)]
-            operation: &'a serde_json::value::RawValue,
-        }
-        let parts: Parts = parley_core::json::from_str(text)?;
+        // The whole text is checked first: `member` looks only for where each part is.
+        parley_core::json::from_str::<serde::de::IgnoredAny>(text)?;
+        let part = |key| parley_core::json::member(text, key);
         Ok(OperationRequest {
-            principal: Principal::from_json(parts.principal.get())?,
-            operation: Operation::from_json(parts.operation.get())?,
+            principal: Principal::from_json(part("principal")?)?,
+            operation: Operation::from_json(part("operation")?)?,
         })
     }
 }

@@ -59,15 +59,14 @@ impl LineFrame {
     /// decoder as it is, not through a `serde_json::Value` (one frame per stored message).
     fn from_json(text: &str) -> serde_json::Result<LineFrame> {
         #[derive(Deserialize)]
-        struct Parts<'a> {
+        struct Id {
             id: u64,
-            #[serde(borrow)]
-            request: &'a serde_json::value::RawValue,
         }
-        let parts: Parts = parley_core::json::from_str(text)?;
+        let Id { id } = parley_core::json::from_str(text)?;
+        let request = parley_core::json::member(text, "request")?;
         Ok(LineFrame {
-            id: parts.id,
-            request: SiteRequest::from_json(parts.request.get())?,
+            id,
+            request: SiteRequest::from_json(request)?,
         })
     }
 }

@@ -22,6 +22,102 @@ pub fn from_str<'a, T: Deserialize<'a>>(text: &'a str) -> serde_json::Result<T> 
     Ok(value)
 }
 
+/// The text of the value of member `key` of the JSON object `text`, for a caller that reads it
+/// with a decoder of its own (a tagged enum's `from_json`), without first copying it into a
+/// `serde_json::Value`. Only the object's own members are looked at; the value is not
+/// checked here but by whatever reads it, and the rest of the object not at all. The member's
+/// name must be written without escapes (as `serde_json` writes plain ASCII names).
+pub fn member<'a>(text: &'a str, key: &str) -> serde_json::Result<&'a str> {
+    let bytes = text.as_bytes();
+    let malformed = || <serde_json::Error as serde::de::Error>::custom("malformed JSON object");
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return Err(malformed());
+    }
+    at += 1;
+    loop {
+        at = skip_space(bytes, at);
+        match bytes.get(at) {
+            Some(b'}') => break,
+            Some(b'"') => {}
+            _ => return Err(malformed()),
+        }
+        let name_end = value_end(bytes, at).ok_or_else(malformed)?;
+        let name = &text[at + 1..name_end - 1];
+        at = skip_space(bytes, name_end);
+        if bytes.get(at) != Some(&b':') {
+            return Err(malformed());
+        }
+        let start = skip_space(bytes, at + 1);
+        let end = value_end(bytes, start).ok_or_else(malformed)?;
+        if name == key {
+            return Ok(&text[start..end]);
+        }
+        at = skip_space(bytes, end);
+        match bytes.get(at) {
+            Some(b',') => at += 1,
+            Some(b'}') => break,
+            _ => return Err(malformed()),
+        }
+    }
+    Err(<serde_json::Error as serde::de::Error>::custom(
+        format_args!("missing field `{key}`"),
+    ))
+}
+
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// Where the JSON value starting at `at` ends (just past it), or `None` if it is cut short.
+/// Every position returned is at an ASCII byte or the end, so the text can be cut there.
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => {
+            let mut i = at + 1;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' => i += 2,
+                    b'"' => return Some(i + 1),
+                    _ => i += 1,
+                }
+            }
+            None
+        }
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'"' => i = value_end(bytes, i)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        i += 1;
+                    }
+                    b'}' | b']' => {
+                        depth -= 1;
+                        i += 1;
+                        if depth == 0 {
+                            return Some(i);
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            None
+        }
+        _ => {
+            let end = (at..bytes.len())
+                .find(|&i| matches!(bytes[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(bytes.len());
+            (end > at).then_some(end)
+        }
+    }
+}
+
 /// A reader that reads structs as maps and passes itself on to everything inside.
 pub struct Objects<D>(pub D);
 
@@ -263,7 +359,7 @@ mod tests {
 
     use serde::Deserialize;
 
-    use super::from_str;
+    use super::{from_str, member};
 
     #[derive(Debug, PartialEq, Deserialize)]
     struct Inner {
@@ -315,6 +411,69 @@ mod tests {
         assert!(serde_json::from_str::<Inner>(r#"[1, "x"]"#).is_ok());
         assert!(from_str::<Inner>(r#"[1, "x"]"#).is_err());
         assert!(from_str::<Outer>(&TEXT.replace(r#"{"a": 4}"#, "[4]")).is_err());
+    }
+
+    #[test]
+    fn a_members_text_is_cut_out_as_written() {
+        let text = r#" { "a" : 1 , "s": "x\\\"}y", "o": {"k": [1, "]", {"z": null}]}, "t": true} "#;
+        assert_eq!(member(text, "a").unwrap(), "1");
+        assert_eq!(member(text, "s").unwrap(), r#""x\\\"}y""#);
+        assert_eq!(
+            member(text, "o").unwrap(),
+            r#"{"k": [1, "]", {"z": null}]}"#
+        );
+        assert_eq!(member(text, "t").unwrap(), "true");
+        assert!(member(text, "k").is_err(), "only the object's own members");
+        for bad in [
+            "",
+            "[]",
+            "{",
+            r#"{"a""#,
+            r#"{"a":"#,
+            r#"{"a":{"#,
+            r#"{"a":"x"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1 "b":2}"#,
+        ] {
+            assert!(member(bad, "b").is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_member_reads_back_as_its_value(
+            entries in proptest::collection::btree_map("[a-z_]{1,6}", json_value(), 0..6),
+            pretty in proptest::bool::ANY,
+        ) {
+            let object = serde_json::Value::Object(entries.clone().into_iter().collect());
+            let text = if pretty {
+                serde_json::to_string_pretty(&object).unwrap()
+            } else {
+                object.to_string()
+            };
+            for (key, value) in &entries {
+                let cut: serde_json::Value = serde_json::from_str(member(&text, key).unwrap()).unwrap();
+                proptest::prop_assert_eq!(&cut, value);
+            }
+            proptest::prop_assert!(member(&text, "absent-key").is_err());
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z \"\\\\{}\\[\\],:é😀]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-z\"{}]{0,4}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]
