@@ -24,7 +24,7 @@ const PURGE_BATCH: u32 = 200;
 /// object, its site's two objects, D1), and a run has a budget of them. The sites' first
 /// conversations come first, so every site with expired conversations gets a turn.
 const PURGE_RUN_LIMIT: u32 = 1000;
-/// Visitors and routing history rows removed per retention run and site.
+/// Page views, visitors and routing history rows removed per retention run and site.
 const PURGE_ROWS_BATCH: u32 = 5000;
 
 /// A conversation to erase, as its D1 row names it.
@@ -299,20 +299,26 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
             }
         }
     }
-    // Page views follow the same rule.
-    db.prepare(
-        "DELETE FROM page_views WHERE id IN (SELECT p.id FROM page_views p JOIN sites s ON s.id = p.site_id
-           WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
-             AND p.created_at < ?1 - s.retention_days * 86400000)",
-    )
-    .bind(&[JsValue::from_f64(now as f64), team.unwrap_or("").into()])?
-    .run()
-    .await?;
     let bound = [
         JsValue::from_f64(now as f64),
         team.unwrap_or("").into(),
         JsValue::from(PURGE_ROWS_BATCH),
     ];
+    // Page views follow the same rule, each site's oldest first and a bounded number per run:
+    // a busy site's backlog would otherwise be one statement over D1's time limit, every day.
+    let page_views = db
+        .prepare(
+            "DELETE FROM page_views WHERE id IN (
+               SELECT id FROM (
+                 SELECT p.id, ROW_NUMBER() OVER (PARTITION BY p.site_id ORDER BY p.created_at, p.id) AS place
+                 FROM page_views p JOIN sites s ON s.id = p.site_id
+                 WHERE s.retention_days IS NOT NULL AND (?2 = '' OR s.team_id = ?2)
+                   AND p.created_at < ?1 - s.retention_days * 86400000)
+               WHERE place <= ?3)",
+        )
+        .bind(&bound)?
+        .run()
+        .await?;
     // Routing history of conversations erased before their erasure took it along.
     let routing = db
         .prepare(
@@ -362,6 +368,7 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
     };
     Log::info("retention_purge")
         .field("erased", erased)
+        .field("page_views_removed", changed(&page_views))
         .field("routing_events_removed", changed(&routing))
         .field("visitors_removed", changed(&visitors))
         .emit();

@@ -333,3 +333,26 @@ test('the purge erases what is left of an erased visitor: a conversation that re
   const { results: [row] } = await server.d1('SELECT COUNT(*) AS n FROM conversations WHERE id = ?1', [kept.conversation]);
   assert.equal(row.n, 1);
 });
+
+test('the retention purge removes page views older than the site keeps, each site\'s oldest first, at most 5,000 per run', async (t) => {
+  const site = await siteId(server, owner.token);
+  await http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { retention_days: 30 } });
+  t.after(() => http(server.url, `/api/v1/sites/${site}`, { method: 'PATCH', token: owner.token, body: { retention_days: null } }));
+  const v = await visitorSession(server);
+  const old = Date.now() - 40 * DAY;
+  // 5,003 expired page views, a minute apart, and two recent ones.
+  await server.d1(
+    `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5002)
+     INSERT INTO page_views (visitor_id, site_id, url, created_at) SELECT ?1, ?2, 'https://shop.example/' || i, ?3 + i * 60000 FROM n`,
+    [v.visitorId, site, old],
+  );
+  for (const url of ['https://shop.example/now', 'https://shop.example/today']) {
+    await server.d1('INSERT INTO page_views (visitor_id, site_id, url, created_at) VALUES (?1, ?2, ?3, ?4)', [v.visitorId, site, url, Date.now()]);
+  }
+  const left = async () => (await server.d1('SELECT url FROM page_views WHERE visitor_id = ?1 ORDER BY created_at', [v.visitorId])).results.map((r) => r.url);
+
+  assert.equal((await http(server.url, '/api/v1/maintenance/purge', { method: 'POST', token: owner.token })).status, 200);
+  assert.deepEqual(await left(), ['https://shop.example/5000', 'https://shop.example/5001', 'https://shop.example/5002', 'https://shop.example/now', 'https://shop.example/today']);
+  assert.equal((await http(server.url, '/api/v1/maintenance/purge', { method: 'POST', token: owner.token })).status, 200);
+  assert.deepEqual(await left(), ['https://shop.example/now', 'https://shop.example/today']);
+});
