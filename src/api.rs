@@ -749,13 +749,7 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
     ) {
         return Err(ErrorCode::TokenInvalid.into());
     }
-    let has_body = header(req, "content-length").is_some_and(|l| l != "0")
-        || header(req, "content-type").is_some();
-    let body: Body = if has_body {
-        read_json(req).await?
-    } else {
-        Body::default()
-    };
+    let body: Body = crate::http::read_optional_json(req).await?;
     if body
         .form
         .as_deref()

@@ -129,6 +129,21 @@ pub async fn read_json<T: DeserializeOwned>(req: &mut Request) -> std::result::R
     read_json_within(req, MAX_FRAME_BYTES).await
 }
 
+/// Reads a JSON body that may be left out: an empty body (whatever its content type says)
+/// reads as `T::default()`.
+pub async fn read_optional_json<T: DeserializeOwned + Default>(
+    req: &mut Request,
+) -> std::result::Result<T, ApiError> {
+    read_within_with(req, MAX_FRAME_BYTES, |text| {
+        if text.trim().is_empty() {
+            Ok(T::default())
+        } else {
+            parley_core::json::from_str(text)
+        }
+    })
+    .await
+}
+
 /// Reads the JSON body of a request between Parley's own objects: at most
 /// [`MAX_INTERNAL_BODY_BYTES`].
 pub async fn read_internal_json<T: DeserializeOwned>(

@@ -1009,3 +1009,25 @@ async function waitFor(cond, timeoutMs = 10_000) {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+test('POST /conversations: a body may be left out, with or without a JSON content type; a body that is not an object is 400 invalid_request', async () => {
+  const v = await visitorSession(server);
+  const post = (headers, body) => fetch(`${server.url}/api/v1/conversations`, {
+    method: 'POST', headers: { authorization: `Bearer ${v.token}`, ...headers }, body,
+  });
+  for (const [headers, body] of [
+    [{}, undefined],
+    [{ 'content-type': 'application/json' }, undefined],
+    [{ 'content-type': 'application/json' }, ''],
+    [{ 'content-type': 'application/json' }, ' \n'],
+    [{ 'content-type': 'application/json' }, '{}'],
+  ]) {
+    const res = await post(headers, body);
+    assert.equal(res.status, 201, `${JSON.stringify(headers)} ${JSON.stringify(body)}: ${await res.text()}`);
+  }
+  for (const body of ['[]', '{', '"x"', '[null, null, "hi"]']) {
+    const res = await post({ 'content-type': 'application/json' }, body);
+    assert.equal(res.status, 400, body);
+    assert.equal((await res.json()).code, 'invalid_request', body);
+  }
+});
