@@ -58,15 +58,10 @@ impl LineFrame {
     /// Reads a frame as [`OutgoingFrame`] writes it; the request's text goes to its own
     /// decoder as it is, not through a `serde_json::Value` (one frame per stored message).
     fn from_json(text: &str) -> serde_json::Result<LineFrame> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: u64,
-        }
-        let Id { id } = parley_core::json::from_str(text)?;
-        let request = parley_core::json::member(text, "request")?;
+        let part = |key| parley_core::json::member(text, key);
         Ok(LineFrame {
-            id,
-            request: SiteRequest::from_json(request)?,
+            id: parley_core::json::from_str(part("id")?)?,
+            request: SiteRequest::from_json(part("request")?)?,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use parley_core::i18n::Lang;
-use parley_core::protocol::{Event, EventPayload, Participant, Role};
+use parley_core::protocol::{frame_kind, Event, EventPayload, Participant, Role};
 use parley_core::routing::{
     AgentProfile, AgentStatus, RoutingConfig, RoutingContext, RoutingError, SiteEffect, SiteInput,
     SiteState, TransferTarget,
@@ -458,17 +458,8 @@ impl DurableObject for SiteObject {
 }
 
 fn parse_console_frame(text: &str) -> std::result::Result<ConsoleFrame, ErrorCode> {
-    let value: serde_json::Value =
-        parley_core::json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
-    if value.get("v").and_then(|v| v.as_u64()) != Some(1) {
-        return Err(ErrorCode::UnsupportedVersion);
-    }
-    let kind = match value.get("type").and_then(|t| t.as_str()) {
-        Some(kind @ ("hello" | "status" | "heartbeat" | "ping")) => kind,
-        Some(_) => return Err(ErrorCode::UnknownFrameType),
-        None => return Err(ErrorCode::BadFrame),
-    };
-    ConsoleFrame::from_json_as(text, kind).map_err(|_| ErrorCode::BadFrame)
+    let kind = frame_kind(text, &["hello", "status", "heartbeat", "ping"])?;
+    ConsoleFrame::from_json_as(text, &kind).map_err(|_| ErrorCode::BadFrame)
 }
 
 fn send_json(ws: &WebSocket, value: &serde_json::Value) {

@@ -443,20 +443,30 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ErrorCode> {
     if text.len() > MAX_FRAME_BYTES {
         return Err(ErrorCode::FrameTooLarge);
     }
-    let value: serde_json::Value = crate::json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
-    let object = value.as_object().ok_or(ErrorCode::BadFrame)?;
-    match object.get("v").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
-        _ => return Err(ErrorCode::UnsupportedVersion),
+    let kind = frame_kind(text, &["hello", "send", "typing", "read", "ping"])?;
+    ClientFrame::from_json_as(text, &kind).map_err(|_| ErrorCode::BadFrame)
+}
+
+/// The `type` of a frame sent to the server, once its protocol version (`v`) is checked and the
+/// type is one of `known`: unparseable is `bad_frame`, another version `unsupported_version`,
+/// another type `unknown_frame_type`. Only these two fields are read here.
+pub fn frame_kind(text: &str, known: &[&str]) -> Result<String, ErrorCode> {
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(default)]
+        v: Option<serde_json::Value>,
+        #[serde(default, rename = "type")]
+        kind: Option<serde_json::Value>,
     }
-    let kind = object
-        .get("type")
-        .and_then(|t| t.as_str())
-        .ok_or(ErrorCode::BadFrame)?;
-    if !matches!(kind, "hello" | "send" | "typing" | "read" | "ping") {
-        return Err(ErrorCode::UnknownFrameType);
+    let head: Head = crate::json::from_str(text).map_err(|_| ErrorCode::BadFrame)?;
+    if head.v.and_then(|v| v.as_u64()) != Some(u64::from(PROTOCOL_VERSION)) {
+        return Err(ErrorCode::UnsupportedVersion);
     }
-    ClientFrame::from_json_as(text, kind).map_err(|_| ErrorCode::BadFrame)
+    match head.kind {
+        Some(serde_json::Value::String(kind)) if known.contains(&kind.as_str()) => Ok(kind),
+        Some(serde_json::Value::String(_)) => Err(ErrorCode::UnknownFrameType),
+        _ => Err(ErrorCode::BadFrame),
+    }
 }
 
 #[cfg(test)]

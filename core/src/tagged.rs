@@ -10,11 +10,8 @@
 //! JSON decoder every other text uses (the tag itself is a field the variant ignores). What
 //! goes over the wire does not change.
 
-use std::fmt;
-
 use serde::de::{
-    self, DeserializeSeed, Deserializer, EnumAccess, IgnoredAny, IntoDeserializer, MapAccess,
-    VariantAccess, Visitor,
+    self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, VariantAccess, Visitor,
 };
 use serde::Deserialize;
 
@@ -34,12 +31,10 @@ impl<'a> Variant<'a> {
     }
 }
 
-/// The name of the field `tag` of the JSON object `text`.
+/// The name of the field `tag` of the JSON object `text` (the first, if it is repeated). The
+/// tag is written first, so only the start of the text is looked at.
 pub fn tag_of(text: &str, tag: &'static str) -> serde_json::Result<String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let found = de.deserialize_map(TagVisitor { tag })?;
-    de.end()?;
-    found.ok_or_else(|| de::Error::missing_field(tag))
+    crate::json::from_str(crate::json::member(text, tag)?)
 }
 
 /// Decodes through `decode` the JSON object `text` whose field `tag` names its variant.
@@ -64,30 +59,6 @@ where
 {
     let value = serde_json::Value::deserialize(deserializer)?;
     from_text(&value.to_string(), tag, decode).map_err(de::Error::custom)
-}
-
-struct TagVisitor {
-    tag: &'static str,
-}
-
-impl<'de> Visitor<'de> for TagVisitor {
-    type Value = Option<String>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object with a `{}` field", self.tag)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == self.tag && found.is_none() {
-                found = Some(map.next_value::<String>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
 }
 
 impl<'de> Deserializer<'de> for Variant<'de> {
