@@ -166,6 +166,7 @@ export class ConvSession extends Emitter<ConvEvents> {
     const top = evs.length ? evs[evs.length - 1].seq : page.head ?? 0;
     this.lastSeq = Math.max(this.lastSeq, top);
     while (this.events.has(this.lastSeq + 1)) this.lastSeq += 1;
+    this.settleAcknowledged();
     this.loaded = true;
     for (const e of evs) this.applyEventState(e);
     this.emit('events', { added: evs, prepended: false, reset: true });
@@ -238,7 +239,9 @@ export class ConvSession extends Emitter<ConvEvents> {
         break;
       case 'ack':
         this.inflight.delete(f.client_msg_id);
-        this.outbox.done(f.client_msg_id);
+        // Kept on screen until the event, which follows the ack, is here (or already was).
+        if (typeof f.seq === 'number' && f.seq > this.lastSeq) this.outbox.acknowledged(f.client_msg_id, f.seq);
+        else this.outbox.done(f.client_msg_id);
         break;
       case 'typing': {
         const p: Participant = f.participant;
@@ -333,6 +336,7 @@ export class ConvSession extends Emitter<ConvEvents> {
     if (e.seq === this.lastSeq + 1 || this.lastSeq === 0) {
       this.lastSeq = e.seq;
       while (this.events.has(this.lastSeq + 1)) this.lastSeq += 1;
+      this.settleAcknowledged();
     } else if (e.seq > this.lastSeq + 1) {
       this.fillGap();
     }
@@ -370,6 +374,13 @@ export class ConvSession extends Emitter<ConvEvents> {
 
   pending(): OutboxItem[] {
     return this.outbox.for(this.id).filter((i) => !this.hasClientMsg(i.client_msg_id));
+  }
+
+  /** Acknowledged replies whose seq the thread has passed: here, or in history not loaded. */
+  private settleAcknowledged(): void {
+    for (const item of this.outbox.for(this.id)) {
+      if (item.acked && item.acked <= this.lastSeq) this.outbox.done(item.client_msg_id);
+    }
   }
 
   private hasClientMsg(id: string): boolean {
@@ -421,8 +432,9 @@ export class ConvSession extends Emitter<ConvEvents> {
     const now = Date.now();
     this.sendRead();
     const queue: OutboxItem[] = [];
+    this.settleAcknowledged();
     for (const item of this.outbox.for(this.id)) {
-      if (item.error) continue;
+      if (item.error || item.acked) continue;
       if (this.hasClientMsg(item.client_msg_id)) this.outbox.done(item.client_msg_id);
       else queue.push(item);
     }

@@ -23,6 +23,9 @@ export interface OutboxItem {
   error?: { code: string; message: string };
   /** Not before this time (rate limited). */
   retryAt?: number;
+  /** Acknowledged under this seq: not sent again, and shown until its event arrives (the ack
+   * comes before it), so the reply never leaves the thread for a moment. */
+  acked?: number;
 }
 
 function isItem(v: unknown): v is OutboxItem {
@@ -144,7 +147,16 @@ export class Outbox extends Emitter<{ change: [string] }> {
     return this.items.find((i) => i.client_msg_id === clientMsgId);
   }
 
-  /** The server has it (ack, or its event arrived), or the agent discarded it. */
+  /** The server stored it under `seq`; its event is still to come. */
+  acknowledged(clientMsgId: string, seq: number): void {
+    const item = this.get(clientMsgId);
+    if (!item) return;
+    item.acked = seq;
+    delete item.retryAt;
+    this.persist(item);
+  }
+
+  /** Its event arrived, or the agent discarded it. */
   done(clientMsgId: string): void {
     const item = this.get(clientMsgId);
     if (!item) return;

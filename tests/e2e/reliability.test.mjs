@@ -141,6 +141,49 @@ test('console: an HTTP-fallback send that hangs is given up and sent again; the 
   }
 });
 
+test('console: a reply stays in the thread between its ack and its event (the ack comes first)', STEP, async () => {
+  const chat = await visitorChat('Hello from the visitor');
+  // The server's copy of each event reaches the console 800 ms late; acks pass at once.
+  const { context, page } = await openConsole((ctx) => ctx.routeWebSocket(CONV_WS, (ws) => {
+    const upstream = ws.connectToServer();
+    ws.onMessage((m) => upstream.send(m));
+    upstream.onMessage((m) => {
+      if (typeof m === 'string' && m.includes('"type":"event"')) setTimeout(() => ws.send(m), 800);
+      else ws.send(m);
+    });
+  }));
+  try {
+    await openFromTeam(page, chat.conversation);
+    await waitForText(page, '.conv .msg--in .text', 'Hello from the visitor');
+    // Every animation frame from here on: which of the agent's replies are on screen.
+    await page.evaluate(() => {
+      window.shown = [];
+      const look = () => {
+        window.shown.push([...document.querySelectorAll('.conv .msg--mine .text')].map((t) => t.textContent).join('|'));
+        requestAnimationFrame(look);
+      };
+      requestAnimationFrame(look);
+    });
+    for (const text of ['First reply', 'Second reply']) {
+      await reply(page, text);
+      await sleep(200);
+    }
+    await waitFor(async () => (await myThread(page)).map((m) => `${m.text}:${m.pending}`).join('|') === 'First reply:false|Second reply:false',
+      'both shown as delivered');
+    await sleep(1200);
+    const frames = await page.evaluate(() => window.shown);
+    const counts = frames.map((f) => (f ? f.split('|').length : 0));
+    const blinks = counts.filter((n, i) => i > 0 && n < counts[i - 1]).length;
+    assert.equal(blinks, 0, `a reply left the thread: ${JSON.stringify([...new Set(frames)])}`);
+    assert.equal(frames.at(-1), 'First reply|Second reply');
+    assert.deepEqual(await agentTexts(chat), ['First reply', 'Second reply']);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
 test('console: a send refused with an error that names no message is sent again', STEP, async () => {
   const chat = await visitorChat('Hello?');
   let swallowed = 0;
@@ -310,6 +353,54 @@ test('widget: a message written while storage is full is still shown and deliver
     await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).every((m) => m.state === 'sent'), 'shown as sent');
     await sleep(1000);
     assert.deepEqual(visitorTexts(await fullHistory(server, conversation, agent.token)), ['Before storage filled up', 'Written with storage full']);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('widget: a message stays on screen between its ack and its event (the ack comes first)', STEP, async () => {
+  const context = await visitorContext(browser);
+  // The server's copy of each event reaches the page 800 ms late; acks and everything else
+  // pass at once, so every message has a window where only its ack has arrived.
+  await context.routeWebSocket(CONV_WS, (ws) => {
+    const upstream = ws.connectToServer();
+    ws.onMessage((m) => upstream.send(m));
+    upstream.onMessage((m) => {
+      if (typeof m === 'string' && m.includes('"type":"event"')) setTimeout(() => ws.send(m), 800);
+      else ws.send(m);
+    });
+  });
+  const page = await openDemo(context, server);
+  try {
+    await openPanel(page);
+    await send(page, 'First, to open the conversation');
+    const conversation = await conversationOf(page);
+    await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the first message sent');
+    // Every animation frame from here on: which of the visitor's messages are on screen.
+    await page.evaluate(() => {
+      const root = document.querySelector('[data-parley]').shadowRoot;
+      window.shown = [];
+      const look = () => {
+        window.shown.push([...root.querySelectorAll('.list li.m.me .bub')].map((b) => b.textContent).join('|'));
+        requestAnimationFrame(look);
+      };
+      requestAnimationFrame(look);
+    });
+    for (const text of ['Second', 'Third']) {
+      await send(page, text);
+      await sleep(200);
+    }
+    await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).map((m) => `${m.text}:${m.state}`).join('|')
+      === 'First, to open the conversation:sent|Second:sent|Third:sent', 'all three sent');
+    await sleep(1200);
+    const frames = await page.evaluate(() => window.shown);
+    // Once a message is on screen, it stays: no frame shows fewer of them than the one before.
+    const counts = frames.map((f) => (f ? f.split('|').length : 0));
+    const blinks = counts.filter((n, i) => i > 0 && n < counts[i - 1]).length;
+    assert.equal(blinks, 0, `a message left the screen: ${JSON.stringify([...new Set(frames)])}`);
+    assert.equal(frames.at(-1), 'First, to open the conversation|Second|Third');
+    assert.deepEqual(visitorTexts(await fullHistory(server, conversation, agent.token)), ['First, to open the conversation', 'Second', 'Third']);
     assert.deepEqual(page.errors, []);
   } finally {
     await context.close();

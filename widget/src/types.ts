@@ -77,6 +77,10 @@ export interface OutboxItem {
   f?: FileRef;
   /** the page holding the attachment's bytes until it is uploaded (a Web Lock name) */
   p?: string;
+  /** acknowledged: the seq the server stored it under, in conversation `c`; kept (shown as
+   * sent) until the server's copy reaches this page, so the message never blinks out */
+  k?: number;
+  c?: string;
 }
 
 /** A form waiting to become a conversation (stored under `pf`). */

@@ -65,6 +65,8 @@ interface Item {
 /** How an attempt to send (or upload) one outbox item ended. */
 interface Sent {
   ok?: boolean;
+  /** the seq of an acknowledged message */
+  seq?: number;
   code?: string;
   retry?: number;
   /** the server's message, for people */
@@ -249,7 +251,7 @@ class Chat {
     // too, but a first message typed offline has no link yet.)
     addEventListener('online', () => this.flush());
     // Safety net: retry the outbox now and then while it holds messages.
-    setInterval(() => { if (this.outbox().length) this.flush(); }, 30e3);
+    setInterval(() => { if (this.pending().length) this.flush(); }, 30e3);
 
     host.chat = {
       open: () => this.open(),
@@ -266,12 +268,12 @@ class Chat {
       ls,
       since: host.t || 0,
       invitations: () => this.cfg().invitations,
-      allowed: () => !this.outbox().length && !ls.get('pf') && (!this.conv || (this.historyLoaded && this.status === 'closed')),
+      allowed: () => !this.pending().length && !ls.get('pf') && (!this.conv || (this.historyLoaded && this.status === 'closed')),
       invite: (inv) => this.invite(inv),
       moved: () => this.paintInvite(false),
     });
     if (this.conv) this.startConversation();
-    if (this.outbox().length || ls.get('pf')) this.flush();
+    if (this.pending().length || ls.get('pf')) this.flush();
     if (host.wantOpen) this.open();
   }
 
@@ -462,7 +464,7 @@ class Chat {
   /** Which view the panel body shows: the chat, the pre-chat form or the offline form. */
   private renderView(keep?: string) {
     const cfg = this.cfg();
-    const fresh = !this.conv && !this.h.ls.get('pf') && !this.outbox().length;
+    const fresh = !this.conv && !this.h.ls.get('pf') && !this.pending().length;
     let mode = fresh && (!cfg.online || !cfg.open) ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
     if (fresh && (keep === 'offline' || keep === 'prechat')) mode = keep;
     if (mode === 'chat') this.formDirty = false;
@@ -960,9 +962,29 @@ class Chat {
     return [...keys].map((k) => this.entry(k)).filter((x): x is OutboxItem => !!x?.i).sort((a, b) => a.n - b.n);
   }
 
-  /** The outbox, oldest first. */
+  /** The outbox, oldest first: what waits to be sent and what was acknowledged but whose
+   * server copy has not reached this page yet. */
   private outbox(): OutboxItem[] {
     return this.entries('o:');
+  }
+
+  /** What still has to be sent, oldest first. */
+  private pending(): OutboxItem[] {
+    return this.outbox().filter((o) => o.k == null);
+  }
+
+  /** The server stored it: shown as sent until its event arrives (the ack comes first). */
+  private acknowledged(conv: Conv, item: OutboxItem, seq: number) {
+    if (this.cursor >= seq) this.drop(`o:${item.i}`);
+    else this.keep(`o:${item.i}`, { ...item, k: seq, c: conv.id });
+  }
+
+  /** Drops acknowledged entries once their event is here, lies in history not loaded (the
+   * cursor passed it), or belongs to another conversation. */
+  private settleAcknowledged() {
+    for (const o of this.outbox()) {
+      if (o.k != null && (o.c !== this.conv?.id || this.cursor >= o.k)) this.drop(`o:${o.i}`);
+    }
   }
 
   /** Attachments that can no longer be uploaded, until the visitor removes them or picks them again. */
@@ -982,7 +1004,7 @@ class Chat {
       do {
         this.flushAgain = false;
         if (!navigator.onLine) break;
-        if (!this.outbox().length && !this.h.ls.get('pf')) break;
+        if (!this.pending().length && !this.h.ls.get('pf')) break;
         const locks = (navigator as any).locks;
         const run = async () => {
           if (await this.ensureConversation()) await this.drain();
@@ -1047,7 +1069,7 @@ class Chat {
   private async drain() {
     for (;;) {
       const conv = this.conv;
-      const box = this.outbox();
+      const box = this.pending();
       const item = box[0];
       if (!conv || !item) return;
       // Uploads start at once, side by side; the files are posted in order.
@@ -1076,7 +1098,7 @@ class Chat {
         continue;
       }
       if (r.ok) {
-        this.drop(`o:${item.i}`);
+        this.acknowledged(conv, item, r.seq || 0);
         this.blobs.delete(item.i);
       } else if (r.code && PERMANENT.includes(r.code)) {
         this.drop(`o:${item.i}`);
@@ -1111,7 +1133,7 @@ class Chat {
       .then((r) => {
         if (r.s === 200 && r.b?.type === 'ack') {
           this.onFrame(r.b);
-          return { ok: true };
+          return { ok: true, seq: Number(r.b.seq) || 0 };
         }
         // A refusal naming the message (file_not_found): its file, not the conversation, is unknown.
         const code = r.s === 404 && r.b?.client_msg_id ? 'file_gone' : r.b?.code || String(r.s);
@@ -1211,7 +1233,7 @@ class Chat {
     this.queuePlace(null);
     this.renderView();
     this.updateUnread();
-    if (this.outbox().length) this.flush();
+    if (this.pending().length) this.flush();
   }
 
   private addEvent(e: Ev, live: boolean) {
@@ -1274,7 +1296,7 @@ class Chat {
         this.queuePlace(Number(f.position) > 0 ? Number(f.position) : null);
         return;
       case 'ack':
-        this.waiters.get(f.client_msg_id)?.resolve({ ok: true });
+        this.waiters.get(f.client_msg_id)?.resolve({ ok: true, seq: Number(f.seq) || 0 });
         break;
       case 'error':
         if (f.client_msg_id && this.waiters.has(f.client_msg_id)) {
@@ -1611,9 +1633,10 @@ class Chat {
     }
     const mine = { kind: 'msg', mine: true, who: me || 'me', name: this.tr('you') } as const;
     for (const o of this.outbox()) {
+      if (o.k != null && o.c !== this.conv?.id) continue;
       if (!seen.has(o.i)) {
         out.push({
-          ...mine, key: o.i, text: o.t, at: o.a, status: this.conv ? waiting : navigator.onLine ? 'sending' : 'queued',
+          ...mine, key: o.i, text: o.t, at: o.a, status: o.k != null ? 'sent' : this.conv ? waiting : navigator.onLine ? 'sending' : 'queued',
           file: o.f, prog: this.prog.get(o.i), note: this.hints.get(o.i), acts: o.f && !o.f.id ? 'rm' : undefined,
         });
       }
@@ -1664,6 +1687,7 @@ class Chat {
 
   private paint() {
     if (this.view.dataset.mode !== 'chat') return;
+    this.settleAcknowledged();
     const items = this.items();
     const keep = new Set<string>();
     let cursor = this.list.firstChild;
@@ -1891,7 +1915,7 @@ class Chat {
       transport: this.link.mode,
       state: this.link.state,
       stats: { ...this.link.stats },
-      outbox: this.outbox().length,
+      outbox: this.pending().length,
       unread: this.unread,
       open: this.isOpen,
       status: this.status,
