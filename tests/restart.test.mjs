@@ -246,14 +246,21 @@ test('closes whose news the site had not confirmed when the runtime died are tol
     const ids = convs.map((c) => c.conversation);
     await console_.next((f) => f.type === 'inbox' && ids.every((id) => f.assignments.some((a) => a.conversation === id && a.agent === kim.agentId)), 20_000);
     // Ten closes at once; the runtime dies as soon as the first is answered: before any site's
-    // answer (it comes after the D1 batch, 50 ms later), so every close stored is news the
-    // conversation still holds as unconfirmed, whether or not routing had it.
+    // answer, which comes after the D1 batch that copies the closes. That batch is held up (a
+    // trigger that costs SQLite about a second per close), so even on a busy machine every
+    // close stored is news the conversation still holds as unconfirmed, whether or not routing
+    // had it.
+    await server.d1('CREATE TABLE slow (x INTEGER)');
+    await server.d1(`INSERT INTO slow (x) SELECT value FROM json_each('[' || substr(replace(hex(zeroblob(500)), '00', ',1'), 2) || ']')`);
+    await server.d1(`CREATE TRIGGER slow_close BEFORE INSERT ON messages WHEN NEW.kind = 'closed'
+      BEGIN SELECT count(*) FROM slow a, slow b, slow c; END`);
     const closing = ids.map((id) => http(server.url, `/api/v1/conversations/${id}/close`, { method: 'POST', token: kim.token }).catch(() => null));
     await Promise.race(closing);
     await server.kill();
     await Promise.all(closing);
     console_.close();
     server = await startServer({ persistDir, port, vars: { ...GENEROUS, RATE_IP_CREATIONS: '500/50' } });
+    await server.d1('DROP TRIGGER slow_close');
 
     // Whatever each conversation stored (closed, or still open when the close died with the
     // process), routing ends up agreeing with it.
