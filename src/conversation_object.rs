@@ -2175,6 +2175,14 @@ impl Conversation {
                     .await?;
             }
             SystemRequest::Handoff => return self.hand_off(system_participant(), trace).await,
+            SystemRequest::AnsweredSinceAssigned { agent } => {
+                let answered = self
+                    .with_engine(|engine, store| engine.answered_since_assigned(store, &agent))?
+                    .ok_or(ErrorCode::NotFound)?
+                    .map_err(|_| ErrorCode::StorageUnavailable)?;
+                return json_response(&crate::internal::Answered { answered }, 200)
+                    .map_err(|_| ErrorCode::Internal.into());
+            }
             SystemRequest::Translate {
                 of,
                 from,

@@ -118,6 +118,9 @@ parley_core::tagged_enum! {
         },
         /// The bot could not answer: hand the conversation to people.
         Handoff,
+        /// Has `agent` replied since the conversation was last assigned to them? Asked by
+        /// routing before it hands an unanswered conversation on. Answered with `Answered`.
+        AnsweredSinceAssigned { agent: String },
         /// Record the translation (or why there is none) of message `of`.
         Translate {
             of: u64,
@@ -139,6 +142,12 @@ impl SystemRequest {
             },
         }
     }
+}
+
+/// A conversation's answer to `SystemRequest::AnsweredSinceAssigned`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Answered {
+    pub answered: bool,
 }
 
 /// The one frame a site has conversations pass on, as `ServerFrame::Queue` writes it

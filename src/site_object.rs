@@ -24,7 +24,7 @@ use worker::{
 };
 
 use crate::config::Config;
-use crate::http::{json_response, read_internal_with, ApiError, ApiResult};
+use crate::http::{json_response, read_internal_with, ApiError, ApiResult, JsonBody};
 use crate::internal::{SystemRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
@@ -263,6 +263,10 @@ const INFO_TTL_MS: i64 = 30_000;
 /// far); any left are let go the next time routing writes to them.
 const MAX_ERASED_ROUNDS_PER_INPUT: usize = 5;
 
+/// Overdue conversations asked, side by side, whether their agent replied, per alarm; any
+/// more are handed on unasked (their clocks are minutes long, so this is a site in trouble).
+const MAX_ANSWER_CHECKS: usize = 50;
+
 impl DurableObject for SiteObject {
     fn new(state: State, env: Env) -> Self {
         crate::log::configure(&env);
@@ -452,6 +456,7 @@ impl DurableObject for SiteObject {
         self.alarm_checked.set(true);
         // A rung alarm is no longer set.
         self.alarm_set.set(None);
+        self.recover_lost_answers().await;
         let _ = self.apply(SiteInput::Tick).await;
         Response::ok("ok")
     }
@@ -868,6 +873,55 @@ impl Site {
                 .error_class("d1_unavailable")
                 .field("detail", e.to_string())
                 .emit();
+        }
+    }
+
+    /// Before the answer clock hands conversations on, asks each overdue one whether its agent
+    /// has replied: the news of a reply is lost when this object restarts before taking it,
+    /// and the agent who answered would lose the conversation and have a miss counted.
+    async fn recover_lost_answers(&self) {
+        let config = self.fresh_routing_config().await;
+        let now = now_ms();
+        let overdue: Vec<(String, String)> = self
+            .try_peek_state(|s| {
+                s.overdue(&config, now)
+                    .take(MAX_ANSWER_CHECKS)
+                    .map(|(conversation, a)| (conversation.clone(), a.agent.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let asks = overdue
+            .iter()
+            .map(|(conversation, agent)| self.answered_since_assigned(conversation, agent));
+        let answers = futures::future::join_all(asks).await;
+        for ((conversation, agent), answered) in overdue.into_iter().zip(answers) {
+            if !answered {
+                continue;
+            }
+            Log::info("answer_recovered")
+                .conversation(&conversation)
+                .emit();
+            let _ = self
+                .apply(SiteInput::AgentReplied {
+                    conversation,
+                    agent,
+                })
+                .await;
+        }
+    }
+
+    /// The conversation's word on whether `agent` replied since it was assigned to them; no
+    /// answer (an older release, an unreachable object) reads as no.
+    async fn answered_since_assigned(&self, conversation: &str, agent: &str) -> bool {
+        let request = SystemRequest::AnsweredSinceAssigned {
+            agent: agent.to_owned(),
+        };
+        match crate::internal::system_request(&self.env, conversation, &request).await {
+            Ok(mut response) if response.status_code() == 200 => response
+                .json_body::<crate::internal::Answered>()
+                .await
+                .is_ok_and(|a| a.answered),
+            _ => false,
         }
     }
 

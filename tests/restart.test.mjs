@@ -285,3 +285,42 @@ test('closes whose news the site had not confirmed when the runtime died are tol
     await server.stop();
   }
 });
+
+test("an agent's answer whose news the site lost when the runtime died still stops the answer clock: no miss, no hand-on", async () => {
+  let server = await startServer({ vars: GENEROUS });
+  const { persistDir, port } = server;
+  try {
+    const owner = await agentLogin(server);
+    const site = await siteId(server, owner.token);
+    // A short answer clock, set before the site's object first reads its settings.
+    await server.d1('UPDATE sites SET routing = ?1 WHERE id = ?2', [JSON.stringify({ policy: 'round_robin', answer_timeout_ms: 5000 }), site]);
+    const kim = await createAgent(server, { name: 'Kim', email: 'kim@parley.local', capacity: 5 });
+    let console_ = await openConsole(server, site, kim.token);
+    const chat = await newConversation(server);
+    await console_.next((f) => f.type === 'inbox' && f.assignments.some((a) => a.conversation === chat.conversation && a.agent === kim.agentId), 20_000);
+    // Kim answers, and the runtime dies as soon as the answer is stored: the site may not
+    // have taken its news (the answer clock's stop) by then.
+    const answered = await http(server.url, `/api/v1/conversations/${chat.conversation}/messages`, {
+      method: 'POST', token: kim.token, body: { client_msg_id: msgId('answer'), text: 'Hello, I am here' },
+    });
+    await server.kill();
+    assert.equal(answered.status, 200, JSON.stringify(answered.body));
+    console_.close();
+    server = await startServer({ persistDir, port, vars: GENEROUS });
+    console_ = await openConsole(server, site, kim.token);
+    const assignment = console_.inbox.assignments.find((a) => a.conversation === chat.conversation);
+    assert.equal(assignment?.agent, kim.agentId);
+    // Past the answer clock (5 s) and an alarm: still Kim's, and no miss counted for it.
+    await sleep(8000);
+    const { results: missed } = await server.d1("SELECT agent_id FROM routing_events WHERE conversation_id = ?1 AND kind = 'missed'", [chat.conversation]);
+    assert.deepEqual(missed, [], `the site lost the answer's news (${assignment.answered ? 'not' : 'it did'}) and counted a miss`);
+    const log = await fullHistory(server, chat.conversation, owner.token);
+    assert.deepEqual(log.filter((e) => e.kind === 'assigned').map((e) => e.body.agent.id), [kim.agentId]);
+    if (!assignment.answered) {
+      assert.ok(server.logs.some((l) => l.includes('"answer_recovered"') && l.includes(chat.conversation)), 'the answer was found again');
+    }
+    console_.close();
+  } finally {
+    await server.stop();
+  }
+});

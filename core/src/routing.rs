@@ -372,6 +372,18 @@ impl RoutingError {
 }
 
 impl SiteState {
+    /// Assignments still unanswered when their answer time has run out: the next tick hands
+    /// them on (the site first asks their conversations whether an answer's news was lost).
+    pub fn overdue<'a>(
+        &'a self,
+        config: &'a RoutingConfig,
+        now: i64,
+    ) -> impl Iterator<Item = (&'a String, &'a Assignment)> + 'a {
+        self.assignments
+            .iter()
+            .filter(move |(_, a)| !a.answered && now - a.assigned_at >= config.answer_timeout_ms)
+    }
+
     /// The department a conversation belongs to under the site's rules.
     pub fn department_for(config: &RoutingConfig, ctx: &RoutingContext) -> Option<String> {
         config
@@ -977,9 +989,7 @@ impl SiteState {
         }
         // Unanswered past the limit: offer to the next agent, count a miss for this one.
         let overdue: Vec<(String, Assignment)> = self
-            .assignments
-            .iter()
-            .filter(|(_, a)| !a.answered && now - a.assigned_at >= config.answer_timeout_ms)
+            .overdue(config, now)
             .map(|(c, a)| (c.clone(), a.clone()))
             .collect();
         for (conversation, assignment) in overdue {

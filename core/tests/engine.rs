@@ -799,3 +799,88 @@ fn only_the_visitor_rates_and_only_from_one_to_five() {
     }
     assert!(ratings(&store).is_empty());
 }
+
+#[test]
+fn an_answer_counts_only_from_the_assigned_agent_since_the_assignment() {
+    let (mut engine, mut store) = new_conversation(10);
+    let other = Participant {
+        id: "a_2".into(),
+        role: Role::Agent,
+        name: Some("Bo".into()),
+    };
+    let assign = |to: &Participant| Command::Assign {
+        who: system_participant(),
+        agent: to.clone(),
+    };
+    // Never assigned: nobody has answered an assignment.
+    engine
+        .handle(&mut store, send("a0", "before", agent()), 1)
+        .unwrap();
+    assert!(!engine.answered_since_assigned(&store, "a_1").unwrap());
+    // Assigned to a_1: the reply before the assignment does not count, the visitor's words
+    // and a note do not either, a_1's reply after it does.
+    engine.handle(&mut store, assign(&agent()), 2).unwrap();
+    engine
+        .handle(&mut store, send("v1", "hello?", visitor()), 3)
+        .unwrap();
+    engine
+        .handle(
+            &mut store,
+            Command::Note {
+                who: agent(),
+                client_msg_id: "n1".into(),
+                text: "looking".into(),
+            },
+            4,
+        )
+        .unwrap();
+    assert!(!engine.answered_since_assigned(&store, "a_1").unwrap());
+    engine
+        .handle(&mut store, send("a1", "hi, how can I help?", agent()), 5)
+        .unwrap();
+    assert!(engine.answered_since_assigned(&store, "a_1").unwrap());
+    assert!(!engine.answered_since_assigned(&store, "a_2").unwrap());
+    // Handed to a_2: a_1's answer was to the earlier assignment.
+    engine.handle(&mut store, assign(&other), 6).unwrap();
+    assert!(!engine.answered_since_assigned(&store, "a_1").unwrap());
+    assert!(!engine.answered_since_assigned(&store, "a_2").unwrap());
+    engine
+        .handle(&mut store, send("b1", "I take over", other.clone()), 7)
+        .unwrap();
+    assert!(engine.answered_since_assigned(&store, "a_2").unwrap());
+    // Pages back: the assignment and the answer lie behind 120 notes.
+    for i in 0..120 {
+        engine
+            .handle(
+                &mut store,
+                Command::Note {
+                    who: other.clone(),
+                    client_msg_id: format!("n{i}"),
+                    text: "note".into(),
+                },
+                10_000 + i * 1_000,
+            )
+            .unwrap();
+    }
+    assert!(engine.answered_since_assigned(&store, "a_2").unwrap());
+    assert!(!engine.answered_since_assigned(&store, "a_1").unwrap());
+    // The answer survives a reload (it is read from the log, not kept in memory).
+    let mut engine = Engine::load(&store, EngineConfig::default())
+        .unwrap()
+        .unwrap();
+    assert!(engine.answered_since_assigned(&store, "a_2").unwrap());
+    // Closed and reopened by the visitor: routing gives it back to a_2 without a new
+    // `assigned` event, and a_2's answer from before the close does not count.
+    engine
+        .handle(&mut store, Command::Close { who: other.clone() }, 300_000)
+        .unwrap();
+    engine
+        .handle(&mut store, send("v2", "one more thing", visitor()), 301_000)
+        .unwrap();
+    assert!(!engine.answered_since_assigned(&store, "a_2").unwrap());
+    engine
+        .handle(&mut store, send("b2", "sure", other.clone()), 302_000)
+        .unwrap();
+    assert!(engine.answered_since_assigned(&store, "a_2").unwrap());
+    assert!(!engine.answered_since_assigned(&store, "a_1").unwrap());
+}
