@@ -23,6 +23,8 @@ const LOAD_RETRY_MS = 3000;
 const ACK_WITHIN = 10_000;
 /** The most events one long-poll answer carries. */
 const EVENTS_PAGE = 200;
+/** Refusals that pass: the same send succeeds later. */
+const RETRYABLE_CODES = ['rate_limited', 'storage_unavailable', 'internal'];
 
 export type ConvEvents = {
   /** Events were added or replaced; `prepended` when older history came in. */
@@ -284,7 +286,7 @@ export class ConvSession extends Emitter<ConvEvents> {
     const err = new ApiError(0, f.code ?? 'internal', f.message ?? '', f.retry_after_ms);
     if (f.client_msg_id && this.outbox.get(f.client_msg_id)) {
       this.inflight.delete(f.client_msg_id);
-      if (f.code === 'rate_limited' || f.code === 'storage_unavailable' || f.code === 'internal') {
+      if (RETRYABLE_CODES.includes(f.code)) {
         this.outbox.retryLater(f.client_msg_id, Date.now() + (f.retry_after_ms ?? 2000));
       } else {
         this.outbox.fail(f.client_msg_id, f.code, f.message);
@@ -301,6 +303,9 @@ export class ConvSession extends Emitter<ConvEvents> {
       this.markGone();
       return;
     }
+    // A passing failure that names no message, while replies wait for their acks: those are
+    // sent again when their ack is overdue, so there is nothing for the agent to do about it.
+    if (RETRYABLE_CODES.includes(f.code) && this.inflight.size) return;
     this.emit('error', err);
   }
 
