@@ -2175,11 +2175,11 @@ impl Conversation {
                     .await?;
             }
             SystemRequest::Handoff => return self.hand_off(system_participant(), trace).await,
-            SystemRequest::AnsweredSinceAssigned { agent } => {
+            SystemRequest::AnsweredSince { agent, since } => {
                 let answered = self
-                    .with_engine(|engine, store| engine.answered_since_assigned(store, &agent))?
+                    .with_engine(|engine, store| engine.answered_since(store, &agent, since))?
                     .ok_or(ErrorCode::NotFound)?
-                    .map_err(|_| ErrorCode::StorageUnavailable)?;
+                    .map_err(|e| self.storage_error(&e.to_string()))?;
                 return json_response(&crate::internal::Answered { answered }, 200)
                     .map_err(|_| ErrorCode::Internal.into());
             }

@@ -118,9 +118,10 @@ parley_core::tagged_enum! {
         },
         /// The bot could not answer: hand the conversation to people.
         Handoff,
-        /// Has `agent` replied since the conversation was last assigned to them? Asked by
-        /// routing before it hands an unanswered conversation on. Answered with `Answered`.
-        AnsweredSinceAssigned { agent: String },
+        /// Has `agent`, the assignee, replied at or after `since` (Unix ms, when routing
+        /// assigned it to them)? Asked by routing before it hands an unanswered conversation
+        /// on. Answered with `Answered`.
+        AnsweredSince { agent: String, since: i64 },
         /// Record the translation (or why there is none) of message `of`.
         Translate {
             of: u64,
@@ -144,7 +145,7 @@ impl SystemRequest {
     }
 }
 
-/// A conversation's answer to `SystemRequest::AnsweredSinceAssigned`.
+/// A conversation's answer to `SystemRequest::AnsweredSince`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Answered {
     pub answered: bool,

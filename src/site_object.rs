@@ -266,6 +266,10 @@ const MAX_ERASED_ROUNDS_PER_INPUT: usize = 5;
 /// Overdue conversations asked, side by side, whether their agent replied, per alarm; any
 /// more are handed on unasked (their clocks are minutes long, so this is a site in trouble).
 const MAX_ANSWER_CHECKS: usize = 50;
+/// How long the site waits for a conversation's word on its answer.
+const ANSWER_ASK_TIMEOUT_MS: u64 = 3_000;
+/// Assignments due this soon are asked about with the overdue ones (covers the asks' time).
+const ANSWER_ASK_MARGIN_MS: i64 = 5_000;
 
 impl DurableObject for SiteObject {
     fn new(state: State, env: Env) -> Self {
@@ -878,23 +882,25 @@ impl Site {
 
     /// Before the answer clock hands conversations on, asks each overdue one whether its agent
     /// has replied: the news of a reply is lost when this object restarts before taking it,
-    /// and the agent who answered would lose the conversation and have a miss counted.
+    /// and the agent who answered would lose the conversation and have a miss counted. Those
+    /// due within `ANSWER_ASK_MARGIN_MS` are asked too, so none falls due unasked while the
+    /// asks run (a reply before the deadline is an answer all the same).
     async fn recover_lost_answers(&self) {
         let config = self.fresh_routing_config().await;
-        let now = now_ms();
-        let overdue: Vec<(String, String)> = self
+        let due_by = now_ms() + ANSWER_ASK_MARGIN_MS;
+        let overdue: Vec<(String, String, i64)> = self
             .try_peek_state(|s| {
-                s.overdue(&config, now)
+                s.overdue(&config, due_by)
                     .take(MAX_ANSWER_CHECKS)
-                    .map(|(conversation, a)| (conversation.clone(), a.agent.clone()))
+                    .map(|(conversation, a)| (conversation.clone(), a.agent.clone(), a.assigned_at))
                     .collect()
             })
             .unwrap_or_default();
         let asks = overdue
             .iter()
-            .map(|(conversation, agent)| self.answered_since_assigned(conversation, agent));
+            .map(|(conversation, agent, since)| self.answered_since(conversation, agent, *since));
         let answers = futures::future::join_all(asks).await;
-        for ((conversation, agent), answered) in overdue.into_iter().zip(answers) {
+        for ((conversation, agent, _), answered) in overdue.into_iter().zip(answers) {
             if !answered {
                 continue;
             }
@@ -910,18 +916,39 @@ impl Site {
         }
     }
 
-    /// The conversation's word on whether `agent` replied since it was assigned to them; no
-    /// answer (an older release, an unreachable object) reads as no.
-    async fn answered_since_assigned(&self, conversation: &str, agent: &str) -> bool {
-        let request = SystemRequest::AnsweredSinceAssigned {
+    /// The conversation's word on whether `agent` replied since `since`. No answer within
+    /// `ANSWER_ASK_TIMEOUT_MS` (a busy or unreachable object, or an older release that does
+    /// not know the question) reads as no: one slow object must not hold up the site's alarm.
+    async fn answered_since(&self, conversation: &str, agent: &str, since: i64) -> bool {
+        use futures::future::{select, Either};
+        let request = SystemRequest::AnsweredSince {
             agent: agent.to_owned(),
+            since,
         };
-        match crate::internal::system_request(&self.env, conversation, &request).await {
-            Ok(mut response) if response.status_code() == 200 => response
-                .json_body::<crate::internal::Answered>()
-                .await
-                .is_ok_and(|a| a.answered),
-            _ => false,
+        let ask = Box::pin(async {
+            let mut response =
+                crate::internal::system_request(&self.env, conversation, &request).await?;
+            match response.status_code() {
+                200 => Ok(response
+                    .json_body::<crate::internal::Answered>()
+                    .await?
+                    .answered),
+                status => Err(worker::Error::RustError(format!("status {status}"))),
+            }
+        });
+        let timeout = worker::Delay::from(Duration::from_millis(ANSWER_ASK_TIMEOUT_MS));
+        let failed = |detail: String| {
+            Log::warn("answer_check_failed")
+                .conversation(conversation)
+                .field("detail", detail)
+                .emit();
+            false
+        };
+        let outcome = select(ask, timeout).await;
+        match outcome {
+            Either::Left((Ok(answered), _)) => answered,
+            Either::Left((Err(e), _)) => failed(e.to_string()),
+            Either::Right(_) => failed("timeout".into()),
         }
     }
 

@@ -273,6 +273,9 @@ export class ConvSession extends Emitter<ConvEvents> {
 
   /** Drops what we hold (events after a socket's reset frame are live and kept), then reloads. */
   private reset(f: { epoch: string; head?: number }): Promise<void> {
+    // Another log (a restore): what was acknowledged in the old one may not be in it; sent
+    // again (the server answers a duplicate for what it has).
+    if (this.epoch && f.epoch !== this.epoch) this.outbox.unacknowledge(this.id);
     this.epoch = f.epoch;
     this.head = f.head ?? this.head;
     this.loaded = false;

@@ -28,6 +28,9 @@ export interface OutboxItem {
   acked?: number;
 }
 
+/** How long an acknowledged item read at start-up is kept for its event. */
+const ACKED_KEPT_MS = 60_000;
+
 function isItem(v: unknown): v is OutboxItem {
   const i = v as OutboxItem | null;
   return typeof i?.conversation === 'string' && typeof i.client_msg_id === 'string' && typeof i.created === 'number';
@@ -57,7 +60,11 @@ export class Outbox extends Emitter<{ change: [string] }> {
     this.itemPrefix = `${this.legacyKey}.`;
     for (const key of keysStartingWith(this.itemPrefix)) {
       const item = load<unknown>(key);
-      if (isItem(item)) this.items.push(item);
+      if (!isItem(item)) continue;
+      // Acknowledged long ago: its reply is in the conversation's history, which the thread
+      // loads; a tab that waited for its event has had it by now.
+      if (item.acked && Date.now() - item.created > ACKED_KEPT_MS) remove(key);
+      else this.items.push(item);
     }
     this.items.sort(byCreated);
     this.adoptLegacy();
@@ -154,6 +161,15 @@ export class Outbox extends Emitter<{ change: [string] }> {
     item.acked = seq;
     delete item.retryAt;
     this.persist(item);
+  }
+
+  /** The conversation's log was replaced: its acknowledged items go again. */
+  unacknowledge(conversation: string): void {
+    for (const item of this.for(conversation)) {
+      if (!item.acked) continue;
+      delete item.acked;
+      this.persist(item);
+    }
   }
 
   /** Its event arrived, or the agent discarded it. */

@@ -225,7 +225,7 @@ impl<E> EngineError<E> {
 
 type Outcome<E> = Result<Vec<Effect>, EngineError<E>>;
 
-/// How far back `answered_since_assigned` looks for the assignment, in events, and how many
+/// How far back `answered_since` looks for a reply, in events, and how many
 /// it reads at a time.
 const ANSWER_LOOKBACK: u64 = 500;
 const ANSWER_PAGE: u32 = 50;
@@ -321,38 +321,37 @@ impl Engine {
         &self.meta
     }
 
-    /// Whether `agent` has replied (a message or a file) since the conversation was last
-    /// assigned to them (or, held by them, reopened or handed to people). Routing asks before its answer clock hands the conversation on: the
-    /// news of a reply can be lost with a site that restarted, and the agent who answered would
-    /// then lose the conversation. Looks back over at most `ANSWER_LOOKBACK` events; an
-    /// assignment further back than that reads as unanswered (the clock is minutes long).
-    pub fn answered_since_assigned<S: Store>(
+    /// Whether `agent`, the conversation's assignee, has replied (a message or a file) at or
+    /// after `since`, when routing assigned it to them. Routing asks before its answer clock
+    /// hands the conversation on: the news of a reply can be lost with a site that restarted,
+    /// and the agent who answered would then lose the conversation. Routing can give a
+    /// conversation back to the same agent without a new `assigned` event, so the time, not the
+    /// log's last assignment, says which replies answer this assignment. Looks back over at
+    /// most `ANSWER_LOOKBACK` events (the clock is minutes long).
+    pub fn answered_since<S: Store>(
         &self,
         store: &S,
         agent: &str,
+        since: i64,
     ) -> Result<bool, S::Error> {
+        if self.meta.assignee.as_deref() != Some(agent) {
+            return Ok(false);
+        }
         let mut before = self.meta.head + 1;
-        let mut replied = false;
         while before > 1 && self.meta.head + 1 - before < ANSWER_LOOKBACK {
             let page = store.events_before(before, ANSWER_PAGE)?;
             let Some(first) = page.first() else { break };
             before = first.seq;
             for event in page.iter().rev() {
-                match &event.payload {
-                    EventPayload::Assigned { agent: assignee } => {
-                        return Ok(replied && assignee.id == agent);
-                    }
-                    // Routing assigns again on these, to the same agent too, which appends no
-                    // `assigned` event: a reply from before them answered an earlier turn.
-                    EventPayload::Reopened {} | EventPayload::Handoff {} => {
-                        return Ok(replied && self.meta.assignee.as_deref() == Some(agent));
-                    }
+                if event.at < since {
+                    return Ok(false);
+                }
+                let reply = matches!(
+                    event.payload,
                     EventPayload::Message { .. } | EventPayload::File { .. }
-                        if event.author.role == Role::Agent && event.author.id == agent =>
-                    {
-                        replied = true;
-                    }
-                    _ => {}
+                );
+                if reply && event.author.role == Role::Agent && event.author.id == agent {
+                    return Ok(true);
                 }
             }
         }

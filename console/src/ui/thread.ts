@@ -368,7 +368,9 @@ export class Thread {
         h('span', null, `${t('notSent')}: ${item.error.message}`),
         h('button.link-btn', { type: 'button', onclick: () => this.hooks.retry(item.client_msg_id) }, t('retry')),
         h('button.link-btn', { type: 'button', onclick: () => this.hooks.discard(item.client_msg_id) }, t('discard')))
-      : h('div.msg-status', null, h('span.spinner.spinner--xs', { 'aria-hidden': 'true' }), t('sending'));
+      : item.acked
+        ? h('div.msg-status', null, t('sent'))
+        : h('div.msg-status', null, h('span.spinner.spinner--xs', { 'aria-hidden': 'true' }), t('sending'));
     return h('div', { class: cls.join(' '), dataset: { pending: item.client_msg_id } },
       h('div.msg-row', null, h('div.bubble', null,
         item.note ? h('div.note-label', null, icon('lock', 12), t('note')) : null,

@@ -975,8 +975,24 @@ class Chat {
 
   /** The server stored it: shown as sent until its event arrives (the ack comes first). */
   private acknowledged(conv: Conv, item: OutboxItem, seq: number) {
-    if (this.cursor >= seq) this.drop(`o:${item.i}`);
-    else this.keep(`o:${item.i}`, { ...item, k: seq, c: conv.id });
+    const key = `o:${item.i}`;
+    if (this.cursor >= seq) return this.drop(key);
+    const acked = { ...item, k: seq, c: conv.id };
+    this.h.ls.set(key, acked);
+    // A stored copy that still reads as unsent (storage full) would be sent again by the
+    // other tabs and the next page: gone is better.
+    if (JSON.stringify(this.h.ls.get(key)) !== JSON.stringify(acked)) this.h.ls.del(key);
+    // This page keeps its own copy too: another tab may drop the shared one (its event came
+    // there first) before this page has the event.
+    this.mem.set(key, acked);
+  }
+
+  /** Another log (a restore): what was acknowledged in the old one may not be in it; sent
+   * again (the server answers a duplicate for what it has). */
+  private unacknowledge() {
+    for (const o of this.outbox()) {
+      if (o.k != null) this.keep(`o:${o.i}`, { ...o, k: undefined, c: undefined });
+    }
   }
 
   /** Drops acknowledged entries once their event is here, lies in history not loaded (the
@@ -1332,8 +1348,12 @@ class Chat {
     const conv = this.conv;
     if (!conv) return;
     this.events.clear();
-    // Another log (not just a gap too large to replay): its seqs say nothing of what was read.
-    if (f.epoch !== conv.e) this.forgetReads();
+    // Another log (not just a gap too large to replay): its seqs say nothing of what was read
+    // or acknowledged.
+    if (f.epoch !== conv.e) {
+      this.forgetReads();
+      this.unacknowledge();
+    }
     conv.e = f.epoch;
     this.h.ls.set('c', conv);
     this.cursor = Number(f.head) || 0;
