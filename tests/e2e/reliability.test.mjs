@@ -67,6 +67,39 @@ function myThread(page) {
   })));
 }
 
+/** A WebSocket route that passes the server's event frames on 800 ms late and all else at once,
+ * so every message has a window where only its ack has arrived. */
+function eventsLate(ws) {
+  const upstream = ws.connectToServer();
+  ws.onMessage((m) => upstream.send(m));
+  upstream.onMessage((m) => {
+    if (typeof m === 'string' && m.includes('"type":"event"')) setTimeout(() => ws.send(m), 800);
+    else ws.send(m);
+  });
+}
+
+/** From now on, every animation frame: the texts `selector` finds (in the widget's shadow root
+ * when `inWidget`). */
+function watchShown(page, selector, inWidget = false) {
+  return page.evaluate(([sel, widget]) => {
+    const root = widget ? document.querySelector('[data-parley]').shadowRoot : document;
+    window.shown = [];
+    const look = () => {
+      window.shown.push([...root.querySelectorAll(sel)].map((t) => t.textContent).join('|'));
+      requestAnimationFrame(look);
+    };
+    requestAnimationFrame(look);
+  }, [selector, inWidget]);
+}
+
+/** What `watchShown` saw, and how often a frame showed fewer texts than the one before (once on
+ * screen, a message stays). */
+async function shownSoFar(page) {
+  const frames = await page.evaluate(() => window.shown);
+  const counts = frames.map((f) => (f ? f.split('|').length : 0));
+  return { frames, blinks: counts.filter((n, i) => i > 0 && n < counts[i - 1]).length };
+}
+
 test('console: a reply sent over the HTTP fallback stays in the thread and is stored once', STEP, async () => {
   const chat = await visitorChat('Is anyone there?');
   // The conversation socket never gets through; the console falls back to HTTP after 8 s.
@@ -144,26 +177,11 @@ test('console: an HTTP-fallback send that hangs is given up and sent again; the 
 test('console: a reply stays in the thread between its ack and its event (the ack comes first)', STEP, async () => {
   const chat = await visitorChat('Hello from the visitor');
   // The server's copy of each event reaches the console 800 ms late; acks pass at once.
-  const { context, page } = await openConsole((ctx) => ctx.routeWebSocket(CONV_WS, (ws) => {
-    const upstream = ws.connectToServer();
-    ws.onMessage((m) => upstream.send(m));
-    upstream.onMessage((m) => {
-      if (typeof m === 'string' && m.includes('"type":"event"')) setTimeout(() => ws.send(m), 800);
-      else ws.send(m);
-    });
-  }));
+  const { context, page } = await openConsole((ctx) => ctx.routeWebSocket(CONV_WS, eventsLate));
   try {
     await openFromTeam(page, chat.conversation);
     await waitForText(page, '.conv .msg--in .text', 'Hello from the visitor');
-    // Every animation frame from here on: which of the agent's replies are on screen.
-    await page.evaluate(() => {
-      window.shown = [];
-      const look = () => {
-        window.shown.push([...document.querySelectorAll('.conv .msg--mine .text')].map((t) => t.textContent).join('|'));
-        requestAnimationFrame(look);
-      };
-      requestAnimationFrame(look);
-    });
+    await watchShown(page, '.conv .msg--mine .text');
     for (const text of ['First reply', 'Second reply']) {
       await reply(page, text);
       await sleep(200);
@@ -171,9 +189,7 @@ test('console: a reply stays in the thread between its ack and its event (the ac
     await waitFor(async () => (await myThread(page)).map((m) => `${m.text}:${m.pending}`).join('|') === 'First reply:false|Second reply:false',
       'both shown as delivered');
     await sleep(1200);
-    const frames = await page.evaluate(() => window.shown);
-    const counts = frames.map((f) => (f ? f.split('|').length : 0));
-    const blinks = counts.filter((n, i) => i > 0 && n < counts[i - 1]).length;
+    const { frames, blinks } = await shownSoFar(page);
     assert.equal(blinks, 0, `a reply left the thread: ${JSON.stringify([...new Set(frames)])}`);
     assert.equal(frames.at(-1), 'First reply|Second reply');
     assert.deepEqual(await agentTexts(chat), ['First reply', 'Second reply']);
@@ -367,30 +383,14 @@ test('widget: a message stays on screen between its ack and its event (the ack c
   const context = await visitorContext(browser);
   // The server's copy of each event reaches the page 800 ms late; acks and everything else
   // pass at once, so every message has a window where only its ack has arrived.
-  await context.routeWebSocket(CONV_WS, (ws) => {
-    const upstream = ws.connectToServer();
-    ws.onMessage((m) => upstream.send(m));
-    upstream.onMessage((m) => {
-      if (typeof m === 'string' && m.includes('"type":"event"')) setTimeout(() => ws.send(m), 800);
-      else ws.send(m);
-    });
-  });
+  await context.routeWebSocket(CONV_WS, eventsLate);
   const page = await openDemo(context, server);
   try {
     await openPanel(page);
     await send(page, 'First, to open the conversation');
     const conversation = await conversationOf(page);
     await waitFor(async () => (await panelMessages(page)).some((m) => m.mine && m.state === 'sent'), 'the first message sent');
-    // Every animation frame from here on: which of the visitor's messages are on screen.
-    await page.evaluate(() => {
-      const root = document.querySelector('[data-parley]').shadowRoot;
-      window.shown = [];
-      const look = () => {
-        window.shown.push([...root.querySelectorAll('.list li.m.me .bub')].map((b) => b.textContent).join('|'));
-        requestAnimationFrame(look);
-      };
-      requestAnimationFrame(look);
-    });
+    await watchShown(page, '.list li.m.me .bub', true);
     for (const text of ['Second', 'Third']) {
       await send(page, text);
       await sleep(200);
@@ -398,10 +398,7 @@ test('widget: a message stays on screen between its ack and its event (the ack c
     await waitFor(async () => (await panelMessages(page)).filter((m) => m.mine).map((m) => `${m.text}:${m.state}`).join('|')
       === 'First, to open the conversation:sent|Second:sent|Third:sent', 'all three sent');
     await sleep(1200);
-    const frames = await page.evaluate(() => window.shown);
-    // Once a message is on screen, it stays: no frame shows fewer of them than the one before.
-    const counts = frames.map((f) => (f ? f.split('|').length : 0));
-    const blinks = counts.filter((n, i) => i > 0 && n < counts[i - 1]).length;
+    const { frames, blinks } = await shownSoFar(page);
     assert.equal(blinks, 0, `a message left the screen: ${JSON.stringify([...new Set(frames)])}`);
     assert.equal(frames.at(-1), 'First, to open the conversation|Second|Third');
     assert.deepEqual(visitorTexts(await fullHistory(server, conversation, agent.token)), ['First, to open the conversation', 'Second', 'Third']);
