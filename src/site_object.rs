@@ -892,7 +892,7 @@ impl Site {
             .try_peek_state(|s| {
                 s.overdue(&config, due_by)
                     .take(MAX_ANSWER_CHECKS)
-                    .map(|(conversation, a)| (conversation.clone(), a.agent.clone(), a.assigned_at))
+                    .map(|(conversation, a)| (conversation.clone(), a.agent.clone(), a.start()))
                     .collect()
             })
             .unwrap_or_default();
@@ -900,8 +900,15 @@ impl Site {
             .iter()
             .map(|(conversation, agent, since)| self.answered_since(conversation, agent, *since));
         let answers = futures::future::join_all(asks).await;
-        for ((conversation, agent, _), answered) in overdue.into_iter().zip(answers) {
-            if !answered {
+        for ((conversation, agent, since), answered) in overdue.into_iter().zip(answers) {
+            // The answer is about the assignment asked of: one routed again meanwhile (to the
+            // same agent too) is a new one.
+            let same = self.peek_state(|s| {
+                s.assignments
+                    .get(&conversation)
+                    .is_some_and(|a| a.agent == agent && a.start() == since)
+            });
+            if !answered || !same {
                 continue;
             }
             Log::info("answer_recovered")

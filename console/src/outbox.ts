@@ -26,6 +26,8 @@ export interface OutboxItem {
   /** Acknowledged under this seq: not sent again, and shown until its event arrives (the ack
    * comes before it), so the reply never leaves the thread for a moment. */
   acked?: number;
+  /** When it was acknowledged (ms). */
+  ackedAt?: number;
 }
 
 /** How long an acknowledged item read at start-up is kept for its event. */
@@ -63,7 +65,7 @@ export class Outbox extends Emitter<{ change: [string] }> {
       if (!isItem(item)) continue;
       // Acknowledged long ago: its reply is in the conversation's history, which the thread
       // loads; a tab that waited for its event has had it by now.
-      if (item.acked && Date.now() - item.created > ACKED_KEPT_MS) remove(key);
+      if (item.acked && Date.now() - (item.ackedAt ?? item.created) > ACKED_KEPT_MS) remove(key);
       else this.items.push(item);
     }
     this.items.sort(byCreated);
@@ -159,6 +161,7 @@ export class Outbox extends Emitter<{ change: [string] }> {
     const item = this.get(clientMsgId);
     if (!item) return;
     item.acked = seq;
+    item.ackedAt = Date.now();
     delete item.retryAt;
     this.persist(item);
   }
@@ -168,6 +171,7 @@ export class Outbox extends Emitter<{ change: [string] }> {
     for (const item of this.for(conversation)) {
       if (!item.acked) continue;
       delete item.acked;
+      delete item.ackedAt;
       this.persist(item);
     }
   }

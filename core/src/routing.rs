@@ -213,6 +213,17 @@ pub struct Assignment {
     /// and further timeouts of the same assignment are not counted again.
     #[serde(default)]
     pub missed: bool,
+    /// When the agent got it: `assigned_at` restarts with the clock, this does not. Replies
+    /// since then answer the assignment. None in states stored before it was kept.
+    #[serde(default)]
+    pub since: Option<i64>,
+}
+
+impl Assignment {
+    /// When the agent got the conversation, as far as is known.
+    pub fn start(&self) -> i64 {
+        self.since.unwrap_or(self.assigned_at)
+    }
 }
 
 /// The department a conversation was routed to, kept for its hand-off and reopening.
@@ -903,6 +914,7 @@ impl SiteState {
                 // A claimed conversation was taken deliberately; the clock is for routed ones.
                 answered: reason == AssignReason::Claimed,
                 missed: false,
+                since: Some(now),
             },
         );
         fx.push(SiteEffect::Assigned {

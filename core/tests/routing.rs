@@ -1195,6 +1195,9 @@ fn a_miss_is_counted_once_per_assignment() {
     }
     assert_eq!(misses, 1, "nobody else is free: it stays, counted once");
     assert_eq!(state.agents["a_1"].missed, 1);
+    // Its clock restarted, but a_1 has had it since 0: replies since then answer it.
+    let held = &state.assignments["c_1"];
+    assert_eq!((held.assigned_at, held.start()), (5_000, 0));
     // A second agent arrives: the next timeout moves it on, without another miss for a_1.
     connect(&mut state, &config, profile("a_2", 10, &[]), 5_500);
     let fx = state.handle(&config, SiteInput::Tick, 6_000).unwrap();

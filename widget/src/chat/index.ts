@@ -987,19 +987,32 @@ class Chat {
     this.mem.set(key, acked);
   }
 
-  /** Another log (a restore): what was acknowledged in the old one may not be in it; sent
-   * again (the server answers a duplicate for what it has). */
-  private unacknowledge() {
+  /** The conversation's log was replaced (a restore): its seqs say nothing of what was read,
+   * and what was acknowledged in the old log may not be in the new one, so it goes again (the
+   * server answers a duplicate for what it has). */
+  private logReplaced() {
+    this.forgetReads();
+    let again = false;
     for (const o of this.outbox()) {
-      if (o.k != null) this.keep(`o:${o.i}`, { ...o, k: undefined, c: undefined });
+      if (o.k == null || o.c !== this.conv?.id) continue;
+      this.keep(`o:${o.i}`, { ...o, k: undefined, c: undefined });
+      again = true;
     }
+    if (again) setTimeout(() => this.flush());
   }
 
   /** Drops acknowledged entries once their event is here, lies in history not loaded (the
    * cursor passed it), or belongs to another conversation. */
   private settleAcknowledged() {
     for (const o of this.outbox()) {
-      if (o.k != null && (o.c !== this.conv?.id || this.cursor >= o.k)) this.drop(`o:${o.i}`);
+      if (o.k == null) continue;
+      // Until history is loaded (after a reset) the cursor runs ahead of the events held.
+      if (o.c === this.conv?.id && !(this.historyLoaded && this.cursor >= o.k)) continue;
+      const key = `o:${o.i}`;
+      this.mem.delete(key);
+      // The stored copy only if it is still this acknowledgement (another tab may have made it
+      // pending again).
+      if (this.h.ls.get<OutboxItem>(key)?.k === o.k) this.h.ls.del(key);
     }
   }
 
@@ -1169,6 +1182,8 @@ class Chat {
   /** Take up a conversation (ours, created here or in another tab). */
   private adopt(conv: Conv) {
     const changed = !this.conv || this.conv.id !== conv.id;
+    // Another tab saw the log replaced (a restore): this tab's own `reset` will not notice.
+    if (!changed && this.conv!.e !== conv.e) this.logReplaced();
     this.conv = conv;
     if (changed) {
       this.events.clear();
@@ -1208,7 +1223,7 @@ class Chat {
     if (!before) {
       if (b.epoch !== conv.e) {
         this.events.clear();
-        this.forgetReads();
+        this.logReplaced();
         conv.e = b.epoch;
         this.h.ls.set('c', conv);
         this.cursor = 0;
@@ -1350,10 +1365,7 @@ class Chat {
     this.events.clear();
     // Another log (not just a gap too large to replay): its seqs say nothing of what was read
     // or acknowledged.
-    if (f.epoch !== conv.e) {
-      this.forgetReads();
-      this.unacknowledge();
-    }
+    if (f.epoch !== conv.e) this.logReplaced();
     conv.e = f.epoch;
     this.h.ls.set('c', conv);
     this.cursor = Number(f.head) || 0;
