@@ -903,12 +903,12 @@ impl Site {
         for ((conversation, agent, since), answered) in overdue.into_iter().zip(answers) {
             // The answer is about the assignment asked of: one routed again meanwhile (to the
             // same agent too) is a new one.
-            let same = self.peek_state(|s| {
+            let same = |s: &SiteState| {
                 s.assignments
                     .get(&conversation)
                     .is_some_and(|a| a.agent == agent && a.start() == since)
-            });
-            if !answered || !same {
+            };
+            if !answered || !self.peek_state(same) {
                 continue;
             }
             Log::info("answer_recovered")

@@ -978,10 +978,10 @@ class Chat {
     const key = `o:${item.i}`;
     if (this.cursor >= seq) return this.drop(key);
     const acked = { ...item, k: seq, c: conv.id };
-    this.h.ls.set(key, acked);
-    // A stored copy that still reads as unsent (storage full) would be sent again by the
-    // other tabs and the next page: gone is better.
-    if (JSON.stringify(this.h.ls.get(key)) !== JSON.stringify(acked)) this.h.ls.del(key);
+    this.keep(key, acked);
+    // Not stored (storage full): the stored copy still reads as unsent and would be sent
+    // again by the other tabs and the next page, so it goes.
+    if (this.mem.has(key)) this.h.ls.del(key);
     // This page keeps its own copy too: another tab may drop the shared one (its event came
     // there first) before this page has the event.
     this.mem.set(key, acked);
