@@ -680,7 +680,8 @@ impl Site {
         let mut state = self.state_to_change()?;
         let effects = state.handle(&config, input, now_ms())?;
         self.save_state(&state);
-        let mut gone = self.carry_out(&effects).await;
+        let mut tellings = Tellings::default();
+        let mut gone = self.carry_out(&effects, &mut tellings).await;
         // A conversation that answers 404 was erased without routing being told: it leaves
         // routing (which may hand its seat to a waiting one, which is carried out in turn).
         // Each round works on the state as it is then (other inputs ran during the awaits, and
@@ -710,9 +711,10 @@ impl Site {
             if let Ok(more) = current.handle(&config, SiteInput::Erased { conversations }, now_ms())
             {
                 self.save_state(&current);
-                gone = self.carry_out(&more).await;
+                gone = self.carry_out(&more, &mut tellings).await;
             }
         }
+        self.note_tellings(&config, tellings);
         self.schedule(&config).await;
         Ok(effects)
     }
@@ -744,8 +746,74 @@ impl Site {
         self.alarm_set.set(written.is_ok().then_some(next));
     }
 
+    /// Gives routing what became of the assignments told to conversations, so those that did
+    /// not reach theirs are told again (and those that now did are not).
+    fn note_tellings(&self, config: &RoutingConfig, tellings: Tellings) {
+        if tellings.untold.is_empty() && tellings.told_again.is_empty() {
+            return;
+        }
+        let Ok(mut state) = self.state_to_change() else {
+            return;
+        };
+        let now = now_ms();
+        let inputs = tellings
+            .untold
+            .into_iter()
+            .map(|(conversation, agent)| SiteInput::AssignmentUntold {
+                conversation,
+                agent,
+            })
+            .chain(
+                tellings
+                    .told_again
+                    .into_iter()
+                    .map(|(conversation, agent)| SiteInput::AssignmentTold {
+                        conversation,
+                        agent,
+                    }),
+            );
+        for input in inputs {
+            // These inputs only mark the assignment: they have no effects to carry out.
+            let _ = state.handle(config, input, now);
+        }
+        self.save_state(&state);
+    }
+
+    /// Tells the conversation that `agent` handles it; what became of it goes into `tellings`.
+    /// Returns false when the conversation no longer exists.
+    async fn tell_assignment(
+        &self,
+        conversation: &str,
+        agent: &str,
+        agent_name: &str,
+        again: bool,
+        tellings: &mut Tellings,
+    ) -> bool {
+        let request = SystemRequest::Assign {
+            agent: Participant {
+                id: agent.to_string(),
+                role: Role::Agent,
+                name: Some(agent_name.to_string()),
+            },
+        };
+        let pair = (conversation.to_string(), agent.to_string());
+        match self.tell_conversation(conversation, &request).await {
+            Told::Gone => return false,
+            Told::Failed => tellings.untold.push(pair),
+            Told::Done if again => {
+                Log::info("assignment_retold")
+                    .conversation(conversation)
+                    .field("agent", agent)
+                    .emit();
+                tellings.told_again.push(pair);
+            }
+            Told::Done => {}
+        }
+        true
+    }
+
     /// Carries out routing's effects; returns the conversations that no longer exist.
-    async fn carry_out(&self, effects: &[SiteEffect]) -> Vec<String> {
+    async fn carry_out(&self, effects: &[SiteEffect], tellings: &mut Tellings) -> Vec<String> {
         let mut gone = Vec::new();
         if effects.is_empty() {
             return gone;
@@ -773,14 +841,10 @@ impl Site {
                     if !still_current {
                         continue;
                     }
-                    let request = SystemRequest::Assign {
-                        agent: Participant {
-                            id: agent.clone(),
-                            role: Role::Agent,
-                            name: Some(agent_name.clone()),
-                        },
-                    };
-                    if self.tell_conversation(conversation, &request).await == Told::Gone {
+                    if !self
+                        .tell_assignment(conversation, agent, agent_name, false, tellings)
+                        .await
+                    {
                         gone.push(conversation.clone());
                         continue;
                     }
@@ -831,6 +895,18 @@ impl Site {
                 }
                 SiteEffect::Presence { agent, status } => {
                     self.feed(serde_json::json!({ "event": "presence", "agent": agent, "status": status }));
+                }
+                SiteEffect::Retell {
+                    conversation,
+                    agent,
+                    agent_name,
+                } => {
+                    if !self
+                        .tell_assignment(conversation, agent, agent_name, true, tellings)
+                        .await
+                    {
+                        gone.push(conversation.clone());
+                    }
                 }
                 // The inbox pushed below is all it takes.
                 SiteEffect::InboxChanged => {}
@@ -1377,6 +1453,15 @@ impl Site {
             }
         }
     }
+}
+
+/// What became of the assignments told to conversations while carrying out effects.
+#[derive(Default)]
+struct Tellings {
+    /// (conversation, agent) pairs whose telling failed: told again later.
+    untold: Vec<(String, String)>,
+    /// Pairs told again that now reached their conversation.
+    told_again: Vec<(String, String)>,
 }
 
 /// What became of a request to a conversation.

@@ -217,6 +217,29 @@ pub struct Assignment {
     /// since then answer the assignment. None in states stored before it was kept.
     #[serde(default)]
     pub since: Option<i64>,
+    /// The conversation has not confirmed that it was told of this assignment (the request
+    /// failed): it is told again until it confirms, while the assignment stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untold: Option<Untold>,
+}
+
+/// An assignment the conversation has not confirmed: how often telling it failed, and when
+/// to tell it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Untold {
+    pub failures: u32,
+    pub retry_at: i64,
+}
+
+/// The first wait before an assignment that did not reach its conversation is told again;
+/// it doubles with each failure, up to [`RETELL_MAX_MS`].
+pub const RETELL_FIRST_MS: i64 = 2_000;
+pub const RETELL_MAX_MS: i64 = 60_000;
+
+/// The wait before telling a conversation again after `failures` failed attempts.
+pub fn retell_delay(failures: u32) -> i64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    (RETELL_FIRST_MS << doublings).min(RETELL_MAX_MS)
 }
 
 impl Assignment {
@@ -314,7 +337,19 @@ pub enum SiteInput {
     Erased {
         conversations: Vec<String>,
     },
-    /// Time passed: expire silent devices, reassign unanswered conversations.
+    /// Telling the conversation of its assignment to `agent` failed (it could not be reached
+    /// or did not answer): it is told again later, while the assignment stands.
+    AssignmentUntold {
+        conversation: String,
+        agent: String,
+    },
+    /// The conversation confirmed its assignment to `agent` after it had been told again.
+    AssignmentTold {
+        conversation: String,
+        agent: String,
+    },
+    /// Time passed: expire silent devices, reassign unanswered conversations, tell
+    /// conversations again of assignments they did not confirm.
     Tick,
 }
 
@@ -354,6 +389,14 @@ pub enum SiteEffect {
     /// Nothing to carry out, but what the consoles show changed: an answer stopped the clock,
     /// or a conversation left its agent.
     InboxChanged,
+    /// Tell the conversation again that `agent` handles it: the last telling failed. Only the
+    /// conversation is told (the consoles and the reports heard of it with `Assigned`); its
+    /// result comes back as `AssignmentTold` or `AssignmentUntold`.
+    Retell {
+        conversation: String,
+        agent: String,
+        agent_name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -482,6 +525,10 @@ impl SiteState {
             .values()
             .filter(|a| !a.answered)
             .map(|a| a.assigned_at + config.answer_timeout_ms);
+        let retells = self
+            .assignments
+            .values()
+            .filter_map(|a| a.untold.map(|u| u.retry_at));
         // At opening time the waiting queue is handed out.
         let opening = (!self.queue.is_empty())
             .then(|| config.hours.next_change(now))
@@ -489,6 +536,7 @@ impl SiteState {
         devices
             .chain(departures)
             .chain(answers)
+            .chain(retells)
             .chain(opening)
             .min()
     }
@@ -681,6 +729,30 @@ impl SiteState {
                     self.departments.remove(conversation);
                 }
                 self.drain_queue(config, now, &mut fx);
+            }
+            SiteInput::AssignmentUntold {
+                conversation,
+                agent,
+            } => {
+                if let Some(a) = self.assignments.get_mut(&conversation) {
+                    if a.agent == agent {
+                        let failures = a.untold.map_or(0, |u| u.failures) + 1;
+                        a.untold = Some(Untold {
+                            failures,
+                            retry_at: now + retell_delay(failures),
+                        });
+                    }
+                }
+            }
+            SiteInput::AssignmentTold {
+                conversation,
+                agent,
+            } => {
+                if let Some(a) = self.assignments.get_mut(&conversation) {
+                    if a.agent == agent {
+                        a.untold = None;
+                    }
+                }
             }
             SiteInput::Tick => {
                 self.tick(config, now, &mut fx);
@@ -915,6 +987,7 @@ impl SiteState {
                 answered: reason == AssignReason::Claimed,
                 missed: false,
                 since: Some(now),
+                untold: None,
             },
         );
         fx.push(SiteEffect::Assigned {
@@ -1040,6 +1113,29 @@ impl SiteState {
                     }
                 }
             }
+        }
+        self.retell_due(now, fx);
+    }
+
+    /// Assignments whose conversation did not confirm them, due to be told again. The next
+    /// attempt is planned now, so one whose result never comes back (the object restarted) is
+    /// still tried again; its result replaces the plan.
+    fn retell_due(&mut self, now: i64, fx: &mut Vec<SiteEffect>) {
+        for (conversation, a) in self.assignments.iter_mut() {
+            let Some(untold) = a.untold.as_mut().filter(|u| u.retry_at <= now) else {
+                continue;
+            };
+            untold.retry_at = now + retell_delay(untold.failures + 1);
+            let agent_name = self
+                .agents
+                .get(&a.agent)
+                .map(|agent| agent.profile.name.clone())
+                .unwrap_or_default();
+            fx.push(SiteEffect::Retell {
+                conversation: conversation.clone(),
+                agent: a.agent.clone(),
+                agent_name,
+            });
         }
     }
 }

@@ -1367,3 +1367,158 @@ fn news_told_again_changes_nothing() {
     assert!(assigned_to(&fx).is_none());
     assert_eq!(state, before);
 }
+
+fn retells(fx: &[SiteEffect]) -> Vec<(String, String)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            SiteEffect::Retell {
+                conversation,
+                agent,
+                ..
+            } => Some((conversation.clone(), agent.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn untold(state: &mut SiteState, config: &RoutingConfig, agent: &str, now: i64) {
+    let fx = state
+        .handle(
+            config,
+            SiteInput::AssignmentUntold {
+                conversation: "c_1".into(),
+                agent: agent.into(),
+            },
+            now,
+        )
+        .unwrap();
+    assert!(
+        fx.is_empty(),
+        "marking an assignment untold does nothing by itself"
+    );
+}
+
+#[test]
+fn an_assignment_that_did_not_reach_its_conversation_is_told_again_until_it_does() {
+    let config = RoutingConfig {
+        answer_timeout_ms: 1_000_000,
+        heartbeat_timeout_ms: 10_000_000,
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    assert_eq!(
+        assigned_to(&new_conversation(&mut state, &config, "c_1", 0)).as_deref(),
+        Some("a_1")
+    );
+    untold(&mut state, &config, "a_1", 100);
+    assert_eq!(
+        state.next_deadline(&config, 100),
+        Some(100 + RETELL_FIRST_MS)
+    );
+    assert!(retells(&state.handle(&config, SiteInput::Tick, 2_099).unwrap()).is_empty());
+    let fx = state.handle(&config, SiteInput::Tick, 2_100).unwrap();
+    assert_eq!(retells(&fx), vec![("c_1".into(), "a_1".into())]);
+    assert!(
+        assigned_to(&fx).is_none(),
+        "only the conversation is told again, not the consoles"
+    );
+    match &fx[0] {
+        SiteEffect::Retell { agent_name, .. } => assert_eq!(agent_name, "Agent a_1"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Its result never came back (the site's object restarted): it is tried again anyway.
+    let planned = state.next_deadline(&config, 2_100).unwrap();
+    assert_eq!(planned, 2_100 + retell_delay(2));
+    // It failed again: the wait doubles.
+    untold(&mut state, &config, "a_1", 2_200);
+    assert_eq!(state.assignments["c_1"].untold.unwrap().failures, 2);
+    assert_eq!(state.next_deadline(&config, 2_200), Some(2_200 + 4_000));
+    // Now it reached the conversation: nothing more to tell, the next deadline is the answer
+    // clock's again.
+    let fx = state
+        .handle(
+            &config,
+            SiteInput::AssignmentTold {
+                conversation: "c_1".into(),
+                agent: "a_1".into(),
+            },
+            6_300,
+        )
+        .unwrap();
+    assert!(fx.is_empty());
+    assert_eq!(state.assignments["c_1"].untold, None);
+    assert_eq!(state.next_deadline(&config, 6_300), Some(1_000_000));
+    assert!(retells(&state.handle(&config, SiteInput::Tick, 100_000).unwrap()).is_empty());
+}
+
+#[test]
+fn only_the_assignment_that_stands_is_told_again() {
+    let config = RoutingConfig {
+        answer_timeout_ms: 1_000,
+        heartbeat_timeout_ms: 10_000_000,
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    connect(&mut state, &config, profile("a_2", 10, &[]), 0);
+    let first = assigned_to(&new_conversation(&mut state, &config, "c_1", 0)).unwrap();
+    let other = if first == "a_1" { "a_2" } else { "a_1" };
+    // News of another agent's telling (an older assignment) changes nothing.
+    untold(&mut state, &config, other, 10);
+    assert_eq!(state.assignments["c_1"].untold, None);
+    untold(&mut state, &config, &first, 10);
+    assert!(state.assignments["c_1"].untold.is_some());
+    // The answer clock runs out first: the conversation moves on, and the new assignment is
+    // told as a new one; the old one is not told again.
+    let fx = state.handle(&config, SiteInput::Tick, 1_000).unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some(other));
+    assert!(retells(&fx).is_empty());
+    assert_eq!(state.assignments["c_1"].untold, None);
+    assert!(retells(&state.handle(&config, SiteInput::Tick, 1_900).unwrap()).is_empty());
+    // A stale confirmation of the old one does not clear a failure of the new one.
+    untold(&mut state, &config, other, 1_100);
+    state
+        .handle(
+            &config,
+            SiteInput::AssignmentTold {
+                conversation: "c_1".into(),
+                agent: first.clone(),
+            },
+            1_200,
+        )
+        .unwrap();
+    assert!(state.assignments["c_1"].untold.is_some());
+    // A closed conversation is told nothing more.
+    state
+        .handle(
+            &config,
+            SiteInput::Closed {
+                conversation: "c_1".into(),
+            },
+            1_300,
+        )
+        .unwrap();
+    assert!(retells(&state.handle(&config, SiteInput::Tick, 60_000).unwrap()).is_empty());
+}
+
+#[test]
+fn retelling_waits_longer_after_each_failure_up_to_a_minute() {
+    assert_eq!(retell_delay(1), 2_000);
+    assert_eq!(retell_delay(2), 4_000);
+    assert_eq!(retell_delay(5), 32_000);
+    assert_eq!(retell_delay(6), RETELL_MAX_MS);
+    assert_eq!(retell_delay(u32::MAX), RETELL_MAX_MS);
+}
+
+#[test]
+fn a_state_stored_before_untold_assignments_were_kept_still_reads() {
+    let stored = r#"{"agents":{},"queue":[],"assignments":{"c_1":{"agent":"a_1",
+        "department":null,"assigned_at":5,"answered":false,"missed":false,"since":5}},
+        "round_robin_last":null}"#;
+    let state: SiteState = parley_core::json::from_str(stored).unwrap();
+    assert_eq!(state.assignments["c_1"].untold, None);
+    // And an assignment with nothing untold is written as before.
+    let written = serde_json::to_string(&state).unwrap();
+    assert!(!written.contains("untold"), "{written}");
+}
