@@ -761,7 +761,7 @@ impl Conversation {
                 if let Err(e) =
                     Box::pin(self.execute(command, Caller::Http(&mut replies, None), "")).await
                 {
-                    self.log("automation_failed", "")
+                    self.in_context(Log::warn("automation_failed"), "")
                         .error_class(e.code.as_str())
                         .emit();
                 }
@@ -797,7 +797,7 @@ impl Conversation {
             context,
         };
         if let Err(e) = crate::site_object::send(&self.env, &meta.site, &request).await {
-            self.log("routing_failed", trace)
+            self.in_context(Log::error("routing_failed"), trace)
                 .error_class("site_unavailable")
                 .field("detail", e.to_string())
                 .emit();
@@ -855,7 +855,7 @@ impl Conversation {
             .execute(close, Caller::Http(&mut replies, None), "")
             .await
         {
-            self.log("auto_close_failed", "")
+            self.in_context(Log::warn("auto_close_failed"), "")
                 .error_class(e.code.as_str())
                 .emit();
         }
@@ -1165,8 +1165,12 @@ impl Conversation {
     }
 
     fn log(&self, event: &str, trace: &str) -> Log {
-        let mut log = Log::info(event);
-        if !crate::log::info_written() {
+        self.in_context(Log::info(event), trace)
+    }
+
+    /// `log` with this conversation's site, id and the trace, when it is written at all.
+    fn in_context(&self, mut log: Log, trace: &str) -> Log {
+        if !log.written() {
             return log;
         }
         if let Ok(Some(meta)) = self.with_engine(|engine, _| engine.meta().clone()) {
@@ -1986,6 +1990,14 @@ impl Conversation {
                 }
             });
         };
+        // Notes are text only: a file asked for as a note would otherwise reach the visitor.
+        if note {
+            return Err(ApiError {
+                code: ErrorCode::InvalidRequest,
+                client_msg_id: Some(client_msg_id),
+                retry_after_ms: None,
+            });
+        }
         let row = self
             .with_engine(|_, store| store.file(&file_id))?
             .ok_or(ErrorCode::NotFound)?

@@ -74,6 +74,11 @@ impl Log {
         Log { fields, level }
     }
 
+    /// Whether this line will be written (its level is not below `LOG_LEVEL`).
+    pub fn written(&self) -> bool {
+        self.level.written()
+    }
+
     pub fn info(event: &str) -> Log {
         Log::new(Level::Info, event)
     }

@@ -406,3 +406,18 @@ test('uploads from one address (127.0.118.1) past RATE_IP_UPLOADS 3/0.001 (secon
   const elsewhere = await uploadTo(small, conv.conversation, conv.token, Buffer.from('from home\n'), { type: 'text/plain', name: 'n.txt', ip: '127.0.118.2' });
   assert.equal(elsewhere.status, 201, JSON.stringify(elsewhere.body));
 });
+
+test('an agent\'s file asked for as a private note → 400 invalid_request (client_msg_id echoed), nothing stored; posted as a message it goes through', async () => {
+  const conv = await newConversation(server);
+  const up = await upload(conv.conversation, agent.token, png(), { type: 'image/png', name: 'internal.png', ip: '192.0.2.77' });
+  assert.equal(up.status, 201, JSON.stringify(up.body));
+  const before = await snapshot(server, conv.conversation, conv.token);
+  const id = msgId('note-file');
+  const refused = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+    method: 'POST', token: agent.token, body: { client_msg_id: id, note: true, file: up.body.file.id },
+  });
+  assertHttpError(refused, 400, 'invalid_request');
+  assert.equal(refused.body.client_msg_id, id);
+  await assertUnchanged(server, conv.conversation, conv.token, before);
+  await post(server, conv.conversation, agent.token, up.body.file.id);
+});
