@@ -277,6 +277,26 @@ test('tags: add with Enter, remove with its button', STEP, async () => {
   await page.waitForSelector('.tags .tag', { state: 'detached' });
   assert.deepEqual(await stored([]), []);
   assert.equal(await page.$$eval('.tags .tag', (els) => els.length), 0);
+  // A save that fails gives the typed tag back to the box, for another try.
+  const refuse = (route) => (route.request().method() === 'PUT'
+    ? route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ v: 1, type: 'error', code: 'storage_unavailable', message: 'busy' }) })
+    : route.continue());
+  await page.route('**/api/v1/conversations/*/tags', refuse);
+  try {
+    await page.fill('.tags .tag-input', 'urgent');
+    await page.press('.tags .tag-input', 'Enter');
+    await page.waitForSelector('.toast--error');
+    await page.waitForFunction(() => document.querySelector('.tags .tag-input').value === 'urgent');
+    assert.equal(await page.$$eval('.tags .tag', (els) => els.length), 0);
+    await page.click('.toast--error .icon-btn');
+  } finally {
+    await page.unroute('**/api/v1/conversations/*/tags', refuse);
+  }
+  await page.press('.tags .tag-input', 'Enter');
+  await waitForText(page, '.tags .tag', 'urgent');
+  assert.deepEqual(await stored(['urgent']), ['urgent']);
+  await page.click('.tags .tag-x');
+  assert.deepEqual(await stored([]), []);
 });
 
 test('quick replies: "/" opens the list, Enter inserts, Enter sends', STEP, async () => {

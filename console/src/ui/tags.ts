@@ -46,7 +46,8 @@ export class TagEditor {
     this.input.value = '';
     const tags = this.session.tags ?? [];
     if (!tag || tags.some((x) => x.toLowerCase() === tag.toLowerCase())) return;
-    await this.save([...tags, tag]);
+    // What the agent typed comes back into the box if saving fails (unless they typed on).
+    if (!(await this.save([...tags, tag])) && !this.input.value) this.input.value = raw;
   }
 
   private async remove(tag: string): Promise<void> {
@@ -56,11 +57,14 @@ export class TagEditor {
     await this.save((this.session.tags ?? []).filter((x) => x !== tag));
   }
 
-  private async save(tags: string[]): Promise<void> {
+  /** Saves the tags; false (after telling the agent why) when that failed. */
+  private async save(tags: string[]): Promise<boolean> {
     try {
       await this.session.setTags(tags);
+      return true;
     } catch (e) {
       this.toast((e as Error).message || t('genericError'), 'error');
+      return false;
     }
   }
 }
