@@ -274,6 +274,10 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
                     | ["api", "v1", "agent", "socket-token"]
                     | ["api", "v1", "me"]
                     | ["api", "v1", "conversations"]
+                    | ["api", "v1", "quick-replies", _]
+                    | ["api", "v1", "visitors", _]
+                    | ["api", "v1", "export", _]
+                    | ["api", "v1", "maintenance", "purge"]
                     | ["healthz"]
             );
             Err(if known {
@@ -1065,6 +1069,7 @@ async fn conversation_route(
             | ["queue"]
             | ["reopen"]
             | ["assign"]
+            | ["files", _]
             | ["ws"],
         ) => {
             return Err(ErrorCode::MethodNotAllowed.into());

@@ -13,6 +13,7 @@ enum Auth {
     Agent,
     Participant,
     Admin,
+    Owner,
 }
 
 /// (method, path, who, summary)
@@ -339,7 +340,7 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
     (
         "post",
         "/api/v1/maintenance/purge",
-        Auth::Admin,
+        Auth::Owner,
         "Run the retention purge now",
     ),
 ];
@@ -358,6 +359,7 @@ fn audience(auth: Auth) -> &'static str {
         Auth::Agent => "agent",
         Auth::Participant => "visitor or agent",
         Auth::Admin => "owner or admin",
+        Auth::Owner => "owner",
     }
 }
 

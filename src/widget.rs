@@ -103,8 +103,8 @@ async fn run(ctx: &Ctx, statements: Vec<worker::D1PreparedStatement>) -> Result<
 }
 
 fn bind_err(e: worker::Error) -> ApiError {
-    Log::error("d1_bind")
-        .error_class("internal")
+    Log::error("internal_error")
+        .error_class("d1_bind")
         .field("detail", e.to_string())
         .emit();
     ErrorCode::Internal.into()

@@ -667,7 +667,7 @@ test('http: visitor calls agent-only routes (close, reopen, assign) → 403 forb
   await assertUnchanged(server, A.conversation, A.token, before);
 });
 
-test('http: wrong method (DELETE/PUT on messages, DELETE on a conversation, PUT on conversations) → 405 method_not_allowed', async () => {
+test('http: wrong method (DELETE/PUT on messages, DELETE on a conversation, PUT on conversations, item paths) → 405 method_not_allowed', async () => {
   const before = await snapshot(server, A.conversation, A.token);
   for (const [method, path] of [
     ['DELETE', `/api/v1/conversations/${A.conversation}/messages`],
@@ -676,6 +676,12 @@ test('http: wrong method (DELETE/PUT on messages, DELETE on a conversation, PUT 
     ['DELETE', `/api/v1/conversations/${A.conversation}`],
     ['PUT', '/api/v1/conversations'],
     ['GET', '/api/v1/agent/login'],
+    // Item paths: a wrong method on a path that exists is 405, not 404.
+    ['PUT', `/api/v1/conversations/${A.conversation}/files/f_x`],
+    ['GET', '/api/v1/quick-replies/q_x'],
+    ['POST', '/api/v1/visitors/v_x'],
+    ['POST', '/api/v1/export/messages.csv'],
+    ['GET', '/api/v1/maintenance/purge'],
   ]) {
     assertHttpError(await http(server.url, path, { method, token: A.token }), 405, 'method_not_allowed');
   }

@@ -80,7 +80,7 @@ pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
             FileTypeMismatch => "The file's content doesn't match its type.",
             FileNotFound => "The file is no longer available. Please attach it again.",
             MethodNotAllowed => "This method is not allowed here.",
-            StorageUnavailable => "The service is busy. Your message is safe; retrying shortly.",
+            StorageUnavailable => "The service is busy. Please try again in a moment.",
             Internal => "Something went wrong on our side. Please try again.",
         },
         Lang::ZhHans => match code {
@@ -117,7 +117,7 @@ pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
             FileTypeMismatch => "文件内容与其类型不符。",
             FileNotFound => "该文件已不可用，请重新添加。",
             MethodNotAllowed => "此处不允许该方法。",
-            StorageUnavailable => "服务繁忙，您的消息已保存，稍后自动重试。",
+            StorageUnavailable => "服务繁忙，请稍后再试。",
             Internal => "服务器出错，请重试。",
         },
     }
