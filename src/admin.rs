@@ -125,7 +125,9 @@ pub async fn webhooks(
                 &actor,
                 "webhook_created",
                 &id,
-                serde_json::json!({ "site": site, "url": body.url }),
+                // Not the URL: its path and query often carry a token, and the audit log is
+                // readable by everyone allowed to export.
+                serde_json::json!({ "site": site, "target": url_origin(&body.url) }),
             )
             .await?;
             // The secret is shown this once; it is needed to verify signatures.
@@ -154,9 +156,24 @@ pub async fn webhooks(
             Ok(answer)
         }
         (Method::Post, [id, "enable"]) => {
-            let sql = "UPDATE webhooks SET enabled = 1, failures = 0, disabled_reason = NULL
-                       WHERE id = ?1 AND site_id = ?2";
-            change_webhook(ctx, (&team, &actor), site, id, sql, "webhook_enabled").await
+            let sql = "UPDATE webhooks SET enabled = 1, failures = 0, failing_since = NULL,
+                       disabled_reason = NULL WHERE id = ?1 AND site_id = ?2";
+            let answer =
+                change_webhook(ctx, (&team, &actor), site, id, sql, "webhook_enabled").await?;
+            // Its paused deliveries go now. Should this not arrive, they look again within the
+            // hour (`webhook::PAUSED_RECHECK_MS`) and find it switched on.
+            let request = WebhookRequest::WebhookEnabled {
+                webhook: (*id).to_string(),
+            };
+            let resumed = webhook_object::send(&ctx.env, site, &request).await;
+            if !resumed.as_ref().is_ok_and(|r| r.status_code() < 300) {
+                Log::warn("webhook_deliveries_not_resumed")
+                    .site(site)
+                    .trace(&ctx.trace)
+                    .error_class("storage_unavailable")
+                    .emit();
+            }
+            Ok(answer)
         }
         (Method::Get, [id, "deliveries"]) => {
             let request = WebhookRequest::Deliveries {
@@ -171,6 +188,14 @@ pub async fn webhooks(
         }
         _ => Err(ErrorCode::NotFound.into()),
     }
+}
+
+/// Scheme, host and port of a webhook URL, for the audit log: never its path, query or
+/// fragment (the URL was checked before, so it parses; an unreadable one records nothing).
+fn url_origin(url: &str) -> Option<String> {
+    let url = worker::Url::parse(url).ok()?;
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 /// Runs one change to a site's webhook (`?1` its id, `?2` the site) and audits it.
@@ -957,4 +982,22 @@ pub async fn departments(ctx: &Ctx) -> ApiResult {
         .map(|r| serde_json::json!({ "id": r.id, "name": r.name, "agents": r.agents as u32 }))
         .collect();
     ok_json(&serde_json::json!({ "departments": list }), 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_origin;
+
+    #[test]
+    fn the_audit_log_records_where_a_webhook_points_not_its_path_or_query() {
+        assert_eq!(
+            url_origin("https://hooks.example.com/parley/abc?token=s3cret#x").as_deref(),
+            Some("https://hooks.example.com")
+        );
+        assert_eq!(
+            url_origin("http://127.0.0.1:9000/hooks?key=1").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(url_origin("not a url"), None);
+    }
 }

@@ -264,6 +264,12 @@ mod tests {
                 serde_json::json!({"op": "deliveries", "webhook": "w_1"}),
             ),
             (
+                serde_json::to_value(crate::webhook_object::WebhookRequest::WebhookEnabled {
+                    webhook: "w_1".into(),
+                }),
+                serde_json::json!({"op": "webhook_enabled", "webhook": "w_1"}),
+            ),
+            (
                 serde_json::to_value(crate::webhook_object::WebhookRequest::Erased {
                     conversation: "c_1".into(),
                 }),

@@ -1,16 +1,28 @@
 //! The Webhook Durable Object, one per site: a durable queue of deliveries to the site's
 //! webhooks, sent from its alarm with signatures, retried with backoff, logged, and a webhook
-//! switched off after too many failures in a row.
+//! switched off after failing for hours (`webhook::FailureStreak`).
+//!
+//! A delivery is `pending` (waiting for its next attempt), `delivered`, `failed` (given up), or
+//! `paused`: its webhook is switched off, and it waits, body and all, until the webhook is
+//! switched on again (then it is sent), or for 30 days from when it was queued (then it goes
+//! with the log). Once a webhook's delivery fails in an alarm run, its other deliveries are not
+//! sent in that run: they wait for the webhook's next retry (`webhook::hold_until`). When the
+//! webhooks cannot be read from D1, nothing is concluded: the due deliveries stay as they are
+//! and the alarm looks again shortly.
 //!
 //! A delivery's body (message text, form fields) is kept only while it may still be sent: a
 //! finished delivery keeps its log line (status, attempts, error) for [`LOG_KEEP_MS`], and an
 //! erased conversation's deliveries are dropped at once, sent or not.
 
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::{select, Either};
 use parley_core::outbound_url;
-use parley_core::webhook::{self, Notice, DISABLE_AFTER_FAILURES, MAX_ATTEMPTS};
+use parley_core::webhook::{
+    self, DueAction, FailureStreak, HookLookup, Notice, MAX_ATTEMPTS, PAUSED_RECHECK_MS,
+};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{
@@ -51,13 +63,15 @@ parley_core::tagged_enum! {
     tag = "op";
     /// Requests to a site's webhook object (one shape across releases: see `internal`); `Erased`
     /// names a conversation whose deliveries go, sent or not; `WebhookDeleted` a webhook whose
-    /// deliveries (and the bodies of those still waiting) go with it.
+    /// deliveries (and the bodies of those still waiting) go with it; `WebhookEnabled` a webhook
+    /// switched on again, whose paused deliveries are sent now.
     #[derive(Debug, Clone, Serialize)]
     pub enum WebhookRequest {
         Enqueue { notices: Vec<Notice> },
         Deliveries { webhook: String },
         Erased { conversation: String },
         WebhookDeleted { webhook: String },
+        WebhookEnabled { webhook: String },
     }
 }
 
@@ -87,6 +101,17 @@ struct Hook {
     events: String,
     secret: String,
     enabled: i64,
+    failures: i64,
+    failing_since: Option<i64>,
+}
+
+impl Hook {
+    fn streak(&self) -> FailureStreak {
+        FailureStreak {
+            failures: u32::try_from(self.failures.max(0)).unwrap_or(u32::MAX),
+            since: self.failing_since,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -111,7 +136,9 @@ pub struct WebhookObject {
     env: Env,
     kv: ObjectKv,
     /// Whether this instance rescheduled its stored alarm (`platform::recover_alarm`).
-    alarm_checked: std::cell::Cell<bool>,
+    alarm_checked: Cell<bool>,
+    /// Alarm runs in a row that could not read the webhooks from D1 (sets the backoff).
+    failed_reads: Cell<u32>,
 }
 
 impl DurableObject for WebhookObject {
@@ -126,7 +153,8 @@ impl DurableObject for WebhookObject {
             state,
             env,
             kv,
-            alarm_checked: std::cell::Cell::new(false),
+            alarm_checked: Cell::new(false),
+            failed_reads: Cell::new(0),
         }
     }
 
@@ -174,6 +202,20 @@ impl DurableObject for WebhookObject {
                     .to_array::<serde_json::Value>()?
                     .len();
                 Response::from_json(&serde_json::json!({ "dropped": dropped }))
+            }
+            WebhookRequest::WebhookEnabled { webhook } => {
+                let resumed = self.resume(&webhook, now_ms())?;
+                if resumed > 0 {
+                    self.state
+                        .storage()
+                        .set_alarm(Duration::from_millis(0))
+                        .await?;
+                }
+                Log::info("webhook_deliveries_resumed")
+                    .field("webhook", webhook.as_str())
+                    .field("resumed", resumed)
+                    .emit();
+                Response::from_json(&serde_json::json!({ "resumed": resumed }))
             }
             WebhookRequest::Erased { conversation } => {
                 let dropped = self.forget(&conversation)?;
@@ -224,7 +266,8 @@ impl WebhookObject {
         Ok(dropped)
     }
 
-    /// Deletes the log lines of deliveries finished and queued over [`LOG_KEEP_MS`] ago.
+    /// Deletes the log lines of deliveries finished and queued over [`LOG_KEEP_MS`] ago, and
+    /// deliveries paused that long (their webhook was never switched on again), bodies and all.
     fn prune_log(&self, now: i64) {
         let _ = self.sql().exec(
             "DELETE FROM deliveries WHERE created_at <= ? AND status != 'pending'",
@@ -241,7 +284,7 @@ impl WebhookObject {
         }
         self.sql()
             .exec(
-                "SELECT body FROM deliveries WHERE id = ? AND status = 'pending'",
+                "SELECT body FROM deliveries WHERE id = ? AND status IN ('pending', 'paused')",
                 vec![id.into()],
             )
             .and_then(|c| c.to_array::<Row>())
@@ -255,21 +298,19 @@ impl WebhookObject {
         let site = self.site().unwrap_or_default();
         self.env
             .d1("DB")?
-            .prepare("SELECT id, url, events, secret, enabled FROM webhooks WHERE site_id = ?1")
+            .prepare(
+                "SELECT id, url, events, secret, enabled, failures, failing_since FROM webhooks WHERE site_id = ?1",
+            )
             .bind(&[site.into()])?
             .all()
             .await?
             .results::<Hook>()
     }
 
-    /// Records one delivery per enabled webhook that wants each notice; duplicates are ignored.
+    /// Records one delivery per webhook that wants each notice (paused for a webhook switched
+    /// off: it is sent if the webhook is switched on again); duplicates are ignored.
     async fn enqueue(&self, notices: Vec<Notice>) -> Result<u32> {
-        let hooks: Vec<Hook> = self
-            .hooks()
-            .await?
-            .into_iter()
-            .filter(|h| h.enabled != 0)
-            .collect();
+        let hooks: Vec<Hook> = self.hooks().await?;
         let now = now_ms();
         let mut queued = 0;
         let sql = self.sql();
@@ -284,16 +325,22 @@ impl WebhookObject {
                     "id": notice.delivery_id, "event": notice.event, "created_at": now, "data": notice.data,
                 })
                 .to_string();
+                let (status, next_at) = if hook.enabled != 0 {
+                    ("pending", now)
+                } else {
+                    ("paused", now + PAUSED_RECHECK_MS)
+                };
                 let cursor = sql.exec(
                     "INSERT OR IGNORE INTO deliveries (id, webhook_id, delivery_id, event, body, status, attempts, next_at, created_at)
-                     VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+                     VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
                     vec![
                         format!("{}:{}", hook.id, notice.delivery_id).into(),
                         hook.id.as_str().into(),
                         notice.delivery_id.as_str().into(),
                         notice.event.as_str().into(),
                         body.into(),
-                        SqlStorageValue::Integer(now),
+                        status.into(),
+                        SqlStorageValue::Integer(next_at),
                         SqlStorageValue::Integer(now),
                     ],
                 )?;
@@ -316,23 +363,71 @@ impl WebhookObject {
         let due = self
             .sql()
             .exec(
-                "SELECT * FROM deliveries WHERE status = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?",
-                vec![SqlStorageValue::Integer(now), SqlStorageValue::Integer(i64::from(BATCH))],
+                "SELECT * FROM deliveries WHERE status IN ('pending', 'paused') AND next_at <= ?
+                 ORDER BY next_at, created_at LIMIT ?",
+                vec![
+                    SqlStorageValue::Integer(now),
+                    SqlStorageValue::Integer(i64::from(BATCH)),
+                ],
             )?
             .to_array::<Delivery>()?;
         if due.is_empty() {
             // Only the log's expiry rang: no need to read the webhooks from D1.
             return self.schedule_next().await;
         }
-        let hooks = self.hooks().await.unwrap_or_default();
+        // A failed read is not an empty list: concluding "deleted" from it would give up every
+        // due delivery. The rows stay as they are and the alarm looks again shortly.
+        let mut hooks = match self.hooks().await {
+            Ok(hooks) => {
+                self.failed_reads.set(0);
+                Some(hooks)
+            }
+            Err(e) => {
+                let failed_reads = self.failed_reads.get().saturating_add(1);
+                self.failed_reads.set(failed_reads);
+                Log::warn("webhook_hooks_unreadable")
+                    .error_class("d1_unavailable")
+                    .field("due", due.len())
+                    .field("failed_reads", failed_reads)
+                    .field("detail", e.to_string())
+                    .emit();
+                None
+            }
+        };
+        // Webhooks one of whose deliveries failed in this run.
+        let mut held: HashSet<String> = HashSet::new();
         for delivery in due {
-            let Some(hook) = hooks.iter().find(|h| h.id == delivery.webhook_id) else {
-                self.finish(&delivery, "failed", None, Some("webhook deleted"));
+            let lookup = match &hooks {
+                None => HookLookup::Unreadable,
+                Some(list) => list.iter().find(|h| h.id == delivery.webhook_id).map_or(
+                    HookLookup::Missing,
+                    |h| HookLookup::Found {
+                        enabled: h.enabled != 0,
+                    },
+                ),
+            };
+            match webhook::due_action(lookup, held.contains(&delivery.webhook_id)) {
+                // Unreadable: left as it is. Held: already moved to the webhook's next retry.
+                DueAction::Wait | DueAction::Hold => continue,
+                DueAction::GiveUp(reason) => {
+                    self.finish(&delivery, "failed", None, Some(reason));
+                    continue;
+                }
+                DueAction::Pause => {
+                    self.pause_one(&delivery, now);
+                    continue;
+                }
+                DueAction::Send => {}
+            }
+            let Some(hook) = hooks
+                .as_mut()
+                .and_then(|list| list.iter_mut().find(|h| h.id == delivery.webhook_id))
+            else {
                 continue;
             };
-            if hook.enabled == 0 {
-                self.finish(&delivery, "failed", None, Some("webhook disabled"));
-                continue;
+            if delivery.status == "paused" {
+                // Switched on again without this object hearing of it: all of it resumes.
+                let _ = self.resume(&hook.id, now);
             }
             if let Err(refusal) = outbound_url::check(&hook.url, config.webhook_allow_private) {
                 let error = format!("target address not allowed: {}", refusal.code());
@@ -348,40 +443,116 @@ impl WebhookObject {
                 Ok(status) => (Some(status), webhook::status_error(status)),
                 Err(error) => (None, Some(error)),
             };
-            match failure {
-                None => {
-                    self.finish(&delivery, "delivered", status, None);
-                    self.record_result(hook, true).await;
+            let Some(error) = failure else {
+                self.finish(&delivery, "delivered", status, None);
+                if hook.failures != 0 || hook.failing_since.is_some() {
+                    self.record_success(hook).await;
                 }
-                Some(error) => {
-                    if attempts >= MAX_ATTEMPTS {
-                        self.finish(&delivery, "failed", status, Some(&error));
-                    } else {
-                        let next = now_ms()
-                            + webhook::retry_delay_ms(config.webhook_retry_base_ms, attempts);
-                        let _ = self.sql().exec(
-                            "UPDATE deliveries SET attempts = ?, next_at = ?, last_status = ?, last_error = ? WHERE id = ?",
-                            vec![
-                                SqlStorageValue::Integer(i64::from(attempts)),
-                                SqlStorageValue::Integer(next),
-                                status.map_or(SqlStorageValue::Null, SqlStorageValue::Integer),
-                                error.as_str().into(),
-                                delivery.id.as_str().into(),
-                            ],
-                        );
-                    }
-                    Log::warn("webhook_failed")
+                continue;
+            };
+            let failed_at = now_ms();
+            let next = failed_at + webhook::retry_delay_ms(config.webhook_retry_base_ms, attempts);
+            if attempts >= MAX_ATTEMPTS {
+                self.finish(&delivery, "failed", status, Some(&error));
+            } else {
+                let _ = self.sql().exec(
+                    "UPDATE deliveries SET status = 'pending', attempts = ?, next_at = ?, last_status = ?, last_error = ? WHERE id = ?",
+                    vec![
+                        SqlStorageValue::Integer(i64::from(attempts)),
+                        SqlStorageValue::Integer(next),
+                        status.map_or(SqlStorageValue::Null, SqlStorageValue::Integer),
+                        error.as_str().into(),
+                        delivery.id.as_str().into(),
+                    ],
+                );
+            }
+            Log::warn("webhook_failed")
+                .field("webhook", hook.id.as_str())
+                .field("event", delivery.event.as_str())
+                .field("attempts", attempts)
+                .error_class("webhook_target")
+                .field("detail", error)
+                .emit();
+            let streak = hook.streak().failed(failed_at);
+            // The webhook's other deliveries are not sent in this run: they wait, in their
+            // order, for its next retry.
+            held.insert(hook.id.clone());
+            let until = webhook::hold_until(failed_at, config.webhook_retry_base_ms, streak, next);
+            let _ = self.sql().exec(
+                "UPDATE deliveries SET status = 'pending', next_at = ?
+                 WHERE webhook_id = ? AND status IN ('pending', 'paused') AND next_at < ?",
+                vec![
+                    SqlStorageValue::Integer(until),
+                    hook.id.as_str().into(),
+                    SqlStorageValue::Integer(until),
+                ],
+            );
+            let disable = streak.disables(failed_at);
+            if self.record_failure(hook, streak, disable).await {
+                hook.failures = i64::from(streak.failures);
+                hook.failing_since = streak.since;
+                if disable {
+                    hook.enabled = 0;
+                    let kept = self.pause_all(&hook.id, failed_at);
+                    Log::warn("webhook_disabled")
                         .field("webhook", hook.id.as_str())
-                        .field("event", delivery.event.as_str())
-                        .field("attempts", attempts)
+                        .field("failures", streak.failures)
+                        .field("failing_since", streak.since.unwrap_or(failed_at))
+                        .field("paused", kept)
                         .error_class("webhook_target")
-                        .field("detail", error)
                         .emit();
-                    self.record_result(hook, false).await;
                 }
             }
         }
+        if hooks.is_none() {
+            let delay = webhook::unreadable_retry_ms(self.failed_reads.get());
+            self.state
+                .storage()
+                .set_alarm(Duration::from_millis(
+                    u64::try_from(delay).unwrap_or(60_000),
+                ))
+                .await?;
+            return Ok(());
+        }
         self.schedule_next().await
+    }
+
+    /// Pauses one due delivery of a webhook found switched off, unless it changed since it was
+    /// read (the webhook switched on again meanwhile resumed it). Its others pause as they
+    /// come due.
+    fn pause_one(&self, delivery: &Delivery, now: i64) {
+        let _ = self.sql().exec(
+            "UPDATE deliveries SET status = 'paused', next_at = ? WHERE id = ? AND status = ? AND next_at = ?",
+            vec![
+                SqlStorageValue::Integer(now + PAUSED_RECHECK_MS),
+                delivery.id.as_str().into(),
+                delivery.status.as_str().into(),
+                SqlStorageValue::Integer(delivery.next_at),
+            ],
+        );
+    }
+
+    /// Pauses every delivery still waiting for `webhook`, just switched off here; how many.
+    fn pause_all(&self, webhook: &str, now: i64) -> usize {
+        self.sql()
+            .exec(
+                "UPDATE deliveries SET status = 'paused', next_at = ? WHERE webhook_id = ? AND status = 'pending' RETURNING id",
+                vec![SqlStorageValue::Integer(now + PAUSED_RECHECK_MS), webhook.into()],
+            )
+            .and_then(|c| c.to_array::<serde_json::Value>())
+            .map_or(0, |rows| rows.len())
+    }
+
+    /// Makes the paused deliveries of `webhook` (switched on again) due at `now`; how many.
+    fn resume(&self, webhook: &str, now: i64) -> Result<usize> {
+        Ok(self
+            .sql()
+            .exec(
+                "UPDATE deliveries SET status = 'pending', next_at = ? WHERE webhook_id = ? AND status = 'paused' RETURNING id",
+                vec![SqlStorageValue::Integer(now), webhook.into()],
+            )?
+            .to_array::<serde_json::Value>()?
+            .len())
     }
 
     /// Records how a delivery ended; its body is not needed any more and goes.
@@ -400,49 +571,82 @@ impl WebhookObject {
         );
     }
 
-    /// Counts consecutive failures in D1; too many switch the webhook off, with a note in the
-    /// team's audit log so the admin sees why.
-    async fn record_result(&self, hook: &Hook, ok: bool) {
+    /// A delivery went through: the webhook's streak of failures ends.
+    async fn record_success(&self, hook: &mut Hook) {
         let result = async {
-            let db = self.env.d1("DB")?;
-            if ok {
-                db.prepare("UPDATE webhooks SET failures = 0 WHERE id = ?1")
-                    .bind(&[hook.id.as_str().into()])?
-                    .run()
-                    .await?;
-                return Ok::<(), worker::Error>(());
-            }
-            db.prepare(
-                "UPDATE webhooks SET failures = failures + 1,
-                   enabled = CASE WHEN failures + 1 >= ?2 THEN 0 ELSE enabled END,
-                   disabled_reason = CASE WHEN failures + 1 >= ?2 THEN 'too_many_failures' ELSE disabled_reason END
-                 WHERE id = ?1",
-            )
-            .bind(&[hook.id.as_str().into(), JsValue::from(DISABLE_AFTER_FAILURES)])?
-            .run()
-            .await?;
-            db.prepare(
-                "INSERT INTO audit_log (team_id, actor_id, action, target, detail, created_at)
-                 SELECT s.team_id, 'system', 'webhook_disabled', w.id, '{\"reason\":\"too_many_failures\"}', ?2
-                 FROM webhooks w JOIN sites s ON s.id = w.site_id
-                 WHERE w.id = ?1 AND w.enabled = 0 AND w.failures = ?3",
-            )
-            .bind(&[
-                hook.id.as_str().into(),
-                JsValue::from_f64(now_ms() as f64),
-                JsValue::from(DISABLE_AFTER_FAILURES),
-            ])?
-            .run()
-            .await?;
-            Ok(())
+            self.env
+                .d1("DB")?
+                .prepare("UPDATE webhooks SET failures = 0, failing_since = NULL WHERE id = ?1")
+                .bind(&[hook.id.as_str().into()])?
+                .run()
+                .await?;
+            Ok::<(), worker::Error>(())
         }
         .await;
-        if let Err(e) = result {
-            Log::warn("webhook_bookkeeping_failed")
-                .error_class("d1_unavailable")
-                .field("detail", e.to_string())
-                .emit();
+        match result {
+            Ok(()) => {
+                hook.failures = 0;
+                hook.failing_since = None;
+            }
+            Err(e) => bookkeeping_failed(&hook.id, &e),
         }
+    }
+
+    /// Writes the webhook's longer streak of failures to D1, switching it off when `disable`
+    /// (with a note in the team's audit log, so the admin sees why). Only over the streak read
+    /// (an admin switching it on meanwhile resets it, and wins); whether it was written.
+    async fn record_failure(&self, hook: &Hook, streak: FailureStreak, disable: bool) -> bool {
+        let result = async {
+            let db = self.env.d1("DB")?;
+            let since = streak.since.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
+            let written = db
+                .prepare(
+                    "UPDATE webhooks SET failures = ?2, failing_since = ?3,
+                       enabled = CASE WHEN ?4 = 1 THEN 0 ELSE enabled END,
+                       disabled_reason = CASE WHEN ?4 = 1 THEN 'too_many_failures' ELSE disabled_reason END
+                     WHERE id = ?1 AND enabled = 1 AND failures = ?5
+                     RETURNING id",
+                )
+                .bind(&[
+                    hook.id.as_str().into(),
+                    JsValue::from(streak.failures),
+                    since,
+                    JsValue::from(u32::from(disable)),
+                    JsValue::from_f64(hook.failures as f64),
+                ])?
+                .all()
+                .await?
+                .results::<serde_json::Value>()?;
+            if written.is_empty() {
+                return Ok::<bool, worker::Error>(false);
+            }
+            if disable {
+                let detail = serde_json::json!({
+                    "reason": "too_many_failures",
+                    "failures": streak.failures,
+                    "failing_since": streak.since,
+                })
+                .to_string();
+                db.prepare(
+                    "INSERT INTO audit_log (team_id, actor_id, action, target, detail, created_at)
+                     SELECT s.team_id, 'system', 'webhook_disabled', w.id, ?2, ?3
+                     FROM webhooks w JOIN sites s ON s.id = w.site_id WHERE w.id = ?1",
+                )
+                .bind(&[
+                    hook.id.as_str().into(),
+                    detail.as_str().into(),
+                    JsValue::from_f64(now_ms() as f64),
+                ])?
+                .run()
+                .await?;
+            }
+            Ok(true)
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            bookkeeping_failed(&hook.id, &e);
+            false
+        })
     }
 
     /// Sets the alarm for the next delivery due, or else for the oldest log line to go.
@@ -460,7 +664,9 @@ impl WebhookObject {
                 .next()
                 .and_then(|r| r.at))
         };
-        let due = first("SELECT MIN(next_at) AS at FROM deliveries WHERE status = 'pending'")?;
+        let due = first(
+            "SELECT MIN(next_at) AS at FROM deliveries WHERE status IN ('pending', 'paused')",
+        )?;
         let expires =
             first("SELECT MIN(created_at) AS at FROM deliveries WHERE status != 'pending'")?
                 .map(|at| (at + LOG_KEEP_MS).max(now_ms() + LOG_PRUNE_EVERY_MS));
@@ -476,6 +682,15 @@ impl WebhookObject {
     }
 }
 
+/// Logs a failure to record a webhook's result in D1 (the next attempt records it again).
+fn bookkeeping_failed(webhook: &str, e: &worker::Error) {
+    Log::warn("webhook_bookkeeping_failed")
+        .field("webhook", webhook)
+        .error_class("d1_unavailable")
+        .field("detail", e.to_string())
+        .emit();
+}
+
 /// Drops the bodies of deliveries that finished under an earlier release, which kept them:
 /// once per object.
 fn drop_finished_bodies_once(sql: &SqlStorage, kv: &ObjectKv) {
@@ -483,7 +698,7 @@ fn drop_finished_bodies_once(sql: &SqlStorage, kv: &ObjectKv) {
         return;
     }
     let dropped = sql.exec(
-        "UPDATE deliveries SET body = '' WHERE status != 'pending' AND body != ''",
+        "UPDATE deliveries SET body = '' WHERE status IN ('delivered', 'failed') AND body != ''",
         None,
     );
     if dropped.is_ok() {

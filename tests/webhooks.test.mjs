@@ -1,6 +1,8 @@
 // Webhooks against a local receiver: signed deliveries with a stable delivery id, retries with
-// backoff after failures, a delivery log, and a webhook switched off after repeated failures.
-// Also the visitor attributes endpoint and idempotent conversation creation.
+// backoff after failures, a delivery log, a webhook switched off only after failing for hours
+// (its deliveries paused, and sent when it is switched on again), a short outage that loses
+// nothing, and a D1 read failure that gives nothing up. Also the visitor attributes endpoint and
+// idempotent conversation creation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -104,25 +106,199 @@ test('signed deliveries, retried after failures, deduplicable by delivery id, lo
   await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
 });
 
-test('a webhook that keeps failing is switched off, with a note in the audit log', async () => {
+/** A receiver of its own on loopback: `answer(req)` gives the status; what it saw, in order. */
+async function startReceiver(answer) {
+  const seen = [];
+  const srv = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      const status = answer(req);
+      seen.push({ delivery: req.headers['parley-delivery'], body, status, at: Date.now() });
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${srv.address().port}/hooks/parley?token=hunter2`,
+    seen,
+    close: async () => { srv.closeAllConnections(); await new Promise((r) => srv.close(r)); },
+  };
+}
+
+const deliveriesOf = async (id) => {
+  const log = await http(server.url, `/api/v1/sites/${site}/webhooks/${id}/deliveries`, { token: owner.token });
+  assert.equal(log.status, 200, JSON.stringify(log.body));
+  return log.body.deliveries;
+};
+const hookRow = async (id) => (await server.d1('SELECT enabled, failures, failing_since, disabled_reason FROM webhooks WHERE id = ?1', [id])).results[0];
+
+test('a webhook failing for hours is switched off, with a note in the audit log; its delivery is paused, not failed', async () => {
   const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
     method: 'POST', token: owner.token, body: { url: receiverUrl, events: ['message.created'] },
   });
   const { id } = created.body;
-  // Make it fail from the start: 20 consecutive failures switch it off.
-  await server.d1('UPDATE webhooks SET failures = 19 WHERE id = ?1', [id]);
+  // It has been failing for seven hours, 19 attempts in a row: the next failure switches it off.
+  await server.d1('UPDATE webhooks SET failures = 19, failing_since = ?2 WHERE id = ?1', [id, Date.now() - 7 * 3600 * 1000]);
   failuresToSend = 1000;
   const conv = await newConversation(server);
   await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
     method: 'POST', token: conv.token, body: { client_msg_id: msgId('w'), text: 'hello?' },
   });
   await until(async () => {
-    const { results: [row] } = await server.d1('SELECT enabled, disabled_reason FROM webhooks WHERE id = ?1', [id]);
+    const row = await hookRow(id);
     return row.enabled === 0 && row.disabled_reason === 'too_many_failures';
   }, 'webhook disabled');
   failuresToSend = 0;
   const { results } = await server.d1("SELECT action, target FROM audit_log WHERE action = 'webhook_disabled'");
   assert.deepEqual(results, [{ action: 'webhook_disabled', target: id }]);
+  // The delivery waits for the webhook to be switched on again.
+  const [delivery] = await deliveriesOf(id);
+  assert.equal(delivery.status, 'paused', JSON.stringify(delivery));
+  assert.equal(delivery.attempts, 1);
+});
+
+test('a receiver answering 502 for a few seconds gets every delivery once it recovers, and the webhook stays on', async () => {
+  const outageEnds = Date.now() + 2_500;
+  const receiver502 = await startReceiver(() => (Date.now() < outageEnds ? 502 : 204));
+  let id;
+  try {
+    const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+      method: 'POST', token: owner.token, body: { url: receiver502.url, events: ['message.created'] },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    id = created.body.id;
+    // More deliveries than the 20 failures in a row that used to switch a webhook off.
+    // Five visitors with five messages each (one visitor's burst would meet the rate limit).
+    const count = 25;
+    for (let c = 0; c < 5; c += 1) {
+      const conv = await newConversation(server);
+      for (let i = 0; i < 5; i += 1) {
+        const sent = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+          method: 'POST', token: conv.token, body: { client_msg_id: msgId('o'), text: `during the outage ${c}.${i}` },
+        });
+        assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      }
+    }
+    const delivered = () => new Set(receiver502.seen.filter((r) => r.status === 204).map((r) => r.delivery));
+    await until(() => delivered().size === count, `all ${count} deliveries delivered`, 60_000);
+    assert.ok(receiver502.seen.some((r) => r.status === 502), 'the outage was seen');
+    const row = await hookRow(id);
+    assert.equal(row.enabled, 1, JSON.stringify(row));
+    assert.equal(row.disabled_reason, null);
+    await until(async () => (await hookRow(id)).failures === 0, 'the failure streak ended');
+    const log = await deliveriesOf(id);
+    assert.equal(log.length, count);
+    assert.deepEqual(log.filter((d) => d.status !== 'delivered'), []);
+    // Each delivery arrived once (receivers deduplicate anyway, but nothing was sent twice).
+    assert.equal(receiver502.seen.filter((r) => r.status === 204).length, count);
+  } finally {
+    if (id) await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
+    await receiver502.close();
+  }
+});
+
+test('a switched-off webhook keeps what it had to send, and sends it when switched on again', async () => {
+  let up = false;
+  const rx = await startReceiver(() => (up ? 204 : 503));
+  let id;
+  try {
+    const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+      method: 'POST', token: owner.token, body: { url: rx.url, events: ['message.created'] },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    id = created.body.id;
+    // Down for hours already: the next failure switches it off.
+    await server.d1('UPDATE webhooks SET failures = 40, failing_since = ?2 WHERE id = ?1', [id, Date.now() - 7 * 3600 * 1000]);
+    const conv = await newConversation(server);
+    const say = async (text) => {
+      const sent = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+        method: 'POST', token: conv.token, body: { client_msg_id: msgId('p'), text },
+      });
+      assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      return `${conv.conversation}:${sent.body.seq}:message.created`;
+    };
+    const before = await say('sent before it was switched off');
+    await until(async () => (await hookRow(id)).enabled === 0, 'webhook switched off');
+    // Said while it is off: kept too.
+    const during = await say('sent while it was off');
+    await until(async () => (await deliveriesOf(id)).length === 2, 'both in the log')
+      .catch(async (e) => { throw new Error(`${e.message}: ${JSON.stringify(await deliveriesOf(id))} ${JSON.stringify(await hookRow(id))}`); });
+    up = true;
+    await sleep(1_500);
+    assert.deepEqual(rx.seen.filter((r) => r.status === 204), [], 'nothing is sent while it is off');
+    const log = await deliveriesOf(id);
+    assert.deepEqual(log.map((d) => d.status), ['paused', 'paused'], JSON.stringify(log));
+
+    const enabled = await http(server.url, `/api/v1/sites/${site}/webhooks/${id}/enable`, { method: 'POST', token: owner.token });
+    assert.equal(enabled.status, 204);
+    const deliveredIds = () => rx.seen.filter((r) => r.status === 204).map((r) => r.delivery).sort();
+    await until(() => deliveredIds().length === 2, 'both delivered after switching it on');
+    assert.deepEqual(deliveredIds(), [before, during].sort());
+    assert.ok(rx.seen.find((r) => r.status === 204 && r.delivery === before).body.includes('sent before it was switched off'));
+    await until(async () => (await deliveriesOf(id)).every((d) => d.status === 'delivered'), 'the log says delivered');
+    const row = await hookRow(id);
+    assert.deepEqual({ enabled: row.enabled, failures: row.failures, disabled_reason: row.disabled_reason }, { enabled: 1, failures: 0, disabled_reason: null });
+  } finally {
+    if (id) await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
+    await rx.close();
+  }
+});
+
+test('when the webhooks cannot be read from D1, due deliveries are left for later, not given up', async () => {
+  let up = false;
+  const rx = await startReceiver(() => (up ? 204 : 500));
+  let id;
+  let renamed = false;
+  try {
+    const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+      method: 'POST', token: owner.token, body: { url: rx.url, events: ['message.created'] },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    id = created.body.id;
+    const conv = await newConversation(server);
+    const sent = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+      method: 'POST', token: conv.token, body: { client_msg_id: msgId('d'), text: 'wait for D1' },
+    });
+    assert.equal(sent.status, 200, JSON.stringify(sent.body));
+    await until(() => rx.seen.length >= 1, 'the first attempt');
+    const logsBefore = server.logs.length;
+    // A real D1 failure for the queue's read of the webhooks: the table is not there for a while.
+    await server.d1('ALTER TABLE webhooks RENAME TO webhooks_away');
+    renamed = true;
+    // Past its next retry, the queue has come to it while the table was away.
+    const [due] = await deliveriesOf(id);
+    await sleep(Math.max(0, due.next_at - Date.now()) + 1_500);
+    await server.d1('ALTER TABLE webhooks_away RENAME TO webhooks');
+    renamed = false;
+    const [waiting] = await deliveriesOf(id);
+    assert.equal(waiting.status, 'pending', JSON.stringify(waiting));
+    assert.notEqual(waiting.last_error, 'webhook deleted');
+    assert.ok(server.logs.slice(logsBefore).some((l) => l.includes('"webhook_hooks_unreadable"')), 'the failed read is logged');
+    up = true;
+    await until(async () => (await deliveriesOf(id))[0]?.status === 'delivered', 'delivered once D1 answers again', 30_000);
+    assert.equal(rx.seen.filter((r) => r.status === 204).length, 1);
+  } finally {
+    if (renamed) await server.d1('ALTER TABLE webhooks_away RENAME TO webhooks');
+    if (id) await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
+    await rx.close();
+  }
+});
+
+test('the audit log records where a webhook points, never its path or query', async () => {
+  const url = `${receiverUrl}?token=s3cret-in-the-query`;
+  const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+    method: 'POST', token: owner.token, body: { url, events: ['conversation.closed'] },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const { results: [entry] } = await server.d1("SELECT detail FROM audit_log WHERE action = 'webhook_created' AND target = ?1", [created.body.id]);
+  assert.ok(entry, 'an audit entry');
+  assert.ok(!entry.detail.includes('s3cret'), entry.detail);
+  assert.ok(!entry.detail.includes('/hooks/parley'), entry.detail);
+  const detail = JSON.parse(entry.detail);
+  assert.equal(detail.target, new URL(receiverUrl).origin);
+  assert.equal(detail.site, site);
+  await http(server.url, `/api/v1/sites/${site}/webhooks/${created.body.id}`, { method: 'DELETE', token: owner.token });
 });
 
 test('a target answering with a redirect is not followed: the attempt fails, the address it points to hears nothing', async () => {
@@ -256,7 +432,7 @@ test("an erased visitor's messages are never delivered once erased, and no deliv
   assert.ok(rows.length > 0);
   assert.deepEqual(rows.filter((r) => r.body.includes(erasedText) || r.delivery_id.startsWith(`${gone.conversation}:`)), [],
     'the erased conversation has no delivery left, sent or not');
-  assert.deepEqual(rows.filter((r) => r.status !== 'pending' && r.body !== ''), [], 'finished deliveries keep no body');
+  assert.deepEqual(rows.filter((r) => !['pending', 'paused'].includes(r.status) && r.body !== ''), [], 'finished deliveries keep no body');
   // The delivery log still says what happened.
   const log = await http(server.url, `/api/v1/sites/${site}/webhooks/${id}/deliveries`, { token: owner.token });
   assert.equal(log.status, 200);

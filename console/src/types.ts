@@ -289,7 +289,7 @@ export interface Webhook {
 export interface Delivery {
   delivery_id: string;
   event: string;
-  status: 'pending' | 'delivered' | 'failed' | string;
+  status: 'pending' | 'paused' | 'delivered' | 'failed' | string;
   attempts: number;
   last_status: number | null;
   last_error: string | null;

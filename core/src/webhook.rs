@@ -18,8 +18,106 @@ pub const EVENTS: [&str; 5] = [
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: u32 = 8;
-/// Consecutive failed deliveries after which a webhook is switched off.
+/// Consecutive failed attempts a webhook needs before it may be switched off...
 pub const DISABLE_AFTER_FAILURES: u32 = 20;
+/// ...and how long ago the first of them must be: a receiver that fails for less than this is
+/// never switched off, however many deliveries fail meanwhile. Six hours is longer than any
+/// ordinary outage or deployment, and shorter than the 8 attempts of a delivery take at the
+/// default schedule (about 11 h), so in a long outage the webhook is switched off, and its
+/// deliveries kept (paused), before they run out of attempts.
+pub const DISABLE_AFTER_FAILING_MS: i64 = 6 * 3600 * 1000;
+/// How often deliveries paused by a switched-off webhook look again whether it is back on
+/// (switching it on resumes them at once; this is for when that message was lost).
+pub const PAUSED_RECHECK_MS: i64 = 3600 * 1000;
+
+/// A webhook's current run of failed attempts (`failures` and `failing_since` in D1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureStreak {
+    /// Consecutive failed attempts, reset by a delivered one.
+    pub failures: u32,
+    /// When the first of them failed; `None` when there is none, or for a streak recorded
+    /// before this was kept (it then counts from its next failure).
+    pub since: Option<i64>,
+}
+
+impl FailureStreak {
+    /// The streak after one more failed attempt at `now`.
+    pub fn failed(self, now: i64) -> FailureStreak {
+        FailureStreak {
+            failures: self.failures.saturating_add(1),
+            since: Some(match self.since {
+                Some(since) if self.failures > 0 => since,
+                _ => now,
+            }),
+        }
+    }
+
+    /// Whether the webhook is to be switched off at `now`: at least
+    /// [`DISABLE_AFTER_FAILURES`] failed attempts in a row, the first at least
+    /// [`DISABLE_AFTER_FAILING_MS`] ago. A count alone would switch a webhook off in the first
+    /// seconds of an outage when many deliveries are waiting.
+    pub fn disables(&self, now: i64) -> bool {
+        self.failures >= DISABLE_AFTER_FAILURES
+            && self
+                .since
+                .is_some_and(|since| now.saturating_sub(since) >= DISABLE_AFTER_FAILING_MS)
+    }
+}
+
+/// What the delivery queue knows of a delivery's webhook when it comes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookLookup {
+    /// The webhooks could not be read (D1 failed): nothing is known, nothing is concluded.
+    Unreadable,
+    /// The webhooks were read and this one is not among them: it was deleted.
+    Missing,
+    /// The webhook, switched on or off.
+    Found { enabled: bool },
+}
+
+/// What to do with a delivery that came due (pending, or paused and looking again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueAction {
+    /// Leave it as it is and look again later (the webhooks could not be read).
+    Wait,
+    /// Give it up: its webhook is gone.
+    GiveUp(&'static str),
+    /// Keep it, paused, until its webhook is switched on again.
+    Pause,
+    /// Not in this run: an earlier delivery to the same webhook failed in it, so it waits for
+    /// the webhook's next retry.
+    Hold,
+    /// Send it.
+    Send,
+}
+
+/// The decision for one due delivery. `held` says whether a delivery to the same webhook
+/// already failed in this run.
+pub fn due_action(hook: HookLookup, held: bool) -> DueAction {
+    match hook {
+        HookLookup::Unreadable => DueAction::Wait,
+        HookLookup::Missing => DueAction::GiveUp("webhook deleted"),
+        HookLookup::Found { enabled: false } => DueAction::Pause,
+        HookLookup::Found { enabled: true } if held => DueAction::Hold,
+        HookLookup::Found { enabled: true } => DueAction::Send,
+    }
+}
+
+/// Until when a webhook's other due deliveries wait after one of them failed at `now`: the
+/// failed delivery's own next retry (`failed_next_at`), but no longer than the webhook's own
+/// backoff for its streak of failures, so one delivery its receiver always refuses (deep in its
+/// own backoff) does not hold up the rest for hours.
+pub fn hold_until(now: i64, base_ms: i64, streak: FailureStreak, failed_next_at: i64) -> i64 {
+    failed_next_at.min(now.saturating_add(retry_delay_ms(base_ms, streak.failures.max(1))))
+}
+
+/// Delay before the queue looks again after its webhooks could not be read
+/// (`failed_reads` in a row, from 1): one second, doubling, at most a minute.
+pub fn unreadable_retry_ms(failed_reads: u32) -> i64 {
+    1000i64
+        .saturating_mul(1i64 << failed_reads.saturating_sub(1).min(6))
+        .min(60_000)
+}
 
 /// One thing to tell a site's systems, derived from a log event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +308,131 @@ mod tests {
         assert_eq!(retry_delay_ms(1000, 2), 5000);
         assert_eq!(retry_delay_ms(1000, 3), 25_000);
         assert_eq!(retry_delay_ms(1000, 30), 6 * 3600 * 1000);
+    }
+
+    #[test]
+    fn a_failure_streak_counts_from_its_first_failure() {
+        let start = FailureStreak::default().failed(1_000);
+        assert_eq!(
+            start,
+            FailureStreak {
+                failures: 1,
+                since: Some(1_000)
+            }
+        );
+        // Later failures keep the start.
+        assert_eq!(start.failed(9_000).since, Some(1_000));
+        assert_eq!(start.failed(9_000).failures, 2);
+        // A streak recorded before its start was kept counts from its next failure.
+        let legacy = FailureStreak {
+            failures: 19,
+            since: None,
+        };
+        assert_eq!(legacy.failed(5_000).since, Some(5_000));
+        // A stale start with no failures is not carried over.
+        let reset = FailureStreak {
+            failures: 0,
+            since: Some(1),
+        };
+        assert_eq!(reset.failed(5_000).since, Some(5_000));
+    }
+
+    #[test]
+    fn a_webhook_is_switched_off_only_after_failing_for_hours() {
+        let t0 = 1_700_000_000_000i64;
+        // A burst of failures in the first seconds of an outage: many, but not for long.
+        let mut streak = FailureStreak::default();
+        for i in 0..200 {
+            streak = streak.failed(t0 + i * 10);
+        }
+        assert_eq!(streak.failures, 200);
+        assert!(!streak.disables(t0 + 2_000));
+        assert!(!streak.disables(t0 + DISABLE_AFTER_FAILING_MS - 1));
+        assert!(streak.disables(t0 + DISABLE_AFTER_FAILING_MS));
+        // Failing for hours, but too few attempts: not yet.
+        let few = FailureStreak {
+            failures: DISABLE_AFTER_FAILURES - 1,
+            since: Some(t0),
+        };
+        assert!(!few.disables(t0 + 48 * 3600 * 1000));
+        assert!(few
+            .failed(t0 + 48 * 3600 * 1000)
+            .disables(t0 + 48 * 3600 * 1000));
+        // A streak without a known start (recorded by an earlier release) never disables.
+        let legacy = FailureStreak {
+            failures: 1000,
+            since: None,
+        };
+        assert!(!legacy.disables(t0));
+        // Its next failure starts the clock.
+        assert!(!legacy.failed(t0).disables(t0 + 1000));
+        assert!(legacy.failed(t0).disables(t0 + DISABLE_AFTER_FAILING_MS));
+    }
+
+    #[test]
+    fn only_a_webhook_read_and_missing_is_deleted() {
+        // D1 failing is not the webhook being gone: the delivery is left for later.
+        assert_eq!(due_action(HookLookup::Unreadable, false), DueAction::Wait);
+        assert_eq!(due_action(HookLookup::Unreadable, true), DueAction::Wait);
+        assert_eq!(
+            due_action(HookLookup::Missing, false),
+            DueAction::GiveUp("webhook deleted")
+        );
+        // Switched off: kept, paused, not given up.
+        assert_eq!(
+            due_action(HookLookup::Found { enabled: false }, false),
+            DueAction::Pause
+        );
+        assert_eq!(
+            due_action(HookLookup::Found { enabled: false }, true),
+            DueAction::Pause
+        );
+        assert_eq!(
+            due_action(HookLookup::Found { enabled: true }, false),
+            DueAction::Send
+        );
+        // Once one of its deliveries failed in a run, the rest wait.
+        assert_eq!(
+            due_action(HookLookup::Found { enabled: true }, true),
+            DueAction::Hold
+        );
+    }
+
+    #[test]
+    fn the_rest_of_a_failing_webhooks_deliveries_wait_for_its_next_retry() {
+        let now = 1_000_000;
+        let one = FailureStreak {
+            failures: 1,
+            since: Some(now),
+        };
+        // A first failure: the others wait as long as the failed one.
+        assert_eq!(hold_until(now, 5_000, one, now + 5_000), now + 5_000);
+        // One delivery deep in its own backoff (6 h) while the webhook had been fine: the
+        // others wait the webhook's backoff, not six hours.
+        assert_eq!(
+            hold_until(now, 5_000, one, now + 6 * 3600 * 1000),
+            now + 5_000
+        );
+        // A longer streak waits longer, as far as the failed delivery waits.
+        let three = FailureStreak {
+            failures: 3,
+            since: Some(now),
+        };
+        assert_eq!(
+            hold_until(now, 5_000, three, now + 6 * 3600 * 1000),
+            now + 125_000
+        );
+        assert_eq!(hold_until(now, 5_000, three, now + 5_000), now + 5_000);
+    }
+
+    #[test]
+    fn unreadable_webhooks_are_looked_at_again_soon() {
+        assert_eq!(unreadable_retry_ms(1), 1_000);
+        assert_eq!(unreadable_retry_ms(2), 2_000);
+        assert_eq!(unreadable_retry_ms(3), 4_000);
+        assert_eq!(unreadable_retry_ms(7), 60_000);
+        assert_eq!(unreadable_retry_ms(u32::MAX), 60_000);
+        assert_eq!(unreadable_retry_ms(0), 1_000);
     }
 
     #[test]

@@ -132,7 +132,8 @@ export class WebhooksCard {
     const refresh = h('button.btn.btn-ghost.btn-sm', { type: 'button', onclick: () => void this.loadLog(w.id) }, icon('refresh', 14), t('refresh'));
     if (!log.list.length) return h('div.log-empty', null, h('span.muted', null, t('noDeliveries')), refresh);
     const statusPill = (d: Delivery) => h('span.pill', { class: d.status === 'delivered' ? 'pill--open' : d.status === 'failed' ? 'pill--failed' : 'pill--pending' },
-      d.status === 'delivered' ? t('dl_delivered') : d.status === 'failed' ? t('dl_failed') : d.status === 'pending' ? t('dl_pending') : d.status);
+      d.status === 'delivered' ? t('dl_delivered') : d.status === 'failed' ? t('dl_failed') : d.status === 'pending' ? t('dl_pending')
+        : d.status === 'paused' ? t('dl_paused') : d.status);
     return h('div', null,
       h('div.log-head', null, h('span.muted.small', null, tn('deliveriesShown', log.list.length)), refresh),
       h('div.table-wrap', null, h('table.table.table--compact', null,
