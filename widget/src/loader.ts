@@ -138,7 +138,8 @@ function boot(): void {
   const fire = (name: string) => (internal[name] || []).forEach((fn) => fn());
 
   let cfg: any = {};
-  let locale: Locale = ds.lang ? pickLocale([ds.lang]) : ls.get('l') || pickLocale(N.languages || [N.language]);
+  // The stored choice is read back through the picker too: storage is the host page's to change.
+  let locale: Locale = pickLocale(ds.lang ? [ds.lang] : [ls.get('l'), ...(N.languages || [N.language])]);
 
   // ---- the visitor session: one token per site, shared by the tabs, renewed before expiry
   let pending: Promise<Session> | null = null;
@@ -155,12 +156,15 @@ function boot(): void {
       if (bad !== true && usable(cur, bad)) return cur; // another tab renewed it meanwhile
       const res = await fetch(`${base}/api/v1/visitor/session`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        // A refusal's message comes in the widget's language: the chat shows it.
+        headers: { 'content-type': 'application/json', 'accept-language': locale },
         body: JSON.stringify({ site_key: site, token: cur?.t }),
         credentials: 'omit',
       });
       const b = await res.json().catch(() => null);
-      if (!b?.token) throw { s: res.status, b };
+      // The server's answer ({ code, message } when it refused): the chat tells a refusal apart
+      // from a network failure (thrown by fetch) by it.
+      if (!b?.token) throw { s: res.status, b } as ApiResult;
       const next = { t: b.token, v: b.visitor_id, x: b.expires_at };
       // A new visitor id: the old conversation is not reachable with this token.
       if (cur && cur.v !== next.v) ['c', 'q', 'r', 'n', 'u'].forEach(ls.del);

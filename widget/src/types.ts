@@ -134,7 +134,11 @@ export interface Host {
   refresh(): Promise<void>;
   lang(): Locale;
   api(path: string, opts?: ApiOptions): Promise<ApiResult>;
-  /** The visitor session; pass the token that just failed (or true) to renew it. */
+  /**
+   * The visitor session; pass the token that just failed (or true) to renew it. Rejects with
+   * the server's answer (an ApiResult) when it refuses one, else with the network's error;
+   * api() passes either on.
+   */
   session(bad?: string | boolean): Promise<Session>;
   emit(name: string, data?: unknown): void;
   /** subscribe to loader-side changes: 'cfg', 'lang' */

@@ -19,9 +19,15 @@ import type { Config, Conv, Ev, FileRef, Host, Invitation, OutboxItem, PendingFo
 declare const __VERSION__: string;
 
 const MAX_CHARS = 4000;
+/** The longest answer to a form field the server takes: MAX_FIELD_VALUE in core/src/visitor.rs. */
+const MAX_FIELD = 1000;
 const ACK_WITHIN = 10e3;
 /** Codes that will fail the same way on every retry. */
 const PERMANENT = ['message_too_long', 'empty_message', 'invalid_client_msg_id', 'frame_too_large', 'bad_frame', 'forbidden'];
+/** The codes worth retrying unchanged, as `retryable()` in core/src/error.rs lists them. */
+const RETRYABLE = ['rate_limited', 'storage_unavailable', 'internal'];
+/** Refusals of a creation that are about the form's answers: the visitor corrects them. */
+const FORM_FAULT = ['invalid_request', 'message_too_long', 'empty_message'];
 /** Raster images the server may accept as images (shown as thumbnails while uploading). */
 const IMAGE = /^image\/(png|jpeg|gif|webp)$/;
 /** What the file picker offers (the server checks the bytes anyway). */
@@ -71,6 +77,14 @@ interface Sent {
   retry?: number;
   /** the server's message, for people */
   msg?: string;
+  /** the visitor's session was refused for good (not this message) */
+  stop?: Refusal;
+}
+
+interface Refusal {
+  code: string;
+  /** the server's message, in the widget's language */
+  msg: string;
 }
 
 interface Waiter {
@@ -84,6 +98,13 @@ function newMsgId(): string {
   crypto.getRandomValues(r);
   return `w-${Date.now().toString(36)}-${(counter++).toString(36)}-${r[0].toString(36)}${r[1].toString(36)}`;
 }
+
+/** The server's refusal that no retry will change, from its answer (or the answer a failed
+ * session carries); null for what may pass later: network failures, rate limits, outages. */
+const refusal = (r: any): Refusal | null => {
+  const code = r?.b?.code;
+  return typeof code === 'string' && !RETRYABLE.includes(code) ? { code, msg: String(r.b.message || code) } : null;
+};
 
 /** The first letter of a name, for an avatar. */
 const initial = (name: string) => Array.from(name.trim())[0]?.toUpperCase() || '?';
@@ -187,6 +208,11 @@ class Chat {
   private placeNews = 0;
   private bannerTimer: any = 0;
   private formDirty = false;
+  /** Why the server refused, for good, to start the conversation (or to let the visitor in):
+   * nothing is sent again on this page until the visitor sends something new. */
+  private refused: Refusal | null = null;
+  /** Form answers the server refused, shown again in their form to be corrected. */
+  private redo: (PendingForm & { why: string }) | null = null;
 
   constructor(host: Host) {
     this.h = host;
@@ -464,8 +490,11 @@ class Chat {
   /** Which view the panel body shows: the chat, the pre-chat form or the offline form. */
   private renderView(keep?: string) {
     const cfg = this.cfg();
-    const fresh = !this.conv && !this.h.ls.get('pf') && !this.pending().length;
-    let mode = fresh && (!cfg.online || !cfg.open) ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
+    // A conversation started meanwhile (another tab): the refused answers are moot.
+    if (this.conv || this.h.ls.get('pf')) this.redo = null;
+    // Refused answers come back in their form, before the messages that wait for it.
+    const fresh = !this.conv && !this.h.ls.get('pf') && (!this.pending().length || !!this.redo);
+    let mode = this.redo ? this.redo.form : fresh && (!cfg.online || !cfg.open) ? 'offline' : fresh && cfg.prechat.enabled && cfg.prechat.fields.length ? 'prechat' : 'chat';
     if (fresh && (keep === 'offline' || keep === 'prechat')) mode = keep;
     if (mode === 'chat') this.formDirty = false;
     if (this.view.dataset.mode === mode) {
@@ -503,14 +532,17 @@ class Chat {
     if (mode === 'prechat') form.append(h('div', { cls: 'bub', dir: 'auto', text: greeting || pick(cfg.welcome, lang, this.tr('welcome')) }));
     else form.append(greeting ? h('div', { cls: 'bub', dir: 'auto', text: greeting }) : '', h('h3', { cls: 'fh', text: this.tr('leaveMessage') }));
     form.append(h('p', { cls: 'intro', dir: 'auto', text: intro }));
+    const redo = this.redo?.form === mode ? this.redo : null;
     fields.forEach((f, i) => {
       const id = `parley-f-${i}`;
       const auto = ({ name: 'name', email: 'email', tel: 'tel' } as Record<string, string>)[f.type === 'text' ? f.name : f.type];
-      const attrs: Record<string, any> = { id, name: f.name, required: f.required, dir: 'auto', 'aria-describedby': `${id}-e`, autocomplete: auto || 'off' };
-      const input = f.type === 'textarea'
-        ? h('textarea', { ...attrs, rows: '4', maxlength: String(MAX_CHARS) })
-        : h('input', { ...attrs, type: f.type, maxlength: '1000' });
-      const prefill = f.name === 'name' || f.name === 'email' ? who[f.name] : '';
+      // The offline form's message is a message; every other answer is a form field.
+      const max = String(mode === 'offline' && f.name === 'message' ? MAX_CHARS : MAX_FIELD);
+      const attrs: Record<string, any> = { id, name: f.name, required: f.required, dir: 'auto', 'aria-describedby': `${id}-e`, autocomplete: auto || 'off', maxlength: max };
+      const input = f.type === 'textarea' ? h('textarea', { ...attrs, rows: '4' }) : h('input', { ...attrs, type: f.type });
+      const prefill = redo
+        ? (mode === 'offline' && f.name === 'message' ? redo.message : redo.fields[f.name])
+        : f.name === 'name' || f.name === 'email' ? who[f.name] : '';
       if (prefill) input.value = prefill;
       inputs.push(input);
       form.append(h('div', { cls: 'fld' },
@@ -519,23 +551,33 @@ class Chat {
         h('div', { cls: 'err', id: `${id}-e` })));
     });
     const submit = h('button', { type: 'submit', cls: 'primary', text: this.tr(mode === 'prechat' ? 'startChat' : 'sendMessage') });
-    form.append(submit);
-    form.addEventListener('submit', (e) => {
-      e.preventDefault();
+    // The server's word when it refused these answers.
+    const why = h('p', { cls: 'err', role: 'alert', dir: 'auto', text: redo?.why || '' });
+    form.append(why, submit);
+    const check = () => {
       let firstBad: HTMLElement | null = null;
       const values: Record<string, string> = {};
       for (const input of inputs) {
         const value = input.value.trim();
-        const bad = (input.required && !value) || !input.checkValidity();
+        // maxlength stops typing, not a value put back into the field (refused answers).
+        const bad = (input.required && !value) || !input.checkValidity() || value.length > input.maxLength;
         input.setAttribute('aria-invalid', String(bad));
         (form.querySelector(`#${input.id}-e`) as HTMLElement).textContent = bad ? this.tr('invalid') : '';
         if (bad && !firstBad) firstBad = input;
         if (value) values[input.name] = value;
       }
+      return { firstBad, values };
+    };
+    if (redo) check();
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const { firstBad, values } = check();
+      why.textContent = '';
       if (firstBad) {
         firstBad.focus();
         return;
       }
+      this.redo = null;
       const pf: PendingForm = { form: mode, fields: values };
       if (mode === 'offline') {
         pf.message = values.message;
@@ -570,7 +612,8 @@ class Chat {
     this.h.emit('open');
     if (auto) return;
     // On touch screens, focusing the field would pop the keyboard over the conversation.
-    const target = this.view.querySelector('input,textarea.in,textarea') as HTMLElement | null;
+    // A form's first field, or the message box (never a control in the list, such as a rating).
+    const target = this.view.dataset.mode === 'chat' ? this.input : this.view.querySelector<HTMLElement>('input,textarea');
     if (matchMedia('(pointer: coarse)').matches) this.scroller.focus({ preventScroll: true });
     else (target || this.scroller).focus({ preventScroll: true });
   }
@@ -724,6 +767,8 @@ class Chat {
     // Durable first: the message exists in the outbox before any attempt to send it.
     this.keep(`o:${item.i}`, item);
     this.showNotice('');
+    // Something new from the visitor: worth asking the server again, once.
+    this.refused = null;
     this.input.value = '';
     this.onInput();
     this.sendTyping(false);
@@ -764,6 +809,7 @@ class Chat {
       added = true;
     }
     if (added && this.replacing) this.drop(`x:${this.replacing}`);
+    if (added) this.refused = null;
     this.replacing = '';
     this.showNotice(refused.join('\n'));
     if (!added) return;
@@ -1032,7 +1078,7 @@ class Chat {
     try {
       do {
         this.flushAgain = false;
-        if (!navigator.onLine) break;
+        if (!navigator.onLine || this.refused) break;
         if (!this.pending().length && !this.h.ls.get('pf')) break;
         const locks = (navigator as any).locks;
         const run = async () => {
@@ -1080,8 +1126,9 @@ class Chat {
     // The language the visitor chose (setLocale), else the browser's, for routing rules.
     const body: Record<string, unknown> = { ...pf, page_url: location.href, language: ls.get('l') || navigator.language, client_req_id: rid };
     if (this.h.department) body.department = this.h.department;
-    const r = await this.h.api('/api/v1/conversations', { method: 'POST', body });
-    if (r.s === 200 || r.s === 201) {
+    // A refused session rejects with the server's answer: a refusal like the others.
+    const r = await this.h.api('/api/v1/conversations', { method: 'POST', body }).catch((e) => e);
+    if (r?.s === 200 || r?.s === 201) {
       const conv = { id: r.b.conversation, e: r.b.epoch };
       ls.set('c', conv);
       ls.del('pf');
@@ -1090,8 +1137,32 @@ class Chat {
       this.adopt(conv);
       return true;
     }
-    this.retryFlush(r.s === 429 ? Number(r.b?.retry_after_ms) || 2000 : 5000);
+    const no = refusal(r);
+    if (no) this.refuse(no, pf);
+    else this.retryFlush(r?.s === 429 ? Number(r.b?.retry_after_ms) || 2000 : r?.s ? 5000 : 3000);
     return false;
+  }
+
+  /**
+   * The server refused, for good, to start the conversation (or to give the visitor a
+   * session): no more retries here; the visitor learns why and loses nothing they wrote.
+   */
+  private refuse(no: Refusal, pf: PendingForm | null) {
+    if (pf && FORM_FAULT.includes(no.code)) {
+      // The answers themselves: their form comes back with them, to be corrected; the stored
+      // copy goes (it would only be refused again). Waiting messages follow the new answers.
+      this.h.ls.del('pf');
+      this.redo = { ...pf, fields: { ...pf.fields }, why: no.msg };
+      const had = this.panel.contains(this.h.root.activeElement);
+      this.view.dataset.mode = '';
+      this.renderView();
+      if (had) this.view.querySelector<HTMLElement>('[aria-invalid=true],input,textarea')?.focus();
+      return;
+    }
+    // Kept in the outbox (a later page asks once more), shown as not sent, with the reason.
+    this.refused = no;
+    this.showNotice(no.msg);
+    this.render();
   }
 
   /** Sends outbox items one at a time, each waiting for its ack, so they arrive in order. */
@@ -1135,6 +1206,7 @@ class Chat {
         this.failed.set(item.i, { t: item.t, a: item.a, err: r.code, f: item.f, m: r.msg });
       } else {
         if (r.code === 'not_found') this.gone();
+        else if (r.stop) this.refuse(r.stop, null);
         else if (r.retry !== undefined) this.retryFlush(r.retry);
         return;
       }
@@ -1167,7 +1239,7 @@ class Chat {
         // A refusal naming the message (file_not_found): its file, not the conversation, is unknown.
         const code = r.s === 404 && r.b?.client_msg_id ? 'file_gone' : r.b?.code || String(r.s);
         return { code, msg: r.b?.message, retry: code === 'rate_limited' ? Number(r.b?.retry_after_ms) || 1000 : 3000 };
-      }, () => ({ retry: 3000 }));
+      }, (e) => ({ retry: 3000, stop: refusal(e) || undefined }));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -1659,17 +1731,20 @@ class Chat {
     }
     if (!greeted) out.push(greeting!);
     const waiting = this.link?.live && navigator.onLine ? 'sending' : 'queued';
+    // Refused for good: what waits is not being sent; it says why.
+    const no = this.refused;
     const pf = this.h.ls.get<PendingForm>('pf');
     if (pf?.message) {
-      out.push({ key: 'pf', kind: 'msg', mine: true, who: 'me', name: this.tr('you'), text: pf.message, at: Date.now(), status: navigator.onLine ? 'sending' : 'queued' });
+      out.push({ key: 'pf', kind: 'msg', mine: true, who: 'me', name: this.tr('you'), text: pf.message, at: Date.now(), status: no ? 'failed' : navigator.onLine ? 'sending' : 'queued', note: no?.msg });
     }
     const mine = { kind: 'msg', mine: true, who: me || 'me', name: this.tr('you') } as const;
     for (const o of this.outbox()) {
       if (o.k != null && o.c !== this.conv?.id) continue;
       if (!seen.has(o.i)) {
+        const held = o.k == null && no;
         out.push({
-          ...mine, key: o.i, text: o.t, at: o.a, status: o.k != null ? 'sent' : this.conv ? waiting : navigator.onLine ? 'sending' : 'queued',
-          file: o.f, prog: this.prog.get(o.i), note: this.hints.get(o.i), acts: o.f && !o.f.id ? 'rm' : undefined,
+          ...mine, key: o.i, text: o.t, at: o.a, status: o.k != null ? 'sent' : held ? 'failed' : this.conv ? waiting : navigator.onLine ? 'sending' : 'queued',
+          file: o.f, prog: this.prog.get(o.i), note: held ? no.msg : this.hints.get(o.i), acts: o.f && !o.f.id ? 'rm' : undefined,
         });
       }
     }
@@ -1859,14 +1934,15 @@ class Chat {
     if (!draft) this.drafts.set(seq, (draft = { score: 0, comment: '' }));
     return ratingForm(`parley-r${seq}`, (k, v) => this.tr(k, v), draft, async (d) => {
       const conv = this.conv;
-      if (!conv) return false;
+      if (!conv) return '';
       let r;
       try {
         r = await this.h.api(`/api/v1/conversations/${conv.id}/rating`, { body: { score: d.score, comment: d.comment.trim() || undefined } });
-      } catch {
-        return false;
+      } catch (e) {
+        r = e as any;
       }
-      if (r.s >= 300) return false;
+      // The server's reason (still open, too many tries…); the form's own text otherwise.
+      if (!(r?.s < 300)) return typeof r?.b?.message === 'string' ? r.b.message : '';
       // Thanked at once; the `rated` event follows on the connection.
       this.rated.set(seq, d.score);
       this.drafts.delete(seq);

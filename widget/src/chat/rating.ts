@@ -15,9 +15,10 @@ const STARS = [1, 2, 3, 4, 5];
 
 /**
  * The rating form. `draft` keeps what the visitor chose while the panel is rebuilt (another
- * language); `send` resolves to whether the server took the rating.
+ * language); `send` resolves to true when the server took the rating, else to the server's
+ * message ('' when there is none: the form's own text says it failed).
  */
-export function ratingForm(id: string, tr: Tr, draft: Draft, send: (d: Draft) => Promise<boolean>): HTMLElement {
+export function ratingForm(id: string, tr: Tr, draft: Draft, send: (d: Draft) => Promise<true | string>): HTMLElement {
   const labels: HTMLElement[] = [];
   const paint = (n: number) => labels.forEach((l, i) => l.classList.toggle('on', i < n));
   const group = h('div', { cls: 'stars' });
@@ -48,8 +49,9 @@ export function ratingForm(id: string, tr: Tr, draft: Draft, send: (d: Draft) =>
     if (!draft.score || submit.disabled) return;
     submit.disabled = true;
     error.textContent = '';
-    if (!(await send(draft))) {
-      error.textContent = tr('rateFailed');
+    const r = await send(draft);
+    if (r !== true) {
+      error.textContent = r || tr('rateFailed');
       submit.disabled = false;
     }
   });
