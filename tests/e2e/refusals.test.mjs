@@ -165,7 +165,9 @@ test('a site key the server does not know: its message shows, the message is kep
   const [mine] = (await panelMessages(page)).filter((m) => m.mine);
   assert.deepEqual([mine.text, mine.state], ['Hello, anyone there?', 'failed']);
   assert.equal(await page.locator(`${W} .list li.me .why`).textContent(), 'This chat is not configured. Please check the site key.');
-  // Nothing more goes out: each attempt would ask for a session first.
+  // Nothing more goes out: each attempt would ask for a session first. (The page's own report
+  // of where the visitor is asks for one too, once, and may still be on its way: let it land.)
+  await sleep(1500);
   const sessions = posts['/api/v1/visitor/session'];
   await sleep(10_000);
   assert.equal(posts['/api/v1/visitor/session'], sessions, 'no retry after a permanent refusal');
@@ -188,6 +190,7 @@ test('embedded on an origin the site does not allow: the server\'s message shows
   const notice = page.locator(`${W} .note`);
   await notice.waitFor({ state: 'visible' });
   assert.equal(await notice.textContent(), '此网站未启用聊天。');
+  await sleep(1500); // as above: the page's one report of where the visitor is may be on its way
   const sessions = posts['/api/v1/visitor/session'];
   await sleep(8000);
   assert.equal(posts['/api/v1/visitor/session'], sessions, 'no retry after a permanent refusal');
