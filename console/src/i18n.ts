@@ -317,7 +317,7 @@ const zh: Table = {
   beginning: '会话从这里开始。',
   evCreated: '会话开始',
   evCreatedForm: '会话由{form}表单发起',
-  form_prechat: '售前',
+  form_prechat: '聊天前表单',
   form_offline: '留言',
   evAssigned: '{name} 接入了会话',
   evClosed: '{name} 结束了会话',

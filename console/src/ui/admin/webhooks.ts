@@ -7,6 +7,8 @@ import { full, listTime } from '../../time';
 import { WEBHOOK_EVENTS, type Delivery, type Webhook } from '../../types';
 import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, secretDialog, type PageCtx } from './common';
 
+/** Why a webhook is off, in the admin's language (the server sends a code). */
+const reason = (code: string | null) => (code === 'too_many_failures' ? t('webhookOffFailing') : code ?? '');
 const eventLabel = (e: string) => ((WEBHOOK_EVENTS as readonly string[]).includes(e) ? t(`ev_${e.replace('.', '_')}` as Key) : e);
 
 export class WebhooksCard {
@@ -78,11 +80,11 @@ export class WebhooksCard {
         h('div.hook-meta', null,
           w.enabled
             ? h('span.pill.pill--open', null, t('webhookOn'))
-            : h('span.pill.pill--off', { title: w.disabled_reason ?? '' }, t('webhookOff')),
+            : h('span.pill.pill--off', { title: reason(w.disabled_reason) }, t('webhookOff')),
           w.failures ? h('span.chip.chip--warn', null, tn('webhookFailures', w.failures)) : null,
           w.events.map((e) => h('span.chip', null, eventLabel(e))),
           h('span.muted.small', { title: full(w.created_at) }, t('addedOn', { date: listTime(w.created_at) }))),
-        !w.enabled && w.disabled_reason ? h('p.hook-reason', null, icon('warn', 14), w.disabled_reason) : null),
+        !w.enabled && w.disabled_reason ? h('p.hook-reason', null, icon('warn', 14), reason(w.disabled_reason)) : null),
       h('div.hook-actions', null,
         h('button.btn.btn-ghost.btn-sm', {
           type: 'button', 'data-action': 'log', 'data-k': `log-btn-${w.id}`, 'aria-expanded': String(Boolean(log)), 'aria-controls': logId,
