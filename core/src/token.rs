@@ -72,9 +72,6 @@ impl Principal {
     pub fn sees_pii(&self) -> bool {
         match self {
             Principal::Visitor { .. } => true,
-            // A key reads unmasked only with its `personal_data` scope: its `admin` scope is
-            // for managing, and a key made for that must not carry the visitors' data away.
-            Principal::Agent { view_pii, .. } if self.is_api_key() => *view_pii,
             Principal::Agent { role, view_pii, .. } => {
                 *view_pii || matches!(role, AgentRole::Owner | AgentRole::Admin)
             }
@@ -85,8 +82,6 @@ impl Principal {
     pub fn can_export(&self) -> bool {
         match self {
             Principal::Visitor { .. } => false,
-            // Likewise, a key exports only with its `export` scope.
-            Principal::Agent { export, .. } if self.is_api_key() => *export,
             Principal::Agent { role, export, .. } => {
                 *export || matches!(role, AgentRole::Owner | AgentRole::Admin)
             }
