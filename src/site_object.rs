@@ -901,9 +901,18 @@ impl Site {
                     agent,
                     agent_name,
                 } => {
-                    if !self
-                        .tell_assignment(conversation, agent, agent_name, true, tellings)
-                        .await
+                    // As for `Assigned`: an assignment replaced meanwhile (a transfer, a claim
+                    // while earlier effects were carried out) is not told, which would leave the
+                    // conversation showing the agent who no longer has it.
+                    let still_untold = self.peek_state(|s| {
+                        s.assignments
+                            .get(conversation)
+                            .is_some_and(|a| a.agent == *agent && a.untold.is_some())
+                    });
+                    if still_untold
+                        && !self
+                            .tell_assignment(conversation, agent, agent_name, true, tellings)
+                            .await
                     {
                         gone.push(conversation.clone());
                     }
