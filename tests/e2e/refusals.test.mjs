@@ -131,6 +131,15 @@ test('pre-chat answers: a textarea takes at most 1000 characters; answers the se
   assert.ok(await page.evaluate((k) => !!localStorage.getItem(k), store(`o:${waiting.i}`)));
   await sleep(7000);
   assert.equal(posts['/api/v1/conversations'], 1, 'no retry of refused answers');
+  // A reload brings them back as they were (kept in storage), and the waiting message does not
+  // start a conversation without them.
+  await page.reload();
+  await page.locator(`${W} .panel`).waitFor({ state: 'visible' }); // open as it was
+  await form(page).waitFor({ state: 'visible' });
+  assert.equal(await form(page).locator('[name=details]').inputValue(), long);
+  assert.equal(await form(page).locator('> .err').textContent(), 'The request is invalid.');
+  await sleep(4000);
+  assert.equal(posts['/api/v1/conversations'], 1, 'no conversation without the answers');
 
   // Corrected, the answers start the conversation and the waiting message follows them.
   await form(page).locator('[name=details]').fill('Keemun, 250 g');

@@ -99,6 +99,9 @@ function newMsgId(): string {
   return `w-${Date.now().toString(36)}-${(counter++).toString(36)}-${r[0].toString(36)}${r[1].toString(36)}`;
 }
 
+/** Form answers the server refused, with its reason. */
+type Redo = PendingForm & { why: string };
+
 /** The server's refusal that no retry will change, from its answer (or the answer a failed
  * session carries); null for what may pass later: network failures, rate limits, outages. */
 const refusal = (r: any): Refusal | null => {
@@ -211,8 +214,17 @@ class Chat {
   /** Why the server refused, for good, to start the conversation (or to let the visitor in):
    * nothing is sent again on this page until the visitor sends something new. */
   private refused: Refusal | null = null;
-  /** Form answers the server refused, shown again in their form to be corrected. */
-  private redo: (PendingForm & { why: string }) | null = null;
+  /** Form answers the server refused, shown again in their form to be corrected; kept in
+   * storage too (`rf`), so a reload or the next page brings them back rather than losing them. */
+  private redoHere: Redo | null = null;
+  private get redo(): Redo | null {
+    return this.redoHere ?? this.h.ls.get<Redo>('rf') ?? null;
+  }
+  private set redo(v: Redo | null) {
+    this.redoHere = v;
+    if (v) this.h.ls.set('rf', v);
+    else this.h.ls.del('rf');
+  }
 
   constructor(host: Host) {
     this.h = host;
@@ -1117,6 +1129,9 @@ class Chat {
     // Storage refused to keep it (full): the conversation this page holds is the one.
     if (this.conv) return true;
     const pf = ls.get<PendingForm>('pf');
+    // Refused answers wait to be corrected: the messages behind them are not to start a
+    // conversation without them.
+    if (!pf && this.redo) return false;
     // One id per intended creation, kept until it succeeded: a retry after a lost answer (or
     // a reload meanwhile) gets the same conversation, never a second one. Also kept in the
     // page, for when storage refuses it.
