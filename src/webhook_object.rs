@@ -452,7 +452,11 @@ impl WebhookObject {
             };
             let failed_at = now_ms();
             let next = failed_at + webhook::retry_delay_ms(config.webhook_retry_base_ms, attempts);
-            if attempts >= MAX_ATTEMPTS {
+            let streak = hook.streak().failed(failed_at);
+            let disable = streak.disables(failed_at, attempts >= MAX_ATTEMPTS);
+            // A last attempt that switches the webhook off leaves its delivery to be paused
+            // with the others, not given up.
+            if attempts >= MAX_ATTEMPTS && !disable {
                 self.finish(&delivery, "failed", status, Some(&error));
             } else {
                 let _ = self.sql().exec(
@@ -473,7 +477,6 @@ impl WebhookObject {
                 .error_class("webhook_target")
                 .field("detail", error)
                 .emit();
-            let streak = hook.streak().failed(failed_at);
             // The webhook's other deliveries are not sent in this run: they wait, in their
             // order, for its next retry.
             held.insert(hook.id.clone());
@@ -487,7 +490,6 @@ impl WebhookObject {
                     SqlStorageValue::Integer(until),
                 ],
             );
-            let disable = streak.disables(failed_at);
             if self.record_failure(hook, streak, disable).await {
                 hook.failures = i64::from(streak.failures);
                 hook.failing_since = streak.since;

@@ -24,7 +24,8 @@ pub const DISABLE_AFTER_FAILURES: u32 = 20;
 /// never switched off, however many deliveries fail meanwhile. Six hours is longer than any
 /// ordinary outage or deployment, and shorter than the 8 attempts of a delivery take at the
 /// default schedule (about 11 h), so in a long outage the webhook is switched off, and its
-/// deliveries kept (paused), before they run out of attempts.
+/// deliveries kept (paused), before they run out of attempts (a delivery at its last attempt
+/// switches it off too, when the count has not been reached).
 pub const DISABLE_AFTER_FAILING_MS: i64 = 6 * 3600 * 1000;
 /// How often deliveries paused by a switched-off webhook look again whether it is back on
 /// (switching it on resumes them at once; this is for when that message was lost).
@@ -52,15 +53,16 @@ impl FailureStreak {
         }
     }
 
-    /// Whether the webhook is to be switched off at `now`: at least
-    /// [`DISABLE_AFTER_FAILURES`] failed attempts in a row, the first at least
-    /// [`DISABLE_AFTER_FAILING_MS`] ago. A count alone would switch a webhook off in the first
-    /// seconds of an outage when many deliveries are waiting.
-    pub fn disables(&self, now: i64) -> bool {
-        self.failures >= DISABLE_AFTER_FAILURES
-            && self
-                .since
-                .is_some_and(|since| now.saturating_sub(since) >= DISABLE_AFTER_FAILING_MS)
+    /// Whether the webhook is to be switched off at `now`: failing for at least
+    /// [`DISABLE_AFTER_FAILING_MS`], and either [`DISABLE_AFTER_FAILURES`] attempts in a row or
+    /// a delivery at its last attempt (`last_attempt`: a quiet site's webhook fails few
+    /// attempts, and its delivery is then paused rather than given up). A count alone would
+    /// switch a webhook off in the first seconds of an outage when many deliveries are waiting.
+    pub fn disables(&self, now: i64, last_attempt: bool) -> bool {
+        let long = self
+            .since
+            .is_some_and(|since| now.saturating_sub(since) >= DISABLE_AFTER_FAILING_MS);
+        long && (self.failures >= DISABLE_AFTER_FAILURES || last_attempt)
     }
 }
 
@@ -346,27 +348,32 @@ mod tests {
             streak = streak.failed(t0 + i * 10);
         }
         assert_eq!(streak.failures, 200);
-        assert!(!streak.disables(t0 + 2_000));
-        assert!(!streak.disables(t0 + DISABLE_AFTER_FAILING_MS - 1));
-        assert!(streak.disables(t0 + DISABLE_AFTER_FAILING_MS));
+        assert!(!streak.disables(t0 + 2_000, false));
+        assert!(!streak.disables(t0 + DISABLE_AFTER_FAILING_MS - 1, false));
+        assert!(streak.disables(t0 + DISABLE_AFTER_FAILING_MS, false));
         // Failing for hours, but too few attempts: not yet.
         let few = FailureStreak {
             failures: DISABLE_AFTER_FAILURES - 1,
             since: Some(t0),
         };
-        assert!(!few.disables(t0 + 48 * 3600 * 1000));
+        assert!(!few.disables(t0 + 48 * 3600 * 1000, false));
+        // ...unless a delivery is at its last attempt: it is paused, not given up.
+        assert!(few.disables(t0 + 48 * 3600 * 1000, true));
+        assert!(!few.disables(t0 + DISABLE_AFTER_FAILING_MS - 1, true));
         assert!(few
             .failed(t0 + 48 * 3600 * 1000)
-            .disables(t0 + 48 * 3600 * 1000));
+            .disables(t0 + 48 * 3600 * 1000, false));
         // A streak without a known start (recorded by an earlier release) never disables.
         let legacy = FailureStreak {
             failures: 1000,
             since: None,
         };
-        assert!(!legacy.disables(t0));
+        assert!(!legacy.disables(t0, true));
         // Its next failure starts the clock.
-        assert!(!legacy.failed(t0).disables(t0 + 1000));
-        assert!(legacy.failed(t0).disables(t0 + DISABLE_AFTER_FAILING_MS));
+        assert!(!legacy.failed(t0).disables(t0 + 1000, false));
+        assert!(legacy
+            .failed(t0)
+            .disables(t0 + DISABLE_AFTER_FAILING_MS, false));
     }
 
     #[test]
