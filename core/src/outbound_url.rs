@@ -93,6 +93,29 @@ pub fn check(url: &str, allow_private: bool) -> Result<Host, Refusal> {
     Ok(host)
 }
 
+/// `scheme://host[:port]` of an http(s) URL that [`check`] accepts (with private hosts
+/// allowed), as a WHATWG parser serialises its origin: the host as read, a default port left
+/// out. Never its path, query or fragment, which may carry a token (the audit log keeps this).
+pub fn origin(url: &str) -> Option<String> {
+    let host = check(url, true).ok()?;
+    let url = url.trim_matches(|c: char| c <= ' ');
+    let (scheme, rest, default_port) = match strip_prefix_ignore_case(url, "https://") {
+        Some(rest) => ("https", rest, 443),
+        None => ("http", strip_prefix_ignore_case(url, "http://")?, 80),
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (_, port) = split_port(authority).ok()?;
+    let host = match host {
+        Host::Domain(name) => name,
+        Host::V4(ip) => ip.to_string(),
+        Host::V6(ip) => format!("[{ip}]"),
+    };
+    Some(match port.parse::<u32>() {
+        Ok(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
@@ -720,5 +743,27 @@ mod tests {
                 prop_assert!(!url.contains('\\') && !authority.contains('@') && !authority.contains('%'), "{}", url);
             }
         }
+    }
+
+    #[test]
+    fn an_origin_is_scheme_host_and_port_only() {
+        assert_eq!(
+            origin("https://Hooks.Example.com/parley/abc?token=s3cret#x").as_deref(),
+            Some("https://hooks.example.com")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:9000/hooks?key=1").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(
+            origin("https://0x7f.1:0443/x").as_deref(),
+            Some("https://127.0.0.1")
+        );
+        assert_eq!(
+            origin("HTTPS://[::1]:8443").as_deref(),
+            Some("https://[::1]:8443")
+        );
+        assert_eq!(origin("https://user:pw@example.com/"), None);
+        assert_eq!(origin("not a url"), None);
     }
 }
