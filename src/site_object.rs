@@ -680,7 +680,8 @@ impl Site {
         let mut state = self.state_to_change()?;
         let effects = state.handle(&config, input, now_ms())?;
         self.save_state(&state);
-        let mut tellings = Tellings::default();
+        // What became of the assignments told meanwhile, for routing to take in.
+        let mut tellings = Vec::new();
         let mut gone = self.carry_out(&effects, &mut tellings).await;
         // A conversation that answers 404 was erased without routing being told: it leaves
         // routing (which may hand its seat to a waiting one, which is carried out in turn).
@@ -746,33 +747,18 @@ impl Site {
         self.alarm_set.set(written.is_ok().then_some(next));
     }
 
-    /// Gives routing what became of the assignments told to conversations, so those that did
-    /// not reach theirs are told again (and those that now did are not).
-    fn note_tellings(&self, config: &RoutingConfig, tellings: Tellings) {
-        if tellings.untold.is_empty() && tellings.told_again.is_empty() {
+    /// Gives routing what became of the assignments told to conversations
+    /// (`AssignmentUntold`, `AssignmentTold`), so those that did not reach theirs are told
+    /// again (and those that now did are not).
+    fn note_tellings(&self, config: &RoutingConfig, tellings: Vec<SiteInput>) {
+        if tellings.is_empty() {
             return;
         }
         let Ok(mut state) = self.state_to_change() else {
             return;
         };
         let now = now_ms();
-        let inputs = tellings
-            .untold
-            .into_iter()
-            .map(|(conversation, agent)| SiteInput::AssignmentUntold {
-                conversation,
-                agent,
-            })
-            .chain(
-                tellings
-                    .told_again
-                    .into_iter()
-                    .map(|(conversation, agent)| SiteInput::AssignmentTold {
-                        conversation,
-                        agent,
-                    }),
-            );
-        for input in inputs {
+        for input in tellings {
             // These inputs only mark the assignment: they have no effects to carry out.
             let _ = state.handle(config, input, now);
         }
@@ -787,7 +773,7 @@ impl Site {
         agent: &str,
         agent_name: &str,
         again: bool,
-        tellings: &mut Tellings,
+        tellings: &mut Vec<SiteInput>,
     ) -> bool {
         let request = SystemRequest::Assign {
             agent: Participant {
@@ -796,16 +782,22 @@ impl Site {
                 name: Some(agent_name.to_string()),
             },
         };
-        let pair = (conversation.to_string(), agent.to_string());
-        match self.tell_conversation(conversation, &request).await {
+        let (conversation, agent) = (conversation.to_string(), agent.to_string());
+        match self.tell_conversation(&conversation, &request).await {
             Told::Gone => return false,
-            Told::Failed => tellings.untold.push(pair),
+            Told::Failed => tellings.push(SiteInput::AssignmentUntold {
+                conversation,
+                agent,
+            }),
             Told::Done if again => {
                 Log::info("assignment_retold")
-                    .conversation(conversation)
-                    .field("agent", agent)
+                    .conversation(&conversation)
+                    .field("agent", agent.as_str())
                     .emit();
-                tellings.told_again.push(pair);
+                tellings.push(SiteInput::AssignmentTold {
+                    conversation,
+                    agent,
+                });
             }
             Told::Done => {}
         }
@@ -813,7 +805,11 @@ impl Site {
     }
 
     /// Carries out routing's effects; returns the conversations that no longer exist.
-    async fn carry_out(&self, effects: &[SiteEffect], tellings: &mut Tellings) -> Vec<String> {
+    async fn carry_out(
+        &self,
+        effects: &[SiteEffect],
+        tellings: &mut Vec<SiteInput>,
+    ) -> Vec<String> {
         let mut gone = Vec::new();
         if effects.is_empty() {
             return gone;
@@ -1462,15 +1458,6 @@ impl Site {
             }
         }
     }
-}
-
-/// What became of the assignments told to conversations while carrying out effects.
-#[derive(Default)]
-struct Tellings {
-    /// (conversation, agent) pairs whose telling failed: told again later.
-    untold: Vec<(String, String)>,
-    /// Pairs told again that now reached their conversation.
-    told_again: Vec<(String, String)>,
 }
 
 /// What became of a request to a conversation.

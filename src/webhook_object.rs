@@ -397,14 +397,15 @@ impl WebhookObject {
         // Webhooks one of whose deliveries failed in this run.
         let mut held: HashSet<String> = HashSet::new();
         for delivery in due {
-            let lookup = match &hooks {
-                None => HookLookup::Unreadable,
-                Some(list) => list.iter().find(|h| h.id == delivery.webhook_id).map_or(
-                    HookLookup::Missing,
-                    |h| HookLookup::Found {
-                        enabled: h.enabled != 0,
-                    },
-                ),
+            let found = hooks
+                .as_ref()
+                .map(|list| list.iter().position(|h| h.id == delivery.webhook_id));
+            let lookup = match (&hooks, found) {
+                (Some(list), Some(Some(at))) => HookLookup::Found {
+                    enabled: list[at].enabled != 0,
+                },
+                (Some(_), _) => HookLookup::Missing,
+                (None, _) => HookLookup::Unreadable,
             };
             match webhook::due_action(lookup, held.contains(&delivery.webhook_id)) {
                 // Unreadable: left as it is. Held: already moved to the webhook's next retry.
@@ -419,12 +420,10 @@ impl WebhookObject {
                 }
                 DueAction::Send => {}
             }
-            let Some(hook) = hooks
-                .as_mut()
-                .and_then(|list| list.iter_mut().find(|h| h.id == delivery.webhook_id))
-            else {
+            let (Some(list), Some(Some(at))) = (hooks.as_mut(), found) else {
                 continue;
             };
+            let hook = &mut list[at];
             if delivery.status == "paused" {
                 // Switched on again without this object hearing of it: all of it resumes.
                 let _ = self.resume(&hook.id, now);
@@ -536,22 +535,27 @@ impl WebhookObject {
 
     /// Pauses every delivery still waiting for `webhook`, just switched off here; how many.
     fn pause_all(&self, webhook: &str, now: i64) -> usize {
-        self.sql()
-            .exec(
-                "UPDATE deliveries SET status = 'paused', next_at = ? WHERE webhook_id = ? AND status = 'pending' RETURNING id",
-                vec![SqlStorageValue::Integer(now + PAUSED_RECHECK_MS), webhook.into()],
-            )
-            .and_then(|c| c.to_array::<serde_json::Value>())
-            .map_or(0, |rows| rows.len())
+        self.move_all(webhook, "pending", "paused", now + PAUSED_RECHECK_MS)
+            .unwrap_or(0)
     }
 
     /// Makes the paused deliveries of `webhook` (switched on again) due at `now`; how many.
     fn resume(&self, webhook: &str, now: i64) -> Result<usize> {
+        self.move_all(webhook, "paused", "pending", now)
+    }
+
+    /// Moves every delivery of `webhook` in status `from` to `to`, due at `next_at`; how many.
+    fn move_all(&self, webhook: &str, from: &str, to: &str, next_at: i64) -> Result<usize> {
         Ok(self
             .sql()
             .exec(
-                "UPDATE deliveries SET status = 'pending', next_at = ? WHERE webhook_id = ? AND status = 'paused' RETURNING id",
-                vec![SqlStorageValue::Integer(now), webhook.into()],
+                "UPDATE deliveries SET status = ?, next_at = ? WHERE webhook_id = ? AND status = ? RETURNING id",
+                vec![
+                    to.into(),
+                    SqlStorageValue::Integer(next_at),
+                    webhook.into(),
+                    from.into(),
+                ],
             )?
             .to_array::<serde_json::Value>()?
             .len())

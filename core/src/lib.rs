@@ -9,6 +9,7 @@ pub mod access;
 pub mod api_key;
 pub mod attachment;
 pub mod automation;
+pub mod backoff;
 pub mod bot;
 pub mod conversation;
 pub mod csv;

@@ -238,8 +238,7 @@ pub const RETELL_MAX_MS: i64 = 60_000;
 
 /// The wait before telling a conversation again after `failures` failed attempts.
 pub fn retell_delay(failures: u32) -> i64 {
-    let doublings = failures.saturating_sub(1).min(16);
-    (RETELL_FIRST_MS << doublings).min(RETELL_MAX_MS)
+    crate::backoff::doubling(RETELL_FIRST_MS, RETELL_MAX_MS, failures)
 }
 
 impl Assignment {

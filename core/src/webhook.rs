@@ -116,9 +116,7 @@ pub fn hold_until(now: i64, base_ms: i64, streak: FailureStreak, failed_next_at:
 /// Delay before the queue looks again after its webhooks could not be read
 /// (`failed_reads` in a row, from 1): one second, doubling, at most a minute.
 pub fn unreadable_retry_ms(failed_reads: u32) -> i64 {
-    1000i64
-        .saturating_mul(1i64 << failed_reads.saturating_sub(1).min(6))
-        .min(60_000)
+    crate::backoff::doubling(1000, 60_000, failed_reads)
 }
 
 /// One thing to tell a site's systems, derived from a log event.
