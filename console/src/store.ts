@@ -590,6 +590,16 @@ export class Store extends Emitter<{
     return who === null || who === this.me.id;
   }
 
+  /** Conversations of a list that want this agent now: new to them, or with unread messages. */
+  needingMe(list: ListName): number {
+    let n = 0;
+    for (const row of this.rows.values()) {
+      if (!this.inList(row, list) || !this.attention(row.id)) continue;
+      if ((row.isNew && this.status(row.id) === 'open') || this.unread(row.id) > 0) n += 1;
+    }
+    return n;
+  }
+
   titleCount(): number {
     let n = 0;
     for (const row of this.rows.values()) {

@@ -573,10 +573,13 @@ test('from the demo page to a second agent: the visitor chats in the widget, the
     assert.equal(refused, null, `transfer refused: ${refused}`);
 
     // Ann is alerted and finds it under Mine, with everything that was said before, in order.
+    // Its count under Mine is marked while the chat is new to her, whichever list she looks at.
     await page2.waitForFunction(() => /^\(\d+\) /.test(document.title), null, { timeout: 15_000 });
+    await page2.waitForSelector('#list-tab-mine .count.count--hot', { timeout: 15_000 });
     await page2.click('#list-tab-mine');
     await page2.click(`.conv-item[data-id="${id}"]`, { timeout: 15_000 });
     await waitForText(page2, '.conv .msg--note .text', 'refund approved');
+    await page2.waitForSelector('#list-tab-mine .count.count--hot', { state: 'detached', timeout: 15_000 });
     const annToken = (await http(server.url, '/api/v1/agent/login', { method: 'POST', body: { email: ann.email, password: ann.password } })).body.token;
     const history = await fullHistory(server, id, annToken);
     const said = history.filter((e) => ['message', 'note', 'file'].includes(e.kind));

@@ -14,7 +14,9 @@ export function renderInbox(el: HTMLElement, store: Store, open: (id: string) =>
   const tabs = h('div.seg.seg--lists', { role: 'tablist', 'aria-label': t('inboxLists') },
     LISTS.map((name) => {
       const selected = name === current;
-      const attention = name === 'waiting' ? counts.waiting : 0;
+      // Waiting wants someone as long as it is not empty; Mine when a chat there is new to
+      // this agent or has unread messages (a chat routed to them lands there, not in Waiting).
+      const attention = name === 'waiting' ? counts.waiting : name === 'mine' ? store.needingMe('mine') : 0;
       return h('button.seg-btn', {
         type: 'button', role: 'tab', id: `list-tab-${name}`, 'aria-selected': String(selected), 'aria-controls': 'inbox-list',
         tabindex: selected ? 0 : -1, dataset: { list: name },
