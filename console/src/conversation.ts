@@ -6,7 +6,7 @@
 import { api, ApiError, confirmSignedOut, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES } from './api';
 import { Emitter } from './emitter';
 import { upload, type UploadProgress } from './files';
-import { lang } from './i18n';
+import { lang, t } from './i18n';
 import type { Outbox, OutboxItem } from './outbox';
 import { PING, ReconnectingSocket, type SocketState } from './socket';
 import type { Agent, Ev, Participant } from './types';
@@ -402,14 +402,18 @@ export class ConvSession extends Emitter<ConvEvents> {
     this.flush();
   }
 
-  /** Files being uploaded and how far each is (in memory: the bytes cannot be kept across a reload). */
+  /**
+   * Files being uploaded and how far each is, and uploads that failed (kept with their file so
+   * the agent can send them again). In memory: the bytes cannot be kept across a reload.
+   */
   uploads = new Map<string, UploadProgress>();
+  private uploadFiles = new Map<string, File>();
 
-  /** Uploads a file, then posts it through the outbox like a message. */
-  async sendFile(file: File): Promise<void> {
-    const key = `${Date.now()}-${Math.random()}`;
+  /** Uploads a file, then posts it through the outbox like a message. A failure stays listed. */
+  async sendFile(file: File, key = `${Date.now()}-${Math.random()}`): Promise<void> {
     const progress: UploadProgress = { name: file.name, loaded: 0, total: file.size };
     this.uploads.set(key, progress);
+    this.uploadFiles.set(key, file);
     this.emit('outbox');
     try {
       const info = await upload(this.id, file, (loaded, total) => {
@@ -417,12 +421,36 @@ export class ConvSession extends Emitter<ConvEvents> {
         progress.total = total;
         this.emit('upload');
       });
+      this.forgetUpload(key);
       this.outbox.add(this.id, '', false, info);
       this.flush();
-    } finally {
-      this.uploads.delete(key);
+      this.emit('outbox');
+    } catch (e) {
+      const err = e as ApiError;
+      // The network, a busy server or a limit in time: the same bytes may go through later.
+      // A refusal of the file itself (its size, its type) will not change.
+      const retryable = !(err instanceof ApiError) || err.status === 0 || err.status >= 500 || err.status === 429;
+      progress.failed = { message: err.message || t('genericError'), retryable };
       this.emit('outbox');
     }
+  }
+
+  /** Sends a failed upload's file again. */
+  retryUpload(key: string): void {
+    const file = this.uploadFiles.get(key);
+    if (file && this.uploads.get(key)?.failed) void this.sendFile(file, key);
+  }
+
+  /** Drops a failed upload. */
+  discardUpload(key: string): void {
+    if (!this.uploads.get(key)?.failed) return;
+    this.forgetUpload(key);
+    this.emit('outbox');
+  }
+
+  private forgetUpload(key: string): void {
+    this.uploads.delete(key);
+    this.uploadFiles.delete(key);
   }
 
   retry(clientMsgId: string): void {

@@ -48,11 +48,13 @@ export async function download(conversation: string, file: FileInfo): Promise<vo
   a.remove();
 }
 
-/** An upload under way: how many of its bytes have gone. */
+/** An upload under way: how many of its bytes have gone; or why it failed. */
 export interface UploadProgress {
   readonly name: string;
   loaded: number;
   total: number;
+  /** Set when the upload failed: the reason shown, and whether sending it again may work. */
+  failed?: { message: string; retryable: boolean };
 }
 
 /**

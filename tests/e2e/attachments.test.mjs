@@ -3,7 +3,8 @@
 // fetched with the token (a blob: URL), a document as a download chip; the site's size limit
 // is checked before uploading, the server's refusals are shown in the visitor's language,
 // names stay text, and a file whose upload a reload cut short is shown as not sent. In the agent
-// console, an upload shows its progress, and files arrive intact both ways, byte for byte.
+// console, an upload shows its progress, one that fails stays with its reason (and a retry
+// where one may work), and files arrive intact both ways, byte for byte.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -666,6 +667,62 @@ test('in the console: the agent downloads the visitor\'s file byte for byte; a s
   assert.deepEqual(errors, []);
   assert.deepEqual(page.errors, []);
   assert.deepEqual([...context.offsite, ...agentContext.offsite], []);
+  await agentContext.close();
+  await context.close();
+});
+
+test('in the console: an upload that fails on the way stays with "retry" and is sent once when retried; a refused file offers only "discard"', async () => {
+  const context = await visitorContext(browser);
+  const page = await openDemo(context, server);
+  await openPanel(page);
+  await send(page, 'Could you send me the manual?');
+  const conversation = await conversationOf(page);
+
+  const agentContext = await visitorContext(browser, { viewport: { width: 1440, height: 900 } });
+  const con = await agentContext.newPage();
+  const errors = [];
+  con.on('pageerror', (e) => errors.push(e.message));
+  await signIn(con, server);
+  await con.click('#list-tab-team');
+  await con.click(`.conv-item[data-id="${conversation}"]`);
+  const conv = `.conv[data-conversation="${conversation}"]`;
+  await waitForText(con, `${conv} .msg--in .text`, 'the manual');
+  const input = `${conv} .composer input[type=file]`;
+  const failed = `${conv} .msg--upload-failed`;
+
+  // Offline, the upload fails: it stays in the thread with the reason and a retry.
+  const manual = pdf('manual', 4096);
+  await agentContext.setOffline(true);
+  await con.setInputFiles(input, { name: 'manual.pdf', mimeType: 'application/pdf', buffer: manual });
+  await con.waitForSelector(`${failed} [data-action="retry-upload"]`, { timeout: 15_000 });
+  const shown = await con.textContent(failed);
+  assert.match(shown, /manual\.pdf/);
+  assert.match(shown, /Not sent/);
+  await agentContext.setOffline(false);
+  await con.click(`${failed} [data-action="retry-upload"]`);
+  await con.waitForSelector(`${conv} .msg--mine.msg--file:not(.msg--pending) .file-name`, { timeout: 20_000 });
+  await con.waitForSelector(failed, { state: 'detached' });
+  const posted = fileEvents(await fullHistory(server, conversation, agent.token), 'agent');
+  assert.equal(posted.length, 1, 'sent once');
+  assert.ok((await download(conversation, posted[0].body.file.id)).equals(manual));
+
+  // A file the server refuses for what it is: the server's reason, no retry; discarded, it goes.
+  const direct = await fetch(`${server.url}/api/v1/conversations/${conversation}/files?name=logo.svg`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${agent.token}`, 'content-type': 'image/svg+xml', 'accept-language': 'en' },
+    body: SVG,
+  });
+  assert.equal(direct.status, 415);
+  const reason = (await direct.json()).message;
+  await con.setInputFiles(input, { name: 'logo.svg', mimeType: 'image/svg+xml', buffer: SVG });
+  await con.waitForSelector(`${failed} [data-action="discard-upload"]`, { timeout: 15_000 });
+  assert.equal(await con.$(`${failed} [data-action="retry-upload"]`), null);
+  assert.ok((await con.textContent(failed)).includes(reason), await con.textContent(failed));
+  await con.click(`${failed} [data-action="discard-upload"]`);
+  await con.waitForSelector(failed, { state: 'detached' });
+  assert.equal(fileEvents(await fullHistory(server, conversation, agent.token), 'agent').length, 1);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(page.errors, []);
   await agentContext.close();
   await context.close();
 });

@@ -157,7 +157,11 @@ export class Thread {
   private uploadRows(): HTMLElement[] {
     const uploads = this.session.uploads;
     for (const key of [...this.uploadNodes.keys()]) if (!uploads.has(key)) this.uploadNodes.delete(key);
-    const rows = [...uploads].map(([key, { name }]) => {
+    const rows = [...uploads].map(([key, { name, failed }]) => {
+      if (failed) {
+        this.uploadNodes.delete(key);
+        return this.failedUploadRow(key, name, failed);
+      }
       let row = this.uploadNodes.get(key);
       if (!row) {
         row = this.uploadRow(key, name);
@@ -181,6 +185,18 @@ export class Thread {
         h('span.file-main', null, h('span.file-name', null, name))))),
       h('div.msg-status', null, bar, ' ', pct, ' · ', t('uploading', { name })));
     return { el, bar, pct };
+  }
+
+  /** An upload that failed: why, and sending it again (when that may work) or dropping it. */
+  private failedUploadRow(key: string, name: string, failed: { message: string; retryable: boolean }): HTMLElement {
+    return h('div.msg.msg--out.msg--mine.msg--pending.msg--failed.msg--upload-failed', { dataset: { upload: key } },
+      h('div.msg-row', null, h('div.bubble', null, h('div.file-card', null,
+        h('span.file-icon', { 'aria-hidden': 'true' }, icon('file', 20)),
+        h('span.file-main', null, h('span.file-name', null, name))))),
+      h('div.msg-status.msg-status--error', { role: 'alert' },
+        h('span', null, `${t('notSent')}: ${failed.message}`),
+        failed.retryable ? h('button.link-btn', { type: 'button', dataset: { action: 'retry-upload' }, onclick: () => this.session.retryUpload(key) }, t('retry')) : null,
+        h('button.link-btn', { type: 'button', dataset: { action: 'discard-upload' }, onclick: () => this.session.discardUpload(key) }, t('discard'))));
   }
 
   /** Shows how far each upload on screen has gone. */
