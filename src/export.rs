@@ -4,6 +4,7 @@
 
 use futures::stream;
 use parley_core::csv;
+use parley_core::export::{start_after, Dataset, Keyset};
 use parley_core::token::Principal;
 use parley_core::ErrorCode;
 use serde::Deserialize;
@@ -18,93 +19,9 @@ use crate::http::{ApiError, ApiResult};
 const PAGE: u32 = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dataset {
-    Messages,
-    Conversations,
-    Audit,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     Csv,
     Json,
-}
-
-impl Dataset {
-    pub fn parse(name: &str) -> Option<Dataset> {
-        match name {
-            "messages" => Some(Dataset::Messages),
-            "conversations" => Some(Dataset::Conversations),
-            "audit" => Some(Dataset::Audit),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Dataset::Messages => "messages",
-            Dataset::Conversations => "conversations",
-            Dataset::Audit => "audit",
-        }
-    }
-
-    fn header(self) -> &'static [&'static str] {
-        match self {
-            Dataset::Messages => &[
-                "conversation_id",
-                "seq",
-                "created_at",
-                "site_id",
-                "visitor_id",
-                "kind",
-                "author_role",
-                "author_id",
-                "author_name",
-                "text",
-            ],
-            Dataset::Conversations => &[
-                "id",
-                "site_id",
-                "visitor_id",
-                "status",
-                "assignee_id",
-                "created_at",
-                "updated_at",
-                "last_seq",
-                "last_message_at",
-            ],
-            Dataset::Audit => &["id", "created_at", "actor_id", "action", "target", "detail"],
-        }
-    }
-
-    /// The page query: the team's rows in the range, after the keyset cursor, in a stable order.
-    fn query(self) -> &'static str {
-        match self {
-            Dataset::Messages => {
-                "SELECT m.conversation_id, m.seq, m.created_at, c.site_id, c.visitor_id, m.kind, m.author_role,
-                        m.author_id, m.author_name, m.body
-                 FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                 WHERE c.site_id IN (SELECT id FROM sites WHERE team_id = ?1) AND (?2 = '' OR c.site_id = ?2)
-                   AND m.created_at >= ?3 AND m.created_at < ?4
-                   AND (m.created_at, m.conversation_id, m.seq) > (?5, ?6, ?7)
-                 ORDER BY m.created_at, m.conversation_id, m.seq LIMIT ?8"
-            }
-            Dataset::Conversations => {
-                "SELECT id, site_id, visitor_id, status, assignee_id, created_at, updated_at, last_seq, last_message_at
-                 FROM conversations
-                 WHERE site_id IN (SELECT id FROM sites WHERE team_id = ?1) AND (?2 = '' OR site_id = ?2)
-                   AND created_at >= ?3 AND created_at < ?4
-                   AND (created_at, id, 0) > (?5, ?6, ?7)
-                 ORDER BY created_at, id LIMIT ?8"
-            }
-            Dataset::Audit => {
-                "SELECT id, created_at, actor_id, action, target, detail FROM audit_log
-                 WHERE team_id = ?1 AND ?2 = '' AND created_at >= ?3 AND created_at < ?4
-                   AND (created_at, CAST(id AS TEXT), 0) > (?5, ?6, ?7)
-                 ORDER BY created_at, CAST(id AS TEXT) LIMIT ?8"
-            }
-        }
-    }
 }
 
 /// The text column of an event: a message's text, a file's name, the answers of the form the
@@ -139,11 +56,7 @@ fn event_text(kind: &str, body: &serde_json::Value) -> String {
 }
 
 /// A row as read, turned into output fields and the cursor after it.
-fn row_fields(
-    dataset: Dataset,
-    row: &serde_json::Value,
-    mask: bool,
-) -> (Vec<String>, (i64, String, i64)) {
+fn row_fields(dataset: Dataset, row: &serde_json::Value, mask: bool) -> (Vec<String>, Keyset) {
     let text = |k: &str| match &row[k] {
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => s.clone(),
@@ -218,10 +131,9 @@ struct Cursor {
     format: Format,
     team: String,
     site: String,
-    from: i64,
     to: i64,
     mask: bool,
-    after: (i64, String, i64),
+    after: Keyset,
     started: bool,
     first_row: bool,
     done: bool,
@@ -242,11 +154,10 @@ async fn next_chunk(mut c: Cursor) -> Option<(worker::Result<Vec<u8>>, Cursor)> 
     let page = async {
         c.env
             .d1("DB")?
-            .prepare(c.dataset.query())
+            .prepare(c.dataset.page_query())
             .bind(&[
                 c.team.as_str().into(),
                 c.site.as_str().into(),
-                JsValue::from_f64(c.from as f64),
                 JsValue::from_f64(c.to as f64),
                 JsValue::from_f64(c.after.0 as f64),
                 c.after.1.as_str().into(),
@@ -340,10 +251,9 @@ pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
         format,
         team: team.clone(),
         site,
-        from,
         to,
         mask: !principal.sees_pii(),
-        after: (i64::MIN / 2, String::new(), -1),
+        after: start_after(from),
         started: false,
         first_row: true,
         done: false,

@@ -220,3 +220,85 @@ test('the form a conversation began with and its rating are in the export, maske
   assert.equal(textOf(masked, 'created'), 'email: z***@example.org\nname: Zoe');
   assert.equal(textOf(masked, 'rated'), '4/5\nquick, thanks; write to z***@example.org');
 });
+
+test('an export across several pages holds exactly the team\'s rows (of the site asked for), while another team has rows in the same milliseconds', async () => {
+  // Seeded straight into D1 in a range no other test writes to: the team's first site and a
+  // second one, and another team's site; conversations and messages interleaved in time with
+  // several sharing each millisecond, so pages of 500 end in the middle of a millisecond.
+  const start = Date.UTC(2021, 5, 1);
+  const range = `from=${start}&to=${start + 1000}`;
+  const { results: [{ team_id: team, id: firstSite }] } = await server.d1(
+    'SELECT s.team_id, s.id FROM sites s JOIN conversations c ON c.site_id = s.id WHERE c.id = ?1', [sent[0].conversation],
+  );
+  const secondSite = 'site-export-second';
+  const otherTeam = 'team-export-other';
+  const otherSite = 'site-export-other';
+  await server.d1('INSERT INTO teams (id, name, created_at) VALUES (?1, ?1, 0)', [otherTeam]);
+  for (const [site, siteTeam] of [[secondSite, team], [otherSite, otherTeam]]) {
+    await server.d1("INSERT INTO sites (id, team_id, site_key, name, created_at) VALUES (?1, ?2, ?1, ?1, 0)", [site, siteTeam]);
+  }
+  const sites = [firstSite, secondSite, otherSite];
+  // 1,200 conversations, a third on each site, six per millisecond, ids out of time order.
+  const conversations = Array.from({ length: 1200 }, (_, i) => ({
+    id: `q${String((i * 7919) % 10007).padStart(5, '0')}`, site: sites[i % 3], at: start + Math.floor(i / 6),
+  }));
+  await server.d1(
+    `INSERT INTO conversations (id, site_id, visitor_id, status, created_at, updated_at, last_seq)
+     SELECT json_extract(value, '$.id'), json_extract(value, '$.site'), 'visitor-export', 'closed',
+            json_extract(value, '$.at'), json_extract(value, '$.at'), 250
+     FROM json_each(?1)`,
+    [JSON.stringify(conversations)],
+  );
+  // 250 messages in each of the first nine conversations, one per millisecond: nine a millisecond.
+  const talking = conversations.slice(0, 9);
+  await server.d1(
+    `WITH RECURSIVE n(seq) AS (SELECT 1 UNION ALL SELECT seq + 1 FROM n WHERE seq < 250)
+     INSERT INTO messages (conversation_id, seq, kind, author_id, author_role, body, created_at)
+     SELECT json_extract(c.value, '$.id'), n.seq, 'message', 'visitor-export', 'visitor',
+            json_object('text', 'seeded ' || n.seq), ?2 + n.seq
+     FROM json_each(?1) c CROSS JOIN n`,
+    [JSON.stringify(talking), start],
+  );
+  // 1,200 audit entries, a third of them the other team's, seven per millisecond.
+  await server.d1(
+    `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1199)
+     INSERT INTO audit_log (team_id, actor_id, action, target, created_at)
+     SELECT CASE WHEN i % 3 = 2 THEN ?2 ELSE ?1 END, 'seeder', 'seeded', 'entry ' || i, ?3 + i / 7 FROM n`,
+    [team, otherTeam, start],
+  );
+
+  const exportCsv = async (path) => {
+    const res = await fetch(`${server.url}/api/v1/export/${path}`, { headers: { authorization: `Bearer ${owner.token}` } });
+    assert.equal(res.status, 200);
+    return parseCsv(await res.text()).slice(1);
+  };
+  const byTime = (a, b) => (a.at - b.at) || (a.key < b.key ? -1 : a.key > b.key ? 1 : (a.seq ?? 0) - (b.seq ?? 0));
+
+  const siteOf = new Map(conversations.map((c) => [c.id, c.site]));
+  const messages = talking.flatMap((c) => Array.from({ length: 250 }, (_, i) => ({ key: c.id, seq: i + 1, at: start + i + 1, site: c.site })));
+  for (const site of ['', firstSite, secondSite, otherSite]) {
+    const expected = messages
+      // Another team's site is no site of this team: nothing, as for a site that does not exist.
+      .filter((m) => m.site !== otherSite && (site === '' || m.site === site))
+      .sort(byTime)
+      .map((m) => [m.key, String(m.seq), new Date(m.at).toISOString(), m.site]);
+    const rows = await exportCsv(`messages.csv?${range}${site ? `&site=${site}` : ''}`);
+    assert.deepEqual(rows.map((r) => [r[0], r[1], r[2], r[3]]), expected, `messages of site "${site}"`);
+  }
+  assert.equal(messages.filter((m) => m.site !== otherSite).length, 1500, 'three pages of messages');
+
+  const ownConversations = conversations.filter((c) => c.site !== otherSite).map((c) => ({ ...c, key: c.id })).sort(byTime);
+  assert.equal(ownConversations.length, 800, 'two pages of conversations');
+  const listed = await (await fetch(`${server.url}/api/v1/export/conversations.json?${range}`, { headers: { authorization: `Bearer ${owner.token}` } })).json();
+  assert.deepEqual(listed.map((c) => [c.id, c.site_id, c.created_at]), ownConversations.map((c) => [c.id, siteOf.get(c.id), new Date(c.at).toISOString()]));
+  const ofSecondSite = await exportCsv(`conversations.csv?${range}&site=${secondSite}`);
+  assert.deepEqual(ofSecondSite.map((r) => r[0]), ownConversations.filter((c) => c.site === secondSite).map((c) => c.id));
+
+  // The audit log in export order: by time, then by id as text within a millisecond.
+  const { results: entries } = await server.d1(
+    'SELECT id, created_at FROM audit_log WHERE team_id = ?1 AND created_at >= ?2 AND created_at < ?3', [team, start, start + 1000],
+  );
+  assert.equal(entries.length, 800, 'two pages of audit entries');
+  const expectedAudit = entries.map((e) => ({ key: String(e.id), at: e.created_at })).sort(byTime).map((e) => e.key);
+  assert.deepEqual((await exportCsv(`audit.csv?${range}`)).map((r) => r[0]), expectedAudit);
+});

@@ -14,6 +14,7 @@ pub mod bot;
 pub mod conversation;
 pub mod csv;
 pub mod error;
+pub mod export;
 pub mod hours;
 pub mod i18n;
 pub mod ids;
