@@ -268,6 +268,9 @@ const MAX_ERASED_ROUNDS_PER_INPUT: usize = 5;
 const MAX_ANSWER_CHECKS: usize = 50;
 /// How long the site waits for a conversation's word on its answer.
 const ANSWER_ASK_TIMEOUT_MS: u64 = 3_000;
+/// How long a conversation that could not be told of its assignment gets to answer a
+/// retelling.
+const RETELL_TIMEOUT_MS: u64 = 3_000;
 /// Assignments due this soon are asked about with the overdue ones (covers the asks' time).
 const ANSWER_ASK_MARGIN_MS: i64 = 5_000;
 
@@ -765,16 +768,19 @@ impl Site {
         self.save_state(&state);
     }
 
-    /// Tells the conversation that `agent` handles it; what became of it goes into `tellings`.
-    /// Returns false when the conversation no longer exists.
+    /// Tells the conversation that `agent` handles it (the assignment that started at
+    /// `since`); what became of it goes into `tellings`. Returns false when the conversation
+    /// no longer exists. A retelling goes to a conversation that could not be reached lately:
+    /// it gets [`RETELL_TIMEOUT_MS`] to answer, so that it does not hold up the site's alarm
+    /// (no answer counts as a failed telling; a late one is harmless, assigning is idempotent).
     async fn tell_assignment(
         &self,
         conversation: &str,
-        agent: &str,
-        agent_name: &str,
+        (agent, agent_name, since): (&str, &str, i64),
         again: bool,
         tellings: &mut Vec<SiteInput>,
     ) -> bool {
+        use futures::future::{select, Either};
         let request = SystemRequest::Assign {
             agent: Participant {
                 id: agent.to_string(),
@@ -783,11 +789,28 @@ impl Site {
             },
         };
         let (conversation, agent) = (conversation.to_string(), agent.to_string());
-        match self.tell_conversation(&conversation, &request).await {
+        let told = if again {
+            let tell = Box::pin(self.tell_conversation(&conversation, &request));
+            let timeout = worker::Delay::from(Duration::from_millis(RETELL_TIMEOUT_MS));
+            match select(tell, timeout).await {
+                Either::Left((told, _)) => told,
+                Either::Right(_) => {
+                    Log::warn("conversation_unreachable")
+                        .conversation(&conversation)
+                        .error_class("timeout")
+                        .emit();
+                    Told::Failed
+                }
+            }
+        } else {
+            self.tell_conversation(&conversation, &request).await
+        };
+        match told {
             Told::Gone => return false,
             Told::Failed => tellings.push(SiteInput::AssignmentUntold {
                 conversation,
                 agent,
+                since,
             }),
             Told::Done if again => {
                 Log::info("assignment_retold")
@@ -797,6 +820,7 @@ impl Site {
                 tellings.push(SiteInput::AssignmentTold {
                     conversation,
                     agent,
+                    since,
                 });
             }
             Told::Done => {}
@@ -829,16 +853,18 @@ impl Site {
                     // later input has already replaced (a claim during a timeout's round) is
                     // not sent after the newer one, which would leave the conversation showing
                     // the wrong agent.
-                    let still_current = self.peek_state(|s| {
+                    let current = self.peek_state(|s| {
                         s.assignments
                             .get(conversation)
-                            .is_some_and(|a| a.agent == *agent)
+                            .filter(|a| a.agent == *agent)
+                            .map(|a| a.start())
                     });
-                    if !still_current {
+                    let Some(since) = current else {
                         continue;
-                    }
+                    };
+                    let assignment = (agent.as_str(), agent_name.as_str(), since);
                     if !self
-                        .tell_assignment(conversation, agent, agent_name, false, tellings)
+                        .tell_assignment(conversation, assignment, false, tellings)
                         .await
                     {
                         gone.push(conversation.clone());
@@ -896,18 +922,20 @@ impl Site {
                     conversation,
                     agent,
                     agent_name,
+                    since,
                 } => {
                     // As for `Assigned`: an assignment replaced meanwhile (a transfer, a claim
                     // while earlier effects were carried out) is not told, which would leave the
                     // conversation showing the agent who no longer has it.
                     let still_untold = self.peek_state(|s| {
-                        s.assignments
-                            .get(conversation)
-                            .is_some_and(|a| a.agent == *agent && a.untold.is_some())
+                        s.assignments.get(conversation).is_some_and(|a| {
+                            a.agent == *agent && a.start() == *since && a.untold.is_some()
+                        })
                     });
+                    let assignment = (agent.as_str(), agent_name.as_str(), *since);
                     if still_untold
                         && !self
-                            .tell_assignment(conversation, agent, agent_name, true, tellings)
+                            .tell_assignment(conversation, assignment, true, tellings)
                             .await
                     {
                         gone.push(conversation.clone());
@@ -918,8 +946,14 @@ impl Site {
             }
         }
         self.record(&site, records).await;
-        // As it is now, not as `state` was: other inputs may have changed it during the awaits.
-        self.peek_state(|now| self.push_inbox(now));
+        // Retellings change nothing the consoles show.
+        let shown = effects
+            .iter()
+            .any(|effect| !matches!(effect, SiteEffect::Retell { .. }));
+        if shown {
+            // As it is now, not as `state` was: other inputs may have changed it meanwhile.
+            self.peek_state(|now| self.push_inbox(now));
+        }
         gone
     }
 

@@ -919,6 +919,13 @@ impl Engine {
         if self.meta.assignee.as_deref() == Some(agent.id.as_str()) {
             return Ok(Vec::new());
         }
+        // Routing hears of a close after it happens: its assignment (or a retelling of one)
+        // may arrive after the conversation ended. It is not recorded, which would show an
+        // agent joining a closed chat; and it is not refused either, which routing would count
+        // as a failed telling and try again.
+        if who.role == Role::System && self.meta.status == Status::Closed {
+            return Ok(Vec::new());
+        }
         self.lifecycle(store, EventPayload::Assigned { agent }, who, now)
     }
 

@@ -232,9 +232,10 @@ pub struct Untold {
 }
 
 /// The first wait before an assignment that did not reach its conversation is told again;
-/// it doubles with each failure, up to [`RETELL_MAX_MS`].
+/// it doubles with each failure, up to [`RETELL_MAX_MS`]: a conversation that stays
+/// unreachable is asked every few minutes, not every minute for as long as it is assigned.
 pub const RETELL_FIRST_MS: i64 = 2_000;
-pub const RETELL_MAX_MS: i64 = 60_000;
+pub const RETELL_MAX_MS: i64 = 300_000;
 
 /// The wait before telling a conversation again after `failures` failed attempts.
 pub fn retell_delay(failures: u32) -> i64 {
@@ -338,14 +339,18 @@ pub enum SiteInput {
     },
     /// Telling the conversation of its assignment to `agent` failed (it could not be reached
     /// or did not answer): it is told again later, while the assignment stands.
+    /// `since` is the assignment's [`Assignment::start`]: the result is about that assignment,
+    /// not a later one to the same agent.
     AssignmentUntold {
         conversation: String,
         agent: String,
+        since: i64,
     },
     /// The conversation confirmed its assignment to `agent` after it had been told again.
     AssignmentTold {
         conversation: String,
         agent: String,
+        since: i64,
     },
     /// Time passed: expire silent devices, reassign unanswered conversations, tell
     /// conversations again of assignments they did not confirm.
@@ -395,6 +400,8 @@ pub enum SiteEffect {
         conversation: String,
         agent: String,
         agent_name: String,
+        /// The assignment's [`Assignment::start`], given back with the result.
+        since: i64,
     },
 }
 
@@ -732,9 +739,10 @@ impl SiteState {
             SiteInput::AssignmentUntold {
                 conversation,
                 agent,
+                since,
             } => {
                 if let Some(a) = self.assignments.get_mut(&conversation) {
-                    if a.agent == agent {
+                    if a.agent == agent && a.start() == since {
                         let failures = a.untold.map_or(0, |u| u.failures) + 1;
                         a.untold = Some(Untold {
                             failures,
@@ -746,9 +754,10 @@ impl SiteState {
             SiteInput::AssignmentTold {
                 conversation,
                 agent,
+                since,
             } => {
                 if let Some(a) = self.assignments.get_mut(&conversation) {
-                    if a.agent == agent {
+                    if a.agent == agent && a.start() == since {
                         a.untold = None;
                     }
                 }
@@ -756,6 +765,9 @@ impl SiteState {
             SiteInput::Tick => {
                 self.tick(config, now, &mut fx);
                 self.drain_queue(config, now, &mut fx);
+                // After the new assignments: those are told first, not behind conversations
+                // that recently could not be reached.
+                self.retell_due(now, &mut fx);
             }
         }
         Ok(fx)
@@ -1113,7 +1125,6 @@ impl SiteState {
                 }
             }
         }
-        self.retell_due(now, fx);
     }
 
     /// Assignments whose conversation did not confirm them, due to be told again. The next
@@ -1134,6 +1145,7 @@ impl SiteState {
                 conversation: conversation.clone(),
                 agent: a.agent.clone(),
                 agent_name,
+                since: a.start(),
             });
         }
     }

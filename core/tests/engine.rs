@@ -876,3 +876,33 @@ fn an_answer_counts_only_from_the_assignee_since_the_assignment() {
     assert!(reloaded.answered_since(&store, "a_2", 7_000).unwrap());
     assert!(!reloaded.answered_since(&store, "a_2", 9_000).unwrap());
 }
+
+#[test]
+fn routing_assigning_a_closed_conversation_records_nothing_and_is_not_refused() {
+    let (mut engine, mut store) = new_conversation(10);
+    engine
+        .handle(&mut store, Command::Close { who: agent() }, 1)
+        .unwrap();
+    let logged = store.log().len();
+    let by_routing = Command::Assign {
+        who: system_participant(),
+        agent: agent(),
+    };
+    // Routing heard of the close only afterwards: its (re)telling lands on a closed chat.
+    let effects = engine.handle(&mut store, by_routing, 2).unwrap();
+    assert!(effects.is_empty());
+    assert_eq!(store.log().len(), logged, "no `assigned` after `closed`");
+    assert_eq!(engine.meta().assignee, None);
+    // An agent taking a closed conversation themselves still does.
+    engine
+        .handle(
+            &mut store,
+            Command::Assign {
+                who: agent(),
+                agent: agent(),
+            },
+            3,
+        )
+        .unwrap();
+    assert_eq!(engine.meta().assignee.as_deref(), Some("a_1"));
+}

@@ -1381,13 +1381,20 @@ fn retells(fx: &[SiteEffect]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// When c_1's current assignment started: what a telling's result names.
+fn since(state: &SiteState) -> i64 {
+    state.assignments.get("c_1").map_or(0, |a| a.start())
+}
+
 fn untold(state: &mut SiteState, config: &RoutingConfig, agent: &str, now: i64) {
+    let since = since(state);
     let fx = state
         .handle(
             config,
             SiteInput::AssignmentUntold {
                 conversation: "c_1".into(),
                 agent: agent.into(),
+                since,
             },
             now,
         )
@@ -1442,6 +1449,7 @@ fn an_assignment_that_did_not_reach_its_conversation_is_told_again_until_it_does
             SiteInput::AssignmentTold {
                 conversation: "c_1".into(),
                 agent: "a_1".into(),
+                since: since(&state),
             },
             6_300,
         )
@@ -1484,6 +1492,7 @@ fn only_the_assignment_that_stands_is_told_again() {
             SiteInput::AssignmentTold {
                 conversation: "c_1".into(),
                 agent: first.clone(),
+                since: 0,
             },
             1_200,
         )
@@ -1503,12 +1512,53 @@ fn only_the_assignment_that_stands_is_told_again() {
 }
 
 #[test]
-fn retelling_waits_longer_after_each_failure_up_to_a_minute() {
+fn retelling_waits_longer_after_each_failure_up_to_five_minutes() {
     assert_eq!(retell_delay(1), 2_000);
     assert_eq!(retell_delay(2), 4_000);
     assert_eq!(retell_delay(5), 32_000);
-    assert_eq!(retell_delay(6), RETELL_MAX_MS);
+    assert_eq!(retell_delay(8), 256_000);
+    assert_eq!(retell_delay(9), RETELL_MAX_MS);
+    assert_eq!(RETELL_MAX_MS, 300_000);
     assert_eq!(retell_delay(u32::MAX), RETELL_MAX_MS);
+}
+
+#[test]
+fn a_telling_result_is_about_the_assignment_it_names_not_a_later_one_to_the_same_agent() {
+    let config = RoutingConfig {
+        answer_timeout_ms: 1_000_000,
+        heartbeat_timeout_ms: 10_000_000,
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    new_conversation(&mut state, &config, "c_1", 0);
+    let current = since(&state);
+    let result = |untold: bool, since: i64| {
+        let (conversation, agent) = ("c_1".to_string(), "a_1".to_string());
+        if untold {
+            SiteInput::AssignmentUntold {
+                conversation,
+                agent,
+                since,
+            }
+        } else {
+            SiteInput::AssignmentTold {
+                conversation,
+                agent,
+                since,
+            }
+        }
+    };
+    // A failure of an earlier assignment to the same agent is not this one's.
+    state.handle(&config, result(true, current - 7), 10).unwrap();
+    assert_eq!(state.assignments["c_1"].untold, None);
+    state.handle(&config, result(true, current), 20).unwrap();
+    assert!(state.assignments["c_1"].untold.is_some());
+    // Nor does the confirmation of an earlier one clear this one's failure.
+    state.handle(&config, result(false, current - 7), 30).unwrap();
+    assert!(state.assignments["c_1"].untold.is_some());
+    state.handle(&config, result(false, current), 40).unwrap();
+    assert_eq!(state.assignments["c_1"].untold, None);
 }
 
 #[test]
