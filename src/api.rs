@@ -71,7 +71,25 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     };
     ctx.caller = crate::credentials::identify(&req, &ctx).await;
     let method = req.method();
-    let result = route(&mut req, &ctx, &method, &path).await;
+    // For a preflight, the request it asks leave for.
+    let asked = if method == Method::Options {
+        header(&req, "access-control-request-method")
+    } else {
+        Some(method.to_string())
+    };
+    let widget_start = asked.is_some_and(|asked| starts_widget(&asked, &path));
+    let standing_before = if widget_start {
+        Some(origin_standing(&ctx).await)
+    } else {
+        None
+    };
+    let result = if standing_before == Some(Standing::Unlisted) && method != Method::Options {
+        // No site allows this origin, so any site would refuse it: refused before the body, the
+        // rate limits or the site key are looked at, so the answer tells nothing about them.
+        Err(ErrorCode::OriginNotAllowed.into())
+    } else {
+        route(&mut req, &ctx, &method, &path).await
+    };
     // Whatever the handler did not read is read now, so the connection stays usable.
     drain_unread_body(&mut req).await;
     let mut refused = None;
@@ -105,8 +123,14 @@ pub async fn handle(mut req: Request, env: Env, worker_ctx: Context) -> Result<R
     if response.status_code() == 101 {
         return Ok(response);
     }
+    let standing = match standing_before {
+        Some(standing) => standing,
+        None => origin_standing(&ctx).await,
+    };
+    let readable_refusal =
+        widget_start && (method == Method::Options || refused == Some(ErrorCode::OriginNotAllowed));
     let mut headers = mutable_headers(&response)?;
-    add_cors(&mut headers, &ctx).await?;
+    add_cors(&mut headers, &ctx, standing, readable_refusal)?;
     Ok(response.with_headers(headers))
 }
 
@@ -156,22 +180,80 @@ fn route_name(path: &str) -> String {
         .join("/")
 }
 
-/// Exact CORS: the API answers cross-origin only to origins some site allows (the widget's
-/// hosts); the Worker's own pages are same-origin. Which origin may act for which site is
-/// checked again per request (sessions, sockets).
-async fn add_cors(headers: &mut Headers, ctx: &Ctx) -> Result<()> {
+/// The requests a widget makes before it has a visitor session (`widget/src/loader.ts`): its
+/// configuration and the session itself. Everything else it asks carries the session.
+const WIDGET_START: [(&str, &str); 2] = [
+    ("GET", "api/v1/widget/config"),
+    ("POST", "api/v1/visitor/session"),
+];
+
+/// Whether `method` on `path` is one of the requests a widget starts with (paths as routed).
+fn starts_widget(method: &str, path: &str) -> bool {
+    WIDGET_START.contains(&(method, path.trim_matches('/')))
+}
+
+/// How the request's origin stands with the deployment's sites, for CORS.
+#[derive(Clone, Copy, PartialEq)]
+enum Standing {
+    /// No `Origin` (not a browser page) or the Worker's own: not a cross-origin request.
+    Own,
+    /// Some site allows it.
+    Listed,
+    /// No site allows it.
+    Unlisted,
+    /// D1 could not say: no CORS answer, and nothing is refused on this account.
+    Unknown,
+}
+
+async fn origin_standing(ctx: &Ctx) -> Standing {
+    let Some(origin) = &ctx.origin else {
+        return Standing::Own;
+    };
+    if *origin == ctx.own_origin {
+        return Standing::Own;
+    }
+    let Ok(db) = ctx.env.d1("DB") else {
+        return Standing::Unknown;
+    };
+    match sites::origin_allowed_anywhere(&db, origin, ctx.now).await {
+        Some(true) => Standing::Listed,
+        Some(false) => Standing::Unlisted,
+        None => Standing::Unknown,
+    }
+}
+
+/// Exact CORS: the API answers cross-origin to origins some site allows (the widget's hosts);
+/// the Worker's own pages are same-origin. Which origin may act for which site is checked
+/// again per request (sessions, sockets).
+///
+/// An origin that no site allows may read one thing: the refusal of a widget's first requests
+/// ([`WIDGET_START`], and their preflights), so that a widget embedded where its site's owner
+/// forgot to allow it says why instead of retrying a network error for ever. What a page there
+/// (an attacker's, say) gains is that refusal and nothing more: `handle` refuses those requests
+/// for such an origin before reading anything, so the answer is `origin_not_allowed` whatever
+/// site key or visitor token it sends, which it could tell already (no other answer is readable
+/// to it). No credentials are allowed, so no cookie rides along. A success never becomes
+/// readable: no site would give one (an empty allow-list admits no page but the Worker's own),
+/// and only `origin_not_allowed` gets the header.
+fn add_cors(
+    headers: &mut Headers,
+    ctx: &Ctx,
+    standing: Standing,
+    readable_refusal: bool,
+) -> Result<()> {
     let Some(origin) = &ctx.origin else {
         return Ok(());
     };
     headers.set("vary", "Origin")?;
-    if *origin == ctx.own_origin {
-        return Ok(());
-    }
-    if let Ok(db) = ctx.env.d1("DB") {
-        if sites::origin_allowed_anywhere(&db, origin, ctx.now).await {
+    match standing {
+        Standing::Listed => {
             headers.set("access-control-allow-origin", origin)?;
             headers.set("access-control-expose-headers", "retry-after")?;
         }
+        Standing::Unlisted if readable_refusal => {
+            headers.set("access-control-allow-origin", origin)?;
+        }
+        Standing::Own | Standing::Unlisted | Standing::Unknown => {}
     }
     Ok(())
 }

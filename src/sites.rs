@@ -99,13 +99,15 @@ thread_local! {
     static ORIGINS: Remembered<bool> = Remembered::new(CACHE_TTL_MS);
 }
 
-/// Whether any site lists `origin` among its allowed origins (cached briefly).
-pub async fn origin_allowed_anywhere(db: &D1Database, origin: &str, now: i64) -> bool {
+/// Whether any site lists `origin` among its allowed origins (cached briefly); `None` when D1
+/// cannot say and nothing is remembered. Only D1's answers are remembered: a failed read is
+/// not taken for "no site", which would refuse a listed origin for a minute.
+pub async fn origin_allowed_anywhere(db: &D1Database, origin: &str, now: i64) -> Option<bool> {
     if origin.len() > 200 {
-        return false;
+        return Some(false);
     }
     if let Some(allowed) = ORIGINS.with(|c| c.fresh(origin, now)) {
-        return allowed;
+        return Some(allowed);
     }
     #[derive(Deserialize)]
     struct Row {
@@ -117,17 +119,19 @@ pub async fn origin_allowed_anywhere(db: &D1Database, origin: &str, now: i64) ->
                (SELECT 1 FROM json_each(sites.allowed_origins) WHERE value = ?1)",
         )
         .bind(&[origin.into()]);
-    let allowed = match query {
-        Ok(statement) => statement
-            .first::<Row>(None)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.n > 0),
-        Err(_) => false,
+    let row = match query {
+        Ok(statement) => statement.first::<Row>(None).await,
+        Err(e) => Err(e),
     };
-    ORIGINS.with(|c| c.remember(origin, allowed, now));
-    allowed
+    match row {
+        Ok(row) => {
+            let allowed = row.is_some_and(|r| r.n > 0);
+            ORIGINS.with(|c| c.remember(origin, allowed, now));
+            Some(allowed)
+        }
+        // A stale answer beats none while D1 is down, as for the sites themselves.
+        Err(_) => ORIGINS.with(|c| c.any(origin)),
+    }
 }
 
 impl Site {

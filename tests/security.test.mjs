@@ -39,6 +39,71 @@ test('CORS: an allowed site origin gets Access-Control-Allow-Origin, an unknown 
   assert.match(granted.headers.get('access-control-allow-headers'), /authorization/);
 });
 
+test('CORS: an origin no site allows reads the refusal of a widget\'s first requests (origin_not_allowed), nothing else; an allowed origin is unchanged', async () => {
+  const unlisted = 'http://unlisted.example';
+  const conv = await newConversation(server);
+  const config = `/api/v1/widget/config?site=${encodeURIComponent(server.siteKey)}`;
+  const readable = (res, status) => {
+    assert.equal(res.status, status);
+    assert.equal(res.headers.get('access-control-allow-origin'), unlisted);
+    assert.equal(res.headers.get('vary'), 'Origin');
+    assert.equal(res.headers.get('access-control-allow-credentials'), null);
+  };
+  const unreadable = (res) => assert.equal(res.headers.get('access-control-allow-origin'), null, `${res.status} ${JSON.stringify(res.body)}`);
+  const preflight = (path, method, origin = unlisted) => fetch(`${server.url}${path}`, {
+    method: 'OPTIONS',
+    headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': 'content-type' },
+  });
+
+  // The session and the configuration: refused, readably, with the same answer whatever the
+  // site key (nothing is looked up for such an origin).
+  for (const site_key of [server.siteKey, 'pk_not_a_site_of_this_deployment']) {
+    const session = await http(server.url, '/api/v1/visitor/session', { method: 'POST', body: { site_key }, headers: { origin: unlisted } });
+    readable(session, 403);
+    assert.equal(session.body.code, 'origin_not_allowed');
+    assert.equal(session.body.token, undefined);
+  }
+  const refusedConfig = await http(server.url, config, { headers: { origin: unlisted } });
+  readable(refusedConfig, 403);
+  assert.equal(refusedConfig.body.code, 'origin_not_allowed');
+  const granted = await preflight('/api/v1/visitor/session', 'POST');
+  readable(granted, 204);
+  assert.match(granted.headers.get('access-control-allow-headers'), /content-type/);
+  readable(await preflight(config, 'GET'), 204);
+
+  // Everything else stays unreadable to it: other methods on those paths, other paths, and
+  // refusals elsewhere (a conversation it may not start).
+  unreadable(await preflight('/api/v1/visitor/session', 'PUT'));
+  unreadable(await http(server.url, '/api/v1/visitor/session', { headers: { origin: unlisted } }));
+  for (const path of ['/api/v1/conversations', `/api/v1/conversations/${conv.conversation}/messages`, '/api/v1/visitor/context', '/api/v1/me']) {
+    unreadable(await preflight(path, 'POST'));
+  }
+  unreadable(await http(server.url, '/api/v1/me', { headers: { origin: unlisted } }));
+  unreadable(await http(server.url, `/api/v1/conversations/${conv.conversation}`, { token: conv.token, headers: { origin: unlisted } }));
+  const create = await http(server.url, '/api/v1/conversations', { method: 'POST', token: conv.token, headers: { origin: unlisted } });
+  assert.equal(create.body.code, 'origin_not_allowed');
+  unreadable(create);
+
+  // An allowed origin: its session and configuration as before, and a refusal of its own
+  // (an unknown site key) still says so.
+  const allowed = 'http://allowed.example';
+  const session = await http(server.url, '/api/v1/visitor/session', { method: 'POST', body: { site_key: server.siteKey }, headers: { origin: allowed } });
+  assert.equal(session.status, 200);
+  assert.ok(session.body.token);
+  assert.equal(session.headers.get('access-control-allow-origin'), allowed);
+  assert.equal(session.headers.get('access-control-expose-headers'), 'retry-after');
+  const configured = await http(server.url, config, { headers: { origin: allowed } });
+  assert.equal(configured.status, 200);
+  assert.equal(configured.headers.get('access-control-allow-origin'), allowed);
+  const unknown = await http(server.url, '/api/v1/visitor/session', { method: 'POST', body: { site_key: 'pk_not_a_site_of_this_deployment' }, headers: { origin: allowed } });
+  assert.equal(unknown.body.code, 'unknown_site');
+  assert.equal(unknown.headers.get('access-control-allow-origin'), allowed);
+  // The Worker's own pages are same-origin: no CORS answer.
+  const own = await http(server.url, config, { headers: { origin: server.url } });
+  assert.equal(own.status, 200);
+  assert.equal(own.headers.get('access-control-allow-origin'), null);
+});
+
 test('the console is served with a strict CSP and anti-framing headers', async () => {
   const res = await fetch(`${server.url}/console/`);
   await res.arrayBuffer();

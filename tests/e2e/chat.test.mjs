@@ -384,13 +384,15 @@ test('embedded by a site on another origin: CORS, the origin allow-list and the 
   assert.deepEqual(context.offsite, []);
   assert.deepEqual(page.errors, []);
 
-  // An origin the site does not list gets nothing: its page cannot even read the configuration.
+  // An origin no site lists gets nothing but the refusal of the widget's first requests: not
+  // the configuration, not any other answer.
   const stranger = await thirdPartyShop();
   try {
     const other = await context.newPage();
     await other.goto(`${stranger.url}/?parley=${encodeURIComponent(server.url)}&site=${encodeURIComponent(server.siteKey)}`);
-    const refused = await other.evaluate(async (u) => fetch(u).then((r) => `status ${r.status}`, () => 'refused'), `${server.url}/api/v1/widget/config?site=${encodeURIComponent(server.siteKey)}`);
-    assert.equal(refused, 'refused');
+    const read = (u) => other.evaluate(async (url) => fetch(url).then(async (r) => `${r.status} ${(await r.json()).code}`, () => 'unreadable'), u);
+    assert.equal(await read(`${server.url}/api/v1/widget/config?site=${encodeURIComponent(server.siteKey)}`), '403 origin_not_allowed');
+    assert.equal(await read(`${server.url}/api/v1/me`), 'unreadable');
     const socket = await other.evaluate((u) => new Promise((resolve) => {
       const ws = new WebSocket(u);
       ws.onopen = () => resolve('open');

@@ -1,7 +1,9 @@
 // What the visitor sees when the server refuses, for good, what the widget asks: the server's
-// own message, once (no endless retries), with nothing the visitor wrote lost. Pre-chat answers
-// the server refuses come back in their form, to be corrected. Also: where focus lands on
-// opening the panel over a closed conversation, and a stored language the widget does not know.
+// own message, once (no endless retries), with nothing the visitor wrote lost; also on a page
+// whose origin no site allows, to which that refusal is the one answer it may read. Pre-chat
+// answers the server refuses come back in their form, to be corrected. Also: where focus lands
+// on opening the panel over a closed conversation, and a stored language the widget does not
+// know.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -44,9 +46,12 @@ let server;
 let browser;
 let agent;
 let shop;
+/** A page on an origin that no site of the deployment allows. */
+let stranger;
 
 before(async () => {
   shop = await shopPage();
+  stranger = await shopPage();
   server = await startServer();
   // Before any request, so the Worker has no cached copy of either site: the demo site asks
   // for pre-chat answers; another site of the team allows the shop's origin (so the API answers
@@ -67,6 +72,7 @@ after(async () => {
   await browser?.close();
   await server?.stop();
   await shop?.close();
+  await stranger?.close();
 });
 
 const form = (page) => page.locator(`${W} form.form`);
@@ -213,6 +219,37 @@ test('embedded on an origin the site does not allow: the server\'s message shows
   await notice.waitFor({ state: 'visible' });
   assert.ok(posts['/api/v1/visitor/session'] > sessions, 'the new page asked again');
   assert.deepEqual((await panelMessages(page)).filter((m) => m.mine).map((m) => [m.text, m.state]), [['你好，有人吗？', 'failed']]);
+  assert.deepEqual(page.errors, []);
+  assert.deepEqual(context.offsite, []);
+  await context.close();
+});
+
+test('embedded on an origin no site allows: the server\'s refusal reaches the widget, its message shows, nothing is retried, the message is kept, and the console names the origin to allow, once', async () => {
+  const context = await visitorContext(browser);
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e));
+  const warnings = [];
+  page.on('console', (m) => m.type() === 'warning' && m.text().startsWith('parley:') && warnings.push(m.text()));
+  const posts = countPosts(page, ['/api/v1/visitor/session', '/api/v1/conversations']);
+  await page.goto(`${stranger.url}/?parley=${encodeURIComponent(server.url)}&site=${encodeURIComponent(server.siteKey)}`);
+  await page.locator(`${W} .launch`).waitFor({ state: 'visible' });
+  await openPanel(page);
+  await send(page, 'Hello, is anyone there?');
+  const notice = page.locator(`${W} .note`);
+  await notice.waitFor({ state: 'visible' });
+  assert.equal(await notice.textContent(), 'Chat is not enabled for this website.');
+  assert.deepEqual((await panelMessages(page)).filter((m) => m.mine).map((m) => [m.text, m.state]), [['Hello, is anyone there?', 'failed']]);
+  assert.equal(await page.locator(`${W} .list li.me .why`).textContent(), 'Chat is not enabled for this website.');
+  await sleep(1500); // the page's one report of where the visitor is may still be on its way
+  const sessions = posts['/api/v1/visitor/session'];
+  assert.ok(sessions >= 1);
+  await sleep(8000);
+  assert.equal(posts['/api/v1/visitor/session'], sessions, 'no retry after the refusal');
+  assert.equal(posts['/api/v1/conversations'], 0);
+  assert.equal((await diag(page)).outbox, 1, 'the message is kept');
+  // For the site's owner: one line naming the code and this page's origin, and nothing written.
+  assert.deepEqual(warnings, [`parley: origin_not_allowed: allow ${stranger.url}`]);
   assert.deepEqual(page.errors, []);
   assert.deepEqual(context.offsite, []);
   await context.close();

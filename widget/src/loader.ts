@@ -147,6 +147,8 @@ function boot(): void {
   // (full) would otherwise make every request start a new visitor, who cannot reach the
   // conversation the last one began, or keep offering an older token it still holds.
   let held: Session | null = null;
+  // How often the site's owner was told in the console that this origin is not allowed.
+  let hinted = 0;
   const usable = (s: Session | null, bad?: unknown): s is Session => !!s && s.t !== bad && s.x - Date.now() > 6048e5;
   const session = (bad?: string | boolean): Promise<Session> => {
     const s = held || ls.get('s');
@@ -154,17 +156,17 @@ function boot(): void {
     const renew = async () => {
       const cur = held || ls.get('s');
       if (bad !== true && usable(cur, bad)) return cur; // another tab renewed it meanwhile
-      const res = await fetch(`${base}/api/v1/visitor/session`, {
-        method: 'POST',
-        // A refusal's message comes in the widget's language: the chat shows it.
-        headers: { 'content-type': 'application/json', 'accept-language': locale },
-        body: JSON.stringify({ site_key: site, token: cur?.t }),
-        credentials: 'omit',
-      });
-      const b = await res.json().catch(() => null);
+      // A refusal's message comes in the widget's language (api sends it): the chat shows it.
+      const r = await api('/api/v1/visitor/session', { auth: false, body: { site_key: site, token: cur?.t } });
+      const b = r.b;
       // The server's answer ({ code, message } when it refused): the chat tells a refusal apart
       // from a network failure (thrown by fetch) by it.
-      if (!b?.token) throw { s: res.status, b } as ApiResult;
+      if (!b?.token) {
+        // For the site's owner, in devtools, once a page: the code and the origin to allow
+        // (nothing the visitor wrote). Worded short: the loader's size budget is nearly spent.
+        if (b?.code == 'origin_not_allowed' && !hinted++) console.warn(`parley: origin_not_allowed: allow ${location.origin}`);
+        throw r;
+      }
       const next = { t: b.token, v: b.visitor_id, x: b.expires_at };
       // A new visitor id: the old conversation is not reachable with this token.
       if (cur && cur.v !== next.v) ['c', 'q', 'r', 'n', 'u'].forEach(ls.del);
@@ -175,11 +177,10 @@ function boot(): void {
   };
 
   async function api(path: string, o: ApiOptions = {}, again?: boolean): Promise<ApiResult> {
-    const headers: Record<string, string> = {};
     const token = o.auth === false ? '' : (await session()).t;
-    if (token) headers.authorization = `Bearer ${token}`;
     // The widget's language (setLocale, data-lang), not the browser's: replies and translations.
-    headers['accept-language'] = locale;
+    const headers: Record<string, string> = { 'accept-language': locale };
+    if (token) headers.authorization = `Bearer ${token}`;
     if (o.body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(base + path, {
       method: o.method || (o.body ? 'POST' : 'GET'),
@@ -350,9 +351,8 @@ function boot(): void {
   for (const m of ['pushState', 'replaceState'] as const) {
     const orig = history[m];
     history[m] = function (this: History, ...args: any[]) {
-      const r = (orig as any).apply(this, args);
-      track();
-      return r;
+      track(); // reads the address only after a pause
+      return (orig as any).apply(this, args);
     };
   }
   for (const e of ['popstate', 'hashchange', 'online']) addEventListener(e, track);
