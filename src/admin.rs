@@ -897,6 +897,7 @@ pub async fn site(
                 return Err(ErrorCode::InvalidRequest.into());
             }
             db.batch(statements).await.map_err(d1_failed(ctx))?;
+            crate::sites::forget_cached();
             audit(
                 ctx,
                 &team,
@@ -921,6 +922,7 @@ pub async fn site(
                 .bind(&[secret.as_str().into(), site.into()])
                 .execute(ctx)
                 .await?;
+            crate::sites::forget_cached();
             audit(
                 ctx,
                 &team,

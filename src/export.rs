@@ -2,7 +2,7 @@
 //! CSV (safe to open in a spreadsheet) or JSON. Streamed page by page from D1, so an export of
 //! any size runs in constant memory. Every export is written to the audit log.
 
-use futures::stream;
+use futures::{stream, StreamExt};
 use parley_core::csv;
 use parley_core::export::{start_after, Dataset, Keyset};
 use parley_core::token::Principal;
@@ -14,6 +14,7 @@ use worker::{Env, Headers, Request, Response};
 use crate::api::{authenticate, Ctx};
 use crate::console::audit;
 use crate::http::{ApiError, ApiResult};
+use crate::log::Log;
 
 /// Rows read from D1 per page.
 const PAGE: u32 = 500;
@@ -171,7 +172,16 @@ async fn next_chunk(mut c: Cursor) -> Option<(worker::Result<Vec<u8>>, Cursor)> 
     .await;
     let rows = match page {
         Ok(rows) => rows,
-        Err(e) => return Some((Err(e), Cursor { done: true, ..c })),
+        Err(e) => {
+            // Past the first page the answer's status is sent: the file ends short, and the log
+            // is where an operator finds why.
+            Log::error("export_page_failed")
+                .error_class("storage_unavailable")
+                .field("dataset", c.dataset.name())
+                .field("detail", e.to_string())
+                .emit();
+            return Some((Err(e), Cursor { done: true, ..c }));
+        }
     };
     for row in &rows {
         let (fields, cursor) = row_fields(c.dataset, row, c.mask);
@@ -258,7 +268,13 @@ pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
         first_row: true,
         done: false,
     };
-    let body = stream::unfold(cursor, next_chunk);
+    // The first page is read before the answer starts, so a query that cannot run at all (D1
+    // down, a migration not applied) is an error status, not a 200 cut short.
+    let (first, rest) = match next_chunk(cursor).await {
+        Some((Ok(first), rest)) => (first, rest),
+        Some((Err(_), _)) | None => return Err(ErrorCode::StorageUnavailable.into()),
+    };
+    let body = stream::once(async move { Ok(first) }).chain(stream::unfold(rest, next_chunk));
     let headers = Headers::new();
     let set = |k: &str, v: &str| {
         headers

@@ -99,6 +99,34 @@ thread_local! {
     static ORIGINS: Remembered<bool> = Remembered::new(CACHE_TTL_MS);
 }
 
+/// The site's identity secret as D1 has it now, not as remembered: a rotated secret stops
+/// verifying at once in every isolate. Read only when a visitor's identity comes with a hash.
+pub async fn current_identity_secret(
+    db: &D1Database,
+    site: &str,
+) -> worker::Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        identity_secret: Option<String>,
+    }
+    let row = db
+        .prepare("SELECT identity_secret FROM sites WHERE id = ?1")
+        .bind(&[site.into()])?
+        .first::<Row>(None)
+        .await?;
+    Ok(row
+        .and_then(|r| r.identity_secret)
+        .filter(|s| !s.is_empty()))
+}
+
+/// Drops what this isolate remembers of sites and origins, after a site's settings changed:
+/// an owner who just allowed an origin and reloads the page there is answered from D1 (other
+/// isolates still answer from memory for up to a minute).
+pub fn forget_cached() {
+    CACHE.with(|c| c.forget_all());
+    ORIGINS.with(|c| c.forget_all());
+}
+
 /// Whether any site lists `origin` among its allowed origins (cached briefly); `None` when D1
 /// cannot say and nothing is remembered. Only D1's answers are remembered: a failed read is
 /// not taken for "no site", which would refuse a listed origin for a minute.

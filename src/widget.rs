@@ -191,9 +191,12 @@ pub async fn identify(req: &mut Request, ctx: &Ctx) -> ApiResult {
     let name = clip(body.name, 100);
     let email = clip(body.email, 254);
     let site = site_or_error(sites::by_id(&db(ctx)?, &site_id, ctx.now).await, ctx).await?;
-    let verified = match (&site.identity_secret, &body.hash) {
-        (Some(secret), Some(hash)) => identity_verified(secret, id, hash),
-        _ => false,
+    let verified = match &body.hash {
+        Some(hash) => sites::current_identity_secret(&db(ctx)?, &site_id)
+            .await
+            .map_err(d1_failed(ctx))?
+            .is_some_and(|secret| identity_verified(&secret, id, hash)),
+        None => false,
     };
     let now = JsValue::from_f64(ctx.now as f64);
     let statement = db(ctx)?

@@ -2,7 +2,7 @@
 // reset password — with permission checks and the audit log.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { hashPassword, randomId } from '../scripts/runtime.mjs';
 import { startServer } from './support/server.mjs';
 import { agentLogin, connect, createAgent, http, msgId, newConversation } from './support/client.mjs';
@@ -193,10 +193,20 @@ test('site settings: widget texts, origins, routing with business hours, retenti
     assert.equal((await patch(body)).status, 400, JSON.stringify(body));
   }
   assert.equal((await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body.name, 'Tea House');
-  // Rotation returns a new secret once; identify() verification uses it.
+  // Rotation returns a new secret once; identify() verification uses it, and the old secret
+  // stops verifying at once (not when a remembered copy of the site runs out).
+  const { visitorSession } = await import('./support/client.mjs');
+  const shopper = await visitorSession(server);
+  const identify = async (secret) => (await http(server.url, '/api/v1/visitor/identify', {
+    method: 'POST', token: shopper.token,
+    body: { id: 'cust-77', name: 'Kim', hash: createHmac('sha256', secret).update('cust-77').digest('hex') },
+  })).body.verified;
+  assert.equal(await identify(server.identitySecret), true);
   const rotated = await http(server.url, `/api/v1/sites/${site}/identity-secret`, { method: 'POST', token: owner.token });
   assert.match(rotated.body.identity_secret, /^[0-9a-f]{64}$/);
   assert.notEqual(rotated.body.identity_secret, server.identitySecret);
+  assert.equal(await identify(server.identitySecret), false);
+  assert.equal(await identify(rotated.body.identity_secret), true);
   // Departments made through agents are listed for every agent.
   const agentToken = (await login('ada@parley.local', 'admin password here')).body.token;
   const deps = await http(server.url, '/api/v1/departments', { token: agentToken });

@@ -302,3 +302,18 @@ test('an export across several pages holds exactly the team\'s rows (of the site
   const expectedAudit = entries.map((e) => ({ key: String(e.id), at: e.created_at })).sort(byTime).map((e) => e.key);
   assert.deepEqual((await exportCsv(`audit.csv?${range}`)).map((r) => r[0]), expectedAudit);
 });
+
+test('an export whose first page cannot be read answers 503, not a 200 cut short', async () => {
+  // As on a database where the exports' indexes (migration 0017) are missing.
+  await server.d1('DROP INDEX messages_by_time');
+  try {
+    const res = await http(server.url, '/api/v1/export/messages.csv', { token: owner.token });
+    assert.equal(res.status, 503);
+    assert.equal(res.body.code, 'storage_unavailable');
+  } finally {
+    await server.d1('CREATE INDEX messages_by_time ON messages (created_at, conversation_id, seq)');
+  }
+  const again = await fetch(`${server.url}/api/v1/export/messages.csv`, { headers: { authorization: `Bearer ${owner.token}` } });
+  assert.equal(again.status, 200);
+  await again.text();
+});

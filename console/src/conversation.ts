@@ -427,9 +427,13 @@ export class ConvSession extends Emitter<ConvEvents> {
       this.emit('outbox');
     } catch (e) {
       const err = e as ApiError;
-      // The network, a busy server or a limit in time: the same bytes may go through later.
-      // A refusal of the file itself (its size, its type) will not change.
-      const retryable = !(err instanceof ApiError) || err.status === 0 || err.status >= 500 || err.status === 429;
+      // The network, a busy server or a limit in time: the same bytes may go through later;
+      // so may a refused sign-in that turns out to be still good. A refusal of the file itself
+      // (its size, its type) will not change.
+      const retryable = !(err instanceof ApiError) || err.status === 0 || err.status >= 500 || err.status === 429
+        || (err.status === 401 && SIGNED_OUT_CODES.includes(err.code) && !(await confirmSignedOut(err.code)));
+      // With the conversation's tab closed there is no thread to show it in: the caller says so.
+      if (this.stopped) throw e;
       progress.failed = { message: err.message || t('genericError'), retryable };
       this.emit('outbox');
     }

@@ -90,7 +90,6 @@ export async function upload(
   });
   const { status, body } = answer;
   if (status === 0) throw new ApiError(0, 'network', t('networkError'));
-  if (status === 401 && SIGNED_OUT_CODES.includes(body?.code)) void confirmSignedOut(body.code);
   if (status < 200 || status >= 300 || !body?.file?.id) {
     throw new ApiError(status, body?.code ?? `http_${status}`, body?.message ?? t('genericError'));
   }

@@ -260,7 +260,9 @@ export class Store extends Emitter<{
         if (id && f.agent === this.me.id && f.reason !== 'claimed') {
           const text = f.reason === 'transferred' && f.previous ? t('alertTransferred', { name: this.agentLabel(f.previous) }) : t('alertAssigned');
           this.alertOnce(`assigned:${id}:${at}`, () => this.notify(text, '', id, 'conversation'));
-          if (row) row.isNew = true;
+          // One the agent is looking at is not new to them.
+          const inView = this.active === id && this.visible && document.visibilityState === 'visible';
+          if (row && !inView) row.isNew = true;
         }
         break;
       case 'activity':

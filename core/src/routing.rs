@@ -641,6 +641,9 @@ impl SiteState {
                         // The agent who reopened it carries on with it, wherever it was.
                         self.hand_to(&conversation, &agent, department, now, &mut fx);
                     }
+                    None if self.assignments.contains_key(&conversation) => {
+                        self.confirm_assignment(&conversation, now, &mut fx);
+                    }
                     None => self.route_unplaced(config, conversation, department, now, &mut fx),
                 }
             }
@@ -1127,26 +1130,48 @@ impl SiteState {
         }
     }
 
+    /// Asks the conversation to confirm the assignment that stands for it (a retelling): one
+    /// reopened while routing kept it assigned may not show its agent, since an assignment
+    /// that reaches a closed conversation is not recorded there (routing hears of a close
+    /// after the fact, and a lost close is superseded by the reopen).
+    fn confirm_assignment(&mut self, conversation: &str, now: i64, fx: &mut Vec<SiteEffect>) {
+        let Some(a) = self.assignments.get_mut(conversation) else {
+            return;
+        };
+        let failures = a.untold.map_or(0, |u| u.failures);
+        a.untold = Some(Untold {
+            failures,
+            retry_at: now + retell_delay(failures + 1),
+        });
+        let (agent, since) = (a.agent.clone(), a.start());
+        let agent_name = self.agent_name(&agent);
+        fx.push(SiteEffect::Retell {
+            conversation: conversation.to_string(),
+            agent,
+            agent_name,
+            since,
+        });
+    }
+
+    fn agent_name(&self, agent: &str) -> String {
+        self.agents
+            .get(agent)
+            .map(|agent| agent.profile.name.clone())
+            .unwrap_or_default()
+    }
+
     /// Assignments whose conversation did not confirm them, due to be told again. The next
     /// attempt is planned now, so one whose result never comes back (the object restarted) is
     /// still tried again; its result replaces the plan.
     fn retell_due(&mut self, now: i64, fx: &mut Vec<SiteEffect>) {
-        for (conversation, a) in self.assignments.iter_mut() {
-            let Some(untold) = a.untold.as_mut().filter(|u| u.retry_at <= now) else {
-                continue;
-            };
-            untold.retry_at = now + retell_delay(untold.failures + 1);
-            let agent_name = self
-                .agents
-                .get(&a.agent)
-                .map(|agent| agent.profile.name.clone())
-                .unwrap_or_default();
-            fx.push(SiteEffect::Retell {
-                conversation: conversation.clone(),
-                agent: a.agent.clone(),
-                agent_name,
-                since: a.start(),
-            });
+        let due: Vec<String> = self
+            .assignments
+            .iter()
+            .filter(|(_, a)| a.untold.is_some_and(|u| u.retry_at <= now))
+            .map(|(conversation, _)| conversation.clone())
+            .collect();
+        for conversation in due {
+            self.confirm_assignment(&conversation, now, fx);
         }
     }
 }

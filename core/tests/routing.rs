@@ -1364,8 +1364,13 @@ fn news_told_again_changes_nothing() {
             6,
         )
         .unwrap();
+    // Nobody else gets it; the conversation is only asked to confirm who has it (it may have
+    // been told while it was closed, which it does not record).
     assert!(assigned_to(&fx).is_none());
-    assert_eq!(state, before);
+    assert_eq!(retells(&fx), vec![("c_1".into(), "a_2".into())]);
+    assert_eq!(holder(&state, "c_1").as_deref(), Some("a_2"));
+    assert_eq!(state.agents, before.agents);
+    assert_eq!(state.queue, before.queue);
 }
 
 fn retells(fx: &[SiteEffect]) -> Vec<(String, String)> {
@@ -1550,12 +1555,16 @@ fn a_telling_result_is_about_the_assignment_it_names_not_a_later_one_to_the_same
         }
     };
     // A failure of an earlier assignment to the same agent is not this one's.
-    state.handle(&config, result(true, current - 7), 10).unwrap();
+    state
+        .handle(&config, result(true, current - 7), 10)
+        .unwrap();
     assert_eq!(state.assignments["c_1"].untold, None);
     state.handle(&config, result(true, current), 20).unwrap();
     assert!(state.assignments["c_1"].untold.is_some());
     // Nor does the confirmation of an earlier one clear this one's failure.
-    state.handle(&config, result(false, current - 7), 30).unwrap();
+    state
+        .handle(&config, result(false, current - 7), 30)
+        .unwrap();
     assert!(state.assignments["c_1"].untold.is_some());
     state.handle(&config, result(false, current), 40).unwrap();
     assert_eq!(state.assignments["c_1"].untold, None);

@@ -699,6 +699,12 @@ test('in the console: an upload that fails on the way stays with "retry" and is 
   assert.match(shown, /manual\.pdf/);
   assert.match(shown, /Not sent/);
   await agentContext.setOffline(false);
+  // The row stays the same element while the thread changes (rebuilt, it would be announced
+  // again and take the focus from its buttons).
+  await con.$eval(failed, (el) => { el.dataset.mark = 'kept'; });
+  await send(page, 'Take your time');
+  await waitForText(con, `${conv} .msg--in .text`, 'Take your time', 20_000);
+  assert.equal(await con.$eval(failed, (el) => el.dataset.mark), 'kept');
   await con.click(`${failed} [data-action="retry-upload"]`);
   await con.waitForSelector(`${conv} .msg--mine.msg--file:not(.msg--pending) .file-name`, { timeout: 20_000 });
   await con.waitForSelector(failed, { state: 'detached' });

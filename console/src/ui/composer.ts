@@ -31,7 +31,7 @@ export class Composer {
   /** Set while a draft change waits to be saved. */
   private draftTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(store: Store, private session: ConvSession, toast: (s: string, kind?: 'info' | 'error') => void) {
+  constructor(store: Store, private session: ConvSession, private toast: (s: string, kind?: 'info' | 'error') => void) {
     this.draftKey = `draft.${store.me.id}.${session.id}`;
     const draft = load<{ text: string; note: boolean }>(this.draftKey);
     this.note = Boolean(draft?.note);
@@ -225,8 +225,11 @@ export class Composer {
 
   /** Files from the picker, a paste or a drop: each is uploaded, then posted. */
   sendFiles(files: File[]): void {
-    // A failure stays in the thread with its reason (and a retry where one may work).
-    for (const f of files) void this.session.sendFile(f);
+    // A failure stays in the thread with its reason (and a retry where one may work); once
+    // the conversation's tab is closed, it is told here instead.
+    for (const f of files) {
+      this.session.sendFile(f).catch((e) => this.toast(`${f.name}: ${(e as Error).message || t('genericError')}`, 'error'));
+    }
   }
 
   private insertAtCaret(s: string): void {

@@ -26,6 +26,8 @@ export class Thread {
   attached = false;
   /** The agent's uploads under way, by the session's key. */
   private uploadNodes = new Map<string, UploadRow>();
+  /** The agent's failed uploads on screen, by the session's key, with the failure shown. */
+  private failedNodes = new Map<string, { failed: object; el: HTMLElement }>();
 
   constructor(
     private store: Store,
@@ -53,6 +55,7 @@ export class Thread {
     this.jump.title = t('jumpToLatest');
     this.nodes.clear();
     this.uploadNodes.clear();
+    this.failedNodes.clear();
     this.render({ reset: false, prepended: false });
   }
 
@@ -157,10 +160,18 @@ export class Thread {
   private uploadRows(): HTMLElement[] {
     const uploads = this.session.uploads;
     for (const key of [...this.uploadNodes.keys()]) if (!uploads.has(key)) this.uploadNodes.delete(key);
+    for (const key of [...this.failedNodes.keys()]) if (!uploads.get(key)?.failed) this.failedNodes.delete(key);
     const rows = [...uploads].map(([key, { name, failed }]) => {
       if (failed) {
         this.uploadNodes.delete(key);
-        return this.failedUploadRow(key, name, failed);
+        // Built once per failure: a row rebuilt on every render would be announced again
+        // (it is an alert) and take the keyboard's focus from its buttons.
+        let shown = this.failedNodes.get(key);
+        if (shown?.failed !== failed) {
+          shown = { failed, el: this.failedUploadRow(key, name, failed) };
+          this.failedNodes.set(key, shown);
+        }
+        return shown.el;
       }
       let row = this.uploadNodes.get(key);
       if (!row) {
@@ -195,8 +206,14 @@ export class Thread {
         h('span.file-main', null, h('span.file-name', null, name))))),
       h('div.msg-status.msg-status--error', { role: 'alert' },
         h('span', null, `${t('notSent')}: ${failed.message}`),
-        failed.retryable ? h('button.link-btn', { type: 'button', dataset: { action: 'retry-upload' }, onclick: () => this.session.retryUpload(key) }, t('retry')) : null,
-        h('button.link-btn', { type: 'button', dataset: { action: 'discard-upload' }, onclick: () => this.session.discardUpload(key) }, t('discard'))));
+        failed.retryable ? h('button.link-btn', { type: 'button', dataset: { action: 'retry-upload' }, onclick: () => this.afterUploadAction(() => this.session.retryUpload(key)) }, t('retry')) : null,
+        h('button.link-btn', { type: 'button', dataset: { action: 'discard-upload' }, onclick: () => this.afterUploadAction(() => this.session.discardUpload(key)) }, t('discard'))));
+  }
+
+  /** Runs a failed upload's action; its row goes, so the keyboard's focus goes to the composer. */
+  private afterUploadAction(action: () => void): void {
+    action();
+    (this.el.closest('.conv')?.querySelector('.composer-input') as HTMLElement | null)?.focus();
   }
 
   /** Shows how far each upload on screen has gone. */
