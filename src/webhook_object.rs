@@ -419,11 +419,14 @@ impl WebhookObject {
             let mut more_due = false;
             // Deliveries already tried in this pass (as a probe): the list read is older.
             let mut tried: HashSet<String> = HashSet::new();
+            // Webhooks whose waiting deliveries a delivered attempt freed in this pass: their
+            // other deliveries wait for the next pass, which reads them in order with the freed.
+            let mut freed_hooks: HashSet<String> = HashSet::new();
             for delivery in due {
                 if sends_left == 0 {
                     break;
                 }
-                if tried.contains(&delivery.id) {
+                if tried.contains(&delivery.id) || freed_hooks.contains(&delivery.webhook_id) {
                     continue;
                 }
                 let found = hooks.iter().position(|h| h.id == delivery.webhook_id);
@@ -477,7 +480,10 @@ impl WebhookObject {
                         Tried::NotSent => {}
                         Tried::Delivered { freed } => {
                             sends_left -= 1;
-                            more_due |= freed;
+                            if freed {
+                                more_due = true;
+                                freed_hooks.insert(hook.id.clone());
+                            }
                         }
                         Tried::OnItsOwn => sends_left -= 1,
                         Tried::Counted => {
@@ -563,20 +569,15 @@ impl WebhookObject {
                         self.set_aside(&delivery.id);
                     }
                 }
-                let rejected = outcome == queue::Outcome::Rejected;
-                Log::warn(if rejected {
-                    "webhook_rejected"
-                } else {
-                    "webhook_failed"
-                })
-                .field("webhook", hook.id.as_str())
-                .field("event", delivery.event.as_str())
-                .field("attempts", attempts)
-                .field("on_its_own", true)
-                .field("given_up", give_up)
-                .error_class("webhook_target")
-                .field("detail", error)
-                .emit();
+                Log::warn("webhook_failed")
+                    .field("webhook", hook.id.as_str())
+                    .field("event", delivery.event.as_str())
+                    .field("attempts", attempts)
+                    .field("on_its_own", true)
+                    .field("given_up", give_up)
+                    .error_class("webhook_target")
+                    .field("detail", error)
+                    .emit();
                 Tried::OnItsOwn
             }
             Verdict::Counted {

@@ -211,7 +211,7 @@ async function say(conv, text) {
   return `${conv.conversation}:${sent.body.seq}:message.created`;
 }
 
-test('a receiver rejecting one event (HTTP 400) gets every other one at once, each once, and the webhook stays on', async () => {
+test('a receiver rejecting one event (HTTP 400) gets every other one once it has refused it twice, each once, and the webhook stays on', async () => {
   const refused = `refused by the receiver ${msgId('x')}`;
   let refusedArrived = false;
   let answerRefused;
@@ -241,17 +241,19 @@ test('a receiver rejecting one event (HTTP 400) gets every other one at once, ea
     answerRefused();
 
     const deliveredIds = () => rx.seen.filter((r) => r.status === 204).map((r) => r.delivery);
-    await until(() => others.every((d) => deliveredIds().includes(d)), 'the other events delivered', 5_000)
+    // A 4xx counts like any failure (a receiver whose address or credentials went wrong
+    // refuses everything, and those deliveries are kept): the others wait for the refused one's
+    // retry; refused again, one of them goes as a probe, is taken, and the refused one is set
+    // aside: the rest follow.
+    await until(() => others.every((d) => deliveredIds().includes(d)), 'the other events delivered', 10_000)
       .catch(async (e) => { throw new Error(`${e.message}: ${JSON.stringify(await deliveriesOf(id))}`); });
     assert.deepEqual([...deliveredIds()].sort(), [...others].sort(), 'each delivered once');
-    // None of them waited for the refused one's retry.
     const order = rx.seen.map((r) => r.delivery);
-    const secondTry = order.indexOf(rejected, order.indexOf(rejected) + 1);
-    const lastDelivered = Math.max(...others.map((d) => order.indexOf(d)));
-    assert.ok(secondTry === -1 || lastDelivered < secondTry, JSON.stringify(rx.seen.map((r) => [r.delivery, r.status])));
-    // A rejection is that event's own: it does not count against the webhook.
+    assert.ok(order.filter((d) => d === rejected).length >= 2, JSON.stringify(rx.seen.map((r) => [r.delivery, r.status])));
+    // Taken deliveries clear the webhook's failures: it stays on.
+    await until(async () => (await hookRow(id)).failures === 0, 'the failures cleared');
     const row = await hookRow(id);
-    assert.deepEqual({ enabled: row.enabled, failures: row.failures, disabled_reason: row.disabled_reason }, { enabled: 1, failures: 0, disabled_reason: null });
+    assert.deepEqual({ enabled: row.enabled, disabled_reason: row.disabled_reason }, { enabled: 1, disabled_reason: null });
     const refusedLine = (await deliveriesOf(id)).find((d) => d.delivery_id === rejected);
     assert.ok(refusedLine, 'the refused event is in the log');
     assert.notEqual(refusedLine.status, 'delivered');

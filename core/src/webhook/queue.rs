@@ -4,12 +4,11 @@
 //! statements on the queue's table that carry it out (the Webhook object runs them on its SQLite
 //! storage; the tests run them on SQLite too).
 //!
-//! Within one webhook, due deliveries go oldest first. When one fails in a way that may be the
-//! receiver's (no answer, a 5xx, a 4xx asking to come back later), the webhook's other deliveries
-//! wait for its next retry ([`hold_until`]): a receiver that is down is asked once per retry, not
-//! once per waiting delivery. A delivery that fails on its own is *set aside*: the receiver
-//! rejected it (a 4xx), or took another delivery of the same webhook right before or right after
-//! it failed a second time. A delivery set aside keeps its own retries, holds no other delivery,
+//! Within one webhook, due deliveries go oldest first. When one fails (any answer but a 2xx may
+//! be the receiver's), the webhook's other deliveries wait for its next retry ([`hold_until`]): a
+//! receiver that is down is asked once per retry, not once per waiting delivery. A delivery that
+//! fails on its own is *set aside*: the receiver took another delivery of the same webhook right
+//! before or right after it failed a second time. A delivery set aside keeps its own retries, holds no other delivery,
 //! waits for none, and its failures do not count toward switching the webhook off. A delivered
 //! attempt frees every delivery waiting for its webhook ([`RELEASE`]): the receiver is back, so
 //! they are due at once and go in their order.
@@ -39,11 +38,11 @@ pub fn resumed_attempts(attempts: u32) -> u32 {
 pub enum Outcome {
     /// Any 2xx.
     Delivered,
-    /// A 4xx other than 408 (timeout), 425 (too early) and 429 (too many requests): the receiver
-    /// is up and refuses this delivery (a validation error, say).
-    Rejected,
-    /// No answer in time, a network error, a 5xx, a redirect (not followed), or a 4xx asking to
-    /// come back later: the receiver may be down, for every delivery.
+    /// Anything else: no answer in time, a network error, a redirect (not followed), a 5xx or
+    /// a 4xx. A 4xx is not taken for a refusal of this one delivery: a receiver whose address or
+    /// credentials went wrong refuses every delivery with one, and its deliveries must be kept
+    /// (paused with the webhook), not given up one by one. A delivery only one receiver that
+    /// takes the others refuses is found by the probe and set aside.
     Failed,
 }
 
@@ -51,8 +50,6 @@ pub enum Outcome {
 pub fn outcome(status: Option<i64>) -> Outcome {
     match status {
         Some(200..=299) => Outcome::Delivered,
-        Some(408 | 425 | 429) => Outcome::Failed,
-        Some(400..=499) => Outcome::Rejected,
         _ => Outcome::Failed,
     }
 }
@@ -161,7 +158,7 @@ impl Turn {
         // Failed again while the receiver took another delivery just before: this one's own.
         let right_after_a_delivery =
             self.last_delivered && attempt.attempts >= PROBE_AFTER_ATTEMPTS;
-        if attempt.outcome == Outcome::Rejected || attempt.set_aside || right_after_a_delivery {
+        if attempt.set_aside || right_after_a_delivery {
             return Verdict::OnItsOwn {
                 next_at: own_retry,
                 give_up: last_attempt,
@@ -319,61 +316,44 @@ mod tests {
     const ON: HookLookup = HookLookup::Found { enabled: true };
 
     #[test]
-    fn answers_are_read_as_delivered_rejected_or_failed() {
+    fn only_a_2xx_is_delivered() {
         for status in [200, 201, 204, 299] {
             assert_eq!(outcome(Some(status)), Outcome::Delivered, "{status}");
         }
-        for status in [400, 401, 403, 404, 409, 410, 413, 415, 422, 499] {
-            assert_eq!(outcome(Some(status)), Outcome::Rejected, "{status}");
-        }
-        // Come back later: the receiver's state, not the delivery's.
-        for status in [408, 425, 429] {
+        // A 4xx too counts against the webhook: every delivery gets one from a receiver whose
+        // address or credentials went wrong, and those must be kept, not given up.
+        for status in [
+            100, 301, 302, 400, 401, 403, 404, 408, 410, 422, 429, 500, 502, 503,
+        ] {
             assert_eq!(outcome(Some(status)), Outcome::Failed, "{status}");
         }
-        for status in [100, 301, 302, 307, 500, 502, 503, 504, 599] {
-            assert_eq!(outcome(Some(status)), Outcome::Failed, "{status}");
-        }
-        // No answer (timeout, connection refused).
         assert_eq!(outcome(None), Outcome::Failed);
     }
 
     #[test]
-    fn a_rejection_holds_nothing_and_counts_nothing() {
+    fn a_receiver_refusing_every_delivery_is_switched_off_not_given_up_on() {
         let mut turn = Turn::default();
-        let streak = FailureStreak::default();
-        let verdict = turn.after(
-            Attempt {
-                outcome: Outcome::Rejected,
-                ..failed("p", 1, 10_000)
-            },
-            streak,
-            BASE,
-        );
-        assert_eq!(
-            verdict,
-            Verdict::OnItsOwn {
-                next_at: 10_000 + BASE,
-                give_up: false
-            }
-        );
-        // The others go in the same run.
-        assert_eq!(turn.decide(ON, false), DueAction::Send);
-        assert!(!turn.take_probe());
-        // At its last attempt it is given up, however long the webhook has been failing: a
-        // rejection never switches it off.
-        let failing_for_days = FailureStreak {
-            failures: 100,
+        let failing_for_hours = FailureStreak {
+            failures: 30,
             since: Some(0),
         };
-        let last = turn.after(
-            Attempt {
-                outcome: Outcome::Rejected,
-                ..failed("p", MAX_ATTEMPTS, 3 * DISABLE_AFTER_FAILING_MS)
-            },
-            failing_for_days,
+        // A probe refused too: nothing is set aside, the failures count and switch it off (its
+        // deliveries are then paused and kept).
+        turn.after(failed("p", 3, 1_000), failing_for_hours, BASE);
+        assert!(turn.take_probe());
+        let probe = turn.after(
+            failed("q", 1, DISABLE_AFTER_FAILING_MS + 2_000),
+            failing_for_hours,
             BASE,
         );
-        assert!(matches!(last, Verdict::OnItsOwn { give_up: true, .. }));
+        assert!(matches!(
+            probe,
+            Verdict::Counted {
+                disable: true,
+                give_up: false,
+                ..
+            }
+        ));
     }
 
     #[test]
