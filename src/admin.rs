@@ -160,8 +160,8 @@ pub async fn webhooks(
                        disabled_reason = NULL WHERE id = ?1 AND site_id = ?2";
             let answer =
                 change_webhook(ctx, (&team, &actor), site, id, sql, "webhook_enabled").await?;
-            // Its paused deliveries go now. Should this not arrive, they look again within the
-            // hour (`webhook::PAUSED_RECHECK_MS`) and find it switched on.
+            // Its paused deliveries go now. Should this not arrive, the queue finds it switched
+            // on when it next sends to it, or within the hour (`webhook::PAUSED_RECHECK_MS`).
             let request = WebhookRequest::WebhookEnabled {
                 webhook: (*id).to_string(),
             };

@@ -5,24 +5,26 @@
 //! A delivery is `pending` (waiting for its next attempt), `delivered`, `failed` (given up), or
 //! `paused`: its webhook is switched off, and it waits, body and all, until the webhook is
 //! switched on again (then it is sent), or for 30 days from when it was queued (then it goes
-//! with the log). Once a webhook's delivery fails in an alarm run, its other deliveries are not
-//! sent in that run: they wait for the webhook's next retry (`webhook::hold_until`). When the
-//! webhooks cannot be read from D1, nothing is concluded: the due deliveries stay as they are
-//! and the alarm looks again shortly.
+//! with the log). The queue's rules (`webhook::queue`): due deliveries go oldest first; once a
+//! webhook's delivery fails in a way that may be the receiver's, its others wait for its next
+//! retry, but one goes ahead as a probe once the first has failed twice; a delivery rejected
+//! by the receiver (a 4xx) or failing while others go through is set aside: it keeps its own
+//! retries, holds no other, and does not count toward switching the webhook off; a delivered
+//! attempt frees everything waiting for its webhook. When the webhooks cannot be read from D1,
+//! nothing is concluded: the due deliveries stay as they are and the alarm looks again shortly.
 //!
 //! A delivery's body (message text, form fields) is kept only while it may still be sent: a
 //! finished delivery keeps its log line (status, attempts, error) for [`LOG_KEEP_MS`], and an
 //! erased conversation's deliveries are dropped at once, sent or not.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::{select, Either};
 use parley_core::outbound_url;
-use parley_core::webhook::{
-    self, DueAction, FailureStreak, HookLookup, Notice, MAX_ATTEMPTS, PAUSED_RECHECK_MS,
-};
+use parley_core::webhook::queue::{self, Attempt, Turn, Verdict};
+use parley_core::webhook::{self, DueAction, FailureStreak, HookLookup, Notice, PAUSED_RECHECK_MS};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{
@@ -35,17 +37,6 @@ use crate::internal::{INTERNAL_BASE, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::now_ms;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS deliveries (
-  id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, delivery_id TEXT NOT NULL, event TEXT NOT NULL,
-  body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER NOT NULL,
-  last_status INTEGER, last_error TEXT, created_at INTEGER NOT NULL, delivered_at INTEGER);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
-CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries (webhook_id, created_at);
-CREATE INDEX IF NOT EXISTS deliveries_by_delivery ON deliveries (delivery_id);
-CREATE INDEX IF NOT EXISTS deliveries_by_age ON deliveries (created_at);
-";
 
 /// How long a receiver has to answer.
 const TIMEOUT_MS: u64 = 10_000;
@@ -128,6 +119,10 @@ struct Delivery {
     last_error: Option<String>,
     created_at: i64,
     delivered_at: Option<i64>,
+    /// 1 when it fails on its own (`webhook::queue`); absent from a row read before the column
+    /// was added.
+    #[serde(default)]
+    set_aside: i64,
 }
 
 #[durable_object]
@@ -146,7 +141,17 @@ impl DurableObject for WebhookObject {
         crate::log::configure(&env);
         // Once per instance, not per statement: everything after assumes the tables exist.
         let sql = state.storage().sql();
-        let _ = sql.exec(SCHEMA, None);
+        let _ = sql.exec(queue::SCHEMA, None);
+        for (check, change) in queue::UPGRADES {
+            if sql.exec(check, None).is_err() {
+                if let Err(e) = sql.exec(change, None) {
+                    Log::error("storage_failed")
+                        .error_class("storage_unavailable")
+                        .field("detail", e.to_string())
+                        .emit();
+                }
+            }
+        }
         let kv = ObjectKv::open(sql.clone());
         drop_finished_bodies_once(&sql, &kv);
         WebhookObject {
@@ -214,6 +219,7 @@ impl DurableObject for WebhookObject {
                 Log::info("webhook_deliveries_resumed")
                     .field("webhook", webhook.as_str())
                     .field("resumed", resumed)
+                    .field("told", true)
                     .emit();
                 Response::from_json(&serde_json::json!({ "resumed": resumed }))
             }
@@ -330,21 +336,22 @@ impl WebhookObject {
                 } else {
                     ("paused", now + PAUSED_RECHECK_MS)
                 };
-                let cursor = sql.exec(
-                    "INSERT OR IGNORE INTO deliveries (id, webhook_id, delivery_id, event, body, status, attempts, next_at, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                    vec![
-                        format!("{}:{}", hook.id, notice.delivery_id).into(),
-                        hook.id.as_str().into(),
-                        notice.delivery_id.as_str().into(),
-                        notice.event.as_str().into(),
-                        body.into(),
-                        status.into(),
-                        SqlStorageValue::Integer(next_at),
-                        SqlStorageValue::Integer(now),
-                    ],
-                )?;
-                queued += cursor.rows_written() as u32;
+                let inserted = sql
+                    .exec(
+                        queue::ENQUEUE,
+                        vec![
+                            format!("{}:{}", hook.id, notice.delivery_id).into(),
+                            hook.id.as_str().into(),
+                            notice.delivery_id.as_str().into(),
+                            notice.event.as_str().into(),
+                            body.into(),
+                            status.into(),
+                            SqlStorageValue::Integer(next_at),
+                            SqlStorageValue::Integer(now),
+                        ],
+                    )?
+                    .to_array::<serde_json::Value>()?;
+                queued += inserted.len() as u32;
             }
         }
         if queued > 0 {
@@ -356,21 +363,23 @@ impl WebhookObject {
         Ok(queued)
     }
 
-    async fn deliver_due(&self) -> Result<()> {
-        let config = Config::from_env(&self.env);
-        let now = now_ms();
-        self.prune_log(now);
-        let due = self
-            .sql()
+    /// Due deliveries at `now`, oldest first, at most `limit`.
+    fn due(&self, now: i64, limit: u32) -> Result<Vec<Delivery>> {
+        self.sql()
             .exec(
-                "SELECT * FROM deliveries WHERE status IN ('pending', 'paused') AND next_at <= ?
-                 ORDER BY next_at, created_at LIMIT ?",
+                queue::DUE,
                 vec![
                     SqlStorageValue::Integer(now),
-                    SqlStorageValue::Integer(i64::from(BATCH)),
+                    SqlStorageValue::Integer(i64::from(limit)),
                 ],
             )?
-            .to_array::<Delivery>()?;
+            .to_array::<Delivery>()
+    }
+
+    async fn deliver_due(&self) -> Result<()> {
+        let config = Config::from_env(&self.env);
+        self.prune_log(now_ms());
+        let mut due = self.due(now_ms(), BATCH)?;
         if due.is_empty() {
             // Only the log's expiry rang: no need to read the webhooks from D1.
             return self.schedule_next().await;
@@ -380,7 +389,7 @@ impl WebhookObject {
         let mut hooks = match self.hooks().await {
             Ok(hooks) => {
                 self.failed_reads.set(0);
-                Some(hooks)
+                hooks
             }
             Err(e) => {
                 let failed_reads = self.failed_reads.get().saturating_add(1);
@@ -391,181 +400,337 @@ impl WebhookObject {
                     .field("failed_reads", failed_reads)
                     .field("detail", e.to_string())
                     .emit();
-                None
+                let delay = webhook::unreadable_retry_ms(failed_reads);
+                self.state
+                    .storage()
+                    .set_alarm(Duration::from_millis(
+                        u64::try_from(delay).unwrap_or(60_000),
+                    ))
+                    .await?;
+                return Ok(());
             }
         };
-        // Webhooks one of whose deliveries failed in this run.
-        let mut held: HashSet<String> = HashSet::new();
-        for delivery in due {
-            let found = hooks
-                .as_ref()
-                .map(|list| list.iter().position(|h| h.id == delivery.webhook_id));
-            let lookup = match (&hooks, found) {
-                (Some(list), Some(Some(at))) => HookLookup::Found {
-                    enabled: list[at].enabled != 0,
-                },
-                (Some(_), _) => HookLookup::Missing,
-                (None, _) => HookLookup::Unreadable,
-            };
-            match webhook::due_action(lookup, held.contains(&delivery.webhook_id)) {
-                // Unreadable: left as it is. Held: already moved to the webhook's next retry.
-                DueAction::Wait | DueAction::Hold => continue,
-                DueAction::GiveUp(reason) => {
-                    self.finish(&delivery, "failed", None, Some(reason));
+        let mut runs: HashMap<String, WebhookRun> = HashMap::new();
+        let mut sends_left = BATCH;
+        // One pass over what is due, and another when it made more due (deliveries freed by a
+        // delivered attempt, or resumed), so that those go in this run, in their order.
+        loop {
+            let now = now_ms();
+            let mut more_due = false;
+            // Deliveries already tried in this pass (as a probe): the list read is older.
+            let mut tried: HashSet<String> = HashSet::new();
+            // Webhooks whose waiting deliveries a delivered attempt freed in this pass: their
+            // other deliveries wait for the next pass, which reads them in order with the freed.
+            let mut freed_hooks: HashSet<String> = HashSet::new();
+            for delivery in due {
+                if sends_left == 0 {
+                    break;
+                }
+                if tried.contains(&delivery.id) || freed_hooks.contains(&delivery.webhook_id) {
                     continue;
                 }
-                DueAction::Pause => {
-                    self.pause_one(&delivery, now);
+                let found = hooks.iter().position(|h| h.id == delivery.webhook_id);
+                let lookup = match found {
+                    Some(at) => HookLookup::Found {
+                        enabled: hooks[at].enabled != 0,
+                    },
+                    None => HookLookup::Missing,
+                };
+                let run = runs.entry(delivery.webhook_id.clone()).or_default();
+                if lookup == (HookLookup::Found { enabled: true }) && !run.resume_checked {
+                    run.resume_checked = true;
+                    // Switched on again without this object hearing of it: what it kept paused
+                    // is older than this delivery and goes first (in the next pass).
+                    let resumed = self.resume(&delivery.webhook_id, now).unwrap_or(0);
+                    if resumed > 0 {
+                        Log::info("webhook_deliveries_resumed")
+                            .field("webhook", delivery.webhook_id.as_str())
+                            .field("resumed", resumed)
+                            .field("told", false)
+                            .emit();
+                        more_due = true;
+                        continue;
+                    }
+                }
+                match run.turn.decide(lookup, delivery.set_aside != 0) {
+                    // Held: already moved to the webhook's next retry.
+                    DueAction::Wait | DueAction::Hold => continue,
+                    DueAction::GiveUp(reason) => {
+                        self.finish(&delivery, "failed", None, Some(reason));
+                        continue;
+                    }
+                    DueAction::Pause => {
+                        self.pause(&delivery, run, now);
+                        continue;
+                    }
+                    DueAction::Send => {}
+                }
+                let Some(at) = found else {
                     continue;
-                }
-                DueAction::Send => {}
-            }
-            let (Some(list), Some(Some(at))) = (hooks.as_mut(), found) else {
-                continue;
-            };
-            let hook = &mut list[at];
-            if delivery.status == "paused" {
-                // Switched on again without this object hearing of it: all of it resumes.
-                let _ = self.resume(&hook.id, now);
-            }
-            if let Err(refusal) = outbound_url::check(&hook.url, config.webhook_allow_private) {
-                let error = format!("target address not allowed: {}", refusal.code());
-                self.finish(&delivery, "failed", None, Some(&error));
-                continue;
-            }
-            let Some(body) = self.pending_body(&delivery.id) else {
-                continue;
-            };
-            let delivery = Delivery { body, ..delivery };
-            let attempts = delivery.attempts + 1;
-            let (status, failure) = match post(hook, &delivery).await {
-                Ok(status) => (Some(status), webhook::status_error(status)),
-                Err(error) => (None, Some(error)),
-            };
-            let Some(error) = failure else {
-                self.finish(&delivery, "delivered", status, None);
-                if hook.failures != 0 || hook.failing_since.is_some() {
-                    self.record_success(hook).await;
-                }
-                continue;
-            };
-            let failed_at = now_ms();
-            let next = failed_at + webhook::retry_delay_ms(config.webhook_retry_base_ms, attempts);
-            let streak = hook.streak().failed(failed_at);
-            let disable = streak.disables(failed_at, attempts >= MAX_ATTEMPTS);
-            // A last attempt that switches the webhook off leaves its delivery to be paused
-            // with the others, not given up.
-            if attempts >= MAX_ATTEMPTS && !disable {
-                self.finish(&delivery, "failed", status, Some(&error));
-            } else {
-                let _ = self.sql().exec(
-                    "UPDATE deliveries SET status = 'pending', attempts = ?, next_at = ?, last_status = ?, last_error = ? WHERE id = ?",
-                    vec![
-                        SqlStorageValue::Integer(i64::from(attempts)),
-                        SqlStorageValue::Integer(next),
-                        status.map_or(SqlStorageValue::Null, SqlStorageValue::Integer),
-                        error.as_str().into(),
-                        delivery.id.as_str().into(),
-                    ],
-                );
-            }
-            Log::warn("webhook_failed")
-                .field("webhook", hook.id.as_str())
-                .field("event", delivery.event.as_str())
-                .field("attempts", attempts)
-                .error_class("webhook_target")
-                .field("detail", error)
-                .emit();
-            // The webhook's other deliveries are not sent in this run: they wait, in their
-            // order, for its next retry.
-            held.insert(hook.id.clone());
-            let until = webhook::hold_until(failed_at, config.webhook_retry_base_ms, streak, next);
-            let _ = self.sql().exec(
-                "UPDATE deliveries SET status = 'pending', next_at = ?
-                 WHERE webhook_id = ? AND status IN ('pending', 'paused') AND next_at < ?",
-                vec![
-                    SqlStorageValue::Integer(until),
-                    hook.id.as_str().into(),
-                    SqlStorageValue::Integer(until),
-                ],
-            );
-            if self.record_failure(hook, streak, disable).await {
-                hook.failures = i64::from(streak.failures);
-                hook.failing_since = streak.since;
-                if disable {
-                    hook.enabled = 0;
-                    let kept = self.pause_all(&hook.id, failed_at);
-                    Log::warn("webhook_disabled")
-                        .field("webhook", hook.id.as_str())
-                        .field("failures", streak.failures)
-                        .field("failing_since", streak.since.unwrap_or(failed_at))
-                        .field("paused", kept)
-                        .error_class("webhook_target")
-                        .emit();
+                };
+                let hook = &mut hooks[at];
+                let mut next = Some(delivery);
+                while let Some(delivery) = next.take() {
+                    if sends_left == 0 {
+                        break;
+                    }
+                    tried.insert(delivery.id.clone());
+                    let holder = delivery.id.clone();
+                    match self.attempt(hook, &mut run.turn, delivery, &config).await {
+                        Tried::NotSent => {}
+                        Tried::Delivered { freed } => {
+                            sends_left -= 1;
+                            if freed {
+                                more_due = true;
+                                freed_hooks.insert(hook.id.clone());
+                            }
+                        }
+                        Tried::OnItsOwn => sends_left -= 1,
+                        Tried::Counted => {
+                            sends_left -= 1;
+                            if hook.enabled != 0 && run.turn.take_probe() {
+                                next = self.probe(&hook.id, &holder);
+                            }
+                        }
+                    }
                 }
             }
-        }
-        if hooks.is_none() {
-            let delay = webhook::unreadable_retry_ms(self.failed_reads.get());
-            self.state
-                .storage()
-                .set_alarm(Duration::from_millis(
-                    u64::try_from(delay).unwrap_or(60_000),
-                ))
-                .await?;
-            return Ok(());
+            if !more_due || sends_left == 0 {
+                break;
+            }
+            due = self.due(now_ms(), sends_left)?;
+            if due.is_empty() {
+                break;
+            }
         }
         self.schedule_next().await
     }
 
-    /// Pauses one due delivery of a webhook found switched off, unless it changed since it was
-    /// read (the webhook switched on again meanwhile resumed it). Its others pause as they
-    /// come due.
-    fn pause_one(&self, delivery: &Delivery, now: i64) {
-        let _ = self.sql().exec(
-            "UPDATE deliveries SET status = 'paused', next_at = ? WHERE id = ? AND status = ? AND next_at = ?",
-            vec![
-                SqlStorageValue::Integer(now + PAUSED_RECHECK_MS),
-                delivery.id.as_str().into(),
-                delivery.status.as_str().into(),
-                SqlStorageValue::Integer(delivery.next_at),
-            ],
-        );
+    /// Sends one delivery of `hook` and records what became of it, and of the webhook's others.
+    async fn attempt(
+        &self,
+        hook: &mut Hook,
+        turn: &mut Turn,
+        delivery: Delivery,
+        config: &Config,
+    ) -> Tried {
+        if let Err(refusal) = outbound_url::check(&hook.url, config.webhook_allow_private) {
+            let error = format!("target address not allowed: {}", refusal.code());
+            self.finish(&delivery, "failed", None, Some(&error));
+            return Tried::NotSent;
+        }
+        let Some(body) = self.pending_body(&delivery.id) else {
+            return Tried::NotSent;
+        };
+        let delivery = Delivery { body, ..delivery };
+        let attempts = delivery.attempts + 1;
+        let (status, error) = match post(hook, &delivery).await {
+            Ok(status) => (Some(status), webhook::status_error(status)),
+            Err(error) => (None, Some(error)),
+        };
+        let at = now_ms();
+        let outcome = queue::outcome(status);
+        let attempt = Attempt {
+            id: &delivery.id,
+            attempts,
+            set_aside: delivery.set_aside != 0,
+            at,
+            outcome,
+        };
+        let error = error.unwrap_or_else(|| "not delivered".into());
+        match turn.after(attempt, hook.streak(), config.webhook_retry_base_ms) {
+            Verdict::Delivered { set_aside } => {
+                self.finish(&delivery, "delivered", status, None);
+                if let Some(holder) = set_aside {
+                    self.set_aside(&holder);
+                    Log::info("webhook_delivery_set_aside")
+                        .field("webhook", hook.id.as_str())
+                        .field("reason", "others_delivered")
+                        .emit();
+                }
+                if hook.streak().is_failing() {
+                    self.record_success(hook).await;
+                }
+                let freed = self.release(&hook.id, now_ms());
+                if freed > 0 {
+                    Log::info("webhook_deliveries_released")
+                        .field("webhook", hook.id.as_str())
+                        .field("released", freed)
+                        .emit();
+                }
+                Tried::Delivered { freed: freed > 0 }
+            }
+            Verdict::OnItsOwn { next_at, give_up } => {
+                if give_up {
+                    self.finish(&delivery, "failed", status, Some(&error));
+                } else {
+                    self.retry(&delivery.id, attempts, next_at, status, &error);
+                    if delivery.set_aside == 0 {
+                        self.set_aside(&delivery.id);
+                    }
+                }
+                Log::warn("webhook_failed")
+                    .field("webhook", hook.id.as_str())
+                    .field("event", delivery.event.as_str())
+                    .field("attempts", attempts)
+                    .field("on_its_own", true)
+                    .field("given_up", give_up)
+                    .error_class("webhook_target")
+                    .field("detail", error)
+                    .emit();
+                Tried::OnItsOwn
+            }
+            Verdict::Counted {
+                next_at,
+                give_up,
+                streak,
+                disable,
+                hold_until,
+            } => {
+                // A last attempt that switches the webhook off leaves its delivery to be paused
+                // with the others, not given up.
+                if give_up {
+                    self.finish(&delivery, "failed", status, Some(&error));
+                } else {
+                    self.retry(&delivery.id, attempts, next_at, status, &error);
+                }
+                Log::warn("webhook_failed")
+                    .field("webhook", hook.id.as_str())
+                    .field("event", delivery.event.as_str())
+                    .field("attempts", attempts)
+                    .field("given_up", give_up)
+                    .error_class("webhook_target")
+                    .field("detail", error)
+                    .emit();
+                // The webhook's other deliveries wait, in their order, for its next retry.
+                self.hold(&hook.id, hold_until);
+                if self.record_failure(hook, streak, disable).await {
+                    hook.failures = i64::from(streak.failures);
+                    hook.failing_since = streak.since;
+                    if disable {
+                        self.switch_off(hook, streak, at).await;
+                    }
+                }
+                Tried::Counted
+            }
+        }
+    }
+
+    /// A due delivery of a webhook found switched off: a pending one is paused; paused ones look
+    /// again later, all of the webhook's together, once per run.
+    fn pause(&self, delivery: &Delivery, run: &mut WebhookRun, now: i64) {
+        let later = SqlStorageValue::Integer(now + PAUSED_RECHECK_MS);
+        if delivery.status != "paused" {
+            let _ = self.sql().exec(
+                queue::PAUSE_ONE,
+                vec![
+                    later,
+                    delivery.id.as_str().into(),
+                    delivery.status.as_str().into(),
+                    SqlStorageValue::Integer(delivery.next_at),
+                ],
+            );
+        } else if !run.paused_rescheduled {
+            run.paused_rescheduled = true;
+            let _ = self.sql().exec(
+                queue::LOOK_AGAIN_LATER,
+                vec![later, delivery.webhook_id.as_str().into()],
+            );
+        }
     }
 
     /// Pauses every delivery still waiting for `webhook`, just switched off here; how many.
     fn pause_all(&self, webhook: &str, now: i64) -> usize {
-        self.move_all(webhook, "pending", "paused", now + PAUSED_RECHECK_MS)
-            .unwrap_or(0)
+        self.count(
+            queue::PAUSE_ALL,
+            vec![
+                SqlStorageValue::Integer(now + PAUSED_RECHECK_MS),
+                webhook.into(),
+            ],
+        )
+        .unwrap_or(0)
     }
 
-    /// Makes the paused deliveries of `webhook` (switched on again) due at `now`; how many.
+    /// Makes the paused deliveries of `webhook` (switched on again) due at `now`, each with
+    /// attempts left; how many.
     fn resume(&self, webhook: &str, now: i64) -> Result<usize> {
-        self.move_all(webhook, "paused", "pending", now)
+        self.count(
+            queue::RESUME,
+            vec![
+                SqlStorageValue::Integer(now),
+                SqlStorageValue::Integer(i64::from(queue::RESUMED_ATTEMPTS_AT_MOST)),
+                webhook.into(),
+            ],
+        )
     }
 
-    /// Moves every delivery of `webhook` in status `from` to `to`, due at `next_at`; how many.
-    fn move_all(&self, webhook: &str, from: &str, to: &str, next_at: i64) -> Result<usize> {
+    /// The deliveries of `webhook` waiting for it are due at `now` (it delivered); how many.
+    fn release(&self, webhook: &str, now: i64) -> usize {
+        self.count(
+            queue::RELEASE,
+            vec![
+                SqlStorageValue::Integer(now),
+                webhook.into(),
+                SqlStorageValue::Integer(now),
+            ],
+        )
+        .unwrap_or(0)
+    }
+
+    /// The deliveries of `webhook` due before `until` wait until then.
+    fn hold(&self, webhook: &str, until: i64) {
+        let _ = self.sql().exec(
+            queue::HOLD,
+            vec![
+                SqlStorageValue::Integer(until),
+                webhook.into(),
+                SqlStorageValue::Integer(until),
+            ],
+        );
+    }
+
+    /// The delivery of `webhook` to try as a probe while `holder` holds the others up.
+    fn probe(&self, webhook: &str, holder: &str) -> Option<Delivery> {
+        self.sql()
+            .exec(queue::PROBE, vec![webhook.into(), holder.into()])
+            .and_then(|c| c.to_array::<Delivery>())
+            .ok()?
+            .into_iter()
+            .next()
+    }
+
+    /// Runs a statement returning ids; how many rows it returned.
+    fn count(&self, statement: &str, values: Vec<SqlStorageValue>) -> Result<usize> {
         Ok(self
             .sql()
-            .exec(
-                "UPDATE deliveries SET status = ?, next_at = ? WHERE webhook_id = ? AND status = ? RETURNING id",
-                vec![
-                    to.into(),
-                    SqlStorageValue::Integer(next_at),
-                    webhook.into(),
-                    from.into(),
-                ],
-            )?
+            .exec(statement, values)?
             .to_array::<serde_json::Value>()?
             .len())
+    }
+
+    /// A failed attempt, to be tried again at `next_at`.
+    fn retry(&self, id: &str, attempts: u32, next_at: i64, http: Option<i64>, error: &str) {
+        let _ = self.sql().exec(
+            queue::RETRY,
+            vec![
+                SqlStorageValue::Integer(i64::from(attempts)),
+                SqlStorageValue::Integer(next_at),
+                http.map_or(SqlStorageValue::Null, SqlStorageValue::Integer),
+                error.into(),
+                id.into(),
+            ],
+        );
+    }
+
+    /// Marks a delivery as failing on its own.
+    fn set_aside(&self, id: &str) {
+        let _ = self.sql().exec(queue::SET_ASIDE, vec![id.into()]);
     }
 
     /// Records how a delivery ended; its body is not needed any more and goes.
     fn finish(&self, delivery: &Delivery, status: &str, http: Option<i64>, error: Option<&str>) {
         let _ = self.sql().exec(
-            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_status = ?, last_error = ?, body = '',
-               delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
+            queue::FINISH,
             vec![
                 status.into(),
                 http.map_or(SqlStorageValue::Null, SqlStorageValue::Integer),
@@ -594,18 +759,20 @@ impl WebhookObject {
                 hook.failures = 0;
                 hook.failing_since = None;
             }
-            Err(e) => bookkeeping_failed(&hook.id, &e),
+            Err(e) => bookkeeping_failed(&hook.id, "streak", &e),
         }
     }
 
     /// Writes the webhook's longer streak of failures to D1, switching it off when `disable`
     /// (with a note in the team's audit log, so the admin sees why). Only over the streak read
-    /// (an admin switching it on meanwhile resets it, and wins); whether it was written.
+    /// (an admin switching it on meanwhile resets it, and wins); whether it was written. The
+    /// audit note failing does not undo the switch-off: it is logged.
     async fn record_failure(&self, hook: &Hook, streak: FailureStreak, disable: bool) -> bool {
-        let result = async {
-            let db = self.env.d1("DB")?;
+        let written = async {
             let since = streak.since.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
-            let written = db
+            let rows = self
+                .env
+                .d1("DB")?
                 .prepare(
                     "UPDATE webhooks SET failures = ?2, failing_since = ?3,
                        enabled = CASE WHEN ?4 = 1 THEN 0 ELSE enabled END,
@@ -623,36 +790,93 @@ impl WebhookObject {
                 .all()
                 .await?
                 .results::<serde_json::Value>()?;
-            if written.is_empty() {
-                return Ok::<bool, worker::Error>(false);
-            }
-            if disable {
-                let detail = serde_json::json!({
-                    "reason": "too_many_failures",
-                    "failures": streak.failures,
-                    "failing_since": streak.since,
-                })
-                .to_string();
-                db.prepare(
-                    "INSERT INTO audit_log (team_id, actor_id, action, target, detail, created_at)
-                     SELECT s.team_id, 'system', 'webhook_disabled', w.id, ?2, ?3
-                     FROM webhooks w JOIN sites s ON s.id = w.site_id WHERE w.id = ?1",
-                )
-                .bind(&[
-                    hook.id.as_str().into(),
-                    detail.as_str().into(),
-                    JsValue::from_f64(now_ms() as f64),
-                ])?
-                .run()
-                .await?;
-            }
-            Ok(true)
+            Ok::<bool, worker::Error>(!rows.is_empty())
         }
         .await;
-        result.unwrap_or_else(|e| {
-            bookkeeping_failed(&hook.id, &e);
+        let written = written.unwrap_or_else(|e| {
+            bookkeeping_failed(&hook.id, "streak", &e);
             false
+        });
+        if written && disable {
+            if let Err(e) = self.audit_switch_off(&hook.id, streak).await {
+                bookkeeping_failed(&hook.id, "audit_log", &e);
+            }
+        }
+        written
+    }
+
+    /// The audit log's note that the queue switched `webhook` off.
+    async fn audit_switch_off(&self, webhook: &str, streak: FailureStreak) -> Result<()> {
+        let detail = serde_json::json!({
+            "reason": "too_many_failures",
+            "failures": streak.failures,
+            "failing_since": streak.since,
         })
+        .to_string();
+        self.env
+            .d1("DB")?
+            .prepare(
+                "INSERT INTO audit_log (team_id, actor_id, action, target, detail, created_at)
+                 SELECT s.team_id, 'system', 'webhook_disabled', w.id, ?2, ?3
+                 FROM webhooks w JOIN sites s ON s.id = w.site_id WHERE w.id = ?1",
+            )
+            .bind(&[
+                webhook.into(),
+                detail.as_str().into(),
+                JsValue::from_f64(now_ms() as f64),
+            ])?
+            .run()
+            .await?;
+        Ok(())
+    }
+
+    /// After the webhook was switched off in D1: its deliveries pause, unless an admin switched
+    /// it on again meanwhile (their switch-on comes after the switch-off in D1, so reading it
+    /// again tells; the queue would otherwise pause what that switch-on had just resumed).
+    async fn switch_off(&self, hook: &mut Hook, streak: FailureStreak, at: i64) {
+        let back_on = self.enabled_now(&hook.id).await;
+        let paused = if back_on {
+            hook.enabled = 1;
+            hook.failures = 0;
+            hook.failing_since = None;
+            0
+        } else {
+            hook.enabled = 0;
+            self.pause_all(&hook.id, at)
+        };
+        Log::warn("webhook_disabled")
+            .field("webhook", hook.id.as_str())
+            .field("failures", streak.failures)
+            .field("failing_since", streak.since.unwrap_or(at))
+            .field("paused", paused)
+            .field("switched_on_meanwhile", back_on)
+            .error_class("webhook_target")
+            .emit();
+    }
+
+    /// Whether `webhook` is switched on in D1 now; not when that cannot be read (its deliveries
+    /// then pause, and resume when the queue next finds it on).
+    async fn enabled_now(&self, webhook: &str) -> bool {
+        #[derive(Deserialize)]
+        struct Row {
+            enabled: i64,
+        }
+        let read = async {
+            self.env
+                .d1("DB")?
+                .prepare("SELECT enabled FROM webhooks WHERE id = ?1")
+                .bind(&[webhook.into()])?
+                .first::<Row>(None)
+                .await
+        }
+        .await;
+        match read {
+            Ok(row) => row.is_some_and(|r| r.enabled != 0),
+            Err(e) => {
+                bookkeeping_failed(webhook, "switch_off_check", &e);
+                false
+            }
+        }
     }
 
     /// Sets the alarm for the next delivery due, or else for the oldest log line to go.
@@ -670,9 +894,7 @@ impl WebhookObject {
                 .next()
                 .and_then(|r| r.at))
         };
-        let due = first(
-            "SELECT MIN(next_at) AS at FROM deliveries WHERE status IN ('pending', 'paused')",
-        )?;
+        let due = first(queue::NEXT_DUE)?;
         let expires =
             first("SELECT MIN(created_at) AS at FROM deliveries WHERE status != 'pending'")?
                 .map(|at| (at + LOG_KEEP_MS).max(now_ms() + LOG_PRUNE_EVERY_MS));
@@ -688,10 +910,36 @@ impl WebhookObject {
     }
 }
 
-/// Logs a failure to record a webhook's result in D1 (the next attempt records it again).
-fn bookkeeping_failed(webhook: &str, e: &worker::Error) {
+/// What one alarm run knows of one webhook: its [`Turn`], and what it did about paused
+/// deliveries.
+#[derive(Default)]
+struct WebhookRun {
+    turn: Turn,
+    /// Whether its paused deliveries were looked for, the webhook being found switched on.
+    resume_checked: bool,
+    /// Whether its paused deliveries were told to look again later, it being found off.
+    paused_rescheduled: bool,
+}
+
+/// What became of a delivery taken from the queue.
+enum Tried {
+    /// Not sent: given up before (its target not allowed), or gone meanwhile (erased).
+    NotSent,
+    /// Delivered; `freed`: deliveries waiting for its webhook are due now.
+    Delivered { freed: bool },
+    /// Failed on its own (`webhook::queue`).
+    OnItsOwn,
+    /// Failed in a way that counts against its webhook: the others wait.
+    Counted,
+}
+
+/// Logs a failure of the queue's bookkeeping in D1 for a webhook: `step` is `streak` (the
+/// next attempt records it again), `audit_log` (a switch-off's note, the switch-off stands) or
+/// `switch_off_check` (whether it was switched on again: its deliveries pause).
+fn bookkeeping_failed(webhook: &str, step: &str, e: &worker::Error) {
     Log::warn("webhook_bookkeeping_failed")
         .field("webhook", webhook)
+        .field("step", step)
         .error_class("d1_unavailable")
         .field("detail", e.to_string())
         .emit();

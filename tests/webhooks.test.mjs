@@ -1,7 +1,8 @@
 // Webhooks against a local receiver: signed deliveries with a stable delivery id, retries with
 // backoff after failures, a delivery log, a webhook switched off only after failing for hours
 // (its deliveries paused, and sent when it is switched on again), a short outage that loses
-// nothing, and a D1 read failure that gives nothing up. Also the visitor attributes endpoint and
+// nothing, one event the receiver rejects holding up no other, a backlog sent at once and in
+// order when the receiver is back, and a D1 read failure that gives nothing up. Also the visitor attributes endpoint and
 // idempotent conversation creation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -106,14 +107,17 @@ test('signed deliveries, retried after failures, deduplicable by delivery id, lo
   await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
 });
 
-/** A receiver of its own on loopback: `answer(req)` gives the status; what it saw, in order. */
+/**
+ * A receiver of its own on loopback: `answer(req, body)` gives the status (or a promise of it);
+ * what it saw, in the order it answered.
+ */
 async function startReceiver(answer) {
   const seen = [];
   const srv = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => { body += c; });
-    req.on('end', () => {
-      const status = answer(req);
+    req.on('end', async () => {
+      const status = await answer(req, body);
       seen.push({ delivery: req.headers['parley-delivery'], body, status, at: Date.now() });
       res.writeHead(status).end();
     });
@@ -195,6 +199,110 @@ test('a receiver answering 502 for a few seconds gets every delivery once it rec
   } finally {
     if (id) await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
     await receiver502.close();
+  }
+});
+
+/** Says `text` in `conv`; the delivery id of its `message.created`. */
+async function say(conv, text) {
+  const sent = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+    method: 'POST', token: conv.token, body: { client_msg_id: msgId('s'), text },
+  });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  return `${conv.conversation}:${sent.body.seq}:message.created`;
+}
+
+test('a receiver rejecting one event (HTTP 400) gets every other one once it has refused it twice, each once, and the webhook stays on', async () => {
+  const refused = `refused by the receiver ${msgId('x')}`;
+  let refusedArrived = false;
+  let answerRefused;
+  const firstAnswer = new Promise((resolve) => { answerRefused = resolve; });
+  const rx = await startReceiver((req, body) => {
+    if (!body.includes(refused)) return 204;
+    // Its first attempt is answered only once the other events wait behind it.
+    if (!refusedArrived) {
+      refusedArrived = true;
+      return firstAnswer.then(() => 400);
+    }
+    return 400;
+  });
+  let id;
+  try {
+    const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+      method: 'POST', token: owner.token, body: { url: rx.url, events: ['message.created'] },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    id = created.body.id;
+    const conv = await newConversation(server);
+    const rejected = await say(conv, refused);
+    await until(() => refusedArrived, 'the refused event reached the receiver');
+    const others = [];
+    for (let i = 0; i < 4; i += 1) others.push(await say(conv, `accepted ${i}`));
+    await until(async () => (await deliveriesOf(id)).length === 5, 'the others queued behind it');
+    answerRefused();
+
+    const deliveredIds = () => rx.seen.filter((r) => r.status === 204).map((r) => r.delivery);
+    // A 4xx counts like any failure (a receiver whose address or credentials went wrong
+    // refuses everything, and those deliveries are kept): the others wait for the refused one's
+    // retry; refused again, one of them goes as a probe, is taken, and the refused one is set
+    // aside: the rest follow.
+    await until(() => others.every((d) => deliveredIds().includes(d)), 'the other events delivered', 10_000)
+      .catch(async (e) => { throw new Error(`${e.message}: ${JSON.stringify(await deliveriesOf(id))}`); });
+    assert.deepEqual([...deliveredIds()].sort(), [...others].sort(), 'each delivered once');
+    const order = rx.seen.map((r) => r.delivery);
+    assert.ok(order.filter((d) => d === rejected).length >= 2, JSON.stringify(rx.seen.map((r) => [r.delivery, r.status])));
+    // Taken deliveries clear the webhook's failures: it stays on.
+    await until(async () => (await hookRow(id)).failures === 0, 'the failures cleared');
+    const row = await hookRow(id);
+    assert.deepEqual({ enabled: row.enabled, disabled_reason: row.disabled_reason }, { enabled: 1, disabled_reason: null });
+    const refusedLine = (await deliveriesOf(id)).find((d) => d.delivery_id === rejected);
+    assert.ok(refusedLine, 'the refused event is in the log');
+    assert.notEqual(refusedLine.status, 'delivered');
+    assert.equal(refusedLine.last_status, 400);
+  } finally {
+    answerRefused();
+    if (id) await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
+    await rx.close();
+  }
+});
+
+test('after an outage, the waiting deliveries go as soon as one gets through, in the order they happened, each once', async () => {
+  let up = false;
+  const rx = await startReceiver(() => (up ? 204 : 502));
+  let id;
+  try {
+    const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+      method: 'POST', token: owner.token, body: { url: rx.url, events: ['message.created'] },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    id = created.body.id;
+    const conv = await newConversation(server);
+    const during = [];
+    for (let i = 0; i < 5; i += 1) during.push(await say(conv, `during the outage ${i}`));
+    // The queue backs off: every one of them waits for a retry at least 15 s away.
+    let waiting;
+    await until(async () => {
+      waiting = await deliveriesOf(id);
+      return waiting.length === 5 && waiting.every((d) => d.status === 'pending' && d.next_at - Date.now() >= 15_000);
+    }, 'the backlog waiting for a later retry', 60_000)
+      .catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(waiting)}`); });
+    const retryAt = Math.min(...waiting.map((d) => d.next_at));
+
+    up = true;
+    const after = await say(conv, 'the receiver is back');
+    const deliveredIds = () => rx.seen.filter((r) => r.status === 204).map((r) => r.delivery);
+    await until(() => deliveredIds().length >= 6, 'everything delivered once one got through', Math.max(1_000, retryAt - Date.now() - 3_000))
+      .catch(async (e) => { throw new Error(`${e.message}: ${JSON.stringify(await deliveriesOf(id))}`); });
+    // Before the retry they were waiting for: freed by the first delivery.
+    assert.ok(rx.seen.filter((r) => r.status === 204).every((r) => r.at < retryAt));
+    // The one that found the receiver back goes first; the backlog follows in its order.
+    assert.deepEqual(deliveredIds(), [after, ...during]);
+    await until(async () => (await hookRow(id)).failures === 0, 'the failure streak ended');
+    const row = await hookRow(id);
+    assert.equal(row.enabled, 1, JSON.stringify(row));
+    assert.ok((await deliveriesOf(id)).every((d) => d.status === 'delivered'));
+  } finally {
+    if (id) await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
+    await rx.close();
   }
 });
 

@@ -1,5 +1,8 @@
 //! Webhooks: which log events a site's systems hear about, the signed payload they receive,
-//! the retry schedule, and which target URLs are acceptable.
+//! the retry schedule, and which target URLs are acceptable. The delivery queue's rules are in
+//! [`queue`].
+
+pub mod queue;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -27,8 +30,9 @@ pub const DISABLE_AFTER_FAILURES: u32 = 20;
 /// deliveries kept (paused), before they run out of attempts (a delivery at its last attempt
 /// switches it off too, when the count has not been reached).
 pub const DISABLE_AFTER_FAILING_MS: i64 = 6 * 3600 * 1000;
-/// How often deliveries paused by a switched-off webhook look again whether it is back on
-/// (switching it on resumes them at once; this is for when that message was lost).
+/// How often deliveries paused by a switched-off webhook look again whether it is back on, all
+/// of a webhook's together (switching it on resumes them at once; this is for when that message
+/// was lost and the webhook has nothing new to send).
 pub const PAUSED_RECHECK_MS: i64 = 3600 * 1000;
 
 /// A webhook's current run of failed attempts (`failures` and `failing_since` in D1).
@@ -51,6 +55,11 @@ impl FailureStreak {
                 _ => now,
             }),
         }
+    }
+
+    /// Whether the webhook is failing (its streak is recorded, started or not).
+    pub fn is_failing(&self) -> bool {
+        self.failures > 0 || self.since.is_some()
     }
 
     /// Whether the webhook is to be switched off at `now`: failing for at least
@@ -77,7 +86,8 @@ pub enum HookLookup {
     Found { enabled: bool },
 }
 
-/// What to do with a delivery that came due (pending, or paused and looking again).
+/// What to do with a delivery that came due (pending, or paused and looking again), decided by
+/// [`queue::Turn::decide`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DueAction {
     /// Leave it as it is and look again later (the webhooks could not be read).
@@ -86,23 +96,11 @@ pub enum DueAction {
     GiveUp(&'static str),
     /// Keep it, paused, until its webhook is switched on again.
     Pause,
-    /// Not in this run: an earlier delivery to the same webhook failed in it, so it waits for
-    /// the webhook's next retry.
+    /// Not now: a delivery to the same webhook failed in this run, so it waits for the
+    /// webhook's next retry (it was moved there when that one failed).
     Hold,
     /// Send it.
     Send,
-}
-
-/// The decision for one due delivery. `held` says whether a delivery to the same webhook
-/// already failed in this run.
-pub fn due_action(hook: HookLookup, held: bool) -> DueAction {
-    match hook {
-        HookLookup::Unreadable => DueAction::Wait,
-        HookLookup::Missing => DueAction::GiveUp("webhook deleted"),
-        HookLookup::Found { enabled: false } => DueAction::Pause,
-        HookLookup::Found { enabled: true } if held => DueAction::Hold,
-        HookLookup::Found { enabled: true } => DueAction::Send,
-    }
 }
 
 /// Until when a webhook's other due deliveries wait after one of them failed at `now`: the
@@ -376,30 +374,21 @@ mod tests {
 
     #[test]
     fn only_a_webhook_read_and_missing_is_deleted() {
+        let turn = queue::Turn::default();
         // D1 failing is not the webhook being gone: the delivery is left for later.
-        assert_eq!(due_action(HookLookup::Unreadable, false), DueAction::Wait);
-        assert_eq!(due_action(HookLookup::Unreadable, true), DueAction::Wait);
+        assert_eq!(turn.decide(HookLookup::Unreadable, false), DueAction::Wait);
         assert_eq!(
-            due_action(HookLookup::Missing, false),
+            turn.decide(HookLookup::Missing, false),
             DueAction::GiveUp("webhook deleted")
         );
         // Switched off: kept, paused, not given up.
         assert_eq!(
-            due_action(HookLookup::Found { enabled: false }, false),
+            turn.decide(HookLookup::Found { enabled: false }, false),
             DueAction::Pause
         );
         assert_eq!(
-            due_action(HookLookup::Found { enabled: false }, true),
-            DueAction::Pause
-        );
-        assert_eq!(
-            due_action(HookLookup::Found { enabled: true }, false),
+            turn.decide(HookLookup::Found { enabled: true }, false),
             DueAction::Send
-        );
-        // Once one of its deliveries failed in a run, the rest wait.
-        assert_eq!(
-            due_action(HookLookup::Found { enabled: true }, true),
-            DueAction::Hold
         );
     }
 
