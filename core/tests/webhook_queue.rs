@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use parley_core::webhook::queue::{self, Attempt, Outcome, Turn, Verdict};
-use parley_core::webhook::{DueAction, FailureStreak, HookLookup, MAX_ATTEMPTS, PAUSED_RECHECK_MS};
+use parley_core::webhook::{DueAction, FailureStreak, HookLookup, PAUSED_RECHECK_MS};
 use proptest::prelude::*;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, Row};
