@@ -281,23 +281,19 @@ impl WebhookObject {
         );
     }
 
-    /// The body of a delivery still waiting to be sent, read again just before sending it:
-    /// the conversation may have been erased while earlier deliveries of the run were sent.
-    fn pending_body(&self, id: &str) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Row {
-            body: String,
-        }
+    /// A delivery still waiting to be sent, read again just before sending it: the
+    /// conversation may have been erased while earlier deliveries of the run were sent, and the
+    /// webhook switched on meanwhile (its paused deliveries resumed with fewer attempts counted).
+    fn pending(&self, id: &str) -> Option<Delivery> {
         self.sql()
             .exec(
-                "SELECT body FROM deliveries WHERE id = ? AND status IN ('pending', 'paused')",
+                "SELECT * FROM deliveries WHERE id = ? AND status = 'pending'",
                 vec![id.into()],
             )
-            .and_then(|c| c.to_array::<Row>())
+            .and_then(|c| c.to_array::<Delivery>())
             .ok()?
             .into_iter()
             .next()
-            .map(|r| r.body)
     }
 
     async fn hooks(&self) -> Result<Vec<Hook>> {
@@ -448,6 +444,9 @@ impl WebhookObject {
                             .field("resumed", resumed)
                             .field("told", false)
                             .emit();
+                        // The rest of its list is stale (paused, attempts uncapped): the next
+                        // pass reads it again, with the resumed ones, in order.
+                        freed_hooks.insert(delivery.webhook_id.clone());
                         more_due = true;
                         continue;
                     }
@@ -519,10 +518,9 @@ impl WebhookObject {
             self.finish(&delivery, "failed", None, Some(&error));
             return Tried::NotSent;
         }
-        let Some(body) = self.pending_body(&delivery.id) else {
+        let Some(delivery) = self.pending(&delivery.id) else {
             return Tried::NotSent;
         };
-        let delivery = Delivery { body, ..delivery };
         let attempts = delivery.attempts + 1;
         let (status, error) = match post(hook, &delivery).await {
             Ok(status) => (Some(status), webhook::status_error(status)),

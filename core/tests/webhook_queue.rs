@@ -199,6 +199,7 @@ impl Site {
                     run_of.resume_checked = true;
                     if self.resume(&delivery.webhook_id) > 0 {
                         more_due = true;
+                        freed_hooks.insert(delivery.webhook_id.clone());
                         continue;
                     }
                 }
@@ -240,6 +241,16 @@ impl Site {
                         break;
                     }
                     tried.insert(delivery.id.clone());
+                    // Read again, as the object does: a resume may have changed it since the
+                    // list was read; one no longer pending is not sent.
+                    let fresh = select(
+                        &self.db,
+                        "SELECT * FROM deliveries WHERE id = ? AND status = 'pending'",
+                        vec![text(&delivery.id)],
+                    );
+                    let Some(delivery) = fresh.into_iter().next() else {
+                        continue;
+                    };
                     sends_left -= 1;
                     let run_of = runs.get_mut(&delivery.webhook_id).expect("run");
                     match self.attempt(at, &mut run_of.turn, &delivery) {
@@ -877,4 +888,37 @@ fn statements_on_waiting_deliveries_search_them_by_status_not_the_whole_log() {
         assert!(by_status || by_id, "{name}: {steps:?}");
         assert!(!search.contains("SCAN"), "{name}: {steps:?}");
     }
+}
+
+#[test]
+fn switched_on_without_the_queue_hearing_of_it_the_paused_ones_resume_with_attempts_left() {
+    let mut site = Site::new(5_000, vec![hook("w", always(503))]);
+    let evs = events(site.now, &[0, 10, 10]);
+    site.play(&evs, site.now + 30 * 3600 * 1000);
+    assert_eq!(site.switched_off, ["w"]);
+    // Switched on, but the queue is not told (the message was lost); the receiver still fails.
+    site.hooks[0].enabled = true;
+    site.hooks[0].streak = FailureStreak::default();
+    let now = site.now;
+    site.play(&[], now + PAUSED_RECHECK_MS + 60_000);
+    // The look-again found it on and resumed them all: none was sent with the attempts it had
+    // when paused (that would give one at its last attempt up after a single try).
+    let rows = rows_of(&site.db, "w");
+    assert!(rows.iter().all(|r| r.status != "failed"), "{rows:?}");
+    // The receiver is back: each goes once; after the one that finds it back, in order.
+    site.hooks[0].receiver = always(204);
+    let now = site.now;
+    site.play(&[], now + 24 * 3600 * 1000);
+    let delivered: Vec<usize> = site
+        .delivered("w")
+        .iter()
+        .map(|s| index(&s.delivery))
+        .collect();
+    let mut each = delivered.clone();
+    each.sort();
+    assert_eq!(each, [0, 1, 2]);
+    assert!(
+        delivered[1..].windows(2).all(|w| w[0] < w[1]),
+        "{delivered:?}"
+    );
 }
