@@ -6,10 +6,10 @@
 //! `paused`: its webhook is switched off, and it waits, body and all, until the webhook is
 //! switched on again (then it is sent), or for 30 days from when it was queued (then it goes
 //! with the log). The queue's rules (`webhook::queue`): due deliveries go oldest first; once a
-//! webhook's delivery fails in a way that may be the receiver's, its others wait for its next
-//! retry, but one goes ahead as a probe once the first has failed twice; a delivery rejected
-//! by the receiver (a 4xx) or failing while others go through is set aside: it keeps its own
-//! retries, holds no other, and does not count toward switching the webhook off; a delivered
+//! webhook's delivery fails (any answer but a 2xx), its others wait for its next retry, but one
+//! goes ahead as a probe once the first has failed twice; a delivery failing while others go
+//! through is set aside: it keeps its own retries, holds no other, and does not count toward
+//! switching the webhook off; a delivered
 //! attempt frees everything waiting for its webhook. When the webhooks cannot be read from D1,
 //! nothing is concluded: the due deliveries stay as they are and the alarm looks again shortly.
 //!

@@ -97,7 +97,8 @@ pub struct Turn {
     hold: Option<Hold>,
     /// Whether the one probe of this run was handed out.
     probe_taken: bool,
-    /// Whether the webhook's last attempt in this run (rejections aside) was delivered.
+    /// Whether the webhook's last attempt in this run (not counting deliveries set aside) was
+    /// delivered.
     last_delivered: bool,
 }
 
