@@ -286,10 +286,7 @@ impl WebhookObject {
     /// webhook switched on meanwhile (its paused deliveries resumed with fewer attempts counted).
     fn pending(&self, id: &str) -> Option<Delivery> {
         self.sql()
-            .exec(
-                "SELECT * FROM deliveries WHERE id = ? AND status = 'pending'",
-                vec![id.into()],
-            )
+            .exec(queue::PENDING, vec![id.into()])
             .and_then(|c| c.to_array::<Delivery>())
             .ok()?
             .into_iter()

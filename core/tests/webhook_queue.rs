@@ -243,11 +243,7 @@ impl Site {
                     tried.insert(delivery.id.clone());
                     // Read again, as the object does: a resume may have changed it since the
                     // list was read; one no longer pending is not sent.
-                    let fresh = select(
-                        &self.db,
-                        "SELECT * FROM deliveries WHERE id = ? AND status = 'pending'",
-                        vec![text(&delivery.id)],
-                    );
+                    let fresh = select(&self.db, queue::PENDING, vec![text(&delivery.id)]);
                     let Some(delivery) = fresh.into_iter().next() else {
                         continue;
                     };

@@ -237,6 +237,9 @@ pub const RETRY: &str = "UPDATE deliveries SET status = 'pending', attempts = ?,
 
 /// Marks a delivery as failing on its own: (id).
 pub const SET_ASIDE: &str = "UPDATE deliveries SET set_aside = 1 WHERE id = ?";
+/// A delivery as it stands just before its attempt, only while it is still pending: an erasure
+/// or a resume may have changed it since the run read its list.
+pub const PENDING: &str = "SELECT * FROM deliveries WHERE id = ? AND status = 'pending'";
 
 /// How a delivery ended (`delivered`, or `failed`: given up); its body goes:
 /// (status, last_status, last_error, status, delivered_at, id).
