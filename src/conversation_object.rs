@@ -2076,11 +2076,19 @@ impl Conversation {
             worker::Delay::from(Duration::from_millis(10)).await;
         }
         let meta = self.meta()?;
+        // From here the conversation answers as gone: a file registered while the bucket is
+        // listed and emptied would be recorded in storage about to be wiped, its bytes left in
+        // R2 with nothing pointing at them. Refused, its upload takes the bytes back out.
+        self.erased.set(true);
         for ws in self.state.get_websockets() {
             let _ = ws.close(Some(1000), Some("erased"));
         }
         // Files first: storage wiped with files left would lose the only record of them.
-        self.delete_files(&meta).await.map_err(|detail| {
+        if let Err(detail) = self.delete_files(&meta).await {
+            // Still all there: the conversation goes on (an alarm that rang meanwhile did
+            // nothing) until a retry.
+            self.erased.set(false);
+            self.wake_within(MIRROR_SAFETY_MS).await;
             Log::warn("erase_files_failed")
                 .site(&meta.site)
                 .conversation(&meta.id)
@@ -2088,10 +2096,9 @@ impl Conversation {
                 .error_class("r2_unavailable")
                 .field("detail", detail.clone())
                 .emit();
-            self.storage_error(&detail)
-        })?;
+            return Err(self.storage_error(&detail));
+        }
         let storage = self.state.storage();
-        self.erased.set(true);
         self.wait_for_own_copy(&meta).await;
         // A line the site opened while the attachments were deleted: from now none is taken.
         for line in self

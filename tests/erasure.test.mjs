@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './support/server.mjs';
 import { r2Keys } from './support/stored.mjs';
-import { REFUSE_LISTING } from './support/r2-standin.mjs';
+import { HELD_MS, REFUSE_LISTING, SLOW_DELETES } from './support/r2-standin.mjs';
 import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, siteId, sleep, visitorSession } from './support/client.mjs';
 
 let server;
@@ -151,6 +151,25 @@ test('an erasure whose files cannot be listed fails, keeps the conversation, and
   const retried = await http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
   assert.equal(retried.status, 200, JSON.stringify(retried.body));
   assert.equal((await http(server.url, `/api/v1/conversations/${v.conversation}/history`, { token: owner.token })).status, 404);
+  assert.deepEqual(await r2Keys(server, prefix), []);
+});
+
+test('a file uploaded while its conversation is being erased does not outlive the erasure', async () => {
+  const v = await newConversation(server);
+  await upload(v, 'a.txt', `${SLOW_DELETES}private a\n`);
+  await mirrored(v.conversation, 1);
+  const prefix = `c/${v.conversation}/`;
+  const erasing = http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
+  // The erasure has listed the files and waits on the bucket's deletion of a.txt: an upload now
+  // would land after the listing.
+  await sleep(HELD_MS / 4);
+  const late = await fetch(`${server.url}/api/v1/conversations/${v.conversation}/files?name=late.txt`, {
+    method: 'POST', headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'text/plain' }, body: 'private late\n',
+  });
+  const erased = await erasing;
+  assert.equal(erased.status, 200, JSON.stringify(erased.body));
+  assert.notEqual(late.status, 201, 'the conversation took a file while it was being erased');
+  assert.equal(late.status, 404, await late.text());
   assert.deepEqual(await r2Keys(server, prefix), []);
 });
 

@@ -2,15 +2,21 @@
 // local bucket but lists at most two keys a page, as a bucket with many more files than a page
 // holds (R2 lists 1,000) would: whoever lists must follow `truncated` and `cursor`. A file
 // whose bytes begin with REFUSE_LISTING makes the next listing of its conversation's files
-// fail, once, as R2 can. Loaded by scripts/runtime.mjs as a wrapped binding in tests:
+// fail, once, as R2 can. A file whose bytes begin with SLOW_DELETES makes every deletion of its
+// conversation's files take HELD_MS, as a slow bucket would: an erasure is then caught mid-way.
+// Loaded by scripts/runtime.mjs as a wrapped binding in tests:
 //
 //   startServer({ standIns: { ATTACHMENTS: 'tests/support/r2-standin.mjs' } })
 
 export const REFUSE_LISTING = 'r2 stand-in: refuse the next listing of this conversation\n';
+export const SLOW_DELETES = 'r2 stand-in: hold every deletion of this conversation\'s files\n';
+export const HELD_MS = 2000;
 const PAGE = 2;
 
 // Module state: the Worker and its Durable Objects share one isolate, and with it this module.
 const refuseOnce = new Set();
+const slowPrefixes = new Set();
+const prefixOf = (key) => key.slice(0, key.lastIndexOf('/') + 1);
 
 const textOf = (value) => {
   if (typeof value === 'string') return value;
@@ -31,14 +37,19 @@ class R2Bucket {
 
   get(...args) { return this.#inner.get(...args); }
 
-  delete(...args) { return this.#inner.delete(...args); }
+  async delete(keys) {
+    const some = Array.isArray(keys) ? keys : [keys];
+    if (some.some((key) => slowPrefixes.has(prefixOf(key)))) await new Promise((resolve) => setTimeout(resolve, HELD_MS));
+    return this.#inner.delete(keys);
+  }
 
   createMultipartUpload(...args) { return this.#inner.createMultipartUpload(...args); }
 
   resumeMultipartUpload(...args) { return this.#inner.resumeMultipartUpload(...args); }
 
   put(key, value, options) {
-    if (textOf(value).startsWith(REFUSE_LISTING)) refuseOnce.add(key.slice(0, key.lastIndexOf('/') + 1));
+    if (textOf(value).startsWith(REFUSE_LISTING)) refuseOnce.add(prefixOf(key));
+    if (textOf(value).startsWith(SLOW_DELETES)) slowPrefixes.add(prefixOf(key));
     return this.#inner.put(key, value, options);
   }
 
