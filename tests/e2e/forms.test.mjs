@@ -50,10 +50,16 @@ test('no agent online: the offline form takes a message that becomes a conversat
   await form(page).locator('button[type=submit]').click();
   assert.equal(await form(page).locator('[name=email]').getAttribute('aria-invalid'), 'true');
   assert.equal(await page.evaluate(() => document.querySelector('[data-parley]').shadowRoot.activeElement?.name), 'email');
+  // Each field says what is wrong with it, in words the visitor can act on.
+  const problem = (name) => form(page).locator(`[name=${name}]`).evaluate((input) => input.getRootNode().getElementById(input.getAttribute('aria-describedby')).textContent);
+  assert.equal(await problem('email'), 'Please fill this in.');
+  assert.equal(await problem('name'), '');
   await form(page).locator('[name=email]').fill('not an email');
   await form(page).locator('[name=message]').fill('Could you restock the Keemun?');
   await form(page).locator('button[type=submit]').click();
   assert.equal(await form(page).locator('[name=email]').getAttribute('aria-invalid'), 'true');
+  assert.equal(await problem('email'), 'Please enter an email address, like name@example.com.');
+  assert.equal(await problem('message'), '');
 
   await form(page).locator('[name=name]').fill('Lin');
   await form(page).locator('[name=email]').fill('lin@example.com');

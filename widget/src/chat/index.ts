@@ -571,10 +571,10 @@ class Chat {
       const values: Record<string, string> = {};
       for (const input of inputs) {
         const value = input.value.trim();
-        // maxlength stops typing, not a value put back into the field (refused answers).
-        const bad = (input.required && !value) || !input.checkValidity() || value.length > input.maxLength;
+        const problem = this.fieldProblem(input, value);
+        const bad = !!problem;
         input.setAttribute('aria-invalid', String(bad));
-        (form.querySelector(`#${input.id}-e`) as HTMLElement).textContent = bad ? this.tr('invalid') : '';
+        (form.querySelector(`#${input.id}-e`) as HTMLElement).textContent = problem;
         if (bad && !firstBad) firstBad = input;
         if (value) values[input.name] = value;
       }
@@ -1178,6 +1178,15 @@ class Chat {
     this.refused = no;
     this.showNotice(no.msg);
     this.render();
+  }
+
+  /** What is wrong with a form answer, in words the visitor can act on; '' when nothing. */
+  private fieldProblem(input: HTMLInputElement | HTMLTextAreaElement, value: string): string {
+    if (input.required && !value) return this.tr('missing');
+    // maxlength stops typing, not a value put back into the field (refused answers).
+    if (value.length > input.maxLength) return this.tr('tooLong', { n: input.maxLength });
+    if (input.checkValidity()) return '';
+    return input.type === 'email' ? this.tr('badEmail') : this.tr('invalid');
   }
 
   /** Sends outbox items one at a time, each waiting for its ack, so they arrive in order. */
