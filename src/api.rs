@@ -844,6 +844,7 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::InvalidRequest.into());
     }
     let fields = parley_core::visitor::clean_fields(body.fields)?;
+    let (stated_name, stated_email) = parley_core::visitor::stated_identity(&fields);
     let offline = body.form.as_deref() == Some("offline");
     if let Some(text) = &body.message {
         if text.trim().is_empty() {
@@ -931,6 +932,10 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
                 .map_err(internal(ctx, "erase_raced"))?;
             return Err(ErrorCode::TokenInvalid.into());
         }
+        if stated_name.is_some() || stated_email.is_some() {
+            remember_stated_identity(ctx, &create.visitor, &site.id, stated_name, stated_email)
+                .await;
+        }
     }
     if response.status_code() == 201 && !create.bot {
         // Routing follows creation (once: a repeated creation answers 200; with a bot, at the
@@ -975,6 +980,46 @@ async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) {
             .conversation(id)
             .trace(&ctx.trace)
             .error_class(e.code.as_str())
+            .emit();
+    }
+}
+
+/// Keeps the name and address a visitor gave in a form on their record, for agents; never over
+/// what the site's server vouched for (`identity_verified`). Only after the erasure check: the
+/// record of an erased visitor is not to come back. A D1 failure costs the label, not the chat.
+async fn remember_stated_identity(
+    ctx: &Ctx,
+    visitor: &str,
+    site: &str,
+    name: Option<String>,
+    email: Option<String>,
+) {
+    let now = JsValue::from_f64(ctx.now as f64);
+    let remembered = ctx.env.d1("DB").and_then(|db| {
+        db.prepare(
+            "INSERT INTO visitors (id, site_id, created_at, last_seen_at, name, email) VALUES (?1, ?2, ?3, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET
+               name = CASE WHEN visitors.identity_verified = 1 THEN visitors.name ELSE COALESCE(excluded.name, visitors.name) END,
+               email = CASE WHEN visitors.identity_verified = 1 THEN visitors.email ELSE COALESCE(excluded.email, visitors.email) END",
+        )
+        .bind(&[
+            visitor.into(),
+            site.into(),
+            now,
+            crate::widget::text_or_null(name),
+            crate::widget::text_or_null(email),
+        ])
+    });
+    let result = match remembered {
+        Ok(statement) => statement.run().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        Log::warn("visitor_name_unsaved")
+            .site(site)
+            .trace(&ctx.trace)
+            .error_class("d1_unavailable")
+            .field("detail", e.to_string())
             .emit();
     }
 }

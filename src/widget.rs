@@ -110,7 +110,7 @@ fn bind_err(e: worker::Error) -> ApiError {
     ErrorCode::Internal.into()
 }
 
-fn text_or_null(value: Option<String>) -> JsValue {
+pub(crate) fn text_or_null(value: Option<String>) -> JsValue {
     value.map_or(JsValue::NULL, |v| JsValue::from_str(&v))
 }
 

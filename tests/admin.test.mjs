@@ -350,3 +350,33 @@ async function otherTeamRows(teamId) {
     audit: await rows('SELECT * FROM audit_log WHERE team_id = ?1 ORDER BY id'),
   };
 }
+
+test('the name and address a visitor gives in a form label them for agents, never over what the site vouched for', async () => {
+  const { visitorSession } = await import('./support/client.mjs');
+  const visitorOf = async (id) => (await http(server.url, `/api/v1/visitors/${id}`, { token: owner.token })).body.visitor;
+  const start = (visitor, fields) => http(server.url, '/api/v1/conversations', { method: 'POST', token: visitor.token, body: { form: 'offline', fields, message: 'Do you ship to Canada?' } });
+  const anonymous = await visitorSession(server);
+  const created = await start(anonymous, { name: ' 王小明 ', email: 'xm@example.com' });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const stated = await visitorOf(anonymous.visitorId);
+  assert.equal(stated.name, '王小明');
+  assert.equal(stated.email, 'xm@example.com');
+  assert.ok(!stated.identity_verified);
+  // An address that is not one is not shown as one.
+  const careless = await visitorSession(server);
+  assert.equal((await start(careless, { name: 'Ana', email: 'ana at home' })).status, 201);
+  assert.equal((await visitorOf(careless.visitorId)).email ?? null, null);
+  // A visitor the site's server vouched for keeps the vouched name.
+  const { siteId } = await import('./support/client.mjs');
+  const secret = (await http(server.url, `/api/v1/sites/${await siteId(server, owner.token)}/identity-secret`, { method: 'POST', token: owner.token })).body.identity_secret;
+  const customer = await visitorSession(server);
+  const identified = await http(server.url, '/api/v1/visitor/identify', {
+    method: 'POST', token: customer.token,
+    body: { id: 'cust-88', name: 'Kim Lee', email: 'kim@example.com', hash: createHmac('sha256', secret).update('cust-88').digest('hex') },
+  });
+  assert.equal(identified.body.verified, true, JSON.stringify(identified.body));
+  assert.equal((await start(customer, { name: 'Somebody Else', email: 'else@example.com' })).status, 201);
+  const vouched = await visitorOf(customer.visitorId);
+  assert.equal(vouched.name, 'Kim Lee');
+  assert.equal(vouched.email, 'kim@example.com');
+});

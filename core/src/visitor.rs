@@ -115,6 +115,38 @@ pub fn clean_fields(
         .collect()
 }
 
+/// The name and e-mail address a visitor gave in a form (the fields named `name` and `email`,
+/// as the offline form and a usual pre-chat form name them), so agents see who is writing
+/// instead of an anonymous label. Self-stated: kept apart from what the site's server vouches
+/// for (`identity_verified`). An address that is not one is left out rather than shown.
+pub fn stated_identity(fields: &BTreeMap<String, String>) -> (Option<String>, Option<String>) {
+    let name = fields
+        .get("name")
+        .map(|n| crate::protocol::display_name(n, crate::protocol::MAX_DISPLAY_NAME_CHARS))
+        .filter(|n| !n.is_empty());
+    let email = fields
+        .get("email")
+        .map(|e| e.trim())
+        .filter(|e| looks_like_email(e))
+        .map(str::to_string);
+    (name, email)
+}
+
+/// `local@domain.tld`, one `@`, no spaces or controls, at most 254 characters: what a form's
+/// e-mail field lets through, checked again as the form's answers are the visitor's to send.
+fn looks_like_email(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    address.chars().count() <= 254
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Whether `hash` (hex) is HMAC-SHA256(secret, id): the site's server vouches for this id.
 pub fn identity_verified(secret: &str, id: &str, hash: &str) -> bool {
     if secret.is_empty() || id.is_empty() || hash.len() != 64 {
@@ -144,6 +176,40 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_form_names_its_visitor_when_it_asks_for_a_name_or_an_address() {
+        let fields = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            stated_identity(&fields(&[
+                ("name", " 王小明\u{202E} "),
+                ("email", " xm@example.com ")
+            ])),
+            (Some("王小明".into()), Some("xm@example.com".into()))
+        );
+        assert_eq!(
+            stated_identity(&fields(&[("name", "\u{0}"), ("email", "not an address")])),
+            (None, None)
+        );
+        for bad in [
+            "a@b",
+            "@example.com",
+            "a@@example.com",
+            "a b@example.com",
+            "a@example.com.",
+        ] {
+            assert_eq!(stated_identity(&fields(&[("email", bad)])).1, None, "{bad}");
+        }
+        assert_eq!(
+            stated_identity(&fields(&[("company", "Acme")])),
+            (None, None)
+        );
+    }
 
     #[test]
     fn context_is_bounded_and_script_urls_dropped() {
