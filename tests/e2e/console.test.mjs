@@ -542,6 +542,19 @@ test('from the demo page to a second agent: the visitor chats in the widget, the
     await waitForText(page, '.vp-name', 'Jane Doe');
     await waitForText(page, '.vp-name .unverified', 'Unverified');
     assert.equal(await page.$('.vp-name .verified'), null);
+    // The page the visitor is on reads like the pages of their trail, also once the admin
+    // pages (whose own page title and page box are styled large) have been opened.
+    const visited = await shop.title();
+    const looks = () => page.getByText(visited, { exact: true }).evaluateAll((els) => els.map((el) => {
+      const box = getComputedStyle(el.parentElement);
+      return `${getComputedStyle(el).fontSize} ${box.paddingTop} ${box.maxWidth}`;
+    }));
+    await waitFor(async () => (await looks()).length >= 2, 'the current page and the trail in the sidebar');
+    await page.click('.topnav-link[data-page="reports"]');
+    await page.waitForSelector('.page--reports');
+    await page.goBack();
+    await waitFor(async () => (await looks()).length >= 2, 'the sidebar again');
+    assert.equal(new Set(await looks()).size, 1, JSON.stringify(await looks()));
 
     // The agent replies; the visitor reads it in the widget and writes again.
     await page.fill('.composer-input', 'Of course, Jane. Which order is it?');

@@ -183,7 +183,7 @@ test('the console shows a visitor named with markup, with javascript: as e-mail,
   assert.match(await page.textContent('.vp-name'), /^<img src=x onerror="window.__xss=20">Mallory/);
   assert.equal(await page.textContent('.vp-email'), email);
   assert.equal(await page.getAttribute('.vp-email', 'href'), `mailto:${email}`);
-  const titles = await page.$$eval('.page-title, .trail-title', (els) => els.map((e) => e.textContent));
+  const titles = await page.$$eval('.vp-page-title, .trail-title', (els) => els.map((e) => e.textContent));
   assert.ok(titles.includes(pageTitle), JSON.stringify(titles));
   assert.ok(titles.includes(trailTitle), JSON.stringify(titles));
   // The javascript: page URL and referrer are never links (checked below), nor shown as a source.

@@ -104,7 +104,7 @@ export class VisitorPanel {
     const page = ctx.page;
     const pageHref = safeHref(page?.url);
     if (hasContext) sections.push(section(t('currentPage'),
-      pageHref ? h('div.page', null, h('div.page-title', null, page?.title || hostOf(pageHref)), link(pageHref, shortUrl(pageHref), 'page-url')) : h('span.muted', null, '—')));
+      pageHref ? h('div.vp-page', null, h('div.vp-page-title', null, page?.title || hostOf(pageHref)), link(pageHref, shortUrl(pageHref), 'vp-page-url')) : h('span.muted', null, '—')));
     const pages = (info?.pages ?? []).slice().sort((a, b) => b.at - a.at).slice(0, 20);
     if (pages.length) {
       sections.push(section(t('pageTrail'),
