@@ -244,7 +244,10 @@ export class Store extends Emitter<{
     const id = f.conversation;
     const at = f.at ?? Date.now();
     const row = this.ensureRow(id, link.site.id, at);
-    if (row) row.updated_at = Math.max(row.updated_at, at);
+    // Routing hands an agent back the chats it took from them while they were away: for a
+    // chat they still had, nothing changed, so nothing is new, moved up or announced.
+    const kept = f.event === 'assigned' && !!row && !!f.agent && row.assignee_id === f.agent && row.status === 'open';
+    if (row && !kept) row.updated_at = Math.max(row.updated_at, at);
     this.learnAgent(f.agent, f.agent_name);
     switch (f.event) {
       case 'new':
@@ -257,7 +260,7 @@ export class Store extends Emitter<{
         break;
       case 'assigned':
         if (row) row.assignee_id = f.agent ?? null;
-        if (id && f.agent === this.me.id && f.reason !== 'claimed') {
+        if (id && f.agent === this.me.id && f.reason !== 'claimed' && !kept) {
           const text = f.reason === 'transferred' && f.previous ? t('alertTransferred', { name: this.agentLabel(f.previous) }) : t('alertAssigned');
           this.alertOnce(`assigned:${id}:${at}`, () => this.notify(text, '', id, 'conversation'));
           // One the agent is looking at is not new to them.
