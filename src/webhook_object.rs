@@ -137,21 +137,19 @@ pub struct WebhookObject {
     alarm_checked: Cell<bool>,
     /// Alarm runs in a row that could not read the webhooks from D1 (sets the backoff).
     failed_reads: Cell<u32>,
+    /// Whether the queue's table is as this release needs it (see [`prepare_table`]).
+    table_ready: Cell<bool>,
+    /// Alarm runs in a row that found the table not ready and could not make it so.
+    failed_upgrades: Cell<u32>,
 }
 
 impl DurableObject for WebhookObject {
     fn new(state: State, env: Env) -> Self {
         crate::log::configure(&env);
-        // Once per instance, not per statement: everything after assumes the tables exist.
+        // Once per instance, not per statement (again by requests and alarms only if it failed):
+        // everything after assumes the tables exist.
         let sql = state.storage().sql();
-        let _ = sql.exec(queue::SCHEMA, None);
-        for (check, change) in queue::UPGRADES {
-            if sql.exec(check, None).is_err() {
-                if let Err(e) = sql.exec(change, None) {
-                    storage_failed(&e);
-                }
-            }
-        }
+        let table_ready = prepare_table(&sql);
         let kv = ObjectKv::open(sql.clone());
         drop_finished_bodies_once(&sql, &kv);
         WebhookObject {
@@ -160,10 +158,13 @@ impl DurableObject for WebhookObject {
             kv,
             alarm_checked: Cell::new(false),
             failed_reads: Cell::new(0),
+            table_ready: Cell::new(table_ready),
+            failed_upgrades: Cell::new(0),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        self.table_ready();
         crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
         if req.path() == "/wake" {
             // After a restart: nothing to do but what every request does first.
@@ -236,6 +237,26 @@ impl DurableObject for WebhookObject {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm_checked.set(true);
+        if !self.table_ready() {
+            // Its statements would fail on the table as it is, holds among them: nothing is
+            // sent until it is upgraded, tried again shortly.
+            let failed = self.failed_upgrades.get().saturating_add(1);
+            self.failed_upgrades.set(failed);
+            let delay = webhook::unreadable_retry_ms(failed);
+            Log::warn("webhook_queue_not_ready")
+                .error_class("storage_unavailable")
+                .field("failed_upgrades", failed)
+                .field("retry_in_ms", delay)
+                .emit();
+            self.state
+                .storage()
+                .set_alarm(Duration::from_millis(
+                    u64::try_from(delay).unwrap_or(60_000),
+                ))
+                .await?;
+            return Response::ok("not ready");
+        }
+        self.failed_upgrades.set(0);
         self.deliver_due().await?;
         Response::ok("ok")
     }
@@ -244,6 +265,14 @@ impl DurableObject for WebhookObject {
 impl WebhookObject {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
+    }
+
+    /// Whether the queue's table is ready, preparing it again if it was not.
+    fn table_ready(&self) -> bool {
+        if !self.table_ready.get() {
+            self.table_ready.set(prepare_table(&self.sql()));
+        }
+        self.table_ready.get()
     }
 
     fn remember_site(&self, site: &str) {
@@ -975,6 +1004,27 @@ fn bookkeeping_failed(webhook: &str, step: &str, e: &worker::Error) {
         .error_class("d1_unavailable")
         .field("detail", e.to_string())
         .emit();
+}
+
+/// Creates the queue's table, and applies the changes of later releases that a stored one lacks
+/// (`queue::UPGRADES`); whether it is now as this release needs it. A failure is logged and
+/// tried again by the next request or alarm: until then the queue sends nothing, as without the
+/// `set_aside` column its holds (statements naming it) would fail and it would run without them.
+fn prepare_table(sql: &SqlStorage) -> bool {
+    let mut ready = true;
+    if let Err(e) = sql.exec(queue::SCHEMA, None) {
+        storage_failed(&e);
+        ready = false;
+    }
+    for (check, change) in queue::UPGRADES {
+        if sql.exec(check, None).is_err() {
+            if let Err(e) = sql.exec(change, None) {
+                storage_failed(&e);
+                ready = false;
+            }
+        }
+    }
+    ready
 }
 
 /// Logs a failure of the object's own storage.
