@@ -9,9 +9,12 @@
 //! webhook's delivery fails (any answer but a 2xx), its others wait for its next retry, but one
 //! goes ahead as a probe once the first has failed twice; a delivery failing while others go
 //! through is set aside: it keeps its own retries, holds no other, and does not count toward
-//! switching the webhook off; a delivered
-//! attempt frees everything waiting for its webhook. When the webhooks cannot be read from D1,
-//! nothing is concluded: the due deliveries stay as they are and the alarm looks again shortly.
+//! switching the webhook off, until the receiver fails one that is not set aside (then those set
+//! aside rejoin the queue); a delivered attempt frees everything waiting for its webhook. A
+//! delivery is given up only while its receiver demonstrably takes the others, and not within
+//! 6 h of being queued; one failing with the others is kept until the webhook is switched off,
+//! then paused. When the webhooks cannot be read from D1, nothing is concluded: the due
+//! deliveries stay as they are and the alarm looks again shortly.
 //!
 //! A delivery's body (message text, form fields) is kept only while it may still be sent: a
 //! finished delivery keeps its log line (status, attempts, error) for [`LOG_KEEP_MS`], and an
@@ -134,24 +137,19 @@ pub struct WebhookObject {
     alarm_checked: Cell<bool>,
     /// Alarm runs in a row that could not read the webhooks from D1 (sets the backoff).
     failed_reads: Cell<u32>,
+    /// Whether the queue's table is as this release needs it (see [`prepare_table`]).
+    table_ready: Cell<bool>,
+    /// Alarm runs in a row that found the table not ready and could not make it so.
+    failed_upgrades: Cell<u32>,
 }
 
 impl DurableObject for WebhookObject {
     fn new(state: State, env: Env) -> Self {
         crate::log::configure(&env);
-        // Once per instance, not per statement: everything after assumes the tables exist.
+        // Once per instance, not per statement (again by requests and alarms only if it failed):
+        // everything after assumes the tables exist.
         let sql = state.storage().sql();
-        let _ = sql.exec(queue::SCHEMA, None);
-        for (check, change) in queue::UPGRADES {
-            if sql.exec(check, None).is_err() {
-                if let Err(e) = sql.exec(change, None) {
-                    Log::error("storage_failed")
-                        .error_class("storage_unavailable")
-                        .field("detail", e.to_string())
-                        .emit();
-                }
-            }
-        }
+        let table_ready = prepare_table(&sql);
         let kv = ObjectKv::open(sql.clone());
         drop_finished_bodies_once(&sql, &kv);
         WebhookObject {
@@ -160,10 +158,13 @@ impl DurableObject for WebhookObject {
             kv,
             alarm_checked: Cell::new(false),
             failed_reads: Cell::new(0),
+            table_ready: Cell::new(table_ready),
+            failed_upgrades: Cell::new(0),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        self.table_ready();
         crate::platform::recover_alarm(&self.state, &self.env, &self.alarm_checked).await;
         if req.path() == "/wake" {
             // After a restart: nothing to do but what every request does first.
@@ -236,6 +237,26 @@ impl DurableObject for WebhookObject {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm_checked.set(true);
+        if !self.table_ready() {
+            // Its statements would fail on the table as it is, holds among them: nothing is
+            // sent until it is upgraded, tried again shortly.
+            let failed = self.failed_upgrades.get().saturating_add(1);
+            self.failed_upgrades.set(failed);
+            let delay = webhook::unreadable_retry_ms(failed);
+            Log::warn("webhook_queue_not_ready")
+                .error_class("storage_unavailable")
+                .field("failed_upgrades", failed)
+                .field("retry_in_ms", delay)
+                .emit();
+            self.state
+                .storage()
+                .set_alarm(Duration::from_millis(
+                    u64::try_from(delay).unwrap_or(60_000),
+                ))
+                .await?;
+            return Response::ok("not ready");
+        }
+        self.failed_upgrades.set(0);
         self.deliver_due().await?;
         Response::ok("ok")
     }
@@ -244,6 +265,14 @@ impl DurableObject for WebhookObject {
 impl WebhookObject {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
+    }
+
+    /// Whether the queue's table is ready, preparing it again if it was not.
+    fn table_ready(&self) -> bool {
+        if !self.table_ready.get() {
+            self.table_ready.set(prepare_table(&self.sql()));
+        }
+        self.table_ready.get()
     }
 
     fn remember_site(&self, site: &str) {
@@ -448,7 +477,7 @@ impl WebhookObject {
                         continue;
                     }
                 }
-                match run.turn.decide(lookup, delivery.set_aside != 0) {
+                match run.turn.decide(lookup) {
                     // Held: already moved to the webhook's next retry.
                     DueAction::Wait | DueAction::Hold => continue,
                     DueAction::GiveUp(reason) => {
@@ -529,18 +558,32 @@ impl WebhookObject {
             id: &delivery.id,
             attempts,
             set_aside: delivery.set_aside != 0,
+            queued_at: delivery.created_at,
             at,
             outcome,
         };
         let error = error.unwrap_or_else(|| "not delivered".into());
         match turn.after(attempt, hook.streak(), config.webhook_retry_base_ms) {
-            Verdict::Delivered { set_aside } => {
+            Verdict::Delivered {
+                set_aside,
+                give_up_queued_by,
+            } => {
                 self.finish(&delivery, "delivered", status, None);
                 if let Some(holder) = set_aside {
                     self.set_aside(&holder);
                     Log::info("webhook_delivery_set_aside")
                         .field("webhook", hook.id.as_str())
                         .field("reason", "others_delivered")
+                        .emit();
+                }
+                // Those set aside and out of attempts failed before this one was taken.
+                let given_up = self.give_up_set_aside(&hook.id, give_up_queued_by);
+                if given_up > 0 {
+                    Log::warn("webhook_deliveries_given_up")
+                        .field("webhook", hook.id.as_str())
+                        .field("given_up", given_up)
+                        .field("reason", "others_delivered")
+                        .error_class("webhook_target")
                         .emit();
                 }
                 if hook.streak().is_failing() {
@@ -577,26 +620,32 @@ impl WebhookObject {
             }
             Verdict::Counted {
                 next_at,
-                give_up,
                 streak,
                 disable,
                 hold_until,
             } => {
-                // A last attempt that switches the webhook off leaves its delivery to be paused
-                // with the others, not given up.
-                if give_up {
-                    self.finish(&delivery, "failed", status, Some(&error));
-                } else {
-                    self.retry(&delivery.id, attempts, next_at, status, &error);
-                }
+                // Never given up: the receiver may be down for everyone. Retried until the
+                // webhook is switched off, then paused with the others.
+                self.retry(&delivery.id, attempts, next_at, status, &error);
                 Log::warn("webhook_failed")
                     .field("webhook", hook.id.as_str())
                     .field("event", delivery.event.as_str())
                     .field("attempts", attempts)
-                    .field("given_up", give_up)
+                    .field("given_up", false)
                     .error_class("webhook_target")
                     .field("detail", error)
                     .emit();
+                // Failing for others again: those set aside are no longer known to fail on
+                // their own, and wait in the queue with the rest.
+                let rejoined = self.count(queue::REJOIN, vec![hook.id.as_str().into()]);
+                match rejoined {
+                    Ok(0) => {}
+                    Ok(rejoined) => Log::info("webhook_deliveries_rejoined")
+                        .field("webhook", hook.id.as_str())
+                        .field("rejoined", rejoined)
+                        .emit(),
+                    Err(e) => storage_failed(&e),
+                }
                 // The webhook's other deliveries wait, in their order, for its next retry.
                 self.hold(&hook.id, hold_until);
                 if self.record_failure(hook, streak, disable).await {
@@ -720,6 +769,23 @@ impl WebhookObject {
     /// Marks a delivery as failing on its own.
     fn set_aside(&self, id: &str) {
         let _ = self.sql().exec(queue::SET_ASIDE, vec![id.into()]);
+    }
+
+    /// Gives up the deliveries of `webhook` set aside, out of attempts, and queued by
+    /// `queued_by`: its receiver just took another one; how many.
+    fn give_up_set_aside(&self, webhook: &str, queued_by: i64) -> usize {
+        self.count(
+            queue::GIVE_UP_SET_ASIDE,
+            vec![
+                webhook.into(),
+                SqlStorageValue::Integer(i64::from(webhook::MAX_ATTEMPTS)),
+                SqlStorageValue::Integer(queued_by),
+            ],
+        )
+        .unwrap_or_else(|e| {
+            storage_failed(&e);
+            0
+        })
     }
 
     /// Records how a delivery ended; its body is not needed any more and goes.
@@ -936,6 +1002,35 @@ fn bookkeeping_failed(webhook: &str, step: &str, e: &worker::Error) {
         .field("webhook", webhook)
         .field("step", step)
         .error_class("d1_unavailable")
+        .field("detail", e.to_string())
+        .emit();
+}
+
+/// Creates the queue's table, and applies the changes of later releases that a stored one lacks
+/// (`queue::UPGRADES`); whether it is now as this release needs it. A failure is logged and
+/// tried again by the next request or alarm: until then the queue sends nothing, as without the
+/// `set_aside` column its holds (statements naming it) would fail and it would run without them.
+fn prepare_table(sql: &SqlStorage) -> bool {
+    let mut ready = true;
+    if let Err(e) = sql.exec(queue::SCHEMA, None) {
+        storage_failed(&e);
+        ready = false;
+    }
+    for (check, change) in queue::UPGRADES {
+        if sql.exec(check, None).is_err() {
+            if let Err(e) = sql.exec(change, None) {
+                storage_failed(&e);
+                ready = false;
+            }
+        }
+    }
+    ready
+}
+
+/// Logs a failure of the object's own storage.
+fn storage_failed(e: &worker::Error) {
+    Log::error("storage_failed")
+        .error_class("storage_unavailable")
         .field("detail", e.to_string())
         .emit();
 }

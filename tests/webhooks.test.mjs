@@ -2,8 +2,10 @@
 // backoff after failures, a delivery log, a webhook switched off only after failing for hours
 // (its deliveries paused, and sent when it is switched on again), a short outage that loses
 // nothing, one event the receiver rejects holding up no other, a backlog sent at once and in
-// order when the receiver is back, and a D1 read failure that gives nothing up. Also the visitor attributes endpoint and
-// idempotent conversation creation.
+// order when the receiver is back, a delivery set aside just before the receiver goes down for
+// everyone kept past its 8th attempt (with a short retry base) and sent once it is back, and a D1
+// read failure that gives nothing up. Also the visitor attributes endpoint and idempotent
+// conversation creation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -303,6 +305,77 @@ test('after an outage, the waiting deliveries go as soon as one gets through, in
   } finally {
     if (id) await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
     await rx.close();
+  }
+});
+
+test('a delivery set aside right before the receiver goes down for everyone is not given up at its 8th attempt: it rejoins the queue and goes once the receiver is back', async () => {
+  // A 1 ms retry base: a delivery's 8 attempts take about 20 s, far less than the 6 h before
+  // anything may be given up.
+  const quick = await startServer({ vars: { WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_BASE_MS: '1' } });
+  let first;
+  let firstRefusals = 0;
+  let tookOne = false;
+  let up = false;
+  // Down, but after the first delivery's 6th refusal it takes one other request (the probe);
+  // then down again for everyone until told.
+  const rx = await startReceiver((req) => {
+    if (up) return 204;
+    const delivery = req.headers['parley-delivery'];
+    if (delivery === first) { firstRefusals += 1; return 502; }
+    if (!tookOne && firstRefusals >= 6) { tookOne = true; return 204; }
+    return 502;
+  });
+  try {
+    const admin = await agentLogin(quick);
+    const quickSite = await siteId(quick, admin.token);
+    const created = await http(quick.url, `/api/v1/sites/${quickSite}/webhooks`, {
+      method: 'POST', token: admin.token, body: { url: rx.url, events: ['message.created'] },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const { id } = created.body;
+    const log = async () => {
+      const res = await http(quick.url, `/api/v1/sites/${quickSite}/webhooks/${id}/deliveries`, { token: admin.token });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.deliveries;
+    };
+    const line = async (delivery) => (await log()).find((d) => d.delivery_id === delivery);
+    const sayOn = async (conv, text) => {
+      const sent = await http(quick.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+        method: 'POST', token: conv.token, body: { client_msg_id: msgId('q'), text },
+      });
+      assert.equal(sent.status, 200, JSON.stringify(sent.body));
+      return `${conv.conversation}:${sent.body.seq}:message.created`;
+    };
+    const conv = await newConversation(quick);
+    first = `${conv.conversation}:2:message.created`;
+    assert.equal(await sayOn(conv, 'the first, refused'), first);
+    const probe = await sayOn(conv, 'the one the receiver takes');
+    await until(() => tookOne, 'the receiver took one request', 20_000);
+    assert.equal(rx.seen.find((r) => r.status === 204)?.delivery, probe);
+    // Past its 8th attempt, the receiver down for everyone since it took the probe: kept.
+    const kept = await until(async () => {
+      const l = await line(first);
+      return l && (l.attempts >= 8 || l.status !== 'pending') ? l : null;
+    }, 'the first delivery at its 8th attempt', 60_000);
+    assert.equal(kept.status, 'pending', JSON.stringify(kept));
+    const [row] = await webhookRows(quick, quickSite, 'SELECT set_aside FROM deliveries WHERE delivery_id = ?', [first]);
+    assert.equal(row.set_aside, 1, 'it was set aside when the receiver took the probe');
+    // Another event fails like it: the receiver fails for everyone, so it rejoins the queue...
+    const third = await sayOn(conv, 'said while the receiver is down');
+    await until(() => rx.seen.some((r) => r.delivery === third && r.status === 502), 'the third refused');
+    // ...and once the receiver is back, the first delivered attempt frees it (its own retry
+    // would be more than a minute away).
+    up = true;
+    const deliveredIds = () => rx.seen.filter((r) => r.status === 204).map((r) => r.delivery);
+    await until(() => deliveredIds().includes(first) && deliveredIds().includes(third), 'the first and the third delivered', 15_000)
+      .catch(async (e) => { throw new Error(`${e.message}: ${JSON.stringify(await log())}`); });
+    assert.deepEqual([...deliveredIds()].sort(), [first, probe, third].sort(), 'each delivered once');
+    assert.ok((await log()).every((d) => d.status === 'delivered'));
+    const { results: [hook] } = await quick.d1('SELECT enabled FROM webhooks WHERE id = ?1', [id]);
+    assert.equal(hook.enabled, 1);
+  } finally {
+    await rx.close();
+    await quick.stop();
   }
 });
 

@@ -19,16 +19,21 @@ pub const EVENTS: [&str; 5] = [
     "offline_message.created",
 ];
 
-/// Attempts before a delivery is given up.
+/// Attempts a delivery makes at least before it may be given up (and only on the terms of
+/// [`queue`]: never while its receiver may be down for everyone).
 pub const MAX_ATTEMPTS: u32 = 8;
+/// How long after it was queued a delivery may be given up at the soonest: the attempts of the
+/// default schedule take longer (about 11 h), and a shorter `WEBHOOK_RETRY_BASE_MS` does not
+/// shorten it; a delivery out of attempts sooner is retried (at its backoff, at most 6 h).
+pub const GIVE_UP_AFTER_MS: i64 = 6 * 3600 * 1000;
 /// Consecutive failed attempts a webhook needs before it may be switched off...
 pub const DISABLE_AFTER_FAILURES: u32 = 20;
 /// ...and how long ago the first of them must be: a receiver that fails for less than this is
-/// never switched off, however many deliveries fail meanwhile. Six hours is longer than any
-/// ordinary outage or deployment, and shorter than the 8 attempts of a delivery take at the
-/// default schedule (about 11 h), so in a long outage the webhook is switched off, and its
-/// deliveries kept (paused), before they run out of attempts (a delivery at its last attempt
-/// switches it off too, when the count has not been reached).
+/// never switched off, however many deliveries fail meanwhile, and whatever the retry base.
+/// Six hours is longer than any ordinary outage or deployment. A delivery whose failures count
+/// against its webhook is never given up (see [`queue`]): in a long outage it is retried until
+/// the webhook is switched off, and then kept, paused (a delivery out of attempts switches it
+/// off too, when the count has not been reached).
 pub const DISABLE_AFTER_FAILING_MS: i64 = 6 * 3600 * 1000;
 /// How often deliveries paused by a switched-off webhook look again whether it is back on, all
 /// of a webhook's together (switching it on resumes them at once; this is for when that message
@@ -376,18 +381,18 @@ mod tests {
     fn only_a_webhook_read_and_missing_is_deleted() {
         let turn = queue::Turn::default();
         // D1 failing is not the webhook being gone: the delivery is left for later.
-        assert_eq!(turn.decide(HookLookup::Unreadable, false), DueAction::Wait);
+        assert_eq!(turn.decide(HookLookup::Unreadable), DueAction::Wait);
         assert_eq!(
-            turn.decide(HookLookup::Missing, false),
+            turn.decide(HookLookup::Missing),
             DueAction::GiveUp("webhook deleted")
         );
         // Switched off: kept, paused, not given up.
         assert_eq!(
-            turn.decide(HookLookup::Found { enabled: false }, false),
+            turn.decide(HookLookup::Found { enabled: false }),
             DueAction::Pause
         );
         assert_eq!(
-            turn.decide(HookLookup::Found { enabled: true }, false),
+            turn.decide(HookLookup::Found { enabled: true }),
             DueAction::Send
         );
     }

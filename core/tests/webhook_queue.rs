@@ -1,12 +1,16 @@
 //! The webhook delivery queue on SQLite, with the statements the Webhook object runs
 //! (`webhook::queue`) and a run of its alarm as the object does it: what is due, oldest first;
-//! holds, probes, deliveries set aside, releases, pauses and resumes. Receivers that reject one
-//! delivery, fail on one, or are down for a while, are played against it.
+//! holds, probes, deliveries set aside and rejoining, releases, give-ups, pauses and resumes.
+//! Receivers that reject one delivery, fail on one, are down for a while, or take one request in
+//! the middle of an outage, are played against it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use parley_core::webhook::queue::{self, Attempt, Outcome, Turn, Verdict};
-use parley_core::webhook::{DueAction, FailureStreak, HookLookup, PAUSED_RECHECK_MS};
+use parley_core::webhook::{
+    DueAction, FailureStreak, HookLookup, DISABLE_AFTER_FAILING_MS, GIVE_UP_AFTER_MS, MAX_ATTEMPTS,
+    PAUSED_RECHECK_MS,
+};
 use proptest::prelude::*;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, Row};
@@ -22,6 +26,7 @@ struct Delivery {
     status: String,
     attempts: u32,
     next_at: i64,
+    created_at: i64,
     set_aside: bool,
 }
 
@@ -33,6 +38,7 @@ fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         status: row.get("status")?,
         attempts: row.get("attempts")?,
         next_at: row.get("next_at")?,
+        created_at: row.get("created_at")?,
         set_aside: row.get::<_, i64>("set_aside")? != 0,
     })
 }
@@ -116,6 +122,15 @@ struct Sent {
     outcome: Outcome,
 }
 
+/// A delivery the queue gave up on (not for its webhook being deleted).
+#[derive(Debug, Clone)]
+struct GivenUp {
+    webhook: String,
+    delivery: String,
+    queued_at: i64,
+    at: i64,
+}
+
 /// A site's queue and webhooks, its alarm run as the Webhook object runs it.
 struct Site {
     db: Connection,
@@ -124,6 +139,9 @@ struct Site {
     hooks: Vec<Hook>,
     sent: Vec<Sent>,
     switched_off: Vec<String>,
+    /// When each switch-off in `switched_off` happened.
+    switched_off_at: Vec<i64>,
+    given_up: Vec<GivenUp>,
 }
 
 #[derive(Default)]
@@ -142,6 +160,8 @@ impl Site {
             hooks,
             sent: Vec::new(),
             switched_off: Vec::new(),
+            switched_off_at: Vec::new(),
+            given_up: Vec::new(),
         }
     }
 
@@ -203,7 +223,7 @@ impl Site {
                         continue;
                     }
                 }
-                match run_of.turn.decide(lookup, delivery.set_aside) {
+                match run_of.turn.decide(lookup) {
                     DueAction::Wait | DueAction::Hold => continue,
                     DueAction::GiveUp(_) => {
                         self.finish(&delivery.id, "failed");
@@ -294,15 +314,37 @@ impl Site {
             id: &delivery.id,
             attempts,
             set_aside: delivery.set_aside,
+            queued_at: delivery.created_at,
             at: self.now,
             outcome,
         };
         let hook_id = self.hooks[at].id.clone();
         match turn.after(attempt, self.hooks[at].streak, self.base_ms) {
-            Verdict::Delivered { set_aside } => {
+            Verdict::Delivered {
+                set_aside,
+                give_up_queued_by,
+            } => {
                 self.finish(&delivery.id, "delivered");
                 if let Some(holder) = set_aside {
                     run(&self.db, queue::SET_ASIDE, vec![text(&holder)]);
+                }
+                let given_up: Vec<String> = self
+                    .db
+                    .prepare(queue::GIVE_UP_SET_ASIDE)
+                    .expect("statement prepares")
+                    .query_map(
+                        params_from_iter([
+                            text(&hook_id),
+                            int(i64::from(MAX_ATTEMPTS)),
+                            int(give_up_queued_by),
+                        ]),
+                        |row| row.get::<_, String>(0),
+                    )
+                    .expect("runs")
+                    .map(|id| id.expect("row"))
+                    .collect();
+                for id in given_up {
+                    self.record_given_up(&id);
                 }
                 self.hooks[at].streak = FailureStreak::default();
                 let freed = run(
@@ -315,6 +357,7 @@ impl Site {
             Verdict::OnItsOwn { next_at, give_up } => {
                 if give_up {
                     self.finish(&delivery.id, "failed");
+                    self.record_given_up(&delivery.id);
                 } else {
                     self.retry(&delivery.id, attempts, next_at, status);
                     run(&self.db, queue::SET_ASIDE, vec![text(&delivery.id)]);
@@ -323,16 +366,12 @@ impl Site {
             }
             Verdict::Counted {
                 next_at,
-                give_up,
                 streak,
                 disable,
                 hold_until,
             } => {
-                if give_up {
-                    self.finish(&delivery.id, "failed");
-                } else {
-                    self.retry(&delivery.id, attempts, next_at, status);
-                }
+                self.retry(&delivery.id, attempts, next_at, status);
+                run(&self.db, queue::REJOIN, vec![text(&hook_id)]);
                 run(
                     &self.db,
                     queue::HOLD,
@@ -342,6 +381,7 @@ impl Site {
                 if disable {
                     self.hooks[at].enabled = false;
                     self.switched_off.push(hook_id.clone());
+                    self.switched_off_at.push(self.now);
                     run(
                         &self.db,
                         queue::PAUSE_ALL,
@@ -351,6 +391,21 @@ impl Site {
                 None
             }
         }
+    }
+
+    fn record_given_up(&mut self, id: &str) {
+        let row = select(
+            &self.db,
+            "SELECT * FROM deliveries WHERE id = ?",
+            vec![text(id)],
+        );
+        let row = row.first().expect("the delivery given up");
+        self.given_up.push(GivenUp {
+            webhook: row.webhook_id.clone(),
+            delivery: row.delivery_id.clone(),
+            queued_at: row.created_at,
+            at: self.now,
+        });
     }
 
     fn retry(&self, id: &str, attempts: u32, next_at: i64, status: Option<i64>) {
@@ -419,6 +474,67 @@ impl Site {
             runs += 1;
             assert!(runs < 100_000, "the queue keeps waking without progress");
         }
+    }
+
+    /// Where the record breaks the queue's promises: a webhook switched off before it had been
+    /// failing, without a delivered attempt, for [`DISABLE_AFTER_FAILING_MS`]; a delivery given
+    /// up before [`GIVE_UP_AFTER_MS`] from when it was queued, before [`MAX_ATTEMPTS`], or
+    /// without its receiver taking another delivery of the webhook after its previous failure.
+    fn broken_promises(&self) -> Vec<String> {
+        let mut broken = Vec::new();
+        for (webhook, off_at) in self.switched_off.iter().zip(&self.switched_off_at) {
+            let before: Vec<&Sent> = self
+                .sent
+                .iter()
+                .filter(|s| &s.webhook == webhook && s.at <= *off_at)
+                .collect();
+            let last_delivered = before.iter().rposition(|s| s.outcome == Outcome::Delivered);
+            let first_failed = before[last_delivered.map_or(0, |at| at + 1)..].first();
+            match first_failed {
+                Some(first) if off_at - first.at >= DISABLE_AFTER_FAILING_MS => {}
+                _ => broken.push(format!(
+                    "{webhook} switched off at {off_at}, failing since {:?}",
+                    first_failed.map(|s| s.at)
+                )),
+            }
+        }
+        for gone in &self.given_up {
+            if gone.at - gone.queued_at < GIVE_UP_AFTER_MS {
+                broken.push(format!("{gone:?}: given up too soon"));
+            }
+            let failures: Vec<i64> = self
+                .sent
+                .iter()
+                .filter(|s| {
+                    s.webhook == gone.webhook
+                        && s.delivery == gone.delivery
+                        && s.outcome == Outcome::Failed
+                        && s.at <= gone.at
+                })
+                .map(|s| s.at)
+                .collect();
+            if failures.len() < MAX_ATTEMPTS as usize {
+                broken.push(format!(
+                    "{gone:?}: given up after {} attempts",
+                    failures.len()
+                ));
+                continue;
+            }
+            let previous_failure = failures[failures.len() - 2];
+            let another_taken = self.sent.iter().any(|s| {
+                s.webhook == gone.webhook
+                    && s.delivery != gone.delivery
+                    && s.outcome == Outcome::Delivered
+                    && s.at > previous_failure
+                    && s.at <= gone.at
+            });
+            if !another_taken {
+                broken.push(format!(
+                    "{gone:?}: given up, the receiver took nothing else after {previous_failure}"
+                ));
+            }
+        }
+        broken
     }
 
     fn delivered(&self, webhook: &str) -> Vec<&Sent> {
@@ -597,6 +713,228 @@ fn holding_and_freeing_leave_deliveries_set_aside_alone() {
         probe[0].delivery_id, "a",
         "tried ones, oldest first, when none is fresh"
     );
+}
+
+#[test]
+fn deliveries_set_aside_rejoin_the_queue_and_only_those_out_of_attempts_and_old_enough_are_given_up(
+) {
+    let db = open();
+    let hours = |h: i64| h * 3600 * 1000;
+    // Set aside: one out of attempts queued 7 h ago, one out of attempts queued 1 h ago, one
+    // with attempts left; one in the queue out of attempts; another webhook's.
+    for (id, attempts, queued, aside) in [
+        ("old", 8, hours(1), true),
+        ("recent", 8, hours(7), true),
+        ("young", 5, hours(1), true),
+        ("queued", 8, hours(1), false),
+    ] {
+        enqueue(&db, "w", id, "pending", hours(9), queued);
+        run(
+            &db,
+            queue::RETRY,
+            vec![
+                int(attempts),
+                int(hours(9)),
+                int(500),
+                text("HTTP 500"),
+                text(&format!("w:{id}")),
+            ],
+        );
+        if aside {
+            run(&db, queue::SET_ASIDE, vec![text(&format!("w:{id}"))]);
+        }
+    }
+    enqueue(&db, "v", "other", "pending", hours(9), hours(1));
+    run(
+        &db,
+        queue::RETRY,
+        vec![
+            int(8),
+            int(hours(9)),
+            int(500),
+            text("HTTP 500"),
+            text("v:other"),
+        ],
+    );
+    run(&db, queue::SET_ASIDE, vec![text("v:other")]);
+    let given_up = run(
+        &db,
+        queue::GIVE_UP_SET_ASIDE,
+        vec![
+            text("w"),
+            int(i64::from(MAX_ATTEMPTS)),
+            int(queue::give_up_queued_by(hours(8))),
+        ],
+    );
+    assert_eq!(given_up, 1);
+    let status = |db: &Connection, webhook: &str| -> Vec<(String, String, bool)> {
+        rows_of(db, webhook)
+            .into_iter()
+            .map(|r| (r.delivery_id, r.status, r.set_aside))
+            .collect()
+    };
+    let owned = |v: [(&str, &str, bool); 4]| -> Vec<(String, String, bool)> {
+        v.iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+            .collect()
+    };
+    assert_eq!(
+        status(&db, "w"),
+        owned([
+            ("old", "failed", true),
+            ("young", "pending", true),
+            ("queued", "pending", false),
+            ("recent", "pending", true),
+        ])
+    );
+    // The receiver fails one in the queue: those set aside rejoin it, the other webhook's stay.
+    assert_eq!(run(&db, queue::REJOIN, vec![text("w")]), 2);
+    assert!(rows_of(&db, "w")
+        .iter()
+        .all(|r| !r.set_aside || r.status == "failed"));
+    assert!(rows_of(&db, "v")[0].set_aside);
+    // A webhook switched on again resumes its paused deliveries in its queue.
+    run(&db, queue::PAUSE_ALL, vec![int(hours(10)), text("v")]);
+    run(
+        &db,
+        queue::RESUME,
+        vec![
+            int(hours(11)),
+            int(i64::from(queue::RESUMED_ATTEMPTS_AT_MOST)),
+            text("v"),
+        ],
+    );
+    let resumed = &rows_of(&db, "v")[0];
+    assert_eq!(
+        (resumed.status.as_str(), resumed.set_aside),
+        ("pending", false)
+    );
+}
+
+/// A receiver down until `e00` has been refused `refusals` times, that then takes one request
+/// (the probe), and is down again for `down_after_ms`.
+fn takes_one_request_in_an_outage(refusals: u32, down_after_ms: i64) -> Receiver {
+    use std::cell::Cell;
+    let refused = Cell::new(0u32);
+    let took_one_at: Cell<Option<i64>> = Cell::new(None);
+    Box::new(move |id, now| match took_one_at.get() {
+        Some(at) if now >= at + down_after_ms => Some(204),
+        Some(_) => Some(502),
+        None if id == "e00" => {
+            refused.set(refused.get() + 1);
+            Some(502)
+        }
+        None if refused.get() >= refusals => {
+            took_one_at.set(Some(now));
+            Some(204)
+        }
+        None => Some(502),
+    })
+}
+
+#[test]
+fn a_delivery_set_aside_right_before_the_receiver_goes_down_for_everyone_is_not_given_up() {
+    // Down: the oldest holds the other, which goes as a probe after each of its failures. At
+    // its 6th, the probe is taken, and it is set aside; then the receiver is down again for
+    // 5.5 h, through its 7th and 8th attempts (5.4 h after its first). Nothing shows that the
+    // receiver takes the others then: it is kept, and delivered once the receiver is back.
+    let mut site = Site::new(
+        BASE,
+        vec![hook(
+            "w",
+            takes_one_request_in_an_outage(6, 5 * 3600 * 1000 + 1800 * 1000),
+        )],
+    );
+    let evs = events(site.now, &[0, 0]);
+    site.play(&evs, site.now + 72 * 3600 * 1000);
+    let e00: Vec<&Sent> = site.sent.iter().filter(|s| s.delivery == "e00").collect();
+    assert!(e00.len() > MAX_ATTEMPTS as usize, "{e00:?}");
+    let delivered: Vec<&str> = site
+        .delivered("w")
+        .iter()
+        .map(|s| s.delivery.as_str())
+        .collect();
+    assert_eq!(delivered, ["e01", "e00"]);
+    assert!(site.given_up.is_empty(), "{:?}", site.given_up);
+    assert!(site.switched_off.is_empty());
+    assert_eq!(site.broken_promises(), Vec::<String>::new());
+}
+
+#[test]
+fn deliveries_set_aside_rejoin_the_queue_when_the_receiver_fails_the_others_and_are_paused_with_them(
+) {
+    // As above, but the receiver stays down, and another event comes 10 minutes after the
+    // probe was taken: its failure brings the one set aside back into the queue, whose failures
+    // count; after 6 h of them the webhook is switched off and both are kept, paused.
+    let mut site = Site::new(
+        BASE,
+        vec![hook("w", takes_one_request_in_an_outage(6, i64::MAX / 4))],
+    );
+    let mut evs = events(site.now, &[0, 0]);
+    // e00's 6th attempt, and the probe, come 781 s after its first.
+    evs.push((site.now + 781_000 + 600_000, "e02".to_string()));
+    site.play(&evs, site.now + 72 * 3600 * 1000);
+    assert_eq!(site.delivered("w").len(), 1, "only the probe");
+    assert!(site.given_up.is_empty(), "{:?}", site.given_up);
+    assert_eq!(site.switched_off, ["w"]);
+    let rows = rows_of(&site.db, "w");
+    let kept: Vec<(&str, &str, bool)> = rows
+        .iter()
+        .map(|r| (r.delivery_id.as_str(), r.status.as_str(), r.set_aside))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("e00", "paused", false),
+            ("e01", "delivered", false),
+            ("e02", "paused", false)
+        ]
+    );
+    // Its failures after the outage began counted: it held e02 (in order, oldest first).
+    let after_rejoin: Vec<&Sent> = site.sent.iter().filter(|s| s.at > evs[2].0).collect();
+    assert!(after_rejoin.iter().any(|s| s.delivery == "e00"));
+    assert_eq!(site.broken_promises(), Vec::<String>::new());
+}
+
+#[test]
+fn with_a_short_retry_base_an_outage_of_hours_loses_nothing_and_switches_off_only_after_six() {
+    // 100 ms: a delivery's 8 attempts take about half an hour.
+    let base = 100;
+    // Down for 5 hours, then back: everything is delivered, nothing given up, still on.
+    let up_at = 1_000_000 + 5 * 3600 * 1000;
+    let mut site = Site::new(
+        base,
+        vec![hook(
+            "w",
+            Box::new(move |_, now| Some(if now < up_at { 503 } else { 204 })),
+        )],
+    );
+    let evs = events(site.now, &[0, 10, 10]);
+    site.play(&evs, site.now + 48 * 3600 * 1000);
+    assert!(site.given_up.is_empty(), "{:?}", site.given_up);
+    assert!(site.switched_off.is_empty());
+    let mut delivered: Vec<&str> = site
+        .delivered("w")
+        .iter()
+        .map(|s| s.delivery.as_str())
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, ["e00", "e01", "e02"]);
+    assert!(
+        site.sent.iter().filter(|s| s.delivery == "e00").count() > MAX_ATTEMPTS as usize,
+        "attempts go on after the 8th"
+    );
+
+    // Down for good: switched off 6 h after its first failure at the soonest, all kept.
+    let mut site = Site::new(base, vec![hook("w", always(503))]);
+    let start = site.now;
+    site.play(&evs, start + 48 * 3600 * 1000);
+    assert!(site.given_up.is_empty(), "{:?}", site.given_up);
+    assert_eq!(site.switched_off, ["w"]);
+    assert!(site.switched_off_at[0] - start >= DISABLE_AFTER_FAILING_MS);
+    let rows = rows_of(&site.db, "w");
+    assert!(rows.iter().all(|r| r.status == "paused"), "{rows:?}");
+    assert_eq!(site.broken_promises(), Vec::<String>::new());
 }
 
 #[test]
@@ -815,11 +1153,10 @@ proptest! {
         for sent in site.delivered("v") {
             prop_assert!(sent.at - created[&sent.delivery] <= 100, "{:?}", sent);
         }
-        // One that took any event stays on. (One that refused every event fails like a receiver
-        // that is down: see a_receiver_refusing_every_delivery_with_a_4xx_is_switched_off….)
-        if bad_ones.is_empty() || bad_ones.len() < evs.len() {
-            prop_assert!(site.switched_off.is_empty());
-        }
+        // Switched off only after hours in which the receiver took nothing of it (one left
+        // failing alone after the last event it took behaves like a receiver that is down), and
+        // nothing given up unless the receiver took another delivery after its previous failure.
+        prop_assert_eq!(site.broken_promises(), Vec::<String>::new());
         match &trouble {
             // Payloads the receiver refuses (a 4xx) while it takes the others: every other one
             // is delivered (above), the webhook stays on.
@@ -855,6 +1192,100 @@ proptest! {
     }
 }
 
+/// A receiver over days: down in some windows, taking one request here and there even then,
+/// and refusing one event throughout, maybe.
+#[derive(Debug, Clone)]
+struct Weather {
+    /// (from, to), ms after the first event.
+    down: Vec<(i64, i64)>,
+    /// Times (ms after the first event) after which the receiver takes one request, down or not.
+    takes_one_after: Vec<i64>,
+    /// An event it always refuses.
+    refuses: Option<usize>,
+}
+
+fn weather(events: usize) -> impl Strategy<Value = Weather> {
+    let hour = 3600 * 1000i64;
+    (
+        proptest::collection::vec((0..24 * hour, 0..12 * hour), 0..=3),
+        proptest::collection::vec(0..36 * hour, 0..=3),
+        proptest::option::of(0..events),
+    )
+        .prop_map(|(down, takes_one_after, refuses)| Weather {
+            down: down
+                .into_iter()
+                .map(|(from, len)| (from, from + len))
+                .collect(),
+            takes_one_after,
+            refuses,
+        })
+}
+
+fn days_of_weather() -> impl Strategy<Value = (i64, Vec<i64>, Weather)> {
+    let hour = 3600 * 1000i64;
+    (
+        prop_oneof![Just(50i64), Just(1_000i64), Just(5_000i64)],
+        proptest::collection::vec(prop_oneof![Just(0i64), 0..60_000i64, 0..3 * hour], 1..10),
+    )
+        .prop_flat_map(|(base, gaps)| {
+            let n = gaps.len();
+            (Just(base), Just(gaps), weather(n))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn nothing_is_given_up_unless_the_receiver_takes_the_others_and_nothing_is_switched_off_in_less_than_six_hours(
+        (base, gaps, weather) in days_of_weather(),
+    ) {
+        use std::cell::RefCell;
+        let start = 1_000_000;
+        let sky = weather.clone();
+        // The times after which it takes one request, not yet used.
+        let blips = RefCell::new(sky.takes_one_after.clone());
+        let receiver: Receiver = Box::new(move |id, now| {
+            if sky.refuses == Some(index(id)) {
+                return Some(500);
+            }
+            let mut blips = blips.borrow_mut();
+            if let Some(at) = blips.iter().position(|b| now >= start + b) {
+                blips.remove(at);
+                return Some(204);
+            }
+            let down = sky
+                .down
+                .iter()
+                .any(|(from, to)| now >= start + from && now < start + to);
+            Some(if down { 502 } else { 204 })
+        });
+        let mut site = Site::new(base, vec![hook("w", receiver)]);
+        let evs = events(start, &gaps);
+        site.play(&evs, start + 4 * 24 * 3600 * 1000);
+
+        let delivered = site.delivered("w");
+        let ids: BTreeSet<&str> = delivered.iter().map(|s| s.delivery.as_str()).collect();
+        prop_assert_eq!(ids.len(), delivered.len(), "delivered twice: {:?}", delivered);
+        prop_assert_eq!(site.broken_promises(), Vec::<String>::new());
+        // The receiver is up for the last two days: each event it does not refuse is delivered,
+        // kept (paused, the webhook switched off), or was given up on the terms above.
+        let given_up: BTreeSet<&str> = site.given_up.iter().map(|g| g.delivery.as_str()).collect();
+        for row in rows_of(&site.db, "w") {
+            if weather.refuses == Some(index(&row.delivery_id)) {
+                continue;
+            }
+            let settled = match row.status.as_str() {
+                "delivered" => true,
+                "paused" => !site.switched_off.is_empty(),
+                "failed" => given_up.contains(row.delivery_id.as_str()),
+                _ => false,
+            };
+            prop_assert!(settled, "{:?}", row);
+        }
+    }
+}
+
 #[test]
 fn statements_on_waiting_deliveries_search_them_by_status_not_the_whole_log() {
     let db = open();
@@ -864,6 +1295,8 @@ fn statements_on_waiting_deliveries_search_them_by_status_not_the_whole_log() {
         ("HOLD", queue::HOLD),
         ("RELEASE", queue::RELEASE),
         ("PROBE", queue::PROBE),
+        ("REJOIN", queue::REJOIN),
+        ("GIVE_UP_SET_ASIDE", queue::GIVE_UP_SET_ASIDE),
         ("LOOK_AGAIN_LATER", queue::LOOK_AGAIN_LATER),
         ("RESUME", queue::RESUME),
         ("PAUSE_ALL", queue::PAUSE_ALL),

@@ -8,12 +8,29 @@
 //! be the receiver's), the webhook's other deliveries wait for its next retry ([`hold_until`]): a
 //! receiver that is down is asked once per retry, not once per waiting delivery. A delivery that
 //! fails on its own is *set aside*: the receiver took another delivery of the same webhook right
-//! before or right after it failed a second time. A delivery set aside keeps its own retries, holds no other delivery,
-//! waits for none, and its failures do not count toward switching the webhook off. A delivered
-//! attempt frees every delivery waiting for its webhook ([`RELEASE`]): the receiver is back, so
-//! they are due at once and go in their order.
+//! before or right after it failed a second time. A delivery set aside keeps its own retries,
+//! holds no other delivery, waits for none, and its failures do not count toward switching the
+//! webhook off. That lasts while the receiver takes the others: once it fails a delivery that is
+//! not set aside, the evidence is gone, and the webhook's deliveries set aside rejoin the queue
+//! ([`REJOIN`]): they wait in their order again, the oldest failing one holds the others, and
+//! their failures count. A delivered attempt frees every delivery waiting for its webhook
+//! ([`RELEASE`]): the receiver is back, so they are due at once and go in their order.
+//!
+//! Nothing is given up while the receiver may be down for everyone. A delivery whose failure
+//! counts against its webhook is never given up: it is retried until the webhook has been
+//! failing for [`DISABLE_AFTER_FAILING_MS`], whatever the retry base, and is then switched off
+//! and its deliveries kept, paused. A delivery is given up only when it has made
+//! [`MAX_ATTEMPTS`] attempts, was queued [`GIVE_UP_AFTER_MS`] ago or more, and the receiver took
+//! another delivery of the same webhook after its previous failure: right before its last one,
+//! in the same run, or at any time after ([`GIVE_UP_SET_ASIDE`]). Until then it is retried, at
+//! its backoff (at most 6 h).
+//!
+//! [`DISABLE_AFTER_FAILING_MS`]: super::DISABLE_AFTER_FAILING_MS
 
-use super::{hold_until, retry_delay_ms, DueAction, FailureStreak, HookLookup, MAX_ATTEMPTS};
+use super::{
+    hold_until, retry_delay_ms, DueAction, FailureStreak, HookLookup, GIVE_UP_AFTER_MS,
+    MAX_ATTEMPTS,
+};
 
 /// Failed attempts after which a delivery holding up the others lets one of them go ahead as a
 /// probe: when that one is delivered, the receiver is up and the first one's failures are its
@@ -63,6 +80,8 @@ pub struct Attempt<'a> {
     pub attempts: u32,
     /// Whether it had already been set aside.
     pub set_aside: bool,
+    /// When it was queued (`created_at`).
+    pub queued_at: i64,
     /// When this attempt ended.
     pub at: i64,
     pub outcome: Outcome,
@@ -71,29 +90,42 @@ pub struct Attempt<'a> {
 /// What becomes of a delivery after an attempt, and of its webhook's other deliveries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Delivered. Every delivery waiting for the webhook is due now ([`RELEASE`]). `set_aside`
-    /// names the delivery whose failures held them in this run: the receiver took this one
-    /// right after it failed again, so they are its own.
-    Delivered { set_aside: Option<String> },
-    /// Failed on its own: the delivery is set aside and retried at `next_at`, or given up after
-    /// its last attempt (`give_up`). The webhook's streak and its other deliveries are untouched.
+    /// Delivered. `set_aside` names the delivery whose failures held the others in this run:
+    /// the receiver took this one right after it failed again, so they are its own. Then the
+    /// webhook's deliveries set aside that are out of attempts and were queued by
+    /// `give_up_queued_by` are given up ([`GIVE_UP_SET_ASIDE`]): the receiver took this one
+    /// after their last failure. Every delivery waiting for the webhook is due now ([`RELEASE`]).
+    Delivered {
+        set_aside: Option<String>,
+        give_up_queued_by: i64,
+    },
+    /// Failed on its own: the delivery is set aside and retried at `next_at`, or given up
+    /// (`give_up`: out of attempts, queued long enough ago, and failed right after the receiver
+    /// took another delivery). The webhook's streak and its other deliveries are untouched.
     OnItsOwn { next_at: i64, give_up: bool },
-    /// Failed in a way that counts against the webhook: `streak` is its streak now, `disable`
-    /// whether that switches it off, the delivery is retried at `next_at` unless given up
-    /// (`give_up`), and the webhook's other deliveries wait until `hold_until` ([`HOLD`]).
+    /// Failed in a way that counts against the webhook (never given up): `streak` is its streak
+    /// now, `disable` whether that switches it off (its deliveries are then paused, this one
+    /// too), the delivery is retried at `next_at`, the webhook's deliveries set aside rejoin the
+    /// queue ([`REJOIN`]) and its waiting ones wait until `hold_until` ([`HOLD`]).
     Counted {
         next_at: i64,
-        give_up: bool,
         streak: FailureStreak,
         disable: bool,
         hold_until: i64,
     },
 }
 
+/// Deliveries queued at or before this, out of attempts and set aside, may be given up at
+/// `now` (see [`GIVE_UP_AFTER_MS`]).
+pub fn give_up_queued_by(now: i64) -> i64 {
+    now.saturating_sub(GIVE_UP_AFTER_MS)
+}
+
 /// What one run of the queue has seen of one webhook, which decides for its next deliveries.
 #[derive(Debug, Clone, Default)]
 pub struct Turn {
-    /// Set when a delivery's failure counted: the others wait for it.
+    /// Set when a delivery's failure counted: the others wait for it, those that were set aside
+    /// too (they rejoined the queue).
     hold: Option<Hold>,
     /// Whether the one probe of this run was handed out.
     probe_taken: bool,
@@ -110,15 +142,16 @@ struct Hold {
 }
 
 impl Turn {
-    /// What to do with a due delivery of this webhook (`set_aside`: whether it is set aside).
-    pub fn decide(&self, hook: HookLookup, set_aside: bool) -> DueAction {
+    /// What to do with a due delivery of this webhook. Once a failure counted in this run, every
+    /// other delivery of the webhook waits, one set aside too: the receiver failed one that was
+    /// not set aside, so those set aside rejoined the queue ([`REJOIN`]), whatever the list read
+    /// before said.
+    pub fn decide(&self, hook: HookLookup) -> DueAction {
         match hook {
             HookLookup::Unreadable => DueAction::Wait,
             HookLookup::Missing => DueAction::GiveUp("webhook deleted"),
             HookLookup::Found { enabled: false } => DueAction::Pause,
-            HookLookup::Found { enabled: true } if self.hold.is_some() && !set_aside => {
-                DueAction::Hold
-            }
+            HookLookup::Found { enabled: true } if self.hold.is_some() => DueAction::Hold,
             HookLookup::Found { enabled: true } => DueAction::Send,
         }
     }
@@ -150,24 +183,33 @@ impl Turn {
                     hold.holder_attempts >= PROBE_AFTER_ATTEMPTS && hold.holder != attempt.id
                 })
                 .map(|hold| hold.holder);
-            return Verdict::Delivered { set_aside };
+            return Verdict::Delivered {
+                set_aside,
+                give_up_queued_by: give_up_queued_by(attempt.at),
+            };
         }
         let own_retry = attempt
             .at
             .saturating_add(retry_delay_ms(base_ms, attempt.attempts));
-        let last_attempt = attempt.attempts >= MAX_ATTEMPTS;
+        let out_of_attempts = attempt.attempts >= MAX_ATTEMPTS;
         // Failed again while the receiver took another delivery just before: this one's own.
         let right_after_a_delivery =
             self.last_delivered && attempt.attempts >= PROBE_AFTER_ATTEMPTS;
         if attempt.set_aside || right_after_a_delivery {
+            // Given up only while the receiver demonstrably takes the others: a delivery set
+            // aside that fails alone may be failing with everyone now, and waits for that to
+            // show (a later delivery gives it up, a counted failure makes it rejoin the queue).
+            let give_up = out_of_attempts
+                && right_after_a_delivery
+                && attempt.queued_at <= give_up_queued_by(attempt.at);
             return Verdict::OnItsOwn {
                 next_at: own_retry,
-                give_up: last_attempt,
+                give_up,
             };
         }
         self.last_delivered = false;
         let streak = streak.failed(attempt.at);
-        let disable = streak.disables(attempt.at, last_attempt);
+        let disable = streak.disables(attempt.at, out_of_attempts);
         // A probe that fails waits with the others, not before the one they wait for.
         let next_at = self
             .hold
@@ -186,7 +228,6 @@ impl Turn {
         }
         Verdict::Counted {
             next_at,
-            give_up: last_attempt && !disable,
             streak,
             disable,
             hold_until: until,
@@ -237,6 +278,19 @@ pub const RETRY: &str = "UPDATE deliveries SET status = 'pending', attempts = ?,
 
 /// Marks a delivery as failing on its own: (id).
 pub const SET_ASIDE: &str = "UPDATE deliveries SET set_aside = 1 WHERE id = ?";
+
+/// The webhook's deliveries set aside rejoin its queue: its receiver failed one that was not set
+/// aside, so theirs may be its failures too. Their ids: (webhook_id).
+pub const REJOIN: &str = "UPDATE deliveries SET set_aside = 0
+  WHERE +webhook_id = ? AND status = 'pending' AND set_aside = 1 RETURNING id";
+
+/// The webhook's deliveries set aside that are out of attempts and were queued by a time are
+/// given up (their body goes; their last failure stays in the log): the receiver just took
+/// another delivery, after their last failure. Their ids: (webhook_id, [`MAX_ATTEMPTS`], queued
+/// by: [`give_up_queued_by`]).
+pub const GIVE_UP_SET_ASIDE: &str = "UPDATE deliveries SET status = 'failed', body = ''
+  WHERE +webhook_id = ? AND status = 'pending' AND set_aside = 1 AND attempts >= ?
+  AND +created_at <= ? RETURNING id";
 /// A delivery as it stands just before its attempt, only while it is still pending: an erasure
 /// or a resume may have changed it since the run read its list.
 pub const PENDING: &str = "SELECT * FROM deliveries WHERE id = ? AND status = 'pending'";
@@ -280,11 +334,13 @@ pub const PAUSE_ALL: &str = "UPDATE deliveries SET status = 'paused', next_at = 
 pub const LOOK_AGAIN_LATER: &str = "UPDATE deliveries SET next_at = ?
   WHERE +webhook_id = ? AND status = 'paused' RETURNING id";
 
-/// The paused deliveries of a webhook switched on again are due at `now`, each with at least
-/// [`ATTEMPTS_AFTER_RESUME`] attempts left; their ids:
-/// (now, [`RESUMED_ATTEMPTS_AT_MOST`], webhook_id).
+/// The paused deliveries of a webhook switched on again are due at `now`, in its queue (one set
+/// aside before has to show again that it fails on its own), each with at least
+/// [`ATTEMPTS_AFTER_RESUME`] attempts left; their ids: (now, [`RESUMED_ATTEMPTS_AT_MOST`],
+/// webhook_id).
 pub const RESUME: &str = "UPDATE deliveries SET status = 'pending', next_at = ?,
-  attempts = MIN(attempts, ?) WHERE +webhook_id = ? AND status = 'paused' RETURNING id";
+  attempts = MIN(attempts, ?), set_aside = 0 WHERE +webhook_id = ? AND status = 'paused'
+  RETURNING id";
 
 /// When the next delivery comes due: `at`, NULL when none waits.
 pub const NEXT_DUE: &str =
@@ -302,6 +358,7 @@ mod tests {
             id,
             attempts,
             set_aside: false,
+            queued_at: 0,
             at,
             outcome: Outcome::Failed,
         }
@@ -312,8 +369,16 @@ mod tests {
             id,
             attempts: 1,
             set_aside: false,
+            queued_at: 0,
             at,
             outcome: Outcome::Delivered,
+        }
+    }
+
+    fn delivered_verdict(set_aside: Option<&str>, at: i64) -> Verdict {
+        Verdict::Delivered {
+            set_aside: set_aside.map(str::to_string),
+            give_up_queued_by: at - GIVE_UP_AFTER_MS,
         }
     }
 
@@ -350,14 +415,7 @@ mod tests {
             failing_for_hours,
             BASE,
         );
-        assert!(matches!(
-            probe,
-            Verdict::Counted {
-                disable: true,
-                give_up: false,
-                ..
-            }
-        ));
+        assert!(matches!(probe, Verdict::Counted { disable: true, .. }));
     }
 
     #[test]
@@ -368,7 +426,6 @@ mod tests {
             verdict,
             Verdict::Counted {
                 next_at: 10_000 + BASE,
-                give_up: false,
                 streak: FailureStreak {
                     failures: 1,
                     since: Some(10_000)
@@ -377,21 +434,20 @@ mod tests {
                 hold_until: 10_000 + BASE,
             }
         );
-        assert_eq!(turn.decide(ON, false), DueAction::Hold);
-        // A delivery set aside does not wait for it.
-        assert_eq!(turn.decide(ON, true), DueAction::Send);
+        // Every other delivery waits, one set aside too (it rejoined the queue).
+        assert_eq!(turn.decide(ON), DueAction::Hold);
         // One failure may be the first of an outage: no probe yet.
         assert!(!turn.take_probe());
         // A switched-off or deleted webhook is not a matter of holding.
         assert_eq!(
-            turn.decide(HookLookup::Found { enabled: false }, false),
+            turn.decide(HookLookup::Found { enabled: false }),
             DueAction::Pause
         );
         assert_eq!(
-            turn.decide(HookLookup::Missing, false),
+            turn.decide(HookLookup::Missing),
             DueAction::GiveUp("webhook deleted")
         );
-        assert_eq!(turn.decide(HookLookup::Unreadable, false), DueAction::Wait);
+        assert_eq!(turn.decide(HookLookup::Unreadable), DueAction::Wait);
     }
 
     #[test]
@@ -411,12 +467,10 @@ mod tests {
         assert!(!turn.take_probe());
         assert_eq!(
             turn.after(delivered("q", 10_100), streak, BASE),
-            Verdict::Delivered {
-                set_aside: Some("p".into())
-            }
+            delivered_verdict(Some("p"), 10_100)
         );
         // The others are free again.
-        assert_eq!(turn.decide(ON, false), DueAction::Send);
+        assert_eq!(turn.decide(ON), DueAction::Send);
     }
 
     #[test]
@@ -447,7 +501,7 @@ mod tests {
         assert_eq!(streak.failures, 5);
         assert!(next_at >= held, "the probe waits with the others");
         assert!(hold_until >= held);
-        assert_eq!(turn.decide(ON, false), DueAction::Hold);
+        assert_eq!(turn.decide(ON), DueAction::Hold);
     }
 
     #[test]
@@ -456,7 +510,7 @@ mod tests {
         let none = FailureStreak::default();
         assert_eq!(
             turn.after(delivered("n", 10_000), none, BASE),
-            Verdict::Delivered { set_aside: None }
+            delivered_verdict(None, 10_000)
         );
         // Its second failure, just after the receiver took another one: its own.
         assert_eq!(
@@ -466,13 +520,13 @@ mod tests {
                 give_up: false
             }
         );
-        assert_eq!(turn.decide(ON, false), DueAction::Send);
+        assert_eq!(turn.decide(ON), DueAction::Send);
         // A first failure may be the start of an outage: it counts and holds.
         assert!(matches!(
             turn.after(failed("r", 1, 10_060), none, BASE),
             Verdict::Counted { .. }
         ));
-        assert_eq!(turn.decide(ON, false), DueAction::Hold);
+        assert_eq!(turn.decide(ON), DueAction::Hold);
         // ...and after it, a failure is no longer right after a delivery: it counts too.
         assert!(matches!(
             turn.after(failed("s", 3, 10_070), none, BASE),
@@ -498,7 +552,7 @@ mod tests {
                 give_up: false
             }
         );
-        assert_eq!(turn.decide(ON, false), DueAction::Send);
+        assert_eq!(turn.decide(ON), DueAction::Send);
     }
 
     #[test]
@@ -516,9 +570,9 @@ mod tests {
                 FailureStreak::default(),
                 BASE
             ),
-            Verdict::Delivered { set_aside: None }
+            delivered_verdict(None, 10_010)
         );
-        assert_eq!(turn.decide(ON, false), DueAction::Send);
+        assert_eq!(turn.decide(ON), DueAction::Send);
     }
 
     #[test]
@@ -529,23 +583,49 @@ mod tests {
             since: Some(0),
         };
         let at = DISABLE_AFTER_FAILING_MS + 1;
-        let Verdict::Counted {
-            disable, give_up, ..
-        } = turn.after(failed("p", MAX_ATTEMPTS, at), long, BASE)
+        let Verdict::Counted { disable, .. } =
+            turn.after(failed("p", MAX_ATTEMPTS, at), long, BASE)
         else {
             panic!("counts");
         };
-        // At its last attempt, after 6 h: switched off, and the delivery is paused, not given up.
+        // Out of attempts, after 6 h: switched off, and the delivery is paused with the others.
         assert!(disable);
-        assert!(!give_up);
-        // Not failing for long: given up instead.
+    }
+
+    #[test]
+    fn a_delivery_whose_failures_count_is_not_given_up_before_its_webhook_is_switched_off() {
+        // Out of attempts before the webhook has failed for 6 h (a short retry base does that):
+        // the receiver may be down for everyone, so it is retried, not given up.
+        let at = 5 * 3600 * 1000;
         let mut turn = Turn::default();
-        let Verdict::Counted {
-            disable, give_up, ..
-        } = turn.after(
+        let verdict = turn.after(
             failed("p", MAX_ATTEMPTS, at),
             FailureStreak {
                 failures: 3,
+                since: Some(at - 1000),
+            },
+            BASE,
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Counted {
+                next_at: at + retry_delay_ms(BASE, MAX_ATTEMPTS),
+                streak: FailureStreak {
+                    failures: 4,
+                    since: Some(at - 1000)
+                },
+                disable: false,
+                hold_until: at + 125 * BASE,
+            }
+        );
+        // Further failures keep it, at its backoff (at most 6 h), until the webhook is off.
+        let mut turn = Turn::default();
+        let Verdict::Counted {
+            next_at, disable, ..
+        } = turn.after(
+            failed("p", MAX_ATTEMPTS + 3, at),
+            FailureStreak {
+                failures: 4,
                 since: Some(at - 1000),
             },
             BASE,
@@ -554,7 +634,86 @@ mod tests {
             panic!("counts");
         };
         assert!(!disable);
-        assert!(give_up);
+        assert_eq!(next_at, at + 6 * 3600 * 1000);
+    }
+
+    #[test]
+    fn a_delivery_set_aside_is_given_up_only_while_the_receiver_takes_the_others() {
+        let queued_long_ago = Attempt {
+            set_aside: true,
+            ..failed("p", MAX_ATTEMPTS, 7 * 3600 * 1000)
+        };
+        // Out of attempts, failing alone in its run: the receiver may be down for everyone
+        // since it was set aside. Kept, at its backoff.
+        let mut turn = Turn::default();
+        assert_eq!(
+            turn.after(queued_long_ago, FailureStreak::default(), BASE),
+            Verdict::OnItsOwn {
+                next_at: queued_long_ago.at + 6 * 3600 * 1000,
+                give_up: false
+            }
+        );
+        // Right after the receiver took another one: given up.
+        let mut turn = Turn::default();
+        turn.after(
+            delivered("n", queued_long_ago.at - 5),
+            FailureStreak::default(),
+            BASE,
+        );
+        assert!(matches!(
+            turn.after(queued_long_ago, FailureStreak::default(), BASE),
+            Verdict::OnItsOwn { give_up: true, .. }
+        ));
+        // ...unless it was queued less than 6 h ago (a short retry base spends its attempts
+        // sooner): retried.
+        let mut turn = Turn::default();
+        turn.after(
+            delivered("n", queued_long_ago.at - 5),
+            FailureStreak::default(),
+            BASE,
+        );
+        let recent = Attempt {
+            queued_at: queued_long_ago.at - GIVE_UP_AFTER_MS + 1,
+            ..queued_long_ago
+        };
+        assert!(matches!(
+            turn.after(recent, FailureStreak::default(), BASE),
+            Verdict::OnItsOwn { give_up: false, .. }
+        ));
+        // A delivered attempt later gives up those set aside, out of attempts and queued by then.
+        let mut turn = Turn::default();
+        assert_eq!(
+            turn.after(
+                delivered("n", 9 * 3600 * 1000),
+                FailureStreak::default(),
+                BASE
+            ),
+            delivered_verdict(None, 9 * 3600 * 1000)
+        );
+        assert_eq!(
+            give_up_queued_by(9 * 3600 * 1000),
+            9 * 3600 * 1000 - GIVE_UP_AFTER_MS
+        );
+    }
+
+    #[test]
+    fn a_counted_failure_holds_deliveries_that_were_set_aside() {
+        // The receiver fails one not set aside: those set aside rejoin the queue and wait too.
+        let mut turn = Turn::default();
+        turn.after(
+            Attempt {
+                set_aside: true,
+                ..failed("s", 3, 10_000)
+            },
+            FailureStreak::default(),
+            BASE,
+        );
+        assert_eq!(turn.decide(ON), DueAction::Send);
+        assert!(matches!(
+            turn.after(failed("n", 1, 10_010), FailureStreak::default(), BASE),
+            Verdict::Counted { .. }
+        ));
+        assert_eq!(turn.decide(ON), DueAction::Hold);
     }
 
     #[test]
