@@ -1720,6 +1720,7 @@ impl Conversation {
             status: parley_core::Status::Open,
             assignee: None,
             head: 0,
+            assigned_since: None,
         };
         let created = {
             let mut store_slot = self.store.borrow_mut();
@@ -1947,6 +1948,7 @@ impl Conversation {
             Operation::Assign => Command::Assign {
                 agent: who.clone(),
                 who,
+                since: None,
             },
             Operation::History { before, limit } => Command::History { before, limit },
         };
@@ -2164,10 +2166,11 @@ impl Conversation {
         }
         self.meta()?;
         match request {
-            SystemRequest::Assign { agent } => {
+            SystemRequest::Assign { agent, since } => {
                 let command = Command::Assign {
                     who: system_participant(),
                     agent,
+                    since,
                 };
                 let mut replies = Vec::new();
                 self.execute(command, Caller::Http(&mut replies, None), trace)

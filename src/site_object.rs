@@ -768,11 +768,13 @@ impl Site {
         self.save_state(&state);
     }
 
-    /// Tells the conversation that `agent` handles it (the assignment that started at
-    /// `since`); what became of it goes into `tellings`. Returns false when the conversation
-    /// no longer exists. A retelling goes to a conversation that could not be reached lately:
-    /// it gets [`RETELL_TIMEOUT_MS`] to answer, so that it does not hold up the site's alarm
-    /// (no answer counts as a failed telling; a late one is harmless, assigning is idempotent).
+    /// Tells the conversation that `agent` handles it, in the assignment that started at
+    /// `since` (the conversation records no assignment older than the one it holds, so a
+    /// telling that arrives late does not take the conversation back); what became of it goes
+    /// into `tellings`. Returns false when the conversation no longer exists. A retelling goes
+    /// to a conversation that could not be reached lately: it gets [`RETELL_TIMEOUT_MS`] to
+    /// answer, so that it does not hold up the site's alarm (no answer counts as a failed
+    /// telling, and the request is not called back: it may still land later).
     async fn tell_assignment(
         &self,
         conversation: &str,
@@ -787,6 +789,7 @@ impl Site {
                 role: Role::Agent,
                 name: Some(agent_name.to_string()),
             },
+            since: Some(since),
         };
         let (conversation, agent) = (conversation.to_string(), agent.to_string());
         let told = if again {
