@@ -1325,6 +1325,17 @@ impl Site {
                 ("closed", _) => Some(SiteInput::Closed {
                     conversation: activity.conversation,
                 }),
+                // An agent took the conversation themselves (the API's `assign`): the author
+                // is the agent assigned. Routing's own assignments are written by the system.
+                ("assigned", Role::Agent) => {
+                    self.routing_profile(&activity.author_id)
+                        .await
+                        .map(|agent| SiteInput::AssignedByAgent {
+                            conversation: activity.conversation,
+                            agent,
+                            at: activity.at,
+                        })
+                }
                 ("reopened", role) => {
                     // An agent who reopens a conversation carries on with it.
                     let by_agent = match role {
