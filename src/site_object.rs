@@ -271,6 +271,8 @@ const ANSWER_ASK_TIMEOUT_MS: u64 = 3_000;
 /// How long a conversation that could not be told of its assignment gets to answer a
 /// retelling.
 const RETELL_TIMEOUT_MS: u64 = 3_000;
+/// Retellings under way at once, side by side.
+const MAX_RETELLS_AT_ONCE: usize = 50;
 /// Assignments due this soon are asked about with the overdue ones (covers the asks' time).
 const ANSWER_ASK_MARGIN_MS: i64 = 5_000;
 
@@ -831,6 +833,49 @@ impl Site {
         true
     }
 
+    /// Tells conversations again of the assignments they did not confirm, at most
+    /// [`MAX_RETELLS_AT_ONCE`] at a time: each may take up to [`RETELL_TIMEOUT_MS`], and one
+    /// after another a handful of unreachable conversations would hold up the site's alarm
+    /// for as many times that. What became of each goes into `tellings`; returns the
+    /// conversations that no longer exist.
+    async fn retell(
+        &self,
+        retells: Vec<(&str, &str, &str, i64)>,
+        tellings: &mut Vec<SiteInput>,
+    ) -> Vec<String> {
+        use futures::stream::StreamExt;
+        // Checked when each is sent, as for `Assigned`: an assignment replaced meanwhile (a
+        // transfer, a claim while earlier effects were carried out) is not told, which would
+        // leave the conversation showing the agent who no longer has it.
+        let still_untold = |conversation: &str, agent: &str, since: i64| {
+            self.peek_state(|s| {
+                s.assignments
+                    .get(conversation)
+                    .is_some_and(|a| a.agent == agent && a.start() == since && a.untold.is_some())
+            })
+        };
+        let outcomes: Vec<(String, bool, Vec<SiteInput>)> = futures::stream::iter(retells)
+            .map(|(conversation, agent, agent_name, since)| async move {
+                let mut told = Vec::new();
+                let exists = !still_untold(conversation, agent, since)
+                    || self
+                        .tell_assignment(conversation, (agent, agent_name, since), true, &mut told)
+                        .await;
+                (conversation.to_string(), exists, told)
+            })
+            .buffer_unordered(MAX_RETELLS_AT_ONCE)
+            .collect()
+            .await;
+        let mut gone = Vec::new();
+        for (conversation, exists, told) in outcomes {
+            tellings.extend(told);
+            if !exists {
+                gone.push(conversation);
+            }
+        }
+        gone
+    }
+
     /// Carries out routing's effects; returns the conversations that no longer exist.
     async fn carry_out(
         &self,
@@ -843,6 +888,8 @@ impl Site {
         }
         let site = self.site_from_storage().unwrap_or_default();
         let mut records = Vec::new();
+        // Told side by side after the rest: they follow the new assignments (see `Tick`).
+        let mut retells = Vec::new();
         for effect in effects {
             match effect {
                 SiteEffect::Assigned {
@@ -926,27 +973,18 @@ impl Site {
                     agent,
                     agent_name,
                     since,
-                } => {
-                    // As for `Assigned`: an assignment replaced meanwhile (a transfer, a claim
-                    // while earlier effects were carried out) is not told, which would leave the
-                    // conversation showing the agent who no longer has it.
-                    let still_untold = self.peek_state(|s| {
-                        s.assignments.get(conversation).is_some_and(|a| {
-                            a.agent == *agent && a.start() == *since && a.untold.is_some()
-                        })
-                    });
-                    let assignment = (agent.as_str(), agent_name.as_str(), *since);
-                    if still_untold
-                        && !self
-                            .tell_assignment(conversation, assignment, true, tellings)
-                            .await
-                    {
-                        gone.push(conversation.clone());
-                    }
-                }
+                } => retells.push((
+                    conversation.as_str(),
+                    agent.as_str(),
+                    agent_name.as_str(),
+                    *since,
+                )),
                 // The inbox pushed below is all it takes.
                 SiteEffect::InboxChanged => {}
             }
+        }
+        if !retells.is_empty() {
+            gone.extend(self.retell(retells, tellings).await);
         }
         self.record(&site, records).await;
         // Retellings change nothing the consoles show.
