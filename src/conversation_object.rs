@@ -55,6 +55,12 @@ const MIRROR_SAFETY_MS: i64 = 30_000;
 /// of ("0" when none). Written with the event, so it survives a crash that loses the
 /// notification; the mirror timer and the alarm send the news again until the site takes it.
 const ROUTING_NEWS: &str = "routing_news";
+/// Setting: the seq of the last `assigned` event an agent wrote themselves (the API's `assign`)
+/// that the site has not confirmed hearing of ("0" when none). Kept and told again as
+/// `ROUTING_NEWS` is, beside it: routing needs both the status and who took the conversation.
+const ASSIGNMENT_NEWS: &str = "assignment_news";
+/// The settings routing news waits in until the site confirms it.
+const NEWS_KEPT: [&str; 2] = [ROUTING_NEWS, ASSIGNMENT_NEWS];
 /// How long a conversation stays quiet (no confirmation from its site, no watermark reached)
 /// before the watermarks learnt since its last write are written on their own. Well under the
 /// idle time after which the runtime may evict the instance (the pending timer also holds it):
@@ -96,6 +102,19 @@ fn routing_news(events: &[parley_core::Event]) -> Option<u64> {
                 e.payload,
                 parley_core::EventPayload::Closed {} | parley_core::EventPayload::Reopened {}
             )
+        })
+        .map(|e| e.seq)
+        .max()
+}
+
+/// The seq of the last event among `events` in which an agent took the conversation
+/// themselves (routing's own assignments are the system's, and routing knows of them).
+fn assignment_news(events: &[parley_core::Event]) -> Option<u64> {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(e.payload, parley_core::EventPayload::Assigned { .. })
+                && e.author.role == parley_core::Role::Agent
         })
         .map(|e| e.seq)
         .max()
@@ -657,10 +676,14 @@ impl Conversation {
             // The site hears of these events before anything here awaits: automation's replies
             // (told in their own turn) and a concurrent command's events would otherwise reach
             // it first, out of `seq` order, and the agents' feed would end on an older event.
-            if let Some(seq) = routing_news(&appended) {
-                // In this turn, so in the events' own commit.
-                let _ =
-                    self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, &seq.to_string()));
+            // In this turn, so in the events' own commit.
+            for (key, seq) in [
+                (ROUTING_NEWS, routing_news(&appended)),
+                (ASSIGNMENT_NEWS, assignment_news(&appended)),
+            ] {
+                if let Some(seq) = seq {
+                    let _ = self.with_engine(|_, store| store.set_setting(key, &seq.to_string()));
+                }
             }
             if let Ok(meta) = self.meta() {
                 let site = meta.site.clone();
@@ -1013,56 +1036,83 @@ impl Conversation {
 
     /// The site confirmed events `first..=last`: routing news among them has been heard.
     fn routing_news_heard(&self, first: u64, last: u64) {
-        let pending = self.pending_routing_news();
-        if pending.is_some_and(|seq| (first..=last).contains(&seq)) {
-            self.forget_routing_news();
+        for key in NEWS_KEPT {
+            if self
+                .pending_news(key)
+                .is_some_and(|seq| (first..=last).contains(&seq))
+            {
+                self.forget_news(key);
+            }
         }
     }
 
-    fn forget_routing_news(&self) {
-        let _ = self.with_engine(|_, store| store.set_setting(ROUTING_NEWS, "0"));
+    fn forget_news(&self, key: &str) {
+        let _ = self.with_engine(|_, store| store.set_setting(key, "0"));
     }
 
-    fn pending_routing_news(&self) -> Option<u64> {
-        self.setting(ROUTING_NEWS)
+    fn pending_news(&self, key: &str) -> Option<u64> {
+        self.setting(key)
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|seq| *seq > 0)
     }
 
-    /// Tells the site again of the last close or reopen it has not confirmed: a notification
-    /// lost with a crashed or restarted site would otherwise leave routing with the
-    /// conversation's old status for good (an agent's seat held by a closed conversation, a
-    /// reopened one with nobody). Routing takes the same news twice without harm.
+    /// Tells the site again of the last close or reopen, and the last assignment an agent made
+    /// themselves, that it has not confirmed: a notification lost with a crashed or restarted
+    /// site would otherwise leave routing with the conversation's old status for good (an
+    /// agent's seat held by a closed conversation, a reopened one with nobody), or with an
+    /// assignment the agent's own choice replaced (which routing would then tell again, or
+    /// hand on when its answer clock runs out). Routing takes the same news twice without harm.
     async fn resend_routing_news(&self) {
-        let Some(seq) = self.pending_routing_news() else {
+        let pending: Vec<(&str, u64)> = NEWS_KEPT
+            .into_iter()
+            .filter_map(|key| Some((key, self.pending_news(key)?)))
+            .collect();
+        if pending.is_empty() {
             return;
-        };
+        }
         let Ok(meta) = self.meta() else { return };
-        let event = self
-            .with_engine(|_, store| {
-                parley_core::Store::events_after(store, seq.saturating_sub(1), 1)
-            })
-            .ok()
-            .flatten()
-            .and_then(|events| events.ok())
-            .and_then(|events| events.into_iter().find(|e| e.seq == seq));
-        let Some(event) = event else {
-            // Not in the log (a restore took it): there is nothing to tell.
-            self.forget_routing_news();
+        let mut news = Vec::new();
+        for (key, seq) in pending {
+            let event = self
+                .with_engine(|_, store| {
+                    parley_core::Store::events_after(store, seq.saturating_sub(1), 1)
+                })
+                .ok()
+                .flatten()
+                .and_then(|events| events.ok())
+                .and_then(|events| events.into_iter().find(|e| e.seq == seq));
+            let Some(event) = event else {
+                // Not in the log (a restore took it): there is nothing to tell.
+                self.forget_news(key);
+                continue;
+            };
+            let mut activity = crate::site_object::Activity::from_event(&meta.id, &event);
+            // A close or reopen is told again as the system's: an agent's reopen, told again
+            // after that agent handed the conversation on, would otherwise take it back. An
+            // agent's own assignment stays theirs: routing weighs it by its time against what
+            // it decided since.
+            if key == ROUTING_NEWS {
+                activity.author_role = parley_core::Role::System;
+            }
+            news.push((key, seq, activity));
+        }
+        if news.is_empty() {
             return;
-        };
-        let mut activity = crate::site_object::Activity::from_event(&meta.id, &event);
-        // Told again as the system's: an agent's reopen, told again after that agent handed
-        // the conversation on, would otherwise take it back.
-        activity.author_role = parley_core::Role::System;
+        }
+        news.sort_by_key(|(_, seq, _)| *seq);
         let request = crate::site_object::SiteRequest::Activity {
-            events: vec![activity],
+            events: news
+                .iter()
+                .map(|(_, _, activity)| activity.clone())
+                .collect(),
             mirror: None,
         };
         if self.ask_site(&meta, &request).await.routed {
-            self.log("routing_news_resent", "").seq(seq).emit();
-            if self.pending_routing_news() == Some(seq) {
-                self.forget_routing_news();
+            for (key, seq, _) in news {
+                self.log("routing_news_resent", "").seq(seq).emit();
+                if self.pending_news(key) == Some(seq) {
+                    self.forget_news(key);
+                }
             }
         } else {
             self.wake_within(MIRROR_SAFETY_MS).await;
@@ -1720,6 +1770,7 @@ impl Conversation {
             status: parley_core::Status::Open,
             assignee: None,
             head: 0,
+            assigned_since: None,
         };
         let created = {
             let mut store_slot = self.store.borrow_mut();
@@ -1947,6 +1998,7 @@ impl Conversation {
             Operation::Assign => Command::Assign {
                 agent: who.clone(),
                 who,
+                since: None,
             },
             Operation::History { before, limit } => Command::History { before, limit },
         };
@@ -2171,10 +2223,11 @@ impl Conversation {
         }
         self.meta()?;
         match request {
-            SystemRequest::Assign { agent } => {
+            SystemRequest::Assign { agent, since } => {
                 let command = Command::Assign {
                     who: system_participant(),
                     agent,
+                    since,
                 };
                 let mut replies = Vec::new();
                 self.execute(command, Caller::Http(&mut replies, None), trace)

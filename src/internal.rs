@@ -104,8 +104,14 @@ parley_core::tagged_enum! {
     /// Requests from the site's object to a conversation's.
     #[derive(Debug, Clone, Serialize)]
     pub enum SystemRequest {
-        /// Routing gave the conversation to this agent.
-        Assign { agent: Participant },
+        /// Routing gave the conversation to this agent, in its assignment that started at
+        /// `since` (Unix ms; absent from a site of an older release): the conversation does not
+        /// record an assignment older than the one it holds.
+        Assign {
+            agent: Participant,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            since: Option<i64>,
+        },
         /// A frame for everyone connected, not stored: the visitor's place in the waiting queue.
         Notify { frame: QueueFrame },
         /// Erase the conversation: its log, its files, its sockets (data protection).

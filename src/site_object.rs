@@ -271,6 +271,8 @@ const ANSWER_ASK_TIMEOUT_MS: u64 = 3_000;
 /// How long a conversation that could not be told of its assignment gets to answer a
 /// retelling.
 const RETELL_TIMEOUT_MS: u64 = 3_000;
+/// Retellings under way at once, side by side.
+const MAX_RETELLS_AT_ONCE: usize = 50;
 /// Assignments due this soon are asked about with the overdue ones (covers the asks' time).
 const ANSWER_ASK_MARGIN_MS: i64 = 5_000;
 
@@ -768,11 +770,13 @@ impl Site {
         self.save_state(&state);
     }
 
-    /// Tells the conversation that `agent` handles it (the assignment that started at
-    /// `since`); what became of it goes into `tellings`. Returns false when the conversation
-    /// no longer exists. A retelling goes to a conversation that could not be reached lately:
-    /// it gets [`RETELL_TIMEOUT_MS`] to answer, so that it does not hold up the site's alarm
-    /// (no answer counts as a failed telling; a late one is harmless, assigning is idempotent).
+    /// Tells the conversation that `agent` handles it, in the assignment that started at
+    /// `since` (the conversation records no assignment older than the one it holds, so a
+    /// telling that arrives late does not take the conversation back); what became of it goes
+    /// into `tellings`. Returns false when the conversation no longer exists. A retelling goes
+    /// to a conversation that could not be reached lately: it gets [`RETELL_TIMEOUT_MS`] to
+    /// answer, so that it does not hold up the site's alarm (no answer counts as a failed
+    /// telling, and the request is not called back: it may still land later).
     async fn tell_assignment(
         &self,
         conversation: &str,
@@ -787,6 +791,7 @@ impl Site {
                 role: Role::Agent,
                 name: Some(agent_name.to_string()),
             },
+            since: Some(since),
         };
         let (conversation, agent) = (conversation.to_string(), agent.to_string());
         let told = if again {
@@ -828,6 +833,49 @@ impl Site {
         true
     }
 
+    /// Tells conversations again of the assignments they did not confirm, at most
+    /// [`MAX_RETELLS_AT_ONCE`] at a time: each may take up to [`RETELL_TIMEOUT_MS`], and one
+    /// after another a handful of unreachable conversations would hold up the site's alarm
+    /// for as many times that. What became of each goes into `tellings`; returns the
+    /// conversations that no longer exist.
+    async fn retell(
+        &self,
+        retells: Vec<(&str, &str, &str, i64)>,
+        tellings: &mut Vec<SiteInput>,
+    ) -> Vec<String> {
+        use futures::stream::StreamExt;
+        // Checked when each is sent, as for `Assigned`: an assignment replaced meanwhile (a
+        // transfer, a claim while earlier effects were carried out) is not told, which would
+        // leave the conversation showing the agent who no longer has it.
+        let still_untold = |conversation: &str, agent: &str, since: i64| {
+            self.peek_state(|s| {
+                s.assignments
+                    .get(conversation)
+                    .is_some_and(|a| a.agent == agent && a.start() == since && a.untold.is_some())
+            })
+        };
+        let outcomes: Vec<(String, bool, Vec<SiteInput>)> = futures::stream::iter(retells)
+            .map(|(conversation, agent, agent_name, since)| async move {
+                let mut told = Vec::new();
+                let exists = !still_untold(conversation, agent, since)
+                    || self
+                        .tell_assignment(conversation, (agent, agent_name, since), true, &mut told)
+                        .await;
+                (conversation.to_string(), exists, told)
+            })
+            .buffer_unordered(MAX_RETELLS_AT_ONCE)
+            .collect()
+            .await;
+        let mut gone = Vec::new();
+        for (conversation, exists, told) in outcomes {
+            tellings.extend(told);
+            if !exists {
+                gone.push(conversation);
+            }
+        }
+        gone
+    }
+
     /// Carries out routing's effects; returns the conversations that no longer exist.
     async fn carry_out(
         &self,
@@ -840,6 +888,8 @@ impl Site {
         }
         let site = self.site_from_storage().unwrap_or_default();
         let mut records = Vec::new();
+        // Told side by side after the rest: they follow the new assignments (see `Tick`).
+        let mut retells = Vec::new();
         for effect in effects {
             match effect {
                 SiteEffect::Assigned {
@@ -923,27 +973,18 @@ impl Site {
                     agent,
                     agent_name,
                     since,
-                } => {
-                    // As for `Assigned`: an assignment replaced meanwhile (a transfer, a claim
-                    // while earlier effects were carried out) is not told, which would leave the
-                    // conversation showing the agent who no longer has it.
-                    let still_untold = self.peek_state(|s| {
-                        s.assignments.get(conversation).is_some_and(|a| {
-                            a.agent == *agent && a.start() == *since && a.untold.is_some()
-                        })
-                    });
-                    let assignment = (agent.as_str(), agent_name.as_str(), *since);
-                    if still_untold
-                        && !self
-                            .tell_assignment(conversation, assignment, true, tellings)
-                            .await
-                    {
-                        gone.push(conversation.clone());
-                    }
-                }
+                } => retells.push((
+                    conversation.as_str(),
+                    agent.as_str(),
+                    agent_name.as_str(),
+                    *since,
+                )),
                 // The inbox pushed below is all it takes.
                 SiteEffect::InboxChanged => {}
             }
+        }
+        if !retells.is_empty() {
+            gone.extend(self.retell(retells, tellings).await);
         }
         self.record(&site, records).await;
         // Retellings change nothing the consoles show.
@@ -1322,6 +1363,17 @@ impl Site {
                 ("closed", _) => Some(SiteInput::Closed {
                     conversation: activity.conversation,
                 }),
+                // An agent took the conversation themselves (the API's `assign`): the author
+                // is the agent assigned. Routing's own assignments are written by the system.
+                ("assigned", Role::Agent) => {
+                    self.routing_profile(&activity.author_id)
+                        .await
+                        .map(|agent| SiteInput::AssignedByAgent {
+                            conversation: activity.conversation,
+                            agent,
+                            at: activity.at,
+                        })
+                }
                 ("reopened", role) => {
                     // An agent who reopens a conversation carries on with it.
                     let by_agent = match role {

@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS restore_state (id INTEGER PRIMARY KEY CHECK (id = 1),
 CREATE TABLE IF NOT EXISTS webhook_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 ";
 
+/// Setting: [`Meta::assigned_since`], in Unix ms.
+const ASSIGNED_SINCE: &str = "assigned_since";
+
 /// An uploaded file; it belongs to the log once an event of kind `file` names it.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct FileRow {
@@ -416,6 +419,10 @@ impl Store for SqlStore {
             .next()
             .and_then(|row| parley_core::json::from_str::<serde_json::Value>(&row.body).ok())
             .and_then(|body| body["agent"]["id"].as_str().map(str::to_string));
+        // Not kept before stale assignments were told apart: none, as if never assigned.
+        let assigned_since = self
+            .setting(ASSIGNED_SINCE)?
+            .and_then(|v| v.parse::<i64>().ok());
         Ok(Some(Meta {
             id: row.id,
             site: row.site,
@@ -426,6 +433,7 @@ impl Store for SqlStore {
             status,
             assignee,
             head,
+            assigned_since,
         }))
     }
 
@@ -523,6 +531,10 @@ impl Store for SqlStore {
             vec![participant.into(), int(seq)],
         )?;
         Ok(())
+    }
+
+    fn save_assigned_since(&mut self, since: i64) -> Result<(), SqlError> {
+        self.set_setting(ASSIGNED_SINCE, &since.to_string())
     }
 
     fn rating_since_close(&self) -> Result<Option<Event>, SqlError> {

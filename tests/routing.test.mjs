@@ -3,7 +3,8 @@
 // full agent, and then no note), reassignment when an agent does not answer, and an agent whose
 // device vanishes without a close frame. Then, each on a site of its own: erasure lets routing go
 // of a conversation (told, or finding out from a 404), transfers to departments, a reply that is
-// only a file, and a claim of a conversation routing never saw.
+// only a file, a claim of a conversation routing never saw, and an agent taking a conversation
+// through the API (routing follows their choice instead of its own).
 //
 // Nothing here waits for a timer to prove a point: agents answer as soon as routing assigns them
 // (so the short answer timeout only moves what it is meant to), and every device that should stay
@@ -496,5 +497,47 @@ test("an agent's read reaches their consoles, so every device clears the unread 
     stops.forEach((stop) => stop());
     laptop.close();
     phone.close();
+  }
+});
+
+test('an agent who takes a conversation through the API keeps it: routing gives up its own plan for it', async () => {
+  const shop = await addSite({ routing: { ...ROUTING, answer_timeout_ms: 60_000 } });
+  const jo = await createAgent(server, { name: 'Jo', email: 'jo@parley.local', capacity: 3 });
+  const kim = await createAgent(server, { name: 'Kim', email: 'kim@parley.local', capacity: 3 });
+  const assigned = async (conversation) => (await fullHistory(server, conversation, jo.token))
+    .filter((e) => e.kind === 'assigned').map((e) => [e.author.role, e.body.agent.id]);
+  const take = async (conversation) => {
+    const res = await http(server.url, `/api/v1/conversations/${conversation}/assign`, { method: 'POST', token: jo.token });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+  };
+
+  // Nobody online: the conversation waits. Jo, without a console, takes it through the API.
+  const waiting = await newConversation(shop.server);
+  await until(async () => (await place(waiting.conversation, waiting.token)) === 1, 'queued');
+  await take(waiting.conversation);
+  // Routing hears of it and takes the conversation out of its queue...
+  await until(async () => (await place(waiting.conversation, waiting.token)) === null, 'out of the queue');
+  // ...so Kim coming online is not handed it (her console's first inbox follows what routing
+  // did on her arrival): it stays Jo's.
+  const kimConsole = await openConsole(server, shop.id, kim.token);
+  const stop = keepAlive(kimConsole);
+  try {
+    assert.ok(kimConsole.inbox.assignments.some((a) => a.conversation === waiting.conversation && a.agent === jo.agentId),
+      JSON.stringify(kimConsole.inbox));
+    assert.deepEqual(await assigned(waiting.conversation), [['agent', jo.agentId]]);
+
+    // Routed to Kim, then taken by Jo: routing follows, Kim's seat is free again, and routing
+    // neither tells the conversation Kim again nor records Jo twice.
+    const routed = await newConversation(shop.server);
+    await inboxWhere(kimConsole, (f) => f.assignments.some((a) => a.conversation === routed.conversation && a.agent === kim.agentId));
+    assert.deepEqual(await assigned(routed.conversation), [['system', kim.agentId]]);
+    await take(routed.conversation);
+    const inbox = await inboxWhere(kimConsole, (f) => f.assignments.some((a) => a.conversation === routed.conversation && a.agent === jo.agentId));
+    assert.equal(inbox.agents.find((a) => a.id === kim.agentId).active, 0);
+    assert.equal(inbox.agents.find((a) => a.id === jo.agentId).active, 2);
+    assert.deepEqual(await assigned(routed.conversation), [['system', kim.agentId], ['agent', jo.agentId]]);
+  } finally {
+    stop();
+    kimConsole.close();
   }
 });

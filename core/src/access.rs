@@ -28,6 +28,7 @@ mod tests {
             status: Status::Open,
             assignee: None,
             head: 0,
+            assigned_since: None,
         }
     }
 

@@ -27,6 +27,10 @@ pub struct Meta {
     pub status: Status,
     pub assignee: Option<String>,
     pub head: u64,
+    /// When the newest assignment the conversation took started (see [`Command::Assign`]):
+    /// routing's assignments that started before it are stale and not recorded. None when
+    /// none is known (never assigned, or assigned before this was kept).
+    pub assigned_since: Option<i64>,
 }
 
 /// Durable storage of one conversation. Every method is synchronous: in the Durable Object
@@ -55,6 +59,8 @@ pub trait Store {
     /// The latest `rated` event after the latest `closed` one: the rating of the current
     /// closing, if the visitor gave one.
     fn rating_since_close(&self) -> Result<Option<Event>, Self::Error>;
+    /// Keeps [`Meta::assigned_since`]; `load_meta` reads it back.
+    fn save_assigned_since(&mut self, since: i64) -> Result<(), Self::Error>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,9 +154,17 @@ pub enum Command {
     Reopen {
         who: Participant,
     },
+    /// `who` gives the conversation to `agent`: a person (themselves, from the API), or routing
+    /// (as `system`), which hears of a person's choice only afterwards and tells its own
+    /// decisions late when the conversation was out of reach.
     Assign {
         who: Participant,
         agent: Participant,
+        /// When routing's assignment started (`routing::Assignment::start`, on the site's
+        /// clock): a telling that arrives after a newer assignment, routing's or a person's, is
+        /// not recorded. None from a person (their assignment starts now) and from a site of an
+        /// older release (recorded as before).
+        since: Option<i64>,
     },
     /// The plain-HTTP replay: events after `after` (an empty list means "nothing new yet").
     Poll {
@@ -409,7 +423,7 @@ impl Engine {
                 }
                 self.lifecycle(store, EventPayload::Handoff {}, who, now)
             }
-            Command::Assign { who, agent } => self.assign(store, who, agent, now),
+            Command::Assign { who, agent, since } => self.assign(store, who, agent, since, now),
             Command::Poll { after, epoch } => self.poll(store, after, epoch),
             Command::History { before, limit } => self.history(store, before, limit),
         }
@@ -910,23 +924,63 @@ impl Engine {
         store: &mut S,
         who: Participant,
         agent: Participant,
+        since: Option<i64>,
         now: i64,
     ) -> Outcome<S::Error> {
         // Agents assign themselves; the site's routing assigns as `system`.
         if who.role == Role::Visitor || agent.role != Role::Agent {
             return Err(EngineError::reject(ErrorCode::Forbidden));
         }
+        let by_routing = who.role == Role::System;
+        let start = if by_routing { since } else { Some(now) };
+        let newest = self.meta.assigned_since;
+        // A telling of routing's that was overtaken: routing replaced the assignment and the
+        // newer one arrived first (a retelling that timed out lands late), or a person took the
+        // conversation after routing's assignment started (the person's choice stands). Not
+        // recorded, which would hand the conversation back; and not refused either, which
+        // routing would count as a failed telling and try again.
+        if by_routing
+            && start
+                .zip(newest)
+                .is_some_and(|(start, newest)| start < newest)
+        {
+            return Ok(Vec::new());
+        }
+        let later = start.filter(|start| newest.is_none_or(|newest| *start > newest));
         if self.meta.assignee.as_deref() == Some(agent.id.as_str()) {
+            // Nothing to record, but a later start of the same agent's assignment (routing gave
+            // it back to them, or took up their own choice) is what older tellings of other
+            // assignments are measured against from now on.
+            if let Some(start) = later {
+                self.note_assigned_since(store, start)?;
+            }
             return Ok(Vec::new());
         }
         // Routing hears of a close after it happens: its assignment (or a retelling of one)
         // may arrive after the conversation ended. It is not recorded, which would show an
         // agent joining a closed chat; and it is not refused either, which routing would count
         // as a failed telling and try again.
-        if who.role == Role::System && self.meta.status == Status::Closed {
+        if by_routing && self.meta.status == Status::Closed {
             return Ok(Vec::new());
         }
+        // Kept before the event is stored: should storing it fail, routing tells the same
+        // assignment again, which is not older than what was kept.
+        if let Some(start) = later {
+            self.note_assigned_since(store, start)?;
+        }
         self.lifecycle(store, EventPayload::Assigned { agent }, who, now)
+    }
+
+    fn note_assigned_since<S: Store>(
+        &mut self,
+        store: &mut S,
+        since: i64,
+    ) -> Result<(), EngineError<S::Error>> {
+        store
+            .save_assigned_since(since)
+            .map_err(EngineError::Store)?;
+        self.meta.assigned_since = Some(since);
+        Ok(())
     }
 
     fn poll<S: Store>(

@@ -11,6 +11,7 @@ pub struct MemStore {
     events: Vec<Event>,
     client_ids: HashMap<(String, String), u64>,
     reads: BTreeMap<String, u64>,
+    assigned_since: Option<i64>,
     /// When set, the next write fails (to test that nothing is acknowledged then).
     pub fail_next_write: bool,
 }
@@ -44,6 +45,7 @@ impl Store for MemStore {
     fn load_meta(&self) -> Result<Option<Meta>, MemStoreError> {
         Ok(self.meta.as_ref().map(|m| {
             let mut meta = m.clone();
+            meta.assigned_since = self.assigned_since;
             meta.head = self.events.last().map_or(0, |e| e.seq);
             for e in &self.events {
                 match &e.payload {
@@ -106,6 +108,12 @@ impl Store for MemStore {
     fn save_read(&mut self, participant: &str, seq: u64) -> Result<(), MemStoreError> {
         self.check_write()?;
         self.reads.insert(participant.to_string(), seq);
+        Ok(())
+    }
+
+    fn save_assigned_since(&mut self, since: i64) -> Result<(), MemStoreError> {
+        self.check_write()?;
+        self.assigned_since = Some(since);
         Ok(())
     }
 

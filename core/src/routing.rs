@@ -329,6 +329,17 @@ pub enum SiteInput {
         by: String,
         to: TransferTarget,
     },
+    /// An agent took the conversation in the conversation itself (the API's `assign`) at
+    /// `at`; routing hears of it afterwards. A person's explicit choice stands over what
+    /// routing decided before it (an assignment, told to the conversation or not, or its place
+    /// in the queue): it is taken as the agent's claim, and an assignment still to be told
+    /// is not told. What routing decided after it (a transfer, a claim) stands. A conversation
+    /// routing holds nowhere (closed, with a bot) stays out of routing, as before.
+    AssignedByAgent {
+        conversation: String,
+        agent: AgentProfile,
+        at: i64,
+    },
     Closed {
         conversation: String,
     },
@@ -727,6 +738,29 @@ impl SiteState {
                         );
                     }
                 }
+            }
+            SiteInput::AssignedByAgent {
+                conversation,
+                agent,
+                at,
+            } => {
+                let department = match self.assignments.get(&conversation) {
+                    // Routing's own later decision.
+                    Some(a) if a.start() > at => return Ok(fx),
+                    Some(a) if a.agent == agent.id => {
+                        // The agent routing gave it to: the conversation has them now.
+                        if let Some(a) = self.assignments.get_mut(&conversation) {
+                            a.untold = None;
+                        }
+                        return Ok(fx);
+                    }
+                    Some(a) => a.department.clone(),
+                    None => match self.queue_index(&conversation) {
+                        Some(i) if self.queue[i].since <= at => self.queue[i].department.clone(),
+                        _ => return Ok(fx),
+                    },
+                };
+                self.hand_to(&conversation, &agent, department, now, &mut fx);
             }
             SiteInput::Closed { conversation } => {
                 self.leave(&conversation, &mut fx);

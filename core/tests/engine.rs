@@ -43,6 +43,7 @@ fn new_conversation_with(config: EngineConfig) -> (Engine, MemStore) {
         status: Status::Open,
         assignee: None,
         head: 0,
+        assigned_since: None,
     };
     let (engine, _) = Engine::create(&mut store, config, meta, system_participant()).unwrap();
     (engine, store)
@@ -379,6 +380,7 @@ fn lifecycle_events_are_log_events_and_survive_reload() {
             Command::Assign {
                 who: agent(),
                 agent: agent(),
+                since: None,
             },
             1,
         )
@@ -811,6 +813,7 @@ fn an_answer_counts_only_from_the_assignee_since_the_assignment() {
     let assign = |to: &Participant| Command::Assign {
         who: system_participant(),
         agent: to.clone(),
+        since: None,
     };
     // Never assigned: nobody's reply answers anything.
     engine
@@ -887,6 +890,7 @@ fn routing_assigning_a_closed_conversation_records_nothing_and_is_not_refused() 
     let by_routing = Command::Assign {
         who: system_participant(),
         agent: agent(),
+        since: Some(2),
     };
     // Routing heard of the close only afterwards: its (re)telling lands on a closed chat.
     let effects = engine.handle(&mut store, by_routing, 2).unwrap();
@@ -900,9 +904,156 @@ fn routing_assigning_a_closed_conversation_records_nothing_and_is_not_refused() 
             Command::Assign {
                 who: agent(),
                 agent: agent(),
+                since: None,
             },
             3,
         )
         .unwrap();
     assert_eq!(engine.meta().assignee.as_deref(), Some("a_1"));
+}
+
+fn agent_b() -> Participant {
+    Participant {
+        id: "a_2".into(),
+        role: Role::Agent,
+        name: Some("Bo".into()),
+    }
+}
+
+/// Routing's telling of its assignment to `to`, which started at `since` on the site's clock.
+fn told_by_routing(to: Participant, since: i64) -> Command {
+    Command::Assign {
+        who: system_participant(),
+        agent: to,
+        since: Some(since),
+    }
+}
+
+fn assignee(engine: &Engine) -> Option<String> {
+    engine.meta().assignee.clone()
+}
+
+#[test]
+fn a_late_telling_of_an_older_assignment_does_not_replace_a_newer_one() {
+    let (mut engine, mut store) = new_conversation(10);
+    engine
+        .handle(&mut store, told_by_routing(agent(), 1_000), 1_010)
+        .unwrap();
+    engine
+        .handle(&mut store, told_by_routing(agent_b(), 2_000), 2_010)
+        .unwrap();
+    assert_eq!(assignee(&engine).as_deref(), Some("a_2"));
+    // The retelling of a_1's assignment that timed out at the site lands now: not recorded,
+    // and not refused (routing would count a refusal as a failed telling and try again).
+    let logged = store.log().len();
+    let effects = engine
+        .handle(&mut store, told_by_routing(agent(), 1_000), 5_000)
+        .unwrap();
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(store.log().len(), logged);
+    assert_eq!(assignee(&engine).as_deref(), Some("a_2"));
+    // The newer assignment told again is taken as before: once, without a second event.
+    assert!(engine
+        .handle(&mut store, told_by_routing(agent_b(), 2_000), 5_100)
+        .unwrap()
+        .is_empty());
+    // Routing gives it to a_1 at 6 s, to a_2 at 7 s (that telling goes astray) and back to
+    // a_1 at 8 s: the conversation has a_1 already, so nothing is recorded, but the late
+    // telling of a_2's assignment at 7 s is now older than a_1's and must not take it.
+    engine
+        .handle(&mut store, told_by_routing(agent(), 6_000), 6_010)
+        .unwrap();
+    let logged = store.log().len();
+    assert!(engine
+        .handle(&mut store, told_by_routing(agent(), 8_000), 8_010)
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.log().len(), logged);
+    assert!(engine
+        .handle(&mut store, told_by_routing(agent_b(), 7_000), 9_000)
+        .unwrap()
+        .is_empty());
+    assert_eq!(assignee(&engine).as_deref(), Some("a_1"));
+    // Kept in storage: a reloaded conversation tells a stale one apart just the same.
+    let mut engine = Engine::load(&store, EngineConfig::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(engine.meta().assigned_since, Some(8_000));
+    assert!(engine
+        .handle(&mut store, told_by_routing(agent_b(), 7_500), 9_500)
+        .unwrap()
+        .is_empty());
+    assert_eq!(assignee(&engine).as_deref(), Some("a_1"));
+    assert_eq!(store.log().len(), logged);
+}
+
+#[test]
+fn routings_telling_of_an_assignment_older_than_a_persons_choice_does_not_undo_it() {
+    let (mut engine, mut store) = new_conversation(10);
+    // Routing assigned a_1 at 1 s, but the conversation was out of reach: nothing recorded.
+    // At 2 s a_2 takes the conversation through the API.
+    engine
+        .handle(
+            &mut store,
+            Command::Assign {
+                who: agent_b(),
+                agent: agent_b(),
+                since: None,
+            },
+            2_000,
+        )
+        .unwrap();
+    assert_eq!(assignee(&engine).as_deref(), Some("a_2"));
+    // Routing's retelling of a_1's assignment lands afterwards: the person's choice stands.
+    let logged = store.log().len();
+    assert!(engine
+        .handle(&mut store, told_by_routing(agent(), 1_000), 4_000)
+        .unwrap()
+        .is_empty());
+    assert_eq!(assignee(&engine).as_deref(), Some("a_2"));
+    assert_eq!(store.log().len(), logged);
+    // What routing decides after it (here a transfer at 5 s) is recorded.
+    engine
+        .handle(&mut store, told_by_routing(agent(), 5_000), 5_010)
+        .unwrap();
+    assert_eq!(assignee(&engine).as_deref(), Some("a_1"));
+}
+
+#[test]
+fn an_assignment_told_without_its_start_or_to_a_conversation_without_one_is_recorded_as_before() {
+    // A site of an older release tells no start: recorded, whatever the conversation holds.
+    let (mut engine, mut store) = new_conversation(10);
+    engine
+        .handle(&mut store, told_by_routing(agent_b(), 2_000), 2_010)
+        .unwrap();
+    engine
+        .handle(
+            &mut store,
+            Command::Assign {
+                who: system_participant(),
+                agent: agent(),
+                since: None,
+            },
+            3_000,
+        )
+        .unwrap();
+    assert_eq!(assignee(&engine).as_deref(), Some("a_1"));
+    // A conversation assigned before starts were kept holds none: any telling is recorded.
+    let (mut engine, mut store) = new_conversation(10);
+    engine
+        .handle(
+            &mut store,
+            Command::Assign {
+                who: system_participant(),
+                agent: agent_b(),
+                since: None,
+            },
+            2_000,
+        )
+        .unwrap();
+    assert_eq!(engine.meta().assigned_since, None);
+    engine
+        .handle(&mut store, told_by_routing(agent(), 1_000), 3_000)
+        .unwrap();
+    assert_eq!(assignee(&engine).as_deref(), Some("a_1"));
 }

@@ -159,6 +159,7 @@ fn new_conversation(window: u64) -> (Engine, MemStore) {
         status: Status::Open,
         assignee: None,
         head: 0,
+        assigned_since: None,
     };
     let config = EngineConfig {
         replay_window: window,
@@ -1060,6 +1061,7 @@ impl World {
                     Command::Assign {
                         who,
                         agent: agent(n + 1),
+                        since: None,
                     },
                 )
             }
@@ -1539,6 +1541,10 @@ impl Store for FlakyStore {
     fn rating_since_close(&self) -> Result<Option<Event>, MemStoreError> {
         self.inner.rating_since_close()
     }
+    fn save_assigned_since(&mut self, since: i64) -> Result<(), MemStoreError> {
+        self.write()?;
+        self.inner.save_assigned_since(since)
+    }
 }
 
 /// Regression: a visitor writing into a closed conversation stores `reopened` and the message.
@@ -1560,6 +1566,7 @@ fn failed_message_write_after_reopen_leaves_no_unbroadcast_event() {
         status: Status::Open,
         assignee: None,
         head: 0,
+        assigned_since: None,
     };
     let (mut engine, _) = Engine::create(
         &mut store,

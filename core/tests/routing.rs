@@ -1581,3 +1581,154 @@ fn a_state_stored_before_untold_assignments_were_kept_still_reads() {
     let written = serde_json::to_string(&state).unwrap();
     assert!(!written.contains("untold"), "{written}");
 }
+
+fn assigned_by_agent(agent: &str, at: i64) -> SiteInput {
+    SiteInput::AssignedByAgent {
+        conversation: "c_1".into(),
+        agent: profile(agent, 10, &[]),
+        at,
+    }
+}
+
+/// Routing assigned c_1 to a_1 at 0 and could not tell the conversation (a retelling is due);
+/// then a_2 took it themselves in the conversation, through the API, at 500.
+fn untold_then_taken_by_another_agent() -> (RoutingConfig, SiteState) {
+    let config = RoutingConfig {
+        answer_timeout_ms: 1_000_000,
+        heartbeat_timeout_ms: 10_000_000,
+        ..RoutingConfig::default()
+    };
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    assert_eq!(
+        assigned_to(&new_conversation(&mut state, &config, "c_1", 0)).as_deref(),
+        Some("a_1")
+    );
+    connect(&mut state, &config, profile("a_2", 10, &[]), 0);
+    untold(&mut state, &config, "a_1", 100);
+    (config, state)
+}
+
+#[test]
+fn an_agents_own_assignment_stands_over_routings_earlier_one_and_its_retelling_is_dropped() {
+    let (config, mut state) = untold_then_taken_by_another_agent();
+    let fx = state
+        .handle(&config, assigned_by_agent("a_2", 500), 600)
+        .unwrap();
+    // Taken as a_2's claim: the consoles hear of it, and the conversation is told (it has a_2
+    // already, so that records nothing there).
+    match fx.as_slice() {
+        [SiteEffect::Assigned {
+            agent,
+            previous,
+            reason,
+            ..
+        }] => {
+            assert_eq!(agent, "a_2");
+            assert_eq!(previous.as_deref(), Some("a_1"));
+            assert_eq!(*reason, AssignReason::Claimed);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let a = &state.assignments["c_1"];
+    assert_eq!(
+        (a.agent.as_str(), a.untold, a.answered),
+        ("a_2", None, true)
+    );
+    assert!(
+        !state.agents["a_1"].active.contains("c_1"),
+        "a_1's seat is free"
+    );
+    assert!(state.agents["a_2"].active.contains("c_1"));
+    // a_1's assignment is no longer told to anyone.
+    assert!(retells(&state.handle(&config, SiteInput::Tick, 10_000).unwrap()).is_empty());
+    assert!(retells(&state.handle(&config, SiteInput::Tick, 400_000).unwrap()).is_empty());
+    // The same news told again changes nothing.
+    let before = state.clone();
+    assert!(state
+        .handle(&config, assigned_by_agent("a_2", 500), 500_000)
+        .unwrap()
+        .is_empty());
+    assert_eq!(state, before);
+}
+
+#[test]
+fn what_routing_decided_after_an_agents_own_assignment_stands() {
+    let (config, mut state) = untold_then_taken_by_another_agent();
+    // a_2 took it at 500, but routing heard only after a_1 handed it to a_2 and a_2 handed it
+    // back to a_1 (at 700 and 800, with the consoles): the news is older than both.
+    for (by, to, at) in [("a_1", "a_2", 700), ("a_2", "a_1", 800)] {
+        state
+            .handle(
+                &config,
+                SiteInput::Transfer {
+                    conversation: "c_1".into(),
+                    by: by.into(),
+                    to: TransferTarget::Agent { id: to.into() },
+                },
+                at,
+            )
+            .unwrap();
+    }
+    let before = state.clone();
+    assert!(state
+        .handle(&config, assigned_by_agent("a_2", 500), 900)
+        .unwrap()
+        .is_empty());
+    assert_eq!(state, before);
+    // An agent's choice made at the very time routing's assignment started stands over it.
+    let fx = state
+        .handle(&config, assigned_by_agent("a_2", 800), 950)
+        .unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_2"));
+}
+
+#[test]
+fn an_agent_taking_the_conversation_routing_gave_them_settles_its_telling() {
+    let (config, mut state) = untold_then_taken_by_another_agent();
+    assert!(state.assignments["c_1"].untold.is_some());
+    let fx = state
+        .handle(&config, assigned_by_agent("a_1", 500), 600)
+        .unwrap();
+    assert!(fx.is_empty(), "nothing moves: {fx:?}");
+    let a = &state.assignments["c_1"];
+    assert_eq!((a.agent.as_str(), a.untold), ("a_1", None));
+    assert!(retells(&state.handle(&config, SiteInput::Tick, 10_000).unwrap()).is_empty());
+}
+
+#[test]
+fn an_agent_taking_a_waiting_conversation_takes_it_out_of_the_queue() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    // Nobody online: c_1 and c_2 wait.
+    new_conversation(&mut state, &config, "c_1", 10);
+    new_conversation(&mut state, &config, "c_2", 20);
+    // News of a choice made before c_1 was queued is about an earlier time of it.
+    assert!(state
+        .handle(&config, assigned_by_agent("a_1", 5), 30)
+        .unwrap()
+        .is_empty());
+    assert_eq!(state.position("c_1"), Some(1));
+    let fx = state
+        .handle(&config, assigned_by_agent("a_1", 40), 50)
+        .unwrap();
+    assert_eq!(assigned_to(&fx).as_deref(), Some("a_1"));
+    assert_eq!(state.position("c_1"), None);
+    // c_2 moves up.
+    assert!(fx.contains(&SiteEffect::QueuePositions(vec![("c_2".into(), 1)])));
+    assert!(state.agents["a_1"].active.contains("c_1"));
+}
+
+#[test]
+fn an_agent_taking_a_conversation_routing_does_not_hold_changes_nothing() {
+    let config = RoutingConfig::default();
+    let mut state = SiteState::default();
+    connect(&mut state, &config, profile("a_1", 10, &[]), 0);
+    let before = state.clone();
+    // Closed, or held by a bot: it stays out of routing (and out of the agent's seats).
+    assert!(state
+        .handle(&config, assigned_by_agent("a_1", 5), 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(state, before);
+}
