@@ -613,6 +613,7 @@ impl Conversation {
                     code,
                     client_msg_id,
                     retry_after_ms,
+                    field: None,
                 });
             }
             Err(EngineError::Store(e)) => {
@@ -1996,6 +1997,7 @@ impl Conversation {
                 code: ErrorCode::InvalidRequest,
                 client_msg_id: Some(client_msg_id),
                 retry_after_ms: None,
+                field: None,
             });
         }
         let row = self
@@ -2014,6 +2016,7 @@ impl Conversation {
                 code: ErrorCode::FileNotFound,
                 client_msg_id: Some(client_msg_id),
                 retry_after_ms: None,
+                field: None,
             }),
         }
     }
