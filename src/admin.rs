@@ -90,14 +90,16 @@ pub async fn webhooks(
                 events: Vec<String>,
             }
             let body: Body = read_json(req).await?;
-            if !webhook::url_allowed(&body.url, ctx.config.webhook_allow_private)
-                || body.events.is_empty()
+            if !webhook::url_allowed(&body.url, ctx.config.webhook_allow_private) {
+                return Err(ApiError::invalid_field("url"));
+            }
+            if body.events.is_empty()
                 || body
                     .events
                     .iter()
                     .any(|e| !webhook::EVENTS.contains(&e.as_str()))
             {
-                return Err(ErrorCode::InvalidRequest.into());
+                return Err(ApiError::invalid_field("events"));
             }
             let id = mint(IdKind::Trace, ctx)?.replacen("r_", "w_", 1);
             let secret_bytes = random_16().map_err(|_| ApiError::from(ErrorCode::Internal))?;
@@ -292,31 +294,51 @@ fn check_change(
     {
         return Err(ErrorCode::Forbidden.into());
     }
-    if change
-        .role
-        .as_deref()
-        .is_some_and(|r| AgentRole::parse(r).is_none())
-        || change.capacity.is_some_and(|c| !(0..=100).contains(&c))
-        || change
-            .permissions
-            .as_ref()
-            .is_some_and(|p| p.iter().any(|x| !PERMISSIONS.contains(&x.as_str())))
-        || change
-            .password
-            .as_ref()
-            .is_some_and(|p| p.chars().count() < 10 || p.len() > 1024)
-        || change.name.as_ref().is_some_and(|n| {
-            agent_name(n).is_empty()
-                || n.trim().chars().count() > parley_core::protocol::MAX_DISPLAY_NAME_CHARS
-        })
-        || change
-            .email
-            .as_ref()
-            .is_some_and(|e| !e.contains('@') || e.len() > 254)
-    {
-        return Err(ErrorCode::InvalidRequest.into());
+    let refused = [
+        (
+            "role",
+            change
+                .role
+                .as_deref()
+                .is_some_and(|r| AgentRole::parse(r).is_none()),
+        ),
+        (
+            "capacity",
+            change.capacity.is_some_and(|c| !(0..=100).contains(&c)),
+        ),
+        (
+            "permissions",
+            change
+                .permissions
+                .as_ref()
+                .is_some_and(|p| p.iter().any(|x| !PERMISSIONS.contains(&x.as_str()))),
+        ),
+        (
+            "password",
+            change
+                .password
+                .as_ref()
+                .is_some_and(|p| p.chars().count() < 10 || p.len() > 1024),
+        ),
+        (
+            "name",
+            change.name.as_ref().is_some_and(|n| {
+                agent_name(n).is_empty()
+                    || n.trim().chars().count() > parley_core::protocol::MAX_DISPLAY_NAME_CHARS
+            }),
+        ),
+        (
+            "email",
+            change
+                .email
+                .as_ref()
+                .is_some_and(|e| !e.contains('@') || e.len() > 254),
+        ),
+    ];
+    match refused.iter().find(|(_, bad)| *bad) {
+        Some((field, _)) => Err(ApiError::invalid_field(field)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Statements that set an agent's departments (by name, created when new) to `names`.
@@ -448,7 +470,12 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
             let (Some(email), Some(name), Some(password)) =
                 (&change.email, &change.name, &change.password)
             else {
-                return Err(ErrorCode::InvalidRequest.into());
+                let missing = match (&change.email, &change.name) {
+                    (None, _) => "email",
+                    (_, None) => "name",
+                    _ => "password",
+                };
+                return Err(ApiError::invalid_field(missing));
             };
             let (hash, salt) = hash_password(password).await?;
             let id = mint(IdKind::Agent, ctx)?;
@@ -786,13 +813,13 @@ pub async fn site(
             };
             if let Some(name) = body.name.map(|n| n.trim().to_string()) {
                 if name.is_empty() || name.chars().count() > 100 {
-                    return Err(ErrorCode::InvalidRequest.into());
+                    return Err(ApiError::invalid_field("name"));
                 }
                 set("name", name.into())?;
             }
             if let Some(origins) = body.allowed_origins {
                 if origins.len() > 50 || !origins.iter().all(|o| is_origin(o)) {
-                    return Err(ErrorCode::InvalidRequest.into());
+                    return Err(ApiError::invalid_field("allowed_origins"));
                 }
                 set("allowed_origins", json(&origins)?.into())?;
             }
@@ -805,12 +832,23 @@ pub async fn site(
                 let hours_ok = !routing.hours.enabled
                     || (parley_core::hours::is_known_zone(&routing.hours.timezone)
                         && routing.hours.is_well_formed());
-                if !hours_ok
-                    || routing.answer_timeout_ms < 5_000
-                    || !(5_000..=86_400_000).contains(&routing.heartbeat_timeout_ms)
-                    || !(0..=3_600_000).contains(&routing.reconnect_grace_ms)
-                {
-                    return Err(ErrorCode::InvalidRequest.into());
+                let refused = [
+                    ("routing.hours", !hours_ok),
+                    (
+                        "routing.answer_timeout_ms",
+                        routing.answer_timeout_ms < 5_000,
+                    ),
+                    (
+                        "routing.heartbeat_timeout_ms",
+                        !(5_000..=86_400_000).contains(&routing.heartbeat_timeout_ms),
+                    ),
+                    (
+                        "routing.reconnect_grace_ms",
+                        !(0..=3_600_000).contains(&routing.reconnect_grace_ms),
+                    ),
+                ];
+                if let Some((field, _)) = refused.iter().find(|(_, bad)| *bad) {
+                    return Err(ApiError::invalid_field(field));
                 }
                 set("routing", json(&routing)?.into())?;
             }
@@ -821,10 +859,11 @@ pub async fn site(
                         &translation.endpoint,
                         ctx.config.webhook_allow_private,
                     );
-                if translation.enabled && !endpoint_ok
-                    || parley_core::translate::primary(&translation.agent_language).is_empty()
-                {
-                    return Err(ErrorCode::InvalidRequest.into());
+                if translation.enabled && !endpoint_ok {
+                    return Err(ApiError::invalid_field("translation.endpoint"));
+                }
+                if parley_core::translate::primary(&translation.agent_language).is_empty() {
+                    return Err(ApiError::invalid_field("translation.agent_language"));
                 }
                 let new_settings = serde_json::to_value(&translation).unwrap_or_default();
                 translation.api_key =
@@ -841,13 +880,21 @@ pub async fn site(
                 set("translation", json(&translation)?.into())?;
             }
             if let Some(automation) = body.automation {
-                let too_big = automation.keyword_replies.len() > 50
-                    || automation.invitations.len() > 20
-                    || automation
-                        .auto_close_seconds
-                        .is_some_and(|s| !(10..=30 * 86_400).contains(&s));
-                if too_big {
-                    return Err(ErrorCode::InvalidRequest.into());
+                let refused = [
+                    (
+                        "automation.keyword_replies",
+                        automation.keyword_replies.len() > 50,
+                    ),
+                    ("automation.invitations", automation.invitations.len() > 20),
+                    (
+                        "automation.auto_close_seconds",
+                        automation
+                            .auto_close_seconds
+                            .is_some_and(|s| !(10..=30 * 86_400).contains(&s)),
+                    ),
+                ];
+                if let Some((field, _)) = refused.iter().find(|(_, bad)| *bad) {
+                    return Err(ApiError::invalid_field(field));
                 }
                 set("automation", json(&automation)?.into())?;
             }
@@ -863,7 +910,7 @@ pub async fn site(
                         ctx.config.webhook_allow_private,
                     )
                 {
-                    return Err(ErrorCode::InvalidRequest.into());
+                    return Err(ApiError::invalid_field("bot.endpoint"));
                 }
                 let new_settings = serde_json::to_value(&bot).unwrap_or_default();
                 bot.api_key = key_after_change::<parley_core::bot::BotSettings>(
@@ -880,13 +927,13 @@ pub async fn site(
                 // tell them from forgeries.
                 let unsigned = bot.api_key.as_deref().is_none_or(str::is_empty);
                 if bot.enabled && bot.kind == parley_core::bot::BotKind::Webhook && unsigned {
-                    return Err(ErrorCode::InvalidRequest.into());
+                    return Err(ApiError::invalid_field("bot.api_key"));
                 }
                 set("bot", json(&bot)?.into())?;
             }
             if let Some(days) = body.retention_days {
                 if days.is_some_and(|d| !(1..=3650).contains(&d)) {
-                    return Err(ErrorCode::InvalidRequest.into());
+                    return Err(ApiError::invalid_field("retention_days"));
                 }
                 set(
                     "retention_days",

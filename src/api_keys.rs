@@ -143,8 +143,15 @@ pub async fn route(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str])
                 scopes: Vec<String>,
             }
             let body: Body = read_json(req).await?;
-            let (name, scopes) = api_key::validate_request(&body.name, &body.scopes)
-                .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+            let (name, scopes) =
+                api_key::validate_request(&body.name, &body.scopes).map_err(|e| {
+                    ApiError::invalid_field(match e {
+                        api_key::KeyRequestError::EmptyName
+                        | api_key::KeyRequestError::NameTooLong => "name",
+                        api_key::KeyRequestError::NoScopes
+                        | api_key::KeyRequestError::UnknownScope(_) => "scopes",
+                    })
+                })?;
             let id_random = crate::platform::random_16().map_err(internal(ctx, "random"))?;
             let secret_random = crate::platform::random::<32>().map_err(internal(ctx, "random"))?;
             let minted = api_key::mint(&id_random, &secret_random);

@@ -425,8 +425,11 @@ pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
         .chars()
         .take(parley_core::limits::MAX_TEXT_CHARS)
         .collect();
-    if title.is_empty() || text.is_empty() {
-        return Err(ErrorCode::InvalidRequest.into());
+    if title.is_empty() {
+        return Err(ApiError::invalid_field("title"));
+    }
+    if text.is_empty() {
+        return Err(ApiError::invalid_field("body"));
     }
     // Team replies are the admins' to write; everyone may keep personal ones.
     let is_admin = matches!(
@@ -663,10 +666,13 @@ pub async fn change_quick_reply(
         clip(body.body, parley_core::limits::MAX_TEXT_CHARS),
         clip(body.group, 50),
     );
-    if title.as_deref() == Some("")
-        || text.as_deref() == Some("")
-        || (title.is_none() && text.is_none() && group.is_none())
-    {
+    if title.as_deref() == Some("") {
+        return Err(ApiError::invalid_field("title"));
+    }
+    if text.as_deref() == Some("") {
+        return Err(ApiError::invalid_field("body"));
+    }
+    if title.is_none() && text.is_none() && group.is_none() {
         return Err(ErrorCode::InvalidRequest.into());
     }
     let value = |v: Option<String>| v.map_or(JsValue::NULL, JsValue::from);

@@ -632,6 +632,7 @@ impl Conversation {
                     code,
                     client_msg_id,
                     retry_after_ms,
+                    field: None,
                 });
             }
             Err(EngineError::Store(e)) => {
@@ -2048,6 +2049,7 @@ impl Conversation {
                 code: ErrorCode::InvalidRequest,
                 client_msg_id: Some(client_msg_id),
                 retry_after_ms: None,
+                field: None,
             });
         }
         let row = self
@@ -2066,6 +2068,7 @@ impl Conversation {
                 code: ErrorCode::FileNotFound,
                 client_msg_id: Some(client_msg_id),
                 retry_after_ms: None,
+                field: None,
             }),
         }
     }

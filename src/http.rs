@@ -15,6 +15,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub client_msg_id: Option<String>,
     pub retry_after_ms: Option<u64>,
+    /// The request body's field an `invalid_request` is about (a path: `routing.hours`), so a
+    /// form can say which of its fields to correct.
+    pub field: Option<&'static str>,
 }
 
 impl From<ErrorCode> for ApiError {
@@ -23,6 +26,7 @@ impl From<ErrorCode> for ApiError {
             code,
             client_msg_id: None,
             retry_after_ms: None,
+            field: None,
         }
     }
 }
@@ -33,6 +37,15 @@ impl ApiError {
             code: ErrorCode::RateLimited,
             client_msg_id: None,
             retry_after_ms: Some(retry_after_ms),
+            field: None,
+        }
+    }
+
+    /// `invalid_request` about one field of the request's body.
+    pub fn invalid_field(field: &'static str) -> ApiError {
+        ApiError {
+            field: Some(field),
+            ..ErrorCode::InvalidRequest.into()
         }
     }
 
@@ -42,6 +55,7 @@ impl ApiError {
             message: error_message(self.code, lang).to_string(),
             client_msg_id: self.client_msg_id.clone(),
             retry_after_ms: self.retry_after_ms,
+            field: self.field.map(str::to_string),
         }
     }
 

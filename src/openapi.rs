@@ -424,7 +424,11 @@ pub fn document() -> Value {
                         "code": { "type": "string", "enum": codes },
                         "message": { "type": "string" },
                         "client_msg_id": { "type": "string" },
-                        "retry_after_ms": { "type": "integer" }
+                        "retry_after_ms": { "type": "integer" },
+                        "field": {
+                            "type": "string",
+                            "description": "with invalid_request: the body's field that was refused, as a path (routing.hours)"
+                        }
                     }
                 }
             }

@@ -9,13 +9,15 @@ export class ApiError extends Error {
     public code: string,
     message: string,
     public retryAfterMs?: number,
+    /** With `invalid_request`: the body's field that was refused, as a path (`routing.hours`). */
+    public field?: string,
   ) {
     super(message);
   }
 }
 
 let signedIn = false;
-let onUnauthorized: ((code: string) => void) | null = null;
+let onSignInLost: ((code: string) => Promise<boolean>) | null = null;
 
 /** Codes that mean the sign-in is over: back to the login screen. */
 export const SIGNED_OUT_CODES = ['token_missing', 'token_invalid', 'token_expired', 'session_ended'];
@@ -58,23 +60,30 @@ export function socketToken(): Promise<string | null> {
   return socketTokenPending;
 }
 
-/** Called when the server says the token is missing, invalid or expired, or its session ended. */
-export function setUnauthorizedHandler(fn: (code: string) => void): void {
-  onUnauthorized = fn;
+/**
+ * Called when the server says the token is missing, invalid or expired, or its session ended.
+ * Resolves to whether the same agent signed in again and the console carries on (so a request
+ * refused meanwhile is sent again); false when the console signed out.
+ */
+export function setSignInLostHandler(fn: (code: string) => Promise<boolean>): void {
+  onSignInLost = fn;
+}
+
+function signInLost(code: string): Promise<boolean> {
+  socketTokenCache = null;
+  return onSignInLost?.(code) ?? Promise.resolve(false);
 }
 
 /**
  * A token error from a socket's error frame or an upload. Resolves to whether the sign-in is
- * over: `session_ended` says so itself; other token errors (a socket token that expired or was
- * refused) are confirmed over HTTP, and only a 401 from /me signs out. Either way the cached
- * socket token is dropped, so a reconnect signs in with a fresh one.
+ * over: `session_ended` says so itself (unless the agent signs in again over the console);
+ * other token errors (a socket token that expired or was refused) are confirmed over HTTP, and
+ * only a 401 from /me signs out. Either way the cached socket token is dropped, so a reconnect
+ * signs in with a fresh one.
  */
 export async function confirmSignedOut(code: string): Promise<boolean> {
   socketTokenCache = null;
-  if (code === 'session_ended') {
-    onUnauthorized?.(code);
-    return true;
-  }
+  if (code === 'session_ended') return !(await signInLost(code));
   try {
     await api('/api/v1/me');
     return false;
@@ -90,6 +99,17 @@ export interface RequestOptions {
   /** Do not sign out on 401 (the login form). */
   anonymous?: boolean;
 }
+
+/** An ApiError from a refusal's status and JSON body (an error frame, or anything else). */
+function refusal(status: number, body: any, retryAfter: string | null): ApiError {
+  const code = typeof body?.code === 'string' ? body.code : `http_${status}`;
+  const message = typeof body?.message === 'string' ? body.message : t('genericError');
+  const retry = Number(body?.retry_after_ms ?? 0) || Number(retryAfter ?? 0) * 1000 || undefined;
+  return new ApiError(status, code, message, retry, typeof body?.field === 'string' ? body.field : undefined);
+}
+
+/** Whether a refusal means the sign-in is over (rather than a wrong password, say). */
+const isSignedOut = (e: ApiError) => e.status === 401 && SIGNED_OUT_CODES.includes(e.code);
 
 export async function api<T = any>(path: string, opts: RequestOptions = {}): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json', 'accept-language': lang() };
@@ -114,11 +134,9 @@ export async function api<T = any>(path: string, opts: RequestOptions = {}): Pro
     parsed = null;
   }
   if (!res.ok) {
-    const code = typeof parsed?.code === 'string' ? parsed.code : `http_${res.status}`;
-    const message = typeof parsed?.message === 'string' ? parsed.message : t('genericError');
-    const retry = Number(parsed?.retry_after_ms ?? 0) || Number(res.headers.get('retry-after') ?? 0) * 1000 || undefined;
-    const err = new ApiError(res.status, code, message, retry);
-    if (res.status === 401 && !opts.anonymous && SIGNED_OUT_CODES.includes(code)) onUnauthorized?.(code);
+    const err = refusal(res.status, parsed, res.headers.get('retry-after'));
+    // Refused before anything was done: sent again once the agent has signed in again.
+    if (!opts.anonymous && isSignedOut(err) && (await signInLost(err.code))) return api<T>(path, opts);
     throw err;
   }
   return parsed as T;
@@ -140,10 +158,9 @@ export async function fetchBlob(path: string, signal?: AbortSignal): Promise<{ b
     throw new ApiError(0, 'network', t('networkError'));
   }
   if (!res.ok) {
-    const body = await res.json().catch(() => null);
-    const code = typeof body?.code === 'string' ? body.code : `http_${res.status}`;
-    if (res.status === 401 && SIGNED_OUT_CODES.includes(code)) onUnauthorized?.(code);
-    throw new ApiError(res.status, code, typeof body?.message === 'string' ? body.message : t('genericError'));
+    const err = refusal(res.status, await res.json().catch(() => null), null);
+    if (isSignedOut(err) && (await signInLost(err.code))) return fetchBlob(path, signal);
+    throw err;
   }
   const disposition = res.headers.get('content-disposition') ?? '';
   const name = /filename="?([^";]+)"?/i.exec(disposition)?.[1] ?? null;

@@ -1,11 +1,14 @@
 // The agent console: sign in, then the inbox and conversations. Served at /console/.
 import { setBaseTitle, unlockAudioOnGesture } from './alerts';
-import { api, ApiError, setSignedIn, setUnauthorizedHandler } from './api';
+import { api, ApiError, setSignedIn, setSignInLostHandler } from './api';
+import { holdsUnsavedEdits } from './edits';
 import { lang, onLangChange, t } from './i18n';
 import { load, onExternalChange, remove, save } from './storage';
 import type { Agent, Me, Session } from './types';
 import { AppView } from './ui/app';
+import { closeAllDialogs } from './ui/dialog';
 import { renderLogin } from './ui/login';
+import { askToSignInAgain, type SignInAgain } from './ui/reauth';
 
 const root = document.getElementById('app')!;
 let app: AppView | null = null;
@@ -17,8 +20,10 @@ function validSession(s: Session | undefined): s is Session {
 }
 
 function showLogin(notice?: string): void {
+  signInAgain?.settle(null);
   app?.destroy();
   app = null;
+  closeAllDialogs();
   setSignedIn(false);
   root.removeAttribute('aria-busy');
   root.className = 'login-root';
@@ -33,7 +38,58 @@ function showApp(session: Session): void {
   root.removeAttribute('aria-busy');
   root.className = 'app-root';
   app?.destroy();
+  // Whatever was left open belonged to the console going away (perhaps another account's).
+  closeAllDialogs();
   app = new AppView(root, session.agent, () => void signOutByUser());
+}
+
+/** The sign-in dialog over the console, while one is open. */
+let signInAgain: SignInAgain | null = null;
+/** What the sign-in dialog comes to: whether the console carries on as the same agent. */
+let carryingOn: Promise<boolean> | null = null;
+
+/** Whether a new sign-in may take over the console as it is: the same agent with the same powers. */
+function sameAccess(next: Agent, current: Agent): boolean {
+  const perms = (a: Agent) => JSON.stringify(a.permissions ?? null);
+  return next.id === current.id && next.role === current.role && (!next.permissions || perms(next) === perms(current));
+}
+
+/**
+ * The server refused the sign-in (expired, ended elsewhere or by an admin). With nothing unsaved
+ * the console goes back to the login screen. With unsaved edits it stays, under a dialog to sign
+ * in again: the same agent carries on where they were (resolves true, and what was refused
+ * meanwhile is sent again); another account gets a fresh console, without the edits (they are
+ * not theirs to save), and so does signing out from the dialog.
+ */
+function signInLost(code: string): Promise<boolean> {
+  if (signingOut || !app) return Promise.resolve(false);
+  if (carryingOn) return carryingOn;
+  const notice = t(code === 'session_ended' ? 'sessionEnded' : 'sessionExpired');
+  if (!holdsUnsavedEdits()) {
+    signOut(notice);
+    return Promise.resolve(false);
+  }
+  // Other tabs learn that the sign-in is over.
+  remove('session');
+  const current = app;
+  const dialog = askToSignInAgain(current.me, notice);
+  signInAgain = dialog;
+  carryingOn = dialog.done.then((session) => {
+    signInAgain = null;
+    carryingOn = null;
+    if (!session) {
+      if (app === current) signOut();
+      return false;
+    }
+    save('session', session);
+    if (app === current && sameAccess(session.agent, current.me)) {
+      setSignedIn(true);
+      return true;
+    }
+    showApp(session);
+    return false;
+  });
+  return carryingOn;
 }
 
 /** Signed out by the server (token dead, session ended elsewhere): straight to the login. */
@@ -73,16 +129,20 @@ async function boot(): Promise<void> {
   setBaseTitle(t('appTitle'));
   onLangChange(() => setBaseTitle(t('appTitle')));
   unlockAudioOnGesture();
-  setUnauthorizedHandler((code) => {
-    if (signingOut) return;
-    signOut(t(code === 'session_ended' ? 'sessionEnded' : 'sessionExpired'));
-  });
-  // Signing out in one tab signs out the others.
+  setSignInLostHandler(signInLost);
+  // Signing out in one tab signs out the others (keeping unsaved edits behind the sign-in
+  // dialog); signing in again in one carries on in the others, and another account signed in
+  // there replaces this one's console.
   onExternalChange('session', () => {
     const s = load<Session>('session');
     if (!validSession(s)) {
-      if (app) showLogin();
-    } else if (!app) {
+      if (app && !signInAgain) {
+        if (holdsUnsavedEdits()) void signInLost('session_ended');
+        else showLogin();
+      }
+    } else if (signInAgain) {
+      signInAgain.settle(s);
+    } else if (!app || s.agent.id !== app.me.id) {
       showApp(s);
     }
   });

@@ -356,6 +356,10 @@ pub enum ServerFrame {
         client_msg_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
+        /// With `invalid_request`: the request's field that was refused, as a path into its
+        /// JSON body (`retention_days`, `routing.hours`, `url`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
     },
     Pong {},
 }
@@ -434,6 +438,7 @@ impl ServerFrame {
             message: message.into(),
             client_msg_id: None,
             retry_after_ms: None,
+            field: None,
         }
     }
 }

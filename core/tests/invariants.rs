@@ -564,6 +564,7 @@ impl World {
                     message: String::new(),
                     client_msg_id,
                     retry_after_ms,
+                    field: None,
                 });
             }
             Err(EngineError::Store(_)) => {
@@ -581,6 +582,7 @@ impl World {
                     message: String::new(),
                     client_msg_id: Some(id),
                     retry_after_ms: None,
+                    field: None,
                 });
             }
             Err(other) => return Err(format!("send of {id} refused: {other:?}")),

@@ -270,7 +270,9 @@ test('translation is set up through the form: the server\'s refusal is shown, th
   // Plain http to a private address: only the server knows it may not (no WEBHOOK_ALLOW_PRIVATE).
   await page.fill('[data-k="translation-endpoint"]', 'http://127.0.0.1:9/v1');
   await page.click('[data-action="save-site"]');
-  await waitForText(page, '.save-msg--error', 'The request is invalid.');
+  // The server names the field it refused: the form says which, and marks it.
+  await waitForText(page, '.save-msg--error', 'Endpoint: this address is not allowed.');
+  assert.equal(await page.getAttribute('[data-k="translation-endpoint"]', 'aria-invalid'), 'true');
   assert.equal((await siteJson()).translation.enabled, false, 'nothing changed');
 
   await page.fill('[data-k="translation-endpoint"]', 'https://translate.example.test/v1');

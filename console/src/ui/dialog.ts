@@ -1,14 +1,16 @@
 // Modal dialogs on the native <dialog> element: focus is trapped and Escape closes, and focus
 // returns to whatever opened the dialog. A dialog showing something once (a new secret) closes
-// only by its own button, so a stray click or key does not lose it.
+// only by its own button, so a stray click or key does not lose it. A dialog something was typed
+// or chosen in holds unsaved edits until it closes (see edits.ts).
 import { ApiError } from '../api';
 import { h, icon } from '../dom';
+import { holdEdits } from '../edits';
 import { t } from '../i18n';
 
 export function openDialog(
   title: string,
   body: (close: () => void) => Node,
-  opts: { className?: string; dismissable?: boolean } = {},
+  opts: { className?: string; dismissable?: boolean; holdsEdits?: boolean } = {},
 ): () => void {
   const dismissable = opts.dismissable ?? true;
   const opener = document.activeElement as HTMLElement | null;
@@ -17,7 +19,12 @@ export function openDialog(
   const close = () => {
     if (dialog.open) dialog.close();
   };
+  let edited = false;
+  const release = opts.holdsEdits === false ? () => {} : holdEdits(() => edited);
+  dialog.addEventListener('input', () => (edited = true));
+  dialog.addEventListener('change', () => (edited = true));
   dialog.addEventListener('close', () => {
+    release();
     dialog.remove();
     opener?.focus?.();
   });
@@ -39,6 +46,11 @@ export function openDialog(
   const first = dialog.querySelector<HTMLElement>('[autofocus], input:not([type=hidden]):not([disabled]), select, textarea, .dialog-body button');
   first?.focus();
   return close;
+}
+
+/** Closes every open dialog (the console they belong to is going away). */
+export function closeAllDialogs(): void {
+  for (const d of document.querySelectorAll<HTMLDialogElement>('dialog.dialog[open]')) d.close();
 }
 
 /** The server's words for a refusal, or a generic apology. */

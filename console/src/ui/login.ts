@@ -4,6 +4,20 @@ import { h, icon, mount } from '../dom';
 import { LANGS, lang, onLangChange, setLang, t } from '../i18n';
 import type { Session } from '../types';
 
+/**
+ * Signs in with the session cookie; rejects with the server's refusal, or `cookie_refused` when
+ * the browser did not keep the cookie (a Secure cookie over plain http, not localhost).
+ */
+export async function signInWith(email: string, password: string): Promise<Session> {
+  const session = await api<Session>('/api/v1/agent/login', {
+    method: 'POST', body: { email, password, cookie: true }, anonymous: true,
+  });
+  await api('/api/v1/me', { anonymous: true }).catch((e) => {
+    throw e instanceof ApiError && e.status === 401 ? new ApiError(401, 'cookie_refused', t('cookieRefused')) : e;
+  });
+  return session;
+}
+
 export function renderLogin(root: HTMLElement, notice: string | undefined, done: (s: Session) => void): void {
   let off: (() => void) | null = null;
   let email = '';
@@ -34,13 +48,7 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
         form.setAttribute('aria-busy', 'true');
         showMessage();
         try {
-          const r = await api<Session>('/api/v1/agent/login', {
-            method: 'POST', body: { email: emailInput.value.trim(), password: password.value, cookie: true }, anonymous: true,
-          });
-          // The session is a Secure cookie: a browser on plain http (not localhost) drops it.
-          await api('/api/v1/me', { anonymous: true }).catch((e) => {
-            throw e instanceof ApiError && e.status === 401 ? new ApiError(401, 'cookie_refused', t('cookieRefused')) : e;
-          });
+          const r = await signInWith(emailInput.value.trim(), password.value);
           off?.();
           done(r);
         } catch (e) {

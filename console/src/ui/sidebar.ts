@@ -77,7 +77,10 @@ export class VisitorPanel {
     const local = tz ? timeIn(tz) : null;
     facts.push([t('localTime'), local ? h('span', null, local, h('span.fact-sub', null, tz)) : null]);
     facts.push([t('languageLabel'), ctx.lang ? h('span', { title: ctx.lang }, languageName(ctx.lang)) : null]);
-    facts.push([t('device'), ctx.device ?? null]);
+    // The widget reports one of a known few; anything else is shown as it came.
+    const device = ctx.device && ['desktop', 'mobile', 'tablet'].includes(ctx.device)
+      ? h('span', { title: ctx.device, 'data-device': ctx.device }, t(`device_${ctx.device}` as 'device_desktop')) : ctx.device ?? null;
+    facts.push([t('device'), device]);
     facts.push([t('browser'), ctx.browser ?? null]);
     facts.push([t('os'), ctx.os ?? null]);
     if (ctx.screen?.w && ctx.screen?.h) facts.push([t('screen'), `${ctx.screen.w} × ${ctx.screen.h}`]);

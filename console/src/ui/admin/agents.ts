@@ -8,7 +8,7 @@ import { full } from '../../time';
 import type { TeamAgent } from '../../types';
 import { openDialog } from '../dialog';
 import { hue, initials } from '../util';
-import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, pageHead, select, type Page, type PageCtx } from './common';
+import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, pageHead, refusedField, select, type Page, type PageCtx } from './common';
 
 const ROLES = ['agent', 'admin', 'owner'] as const;
 const PERMISSIONS = ['view_personal_data', 'export'] as const;
@@ -201,8 +201,20 @@ export class AgentsPage implements Page {
             close();
             void this.refresh();
           } catch (e) {
-            err.textContent = errorText(e);
-            if (e instanceof ApiError && e.code === 'email_taken') email.focus();
+            // A field the server refused is named, and its control focused.
+            const controls: Record<string, HTMLElement | undefined> = { name, email, password: pw?.input, capacity, role };
+            const refused = refusedField(e, {
+              name: { text: () => t('valueInvalid', { field: t('nameLabel') }), key: 'name' },
+              email: { text: () => t('emailInvalid'), key: 'email' },
+              password: { text: () => t('passwordTooShort'), key: 'password' },
+              capacity: { text: () => t('capacityInvalid'), key: 'capacity' },
+              role: { text: () => t('valueInvalid', { field: t('roleLabel') }), key: 'role' },
+              permissions: { text: () => t('valueInvalid', { field: t('permissionsLabel') }) },
+            });
+            err.textContent = refused?.text() ?? errorText(e);
+            const control = refused?.key ? controls[refused.key] : e instanceof ApiError && e.code === 'email_taken' ? email : undefined;
+            control?.setAttribute('aria-invalid', 'true');
+            control?.focus();
             submit.disabled = false;
           }
         },

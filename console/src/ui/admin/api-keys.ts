@@ -6,7 +6,7 @@ import { api } from '../../api';
 import { domId, h, icon, mount } from '../../dom';
 import { full, listTime } from '../../time';
 import { openDialog } from '../dialog';
-import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, pageHead, secretDialog, type Page, type PageCtx } from './common';
+import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, pageHead, refusedField, secretDialog, type Page, type PageCtx } from './common';
 import { t, tn, type Key } from './strings';
 
 /** The scopes a key may have, as the server names them (core/src/api_key.rs), least first. */
@@ -163,8 +163,14 @@ export class ApiKeysPage implements Page {
             secretDialog(t('apiKeySecretTitle'), t('apiKeySecretIntro'), made.key, t('apiKeySecretWarning'));
             void this.load();
           } catch (e) {
-            err.textContent = errorText(e);
             submit.disabled = false;
+            // The server's limits on a key's name and scopes, said of the control to fix.
+            const refused = refusedField(e, {
+              name: { text: () => t('valueInvalid', { field: t('nameLabel') }), key: 'name' },
+              scopes: { text: () => t('apiKeyScopesRequired'), key: 'scopes' },
+            });
+            if (refused) refuse(refused.text(), refused.key === 'name' ? name : firstScope);
+            else err.textContent = errorText(e);
           }
         },
       },

@@ -5,6 +5,7 @@
 // that changed are sent, and the server's answer is what is shown.
 import { api } from '../../api';
 import { h, icon, mount } from '../../dom';
+import { holdEdits } from '../../edits';
 import { lang, LANGS } from '../../i18n';
 import { t, type Key } from './strings';
 import {
@@ -12,8 +13,8 @@ import {
 } from '../../types';
 import { chipsInput } from './agents';
 import {
-  browserZone, card, checkbox, confirmDialog, copyButton, errorRow, errorText, field, loadingRow, pageHead, secretDialog, select,
-  type Page, type PageCtx,
+  browserZone, card, checkbox, confirmDialog, copyButton, errorRow, errorText, field, loadingRow, pageHead, refusedField, secretDialog, select,
+  type FieldRefusal, type Page, type PageCtx,
 } from './common';
 import { localizedInputs } from './form';
 import {
@@ -38,6 +39,24 @@ function seconds(value: string): number {
   return value.trim() === '' ? NaN : Math.round(Number(value) * 1000);
 }
 const ORIGIN_RE = /^https?:\/\/[^/?#@\s]+$/;
+
+/** The fields of a site's change the server may refuse (its `field`), in words and by control. */
+const REFUSED_FIELDS: Record<string, FieldRefusal> = {
+  name: { text: () => t('siteNameInvalid'), key: 'name' },
+  allowed_origins: { text: () => t('originsRefused'), key: 'origins' },
+  'routing.hours': { text: () => t('hoursRefused'), key: 'timezone' },
+  'routing.answer_timeout_ms': { text: () => t('answerTimeoutInvalid'), key: 'answer-timeout' },
+  'routing.heartbeat_timeout_ms': { text: () => t('presenceTimeoutInvalid'), key: 'presence-timeout' },
+  'routing.reconnect_grace_ms': { text: () => t('reconnectGraceInvalid'), key: 'reconnect-grace' },
+  'translation.endpoint': { text: () => t('publicUrlRefused', { field: t('endpointLabel') }), key: 'translation-endpoint' },
+  'translation.agent_language': { text: () => t('trLanguageInvalid'), key: 'translation-agent_language' },
+  'automation.keyword_replies': { text: () => t('keywordRepliesRefused'), key: 'kw-add' },
+  'automation.invitations': { text: () => t('invitationsRefused'), key: 'inv-add' },
+  'automation.auto_close_seconds': { text: () => t('closeMinutesInvalid'), key: 'close-minutes' },
+  'bot.endpoint': { text: () => t('publicUrlRefused', { field: t('endpointLabel') }), key: 'bot-endpoint' },
+  'bot.api_key': { text: () => t('botSecretRefused'), key: 'bot-api-key' },
+  retention_days: { text: () => t('retentionInvalid'), key: 'retention' },
+};
 
 /** Now in `zone`: its date, weekday and time, or null for an unknown zone. */
 export function zoneNow(zone: string, at = Date.now()): { date: string; day: Weekday; time: string } | null {
@@ -120,6 +139,9 @@ export class SitePage implements Page {
     ev.returnValue = '';
   };
 
+  /** A sign-in that ends keeps the draft and a webhook being added (see edits.ts). */
+  private releaseEdits = holdEdits(() => this.dirty() || Boolean(this.webhooks?.holdsEdits()));
+
   constructor(private ctx: PageCtx) {
     window.addEventListener('beforeunload', this.beforeUnload);
   }
@@ -151,6 +173,7 @@ export class SitePage implements Page {
 
   destroy(): void {
     window.removeEventListener('beforeunload', this.beforeUnload);
+    this.releaseEdits();
     this.webhooks?.destroy();
   }
 
@@ -323,11 +346,7 @@ export class SitePage implements Page {
     const problem = this.validate();
     for (const el of this.el.querySelectorAll('[aria-invalid="true"]')) el.removeAttribute('aria-invalid');
     if (problem) {
-      this.message = { text: problem.text, kind: 'error' };
-      this.renderBar();
-      const el = this.el.querySelector<HTMLElement>(`[data-k="${problem.key}"]`);
-      el?.setAttribute('aria-invalid', 'true');
-      el?.focus();
+      this.showProblem(problem.text, problem.key);
       return;
     }
     const body = this.changes();
@@ -350,9 +369,19 @@ export class SitePage implements Page {
       this.render();
     } catch (e) {
       this.saving = false;
-      this.message = { text: errorText(e), kind: 'error' };
-      this.renderBar();
+      const refused = refusedField(e, REFUSED_FIELDS);
+      this.showProblem(refused?.text() ?? errorText(e), refused?.key);
     }
+  }
+
+  /** Says what is wrong in the save bar, and marks and focuses the control to fix it in. */
+  private showProblem(text: string, key?: string): void {
+    this.message = { text, kind: 'error' };
+    this.renderBar();
+    if (!key) return;
+    const el = this.el.querySelector<HTMLElement>(`[data-k="${key}"]`);
+    el?.setAttribute('aria-invalid', 'true');
+    el?.focus();
   }
 
   // ---- sections ---------------------------------------------------------------------------------

@@ -5,10 +5,30 @@ import { h, icon, mount } from '../../dom';
 import { t, tn, type Key } from './strings';
 import { full, listTime } from '../../time';
 import { WEBHOOK_EVENTS, type Delivery, type Webhook } from '../../types';
-import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, secretDialog, type PageCtx } from './common';
+import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, refusedField, secretDialog, type FieldRefusal, type PageCtx } from './common';
+
+/** The fields of a new webhook the server may refuse (its `field`). */
+const REFUSED_FIELDS: Record<string, FieldRefusal> = {
+  url: { text: () => t('publicUrlRefused', { field: t('webhookUrl') }), key: 'webhook-url' },
+  events: { text: () => t('webhookEventsRequired') },
+};
 
 /** Why a webhook is off, in the admin's language (the server sends a code). */
 const reason = (code: string | null) => (code === 'too_many_failures' ? t('webhookOffFailing') : code ?? '');
+/**
+ * Why a delivery failed, in the admin's language. The server records it in words of its own
+ * (src/webhook_object.rs: an HTTP status, a refused address's code, a timeout, or the runtime's
+ * connection error), which stay available as the label's title.
+ */
+function deliveryError(raw: string): string {
+  const refused = /^target address not allowed: (\w+)$/.exec(raw)?.[1];
+  if (refused && ['scheme_not_allowed', 'malformed_url', 'credentials_in_url', 'address_not_public'].includes(refused)) return t(`dlErr_${refused}` as Key);
+  if (/^HTTP \d{3}: redirects are not followed$/.test(raw)) return t('dlErr_redirect');
+  if (/^HTTP \d{3}$/.test(raw)) return t('dlErr_status');
+  const known: Record<string, Key> = { 'timed out': 'dlErr_timeout', 'webhook deleted': 'dlErr_deleted', 'not delivered': 'dlErr_undelivered' };
+  return t(Object.hasOwn(known, raw) ? known[raw] : 'dlErr_network');
+}
+
 const eventLabel = (e: string) => ((WEBHOOK_EVENTS as readonly string[]).includes(e) ? t(`ev_${e.replace('.', '_')}` as Key) : e);
 
 export class WebhooksCard {
@@ -25,6 +45,11 @@ export class WebhooksCard {
 
   destroy(): void {
     this.gone = true;
+  }
+
+  /** Whether a webhook is being added (its URL typed) and not yet saved. */
+  holdsEdits(): boolean {
+    return this.adding.url.trim() !== '';
   }
 
   private base(): string {
@@ -149,7 +174,7 @@ export class WebhooksCard {
           h('td', { title: d.delivered_at ? t('deliveredAt', { time: full(d.delivered_at) }) : undefined }, statusPill(d)),
           h('td.num', null, String(d.attempts)),
           h('td.log-response', null, d.last_status ? h('code.mono', null, `HTTP ${d.last_status}`) : null,
-            d.last_error ? h('span.muted', { title: d.last_error }, ` ${d.last_error}`) : null,
+            d.last_error ? h('span.muted.log-error', { title: d.last_error }, ` ${deliveryError(d.last_error)}`) : null,
             !d.last_status && !d.last_error ? '—' : null),
           h('td', null, d.status === 'pending' && d.next_at ? h('span', { title: full(d.next_at) }, listTime(d.next_at)) : '—')))))));
   }
@@ -187,8 +212,12 @@ export class WebhooksCard {
           secretDialog(t('webhookSecretTitle'), t('webhookSecretIntro'), r.secret);
         } catch (e) {
           a.busy = false;
-          a.error = errorText(e);
+          const refused = refusedField(e, REFUSED_FIELDS);
+          a.error = refused?.text() ?? errorText(e);
           this.render();
+          const control = refused?.key ? this.el.querySelector<HTMLElement>(`[data-k="${refused.key}"]`) : null;
+          control?.setAttribute('aria-invalid', 'true');
+          control?.focus();
         }
       },
     },

@@ -1,0 +1,78 @@
+// Signing in again over the console, when the sign-in ends (expired, signed out elsewhere, ended
+// by an admin) while something is unsaved: the page underneath stays as it was, and what was
+// refused meanwhile is sent again once the same agent is back (main.ts decides that).
+import { ApiError } from '../api';
+import { h } from '../dom';
+import { t } from '../i18n';
+import type { Agent, Session } from '../types';
+import { openDialog } from './dialog';
+import { signInWith } from './login';
+
+export interface SignInAgain {
+  /** The new sign-in, or null when the agent chose to sign out (and discard the changes). */
+  readonly done: Promise<Session | null>;
+  /** Ends it from outside (another tab signed in or out): closes the dialog. */
+  settle(session: Session | null): void;
+}
+
+/** Opens the dialog; `notice` says why the sign-in ended. */
+export function askToSignInAgain(agent: Agent, notice: string): SignInAgain {
+  let resolve!: (session: Session | null) => void;
+  const done = new Promise<Session | null>((r) => (resolve = r));
+  let closeDialog = () => {};
+  let settled = false;
+  const settle = (session: Session | null) => {
+    if (settled) return;
+    settled = true;
+    closeDialog();
+    resolve(session);
+  };
+  let password: HTMLInputElement | null = null;
+  closeDialog = openDialog(t('reauthTitle'), () => {
+    const error = h('div.form-error', { role: 'alert', id: 'reauth-msg' });
+    const email = h('input#reauth-email', {
+      type: 'email', name: 'email', autocomplete: 'username', required: true, spellcheck: 'false', autocapitalize: 'none',
+      value: agent.email ?? '', 'aria-describedby': 'reauth-msg',
+    });
+    password = h('input#reauth-password', { type: 'password', name: 'password', autocomplete: 'current-password', required: true, 'aria-describedby': 'reauth-msg' });
+    const pw = password;
+    const submit = h('button.btn.btn-primary', { type: 'submit' }, t('signIn'));
+    const form: HTMLFormElement = h('form.dialog-body.reauth', {
+      novalidate: true,
+      onsubmit: async (ev: SubmitEvent) => {
+        ev.preventDefault();
+        if (!email.value.trim() || !pw.value) {
+          (email.value.trim() ? pw : email).focus();
+          return;
+        }
+        submit.disabled = true;
+        submit.textContent = t('signingIn');
+        form.setAttribute('aria-busy', 'true');
+        error.textContent = '';
+        try {
+          settle(await signInWith(email.value.trim(), pw.value));
+        } catch (e) {
+          error.textContent = e instanceof ApiError ? e.message : t('genericError');
+          submit.disabled = false;
+          submit.textContent = t('signIn');
+          form.removeAttribute('aria-busy');
+          pw.select();
+          pw.focus();
+        }
+      },
+    },
+    h('p.dialog-text', null, notice),
+    h('p.dialog-text', null, t('reauthText')),
+    h('div.field', null, h('label.field-label', { for: 'reauth-email' }, t('email')), email),
+    h('div.field', null, h('label.field-label', { for: 'reauth-password' }, t('password')), password),
+    h('p.field-hint', null, t('reauthOtherAccount')),
+    error,
+    h('div.dialog-actions', null,
+      h('button.btn.btn-ghost', { type: 'button', 'data-action': 'reauth-sign-out', onclick: () => settle(null) }, t('reauthSignOut')),
+      submit));
+    return form;
+  }, { className: 'dialog--reauth', dismissable: false, holdsEdits: false });
+  // The e-mail is filled in: the password is what is left to type.
+  if (agent.email) (password as HTMLInputElement | null)?.focus();
+  return { done, settle };
+}

@@ -1,0 +1,247 @@
+// The console's admin forms when the sign-in ends under them, and when the server refuses a
+// value, in a real browser (Debian's Chromium through playwright-core) against the built
+// Worker. Needs `node console/build.mjs` first (public/console/).
+//
+// Sign-in: the owner's session is signed out by another request (POST /api/v1/agent/logout
+// with its cookie) while they edit: with unsaved edits the console stays, under a dialog to sign
+// in again, and carries on where it was (a save refused meanwhile is sent again); another
+// account signing in there gets a fresh console without the edits; an edit being made in a
+// dialog survives too; with nothing unsaved it is back to the login screen.
+// Refusals: a webhook URL and an allowed origin the server refuses are named, and their control
+// marked and focused. Labels: a visitor's device and a webhook delivery's failure read in the
+// admin's language, the server's own words kept as the title.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { agentLogin, createAgent, http, msgId, newConversation, siteId } from '../support/client.mjs';
+import { startServer } from '../support/server.mjs';
+import { CHROMIUM, launch, openConsolePage, signIn, visitorContext, waitFor, waitForText } from './helpers.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const STEP = { timeout: 120_000 };
+
+let server;
+let browser;
+let context;
+let page;
+let owner;
+let site;
+let receiver;
+const ben = { name: 'Ben Admin', email: 'ben.admin@parley.local', password: 'correct horse battery', role: 'admin' };
+const pageErrors = [];
+
+/** The console's session token, from its HttpOnly cookie (out of the page's reach). */
+async function sessionToken() {
+  return (await context.cookies()).find((c) => c.name === 'parley_session')?.value ?? null;
+}
+
+/** Signs the console's session out from another request, as signing out elsewhere does. */
+async function endSession() {
+  const token = await sessionToken();
+  assert.ok(token, 'the console holds a session');
+  const res = await http(server.url, '/api/v1/agent/logout', { method: 'POST', token });
+  assert.ok(res.status < 300, JSON.stringify(res.body));
+}
+
+const storedSite = async () => (await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body;
+
+/** Waits for the sign-in dialog over the console; fills and sends it. */
+async function signInAgain({ email, password = server.password } = {}) {
+  await page.waitForSelector('dialog.dialog--reauth[open] #reauth-password', { timeout: 15_000 });
+  if (email) await page.fill('#reauth-email', email);
+  await page.fill('#reauth-password', password);
+  await page.click('dialog.dialog--reauth button[type="submit"]');
+  await page.waitForSelector('dialog.dialog--reauth', { state: 'detached', timeout: 15_000 });
+}
+
+/** Signs the owner in where the page shows no console (an earlier test left it signed out). */
+async function consoleShown() {
+  if (!(await page.$('.topbar .status-select'))) await signIn(page, server);
+}
+
+/** Opens the site page and waits for its form. */
+async function openSettings() {
+  await consoleShown();
+  await openConsolePage(page, 'settings', '[data-k="name"]');
+}
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'public', 'console', 'app.js')), 'run `node console/build.mjs` first');
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium`);
+  // A receiver on loopback that refuses every delivery (webhooks may go to private addresses here).
+  receiver = createServer((req, res) => {
+    req.resume();
+    res.writeHead(500).end('no');
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  server = await startServer({ vars: { WEBHOOK_ALLOW_PRIVATE: 'true' } });
+  owner = await agentLogin(server);
+  site = await siteId(server, owner.token);
+  await createAgent(server, ben);
+  browser = await launch();
+  context = await visitorContext(browser, { viewport: { width: 1440, height: 900 } });
+  page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  await new Promise((resolve) => receiver?.close(resolve));
+  assert.deepEqual(pageErrors, [], 'uncaught errors in the console page');
+  assert.deepEqual(context?.offsite ?? [], [], 'requests that left the server');
+});
+
+test('a sign-in ended elsewhere while site settings are edited: the edits stay, under a dialog to sign in again', STEP, async () => {
+  await openSettings();
+  const before = await storedSite();
+  await page.fill('[data-k="name"]', 'Shop renamed across a sign-in');
+  await endSession();
+  // The console's socket is told at once: the dialog, not the login screen.
+  await page.waitForSelector('dialog.dialog--reauth[open]', { timeout: 15_000 });
+  assert.equal(await page.$('#login-email'), null, 'the console stays');
+  await waitForText(page, 'dialog.dialog--reauth', 'You were signed out');
+  assert.equal(await page.inputValue('#reauth-email'), server.email, 'the e-mail is filled in');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'reauth-password');
+  // A wrong password is refused in the dialog, which stays.
+  await page.fill('#reauth-password', 'not the password');
+  await page.click('dialog.dialog--reauth button[type="submit"]');
+  await page.waitForFunction(() => document.querySelector('#reauth-msg')?.textContent.trim().length > 0);
+  assert.equal((await storedSite()).name, before.name);
+
+  await signInAgain();
+  assert.equal(await page.inputValue('[data-k="name"]'), 'Shop renamed across a sign-in', 'the edit is still there');
+  await page.click('[data-action="save-site"]');
+  await page.waitForSelector('.save-msg--info', { timeout: 15_000 });
+  assert.equal((await storedSite()).name, 'Shop renamed across a sign-in');
+  // The console is signed in for real: its socket is live again and other tabs know the session.
+  assert.equal(await page.evaluate(() => JSON.parse(localStorage.getItem('parley.console.session'))?.agent?.email), server.email);
+  const me = await http(server.url, '/api/v1/me', { token: await sessionToken() });
+  assert.equal(me.status, 200);
+});
+
+test('a save refused because the sign-in ended is sent again once the agent has signed in again', STEP, async () => {
+  await openSettings();
+  await page.fill('[data-k="name"]', 'Saved after signing in again');
+  const patches = [];
+  page.on('response', (r) => {
+    if (r.request().method() === 'PATCH' && r.url().endsWith(`/api/v1/sites/${site}`)) patches.push(r.status());
+  });
+  // The session ends just before the save reaches the server.
+  let ended = false;
+  await page.route(`**/api/v1/sites/${site}`, async (route) => {
+    if (route.request().method() === 'PATCH' && !ended) {
+      ended = true;
+      await endSession();
+    }
+    await route.continue();
+  });
+  await page.click('[data-action="save-site"]');
+  await signInAgain();
+  // Saved without another click: the same change went again.
+  await page.waitForSelector('.save-msg--info', { timeout: 15_000 });
+  await page.unroute(`**/api/v1/sites/${site}`);
+  assert.deepEqual(patches, [401, 204]);
+  assert.equal((await storedSite()).name, 'Saved after signing in again');
+});
+
+test('another account signing in from the dialog gets a fresh console: the edits are not saved under its name', STEP, async () => {
+  await openSettings();
+  const before = await storedSite();
+  await page.fill('[data-k="name"]', 'Not for Ben to save');
+  await endSession();
+  await signInAgain({ email: ben.email, password: ben.password });
+  await page.waitForFunction((email) => JSON.parse(localStorage.getItem('parley.console.session'))?.agent?.email === email, ben.email);
+  // Ben's console shows what is stored, and nothing was saved.
+  await page.waitForFunction((name) => document.querySelector('[data-k="name"]')?.value === name, before.name, { timeout: 15_000 });
+  assert.equal((await storedSite()).name, before.name);
+  const { results } = await server.d1("SELECT actor_id FROM audit_log WHERE action = 'site_updated' AND actor_id = (SELECT id FROM agents WHERE email = ?1)", [ben.email]);
+  assert.equal(results.length, 0, 'no change in Ben\'s name');
+  // Back to the owner, from the login screen.
+  await page.click('.topbar button[aria-label="Sign out"]');
+  await page.waitForSelector('#login-email');
+});
+
+test('an agent being added in a dialog survives the sign-in ending', STEP, async () => {
+  await consoleShown();
+  await openConsolePage(page, 'agents', '.agents-table');
+  await page.click('[data-action="add-agent"]');
+  await page.waitForSelector('dialog.dialog[open] input[name="name"]');
+  await page.fill('dialog input[name="name"]', 'Cara Agent');
+  await page.fill('dialog input[name="email"]', 'cara.agent@parley.local');
+  await endSession();
+  await signInAgain();
+  assert.equal(await page.inputValue('dialog.dialog[open] input[name="name"]'), 'Cara Agent');
+  assert.equal(await page.inputValue('dialog.dialog[open] input[name="email"]'), 'cara.agent@parley.local');
+  await page.click('dialog.dialog[open] .dialog-actions .btn-ghost');
+  await page.waitForSelector('dialog.dialog', { state: 'detached' });
+});
+
+test('with nothing unsaved, a sign-in ended elsewhere goes back to the login screen', STEP, async () => {
+  await consoleShown();
+  await openConsolePage(page, 'inbox', '#list-tab-team');
+  await endSession();
+  await page.waitForSelector('#login-email', { timeout: 15_000 });
+  await waitForText(page, '.login-msg--info', 'You were signed out');
+  assert.equal(await page.$('dialog.dialog'), null);
+  await signIn(page, server);
+});
+
+test('a webhook URL the server refuses is named, and its field marked and focused', STEP, async () => {
+  await openSettings();
+  await page.fill('[data-k="webhook-url"]', 'https://user:secret@hooks.example.com/parley');
+  await page.click('[data-action="add-webhook"]');
+  await waitForText(page, '.hook-add .form-error', 'URL: this address is not allowed.');
+  assert.equal(await page.getAttribute('[data-k="webhook-url"]', 'aria-invalid'), 'true');
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.k), 'webhook-url');
+});
+
+test('an allowed origin the server refuses names the allowed origins, marked and focused', STEP, async () => {
+  const long = `https://${'a'.repeat(200)}.example.com`;
+  await page.fill('[data-k="origins"]', long);
+  await page.click('[data-action="save-site"]');
+  await waitForText(page, '.save-msg--error', 'Allowed origins: at most 50');
+  assert.equal(await page.getAttribute('[data-k="origins"]', 'aria-invalid'), 'true');
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.k), 'origins');
+  await page.click('.save-bar .btn-ghost');
+});
+
+test('a visitor\'s device and a failed webhook delivery read in the admin\'s language, the raw words as the title', STEP, async () => {
+  const hook = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+    method: 'POST', token: owner.token, body: { url: `http://127.0.0.1:${receiver.address().port}/hook`, events: ['conversation.created'] },
+  });
+  assert.equal(hook.status, 201, JSON.stringify(hook.body));
+  const visitor = await newConversation(server);
+  const ctx = await http(server.url, '/api/v1/visitor/context', {
+    method: 'POST', token: visitor.token, body: { page: { url: 'https://shop.example/cart', title: 'Cart' }, device: 'mobile' },
+  });
+  assert.ok(ctx.status < 300, JSON.stringify(ctx.body));
+  await http(server.url, `/api/v1/conversations/${visitor.conversation}/messages`, {
+    method: 'POST', token: visitor.token, body: { client_msg_id: msgId('d'), text: 'Hello from my phone' },
+  });
+
+  // The delivery log: "HTTP 500" reads as the receiver's refusal.
+  await waitFor(async () => {
+    const log = await http(server.url, `/api/v1/sites/${site}/webhooks/${hook.body.id}/deliveries`, { token: owner.token });
+    return log.body.deliveries?.some((d) => d.last_error);
+  }, 'a failed delivery attempt');
+  await page.goto(`${server.url}/console/#/inbox`);
+  await page.reload();
+  await page.waitForSelector('.topbar .status-select, #login-email');
+  await openSettings();
+  await page.click(`.hook[data-webhook="${hook.body.id}"] [data-action="log"]`);
+  await page.waitForSelector(`.hook[data-webhook="${hook.body.id}"] .log-error`);
+  const shown = await page.$eval(`.hook[data-webhook="${hook.body.id}"] .log-error`, (e) => ({ text: e.textContent.trim(), title: e.title }));
+  assert.deepEqual(shown, { text: 'Refused by the receiver', title: 'HTTP 500' });
+
+  // The visitor's device in the sidebar.
+  await openConsolePage(page, 'inbox', '#list-tab-team');
+  await page.click('#list-tab-team');
+  await page.click(`.conv-item[data-id="${visitor.conversation}"]`, { timeout: 15_000 });
+  await page.waitForSelector('.sidebar [data-device]', { timeout: 15_000 });
+  const device = await page.$eval('.sidebar [data-device]', (e) => ({ text: e.textContent, title: e.title }));
+  assert.deepEqual(device, { text: 'Phone', title: 'mobile' });
+});
