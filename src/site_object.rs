@@ -1227,10 +1227,15 @@ impl Site {
     /// An agent's routing profile: as routing knows them, else from D1 (`None` if no such
     /// enabled agent, e.g. an API key acting as one).
     async fn routing_profile(&self, agent: &str) -> Option<AgentProfile> {
+        self.routing_profile_read(agent).await.ok().flatten()
+    }
+
+    /// [`Self::routing_profile`], telling a D1 that could not answer from no such agent.
+    async fn routing_profile_read(&self, agent: &str) -> worker::Result<Option<AgentProfile>> {
         if let Some(profile) = self.peek_state(|s| s.agents.get(agent).map(|a| a.profile.clone())) {
-            return Some(profile);
+            return Ok(Some(profile));
         }
-        stored_agent_profile(&self.env, agent).await.ok().flatten()
+        stored_agent_profile(&self.env, agent).await
     }
 
     /// What the visitor's widget last reported (page, language, country), for a conversation
@@ -1366,13 +1371,19 @@ impl Site {
                 // An agent took the conversation themselves (the API's `assign`): the author
                 // is the agent assigned. Routing's own assignments are written by the system.
                 ("assigned", Role::Agent) => {
-                    self.routing_profile(&activity.author_id)
-                        .await
-                        .map(|agent| SiteInput::AssignedByAgent {
+                    match self.routing_profile_read(&activity.author_id).await {
+                        Ok(profile) => profile.map(|agent| SiteInput::AssignedByAgent {
                             conversation: activity.conversation,
                             agent,
                             at: activity.at,
-                        })
+                        }),
+                        // Not known to be no agent: the news is kept and told again, or the
+                        // person's choice would be lost to routing's earlier plan.
+                        Err(_) => {
+                            routed = false;
+                            None
+                        }
+                    }
                 }
                 ("reopened", role) => {
                     // An agent who reopens a conversation carries on with it.

@@ -566,7 +566,7 @@ impl WebhookObject {
         match turn.after(attempt, hook.streak(), config.webhook_retry_base_ms) {
             Verdict::Delivered {
                 set_aside,
-                give_up_queued_by,
+                retry_queued_by,
             } => {
                 self.finish(&delivery, "delivered", status, None);
                 if let Some(holder) = set_aside {
@@ -576,20 +576,13 @@ impl WebhookObject {
                         .field("reason", "others_delivered")
                         .emit();
                 }
-                // Those set aside and out of attempts failed before this one was taken.
-                let given_up = self.give_up_set_aside(&hook.id, give_up_queued_by);
-                if given_up > 0 {
-                    Log::warn("webhook_deliveries_given_up")
-                        .field("webhook", hook.id.as_str())
-                        .field("given_up", given_up)
-                        .field("reason", "others_delivered")
-                        .error_class("webhook_target")
-                        .emit();
-                }
+                // Those set aside and out of attempts go right after this one: failing then
+                // gives them up (their last failure may have been an outage's).
+                let retried = self.retry_set_aside(&hook.id, retry_queued_by);
                 if hook.streak().is_failing() {
                     self.record_success(hook).await;
                 }
-                let freed = self.release(&hook.id, now_ms());
+                let freed = self.release(&hook.id, now_ms()) + retried;
                 if freed > 0 {
                     Log::info("webhook_deliveries_released")
                         .field("webhook", hook.id.as_str())
@@ -771,15 +764,18 @@ impl WebhookObject {
         let _ = self.sql().exec(queue::SET_ASIDE, vec![id.into()]);
     }
 
-    /// Gives up the deliveries of `webhook` set aside, out of attempts, and queued by
-    /// `queued_by`: its receiver just took another one; how many.
-    fn give_up_set_aside(&self, webhook: &str, queued_by: i64) -> usize {
+    /// Makes the deliveries of `webhook` set aside, out of attempts, and queued by `queued_by`
+    /// due now: its receiver just took another one; how many.
+    fn retry_set_aside(&self, webhook: &str, queued_by: i64) -> usize {
+        let now = now_ms();
         self.count(
-            queue::GIVE_UP_SET_ASIDE,
+            queue::RETRY_SET_ASIDE,
             vec![
+                SqlStorageValue::Integer(now),
                 webhook.into(),
                 SqlStorageValue::Integer(i64::from(webhook::MAX_ATTEMPTS)),
                 SqlStorageValue::Integer(queued_by),
+                SqlStorageValue::Integer(now),
             ],
         )
         .unwrap_or_else(|e| {

@@ -20,10 +20,11 @@
 //! counts against its webhook is never given up: it is retried until the webhook has been
 //! failing for [`DISABLE_AFTER_FAILING_MS`], whatever the retry base, and is then switched off
 //! and its deliveries kept, paused. A delivery is given up only when it has made
-//! [`MAX_ATTEMPTS`] attempts, was queued [`GIVE_UP_AFTER_MS`] ago or more, and the receiver took
-//! another delivery of the same webhook after its previous failure: right before its last one,
-//! in the same run, or at any time after ([`GIVE_UP_SET_ASIDE`]). Until then it is retried, at
-//! its backoff (at most 6 h).
+//! [`MAX_ATTEMPTS`] attempts, was queued [`GIVE_UP_AFTER_MS`] ago or more, and failed right
+//! after the receiver took another delivery of the same webhook, in the same run. Until then it
+//! is retried, at its backoff (at most 6 h); one that failed its last attempt alone is tried
+//! again as soon as the receiver takes another delivery ([`RETRY_SET_ASIDE`]), so that its
+//! failure then, not one from an outage, decides.
 //!
 //! [`DISABLE_AFTER_FAILING_MS`]: super::DISABLE_AFTER_FAILING_MS
 
@@ -91,13 +92,14 @@ pub struct Attempt<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Delivered. `set_aside` names the delivery whose failures held the others in this run:
-    /// the receiver took this one right after it failed again, so they are its own. Then the
+    /// the receiver took this one right after it failed again, so they are its own. The
     /// webhook's deliveries set aside that are out of attempts and were queued by
-    /// `give_up_queued_by` are given up ([`GIVE_UP_SET_ASIDE`]): the receiver took this one
-    /// after their last failure. Every delivery waiting for the webhook is due now ([`RELEASE`]).
+    /// `retry_queued_by` are due now ([`RETRY_SET_ASIDE`]): their last failure may have been an
+    /// outage's, and one more attempt right after this one tells. Every delivery waiting for the
+    /// webhook is due now ([`RELEASE`]).
     Delivered {
         set_aside: Option<String>,
-        give_up_queued_by: i64,
+        retry_queued_by: i64,
     },
     /// Failed on its own: the delivery is set aside and retried at `next_at`, or given up
     /// (`give_up`: out of attempts, queued long enough ago, and failed right after the receiver
@@ -116,7 +118,7 @@ pub enum Verdict {
 }
 
 /// Deliveries queued at or before this, out of attempts and set aside, may be given up at
-/// `now` (see [`GIVE_UP_AFTER_MS`]).
+/// `now` (see [`GIVE_UP_AFTER_MS`]); younger ones have attempts to come either way.
 pub fn give_up_queued_by(now: i64) -> i64 {
     now.saturating_sub(GIVE_UP_AFTER_MS)
 }
@@ -185,7 +187,7 @@ impl Turn {
                 .map(|hold| hold.holder);
             return Verdict::Delivered {
                 set_aside,
-                give_up_queued_by: give_up_queued_by(attempt.at),
+                retry_queued_by: give_up_queued_by(attempt.at),
             };
         }
         let own_retry = attempt
@@ -284,13 +286,15 @@ pub const SET_ASIDE: &str = "UPDATE deliveries SET set_aside = 1 WHERE id = ?";
 pub const REJOIN: &str = "UPDATE deliveries SET set_aside = 0
   WHERE +webhook_id = ? AND status = 'pending' AND set_aside = 1 RETURNING id";
 
-/// The webhook's deliveries set aside that are out of attempts and were queued by a time are
-/// given up (their body goes; their last failure stays in the log): the receiver just took
-/// another delivery, after their last failure. Their ids: (webhook_id, [`MAX_ATTEMPTS`], queued
-/// by: [`give_up_queued_by`]).
-pub const GIVE_UP_SET_ASIDE: &str = "UPDATE deliveries SET status = 'failed', body = ''
+/// The webhook's deliveries set aside that are out of attempts and were queued by a time are due
+/// now, to be tried right after the delivery the receiver just took (in the run's next pass):
+/// failing then is failing on their own, and gives them up; their last failure before may have
+/// been during an outage. Their ids: (now, webhook_id, [`MAX_ATTEMPTS`], queued by:
+/// [`give_up_queued_by`], now).
+pub const RETRY_SET_ASIDE: &str = "UPDATE deliveries SET next_at = ?
   WHERE +webhook_id = ? AND status = 'pending' AND set_aside = 1 AND attempts >= ?
-  AND +created_at <= ? RETURNING id";
+  AND +created_at <= ? AND next_at > ? RETURNING id";
+
 /// A delivery as it stands just before its attempt, only while it is still pending: an erasure
 /// or a resume may have changed it since the run read its list.
 pub const PENDING: &str = "SELECT * FROM deliveries WHERE id = ? AND status = 'pending'";
@@ -378,7 +382,7 @@ mod tests {
     fn delivered_verdict(set_aside: Option<&str>, at: i64) -> Verdict {
         Verdict::Delivered {
             set_aside: set_aside.map(str::to_string),
-            give_up_queued_by: at - GIVE_UP_AFTER_MS,
+            retry_queued_by: at - GIVE_UP_AFTER_MS,
         }
     }
 
@@ -680,7 +684,8 @@ mod tests {
             turn.after(recent, FailureStreak::default(), BASE),
             Verdict::OnItsOwn { give_up: false, .. }
         ));
-        // A delivered attempt later gives up those set aside, out of attempts and queued by then.
+        // A delivered attempt later makes those set aside, out of attempts and queued by then,
+        // due at once: tried right after it, they are given up if they fail then.
         let mut turn = Turn::default();
         assert_eq!(
             turn.after(
