@@ -985,8 +985,9 @@ async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) {
 }
 
 /// Keeps the name and address a visitor gave in a form on their record, for agents; never over
-/// what the site's server vouched for (`identity_verified`). Only after the erasure check: the
-/// record of an erased visitor is not to come back. A D1 failure costs the label, not the chat.
+/// what the site's server vouched for (`identity_verified`). The record of an erased visitor is
+/// not to come back, even if their erasure lands between the creation's check and this write:
+/// the write itself looks for the erasure's mark. A D1 failure costs the label, not the chat.
 async fn remember_stated_identity(
     ctx: &Ctx,
     visitor: &str,
@@ -997,7 +998,8 @@ async fn remember_stated_identity(
     let now = JsValue::from_f64(ctx.now as f64);
     let remembered = ctx.env.d1("DB").and_then(|db| {
         db.prepare(
-            "INSERT INTO visitors (id, site_id, created_at, last_seen_at, name, email) VALUES (?1, ?2, ?3, ?3, ?4, ?5)
+            "INSERT INTO visitors (id, site_id, created_at, last_seen_at, name, email)
+             SELECT ?1, ?2, ?3, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM erased_visitors WHERE visitor_id = ?1)
              ON CONFLICT (id) DO UPDATE SET
                name = CASE WHEN visitors.identity_verified = 1 THEN visitors.name ELSE COALESCE(excluded.name, visitors.name) END,
                email = CASE WHEN visitors.identity_verified = 1 THEN visitors.email ELSE COALESCE(excluded.email, visitors.email) END",

@@ -527,18 +527,21 @@ pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
         .bind(&[id.into()])
         .rows::<ConversationRow>(ctx)
         .await?;
-    // The e-mail is personal data: masked for agents without the permission.
-    let email = match (row.email, principal.sees_pii()) {
-        (Some(e), false) => Some(parley_core::pii::mask(&e).0),
-        (e, _) => e,
+    // The e-mail is personal data: masked for agents without the permission; so is what a
+    // name holds of it (a visitor may type an address or a number into a form's name field).
+    let masked = |value: Option<String>| match (value, principal.sees_pii()) {
+        (Some(v), false) => Some(parley_core::pii::mask(&v).0),
+        (v, _) => v,
     };
+    let email = masked(row.email);
+    let name = masked(row.name);
     let parse = |s: &str| {
         parley_core::json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::json!({}))
     };
     ok_json(
         &serde_json::json!({
             "visitor": {
-                "id": row.id, "name": row.name, "email": email,
+                "id": row.id, "name": name, "email": email,
                 // The id the site's identify() claimed; without a valid hash it is unverified,
                 // and the console says so.
                 "external_id": row.external_id,

@@ -1745,6 +1745,10 @@ impl Conversation {
 
     async fn create(&self, req: &mut Request, trace: &str) -> ApiResult {
         let params: CreateConversation = read_internal_json(req).await?;
+        // A retried creation arriving while the conversation is being erased waits for the
+        // erasure: taking its mark back now would let files be registered while the bucket is
+        // emptied, and keep the storage it then wipes.
+        self.erasure_under_way_ends().await;
         // Armed before the first write, as for every write (see `execute`), and before the
         // check below: no wait between the check and the creation.
         self.erased.set(false);
@@ -2125,11 +2129,9 @@ impl Conversation {
     /// object's storage cleared. Afterwards it answers like a conversation that never was. An
     /// erasure that fails (503) leaves the conversation as it was, to be erased by a retry.
     async fn erase(&self, trace: &str) -> ApiResult {
-        // Another erasure under way: "gone" only once it has wiped the storage (its store is
-        // dropped then); if it fails, this one starts over.
-        while self.erased.get() && self.store.borrow().is_some() {
-            worker::Delay::from(Duration::from_millis(10)).await;
-        }
+        // Another erasure under way: "gone" only once it has wiped the storage; if it fails,
+        // this one starts over.
+        self.erasure_under_way_ends().await;
         let meta = self.meta()?;
         // From here the conversation answers as gone: a file registered while the bucket is
         // listed and emptied would be recorded in storage about to be wiped, its bytes left in
@@ -2184,6 +2186,14 @@ impl Conversation {
             .trace(trace)
             .emit();
         no_content().map_err(|_| ErrorCode::Internal.into())
+    }
+
+    /// Waits while an erasure is under way: it has marked the conversation gone and not yet
+    /// wiped the storage (its store is dropped then), or failed (the mark is taken back).
+    async fn erasure_under_way_ends(&self) {
+        while self.erased.get() && self.store.borrow().is_some() {
+            worker::Delay::from(Duration::from_millis(10)).await;
+        }
     }
 
     /// Every file of the conversation deleted from R2, page after page of the listing.

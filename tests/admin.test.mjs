@@ -362,6 +362,14 @@ test('the name and address a visitor gives in a form label them for agents, neve
   assert.equal(stated.name, '王小明');
   assert.equal(stated.email, 'xm@example.com');
   assert.ok(!stated.identity_verified);
+  // An agent without the personal-data permission sees a name that holds an address masked.
+  const talkative = await visitorSession(server);
+  assert.equal((await start(talkative, { name: 'Lin lin@example.com', email: 'lin@example.com' })).status, 201);
+  const plain = await createAgent(server, { name: 'Plain', email: 'plain-form@parley.local' });
+  const seen = (await http(server.url, `/api/v1/visitors/${talkative.visitorId}`, { token: plain.token })).body.visitor;
+  assert.ok(!seen.name.includes('lin@example.com'), seen.name);
+  assert.ok(!seen.email.includes('lin@example.com'), seen.email);
+  assert.equal((await visitorOf(talkative.visitorId)).name, 'Lin lin@example.com');
   // An address that is not one is not shown as one.
   const careless = await visitorSession(server);
   assert.equal((await start(careless, { name: 'Ana', email: 'ana at home' })).status, 201);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './support/server.mjs';
 import { r2Keys } from './support/stored.mjs';
-import { HELD_MS, REFUSE_LISTING, SLOW_DELETES } from './support/r2-standin.mjs';
+import { HELD_PREFIX, REFUSE_LISTING, SLOW_DELETES } from './support/r2-standin.mjs';
 import { agentLogin, createAgent, fullHistory, http, msgId, newConversation, siteId, sleep, visitorSession } from './support/client.mjs';
 
 let server;
@@ -160,9 +160,12 @@ test('a file uploaded while its conversation is being erased does not outlive th
   await mirrored(v.conversation, 1);
   const prefix = `c/${v.conversation}/`;
   const erasing = http(server.url, `/api/v1/visitors/${v.visitorId}`, { method: 'DELETE', token: owner.token });
-  // The erasure has listed the files and waits on the bucket's deletion of a.txt: an upload now
-  // would land after the listing.
-  await sleep(HELD_MS / 4);
+  // Once the erasure has listed the files and waits on the bucket's deletion of a.txt, an
+  // upload lands after the listing.
+  for (let i = 0; (await r2Keys(server, `${HELD_PREFIX}${prefix}`)).length === 0; i += 1) {
+    assert.ok(i < 200, 'the erasure never reached the deletion of the files');
+    await sleep(25);
+  }
   const late = await fetch(`${server.url}/api/v1/conversations/${v.conversation}/files?name=late.txt`, {
     method: 'POST', headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'text/plain' }, body: 'private late\n',
   });

@@ -748,9 +748,14 @@ impl SiteState {
                     // Routing's own later decision.
                     Some(a) if a.start() > at => return Ok(fx),
                     Some(a) if a.agent == agent.id => {
-                        // The agent routing gave it to: the conversation has them now.
+                        // The agent routing gave it to took it themselves: the conversation
+                        // has them now, and it is their claim (no answer clock runs for it).
                         if let Some(a) = self.assignments.get_mut(&conversation) {
                             a.untold = None;
+                            if !a.answered {
+                                a.answered = true;
+                                fx.push(SiteEffect::InboxChanged);
+                            }
                         }
                         return Ok(fx);
                     }

@@ -144,8 +144,14 @@ fn looks_like_email(address: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || NOT_IN_AN_ADDRESS.contains(c))
 }
+
+/// Characters a usual address has no use for, and that would change a `mailto:` link made of it
+/// (`?cc=…`, `#`, `&body=…`) or the markup around it.
+const NOT_IN_AN_ADDRESS: &str = "?&#%/\\<>\"(),;:[]";
 
 /// Whether `hash` (hex) is HMAC-SHA256(secret, id): the site's server vouches for this id.
 pub fn identity_verified(secret: &str, id: &str, hash: &str) -> bool {

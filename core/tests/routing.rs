@@ -1690,10 +1690,16 @@ fn an_agent_taking_the_conversation_routing_gave_them_settles_its_telling() {
     let fx = state
         .handle(&config, assigned_by_agent("a_1", 500), 600)
         .unwrap();
-    assert!(fx.is_empty(), "nothing moves: {fx:?}");
+    assert_eq!(assigned_to(&fx), None, "nothing moves: {fx:?}");
     let a = &state.assignments["c_1"];
     assert_eq!((a.agent.as_str(), a.untold), ("a_1", None));
-    assert!(retells(&state.handle(&config, SiteInput::Tick, 10_000).unwrap()).is_empty());
+    // Taking it is their claim: no answer clock hands it on if they are slow to reply.
+    assert!(a.answered);
+    // Past the answer timeout (1,000 s), before any device is given up for silent.
+    let later = state.handle(&config, SiteInput::Tick, 2_000_000).unwrap();
+    assert!(retells(&later).is_empty());
+    assert_eq!(assigned_to(&later), None, "{later:?}");
+    assert_eq!(state.assignments["c_1"].agent, "a_1");
 }
 
 #[test]

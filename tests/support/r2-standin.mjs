@@ -3,7 +3,8 @@
 // holds (R2 lists 1,000) would: whoever lists must follow `truncated` and `cursor`. A file
 // whose bytes begin with REFUSE_LISTING makes the next listing of its conversation's files
 // fail, once, as R2 can. A file whose bytes begin with SLOW_DELETES makes every deletion of its
-// conversation's files take HELD_MS, as a slow bucket would: an erasure is then caught mid-way.
+// conversation's files take HELD_MS, as a slow bucket would: an erasure is then caught mid-way
+// (a key under HELD_PREFIX says so while it lasts).
 // Loaded by scripts/runtime.mjs as a wrapped binding in tests:
 //
 //   startServer({ standIns: { ATTACHMENTS: 'tests/support/r2-standin.mjs' } })
@@ -11,6 +12,8 @@
 export const REFUSE_LISTING = 'r2 stand-in: refuse the next listing of this conversation\n';
 export const SLOW_DELETES = 'r2 stand-in: hold every deletion of this conversation\'s files\n';
 export const HELD_MS = 2000;
+/** Listed while a deletion of a conversation's files is held: `held/c/<conversation>/`. */
+export const HELD_PREFIX = 'held/';
 const PAGE = 2;
 
 // Module state: the Worker and its Durable Objects share one isolate, and with it this module.
@@ -39,7 +42,14 @@ class R2Bucket {
 
   async delete(keys) {
     const some = Array.isArray(keys) ? keys : [keys];
-    if (some.some((key) => slowPrefixes.has(prefixOf(key)))) await new Promise((resolve) => setTimeout(resolve, HELD_MS));
+    const held = some.map(prefixOf).find((prefix) => slowPrefixes.has(prefix));
+    if (held) {
+      // Seen from outside (`HELD_PREFIX` + the conversation's prefix) while the deletion waits.
+      const marker = `${HELD_PREFIX}${held}`;
+      await this.#inner.put(marker, 'held');
+      await new Promise((resolve) => setTimeout(resolve, HELD_MS));
+      await this.#inner.delete(marker);
+    }
     return this.#inner.delete(keys);
   }
 
