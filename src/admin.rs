@@ -335,10 +335,7 @@ fn check_change(
                 .is_some_and(|e| !e.contains('@') || e.len() > 254),
         ),
     ];
-    match refused.iter().find(|(_, bad)| *bad) {
-        Some((field, _)) => Err(ApiError::invalid_field(field)),
-        None => Ok(()),
-    }
+    ApiError::first_refused(&refused)
 }
 
 /// Statements that set an agent's departments (by name, created when new) to `names`.
@@ -847,9 +844,7 @@ pub async fn site(
                         !(0..=3_600_000).contains(&routing.reconnect_grace_ms),
                     ),
                 ];
-                if let Some((field, _)) = refused.iter().find(|(_, bad)| *bad) {
-                    return Err(ApiError::invalid_field(field));
-                }
+                ApiError::first_refused(&refused)?;
                 set("routing", json(&routing)?.into())?;
             }
             if let Some(mut translation) = body.translation {
@@ -893,9 +888,7 @@ pub async fn site(
                             .is_some_and(|s| !(10..=30 * 86_400).contains(&s)),
                     ),
                 ];
-                if let Some((field, _)) = refused.iter().find(|(_, bad)| *bad) {
-                    return Err(ApiError::invalid_field(field));
-                }
+                ApiError::first_refused(&refused)?;
                 set("automation", json(&automation)?.into())?;
             }
             if let Some(mut bot) = body.bot {

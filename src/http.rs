@@ -49,6 +49,15 @@ impl ApiError {
         }
     }
 
+    /// The first of `checks` (a field and whether its value is refused) that refuses, as
+    /// [`ApiError::invalid_field`].
+    pub fn first_refused(checks: &[(&'static str, bool)]) -> Result<(), ApiError> {
+        match checks.iter().find(|(_, refused)| *refused) {
+            Some((field, _)) => Err(ApiError::invalid_field(field)),
+            None => Ok(()),
+        }
+    }
+
     pub fn frame(&self, lang: Lang) -> ServerFrame {
         ServerFrame::Error {
             code: self.code,
