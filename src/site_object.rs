@@ -43,7 +43,8 @@ pub struct Activity {
     pub author_role: Role,
     pub author_id: String,
     pub at: i64,
-    /// The start of a message, personal data masked: the feed goes to every agent.
+    /// The start of a message, or a file's name, personal data masked: the feed goes to every
+    /// agent.
     pub preview: Option<String>,
 }
 
@@ -52,6 +53,10 @@ impl Activity {
         let preview = match &event.payload {
             EventPayload::Message { text } => {
                 Some(parley_core::pii::masked_prefix(text, PREVIEW_CHARS))
+            }
+            // The file's name (a visitor may name a file after themselves: masked too).
+            EventPayload::File { file } => {
+                Some(parley_core::pii::masked_prefix(&file.name, PREVIEW_CHARS))
             }
             _ => None,
         };

@@ -275,7 +275,8 @@ export class Store extends Emitter<{
           row.last_seq = Math.max(row.last_seq, f.seq);
           if (f.kind === 'message' || f.kind === 'note' || f.kind === 'file') {
             row.last_message_at = at;
-            const text = typeof f.preview === 'string' ? f.preview : f.kind === 'file' ? t('filePreview', { name: '…' }) : null;
+            const said = typeof f.preview === 'string' ? f.preview : null;
+            const text = f.kind === 'file' ? t('filePreview', { name: said ?? '…' }) : said;
             if (text !== null) row.preview = { text, at, role: f.author_role ?? 'visitor', note: f.kind === 'note', masked: f.masked };
           }
           if (f.kind === 'closed') row.status = 'closed';

@@ -246,6 +246,8 @@ test("a visitor's image shows inline and a document as a card", STEP, async () =
   }, null, { timeout: 15_000 });
   await waitForText(page, '.conv .msg--in .file-name', pdf.name);
   assert.ok(!(await page.$$eval('.conv .file-img', (els) => els.map((e) => e.src))).some((u) => u.includes('token')));
+  // The inbox names the file the chat last received.
+  await waitForText(page, `.conv-item[data-id="${conv.conversation}"] .ci-preview`, `File: ${pdf.name}`);
 });
 
 test('the agent attaches a file; the visitor gets it', STEP, async () => {
