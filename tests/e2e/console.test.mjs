@@ -355,11 +355,14 @@ test('a reply sent while the server is down is delivered once when it is back', 
 test('close and reopen from the conversation header', STEP, async () => {
   await page.click('.conv-actions [data-action="close"]');
   await page.waitForSelector('.conv .pill--closed', { timeout: 10_000 });
+  // The visitor panel's list of their conversations says so too.
+  await page.waitForSelector('.sidebar .past-item[disabled] .pill--closed', { timeout: 10_000 });
   await visitorEvent(visitor, (f) => f.kind === 'closed');
   await page.click('#list-tab-closed');
   await page.waitForSelector(`.conv-item[data-id="${conv.conversation}"]`, { timeout: 10_000 });
   await page.click('.conv-actions [data-action="reopen"]');
   await page.waitForSelector('.conv .pill--open', { timeout: 10_000 });
+  await page.waitForSelector('.sidebar .past-item[disabled] .pill--open', { timeout: 10_000 });
   await visitorEvent(visitor, (f) => f.kind === 'reopened');
   // Both went through without the console reporting a failure.
   const errors = await page.$$eval('.toast--error', (els) => els.map((e) => e.textContent));

@@ -125,11 +125,15 @@ export class VisitorPanel {
     const convs = (info?.conversations ?? []).slice().sort((a, b) => (b.last_message_at ?? b.created_at) - (a.last_message_at ?? a.created_at));
     if (convs.length) {
       sections.push(section(t('pastConversations'),
-        h('ul.past', null, convs.slice(0, 20).map((c) => h('li', null,
-          h('button.past-item', { type: 'button', disabled: c.id === s.id, onclick: () => this.open(c.id) },
-            h('span.pill', { class: `pill--${c.status}` }, c.status === 'open' ? t('statusOpen') : t('statusClosed')),
-            h('span.past-date', { title: full(c.created_at) }, listTime(c.last_message_at ?? c.created_at)),
-            c.id === s.id ? h('span.muted', null, `(${t('thisConversation')})`) : null))))));
+        h('ul.past', null, convs.slice(0, 20).map((c) => {
+          // What the console knows live (this one, those in the inbox) is newer than the list.
+          const status = c.id === s.id || this.store.rows.has(c.id) ? this.store.status(c.id) : c.status;
+          return h('li', null,
+            h('button.past-item', { type: 'button', disabled: c.id === s.id, onclick: () => this.open(c.id) },
+              h('span.pill', { class: `pill--${status}` }, status === 'open' ? t('statusOpen') : t('statusClosed')),
+              h('span.past-date', { title: full(c.created_at) }, listTime(c.last_message_at ?? c.created_at)),
+              c.id === s.id ? h('span.muted', null, `(${t('thisConversation')})`) : null));
+        }))));
     }
 
     // Attributes set by the site
