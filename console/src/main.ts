@@ -7,7 +7,7 @@ import { load, onExternalChange, remove, save } from './storage';
 import type { Agent, Me, Session } from './types';
 import { AppView } from './ui/app';
 import { closeAllDialogs } from './ui/dialog';
-import { renderLogin } from './ui/login';
+import { renderLogin, withAccess } from './ui/login';
 import { askToSignInAgain, type SignInAgain } from './ui/reauth';
 
 const root = document.getElementById('app')!;
@@ -48,10 +48,17 @@ let signInAgain: SignInAgain | null = null;
 /** What the sign-in dialog comes to: whether the console carries on as the same agent. */
 let carryingOn: Promise<boolean> | null = null;
 
-/** Whether a new sign-in may take over the console as it is: the same agent with the same powers. */
+/**
+ * Whether a new sign-in may take over the console as it is: the same agent with the same role
+ * and permissions (as /api/v1/me gave them, for both). A changed permission changes what the
+ * console may show (personal data unmasked, exports); when either side's permissions are not
+ * known, the console starts afresh.
+ */
 function sameAccess(next: Agent, current: Agent): boolean {
-  const perms = (a: Agent) => JSON.stringify(a.permissions ?? null);
-  return next.id === current.id && next.role === current.role && (!next.permissions || perms(next) === perms(current));
+  const access = (a: Agent) => JSON.stringify([
+    a.id, a.role, a.permissions?.view_personal_data ?? null, a.permissions?.export ?? null,
+  ]);
+  return access(next) === access(current);
 }
 
 /**
@@ -156,11 +163,7 @@ async function boot(): Promise<void> {
   try {
     const me = await api<Me>('/api/v1/me');
     if (me?.principal?.kind !== 'agent') return signOut();
-    const agent: Agent = {
-      ...session.agent, name: me.principal.name ?? session.agent.name, role: me.principal.role ?? session.agent.role,
-      permissions: me.permissions ?? session.agent.permissions,
-    };
-    session.agent = agent;
+    session.agent = withAccess(session.agent, me);
     save('session', session);
   } catch (e) {
     // 401 already signed us out; a network error keeps the saved session (offline start).

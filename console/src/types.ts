@@ -17,7 +17,7 @@ export interface Agent {
   email: string;
   role: string;
   team: string;
-  /** Effective permissions from /api/v1/me (not in the login answer). */
+  /** Effective permissions from /api/v1/me (not in the login answer: signInWith asks /me after it). */
   permissions?: Permissions;
 }
 

@@ -5,8 +5,10 @@
 // Sign-in: the owner's session is signed out by another request (POST /api/v1/agent/logout
 // with its cookie) while they edit: with unsaved edits the console stays, under a dialog to sign
 // in again, and carries on where it was (a save refused meanwhile is sent again); another
-// account signing in there gets a fresh console without the edits; an edit being made in a
-// dialog survives too; with nothing unsaved it is back to the login screen.
+// account signing in there gets a fresh console without the edits, and so does an agent whose
+// permissions an admin changed (the change ends their sessions); an edit being made in a dialog
+// survives too; while the dialog is up, nothing of the console shows or takes focus; with
+// nothing unsaved it is back to the login screen.
 // Refusals: a webhook URL and an allowed origin the server refuses are named, and their control
 // marked and focused. Labels: a visitor's device and a webhook delivery's failure read in the
 // admin's language, the server's own words kept as the title.
@@ -48,13 +50,39 @@ async function endSession() {
 
 const storedSite = async () => (await http(server.url, `/api/v1/sites/${site}`, { token: owner.token })).body;
 
-/** Waits for the sign-in dialog over the console; fills and sends it. */
-async function signInAgain({ email, password = server.password } = {}) {
-  await page.waitForSelector('dialog.dialog--reauth[open] #reauth-password', { timeout: 15_000 });
-  if (email) await page.fill('#reauth-email', email);
-  await page.fill('#reauth-password', password);
-  await page.click('dialog.dialog--reauth button[type="submit"]');
-  await page.waitForSelector('dialog.dialog--reauth', { state: 'detached', timeout: 15_000 });
+/** Waits for the sign-in dialog over the console (of `on`, the owner's page unless told); fills and sends it. */
+async function signInAgain({ email, password = server.password, on = page } = {}) {
+  await on.waitForSelector('dialog.dialog--reauth[open] #reauth-password', { timeout: 15_000 });
+  if (email) await on.fill('#reauth-email', email);
+  await on.fill('#reauth-password', password);
+  await on.click('dialog.dialog--reauth button[type="submit"]');
+  await on.waitForSelector('dialog.dialog--reauth', { state: 'detached', timeout: 15_000 });
+}
+
+/** A visitor's conversation with one message in it: { visitorId, token, conversation }. */
+async function visitorSays(text, identity) {
+  const visitor = await newConversation(server);
+  if (identity) {
+    const named = await http(server.url, '/api/v1/visitor/identify', { method: 'POST', token: visitor.token, body: identity });
+    assert.equal(named.status, 200, JSON.stringify(named.body));
+  }
+  const sent = await http(server.url, `/api/v1/conversations/${visitor.conversation}/messages`, {
+    method: 'POST', token: visitor.token, body: { client_msg_id: msgId('s'), text },
+  });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  return visitor;
+}
+
+/** Opens a conversation from the Team list and starts a new quick reply from its composer: an edit in a dialog. */
+async function openWithUnsavedReply(on, conversation, text) {
+  await on.click('#list-tab-team');
+  await on.click(`.conv-item[data-id="${conversation}"]`, { timeout: 15_000 });
+  await waitForText(on, `.conv[data-conversation="${conversation}"] .msg--in .text`, text);
+  await on.focus(`.conv[data-conversation="${conversation}"] .composer-input`);
+  await on.keyboard.type('/');
+  await on.click('.qr-popover:not([hidden]) .popover-foot button');
+  await on.waitForSelector('dialog.dialog[open] #qr-title');
+  await on.fill('#qr-title', 'Half-written reply');
 }
 
 /** Signs the owner in where the page shows no console (an earlier test left it signed out). */
@@ -77,7 +105,8 @@ before(async () => {
     res.writeHead(500).end('no');
   });
   await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  server = await startServer({ vars: { WEBHOOK_ALLOW_PRIVATE: 'true' } });
+  // Sign-ins are what this file is about: more of them than the default limit lets through.
+  server = await startServer({ vars: { WEBHOOK_ALLOW_PRIVATE: 'true', RATE_LOGINS: '100/10' } });
   owner = await agentLogin(server);
   site = await siteId(server, owner.token);
   await createAgent(server, ben);
@@ -178,6 +207,74 @@ test('an agent being added in a dialog survives the sign-in ending', STEP, async
   assert.equal(await page.inputValue('dialog.dialog[open] input[name="email"]'), 'cara.agent@parley.local');
   await page.click('dialog.dialog[open] .dialog-actions .btn-ghost');
   await page.waitForSelector('dialog.dialog', { state: 'detached' });
+});
+
+test('while the sign-in dialog is up, nothing of the console shows or takes focus; signing in again shows it as it was', STEP, async () => {
+  await consoleShown();
+  await openConsolePage(page, 'inbox', '#list-tab-team');
+  const text = 'My order 4411 went to the wrong flat';
+  const visitor = await visitorSays(text, { id: 'cust-4411', name: 'Rosa Visitor', email: 'rosa@example.com' });
+  await openWithUnsavedReply(page, visitor.conversation, text);
+  await waitForText(page, '.vp-name', 'Rosa Visitor');
+  const message = page.locator('.conv .msg--in .text', { hasText: text });
+  const shown = ['.topbar', '.vp-name', '.vp-email', '#qr-title'];
+  for (const sel of shown) assert.ok(await page.isVisible(sel), `${sel} shows before`);
+  assert.ok(await message.isVisible());
+
+  await endSession();
+  await page.waitForSelector('dialog.dialog--reauth[open] #reauth-password', { timeout: 15_000 });
+  // The visitor's words and details, the conversation, the edit in its dialog: none of it shows.
+  assert.equal(await message.isVisible(), false, 'the conversation shows behind the dialog');
+  for (const sel of shown) assert.equal(await page.isVisible(sel), false, `${sel} shows behind the dialog`);
+  assert.ok(await page.isVisible('#reauth-password'));
+  // Nor can anything under the dialog take focus.
+  const focusable = await page.evaluate(() => ['.composer-input', '.vp-email', '#qr-title', '.conv-item'].filter((sel) => {
+    const el = document.querySelector(sel);
+    el?.focus();
+    return el && document.activeElement === el;
+  }));
+  assert.deepEqual(focusable, [], 'focusable behind the dialog');
+
+  await signInAgain();
+  for (const sel of shown) assert.ok(await page.isVisible(sel), `${sel} shows again`);
+  assert.ok(await message.isVisible());
+  assert.equal(await page.inputValue('#qr-title'), 'Half-written reply', 'the edit is still there');
+  await page.click('dialog.dialog[open] .dialog-actions .btn-ghost');
+  await page.waitForSelector('dialog.dialog', { state: 'detached' });
+});
+
+test('an agent whose permissions an admin changed gets a fresh console on signing in again: personal data masked, edits dropped', STEP, async () => {
+  const dee = { name: 'Dee Agent', email: 'dee.agent@parley.local', password: 'correct horse battery', permissions: ['view_personal_data'] };
+  const { agentId } = await createAgent(server, dee);
+  const address = 'dee.customer@example.com';
+  const text = `Please write to ${address}`;
+  const visitor = await visitorSays(text);
+  const deeContext = await visitorContext(browser, { viewport: { width: 1440, height: 900 } });
+  try {
+    const deePage = await deeContext.newPage();
+    deePage.on('pageerror', (e) => pageErrors.push(e.message));
+    await signIn(deePage, server, dee.email, dee.password);
+    // Dee may see personal data: the address shows as the visitor wrote it.
+    await openWithUnsavedReply(deePage, visitor.conversation, text);
+
+    // An admin takes the permission away, which ends Dee's sessions.
+    const changed = await http(server.url, `/api/v1/agents/${agentId}`, { method: 'PATCH', token: owner.token, body: { permissions: [] } });
+    assert.equal(changed.status, 204, JSON.stringify(changed.body));
+    await signInAgain({ on: deePage, password: dee.password });
+
+    // Not the console Dee had: the edit is dropped and the address is masked.
+    await deePage.waitForSelector('#qr-title', { state: 'detached', timeout: 15_000 });
+    assert.equal(await deePage.evaluate(() => JSON.parse(localStorage.getItem('parley.console.session'))?.agent?.permissions?.view_personal_data), false);
+    if (!(await deePage.$(`.conv[data-conversation="${visitor.conversation}"]`))) {
+      await deePage.click('#list-tab-team');
+      await deePage.click(`.conv-item[data-id="${visitor.conversation}"]`, { timeout: 15_000 });
+    }
+    await waitForText(deePage, `.conv[data-conversation="${visitor.conversation}"] .msg--in .text`, 'Please write to ');
+    await waitForText(deePage, `.conv[data-conversation="${visitor.conversation}"] .msg--in .text`, '***');
+    assert.ok(!(await deePage.textContent('body')).includes(address), 'the address is on screen');
+  } finally {
+    await deeContext.close();
+  }
 });
 
 test('with nothing unsaved, a sign-in ended elsewhere goes back to the login screen', STEP, async () => {

@@ -9,15 +9,16 @@
 // conversation and its history, a reply typed while the server is down is delivered exactly
 // once after it comes back, close and reopen, and the whole story from the demo page: a visitor
 // chats in the widget, the agent is alerted, replies and transfers to a second agent, who sees
-// the whole history and reveals masked personal data (audited).
+// the whole history and reveals masked personal data (audited). The sidebar marks a claimed
+// identity unverified and a name the visitor typed into a form self-stated.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../support/server.mjs';
-import { agentLogin, connect, fullHistory, http, newConversation, sleep, Socket } from '../support/client.mjs';
+import { agentLogin, connect, fullHistory, http, newConversation, siteId, sleep, Socket, visitorSession } from '../support/client.mjs';
 import {
   CHROMIUM, conversationOf, launch, openDemo, openPanel, panelMessages, send, signIn as signInForm, waitFor, waitForText,
 } from './helpers.mjs';
@@ -673,4 +674,64 @@ test('the visitor endpoint gives the sidebar the claimed identity and whether it
   assert.equal(info.status, 200, JSON.stringify(info.body));
   assert.equal(info.body.visitor.external_id, 'cust-77');
   assert.equal(info.body.visitor.identity_verified, false);
+});
+
+test('a name and address the visitor typed into a form are marked self-stated in the sidebar; a vouched or claimed identity is not', STEP, async () => {
+  const admin = await agentLogin(server);
+  const start = async (visitor, fields) => {
+    const created = await http(server.url, '/api/v1/conversations', {
+      method: 'POST', token: visitor.token, body: { form: 'offline', fields, message: 'Do you ship to Canada?' },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    return created.body.conversation;
+  };
+  const identify = async (visitor, body) => {
+    const named = await http(server.url, '/api/v1/visitor/identify', { method: 'POST', token: visitor.token, body });
+    assert.equal(named.status, 200, JSON.stringify(named.body));
+    return named.body.verified;
+  };
+  const badges = () => page.$$eval('.vp-name .verified, .vp-name .unverified, .vp-name .self-stated', (els) => els.map((e) => e.className));
+
+  // Typed into the offline form: self-stated, with a tooltip that says so.
+  const stated = await visitorSession(server);
+  const statedConv = await start(stated, { name: 'Wang Xiaoming', email: 'xm@example.com' });
+  await openFromTeam(page, statedConv);
+  await waitForText(page, '.vp-name', 'Wang Xiaoming');
+  await waitForText(page, '.vp-name .self-stated', 'Self-stated');
+  assert.deepEqual(await badges(), ['self-stated']);
+  assert.match(await page.getAttribute('.vp-name .self-stated', 'title'), /typed this name or e-mail address into a form/);
+  assert.equal(await page.getAttribute('.vp-email', 'href'), 'mailto:xm@example.com');
+  await page.selectOption('.topbar .lang-select', 'zh-CN');
+  await waitForText(page, '.vp-name .self-stated', '访客自填');
+  assert.match(await page.getAttribute('.vp-name .self-stated', 'title'), /访客本人在表单中填写/);
+  await page.selectOption('.topbar .lang-select', 'en');
+  await waitForText(page, '.vp-name .self-stated', 'Self-stated');
+
+  // Vouched for by the site's server (a valid hash), the form's answers aside: verified only.
+  const { body: { identity_secret: secret } } = await http(server.url, `/api/v1/sites/${await siteId(server, admin.token)}/identity-secret`, { method: 'POST', token: admin.token });
+  const customer = await visitorSession(server);
+  assert.equal(await identify(customer, { id: 'cust-88', name: 'Kim Lee', email: 'kim@example.com', hash: createHmac('sha256', secret).update('cust-88').digest('hex') }), true);
+  const vouchedConv = await start(customer, { name: 'Somebody Else', email: 'else@example.com' });
+  await openFromTeam(page, vouchedConv);
+  await waitForText(page, '.vp-name', 'Kim Lee');
+  await page.waitForSelector('.vp-name .verified');
+  assert.deepEqual(await badges(), ['verified']);
+
+  // Claimed by the page without a hash: unverified only. Its address, whatever it holds, adds
+  // nothing to the mail a click on it starts (no header, no second recipient, no body).
+  const claimed = await newConversation(server);
+  const address = 'kim@example.com?cc=boss@evil.example&body=Pay-now#x';
+  assert.equal(await identify(claimed, { id: 'cust-89', name: 'Claimed Kim', email: address }), false);
+  const said = await http(server.url, `/api/v1/conversations/${claimed.conversation}/messages`, {
+    method: 'POST', token: claimed.token, body: { client_msg_id: `m-${Date.now()}`, text: 'Where is my parcel?' },
+  });
+  assert.equal(said.status, 200, JSON.stringify(said.body));
+  await openFromTeam(page, claimed.conversation);
+  await waitForText(page, '.vp-name', 'Claimed Kim');
+  await page.waitForSelector('.vp-name .unverified');
+  assert.deepEqual(await badges(), ['unverified']);
+  assert.equal(await page.textContent('.vp-email'), address);
+  const href = await page.getAttribute('.vp-email', 'href');
+  assert.match(href, /^mailto:[^?&#]+$/, href);
+  assert.equal(decodeURIComponent(href.slice('mailto:'.length)), address);
 });

@@ -2,20 +2,33 @@
 import { api, ApiError } from '../api';
 import { h, icon, mount } from '../dom';
 import { LANGS, lang, onLangChange, setLang, t } from '../i18n';
-import type { Session } from '../types';
+import type { Agent, Me, Session } from '../types';
 
 /**
  * Signs in with the session cookie; rejects with the server's refusal, or `cookie_refused` when
- * the browser did not keep the cookie (a Secure cookie over plain http, not localhost).
+ * the browser did not keep the cookie (a Secure cookie over plain http, not localhost). The
+ * session's agent carries their role and permissions as /api/v1/me gives them (the login answer
+ * has no permissions).
  */
 export async function signInWith(email: string, password: string): Promise<Session> {
   const session = await api<Session>('/api/v1/agent/login', {
     method: 'POST', body: { email, password, cookie: true }, anonymous: true,
   });
-  await api('/api/v1/me', { anonymous: true }).catch((e) => {
+  const me = await api<Me>('/api/v1/me', { anonymous: true }).catch((e) => {
     throw e instanceof ApiError && e.status === 401 ? new ApiError(401, 'cookie_refused', t('cookieRefused')) : e;
   });
-  return session;
+  return { ...session, agent: withAccess(session.agent, me) };
+}
+
+/** The agent with the name, role and permissions /api/v1/me gives (those of the session now). */
+export function withAccess(agent: Agent, me: Me | null | undefined): Agent {
+  const p = me?.principal;
+  return {
+    ...agent,
+    name: p?.name ?? agent.name,
+    role: p?.role ?? agent.role,
+    permissions: me?.permissions ?? agent.permissions,
+  };
 }
 
 export function renderLogin(root: HTMLElement, notice: string | undefined, done: (s: Session) => void): void {

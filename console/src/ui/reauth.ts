@@ -1,6 +1,8 @@
 // Signing in again over the console, when the sign-in ends (expired, signed out elsewhere, ended
-// by an admin) while something is unsaved: the page underneath stays as it was, and what was
-// refused meanwhile is sent again once the same agent is back (main.ts decides that).
+// by an admin) while something is unsaved: the page underneath stays as it was, edits included,
+// but hidden (visitors' data, conversations, admin pages, other dialogs are not for whoever
+// comes to the screen), and what was refused meanwhile is sent again once the same agent is
+// back (main.ts decides that).
 import { ApiError } from '../api';
 import { h } from '../dom';
 import { t } from '../i18n';
@@ -20,10 +22,14 @@ export function askToSignInAgain(agent: Agent, notice: string): SignInAgain {
   let resolve!: (session: Session | null) => void;
   const done = new Promise<Session | null>((r) => (resolve = r));
   let closeDialog = () => {};
+  let uncover = () => {};
   let settled = false;
   const settle = (session: Session | null) => {
     if (settled) return;
     settled = true;
+    // Shown again before the dialog closes, so that focus can go back where it was. Another
+    // account gets a fresh console before anything is painted (main.ts, in the same turn).
+    uncover();
     closeDialog();
     resolve(session);
   };
@@ -72,7 +78,34 @@ export function askToSignInAgain(agent: Agent, notice: string): SignInAgain {
       submit));
     return form;
   }, { className: 'dialog--reauth', dismissable: false, holdsEdits: false });
+  const dialog = (password as HTMLInputElement | null)?.closest('dialog');
+  if (dialog) {
+    uncover = hideAllBut(dialog);
+    dialog.addEventListener('close', uncover);
+  }
   // The e-mail is filled in: the password is what is left to type.
   if (agent.email) (password as HTMLInputElement | null)?.focus();
   return { done, settle };
+}
+
+/**
+ * Hides everything on the page (the console, any other dialog) but `keep`: not shown, not
+ * focusable, out of the accessibility tree, and left as it is underneath. Returns the undoing.
+ */
+function hideAllBut(keep: Element): () => void {
+  const made: HTMLElement[] = [];
+  for (const el of Array.from(document.body.children)) {
+    if (el === keep || !(el instanceof HTMLElement) || el.inert) continue;
+    el.inert = true;
+    made.push(el);
+  }
+  // Anything added meanwhile (a toast, another dialog) is hidden too (app.css).
+  document.body.classList.add('behind-sign-in');
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    document.body.classList.remove('behind-sign-in');
+    for (const el of made) el.inert = false;
+  };
 }

@@ -64,8 +64,12 @@ export class VisitorPanel {
           // Claimed by identify() without a valid signature: anyone could have claimed it.
           !v?.identity_verified && v?.external_id
             ? h('span.unverified', { title: t('unverifiedTitle', { id: v.external_id }) }, t('unverified'))
+            : null,
+          // Typed into a form (pre-chat, offline) by the visitor: nobody vouches for it.
+          v && !v.identity_verified && !v.external_id && (v.name || v.email)
+            ? h('span.self-stated', { title: t('selfStatedTitle') }, t('selfStated'))
             : null),
-        v?.email ? h('a.vp-email', { href: `mailto:${v.email}` }, v.email) : null),
+        v?.email ? emailLink(v.email) : null),
       h('button.icon-btn.vp-close', { type: 'button', 'aria-label': t('hideVisitorInfo'), title: t('hideVisitorInfo'), onclick: this.close }, icon('close')));
     (head.querySelector('.avatar') as HTMLElement).style.setProperty('--h', String(hue(vid || s.id)));
 
@@ -154,6 +158,20 @@ export class VisitorPanel {
     mount(this.el, h('div.vp', null, sections));
     this.el.scrollTop = scroll;
   }
+}
+
+/**
+ * The visitor's e-mail address, as a mailto: link when it is one plain address (its parts
+ * percent-encoded, so nothing in it adds headers, recipients or a body to the mail), or else as
+ * text. The server checks the addresses visitors type into forms, not those a site's page
+ * names, and the console counts on neither.
+ */
+function emailLink(email: string): HTMLElement {
+  const at = email.lastIndexOf('@');
+  const plain = at > 0 && at < email.length - 1 && !/[\s\p{Cc}]/u.test(email);
+  if (!plain) return h('span.vp-email', null, email);
+  const href = `mailto:${encodeURIComponent(email.slice(0, at))}@${encodeURIComponent(email.slice(at + 1))}`;
+  return h('a.vp-email', { href }, email);
 }
 
 function section(title: string, ...body: (Node | null)[]): HTMLElement {

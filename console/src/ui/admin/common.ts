@@ -7,7 +7,7 @@ import { lang } from '../../i18n';
 import { t, type Key } from './strings';
 import type { Store } from '../../store';
 import type { Agent, TeamAgent } from '../../types';
-import { errorText, openDialog } from '../dialog';
+import { openDialog } from '../dialog';
 
 export { confirmDialog, errorText } from '../dialog';
 
@@ -21,11 +21,6 @@ export interface FieldRefusal {
 export function refusedField(e: unknown, fields: Record<string, FieldRefusal>): FieldRefusal | null {
   if (!(e instanceof ApiError) || e.code !== 'invalid_request' || !e.field) return null;
   return Object.hasOwn(fields, e.field) ? fields[e.field] : null;
-}
-
-/** The words for a refusal: what the refused field takes, or else the server's own message. */
-export function refusalText(e: unknown, fields: Record<string, FieldRefusal>): string {
-  return refusedField(e, fields)?.text() ?? errorText(e);
 }
 
 /** What a page may use of the signed-in console. */
