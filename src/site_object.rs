@@ -1231,12 +1231,8 @@ impl Site {
 
     /// An agent's routing profile: as routing knows them, else from D1 (`None` if no such
     /// enabled agent, e.g. an API key acting as one).
-    async fn routing_profile(&self, agent: &str) -> Option<AgentProfile> {
-        self.routing_profile_read(agent).await.ok().flatten()
-    }
-
-    /// [`Self::routing_profile`], telling a D1 that could not answer from no such agent.
-    async fn routing_profile_read(&self, agent: &str) -> worker::Result<Option<AgentProfile>> {
+    /// An error is a D1 that could not answer, not "no such agent".
+    async fn routing_profile(&self, agent: &str) -> worker::Result<Option<AgentProfile>> {
         if let Some(profile) = self.peek_state(|s| s.agents.get(agent).map(|a| a.profile.clone())) {
             return Ok(Some(profile));
         }
@@ -1376,7 +1372,7 @@ impl Site {
                 // An agent took the conversation themselves (the API's `assign`): the author
                 // is the agent assigned. Routing's own assignments are written by the system.
                 ("assigned", Role::Agent) => {
-                    match self.routing_profile_read(&activity.author_id).await {
+                    match self.routing_profile(&activity.author_id).await {
                         Ok(profile) => profile.map(|agent| SiteInput::AssignedByAgent {
                             conversation: activity.conversation,
                             agent,
@@ -1391,15 +1387,22 @@ impl Site {
                     }
                 }
                 ("reopened", role) => {
-                    // An agent who reopens a conversation carries on with it.
+                    // An agent who reopens a conversation carries on with it; if D1 cannot say
+                    // who they are, the news is kept and told again rather than routed away.
                     let by_agent = match role {
                         Role::Agent => self.routing_profile(&activity.author_id).await,
-                        _ => None,
+                        _ => Ok(None),
                     };
-                    Some(SiteInput::Reopened {
-                        conversation: activity.conversation,
-                        by_agent,
-                    })
+                    match by_agent {
+                        Ok(by_agent) => Some(SiteInput::Reopened {
+                            conversation: activity.conversation,
+                            by_agent,
+                        }),
+                        Err(_) => {
+                            routed = false;
+                            None
+                        }
+                    }
                 }
                 _ => None,
             };

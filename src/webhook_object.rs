@@ -775,7 +775,6 @@ impl WebhookObject {
                 webhook.into(),
                 SqlStorageValue::Integer(i64::from(webhook::MAX_ATTEMPTS)),
                 SqlStorageValue::Integer(queued_by),
-                SqlStorageValue::Integer(now),
             ],
         )
         .unwrap_or_else(|e| {

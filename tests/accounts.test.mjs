@@ -299,6 +299,22 @@ test('an API key without the personal_data scope reads visitors\' data masked an
   };
   assert.doesNotMatch(await textFor(plainKey), /ann\.smith/);
   assert.equal(await textFor(pdKey), 'mail me at ann.smith@example.org');
+  // So is a file the visitor named after themselves.
+  const up = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${encodeURIComponent('ann.smith@example.org.pdf')}`, {
+    method: 'POST', headers: { authorization: `Bearer ${conv.token}`, 'content-type': 'application/pdf' }, body: Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n'),
+  });
+  assert.equal(up.status, 201);
+  const file = (await up.json()).file;
+  const posted = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+    method: 'POST', token: conv.token, body: { client_msg_id: msgId('pf'), file: file.id },
+  });
+  assert.equal(posted.status, 200, JSON.stringify(posted.body));
+  const fileNameFor = async (token) => {
+    const res = await http(server.url, `/api/v1/conversations/${conv.conversation}/history`, { token });
+    return res.body.events.find((e) => e.seq === posted.body.seq).body.file.name;
+  };
+  assert.doesNotMatch(await fileNameFor(plainKey), /ann\.smith/);
+  assert.equal(await fileNameFor(pdKey), 'ann.smith@example.org.pdf');
 
   const refused = await http(server.url, `/api/v1/conversations/${conv.conversation}/reveal`, { method: 'POST', token: plainKey, body: { seq } });
   assert.equal(refused.status, 403, JSON.stringify(refused.body));

@@ -939,12 +939,13 @@ impl Engine {
         // conversation after routing's assignment started (the person's choice stands). Not
         // recorded, which would hand the conversation back; and not refused either, which
         // routing would count as a failed telling and try again.
-        // A tie goes to the person, as in routing (`SiteInput::AssignedByAgent`); a retelling
-        // of the assignment recorded last has its start, and nothing to record either way.
+        // A tie goes to routing, as in routing itself (`SiteInput::AssignedByAgent`): a
+        // retelling of an assignment whose start was kept but whose event failed to be written
+        // has that very start, and must still be recorded.
         if by_routing
             && start
                 .zip(newest)
-                .is_some_and(|(start, newest)| start <= newest)
+                .is_some_and(|(start, newest)| start < newest)
         {
             return Ok(Vec::new());
         }

@@ -207,6 +207,8 @@ impl Event {
         let mut payload = self.payload.clone();
         match (&mut payload, self.author.role) {
             (EventPayload::Message { text }, Role::Visitor) => mask(text),
+            // A visitor may name a file after themselves (`lin@example.com.pdf`).
+            (EventPayload::File { file }, Role::Visitor) => mask(&mut file.name),
             (EventPayload::Created { fields, .. }, _) => fields.values_mut().for_each(mask),
             (
                 EventPayload::Rated {

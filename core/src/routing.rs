@@ -745,8 +745,9 @@ impl SiteState {
                 at,
             } => {
                 let department = match self.assignments.get(&conversation) {
-                    // Routing's own later decision.
-                    Some(a) if a.start() > at => return Ok(fx),
+                    // Routing's own decision, made later or at the same time (a tie goes to
+                    // routing, as in the conversation, which records routing's telling then).
+                    Some(a) if a.start() >= at => return Ok(fx),
                     Some(a) if a.agent == agent.id => {
                         // The agent routing gave it to took it themselves: the conversation
                         // has them now, and it is their claim (no answer clock runs for it).

@@ -1676,9 +1676,16 @@ fn what_routing_decided_after_an_agents_own_assignment_stands() {
         .unwrap()
         .is_empty());
     assert_eq!(state, before);
-    // An agent's choice made at the very time routing's assignment started stands over it.
-    let fx = state
+    // One made at the very time routing's assignment started does not: a tie goes to routing,
+    // as in the conversation, which records routing's telling then.
+    assert!(state
         .handle(&config, assigned_by_agent("a_2", 800), 950)
+        .unwrap()
+        .is_empty());
+    assert_eq!(state, before);
+    // One made after it stands over it.
+    let fx = state
+        .handle(&config, assigned_by_agent("a_2", 801), 950)
         .unwrap();
     assert_eq!(assigned_to(&fx).as_deref(), Some("a_2"));
 }

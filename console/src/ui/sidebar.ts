@@ -131,7 +131,8 @@ export class VisitorPanel {
       sections.push(section(t('pastConversations'),
         h('ul.past', null, convs.slice(0, 20).map((c) => {
           // What the console knows live (this one, those in the inbox) is newer than the list.
-          const status = c.id === s.id || this.store.rows.has(c.id) ? this.store.status(c.id) : c.status;
+          const live = this.store.sessions.get(c.id)?.loaded || this.store.rows.has(c.id);
+          const status = live ? this.store.status(c.id) : c.status;
           return h('li', null,
             h('button.past-item', { type: 'button', disabled: c.id === s.id, onclick: () => this.open(c.id) },
               h('span.pill', { class: `pill--${status}` }, status === 'open' ? t('statusOpen') : t('statusClosed')),

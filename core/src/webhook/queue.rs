@@ -204,6 +204,9 @@ impl Turn {
             let give_up = out_of_attempts
                 && right_after_a_delivery
                 && attempt.queued_at <= give_up_queued_by(attempt.at);
+            // Any failure is the latest word on the receiver: the next one to fail is right
+            // after a delivery only if another is taken in between (it may be down by now).
+            self.last_delivered = false;
             return Verdict::OnItsOwn {
                 next_at: own_retry,
                 give_up,
@@ -289,11 +292,11 @@ pub const REJOIN: &str = "UPDATE deliveries SET set_aside = 0
 /// The webhook's deliveries set aside that are out of attempts and were queued by a time are due
 /// now, to be tried right after the delivery the receiver just took (in the run's next pass):
 /// failing then is failing on their own, and gives them up; their last failure before may have
-/// been during an outage. Their ids: (now, webhook_id, [`MAX_ATTEMPTS`], queued by:
-/// [`give_up_queued_by`], now).
-pub const RETRY_SET_ASIDE: &str = "UPDATE deliveries SET next_at = ?
+/// been during an outage. Those already due count too: the run's next pass is to try them.
+/// Their ids: (now, webhook_id, [`MAX_ATTEMPTS`], queued by: [`give_up_queued_by`]).
+pub const RETRY_SET_ASIDE: &str = "UPDATE deliveries SET next_at = MIN(next_at, ?)
   WHERE +webhook_id = ? AND status = 'pending' AND set_aside = 1 AND attempts >= ?
-  AND +created_at <= ? AND next_at > ? RETURNING id";
+  AND +created_at <= ? RETURNING id";
 
 /// A delivery as it stands just before its attempt, only while it is still pending: an erasure
 /// or a resume may have changed it since the run read its list.
