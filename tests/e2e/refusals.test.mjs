@@ -177,7 +177,11 @@ test('a site key the server does not know: its message shows, the message is kep
   const notice = page.locator(`${W} .note`);
   await notice.waitFor({ state: 'visible' });
   assert.equal(await notice.textContent(), 'This chat is not configured. Please check the site key.');
-  const [mine] = (await panelMessages(page)).filter((m) => m.mine);
+  // The notice and the message's mark are drawn one after the other.
+  const [mine] = await waitFor(async () => {
+    const own = (await panelMessages(page)).filter((m) => m.mine);
+    return own[0]?.state === 'failed' && own;
+  }, 'the message marked as not sent');
   assert.deepEqual([mine.text, mine.state], ['Hello, anyone there?', 'failed']);
   assert.equal(await page.locator(`${W} .list li.me .why`).textContent(), 'This chat is not configured. Please check the site key.');
   // Nothing more goes out: each attempt would ask for a session first. (The page's own report
