@@ -31,6 +31,44 @@ export function withAccess(agent: Agent, me: Me | null | undefined): Agent {
   };
 }
 
+/**
+ * The submit of a sign-in form (the sign-in page's and the sign-in-again dialog's): both fields
+ * filled, the form busy while it signs in, then `signedIn`; a refusal goes to `fail` (the
+ * server's message) and the password is given back to be typed again.
+ */
+export function signInSubmit(fields: {
+  email: HTMLInputElement;
+  password: HTMLInputElement;
+  submit: HTMLButtonElement;
+  clear: () => void;
+  fail: (text: string) => void;
+  signedIn: (session: Session) => void;
+}): (ev: SubmitEvent) => Promise<void> {
+  const { email, password, submit } = fields;
+  return async (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget as HTMLFormElement;
+    if (!email.value.trim() || !password.value) {
+      (email.value.trim() ? password : email).focus();
+      return;
+    }
+    submit.disabled = true;
+    submit.textContent = t('signingIn');
+    form.setAttribute('aria-busy', 'true');
+    fields.clear();
+    try {
+      fields.signedIn(await signInWith(email.value.trim(), password.value));
+    } catch (e) {
+      fields.fail(e instanceof ApiError ? e.message : t('genericError'));
+      submit.disabled = false;
+      submit.textContent = t('signIn');
+      form.removeAttribute('aria-busy');
+      password.select();
+      password.focus();
+    }
+  };
+}
+
 export function renderLogin(root: HTMLElement, notice: string | undefined, done: (s: Session) => void): void {
   let off: (() => void) | null = null;
   let email = '';
@@ -50,30 +88,17 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
     showMessage(message);
     const form = h('form.login-form', {
       novalidate: true,
-      onsubmit: async (ev: SubmitEvent) => {
-        ev.preventDefault();
-        if (!emailInput.value.trim() || !password.value) {
-          (emailInput.value.trim() ? password : emailInput).focus();
-          return;
-        }
-        submit.disabled = true;
-        submit.textContent = t('signingIn');
-        form.setAttribute('aria-busy', 'true');
-        showMessage();
-        try {
-          const r = await signInWith(emailInput.value.trim(), password.value);
+      onsubmit: signInSubmit({
+        email: emailInput,
+        password,
+        submit,
+        clear: () => showMessage(),
+        fail: (text) => showMessage({ text, kind: 'error' }),
+        signedIn: (r) => {
           off?.();
           done(r);
-        } catch (e) {
-          const text = e instanceof ApiError ? e.message : t('genericError');
-          showMessage({ text, kind: 'error' });
-          submit.disabled = false;
-          submit.textContent = t('signIn');
-          form.removeAttribute('aria-busy');
-          password.select();
-          password.focus();
-        }
-      },
+        },
+      }),
     },
     h('label.field', { for: 'login-email' }, h('span.field-label', null, t('email')), emailInput),
     h('label.field', { for: 'login-password' }, h('span.field-label', null, t('password')), password),

@@ -3,12 +3,11 @@
 // but hidden (visitors' data, conversations, admin pages, other dialogs are not for whoever
 // comes to the screen), and what was refused meanwhile is sent again once the same agent is
 // back (main.ts decides that).
-import { ApiError } from '../api';
 import { h } from '../dom';
 import { t } from '../i18n';
 import type { Agent, Session } from '../types';
 import { openDialog } from './dialog';
-import { signInWith } from './login';
+import { signInSubmit } from './login';
 
 export interface SignInAgain {
   /** The new sign-in, or null when the agent chose to sign out (and discard the changes). */
@@ -45,27 +44,14 @@ export function askToSignInAgain(agent: Agent, notice: string): SignInAgain {
     const submit = h('button.btn.btn-primary', { type: 'submit' }, t('signIn'));
     const form: HTMLFormElement = h('form.dialog-body.reauth', {
       novalidate: true,
-      onsubmit: async (ev: SubmitEvent) => {
-        ev.preventDefault();
-        if (!email.value.trim() || !pw.value) {
-          (email.value.trim() ? pw : email).focus();
-          return;
-        }
-        submit.disabled = true;
-        submit.textContent = t('signingIn');
-        form.setAttribute('aria-busy', 'true');
-        error.textContent = '';
-        try {
-          settle(await signInWith(email.value.trim(), pw.value));
-        } catch (e) {
-          error.textContent = e instanceof ApiError ? e.message : t('genericError');
-          submit.disabled = false;
-          submit.textContent = t('signIn');
-          form.removeAttribute('aria-busy');
-          pw.select();
-          pw.focus();
-        }
-      },
+      onsubmit: signInSubmit({
+        email,
+        password: pw,
+        submit,
+        clear: () => (error.textContent = ''),
+        fail: (text) => (error.textContent = text),
+        signedIn: settle,
+      }),
     },
     h('p.dialog-text', null, notice),
     h('p.dialog-text', null, t('reauthText')),
