@@ -315,6 +315,18 @@ test('an API key without the personal_data scope reads visitors\' data masked an
   };
   assert.doesNotMatch(await fileNameFor(plainKey), /ann\.smith/);
   assert.equal(await fileNameFor(pdKey), 'ann.smith@example.org.pdf');
+  // And the name the download is saved under.
+  const savedAs = async (token) => {
+    const res = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files/${file.id}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    return res.headers.get('content-disposition');
+  };
+  const plainDisposition = await savedAs(plainKey);
+  assert.doesNotMatch(plainDisposition, /ann\.smith/);
+  assert.match(plainDisposition, /filename\*=UTF-8''a%2A%2A%2A%40example\.org\.pdf$/);
+  assert.match(await savedAs(pdKey), /filename\*=UTF-8''ann\.smith%40example\.org\.pdf/);
+  assert.match(await savedAs(conv.token), /ann\.smith/);
 
   const refused = await http(server.url, `/api/v1/conversations/${conv.conversation}/reveal`, { method: 'POST', token: plainKey, body: { seq } });
   assert.equal(refused.status, 403, JSON.stringify(refused.body));

@@ -7,6 +7,16 @@ pub fn mask(text: &str) -> (String, bool) {
     mask_up_to(text, usize::MAX)
 }
 
+/// A file's name as a reader sees it: masked when a visitor named it (they may name it after
+/// themselves, `lin@example.com.pdf`) and the reader may not see personal data.
+pub fn file_name_for_reader(name: &str, named_by_visitor: bool, reader_sees_pii: bool) -> String {
+    if named_by_visitor && !reader_sees_pii {
+        mask(name).0
+    } else {
+        name.to_string()
+    }
+}
+
 /// The first `limit` characters of `text` masked. A value that starts before the cut is
 /// masked whole first: cut in two, an address or number would no longer be recognised.
 pub fn masked_prefix(text: &str, limit: usize) -> String {
@@ -147,6 +157,17 @@ mod tests {
         );
         assert!(!mask("not@an address").1);
         assert!(!mask("price 5@3 each").1);
+    }
+
+    #[test]
+    fn a_file_name_is_masked_only_when_a_visitor_named_it_for_a_reader_without_the_permission() {
+        let name = "ann.smith@example.org.pdf";
+        assert_eq!(
+            file_name_for_reader(name, true, false),
+            "a***@example.org.pdf"
+        );
+        assert_eq!(file_name_for_reader(name, true, true), name);
+        assert_eq!(file_name_for_reader(name, false, false), name);
     }
 
     #[test]
