@@ -1,8 +1,11 @@
 //! Webhooks: which log events a site's systems hear about, the signed payload they receive,
 //! the retry schedule, and which target URLs are acceptable. The delivery queue's rules are in
-//! [`queue`].
+//! [`queue`], and why an attempt failed, as the queue records it, in [`failure`].
 
+pub mod failure;
 pub mod queue;
+
+pub use failure::DeliveryFailure;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
