@@ -188,16 +188,7 @@ impl DurableObject for WebhookObject {
                         vec![webhook.as_str().into()],
                     )?
                     .to_array::<Delivery>()?;
-                let list: Vec<serde_json::Value> = rows
-                    .into_iter()
-                    .map(|d| {
-                        serde_json::json!({
-                            "delivery_id": d.delivery_id, "event": d.event, "status": d.status,
-                            "attempts": d.attempts, "last_status": d.last_status, "last_error": d.last_error,
-                            "created_at": d.created_at, "delivered_at": d.delivered_at, "next_at": d.next_at,
-                        })
-                    })
-                    .collect();
+                let list: Vec<serde_json::Value> = rows.into_iter().map(log_line).collect();
                 Response::from_json(&serde_json::json!({ "deliveries": list }))
             }
             WebhookRequest::WebhookDeleted { webhook } => {
@@ -1004,6 +995,20 @@ enum Tried {
     OnItsOwn,
     /// Failed in a way that counts against its webhook: the others wait.
     Counted,
+}
+
+/// A delivery's line in the log the admin reads. `error_code` (and `error_detail`, the refusal's
+/// code for a refused address) are read from the stored text (`DeliveryFailure`), so lines
+/// stored by earlier releases have them too; `last_error` stays for clients that read it.
+fn log_line(d: Delivery) -> serde_json::Value {
+    let failure = d.last_error.as_deref().map(DeliveryFailure::parse);
+    serde_json::json!({
+        "delivery_id": d.delivery_id, "event": d.event, "status": d.status,
+        "attempts": d.attempts, "last_status": d.last_status, "last_error": d.last_error,
+        "error_code": failure.as_ref().map(DeliveryFailure::code),
+        "error_detail": failure.as_ref().and_then(DeliveryFailure::detail_code),
+        "created_at": d.created_at, "delivered_at": d.delivered_at, "next_at": d.next_at,
+    })
 }
 
 /// Logs a failure of the queue's bookkeeping in D1 for a webhook: `step` is `streak` (the
