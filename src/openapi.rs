@@ -2,6 +2,8 @@
 //! is the list of operations; tests/openapi.test.mjs holds it to the router both ways (every
 //! documented operation exists, every route is documented). docs/protocol.md has the prose.
 
+use parley_core::outbound_url::Refusal;
+use parley_core::webhook::DeliveryFailure;
 use parley_core::ErrorCode;
 use serde_json::{json, Map, Value};
 
@@ -345,6 +347,74 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
     ),
 ];
 
+/// Operations whose successful answer is described here, by a schema of `components` (the
+/// others' answers are in docs/protocol.md): (method, path, schema).
+const ANSWERS: &[(&str, &str, &str)] = &[(
+    "get",
+    "/api/v1/sites/{site}/webhooks/{webhook}/deliveries",
+    "DeliveryLog",
+)];
+
+/// The successful answer of an operation.
+fn success(method: &str, path: &str) -> Value {
+    match ANSWERS.iter().find(|(m, p, _)| *m == method && *p == path) {
+        Some((_, _, schema)) => json!({
+            "description": "Success",
+            "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+        }),
+        None => json!({ "description": "Success" }),
+    }
+}
+
+/// A nullable string that is one of `values` (OpenAPI 3.0 lists `null` among them too).
+fn nullable_enum(values: impl IntoIterator<Item = &'static str>, description: &str) -> Value {
+    let mut values: Vec<Value> = values.into_iter().map(Value::from).collect();
+    values.push(Value::Null);
+    json!({ "type": "string", "nullable": true, "enum": values, "description": description })
+}
+
+/// The delivery log's schemas.
+fn delivery_log_schemas() -> (Value, Value) {
+    let log = json!({
+        "type": "object",
+        "required": ["deliveries"],
+        "properties": {
+            "deliveries": { "type": "array", "items": { "$ref": "#/components/schemas/Delivery" } }
+        }
+    });
+    let delivery = json!({
+        "type": "object",
+        "required": [
+            "delivery_id", "event", "status", "attempts", "last_status", "last_error",
+            "error_code", "error_detail", "created_at", "delivered_at", "next_at"
+        ],
+        "properties": {
+            "delivery_id": { "type": "string", "description": "the Parley-Delivery header: the same on every retry" },
+            "event": { "type": "string" },
+            "status": { "type": "string", "enum": ["pending", "paused", "delivered", "failed"] },
+            "attempts": { "type": "integer" },
+            "last_status": { "type": "integer", "nullable": true, "description": "the receiver's HTTP status at the last attempt" },
+            "last_error": {
+                "type": "string",
+                "nullable": true,
+                "description": "why the last attempt failed, in English words that may change: read error_code"
+            },
+            "error_code": nullable_enum(
+                DeliveryFailure::CODES,
+                "why the last attempt failed, a stable code; null when it did not fail"
+            ),
+            "error_detail": nullable_enum(
+                Refusal::ALL.map(Refusal::code),
+                "with address_refused: why the address is refused, a stable code"
+            ),
+            "created_at": { "type": "integer" },
+            "delivered_at": { "type": "integer", "nullable": true },
+            "next_at": { "type": "integer", "description": "when a pending delivery is tried next" }
+        }
+    });
+    (log, delivery)
+}
+
 fn security(auth: Auth) -> Value {
     match auth {
         Auth::Public => json!([]),
@@ -378,7 +448,7 @@ pub fn document() -> Value {
             "security": security(*auth),
             "parameters": parameters,
             "responses": {
-                "2XX": { "description": "Success" },
+                "2XX": success(method, path),
                 "default": {
                     "description": "A refusal: an error frame with a stable code",
                     "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
@@ -391,6 +461,7 @@ pub fn document() -> Value {
         }
     }
     let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let (delivery_log, delivery) = delivery_log_schemas();
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -430,7 +501,9 @@ pub fn document() -> Value {
                             "description": "with invalid_request: the body's field that was refused, as a path (routing.hours)"
                         }
                     }
-                }
+                },
+                "DeliveryLog": delivery_log,
+                "Delivery": delivery
             }
         }
     })

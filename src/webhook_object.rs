@@ -27,7 +27,9 @@ use std::time::Duration;
 use futures::future::{select, Either};
 use parley_core::outbound_url;
 use parley_core::webhook::queue::{self, Attempt, Turn, Verdict};
-use parley_core::webhook::{self, DueAction, FailureStreak, HookLookup, Notice, PAUSED_RECHECK_MS};
+use parley_core::webhook::{
+    self, DeliveryFailure, DueAction, FailureStreak, HookLookup, Notice, PAUSED_RECHECK_MS,
+};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{
@@ -186,16 +188,7 @@ impl DurableObject for WebhookObject {
                         vec![webhook.as_str().into()],
                     )?
                     .to_array::<Delivery>()?;
-                let list: Vec<serde_json::Value> = rows
-                    .into_iter()
-                    .map(|d| {
-                        serde_json::json!({
-                            "delivery_id": d.delivery_id, "event": d.event, "status": d.status,
-                            "attempts": d.attempts, "last_status": d.last_status, "last_error": d.last_error,
-                            "created_at": d.created_at, "delivered_at": d.delivered_at, "next_at": d.next_at,
-                        })
-                    })
-                    .collect();
+                let list: Vec<serde_json::Value> = rows.into_iter().map(log_line).collect();
                 Response::from_json(&serde_json::json!({ "deliveries": list }))
             }
             WebhookRequest::WebhookDeleted { webhook } => {
@@ -481,7 +474,7 @@ impl WebhookObject {
                     // Held: already moved to the webhook's next retry.
                     DueAction::Wait | DueAction::Hold => continue,
                     DueAction::GiveUp(reason) => {
-                        self.finish(&delivery, "failed", None, Some(reason));
+                        self.finish(&delivery, "failed", None, Some(&reason));
                         continue;
                     }
                     DueAction::Pause => {
@@ -540,17 +533,17 @@ impl WebhookObject {
         config: &Config,
     ) -> Tried {
         if let Err(refusal) = outbound_url::check(&hook.url, config.webhook_allow_private) {
-            let error = format!("target address not allowed: {}", refusal.code());
-            self.finish(&delivery, "failed", None, Some(&error));
+            let refused = DeliveryFailure::AddressRefused(refusal);
+            self.finish(&delivery, "failed", None, Some(&refused));
             return Tried::NotSent;
         }
         let Some(delivery) = self.pending(&delivery.id) else {
             return Tried::NotSent;
         };
         let attempts = delivery.attempts + 1;
-        let (status, error) = match post(hook, &delivery).await {
-            Ok(status) => (Some(status), webhook::status_error(status)),
-            Err(error) => (None, Some(error)),
+        let (status, failure) = match post(hook, &delivery).await {
+            Ok(status) => (Some(i64::from(status)), DeliveryFailure::of_status(status)),
+            Err(failure) => (None, Some(failure)),
         };
         let at = now_ms();
         let outcome = queue::outcome(status);
@@ -562,7 +555,7 @@ impl WebhookObject {
             at,
             outcome,
         };
-        let error = error.unwrap_or_else(|| "not delivered".into());
+        let failure = failure.unwrap_or(DeliveryFailure::NotDelivered);
         match turn.after(attempt, hook.streak(), config.webhook_retry_base_ms) {
             Verdict::Delivered {
                 set_aside,
@@ -593,9 +586,9 @@ impl WebhookObject {
             }
             Verdict::OnItsOwn { next_at, give_up } => {
                 if give_up {
-                    self.finish(&delivery, "failed", status, Some(&error));
+                    self.finish(&delivery, "failed", status, Some(&failure));
                 } else {
-                    self.retry(&delivery.id, attempts, next_at, status, &error);
+                    self.retry(&delivery.id, attempts, next_at, status, &failure);
                     if delivery.set_aside == 0 {
                         self.set_aside(&delivery.id);
                     }
@@ -607,7 +600,8 @@ impl WebhookObject {
                     .field("on_its_own", true)
                     .field("given_up", give_up)
                     .error_class("webhook_target")
-                    .field("detail", error)
+                    .field("error_code", failure.code())
+                    .field("detail", failure.to_string())
                     .emit();
                 Tried::OnItsOwn
             }
@@ -619,14 +613,15 @@ impl WebhookObject {
             } => {
                 // Never given up: the receiver may be down for everyone. Retried until the
                 // webhook is switched off, then paused with the others.
-                self.retry(&delivery.id, attempts, next_at, status, &error);
+                self.retry(&delivery.id, attempts, next_at, status, &failure);
                 Log::warn("webhook_failed")
                     .field("webhook", hook.id.as_str())
                     .field("event", delivery.event.as_str())
                     .field("attempts", attempts)
                     .field("given_up", false)
                     .error_class("webhook_target")
-                    .field("detail", error)
+                    .field("error_code", failure.code())
+                    .field("detail", failure.to_string())
                     .emit();
                 // Failing for others again: those set aside are no longer known to fail on
                 // their own, and wait in the queue with the rest.
@@ -746,14 +741,21 @@ impl WebhookObject {
     }
 
     /// A failed attempt, to be tried again at `next_at`.
-    fn retry(&self, id: &str, attempts: u32, next_at: i64, http: Option<i64>, error: &str) {
+    fn retry(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_at: i64,
+        http: Option<i64>,
+        failure: &DeliveryFailure,
+    ) {
         let _ = self.sql().exec(
             queue::RETRY,
             vec![
                 SqlStorageValue::Integer(i64::from(attempts)),
                 SqlStorageValue::Integer(next_at),
                 http.map_or(SqlStorageValue::Null, SqlStorageValue::Integer),
-                error.into(),
+                failure.to_string().into(),
                 id.into(),
             ],
         );
@@ -784,13 +786,19 @@ impl WebhookObject {
     }
 
     /// Records how a delivery ended; its body is not needed any more and goes.
-    fn finish(&self, delivery: &Delivery, status: &str, http: Option<i64>, error: Option<&str>) {
+    fn finish(
+        &self,
+        delivery: &Delivery,
+        status: &str,
+        http: Option<i64>,
+        failure: Option<&DeliveryFailure>,
+    ) {
         let _ = self.sql().exec(
             queue::FINISH,
             vec![
                 status.into(),
                 http.map_or(SqlStorageValue::Null, SqlStorageValue::Integer),
-                error.map_or(SqlStorageValue::Null, SqlStorageValue::from),
+                failure.map_or(SqlStorageValue::Null, |f| f.to_string().into()),
                 status.into(),
                 SqlStorageValue::Integer(now_ms()),
                 delivery.id.as_str().into(),
@@ -989,6 +997,20 @@ enum Tried {
     Counted,
 }
 
+/// A delivery's line in the log the admin reads. `error_code` (and `error_detail`, the refusal's
+/// code for a refused address) are read from the stored text (`DeliveryFailure`), so lines
+/// stored by earlier releases have them too; `last_error` stays for clients that read it.
+fn log_line(d: Delivery) -> serde_json::Value {
+    let failure = d.last_error.as_deref().map(DeliveryFailure::parse);
+    serde_json::json!({
+        "delivery_id": d.delivery_id, "event": d.event, "status": d.status,
+        "attempts": d.attempts, "last_status": d.last_status, "last_error": d.last_error,
+        "error_code": failure.as_ref().map(DeliveryFailure::code),
+        "error_detail": failure.as_ref().and_then(DeliveryFailure::detail_code),
+        "created_at": d.created_at, "delivered_at": d.delivered_at, "next_at": d.next_at,
+    })
+}
+
 /// Logs a failure of the queue's bookkeeping in D1 for a webhook: `step` is `streak` (the
 /// next attempt records it again), `audit_log` (a switch-off's note, the switch-off stands) or
 /// `switch_off_check` (whether it was switched on again: its deliveries pause).
@@ -1047,9 +1069,13 @@ fn drop_finished_bodies_once(sql: &SqlStorage, kv: &ObjectKv) {
 
 /// POSTs one delivery, signed; the receiver's HTTP status, or why there was none. A redirect is
 /// returned as its own status, not followed: where it points was never checked.
-async fn post(hook: &Hook, delivery: &Delivery) -> std::result::Result<i64, String> {
+async fn post(hook: &Hook, delivery: &Delivery) -> std::result::Result<u16, DeliveryFailure> {
     let headers = Headers::new();
-    let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
+    let set = |k: &str, v: &str| {
+        headers
+            .set(k, v)
+            .map_err(|e| DeliveryFailure::network(e.to_string()))
+    };
     set("content-type", "application/json")?;
     set("user-agent", "Parley-Webhooks/1")?;
     set("parley-event", &delivery.event)?;
@@ -1063,14 +1089,15 @@ async fn post(hook: &Hook, delivery: &Delivery) -> std::result::Result<i64, Stri
         .with_headers(headers.clone())
         .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(&delivery.body)));
-    let request = Request::new_with_init(&hook.url, &init).map_err(|e| e.to_string())?;
+    let request = Request::new_with_init(&hook.url, &init)
+        .map_err(|e| DeliveryFailure::network(e.to_string()))?;
     let fetcher = Fetch::Request(request);
     let fetch = Box::pin(fetcher.send());
     let timeout = worker::Delay::from(Duration::from_millis(TIMEOUT_MS));
     let outcome = match select(fetch, timeout).await {
-        Either::Left((Ok(response), _)) => Ok(i64::from(response.status_code())),
-        Either::Left((Err(e), _)) => Err(e.to_string()),
-        Either::Right(_) => Err("timed out".into()),
+        Either::Left((Ok(response), _)) => Ok(response.status_code()),
+        Either::Left((Err(e), _)) => Err(DeliveryFailure::network(e.to_string())),
+        Either::Right(_) => Err(DeliveryFailure::Timeout),
     };
     outcome
 }

@@ -45,6 +45,24 @@ test('the document is OpenAPI 3 with responses and an error schema of every code
   }
 });
 
+test('the delivery log is described, with every failure code and refusal code in docs/protocol.md', () => {
+  const op = doc.paths['/api/v1/sites/{site}/webhooks/{webhook}/deliveries'].get;
+  assert.equal(op.responses['2XX'].content['application/json'].schema.$ref, '#/components/schemas/DeliveryLog');
+  assert.equal(doc.components.schemas.DeliveryLog.properties.deliveries.items.$ref, '#/components/schemas/Delivery');
+  const delivery = doc.components.schemas.Delivery;
+  for (const field of ['last_status', 'last_error', 'error_code', 'error_detail']) {
+    assert.ok(delivery.required.includes(field), field);
+    assert.equal(delivery.properties[field].nullable, true, field);
+  }
+  const protocol = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8');
+  const codes = delivery.properties.error_code.enum.filter((c) => c !== null);
+  assert.deepEqual(codes, ['http_status', 'redirect_refused', 'address_refused', 'timeout', 'webhook_deleted', 'not_delivered', 'network']);
+  for (const code of codes) assert.ok(protocol.includes(`| \`${code}\` |`), `${code} in docs/protocol.md`);
+  const refusals = delivery.properties.error_detail.enum.filter((c) => c !== null);
+  assert.deepEqual(refusals, ['scheme_not_allowed', 'malformed_url', 'credentials_in_url', 'address_not_public']);
+  for (const code of refusals) assert.ok(protocol.includes(`\`${code}\``), `${code} in docs/protocol.md`);
+});
+
 test('every documented operation exists on the server', async () => {
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const method of Object.keys(item)) {

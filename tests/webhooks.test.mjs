@@ -4,8 +4,8 @@
 // nothing, one event the receiver rejects holding up no other, a backlog sent at once and in
 // order when the receiver is back, a delivery set aside just before the receiver goes down for
 // everyone kept past its 8th attempt (with a short retry base) and sent once it is back, and a D1
-// read failure that gives nothing up. Also the visitor attributes endpoint and idempotent
-// conversation creation.
+// read failure that gives nothing up; the delivery log's stable failure codes. Also the visitor
+// attributes endpoint and idempotent conversation creation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -104,6 +104,8 @@ test('signed deliveries, retried after failures, deduplicable by delivery id, lo
   assert.equal(log.body.deliveries.length, 3);
   assert.ok(log.body.deliveries.every((d) => d.status === 'delivered'));
   assert.ok(log.body.deliveries.every((d) => d.last_status === 204));
+  // Delivered at last: no failure to tell.
+  assert.ok(log.body.deliveries.every((d) => d.last_error === null && d.error_code === null && d.error_detail === null));
   // Every attempt the receiver saw is counted in the log: 3 deliveries, 5 attempts.
   assert.equal(log.body.deliveries.reduce((n, d) => n + d.attempts, 0), 5);
   await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
@@ -410,6 +412,10 @@ test('a switched-off webhook keeps what it had to send, and sends it when switch
     assert.deepEqual(rx.seen.filter((r) => r.status === 204), [], 'nothing is sent while it is off');
     const log = await deliveriesOf(id);
     assert.deepEqual(log.map((d) => d.status), ['paused', 'paused'], JSON.stringify(log));
+    // The one tried says why it failed, as a code; the one queued while it was off was not tried.
+    const failure = (d) => ({ last_status: d.last_status, last_error: d.last_error, error_code: d.error_code, error_detail: d.error_detail });
+    assert.deepEqual(failure(log.find((d) => d.delivery_id === before)), { last_status: 503, last_error: 'HTTP 503', error_code: 'http_status', error_detail: null });
+    assert.deepEqual(failure(log.find((d) => d.delivery_id === during)), { last_status: null, last_error: null, error_code: null, error_detail: null });
 
     const enabled = await http(server.url, `/api/v1/sites/${site}/webhooks/${id}/enable`, { method: 'POST', token: owner.token });
     assert.equal(enabled.status, 204);
@@ -525,7 +531,9 @@ test('a target answering with a redirect is not followed: the attempt fails, the
       }, `first attempt of the ${hook.status} webhook recorded`);
       assert.notEqual(delivery.status, 'delivered', `HTTP ${hook.status} is not a delivery`);
       assert.equal(delivery.last_status, hook.status);
-      assert.match(delivery.last_error ?? '', /redirects are not followed/);
+      assert.equal(delivery.last_error, `HTTP ${hook.status}: redirects are not followed`);
+      assert.equal(delivery.error_code, 'redirect_refused');
+      assert.equal(delivery.error_detail, null);
     }
     assert.ok(redirectsSent.includes(302) && redirectsSent.includes(307), 'both targets were asked');
     assert.deepEqual(reachedBehind, [], 'nothing reached the address behind the redirect');
@@ -536,6 +544,55 @@ test('a target answering with a redirect is not followed: the attempt fails, the
     for (const srv of [redirector, behind]) {
       srv.closeAllConnections();
       await new Promise((r) => srv.close(r));
+    }
+  }
+});
+
+test('the delivery log gives each failure a stable code: an address refused before sending, with its reason, and a connection that fails', async () => {
+  // A port nothing listens on.
+  const gone = createServer();
+  await new Promise((r) => gone.listen(0, '127.0.0.1', r));
+  const gonePort = gone.address().port;
+  await new Promise((r) => gone.close(r));
+  const hooks = {};
+  try {
+    for (const name of ['refused', 'unreachable']) {
+      const created = await http(server.url, `/api/v1/sites/${site}/webhooks`, {
+        method: 'POST', token: owner.token, body: { url: receiverUrl, events: ['message.created'] },
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      hooks[name] = created.body.id;
+    }
+    // Addresses changed in D1 after they were checked: the queue checks again before each
+    // attempt (a URL carrying credentials is refused even where private targets are allowed).
+    await server.d1('UPDATE webhooks SET url = ?2 WHERE id = ?1', [hooks.refused, `http://user:secret@127.0.0.1:${receiver.address().port}/hooks/parley`]);
+    await server.d1('UPDATE webhooks SET url = ?2 WHERE id = ?1', [hooks.unreachable, `http://127.0.0.1:${gonePort}/hooks/parley`]);
+    const conv = await newConversation(server);
+    const sent = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+      method: 'POST', token: conv.token, body: { client_msg_id: msgId('e'), text: 'where does this go?' },
+    });
+    assert.equal(sent.status, 200, JSON.stringify(sent.body));
+
+    const refused = await until(async () => (await deliveriesOf(hooks.refused)).find((d) => d.last_error), 'the refused delivery logged');
+    assert.deepEqual(
+      { status: refused.status, last_status: refused.last_status, last_error: refused.last_error, error_code: refused.error_code, error_detail: refused.error_detail },
+      { status: 'failed', last_status: null, last_error: 'target address not allowed: credentials_in_url', error_code: 'address_refused', error_detail: 'credentials_in_url' },
+    );
+    const unreachable = await until(async () => (await deliveriesOf(hooks.unreachable)).find((d) => d.last_error), 'the failed connection logged');
+    // The runtime's own words stay in last_error; the code does not depend on them.
+    assert.equal(unreachable.error_code, 'network', JSON.stringify(unreachable));
+    assert.equal(unreachable.error_detail, null);
+    assert.equal(unreachable.last_status, null);
+    assert.equal(unreachable.status, 'pending', 'retried, not given up');
+    assert.ok(unreachable.last_error.length > 0);
+
+    // Both codes are among those the API description lists.
+    const doc = await (await fetch(`${server.url}/api/v1/openapi.json`)).json();
+    const codes = doc.components.schemas.Delivery.properties.error_code.enum;
+    assert.ok(codes.includes(refused.error_code) && codes.includes(unreachable.error_code), JSON.stringify(codes));
+  } finally {
+    for (const id of Object.values(hooks)) {
+      await http(server.url, `/api/v1/sites/${site}/webhooks/${id}`, { method: 'DELETE', token: owner.token });
     }
   }
 });

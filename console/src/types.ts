@@ -286,13 +286,22 @@ export interface Webhook {
   created_at: number;
 }
 
+/** Why a delivery's last attempt failed (docs/protocol.md); a newer server may add codes. */
+export type DeliveryErrorCode =
+  | 'http_status' | 'redirect_refused' | 'address_refused' | 'timeout' | 'webhook_deleted' | 'not_delivered' | 'network';
+
 export interface Delivery {
   delivery_id: string;
   event: string;
   status: 'pending' | 'paused' | 'delivered' | 'failed' | string;
   attempts: number;
   last_status: number | null;
+  /** The failure in the server's English words, for people (shown as a title). */
   last_error: string | null;
+  /** Why the last attempt failed: a `DeliveryErrorCode`, or one a newer server added; null when it did not fail. */
+  error_code: string | null;
+  /** With `address_refused`: why the address is refused (`scheme_not_allowed`, …). */
+  error_detail: string | null;
   created_at: number;
   delivered_at: number | null;
   next_at: number | null;

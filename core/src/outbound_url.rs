@@ -28,6 +28,19 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason, for the lists of codes that documentation and clients rely on.
+    pub const ALL: [Refusal; 4] = [
+        Refusal::Scheme,
+        Refusal::Malformed,
+        Refusal::UserInfo,
+        Refusal::NotPublic,
+    ];
+
+    /// The reason whose [`code`](Refusal::code) is `code`, as read back from a stored record.
+    pub fn from_code(code: &str) -> Option<Refusal> {
+        Refusal::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Refusal::Scheme => "scheme_not_allowed",
@@ -331,6 +344,19 @@ mod tests {
 
     fn refused_as(url: &str, why: Refusal) {
         assert_eq!(check(url, false).err(), Some(why), "{url:?}");
+    }
+
+    #[test]
+    fn a_refusal_reads_back_from_its_code() {
+        for refusal in Refusal::ALL {
+            assert_eq!(Refusal::from_code(refusal.code()), Some(refusal));
+        }
+        assert_eq!(
+            Refusal::from_code("address_not_public"),
+            Some(Refusal::NotPublic)
+        );
+        assert_eq!(Refusal::from_code("Address_Not_Public"), None);
+        assert_eq!(Refusal::from_code(""), None);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Webhooks: which log events a site's systems hear about, the signed payload they receive,
 //! the retry schedule, and which target URLs are acceptable. The delivery queue's rules are in
-//! [`queue`].
+//! [`queue`], and why an attempt failed, as the queue records it, in [`failure`].
 
+pub mod failure;
 pub mod queue;
+
+pub use failure::DeliveryFailure;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -93,12 +96,12 @@ pub enum HookLookup {
 
 /// What to do with a delivery that came due (pending, or paused and looking again), decided by
 /// [`queue::Turn::decide`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DueAction {
     /// Leave it as it is and look again later (the webhooks could not be read).
     Wait,
-    /// Give it up: its webhook is gone.
-    GiveUp(&'static str),
+    /// Give it up, for this reason (its webhook is gone).
+    GiveUp(DeliveryFailure),
     /// Keep it, paused, until its webhook is switched on again.
     Pause,
     /// Not now: a delivery to the same webhook failed in this run, so it waits for the
@@ -222,17 +225,6 @@ pub fn retry_delay_ms(base_ms: i64, attempt: u32) -> i64 {
 /// [`outbound_url`]: crate::outbound_url
 pub fn url_allowed(url: &str, allow_private: bool) -> bool {
     crate::outbound_url::check(url, allow_private).is_ok()
-}
-
-/// What a receiver's HTTP status means for a delivery: `None` when delivered (any 2xx), else
-/// the error recorded. Redirects are not followed: they could lead anywhere, past the check on
-/// the target, so a 3xx is a failed attempt like any other.
-pub fn status_error(status: i64) -> Option<String> {
-    match status {
-        200..=299 => None,
-        300..=399 => Some(format!("HTTP {status}: redirects are not followed")),
-        _ => Some(format!("HTTP {status}")),
-    }
 }
 
 #[cfg(test)]
@@ -384,7 +376,7 @@ mod tests {
         assert_eq!(turn.decide(HookLookup::Unreadable), DueAction::Wait);
         assert_eq!(
             turn.decide(HookLookup::Missing),
-            DueAction::GiveUp("webhook deleted")
+            DueAction::GiveUp(DeliveryFailure::WebhookDeleted)
         );
         // Switched off: kept, paused, not given up.
         assert_eq!(
@@ -445,19 +437,5 @@ mod tests {
         assert!(!url_allowed("https://user@evil.example/x", false));
         assert!(!url_allowed("javascript:alert(1)", true));
         assert!(url_allowed("http://127.0.0.1:9000/hook", true));
-    }
-
-    #[test]
-    fn redirects_are_failures() {
-        assert_eq!(status_error(204), None);
-        assert_eq!(status_error(299), None);
-        for status in [300, 301, 302, 303, 307, 308] {
-            assert_eq!(
-                status_error(status).as_deref(),
-                Some(format!("HTTP {status}: redirects are not followed").as_str())
-            );
-        }
-        assert_eq!(status_error(500).as_deref(), Some("HTTP 500"));
-        assert_eq!(status_error(404).as_deref(), Some("HTTP 404"));
     }
 }

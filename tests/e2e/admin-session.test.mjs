@@ -11,7 +11,8 @@
 // nothing unsaved it is back to the login screen.
 // Refusals: a webhook URL and an allowed origin the server refuses are named, and their control
 // marked and focused. Labels: a visitor's device and a webhook delivery's failure read in the
-// admin's language, the server's own words kept as the title.
+// admin's language (the failure's from its stable code, whatever the words), the server's own
+// words kept as the title.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -320,19 +321,35 @@ test('a visitor\'s device and a failed webhook delivery read in the admin\'s lan
     method: 'POST', token: visitor.token, body: { client_msg_id: msgId('d'), text: 'Hello from my phone' },
   });
 
-  // The delivery log: "HTTP 500" reads as the receiver's refusal.
-  await waitFor(async () => {
-    const log = await http(server.url, `/api/v1/sites/${site}/webhooks/${hook.body.id}/deliveries`, { token: owner.token });
-    return log.body.deliveries?.some((d) => d.last_error);
+  // The delivery log: "HTTP 500", code http_status, reads as the receiver's refusal.
+  const logPath = `/api/v1/sites/${site}/webhooks/${hook.body.id}/deliveries`;
+  const failed = await waitFor(async () => {
+    const log = await http(server.url, logPath, { token: owner.token });
+    return log.body.deliveries?.find((d) => d.last_error);
   }, 'a failed delivery attempt');
+  assert.equal(failed.error_code, 'http_status');
   await page.goto(`${server.url}/console/#/inbox`);
   await page.reload();
   await page.waitForSelector('.topbar .status-select, #login-email');
   await openSettings();
   await page.click(`.hook[data-webhook="${hook.body.id}"] [data-action="log"]`);
   await page.waitForSelector(`.hook[data-webhook="${hook.body.id}"] .log-error`);
-  const shown = await page.$eval(`.hook[data-webhook="${hook.body.id}"] .log-error`, (e) => ({ text: e.textContent.trim(), title: e.title }));
+  const logError = `.hook[data-webhook="${hook.body.id}"] .log-error`;
+  const shown = await page.$eval(logError, (e) => ({ text: e.textContent.trim(), title: e.title }));
   assert.deepEqual(shown, { text: 'Refused by the receiver', title: 'HTTP 500' });
+  // The label comes from the code, not from the words: the server rewording them changes the
+  // title only.
+  await page.route(`**${logPath}`, async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    for (const d of body.deliveries) if (d.last_error) d.last_error = `The receiver said no (${d.last_error})`;
+    await route.fulfill({ response, json: body });
+  });
+  await page.click(`.hook[data-webhook="${hook.body.id}"] .log-head button`);
+  await page.waitForFunction((sel) => document.querySelector(sel)?.title.startsWith('The receiver said no'), logError);
+  await page.unroute(`**${logPath}`);
+  const reworded = await page.$eval(logError, (e) => ({ text: e.textContent.trim(), title: e.title }));
+  assert.deepEqual(reworded, { text: 'Refused by the receiver', title: 'The receiver said no (HTTP 500)' });
 
   // The visitor's device in the sidebar.
   await openConsolePage(page, 'inbox', '#list-tab-team');

@@ -29,8 +29,8 @@
 //! [`DISABLE_AFTER_FAILING_MS`]: super::DISABLE_AFTER_FAILING_MS
 
 use super::{
-    hold_until, retry_delay_ms, DueAction, FailureStreak, HookLookup, GIVE_UP_AFTER_MS,
-    MAX_ATTEMPTS,
+    hold_until, retry_delay_ms, DeliveryFailure, DueAction, FailureStreak, HookLookup,
+    GIVE_UP_AFTER_MS, MAX_ATTEMPTS,
 };
 
 /// Failed attempts after which a delivery holding up the others lets one of them go ahead as a
@@ -151,7 +151,7 @@ impl Turn {
     pub fn decide(&self, hook: HookLookup) -> DueAction {
         match hook {
             HookLookup::Unreadable => DueAction::Wait,
-            HookLookup::Missing => DueAction::GiveUp("webhook deleted"),
+            HookLookup::Missing => DueAction::GiveUp(DeliveryFailure::WebhookDeleted),
             HookLookup::Found { enabled: false } => DueAction::Pause,
             HookLookup::Found { enabled: true } if self.hold.is_some() => DueAction::Hold,
             HookLookup::Found { enabled: true } => DueAction::Send,
@@ -452,7 +452,7 @@ mod tests {
         );
         assert_eq!(
             turn.decide(HookLookup::Missing),
-            DueAction::GiveUp("webhook deleted")
+            DueAction::GiveUp(DeliveryFailure::WebhookDeleted)
         );
         assert_eq!(turn.decide(HookLookup::Unreadable), DueAction::Wait);
     }

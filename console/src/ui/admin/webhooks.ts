@@ -4,7 +4,7 @@ import { api } from '../../api';
 import { h, icon, mount } from '../../dom';
 import { t, tn, type Key } from './strings';
 import { full, listTime } from '../../time';
-import { WEBHOOK_EVENTS, type Delivery, type Webhook } from '../../types';
+import { WEBHOOK_EVENTS, type Delivery, type DeliveryErrorCode, type Webhook } from '../../types';
 import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, refusedField, secretDialog, type FieldRefusal, type PageCtx } from './common';
 
 /** The fields of a new webhook the server may refuse (its `field`). */
@@ -15,18 +15,35 @@ const REFUSED_FIELDS: Record<string, FieldRefusal> = {
 
 /** Why a webhook is off, in the admin's language (the server sends a code). */
 const reason = (code: string | null) => (code === 'too_many_failures' ? t('webhookOffFailing') : code ?? '');
+/** The label of each delivery failure code (`error_code`). */
+const FAILURE_LABELS: Record<DeliveryErrorCode, Key> = {
+  http_status: 'dlErr_status',
+  redirect_refused: 'dlErr_redirect',
+  address_refused: 'dlErr_address_refused',
+  timeout: 'dlErr_timeout',
+  webhook_deleted: 'dlErr_deleted',
+  not_delivered: 'dlErr_undelivered',
+  network: 'dlErr_network',
+};
+/** Refused addresses whose reason (`error_detail`) has a label of its own. */
+const REFUSAL_LABELS: Record<string, Key> = {
+  scheme_not_allowed: 'dlErr_scheme_not_allowed',
+  malformed_url: 'dlErr_malformed_url',
+  credentials_in_url: 'dlErr_credentials_in_url',
+  address_not_public: 'dlErr_address_not_public',
+};
+const knownFailure = (code: string | null): code is DeliveryErrorCode => code !== null && Object.hasOwn(FAILURE_LABELS, code);
+
 /**
- * Why a delivery failed, in the admin's language. The server records it in words of its own
- * (src/webhook_object.rs: an HTTP status, a refused address's code, a timeout, or the runtime's
- * connection error), which stay available as the label's title.
+ * Why a delivery failed, in the admin's language, from the server's stable code (the server's
+ * English words stay available as the label's title). A code or a reason this console does not
+ * know yet (a newer server) reads as a failure without more said.
  */
-function deliveryError(raw: string): string {
-  const refused = /^target address not allowed: (\w+)$/.exec(raw)?.[1];
-  if (refused && ['scheme_not_allowed', 'malformed_url', 'credentials_in_url', 'address_not_public'].includes(refused)) return t(`dlErr_${refused}` as Key);
-  if (/^HTTP \d{3}: redirects are not followed$/.test(raw)) return t('dlErr_redirect');
-  if (/^HTTP \d{3}$/.test(raw)) return t('dlErr_status');
-  const known: Record<string, Key> = { 'timed out': 'dlErr_timeout', 'webhook deleted': 'dlErr_deleted', 'not delivered': 'dlErr_undelivered' };
-  return t(Object.hasOwn(known, raw) ? known[raw] : 'dlErr_network');
+function deliveryError(d: Delivery): string {
+  if (d.error_code === 'address_refused' && d.error_detail && Object.hasOwn(REFUSAL_LABELS, d.error_detail)) {
+    return t(REFUSAL_LABELS[d.error_detail]);
+  }
+  return t(knownFailure(d.error_code) ? FAILURE_LABELS[d.error_code] : 'dlErr_undelivered');
 }
 
 const eventLabel = (e: string) => ((WEBHOOK_EVENTS as readonly string[]).includes(e) ? t(`ev_${e.replace('.', '_')}` as Key) : e);
@@ -174,7 +191,7 @@ export class WebhooksCard {
           h('td', { title: d.delivered_at ? t('deliveredAt', { time: full(d.delivered_at) }) : undefined }, statusPill(d)),
           h('td.num', null, String(d.attempts)),
           h('td.log-response', null, d.last_status ? h('code.mono', null, `HTTP ${d.last_status}`) : null,
-            d.last_error ? h('span.muted.log-error', { title: d.last_error }, ` ${deliveryError(d.last_error)}`) : null,
+            d.last_error ? h('span.muted.log-error', { title: d.last_error }, ` ${deliveryError(d)}`) : null,
             !d.last_status && !d.last_error ? '—' : null),
           h('td', null, d.status === 'pending' && d.next_at ? h('span', { title: full(d.next_at) }, listTime(d.next_at)) : '—')))))));
   }
