@@ -405,11 +405,38 @@ pub async fn quick_replies(ctx: &Ctx) -> ApiResult {
     ok_json(&serde_json::json!({ "replies": replies }), 200)
 }
 
+/// Longest quick reply title (what the composer's "/" finds it by), in characters.
+const QUICK_TITLE_MAX: usize = 100;
+/// Longest quick reply group name, in characters.
+const QUICK_GROUP_MAX: usize = 50;
+
+/// Refuses the first of a quick reply's fields (trimmed; a change leaves out what it keeps) that
+/// does not fit, by name (`invalid_field`): a title or text empty or too long, a group too long.
+/// A reply goes whole into a message, so one too long is refused rather than cut.
+fn check_quick_reply(
+    title: Option<&str>,
+    text: Option<&str>,
+    group: Option<&str>,
+) -> Result<(), ApiError> {
+    let over = |v: Option<&str>, max: usize| v.is_some_and(|v| v.chars().count() > max);
+    ApiError::first_refused(&[
+        ("title", title == Some("") || over(title, QUICK_TITLE_MAX)),
+        (
+            "body",
+            text == Some("") || over(text, parley_core::limits::MAX_TEXT_CHARS),
+        ),
+        ("group", over(group, QUICK_GROUP_MAX)),
+    ])
+}
+
 /// `POST /api/v1/quick-replies {"title","body","group","personal"}`.
 pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
     #[derive(Deserialize)]
     struct Body {
+        // Left out, they are refused by name like empty ones.
+        #[serde(default)]
         title: String,
+        #[serde(default)]
         body: String,
         #[serde(default)]
         group: String,
@@ -418,19 +445,8 @@ pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
     }
     let (principal, agent_id, team, _) = agent(ctx)?;
     let body: Body = read_json(req).await?;
-    let title: String = body.title.trim().chars().take(100).collect();
-    let text: String = body
-        .body
-        .trim()
-        .chars()
-        .take(parley_core::limits::MAX_TEXT_CHARS)
-        .collect();
-    if title.is_empty() {
-        return Err(ApiError::invalid_field("title"));
-    }
-    if text.is_empty() {
-        return Err(ApiError::invalid_field("body"));
-    }
+    let (title, text, group) = (body.title.trim(), body.body.trim(), body.group.trim());
+    check_quick_reply(Some(title), Some(text), Some(group))?;
     // Team replies are the admins' to write; everyone may keep personal ones.
     let is_admin = matches!(
         principal,
@@ -443,7 +459,6 @@ pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
         return Err(ErrorCode::Forbidden.into());
     }
     let id = mint(IdKind::Trace, ctx)?.replacen("r_", "q_", 1);
-    let group: String = body.group.trim().chars().take(50).collect();
     db(ctx)?
         .prepare(
             "INSERT INTO quick_replies (id, team_id, agent_id, group_name, title, body, created_at)
@@ -457,9 +472,9 @@ pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
             } else {
                 JsValue::NULL
             },
-            group.as_str().into(),
-            title.as_str().into(),
-            text.as_str().into(),
+            group.into(),
+            title.into(),
+            text.into(),
             JsValue::from_f64(ctx.now as f64),
         ])
         .execute(ctx)
@@ -662,19 +677,9 @@ pub async fn change_quick_reply(
         return crate::http::no_content().map_err(|_| ErrorCode::Internal.into());
     }
     let body: Body = read_json(req).await?;
-    let clip =
-        |s: Option<String>, n: usize| s.map(|v| v.trim().chars().take(n).collect::<String>());
-    let (title, text, group) = (
-        clip(body.title, 100),
-        clip(body.body, parley_core::limits::MAX_TEXT_CHARS),
-        clip(body.group, 50),
-    );
-    if title.as_deref() == Some("") {
-        return Err(ApiError::invalid_field("title"));
-    }
-    if text.as_deref() == Some("") {
-        return Err(ApiError::invalid_field("body"));
-    }
+    let trim = |s: Option<String>| s.map(|v| v.trim().to_string());
+    let (title, text, group) = (trim(body.title), trim(body.body), trim(body.group));
+    check_quick_reply(title.as_deref(), text.as_deref(), group.as_deref())?;
     if title.is_none() && text.is_none() && group.is_none() {
         return Err(ErrorCode::InvalidRequest.into());
     }

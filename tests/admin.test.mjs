@@ -227,6 +227,25 @@ test('quick replies: edit and delete one’s own; team replies are the admins’
   const miaToken = mia.status === 200 ? mia.body.token : (await login('mia@parley.local', 'a brand new password')).body.token;
   const mine = await http(server.url, '/api/v1/quick-replies', { method: 'POST', token: miaToken, body: { title: 'Hi', body: 'Hello there', personal: true } });
   assert.equal(mine.status, 201);
+  // What does not fit is refused, naming the field to correct, and not cut: a title or text empty
+  // (or left out) or too long, a group too long; limits count characters, not bytes.
+  const refusals = [
+    ['POST', { title: '  ', body: 'Hello' }, 'title'],
+    ['POST', { body: 'Hello' }, 'title'],
+    ['POST', { title: 'x'.repeat(101), body: 'Hello' }, 'title'],
+    ['POST', { title: 'Hi', body: '好'.repeat(4001) }, 'body'],
+    ['POST', { title: 'Hi', body: 'Hello', group: 'g'.repeat(51) }, 'group'],
+    ['PATCH', { title: 'x'.repeat(101) }, 'title'],
+    ['PATCH', { body: ' ' }, 'body'],
+    ['PATCH', { group: 'g'.repeat(51) }, 'group'],
+  ];
+  for (const [method, body, field] of refusals) {
+    const path = method === 'POST' ? '/api/v1/quick-replies' : `/api/v1/quick-replies/${mine.body.id}`;
+    const res = await http(server.url, path, { method, token: miaToken, body: { personal: true, ...body } });
+    assert.deepEqual([res.status, res.body.code, res.body.field], [400, 'invalid_request', field], `${method} ${JSON.stringify(body).slice(0, 80)}`);
+  }
+  const longest = await http(server.url, `/api/v1/quick-replies/${mine.body.id}`, { method: 'PATCH', token: miaToken, body: { title: '标'.repeat(100), group: 'g'.repeat(50) } });
+  assert.equal(longest.status, 204, JSON.stringify(longest.body));
   const edit = await http(server.url, `/api/v1/quick-replies/${mine.body.id}`, { method: 'PATCH', token: miaToken, body: { body: 'Hello there, how can I help?' } });
   assert.equal(edit.status, 204);
   const replies = (await http(server.url, '/api/v1/quick-replies', { token: miaToken })).body.replies;

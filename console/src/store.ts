@@ -13,9 +13,10 @@ import { lang, t } from './i18n';
 import { Outbox } from './outbox';
 import { PING, ReconnectingSocket, type SocketState } from './socket';
 import { load, save } from './storage';
-import type {
-  Agent, AgentStatus, AssignmentEntry, ConvRow, Ev, FeedFrame, InboxFrame, PresenceAgent, QueueEntry, QuickReply, Site,
-  VisitorInfo,
+import {
+  isSelfStated,
+  type Agent, type AgentStatus, type AssignmentEntry, type ConvRow, type Ev, type FeedFrame, type InboxFrame, type PresenceAgent,
+  type QueueEntry, type QuickReply, type Site, type VisitorInfo,
 } from './types';
 
 export type ListName = 'waiting' | 'mine' | 'team' | 'closed';
@@ -724,9 +725,19 @@ export class Store extends Emitter<{
 
   // ---- visitors, quick replies ------------------------------------------------------------
 
+  /** The id of a conversation's visitor, from its inbox row or its open tab ('' while unknown). */
+  private visitorIdOf(convId: string): string {
+    return this.rows.get(convId)?.visitor_id || this.sessions.get(convId)?.visitorId || '';
+  }
+
+  /** Whether the name visitorName gives is one the visitor typed into a form (see isSelfStated). */
+  nameSelfStated(convId: string): boolean {
+    const vid = this.visitorIdOf(convId);
+    return isSelfStated(vid ? this.visitors.get(vid)?.visitor : undefined);
+  }
+
   visitorName(convId: string): string {
-    const row = this.rows.get(convId);
-    const vid = row?.visitor_id || this.sessions.get(convId)?.visitorId || '';
+    const vid = this.visitorIdOf(convId);
     const info = vid ? this.visitors.get(vid) : undefined;
     const name = info?.visitor?.name || info?.visitor?.email;
     if (name) return name;

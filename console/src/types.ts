@@ -139,6 +139,14 @@ export interface VisitorInfo {
   conversations?: { id: string; status: string; created_at: number; last_message_at?: number | null }[];
 }
 
+/**
+ * Whether the visitor's name and address are what they typed into a form (pre-chat, offline):
+ * neither vouched for by the site's server nor claimed by its page, so nobody has checked them.
+ */
+export function isSelfStated(v: VisitorInfo['visitor'] | null | undefined): boolean {
+  return Boolean(v && !v.identity_verified && !v.external_id && (v.name || v.email));
+}
+
 // ---- administration (owners and admins) -----------------------------------------------------
 
 /** A team member as `GET /api/v1/agents` lists them. */

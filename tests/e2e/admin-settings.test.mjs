@@ -3,8 +3,9 @@
 // `node console/build.mjs` first (public/console/).
 //
 // Quick replies: the owner edits a team reply with the keyboard and deletes a personal one
-// (asked first; a reply deleted elsewhere meanwhile is refused in the server's words); an agent
-// sees team replies read-only, changes their own, and the server refuses them the team's.
+// (asked first; a reply deleted elsewhere meanwhile is refused in the server's words); a title or
+// group the server refuses is said at its field; an agent sees team replies read-only, changes
+// their own, and the server refuses them the team's.
 // Site settings: the owner sets up a keyword auto-reply (and an away reply, idle closing, an
 // invitation), translation and the bot through the forms; invalid input is named before it is
 // sent, and a refusal by the server is shown; after a reload the values are there and the
@@ -165,6 +166,55 @@ test('the owner edits a team reply with the keyboard and deletes a personal one;
   await waitForText(page, 'dialog.dialog[open] .form-error', 'Not found.');
   await page.keyboard.press('Escape');
   await page.waitForSelector(refund, { state: 'detached' });
+});
+
+test('a quick reply the server refuses names the field to correct, marked and focused; nothing is cut or stored', STEP, async () => {
+  await page.click('[data-action="add-reply"]');
+  await page.waitForSelector('dialog.dialog[open] #qr-title');
+  const marked = () => page.$$eval('dialog.dialog[open] [aria-invalid="true"]', (els) => els.map((e) => e.id));
+  const focused = () => page.evaluate(() => document.activeElement?.id);
+  const refusal = 'dialog.dialog[open] .form-error';
+  const sent = [];
+  const record = (r) => r.method() === 'POST' && r.url().endsWith('/api/v1/quick-replies') && sent.push(r.url());
+  page.on('request', record);
+
+  // Spaces only pass `required`: refused before anything is sent, in the same words.
+  await page.fill('#qr-title', '   ');
+  await page.fill('#qr-body', 'Thanks for waiting, I am checking now.');
+  await page.click('dialog.dialog[open] button[type="submit"]');
+  await waitForText(page, refusal, 'Title: enter one, at most 100 characters.');
+  assert.deepEqual(await marked(), ['qr-title']);
+  assert.equal(await focused(), 'qr-title');
+  assert.equal(sent.length, 0);
+
+  // maxlength keeps typing within the limits; a value set from script is not (as a console whose
+  // limits are not the server's would send it): the server's refusal names its field.
+  const setPastLimit = (sel, value) => page.$eval(sel, (el, v) => {
+    el.value = v;
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+  }, value);
+  await setPastLimit('#qr-title', `Checking ${'x'.repeat(100)}`);
+  await page.focus('#qr-body');
+  await page.click('dialog.dialog[open] button[type="submit"]');
+  await page.waitForFunction(() => document.activeElement?.id === 'qr-title');
+  assert.equal(sent.length, 1);
+  assert.equal(await page.textContent(refusal), 'Title: enter one, at most 100 characters.');
+  assert.deepEqual(await marked(), ['qr-title']);
+
+  await page.fill('#qr-title', 'Checking now');
+  await setPastLimit('#qr-group', 'g'.repeat(51));
+  await page.click('dialog.dialog[open] button[type="submit"]');
+  await waitForText(page, refusal, 'Group: at most 50 characters.');
+  assert.deepEqual(await marked(), ['qr-group'], 'the corrected title is no longer marked');
+  assert.equal(await focused(), 'qr-group');
+  page.off('request', record);
+  assert.equal((await quickReplies(owner.token)).some((r) => r.title.startsWith('Checking')), false, 'a refused reply was stored');
+
+  await page.fill('#qr-group', 'Waiting');
+  await page.click('dialog.dialog[open] button[type="submit"]');
+  await page.waitForSelector('dialog.dialog', { state: 'detached' });
+  const saved = (await quickReplies(owner.token)).find((r) => r.title === 'Checking now');
+  assert.deepEqual({ body: saved?.body, group: saved?.group }, { body: 'Thanks for waiting, I am checking now.', group: 'Waiting' });
 });
 
 test('an agent sees team replies read-only, edits their own, and the server refuses them the team\'s', STEP, async () => {

@@ -10,7 +10,8 @@
 // once after it comes back, close and reopen, and the whole story from the demo page: a visitor
 // chats in the widget, the agent is alerted, replies and transfers to a second agent, who sees
 // the whole history and reveals masked personal data (audited). The sidebar marks a claimed
-// identity unverified and a name the visitor typed into a form self-stated.
+// identity unverified and a name the visitor typed into a form self-stated (that one in the inbox
+// and the conversation's header too).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
@@ -676,7 +677,7 @@ test('the visitor endpoint gives the sidebar the claimed identity and whether it
   assert.equal(info.body.visitor.identity_verified, false);
 });
 
-test('a name and address the visitor typed into a form are marked self-stated in the sidebar; a vouched or claimed identity is not', STEP, async () => {
+test('a name and address the visitor typed into a form are marked self-stated in the sidebar, the inbox and the header; a vouched or claimed identity is not', STEP, async () => {
   const admin = await agentLogin(server);
   const start = async (visitor, fields) => {
     const created = await http(server.url, '/api/v1/conversations', {
@@ -691,6 +692,16 @@ test('a name and address the visitor typed into a form are marked self-stated in
     return named.body.verified;
   };
   const badges = () => page.$$eval('.vp-name .verified, .vp-name .unverified, .vp-name .self-stated', (els) => els.map((e) => e.className));
+  // Where else the conversation's name shows: its inbox row and its header.
+  const nameSpots = (id) => [`.conv-item[data-id="${id}"] .ci-top`, `.conv[data-conversation="${id}"] .conv-title`];
+  /** The mark by the name in each spot, once `text` shows there: its word, and what a screen reader is told instead. */
+  const marks = async (id, text) => {
+    for (const spot of nameSpots(id)) await waitForText(page, spot, text);
+    return Promise.all(nameSpots(id).map((spot) => page.$eval(spot, (el) => {
+    const mark = el.querySelector('.self-stated');
+      return mark && { word: mark.textContent, hidden: mark.getAttribute('aria-hidden'), said: mark.nextElementSibling?.matches('.sr-only') ? mark.nextElementSibling.textContent : null };
+    })));
+  };
 
   // Typed into the offline form: self-stated, with a tooltip that says so.
   const stated = await visitorSession(server);
@@ -701,9 +712,12 @@ test('a name and address the visitor typed into a form are marked self-stated in
   assert.deepEqual(await badges(), ['self-stated']);
   assert.match(await page.getAttribute('.vp-name .self-stated', 'title'), /typed this name or e-mail address into a form/);
   assert.equal(await page.getAttribute('.vp-email', 'href'), 'mailto:xm@example.com');
+  const explained = 'The visitor typed this name or e-mail address into a form themselves: nobody has checked it';
+  assert.deepEqual(await marks(statedConv, 'Self-stated'), [0, 1].map(() => ({ word: 'Self-stated', hidden: 'true', said: explained })));
   await page.selectOption('.topbar .lang-select', 'zh-CN');
   await waitForText(page, '.vp-name .self-stated', '访客自填');
   assert.match(await page.getAttribute('.vp-name .self-stated', 'title'), /访客本人在表单中填写/);
+  assert.deepEqual(await marks(statedConv, '访客自填'), [0, 1].map(() => ({ word: '访客自填', hidden: 'true', said: '此姓名或邮箱由访客本人在表单中填写，未经任何核实' })));
   await page.selectOption('.topbar .lang-select', 'en');
   await waitForText(page, '.vp-name .self-stated', 'Self-stated');
 
@@ -716,6 +730,7 @@ test('a name and address the visitor typed into a form are marked self-stated in
   await waitForText(page, '.vp-name', 'Kim Lee');
   await page.waitForSelector('.vp-name .verified');
   assert.deepEqual(await badges(), ['verified']);
+  assert.deepEqual(await marks(vouchedConv, 'Kim Lee'), [null, null]);
 
   // Claimed by the page without a hash: unverified only. Its address, whatever it holds, adds
   // nothing to the mail a click on it starts (no header, no second recipient, no body).
@@ -730,6 +745,7 @@ test('a name and address the visitor typed into a form are marked self-stated in
   await waitForText(page, '.vp-name', 'Claimed Kim');
   await page.waitForSelector('.vp-name .unverified');
   assert.deepEqual(await badges(), ['unverified']);
+  assert.deepEqual(await marks(claimed.conversation, 'Claimed Kim'), [null, null]);
   assert.equal(await page.textContent('.vp-email'), address);
   const href = await page.getAttribute('.vp-email', 'href');
   assert.match(href, /^mailto:[^?&#]+$/, href);

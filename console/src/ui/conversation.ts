@@ -9,7 +9,7 @@ import { Composer } from './composer';
 import { TagEditor } from './tags';
 import { Thread } from './thread';
 import { openTransferDialog } from './transfer';
-import { hue, initials, oneLine } from './util';
+import { hue, initials, oneLine, selfStatedMark } from './util';
 
 export interface ViewHooks {
   toggleSidebar: () => void;
@@ -174,7 +174,7 @@ export class ConversationView {
     this.root.setAttribute('aria-label', t('conversationWith', { name }));
     this.avatar.textContent = initials(name);
     this.avatar.style.setProperty('--h', String(hue(s.visitorId || s.id)));
-    this.title.textContent = name;
+    this.title.replaceChildren(h('span.conv-name', null, name), ...(store.nameSelfStated(s.id) ? selfStatedMark() : []));
     this.backBtn.setAttribute('aria-label', t('backToInbox'));
     this.backBtn.title = t('backToInbox');
 

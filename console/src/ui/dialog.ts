@@ -58,6 +58,24 @@ export function errorText(e: unknown): string {
   return e instanceof ApiError && e.message ? e.message : t('genericError');
 }
 
+/** What a form says of one of its fields that the server refused: the words, and the `data-k` of its control. */
+export interface FieldRefusal {
+  text: () => string;
+  key?: string;
+}
+
+/** The entry of `fields` for the field an `invalid_request` names (its `field`), if the form has one. */
+export function refusedField(e: unknown, fields: Record<string, FieldRefusal>): FieldRefusal | null {
+  if (!(e instanceof ApiError) || e.code !== 'invalid_request' || !e.field) return null;
+  return Object.hasOwn(fields, e.field) ? fields[e.field] : null;
+}
+
+/** Marks the control a refusal is about as the one to correct, and focuses it. */
+export function markRefused(control: HTMLElement | null | undefined): void {
+  control?.setAttribute('aria-invalid', 'true');
+  control?.focus();
+}
+
 /** Asks before something that cannot be undone; `run` does it (its refusal is shown in the dialog). */
 export function confirmDialog(opts: { title: string; body: string | Node; confirm: string; danger?: boolean; run: () => Promise<void> }): void {
   openDialog(opts.title, (close) => {

@@ -3,7 +3,7 @@ import { h, icon, mount } from '../dom';
 import { t } from '../i18n';
 import { LISTS, type ListName, type Store, type Summary } from '../store';
 import { duration, full, listTime } from '../time';
-import { hue, initials, oneLine } from './util';
+import { hue, initials, oneLine, selfStatedMark } from './util';
 
 export function renderInbox(el: HTMLElement, store: Store, open: (id: string) => void): void {
   const focusedId = (document.activeElement as HTMLElement | null)?.closest?.('.inbox [data-id]')?.getAttribute('data-id');
@@ -104,6 +104,7 @@ function item(store: Store, row: Summary, list: ListName, open: (id: string) => 
   h('span.ci-main', null,
     h('span.ci-top', null,
       h('span.ci-name', null, name),
+      store.nameSelfStated(row.id) ? selfStatedMark() : null,
       h('time.ci-time', { datetime: new Date(at).toISOString(), title: full(at) }, listTime(at))),
     h('span.ci-bottom', null,
       h('span.ci-preview', { class: preview ? '' : 'is-empty' }, previewText),

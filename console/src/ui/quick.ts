@@ -6,7 +6,7 @@ import { h, icon } from '../dom';
 import { t } from '../i18n';
 import type { Store } from '../store';
 import { isAdmin, type QuickReply } from '../types';
-import { errorText, openDialog } from './dialog';
+import { errorText, markRefused, openDialog, refusedField, type FieldRefusal } from './dialog';
 import { oneLine } from './util';
 
 export class QuickPicker {
@@ -144,6 +144,13 @@ export class QuickPicker {
   }
 }
 
+/** What the dialog says of each of its fields the server may refuse (its `field`), keyed by that field. */
+const REFUSED_FIELDS: Record<string, FieldRefusal> = {
+  title: { text: () => t('quickTitleRefused'), key: 'title' },
+  body: { text: () => t('quickBodyRefused'), key: 'body' },
+  group: { text: () => t('quickGroupRefused'), key: 'group' },
+};
+
 /**
  * The dialog that saves a new quick reply, or changes `reply` (its text, title and group; whether
  * it is personal stays). Agents who are not admins write personal replies only: the server
@@ -158,13 +165,19 @@ export function openQuickReplyDialog(store: Store, toast: (s: string, kind?: 'in
     const personal = h('input#qr-personal', { type: 'checkbox', checked: !teamAllowed, disabled: !teamAllowed });
     const err = h('div.form-error', { role: 'alert' });
     const save = h('button.btn.btn-primary', { type: 'submit' }, t('quickSave'));
+    const controls: Record<string, HTMLElement> = { title, body: text, group };
+    /** Says what is wrong with the field `refused` is about, at its control (none: the server's words). */
+    const refuse = (refused: FieldRefusal | null, e?: unknown) => {
+      err.textContent = refused?.text() ?? errorText(e);
+      markRefused(refused?.key ? controls[refused.key] : null);
+    };
     return h('form.dialog-body', {
       onsubmit: async (ev: SubmitEvent) => {
         ev.preventDefault();
-        if (!title.value.trim() || !text.value.trim()) {
-          (title.value.trim() ? text : title).focus();
-          return;
-        }
+        for (const control of Object.values(controls)) control.removeAttribute('aria-invalid');
+        // A title or text of spaces only passes `required`: the same words as the server's refusal.
+        if (!title.value.trim()) return refuse(REFUSED_FIELDS.title);
+        if (!text.value.trim()) return refuse(REFUSED_FIELDS.body);
         save.disabled = true;
         err.textContent = '';
         const fields = { title: title.value.trim(), body: text.value, group: group.value.trim() };
@@ -178,7 +191,7 @@ export function openQuickReplyDialog(store: Store, toast: (s: string, kind?: 'in
           toast(t('quickSaved'));
           close();
         } catch (e) {
-          err.textContent = errorText(e);
+          refuse(refusedField(e, REFUSED_FIELDS), e);
           save.disabled = false;
         }
       },

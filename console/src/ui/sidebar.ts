@@ -6,8 +6,8 @@ import { h, icon, mount, safeHref } from '../dom';
 import { t } from '../i18n';
 import type { Store } from '../store';
 import { full, listTime, timeIn } from '../time';
-import type { VisitorInfo } from '../types';
-import { countryName, flag, hue, initials, languageName } from './util';
+import { isSelfStated, type VisitorInfo } from '../types';
+import { countryName, flag, hue, initials, languageName, selfStatedMark } from './util';
 
 export class VisitorPanel {
   private session: ConvSession | null = null;
@@ -66,9 +66,7 @@ export class VisitorPanel {
             ? h('span.unverified', { title: t('unverifiedTitle', { id: v.external_id }) }, t('unverified'))
             : null,
           // Typed into a form (pre-chat, offline) by the visitor: nobody vouches for it.
-          v && !v.identity_verified && !v.external_id && (v.name || v.email)
-            ? h('span.self-stated', { title: t('selfStatedTitle') }, t('selfStated'))
-            : null),
+          isSelfStated(v) ? selfStatedMark() : null),
         v?.email ? emailLink(v.email) : null),
       h('button.icon-btn.vp-close', { type: 'button', 'aria-label': t('hideVisitorInfo'), title: t('hideVisitorInfo'), onclick: this.close }, icon('close')));
     (head.querySelector('.avatar') as HTMLElement).style.setProperty('--h', String(hue(vid || s.id)));

@@ -1,4 +1,5 @@
-import { lang } from '../i18n';
+import { h } from '../dom';
+import { lang, t } from '../i18n';
 
 /** Up to two initials for an avatar ("Demo Admin" → "DA", "张三" → "张"). */
 export function initials(name: string): string {
@@ -43,4 +44,16 @@ export function languageName(code?: string | null): string {
 export function oneLine(text: string, n = 120): string {
   const s = text.replace(/\s+/g, ' ').trim();
   return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}
+
+/**
+ * The mark of a name or address the visitor typed into a form themselves (isSelfStated), wherever
+ * the name shows: a short word, explained by its tooltip and, since a tooltip needs a mouse, by
+ * the same words for screen readers.
+ */
+export function selfStatedMark(): Node[] {
+  return [
+    h('span.self-stated', { title: t('selfStatedTitle'), 'aria-hidden': 'true' }, t('selfStated')),
+    h('span.sr-only', null, t('selfStatedTitle')),
+  ];
 }

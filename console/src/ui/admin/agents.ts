@@ -8,7 +8,7 @@ import { full } from '../../time';
 import type { TeamAgent } from '../../types';
 import { openDialog } from '../dialog';
 import { hue, initials } from '../util';
-import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, pageHead, refusedField, select, type Page, type PageCtx } from './common';
+import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, markRefused, pageHead, refusedField, select, type Page, type PageCtx } from './common';
 
 const ROLES = ['agent', 'admin', 'owner'] as const;
 const PERMISSIONS = ['view_personal_data', 'export'] as const;
@@ -213,8 +213,7 @@ export class AgentsPage implements Page {
             });
             err.textContent = refused?.text() ?? errorText(e);
             const control = refused?.key ? controls[refused.key] : e instanceof ApiError && e.code === 'email_taken' ? email : undefined;
-            control?.setAttribute('aria-invalid', 'true');
-            control?.focus();
+            markRefused(control);
             submit.disabled = false;
           }
         },

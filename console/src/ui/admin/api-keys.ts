@@ -6,7 +6,7 @@ import { api } from '../../api';
 import { domId, h, icon, mount } from '../../dom';
 import { full, listTime } from '../../time';
 import { openDialog } from '../dialog';
-import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, pageHead, refusedField, secretDialog, type Page, type PageCtx } from './common';
+import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, markRefused, pageHead, refusedField, secretDialog, type Page, type PageCtx } from './common';
 import { t, tn, type Key } from './strings';
 
 /** The scopes a key may have, as the server names them (core/src/api_key.rs), least first. */
@@ -141,8 +141,7 @@ export class ApiKeysPage implements Page {
       const firstScope = scopeBoxes[0].querySelector('input')!;
       const refuse = (text: string, control: HTMLElement) => {
         err.textContent = text;
-        control.setAttribute('aria-invalid', 'true');
-        control.focus();
+        markRefused(control);
       };
       return h('form.dialog-body', {
         novalidate: true,

@@ -1,7 +1,6 @@
 // Building blocks of the console's pages (search, reports, agents, site settings, export):
 // page and card frames, labelled fields, confirmation and show-once dialogs, dates and
 // durations. User text only ever goes in through textContent (h() children).
-import { ApiError } from '../../api';
 import { domId, h, icon } from '../../dom';
 import { lang } from '../../i18n';
 import { t, type Key } from './strings';
@@ -9,19 +8,7 @@ import type { Store } from '../../store';
 import type { Agent, TeamAgent } from '../../types';
 import { openDialog } from '../dialog';
 
-export { confirmDialog, errorText } from '../dialog';
-
-/** What a form says of one of its fields that the server refused: the words, and the `data-k` of its control. */
-export interface FieldRefusal {
-  text: () => string;
-  key?: string;
-}
-
-/** The entry of `fields` for the field an `invalid_request` names (its `field`), if the form has one. */
-export function refusedField(e: unknown, fields: Record<string, FieldRefusal>): FieldRefusal | null {
-  if (!(e instanceof ApiError) || e.code !== 'invalid_request' || !e.field) return null;
-  return Object.hasOwn(fields, e.field) ? fields[e.field] : null;
-}
+export { confirmDialog, errorText, markRefused, refusedField, type FieldRefusal } from '../dialog';
 
 /** What a page may use of the signed-in console. */
 export interface PageCtx {

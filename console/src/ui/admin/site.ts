@@ -13,7 +13,7 @@ import {
 } from '../../types';
 import { chipsInput } from './agents';
 import {
-  browserZone, card, checkbox, confirmDialog, copyButton, errorRow, errorText, field, loadingRow, pageHead, refusedField, secretDialog, select,
+  browserZone, card, checkbox, confirmDialog, copyButton, errorRow, errorText, field, loadingRow, markRefused, pageHead, refusedField, secretDialog, select,
   type FieldRefusal, type Page, type PageCtx,
 } from './common';
 import { localizedInputs } from './form';
@@ -378,10 +378,7 @@ export class SitePage implements Page {
   private showProblem(text: string, key?: string): void {
     this.message = { text, kind: 'error' };
     this.renderBar();
-    if (!key) return;
-    const el = this.el.querySelector<HTMLElement>(`[data-k="${key}"]`);
-    el?.setAttribute('aria-invalid', 'true');
-    el?.focus();
+    if (key) markRefused(this.el.querySelector<HTMLElement>(`[data-k="${key}"]`));
   }
 
   // ---- sections ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import { h, icon, mount } from '../../dom';
 import { t, tn, type Key } from './strings';
 import { full, listTime } from '../../time';
 import { WEBHOOK_EVENTS, type Delivery, type DeliveryErrorCode, type Webhook } from '../../types';
-import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, refusedField, secretDialog, type FieldRefusal, type PageCtx } from './common';
+import { card, checkbox, confirmDialog, errorRow, errorText, field, loadingRow, markRefused, refusedField, secretDialog, type FieldRefusal, type PageCtx } from './common';
 
 /** The fields of a new webhook the server may refuse (its `field`). */
 const REFUSED_FIELDS: Record<string, FieldRefusal> = {
@@ -232,9 +232,7 @@ export class WebhooksCard {
           const refused = refusedField(e, REFUSED_FIELDS);
           a.error = refused?.text() ?? errorText(e);
           this.render();
-          const control = refused?.key ? this.el.querySelector<HTMLElement>(`[data-k="${refused.key}"]`) : null;
-          control?.setAttribute('aria-invalid', 'true');
-          control?.focus();
+          markRefused(refused?.key ? this.el.querySelector<HTMLElement>(`[data-k="${refused.key}"]`) : null);
         }
       },
     },
