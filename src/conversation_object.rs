@@ -2098,16 +2098,6 @@ impl Conversation {
             .ok_or(ErrorCode::NotFound)?
             .map_err(|e| self.storage_error(&e.to_string()))?
             .ok_or(ErrorCode::NotFound)?;
-        // A visitor may name a file after themselves: the download's name is masked for
-        // readers without the personal-data permission, as the file's event in history is.
-        let found = crate::sql_store::FileRow {
-            name: parley_core::pii::file_name_for_reader(
-                &found.name,
-                parley_core::ids::is_valid(parley_core::ids::IdKind::Visitor, &found.uploader),
-                principal.sees_pii(),
-            ),
-            ..found
-        };
         json_response(&found, 200).map_err(|_| ErrorCode::Internal.into())
     }
 

@@ -248,6 +248,17 @@ pub async fn download(ctx: &Ctx, id: &str, file: &str, principal: &Principal) ->
         .json_body()
         .await
         .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+    // A visitor may name a file after themselves: the name it is saved under is masked for
+    // readers without the personal-data permission, as the file's event in history is. Done
+    // here, not by the conversation, which may still run an older release during a deploy.
+    let row = FileRow {
+        name: parley_core::pii::file_name_for_reader(
+            &row.name,
+            parley_core::ids::is_valid(IdKind::Visitor, &row.uploader),
+            principal.sees_pii(),
+        ),
+        ..row
+    };
     let object = bucket(ctx)?
         .get(&row.r2_key)
         .execute()
@@ -274,6 +285,8 @@ fn download_headers(row: &FileRow) -> worker::Result<Headers> {
     headers.set("x-content-type-options", "nosniff")?;
     headers.set("content-security-policy", "sandbox; default-src 'none'")?;
     headers.set("cache-control", "private, max-age=3600")?;
+    // The file name depends on the reader's permission (masked or not).
+    headers.set("vary", "Authorization, Cookie")?;
     headers.set("cross-origin-resource-policy", "same-site")?;
     let disposition = if row.image != 0 {
         "inline"

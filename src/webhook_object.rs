@@ -999,7 +999,7 @@ enum Tried {
 
 /// A delivery's line in the log the admin reads. `error_code` (and `error_detail`, the refusal's
 /// code for a refused address) are read from the stored text (`DeliveryFailure`), so lines
-/// stored by earlier releases have them too; `last_error` stays for clients that read it.
+/// stored before codes existed have them too; `last_error` stays for clients that read it.
 fn log_line(d: Delivery) -> serde_json::Value {
     let failure = d.last_error.as_deref().map(DeliveryFailure::parse);
     serde_json::json!({

@@ -327,6 +327,21 @@ test('an API key without the personal_data scope reads visitors\' data masked an
   assert.match(plainDisposition, /filename\*=UTF-8''a%2A%2A%2A%40example\.org\.pdf$/);
   assert.match(await savedAs(pdKey), /filename\*=UTF-8''ann\.smith%40example\.org\.pdf/);
   assert.match(await savedAs(conv.token), /ann\.smith/);
+  // A file the team sent keeps its name: only a visitor's own naming is theirs to mask.
+  const teamUp = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${encodeURIComponent('ann.smith@example.org.pdf')}`, {
+    method: 'POST', headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/pdf' }, body: Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n'),
+  });
+  assert.equal(teamUp.status, 201);
+  const teamFile = (await teamUp.json()).file;
+  const teamPosted = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+    method: 'POST', token: owner.token, body: { client_msg_id: msgId('tf'), file: teamFile.id },
+  });
+  assert.equal(teamPosted.status, 200, JSON.stringify(teamPosted.body));
+  const teamDownload = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files/${teamFile.id}`, { headers: { authorization: `Bearer ${plainKey}` } });
+  assert.equal(teamDownload.status, 200);
+  await teamDownload.arrayBuffer();
+  assert.match(teamDownload.headers.get('content-disposition'), /ann\.smith%40example\.org\.pdf/);
+  assert.match(teamDownload.headers.get('vary') ?? '', /Authorization/);
 
   const refused = await http(server.url, `/api/v1/conversations/${conv.conversation}/reveal`, { method: 'POST', token: plainKey, body: { seq } });
   assert.equal(refused.status, 403, JSON.stringify(refused.body));

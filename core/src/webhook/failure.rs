@@ -2,8 +2,9 @@
 //! clients (the delivery log's `error_code`), written to the queue's `last_error` column as the
 //! English text it has always been stored as, and read back from that text.
 //!
-//! The texts are the ones earlier releases wrote, unchanged, so rows already stored read the
-//! same way. Any text not recognized is a [`DeliveryFailure::Network`] failure with that text as
+//! The texts are the ones the queue wrote before it had codes, unchanged, so rows already
+//! stored read the same way (two texts of early development versions, "webhook disabled" and a
+//! refused address without its code, read as network failures). Any text not recognized is a [`DeliveryFailure::Network`] failure with that text as
 //! its detail: the runtime's connection errors are stored in its own words, which are not ours
 //! to list.
 //!
@@ -164,7 +165,7 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn the_stored_texts_are_those_earlier_releases_wrote() {
+    fn the_stored_texts_are_those_written_before_codes() {
         let texts = [
             (DeliveryFailure::HttpStatus(503), "HTTP 503"),
             (DeliveryFailure::HttpStatus(404), "HTTP 404"),
