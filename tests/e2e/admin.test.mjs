@@ -144,6 +144,14 @@ test('the owner adds an agent through the Agents page; a taken e-mail is refused
   await page.fill('dialog input[name="password"]', 'another-password-1');
   await page.click('dialog button[type="submit"]');
   await waitForText(page, 'dialog .form-error', 'Another account already uses this e-mail address.');
+  const marked = () => page.$$eval('dialog.dialog[open] [aria-invalid="true"]', (els) => els.map((e) => e.getAttribute('name')));
+  assert.deepEqual(await marked(), ['email']);
+  // Tried again with another fault: only the field at fault now is marked, and focused.
+  await page.fill('dialog input[name="name"]', '  ');
+  await page.click('dialog button[type="submit"]');
+  await waitForText(page, 'dialog .form-error', 'Enter a name.');
+  assert.deepEqual(await marked(), ['name']);
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('name')), 'name');
   await page.keyboard.press('Escape');
   await page.waitForSelector('dialog.dialog', { state: 'detached' });
   const count = (await http(server.url, '/api/v1/agents', { token: owner.token })).body.agents.filter((a) => a.email === bea.email).length;

@@ -164,6 +164,8 @@ export class AgentsPage implements Page {
         onsubmit: async (ev: SubmitEvent) => {
           ev.preventDefault();
           err.textContent = '';
+          // A field refused by the last try is unmarked: this try says what is wrong now.
+          for (const control of [name, email, pw?.input, capacity, role]) control?.removeAttribute('aria-invalid');
           depts.commit();
           const problem = !state.name.trim() ? [t('nameRequired'), name]
             : !/^[^\s@]+@[^\s@]+$/.test(state.email.trim()) ? [t('emailInvalid'), email]
@@ -172,7 +174,7 @@ export class AgentsPage implements Page {
                   : null;
           if (problem) {
             err.textContent = problem[0] as string;
-            (problem[1] as HTMLElement).focus();
+            markRefused(problem[1] as HTMLElement);
             return;
           }
           const permissions = privileged(state.role) ? [] : PERMISSIONS.filter((p) => state.permissions.has(p));
