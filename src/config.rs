@@ -2,6 +2,7 @@
 
 use parley_core::limits::DEFAULT_REPLAY_WINDOW;
 use parley_core::ratelimit::Rate;
+use parley_core::upload_buffer::DEFAULT_BUDGET_MB;
 use parley_core::EngineConfig;
 use worker::Env;
 
@@ -16,6 +17,8 @@ pub struct Config {
     pub ip_messages: Rate,
     /// How long an upload may wait to be posted before it is deleted.
     pub upload_grace_ms: i64,
+    /// Upload bytes one isolate holds in memory at once (`UPLOAD_BUFFER_MB`).
+    pub upload_buffer_bytes: usize,
     pub webhook_retry_base_ms: i64,
     pub webhook_allow_private: bool,
     /// Set by a private deployment after restoring a backup: every conversation starts a new
@@ -49,6 +52,9 @@ impl Config {
             agent_messages: rate(env, "RATE_AGENT_MESSAGES", Rate::AGENT_MESSAGES),
             ip_messages: rate(env, "RATE_IP_MESSAGES", Rate::IP_MESSAGES),
             upload_grace_ms: number(env, "UPLOAD_GRACE_SECONDS", 24 * 3600) * 1000,
+            upload_buffer_bytes: (number(env, "UPLOAD_BUFFER_MB", DEFAULT_BUDGET_MB as i64)
+                as usize)
+                .saturating_mul(1 << 20),
             webhook_retry_base_ms: number(env, "WEBHOOK_RETRY_BASE_MS", 5000),
             webhook_allow_private: text(env, "WEBHOOK_ALLOW_PRIVATE").is_some_and(|v| v == "true"),
             restore_id: text(env, "PARLEY_RESTORE_ID"),

@@ -3,10 +3,13 @@
 //! they come back only through the Worker, to readers of that conversation, with headers that
 //! keep a browser from running anything in them.
 
+use std::cell::RefCell;
+
 use futures::StreamExt;
 use parley_core::attachment;
 use parley_core::ids::IdKind;
 use parley_core::token::Principal;
+use parley_core::upload_buffer::{self, UploadBuffer};
 use parley_core::ErrorCode;
 use serde::Deserialize;
 use worker::{Headers, HttpMetadata, Request, Response};
@@ -21,6 +24,8 @@ use crate::sql_store::FileRow;
 
 /// The most a site may allow, whatever its settings say.
 const HARD_MAX_BYTES: usize = 25 * 1024 * 1024;
+/// When an upload refused as `uploads_busy` is worth sending again.
+const UPLOADS_BUSY_RETRY_MS: u64 = 2_000;
 
 fn bucket(ctx: &Ctx) -> Result<worker::Bucket, ApiError> {
     ctx.env.bucket("ATTACHMENTS").map_err(|e| {
@@ -72,6 +77,9 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
     if declared_len.is_some_and(|n| n > max) {
         return Err(ErrorCode::FileTooLarge.into());
     }
+    // Held until the bytes are stored (or the request ends otherwise): its share of the
+    // isolate's upload memory.
+    let _held = UploadHold::take(ctx, declared_len.unwrap_or(max).min(max))?;
     // Without a Content-Length (a chunked body) only reading tells the size: stop past the limit.
     let bytes = read_at_most(req, max, declared_len).await?;
     let declared_type = header(req, "content-type").unwrap_or_default();
@@ -174,6 +182,46 @@ async fn register(ctx: &Ctx, id: &str, principal: &Principal, row: FileRow) -> (
         read_answer(second.as_ref().ok().map(Response::status_code)),
         second,
     )
+}
+
+thread_local! {
+    /// The upload memory of this isolate: the requests it serves share it.
+    static UPLOAD_BUFFER: RefCell<UploadBuffer> = RefCell::default();
+}
+
+/// An upload's share of the isolate's upload memory, given back when dropped (the upload was
+/// stored, refused, failed, or its request cancelled).
+struct UploadHold {
+    bytes: usize,
+}
+
+impl UploadHold {
+    /// Holds what an upload of at most `limit` bytes needs, or refuses it as `uploads_busy`
+    /// when other uploads already hold the budget (`UPLOAD_BUFFER_MB`).
+    fn take(ctx: &Ctx, limit: usize) -> Result<UploadHold, ApiError> {
+        let bytes = upload_buffer::bytes_held_for(limit);
+        let budget = ctx.config.upload_buffer_bytes;
+        let held = UPLOAD_BUFFER.with(|b| b.borrow_mut().try_hold(bytes, budget));
+        if !held {
+            Log::warn("upload_deferred")
+                .trace(&ctx.trace)
+                .error_class(ErrorCode::UploadsBusy.as_str())
+                .field("bytes", bytes)
+                .field("held", UPLOAD_BUFFER.with(|b| b.borrow().held()))
+                .emit();
+            return Err(ApiError {
+                retry_after_ms: Some(UPLOADS_BUSY_RETRY_MS),
+                ..ErrorCode::UploadsBusy.into()
+            });
+        }
+        Ok(UploadHold { bytes })
+    }
+}
+
+impl Drop for UploadHold {
+    fn drop(&mut self) {
+        UPLOAD_BUFFER.with(|b| b.borrow_mut().release(self.bytes));
+    }
 }
 
 /// The request body, read as it streams in, refused with `file_too_large` as soon as it passes

@@ -13,7 +13,8 @@ import {
   assertFilesUnchanged, assertHttpError, assertRateLimited, assertUnchanged, snapshot, storedFiles,
 } from './support/stored.mjs';
 
-const GENEROUS = { RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', UPLOAD_GRACE_SECONDS: '2' };
+/** Uploads share 1 MiB of the isolate's memory (each holds twice its length: a JPEG's copy). */
+const GENEROUS = { RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', UPLOAD_GRACE_SECONDS: '2', UPLOAD_BUFFER_MB: '1' };
 /**
  * The second server: its site allows 1 KB (the smallest limit, set before its first request),
  * visitor tokens live 6 s (for the expired-token case) and one address may upload 3 files.
@@ -346,6 +347,62 @@ test('uploads with a forged token (A\'s claims, B\'s signature; a garbage token)
   const lateFiles = await storedFiles(small, late.conversation);
   assertHttpError(await uploadTo(small, late.conversation, late.token, Buffer.from('late\n'), { type: 'text/plain', name: 'late.txt' }), 401, 'token_expired');
   await assertFilesUnchanged(small, late.conversation, lateFiles);
+});
+
+/**
+ * Starts an upload that declares `total` bytes and sends only the first `first`: the server holds
+ * its share of upload memory while it waits for the rest. `finish()` sends the rest and resolves
+ * to the answer.
+ */
+async function heldUpload(srv, conversation, token, total, first, { ip = ipOf(conversation) } = {}) {
+  let answer;
+  const answered = new Promise((resolve, reject) => {
+    const req = httpRequest(`${srv.url}/api/v1/conversations/${conversation}/files?name=held.txt`, {
+      method: 'POST',
+      agent: false,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain', 'content-length': String(total), 'cf-connecting-ip': ip, connection: 'close' },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: parse(text) }));
+    });
+    req.on('error', reject);
+    req.write(Buffer.alloc(first, 0x61));
+    answer = req;
+  });
+  // The server has the headers and the first bytes, and is waiting for the rest.
+  await sleep(500);
+  return {
+    finish() {
+      answer.end(Buffer.alloc(total - first, 0x61));
+      return answered;
+    },
+  };
+}
+
+test('an upload arriving while others hold the upload memory (UPLOAD_BUFFER_MB 1) → 503 uploads_busy with Retry-After, nothing stored; a small one that fits goes; sent again after the others, it is stored', async () => {
+  const conv = await newConversation(server);
+  const before = await storedFiles(server, conv.conversation);
+  const size = 400_000;
+  const held = await heldUpload(server, conv.conversation, agent.token, size, 64 * 1024);
+  const text = Buffer.alloc(size, 0x62);
+  const busy = await upload(conv.conversation, conv.token, text, { type: 'text/plain', name: 'second.txt' });
+  assertHttpError(busy, 503, 'uploads_busy');
+  assert.equal(busy.headers.get('retry-after'), '2');
+  await assertFilesUnchanged(server, conv.conversation, before);
+  // 2 × 10 KB fits beside the 800 KB held.
+  const small = await upload(conv.conversation, conv.token, Buffer.alloc(10_000, 0x63), { type: 'text/plain', name: 'small.txt' });
+  assert.equal(small.status, 201, JSON.stringify(small.body));
+  const first = await held.finish();
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  assert.equal(first.body.file.size, size);
+  const again = await upload(conv.conversation, conv.token, text, { type: 'text/plain', name: 'second.txt' });
+  assert.equal(again.status, 201, JSON.stringify(again.body));
+  const stored = await storedFiles(server, conv.conversation);
+  assert.deepEqual(stored.rows.map((r) => r.size).sort((a, b) => a - b), [10_000, size, size]);
+  const back = await download(conv.conversation, conv.token, again.body.file.id);
+  assert.ok(back.bytes.equals(text), 'the upload sent again is stored byte for byte');
 });
 
 test('uploads never posted are deleted after the grace period', async () => {

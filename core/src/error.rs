@@ -40,11 +40,12 @@ pub enum ErrorCode {
     FileNotFound,
     MethodNotAllowed,
     StorageUnavailable,
+    UploadsBusy,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrameType,
         ErrorCode::UnsupportedVersion,
@@ -79,6 +80,7 @@ impl ErrorCode {
         ErrorCode::FileNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StorageUnavailable,
+        ErrorCode::UploadsBusy,
         ErrorCode::Internal,
     ];
 
@@ -118,6 +120,7 @@ impl ErrorCode {
             ErrorCode::FileNotFound => "file_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::UploadsBusy => "uploads_busy",
             ErrorCode::Internal => "internal",
         }
     }
@@ -151,7 +154,7 @@ impl ErrorCode {
             | ErrorCode::TooManyAttributes
             | ErrorCode::ConversationOpen => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
-            ErrorCode::StorageUnavailable => 503,
+            ErrorCode::StorageUnavailable | ErrorCode::UploadsBusy => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -170,7 +173,10 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimited | ErrorCode::StorageUnavailable | ErrorCode::Internal
+            ErrorCode::RateLimited
+                | ErrorCode::StorageUnavailable
+                | ErrorCode::UploadsBusy
+                | ErrorCode::Internal
         )
     }
 }

@@ -81,6 +81,7 @@ pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
             FileNotFound => "The file is no longer available. Please attach it again.",
             MethodNotAllowed => "This method is not allowed here.",
             StorageUnavailable => "The service is busy. Please try again in a moment.",
+            UploadsBusy => "Many files are arriving right now. Please try again in a moment.",
             Internal => "Something went wrong on our side. Please try again.",
         },
         Lang::ZhHans => match code {
@@ -118,6 +119,7 @@ pub fn error_message(code: ErrorCode, lang: Lang) -> &'static str {
             FileNotFound => "该文件已不可用，请重新添加。",
             MethodNotAllowed => "此处不允许该方法。",
             StorageUnavailable => "服务繁忙，请稍后再试。",
+            UploadsBusy => "当前正在接收的文件较多，请稍后再试。",
             Internal => "服务器出错，请重试。",
         },
     }

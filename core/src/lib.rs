@@ -34,6 +34,7 @@ pub mod site_settings;
 pub mod tagged;
 pub mod token;
 pub mod translate;
+pub mod upload_buffer;
 pub mod visitor;
 pub mod webhook;
 pub mod zone;
