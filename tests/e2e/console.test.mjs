@@ -730,6 +730,9 @@ test('a name and address the visitor typed into a form are marked self-stated in
   await waitForText(page, '.vp-name', 'Kim Lee');
   await page.waitForSelector('.vp-name .verified');
   assert.deepEqual(await badges(), ['verified']);
+  // What the badge's tooltip says is said to screen readers too (the word itself is hidden from them).
+  const spoken = (badge) => page.$eval(`.vp-name ${badge}`, (el) => [el.getAttribute('aria-hidden'), el.nextElementSibling?.matches('.sr-only') ? el.nextElementSibling.textContent : null]);
+  assert.deepEqual(await spoken('.verified'), ['true', 'The website signed this visitor\'s user id "cust-88". The name and e-mail are as the page sent them: the signature does not cover them']);
   assert.deepEqual(await marks(vouchedConv, 'Kim Lee'), [null, null]);
 
   // Claimed by the page without a hash: unverified only. Its address, whatever it holds, adds
@@ -745,6 +748,7 @@ test('a name and address the visitor typed into a form are marked self-stated in
   await waitForText(page, '.vp-name', 'Claimed Kim');
   await page.waitForSelector('.vp-name .unverified');
   assert.deepEqual(await badges(), ['unverified']);
+  assert.deepEqual(await spoken('.unverified'), ['true', 'The website named this visitor "cust-89" without a valid signature: do not rely on it']);
   assert.deepEqual(await marks(claimed.conversation, 'Claimed Kim'), [null, null]);
   assert.equal(await page.textContent('.vp-email'), address);
   const href = await page.getAttribute('.vp-email', 'href');

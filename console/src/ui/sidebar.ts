@@ -7,7 +7,7 @@ import { t } from '../i18n';
 import type { Store } from '../store';
 import { full, listTime, timeIn } from '../time';
 import { isSelfStated, type VisitorInfo } from '../types';
-import { countryName, flag, hue, initials, languageName, selfStatedMark } from './util';
+import { countryName, flag, hue, initials, languageName, selfStatedMark, trustMark } from './util';
 
 export class VisitorPanel {
   private session: ConvSession | null = null;
@@ -60,10 +60,10 @@ export class VisitorPanel {
       h('span.avatar.avatar--lg', { 'aria-hidden': 'true' }, initials(name)),
       h('div.vp-who', null,
         h('h2.vp-name', null, name,
-          v?.identity_verified ? h('span.verified', { title: t('verifiedTitle', { id: v.external_id ?? '' }) }, icon('check', 12), t('verified')) : null,
+          v?.identity_verified ? trustMark('verified', t('verified'), t('verifiedTitle', { id: v.external_id ?? '' }), icon('check', 12)) : null,
           // Claimed by identify() without a valid signature: anyone could have claimed it.
           !v?.identity_verified && v?.external_id
-            ? h('span.unverified', { title: t('unverifiedTitle', { id: v.external_id }) }, t('unverified'))
+            ? trustMark('unverified', t('unverified'), t('unverifiedTitle', { id: v.external_id }))
             : null,
           // Typed into a form (pre-chat, offline) by the visitor: nobody vouches for it.
           isSelfStated(v) ? selfStatedMark() : null),

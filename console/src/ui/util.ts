@@ -47,13 +47,18 @@ export function oneLine(text: string, n = 120): string {
 }
 
 /**
- * The mark of a name or address the visitor typed into a form themselves (isSelfStated), wherever
- * the name shows: a short word, explained by its tooltip and, since a tooltip needs a mouse, by
- * the same words for screen readers.
+ * A short word beside a visitor's name saying how far to trust it (`word`, with an optional icon),
+ * explained by its tooltip and, since a tooltip needs a mouse, by the same words for screen
+ * readers.
  */
-export function selfStatedMark(): Node[] {
+export function trustMark(className: string, word: string, explanation: string, glyph?: Node): Node[] {
   return [
-    h('span.self-stated', { title: t('selfStatedTitle'), 'aria-hidden': 'true' }, t('selfStated')),
-    h('span.sr-only', null, t('selfStatedTitle')),
+    h(`span.${className}`, { title: explanation, 'aria-hidden': 'true' }, glyph ?? null, word),
+    h('span.sr-only', null, explanation),
   ];
+}
+
+/** The mark of a name or address the visitor typed into a form themselves (isSelfStated). */
+export function selfStatedMark(): Node[] {
+  return trustMark('self-stated', t('selfStated'), t('selfStatedTitle'));
 }
