@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the Worker and the Durable Objects: typed errors to responses,
 //! JSON bodies with a size limit, and the headers every API answer carries.
 
+use futures::StreamExt;
 use parley_core::i18n::{error_message, Lang};
 use parley_core::limits::{MAX_FRAME_BYTES, MAX_INTERNAL_BODY_BYTES};
 use parley_core::request_url::{self, UrlParts};
@@ -196,22 +197,60 @@ async fn read_within_with<T>(
     max_bytes: usize,
     decode: impl FnOnce(&str) -> serde_json::Result<T>,
 ) -> std::result::Result<T, ApiError> {
-    if let Ok(Some(length)) = req.headers().get("content-length") {
-        if length.parse::<usize>().map_or(true, |n| n > max_bytes) {
-            return Err(ErrorCode::FrameTooLarge.into());
-        }
-    }
-    let bytes = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
-    if bytes.len() > max_bytes {
-        return Err(ErrorCode::FrameTooLarge.into());
-    }
+    let declared = match req.headers().get("content-length") {
+        Ok(Some(length)) => match length.parse::<usize>() {
+            Ok(n) if n <= max_bytes => Some(n),
+            _ => return Err(ErrorCode::FrameTooLarge.into()),
+        },
+        _ => None,
+    };
+    let bytes = read_body_at_most(req, max_bytes, declared, ErrorCode::FrameTooLarge, |_| {
+        Ok(())
+    })
+    .await?;
     // Parsed from text, as every other JSON is: one copy of each type's decoder in the Worker.
     let text =
         std::str::from_utf8(&bytes).map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
     decode(text).map_err(|_| ErrorCode::InvalidRequest.into())
+}
+
+/// The request body, read as it streams in and refused with `too_large` as soon as it passes
+/// `max` bytes: a body without a Content-Length is never held whole before its size is known.
+/// `grow` is asked before the buffer grows to a new capacity, and may refuse (the buffer then
+/// stays as it is and the body is not read further).
+pub async fn read_body_at_most(
+    req: &mut Request,
+    max: usize,
+    declared_len: Option<usize>,
+    too_large: ErrorCode,
+    mut grow: impl FnMut(usize) -> std::result::Result<(), ApiError>,
+) -> std::result::Result<Vec<u8>, ApiError> {
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stream = req
+        .stream()
+        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    // The buffer grows with what arrives (a declared length alone reserves nothing), doubling
+    // but never past the declared length or the limit: a 25 MiB upload ends in a 25 MiB
+    // buffer, not a 32 MiB one.
+    let limit = declared_len.unwrap_or(max).min(max);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+        let needed = bytes.len().saturating_add(chunk.len());
+        if needed > max {
+            // Dropping the stream cancels it: the rest of the body is not read.
+            return Err(too_large.into());
+        }
+        if needed > bytes.capacity() {
+            let grown = (bytes.capacity() * 2).min(limit).max(needed);
+            grow(grown)?;
+            bytes.reserve_exact(grown - bytes.len());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// The language the caller reads, from Accept-Language.

@@ -624,6 +624,42 @@ test('http: POST message body over 16 KiB → 413 frame_too_large, nothing store
   await assertUnchanged(server, A.conversation, A.token, before);
 });
 
+test('http: a chunked body (no Content-Length) of 64 MiB to POST /api/v1/visitor/session, before any sign-in → 413 frame_too_large once past 16 KiB, the rest never read', async () => {
+  const total = 64 * 1024 * 1024;
+  const answer = await new Promise((resolve, reject) => {
+    let sent = 0;
+    let answered = false;
+    const req = httpRequest(`${server.url}/api/v1/visitor/session`, {
+      method: 'POST',
+      agent: false,
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked', connection: 'close' },
+    }, (res) => {
+      answered = true;
+      const at = sent;
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => {
+        resolve({ status: res.statusCode, body: JSON.parse(text), sent: at });
+        req.destroy();
+      });
+    });
+    // Writing fails once the server has answered and closed: expected.
+    req.on('error', (e) => { if (!answered) reject(e); });
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    const pump = () => {
+      while (!answered && sent < total) {
+        sent += chunk.length;
+        if (!req.write(chunk)) { req.once('drain', pump); return; }
+      }
+      if (!answered) req.end();
+    };
+    pump();
+  });
+  assertHttpError(answer, 413, 'frame_too_large');
+  assert.ok(answer.sent < total, `the server read the whole body (${answer.sent} of ${total} bytes) before refusing it`);
+});
+
 test('http: malformed JSON body on POST messages → 400 invalid_request, nothing stored', async () => {
   const before = await snapshot(server, A.conversation, A.token);
   const res = await http(server.url, `/api/v1/conversations/${A.conversation}/messages`, {
