@@ -5,20 +5,20 @@
 
 use std::cell::RefCell;
 
-use futures::StreamExt;
 use parley_core::attachment;
 use parley_core::ids::IdKind;
 use parley_core::token::Principal;
-use parley_core::upload_buffer::{self, UploadBuffer};
+use parley_core::upload_buffer::{self, HoldId, UploadBuffer};
 use parley_core::ErrorCode;
 use serde::Deserialize;
 use worker::{Headers, HttpMetadata, Request, Response};
 
 use crate::api::{db, header, mint, operate, rate_limit, site_or_error, Ctx};
-use crate::http::{ApiError, ApiResult, JsonBody};
+use crate::http::{read_body_at_most, ApiError, ApiResult, JsonBody};
 use crate::internal::Operation;
 use crate::limiter_object::Limit;
 use crate::log::Log;
+use crate::platform::now_ms;
 use crate::sites;
 use crate::sql_store::FileRow;
 
@@ -77,11 +77,17 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
     if declared_len.is_some_and(|n| n > max) {
         return Err(ErrorCode::FileTooLarge.into());
     }
-    // Held until the bytes are stored (or the request ends otherwise): its share of the
-    // isolate's upload memory.
-    let _held = UploadHold::take(ctx, declared_len.unwrap_or(max).min(max))?;
+    // Its share of the isolate's upload memory, held until the bytes are stored.
+    let held = UploadHold::open();
     // Without a Content-Length (a chunked body) only reading tells the size: stop past the limit.
-    let bytes = read_at_most(req, max, declared_len).await?;
+    let bytes = read_body_at_most(
+        req,
+        max,
+        declared_len,
+        ErrorCode::FileTooLarge,
+        |capacity| held.grow(ctx, capacity),
+    )
+    .await?;
     let declared_type = header(req, "content-type").unwrap_or_default();
     let raw_name = query.name.unwrap_or_default();
     let checked =
@@ -108,6 +114,8 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
         .execute()
         .await
         .map_err(r2_failed(ctx))?;
+    // The bytes went to the runtime with the put: nothing of them is left to hold.
+    drop(held);
     let row = FileRow {
         id: file_id,
         r2_key: key.clone(),
@@ -189,73 +197,45 @@ thread_local! {
     static UPLOAD_BUFFER: RefCell<UploadBuffer> = RefCell::default();
 }
 
-/// An upload's share of the isolate's upload memory, given back when dropped (the upload was
-/// stored, refused, failed, or its request cancelled).
+/// An upload's share of the isolate's upload memory, grown as its bytes arrive and given back
+/// when dropped (the upload was stored, refused, failed, or its request cancelled).
 struct UploadHold {
-    bytes: usize,
+    id: HoldId,
 }
 
 impl UploadHold {
-    /// Holds what an upload of at most `limit` bytes needs, or refuses it as `uploads_busy`
-    /// when other uploads already hold the budget (`UPLOAD_BUFFER_MB`).
-    fn take(ctx: &Ctx, limit: usize) -> Result<UploadHold, ApiError> {
-        let bytes = upload_buffer::bytes_held_for(limit);
-        let budget = ctx.config.upload_buffer_bytes;
-        let held = UPLOAD_BUFFER.with(|b| b.borrow_mut().try_hold(bytes, budget));
-        if !held {
-            Log::warn("upload_deferred")
-                .trace(&ctx.trace)
-                .error_class(ErrorCode::UploadsBusy.as_str())
-                .field("bytes", bytes)
-                .field("held", UPLOAD_BUFFER.with(|b| b.borrow().held()))
-                .emit();
-            return Err(ApiError {
-                retry_after_ms: Some(UPLOADS_BUSY_RETRY_MS),
-                ..ErrorCode::UploadsBusy.into()
-            });
+    fn open() -> UploadHold {
+        UploadHold {
+            id: UPLOAD_BUFFER.with(|b| b.borrow_mut().open(now_ms())),
         }
-        Ok(UploadHold { bytes })
+    }
+
+    /// Grows to what a buffer of `capacity` bytes needs, or refuses the upload as
+    /// `uploads_busy` when other uploads already hold the budget (`UPLOAD_BUFFER_MB`).
+    fn grow(&self, ctx: &Ctx, capacity: usize) -> Result<(), ApiError> {
+        let bytes = upload_buffer::bytes_held_for(capacity);
+        let now = now_ms();
+        let budget = ctx.config.upload_buffer_bytes;
+        if UPLOAD_BUFFER.with(|b| b.borrow_mut().try_grow(self.id, bytes, budget, now)) {
+            return Ok(());
+        }
+        Log::warn("upload_deferred")
+            .trace(&ctx.trace)
+            .error_class(ErrorCode::UploadsBusy.as_str())
+            .field("bytes", bytes)
+            .field("held", UPLOAD_BUFFER.with(|b| b.borrow().held(now)))
+            .emit();
+        Err(ApiError {
+            retry_after_ms: Some(UPLOADS_BUSY_RETRY_MS),
+            ..ErrorCode::UploadsBusy.into()
+        })
     }
 }
 
 impl Drop for UploadHold {
     fn drop(&mut self) {
-        UPLOAD_BUFFER.with(|b| b.borrow_mut().release(self.bytes));
+        UPLOAD_BUFFER.with(|b| b.borrow_mut().close(self.id));
     }
-}
-
-/// The request body, read as it streams in, refused with `file_too_large` as soon as it passes
-/// `max` bytes: a body without a Content-Length is never held whole before its size is known.
-async fn read_at_most(
-    req: &mut Request,
-    max: usize,
-    declared_len: Option<usize>,
-) -> Result<Vec<u8>, ApiError> {
-    if req.inner().body().is_none() {
-        return Ok(Vec::new());
-    }
-    let mut stream = req
-        .stream()
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
-    // The buffer grows with what arrives (a declared length alone reserves nothing), doubling
-    // but never past the declared length or the limit: a 25 MiB upload ends in a 25 MiB
-    // buffer, not a 32 MiB one.
-    let limit = declared_len.unwrap_or(max).min(max);
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
-        let needed = bytes.len().saturating_add(chunk.len());
-        if needed > max {
-            // Dropping the stream cancels it: the rest of the body is not read.
-            return Err(ErrorCode::FileTooLarge.into());
-        }
-        if needed > bytes.capacity() {
-            let grown = (bytes.capacity() * 2).min(limit).max(needed);
-            bytes.reserve_exact(grown - bytes.len());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 /// Deletes bytes written to R2 that no conversation records. A failure is logged with the key,

@@ -13,7 +13,7 @@ import {
   assertFilesUnchanged, assertHttpError, assertRateLimited, assertUnchanged, snapshot, storedFiles,
 } from './support/stored.mjs';
 
-/** Uploads share 1 MiB of the isolate's memory (each holds twice its length: a JPEG's copy). */
+/** Uploads share 1 MiB of the isolate's memory (each holds twice what it has buffered: a JPEG's copy). */
 const GENEROUS = { RATE_VISITOR_MESSAGES: '2000/200', RATE_AGENT_MESSAGES: '2000/200', UPLOAD_GRACE_SECONDS: '2', UPLOAD_BUFFER_MB: '1' };
 /**
  * The second server: its site allows 1 KB (the smallest limit, set before its first request),
@@ -381,26 +381,27 @@ async function heldUpload(srv, conversation, token, total, first, { ip = ipOf(co
   };
 }
 
-test('an upload arriving while others hold the upload memory (UPLOAD_BUFFER_MB 1) → 503 uploads_busy with Retry-After, nothing stored; a small one that fits goes; sent again after the others, it is stored', async () => {
+test('an upload arriving while another holds the upload memory (UPLOAD_BUFFER_MB 1) → 503 uploads_busy with Retry-After, nothing stored; a small one that fits goes; sent again after the other, it is stored', async () => {
   const conv = await newConversation(server);
   const before = await storedFiles(server, conv.conversation);
+  // 450,000 of 500,000 bytes in: its buffer has its full 500,000, held twice (1,000,000 bytes).
+  const held = await heldUpload(server, conv.conversation, agent.token, 500_000, 450_000);
   const size = 400_000;
-  const held = await heldUpload(server, conv.conversation, agent.token, size, 64 * 1024);
   const text = Buffer.alloc(size, 0x62);
   const busy = await upload(conv.conversation, conv.token, text, { type: 'text/plain', name: 'second.txt' });
   assertHttpError(busy, 503, 'uploads_busy');
   assert.equal(busy.headers.get('retry-after'), '2');
   await assertFilesUnchanged(server, conv.conversation, before);
-  // 2 × 10 KB fits beside the 800 KB held.
+  // 2 × 10,000 fits beside the 1,000,000 held (of 1,048,576).
   const small = await upload(conv.conversation, conv.token, Buffer.alloc(10_000, 0x63), { type: 'text/plain', name: 'small.txt' });
   assert.equal(small.status, 201, JSON.stringify(small.body));
   const first = await held.finish();
   assert.equal(first.status, 201, JSON.stringify(first.body));
-  assert.equal(first.body.file.size, size);
+  assert.equal(first.body.file.size, 500_000);
   const again = await upload(conv.conversation, conv.token, text, { type: 'text/plain', name: 'second.txt' });
   assert.equal(again.status, 201, JSON.stringify(again.body));
   const stored = await storedFiles(server, conv.conversation);
-  assert.deepEqual(stored.rows.map((r) => r.size).sort((a, b) => a - b), [10_000, size, size]);
+  assert.deepEqual(stored.rows.map((r) => r.size).sort((a, b) => a - b), [10_000, size, 500_000]);
   const back = await download(conv.conversation, conv.token, again.body.file.id);
   assert.ok(back.bytes.equals(text), 'the upload sent again is stored byte for byte');
 });

@@ -24,7 +24,9 @@ const ACK_WITHIN = 10_000;
 /** The most events one long-poll answer carries. */
 const EVENTS_PAGE = 200;
 /** Refusals that pass: the same send succeeds later. */
-const RETRYABLE_CODES = ['rate_limited', 'storage_unavailable', 'internal'];
+const RETRYABLE_CODES = ['rate_limited', 'storage_unavailable', 'uploads_busy', 'internal'];
+/** Uploads the server had no room for just then (`uploads_busy`) go again by themselves this often. */
+const BUSY_UPLOAD_TRIES = 5;
 
 export type ConvEvents = {
   /** Events were added or replaced; `prepended` when older history came in. */
@@ -410,7 +412,7 @@ export class ConvSession extends Emitter<ConvEvents> {
   private uploadFiles = new Map<string, File>();
 
   /** Uploads a file, then posts it through the outbox like a message. A failure stays listed. */
-  async sendFile(file: File, key = `${Date.now()}-${Math.random()}`): Promise<void> {
+  async sendFile(file: File, key = `${Date.now()}-${Math.random()}`, busyTries = 0): Promise<void> {
     const progress: UploadProgress = { name: file.name, loaded: 0, total: file.size };
     this.uploads.set(key, progress);
     this.uploadFiles.set(key, file);
@@ -427,6 +429,17 @@ export class ConvSession extends Emitter<ConvEvents> {
       this.emit('outbox');
     } catch (e) {
       const err = e as ApiError;
+      if (err instanceof ApiError && err.code === 'uploads_busy' && busyTries < BUSY_UPLOAD_TRIES - 1 && !this.stopped) {
+        // Other uploads held the server's upload memory: this one goes again by itself, after
+        // the wait the server asked for, spread so that uploads refused together do not return
+        // together.
+        const wait = (err.retryAfterMs ?? 2000) * (1 + Math.random()) * (busyTries + 1);
+        progress.loaded = 0;
+        this.emit('upload');
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (!this.stopped && this.uploads.get(key) === progress) return this.sendFile(file, key, busyTries + 1);
+        return;
+      }
       // The network, a busy server or a limit in time: the same bytes may go through later;
       // so may a refused sign-in that turns out to be still good. A refusal of the file itself
       // (its size, its type) will not change.

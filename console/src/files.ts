@@ -91,7 +91,7 @@ export async function upload(
   const { status, body } = answer;
   if (status === 0) throw new ApiError(0, 'network', t('networkError'));
   if (status < 200 || status >= 300 || !body?.file?.id) {
-    throw new ApiError(status, body?.code ?? `http_${status}`, body?.message ?? t('genericError'));
+    throw new ApiError(status, body?.code ?? `http_${status}`, body?.message ?? t('genericError'), Number(body?.retry_after_ms) || undefined);
   }
   return body.file as FileInfo;
 }

@@ -252,10 +252,25 @@ test("a visitor's image shows inline and a document as a card", STEP, async () =
   await waitForText(page, `.conv-item[data-id="${conv.conversation}"] .ci-preview`, `File: ${pdf.name}`);
 });
 
-test('the agent attaches a file; the visitor gets it', STEP, async () => {
-  await page.setInputFiles('.composer input[type=file]', { name: 'label.png', mimeType: 'image/png', buffer: PNG });
-  const ev = await visitorEvent(visitor, (f) => f.kind === 'file' && f.author.role === 'agent');
-  assert.equal(ev.body.file.type, 'image/png');
+test('the agent attaches a file; the server has no room for it at first (uploads_busy), so it goes again by itself; the visitor gets it', STEP, async () => {
+  const uploads = [];
+  const busyOnce = (route) => {
+    uploads.push(Date.now());
+    return uploads.length === 1
+      ? route.fulfill({ status: 503, contentType: 'application/json', headers: { 'retry-after': '1' }, body: JSON.stringify({ v: 1, type: 'error', code: 'uploads_busy', message: 'busy', retry_after_ms: 300 }) })
+      : route.continue();
+  };
+  await page.route('**/api/v1/conversations/*/files?*', busyOnce);
+  try {
+    await page.setInputFiles('.composer input[type=file]', { name: 'label.png', mimeType: 'image/png', buffer: PNG });
+    const ev = await visitorEvent(visitor, (f) => f.kind === 'file' && f.author.role === 'agent');
+    assert.equal(ev.body.file.type, 'image/png');
+  } finally {
+    await page.unroute('**/api/v1/conversations/*/files?*', busyOnce);
+  }
+  assert.equal(uploads.length, 2, 'refused once, sent again once');
+  assert.ok(uploads[1] - uploads[0] >= 300, 'after the wait the server asked for');
+  assert.equal(await page.$('.upload-failed, .msg--failed'), null, 'no failure shown');
   await page.waitForSelector('.conv .msg--mine.msg--file:not(.msg--pending) .file-img:not([hidden])', { timeout: 15_000 });
   const errors = await page.$$eval('.toast--error', (els) => els.map((e) => e.textContent));
   assert.deepEqual(errors, []);

@@ -25,7 +25,7 @@ const ACK_WITHIN = 10e3;
 /** Codes that will fail the same way on every retry. */
 const PERMANENT = ['message_too_long', 'empty_message', 'invalid_client_msg_id', 'frame_too_large', 'bad_frame', 'forbidden'];
 /** The codes worth retrying unchanged, as `retryable()` in core/src/error.rs lists them. */
-const RETRYABLE = ['rate_limited', 'storage_unavailable', 'internal'];
+const RETRYABLE = ['rate_limited', 'storage_unavailable', 'uploads_busy', 'internal'];
 /** Refusals of a creation that are about the form's answers: the visitor corrects them. */
 const FORM_FAULT = ['invalid_request', 'message_too_long', 'empty_message'];
 /** Raster images the server may accept as images (shown as thumbnails while uploading). */
