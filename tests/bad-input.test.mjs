@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { startServer } from './support/server.mjs';
 import {
-  agentLogin, createAgent, fullHistory, http, msgId, newConversation, Socket, visitorSession, wsUrl,
+  agentLogin, chunkedPost, createAgent, fullHistory, http, msgId, newConversation, Socket, visitorSession, wsUrl,
 } from './support/client.mjs';
 import {
   assertAppended, assertErrorBody, assertHttpError, assertRateLimited, assertUnchanged, snapshot, waitMirror,
@@ -626,36 +626,8 @@ test('http: POST message body over 16 KiB → 413 frame_too_large, nothing store
 
 test('http: a chunked body (no Content-Length) of 64 MiB to POST /api/v1/visitor/session, before any sign-in → 413 frame_too_large once past 16 KiB, the rest never read', async () => {
   const total = 64 * 1024 * 1024;
-  const answer = await new Promise((resolve, reject) => {
-    let sent = 0;
-    let answered = false;
-    const req = httpRequest(`${server.url}/api/v1/visitor/session`, {
-      method: 'POST',
-      agent: false,
-      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked', connection: 'close' },
-    }, (res) => {
-      answered = true;
-      const at = sent;
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => {
-        resolve({ status: res.statusCode, body: JSON.parse(text), sent: at });
-        req.destroy();
-      });
-    });
-    // Writing fails once the server has answered and closed: expected.
-    req.on('error', (e) => { if (!answered) reject(e); });
-    const chunk = Buffer.alloc(64 * 1024, 0x20);
-    const pump = () => {
-      while (!answered && sent < total) {
-        sent += chunk.length;
-        if (!req.write(chunk)) { req.once('drain', pump); return; }
-      }
-      if (!answered) req.end();
-    };
-    pump();
-  });
+  // 20,000 bytes first: past the limit, and all of them read by the server when it answers.
+  const answer = await chunkedPost(`${server.url}/api/v1/visitor/session`, { 'content-type': 'application/json' }, total, 0x20, { first: 20_000 });
   assertHttpError(answer, 413, 'frame_too_large');
   assert.ok(answer.sent < total, `the server read the whole body (${answer.sent} of ${total} bytes) before refusing it`);
 });

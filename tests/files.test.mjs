@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { deflateSync } from 'node:zlib';
 import { startServer } from './support/server.mjs';
-import { agentLogin, connect, fullHistory, http, msgId, newConversation, sleep } from './support/client.mjs';
+import { agentLogin, chunkedPost, connect, fullHistory, http, msgId, newConversation, sleep } from './support/client.mjs';
 import {
   assertFilesUnchanged, assertHttpError, assertRateLimited, assertUnchanged, snapshot, storedFiles,
 } from './support/stored.mjs';
@@ -102,37 +102,8 @@ function upload(conversation, token, bytes, opts) {
  * { status, headers, body, sent }: `sent` is how much had been written by the answer.
  */
 function chunkedUpload(srv, conversation, token, total, { name = 'big.txt', ip = ipOf(conversation) } = {}) {
-  return new Promise((resolve, reject) => {
-    let sent = 0;
-    let answered = false;
-    const req = httpRequest(`${srv.url}/api/v1/conversations/${conversation}/files?name=${encodeURIComponent(name)}`, {
-      method: 'POST',
-      agent: false,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain', 'transfer-encoding': 'chunked', 'cf-connecting-ip': ip, connection: 'close' },
-    }, (res) => {
-      answered = true;
-      const at = sent;
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => {
-        resolve({ status: res.statusCode, headers: res.headers, body: parse(text), sent: at });
-        req.destroy();
-      });
-    });
-    // Once the server has answered and closed, writing fails: that is expected.
-    req.on('error', (e) => { if (!answered) reject(e); });
-    const chunk = Buffer.alloc(Math.min(64 * 1024, total), 0x61);
-    const pump = () => {
-      while (!answered && sent < total) {
-        const part = chunk.subarray(0, Math.min(chunk.length, total - sent));
-        sent += part.length;
-        if (!req.write(part)) { req.once('drain', pump); return; }
-      }
-      if (!answered) req.end();
-    };
-    pump();
-  });
+  return chunkedPost(`${srv.url}/api/v1/conversations/${conversation}/files?name=${encodeURIComponent(name)}`,
+    { authorization: `Bearer ${token}`, 'content-type': 'text/plain', 'cf-connecting-ip': ip }, total);
 }
 
 async function download(conversation, token, fileId) {

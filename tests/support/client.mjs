@@ -1,5 +1,6 @@
 // Protocol v1 clients for the integration tests: plain HTTP, WebSocket with a frame inbox,
 // and long-poll. They speak docs/protocol.md as written and nothing else.
+import { request as httpRequest } from 'node:http';
 import WebSocket from 'ws';
 
 export const PING = '{"v":1,"type":"ping"}';
@@ -261,4 +262,54 @@ export async function openConsole(server, site, token) {
   if (first.type !== 'inbox') throw new Error(`console hello refused: ${JSON.stringify(first)}`);
   socket.inbox = first;
   return socket;
+}
+
+/**
+ * POSTs `total` bytes of `fill` as a chunked body (no Content-Length), on a connection of its
+ * own, writing as fast as the server takes them and stopping once it answers. Resolves to
+ * { status, headers, body, sent }: `sent` is how much had been written by the answer.
+ * `first`: send only that many bytes first and give the server a second to answer before the
+ * rest: a server that answers while bytes it has not read are on their way resets the
+ * connection, and the answer may be lost with it.
+ */
+export function chunkedPost(url, headers, total, fill = 0x61, { first } = {}) {
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    let answered = false;
+    const req = httpRequest(url, {
+      method: 'POST',
+      agent: false,
+      headers: { ...headers, 'transfer-encoding': 'chunked', connection: 'close' },
+    }, (res) => {
+      answered = true;
+      const at = sent;
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => {
+        let body = text || null;
+        try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, headers: res.headers, body, sent: at });
+        req.destroy();
+      });
+    });
+    // Once the server has answered and closed, writing fails: that is expected.
+    req.on('error', (e) => { if (!answered) reject(e); });
+    const chunk = Buffer.alloc(Math.min(64 * 1024, total), fill);
+    const pump = () => {
+      while (!answered && sent < total) {
+        const part = chunk.subarray(0, Math.min(chunk.length, total - sent));
+        sent += part.length;
+        if (!req.write(part)) { req.once('drain', pump); return; }
+      }
+      if (!answered) req.end();
+    };
+    if (first) {
+      sent = first;
+      req.write(Buffer.alloc(first, fill));
+      setTimeout(pump, 1000);
+    } else {
+      pump();
+    }
+  });
 }
