@@ -85,7 +85,7 @@ pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principa
         max,
         declared_len,
         ErrorCode::FileTooLarge,
-        |capacity| held.grow(ctx, capacity),
+        &mut |capacity| held.grow(ctx, capacity),
     )
     .await?;
     let declared_type = header(req, "content-type").unwrap_or_default();

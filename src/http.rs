@@ -197,6 +197,19 @@ async fn read_within_with<T>(
     max_bytes: usize,
     decode: impl FnOnce(&str) -> serde_json::Result<T>,
 ) -> std::result::Result<T, ApiError> {
+    let bytes = read_json_body(req, max_bytes).await?;
+    // Parsed from text, as every other JSON is: one copy of each type's decoder in the Worker.
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
+    decode(text).map_err(|_| ErrorCode::InvalidRequest.into())
+}
+
+/// A JSON request's body, at most `max_bytes` of it (`frame_too_large` past them). Not generic:
+/// one copy of the reading loop serves every type read.
+async fn read_json_body(
+    req: &mut Request,
+    max_bytes: usize,
+) -> std::result::Result<Vec<u8>, ApiError> {
     let declared = match req.headers().get("content-length") {
         Ok(Some(length)) => match length.parse::<usize>() {
             Ok(n) if n <= max_bytes => Some(n),
@@ -204,14 +217,14 @@ async fn read_within_with<T>(
         },
         _ => None,
     };
-    let bytes = read_body_at_most(req, max_bytes, declared, ErrorCode::FrameTooLarge, |_| {
-        Ok(())
-    })
-    .await?;
-    // Parsed from text, as every other JSON is: one copy of each type's decoder in the Worker.
-    let text =
-        std::str::from_utf8(&bytes).map_err(|_| ApiError::from(ErrorCode::InvalidRequest))?;
-    decode(text).map_err(|_| ErrorCode::InvalidRequest.into())
+    read_body_at_most(
+        req,
+        max_bytes,
+        declared,
+        ErrorCode::FrameTooLarge,
+        &mut |_| Ok(()),
+    )
+    .await
 }
 
 /// The request body, read as it streams in and refused with `too_large` as soon as it passes
@@ -223,7 +236,7 @@ pub async fn read_body_at_most(
     max: usize,
     declared_len: Option<usize>,
     too_large: ErrorCode,
-    mut grow: impl FnMut(usize) -> std::result::Result<(), ApiError>,
+    grow: &mut dyn FnMut(usize) -> std::result::Result<(), ApiError>,
 ) -> std::result::Result<Vec<u8>, ApiError> {
     if req.inner().body().is_none() {
         return Ok(Vec::new());
