@@ -300,15 +300,27 @@ test('an API key without the personal_data scope reads visitors\' data masked an
   assert.doesNotMatch(await textFor(plainKey), /ann\.smith/);
   assert.equal(await textFor(pdKey), 'mail me at ann.smith@example.org');
   // So is a file the visitor named after themselves.
-  const up = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${encodeURIComponent('ann.smith@example.org.pdf')}`, {
-    method: 'POST', headers: { authorization: `Bearer ${conv.token}`, 'content-type': 'application/pdf' }, body: Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n'),
-  });
-  assert.equal(up.status, 201);
-  const file = (await up.json()).file;
-  const posted = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
-    method: 'POST', token: conv.token, body: { client_msg_id: msgId('pf'), file: file.id },
-  });
-  assert.equal(posted.status, 200, JSON.stringify(posted.body));
+  /** Uploads a PDF named after the visitor's address as `token`'s holder and posts it. */
+  const sendNamedFile = async (token, prefix) => {
+    const up = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${encodeURIComponent('ann.smith@example.org.pdf')}`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/pdf' }, body: Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n'),
+    });
+    assert.equal(up.status, 201);
+    const file = (await up.json()).file;
+    const posted = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
+      method: 'POST', token, body: { client_msg_id: msgId(prefix), file: file.id },
+    });
+    assert.equal(posted.status, 200, JSON.stringify(posted.body));
+    return { file, posted };
+  };
+  /** The download's headers for `token`'s holder. */
+  const downloadHeaders = async (fileId, token) => {
+    const res = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files/${fileId}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    return res.headers;
+  };
+  const { file, posted } = await sendNamedFile(conv.token, 'pf');
   const fileNameFor = async (token) => {
     const res = await http(server.url, `/api/v1/conversations/${conv.conversation}/history`, { token });
     return res.body.events.find((e) => e.seq === posted.body.seq).body.file.name;
@@ -316,32 +328,17 @@ test('an API key without the personal_data scope reads visitors\' data masked an
   assert.doesNotMatch(await fileNameFor(plainKey), /ann\.smith/);
   assert.equal(await fileNameFor(pdKey), 'ann.smith@example.org.pdf');
   // And the name the download is saved under.
-  const savedAs = async (token) => {
-    const res = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files/${file.id}`, { headers: { authorization: `Bearer ${token}` } });
-    assert.equal(res.status, 200);
-    await res.arrayBuffer();
-    return res.headers.get('content-disposition');
-  };
+  const savedAs = async (token) => (await downloadHeaders(file.id, token)).get('content-disposition');
   const plainDisposition = await savedAs(plainKey);
   assert.doesNotMatch(plainDisposition, /ann\.smith/);
   assert.match(plainDisposition, /filename\*=UTF-8''a%2A%2A%2A%40example\.org\.pdf$/);
   assert.match(await savedAs(pdKey), /filename\*=UTF-8''ann\.smith%40example\.org\.pdf/);
   assert.match(await savedAs(conv.token), /ann\.smith/);
   // A file the team sent keeps its name: only a visitor's own naming is theirs to mask.
-  const teamUp = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files?name=${encodeURIComponent('ann.smith@example.org.pdf')}`, {
-    method: 'POST', headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/pdf' }, body: Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n'),
-  });
-  assert.equal(teamUp.status, 201);
-  const teamFile = (await teamUp.json()).file;
-  const teamPosted = await http(server.url, `/api/v1/conversations/${conv.conversation}/messages`, {
-    method: 'POST', token: owner.token, body: { client_msg_id: msgId('tf'), file: teamFile.id },
-  });
-  assert.equal(teamPosted.status, 200, JSON.stringify(teamPosted.body));
-  const teamDownload = await fetch(`${server.url}/api/v1/conversations/${conv.conversation}/files/${teamFile.id}`, { headers: { authorization: `Bearer ${plainKey}` } });
-  assert.equal(teamDownload.status, 200);
-  await teamDownload.arrayBuffer();
-  assert.match(teamDownload.headers.get('content-disposition'), /ann\.smith%40example\.org\.pdf/);
-  assert.match(teamDownload.headers.get('vary') ?? '', /Authorization/);
+  const { file: teamFile } = await sendNamedFile(owner.token, 'tf');
+  const teamDownload = await downloadHeaders(teamFile.id, plainKey);
+  assert.match(teamDownload.get('content-disposition'), /ann\.smith%40example\.org\.pdf/);
+  assert.match(teamDownload.get('vary') ?? '', /Authorization/);
 
   const refused = await http(server.url, `/api/v1/conversations/${conv.conversation}/reveal`, { method: 'POST', token: plainKey, body: { seq } });
   assert.equal(refused.status, 403, JSON.stringify(refused.body));
