@@ -76,6 +76,13 @@ function median(xs) {
   return s.length ? s[Math.floor((s.length - 1) / 2)] : null;
 }
 
+/** A knee step this far over the limit is saturation, not a stall of the shared machine. */
+const FAR_PAST_KNEE_P99_MS = 4 * KNEE_P99_MS;
+
+function farPastKnee(phase) {
+  return phase.overloaded && (phase.lost_or_late > 0 || !(phase.end_to_end_ms.p99 < FAR_PAST_KNEE_P99_MS));
+}
+
 function overloaded(phase) {
   const errors = Object.values(phase.errors).reduce((a, b) => a + b, 0);
   return !(phase.end_to_end_ms.p99 < KNEE_P99_MS) || phase.lost_or_late > 0 || errors > 0 || phase.send_failures > 0;
@@ -226,8 +233,10 @@ async function kneeSweep(target, out) {
     const s = await step(rate, steps.length === 0 ? Math.max(K.warmupMs, 3000) : K.warmupMs);
     steps.push(s);
     // Two overloaded steps in a row end the sweep: one alone may be a hiccup of the shared box.
+    // A step far past the knee ends it at once: a hiccup costs one stall, not a queue that
+    // holds messages back for longer than the drain or a p99 many times the limit.
     overloadedInARow = s.overloaded ? overloadedInARow + 1 : 0;
-    if (overloadedInARow >= 2) break;
+    if (overloadedInARow >= 2 || farPastKnee(s)) break;
   }
   const best = () => steps.filter((s) => !s.overloaded).sort((a, b) => b.inbound - a.inbound)[0];
   const worst = () => steps.filter((s) => s.overloaded && s.inbound > (best()?.inbound ?? 0)).sort((a, b) => a.inbound - b.inbound)[0];
