@@ -2,7 +2,7 @@
 // from the browser (navigator.languages) and can be switched; the choice is remembered.
 // Server messages (errors) arrive already localized: requests carry Accept-Language and
 // sockets send `lang` in hello.
-import { load, save } from './storage';
+import { load, onExternalChange, save } from './storage';
 
 const en = {
   appName: 'Parley',
@@ -521,12 +521,20 @@ export function lang(): Lang {
 }
 
 export function setLang(next: Lang): void {
-  if (!(next in TABLES) || next === current) return;
+  if (apply(next)) save('lang', next);
+}
+
+function apply(next: Lang): boolean {
+  if (!(next in TABLES) || next === current) return false;
   current = next;
-  save('lang', next);
   document.documentElement.lang = next;
   for (const l of listeners) l();
+  return true;
 }
+
+// A language picked in another tab of the console is followed here: every open tab speaks the
+// one last chosen (and a dialog that covers this tab's menu can be switched from another).
+onExternalChange('lang', () => apply(load<string>('lang') as Lang));
 
 export function onLangChange(fn: () => void): () => void {
   listeners.add(fn);

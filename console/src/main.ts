@@ -71,9 +71,9 @@ function sameAccess(next: Agent, current: Agent): boolean {
 function signInLost(code: string): Promise<boolean> {
   if (signingOut || !app) return Promise.resolve(false);
   if (carryingOn) return carryingOn;
-  const notice = t(code === 'session_ended' ? 'sessionEnded' : 'sessionExpired');
+  const notice = code === 'session_ended' ? 'sessionEnded' : 'sessionExpired';
   if (!holdsUnsavedEdits()) {
-    signOut(notice);
+    signOut(t(notice));
     return Promise.resolve(false);
   }
   // Other tabs learn that the sign-in is over.

@@ -8,7 +8,8 @@
 // account signing in there gets a fresh console without the edits, and so does an agent whose
 // permissions an admin changed (the change ends their sessions); an edit being made in a dialog
 // survives too; while the dialog is up, nothing of the console shows or takes focus; with
-// nothing unsaved it is back to the login screen.
+// nothing unsaved it is back to the login screen. The dialog has a language menu of its own and
+// follows a language picked in another tab.
 // Refusals: a webhook URL and an allowed origin the server refuses are named, and their control
 // marked and focused. Labels: a visitor's device and a webhook delivery's failure read in the
 // admin's language (the failure's from its stable code, whatever the words), the server's own
@@ -141,6 +142,26 @@ test('a sign-in ended elsewhere while site settings are edited: the edits stay, 
   await page.click('dialog.dialog--reauth button[type="submit"]');
   await page.waitForFunction(() => document.querySelector('#reauth-msg')?.textContent.trim().length > 0);
   assert.equal((await storedSite()).name, before.name);
+
+  // The dialog covers the console's language menu, so it has its own: its words change, what
+  // is typed stays.
+  await page.fill('#reauth-password', 'half typed');
+  await page.selectOption('dialog.dialog--reauth .lang-select', 'zh-CN');
+  await waitForText(page, 'dialog.dialog--reauth .dialog-title', '重新登录');
+  await waitForText(page, 'dialog.dialog--reauth', '你已退出登录，请重新登录。');
+  await waitForText(page, 'dialog.dialog--reauth button[type="submit"]', '登录');
+  assert.equal(await page.getAttribute('dialog.dialog--reauth .lang-select', 'aria-label'), '语言');
+  assert.equal(await page.inputValue('#reauth-password'), 'half typed');
+  // A language picked in another tab of the console is followed, dialog included.
+  const otherTab = await context.newPage();
+  await otherTab.goto(`${server.url}/console/`);
+  await otherTab.waitForSelector('.login-foot .lang-select');
+  await otherTab.selectOption('.login-foot .lang-select', 'en');
+  await waitForText(page, 'dialog.dialog--reauth .dialog-title', 'Sign in again');
+  await waitForText(page, 'dialog.dialog--reauth', 'You were signed out. Please sign in again.');
+  assert.equal(await page.inputValue('dialog.dialog--reauth .lang-select'), 'en');
+  assert.equal(await page.evaluate(() => document.documentElement.lang), 'en');
+  await otherTab.close();
 
   await signInAgain();
   assert.equal(await page.inputValue('[data-k="name"]'), 'Shop renamed across a sign-in', 'the edit is still there');

@@ -707,8 +707,8 @@ test('a name and address the visitor typed into a form are marked self-stated in
     return named.body.verified;
   };
   const badges = () => page.$$eval('.vp-name .verified, .vp-name .unverified, .vp-name .self-stated', (els) => els.map((e) => e.className));
-  // Where else the conversation's name shows: its inbox row and its header.
-  const nameSpots = (id) => [`.conv-item[data-id="${id}"] .ci-top`, `.conv[data-conversation="${id}"] .conv-title`];
+  // Where else the conversation's name shows: its inbox row, its header and its tab.
+  const nameSpots = (id) => [`.conv-item[data-id="${id}"] .ci-top`, `.conv[data-conversation="${id}"] .conv-title`, `.convtabs [data-tab="${id}"]`];
   /** The mark by the name in each spot, once `text` shows there: its word, and what a screen reader is told instead. */
   const marks = async (id, text) => {
     for (const spot of nameSpots(id)) await waitForText(page, spot, text);
@@ -728,11 +728,11 @@ test('a name and address the visitor typed into a form are marked self-stated in
   assert.match(await page.getAttribute('.vp-name .self-stated', 'title'), /typed this name or e-mail address into a form/);
   assert.equal(await page.getAttribute('.vp-email', 'href'), 'mailto:xm@example.com');
   const explained = 'The visitor typed this name or e-mail address into a form themselves: nobody has checked it';
-  assert.deepEqual(await marks(statedConv, 'Self-stated'), [0, 1].map(() => ({ word: 'Self-stated', hidden: 'true', said: explained })));
+  assert.deepEqual(await marks(statedConv, 'Self-stated'), [0, 1, 2].map(() => ({ word: 'Self-stated', hidden: 'true', said: explained })));
   await page.selectOption('.topbar .lang-select', 'zh-CN');
   await waitForText(page, '.vp-name .self-stated', '访客自填');
   assert.match(await page.getAttribute('.vp-name .self-stated', 'title'), /访客本人在表单中填写/);
-  assert.deepEqual(await marks(statedConv, '访客自填'), [0, 1].map(() => ({ word: '访客自填', hidden: 'true', said: '此姓名或邮箱由访客本人在表单中填写，未经任何核实' })));
+  assert.deepEqual(await marks(statedConv, '访客自填'), [0, 1, 2].map(() => ({ word: '访客自填', hidden: 'true', said: '此姓名或邮箱由访客本人在表单中填写，未经任何核实' })));
   await page.selectOption('.topbar .lang-select', 'en');
   await waitForText(page, '.vp-name .self-stated', 'Self-stated');
 
@@ -748,7 +748,7 @@ test('a name and address the visitor typed into a form are marked self-stated in
   // What the badge's tooltip says is said to screen readers too (the word itself is hidden from them).
   const spoken = (badge) => page.$eval(`.vp-name ${badge}`, (el) => [el.getAttribute('aria-hidden'), el.nextElementSibling?.matches('.sr-only') ? el.nextElementSibling.textContent : null]);
   assert.deepEqual(await spoken('.verified'), ['true', 'The website signed this visitor\'s user id "cust-88". The name and e-mail are as the page sent them: the signature does not cover them']);
-  assert.deepEqual(await marks(vouchedConv, 'Kim Lee'), [null, null]);
+  assert.deepEqual(await marks(vouchedConv, 'Kim Lee'), [null, null, null]);
 
   // Claimed by the page without a hash: unverified only. Its address, whatever it holds, adds
   // nothing to the mail a click on it starts (no header, no second recipient, no body).
@@ -764,7 +764,7 @@ test('a name and address the visitor typed into a form are marked self-stated in
   await page.waitForSelector('.vp-name .unverified');
   assert.deepEqual(await badges(), ['unverified']);
   assert.deepEqual(await spoken('.unverified'), ['true', 'The website named this visitor "cust-89" without a valid signature: do not rely on it']);
-  assert.deepEqual(await marks(claimed.conversation, 'Claimed Kim'), [null, null]);
+  assert.deepEqual(await marks(claimed.conversation, 'Claimed Kim'), [null, null, null]);
   assert.equal(await page.textContent('.vp-email'), address);
   const href = await page.getAttribute('.vp-email', 'href');
   assert.match(href, /^mailto:[^?&#]+$/, href);

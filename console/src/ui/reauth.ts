@@ -3,8 +3,8 @@
 // but hidden (visitors' data, conversations, admin pages, other dialogs are not for whoever
 // comes to the screen), and what was refused meanwhile is sent again once the same agent is
 // back (main.ts decides that).
-import { h } from '../dom';
-import { t } from '../i18n';
+import { h, icon } from '../dom';
+import { type Key, LANGS, lang, onLangChange, setLang, t } from '../i18n';
 import type { Agent, Session } from '../types';
 import { openDialog } from './dialog';
 import { signInSubmit } from './login';
@@ -16,8 +16,11 @@ export interface SignInAgain {
   settle(session: Session | null): void;
 }
 
-/** Opens the dialog; `notice` says why the sign-in ended. */
-export function askToSignInAgain(agent: Agent, notice: string): SignInAgain {
+/**
+ * Opens the dialog; `notice` says why the sign-in ended. It covers the console's language menu,
+ * so it has one of its own, and its words follow a language picked there or in another tab.
+ */
+export function askToSignInAgain(agent: Agent, notice: Key): SignInAgain {
   let resolve!: (session: Session | null) => void;
   const done = new Promise<Session | null>((r) => (resolve = r));
   let closeDialog = () => {};
@@ -33,6 +36,15 @@ export function askToSignInAgain(agent: Agent, notice: string): SignInAgain {
     resolve(session);
   };
   let password: HTMLInputElement | null = null;
+  // Each text of the dialog with its key, to be written again in another language.
+  const labelled: [Node, Key][] = [];
+  const text = <T extends Node>(node: T, key: Key): T => {
+    labelled.push([node, key]);
+    node.textContent = t(key);
+    return node;
+  };
+  const langSelect: HTMLSelectElement = h('select.lang-select', { onchange: () => setLang(langSelect.value as any) },
+    LANGS.map((l) => h('option', { value: l.tag, selected: l.tag === lang() }, l.label)));
   closeDialog = openDialog(t('reauthTitle'), () => {
     const error = h('div.form-error', { role: 'alert', id: 'reauth-msg' });
     const email = h('input#reauth-email', {
@@ -41,7 +53,7 @@ export function askToSignInAgain(agent: Agent, notice: string): SignInAgain {
     });
     password = h('input#reauth-password', { type: 'password', name: 'password', autocomplete: 'current-password', required: true, 'aria-describedby': 'reauth-msg' });
     const pw = password;
-    const submit = h('button.btn.btn-primary', { type: 'submit' }, t('signIn'));
+    const submit = text(h('button.btn.btn-primary', { type: 'submit' }), 'signIn');
     const form: HTMLFormElement = h('form.dialog-body.reauth', {
       novalidate: true,
       onsubmit: signInSubmit({
@@ -53,21 +65,35 @@ export function askToSignInAgain(agent: Agent, notice: string): SignInAgain {
         signedIn: settle,
       }),
     },
-    h('p.dialog-text', null, notice),
-    h('p.dialog-text', null, t('reauthText')),
-    h('div.field', null, h('label.field-label', { for: 'reauth-email' }, t('email')), email),
-    h('div.field', null, h('label.field-label', { for: 'reauth-password' }, t('password')), password),
-    h('p.field-hint', null, t('reauthOtherAccount')),
+    text(h('p.dialog-text'), notice),
+    text(h('p.dialog-text'), 'reauthText'),
+    h('div.field', null, text(h('label.field-label', { for: 'reauth-email' }), 'email'), email),
+    h('div.field', null, text(h('label.field-label', { for: 'reauth-password' }), 'password'), password),
+    text(h('p.field-hint'), 'reauthOtherAccount'),
     error,
     h('div.dialog-actions', null,
-      h('button.btn.btn-ghost', { type: 'button', 'data-action': 'reauth-sign-out', onclick: () => settle(null) }, t('reauthSignOut')),
+      h('span.reauth-lang', null, icon('globe', 16), langSelect),
+      text(h('button.btn.btn-ghost', { type: 'button', 'data-action': 'reauth-sign-out', onclick: () => settle(null) }), 'reauthSignOut'),
       submit));
     return form;
   }, { className: 'dialog--reauth', dismissable: false, holdsEdits: false });
   const dialog = (password as HTMLInputElement | null)?.closest('dialog');
+  const title = dialog?.querySelector('.dialog-title');
+  if (title) labelled.push([title, 'reauthTitle']);
+  // What is typed stays; a refusal already shown stays in the words it came in.
+  const stopRelabelling = onLangChange(() => {
+    for (const [node, key] of labelled) {
+      // The submit button says "Signing in…" while it waits: that one is left alone.
+      if (!(node instanceof HTMLButtonElement && node.disabled)) node.textContent = t(key);
+    }
+    langSelect.value = lang();
+    langSelect.setAttribute('aria-label', t('language'));
+  });
+  langSelect.setAttribute('aria-label', t('language'));
   if (dialog) {
     uncover = hideAllBut(dialog);
     dialog.addEventListener('close', uncover);
+    dialog.addEventListener('close', stopRelabelling);
   }
   // The e-mail is filled in: the password is what is left to type.
   if (agent.email) (password as HTMLInputElement | null)?.focus();

@@ -2,6 +2,7 @@
 import { h, icon, mount } from '../dom';
 import { t } from '../i18n';
 import type { Store } from '../store';
+import { selfStatedMark } from './util';
 
 export function renderTabs(el: HTMLElement, store: Store, select: (id: string) => void, close: (id: string) => void): void {
   const focused = (document.activeElement as HTMLElement | null)?.closest?.('.convtabs [data-tab]')?.getAttribute('data-tab');
@@ -44,6 +45,8 @@ export function renderTabs(el: HTMLElement, store: Store, select: (id: string) =
         },
         h('span.convtab-dot', { class: `dot--${status}`, 'aria-hidden': 'true' }),
         h('span.convtab-name', null, name),
+        // A name the visitor typed into a form is marked here as everywhere else it shows.
+        store.nameSelfStated(id) ? selfStatedMark() : null,
         unread ? h('span.badge.badge--sm', { 'aria-label': t('unreadN', { n: unread }) }, String(unread)) : null),
         h('button.convtab-close', { type: 'button', 'aria-label': t('closeTab', { name }), title: t('closeTab', { name }), tabindex: -1, onclick: () => close(id) }, icon('close', 12)));
       return tab;
