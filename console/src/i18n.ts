@@ -513,7 +513,13 @@ export function browserLang(): Lang {
   return 'en';
 }
 
-let current: Lang = (load<string>('lang') as Lang) in TABLES ? (load<string>('lang') as Lang) : browserLang();
+/** Whether `tag` is a language the console has (not merely a name every object has). */
+function known(tag: unknown): tag is Lang {
+  return typeof tag === 'string' && Object.hasOwn(TABLES, tag);
+}
+
+const stored = load<string>('lang');
+let current: Lang = known(stored) ? stored : browserLang();
 const listeners = new Set<() => void>();
 
 export function lang(): Lang {
@@ -524,8 +530,8 @@ export function setLang(next: Lang): void {
   if (apply(next)) save('lang', next);
 }
 
-function apply(next: Lang): boolean {
-  if (!(next in TABLES) || next === current) return false;
+function apply(next: unknown): boolean {
+  if (!known(next) || next === current) return false;
   current = next;
   document.documentElement.lang = next;
   for (const l of listeners) l();
@@ -534,7 +540,7 @@ function apply(next: Lang): boolean {
 
 // A language picked in another tab of the console is followed here: every open tab speaks the
 // one last chosen (and a dialog that covers this tab's menu can be switched from another).
-onExternalChange('lang', () => apply(load<string>('lang') as Lang));
+onExternalChange('lang', () => apply(load<string>('lang')));
 
 export function onLangChange(fn: () => void): () => void {
   listeners.add(fn);

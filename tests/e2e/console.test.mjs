@@ -307,13 +307,17 @@ test('tags: add with Enter, remove with its button', STEP, async () => {
     await page.waitForSelector('.toast--error');
     await page.waitForFunction(() => document.querySelector('.tags .tag-input').value === 'urgent');
     assert.equal(await page.$$eval('.tags .tag', (els) => els.length), 0);
-    await page.click('.toast--error .icon-btn');
   } finally {
     await page.unroute('**/api/v1/conversations/*/tags', refuse);
   }
+  // Enter in the box, which kept the focus, tries again. (The error's close button is clicked
+  // only afterwards: leaving the box with text in it adds that text too, and that save would
+  // race this one.)
   await page.press('.tags .tag-input', 'Enter');
   await waitForText(page, '.tags .tag', 'urgent');
   assert.deepEqual(await stored(['urgent']), ['urgent']);
+  // Closed unless it went by itself (an error shows for 8 s).
+  for (const close of await page.$$('.toast--error .icon-btn')) await close.click();
   await page.click('.tags .tag-x');
   assert.deepEqual(await stored([]), []);
 });
@@ -692,7 +696,7 @@ test('the visitor endpoint gives the sidebar the claimed identity and whether it
   assert.equal(info.body.visitor.identity_verified, false);
 });
 
-test('a name and address the visitor typed into a form are marked self-stated in the sidebar, the inbox and the header; a vouched or claimed identity is not', STEP, async () => {
+test('a name and address the visitor typed into a form are marked self-stated in the sidebar, the inbox, the header and the tab; a vouched or claimed identity is not', STEP, async () => {
   const admin = await agentLogin(server);
   const start = async (visitor, fields) => {
     const created = await http(server.url, '/api/v1/conversations', {
@@ -728,11 +732,13 @@ test('a name and address the visitor typed into a form are marked self-stated in
   assert.match(await page.getAttribute('.vp-name .self-stated', 'title'), /typed this name or e-mail address into a form/);
   assert.equal(await page.getAttribute('.vp-email', 'href'), 'mailto:xm@example.com');
   const explained = 'The visitor typed this name or e-mail address into a form themselves: nobody has checked it';
-  assert.deepEqual(await marks(statedConv, 'Self-stated'), [0, 1, 2].map(() => ({ word: 'Self-stated', hidden: 'true', said: explained })));
+  // The tab says the word only: a tab list's names are read again on every move.
+  assert.deepEqual(await marks(statedConv, 'Self-stated'), [explained, explained, 'Self-stated'].map((said) => ({ word: 'Self-stated', hidden: 'true', said })));
   await page.selectOption('.topbar .lang-select', 'zh-CN');
   await waitForText(page, '.vp-name .self-stated', '访客自填');
   assert.match(await page.getAttribute('.vp-name .self-stated', 'title'), /访客本人在表单中填写/);
-  assert.deepEqual(await marks(statedConv, '访客自填'), [0, 1, 2].map(() => ({ word: '访客自填', hidden: 'true', said: '此姓名或邮箱由访客本人在表单中填写，未经任何核实' })));
+  const explainedZh = '此姓名或邮箱由访客本人在表单中填写，未经任何核实';
+  assert.deepEqual(await marks(statedConv, '访客自填'), [explainedZh, explainedZh, '访客自填'].map((said) => ({ word: '访客自填', hidden: 'true', said })));
   await page.selectOption('.topbar .lang-select', 'en');
   await waitForText(page, '.vp-name .self-stated', 'Self-stated');
 

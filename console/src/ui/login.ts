@@ -71,17 +71,25 @@ export function signInSubmit(fields: {
 
 export function renderLogin(root: HTMLElement, notice: string | undefined, done: (s: Session) => void): void {
   let off: (() => void) | null = null;
+  // Kept across redraws in another language (picked here or in another tab): what is typed and
+  // the message shown, in the words it came in.
   let email = '';
-  const draw = (message?: { text: string; kind: 'error' | 'info' }) => {
+  let typedPassword = '';
+  let shown: { text: string; kind: 'error' | 'info' } | undefined;
+  const draw = (message = shown) => {
     const errorBox = h('div.login-msg', { role: 'alert', 'aria-live': 'assertive', id: 'login-msg' });
     const emailInput = h('input#login-email', {
       type: 'email', name: 'email', autocomplete: 'username', required: true, spellcheck: 'false', value: email,
       autocapitalize: 'none', 'aria-describedby': 'login-msg',
       oninput: () => (email = emailInput.value),
     });
-    const password = h('input#login-password', { type: 'password', name: 'password', autocomplete: 'current-password', required: true, 'aria-describedby': 'login-msg' });
+    const password = h('input#login-password', {
+      type: 'password', name: 'password', autocomplete: 'current-password', required: true, 'aria-describedby': 'login-msg',
+      value: typedPassword, oninput: () => (typedPassword = password.value),
+    });
     const submit = h('button.btn.btn-primary.btn-block', { type: 'submit' }, t('signIn'));
     const showMessage = (m?: { text: string; kind: 'error' | 'info' }) => {
+      shown = m;
       errorBox.textContent = m?.text ?? '';
       errorBox.className = `login-msg${m ? ` login-msg--${m.kind}` : ''}`;
     };

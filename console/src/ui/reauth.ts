@@ -83,8 +83,8 @@ export function askToSignInAgain(agent: Agent, notice: Key): SignInAgain {
   // What is typed stays; a refusal already shown stays in the words it came in.
   const stopRelabelling = onLangChange(() => {
     for (const [node, key] of labelled) {
-      // The submit button says "Signing in…" while it waits: that one is left alone.
-      if (!(node instanceof HTMLButtonElement && node.disabled)) node.textContent = t(key);
+      // The submit button says "Signing in…" while it waits.
+      node.textContent = t(node instanceof HTMLButtonElement && node.disabled ? 'signingIn' : key);
     }
     langSelect.value = lang();
     langSelect.setAttribute('aria-label', t('language'));

@@ -46,7 +46,7 @@ export function renderTabs(el: HTMLElement, store: Store, select: (id: string) =
         h('span.convtab-dot', { class: `dot--${status}`, 'aria-hidden': 'true' }),
         h('span.convtab-name', null, name),
         // A name the visitor typed into a form is marked here as everywhere else it shows.
-        store.nameSelfStated(id) ? selfStatedMark() : null,
+        store.nameSelfStated(id) ? selfStatedMark(true) : null,
         unread ? h('span.badge.badge--sm', { 'aria-label': t('unreadN', { n: unread }) }, String(unread)) : null),
         h('button.convtab-close', { type: 'button', 'aria-label': t('closeTab', { name }), title: t('closeTab', { name }), tabindex: -1, onclick: () => close(id) }, icon('close', 12)));
       return tab;

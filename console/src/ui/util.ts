@@ -58,7 +58,13 @@ export function trustMark(className: string, word: string, explanation: string, 
   ];
 }
 
-/** The mark of a name or address the visitor typed into a form themselves (isSelfStated). */
-export function selfStatedMark(): Node[] {
-  return trustMark('self-stated', t('selfStated'), t('selfStatedTitle'));
+/**
+ * The mark of a name or address the visitor typed into a form themselves (isSelfStated).
+ * `brief`: screen readers hear the word only, where the whole explanation would be read again
+ * on every move (a tab list); the tooltip still explains.
+ */
+export function selfStatedMark(brief = false): Node[] {
+  const [mark, said] = trustMark('self-stated', t('selfStated'), t('selfStatedTitle'));
+  if (brief) said.textContent = t('selfStated');
+  return [mark, said];
 }
