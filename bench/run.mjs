@@ -76,11 +76,20 @@ function median(xs) {
   return s.length ? s[Math.floor((s.length - 1) / 2)] : null;
 }
 
-/** A knee step this far over the limit is saturation, not a stall of the shared machine. */
+/** A knee step this far over the limit, slow all through, is saturation (see farPastKnee). */
 const FAR_PAST_KNEE_P99_MS = 4 * KNEE_P99_MS;
 
+/**
+ * Whether an overloaded knee step is a queue rather than a stall of the shared machine: messages
+ * still undelivered after the drain, or a p99 far over the limit with most of the window's
+ * 100 ms slices slow (a stall, however long, leaves most of them fast).
+ */
 function farPastKnee(phase) {
-  return phase.overloaded && (phase.lost_or_late > 0 || !(phase.end_to_end_ms.p99 < FAR_PAST_KNEE_P99_MS));
+  if (!phase.overloaded) return false;
+  if (phase.lost_or_late > 0) return true;
+  const slices = phase.slow_slices;
+  const slowThroughout = Boolean(slices && slices.slices > 0 && slices.over_20ms >= slices.slices / 2);
+  return slowThroughout && !(phase.end_to_end_ms.p99 < FAR_PAST_KNEE_P99_MS);
 }
 
 function overloaded(phase) {
@@ -233,8 +242,7 @@ async function kneeSweep(target, out) {
     const s = await step(rate, steps.length === 0 ? Math.max(K.warmupMs, 3000) : K.warmupMs);
     steps.push(s);
     // Two overloaded steps in a row end the sweep: one alone may be a hiccup of the shared box.
-    // A step far past the knee ends it at once: a hiccup costs one stall, not a queue that
-    // holds messages back for longer than the drain or a p99 many times the limit.
+    // A step far past the knee (a queue, not a stall) ends it at once.
     overloadedInARow = s.overloaded ? overloadedInARow + 1 : 0;
     if (overloadedInARow >= 2 || farPastKnee(s)) break;
   }
