@@ -125,7 +125,7 @@ export function markdown(results) {
   const lines = [];
   lines.push(`### Benchmark: ${results.date.slice(0, 10)}, commit ${commit.hash}${commit.dirty ? ' (with uncommitted changes in the tree)' : ''}, ${results.profile} profile`);
   lines.push('');
-  lines.push(`Command: \`${results.command}\` (took ${Math.round(results.duration_s)} s). Machine: ${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB. `
+  lines.push(`Command: \`${results.command}\` (took ${Math.round(results.duration_s)} s${results.loadgen_build_s >= 1 ? `, after ${Math.round(results.loadgen_build_s)} s building the load generator` : ''}). Machine: ${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB. `
     + `Versions: node ${v.node}, miniflare ${v.miniflare}, workerd ${v.workerd}, ${v.rustc}. `
     + `Load average at start: ${results.loadavg_at_start?.split(' ').slice(0, 3).join(' ') ?? '?'}. `
     + `Loopback; the load generator shares the cores; ${results.config.agents_per_conversation + 1} sockets per conversation (visitor + agent${results.config.agents_per_conversation > 1 ? 's' : ''}).`);
