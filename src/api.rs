@@ -919,13 +919,9 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
     )
     .await?;
     if response.status_code() == 201 {
-        register_conversation(ctx, &create.id, &site.id, &create.visitor).await;
-        // Checked again now that the conversation is listed: an erasure whose mark came after
-        // the first check either lists it (the mark came after the row) or is seen here.
-        if matches!(
-            crate::erasure::is_erased_visitor(ctx, &create.visitor).await,
-            Ok(true)
-        ) {
+        // Checked again as the conversation is listed: an erasure whose mark came after the
+        // first check either lists it (the mark came after the row) or is seen here.
+        if register_conversation(ctx, &create.id, &site.id, &create.visitor).await {
             // Should this fail, the daily purge takes it: it is listed under an erased visitor.
             crate::erasure::erase_raced(&ctx.env, &create.id, &site.id)
                 .await
@@ -959,28 +955,45 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
 }
 
 /// Lists a new conversation in D1 at once, so erasing its visitor finds it even before the
-/// object's mirror has run. The mirror fills in the rest (and the object's own creation time);
-/// a D1 failure here loses nothing.
-async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) {
+/// object's mirror has run, and answers whether the visitor has been erased meanwhile: one D1
+/// batch (one transaction) writes the row and reads the erasure's mark after it. The mirror
+/// fills in the rest (and the object's own creation time); a D1 failure here loses nothing
+/// (and finds no erasure: the first check at the start of the creation stands).
+async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Found {}
     let now = JsValue::from_f64(ctx.now as f64);
-    let registered = match db(ctx) {
-        Ok(db) => {
-            db.prepare(
+    let registered = async {
+        let db = db(ctx)?;
+        let list = db
+            .prepare(
                 "INSERT OR IGNORE INTO conversations (id, site_id, visitor_id, status, created_at, updated_at, last_seq)
                  VALUES (?1, ?2, ?3, 'open', ?4, ?4, 0)",
             )
             .bind(&[id.into(), site.into(), visitor.into(), now])
-            .execute(ctx)
-            .await
+            .map_err(d1_failed(ctx))?;
+        let erased = db
+            .prepare("SELECT 1 AS found FROM erased_visitors WHERE visitor_id = ?1")
+            .bind(&[visitor.into()])
+            .map_err(d1_failed(ctx))?;
+        let results = db.batch(vec![list, erased]).await.map_err(d1_failed(ctx))?;
+        let found = match results.get(1) {
+            Some(result) => result.results::<Found>().map_err(d1_failed(ctx))?,
+            None => Vec::new(),
+        };
+        Ok::<bool, ApiError>(!found.is_empty())
+    }
+    .await;
+    match registered {
+        Ok(erased) => erased,
+        Err(e) => {
+            Log::warn("conversation_unlisted")
+                .conversation(id)
+                .trace(&ctx.trace)
+                .error_class(e.code.as_str())
+                .emit();
+            false
         }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = registered {
-        Log::warn("conversation_unlisted")
-            .conversation(id)
-            .trace(&ctx.trace)
-            .error_class(e.code.as_str())
-            .emit();
     }
 }
 
