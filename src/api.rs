@@ -958,7 +958,8 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
 /// object's mirror has run, and answers whether the visitor has been erased meanwhile: one D1
 /// batch (one transaction) writes the row and reads the erasure's mark after it. The mirror
 /// fills in the rest (and the object's own creation time); a D1 failure here loses nothing
-/// (and finds no erasure: the first check at the start of the creation stands).
+/// and finds no erasure: the first check at the start of the creation stands, and a
+/// conversation that reaches D1 later under an erased visitor is the daily purge's.
 async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) -> bool {
     #[derive(Deserialize)]
     struct Found {}
