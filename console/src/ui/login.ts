@@ -1,8 +1,9 @@
 // The sign-in screen: e-mail and password; errors are the server's localized message.
 import { api, ApiError } from '../api';
 import { h, icon, mount } from '../dom';
-import { LANGS, lang, onLangChange, setLang, t } from '../i18n';
+import { onLangChange, t } from '../i18n';
 import type { Agent, Me, Session } from '../types';
+import { languageSelect } from './util';
 
 /**
  * Signs in with the session cookie; rejects with the server's refusal, or `cookie_refused` when
@@ -113,10 +114,7 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
     errorBox,
     submit);
 
-    const langSelect = h('select.lang-select', {
-      'aria-label': t('language'),
-      onchange: () => setLang(langSelect.value as any),
-    }, LANGS.map((l) => h('option', { value: l.tag, selected: l.tag === lang() }, l.label)));
+    const langSelect = languageSelect();
 
     mount(root,
       h('main.login', null,

@@ -4,10 +4,11 @@
 // comes to the screen), and what was refused meanwhile is sent again once the same agent is
 // back (main.ts decides that).
 import { h, icon } from '../dom';
-import { type Key, LANGS, lang, onLangChange, setLang, t } from '../i18n';
+import { type Key, onLangChange, t } from '../i18n';
 import type { Agent, Session } from '../types';
 import { openDialog } from './dialog';
 import { signInSubmit } from './login';
+import { languageSelect, showLanguage } from './util';
 
 export interface SignInAgain {
   /** The new sign-in, or null when the agent chose to sign out (and discard the changes). */
@@ -43,8 +44,7 @@ export function askToSignInAgain(agent: Agent, notice: Key): SignInAgain {
     node.textContent = t(key);
     return node;
   };
-  const langSelect: HTMLSelectElement = h('select.lang-select', { onchange: () => setLang(langSelect.value as any) },
-    LANGS.map((l) => h('option', { value: l.tag, selected: l.tag === lang() }, l.label)));
+  const langSelect = languageSelect();
   closeDialog = openDialog(t('reauthTitle'), () => {
     const error = h('div.form-error', { role: 'alert', id: 'reauth-msg' });
     const email = h('input#reauth-email', {
@@ -86,10 +86,8 @@ export function askToSignInAgain(agent: Agent, notice: Key): SignInAgain {
       // The submit button says "Signing in…" while it waits.
       node.textContent = t(node instanceof HTMLButtonElement && node.disabled ? 'signingIn' : key);
     }
-    langSelect.value = lang();
-    langSelect.setAttribute('aria-label', t('language'));
+    showLanguage(langSelect);
   });
-  langSelect.setAttribute('aria-label', t('language'));
   if (dialog) {
     uncover = hideAllBut(dialog);
     dialog.addEventListener('close', uncover);

@@ -2,10 +2,10 @@
 // Built once and updated in place, so focus and open selects survive live updates.
 import { askNotificationPermission, isMuted, notificationPermission, setMuted } from '../alerts';
 import { h, icon } from '../dom';
-import { LANGS, lang, setLang, t } from '../i18n';
+import { t } from '../i18n';
 import type { Store } from '../store';
 import { STATUSES, type AgentStatus } from '../types';
-import { initials } from './util';
+import { initials, languageSelect, showLanguage } from './util';
 
 export class TopBar {
   private brandName = h('span.brand-name');
@@ -34,8 +34,7 @@ export class TopBar {
         this.update();
       },
     });
-    this.langSelect = h('select.lang-select', { onchange: () => setLang(this.langSelect.value as any) },
-      LANGS.map((l) => h('option', { value: l.tag }, l.label)));
+    this.langSelect = languageSelect();
     this.signOutBtn = h('button.icon-btn', { type: 'button', onclick: signOut }, icon('logout'));
     this.conn.append(h('span.conn-dot', { 'aria-hidden': 'true' }), this.connText);
     this.statusWrap.append(h('span.status-dot', { 'aria-hidden': 'true' }), this.statusSelect);
@@ -86,8 +85,7 @@ export class TopBar {
     this.sound.setAttribute('aria-pressed', String(!muted));
     this.sound.title = muted ? t('soundOff') : t('soundOn');
 
-    this.langSelect.value = lang();
-    this.langSelect.setAttribute('aria-label', t('language'));
+    showLanguage(this.langSelect);
     this.signOutBtn.setAttribute('aria-label', t('signOut'));
     this.signOutBtn.title = t('signOut');
   }

@@ -1,5 +1,23 @@
 import { h } from '../dom';
-import { lang, t } from '../i18n';
+import { type Lang, LANGS, lang, setLang, t } from '../i18n';
+
+/**
+ * The console's language menu (the top bar's, the sign-in page's, the sign-in dialog's): picking
+ * a language switches the whole console. Shows the language now; `showLanguage` again after a
+ * change.
+ */
+export function languageSelect(): HTMLSelectElement {
+  const select: HTMLSelectElement = h('select.lang-select', { onchange: () => setLang(select.value as Lang) },
+    LANGS.map((l) => h('option', { value: l.tag }, l.label)));
+  showLanguage(select);
+  return select;
+}
+
+/** Sets a language menu to the language now, and its label to that language's word for it. */
+export function showLanguage(select: HTMLSelectElement): void {
+  select.value = lang();
+  select.setAttribute('aria-label', t('language'));
+}
 
 /** Up to two initials for an avatar ("Demo Admin" → "DA", "张三" → "张"). */
 export function initials(name: string): string {
@@ -49,12 +67,12 @@ export function oneLine(text: string, n = 120): string {
 /**
  * A short word beside a visitor's name saying how far to trust it (`word`, with an optional icon),
  * explained by its tooltip and, since a tooltip needs a mouse, by the same words for screen
- * readers.
+ * readers (or by `spoken` instead, where the explanation would be read too often).
  */
-export function trustMark(className: string, word: string, explanation: string, glyph?: Node): Node[] {
+export function trustMark(className: string, word: string, explanation: string, glyph?: Node, spoken = explanation): Node[] {
   return [
     h(`span.${className}`, { title: explanation, 'aria-hidden': 'true' }, glyph ?? null, word),
-    h('span.sr-only', null, explanation),
+    h('span.sr-only', null, spoken),
   ];
 }
 
@@ -64,7 +82,6 @@ export function trustMark(className: string, word: string, explanation: string, 
  * on every move (a tab list); the tooltip still explains.
  */
 export function selfStatedMark(brief = false): Node[] {
-  const [mark, said] = trustMark('self-stated', t('selfStated'), t('selfStatedTitle'));
-  if (brief) said.textContent = t('selfStated');
-  return [mark, said];
+  const word = t('selfStated');
+  return trustMark('self-stated', word, t('selfStatedTitle'), undefined, brief ? word : undefined);
 }
