@@ -961,8 +961,6 @@ async fn create_conversation(req: &mut Request, ctx: &Ctx) -> ApiResult {
 /// and finds no erasure: the first check at the start of the creation stands, and a
 /// conversation that reaches D1 later under an erased visitor is the daily purge's.
 async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) -> bool {
-    #[derive(Deserialize)]
-    struct Found {}
     let now = JsValue::from_f64(ctx.now as f64);
     let registered = async {
         let db = db(ctx)?;
@@ -973,16 +971,12 @@ async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) -
             )
             .bind(&[id.into(), site.into(), visitor.into(), now])
             .map_err(d1_failed(ctx))?;
-        let erased = db
-            .prepare("SELECT 1 AS found FROM erased_visitors WHERE visitor_id = ?1")
-            .bind(&[visitor.into()])
-            .map_err(d1_failed(ctx))?;
+        let erased = crate::erasure::erasure_mark(&db, visitor).map_err(d1_failed(ctx))?;
         let results = db.batch(vec![list, erased]).await.map_err(d1_failed(ctx))?;
-        let found = match results.get(1) {
-            Some(result) => result.results::<Found>().map_err(d1_failed(ctx))?,
-            None => Vec::new(),
-        };
-        Ok::<bool, ApiError>(!found.is_empty())
+        match results.get(1) {
+            Some(answer) => crate::erasure::found_mark(answer).map_err(d1_failed(ctx)),
+            None => Ok(false),
+        }
     }
     .await;
     match registered {

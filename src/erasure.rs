@@ -232,15 +232,29 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
     )
 }
 
+/// A row of [`erasure_mark`]'s answer.
+#[derive(Deserialize)]
+struct Marked {}
+
+/// The statement that looks for `visitor`'s erasure mark: a row when they were erased.
+pub fn erasure_mark(
+    db: &worker::D1Database,
+    visitor: &str,
+) -> worker::Result<worker::D1PreparedStatement> {
+    db.prepare("SELECT 1 AS found FROM erased_visitors WHERE visitor_id = ?1")
+        .bind(&[visitor.into()])
+}
+
+/// Whether [`erasure_mark`]'s answer, run in a batch, found the mark.
+pub fn found_mark(answer: &worker::D1Result) -> worker::Result<bool> {
+    Ok(!answer.results::<Marked>()?.is_empty())
+}
+
 /// Whether `visitor` was erased on request while tokens of theirs may still be valid.
 pub async fn is_erased_visitor(ctx: &Ctx, visitor: &str) -> Result<bool, crate::http::ApiError> {
-    #[derive(Deserialize)]
-    struct Found {}
-    let found = db(ctx)?
-        .prepare("SELECT 1 AS found FROM erased_visitors WHERE visitor_id = ?1")
-        .bind(&[visitor.into()])
+    let found = erasure_mark(&db(ctx)?, visitor)
         .map_err(d1_failed(ctx))?
-        .first::<Found>(None)
+        .first::<Marked>(None)
         .await
         .map_err(d1_failed(ctx))?;
     Ok(found.is_some())
