@@ -122,11 +122,15 @@ impl SiteMirror {
             let id = self.next_batch.get() + 1;
             self.next_batch.set(id);
             self.writing.set(Some(id));
+            // Wall time, as diagnosis needs it: locally D1 shares the objects' thread, so this
+            // includes the other work that ran meanwhile.
+            let started = now_ms();
             let outcome = match self.env.d1("DB") {
                 Ok(db) => crate::mirror::write(&db, batch.iter().map(|(_, rows)| rows)).await,
                 Err(e) => Err(e.to_string()),
             };
             self.writing.set(None);
+            let duration_ms = now_ms() - started;
             for done in self.written.borrow_mut().drain(..) {
                 let _ = done.send(());
             }
@@ -145,6 +149,7 @@ impl SiteMirror {
                     .site(&site)
                     .field("conversations", conversations)
                     .field("copies", batch.len())
+                    .field("duration_ms", duration_ms)
                     .emit(),
                 // The conversations copy their own rows, with their own retries; the next
                 // rows wait for D1 to recover there, not here.
@@ -155,6 +160,7 @@ impl SiteMirror {
                         .error_class("d1_unavailable")
                         .field("conversations", conversations)
                         .field("copies", batch.len())
+                        .field("duration_ms", duration_ms)
                         .field("detail", detail)
                         .emit()
                 }

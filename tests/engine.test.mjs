@@ -322,7 +322,7 @@ test("a site's conversations reach D1 together in its batches, not each on its o
     .filter((e) => e.event === event);
   const batches = logged('mirror_batch_written');
   assert.ok(batches.some((e) => e.conversations >= 2), 'one D1 batch carries several conversations');
-  assert.ok(batches.every((e) => e.site && e.copies >= e.conversations));
+  assert.ok(batches.every((e) => e.site && e.copies >= e.conversations && Number.isInteger(e.duration_ms) && e.duration_ms >= 0));
   // Wait past the conversations' own timer: it finds everything copied and copies nothing.
   await sleep(1_500);
   const ids = new Set(convs.map((c) => c.conversation));
