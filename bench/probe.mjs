@@ -1,53 +1,90 @@
 // A fixed-rate probe of one system, for profiling between full runs: N conversations, one
 // visitor and one agent socket each, one generator window per rate given. Prints latency, the
-// runtime's CPU per delivered message and, for Parley, how long its sites' D1 batches took.
+// runtime's CPU per delivered message and, for Parley, how long its site's D1 batches took.
 // Saves nothing. The Worker must be built (`npm run build`); see bench/README.md.
-//
-//   node bench/probe.mjs [--system parley|relay|stored] [--conversations 1000]
-//                        [--rates 400,400,400] [--measure-s 8]
 
 import { rmSync } from 'node:fs';
+import { ensureLoadgen, runLoadgen } from './lib/loadgen.mjs';
+import { phaseSummary, settleAfter } from './lib/measure.mjs';
 import { ParleyTarget, RelayTarget } from './lib/targets.mjs';
-import { settle } from './lib/proc.mjs';
-import { runLoadgen, ensureLoadgen } from './lib/loadgen.mjs';
 
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const at = args.indexOf(`--${name}`);
-  return at >= 0 && args[at + 1] !== undefined ? args[at + 1] : fallback;
-};
+const USAGE = `usage: node bench/probe.mjs [--system parley|relay|stored] [--conversations N]
+                            [--rates R,R,…] [--measure-s S]
+  --system         what to drive (default parley; relay and stored are the baselines)
+  --conversations  conversations, each with a visitor and an agent socket (default 1000)
+  --rates          inbound messages per second, one measured window each (default 400,400,400)
+  --measure-s      seconds measured per window (default 8)`;
+
 const SYSTEMS = {
   parley: () => new ParleyTarget(),
   relay: () => new RelayTarget(),
   stored: () => new RelayTarget({ store: true }),
 };
-const system = option('system', 'parley');
-const conversations = Number(option('conversations', 1000));
-const rates = option('rates', '400,400,400').split(',').map(Number);
-const measureMs = Number(option('measure-s', 8)) * 1000;
-if (!SYSTEMS[system] || !(conversations > 0) || rates.some((r) => !(r > 0)) || !(measureMs > 0)) {
-  console.error('usage: node bench/probe.mjs [--system parley|relay|stored] [--conversations N] [--rates R,R,…] [--measure-s S]');
-  process.exit(2);
+
+function parseArgs(argv) {
+  const options = { system: 'parley', conversations: '1000', rates: '400,400,400', 'measure-s': '8' };
+  for (let i = 0; i < argv.length; i += 2) {
+    const name = argv[i].replace(/^--/, '');
+    if (argv[i] === '--help' || !argv[i].startsWith('--') || !Object.hasOwn(options, name)) return null;
+    if (argv[i + 1] === undefined || argv[i + 1].startsWith('--')) return null;
+    options[name] = argv[i + 1];
+  }
+  const parsed = {
+    system: options.system,
+    conversations: Number(options.conversations),
+    rates: options.rates.split(',').map(Number),
+    measureMs: Math.round(Number(options['measure-s']) * 1000),
+  };
+  const valid = Object.hasOwn(SYSTEMS, parsed.system)
+    && Number.isInteger(parsed.conversations) && parsed.conversations > 0
+    && parsed.rates.every((r) => r > 0)
+    && parsed.measureMs > 0;
+  return valid ? parsed : null;
 }
 
-/** p50/p90/max of the `duration_ms` of the D1 batches logged since `from`. */
+/** The D1 batches logged since `from`: how many, how many failed, and their durations. */
 function mirrorBatches(logs, from) {
-  const took = logs.slice(from)
-    .flatMap((line) => { try { return [JSON.parse(line)]; } catch { return []; } })
-    .filter((e) => e.event === 'mirror_batch_written')
+  const lines = logs.slice(from)
+    .flatMap((line) => { try { return [JSON.parse(line)]; } catch { return []; } });
+  const failed = lines.filter((e) => e.event === 'mirror_batch_failed').length;
+  const took = lines
+    .filter((e) => e.event === 'mirror_batch_written' && Number.isFinite(e.duration_ms))
     .map((e) => e.duration_ms)
     .sort((a, b) => a - b);
-  if (!took.length) return 'no D1 batches';
+  if (!took.length) return `no timed D1 batches (${failed} failed; a Worker built before batches were timed logs none)`;
   const at = (q) => took[Math.min(took.length - 1, Math.floor(q * took.length))];
-  return `D1 batches ${took.length}: p50 ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${took.at(-1)} ms`;
+  return `D1 batches ${took.length} (${failed} failed): p50 ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${took.at(-1)} ms (wall)`;
 }
+
+function windowLine(system, conversations, rate, phase, cpu) {
+  const summary = phaseSummary(phase, cpu);
+  const e2e = summary.end_to_end_ms;
+  const refused = Object.values(summary.errors).reduce((a, b) => a + b, 0);
+  return [
+    `${system} N=${conversations} ${rate} msg/s:`,
+    `p50 ${e2e.p50} ms, p90 ${e2e.p90} ms, p99 ${e2e.p99} ms;`,
+    `runtime CPU ${summary.runtime_cpu_us_per_delivered ?? '?'} µs per delivered message;`,
+    `lost or late ${summary.lost_or_late}, refused ${refused}, not sent ${summary.send_failures};`,
+    `other work ${cpu ? cpu.other_cores.toFixed(2) : '?'} cores${summary.disturbed ? ' (disturbed)' : ''}`,
+  ].join(' ');
+}
+
+const options = parseArgs(process.argv.slice(2));
+if (!options) {
+  console.error(USAGE);
+  process.exit(2);
+}
+const { system, conversations, rates, measureMs } = options;
+const log = (message) => console.log(`[probe] ${message}`);
+// The servers run in process groups of their own; exiting runs their clean-up.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
 
 await ensureLoadgen();
 const target = SYSTEMS[system]();
 try {
   await target.start();
   await target.ensureRooms(conversations);
-  await settle(target.workerdPid, { maxMs: 20_000 });
+  await settleAfter(target, 'creating conversations', log);
   const sockets = target.sockets(target.rooms);
   for (const [i, rate] of rates.entries()) {
     const from = target.server.logs.length;
@@ -58,18 +95,10 @@ try {
       phases: [{ name: `${rate}/s`, rate_per_socket: rate / sockets.length, warmup_ms: i === 0 ? 3000 : 1000, measure_ms: measureMs }],
     };
     const { report, cpu } = await runLoadgen(plan, { runtimePid: target.workerdPid });
-    const p = report.phases[0];
-    const e2e = p.end_to_end_ms;
-    const perMessage = p.delivered ? Math.round((cpu[0].runtime_cpu_ms * 1000) / p.delivered) : NaN;
-    const line = [
-      `${system} N=${conversations} ${rate} msg/s:`,
-      `p50 ${e2e.p50} ms, p90 ${e2e.p90} ms, p99 ${e2e.p99} ms;`,
-      `runtime CPU ${perMessage} µs per delivered message;`,
-      `lost or late ${p.lost_or_late}; other work ${cpu[0].other_cores.toFixed(2)} cores`,
-    ];
-    if (system === 'parley') line[line.length - 1] += `; ${mirrorBatches(target.server.logs, from)}`;
-    console.log(line.join(' '));
-    await settle(target.workerdPid, { maxMs: 20_000 });
+    let line = windowLine(system, conversations, rate, report.phases[0], cpu[0]);
+    if (system === 'parley') line += `; ${mirrorBatches(target.server.logs, from)}`;
+    console.log(line);
+    await settleAfter(target, `${rate}/s`, log);
   }
 } finally {
   await target.stop().catch(() => {});

@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, http } from '../tests/support/client.mjs';
 import { ensureLoadgen, runLoadgen, startLoadgen } from './lib/loadgen.mjs';
-import { machine, openFiles, rssKb, settle } from './lib/proc.mjs';
+import { KNEE_P99_MS, overloaded, phaseSummary, round, settleAfter as settleQuietly } from './lib/measure.mjs';
+import { machine, openFiles, rssKb } from './lib/proc.mjs';
 import { markdown, compare } from './lib/report.mjs';
 import { sizes } from './lib/sizes.mjs';
 import { ParleyTarget, RelayTarget } from './lib/targets.mjs';
@@ -30,8 +31,6 @@ const agentsArg = args.indexOf('--agents');
 const AGENTS = agentsArg >= 0 ? Number(args[agentsArg + 1]) : 1;
 if (!(AGENTS >= 1 && AGENTS <= 2)) throw new Error('--agents must be 1 or 2');
 
-/** The knee is the highest inbound rate whose end-to-end p99 stays under this. */
-export const KNEE_P99_MS = 50;
 /** workerd evicts a Durable Object about 10 s after its last event; wait a little longer. */
 const HIBERNATE_WAIT_MS = 11_500;
 /** Conversations, each with one socket, that idle through the wait and then send one message. */
@@ -63,7 +62,6 @@ const SEED = Date.now() % 1_000_000;
 const started = performance.now();
 const log = (msg) => console.log(`[bench ${((performance.now() - started) / 1000).toFixed(0).padStart(3)}s] ${msg}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const round = (x, digits = 2) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
 
 async function timed(fn) {
   const t = performance.now();
@@ -92,25 +90,7 @@ function farPastKnee(phase) {
   return slowThroughout && !(phase.end_to_end_ms.p99 < FAR_PAST_KNEE_P99_MS);
 }
 
-function overloaded(phase) {
-  const errors = Object.values(phase.errors).reduce((a, b) => a + b, 0);
-  return !(phase.end_to_end_ms.p99 < KNEE_P99_MS) || phase.lost_or_late > 0 || errors > 0 || phase.send_failures > 0;
-}
-
-/** One measured phase, trimmed for the results file, with the runtime's CPU during it. */
-function phaseSummary(phase, cpu) {
-  const per = (count) => (cpu && count > 0 ? round((cpu.runtime_cpu_ms * 1000) / count, 1) : null);
-  return {
-    ...phase,
-    cpu: cpu && Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v, 3)])),
-    // Runtime CPU in the measured window ÷ the messages sent in it, and ÷ their deliveries.
-    runtime_cpu_us_per_inbound: per(phase.sent),
-    runtime_cpu_us_per_delivered: per(phase.delivered),
-    overloaded: overloaded(phase),
-    // Other work on the machine took more than half a core during the measurement.
-    disturbed: Boolean(cpu && cpu.other_cores > 0.5),
-  };
-}
+const settleAfter = (target, what) => settleQuietly(target, what, log);
 
 function loadgenLog(target) {
   return (event) => {
@@ -120,11 +100,6 @@ function loadgenLog(target) {
   };
 }
 
-async function settleAfter(target, what) {
-  const s = await settle(target.workerdPid, { maxMs: 45_000, windowMs: 300, quietWindows: 2 });
-  if (s.waited_ms > 1500) log(`${target.name}: waited ${(s.waited_ms / 1000).toFixed(1)} s for the backlog of ${what} to drain${s.settled ? '' : ' (gave up)'}`);
-  return s;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Phase A: latency by conversation count, knee, resume
