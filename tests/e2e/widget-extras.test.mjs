@@ -412,6 +412,58 @@ test('rating: a closed conversation asks for 1–5 stars and a comment; reopenin
   }
 });
 
+test('rating refused: the server\'s reason shows, the stars and comment stay, and sending again later works', async () => {
+  // One visitor message (or rating) per 10 s: the chat's message takes the token, so a rating
+  // straight after the close is refused as too many, and taken once the token is back.
+  const server = await startServer({ vars: { RATE_VISITOR_MESSAGES: '1/0.1' } });
+  let agent;
+  try {
+    agent = await agentOnline(server);
+    const context = await visitorContext(browser);
+    const page = await openDemo(context, server, '');
+    await openPanel(page);
+    await send(page, 'That is all, thanks.');
+    const sentAt = Date.now();
+    const conversation = await conversationOf(page);
+    await waitFor(async () => (await diag(page)).outbox === 0, 'the message stored');
+    const closed = await http(server.url, `/api/v1/conversations/${conversation}/close`, { method: 'POST', token: agent.token });
+    assert.equal(closed.status, 200, JSON.stringify(closed.body));
+    const form = page.locator(`${W} .rf`);
+    await form.waitFor({ state: 'visible' });
+    await form.locator('.star').nth(2).click();
+    await form.locator('textarea').fill('Fine.');
+    await form.locator('button[type=submit]').click();
+
+    const error = form.locator('.err');
+    await waitFor(async () => (await error.textContent()) !== '', 'the refusal shown');
+    assert.ok(Date.now() - sentAt < 10_000, 'refused within the bucket\'s 10 s');
+    assert.equal(await error.getAttribute('role'), 'alert');
+    assert.equal(await error.textContent(), 'Too many requests. Please wait a moment and try again.');
+    // Nothing the visitor chose is lost, and the form can be sent again.
+    assert.equal(await form.locator('input[type=radio]:checked').getAttribute('value'), '3');
+    assert.equal(await form.locator('textarea').inputValue(), 'Fine.');
+    assert.equal(await form.locator('button[type=submit]').isDisabled(), false);
+    const owner = await agentLogin(server);
+    assert.deepEqual((await fullHistory(server, conversation, owner.token)).filter((e) => e.kind === 'rated'), []);
+
+    // Once the token is back, the same form sends the same rating.
+    await sleep(Math.max(0, sentAt + 10_500 - Date.now()));
+    await form.locator('button[type=submit]').click();
+    const thanks = page.locator(`${W} .rt`);
+    await thanks.waitFor({ state: 'visible' });
+    assert.equal(await thanks.locator('[role=img]').getAttribute('aria-label'), 'You rated this conversation 3 of 5.');
+    await waitFor(async () => (await fullHistory(server, conversation, owner.token)).some((e) => e.kind === 'rated'), 'the rating stored');
+    const rated = (await fullHistory(server, conversation, owner.token)).filter((e) => e.kind === 'rated');
+    assert.equal(rated.length, 1);
+    assert.deepEqual(rated[0].body, { score: 3, comment: 'Fine.' });
+    assert.deepEqual(page.errors, []);
+    await context.close();
+  } finally {
+    agent?.close();
+    await server.stop();
+  }
+});
+
 test('queue: with every agent at capacity a new chat shows its place in line, which moves up and clears when an agent takes it', async () => {
   const server = await startServer();
   let agent;
