@@ -393,3 +393,46 @@ test('a visitor\'s device and a failed webhook delivery read in the admin\'s lan
   const device = await page.$eval('.sidebar [data-device]', (e) => ({ text: e.textContent, title: e.title }));
   assert.deepEqual(device, { text: 'Phone', title: 'mobile' });
 });
+
+test('a sign-in under way when the sign-in page changes language: the new form is busy, then shows the refusal', STEP, async () => {
+  await consoleShown();
+  await endSession();
+  await page.waitForSelector('#login-email', { timeout: 15_000 });
+  // The sign-in is held on its way until the page has been drawn again in Chinese.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  let sent = false;
+  let handled;
+  await page.route('**/api/v1/agent/login', (route) => {
+    sent = true;
+    handled = held.then(() => route.continue());
+    return handled;
+  });
+  try {
+    await page.fill('#login-email', server.email);
+    await page.fill('#login-password', 'not the password');
+    await page.click('.login-form button[type=submit]');
+    await waitFor(() => sent, 'the sign-in sent');
+    await page.selectOption('.login-foot .lang-select', 'zh-CN');
+    await waitForText(page, '.login-title', '登录你的收件箱');
+    const submit = page.locator('.login-form button[type=submit]');
+    assert.equal(await submit.textContent(), '正在登录…');
+    assert.equal(await submit.isDisabled(), true, 'no second sign-in while one is under way');
+    assert.equal(await page.getAttribute('.login-form', 'aria-busy'), 'true');
+    assert.equal(await page.inputValue('#login-password'), 'not the password');
+
+    release();
+    // Asked in English, refused in English, shown on the form drawn since.
+    await waitForText(page, '.login-msg--error', 'The e-mail or password is incorrect.');
+    assert.equal(await submit.textContent(), '登录');
+    assert.equal(await submit.isDisabled(), false);
+    assert.equal(await page.getAttribute('.login-form', 'aria-busy'), null);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'login-password');
+  } finally {
+    release();
+    await handled?.catch(() => {});
+    await page.unroute('**/api/v1/agent/login');
+    await page.evaluate(() => localStorage.setItem('parley.console.lang', '"en"'));
+  }
+  await signIn(page, server);
+});

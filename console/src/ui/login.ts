@@ -77,7 +77,12 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
   let email = '';
   let typedPassword = '';
   let shown: { text: string; kind: 'error' | 'info' } | undefined;
+  // A sign-in under way when the page is drawn again shows on the new form (busy, then its
+  // refusal); the form it was sent from is gone.
+  let signingIn = false;
+  let drawn = 0;
   const draw = (message = shown) => {
+    const drawing = ++drawn;
     const errorBox = h('div.login-msg', { role: 'alert', 'aria-live': 'assertive', id: 'login-msg' });
     const emailInput = h('input#login-email', {
       type: 'email', name: 'email', autocomplete: 'username', required: true, spellcheck: 'false', value: email,
@@ -101,9 +106,22 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
         email: emailInput,
         password,
         submit,
-        clear: () => showMessage(),
-        fail: (text) => showMessage({ text, kind: 'error' }),
+        clear: () => {
+          signingIn = true;
+          showMessage();
+        },
+        fail: (text) => {
+          signingIn = false;
+          if (drawing === drawn) {
+            showMessage({ text, kind: 'error' });
+            return;
+          }
+          // Refused after a redraw: the new form shows it, the password ready to be typed again.
+          draw({ text, kind: 'error' });
+          root.querySelector<HTMLInputElement>('#login-password')?.select();
+        },
         signedIn: (r) => {
+          signingIn = false;
           off?.();
           done(r);
         },
@@ -124,6 +142,11 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
           h('p.login-sub', null, t('loginSubtitle')),
           form),
         h('div.login-foot', null, icon('globe', 16), langSelect)));
+    if (signingIn) {
+      submit.disabled = true;
+      submit.textContent = t('signingIn');
+      form.setAttribute('aria-busy', 'true');
+    }
     (email ? password : emailInput).focus();
   };
   draw(notice ? { text: notice, kind: 'info' } : undefined);
