@@ -428,11 +428,28 @@ test('a sign-in under way when the sign-in page changes language: the new form i
     assert.equal(await submit.isDisabled(), false);
     assert.equal(await page.getAttribute('.login-form', 'aria-busy'), null);
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'login-password');
+    assert.deepEqual(await page.$eval('#login-password', (e) => [e.selectionStart, e.selectionEnd, e.value.length]), [0, 16, 16]);
   } finally {
     release();
     await handled?.catch(() => {});
     await page.unroute('**/api/v1/agent/login');
+  }
+
+  // Signed in from another tab, this one shows the console; a language picked in it then
+  // changes the console's words and does not draw the sign-in page over it again.
+  const otherTab = await context.newPage();
+  otherTab.on('pageerror', (e) => pageErrors.push(e.message));
+  try {
+    await signIn(otherTab, server);
+    await page.waitForSelector('.topbar .status-select', { timeout: 15_000 });
+    await page.selectOption('.topbar .lang-select', 'en');
+    // The language's listeners run as it changes: by the time the page says English, any
+    // redraw has happened.
+    await waitFor(async () => (await page.evaluate(() => document.documentElement.lang)) === 'en', 'English');
+    assert.equal(await page.$('#login-email'), null, 'no sign-in page over the console');
+    assert.ok(await page.$('.topbar .status-select'));
+  } finally {
+    await otherTab.close();
     await page.evaluate(() => localStorage.setItem('parley.console.lang', '"en"'));
   }
-  await signIn(page, server);
 });

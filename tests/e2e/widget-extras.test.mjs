@@ -423,9 +423,10 @@ test('rating refused: the server\'s reason shows, the stars and comment stay, an
     const page = await openDemo(context, server, '');
     await openPanel(page);
     await send(page, 'That is all, thanks.');
-    const sentAt = Date.now();
     const conversation = await conversationOf(page);
     await waitFor(async () => (await diag(page)).outbox === 0, 'the message stored');
+    // The token went when the message was stored, at the latest now.
+    const storedAt = Date.now();
     const closed = await http(server.url, `/api/v1/conversations/${conversation}/close`, { method: 'POST', token: agent.token });
     assert.equal(closed.status, 200, JSON.stringify(closed.body));
     const form = page.locator(`${W} .rf`);
@@ -435,8 +436,9 @@ test('rating refused: the server\'s reason shows, the stars and comment stay, an
     await form.locator('button[type=submit]').click();
 
     const error = form.locator('.err');
-    await waitFor(async () => (await error.textContent()) !== '', 'the refusal shown');
-    assert.ok(Date.now() - sentAt < 10_000, 'refused within the bucket\'s 10 s');
+    const thanks = page.locator(`${W} .rt`);
+    await waitFor(async () => (await error.textContent()) !== '' || (await thanks.count()) > 0, 'the answer to the rating');
+    assert.equal(await thanks.count(), 0, 'taken: over 10 s passed between the message and the rating, so the token was back');
     assert.equal(await error.getAttribute('role'), 'alert');
     assert.equal(await error.textContent(), 'Too many requests. Please wait a moment and try again.');
     // Nothing the visitor chose is lost, and the form can be sent again.
@@ -447,15 +449,15 @@ test('rating refused: the server\'s reason shows, the stars and comment stay, an
     assert.deepEqual((await fullHistory(server, conversation, owner.token)).filter((e) => e.kind === 'rated'), []);
 
     // Once the token is back, the same form sends the same rating.
-    await sleep(Math.max(0, sentAt + 10_500 - Date.now()));
+    await sleep(Math.max(0, storedAt + 10_500 - Date.now()));
     await form.locator('button[type=submit]').click();
-    const thanks = page.locator(`${W} .rt`);
     await thanks.waitFor({ state: 'visible' });
     assert.equal(await thanks.locator('[role=img]').getAttribute('aria-label'), 'You rated this conversation 3 of 5.');
     await waitFor(async () => (await fullHistory(server, conversation, owner.token)).some((e) => e.kind === 'rated'), 'the rating stored');
     const rated = (await fullHistory(server, conversation, owner.token)).filter((e) => e.kind === 'rated');
     assert.equal(rated.length, 1);
     assert.deepEqual(rated[0].body, { score: 3, comment: 'Fine.' });
+    assert.deepEqual(context.offsite, []);
     assert.deepEqual(page.errors, []);
     await context.close();
   } finally {

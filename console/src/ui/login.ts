@@ -77,12 +77,11 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
   let email = '';
   let typedPassword = '';
   let shown: { text: string; kind: 'error' | 'info' } | undefined;
-  // A sign-in under way when the page is drawn again shows on the new form (busy, then its
+  // A sign-in under way when the page is drawn again shows on the newest form (busy, then its
   // refusal); the form it was sent from is gone.
   let signingIn = false;
-  let drawn = 0;
+  let newest: { form: HTMLFormElement; settle: (refusal: string) => void } | null = null;
   const draw = (message = shown) => {
-    const drawing = ++drawn;
     const errorBox = h('div.login-msg', { role: 'alert', 'aria-live': 'assertive', id: 'login-msg' });
     const emailInput = h('input#login-email', {
       type: 'email', name: 'email', autocomplete: 'username', required: true, spellcheck: 'false', value: email,
@@ -112,13 +111,10 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
         },
         fail: (text) => {
           signingIn = false;
-          if (drawing === drawn) {
-            showMessage({ text, kind: 'error' });
-            return;
-          }
-          // Refused after a redraw: the new form shows it, the password ready to be typed again.
-          draw({ text, kind: 'error' });
-          root.querySelector<HTMLInputElement>('#login-password')?.select();
+          // Refused after a redraw: the form shown now says so (unless the page is gone, the
+          // console shown meanwhile); this one is no longer on the page.
+          if (newest?.form === form) showMessage({ text, kind: 'error' });
+          else if (newest?.form.isConnected) newest.settle(text);
         },
         signedIn: (r) => {
           signingIn = false;
@@ -147,8 +143,27 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
       submit.textContent = t('signingIn');
       form.setAttribute('aria-busy', 'true');
     }
+    newest = {
+      form,
+      settle: (refusal) => {
+        showMessage({ text: refusal, kind: 'error' });
+        submit.disabled = false;
+        submit.textContent = t('signIn');
+        form.removeAttribute('aria-busy');
+        password.select();
+        password.focus();
+      },
+    };
     (email ? password : emailInput).focus();
   };
   draw(notice ? { text: notice, kind: 'info' } : undefined);
-  off = onLangChange(() => draw());
+  off = onLangChange(() => {
+    // The console was shown without this page's sign-in (another tab signed in): not drawn
+    // over it again.
+    if (!newest?.form.isConnected) {
+      off?.();
+      return;
+    }
+    draw();
+  });
 }
