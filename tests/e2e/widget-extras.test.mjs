@@ -66,6 +66,26 @@ async function libreTranslate(dictionary) {
   };
 }
 
+/**
+ * An agent online and a visitor whose first message, `text`, is stored (so that a close that
+ * follows is not undone by it): { agent, context, page, conversation }.
+ */
+async function visitorChatting(server, text) {
+  const agent = await agentOnline(server);
+  try {
+    const context = await visitorContext(browser);
+    const page = await openDemo(context, server, '');
+    await openPanel(page);
+    await send(page, text);
+    const conversation = await conversationOf(page);
+    await waitFor(async () => (await diag(page)).outbox === 0, 'the message stored');
+    return { agent, context, page, conversation };
+  } catch (e) {
+    agent.close();
+    throw e;
+  }
+}
+
 /** The last message in the panel that is not the visitor's. */
 const lastTheirs = (page) => page.locator(`${W} .list li.m.them`).last();
 const bubble = (page) => page.locator(`${W} .inv`);
@@ -344,14 +364,8 @@ test('rating: a closed conversation asks for 1–5 stars and a comment; reopenin
   const server = await startServer();
   let agent;
   try {
-    agent = await agentOnline(server);
-    const context = await visitorContext(browser);
-    const page = await openDemo(context, server, '');
-    await openPanel(page);
-    await send(page, 'Thanks, that is all I needed.');
-    const conversation = await conversationOf(page);
-    // Stored before the agent closes: a visitor message after the close would reopen it.
-    await waitFor(async () => (await diag(page)).outbox === 0, 'the message stored');
+    let context, page, conversation;
+    ({ agent, context, page, conversation } = await visitorChatting(server, 'Thanks, that is all I needed.'));
     const sock = await agentJoin(server, agent, conversation);
     const act = async (what) => {
       const res = await http(server.url, `/api/v1/conversations/${conversation}/${what}`, { method: 'POST', token: agent.token });
@@ -418,13 +432,8 @@ test('rating refused: the server\'s reason shows, the stars and comment stay, an
   const server = await startServer({ vars: { RATE_VISITOR_MESSAGES: '1/0.1' } });
   let agent;
   try {
-    agent = await agentOnline(server);
-    const context = await visitorContext(browser);
-    const page = await openDemo(context, server, '');
-    await openPanel(page);
-    await send(page, 'That is all, thanks.');
-    const conversation = await conversationOf(page);
-    await waitFor(async () => (await diag(page)).outbox === 0, 'the message stored');
+    let context, page, conversation;
+    ({ agent, context, page, conversation } = await visitorChatting(server, 'That is all, thanks.'));
     // The token went when the message was stored, at the latest now.
     const storedAt = Date.now();
     const closed = await http(server.url, `/api/v1/conversations/${conversation}/close`, { method: 'POST', token: agent.token });
