@@ -5,7 +5,7 @@
 
 import { rmSync } from 'node:fs';
 import { ensureLoadgen, runLoadgen } from './lib/loadgen.mjs';
-import { phaseSummary, settleAfter } from './lib/measure.mjs';
+import { phaseSummary, refusals, settleAfter } from './lib/measure.mjs';
 import { ParleyTarget, RelayTarget } from './lib/targets.mjs';
 
 const USAGE = `usage: node bench/probe.mjs [--system parley|relay|stored] [--conversations N]
@@ -59,12 +59,11 @@ function mirrorBatches(logs, from) {
 function windowLine(system, conversations, rate, phase, cpu) {
   const summary = phaseSummary(phase, cpu);
   const e2e = summary.end_to_end_ms;
-  const refused = Object.values(summary.errors).reduce((a, b) => a + b, 0);
   return [
     `${system} N=${conversations} ${rate} msg/s:`,
     `p50 ${e2e.p50} ms, p90 ${e2e.p90} ms, p99 ${e2e.p99} ms;`,
     `runtime CPU ${summary.runtime_cpu_us_per_delivered ?? '?'} µs per delivered message;`,
-    `lost or late ${summary.lost_or_late}, refused ${refused}, not sent ${summary.send_failures};`,
+    `lost or late ${summary.lost_or_late}, refused ${refusals(summary)}, not sent ${summary.send_failures};`,
     `other work ${cpu ? cpu.other_cores.toFixed(2) : '?'} cores${summary.disturbed ? ' (disturbed)' : ''}`,
   ].join(' ');
 }

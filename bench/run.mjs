@@ -100,7 +100,6 @@ function loadgenLog(target) {
   };
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Phase A: latency by conversation count, knee, resume
 

@@ -9,10 +9,14 @@ export const KNEE_P99_MS = 50;
 
 export const round = (x, digits = 2) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
 
+/** Sends the server refused in a window, whatever the reason. */
+export function refusals(phase) {
+  return Object.values(phase.errors).reduce((a, b) => a + b, 0);
+}
+
 /** A window past the knee: p99 at or over the bound, or messages lost, refused or not sent. */
 export function overloaded(phase) {
-  const errors = Object.values(phase.errors).reduce((a, b) => a + b, 0);
-  return !(phase.end_to_end_ms.p99 < KNEE_P99_MS) || phase.lost_or_late > 0 || errors > 0 || phase.send_failures > 0;
+  return !(phase.end_to_end_ms.p99 < KNEE_P99_MS) || phase.lost_or_late > 0 || refusals(phase) > 0 || phase.send_failures > 0;
 }
 
 /** One measured phase, trimmed for the results file, with the runtime's CPU during it. */

@@ -32,6 +32,21 @@ export function withAccess(agent: Agent, me: Me | null | undefined): Agent {
   };
 }
 
+/** Shows a sign-in form busy (its button disabled, saying "Signing in…") or ready again. */
+function showSigningIn(form: HTMLFormElement, submit: HTMLButtonElement, busy: boolean): void {
+  submit.disabled = busy;
+  submit.textContent = t(busy ? 'signingIn' : 'signIn');
+  if (busy) form.setAttribute('aria-busy', 'true');
+  else form.removeAttribute('aria-busy');
+}
+
+/** A sign-in form ready again after a refusal: the password selected, to be typed again. */
+function readyAfterRefusal(form: HTMLFormElement, submit: HTMLButtonElement, password: HTMLInputElement): void {
+  showSigningIn(form, submit, false);
+  password.select();
+  password.focus();
+}
+
 /**
  * The submit of a sign-in form (the sign-in page's and the sign-in-again dialog's): both fields
  * filled, the form busy while it signs in, then `signedIn`; a refusal goes to `fail` (the
@@ -53,19 +68,13 @@ export function signInSubmit(fields: {
       (email.value.trim() ? password : email).focus();
       return;
     }
-    submit.disabled = true;
-    submit.textContent = t('signingIn');
-    form.setAttribute('aria-busy', 'true');
+    showSigningIn(form, submit, true);
     fields.clear();
     try {
       fields.signedIn(await signInWith(email.value.trim(), password.value));
     } catch (e) {
       fields.fail(e instanceof ApiError ? e.message : t('genericError'));
-      submit.disabled = false;
-      submit.textContent = t('signIn');
-      form.removeAttribute('aria-busy');
-      password.select();
-      password.focus();
+      readyAfterRefusal(form, submit, password);
     }
   };
 }
@@ -138,20 +147,12 @@ export function renderLogin(root: HTMLElement, notice: string | undefined, done:
           h('p.login-sub', null, t('loginSubtitle')),
           form),
         h('div.login-foot', null, icon('globe', 16), langSelect)));
-    if (signingIn) {
-      submit.disabled = true;
-      submit.textContent = t('signingIn');
-      form.setAttribute('aria-busy', 'true');
-    }
+    if (signingIn) showSigningIn(form, submit, true);
     newest = {
       form,
       settle: (refusal) => {
         showMessage({ text: refusal, kind: 'error' });
-        submit.disabled = false;
-        submit.textContent = t('signIn');
-        form.removeAttribute('aria-busy');
-        password.select();
-        password.focus();
+        readyAfterRefusal(form, submit, password);
       },
     };
     (email ? password : emailInput).focus();
