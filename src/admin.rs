@@ -13,6 +13,7 @@ use crate::console::audit;
 use crate::http::{no_content, read_json, ApiError, ApiResult};
 use crate::log::Log;
 use crate::platform::random_16;
+use crate::row::{from_row, D1Rows};
 use crate::webhook_object::{self, WebhookRequest};
 
 /// The caller, who must be an owner or admin of the team owning `site`: (agent id, team).
@@ -24,15 +25,16 @@ async fn admin_of_site(ctx: &Ctx, site: &str) -> Result<(String, String), ApiErr
     if !matches!(role, AgentRole::Owner | AgentRole::Admin) {
         return Err(ErrorCode::Forbidden.into());
     }
-    #[derive(Deserialize)]
-    struct Row {
-        team_id: String,
+    from_row! {
+        struct Row {
+            team_id: String,
+        }
     }
     let row = db(ctx)?
         .prepare("SELECT team_id FROM sites WHERE id = ?1")
         .bind(&[site.into()])
         .map_err(|_| ApiError::from(ErrorCode::Internal))?
-        .first::<Row>(None)
+        .first_row::<Row>()
         .await
         .map_err(|_| ApiError::from(ErrorCode::StorageUnavailable))?;
     // Another team's site is as unknown as a missing one.
@@ -42,15 +44,17 @@ async fn admin_of_site(ctx: &Ctx, site: &str) -> Result<(String, String), ApiErr
     }
 }
 
-#[derive(Deserialize, Serialize)]
-struct HookRow {
-    id: String,
-    url: String,
-    events: String,
-    enabled: i64,
-    failures: i64,
-    disabled_reason: Option<String>,
-    created_at: i64,
+from_row! {
+    #[derive(Serialize)]
+    struct HookRow {
+        id: String,
+        url: String,
+        events: String,
+        enabled: i64,
+        failures: i64,
+        disabled_reason: Option<String>,
+        created_at: i64,
+    }
 }
 
 fn hook_json(row: &HookRow) -> serde_json::Value {
@@ -233,17 +237,19 @@ fn admin(ctx: &Ctx) -> Result<(String, String, AgentRole), ApiError> {
 
 const PERMISSIONS: [&str; 2] = ["view_personal_data", "export"];
 
-#[derive(Deserialize, Serialize)]
-struct AgentRow {
-    id: String,
-    email: String,
-    name: String,
-    role: String,
-    capacity: i64,
-    permissions: String,
-    disabled: i64,
-    departments: Option<String>,
-    created_at: i64,
+from_row! {
+    #[derive(Serialize)]
+    struct AgentRow {
+        id: String,
+        email: String,
+        name: String,
+        role: String,
+        capacity: i64,
+        permissions: String,
+        disabled: i64,
+        departments: Option<String>,
+        created_at: i64,
+    }
 }
 
 fn agent_json(row: &AgentRow) -> serde_json::Value {
@@ -531,7 +537,7 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                 .prepare(format!("{AGENT_SELECT} WHERE a.id = ?1"))
                 .bind(&[id.as_str().into()])
                 .map_err(d1_failed(ctx))?
-                .first::<AgentRow>(None)
+                .first_row::<AgentRow>()
                 .await
                 .map_err(d1_failed(ctx))?
                 .ok_or(ErrorCode::Internal)?;
@@ -543,7 +549,7 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
                 .prepare(format!("{AGENT_SELECT} WHERE a.id = ?1 AND a.team_id = ?2"))
                 .bind(&[(*id).into(), team.as_str().into()])
                 .map_err(d1_failed(ctx))?
-                .first::<AgentRow>(None)
+                .first_row::<AgentRow>()
                 .await
                 .map_err(d1_failed(ctx))?
                 .ok_or(ErrorCode::NotFound)?;
@@ -651,20 +657,22 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
     }
 }
 
-#[derive(Deserialize, Serialize)]
-struct SiteRow {
-    id: String,
-    name: String,
-    site_key: String,
-    allowed_origins: String,
-    settings: String,
-    routing: String,
-    retention_days: Option<i64>,
-    identity_secret: Option<String>,
-    translation: String,
-    automation: String,
-    bot: String,
-    created_at: i64,
+from_row! {
+    #[derive(Serialize)]
+    struct SiteRow {
+        id: String,
+        name: String,
+        site_key: String,
+        allowed_origins: String,
+        settings: String,
+        routing: String,
+        retention_days: Option<i64>,
+        identity_secret: Option<String>,
+        translation: String,
+        automation: String,
+        bot: String,
+        created_at: i64,
+    }
 }
 
 fn site_json(row: &SiteRow) -> serde_json::Value {
@@ -719,9 +727,10 @@ async fn key_after_change<T: serde::Serialize + serde::de::DeserializeOwned>(
         Some(key) => return Ok(Some(key)),
         None => {}
     }
-    #[derive(Deserialize)]
-    struct Current {
-        settings: String,
+    from_row! {
+        struct Current {
+            settings: String,
+        }
     }
     let rows = db
         .prepare(format!(
@@ -774,7 +783,7 @@ pub async fn site(
                 .prepare("SELECT * FROM sites WHERE id = ?1")
                 .bind(&[site.into()])
                 .map_err(d1_failed(ctx))?
-                .first::<SiteRow>(None)
+                .first_row::<SiteRow>()
                 .await
                 .map_err(d1_failed(ctx))?
                 .ok_or(ErrorCode::NotFound)?;
@@ -994,11 +1003,13 @@ mod erased {
 
 /// `GET /api/v1/departments`: the team's departments (for transfers), for every agent.
 pub async fn departments(ctx: &Ctx) -> ApiResult {
-    #[derive(Deserialize, Serialize)]
-    struct Row {
-        id: String,
-        name: String,
-        agents: f64,
+    from_row! {
+        #[derive(Serialize)]
+        struct Row {
+            id: String,
+            name: String,
+            agents: f64,
+        }
     }
     let Principal::Agent { team, .. } = authenticate(ctx)? else {
         return Err(ErrorCode::Forbidden.into());

@@ -20,6 +20,8 @@ use crate::internal::{
 use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
+use crate::query::from_query;
+use crate::row::{from_row, D1Rows, FromRow};
 use crate::sites::{self, Lookup, Site};
 use crate::{admin, api_keys, console, erasure, export, files, reports, search, widget};
 
@@ -460,7 +462,7 @@ pub(crate) fn db(ctx: &Ctx) -> Result<worker::D1Database, ApiError> {
 /// becomes `storage_unavailable` through [`d1_failed`].
 pub(crate) trait D1Statement {
     /// Runs a read and decodes its rows.
-    async fn rows<T: serde::de::DeserializeOwned>(self, ctx: &Ctx) -> Result<Vec<T>, ApiError>;
+    async fn rows<T: FromRow>(self, ctx: &Ctx) -> Result<Vec<T>, ApiError>;
     /// Runs a write.
     async fn execute(self, ctx: &Ctx) -> Result<(), ApiError>;
     /// Runs a write and counts the rows it changed (zero: its condition held nowhere).
@@ -468,11 +470,10 @@ pub(crate) trait D1Statement {
 }
 
 impl D1Statement for Result<worker::D1PreparedStatement> {
-    async fn rows<T: serde::de::DeserializeOwned>(self, ctx: &Ctx) -> Result<Vec<T>, ApiError> {
+    async fn rows<T: FromRow>(self, ctx: &Ctx) -> Result<Vec<T>, ApiError> {
         self.map_err(d1_failed(ctx))?
-            .all()
+            .all_rows::<T>()
             .await
-            .and_then(|r| r.results::<T>())
             .map_err(d1_failed(ctx))
     }
 
@@ -644,18 +645,19 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         #[serde(default)]
         cookie: bool,
     }
-    #[derive(Deserialize)]
-    struct AgentRow {
-        id: String,
-        team_id: String,
-        email: String,
-        name: String,
-        role: String,
-        password_hash: String,
-        password_salt: String,
-        password_iterations: i64,
-        disabled: i64,
-        permissions: String,
+    from_row! {
+        struct AgentRow {
+            id: String,
+            team_id: String,
+            email: String,
+            name: String,
+            role: String,
+            password_hash: String,
+            password_salt: String,
+            password_iterations: i64,
+            disabled: i64,
+            permissions: String,
+        }
     }
     let body: Body = read_json(req).await?;
     let email = body.email.trim().to_lowercase();
@@ -668,7 +670,7 @@ async fn agent_login(req: &mut Request, ctx: &Ctx) -> ApiResult {
         .prepare("SELECT * FROM agents WHERE email = ?1")
         .bind(&[email.as_str().into()])
         .map_err(internal(ctx, "d1_bind"))?
-        .first::<AgentRow>(None)
+        .first_row::<AgentRow>()
         .await
         .map_err(d1_failed(ctx))?;
     let stored = row.as_ref().filter(|r| r.disabled == 0).and_then(|r| {
@@ -972,11 +974,10 @@ async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) -
             .bind(&[id.into(), site.into(), visitor.into(), now])
             .map_err(d1_failed(ctx))?;
         let erased = crate::erasure::erasure_mark(&db, visitor).map_err(d1_failed(ctx))?;
-        let results = db.batch(vec![list, erased]).await.map_err(d1_failed(ctx))?;
-        match results.get(1) {
-            Some(answer) => crate::erasure::found_mark(answer).map_err(d1_failed(ctx)),
-            None => Ok(false),
-        }
+        let results = crate::row::batch(&db, &[list, erased])
+            .await
+            .map_err(d1_failed(ctx))?;
+        crate::erasure::found_mark(&results, 1).map_err(d1_failed(ctx))
     }
     .await;
     match registered {
@@ -1035,22 +1036,25 @@ async fn remember_stated_identity(
 }
 
 async fn list_conversations(req: &Request, ctx: &Ctx) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Query {
-        limit: Option<u32>,
-        before: Option<String>,
+    from_query! {
+        struct Query {
+            limit: Option<u32>,
+            before: Option<String>,
+        }
     }
-    #[derive(Deserialize, serde::Serialize)]
-    struct Row {
-        id: String,
-        site_id: String,
-        visitor_id: String,
-        status: String,
-        assignee_id: Option<String>,
-        created_at: i64,
-        updated_at: i64,
-        last_seq: i64,
-        last_message_at: Option<i64>,
+    from_row! {
+        #[derive(serde::Serialize)]
+        struct Row {
+            id: String,
+            site_id: String,
+            visitor_id: String,
+            status: String,
+            assignee_id: Option<String>,
+            created_at: i64,
+            updated_at: i64,
+            last_seq: i64,
+            last_message_at: Option<i64>,
+        }
     }
     let principal = authenticate(ctx)?;
     let query: Query = crate::http::query(req)?;
@@ -1116,10 +1120,11 @@ async fn conversation_route(
         (Method::Get, []) => Operation::Info,
         (Method::Get, ["events"]) => return poll(req, ctx, id, &principal).await,
         (Method::Get, ["history"]) => {
-            #[derive(Deserialize)]
-            struct Query {
-                before: Option<u64>,
-                limit: Option<u32>,
+            from_query! {
+                struct Query {
+                    before: Option<u64>,
+                    limit: Option<u32>,
+                }
             }
             let q: Query = crate::http::query(req)?;
             Operation::History {
@@ -1221,9 +1226,10 @@ async fn open_socket(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ErrorCode::InvalidRequest.into());
     }
-    #[derive(Deserialize)]
-    struct Query {
-        site: Option<String>,
+    from_query! {
+        struct Query {
+            site: Option<String>,
+        }
     }
     let query: Query = crate::http::query(req)?;
     let headers = Headers::new();
@@ -1247,11 +1253,12 @@ async fn open_socket(req: &Request, ctx: &Ctx, id: &str) -> ApiResult {
 }
 
 async fn poll(req: &Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Query {
-        after: Option<u64>,
-        epoch: Option<String>,
-        wait: Option<u32>,
+    from_query! {
+        struct Query {
+            after: Option<u64>,
+            epoch: Option<String>,
+            wait: Option<u32>,
+        }
     }
     let q: Query = crate::http::query(req)?;
     let mut path = format!(
@@ -1262,9 +1269,7 @@ async fn poll(req: &Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiR
     if let Some(epoch) = q.epoch.filter(|e| ids::is_valid(IdKind::Epoch, e)) {
         path.push_str("&epoch=");
         path.push_str(&epoch);
-    } else if crate::http::query::<Vec<(String, String)>>(req)
-        .is_ok_and(|pairs| pairs.iter().any(|(name, _)| name == "epoch"))
-    {
+    } else if crate::http::query_has(req, "epoch") {
         // An epoch that is not even well-formed cannot be the current one.
         path.push_str("&epoch=e_invalid");
     }

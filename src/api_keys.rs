@@ -15,6 +15,7 @@ use crate::api::{authenticate, db, internal, ok_json, Ctx, D1Statement};
 use crate::console::audit;
 use crate::http::{no_content, read_json, ApiError, ApiResult};
 use crate::remembered::Remembered;
+use crate::row::from_row;
 
 const CACHE_MS: i64 = 30_000;
 
@@ -30,17 +31,18 @@ thread_local! {
     static KEYS: Remembered<CachedKey> = Remembered::new(CACHE_MS);
 }
 
-#[derive(Deserialize)]
-struct KeyRow {
-    id: String,
-    team_id: String,
-    name: String,
-    scopes: String,
-    secret_hash: String,
-    created_by: String,
-    created_at: i64,
-    last_used_at: Option<i64>,
-    revoked_at: Option<i64>,
+from_row! {
+    struct KeyRow {
+        id: String,
+        team_id: String,
+        name: String,
+        scopes: String,
+        secret_hash: String,
+        created_by: String,
+        created_at: i64,
+        last_used_at: Option<i64>,
+        revoked_at: Option<i64>,
+    }
 }
 
 /// Who a request made with `credential` acts as, if the key is live and its scopes allow

@@ -5,11 +5,11 @@ use std::rc::Rc;
 
 use parley_core::automation::AutomationSettings;
 use parley_core::routing::RoutingConfig;
-use serde::Deserialize;
 use worker::Env;
 
 use crate::platform::now_ms;
 use crate::remembered::Remembered;
+use crate::row::{from_row, D1Rows};
 
 const TTL_MS: i64 = 30_000;
 
@@ -33,12 +33,13 @@ pub async fn load(env: &Env, site: &str) -> Rc<SiteAutomation> {
     if let Some(cached) = CACHE.with(|c| c.fresh(site, now)) {
         return cached;
     }
-    #[derive(Deserialize)]
-    struct Row {
-        automation: String,
-        routing: String,
-        bot: String,
-        webhooks: u8,
+    from_row! {
+        struct Row {
+            automation: String,
+            routing: String,
+            bot: String,
+            webhooks: u8,
+        }
     }
     let row = async {
         env.d1("DB")?
@@ -48,7 +49,7 @@ pub async fn load(env: &Env, site: &str) -> Rc<SiteAutomation> {
                  FROM sites WHERE id = ?1",
             )
             .bind(&[site.into()])?
-            .first::<Row>(None)
+            .first_row::<Row>()
             .await
     }
     .await

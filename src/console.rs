@@ -16,6 +16,8 @@ use crate::api::{
 use crate::http::{read_json, ApiError, ApiResult, JsonBody};
 use crate::internal::{Operation, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
+use crate::query::from_query;
+use crate::row::{from_row, D1Rows};
 use crate::site_object::{self, SiteRequest};
 
 /// The caller, who must be an agent: (id, team, name).
@@ -39,11 +41,13 @@ fn agent_of(principal: &Principal) -> Result<(String, String, String), ApiError>
 
 /// `GET /api/v1/sites`: the caller's team's sites.
 pub async fn sites(ctx: &Ctx) -> ApiResult {
-    #[derive(Deserialize, Serialize)]
-    struct Row {
-        id: String,
-        name: String,
-        site_key: String,
+    from_row! {
+        #[derive(Serialize)]
+        struct Row {
+            id: String,
+            name: String,
+            site_key: String,
+        }
     }
     let (_, _, team, _) = agent(ctx)?;
     let rows = db(ctx)?
@@ -56,9 +60,10 @@ pub async fn sites(ctx: &Ctx) -> ApiResult {
 
 /// `GET /api/v1/console/ws?site=<site id>`: the site's live feed for a console.
 pub async fn open_console(req: &Request, ctx: &Ctx) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Query {
-        site: String,
+    from_query! {
+        struct Query {
+            site: String,
+        }
     }
     let upgrade = header(req, "upgrade").unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
@@ -314,9 +319,11 @@ pub async fn audit(
     Ok(())
 }
 
-#[derive(Deserialize, Serialize)]
-struct TagRow {
-    tag: String,
+from_row! {
+    #[derive(Serialize)]
+    struct TagRow {
+        tag: String,
+    }
 }
 
 async fn read_tags(ctx: &Ctx, id: &str) -> Result<Vec<String>, ApiError> {
@@ -378,13 +385,15 @@ pub async fn set_tags(req: &mut Request, ctx: &Ctx, id: &str, principal: &Princi
 
 /// `GET /api/v1/quick-replies`: the team's replies and the caller's own.
 pub async fn quick_replies(ctx: &Ctx) -> ApiResult {
-    #[derive(Deserialize, Serialize)]
-    struct Row {
-        id: String,
-        title: String,
-        body: String,
-        group: String,
-        personal: u8,
+    from_row! {
+        #[derive(Serialize)]
+        struct Row {
+            id: String,
+            title: String,
+            body: String,
+            group: String,
+            personal: u8,
+        }
     }
     let (_, agent_id, team, _) = agent(ctx)?;
     let rows = db(ctx)?
@@ -487,31 +496,36 @@ pub async fn add_quick_reply(req: &mut Request, ctx: &Ctx) -> ApiResult {
 
 /// `GET /api/v1/visitors/{id}`: the visitor sidebar.
 pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
-    #[derive(Deserialize)]
-    struct VisitorRow {
-        id: String,
-        name: Option<String>,
-        email: Option<String>,
-        external_id: Option<String>,
-        identity_verified: i64,
-        country: Option<String>,
-        region: Option<String>,
-        city: Option<String>,
-        context: String,
-        attributes: String,
+    from_row! {
+        struct VisitorRow {
+            id: String,
+            name: Option<String>,
+            email: Option<String>,
+            external_id: Option<String>,
+            identity_verified: i64,
+            country: Option<String>,
+            region: Option<String>,
+            city: Option<String>,
+            context: String,
+            attributes: String,
+        }
     }
-    #[derive(Deserialize, Serialize)]
-    struct PageRow {
-        url: String,
-        title: Option<String>,
-        at: i64,
+    from_row! {
+        #[derive(Serialize)]
+        struct PageRow {
+            url: String,
+            title: Option<String>,
+            at: i64,
+        }
     }
-    #[derive(Deserialize, Serialize)]
-    struct ConversationRow {
-        id: String,
-        status: String,
-        created_at: i64,
-        last_message_at: Option<i64>,
+    from_row! {
+        #[derive(Serialize)]
+        struct ConversationRow {
+            id: String,
+            status: String,
+            created_at: i64,
+            last_message_at: Option<i64>,
+        }
     }
     let (principal, _, team, _) = agent(ctx)?;
     if !ids::is_valid(IdKind::Visitor, id) {
@@ -525,7 +539,7 @@ pub async fn visitor(ctx: &Ctx, id: &str) -> ApiResult {
         )
         .bind(&[id.into(), team.into()])
         .map_err(d1_failed(ctx))?
-        .first::<VisitorRow>(None)
+        .first_row::<VisitorRow>()
         .await
         .map_err(d1_failed(ctx))?
         .ok_or(ErrorCode::NotFound)?;
@@ -600,18 +614,18 @@ pub async fn close_agent_sockets(ctx: &Ctx, team: &str, agent: &str, keep: Optio
 }
 
 async fn end_on_sites(ctx: &Ctx, team: &str, request: SiteRequest) {
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
+    from_row! {
+        struct Row {
+            id: String,
+        }
     }
     let sites = async {
         db(ctx)?
             .prepare("SELECT id FROM sites WHERE team_id = ?1")
             .bind(&[team.into()])
             .map_err(|_| ApiError::from(ErrorCode::Internal))?
-            .all()
+            .all_rows::<Row>()
             .await
-            .and_then(|r| r.results::<Row>())
             .map_err(d1_failed(ctx))
     }
     .await
@@ -636,9 +650,10 @@ pub async fn change_quick_reply(
     method: &Method,
     id: &str,
 ) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Owner {
-        agent_id: Option<String>,
+    from_row! {
+        struct Owner {
+            agent_id: Option<String>,
+        }
     }
     #[derive(Deserialize)]
     struct Body {
@@ -652,7 +667,7 @@ pub async fn change_quick_reply(
         .prepare("SELECT agent_id FROM quick_replies WHERE id = ?1 AND team_id = ?2")
         .bind(&[id.into(), team.as_str().into()])
         .map_err(d1_failed(ctx))?
-        .first::<Owner>(None)
+        .first_row::<Owner>()
         .await
         .map_err(d1_failed(ctx))?
         .ok_or(ErrorCode::NotFound)?;

@@ -37,6 +37,7 @@ use crate::internal::{
 use crate::log::Log;
 use crate::mirror;
 use crate::platform::{now_ms, Attachments};
+use crate::query::from_query;
 use crate::site_link::{ConversationLine, NotSent};
 use crate::sql_store::SqlStore;
 
@@ -2291,11 +2292,12 @@ impl Conversation {
     }
 
     async fn poll(&self, req: &mut Request) -> ApiResult {
-        #[derive(Deserialize)]
-        struct PollQuery {
-            after: u64,
-            epoch: Option<String>,
-            wait: Option<u32>,
+        from_query! {
+            struct PollQuery {
+                after: u64,
+                epoch: Option<String>,
+                wait: Option<u32>,
+            }
         }
         let query: PollQuery = crate::http::query(req)?;
         let principal: Principal = header(req, crate::internal::PRINCIPAL_HEADER)

@@ -6,7 +6,6 @@
 use parley_core::ids::{self, IdKind};
 use parley_core::token::{AgentRole, Principal};
 use parley_core::ErrorCode;
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::Env;
 
@@ -15,6 +14,7 @@ use crate::console::audit;
 use crate::http::ApiResult;
 use crate::internal::SystemRequest;
 use crate::log::Log;
+use crate::row::{from_row, D1Rows};
 use crate::site_object::{self, SiteRequest};
 use crate::webhook_object::{self, WebhookRequest};
 
@@ -27,11 +27,12 @@ const PURGE_RUN_LIMIT: u32 = 1000;
 /// Page views, visitors and routing history rows removed per retention run and site.
 const PURGE_ROWS_BATCH: u32 = 5000;
 
-/// A conversation to erase, as its D1 row names it.
-#[derive(Deserialize)]
-struct Listed {
-    id: String,
-    site_id: String,
+from_row! {
+    /// A conversation to erase, as its D1 row names it.
+    struct Listed {
+        id: String,
+        site_id: String,
+    }
 }
 
 /// Erases a conversation its visitor started while their erasure began: the creation saw no
@@ -157,9 +158,10 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
     if !ids::is_valid(IdKind::Visitor, visitor) {
         return Err(ErrorCode::NotFound.into());
     }
-    /// Only whether a row came back matters.
-    #[derive(Deserialize)]
-    struct Known {}
+    from_row! {
+        /// Only whether a row came back matters.
+        struct Known {}
+    }
     let db = db(ctx)?;
     // The visitor must belong to the caller's team, by their record or their conversations.
     let known = db
@@ -170,7 +172,7 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
         )
         .bind(&[visitor.into(), team.as_str().into()])
         .map_err(d1_failed(ctx))?
-        .first::<Known>(None)
+        .first_row::<Known>()
         .await
         .map_err(d1_failed(ctx))?;
     if known.is_none() {
@@ -232,9 +234,10 @@ pub async fn erase_visitor(ctx: &Ctx, visitor: &str) -> ApiResult {
     )
 }
 
-/// A row of [`erasure_mark`]'s answer.
-#[derive(Deserialize)]
-struct Marked {}
+from_row! {
+    /// A row of [`erasure_mark`]'s answer.
+    struct Marked {}
+}
 
 /// The statement that looks for `visitor`'s erasure mark: a row when they were erased.
 pub fn erasure_mark(
@@ -245,16 +248,16 @@ pub fn erasure_mark(
         .bind(&[visitor.into()])
 }
 
-/// Whether [`erasure_mark`]'s answer, run in a batch, found the mark.
-pub fn found_mark(answer: &worker::D1Result) -> worker::Result<bool> {
-    Ok(!answer.results::<Marked>()?.is_empty())
+/// Whether [`erasure_mark`]'s answer, the `index`-th statement of a batch, found the mark.
+pub fn found_mark(results: &crate::row::BatchResults, index: usize) -> worker::Result<bool> {
+    Ok(!results.rows::<Marked>(index)?.is_empty())
 }
 
 /// Whether `visitor` was erased on request while tokens of theirs may still be valid.
 pub async fn is_erased_visitor(ctx: &Ctx, visitor: &str) -> Result<bool, crate::http::ApiError> {
     let found = erasure_mark(&db(ctx)?, visitor)
         .map_err(d1_failed(ctx))?
-        .first::<Marked>(None)
+        .first_row::<Marked>()
         .await
         .map_err(d1_failed(ctx))?;
     Ok(found.is_some())
@@ -289,9 +292,8 @@ pub async fn purge_expired(env: &Env, now: i64, team: Option<&str>) -> worker::R
             JsValue::from(PURGE_BATCH),
             JsValue::from(PURGE_RUN_LIMIT),
         ])?
-        .all()
-        .await?
-        .results::<Listed>()?;
+        .all_rows::<Listed>()
+        .await?;
     let mut erased = 0;
     // A site that failed one erasure (its object unreachable, its batch stuck) is left for the
     // next run: each try could wait for it again.

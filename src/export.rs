@@ -7,7 +7,6 @@ use parley_core::csv;
 use parley_core::export::{start_after, Dataset, Keyset};
 use parley_core::token::Principal;
 use parley_core::ErrorCode;
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Env, Headers, Request, Response};
 
@@ -15,6 +14,7 @@ use crate::api::{authenticate, Ctx};
 use crate::console::audit;
 use crate::http::{ApiError, ApiResult};
 use crate::log::Log;
+use crate::query::from_query;
 
 /// Rows read from D1 per page.
 const PAGE: u32 = 500;
@@ -216,11 +216,12 @@ async fn next_chunk(mut c: Cursor) -> Option<(worker::Result<Vec<u8>>, Cursor)> 
 
 /// `GET /api/v1/export/{dataset}.{csv|json}?from=&to=&site=` (ms or ISO dates; `to` exclusive).
 pub async fn export(req: &Request, ctx: &Ctx, file: &str) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Query {
-        from: Option<String>,
-        to: Option<String>,
-        site: Option<String>,
+    from_query! {
+        struct Query {
+            from: Option<String>,
+            to: Option<String>,
+            site: Option<String>,
+        }
     }
     let principal = authenticate(ctx)?;
     let Principal::Agent { id, team, .. } = &principal else {

@@ -19,6 +19,7 @@ use crate::internal::Operation;
 use crate::limiter_object::Limit;
 use crate::log::Log;
 use crate::platform::now_ms;
+use crate::query::from_query;
 use crate::sites;
 use crate::sql_store::FileRow;
 
@@ -50,9 +51,10 @@ fn r2_failed(ctx: &Ctx) -> impl FnOnce(worker::Error) -> ApiError + '_ {
 
 /// `POST /api/v1/conversations/{id}/files?name=<file name>`, the raw bytes as the body.
 pub async fn upload(req: &mut Request, ctx: &Ctx, id: &str, principal: &Principal) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Query {
-        name: Option<String>,
+    from_query! {
+        struct Query {
+            name: Option<String>,
+        }
     }
     #[derive(Deserialize)]
     struct Info {

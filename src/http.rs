@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::{Headers, Request, Response, Result};
 
+use crate::query::{FromQuery, Params};
+
 /// A refusal with a stable code; everything the client needs to react.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -128,10 +130,15 @@ pub fn with_url<R>(req: &Request, f: impl FnOnce(UrlParts<'_>) -> R) -> R {
     f(request_url::split(&req.inner().url()))
 }
 
-/// The query string decoded into `T`; a query that does not fit is an invalid request.
-pub fn query<T: DeserializeOwned>(req: &Request) -> std::result::Result<T, ApiError> {
-    with_url(req, |url| serde_urlencoded::from_str(url.query))
-        .map_err(|_| ApiError::from(ErrorCode::InvalidRequest))
+/// The query string read into `T`; a query that does not fit is an invalid request.
+pub fn query<T: FromQuery>(req: &Request) -> std::result::Result<T, ApiError> {
+    with_url(req, |url| T::from_query(&Params::parse(url.query)))
+        .ok_or_else(|| ApiError::from(ErrorCode::InvalidRequest))
+}
+
+/// Whether the query string names parameter `name`, whatever its value.
+pub fn query_has(req: &Request, name: &str) -> bool {
+    with_url(req, |url| Params::parse(url.query).has(name))
 }
 
 /// A time in a query (`from`, `to`): Unix milliseconds, `YYYY-MM-DD` (midnight UTC) or RFC 3339;

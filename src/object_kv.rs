@@ -5,8 +5,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use worker::{Result, SqlStorage};
+
+use crate::row::from_row;
+use crate::sql_text;
 
 pub struct ObjectKv {
     sql: SqlStorage,
@@ -37,17 +39,16 @@ impl ObjectKv {
         if let Some(value) = self.known.borrow().get(key) {
             return Ok(value.clone());
         }
-        #[derive(Deserialize)]
-        struct Row {
-            v: String,
+        from_row! {
+            struct Row {
+                v: String,
+            }
         }
-        let value = self
-            .sql
-            .exec("SELECT v FROM kv WHERE k = ?", vec![key.into()])?
-            .to_array::<Row>()?
-            .into_iter()
-            .next()
-            .map(|r| r.v);
+        let value =
+            sql_text::rows::<Row>(&self.sql, "SELECT v FROM kv WHERE k = ?", vec![key.into()])?
+                .into_iter()
+                .next()
+                .map(|r| r.v);
         self.known
             .borrow_mut()
             .insert(key.to_string(), value.clone());

@@ -12,11 +12,11 @@
 use std::cell::Cell;
 
 use futures::stream::{self, StreamExt};
-use serde::Deserialize;
 use worker::{Env, Request};
 
 use crate::internal::INTERNAL_BASE;
 use crate::log::Log;
+use crate::row::{from_row, D1Rows};
 
 /// Objects woken at once. The sweep runs unpaced: it keeps the runtime from taking new
 /// connections while it lasts (about a second at 1,000 conversations), but the objects it warms
@@ -57,13 +57,14 @@ pub fn once(env: &Env) -> Option<impl std::future::Future<Output = ()>> {
     })
 }
 
-#[derive(Deserialize)]
-struct Id {
-    id: String,
+from_row! {
+    struct Id {
+        id: String,
+    }
 }
 
 async fn ids(env: &Env, sql: &str) -> worker::Result<Vec<String>> {
-    let rows = env.d1("DB")?.prepare(sql).all().await?.results::<Id>()?;
+    let rows = env.d1("DB")?.prepare(sql).all_rows::<Id>().await?;
     Ok(rows.into_iter().map(|row| row.id).collect())
 }
 

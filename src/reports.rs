@@ -6,39 +6,42 @@ use std::collections::BTreeMap;
 use parley_core::reports::{self, ConversationFacts, Report};
 use parley_core::token::{AgentRole, Principal};
 use parley_core::{csv, ErrorCode};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Headers, Request, Response};
 
 use crate::api::{authenticate, db, ok_json, Ctx, D1Statement};
 use crate::http::{ApiError, ApiResult};
+use crate::query::from_query;
+use crate::row::from_row;
 
 /// Most conversations one report reads: a bound on memory and time.
 const MAX_CONVERSATIONS: u32 = 50_000;
 
-#[derive(Deserialize)]
-struct Query {
-    from: Option<String>,
-    to: Option<String>,
-    site: Option<String>,
-    tz: Option<String>,
-    format: Option<String>,
+from_query! {
+    struct Query {
+        from: Option<String>,
+        to: Option<String>,
+        site: Option<String>,
+        tz: Option<String>,
+        format: Option<String>,
+    }
 }
 
-#[derive(Deserialize)]
-struct Row {
-    id: String,
-    created_at: f64,
-    assignee: Option<String>,
-    first_visitor_message_at: Option<f64>,
-    first_agent_message_at: Option<f64>,
-    first_closed_at: Option<f64>,
-    agent_messages: Option<f64>,
-    visitor_messages: Option<f64>,
-    rating: Option<f64>,
-    country: Option<String>,
-    utm_source: Option<String>,
-    referrer: Option<String>,
+from_row! {
+    struct Row {
+        id: String,
+        created_at: f64,
+        assignee: Option<String>,
+        first_visitor_message_at: Option<f64>,
+        first_agent_message_at: Option<f64>,
+        first_closed_at: Option<f64>,
+        agent_messages: Option<f64>,
+        visitor_messages: Option<f64>,
+        rating: Option<f64>,
+        country: Option<String>,
+        utm_source: Option<String>,
+        referrer: Option<String>,
+    }
 }
 
 fn host_of(url: &str) -> Option<String> {
@@ -86,10 +89,11 @@ pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
         .bind(&[range.as_slice(), &[JsValue::from(MAX_CONVERSATIONS)]].concat())
         .rows::<Row>(ctx)
         .await?;
-    #[derive(Deserialize)]
-    struct Missed {
-        agent_id: String,
-        n: f64,
+    from_row! {
+        struct Missed {
+            agent_id: String,
+            n: f64,
+        }
     }
     let missed: BTreeMap<String, u32> = db
         .prepare(
@@ -136,10 +140,11 @@ pub async fn report(req: &Request, ctx: &Ctx) -> ApiResult {
 
 /// Puts each agent's name beside their id.
 async fn name_agents(ctx: &Ctx, team: &str, report: &mut Report) -> Result<(), ApiError> {
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-        name: String,
+    from_row! {
+        struct Row {
+            id: String,
+            name: String,
+        }
     }
     let rows = db(ctx)?
         .prepare("SELECT id, name FROM agents WHERE team_id = ?1")

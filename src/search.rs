@@ -3,33 +3,38 @@
 
 use parley_core::token::Principal;
 use parley_core::ErrorCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::JsValue;
 use worker::Request;
 
 use crate::api::{authenticate, db, ok_json, Ctx, D1Statement};
 use crate::http::ApiResult;
+use crate::query::from_query;
+use crate::row::from_row;
 
-#[derive(Deserialize)]
-struct Query {
-    q: String,
-    site: Option<String>,
-    agent: Option<String>,
-    tag: Option<String>,
-    country: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<u32>,
+from_query! {
+    struct Query {
+        q: String,
+        site: Option<String>,
+        agent: Option<String>,
+        tag: Option<String>,
+        country: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+        limit: Option<u32>,
+    }
 }
 
-#[derive(Deserialize, Serialize)]
-struct Hit {
-    conversation_id: String,
-    seq: i64,
-    created_at: i64,
-    site_id: String,
-    author_role: String,
-    text: String,
+from_row! {
+    #[derive(Serialize)]
+    struct Hit {
+        conversation_id: String,
+        seq: i64,
+        created_at: i64,
+        site_id: String,
+        author_role: String,
+        text: String,
+    }
 }
 
 /// The FTS5 query for what the user typed: each word must appear, as a literal phrase.

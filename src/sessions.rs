@@ -2,11 +2,11 @@
 //! the agent) ends it, and every entrance refuses a token of an ended session. Checks are
 //! cached briefly per isolate, so a live session costs one D1 read per half minute.
 
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::Env;
 
 use crate::remembered::Remembered;
+use crate::row::{from_row, D1Rows};
 
 /// How long a "still live" answer is reused. An ended session is refused from the moment it
 /// ended in the isolate that ended it, and everywhere else within this time.
@@ -46,9 +46,10 @@ pub async fn is_live(env: &Env, sid: &str, now: i64) -> worker::Result<bool> {
     if LIVE.with(|c| c.fresh(sid, now).is_some()) {
         return Ok(true);
     }
-    #[derive(Deserialize)]
-    struct Row {
-        live: f64,
+    from_row! {
+        struct Row {
+            live: f64,
+        }
     }
     let live = env
         .d1("DB")?
@@ -57,7 +58,7 @@ pub async fn is_live(env: &Env, sid: &str, now: i64) -> worker::Result<bool> {
              WHERE s.id = ?1 AND s.ended_at IS NULL AND s.expires_at > ?2 AND a.disabled = 0",
         )
         .bind(&[sid.into(), JsValue::from_f64(now as f64)])?
-        .first::<Row>(None)
+        .first_row::<Row>()
         .await?
         .is_some_and(|r| r.live > 0.0);
     LIVE.with(|c| {

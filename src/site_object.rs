@@ -29,6 +29,7 @@ use crate::internal::{SystemRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
+use crate::row::{from_row, D1Rows};
 use crate::site_link::SiteHeard;
 
 /// Longest preview of a message in the feed.
@@ -152,11 +153,12 @@ pub async fn agent_profile(env: &Env, id: &str, name: &str) -> AgentProfile {
 
 /// An enabled agent's routing profile as D1 has it; `None` when there is no such agent.
 async fn stored_agent_profile(env: &Env, id: &str) -> Result<Option<AgentProfile>> {
-    #[derive(Deserialize)]
-    struct Row {
-        name: String,
-        capacity: u32,
-        departments: Option<String>,
+    from_row! {
+        struct Row {
+            name: String,
+            capacity: u32,
+            departments: Option<String>,
+        }
     }
     let row = env
         .d1("DB")?
@@ -166,7 +168,7 @@ async fn stored_agent_profile(env: &Env, id: &str) -> Result<Option<AgentProfile
              FROM agents WHERE id = ?1 AND disabled = 0",
         )
         .bind(&[id.into()])?
-        .first::<Row>(None)
+        .first_row::<Row>()
         .await?;
     Ok(row.map(|row| AgentProfile {
         id: id.to_string(),
@@ -529,16 +531,17 @@ impl Site {
                 return Some(info);
             }
         }
-        #[derive(Deserialize)]
-        struct Row {
-            team_id: String,
-            routing: String,
+        from_row! {
+            struct Row {
+                team_id: String,
+                routing: String,
+            }
         }
         let fresh = async {
             let db = self.env.d1("DB")?;
             db.prepare("SELECT team_id, routing FROM sites WHERE id = ?1")
                 .bind(&[site.into()])?
-                .first::<Row>(None)
+                .first_row::<Row>()
                 .await
         }
         .await;
@@ -1243,10 +1246,11 @@ impl Site {
     /// routed without a context: a bot's hand-off, when the creation was not routed. Routing
     /// prefers the department the conversation already had.
     async fn known_context(&self, conversation: &str) -> RoutingContext {
-        #[derive(Deserialize)]
-        struct Row {
-            context: String,
-            country: Option<String>,
+        from_row! {
+            struct Row {
+                context: String,
+                country: Option<String>,
+            }
         }
         let config = self.fresh_routing_config().await;
         if self.peek_state(|s| s.remembered_department(conversation).is_some())
@@ -1262,7 +1266,7 @@ impl Site {
                      WHERE c.id = ?1",
                 )
                 .bind(&[conversation.into()])?
-                .first::<Row>(None)
+                .first_row::<Row>()
                 .await
         }
         .await;

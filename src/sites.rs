@@ -3,10 +3,10 @@
 
 use parley_core::routing::RoutingConfig;
 use parley_core::site_settings::WidgetSettings;
-use serde::Deserialize;
 use worker::D1Database;
 
 use crate::remembered::Remembered;
+use crate::row::{from_row, D1Rows};
 
 const CACHE_TTL_MS: i64 = 60_000;
 
@@ -22,15 +22,16 @@ pub struct Site {
     pub routing: RoutingConfig,
 }
 
-#[derive(Deserialize)]
-struct SiteRow {
-    id: String,
-    team_id: String,
-    name: String,
-    allowed_origins: String,
-    settings: String,
-    identity_secret: Option<String>,
-    routing: String,
+from_row! {
+    struct SiteRow {
+        id: String,
+        team_id: String,
+        name: String,
+        allowed_origins: String,
+        settings: String,
+        identity_secret: Option<String>,
+        routing: String,
+    }
 }
 
 thread_local! {
@@ -68,7 +69,7 @@ async fn lookup(db: &D1Database, column: &'static str, value: &str, now: i64) ->
         ))
         .bind(&[value.into()]);
     let row = match query {
-        Ok(statement) => statement.first::<SiteRow>(None).await,
+        Ok(statement) => statement.first_row::<SiteRow>().await,
         Err(e) => Err(e),
     };
     match row {
@@ -105,14 +106,15 @@ pub async fn current_identity_secret(
     db: &D1Database,
     site: &str,
 ) -> worker::Result<Option<String>> {
-    #[derive(Deserialize)]
-    struct Row {
-        identity_secret: Option<String>,
+    from_row! {
+        struct Row {
+            identity_secret: Option<String>,
+        }
     }
     let row = db
         .prepare("SELECT identity_secret FROM sites WHERE id = ?1")
         .bind(&[site.into()])?
-        .first::<Row>(None)
+        .first_row::<Row>()
         .await?;
     Ok(row
         .and_then(|r| r.identity_secret)
@@ -137,9 +139,10 @@ pub async fn origin_allowed_anywhere(db: &D1Database, origin: &str, now: i64) ->
     if let Some(allowed) = ORIGINS.with(|c| c.fresh(origin, now)) {
         return Some(allowed);
     }
-    #[derive(Deserialize)]
-    struct Row {
-        n: u32,
+    from_row! {
+        struct Row {
+            n: u32,
+        }
     }
     let query = db
         .prepare(
@@ -148,7 +151,7 @@ pub async fn origin_allowed_anywhere(db: &D1Database, origin: &str, now: i64) ->
         )
         .bind(&[origin.into()]);
     let row = match query {
-        Ok(statement) => statement.first::<Row>(None).await,
+        Ok(statement) => statement.first_row::<Row>().await,
         Err(e) => Err(e),
     };
     match row {

@@ -6,10 +6,21 @@ use std::collections::BTreeMap;
 
 use parley_core::mirror::EventRow;
 use parley_core::{Event, Meta, Status, Store};
-use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
+use crate::row::{from_row, FromRow};
 use crate::sql_text;
+
+from_row!(EventRow {
+    seq,
+    kind,
+    author_id,
+    author_role,
+    author_name,
+    client_msg_id,
+    body,
+    at,
+});
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS conversation (
@@ -36,17 +47,19 @@ CREATE TABLE IF NOT EXISTS webhook_state (id INTEGER PRIMARY KEY CHECK (id = 1),
 /// Setting: [`Meta::assigned_since`], in Unix ms.
 const ASSIGNED_SINCE: &str = "assigned_since";
 
-/// An uploaded file; it belongs to the log once an event of kind `file` names it.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-pub struct FileRow {
-    pub id: String,
-    pub r2_key: String,
-    pub name: String,
-    pub mime: String,
-    pub size: u64,
-    pub image: i64,
-    pub uploader: String,
-    pub created_at: i64,
+from_row! {
+    /// An uploaded file; it belongs to the log once an event of kind `file` names it.
+    #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+    pub struct FileRow {
+        pub id: String,
+        pub r2_key: String,
+        pub name: String,
+        pub mime: String,
+        pub size: u64,
+        pub image: i64,
+        pub uploader: String,
+        pub created_at: i64,
+    }
 }
 
 impl FileRow {
@@ -91,41 +104,48 @@ impl From<worker::Error> for SqlError {
     }
 }
 
-#[derive(Deserialize)]
-struct ConversationRow {
-    id: String,
-    site: String,
-    team: String,
-    visitor: String,
-    epoch: String,
-    created_at: i64,
+from_row! {
+    struct ConversationRow {
+        id: String,
+        site: String,
+        team: String,
+        visitor: String,
+        epoch: String,
+        created_at: i64,
+    }
 }
 
-#[derive(Deserialize)]
-struct SeqRow {
-    seq: Option<u64>,
+from_row! {
+    struct SeqRow {
+        seq: Option<u64>,
+    }
 }
 
-#[derive(Deserialize)]
-struct KindRow {
-    kind: String,
+from_row! {
+    struct KindRow {
+        kind: String,
+    }
 }
 
-#[derive(Deserialize)]
-struct BodyRow {
-    body: String,
+from_row! {
+    struct BodyRow {
+        body: String,
+    }
 }
 
-#[derive(Deserialize)]
-struct ReadRow {
-    participant: String,
-    seq: u64,
+from_row! {
+    struct ReadRow {
+        participant: String,
+        seq: u64,
+    }
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
-pub struct MirrorRow {
-    pub mirrored_seq: u64,
-    pub failures: u32,
+from_row! {
+    #[derive(Default, Clone, Copy)]
+    pub struct MirrorRow {
+        pub mirrored_seq: u64,
+        pub failures: u32,
+    }
 }
 
 fn int(v: u64) -> SqlStorageValue {
@@ -156,9 +176,10 @@ impl SqlStore {
     }
 
     fn exists(&self) -> Result<bool, SqlError> {
-        #[derive(Deserialize)]
-        struct Count {
-            n: u32,
+        from_row! {
+            struct Count {
+                n: u32,
+            }
         }
         Ok(self
             .rows::<Count>(
@@ -175,7 +196,7 @@ impl SqlStore {
         Ok(())
     }
 
-    fn rows<T: serde::de::DeserializeOwned>(
+    fn rows<T: FromRow>(
         &self,
         query: &str,
         bindings: Vec<SqlStorageValue>,
@@ -260,9 +281,10 @@ impl SqlStore {
 
     /// A small setting of this conversation (e.g. the visitor's language).
     pub fn setting(&self, key: &str) -> Result<Option<String>, SqlError> {
-        #[derive(Deserialize)]
-        struct Row {
-            v: String,
+        from_row! {
+            struct Row {
+                v: String,
+            }
         }
         if let Some(known) = self.settings.borrow().get(key) {
             return Ok(known.clone());
@@ -292,9 +314,10 @@ impl SqlStore {
 
     /// The restore this conversation last started an epoch for.
     pub fn restore_marker(&self) -> Result<Option<String>, SqlError> {
-        #[derive(Deserialize)]
-        struct Row {
-            v: String,
+        from_row! {
+            struct Row {
+                v: String,
+            }
         }
         self.ensure_schema()?;
         Ok(self
@@ -341,9 +364,10 @@ impl SqlStore {
 
     /// When the oldest upload still waiting to be posted was made.
     pub fn oldest_unposted_file(&self) -> Result<Option<i64>, SqlError> {
-        #[derive(Deserialize)]
-        struct Row {
-            at: Option<i64>,
+        from_row! {
+            struct Row {
+                at: Option<i64>,
+            }
         }
         self.ensure_schema()?;
         Ok(self

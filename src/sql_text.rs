@@ -11,10 +11,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use js_sys::{Array, JsString};
-use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 use worker::worker_sys::{D1PreparedStatement as D1StatementSys, SqlStorageCursor};
 use worker::{D1Database, D1PreparedStatement, SqlStorage, SqlStorageValue};
+
+use crate::row::FromRow;
 
 #[wasm_bindgen]
 extern "C" {
@@ -76,14 +77,10 @@ pub fn exec(
 }
 
 /// Runs one statement on a Durable Object's SQL storage and decodes its rows.
-pub fn rows<T: DeserializeOwned>(
+pub fn rows<T: FromRow>(
     sql: &SqlStorage,
     query: &str,
     bindings: Vec<SqlStorageValue>,
 ) -> worker::Result<Vec<T>> {
-    exec(sql, query, bindings)?
-        .to_array()
-        .iter()
-        .map(|row| serde_wasm_bindgen::from_value(row).map_err(worker::Error::from))
-        .collect()
+    crate::row::read_all(&exec(sql, query, bindings)?.to_array())
 }

@@ -15,6 +15,7 @@ use crate::internal::SystemRequest;
 use crate::log::Log;
 use crate::platform::now_ms;
 use crate::remembered::Remembered;
+use crate::row::{from_row, D1Rows};
 
 const SETTINGS_TTL_MS: i64 = 30_000;
 const CACHE_ENTRIES: usize = 2000;
@@ -31,15 +32,16 @@ pub async fn settings(env: &Env, site: &str) -> Option<TranslationSettings> {
     if let Some(s) = SETTINGS.with(|c| c.fresh(site, now)) {
         return s.enabled.then_some(s);
     }
-    #[derive(Deserialize)]
-    struct Row {
-        translation: String,
+    from_row! {
+        struct Row {
+            translation: String,
+        }
     }
     let row = async {
         env.d1("DB")?
             .prepare("SELECT translation FROM sites WHERE id = ?1")
             .bind(&[site.into()])?
-            .first::<Row>(None)
+            .first_row::<Row>()
             .await
     }
     .await

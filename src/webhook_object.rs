@@ -30,7 +30,7 @@ use parley_core::webhook::queue::{self, Attempt, Turn, Verdict};
 use parley_core::webhook::{
     self, DeliveryFailure, DueAction, FailureStreak, HookLookup, Notice, PAUSED_RECHECK_MS,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::JsValue;
 use worker::{
     durable_object, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit,
@@ -42,6 +42,8 @@ use crate::internal::{INTERNAL_BASE, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::now_ms;
+use crate::row::{from_row, D1Rows};
+use crate::sql_text;
 
 /// How long a receiver has to answer.
 const TIMEOUT_MS: u64 = 10_000;
@@ -90,15 +92,17 @@ pub async fn send(env: &Env, site: &str, request: &WebhookRequest) -> Result<Res
     .await
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct Hook {
-    id: String,
-    url: String,
-    events: String,
-    secret: String,
-    enabled: i64,
-    failures: i64,
-    failing_since: Option<i64>,
+from_row! {
+    #[derive(Debug, Clone)]
+    struct Hook {
+        id: String,
+        url: String,
+        events: String,
+        secret: String,
+        enabled: i64,
+        failures: i64,
+        failing_since: Option<i64>,
+    }
 }
 
 impl Hook {
@@ -110,24 +114,25 @@ impl Hook {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-struct Delivery {
-    id: String,
-    webhook_id: String,
-    delivery_id: String,
-    event: String,
-    body: String,
-    status: String,
-    attempts: u32,
-    next_at: i64,
-    last_status: Option<i64>,
-    last_error: Option<String>,
-    created_at: i64,
-    delivered_at: Option<i64>,
-    /// 1 when it fails on its own (`webhook::queue`); absent from a row read before the column
-    /// was added.
-    #[serde(default)]
-    set_aside: i64,
+from_row! {
+    #[derive(Debug, Clone, Serialize)]
+    struct Delivery {
+        id: String,
+        webhook_id: String,
+        delivery_id: String,
+        event: String,
+        body: String,
+        status: String,
+        attempts: u32,
+        next_at: i64,
+        last_status: Option<i64>,
+        last_error: Option<String>,
+        created_at: i64,
+        delivered_at: Option<i64>,
+        /// 1 when it fails on its own (`webhook::queue`). Rows are read only once the table has
+        /// the column (`prepare_table`).
+        set_aside: i64,
+    }
 }
 
 #[durable_object]
@@ -181,13 +186,11 @@ impl DurableObject for WebhookObject {
                 Response::from_json(&serde_json::json!({ "queued": queued }))
             }
             WebhookRequest::Deliveries { webhook } => {
-                let rows = self
-                    .sql()
-                    .exec(
-                        "SELECT * FROM deliveries WHERE webhook_id = ? ORDER BY created_at DESC LIMIT 100",
-                        vec![webhook.as_str().into()],
-                    )?
-                    .to_array::<Delivery>()?;
+                let rows = sql_text::rows::<Delivery>(
+                    &self.sql(),
+                    "SELECT * FROM deliveries WHERE webhook_id = ? ORDER BY created_at DESC LIMIT 100",
+                    vec![webhook.as_str().into()],
+                )?;
                 let list: Vec<serde_json::Value> = rows.into_iter().map(log_line).collect();
                 Response::from_json(&serde_json::json!({ "deliveries": list }))
             }
@@ -307,9 +310,7 @@ impl WebhookObject {
     /// conversation may have been erased while earlier deliveries of the run were sent, and the
     /// webhook switched on meanwhile (its paused deliveries resumed with fewer attempts counted).
     fn pending(&self, id: &str) -> Option<Delivery> {
-        self.sql()
-            .exec(queue::PENDING, vec![id.into()])
-            .and_then(|c| c.to_array::<Delivery>())
+        sql_text::rows::<Delivery>(&self.sql(), queue::PENDING, vec![id.into()])
             .ok()?
             .into_iter()
             .next()
@@ -323,9 +324,8 @@ impl WebhookObject {
                 "SELECT id, url, events, secret, enabled, failures, failing_since FROM webhooks WHERE site_id = ?1",
             )
             .bind(&[site.into()])?
-            .all()
-            .await?
-            .results::<Hook>()
+            .all_rows::<Hook>()
+            .await
     }
 
     /// Records one delivery per webhook that wants each notice (paused for a webhook switched
@@ -380,15 +380,14 @@ impl WebhookObject {
 
     /// Due deliveries at `now`, oldest first, at most `limit`.
     fn due(&self, now: i64, limit: u32) -> Result<Vec<Delivery>> {
-        self.sql()
-            .exec(
-                queue::DUE,
-                vec![
-                    SqlStorageValue::Integer(now),
-                    SqlStorageValue::Integer(i64::from(limit)),
-                ],
-            )?
-            .to_array::<Delivery>()
+        sql_text::rows(
+            &self.sql(),
+            queue::DUE,
+            vec![
+                SqlStorageValue::Integer(now),
+                SqlStorageValue::Integer(i64::from(limit)),
+            ],
+        )
     }
 
     async fn deliver_due(&self) -> Result<()> {
@@ -723,12 +722,14 @@ impl WebhookObject {
 
     /// The delivery of `webhook` to try as a probe while `holder` holds the others up.
     fn probe(&self, webhook: &str, holder: &str) -> Option<Delivery> {
-        self.sql()
-            .exec(queue::PROBE, vec![webhook.into(), holder.into()])
-            .and_then(|c| c.to_array::<Delivery>())
-            .ok()?
-            .into_iter()
-            .next()
+        sql_text::rows::<Delivery>(
+            &self.sql(),
+            queue::PROBE,
+            vec![webhook.into(), holder.into()],
+        )
+        .ok()?
+        .into_iter()
+        .next()
     }
 
     /// Runs a statement returning ids; how many rows it returned.
@@ -921,16 +922,17 @@ impl WebhookObject {
     /// Whether `webhook` is switched on in D1 now; not when that cannot be read (its deliveries
     /// then pause, and resume when the queue next finds it on).
     async fn enabled_now(&self, webhook: &str) -> bool {
-        #[derive(Deserialize)]
-        struct Row {
-            enabled: i64,
+        from_row! {
+            struct Row {
+                enabled: i64,
+            }
         }
         let read = async {
             self.env
                 .d1("DB")?
                 .prepare("SELECT enabled FROM webhooks WHERE id = ?1")
                 .bind(&[webhook.into()])?
-                .first::<Row>(None)
+                .first_row::<Row>()
                 .await
         }
         .await;
@@ -945,15 +947,13 @@ impl WebhookObject {
 
     /// Sets the alarm for the next delivery due, or else for the oldest log line to go.
     async fn schedule_next(&self) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Row {
-            at: Option<i64>,
+        from_row! {
+            struct Row {
+                at: Option<i64>,
+            }
         }
         let first = |sql: &str| -> Result<Option<i64>> {
-            Ok(self
-                .sql()
-                .exec(sql, None)?
-                .to_array::<Row>()?
+            Ok(sql_text::rows::<Row>(&self.sql(), sql, vec![])?
                 .into_iter()
                 .next()
                 .and_then(|r| r.at))

@@ -15,13 +15,16 @@ use crate::api::{
 use crate::http::{no_content, read_json, ApiError, ApiResult, JsonBody};
 use crate::limiter_object::Limit;
 use crate::log::Log;
+use crate::query::from_query;
+use crate::row::{from_row, D1Rows};
 use crate::sites;
 
 /// `GET /api/v1/widget/config?site=KEY`: what the widget shows, public and briefly cacheable.
 pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Query {
-        site: String,
+    from_query! {
+        struct Query {
+            site: String,
+        }
     }
     let query: Query = crate::http::query(req)?;
     let site = site_or_error(sites::by_key(&db(ctx)?, &query.site, ctx.now).await, ctx).await?;
@@ -237,8 +240,9 @@ pub async fn attributes(req: &mut Request, ctx: &Ctx) -> ApiResult {
     struct Body {
         attributes: serde_json::Map<String, serde_json::Value>,
     }
-    #[derive(Deserialize)]
-    struct Stored {}
+    from_row! {
+        struct Stored {}
+    }
     let (visitor, site) = visitor_of(ctx).await?;
     let body: Body = read_json(req).await?;
     if body.attributes.len() > MAX_VISITOR_ATTRIBUTES_PER_REQUEST {
@@ -289,9 +293,8 @@ pub async fn attributes(req: &mut Request, ctx: &Ctx) -> ApiResult {
             JsValue::from_f64(MAX_VISITOR_ATTRIBUTES_BYTES as f64),
         ])
         .map_err(bind_err)?
-        .all()
+        .all_rows::<Stored>()
         .await
-        .and_then(|result| result.results::<Stored>())
         .map_err(d1_failed(ctx))?;
     if stored.is_empty() {
         return Err(ErrorCode::TooManyAttributes.into());
