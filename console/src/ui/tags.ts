@@ -8,12 +8,18 @@ export class TagEditor {
   readonly el = h('div.tags');
   private input: HTMLInputElement;
   private chips = h('ul.tag-list');
+  /** What came back into the box after its save failed: leaving the box does not send it
+   *  again (Enter does, or changing it), so one refusal is not followed by more. */
+  private refused: string | null = null;
 
   constructor(private session: ConvSession, private toast: (s: string, kind?: 'info' | 'error') => void) {
     this.input = h('input.tag-input', {
       type: 'text', maxlength: 32, autocomplete: 'off',
       onkeydown: (ev: KeyboardEvent) => this.onKey(ev),
-      onblur: () => this.input.value.trim() && this.add(this.input.value),
+      onblur: () => {
+        const typed = this.input.value;
+        if (typed.trim() && typed !== this.refused) void this.add(typed);
+      },
     });
     this.el.append(h('span.tags-icon', { 'aria-hidden': 'true' }, icon('tag', 14)), this.chips, this.input);
     session.on('tags', () => this.render());
@@ -44,10 +50,14 @@ export class TagEditor {
   private async add(raw: string): Promise<void> {
     const tag = raw.replace(/,/g, ' ').trim().slice(0, 32);
     this.input.value = '';
+    this.refused = null;
     const tags = this.session.tags ?? [];
     if (!tag || tags.some((x) => x.toLowerCase() === tag.toLowerCase())) return;
     // What the agent typed comes back into the box if saving fails (unless they typed on).
-    if (!(await this.save([...tags, tag])) && !this.input.value) this.input.value = raw;
+    if (!(await this.save([...tags, tag])) && !this.input.value) {
+      this.input.value = raw;
+      this.refused = raw;
+    }
   }
 
   private async remove(tag: string): Promise<void> {
