@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { startServer } from './support/server.mjs';
-import { agentLogin, connect, fullHistory, msgId, newConversation, http, siteId } from './support/client.mjs';
+import { agentLogin, connect, fullHistory, msgId, newConversation, http, siteId, sleep } from './support/client.mjs';
 
 let server;
 let owner;
@@ -73,6 +73,18 @@ async function translationOf(socket, seq) {
   return socket.next((f) => f.type === 'event' && f.kind === 'translation' && f.body.of === seq, 40_000);
 }
 
+/** The translation events of each of `seqs`, in whatever order they came: translations run
+ *  side by side, so a later message's may be stored first. */
+async function translationsOf(socket, seqs, timeoutMs = 40_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = seqs.map((seq) => socket.events.find((e) => e.kind === 'translation' && e.body.of === seq));
+    if (found.every(Boolean)) return found;
+    if (Date.now() > deadline) throw new Error(`translations of ${seqs} not all in; last events: ${JSON.stringify(socket.events.slice(-5))}`);
+    await sleep(50);
+  }
+}
+
 test('LibreTranslate: visitor Chinese → agent English, agent English → visitor Chinese, originals kept', async () => {
   await configure({ enabled: true, agent_language: 'en', provider: 'libretranslate', endpoint: providerUrl, timeout_ms: 1500 });
   const v = await newConversation(server);
@@ -106,8 +118,7 @@ for (const [failure, expected] of [['slow', 'timeout'], ['error', 'provider_erro
       // All three arrive at once, in order, untouched by the provider's trouble.
       await desk.waitForSeq(acks.at(-1).seq, 5000);
       assert.deepEqual(desk.events.filter((e) => e.kind === 'message').map((e) => e.seq), acks.map((a) => a.seq));
-      for (const ack of acks) {
-        const marker = await translationOf(desk, ack.seq);
+      for (const marker of await translationsOf(desk, acks.map((a) => a.seq))) {
         assert.equal(marker.body.failed, expected);
         assert.equal(marker.body.text, undefined);
       }
