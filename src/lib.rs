@@ -19,6 +19,7 @@ mod internal;
 mod limiter_object;
 mod log;
 mod mirror;
+mod named;
 mod object_kv;
 mod openapi;
 mod outbound;

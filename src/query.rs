@@ -95,19 +95,16 @@ pub trait FromQuery: Sized {
 
 /// Defines a struct read from the query parameters named like its fields.
 macro_rules! from_query {
-    ($(#[$attr:meta])* $vis:vis struct $name:ident {
-        $($(#[$field_attr:meta])* $field_vis:vis $field:ident : $ty:ty),* $(,)?
-    }) => {
-        $(#[$attr])*
-        $vis struct $name {
-            $($(#[$field_attr])* $field_vis $field: $ty),*
-        }
+    ($name:ident { $($field:ident),* $(,)? }) => {
         impl $crate::query::FromQuery for $name {
             fn from_query(params: &$crate::query::Params) -> Option<Self> {
                 let value = Self { $($field: params.get(stringify!($field))),* };
                 params.all_fit().then_some(value)
             }
         }
+    };
+    ($($definition:tt)+) => {
+        $crate::named::define_then_read!(from_query; $($definition)+);
     };
 }
 pub(crate) use from_query;

@@ -145,19 +145,11 @@ pub trait FromRow: Sized {
     fn from_row(row: &Columns) -> worker::Result<Self>;
 }
 
-/// Reads a row type from the columns named like its fields: either a struct defined inside
-/// the macro, or (for a type defined elsewhere) the type's name and every field of it.
+/// Reads a row type from the columns named like its fields: for a type defined elsewhere, its
+/// name and every field (`from_row!(EventRow { seq, kind, … })`); or a struct defined inside
+/// the macro.
 macro_rules! from_row {
-    ($(#[$attr:meta])* $vis:vis struct $name:ident {
-        $($(#[$field_attr:meta])* $field_vis:vis $field:ident : $ty:ty),* $(,)?
-    }) => {
-        $(#[$attr])*
-        $vis struct $name {
-            $($(#[$field_attr])* $field_vis $field: $ty),*
-        }
-        $crate::row::from_row!($name { $($field),* });
-    };
-    ($name:ty { $($field:ident),* $(,)? }) => {
+    ($name:ident { $($field:ident),* $(,)? }) => {
         impl $crate::row::FromRow for $name {
             // A type of no columns reads nothing: that a row came is all it says.
             #[allow(unused_variables)]
@@ -166,6 +158,9 @@ macro_rules! from_row {
                 row.all_read().map(|()| value)
             }
         }
+    };
+    ($($definition:tt)+) => {
+        $crate::named::define_then_read!(from_row; $($definition)+);
     };
 }
 pub(crate) use from_row;
