@@ -12,7 +12,9 @@ use worker::{Context, Env, Headers, Method, Request, RequestInit, Response, Resu
 
 use crate::config::Config;
 use crate::credentials;
-use crate::http::{json_response, read_json, request_lang, ApiError, ApiResult, JsonBody};
+use crate::http::{
+    json_response, json_text_response, read_json, request_lang, ApiError, ApiResult, JsonBody,
+};
 use crate::internal::{
     CreateConversation, Operation, OperationRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER,
     PRINCIPAL_HEADER, SITE_HEADER, TRACE_HEADER,
@@ -284,7 +286,10 @@ async fn route(req: &mut Request, ctx: &Ctx, method: &Method, path: &str) -> Api
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (Method::Get, ["healthz"]) => ok_json(&serde_json::json!({ "ok": true }), 200),
-        (Method::Get, ["api", "v1", "openapi.json"]) => ok_json(&crate::openapi::document(), 200),
+        (Method::Get, ["api", "v1", "openapi.json"]) => {
+            json_text_response(crate::openapi::DOCUMENT, 200)
+                .map_err(|_| ErrorCode::Internal.into())
+        }
         (Method::Post, ["api", "v1", "visitor", "session"]) => visitor_session(req, ctx).await,
         (Method::Post, ["api", "v1", "agent", "login"]) => agent_login(req, ctx).await,
         (Method::Post, ["api", "v1", "agent", "logout"]) => agent_logout(ctx).await,

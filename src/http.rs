@@ -108,6 +108,11 @@ impl JsonBody for Response {
 
 pub fn json_response<T: Serialize>(value: &T, status: u16) -> Result<Response> {
     let body = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    json_text_response(body, status)
+}
+
+/// A response of JSON already written as text.
+pub fn json_text_response(body: impl Into<String>, status: u16) -> Result<Response> {
     Ok(Response::ok(body)?
         .with_status(status)
         .with_headers(api_headers()?))
