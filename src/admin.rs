@@ -4,7 +4,7 @@ use parley_core::ids::IdKind;
 use parley_core::token::{AgentRole, Principal};
 use parley_core::webhook;
 use parley_core::ErrorCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Method, Request};
 
@@ -13,7 +13,8 @@ use crate::console::audit;
 use crate::http::{no_content, read_json, ApiError, ApiResult};
 use crate::log::Log;
 use crate::platform::random_16;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
+use crate::sql_text::D1Rows;
 use crate::webhook_object::{self, WebhookRequest};
 
 /// The caller, who must be an owner or admin of the team owning `site`: (agent id, team).
@@ -45,7 +46,6 @@ async fn admin_of_site(ctx: &Ctx, site: &str) -> Result<(String, String), ApiErr
 }
 
 from_row! {
-    #[derive(Serialize)]
     struct HookRow {
         id: String,
         url: String,
@@ -238,7 +238,6 @@ fn admin(ctx: &Ctx) -> Result<(String, String, AgentRole), ApiError> {
 const PERMISSIONS: [&str; 2] = ["view_personal_data", "export"];
 
 from_row! {
-    #[derive(Serialize)]
     struct AgentRow {
         id: String,
         email: String,
@@ -658,7 +657,6 @@ pub async fn agents(req: &mut Request, ctx: &Ctx, method: &Method, rest: &[&str]
 }
 
 from_row! {
-    #[derive(Serialize)]
     struct SiteRow {
         id: String,
         name: String,
@@ -1004,7 +1002,6 @@ mod erased {
 /// `GET /api/v1/departments`: the team's departments (for transfers), for every agent.
 pub async fn departments(ctx: &Ctx) -> ApiResult {
     from_row! {
-        #[derive(Serialize)]
         struct Row {
             id: String,
             name: String,

@@ -23,8 +23,9 @@ use crate::limiter_object::{Limit, TakeAnswer, TakeRequest};
 use crate::log::Log;
 use crate::platform::{now_ms, pbkdf2_sha256, random_16};
 use crate::query::from_query;
-use crate::row::{from_row, D1Rows, FromRow};
+use crate::row::{from_row, FromRow};
 use crate::sites::{self, Lookup, Site};
+use crate::sql_text::D1Rows;
 use crate::{admin, api_keys, console, erasure, export, files, reports, search, widget};
 
 /// What every handler needs to know about the request it serves.
@@ -979,7 +980,7 @@ async fn register_conversation(ctx: &Ctx, id: &str, site: &str, visitor: &str) -
             .bind(&[id.into(), site.into(), visitor.into(), now])
             .map_err(d1_failed(ctx))?;
         let erased = crate::erasure::erasure_mark(&db, visitor).map_err(d1_failed(ctx))?;
-        let results = crate::row::batch(&db, &[list, erased])
+        let results = crate::sql_text::batch(&db, &[list, erased])
             .await
             .map_err(d1_failed(ctx))?;
         crate::erasure::found_mark(&results, 1).map_err(d1_failed(ctx))

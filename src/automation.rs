@@ -9,7 +9,8 @@ use worker::Env;
 
 use crate::platform::now_ms;
 use crate::remembered::Remembered;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
+use crate::sql_text::D1Rows;
 
 const TTL_MS: i64 = 30_000;
 

@@ -17,8 +17,9 @@ use crate::http::{read_json, ApiError, ApiResult, JsonBody};
 use crate::internal::{Operation, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE_HEADER};
 use crate::log::Log;
 use crate::query::from_query;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
 use crate::site_object::{self, SiteRequest};
+use crate::sql_text::D1Rows;
 
 /// The caller, who must be an agent: (id, team, name).
 fn agent(ctx: &Ctx) -> Result<(Principal, String, String, String), ApiError> {

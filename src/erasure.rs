@@ -14,8 +14,9 @@ use crate::console::audit;
 use crate::http::ApiResult;
 use crate::internal::SystemRequest;
 use crate::log::Log;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
 use crate::site_object::{self, SiteRequest};
+use crate::sql_text::D1Rows;
 use crate::webhook_object::{self, WebhookRequest};
 
 /// Conversations erased per retention run and site; the next run continues.
@@ -249,7 +250,7 @@ pub fn erasure_mark(
 }
 
 /// Whether [`erasure_mark`]'s answer, the `index`-th statement of a batch, found the mark.
-pub fn found_mark(results: &crate::row::BatchResults, index: usize) -> worker::Result<bool> {
+pub fn found_mark(results: &crate::sql_text::BatchResults, index: usize) -> worker::Result<bool> {
     Ok(!results.rows::<Marked>(index)?.is_empty())
 }
 

@@ -16,7 +16,8 @@ use worker::{Env, Request};
 
 use crate::internal::INTERNAL_BASE;
 use crate::log::Log;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
+use crate::sql_text::D1Rows;
 
 /// Objects woken at once. The sweep runs unpaced: it keeps the runtime from taking new
 /// connections while it lasts (about a second at 1,000 conversations), but the objects it warms

@@ -2,16 +2,14 @@
 //!
 //! The runtime hands a row over as a JavaScript object of text, numbers and nulls. A row type
 //! names its columns once, with [`from_row!`], and reading it is one call per column into a
-//! few shared readers: 100 to 400 bytes of wasm per row type, where serde's derive built a
+//! few shared readers: 100 to 500 bytes of wasm per row type, where serde's derive built a
 //! decoder of 1 to 2.5 KB for each of some sixty types.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use js_sys::{Array, JsString, Promise, Reflect};
-use wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
-use worker::{D1Database, D1PreparedStatement};
+use js_sys::{Array, JsString, Reflect};
+use wasm_bindgen::JsValue;
 
 /// A type read from one column's value.
 pub trait Column: Sized + Default {
@@ -100,11 +98,12 @@ fn column_name(name: &'static str) -> JsString {
 /// One row, as the runtime handed it over, and the first column that could not be read.
 pub struct Columns {
     row: JsValue,
-    unreadable: Cell<Option<(&'static str, &'static str)>>,
+    /// The column's name, and what it should have held (`None`: it was not there at all).
+    unreadable: Cell<Option<(&'static str, Option<&'static str>)>>,
 }
 
 impl Columns {
-    fn new(row: JsValue) -> Columns {
+    pub fn new(row: JsValue) -> Columns {
         Columns {
             row,
             unreadable: Cell::new(None),
@@ -117,9 +116,11 @@ impl Columns {
     #[inline(never)]
     pub fn get<T: Column>(&self, name: &'static str) -> T {
         let value = Reflect::get(&self.row, &column_name(name)).unwrap_or(JsValue::UNDEFINED);
+        let absent = value.is_undefined();
         T::read(value).unwrap_or_else(|| {
             if self.unreadable.get().is_none() {
-                self.unreadable.set(Some((name, T::EXPECTED)));
+                self.unreadable
+                    .set(Some((name, (!absent).then_some(T::EXPECTED))));
             }
             T::default()
         })
@@ -136,8 +137,11 @@ impl Columns {
 
 #[cold]
 #[inline(never)]
-fn not_held(name: &str, expected: &str) -> worker::Error {
-    worker::Error::RustError(format!("column `{name}` does not hold {expected}"))
+fn not_held(name: &str, expected: Option<&str>) -> worker::Error {
+    worker::Error::RustError(match expected {
+        Some(expected) => format!("column `{name}` does not hold {expected}"),
+        None => format!("no column `{name}` in the row"),
+    })
 }
 
 /// A type made from one row.
@@ -173,85 +177,4 @@ pub fn read_all<T: FromRow>(rows: &Array) -> worker::Result<Vec<T>> {
         read.push(T::from_row(&Columns::new(row))?);
     }
     Ok(read)
-}
-
-/// Waits for a D1 call's promise; a rejection becomes the error it carries.
-async fn settled(promise: Result<Promise, JsValue>) -> worker::Result<JsValue> {
-    Ok(JsFuture::from(promise?).await?)
-}
-
-/// The rows of a D1 result object (`{results: [...], ...}`); none when it has no results.
-fn results_of(result: &JsValue) -> worker::Result<Array> {
-    let results = Reflect::get(result, &column_name("results"))?;
-    if results.is_null() || results.is_undefined() {
-        return Ok(Array::new());
-    }
-    Ok(results.dyn_into::<Array>()?)
-}
-
-/// Reads through a bound D1 statement.
-pub(crate) trait D1Rows {
-    /// Runs the statement and reads its rows.
-    async fn all_rows<T: FromRow>(&self) -> worker::Result<Vec<T>>;
-    /// Runs the statement and reads its first row, if any.
-    async fn first_row<T: FromRow>(&self) -> worker::Result<Option<T>>;
-}
-
-impl D1Rows for D1PreparedStatement {
-    async fn all_rows<T: FromRow>(&self) -> worker::Result<Vec<T>> {
-        read_all(&all_objects(self).await?)
-    }
-
-    async fn first_row<T: FromRow>(&self) -> worker::Result<Option<T>> {
-        first_object(self)
-            .await?
-            .map(|row| T::from_row(&Columns::new(row)))
-            .transpose()
-    }
-}
-
-// The waiting, apart from the reading: one copy of it, not one per row type.
-async fn all_objects(statement: &D1PreparedStatement) -> worker::Result<Array> {
-    results_of(&settled(statement.inner().all()).await?)
-}
-
-async fn first_object(statement: &D1PreparedStatement) -> worker::Result<Option<JsValue>> {
-    let row = settled(statement.inner().first(None)).await?;
-    Ok((!row.is_null() && !row.is_undefined()).then_some(row))
-}
-
-/// The results of a D1 batch, one per statement, whose rows can be read.
-pub struct BatchResults(Vec<JsValue>);
-
-impl BatchResults {
-    /// The rows of the `index`-th statement.
-    pub fn rows<T: FromRow>(&self, index: usize) -> worker::Result<Vec<T>> {
-        let result = self
-            .0
-            .get(index)
-            .ok_or_else(|| worker::Error::RustError(format!("no result {index} in the batch")))?;
-        read_all(&results_of(result)?)
-    }
-}
-
-#[wasm_bindgen::prelude::wasm_bindgen]
-extern "C" {
-    /// A D1 binding, seen only for `batch`.
-    type D1BatchHandle;
-    #[wasm_bindgen(structural, method, catch, js_name = batch)]
-    fn batch_of(this: &D1BatchHandle, statements: Array) -> Result<Promise, JsValue>;
-}
-
-/// Runs statements as one D1 batch (one transaction), keeping their results readable.
-pub async fn batch(
-    db: &D1Database,
-    statements: &[D1PreparedStatement],
-) -> worker::Result<BatchResults> {
-    let handle: &D1BatchHandle = db.as_ref().unchecked_ref();
-    let list = statements
-        .iter()
-        .map(|s| JsValue::from(s.inner()))
-        .collect::<Array>();
-    let results = settled(handle.batch_of(list)).await?;
-    Ok(BatchResults(results.dyn_into::<Array>()?.to_vec()))
 }

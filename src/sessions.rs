@@ -6,7 +6,8 @@ use wasm_bindgen::JsValue;
 use worker::Env;
 
 use crate::remembered::Remembered;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
+use crate::sql_text::D1Rows;
 
 /// How long a "still live" answer is reused. An ended session is refused from the moment it
 /// ended in the isolate that ended it, and everywhere else within this time.

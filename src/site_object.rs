@@ -29,8 +29,9 @@ use crate::internal::{SystemRequest, INTERNAL_BASE, IP_HEADER, LANG_HEADER, SITE
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::{load_attachment, now_ms, random_16, save_attachment};
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
 use crate::site_link::SiteHeard;
+use crate::sql_text::D1Rows;
 
 /// Longest preview of a message in the feed.
 const PREVIEW_CHARS: usize = 140;

@@ -6,7 +6,8 @@ use parley_core::site_settings::WidgetSettings;
 use worker::D1Database;
 
 use crate::remembered::Remembered;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
+use crate::sql_text::D1Rows;
 
 const CACHE_TTL_MS: i64 = 60_000;
 

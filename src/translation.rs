@@ -15,7 +15,8 @@ use crate::internal::SystemRequest;
 use crate::log::Log;
 use crate::platform::now_ms;
 use crate::remembered::Remembered;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
+use crate::sql_text::D1Rows;
 
 const SETTINGS_TTL_MS: i64 = 30_000;
 const CACHE_ENTRIES: usize = 2000;

@@ -42,8 +42,8 @@ use crate::internal::{INTERNAL_BASE, SITE_HEADER};
 use crate::log::Log;
 use crate::object_kv::ObjectKv;
 use crate::platform::now_ms;
-use crate::row::{from_row, D1Rows};
-use crate::sql_text;
+use crate::row::from_row;
+use crate::sql_text::{self, D1Rows};
 
 /// How long a receiver has to answer.
 const TIMEOUT_MS: u64 = 10_000;
@@ -115,7 +115,7 @@ impl Hook {
 }
 
 from_row! {
-    #[derive(Debug, Clone, Serialize)]
+    #[derive(Debug, Clone)]
     struct Delivery {
         id: String,
         webhook_id: String,
@@ -129,9 +129,9 @@ from_row! {
         last_error: Option<String>,
         created_at: i64,
         delivered_at: Option<i64>,
-        /// 1 when it fails on its own (`webhook::queue`). Rows are read only once the table has
-        /// the column (`prepare_table`).
-        set_aside: i64,
+        /// 1 when it fails on its own (`webhook::queue`); absent (read as 0) from a table whose
+        /// upgrade has not run yet, which the delivery log can still list.
+        set_aside: Option<i64>,
     }
 }
 
@@ -549,7 +549,7 @@ impl WebhookObject {
         let attempt = Attempt {
             id: &delivery.id,
             attempts,
-            set_aside: delivery.set_aside != 0,
+            set_aside: delivery.set_aside.unwrap_or(0) != 0,
             queued_at: delivery.created_at,
             at,
             outcome,
@@ -588,7 +588,7 @@ impl WebhookObject {
                     self.finish(&delivery, "failed", status, Some(&failure));
                 } else {
                     self.retry(&delivery.id, attempts, next_at, status, &failure);
-                    if delivery.set_aside == 0 {
+                    if delivery.set_aside.unwrap_or(0) == 0 {
                         self.set_aside(&delivery.id);
                     }
                 }

@@ -16,8 +16,9 @@ use crate::http::{no_content, read_json, ApiError, ApiResult, JsonBody};
 use crate::limiter_object::Limit;
 use crate::log::Log;
 use crate::query::from_query;
-use crate::row::{from_row, D1Rows};
+use crate::row::from_row;
 use crate::sites;
+use crate::sql_text::D1Rows;
 
 /// `GET /api/v1/widget/config?site=KEY`: what the widget shows, public and briefly cacheable.
 pub async fn config(req: &Request, ctx: &Ctx) -> ApiResult {

@@ -317,6 +317,17 @@ test('tags: add with Enter, remove with its button', STEP, async () => {
     await sleep(300);
     assert.equal(refusedPuts, 1, 'sent once, not again on leaving the box');
     assert.equal(await page.$eval('.tags .tag-input', (el) => el.value), 'urgent');
+    // Once the agent changes it, even back to the same text, leaving the box sends it again.
+    await page.focus('.tags .tag-input');
+    await page.press('.tags .tag-input', 'End');
+    await page.keyboard.type('x');
+    await page.keyboard.press('Backspace');
+    await page.evaluate(() => document.querySelector('.tags .tag-input').blur());
+    await page.waitForFunction(() => document.querySelectorAll('.toast--error').length > 0);
+    for (let i = 0; i < 50 && refusedPuts < 2; i += 1) await sleep(100);
+    assert.equal(refusedPuts, 2, 'the changed text was sent on leaving the box');
+    await page.waitForFunction(() => document.querySelector('.tags .tag-input').value === 'urgent');
+    for (const close of await page.$$('.toast--error .icon-btn')) await close.click();
   } finally {
     await page.unroute('**/api/v1/conversations/*/tags', refuse);
   }

@@ -16,6 +16,8 @@ export class TagEditor {
     this.input = h('input.tag-input', {
       type: 'text', maxlength: 32, autocomplete: 'off',
       onkeydown: (ev: KeyboardEvent) => this.onKey(ev),
+      // Once changed, it is what the agent types now, even if it comes back to the same text.
+      oninput: () => { if (this.input.value !== this.refused) this.refused = null; },
       onblur: () => {
         const typed = this.input.value;
         if (typed.trim() && typed !== this.refused) void this.add(typed);
