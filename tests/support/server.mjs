@@ -144,7 +144,9 @@ export async function startServer({
         buf = buf.slice(nl + 1);
         if (!line) continue;
         logs.push(line);
-        if (VERBOSE) out.write(`[server ${pgid}] ${line}\n`);
+        // The side channel's retries (server-child.mjs) are shown always: a flake they hide
+        // should still be seen.
+        if (VERBOSE || line.includes('"test_d1_proxy_retry"')) out.write(`[server ${pgid}] ${line}\n`);
         for (const w of waiters) w(line);
       }
     });
