@@ -5,11 +5,12 @@
 //! few shared readers: 100 to 500 bytes of wasm per row type, where serde's derive built a
 //! decoder of 1 to 2.5 KB for each of some sixty types.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::Cell;
 
-use js_sys::{Array, JsString, Reflect};
+use js_sys::{Array, Reflect};
 use wasm_bindgen::JsValue;
+
+use crate::sql_text;
 
 /// A type read from one column's value.
 pub trait Column: Sized + Default {
@@ -77,24 +78,6 @@ impl<T: Column> Column for Option<T> {
     }
 }
 
-thread_local! {
-    /// Column names as JavaScript strings, made once per isolate: a row read on the message
-    /// path would otherwise make a new string per column (short-lived heap the runtime's
-    /// collector has to clear).
-    static NAMES: RefCell<HashMap<&'static str, JsString>> = RefCell::new(HashMap::new());
-}
-
-/// `name` as a JavaScript string, made once.
-fn column_name(name: &'static str) -> JsString {
-    NAMES.with(|names| {
-        names
-            .borrow_mut()
-            .entry(name)
-            .or_insert_with(|| JsString::from(name))
-            .clone()
-    })
-}
-
 /// One row, as the runtime handed it over, and the first column that could not be read.
 pub struct Columns {
     row: JsValue,
@@ -111,11 +94,13 @@ impl Columns {
     }
 
     /// The value of column `name` as `T`; when it is not one, a default, and
-    /// [`Columns::all_read`] fails. (A reader that stopped at the first bad column was 2 KB of wasm per row type:
-    /// each way out dropped what it had read so far.)
+    /// [`Columns::all_read`] fails. (A reader that stopped at the first bad column was 2 KB of
+    /// wasm per row type: each way out dropped what it had read so far.)
     #[inline(never)]
     pub fn get<T: Column>(&self, name: &'static str) -> T {
-        let value = Reflect::get(&self.row, &column_name(name)).unwrap_or(JsValue::UNDEFINED);
+        // The name as a JavaScript string made once: a row read on the message path would
+        // otherwise make one per column (short-lived heap the runtime's collector must clear).
+        let value = Reflect::get(&self.row, &sql_text::text(name)).unwrap_or(JsValue::UNDEFINED);
         let absent = value.is_undefined();
         T::read(value).unwrap_or_else(|| {
             if self.unreadable.get().is_none() {

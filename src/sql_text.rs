@@ -38,15 +38,17 @@ extern "C" {
     ) -> Result<SqlStorageCursor, JsValue>;
 }
 
-/// Texts kept at most: statements are written in the code, so a few dozen exist; the bound
-/// only guards against a caller that builds its text from data.
-const KEPT_TEXTS: usize = 256;
+/// Texts kept at most: statements and the column names rows are read by (`row.rs`) are written
+/// in the code, so a few hundred exist; the bound only guards against a caller that builds its
+/// text from data.
+const KEPT_TEXTS: usize = 512;
 
 thread_local! {
     static TEXTS: RefCell<HashMap<String, JsString>> = RefCell::new(HashMap::new());
 }
 
-fn text(query: &str) -> JsString {
+/// `query` (or a column's name) as a JavaScript string, made once per isolate.
+pub(crate) fn text(query: &str) -> JsString {
     TEXTS.with(|texts| {
         if let Some(kept) = texts.borrow().get(query) {
             return kept.clone();

@@ -52,7 +52,7 @@ async function runStatement(sql, params) {
       return await stmt.all();
     } catch (e) {
       if (!repeatable || !proxyHiccup(e) || attempt === 3) throw e;
-      console.log(JSON.stringify({ event: 'test_d1_proxy_retry', attempt, stack: e.stack }));
+      process.send({ type: 'notice', line: JSON.stringify({ event: 'test_d1_proxy_retry', attempt, stack: e.stack }) });
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }

@@ -144,9 +144,7 @@ export async function startServer({
         buf = buf.slice(nl + 1);
         if (!line) continue;
         logs.push(line);
-        // The side channel's retries (server-child.mjs) are shown always: a flake they hide
-        // should still be seen.
-        if (VERBOSE || line.includes('"test_d1_proxy_retry"')) out.write(`[server ${pgid}] ${line}\n`);
+        if (VERBOSE) out.write(`[server ${pgid}] ${line}\n`);
         for (const w of waiters) w(line);
       }
     });
@@ -163,6 +161,12 @@ export async function startServer({
   const pending = new Map();
   let nextId = 1;
   child.on('message', (msg) => {
+    // What the child wants seen in every run, not only in verbose ones (a flake it worked
+    // around, say).
+    if (msg?.type === 'notice') {
+      process.stderr.write(`[server ${pgid}] ${msg.line}\n`);
+      return;
+    }
     if (msg?.type !== 'reply') return;
     const p = pending.get(msg.id);
     if (!p) return;
