@@ -221,6 +221,7 @@ test('embedded on an origin the site does not allow: the server\'s message shows
   await page.reload();
   await page.locator(`${W} .panel`).waitFor({ state: 'visible' });
   await notice.waitFor({ state: 'visible' });
+  await page.locator(`${W} .list li.me .why`).waitFor({ state: 'visible' }); // drawn a frame later
   assert.ok(posts['/api/v1/visitor/session'] > sessions, 'the new page asked again');
   assert.deepEqual((await panelMessages(page)).filter((m) => m.mine).map((m) => [m.text, m.state]), [['你好，有人吗？', 'failed']]);
   assert.deepEqual(page.errors, []);
@@ -243,6 +244,8 @@ test('embedded on an origin no site allows: the server\'s refusal reaches the wi
   const notice = page.locator(`${W} .note`);
   await notice.waitFor({ state: 'visible' });
   assert.equal(await notice.textContent(), 'Chat is not enabled for this website.');
+  // The notice shows at once; the list is drawn again at the next animation frame.
+  await page.locator(`${W} .list li.me .why`).waitFor({ state: 'visible' });
   assert.deepEqual((await panelMessages(page)).filter((m) => m.mine).map((m) => [m.text, m.state]), [['Hello, is anyone there?', 'failed']]);
   assert.equal(await page.locator(`${W} .list li.me .why`).textContent(), 'Chat is not enabled for this website.');
   await sleep(1500); // the page's one report of where the visitor is may still be on its way
