@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::conversation::Meta;
 use crate::protocol::{Event, EventPayload, Participant, Role};
 
-/// The JSON of an event's body, as stored in the conversation's log and mirrored to D1.
+/// The JSON of an event's body, as stored in the conversation's log and mirrored to D1: cut
+/// out of the payload's own text (`{"kind":…,"body":…}`), with no `serde_json::Value` tree
+/// built and dropped on the message path.
 pub fn body_json(payload: &EventPayload) -> String {
-    serde_json::to_value(payload)
+    serde_json::to_string(payload)
         .ok()
-        .and_then(|mut v| v.get_mut("body").map(serde_json::Value::take))
-        .unwrap_or_else(|| serde_json::json!({}))
-        .to_string()
+        .and_then(|text| crate::json::member(&text, "body").ok().map(str::to_string))
+        .unwrap_or_else(|| "{}".to_string())
 }
 
 /// A conversation's row in D1, as of the last event of a batch.
@@ -608,6 +609,11 @@ mod tests {
                 };
                 assert_eq!(EventRow::of(&event).into_event().unwrap(), event);
             }
+            // The body is the payload's `body` member (its fields in declaration order, where a
+            // `serde_json::Value` sorted them: the same JSON either way).
+            let whole = serde_json::to_value(&payload).unwrap();
+            let body: serde_json::Value = serde_json::from_str(&body_json(&payload)).unwrap();
+            assert_eq!(body, whole["body"]);
         }
     }
 }
