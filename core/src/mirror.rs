@@ -616,4 +616,18 @@ mod tests {
             assert_eq!(body, whole["body"]);
         }
     }
+
+    #[test]
+    fn a_body_is_the_payloads_own_text_of_it() {
+        let tricky = EventPayload::Message {
+            text: "} \"body\": {\\".into(),
+        };
+        assert_eq!(body_json(&tricky), r#"{"text":"} \"body\": {\\"}"#);
+        let rated = EventPayload::Rated {
+            score: 4,
+            comment: Some("ok".into()),
+        };
+        assert_eq!(body_json(&rated), r#"{"score":4,"comment":"ok"}"#);
+        assert_eq!(body_json(&EventPayload::Closed {}), "{}");
+    }
 }
