@@ -135,6 +135,13 @@ from_row! {
     }
 }
 
+impl Delivery {
+    /// Whether it fails on its own (the column's 1; absent is 0).
+    fn is_set_aside(&self) -> bool {
+        self.set_aside.is_some_and(|flag| flag != 0)
+    }
+}
+
 #[durable_object]
 pub struct WebhookObject {
     state: State,
@@ -549,7 +556,7 @@ impl WebhookObject {
         let attempt = Attempt {
             id: &delivery.id,
             attempts,
-            set_aside: delivery.set_aside.unwrap_or(0) != 0,
+            set_aside: delivery.is_set_aside(),
             queued_at: delivery.created_at,
             at,
             outcome,
@@ -588,7 +595,7 @@ impl WebhookObject {
                     self.finish(&delivery, "failed", status, Some(&failure));
                 } else {
                     self.retry(&delivery.id, attempts, next_at, status, &failure);
-                    if delivery.set_aside.unwrap_or(0) == 0 {
+                    if !delivery.is_set_aside() {
                         self.set_aside(&delivery.id);
                     }
                 }
