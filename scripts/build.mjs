@@ -1,14 +1,19 @@
 // Build the Worker: `worker-build --release` in the repo root, with wasm-bindgen from
 // ~/.cargo/bin and esbuild from node_modules (worker-build would otherwise try to download
 // them). wasm-opt is turned off in Cargo.toml's [package.metadata.wasm-pack.profile.release].
+// The wasm's function names are dropped after the build (see wasm-sections.mjs).
 // Output: build/index.js and its .wasm. Exits non-zero on failure.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT, run, step, which } from './setup.mjs';
+import { dropCustomSections } from './wasm-sections.mjs';
 
 export const BUILD_DIR = join(ROOT, 'build');
 export const BUILD_ENTRY = join(BUILD_DIR, 'index.js');
+export const BUILD_WASM = join(BUILD_DIR, 'index_bg.wasm');
+/** Custom sections nothing reads at run time: the function names and the toolchain's versions. */
+export const UNSHIPPED_SECTIONS = ['name', 'producers'];
 
 /** Paths of the helper binaries worker-build is pointed at. Throws if one is missing. */
 export function buildTools() {
@@ -30,6 +35,8 @@ export async function buildWorker() {
     env: { WASM_BINDGEN_BIN: wasmBindgen, ESBUILD_BIN: esbuild },
   });
   if (!existsSync(BUILD_ENTRY)) throw new Error(`worker-build finished but ${BUILD_ENTRY} is missing`);
+  const dropped = dropCustomSections(BUILD_WASM, UNSHIPPED_SECTIONS);
+  if (dropped.length) step(`build: dropped ${dropped.map((d) => `${d.name} (${d.bytes} B)`).join(', ')} from the wasm`);
   step(`build: done in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 }
 
