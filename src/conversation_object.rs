@@ -425,6 +425,7 @@ impl DurableObject for ConversationObject {
         _clean: bool,
     ) -> Result<()> {
         if self.is_site_line(&ws) {
+            self.sockets.forget(&ws);
             self.site_line.closed(&self.state, &ws);
             let _ = ws.close(Some(1000), Some("closing"));
             return Ok(());
@@ -446,11 +447,12 @@ impl DurableObject for ConversationObject {
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        if self.is_site_line(&ws) {
+        let line = self.is_site_line(&ws);
+        self.sockets.forget(&ws);
+        if line {
             self.site_line.closed(&self.state, &ws);
             return Ok(());
         }
-        self.sockets.forget(&ws);
         self.stop_waiting_for_hello(&ws);
         Ok(())
     }

@@ -131,16 +131,18 @@ pub fn save_attachment<T: serde::Serialize>(ws: &worker::WebSocket, value: &T) -
 pub fn load_attachment<T: serde::de::DeserializeOwned>(ws: &worker::WebSocket) -> Option<T> {
     match ws.deserialize_attachment::<String>() {
         Ok(Some(json)) => parley_core::json::from_str(&json).ok(),
+        Ok(None) => None,
         // Sockets accepted by an older version carry the attachment as an object.
-        _ => ws.deserialize_attachment::<T>().ok().flatten(),
+        Err(_) => ws.deserialize_attachment::<T>().ok().flatten(),
     }
 }
 
 /// Socket attachments as an object instance has read or written them: each is read from
 /// storage once per socket and instance (a read is a structured-clone copy, dearer than the
-/// rest of a broadcast), and written through.
+/// rest of a broadcast), and written through. A socket without one (a conversation's line to
+/// its site) is remembered as such, or every broadcast would read it again.
 pub struct Attachments<T> {
-    known: std::cell::RefCell<Vec<(worker::WebSocket, std::rc::Rc<T>)>>,
+    known: std::cell::RefCell<Vec<(worker::WebSocket, Option<std::rc::Rc<T>>)>>,
 }
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Attachments<T> {
@@ -152,16 +154,16 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Attachments<T> {
 
     pub fn get(&self, ws: &worker::WebSocket) -> Option<std::rc::Rc<T>> {
         if let Some((_, value)) = self.known.borrow().iter().find(|(known, _)| known == ws) {
-            return Some(value.clone());
+            return value.clone();
         }
-        let value = std::rc::Rc::new(load_attachment::<T>(ws)?);
+        let value = load_attachment::<T>(ws).map(std::rc::Rc::new);
         self.known.borrow_mut().push((ws.clone(), value.clone()));
-        Some(value)
+        value
     }
 
     pub fn set(&self, ws: &worker::WebSocket, value: T) -> Result<()> {
         save_attachment(ws, &value)?;
-        let value = std::rc::Rc::new(value);
+        let value = Some(std::rc::Rc::new(value));
         let mut known = self.known.borrow_mut();
         match known.iter_mut().find(|(known, _)| known == ws) {
             Some(entry) => entry.1 = value,
