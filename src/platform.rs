@@ -129,11 +129,18 @@ pub fn save_attachment<T: serde::Serialize>(ws: &worker::WebSocket, value: &T) -
 
 /// A socket's attachment, as [`save_attachment`] kept it.
 pub fn load_attachment<T: serde::de::DeserializeOwned>(ws: &worker::WebSocket) -> Option<T> {
+    read_attachment(ws).ok().flatten()
+}
+
+/// A socket's attachment: `Ok(None)` when it has none, `Err` when it could not be read.
+fn read_attachment<T: serde::de::DeserializeOwned>(
+    ws: &worker::WebSocket,
+) -> std::result::Result<Option<T>, ()> {
     match ws.deserialize_attachment::<String>() {
-        Ok(Some(json)) => parley_core::json::from_str(&json).ok(),
-        Ok(None) => None,
+        Ok(Some(json)) => parley_core::json::from_str(&json).map(Some).map_err(|_| ()),
+        Ok(None) => Ok(None),
         // Sockets accepted by an older version carry the attachment as an object.
-        Err(_) => ws.deserialize_attachment::<T>().ok().flatten(),
+        Err(_) => ws.deserialize_attachment::<T>().map_err(|_| ()),
     }
 }
 
@@ -156,7 +163,8 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Attachments<T> {
         if let Some((_, value)) = self.known.borrow().iter().find(|(known, _)| known == ws) {
             return value.clone();
         }
-        let value = load_attachment::<T>(ws).map(std::rc::Rc::new);
+        // A read that failed is not remembered: the next look tries again.
+        let value = read_attachment::<T>(ws).ok()?.map(std::rc::Rc::new);
         self.known.borrow_mut().push((ws.clone(), value.clone()));
         value
     }

@@ -15,8 +15,6 @@ import {
   parseSecretList, parseWhoami, SIZE_LIMIT_FREE, SIZE_LIMIT_PAID, usedBindings,
 } from '../scripts/deploy.mjs';
 import { readWranglerConfig } from '../scripts/runtime.mjs';
-import { BUILD_WASM, UNSHIPPED_SECTIONS } from '../scripts/build.mjs';
-import { sections, withoutCustomSections } from '../scripts/wasm-sections.mjs';
 import { tempDir } from './support/server.mjs';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -68,37 +66,6 @@ test('wrangler deploy --dry-run bundles the built Worker offline, within Cloudfl
   assert.deepEqual(missingClassExports(config, join(ROOT, config.main)), []);
   // The checked-in wrangler.toml was not touched, and nothing was left in the repo.
   assert.ok(!existsSync(join(dir, 'xdg', '.wrangler', 'config', 'default.toml')), 'no login state was created');
-});
-
-/** A custom section: id 0, its size, then its name and contents. */
-function customSection(name, contents) {
-  const body = Buffer.concat([Buffer.from([name.length]), Buffer.from(name), Buffer.from(contents)]);
-  return Buffer.concat([Buffer.from([0, body.length]), body]);
-}
-
-test('custom sections are dropped by name, everything else kept byte for byte', () => {
-  const header = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
-  const types = Buffer.from([0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // one type: () -> ()
-  const module = Buffer.concat([
-    header, customSection('producers', [1, 2]), types, customSection('name', [3, 4, 5]),
-    customSection('target_features', [6]),
-  ]);
-  assert.deepEqual(sections(module).map((s) => s.name ?? `id ${s.id}`), ['producers', 'id 1', 'name', 'target_features']);
-  const { bytes, dropped } = withoutCustomSections(module, ['name', 'producers']);
-  assert.deepEqual(dropped.map((d) => d.name), ['producers', 'name']);
-  assert.deepEqual(bytes, Buffer.concat([header, types, customSection('target_features', [6])]));
-  assert.ok(WebAssembly.validate(bytes));
-  // Nothing named: the same bytes.
-  assert.deepEqual(withoutCustomSections(module, []).bytes, module);
-  assert.throws(() => sections(Buffer.from('not wasm at all')), /not a wasm module/);
-  assert.throws(() => sections(Buffer.concat([header, Buffer.from([1, 9, 0])])), /runs past the end/);
-});
-
-// Whether it still runs is every Miniflare test's business (Node's own V8 is too old to
-// compile it: the module uses types of the wasm GC proposal).
-test('the built wasm ships without function names', () => {
-  const custom = sections(readFileSync(BUILD_WASM)).filter((s) => s.id === 0).map((s) => s.name);
-  for (const name of UNSHIPPED_SECTIONS) assert.ok(!custom.includes(name), `${name} section left in ${BUILD_WASM}`);
 });
 
 test('every binding the code uses is declared in wrangler.toml', () => {
