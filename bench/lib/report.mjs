@@ -108,13 +108,14 @@ export function compare(results) {
   if (parley.idle) {
     // On Miniflare the bare relay's own connections already cost more than the goal; Parley's
     // share is what it adds on top.
-    const above = relay.idle ? parley.idle.kb_per_connection - relay.idle.kb_per_connection : null;
     // Both are slopes between two batches: a few KB either way is noise, and Parley can come out under.
-    const share = above === null ? ''
-      : above >= 0 ? `; Parley adds ${num(above, 1)} KB`
-        : `; Parley's ${num(-above, 1)} KB under it, within the slopes' noise`;
+    const above = relay.idle && parley.idle.kb_per_connection - relay.idle.kb_per_connection;
+    const versus = !relay.idle ? ''
+      : ` (relay ${num(relay.idle.kb_per_connection, 1)} KB; ${above >= 0
+        ? `Parley adds ${num(above, 1)} KB`
+        : `Parley's ${num(-above, 1)} KB under it, within the slopes' noise`})`;
     target('idle (hibernated) connection, runtime memory', '≤ 10 KB',
-      `${num(parley.idle.kb_per_connection, 1)} KB${above !== null ? ` (relay ${num(relay.idle.kb_per_connection, 1)} KB${share})` : ''}`,
+      `${num(parley.idle.kb_per_connection, 1)} KB${versus}`,
       parley.idle.kb_per_connection <= 10, parley.idle.kb_per_connection / 10);
   }
   const wasm = results.sizes.find((s) => s.name === 'worker wasm');
