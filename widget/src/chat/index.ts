@@ -11,7 +11,7 @@ import { h, icon, richText } from './dom';
 import { EMOJI } from './emoji';
 import { pick, t, type Key } from './i18n';
 import { watchInvitations } from './invite';
-import { Link, type LinkState } from './link';
+import { bounded, Link, type LinkState } from './link';
 import { ratingForm, ratingThanks, type Draft } from './rating';
 import { normalize } from '../config';
 import type { Config, Conv, Ev, FileRef, Host, Invitation, OutboxItem, PendingForm, Texts } from '../types';
@@ -129,6 +129,11 @@ class Chat {
   private status = 'open';
   private historyLoaded = false;
   private nextBefore: number | null = null;
+  /** Bumped whenever the events held are dropped (another conversation or log, a reset): a
+   * history page asked for before then is of what was dropped. */
+  private logGen = 0;
+  /** Counts the loads of the latest history started: a newer one takes over from a retrying one. */
+  private latestLoads = 0;
   private failed = new Map<string, { t: string; a: number; err: string; f?: FileRef; m?: string }>();
   /** This page's id: a Web Lock held while the page lives tells other tabs its files' bytes exist. */
   private page = newMsgId();
@@ -1142,8 +1147,10 @@ class Chat {
     const body: Record<string, unknown> = { ...pf, page_url: location.href, language: ls.get('l') || navigator.language, client_req_id: rid };
     if (this.h.department) body.department = this.h.department;
     // A refused session rejects with the server's answer: a refusal like the others.
-    const r = await this.h.api('/api/v1/conversations', { method: 'POST', body }).catch((e) => e);
-    if (r?.s === 200 || r?.s === 201) {
+    // Bounded: a creation hung on a dead connection would hold the send lock of every tab.
+    // Given up, it goes again with the same client_req_id.
+    const r = await bounded(this.h.api, '/api/v1/conversations', { method: 'POST', body }).catch((e) => e);
+    if ((r?.s === 200 || r?.s === 201) && r.b?.conversation) {
       const conv = { id: r.b.conversation, e: r.b.epoch };
       ls.set('c', conv);
       ls.del('pf');
@@ -1254,7 +1261,8 @@ class Chat {
         if (!this.link.send(frame)) done({});
       });
     }
-    return this.h.api(`/api/v1/conversations/${conv.id}/messages`, { method: 'POST', body })
+    // Bounded, as the socket's ack is (ACK_WITHIN): given up, it goes again with the same client_msg_id.
+    return bounded(this.h.api, `/api/v1/conversations/${conv.id}/messages`, { method: 'POST', body })
       .then((r) => {
         if (r.s === 200 && r.b?.type === 'ack') {
           this.onFrame(r.b);
@@ -1277,19 +1285,20 @@ class Chat {
 
   /** Take up a conversation (ours, created here or in another tab). */
   private adopt(conv: Conv) {
-    const changed = !this.conv || this.conv.id !== conv.id;
-    // Another tab saw the log replaced (a restore): this tab's own `reset` will not notice.
-    if (!changed && this.conv!.e !== conv.e) this.logReplaced();
+    const prev = this.conv;
     this.conv = conv;
-    if (changed) {
-      this.events.clear();
-      this.cursor = 0;
+    if (prev?.id !== conv.id) {
+      this.dropLog(0);
       // Another tab may have shown it already.
       this.seen = this.seenBefore();
       this.queuePlace(null);
-      this.historyLoaded = false;
-      this.nextBefore = null;
       this.startConversation();
+    } else if (prev.e !== conv.e) {
+      // Another tab saw the log replaced (a restore). This tab's own link would resume from its
+      // old cursor in the new log without a `reset`, so it starts over as a reset does, from
+      // where that tab got to.
+      this.logReplaced();
+      this.reloadFrom(this.seenBefore());
     }
   }
 
@@ -1302,14 +1311,15 @@ class Chat {
   /** The latest page of history (or the page before `before`). */
   private async loadHistory(before?: number): Promise<void> {
     const conv = this.conv;
+    const gen = this.logGen;
     if (!conv) return;
     let r;
     try {
-      r = await this.h.api(`/api/v1/conversations/${conv.id}/history?limit=50${before ? `&before=${before}` : ''}`);
+      r = await bounded(this.h.api, `/api/v1/conversations/${conv.id}/history?limit=50${before ? `&before=${before}` : ''}`);
     } catch {
       return;
     }
-    if (this.conv !== conv) return;
+    if (this.conv !== conv || gen !== this.logGen) return;
     if (r.s === 404) {
       this.gone();
       return;
@@ -1318,11 +1328,10 @@ class Chat {
     const b = r.b;
     if (!before) {
       if (b.epoch !== conv.e) {
-        this.events.clear();
         this.logReplaced();
         conv.e = b.epoch;
         this.h.ls.set('c', conv);
-        this.cursor = 0;
+        this.dropLog(0);
       }
       this.cursor = Math.max(this.cursor, Number(b.head) || 0);
       this.saveCursor();
@@ -1334,6 +1343,21 @@ class Chat {
     this.render(!before);
     this.paintQueue();
     this.updateUnread(true);
+  }
+
+  /**
+   * Loads the latest history, again with backoff while it fails, until it is here: nothing else
+   * brings back the events a reset dropped while the link stays live. A newer load, another
+   * conversation or the conversation gone ends it.
+   */
+  private async loadLatest() {
+    const run = ++this.latestLoads;
+    const conv = this.conv;
+    const wanted = () => this.conv === conv && run === this.latestLoads && !this.historyLoaded;
+    for (let delay = 1e3; wanted(); delay = Math.min(delay * 2, 30e3)) {
+      await this.loadHistory();
+      if (wanted()) await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random() / 2)));
+    }
   }
 
   private async loadEarlier() {
@@ -1353,10 +1377,8 @@ class Chat {
     this.link.stop();
     this.conv = null;
     for (const k of ['c', 'q']) this.h.ls.del(k);
-    this.events.clear();
+    this.dropLog(0);
     this.forgetReads();
-    this.cursor = 0;
-    this.historyLoaded = false;
     this.queuePlace(null);
     this.renderView();
     this.updateUnread();
@@ -1458,16 +1480,28 @@ class Chat {
   private reset(f: { epoch: string; head: number }) {
     const conv = this.conv;
     if (!conv) return;
-    this.events.clear();
     // Another log (not just a gap too large to replay): its seqs say nothing of what was read
     // or acknowledged.
     if (f.epoch !== conv.e) this.logReplaced();
     conv.e = f.epoch;
     this.h.ls.set('c', conv);
-    this.cursor = Number(f.head) || 0;
+    this.reloadFrom(Number(f.head) || 0);
+  }
+
+  /** Drops the events held, goes on live from `head` and loads the latest history again. */
+  private reloadFrom(head: number) {
+    this.dropLog(head);
     this.saveCursor();
+    this.loadLatest();
+  }
+
+  /** Forgets the events held and where history paging was; the cursor starts again at `cursor`. */
+  private dropLog(cursor: number) {
+    this.logGen++;
+    this.events.clear();
+    this.cursor = cursor;
     this.historyLoaded = false;
-    this.loadHistory();
+    this.nextBefore = null;
   }
 
   private onState(s: LinkState) {
@@ -1477,7 +1511,7 @@ class Chat {
     if (s !== 'live') for (const w of [...this.waiters.values()]) w.resolve({});
     if (s === 'live') {
       this.banner.hidden = true;
-      if (!this.historyLoaded) this.loadHistory();
+      if (!this.historyLoaded) this.loadLatest();
       this.flush();
       this.updateUnread();
       this.fetchPlace();

@@ -28,6 +28,12 @@ const PING_EVERY = 25e3;
 const PONG_WITHIN = 10e3;
 const HELLO_WITHIN = 10e3;
 const POLL_WAIT = 25;
+/**
+ * How long an HTTP request may take beyond the wait it asks of the server before it counts as
+ * failed (and is retried): one hung on a half-open connection would otherwise never end, and
+ * hold back everything waiting for it. The console bounds its requests the same way.
+ */
+const HTTP_WAIT = 15e3;
 /** WebSocket attempts that never got a welcome, in a row, before switching to long-polling. */
 const WS_FAILURES = 2;
 /** How long a page remembers that WebSockets failed, so the next page starts polling at once. */
@@ -38,6 +44,22 @@ const sleepFor = (ms: number, wake: (fn: () => void) => void) => new Promise<voi
   const t = setTimeout(resolve, ms);
   wake(() => { clearTimeout(t); resolve(); });
 });
+
+/**
+ * api() that gives up after `ms`, rejecting like a network failure (however far it got: a
+ * session renewal, the request, its answer); aborting `req` ends it sooner.
+ */
+export function bounded(
+  api: LinkHost['api'], path: string, opts: ApiOptions = {}, ms = HTTP_WAIT, req = new AbortController(),
+): Promise<ApiResult> {
+  return new Promise((resolve, reject) => {
+    const limit = setTimeout(() => {
+      req.abort();
+      reject(new Error('timeout'));
+    }, ms);
+    api(path, { ...opts, signal: req.signal }).then(resolve, reject).finally(() => clearTimeout(limit));
+  });
+}
 
 export class Link {
   mode: 'ws' | 'poll';
@@ -352,17 +374,16 @@ export class Link {
       const req = new AbortController();
       this.pollReq = req;
       const wait = this.state === 'live' ? POLL_WAIT : 0;
-      const limit = setTimeout(() => req.abort(), (wait + 15) * 1e3);
       let r: ApiResult | null = null;
       try {
-        r = await this.x.api(
+        r = await bounded(
+          this.x.api,
           `/api/v1/conversations/${encodeURIComponent(conv.id)}/events?after=${this.x.cursor()}&epoch=${encodeURIComponent(conv.e)}&wait=${wait}`,
-          { signal: req.signal },
+          {}, wait * 1e3 + HTTP_WAIT, req,
         );
       } catch {
         r = null;
       }
-      clearTimeout(limit);
       if (gen !== this.pollGen) return; // switched to WebSocket or halted
       if (r && r.s === 200 && r.b) {
         this.attempt = 0;
