@@ -32,6 +32,10 @@ export function isSignedIn(): boolean {
   return signedIn;
 }
 
+/** How long a request may take before it counts as failed (and is retried): one hung on a
+ *  half-open connection would otherwise hold back everything waiting on it. */
+export const HTTP_WAIT = 15_000;
+
 // Socket tokens live two minutes on the server; one is reused for a minute so that opening
 // several conversations at once costs one request.
 const SOCKET_TOKEN_REUSE_MS = 60_000;
@@ -39,13 +43,13 @@ let socketTokenCache: { token: string; until: number } | null = null;
 let socketTokenPending: Promise<string | null> | null = null;
 
 /**
- * A token for a socket's hello frame; null once signed out. Rejects (network) so the socket
- * retries later.
+ * A token for a socket's hello frame; null once signed out. Rejects (network, or no answer in
+ * time) so the socket retries later.
  */
 export function socketToken(): Promise<string | null> {
   if (!signedIn) return Promise.resolve(null);
   if (socketTokenCache && socketTokenCache.until > Date.now()) return Promise.resolve(socketTokenCache.token);
-  socketTokenPending ??= api<{ token: string }>('/api/v1/agent/socket-token', { method: 'POST' })
+  socketTokenPending ??= api<{ token: string }>('/api/v1/agent/socket-token', { method: 'POST', signal: AbortSignal.timeout(HTTP_WAIT) })
     .then((r) => {
       socketTokenCache = { token: r.token, until: Date.now() + SOCKET_TOKEN_REUSE_MS };
       return r.token;

@@ -3,7 +3,8 @@
 //
 // Start-up: info → latest history page → socket hello with after=<last seq held>&epoch, so the
 // server replays exactly what was missed (or sends `reset`, after which history is reloaded).
-import { api, ApiError, confirmSignedOut, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES } from './api';
+import { api, ApiError, confirmSignedOut, HTTP_WAIT, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES } from './api';
+import { recordRefusal, RETRYABLE_CODES, sendBody } from './courier';
 import { Emitter } from './emitter';
 import { upload, type UploadProgress } from './files';
 import { lang, t } from './i18n';
@@ -13,18 +14,23 @@ import type { Agent, Ev, Participant } from './types';
 
 const PAGE = 50;
 const TYPING_TTL = 6000;
-const HTTP_FALLBACK_AFTER = 8000;
-/** How long an HTTP send or catch-up may take before it counts as failed (and is retried): a
- *  request hung on a half-open connection would otherwise hold back every reply after it. */
-const HTTP_WAIT = 15_000;
+/** A socket down this long (not just reconnecting) leaves sending, reading and receiving to HTTP. */
+export const HTTP_FALLBACK_AFTER = 8000;
 /** A thread whose history could not be loaded tries again after this long. */
 const LOAD_RETRY_MS = 3000;
 /** A send not acknowledged by then goes again (same client_msg_id: the server deduplicates). */
 const ACK_WITHIN = 10_000;
 /** The most events one long-poll answer carries. */
 const EVENTS_PAGE = 200;
-/** Refusals that pass: the same send succeeds later. */
-const RETRYABLE_CODES = ['rate_limited', 'storage_unavailable', 'uploads_busy', 'internal'];
+/** How long the server may hold a long-poll for events (it allows 30 s). */
+const LONG_POLL_S = 25;
+/**
+ * Long-polls held open at once across the page's conversations: over HTTP/1.1 a browser opens
+ * six connections to a host, and the console's other requests must not queue behind them. The
+ * conversations beyond this ask with no wait, every few seconds.
+ */
+const LONG_POLLS_AT_ONCE = 2;
+let longPolls = 0;
 /** Uploads the server had no room for just then (`uploads_busy`) go again by themselves this often. */
 const BUSY_UPLOAD_TRIES = 5;
 
@@ -73,9 +79,11 @@ export class ConvSession extends Emitter<ConvEvents> {
   private socket: ReconnectingSocket;
   /** Sends on the socket awaiting their ack, with the time after which they go again. */
   private inflight = new Map<string, number>();
-  /** A message being posted over HTTP (one at a time, so they are stored in order). */
-  private posting = false;
   private stopped = false;
+  /** Events are being fetched by long-poll (the socket is down). */
+  private receivingOverHttp = false;
+  /** Ends the long-poll under way (the socket is live again, or the tab closed). */
+  private pollAbort: AbortController | null = null;
   private offlineSince = Date.now();
   private flushTimer: ReturnType<typeof setInterval> | undefined;
   private typingTimer: ReturnType<typeof setTimeout> | undefined;
@@ -107,6 +115,7 @@ export class ConvSession extends Emitter<ConvEvents> {
         if (!this.offlineSince) this.offlineSince = Date.now();
       } else {
         this.offlineSince = 0;
+        this.pollAbort?.abort();
       }
       this.emit('conn', s);
     });
@@ -137,6 +146,7 @@ export class ConvSession extends Emitter<ConvEvents> {
     this.stopped = true;
     this.setTyping(false);
     this.socket.stop();
+    this.pollAbort?.abort();
     clearInterval(this.flushTimer);
     clearTimeout(this.typingTimer);
     for (const u of this.unsubs) u();
@@ -242,10 +252,7 @@ export class ConvSession extends Emitter<ConvEvents> {
         this.addLive(f as Ev);
         break;
       case 'ack':
-        this.inflight.delete(f.client_msg_id);
-        // Kept on screen until the event, which follows the ack, is here (or already was).
-        if (typeof f.seq === 'number' && f.seq > this.lastSeq) this.outbox.acknowledged(f.client_msg_id, f.seq);
-        else this.outbox.done(f.client_msg_id);
+        this.acknowledge(f.client_msg_id, f.seq);
         break;
       case 'typing': {
         const p: Participant = f.participant;
@@ -291,11 +298,7 @@ export class ConvSession extends Emitter<ConvEvents> {
     const err = new ApiError(0, f.code ?? 'internal', f.message ?? '', f.retry_after_ms);
     if (f.client_msg_id && this.outbox.get(f.client_msg_id)) {
       this.inflight.delete(f.client_msg_id);
-      if (RETRYABLE_CODES.includes(f.code)) {
-        this.outbox.retryLater(f.client_msg_id, Date.now() + (f.retry_after_ms ?? 2000));
-      } else {
-        this.outbox.fail(f.client_msg_id, f.code, f.message);
-      }
+      recordRefusal(this.outbox, f.client_msg_id, err);
       return;
     }
     if (SIGNED_OUT_CODES.includes(f.code)) {
@@ -367,17 +370,50 @@ export class ConvSession extends Emitter<ConvEvents> {
       });
   }
 
-  /** Fetches every event after lastSeq over HTTP (what the socket would have brought). */
-  private async catchUp(): Promise<void> {
+  /**
+   * Fetches every event after lastSeq over HTTP (what the socket would have brought); with
+   * `waitS`, the server holds the request that long for the first one.
+   */
+  private async catchUp(waitS = 0, signal?: AbortSignal): Promise<void> {
     if (!this.loaded || !this.epoch) return this.loadLatest();
     for (;;) {
-      const q = new URLSearchParams({ after: String(this.lastSeq), epoch: this.epoch, wait: '0' });
-      const r = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/events?${q}`, { signal: AbortSignal.timeout(HTTP_WAIT) });
+      const q = new URLSearchParams({ after: String(this.lastSeq), epoch: this.epoch, wait: String(waitS) });
+      const r = await api<any>(`/api/v1/conversations/${encodeURIComponent(this.id)}/events?${q}`, { signal: signal ?? AbortSignal.timeout(HTTP_WAIT) });
       if (r?.type === 'reset') return this.reset(r);
       const events: Ev[] = r?.events ?? [];
       for (const e of events) this.addLive(e);
       if (events.length < EVENTS_PAGE) return;
     }
+  }
+
+  /**
+   * While the socket is down, events come by long-poll, one request at a time, until it is live
+   * again (its hello resumes from lastSeq) or the tab closes: the thread never waits for the
+   * agent to act, or for the socket, to show what the visitor wrote.
+   */
+  private async pollWhileDown(): Promise<void> {
+    if (this.receivingOverHttp) return;
+    this.receivingOverHttp = true;
+    while (!this.stopped && !this.gone && this.conn !== 'live') {
+      const waitS = longPolls < LONG_POLLS_AT_ONCE ? LONG_POLL_S : 0;
+      const abort = (this.pollAbort = new AbortController());
+      const timer = setTimeout(() => abort.abort(), HTTP_WAIT + waitS * 1000);
+      const started = Date.now();
+      if (waitS) longPolls += 1;
+      try {
+        await this.catchUp(waitS, abort.signal);
+      } catch (e) {
+        if (e instanceof ApiError && (e.code === 'not_found' || e.code === 'forbidden')) this.markGone();
+      } finally {
+        if (waitS) longPolls -= 1;
+        clearTimeout(timer);
+        this.pollAbort = null;
+      }
+      // An answer at once (a failure, events that were waiting, no wait asked): not again at once.
+      const early = LOAD_RETRY_MS - (Date.now() - started);
+      if (early > 0) await new Promise((resolve) => setTimeout(resolve, early));
+    }
+    this.receivingOverHttp = false;
   }
 
   // ---- sending ---------------------------------------------------------------------------
@@ -391,6 +427,13 @@ export class ConvSession extends Emitter<ConvEvents> {
     for (const item of this.outbox.for(this.id)) {
       if (item.acked && item.acked <= this.lastSeq) this.outbox.done(item.client_msg_id);
     }
+  }
+
+  /** The server stored a reply under `seq` (its ack, over the socket or HTTP): shown until its event is here. */
+  acknowledge(clientMsgId: string, seq: number | undefined): void {
+    this.inflight.delete(clientMsgId);
+    if (typeof seq === 'number' && seq > this.lastSeq) this.outbox.acknowledged(clientMsgId, seq);
+    else this.outbox.done(clientMsgId);
   }
 
   private hasClientMsg(id: string): boolean {
@@ -479,76 +522,47 @@ export class ConvSession extends Emitter<ConvEvents> {
     this.outbox.done(clientMsgId);
   }
 
-  /** Sends what the outbox holds for this conversation: over the socket, or HTTP when it is down. */
+  /**
+   * Sends what the outbox holds for this conversation over the socket; while it is down, reads
+   * events by long-poll (the Store's courier posts the replies over HTTP, see httpQueue).
+   */
   flush(): void {
     if (this.stopped) return;
     const now = Date.now();
     this.sendRead();
-    const queue: OutboxItem[] = [];
     this.settleAcknowledged();
     for (const item of this.outbox.for(this.id)) {
-      if (item.error || item.acked) continue;
-      if (this.hasClientMsg(item.client_msg_id)) this.outbox.done(item.client_msg_id);
-      else queue.push(item);
+      if (!item.error && !item.acked && this.hasClientMsg(item.client_msg_id)) this.outbox.done(item.client_msg_id);
     }
     if (this.conn === 'live') {
-      for (const item of queue) {
+      for (const item of this.unsent()) {
         // An ack that never came (the server's error may not say which send it was about): again.
         const unacked = this.inflight.get(item.client_msg_id);
         if (unacked && unacked > now) continue;
         // One told to wait (rate limited) holds back those written after it: replies are
         // stored in the order they were written.
         if (item.retryAt && item.retryAt > now) break;
-        if (!this.socket.send({ type: 'send', ...this.sendBody(item) })) return;
+        if (!this.socket.send({ type: 'send', ...sendBody(item) })) return;
         this.inflight.set(item.client_msg_id, now + ACK_WITHIN);
       }
-    } else if (this.offlineSince && now - this.offlineSince > HTTP_FALLBACK_AFTER && !this.gone && !this.posting) {
-      // Over HTTP one at a time, oldest first, each after the answer to the one before, so
-      // replies are stored in the order they were written.
-      const first = queue[0];
-      if (first && !(first.retryAt && first.retryAt > now)) void this.postOverHttp(first);
+    } else if (this.downAWhile()) {
+      void this.pollWhileDown();
     }
   }
 
-  /** What a send carries, the same over the socket (as a `send` frame) and over HTTP. */
-  private sendBody(item: OutboxItem): Record<string, unknown> {
-    return {
-      client_msg_id: item.client_msg_id,
-      ...(item.file ? { file: item.file.id } : { text: item.text }),
-      ...(item.note ? { note: true } : {}),
-    };
+  /** Replies not yet stored, oldest first. */
+  private unsent(): OutboxItem[] {
+    return this.outbox.for(this.id).filter((i) => !i.error && !i.acked && !this.hasClientMsg(i.client_msg_id));
   }
 
-  private async postOverHttp(item: OutboxItem): Promise<void> {
-    this.posting = true;
-    const id = item.client_msg_id;
-    try {
-      await api(`/api/v1/conversations/${encodeURIComponent(this.id)}/messages`, {
-        method: 'POST', body: this.sendBody(item), signal: AbortSignal.timeout(HTTP_WAIT),
-      });
-    } catch (e) {
-      this.posting = false;
-      const err = e as ApiError;
-      if (err.status === 0 || err.status >= 500 || err.code === 'rate_limited') {
-        this.outbox.retryLater(id, Date.now() + (err.retryAfterMs ?? 3000));
-      } else {
-        this.outbox.fail(id, err.code, err.message);
-      }
-      return;
-    }
-    // Stored. Its event comes only with the events that follow lastSeq (no socket brings it):
-    // fetch them, so the reply moves from the outbox into the thread without ever vanishing.
-    try {
-      await this.gapFetch;
-      await this.catchUp();
-    } catch {
-      // Still shown as sending; the next flush (on the 4 s timer, not at once) posts it again
-      // (the server keeps one) and retries this.
-      this.posting = false;
-      return;
-    }
-    this.posting = false;
-    this.flush();
+  /** Replies for the courier to post over HTTP: none while the socket is live, or has only just dropped (it may be back in a moment). */
+  httpQueue(): OutboxItem[] {
+    return this.conn !== 'live' && this.downAWhile() && !this.gone && !this.stopped ? this.unsent() : [];
+  }
+
+  /** Whether the socket has been down long enough for HTTP to take over. */
+  private downAWhile(): boolean {
+    return !!this.offlineSince && Date.now() - this.offlineSince > HTTP_FALLBACK_AFTER;
   }
 
   /** Typing notices: at most one "active" every 3 s, "inactive" after 4 s of silence. */
@@ -606,7 +620,7 @@ export class ConvSession extends Emitter<ConvEvents> {
     if (!seq || seq <= this.readAcked) return;
     if (this.socket.send({ type: 'read', seq })) {
       this.readAcked = seq;
-    } else if (this.offlineSince && Date.now() - this.offlineSince > HTTP_FALLBACK_AFTER) {
+    } else if (this.downAWhile()) {
       this.readAcked = seq;
       api(`/api/v1/conversations/${encodeURIComponent(this.id)}/read`, { method: 'POST', body: { seq } }).catch(() => {
         this.readAcked = 0;

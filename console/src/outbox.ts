@@ -152,6 +152,11 @@ export class Outbox extends Emitter<{ change: [string] }> {
     return this.items.filter((i) => i.conversation === conversation);
   }
 
+  /** The conversations with items, in the order of their oldest. */
+  conversations(): string[] {
+    return [...new Set(this.items.map((i) => i.conversation))];
+  }
+
   get(clientMsgId: string): OutboxItem | undefined {
     return this.items.find((i) => i.client_msg_id === clientMsgId);
   }

@@ -7,7 +7,8 @@
 // socket is live (not deployed yet, or reconnecting) the list is polled instead.
 import { chime, desktopNotify, setTitleCount } from './alerts';
 import { api, ApiError, isMissingEndpoint, isSignedIn, SIGNED_OUT_CODES, confirmSignedOut } from './api';
-import { ConvSession } from './conversation';
+import { ConvSession, HTTP_FALLBACK_AFTER } from './conversation';
+import { Courier } from './courier';
 import { Emitter } from './emitter';
 import { lang, t } from './i18n';
 import { Outbox } from './outbox';
@@ -71,6 +72,8 @@ export class Store extends Emitter<{
   private visitorFetch = new Map<string, Promise<void>>();
   visitorApi = true;
   readonly outbox: Outbox;
+  private courier: Courier;
+  private unlistenOutbox: () => void;
   private readMarks: Record<string, number>;
   private pollTimer: ReturnType<typeof setInterval> | undefined;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
@@ -87,6 +90,19 @@ export class Store extends Emitter<{
   constructor(readonly me: Agent) {
     super();
     this.outbox = new Outbox(me.id);
+    this.courier = new Courier(this.outbox, (conversation, clientMsgId, seq) => {
+      const session = this.sessions.get(conversation);
+      if (session) session.acknowledge(clientMsgId, seq);
+      else this.outbox.acknowledged(clientMsgId, seq);
+    }, (conversation, reason) => {
+      // The open thread shows it with its reason; for any other conversation the agent is told
+      // here, and its inbox row keeps saying so (hasRefusedReply).
+      if (this.active !== conversation) this.emit('toast', t('replyNotSent', { name: this.visitorName(conversation), reason }), 'error');
+    });
+    this.unlistenOutbox = this.outbox.on('change', () => {
+      this.sendOutbox();
+      this.emit('inbox');
+    });
     this.readMarks = load<Record<string, number>>(`reads.${me.id}`, {}) ?? {};
     const saved = load<{ open: string[]; active: string | null }>(`tabs.${me.id}`);
     this.tabs = (saved?.open ?? []).filter((id) => typeof id === 'string' && /^c_[a-z0-9]+$/.test(id)).slice(0, MAX_TABS);
@@ -98,9 +114,11 @@ export class Store extends Emitter<{
 
   async start(): Promise<void> {
     for (const id of this.tabs) this.startSession(id);
+    // Before the first requests, which may fail: the outbox goes out all the same.
+    this.pollTimer = setInterval(() => this.tick(), POLL_MS);
+    this.sendOutbox();
     await Promise.all([this.loadSites(), this.refreshList()]);
     this.connectSites();
-    this.pollTimer = setInterval(() => this.tick(), POLL_MS);
     this.loadQuickReplies().catch(() => {});
     this.emit('tabs');
     this.emit('inbox');
@@ -112,6 +130,7 @@ export class Store extends Emitter<{
     clearTimeout(this.refreshTimer);
     for (const s of this.sessions.values()) s.stop();
     for (const l of this.links.values()) l.socket.stop();
+    this.unlistenOutbox();
     this.outbox.stop();
     this.sessions.clear();
     this.links.clear();
@@ -368,6 +387,30 @@ export class Store extends Emitter<{
       if (this.siteSocketsSupported) this.connectSites();
     }
     for (const s of this.sessions.values()) s.flush();
+    this.sendOutbox();
+  }
+
+  /**
+   * Posts over HTTP the replies no socket takes: those of open tabs whose socket is down, and
+   * those of every conversation without a tab here (closed or pushed out while sending, or
+   * written in another window). These wait a few seconds first, as an open tab does for its
+   * socket, so a window that has the conversation open sends them on its socket instead.
+   */
+  private sendOutbox(): void {
+    if (this.stopped) return;
+    const since = Date.now() - HTTP_FALLBACK_AFTER;
+    for (const conversation of this.outbox.conversations()) {
+      const session = this.sessions.get(conversation);
+      const queue = session
+        ? session.httpQueue()
+        : this.outbox.for(conversation).filter((i) => !i.error && !i.acked && i.created < since);
+      void this.courier.post(conversation, queue);
+    }
+  }
+
+  /** Whether a reply of the conversation was refused for good and waits for the agent (retry or discard). */
+  hasRefusedReply(id: string): boolean {
+    return this.outbox.for(id).some((i) => i.error);
   }
 
   private scheduleRefresh(ms: number): void {

@@ -78,6 +78,7 @@ function item(store: Store, row: Summary, list: ListName, open: (id: string) => 
       icon('user', 12), assignee ? (assignee === store.me.id ? t('assignedToYou') : store.agentLabel(assignee)) : t('unassigned')));
   }
   if (row.isNew) meta.push(h('span.chip.chip--new', null, t('newBadge')));
+  if (store.hasRefusedReply(row.id)) meta.push(h('span.chip.chip--failed', null, t('notSent')));
   if (store.sites.length > 1) {
     const site = store.sites.find((s) => s.id === row.site_id);
     if (site?.name) meta.push(h('span.chip.chip--site', null, site.name));
