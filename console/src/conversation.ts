@@ -24,6 +24,8 @@ const ACK_WITHIN = 10_000;
 const EVENTS_PAGE = 200;
 /** How long the server may hold a long-poll for events (it allows 30 s). */
 const LONG_POLL_S = 25;
+/** The longest pause between failed long-polls (doubling from LOAD_RETRY_MS). */
+const POLL_BACKOFF_MAX_MS = 30_000;
 /**
  * Long-polls held open at once across the page's conversations: over HTTP/1.1 a browser opens
  * six connections to a host, and the console's other requests must not queue behind them. The
@@ -394,23 +396,29 @@ export class ConvSession extends Emitter<ConvEvents> {
   private async pollWhileDown(): Promise<void> {
     if (this.receivingOverHttp) return;
     this.receivingOverHttp = true;
+    let failures = 0;
     while (!this.stopped && !this.gone && this.conn !== 'live') {
       const waitS = longPolls < LONG_POLLS_AT_ONCE ? LONG_POLL_S : 0;
       const abort = (this.pollAbort = new AbortController());
       const timer = setTimeout(() => abort.abort(), HTTP_WAIT + waitS * 1000);
       const started = Date.now();
+      let pause = LOAD_RETRY_MS;
       if (waitS) longPolls += 1;
       try {
         await this.catchUp(waitS, abort.signal);
+        failures = 0;
       } catch (e) {
         if (e instanceof ApiError && (e.code === 'not_found' || e.code === 'forbidden')) this.markGone();
+        // A server in trouble is not asked again every few seconds by every open tab.
+        failures += 1;
+        pause = (e instanceof ApiError && e.retryAfterMs) || Math.min(POLL_BACKOFF_MAX_MS, LOAD_RETRY_MS * 2 ** (failures - 1));
       } finally {
         if (waitS) longPolls -= 1;
         clearTimeout(timer);
         this.pollAbort = null;
       }
       // An answer at once (a failure, events that were waiting, no wait asked): not again at once.
-      const early = LOAD_RETRY_MS - (Date.now() - started);
+      const early = pause - (Date.now() - started);
       if (early > 0) await new Promise((resolve) => setTimeout(resolve, early));
     }
     this.receivingOverHttp = false;

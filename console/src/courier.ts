@@ -8,6 +8,8 @@ import type { Outbox, OutboxItem } from './outbox';
 
 /** Refusals that pass: the same send succeeds later. */
 export const RETRYABLE_CODES = ['rate_limited', 'storage_unavailable', 'uploads_busy', 'internal'];
+/** Statuses that pass whoever answers them (the server, or a proxy in front of it). */
+const TRANSIENT_STATUSES = [408, 429];
 
 /** What a send carries, the same over the socket (as a `send` frame) and over HTTP. */
 export function sendBody(item: OutboxItem): Record<string, unknown> {
@@ -25,8 +27,10 @@ export function sendBody(item: OutboxItem): Record<string, unknown> {
  */
 export function recordRefusal(outbox: Outbox, clientMsgId: string, err: unknown): boolean {
   const e = err instanceof ApiError ? err : new ApiError(0, 'network', '');
-  // The network, a server in trouble, or a sign-in being renewed (the console signs out if not).
-  if (e.code === 'network' || e.status >= 500 || RETRYABLE_CODES.includes(e.code) || SIGNED_OUT_CODES.includes(e.code)) {
+  // The network, a server in trouble, a proxy's own "too many" or "timed out" page (no code of
+  // ours), or a sign-in being renewed (the console signs out if not).
+  if (e.code === 'network' || e.status >= 500 || TRANSIENT_STATUSES.includes(e.status)
+    || RETRYABLE_CODES.includes(e.code) || SIGNED_OUT_CODES.includes(e.code)) {
     outbox.retryLater(clientMsgId, Date.now() + (e.retryAfterMs ?? 3000));
     return false;
   }
@@ -52,17 +56,21 @@ export class Courier {
     // One told to wait (rate limited) holds back those written after it.
     if (!item || this.posting.has(conversation) || (item.retryAt && item.retryAt > Date.now())) return;
     this.posting.add(conversation);
-    let ack: { seq?: number } | undefined;
+    let seq: number;
     try {
-      ack = await api(`/api/v1/conversations/${encodeURIComponent(conversation)}/messages`, {
+      const ack = await api<{ type?: string; seq?: unknown } | undefined>(`/api/v1/conversations/${encodeURIComponent(conversation)}/messages`, {
         method: 'POST', body: sendBody(item), signal: AbortSignal.timeout(HTTP_WAIT),
       });
+      // Only the server's ack says it was stored: a 2xx without one (a proxy's page, an empty
+      // answer) counts as not arrived, and the same reply goes again.
+      if (ack?.type !== 'ack' || typeof ack.seq !== 'number') throw new ApiError(0, 'network', '');
+      seq = ack.seq;
     } catch (e) {
       this.posting.delete(conversation);
       if (recordRefusal(this.outbox, item.client_msg_id, e)) this.refusedForGood(conversation, (e as ApiError).message);
       return;
     }
     this.posting.delete(conversation);
-    this.stored(conversation, item.client_msg_id, ack?.seq ?? 0);
+    this.stored(conversation, item.client_msg_id, seq);
   }
 }

@@ -6,8 +6,8 @@
 // visitor writes, without the agent doing anything.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, fullHistory, newConversation, sleep } from '../support/client.mjs';
-import { visitorContext, waitFor, waitForText, widgetSuite } from './helpers.mjs';
+import { sleep } from '../support/client.mjs';
+import { consoleKit, waitFor, waitForText, widgetSuite } from './helpers.mjs';
 
 const STEP = { timeout: 120_000 };
 const CONV_WS = /\/api\/v1\/conversations\/[^/]+\/ws/;
@@ -18,38 +18,7 @@ let browser;
 let proxy;
 // Every WebSocket upgrade through the proxy is refused; the tests that want sockets go to the server directly.
 widgetSuite({ blockUpgrades: true }, (parts) => ({ server, browser, proxy } = parts));
-
-/** A console signed in as the demo owner at `base`, in its own context; `setup(context)` runs first. */
-async function openConsole(setup, base = server.url) {
-  const context = await visitorContext(browser, { viewport: { width: 1440, height: 900 } });
-  await setup?.(context);
-  const page = await context.newPage();
-  page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(e.message));
-  await page.goto(`${base}/console/`);
-  await page.fill('#login-email', server.email);
-  await page.fill('#login-password', server.password);
-  await page.click('.login-form button[type=submit]');
-  await page.waitForSelector('.topbar .status-select');
-  await page.waitForSelector('.conv-list[aria-busy="false"]', { state: 'attached' });
-  return { context, page };
-}
-
-/** A visitor (the protocol client) who started a chat with one message: { conversation, token, socket }. */
-async function visitorChat(text) {
-  const conv = await newConversation(server);
-  const socket = await connect(server, conv.conversation, conv.token, { after: 0 });
-  const ack = await socket.sendMessage(text);
-  assert.equal(ack.type, 'ack', JSON.stringify(ack));
-  return { ...conv, socket };
-}
-
-/** Opens a conversation from the Team list and waits for its thread. */
-async function openFromTeam(page, id) {
-  await page.click('#list-tab-team');
-  await page.click(`.conv-item[data-id="${id}"]`, { timeout: 15_000 });
-  await page.waitForSelector(`.conv[data-conversation="${id}"] .thread-begin, .conv[data-conversation="${id}"] .load-earlier`);
-}
+const { openConsole, visitorChat, openFromTeam, agentTexts } = consoleKit(() => ({ server, browser }));
 
 /** Types a reply in the open conversation, sends it with Enter and waits for it to show as sending. */
 async function replyPending(page, text) {
@@ -63,12 +32,6 @@ async function replyPending(page, text) {
 async function closeTab(page) {
   await page.click('.convtab-close');
   await page.waitForSelector('.convtab', { state: 'detached' });
-}
-
-/** The agent's messages stored in a conversation, as text, in order. */
-async function agentTexts(chat) {
-  const events = await fullHistory(server, chat.conversation, chat.token);
-  return events.filter((e) => e.kind === 'message' && e.author.role === 'agent').map((e) => e.body.text);
 }
 
 /** The texts of the replies the console's outbox still has to send (not acknowledged). */
@@ -164,6 +127,38 @@ test('console: a reply refused for good after its tab closed is shown to the age
     await page.waitForSelector(`${row} .chip--failed`, { state: 'detached' });
     assert.deepEqual(await unsent(page), []);
     assert.deepEqual(await agentTexts(chat), []);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    chat.socket.close();
+    await context.close();
+  }
+});
+
+test('console: a post answered without an ack, then by a proxy\'s own 429 page, goes again and is stored once', STEP, async () => {
+  const chat = await visitorChat('Is anyone there?');
+  // What stands between the console and the server answers the first two posts itself.
+  const fakeAnswers = [
+    { status: 200, contentType: 'text/html', body: '<html>Welcome to the hotel Wi-Fi</html>' },
+    { status: 429, contentType: 'text/html', body: '<html>Too many requests</html>' },
+  ];
+  let posts = 0;
+  const { context, page } = await openConsole(async (ctx) => {
+    await ctx.routeWebSocket(CONV_WS, (ws) => ws.close());
+    await ctx.route(MESSAGES, (route) => {
+      posts += 1;
+      const fake = fakeAnswers.shift();
+      return fake ? route.fulfill(fake) : route.fallback();
+    });
+  });
+  try {
+    await openFromTeam(page, chat.conversation);
+    await replyPending(page, 'Yes, here');
+    await waitFor(async () => (await agentTexts(chat)).length > 0, 'the reply stored', 60_000);
+    await waitFor(async () => !(await unsent(page)).length, 'nothing left to send');
+    assert.deepEqual(await agentTexts(chat), ['Yes, here'], 'stored once');
+    assert.ok(posts >= 3, `posted again after each fake answer (${posts} posts)`);
+    assert.equal(await page.locator('.conv .msg--failed').count(), 0, 'never shown as not sent');
+    assert.equal(await page.locator('.toast--error').count(), 0);
     assert.deepEqual(page.errors, []);
   } finally {
     chat.socket.close();

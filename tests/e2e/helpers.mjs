@@ -8,7 +8,7 @@ import { createServer, request } from 'node:http';
 import { after, before } from 'node:test';
 import { connect as tcpConnect } from 'node:net';
 import { chromium } from 'playwright-core';
-import { agentLogin, connect, http, Socket, sleep } from '../support/client.mjs';
+import { agentLogin, connect, fullHistory, http, newConversation, Socket, sleep } from '../support/client.mjs';
 import { startServer } from '../support/server.mjs';
 
 export const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
@@ -119,6 +119,48 @@ export async function signIn(page, server, email = server.email, password = serv
   await page.fill('#login-password', password);
   await page.click('.login-form button[type=submit]');
   await page.waitForSelector('.topbar .status-select');
+}
+
+/**
+ * What the console's browser tests do again and again, bound to the file's suite (`parts()`
+ * returns its `server` and `browser` once they exist):
+ * - `openConsole(setup, base)`: a console signed in as the demo owner, in a context of its own
+ *   (`setup(context)` runs first), at `base` (the server's own address unless given);
+ * - `visitorChat(text)`: a visitor (the protocol client) who started a chat with one message:
+ *   { conversation, token, socket };
+ * - `openFromTeam(page, id)`: opens a conversation from the Team list and waits for its thread;
+ * - `agentTexts(chat)`: the agent's messages stored in the chat, as text, in order.
+ */
+export function consoleKit(parts) {
+  return {
+    async openConsole(setup, base) {
+      const { server, browser } = parts();
+      const context = await visitorContext(browser, { viewport: { width: 1440, height: 900 } });
+      await setup?.(context);
+      const page = await context.newPage();
+      page.errors = [];
+      page.on('pageerror', (e) => page.errors.push(e.message));
+      await signIn(page, { ...server, url: base ?? server.url });
+      await page.waitForSelector('.conv-list[aria-busy="false"]', { state: 'attached' });
+      return { context, page };
+    },
+    async visitorChat(text) {
+      const conv = await newConversation(parts().server);
+      const socket = await connect(parts().server, conv.conversation, conv.token, { after: 0 });
+      const ack = await socket.sendMessage(text);
+      assert.equal(ack.type, 'ack', JSON.stringify(ack));
+      return { ...conv, socket };
+    },
+    async openFromTeam(page, id) {
+      await page.click('#list-tab-team');
+      await page.click(`.conv-item[data-id="${id}"]`, { timeout: 15_000 });
+      await page.waitForSelector(`.conv[data-conversation="${id}"] .thread-begin, .conv[data-conversation="${id}"] .load-earlier`);
+    },
+    async agentTexts(chat) {
+      const events = await fullHistory(parts().server, chat.conversation, chat.token);
+      return events.filter((e) => e.kind === 'message' && e.author.role === 'agent').map((e) => e.body.text);
+    },
+  };
 }
 
 /** Waits until an element matching `selector` contains `text`. */

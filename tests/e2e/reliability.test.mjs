@@ -4,9 +4,9 @@
 // order, and stays on screen the whole time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, fullHistory, newConversation, sleep } from '../support/client.mjs';
+import { fullHistory, sleep } from '../support/client.mjs';
 import {
-  agentJoin, conversationOf, diag, openDemo, openPanel, panelMessages, send, signIn, visitorContext, visitorTexts, waitFor, waitForText,
+  agentJoin, consoleKit, conversationOf, diag, openDemo, openPanel, panelMessages, send, visitorContext, visitorTexts, waitFor, waitForText,
   widgetSuite,
 } from './helpers.mjs';
 
@@ -17,46 +17,13 @@ let server;
 let browser;
 let agent;
 widgetSuite({}, (parts) => ({ server, browser, agent } = parts));
-
-/** A console signed in as the demo owner, in its own context; `setup(context)` runs first. */
-async function openConsole(setup) {
-  const context = await visitorContext(browser, { viewport: { width: 1440, height: 900 } });
-  await setup?.(context);
-  const page = await context.newPage();
-  page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(e.message));
-  await signIn(page, server);
-  await page.waitForSelector('.conv-list[aria-busy="false"]', { state: 'attached' });
-  return { context, page };
-}
-
-/** A visitor (the protocol client) who started a chat with one message: { conversation, token, socket }. */
-async function visitorChat(text) {
-  const conv = await newConversation(server);
-  const socket = await connect(server, conv.conversation, conv.token, { after: 0 });
-  const ack = await socket.sendMessage(text);
-  assert.equal(ack.type, 'ack', JSON.stringify(ack));
-  return { ...conv, socket };
-}
-
-/** Opens a conversation from the Team list and waits for its thread. */
-async function openFromTeam(page, id) {
-  await page.click('#list-tab-team');
-  await page.click(`.conv-item[data-id="${id}"]`, { timeout: 15_000 });
-  await page.waitForSelector(`.conv[data-conversation="${id}"] .thread-begin, .conv[data-conversation="${id}"] .load-earlier`);
-}
+const { openConsole, visitorChat, openFromTeam, agentTexts } = consoleKit(() => ({ server, browser }));
 
 /** Types a reply in the open conversation and sends it with Enter. */
 async function reply(page, text) {
   await page.fill('.composer-input', text);
   await page.focus('.composer-input');
   await page.keyboard.press('Enter');
-}
-
-/** The agent's messages stored in a conversation, as text, in order. */
-async function agentTexts(chat) {
-  const events = await fullHistory(server, chat.conversation, chat.token);
-  return events.filter((e) => e.kind === 'message' && e.author.role === 'agent').map((e) => e.body.text);
 }
 
 /** The agent's messages in the open thread, delivered or pending: { text, pending }. */
