@@ -6,13 +6,12 @@
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { latencyAt, TARGET_N as N } from './lib/report.mjs';
 
 const P99_LIMIT = 1.5;
 const KNEE_SHARE = 0.5;
-const N = 1000;
 
 const dir = process.argv[2] ?? join(import.meta.dirname, 'results');
-const latencyAt = (side) => side?.latency?.find((l) => l.conversations === N && !l.failed);
 const median = (xs) => {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
@@ -22,8 +21,8 @@ const p99Ratios = [];
 const kneeShares = [];
 for (const name of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
   const run = JSON.parse(readFileSync(join(dir, name), 'utf8'));
-  const stored = latencyAt(run.stored);
-  const bare = latencyAt(run.relay);
+  const stored = latencyAt(run.stored, N);
+  const bare = latencyAt(run.relay, N);
   if (stored && bare) p99Ratios.push(stored.end_to_end_ms.p99 / bare.end_to_end_ms.p99);
   const storedKnee = run.stored?.knee?.inbound_per_s;
   const bareKnee = run.relay?.knee?.inbound_per_s;

@@ -2,7 +2,7 @@
 // relay where that ran), the target verdicts, and the markdown table that is printed, saved
 // beside the JSON, and copied into the README.
 
-const TARGET_N = 1000;
+export const TARGET_N = 1000;
 
 const num = (x, digits = 1) => (x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));
 const ratioOf = (p, r) => (Number.isFinite(p) && Number.isFinite(r) && r > 0 ? p / r : null);
@@ -10,8 +10,8 @@ const kb = (bytes) => bytes / 1024;
 // Two decimals, or two significant digits for small ratios (a knee of 0.004× is not 0.00×).
 const ratioText = (x) => (x !== 0 && Math.abs(x) < 0.1 ? x.toPrecision(2) : num(x, 2));
 
-function latencyAt(side, n) {
-  return side.latency?.find((l) => l.conversations === n && !l.failed) ?? null;
+export function latencyAt(side, n) {
+  return side?.latency?.find((l) => l.conversations === n && !l.failed) ?? null;
 }
 
 /** The highest knee step that neither run overloaded: CPU per message compared at one rate. */
@@ -175,7 +175,7 @@ export function markdown(results) {
   const pk = results.parley.knee?.inbound_per_s;
   // What persisting before the ack costs by itself, against the two targets set relative to the
   // bare relay: a bound on what any design that keeps that invariant can reach on this runtime.
-  const s1k = latencyAt(results.stored ?? {}, TARGET_N);
+  const s1k = latencyAt(results.stored, TARGET_N);
   const r1k = latencyAt(results.relay, TARGET_N);
   const persisting = [];
   if (s1k && r1k) persisting.push(`the storing relay's p99 at N = 1,000 is ${ratioText(s1k.end_to_end_ms.p99 / r1k.end_to_end_ms.p99)}× the bare relay's (the target allows Parley 1.5×)`);

@@ -539,11 +539,9 @@ export class ConvSession extends Emitter<ConvEvents> {
     const now = Date.now();
     this.sendRead();
     this.settleAcknowledged();
-    for (const item of this.outbox.for(this.id)) {
-      if (!item.error && !item.acked && this.hasClientMsg(item.client_msg_id)) this.outbox.done(item.client_msg_id);
-    }
+    const queue = this.unsent();
     if (this.conn === 'live') {
-      for (const item of this.unsent()) {
+      for (const item of queue) {
         // An ack that never came (the server's error may not say which send it was about): again.
         const unacked = this.inflight.get(item.client_msg_id);
         if (unacked && unacked > now) continue;
@@ -558,9 +556,14 @@ export class ConvSession extends Emitter<ConvEvents> {
     }
   }
 
-  /** Replies not yet stored, oldest first. */
+  /** Replies not yet stored, oldest first; one whose event is already in the thread is done. */
   private unsent(): OutboxItem[] {
-    return this.outbox.for(this.id).filter((i) => !i.error && !i.acked && !this.hasClientMsg(i.client_msg_id));
+    const queue: OutboxItem[] = [];
+    for (const item of this.outbox.toSend(this.id)) {
+      if (this.hasClientMsg(item.client_msg_id)) this.outbox.done(item.client_msg_id);
+      else queue.push(item);
+    }
+    return queue;
   }
 
   /** Replies for the courier to post over HTTP: none while the socket is live, or has only just dropped (it may be back in a moment). */

@@ -152,6 +152,11 @@ export class Outbox extends Emitter<{ change: [string] }> {
     return this.items.filter((i) => i.conversation === conversation);
   }
 
+  /** The conversation's replies still to send (not refused for good, not acknowledged), oldest first. */
+  toSend(conversation: string): OutboxItem[] {
+    return this.items.filter((i) => i.conversation === conversation && !i.error && !i.acked);
+  }
+
   /** The conversations with items, in the order of their oldest. */
   conversations(): string[] {
     return [...new Set(this.items.map((i) => i.conversation))];

@@ -403,7 +403,7 @@ export class Store extends Emitter<{
       const session = this.sessions.get(conversation);
       const queue = session
         ? session.httpQueue()
-        : this.outbox.for(conversation).filter((i) => !i.error && !i.acked && i.created < since);
+        : this.outbox.toSend(conversation).filter((i) => i.created < since);
       void this.courier.post(conversation, queue);
     }
   }
